@@ -1,0 +1,139 @@
+"""Benchmark of the super-resolution VAR (msvar.var): sampling with the KV cache vs. recomputing the whole
+sequence (LR prefix included) at every step, and teacher-forced forward+backward throughput beside this
+machine's measured fp32 matmul speed. All ratios come from one run; the machine is noisy.
+
+    python bench/sample.py                      # small and paper presets (paper takes several minutes on a CPU)
+    python bench/sample.py --presets small      # quick
+    python bench/sample.py --var-d6             # also VAR's reference configuration d6 (no prefix), see DESIGN.md
+
+The tokenizer side of sampling is the stand-in of chapter 05 (random codebook, φ = identity): its cost is
+negligible next to the transformer's, so the timings are the transformer's.
+"""
+import argparse, math, sys, time
+import torch
+import torch.nn.functional as F
+from msvar.core import get_preset, seed_everything, MsvarError
+from msvar.var import SRVAR, PlainScaleState, count_params, mask_pairs
+
+
+def matmul_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    "Best measured fp32 matmul speed (GFLOP/s) of n×n by n×n products over about `seconds`."
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter(); a @ b; dt = time.perf_counter() - t0
+        best = max(best, 2 * n ** 3 / dt / 1e9)
+    return best
+
+
+def forward_flops(m: SRVAR, B: int) -> float:
+    "Useful FLOPs of one teacher-forced forward pass: linear layers, attention over allowed (masked) pairs, head."
+    C, N = m.C, m.n_prefix + m.n_image
+    hidden = m.blocks[0].ffn.fc1.out_features
+    linear = 2 * N * m.depth * (4 * C * C + 2 * C * hidden)            # qkv + proj + fc1 + fc2
+    attn = 4 * C * mask_pairs(m.patch_nums, m.n_prefix) * m.depth        # q·k and p·v on allowed pairs
+    head = 2 * m.n_image * C * m.V
+    ada = 2 * m.depth * C * 6 * C + 2 * C * 2 * C                       # per image, once
+    return B * (linear + attn + head + ada)
+
+
+def stand_in(preset, m: SRVAR, B: int, seed: int):
+    "Random prefix, classes, token maps and a stand-in tokenizer state for model m."
+    g = torch.Generator().manual_seed(seed)
+    V, Cv = m.V, m.Cvae
+    st = PlainScaleState(torch.randn(V, Cv, generator=g), m.patch_nums, preset.stage_sides if m.prefix_side else None)
+    prefix = torch.randn(B, Cv, m.prefix_side, m.prefix_side, generator=g) if m.prefix_side else None
+    idx = [torch.randint(0, V, (B, pn, pn), generator=g) for pn in m.patch_nums]
+    return st, prefix, torch.zeros(B, dtype=torch.long), idx
+
+
+def time_sampling(m, st, prefix, cls, cfg, use_cache, **kw):
+    "Seconds for one sampling pass, and the token maps it chose."
+    t0 = time.perf_counter()
+    out = m.generate(prefix, cls, st, cfg=cfg, use_cache=use_cache, **kw)
+    return time.perf_counter() - t0, out
+
+
+def time_train_step(m, st, prefix, cls, idx, iters: int):
+    "Best seconds of one teacher-forced forward+backward over `iters` runs (after one warm-up run if iters > 1)."
+    m.train()
+    x = st.teacher_inputs(idx)
+    target = torch.cat([i.flatten(1) for i in idx], 1)
+    best = math.inf
+    for it in range(iters + (iters > 1)):
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(m(prefix, cls, x).flatten(0, 1), target.flatten())
+        loss.backward(); m.zero_grad(set_to_none=True)
+        if iters == 1 or it > 0: best = min(best, time.perf_counter() - t0)
+    m.eval()
+    return best
+
+
+def bench_preset(name, args, peak):
+    "Print the cache ratio and training throughput of one preset."
+    p = get_preset(name)
+    torch.manual_seed(args.seed)
+    m = SRVAR.from_preset(p).eval()
+    B = args.batch_sample
+    st, prefix, cls, idx = stand_in(p, m, max(B, args.batch_train[name]), args.seed)
+    n_tok = m.n_prefix + m.n_image
+    print(f"\n== {name}: {count_params(m):,} params, {m.n_prefix} prefix + {m.n_image} image tokens, depth {m.depth}, width {m.C}")
+    cfg = None if args.cfg < 0 else args.cfg
+    s_pre, s_cls = (prefix[:B] if prefix is not None else None), cls[:B]
+    if name != "paper": time_sampling(m, st, s_pre, s_cls, cfg, True, greedy=True)   # warm-up (first-call overheads)
+    t_c, out_c = time_sampling(m, st, s_pre, s_cls, cfg, True, greedy=True)
+    t_n, out_n = time_sampling(m, st, s_pre, s_cls, cfg, False, greedy=True)
+    same = all(torch.equal(a, b) for a, b in zip(out_c, out_n))
+    rows = B * (2 if cfg is not None else 1)
+    print(f"sampling {B} image(s) (cfg={cfg}, {rows} rows, greedy): KV cache {t_c:.2f} s, recompute everything {t_n:.2f} s "
+          f"→ cache is {t_n / t_c:.1f}× faster; same tokens: {same}")
+    Bt = args.batch_train[name]
+    tb_pre = prefix[:Bt] if prefix is not None else None
+    t = time_train_step(m, st, tb_pre, cls[:Bt], [i[:Bt] for i in idx], args.iters if name != "paper" else 1)
+    fl = 3 * forward_flops(m, Bt)
+    print(f"teacher-forced fwd+bwd, batch {Bt}: {t:.2f} s/step, {Bt * n_tok / t:,.0f} tokens/s (prefix included), "
+          f"{fl / t / 1e9:.1f} GFLOP/s achieved vs {peak:.1f} GFLOP/s fp32 matmul ({fl / t / 1e9 / peak:.0%})")
+    return dict(preset=name, sample_cache_s=t_c, sample_nocache_s=t_n, ratio=t_n / t_c, train_step_s=t, tokens_per_s=Bt * n_tok / t,
+                gflops=fl / t / 1e9)
+
+
+def bench_var_d6(args, peak):
+    "VAR's reference configuration d6 (256 px schedule, no prefix) for comparison with VAR's own code (DESIGN.md)."
+    p = get_preset("paper")
+    torch.manual_seed(args.seed)
+    m = SRVAR(vocab_size=4096, z_channels=32, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16), depth=6, embed_dim=384, num_heads=6,
+              num_classes=3, pos_grid=16, prefix_side=None).eval()
+    st, _, cls, idx = stand_in(p, m, 2, args.seed)
+    t = time_train_step(m, st, None, cls, idx, args.iters)
+    t_s, _ = time_sampling(m, st, None, cls[:1], 4.0, True, top_k=900, top_p=0.96, generator=torch.Generator().manual_seed(args.seed))
+    print(f"\n== VAR d6 configuration without prefix ({count_params(m):,} params, 680 tokens): fwd+bwd batch 2 {t:.2f} s/step "
+          f"(VAR's code here: about 1.3 s), sampling 1 image with CFG {t_s:.2f} s (VAR's code here: about 3.7 s)")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=["small", "paper"], choices=["test", "small", "paper"])
+    ap.add_argument("--batch-sample", type=int, default=1, help="images per sampling pass")
+    ap.add_argument("--cfg", type=float, default=-1, help="guidance scale for sampling; negative = no guidance (default)")
+    ap.add_argument("--iters", type=int, default=3, help="training steps timed (best of); the paper preset times one")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--var-d6", action="store_true", help="also time VAR's d6 configuration without prefix")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    args.batch_train = dict(test=8, small=8, paper=1)
+    if args.threads: torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    peak = matmul_gflops()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul (1024³): {peak:.1f} GFLOP/s")
+    try:
+        res = [bench_preset(n, args, peak) for n in args.presets]
+        if args.var_d6: bench_var_d6(args, peak)
+    except MsvarError as e:
+        print(f"bench/sample.py: error: {e}", file=sys.stderr); sys.exit(1)
+    print("\npreset   cache ratio   train tokens/s   GFLOP/s")
+    for r in res: print(f"{r['preset']:8s} {r['ratio']:10.1f}×   {r['tokens_per_s']:14,.0f}   {r['gflops']:7.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Benchmark: super-resolution speed of the `small` preset with `upscale` (tiling + KV-cache sampling).
+
+Reports seconds per 128→512 image (a 128-px input is tiled into 16-px LR tiles) and tiles/s for a
+1024×768 input, in one run. Weights are random (speed does not depend on training) unless --model
+points to a trained bundle.
+
+    python bench/sr.py [--model data/msvar_small.pt] [--batch-size 32] [--skip-large]
+"""
+import argparse, time
+import torch
+from msvar.core import get_preset
+from msvar.inference import SRModel, upscale, tile_starts, load_sr_model
+
+def build(model_path):
+    if model_path: return load_sr_model(model_path, device="cpu")
+    from msvar.tokenizer import Tokenizer
+    from msvar.var import SRVAR
+    from msvar.hit import HITTokenizer
+    p = get_preset("small"); torch.manual_seed(0)
+    return SRModel(HITTokenizer(Tokenizer.from_preset(p), p), SRVAR.from_preset(p)).eval()
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--skip-large", action="store_true", help="skip the 1024×768 input")
+    a = ap.parse_args()
+    m = build(a.model); tile = m.preset.lr_size
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {m.preset.name} (LR tile {tile}px), batch {a.batch_size}")
+    for (h, w) in [(128, 128)] + ([] if a.skip_large else [(768, 1024)]):
+        n = len(tile_starts(h, tile, tile // 4)) * len(tile_starts(w, tile, tile // 4))
+        x = torch.rand(3, h, w)
+        t0 = time.perf_counter(); upscale(x, m, seed=0, batch_size=a.batch_size); dt = time.perf_counter() - t0
+        print(f"{w}×{h} input → {4 * w}×{4 * h}: {n} tiles, {dt:.1f} s per image, {n / dt:.1f} tiles/s")
+
+if __name__ == "__main__":
+    main()

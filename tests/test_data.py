@@ -1,0 +1,95 @@
+"""Integration tests of msvar.data that a notebook cannot show: loader workers, the msvar_make_testset console command."""
+import hashlib, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+import torch
+from msvar.core import bundled_images, load_image, save_image, resize
+from msvar.data import HRFolder, make_loader
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).parent / "msvar_make_testset")
+IMAGES = bundled_images()[0].parent
+
+
+def _hashes(d: Path) -> dict:
+    return {p.relative_to(d).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+class _Result:
+    def __init__(self, returncode, stdout, stderr): self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _cli(*args):
+    "Run msvar_make_testset in this process (fast); `test_cli_help` checks the installed console script itself."
+    import contextlib, io, warnings
+    from msvar.data import make_testset_cli
+    out, err, rc = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda m, c, f, l, file=None, line=None: print(f"{c.__name__}: {m}", file=sys.stderr)
+        try: make_testset_cli([str(a) for a in args])
+        except SystemExit as e: rc = e.code or 0
+    return _Result(rc, out.getvalue(), err.getvalue())
+
+
+def test_loader_same_batches_with_0_and_2_workers():
+    ds = HRFolder(IMAGES, 32)
+    runs = [[b for _, b in zip(range(2), make_loader(ds, 2, seed=3, num_workers=w, lr_size=8))] for w in (0, 2)]
+    for b0, b2 in zip(*runs):
+        for k in ("hr", "lr", "cls", "index"): assert torch.equal(b0[k], b2[k]), k
+
+
+def test_cli_help():
+    r = subprocess.run([CLI, "--help"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "msvar_make_testset" in r.stdout and "--seed" in r.stdout
+
+
+def test_cli_synthetic_is_deterministic(tmp_path):
+    for name in ("a", "b"):
+        r = _cli(IMAGES, "-o", tmp_path / name, "-n", 6, "--preset", "test", "--seed", 7)
+        assert r.returncode == 0, r.stderr
+        assert "wrote 6 LR/HR pairs" in r.stdout
+    ha, hb = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
+    assert len(ha) == 13 and ha == hb
+    assert load_image(tmp_path / "a" / "lr" / "00005.png").shape == (3, 8, 8)
+    assert load_image(tmp_path / "a" / "hr" / "00005.png").shape == (3, 32, 32)
+    r = _cli(IMAGES, "-o", tmp_path / "c", "-n", 6, "--preset", "test", "--seed", 8)
+    assert _hashes(tmp_path / "c") != ha
+
+
+def test_cli_refuses_to_overwrite(tmp_path):
+    assert _cli(IMAGES, "-o", tmp_path, "-n", 2, "--preset", "test").returncode == 0
+    before = _hashes(tmp_path)
+    r = _cli(IMAGES, "-o", tmp_path, "-n", 2, "--preset", "test", "--seed", 1)
+    assert r.returncode == 1 and "not empty" in r.stderr
+    assert _hashes(tmp_path) == before
+    assert _cli(IMAGES, "-o", tmp_path, "-n", 2, "--preset", "test", "--seed", 1, "--overwrite").returncode == 0
+
+
+@pytest.mark.parametrize("setup,msg", [("missing", "does not exist"), ("empty", "no image files")])
+def test_cli_bad_folders(tmp_path, setup, msg):
+    src = tmp_path / "src"
+    if setup == "empty": src.mkdir()
+    r = _cli(src, "-o", tmp_path / "out")
+    assert r.returncode == 1 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_warns_about_unreadable_files(tmp_path):
+    src = tmp_path / "src"; src.mkdir()
+    for p in bundled_images(): shutil.copy(p, src / p.name)
+    (src / "broken.png").write_bytes((src / "bird.png").read_bytes()[:500])
+    r = _cli(src, "-o", tmp_path / "out", "-n", 2, "--preset", "test")
+    assert r.returncode == 0 and "skipped 1 unreadable" in r.stderr and "broken.png" in r.stderr
+
+
+def test_cli_real_pairs_centre_crops(tmp_path):
+    hr_dir, lr_dir = tmp_path / "test_HR", tmp_path / "test_LR"
+    for p in bundled_images():
+        im = load_image(p); h, w = im.shape[-2] // 4 * 4, im.shape[-1] // 4 * 4
+        save_image(im[:, :h, :w], hr_dir / p.name); save_image(resize(im[:, :h, :w], (h // 4, w // 4)), lr_dir / p.name)
+    r = _cli(hr_dir, "--lr", lr_dir, "-o", tmp_path / "out", "-n", 0, "--hr-size", 64, "--lr-size", 16)
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "out" / "lr").glob("*.png"))) == 4
+    (lr_dir / "bird.png").unlink()
+    r = _cli(hr_dir, "--lr", lr_dir, "-o", tmp_path / "out2", "-n", 0, "--hr-size", 64, "--lr-size", 16)
+    assert r.returncode == 1 and "HR without LR [bird]" in r.stderr

@@ -1,0 +1,90 @@
+"""Integration tests of msvar.var that don't fit in the notebook: the transformer with the real tokenizer and
+HIT state of chapters 03–04, the `small` preset, and the paper preset run (slow)."""
+import os, time
+import pytest
+import torch
+import torch.nn.functional as F
+from msvar.core import get_preset, MsvarError
+from msvar.var import SRVAR, PlainScaleState, count_params
+
+slow = pytest.mark.skipif(not os.environ.get("MSVAR_SLOW"), reason="slow: set MSVAR_SLOW=1 to run")
+
+
+def _forced(idx, rec):
+    def pick(step, logits): rec.append(logits); return idx[step].flatten(1)
+    return pick
+
+
+def _open_gates(m):
+    "VAR's init makes every block almost the identity; open the gates so the tests see real attention."
+    with torch.no_grad():
+        for b in m.blocks: b.ada_lin[1].bias[: 2 * m.C] = 1.0
+        m.head.weight.normal_(0, 0.5)
+    return m
+
+
+def test_cache_equals_teacher_forcing_small():
+    p = get_preset("small")
+    torch.manual_seed(0)
+    m = _open_gates(SRVAR.from_preset(p)).eval()
+    g = torch.Generator().manual_seed(0)
+    st = PlainScaleState(torch.randn(p.tokenizer.vocab_size, p.tokenizer.z_channels, generator=g), p.patch_nums, p.stage_sides)
+    idx = [torch.randint(0, p.tokenizer.vocab_size, (2, pn, pn), generator=g) for pn in p.patch_nums]
+    prefix, cls = torch.randn(2, p.tokenizer.z_channels, p.latent_side, p.latent_side, generator=g), torch.tensor([0, 1])
+    with torch.no_grad(): tf = m(prefix, cls, st.teacher_inputs(idx))
+    rec = []
+    m._run_steps(prefix, cls, st, _forced(idx, rec), use_cache=True)
+    assert (torch.cat(rec, 1) - tf).abs().max() < 1e-4
+
+
+def test_hit_state_plugs_in():
+    "The HIT state and stage decoders of chapter 04 drive sampling through the same protocol."
+    hit_mod = pytest.importorskip("msvar.hit")
+    from msvar.tokenizer import Tokenizer
+    p = get_preset("test")
+    torch.manual_seed(0)
+    hit = hit_mod.HITTokenizer(Tokenizer.from_preset(p), p).eval()
+    m = _open_gates(SRVAR.from_preset(p)).eval()
+    x = torch.rand(2, 3, p.hr_size, p.hr_size) * 2 - 1
+    lr_up = F.interpolate(F.interpolate(x, size=p.lr_size, mode="area"), size=p.hr_size, mode="bilinear", align_corners=False)
+    with torch.no_grad(): prefix = hit.encode(lr_up)
+    cls = torch.tensor([0, 1])
+    state = hit_mod.HITState(hit.quantize, p)
+    idx, imgs = m.generate_images(prefix, cls, state, cfg=1.0, top_k=4, generator=torch.Generator().manual_seed(0),
+                                  decode_stage=lambda n, s: hit.decode_stage(s.stage_fhat(n), n))
+    assert [tuple(i.shape) for i in imgs] == [(2, 3, s, s) for s in p.stage_sizes]
+    # teacher forcing on the HIT inputs of the sampled tokens reproduces the cached logits
+    R = hit_mod.idx_to_R(hit.quantize, idx)
+    with torch.no_grad(): tf = m(prefix, cls, hit_mod.hit_teacher_inputs(hit.quantize, R, p))
+    rec = []
+    m._run_steps(prefix, cls, hit_mod.HITState(hit.quantize, p), _forced(idx, rec))
+    assert (torch.cat(rec, 1) - tf).abs().max() < 1e-4
+
+
+def test_errors():
+    p = get_preset("test")
+    m = SRVAR.from_preset(p, prefix=False)
+    st = PlainScaleState(torch.randn(p.tokenizer.vocab_size, p.tokenizer.z_channels), p.patch_nums)
+    with pytest.raises(MsvarError, match="prefix=False"):
+        m.generate(torch.zeros(1, 4, 4, 4), torch.tensor([0]), st)
+    with pytest.raises(MsvarError, match="class labels"):
+        m.generate(None, torch.tensor([5]), st)
+    with pytest.raises(MsvarError, match="divisible"):
+        SRVAR(embed_dim=30, num_heads=4)
+
+
+@slow
+def test_paper_preset_cpu():
+    "The paper preset builds, runs one teacher-forced fwd+bwd and samples 2 images (minutes on a CPU)."
+    p = get_preset("paper")
+    torch.manual_seed(0)
+    m = SRVAR.from_preset(p)
+    assert count_params(m) == 313_858_304
+    g = torch.Generator().manual_seed(0)
+    st = PlainScaleState(torch.randn(4096, 32, generator=g), p.patch_nums, p.stage_sides)
+    idx = [torch.randint(0, 4096, (2, pn, pn), generator=g) for pn in p.patch_nums]
+    prefix, cls = torch.randn(2, 32, 32, 32, generator=g), torch.tensor([0, 1])
+    t0 = time.perf_counter()
+    out = m.generate(prefix, cls, st, cfg=1.5, top_k=600, generator=torch.Generator().manual_seed(0))
+    print(f"paper: 2 images with CFG sampled in {time.perf_counter() - t0:.1f} s")
+    assert [o.shape for o in out] == [(2, pn, pn) for pn in p.patch_nums]
