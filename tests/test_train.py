@@ -12,7 +12,7 @@ from msvar.train import FitConfig, fit, load_checkpoint, read_log
 
 # Tolerance of the 1-process vs 2-process comparison. The two runs compute the same global-batch mean gradient, but
 # the 2-process one sums two half-batch means through an all-reduce, so float rounding differs (~1e-7 relative);
-# Adam amplifies it for parameters whose gradients are tiny. Measured max |Δ| after 3 steps: ~1e-7; we allow 1e-5.
+# Adam can amplify it for parameters whose gradients are tiny. Measured max |Δ| after 3 steps: 1.5e-8; we allow 1e-5.
 DDP_ATOL = 1e-5
 
 
