@@ -49,14 +49,9 @@ def baseline_outputs(lr: torch.Tensor, preset: Preset, mode: str) -> list:
     "Upsampling baselines of LR (B,3,h,w): the LR resized to each stage size with `mode` ('bicubic' or 'bilinear')."
     return [resize(lr, s, mode, antialias=False) if s != lr.shape[-1] else lr.clone() for s in preset.stage_sizes]
 
-def _lpips_any(a, b):
-    from msvar.metrics import lpips_distance
-    if a.shape[-1] < 64: a, b = resize(a, 64, "bilinear"), resize(b, 64, "bilinear")
-    return lpips_distance(a, b)
-
 def evaluate_outputs(methods: dict, hr: torch.Tensor, preset: Preset, names=None, crop_border: int = 0, lpips: bool = True) -> pd.DataFrame:
     "Per-image PSNR/SSIM/LPIPS of each method's [×1, ×2, ×4] outputs against the HR resized to each scale."
-    from msvar.metrics import psnr, ssim
+    from msvar.metrics import psnr, ssim, lpips_distance
     names = names or [str(i) for i in range(len(hr))]
     targets = [stage_image(hr, preset, n) for n in range(len(preset.stages))]
     rows = []
@@ -69,7 +64,7 @@ def evaluate_outputs(methods: dict, hr: torch.Tensor, preset: Preset, names=None
             p = psnr(y, t, cb)
             small = min(t.shape[-2:]) - 2 * cb < 11              # SSIM's 11×11 window does not fit: undefined, not faked
             s = torch.full((len(y),), float("nan")) if small else ssim(y, t, cb)
-            l = _lpips_any(y, t) if lpips else torch.full((len(y),), float("nan"))
+            l = lpips_distance(y, t, min_side=64) if lpips else torch.full((len(y),), float("nan"))
             rows += [dict(image=names[i], method=m, scale=f"x{scale}", psnr=p[i].item(), ssim=s[i].item(), lpips=l[i].item()) for i in range(len(y))]
     return pd.DataFrame(rows)
 

@@ -16,8 +16,9 @@ from .quantize import nearest_code
 # %% auto #0
 __all__ = ['HITTokens', 'stage_image', 'center_crops', 'encode_any', 'phi_up', 'quantize_step', 'hit_tokenize', 'plain_tokenize',
            'dataclass_replace_stages', 'fhat_on_grid', 'hit_teacher_inputs', 'idx_to_R', 'HITState', 'StageDecoder',
-           'HITTokenizer', 'reconstruct_scales', 'scale_metrics', 'lpips_min_side', 'hit_finetune_loss',
-           'hit_param_groups', 'save_hit', 'load_hit', 'plot_log', 'finetune_hit', 'finetune_hit_cli']
+           'HITTokenizer', 'decode_partial_sum', 'reconstruct_scales', 'scale_metrics', 'lpips_min_side',
+           'hit_finetune_loss', 'hit_param_groups', 'save_hit', 'load_hit', 'plot_log', 'finetune_hit',
+           'finetune_hit_cli']
 
 # %% ../nbs/04_hit.ipynb #6431eaa3
 @dataclass
@@ -183,18 +184,19 @@ class HITTokenizer(nn.Module):
         return self.decode_stage(fhat_on_grid(self.quantize, R, self.preset.stage_sides[n], self.preset.L), n)
 
 # %% ../nbs/04_hit.ipynb #681d61f2
+def decode_partial_sum(model: HITTokenizer, R: list, n: int) -> torch.Tensor:
+    "Plain tokens' stand-in for stage n: the first k_n steps summed on the full grid, decoded by the base decoder, resized; in [0,1]."
+    p = model.preset
+    f = fhat_on_grid(model.quantize, R, p.latent_side, p.L, upto=p.stage_ends[n])   # partial sum on the full grid
+    return resize(to_unit(model.tok.fhat_to_img(f)), p.stage_sizes[n], "bicubic")
+
 @torch.no_grad()
 def reconstruct_scales(model: HITTokenizer, x: torch.Tensor, mode: str = "hit") -> list:
     "Decode a batch (B,3,H,W) in [0,1] at the three stage sizes; mode is 'plain', 'hit-base' or 'hit'. Returns images in [0,1]."
     p, tok, q = model.preset, model.tok, model.quantize
     if mode == "plain":
         t = plain_tokenize(tok, x, p)
-        outs = []
-        for n, k in enumerate(p.stage_ends):
-            f = fhat_on_grid(q, t.R, p.latent_side, p.L, upto=k)          # partial sum on the full grid
-            img = to_unit(tok.fhat_to_img(f))
-            outs.append(resize(img, p.stage_sizes[n], "bicubic"))
-        return outs
+        return [decode_partial_sum(model, t.R, n) for n in range(len(p.stages))]
     t = hit_tokenize(tok, x, p)
     if mode == "hit-base": return [to_unit(tok.fhat_to_img(f)) for f in t.f_hat]
     if mode == "hit": return [to_unit(model.decode_stage(f, n)) for n, f in enumerate(t.f_hat)]
@@ -213,9 +215,8 @@ def scale_metrics(model: HITTokenizer, hr: torch.Tensor, modes=("plain", "hit-ba
             for n, y in enumerate(reconstruct_scales(model, hr[i:i + batch_size], mode)): recs[n].append(y)
         for n in range(len(p.stages)):
             y = torch.cat(recs[n])
-            up = (lambda a: resize(a, 64, "bilinear")) if y.shape[-1] < 64 else (lambda a: a)   # AlexNet needs ≳ 32 px
             rows.append(dict(mode=mode, size=p.stage_sizes[n], psnr=psnr(y, targets[n]).mean().item(),
-                             lpips=lpips_distance(up(y), up(targets[n])).mean().item()))
+                             lpips=lpips_distance(y, targets[n], min_side=64).mean().item()))     # AlexNet needs ≳ 32 px
     df = pd.DataFrame(rows)
     return df.pivot(index="mode", columns="size", values=["psnr", "lpips"]).loc[list(modes)]
 

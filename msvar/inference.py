@@ -12,7 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import (MsvarError, ImageReadError, load_image, save_image, resize, to_signed, to_unit, list_images,
                         default_device, get_preset, Preset, _atomic_write, show_images, repo_dir)
-from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, fhat_on_grid
+from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
+from .losses import upsample_lr
 
 # %% auto #0
 __all__ = ['SR_FORMAT', 'SRModel', 'save_sr_model', 'load_sr_model', 'tile_starts', 'blend_window', 'upscale', 'seam_ratio',
@@ -35,27 +36,25 @@ class SRModel(nn.Module):
 
     def prefix(self, lr: torch.Tensor) -> torch.Tensor:
         "LR (B,3,h,w) in [0,1] → encoder features of its bilinear upsampling to HR size: (B, Cvae, ρ_L, ρ_L)."
-        up = resize(lr, self.preset.hr_size, "bilinear", antialias=False).clamp(0, 1)
-        return encode_any(self.hit.tok, to_signed(up))
+        return encode_any(self.hit.tok, to_signed(upsample_lr(lr, self.preset)))
 
     @torch.no_grad()
-    def sr_batch(self, lr: torch.Tensor, cls: int = 0, cfg: float | None = None, top_k: int = 0, top_p: float = 0.0,
+    def sr_batch(self, lr: torch.Tensor, cls=0, cfg: float | None = None, top_k: int = 0, top_p: float = 0.0,
                  generator: torch.Generator | None = None, greedy: bool = False) -> list:
-        "Super-resolve LR tiles (B,3,lr,lr) in [0,1] → [×1, ×2, ×4] images (B,3,·,·) in [0,1], one sampling pass."
+        "Super-resolve LR tiles (B,3,lr,lr) in [0,1] → [×1, ×2, ×4] images (B,3,·,·) in [0,1], one sampling pass; `cls` is an int or (B,)."
         p = self.preset
         if lr.ndim != 4 or lr.shape[1] != 3 or tuple(lr.shape[-2:]) != (p.lr_size, p.lr_size):
             raise MsvarError(f"sr_batch expects LR tiles (B, 3, {p.lr_size}, {p.lr_size}), got {tuple(lr.shape)}")
-        if cls not in (0, 1): raise MsvarError(f"cls must be 0 (degraded input) or 1 (clean, bilinear-only input), got {cls}")
         dev = next(self.parameters()).device
+        cls_B = torch.as_tensor(cls, dtype=torch.long, device=dev).expand(len(lr)).clone()
+        if not ((cls_B == 0) | (cls_B == 1)).all(): raise MsvarError(f"cls must be 0 (degraded input) or 1 (clean, bilinear-only input), got {cls}")
         lr = lr.to(dev)
         if self.tokens == "hit":
             state = HITState(self.hit.quantize, p)
             decode = lambda n, st: to_unit(self.hit.decode_stage(st.stage_fhat(n), n))
         else:   # the paper's baseline: plain tokens; ×1/×2 = partial sums decoded at full size by the base decoder, resized
             state = HITState(self.hit.quantize, dataclass_replace_stages(p, (1.0,)))
-            decode = lambda n, st: resize(to_unit(self.hit.tok.fhat_to_img(fhat_on_grid(self.hit.quantize, st.R, p.latent_side, p.L,
-                                                                                       upto=p.stage_ends[n]))), p.stage_sizes[n], "bicubic")
-        cls_B = torch.full((len(lr),), cls, dtype=torch.long, device=dev)
+            decode = lambda n, st: decode_partial_sum(self.hit, st.R, n)
         _, images = self.var.generate_images(self.prefix(lr), cls_B, state, decode_stage=decode, cfg=cfg, top_k=top_k,
                                              top_p=top_p, generator=generator, greedy=greedy)
         return images

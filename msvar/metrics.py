@@ -80,9 +80,11 @@ def ssim(a: torch.Tensor, b: torch.Tensor, crop_border: int = 0, y_channel: bool
 
 # %% ../nbs/09_metrics.ipynb #aff4f4fe
 @torch.no_grad()
-def lpips_distance(a: torch.Tensor, b: torch.Tensor, net: str = "alex", batch_size: int = 8) -> torch.Tensor:
+def lpips_distance(a: torch.Tensor, b: torch.Tensor, net: str = "alex", batch_size: int = 8, min_side: int | None = None) -> torch.Tensor:
     "LPIPS distance of (3, H, W) or (B, 3, H, W) images in [0, 1], rounded to 8 bits first; one value per image."
     a, b, single = _as_batch(a, b, "lpips_distance")
+    if min_side and min(a.shape[-2:]) < min_side:   # AlexNet's pooling needs ≳ 32 px: upsample tiny images (bilinear) first
+        a, b = (F.interpolate(t, size=(min_side, min_side), mode="bilinear", align_corners=False, antialias=True) for t in (a, b))
     m = get_lpips(net)
     dev = next(m.parameters()).device
     def prep(t): return to_signed(quantize_255(t).float() / 255.0).to(dev)

@@ -489,20 +489,11 @@ class VARSampler:
     @torch.no_grad()
     def images(self, model) -> list:
         "[LR, ×1, ×2, ×4, HR] batches in [0, 1] for the fixed images."
-        from msvar.hit import HITState, fhat_on_grid
-        from msvar.losses import upsample_lr, token_preset
-        from msvar.core import to_signed
-        from msvar.hit import encode_any
+        from msvar.inference import SRModel     # the same sampling and decoding as msvar_sr (chapter 08)
         tk, dev = self.tokenizer, next(model.parameters()).device
         tk.to(dev)
-        p, tp = tk.preset, token_preset(tk, self.hit)
         lr, hr, cls = self.batch["lr"].to(dev), self.batch["hr"].to(dev), self.batch["cls"].to(dev)
-        prefix = encode_any(tk.tok, to_signed(upsample_lr(lr, p)))
-        state = HITState(tk.quantize, tp)
-        if self.hit: dec = lambda n, s: to_unit(tk.decode_stage(s.stage_fhat(n), n))
-        else:        # baseline: partial sums decoded at full size by the base decoder, then resized (DESIGN.md)
-            dec = lambda n, s: resize(to_unit(tk.tok.fhat_to_img(fhat_on_grid(tk.quantize, s.R, p.latent_side, p.L, upto=p.stage_ends[n]))), p.stage_sizes[n], "bicubic")
-        _, outs = model.generate_images(prefix, cls, state, decode_stage=dec, greedy=True)
+        outs = SRModel(tk, model, tokens="hit" if self.hit else "plain").sr_batch(lr, cls=cls, greedy=True)
         return [lr.float().cpu(), *[o.float().cpu() for o in outs], hr.float().cpu()]
 
     def __call__(self, model, step: int, out_dir):
