@@ -39,8 +39,8 @@ class ReproPlan:
 PLANS = {
     "test":  ReproPlan("test", tok_steps=6, tok_batch=4, hit_steps1=3, hit_steps2=2, hit_batch=4, var_steps=4, var_batch=4,
                        lpips=False, test_sets=("Set5",), eval_n=3),
-    "small": ReproPlan("small", tok_steps=900, tok_batch=8, hit_steps1=300, hit_steps2=100, hit_batch=12, hit_lpips_weight=1.0,
-                       var_steps=500, var_batch=16),
+    "small": ReproPlan("small", tok_steps=2500, tok_batch=16, hit_steps1=300, hit_steps2=100, hit_batch=12, hit_lpips_weight=1.0,
+                       var_steps=600, var_batch=16),
 }
 
 STAGES = ("tokenizer", "hit", "var_ours", "var_nodpo", "var_baseline", "eval", "report")
