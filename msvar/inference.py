@@ -17,7 +17,7 @@ from .losses import upsample_lr
 
 # %% auto #0
 __all__ = ['SR_FORMAT', 'SRModel', 'save_sr_model', 'load_sr_model', 'tile_starts', 'blend_window', 'upscale', 'seam_ratio',
-           'default_model_path', 'sr_files', 'sr_cli']
+           'default_model_path', 'compare_figure', 'sr_files', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 class SRModel(nn.Module):
@@ -173,8 +173,23 @@ def default_model_path() -> Path:
     "The trained `small` model shipped in data/ (chapter 10)."
     return repo_dir() / "data" / "msvar_small.pt"
 
-def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool = False, progress: bool = True, **kw) -> dict:
-    "Super-resolve image files/folders into out_dir; returns the run summary (also written as JSON)."
+def compare_figure(x: torch.Tensor, outs: dict, title: str = "", zoom: int = 4):
+    "Side by side: the input, bicubic ×s and msvar's ×s outputs; second row: the same central 1/`zoom` of each, enlarged (nearest)."
+    s_max = max(outs)
+    ims = [(1, x), (s_max, resize(x, tuple(outs[s_max].shape[-2:]), "bicubic"))] + [(s, outs[s]) for s in sorted(outs)]
+    titles = [f"input {x.shape[-1]}×{x.shape[-2]}", f"bicubic ×{s_max}"] + \
+             [f"msvar ×{s} ({outs[s].shape[-1]}×{outs[s].shape[-2]})" for s in sorted(outs)]
+    H, W = x.shape[-2:]
+    h, w = max(1, H // zoom), max(1, W // zoom)
+    i, j = (H - h) // 2, (W - w) // 2
+    side = max(h, w) * s_max
+    crops = [resize(y[:, i * s:(i + h) * s, j * s:(j + w) * s], (side * h // max(h, w), side * w // max(h, w)), "nearest") for s, y in ims]
+    return show_images([y for _, y in ims] + crops, titles + [f"{t.split(' (')[0]}, centre" for t in titles], ncols=len(ims), size=3.2,
+                       suptitle=title or None)
+
+def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool = False, progress: bool = True,
+             compare: bool = False, **kw) -> dict:
+    "Super-resolve image files/folders into out_dir (plus a side-by-side STEM_compare.png if `compare`); returns the run summary (also written as JSON)."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     files = list_images(inputs)
     input_set = {f.resolve() for f in files}
@@ -188,12 +203,19 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
         t0 = time.time()
         try:
             targets = {s: out_dir / f"{f.stem}_x{s}.png" for s in scales}
+            if compare: targets["compare"] = out_dir / f"{f.stem}_compare.png"
             clash = [str(t) for t in targets.values() if t.resolve() in input_set]
             if clash: raise MsvarError(f"output {clash[0]!r} would overwrite an input file; choose another output folder")
             exist = [str(t) for t in targets.values() if t.exists()]
             if exist and not overwrite: raise MsvarError(f"output {exist[0]!r} exists (pass --overwrite to replace it)")
-            outs = upscale(f, model, scales=scales, **kw)
-            for s, t in targets.items(): save_image(outs[s], t, overwrite=overwrite)
+            x = load_image(f)
+            outs = upscale(x, model, scales=scales, **kw)
+            for s in scales: save_image(outs[s], targets[s], overwrite=overwrite)
+            if compare:
+                import matplotlib; matplotlib.use("Agg")
+                import matplotlib.pyplot as plt
+                fig = compare_figure(x, outs, f.name)
+                _atomic_write(targets["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100)); plt.close(fig)
             summary["done"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()], seconds=round(time.time() - t0, 3)))
         except MsvarError as e:
             print(f"msvar_sr: error: {f}: {e}", file=sys.stderr)
@@ -220,6 +242,7 @@ def sr_cli(argv=None):
     ap.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
     ap.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
+    ap.add_argument("--compare", action="store_true", help="also write STEM_compare.png: input, bicubic and msvar side by side")
     a = ap.parse_args(argv)
     try:
         if a.model is None and not default_model_path().exists():
@@ -227,7 +250,8 @@ def sr_cli(argv=None):
                              "`msvar_reproduce --preset small` (chapter 10) and pass --model runs/small/models/ours.pt")
         model = load_sr_model(a.model or default_model_path(), device=a.device)
         s = sr_files(a.inputs, a.out, model, scales=tuple(a.scales), overwrite=a.overwrite, cls=a.cls, cfg=a.cfg, top_k=a.top_k,
-                     top_p=a.top_p, greedy=a.greedy, seed=a.seed, overlap=a.overlap, batch_size=a.batch_size)
+                     top_p=a.top_p, greedy=a.greedy, seed=a.seed, overlap=a.overlap, batch_size=a.batch_size,
+                     compare=a.compare)
     except MsvarError as e:
         print(f"msvar_sr: error: {e}", file=sys.stderr); sys.exit(2)
     print(f"msvar_sr: {len(s['done'])} image(s) written to {a.out}, {len(s['failed'])} failed; summary {s['summary_file']}")

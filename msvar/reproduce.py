@@ -4,16 +4,17 @@
 
 # %% ../nbs/10_reproduce.ipynb #5128846c
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, json, math, sys, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import torch
 import pandas as pd
-from .core import MsvarError, get_preset, repo_dir, _atomic_write, list_images
+from .core import MsvarError, get_preset, repo_dir, _atomic_write, list_images, resize, show_images
 
 # %% auto #0
-__all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'ReproPlan', 'shared_data', 'stage_tokenizer',
-           'stage_hit', 'stage_var', 'variant_model', 'stage_eval', 'run_stage', 'results_tables', 'stage_times',
+__all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'COMPARISONS', 'HIGHER_IS_BETTER', 'ReproPlan',
+           'shared_data', 'stage_tokenizer', 'stage_hit', 'stage_var', 'variant_model', 'stage_eval', 'run_stage',
+           'results_tables', 'stage_times', 'orderings', 'orderings_summary', 'training_curves', 'report_grid',
            'write_report', 'reproduce', 'reproduce_cli']
 
 # %% ../nbs/10_reproduce.ipynb #7062cfcf
@@ -39,8 +40,8 @@ class ReproPlan:
 PLANS = {
     "test":  ReproPlan("test", tok_steps=6, tok_batch=4, hit_steps1=3, hit_steps2=2, hit_batch=4, var_steps=4, var_batch=4,
                        lpips=False, test_sets=("Set5",), eval_n=3),
-    "small": ReproPlan("small", tok_steps=2500, tok_batch=16, hit_steps1=300, hit_steps2=100, hit_batch=12, hit_lpips_weight=1.0,
-                       var_steps=600, var_batch=16),
+    "small": ReproPlan("small", tok_steps=1200, tok_batch=16, hit_steps1=300, hit_steps2=100, hit_batch=12, hit_lpips_weight=1.0,
+                       var_steps=500, var_batch=16),
 }
 
 STAGES = ("tokenizer", "hit", "var_ours", "var_nodpo", "var_baseline", "eval", "report")
@@ -120,7 +121,7 @@ def run_stage(stage: str, plan: ReproPlan, out: Path, data: Path, test_root: Pat
     elif stage == "hit": stage_hit(plan, out, data)
     elif stage in VARIANTS: stage_var(plan, out, data, stage)
     elif stage == "eval": stage_eval(plan, out, test_root)
-    elif stage == "report": write_report(out, plan)
+    elif stage == "report": write_report(out, plan, test_root)
     else: raise MsvarError(f"unknown stage {stage!r}; stages are {STAGES}")
     rec = dict(stage=stage, seconds=round(time.time() - t0, 1), finished=time.strftime("%Y-%m-%dT%H:%M:%S"), plan=asdict(plan))
     done.parent.mkdir(parents=True, exist_ok=True)
@@ -160,17 +161,129 @@ def stage_times(out: Path) -> pd.DataFrame:
     if len(df): df.loc[len(df)] = dict(stage="total", minutes=round(df.minutes.sum(), 1))
     return df
 
-def write_report(out: Path, plan: ReproPlan):
-    "report.md in the run folder: the three tables beside the paper's, and the stage times."
+
+# %% ../nbs/10_reproduce.ipynb #ffcd71b2
+COMPARISONS = [   # (our table, our method, compared with, paper table, paper's row for the method, paper's row for the other)
+    ("t1a", "hit", "hit-base", PAPER_T1A, "hit (Ours)", "hit-base (Switti*)"),
+    ("t1a", "hit", "plain", PAPER_T1A, "hit (Ours)", "plain (Switti)"),
+    ("t1b", "ours", "nodpo", PAPER_T1B, "RealSR with DPO", "RealSR w/o DPO"),
+    ("t1b", "ours", "nodpo", PAPER_T1B, "DRealSR with DPO", "DRealSR w/o DPO"),
+    ("t2", "ours", "baseline", PAPER_T2, "DIV2K-Val Ours", "DIV2K-Val Baseline"),
+]
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
+
+def _by_method(df: pd.DataFrame) -> dict:
+    "Split a results table into {data set: {method: row}}; Table 1a rows are methods of one data set."
+    if all(" " not in str(i) for i in df.index): return {"Set14+BSD100 crops": {i: df.loc[i] for i in df.index}}
+    out = {}
+    for i in df.index:
+        ds, m = str(i).rsplit(" ", 1)
+        out.setdefault(ds, {})[m] = df.loc[i]
+    return out
+
+def _better(a: float, b: float, metric: str) -> bool: return a > b if HIGHER_IS_BETTER[metric] else a < b
+
+def orderings(t: dict) -> pd.DataFrame:
+    "Each pairwise claim of the paper's Tables 1a, 1b, 2: does it hold in the paper's numbers, and in a run's `results_tables`?"
+    rows = []
+    for table, a, b, paper, pa, pb in COMPARISONS:
+        for ds, methods in _by_method(t[table]).items():
+            if a not in methods or b not in methods: continue
+            for metric in HIGHER_IS_BETTER:
+                ours_cols = [c for c in t[table].columns if c[0] == metric]           # ×1, ×2, ×4 in order (Table 1a: 16/32/64 px)
+                paper_cols = [c for c in paper.columns if c[0] == metric]
+                if not ours_cols or not paper_cols: continue
+                for k, (oc, pc) in enumerate(zip(ours_cols, paper_cols)):
+                    p_a, p_b, o_a, o_b = paper.loc[pa, pc], paper.loc[pb, pc], methods[a][oc], methods[b][oc]
+                    if pd.isna(p_a) or pd.isna(p_b) or pd.isna(o_a) or pd.isna(o_b): continue
+                    rows.append(dict(table=table, claim=f"{a} better than {b}", data=ds, paper_row=pa.split(" ")[0], metric=metric,
+                                     scale=f"x{2 ** k}", paper_holds=_better(p_a, p_b, metric), holds_here=_better(o_a, o_b, metric),
+                                     diff_here=round(float(o_a - o_b), 4)))
+    return pd.DataFrame(rows)
+
+def orderings_summary(o: pd.DataFrame) -> pd.DataFrame:
+    "Per claim and metric: in how many (data set, scale) cells the paper's ordering holds, in the paper and here."
+    g = o.groupby(["table", "claim", "metric"], sort=False)
+    return pd.DataFrame(dict(cells=g.size(), paper_holds=g.paper_holds.sum(), holds_here=g.holds_here.sum(),
+                             same_as_paper=g.apply(lambda d: int((d.paper_holds == d.holds_here).sum()), include_groups=False)))
+
+# %% ../nbs/10_reproduce.ipynb #38814fae
+def _smooth(y, k: int):
+    import numpy as np
+    y = np.asarray(y, dtype=float)
+    if k <= 1 or len(y) < k: return y
+    return np.convolve(y, np.ones(k) / k, mode="valid")
+
+def training_curves(out, smooth: int = 20):
+    "One figure with the training losses of every stage of a run folder (stages without logs are left out)."
+    import matplotlib.pyplot as plt
+    from msvar.train import read_log
+    from msvar.tokenizer import _load_torch
+    out = Path(out)
+    fig, ax = plt.subplots(1, 4, figsize=(16, 3.2))
+    tk = out / "tokenizer" / "last.pt"
+    if tk.exists():
+        h = _load_torch(tk).get("history", [])
+        for k in ("l2", "lpips", "vq"): ax[0].plot([r["step"] for r in h], [r[k] for r in h], label=k)
+        ax[0].set_yscale("log"); ax[0].legend(fontsize=7)
+    ax[0].set_title("tokenizer (per 10 steps)", fontsize=9)
+    hit = read_log(out / "hit" / "log.jsonl")
+    for ph in (1, 2):
+        r = [x for x in hit if x.get("phase") == ph]
+        if r: ax[1].plot(_smooth([x["loss"] for x in r], smooth), label=f"phase {ph}")
+    ax[1].set_yscale("log"); ax[1].set_title(f"HIT finetune loss ({smooth}-step mean)", fontsize=9); ax[1].legend(fontsize=7)
+    for name in VARIANTS:
+        r = read_log(out / name / "log.jsonl")
+        if not r: continue
+        ax[2].plot(_smooth([x["ce"] for x in r], smooth), label=name[4:])
+        if "dpo" in r[0]: ax[3].plot(_smooth([x["dpo"] for x in r], smooth), label=f"{name[4:]}: DPO loss")
+    ax[2].set_title(f"VAR cross-entropy ({smooth}-step mean)", fontsize=9); ax[2].legend(fontsize=7)
+    ax[3].axhline(math.log(2), color="gray", lw=0.8, ls="--", label="log 2 (no preference)")
+    ax[3].set_title(f"DPO loss ({smooth}-step mean)", fontsize=9); ax[3].legend(fontsize=7)
+    for a in ax: a.set_xlabel("step")
+    fig.tight_layout()
+    return fig
+
+def report_grid(out, test_root, preset: str = "small", test_set: str = "Set14", idx=(0, 2, 5, 9), seed: int = 0):
+    "Figs. 2–3 analogue: rows of LR, bicubic ×4, baseline ×4, w/o DPO ×4, ours ×1/×2/×4 and HR, from the run's saved models."
+    from msvar.evaluate import load_pairs, baseline_outputs
+    from msvar.inference import load_sr_model
+    out, p = Path(out), get_preset(preset)
+    pairs = load_pairs(Path(test_root) / test_set, p, n=max(idx) + 1, seed=seed)
+    sel = [i for i in idx if i < len(pairs["lr"])]
+    lr, hr = pairs["lr"][sel], pairs["hr"][sel]
+    g = torch.Generator().manual_seed(seed)
+    outs = {m: load_sr_model(out / "models" / f"{m}.pt", device="cpu").sr_batch(lr, cls=0, generator=g, greedy=True)
+            for m in ("baseline", "nodpo", "ours")}
+    bic = baseline_outputs(lr, p, "bicubic")[-1]
+    up = lambda x: resize(x, p.hr_size, "nearest")
+    cols = [("LR", lambda i: lr[i]), ("bicubic ×4", lambda i: bic[i]), ("baseline ×4", lambda i: outs["baseline"][-1][i]),
+            ("w/o DPO ×4", lambda i: outs["nodpo"][-1][i])] + \
+           [(f"ours ×{s // p.lr_size}", (lambda n: lambda i: outs["ours"][n][i])(n)) for n, s in enumerate(p.stage_sizes)] + [("HR", lambda i: hr[i])]
+    ims = [up(f(i).float().cpu()) for i in range(len(sel)) for _, f in cols]
+    return show_images(ims, [t for _ in sel for t, _ in cols], ncols=len(cols), size=1.7)
+
+def write_report(out: Path, plan: ReproPlan, test_root=None):
+    "report.md in the run folder: the three tables beside the paper's, the orderings, stage times, curves.png and grid.png."
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out = Path(out)
     t = results_tables(out)
+    o = orderings(t)
     fmt = lambda df: "```\n" + df.round(4).to_string() + "\n```\n"
+    figs = {"curves.png": training_curves(out)}
+    if test_root is not None and (out / "models" / "ours.pt").exists(): figs["grid.png"] = report_grid(out, test_root, plan.preset)
+    for name, fig in figs.items():
+        _atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=80)); plt.close(fig)
     md = [f"# msvar reproduction, preset {plan.preset!r}\n", f"Plan: `{json.dumps(asdict(plan))}`\n",
           "## Table 1a analogue: tokenizer reconstruction (PSNR dB / LPIPS) at ×1, ×2, ×4\n", fmt(t["t1a"]),
           "Paper (ImageNet-512):\n", fmt(PAPER_T1A),
           "## Table 1b analogue: with vs without DPO\n", fmt(t["t1b"]), "Paper:\n", fmt(PAPER_T1B),
           "## Table 2 analogue: ours vs baseline (plain tokens), with bicubic/bilinear\n", fmt(t["t2"]), "Paper:\n", fmt(PAPER_T2),
-          "## Wall time per stage (this machine)\n", fmt(stage_times(out))]
-    _atomic_write(Path(out) / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md)))
+          "## The paper's orderings, here\n", fmt(orderings_summary(o)) if len(o) else "(no comparable rows)\n",
+          "## Wall time per stage (this machine)\n", fmt(stage_times(out)),
+          "## Pictures\n"] + [f"![{n}]({n})\n" for n in figs]
+    _atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md)))
 
 # %% ../nbs/10_reproduce.ipynb #2b64445e
 def reproduce(preset: str = "small", out="runs/small", data=None, test_root=None, stages=STAGES, force=(), plan: ReproPlan | None = None,

@@ -18,8 +18,8 @@ from .quantize import MultiScaleQuantizer
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample2x', 'Upsample2x', 'Encoder', 'Decoder',
            'Tokenizer', 'check_state_dict', 'load_var_tokenizer', 'preset_from_dict', 'save_tokenizer',
-           'load_tokenizer', 'RandomCrops', 'lr_at', 'train_tokenizer', 'plot_history', 'train_tokenizer_cli',
-           'export_tokenizer']
+           'load_tokenizer', 'import_var_tokenizer', 'import_tokenizer_cli', 'RandomCrops', 'lr_at', 'train_tokenizer',
+           'plot_history', 'train_tokenizer_cli', 'export_tokenizer']
 
 # %% ../nbs/03_tokenizer.ipynb #f0a459dc
 def Normalize(C: int) -> nn.GroupNorm:
@@ -254,6 +254,32 @@ def load_tokenizer(path, device="cpu", return_extra: bool = False):
     except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from e
     model.to(device).eval()
     return (model, preset, ck) if return_extra else (model, preset)
+
+def import_var_tokenizer(src, dst, preset="paper", overwrite: bool = False) -> Path:
+    "Convert a VAR/Switti tokenizer state dict (e.g. `vae_ch160v4096z32.pth`) into an msvar tokenizer checkpoint at `dst`."
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    dst = Path(dst)
+    if dst.exists() and not overwrite: raise MsvarError(f"{str(dst)!r} exists (pass overwrite=True / --overwrite)")
+    if Path(src).resolve() == dst.resolve(): raise MsvarError("the output would overwrite the input checkpoint")
+    sd = _load_torch(src)
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict) and "quantize.embedding.weight" not in sd: sd = sd["state_dict"]
+    model = Tokenizer.from_preset(p)
+    try: load_var_tokenizer(model, sd)
+    except MsvarError as e: raise MsvarError(f"{str(src)!r} does not fit the {p.name!r} preset's tokenizer: {e}") from e
+    return save_tokenizer(model, p, dst, imported_from=str(src))
+
+def import_tokenizer_cli(argv=None):
+    "Console entry point `msvar_import_tokenizer`: a VAR/Switti tokenizer .pth → an msvar checkpoint for msvar_finetune_hit."
+    ap = argparse.ArgumentParser(prog="msvar_import_tokenizer", description=import_tokenizer_cli.__doc__)
+    ap.add_argument("src", help="VAR's vae_ch160v4096z32.pth, or Switti's tokenizer state dict with the same keys")
+    ap.add_argument("-o", "--out", required=True, help="msvar tokenizer checkpoint to write")
+    ap.add_argument("--preset", default="paper", choices=["test", "small", "paper"], help="sizes of the tokenizer (default: paper)")
+    ap.add_argument("--overwrite", action="store_true")
+    a = ap.parse_args(argv)
+    try: path = import_var_tokenizer(a.src, a.out, a.preset, a.overwrite)
+    except MsvarError as e:
+        print(f"msvar_import_tokenizer: error: {e}", file=sys.stderr); sys.exit(1)
+    print(f"wrote {path}")
 
 # %% ../nbs/03_tokenizer.ipynb #c5f2f1cb
 _UINT8_CACHE = {}

@@ -17,7 +17,8 @@ from .core import MsvarError, _atomic_write, get_preset, seed_everything, defaul
 __all__ = ['PRECISIONS', 'DECAY_TYPES', 'CKPT_KIND', 'CKPT_VERSION', 'FitConfig', 'param_groups', 'lr_factor', 'WarmupCosine',
            'StepSampler', 'StepLoader', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
            'check_state_fits', 'check_meta', 'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log',
-           'plot_metrics', 'fit', 'load_sr_tokenizer', 'VARSampler', 'train_var', 'count_params_str', 'train_cli']
+           'plot_metrics', 'fit', 'load_sr_tokenizer', 'VARSampler', 'init_from_var', 'train_var', 'count_params_str',
+           'train_cli']
 
 # %% ../nbs/07_train.ipynb #ec2c75a3
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -507,12 +508,25 @@ class VARSampler:
         plt.close(fig)
 
 # %% ../nbs/07_train.ipynb #c135bf1c
+def init_from_var(model, path) -> dict:
+    "Initialise an SRVAR from a VAR checkpoint file (e.g. `var_d16.pth`; chapter 05's `load_var_weights`); returns its key report."
+    from msvar.var import load_var_weights
+    from msvar.tokenizer import _load_torch
+    sd = _load_torch(path)
+    if isinstance(sd, dict) and isinstance(sd.get("model"), dict) and "class_emb.weight" not in sd: sd = sd["model"]   # {'model': sd} wrappers
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise MsvarError(f"{str(path)!r} is not a VAR state dict (a dict of tensors, like var_d16.pth)")
+    with torch.no_grad():
+        dev = next(model.parameters()).device
+        return load_var_weights(model, {k: v.to(dev) for k, v in sd.items()})
+
 def train_var(preset="small", data=None, tokenizer=None, out=None, dpo: bool = True, hit: bool = True, steps: int | None = None,
               batch_size: int | None = None, accum: int = 1, lr: float | None = None, weight_decay: float | None = None,
               warmup: float = 0.02, clip: float = 2.0, precision: str = "fp32", compile: bool = False, dpo_beta: float | None = None,
               dpo_weight: float | None = None, dpo_reduce: str = "mean", second_pass: bool = False, p_bilinear: float = 0.25,
               cond_drop: float | None = None, seed: int = 0, resume: bool = False, ckpt_every: int = 100, sample_every: int = 0,
-              workers: int = 0, device=None, progress: bool = True, max_nan_in_row: int = 10, stop_after: int | None = None) -> FitResult:
+              workers: int = 0, device=None, progress: bool = True, max_nan_in_row: int = 10, stop_after: int | None = None,
+              init_var=None) -> FitResult:
     "Train the SR VAR of a preset on a folder of images with CE (+ DPO), HIT or plain tokens; single process or under torchrun."
     from msvar.var import SRVAR
     from msvar.data import HRFolder, DegradeCollate, DegradationConfig
@@ -526,6 +540,10 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, dpo: bool = T
         if env.device.type == "cuda": torch.backends.cuda.matmul.allow_tf32 = True; torch.backends.cudnn.allow_tf32 = True
         seed_everything(seed)                                         # the same initial weights on every rank
         model = SRVAR.from_preset(p, **({} if cond_drop is None else dict(cond_drop=cond_drop))).to(env.device)
+        if init_var is not None and not (resume and (Path(out) / "last.pt").exists()):
+            rep = init_from_var(model, init_var)                      # a resumed run takes its weights from last.pt instead
+            if env.is_main: print(f"initialised from {init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
+                                  f"dropped: {rep['dropped']}; re-initialised: {rep['reinitialised']}", flush=True)
         ds = HRFolder(data, p.hr_size)
         steps = steps or max(1, p.train.epochs * len(ds) // bs)          # default: the preset's epochs over this folder
         collate = DegradeCollate(DegradationConfig(), p.lr_size, p_bilinear)
@@ -580,6 +598,7 @@ def train_cli(argv=None):
     ap.add_argument("--p-bilinear", type=float, default=0.25, help="fraction of bilinear-only LR inputs (class 1)")
     ap.add_argument("--cond-drop", type=float, default=None, help="class dropout for classifier-free guidance (default: preset, 0.1)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-var", default=None, help="initialise from a VAR checkpoint, e.g. VAR-d16's var_d16.pth (paper preset)")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     ap.add_argument("--ckpt-every", type=int, default=100, help="write last.pt every n steps")
     ap.add_argument("--sample-every", type=int, default=0, help="write sample images every n steps (always at the end)")
@@ -596,7 +615,8 @@ def train_cli(argv=None):
                       lr=a.lr, weight_decay=a.weight_decay, warmup=a.warmup, clip=a.clip, precision=a.precision, compile=a.compile,
                       dpo_beta=a.dpo_beta, dpo_weight=a.dpo_weight, dpo_reduce=a.dpo_reduce, second_pass=a.second_pass,
                       p_bilinear=a.p_bilinear, cond_drop=a.cond_drop, seed=a.seed, resume=a.resume, ckpt_every=a.ckpt_every,
-                      sample_every=a.sample_every, workers=a.workers, device=a.device, progress=not a.no_progress, max_nan_in_row=a.max_nan)
+                      sample_every=a.sample_every, workers=a.workers, device=a.device, progress=not a.no_progress, max_nan_in_row=a.max_nan,
+                      init_var=a.init_var)
     except MsvarError as e:
         print(f"msvar_train{'' if rank is None else f' (rank {rank})'}: error: {e}", file=sys.stderr); sys.exit(1)
     if rank in (None, "0"):
