@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 'ImageReadError', 'load_image', 'repo_dir',
            'bundled_images', 'to_uint8', 'save_image', 'to_signed', 'to_unit', 'resize', 'show_images',
            'seed_everything', 'default_device', 'TokenizerConfig', 'VARConfig', 'TrainConfig', 'Preset', 'get_preset',
-           'list_images', 'bicubic_demo', 'demo_cli']
+           'list_images']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
 class MsvarError(Exception):
@@ -341,34 +341,3 @@ def list_images(paths) -> list:
     if not out: raise MsvarError(f"no image files found in {[str(p) for p in paths]}")
     return out
 
-def bicubic_demo(paths, out_dir, scales=(1, 2, 4), overwrite: bool = False) -> list:
-    "Write bicubic ×s upsamplings of each input and a side-by-side grid into `out_dir`; returns the written paths."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    out_dir = Path(out_dir); written, failed = [], []
-    for p in list_images(paths):
-        try: x = load_image(p)
-        except ImageReadError as e:
-            print(f"error: {e}", file=sys.stderr); failed.append(p); continue
-        h, w = x.shape[-2:]
-        outs = [resize(x, (h * s, w * s), "bicubic") for s in scales]
-        for s, y in zip(scales, outs): written.append(save_image(y, out_dir / f"{p.stem}_x{s}.png", overwrite=overwrite))
-        fig = show_images(outs, [f"{p.stem} ×{s} bicubic ({y.shape[-1]}×{y.shape[-2]})" for s, y in zip(scales, outs)], size=3)
-        grid = out_dir / f"{p.stem}_grid.png"
-        if grid.exists() and not overwrite: raise MsvarError(f"refusing to overwrite existing file {str(grid)!r} (pass --overwrite)")
-        _atomic_write(grid, lambda tmp: fig.savefig(tmp, format="png", dpi=80)); plt.close(fig)
-        written.append(grid)
-    if failed: raise MsvarError(f"{len(failed)} file(s) could not be read: {[str(f) for f in failed]}")
-    return written
-
-def demo_cli(argv=None):
-    "Console entry point `msvar_demo`: bicubic ×1/×2/×4 of the given images (a stand-in until a trained model ships)."
-    ap = argparse.ArgumentParser(prog="msvar_demo", description=demo_cli.__doc__)
-    ap.add_argument("inputs", nargs="+", help="image files or folders")
-    ap.add_argument("-o", "--out", required=True, help="output folder")
-    ap.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    a = ap.parse_args(argv)
-    try: written = bicubic_demo(a.inputs, a.out, overwrite=a.overwrite)
-    except MsvarError as e:
-        print(f"msvar_demo: error: {e}", file=sys.stderr); sys.exit(1)
-    print(f"wrote {len(written)} files to {a.out}")

@@ -8,14 +8,15 @@ import argparse, json, math, sys, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import torch
+import torch.nn.functional as F
 import pandas as pd
 from .core import MsvarError, get_preset, repo_dir, _atomic_write, list_images, resize, show_images
 
 # %% auto #0
-__all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'COMPARISONS', 'HIGHER_IS_BETTER', 'ReproPlan',
-           'shared_data', 'stage_tokenizer', 'stage_hit', 'stage_var', 'variant_model', 'stage_eval', 'run_stage',
-           'results_tables', 'stage_times', 'orderings', 'orderings_summary', 'training_curves', 'report_grid',
-           'write_report', 'reproduce', 'reproduce_cli']
+__all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'COMPARISONS', 'HIGHER_IS_BETTER', 'ABLATIONS',
+           'ReproPlan', 'shared_data', 'stage_tokenizer', 'stage_hit', 'stage_var', 'variant_model', 'stage_eval',
+           'run_stage', 'results_tables', 'stage_times', 'orderings', 'orderings_summary', 'training_curves',
+           'report_grid', 'write_report', 'reproduce', 'reproduce_cli', 'prefix_use', 'dpo_ablation']
 
 # %% ../nbs/10_reproduce.ipynb #7062cfcf
 @dataclass
@@ -319,3 +320,68 @@ def reproduce_cli(argv=None):
     try: reproduce(a.preset, a.out or f"runs/{a.preset}", a.data, a.test, a.stages, a.force)
     except MsvarError as e:
         print(f"msvar_reproduce: error: {e}", file=sys.stderr); sys.exit(1)
+
+# %% ../nbs/10_reproduce.ipynb #b4054914
+@torch.no_grad()
+def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPlan | None = None) -> pd.DataFrame:
+    "Teacher-forced CE and accuracy of each trained VAR on test crops with each crop's own LR prefix vs another crop's; DPO's margin and preference."
+    from msvar.losses import sr_tokens
+    from msvar.evaluate import load_pairs
+    out, plan = Path(out), plan or PLANS["small"]
+    test_root = Path(test_root) if test_root else shared_data() / "test"
+    p = get_preset(plan.preset)
+    prs = [load_pairs(test_root / ts, p, n=plan.eval_n, seed=plan.eval_seed) for ts in test_sets]
+    batch = {k: torch.cat([pr[k] for pr in prs]) for k in ("hr", "lr", "cls")}
+    rows = []
+    for name, v in VARIANTS.items():
+        m = variant_model(out, name)
+        t = sr_tokens(m.hit, batch, hit=v["hit"])
+        row = dict(model=name[4:])
+        for which, prefix in (("own LR", t.prefix), ("other LR", t.prefix.roll(1, 0))):
+            lp = m.var(prefix, t.cls, t.x_hr).float().log_softmax(-1)                   # (B, Σρ², V)
+            lp_hr = lp.gather(-1, t.z_hr[..., None])[..., 0]
+            row[f"ce, {which}"] = -lp_hr.mean().item()
+            row[f"acc, {which}"] = (lp.argmax(-1) == t.z_hr).float().mean().item()
+            if which == "own LR":                                                    # DPO's margin, scored as in training
+                margin = (lp_hr - lp.gather(-1, t.z_lr[..., None])[..., 0]).mean(1)     # (B,) per-token mean log p(z_HR) − log p(z_LR)
+                row["margin"], row["pref"] = margin.mean().item(), (margin > 0).float().mean().item()
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+# %% ../nbs/10_reproduce.ipynb #f06bc1d5
+ABLATIONS = {"beta0.1": dict(dpo_beta=0.1), "beta10": dict(dpo_beta=10.0), "sum": dict(dpo_reduce="sum"),
+             "plain_dpo": dict(hit=False)}                     # the baseline's plain tokens, with DPO
+
+def dpo_ablation(out, settings=ABLATIONS, data=None, test_root=None, plan: ReproPlan | None = None, test_sets=("Set14", "BSD100"),
+                 verbose: bool = True) -> pd.DataFrame:
+    "Train a DPO VAR per setting (otherwise as `ours`; `hit=False`: plain tokens) into OUT/ablation/NAME, score like Table 1b; mean metrics per setting."
+    from msvar.train import train_var, load_sr_tokenizer, load_checkpoint
+    from msvar.var import SRVAR
+    from msvar.inference import SRModel
+    from msvar.evaluate import load_pairs, evaluate_model
+    out = Path(out)
+    plan = plan or PLANS["small"]
+    data = Path(data) if data else shared_data() / "train"
+    test_root = Path(test_root) if test_root else shared_data() / "test"
+    if not (out / "hit" / "last.pt").exists(): raise MsvarError(f"{str(out)!r} has no finished HIT stage: run msvar_reproduce first")
+    p, rows = get_preset(plan.preset), []
+    pairs = {ts: load_pairs(test_root / ts, p, n=plan.eval_n, seed=plan.eval_seed) for ts in test_sets}
+    for name, kw in settings.items():
+        d, kw = out / "ablation" / name, dict(kw)
+        hit = kw.pop("hit", True)
+        tok = out / ("hit" if hit else "tokenizer") / "last.pt"
+        t0 = time.time()
+        r = train_var(plan.preset, data, tok, d, dpo=True, hit=hit, steps=plan.var_steps, batch_size=plan.var_batch,
+                      lr=plan.var_lr, seed=plan.seed, resume=(d / "last.pt").exists(), progress=False, ckpt_every=50, **kw)
+        if verbose: print(f"{name}: {'trained in %.1f min' % ((time.time() - t0) / 60) if r.rows else 'finished earlier'}", flush=True)
+        tk = load_sr_tokenizer(tok)
+        var = SRVAR.from_preset(tk.preset, init=False)
+        var.load_state_dict(load_checkpoint(d / "last.pt")["model"])
+        model = SRModel(tk, var.eval(), tokens="hit" if hit else "plain").eval()
+        for ts, pr in pairs.items():
+            per = evaluate_model(model, pr, name=name, lpips=plan.lpips, fid_min=10**9)["per_image"]     # no FID: PSNR/SSIM/LPIPS only
+            rows.append(per[per.method == name].assign(test_set=ts))
+    per = pd.concat(rows + [pd.read_csv(out / "eval" / "per_image.csv").query("method in ['ours', 'nodpo', 'baseline'] and test_set in @test_sets")])
+    _atomic_write(out / "ablation" / "per_image.csv", lambda t: per.to_csv(t, index=False))
+    tab = per.groupby(["method", "scale"])[["psnr", "ssim", "lpips"]].mean().unstack("scale")
+    return tab.reindex(["baseline", "nodpo", "ours"] + list(settings))

@@ -513,6 +513,8 @@ def init_from_var(model, path) -> dict:
     from msvar.var import load_var_weights
     from msvar.tokenizer import _load_torch
     sd = _load_torch(path)
+    if isinstance(sd, dict) and ("format" in sd or "kind" in sd):
+        raise MsvarError(f"{str(path)!r} is an msvar checkpoint ({sd.get('format') or sd.get('kind')}), not a VAR state dict like var_d16.pth")
     if isinstance(sd, dict) and isinstance(sd.get("model"), dict) and "class_emb.weight" not in sd: sd = sd["model"]   # {'model': sd} wrappers
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
         raise MsvarError(f"{str(path)!r} is not a VAR state dict (a dict of tensors, like var_d16.pth)")

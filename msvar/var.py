@@ -390,7 +390,8 @@ def load_var_weights(model: SRVAR, state_dict: dict) -> dict:
         elif v.shape != own[k].shape: bad_shape.append(f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}")
         else: take[k] = v; report["loaded"].append(k)
     if unexpected or bad_shape:
-        raise MsvarError("checkpoint does not fit this model:" + (f"\n  unexpected keys: {unexpected}" if unexpected else "")
+        more = lambda ks: f"{ks[:8]}" + (f" … and {len(ks) - 8} more" if len(ks) > 8 else "")
+        raise MsvarError("checkpoint does not fit this model:" + (f"\n  {len(unexpected)} unexpected keys: {more(unexpected)}" if unexpected else "")
                          + ("".join(f"\n  shape mismatch {s}" for s in bad_shape)))
     missing = [k for k in own if k not in take and k not in report["reinitialised"]]
     if "class_emb.weight" in missing: raise MsvarError("checkpoint has no class_emb.weight: is it a VAR transformer checkpoint?")
