@@ -14,9 +14,10 @@ from .core import MsvarError, get_preset, repo_dir, _atomic_write, list_images, 
 
 # %% auto #0
 __all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'COMPARISONS', 'HIGHER_IS_BETTER', 'ABLATIONS',
-           'ReproPlan', 'shared_data', 'stage_tokenizer', 'stage_hit', 'stage_var', 'variant_model', 'stage_eval',
-           'run_stage', 'results_tables', 'stage_times', 'orderings', 'orderings_summary', 'training_curves',
-           'report_grid', 'write_report', 'reproduce', 'reproduce_cli', 'prefix_use', 'dpo_ablation']
+           'ReproPlan', 'shared_data', 'stage_tokenizer', 'stage_hit', 'stage_var', 'sr_model_from_run',
+           'variant_model', 'stage_eval', 'run_stage', 'results_tables', 'stage_times', 'orderings',
+           'orderings_summary', 'training_curves', 'report_grid', 'write_report', 'reproduce', 'reproduce_cli',
+           'prefix_use', 'dpo_ablation']
 
 # %% ../nbs/10_reproduce.ipynb #7062cfcf
 @dataclass
@@ -73,16 +74,19 @@ def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
     train_var(plan.preset, data, tok, out / name, dpo=v["dpo"], hit=v["hit"], steps=plan.var_steps, batch_size=plan.var_batch,
               lr=plan.var_lr, seed=plan.seed, resume=resume, progress=False, ckpt_every=50)
 
-def variant_model(out: Path, name: str):
-    "The SRModel of a trained variant: its tokenizer (HIT or base) + the VAR weights of its last checkpoint."
+def sr_model_from_run(out: Path, var_dir: Path, hit: bool = True):
+    "The SRModel of a VAR trained in a run: the run's HIT tokenizer (or, `hit=False`, its base tokenizer) + `var_dir/last.pt`."
     from msvar.train import load_sr_tokenizer, load_checkpoint
     from msvar.var import SRVAR
     from msvar.inference import SRModel
-    v = VARIANTS[name]
-    tk = load_sr_tokenizer(out / ("hit" if v["hit"] else "tokenizer") / "last.pt")
+    tk = load_sr_tokenizer(Path(out) / ("hit" if hit else "tokenizer") / "last.pt")
     var = SRVAR.from_preset(tk.preset, init=False)
-    var.load_state_dict(load_checkpoint(out / name / "last.pt")["model"])
-    return SRModel(tk, var.eval(), tokens="hit" if v["hit"] else "plain").eval()
+    var.load_state_dict(load_checkpoint(Path(var_dir) / "last.pt")["model"])
+    return SRModel(tk, var.eval(), tokens="hit" if hit else "plain").eval()
+
+def variant_model(out: Path, name: str):
+    "The SRModel of a trained variant (`var_ours`, `var_nodpo`, `var_baseline`) of a run folder."
+    return sr_model_from_run(out, Path(out) / name, VARIANTS[name]["hit"])
 
 # %% ../nbs/10_reproduce.ipynb #743a565e
 def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
@@ -323,8 +327,8 @@ def reproduce_cli(argv=None):
 
 # %% ../nbs/10_reproduce.ipynb #b4054914
 @torch.no_grad()
-def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPlan | None = None) -> pd.DataFrame:
-    "Teacher-forced CE and accuracy of each trained VAR on test crops with each crop's own LR prefix vs another crop's; DPO's margin and preference."
+def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPlan | None = None, extra: dict = {}) -> pd.DataFrame:
+    "Teacher-forced CE and accuracy of each trained VAR (and the ablations named in `extra`) on test crops, with each crop's own LR prefix vs another crop's; DPO's margin and preference."
     from msvar.losses import sr_tokens
     from msvar.evaluate import load_pairs
     out, plan = Path(out), plan or PLANS["small"]
@@ -333,10 +337,12 @@ def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPl
     prs = [load_pairs(test_root / ts, p, n=plan.eval_n, seed=plan.eval_seed) for ts in test_sets]
     batch = {k: torch.cat([pr[k] for pr in prs]) for k in ("hr", "lr", "cls")}
     rows = []
-    for name, v in VARIANTS.items():
-        m = variant_model(out, name)
-        t = sr_tokens(m.hit, batch, hit=v["hit"])
-        row = dict(model=name[4:])
+    models = [(n[4:], out / n, v["hit"]) for n, v in VARIANTS.items()] + \
+             [(n, out / "ablation" / n, kw.get("hit", True)) for n, kw in extra.items() if (out / "ablation" / n / "last.pt").exists()]
+    for name, d, hit in models:
+        m = sr_model_from_run(out, d, hit)
+        t = sr_tokens(m.hit, batch, hit=hit)
+        row = dict(model=name)
         for which, prefix in (("own LR", t.prefix), ("other LR", t.prefix.roll(1, 0))):
             lp = m.var(prefix, t.cls, t.x_hr).float().log_softmax(-1)                   # (B, Σρ², V)
             lp_hr = lp.gather(-1, t.z_hr[..., None])[..., 0]
@@ -374,10 +380,7 @@ def dpo_ablation(out, settings=ABLATIONS, data=None, test_root=None, plan: Repro
         r = train_var(plan.preset, data, tok, d, dpo=True, hit=hit, steps=plan.var_steps, batch_size=plan.var_batch,
                       lr=plan.var_lr, seed=plan.seed, resume=(d / "last.pt").exists(), progress=False, ckpt_every=50, **kw)
         if verbose: print(f"{name}: {'trained in %.1f min' % ((time.time() - t0) / 60) if r.rows else 'finished earlier'}", flush=True)
-        tk = load_sr_tokenizer(tok)
-        var = SRVAR.from_preset(tk.preset, init=False)
-        var.load_state_dict(load_checkpoint(d / "last.pt")["model"])
-        model = SRModel(tk, var.eval(), tokens="hit" if hit else "plain").eval()
+        model = sr_model_from_run(out, d, hit)
         for ts, pr in pairs.items():
             per = evaluate_model(model, pr, name=name, lpips=plan.lpips, fid_min=10**9)["per_image"]     # no FID: PSNR/SSIM/LPIPS only
             rows.append(per[per.method == name].assign(test_set=ts))
