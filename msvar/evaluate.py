@@ -79,7 +79,7 @@ def summary_table(per_image: pd.DataFrame, fids: dict | None = None) -> pd.DataF
 
 # %% ../nbs/09b_evaluate.ipynb #c040b0d4
 def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True, cfg: float | None = None, seed: int = 0,
-                   cls: int | None = None, crop_border: int = 0, fid_min: int = 50, lpips: bool = True, name: str = "msvar",
+                   cls: int | None = None, crop_border: int = 0, fid_min: int | None = 50, lpips: bool = True, name: str = "msvar",
                    progress: bool = False) -> dict:
     "Score `model` (an SRModel) on pairs {'hr','lr','cls'} with bicubic/bilinear baselines → dict(per_image, summary, outputs, fid)."
     p = model.preset
@@ -100,7 +100,7 @@ def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True
     methods = {"bicubic": baseline_outputs(lr, p, "bicubic"), "bilinear": baseline_outputs(lr, p, "bilinear"), name: ours}
     per = evaluate_outputs(methods, hr, p, pairs.get("names"), crop_border, lpips)
     fids = {}
-    if len(hr) >= fid_min:
+    if fid_min is not None and len(hr) >= fid_min:
         from msvar.metrics import fid
         targets = [stage_image(hr, p, n) for n in range(len(p.stages))]
         for m, ys in methods.items():

@@ -182,8 +182,7 @@ def compare_figure(x: torch.Tensor, outs: dict, title: str = "", zoom: int = 4):
     H, W = x.shape[-2:]
     h, w = max(1, H // zoom), max(1, W // zoom)
     i, j = (H - h) // 2, (W - w) // 2
-    side = max(h, w) * s_max
-    crops = [resize(y[:, i * s:(i + h) * s, j * s:(j + w) * s], (side * h // max(h, w), side * w // max(h, w)), "nearest") for s, y in ims]
+    crops = [resize(y[:, i * s:(i + h) * s, j * s:(j + w) * s], (h * s_max, w * s_max), "nearest") for s, y in ims]
     return show_images([y for _, y in ims] + crops, titles + [f"{t.split(' (')[0]}, centre" for t in titles], ncols=len(ims), size=3.2,
                        suptitle=title or None)
 

@@ -109,7 +109,7 @@ def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
         save_sr_model(model, out / "models" / f"{name[4:]}.pt", half=True, variant=name, plan=asdict(plan))
         for ts in plan.test_sets:
             pairs = load_pairs(test_root / ts, p, n=plan.eval_n, seed=plan.eval_seed)
-            res = evaluate_model(model, pairs, name=name[4:], lpips=plan.lpips)
+            res = evaluate_model(model, pairs, name=name[4:], lpips=plan.lpips, fid_min=None)   # the report has no FID: don't compute it
             per = res["per_image"].assign(test_set=ts, n=res["n"])
             rows.append(per[per.method == name[4:]] if name != "var_ours" else per)       # baselines once, from the first variant
     per = pd.concat(rows)
@@ -213,16 +213,10 @@ def orderings_summary(o: pd.DataFrame) -> pd.DataFrame:
                              same_as_paper=g.apply(lambda d: int((d.paper_holds == d.holds_here).sum()), include_groups=False)))
 
 # %% ../nbs/10_reproduce.ipynb #38814fae
-def _smooth(y, k: int):
-    import numpy as np
-    y = np.asarray(y, dtype=float)
-    if k <= 1 or len(y) < k: return y
-    return np.convolve(y, np.ones(k) / k, mode="valid")
-
 def training_curves(out, smooth: int = 20):
     "One figure with the training losses of every stage of a run folder (stages without logs are left out)."
     import matplotlib.pyplot as plt
-    from msvar.train import read_log
+    from msvar.train import read_log, moving_average as _smooth
     from msvar.tokenizer import _load_torch
     out = Path(out)
     fig, ax = plt.subplots(1, 4, figsize=(16, 3.2))
@@ -329,7 +323,8 @@ def reproduce_cli(argv=None):
 @torch.no_grad()
 def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPlan | None = None, extra: dict = {}) -> pd.DataFrame:
     "Teacher-forced CE and accuracy of each trained VAR (and the ablations named in `extra`) on test crops, with each crop's own LR prefix vs another crop's; DPO's margin and preference."
-    from msvar.losses import sr_tokens
+    from dataclasses import replace as with_
+    from msvar.losses import sr_tokens, sr_loss
     from msvar.evaluate import load_pairs
     out, plan = Path(out), plan or PLANS["small"]
     test_root = Path(test_root) if test_root else shared_data() / "test"
@@ -342,16 +337,10 @@ def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPl
     for name, d, hit in models:
         m = sr_model_from_run(out, d, hit)
         t = sr_tokens(m.hit, batch, hit=hit)
-        row = dict(model=name)
-        for which, prefix in (("own LR", t.prefix), ("other LR", t.prefix.roll(1, 0))):
-            lp = m.var(prefix, t.cls, t.x_hr).float().log_softmax(-1)                   # (B, Σρ², V)
-            lp_hr = lp.gather(-1, t.z_hr[..., None])[..., 0]
-            row[f"ce, {which}"] = -lp_hr.mean().item()
-            row[f"acc, {which}"] = (lp.argmax(-1) == t.z_hr).float().mean().item()
-            if which == "own LR":                                                    # DPO's margin, scored as in training
-                margin = (lp_hr - lp.gather(-1, t.z_lr[..., None])[..., 0]).mean(1)     # (B,) per-token mean log p(z_HR) − log p(z_LR)
-                row["margin"], row["pref"] = margin.mean().item(), (margin > 0).float().mean().item()
-        rows.append(row)
+        _, own = sr_loss(m.var, t, dpo=True)                                  # the training loss's logs: ce, acc, DPO margin, pref
+        _, other = sr_loss(m.var, with_(t, prefix=t.prefix.roll(1, 0)), dpo=False)
+        rows.append({"model": name, "ce, own LR": own["ce"], "acc, own LR": own["acc"], "margin": own["margin"], "pref": own["pref"],
+                     "ce, other LR": other["ce"], "acc, other LR": other["acc"]})
     return pd.DataFrame(rows).set_index("model")
 
 # %% ../nbs/10_reproduce.ipynb #f06bc1d5
@@ -361,9 +350,7 @@ ABLATIONS = {"beta0.1": dict(dpo_beta=0.1), "beta10": dict(dpo_beta=10.0), "sum"
 def dpo_ablation(out, settings=ABLATIONS, data=None, test_root=None, plan: ReproPlan | None = None, test_sets=("Set14", "BSD100"),
                  verbose: bool = True) -> pd.DataFrame:
     "Train a DPO VAR per setting (otherwise as `ours`; `hit=False`: plain tokens) into OUT/ablation/NAME, score like Table 1b; mean metrics per setting."
-    from msvar.train import train_var, load_sr_tokenizer, load_checkpoint
-    from msvar.var import SRVAR
-    from msvar.inference import SRModel
+    from msvar.train import train_var
     from msvar.evaluate import load_pairs, evaluate_model
     out = Path(out)
     plan = plan or PLANS["small"]
@@ -382,7 +369,7 @@ def dpo_ablation(out, settings=ABLATIONS, data=None, test_root=None, plan: Repro
         if verbose: print(f"{name}: {'trained in %.1f min' % ((time.time() - t0) / 60) if r.rows else 'finished earlier'}", flush=True)
         model = sr_model_from_run(out, d, hit)
         for ts, pr in pairs.items():
-            per = evaluate_model(model, pr, name=name, lpips=plan.lpips, fid_min=10**9)["per_image"]     # no FID: PSNR/SSIM/LPIPS only
+            per = evaluate_model(model, pr, name=name, lpips=plan.lpips, fid_min=None)["per_image"]
             rows.append(per[per.method == name].assign(test_set=ts))
     per = pd.concat(rows + [pd.read_csv(out / "eval" / "per_image.csv").query("method in ['ours', 'nodpo', 'baseline'] and test_set in @test_sets")])
     _atomic_write(out / "ablation" / "per_image.csv", lambda t: per.to_csv(t, index=False))

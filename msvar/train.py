@@ -17,8 +17,8 @@ from .core import MsvarError, _atomic_write, get_preset, seed_everything, defaul
 __all__ = ['PRECISIONS', 'DECAY_TYPES', 'CKPT_KIND', 'CKPT_VERSION', 'FitConfig', 'param_groups', 'lr_factor', 'WarmupCosine',
            'StepSampler', 'StepLoader', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
            'check_state_fits', 'check_meta', 'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log',
-           'plot_metrics', 'fit', 'load_sr_tokenizer', 'VARSampler', 'init_from_var', 'train_var', 'count_params_str',
-           'train_cli']
+           'moving_average', 'plot_metrics', 'fit', 'load_sr_tokenizer', 'VARSampler', 'init_from_var', 'train_var',
+           'count_params_str', 'train_cli']
 
 # %% ../nbs/07_train.ipynb #ec2c75a3
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -298,6 +298,11 @@ def read_log(path) -> list:
         except json.JSONDecodeError: pass
     return rows
 
+def moving_average(y, k: int) -> np.ndarray:
+    "Mean over a sliding window of `k` values (length len(y) - k + 1); `y` unchanged if k ≤ 1 or it is shorter than k."
+    y = np.asarray(y, dtype=float)
+    return np.convolve(y, np.ones(k) / k, mode="valid") if 1 < k <= len(y) else y
+
 def plot_metrics(log_path, png_path=None, keys=None, smooth: int = 0, title: str = ""):
     "Loss curves (and lr) of a JSONL log; written atomically to `png_path` if given; returns the figure."
     import matplotlib.pyplot as plt
@@ -307,10 +312,8 @@ def plot_metrics(log_path, png_path=None, keys=None, smooth: int = 0, title: str
         keys = keys or [k for k in ("loss", "ce", "dpo") if k in rows[0]] or ["loss"]
         steps = np.array([r["step"] for r in rows])
         for k in keys:
-            y = np.array([r.get(k, np.nan) for r in rows], dtype=float)
-            if smooth > 1 and len(y) >= smooth: y = np.convolve(y, np.ones(smooth) / smooth, mode="valid"); x = steps[smooth - 1:]
-            else: x = steps
-            ax[0].plot(x, y, label=k)
+            y = moving_average([r.get(k, np.nan) for r in rows], smooth)
+            ax[0].plot(steps[len(steps) - len(y):], y, label=k)
         ax[0].set_yscale("log"); ax[0].legend(fontsize=7); ax[1].plot(steps, [r["lr"] for r in rows])
     ax[0].set_xlabel("step"); ax[0].set_title(title or "training loss", fontsize=9)
     ax[1].set_xlabel("step"); ax[1].set_title("learning rate", fontsize=9)
