@@ -5,7 +5,7 @@ msvar_train --preset paper --init-var var_d16.pth --steps 1. It proves that the 
 No checkpoint is downloaded: both files are built here with the exact keys and shapes that `shared/reference/var_keys.json`
 lists for `vae_ch160v4096z32.pth` and `var_d16.pth`, and random values.
 
-Slow (measured: 11.5 min of CPU time, 14.1 GB of memory at peak: 314M parameters with AdamW, a 4476-token sequence,
+Slow (measured with `/usr/bin/time -v` around the command below: 11.5 min of CPU time, 14.1 GB peak RSS; 314M parameters with AdamW, a 4476-token sequence,
 then sampling 4 images at 512 px), so it only runs with
 MSVAR_SLOW=1:
 
