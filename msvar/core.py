@@ -207,6 +207,8 @@ class VARConfig:
     num_classes: int = 3                   # 0 degraded, 1 not degraded (bilinear only), 2 null (for CFG)
     cond_drop: float = 0.1                 # p of replacing the class by null in training
     pos_grid: int = 64                     # side of the over-parameterised learnable position grid
+    prefix_pos: str = "grid"               # LR prefix positions: "grid" (pos_grid at ρ_L, the paper) or "own" (a table of its own)
+    lr_add: bool = True                    # add the LR features, resampled to ρ_l, to every scale's inputs (ours; chapter 11)
 
 @dataclass
 class TrainConfig:

@@ -16,8 +16,8 @@ from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace
 from .losses import upsample_lr
 
 # %% auto #0
-__all__ = ['SR_FORMAT', 'SRModel', 'save_sr_model', 'load_sr_model', 'tile_starts', 'blend_window', 'upscale', 'seam_ratio',
-           'default_model_path', 'compare_figure', 'sr_files', 'sr_cli']
+__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SRModel', 'save_sr_model', 'load_sr_model', 'tile_starts', 'blend_window',
+           'upscale', 'seam_ratio', 'default_model_path', 'compare_figure', 'sr_files', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 class SRModel(nn.Module):
@@ -63,12 +63,13 @@ class SRModel(nn.Module):
 
 # %% ../nbs/08_inference.ipynb #f5194bdb
 SR_FORMAT = "msvar-sr-model-v1"
+LEGACY_VAR_OPTIONS = dict(prefix_pos="own", lr_add=False)   # files written before SRVAR.options() existed
 
 def save_sr_model(model: SRModel, path, half: bool = False, **extra) -> Path:
     "Save an SRModel (tokenizer + stage decoders + VAR + preset) atomically to one file."
     cast = (lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}) if half else (lambda sd: sd)
     obj = dict(format=SR_FORMAT, preset=asdict(model.preset), hit=cast(model.hit.state_dict()), var=cast(model.var.state_dict()),
-               var_prefix=bool(getattr(model.var, "prefix_side", True)), tokens=model.tokens, **extra)
+               var_prefix=bool(getattr(model.var, "prefix_side", True)), var_options=model.var.options(), tokens=model.tokens, **extra)
     path = Path(path); _atomic_write(path, lambda tmp: torch.save(obj, tmp))
     return path
 
@@ -84,7 +85,7 @@ def load_sr_model(path, device=None) -> SRModel:
         raise MsvarError(f"{str(path)!r} is not an msvar super-resolution model (expected format {SR_FORMAT!r})")
     preset = preset_from_dict(ck["preset"])
     hit = HITTokenizer(Tokenizer.from_preset(preset), preset)
-    var = SRVAR.from_preset(preset, prefix=ck.get("var_prefix", True), init=False)
+    var = SRVAR.from_preset(preset, prefix=ck.get("var_prefix", True), init=False, **ck.get("var_options", LEGACY_VAR_OPTIONS))
     for name, mod in (("hit", hit), ("var", var)):
         sd = {k: v.float() if v.is_floating_point() else v for k, v in ck[name].items()}
         missing, unexpected = mod.load_state_dict(sd, strict=False)

@@ -531,7 +531,7 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, dpo: bool = T
               dpo_weight: float | None = None, dpo_reduce: str = "mean", second_pass: bool = False, p_bilinear: float = 0.25,
               cond_drop: float | None = None, seed: int = 0, resume: bool = False, ckpt_every: int = 100, sample_every: int = 0,
               workers: int = 0, device=None, progress: bool = True, max_nan_in_row: int = 10, stop_after: int | None = None,
-              init_var=None) -> FitResult:
+              init_var=None, prefix_pos: str | None = None, lr_add: bool | None = None) -> FitResult:
     "Train the SR VAR of a preset on a folder of images with CE (+ DPO), HIT or plain tokens; single process or under torchrun."
     from msvar.var import SRVAR
     from msvar.data import HRFolder, DegradeCollate, DegradationConfig
@@ -544,7 +544,8 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, dpo: bool = T
         tk = load_sr_tokenizer(tokenizer, p).to(env.device)
         if env.device.type == "cuda": torch.backends.cuda.matmul.allow_tf32 = True; torch.backends.cudnn.allow_tf32 = True
         seed_everything(seed)                                         # the same initial weights on every rank
-        model = SRVAR.from_preset(p, **({} if cond_drop is None else dict(cond_drop=cond_drop))).to(env.device)
+        opts = {k: v for k, v in dict(cond_drop=cond_drop, prefix_pos=prefix_pos, lr_add=lr_add).items() if v is not None}
+        model = SRVAR.from_preset(p, **opts).to(env.device)
         if init_var is not None and not (resume and (Path(out) / "last.pt").exists()):
             rep = init_from_var(model, init_var)                      # a resumed run takes its weights from last.pt instead
             if env.is_main: print(f"initialised from {init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
@@ -559,7 +560,7 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, dpo: bool = T
         sampler = VARSampler(tk, collate([ds[k] for k in val]), hit=hit) if env.is_main else None
         meta = dict(model="SRVAR", preset=p.name, hit=hit, dpo=dpo, dpo_beta=beta if dpo else None, dpo_weight=weight if dpo else None,
                     dpo_reduce=dpo_reduce if dpo else None, second_pass=second_pass if dpo else None, global_batch=bs, accum=accum,
-                    seed=seed, p_bilinear=p_bilinear, cond_drop=model.cond_drop)
+                    seed=seed, p_bilinear=p_bilinear, cond_drop=model.cond_drop, var_options=model.options())
         cfg = FitConfig(steps=steps, lr=lr or p.train.lr, weight_decay=p.train.weight_decay if weight_decay is None else weight_decay,
                         betas=tuple(p.train.betas), warmup=warmup, clip=clip, accum=accum, precision=precision, compile=compile, seed=seed,
                         ckpt_every=ckpt_every, sample_every=sample_every, progress=progress and env.is_main, max_nan_in_row=max_nan_in_row)
@@ -602,6 +603,8 @@ def train_cli(argv=None):
     ap.add_argument("--second-pass", action="store_true", help="score z_LR with its own teacher-forced pass")
     ap.add_argument("--p-bilinear", type=float, default=0.25, help="fraction of bilinear-only LR inputs (class 1)")
     ap.add_argument("--cond-drop", type=float, default=None, help="class dropout for classifier-free guidance (default: preset, 0.1)")
+    ap.add_argument("--prefix-pos", choices=("grid", "own"), default=None, help="LR prefix positions: the image grid at ρ_L (paper) or its own table (default: preset, grid)")
+    ap.add_argument("--lr-add", action=argparse.BooleanOptionalAction, default=None, help="add the LR features to every scale's inputs (default: preset, yes)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init-var", default=None, help="initialise from a VAR checkpoint, e.g. VAR-d16's var_d16.pth (paper preset)")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
@@ -621,7 +624,7 @@ def train_cli(argv=None):
                       dpo_beta=a.dpo_beta, dpo_weight=a.dpo_weight, dpo_reduce=a.dpo_reduce, second_pass=a.second_pass,
                       p_bilinear=a.p_bilinear, cond_drop=a.cond_drop, seed=a.seed, resume=a.resume, ckpt_every=a.ckpt_every,
                       sample_every=a.sample_every, workers=a.workers, device=a.device, progress=not a.no_progress, max_nan_in_row=a.max_nan,
-                      init_var=a.init_var)
+                      init_var=a.init_var, prefix_pos=a.prefix_pos, lr_add=a.lr_add)
     except MsvarError as e:
         print(f"msvar_train{'' if rank is None else f' (rank {rank})'}: error: {e}", file=sys.stderr); sys.exit(1)
     if rank in (None, "0"):

@@ -123,10 +123,14 @@ class SRVAR(nn.Module):
                  num_classes: int = 3, cond_drop: float = 0.1, pos_grid: int = 64,
                  prefix_side: int | None = 32,      # side of the LR prefix grid (ρ_L); None = class-conditional VAR
                  stage_ends: tuple | None = None,   # k_n: last step (1-based) of each output stage
+                 prefix_pos: str = "grid",          # "grid": the prefix sits on pos_grid at ρ_L (the paper); "own": a table of its own
+                 lr_add: bool = True,               # add the LR features, area-resampled to ρ_l, to every scale's inputs
                  init: bool = True):
         super().__init__()
         if embed_dim % num_heads: raise MsvarError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
         if num_classes < 2: raise MsvarError(f"num_classes must count the null class too (≥ 2), got {num_classes}")
+        if prefix_pos not in ("grid", "own"): raise MsvarError(f"prefix_pos must be 'grid' or 'own', got {prefix_pos!r}")
+        if lr_add and not prefix_side: raise MsvarError("lr_add=True needs the LR prefix (prefix_side); build with lr_add=False")
         self.V, self.Cvae, self.C, self.depth = vocab_size, z_channels, embed_dim, depth
         self.patch_nums, self.L = tuple(patch_nums), len(patch_nums)
         self.num_classes, self.null_class, self.cond_drop = num_classes, num_classes - 1, cond_drop
@@ -135,6 +139,7 @@ class SRVAR(nn.Module):
         self.prefix_side = prefix_side
         self.n_prefix = prefix_side ** 2 if prefix_side else 0
         self.stage_ends = tuple(stage_ends) if stage_ends else (self.L,)
+        self.prefix_pos_mode, self.lr_add = prefix_pos, bool(lr_add)
         C = embed_dim
 
         # 1. class and scale-1 inputs (as VAR)
@@ -145,10 +150,10 @@ class SRVAR(nn.Module):
         # 3. positions: one over-parameterised grid resampled to every ρ_l, plus a level embedding
         self.pos_grid = nn.Parameter(torch.empty(1, C, pos_grid, pos_grid))
         self.lvl_embed = nn.Embedding(self.L, C)
-        # 4. the LR prefix: its own projection, positions and level
+        # 4. the LR prefix: its own projection and level; positions from pos_grid at ρ_L ("grid") or a table of its own ("own")
         if prefix_side:
             self.prefix_proj = nn.Linear(z_channels, C)
-            self.prefix_pos = nn.Parameter(torch.empty(1, self.n_prefix, C))
+            if prefix_pos == "own": self.prefix_pos = nn.Parameter(torch.empty(1, self.n_prefix, C))
             self.prefix_lvl = nn.Parameter(torch.empty(1, 1, C))
         # 5. the transformer and the head
         self.blocks = nn.ModuleList([AdaLNSelfAttn(C, C, num_heads, mlp_ratio) for _ in range(depth)])
@@ -165,7 +170,7 @@ class SRVAR(nn.Module):
         args = dict(vocab_size=t.vocab_size, z_channels=t.z_channels, patch_nums=preset.patch_nums, depth=v.depth,
                     embed_dim=v.embed_dim, num_heads=v.num_heads, mlp_ratio=v.mlp_ratio, num_classes=v.num_classes,
                     cond_drop=v.cond_drop, pos_grid=v.pos_grid, prefix_side=preset.latent_side if prefix else None,
-                    stage_ends=preset.stage_ends)
+                    stage_ends=preset.stage_ends, prefix_pos=v.prefix_pos, lr_add=v.lr_add and prefix)
         return cls(**{**args, **kwargs})   # kwargs override the preset (e.g. depth=2 for a quick run)
 
     @torch.no_grad()
@@ -176,8 +181,8 @@ class SRVAR(nn.Module):
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.trunc_normal_(m.weight, std=std)
                 if getattr(m, "bias", None) is not None: m.bias.zero_()
-        for p in (self.pos_start, self.pos_grid) + ((self.prefix_pos, self.prefix_lvl) if self.prefix_side else ()):
-            nn.init.trunc_normal_(p, std=std)
+        for p in (self.pos_start, self.pos_grid, getattr(self, "prefix_pos", None), getattr(self, "prefix_lvl", None)):
+            if p is not None: nn.init.trunc_normal_(p, std=std)
         self.head.weight.mul_(init_head)
         self.head_nm.ada_lin[1].weight.mul_(init_adaln)
         for b in self.blocks:
@@ -194,9 +199,19 @@ class SRVAR(nn.Module):
         "Content of the first scale: class embedding + learnable start positions; (B, ρ_1², C)."
         return cond_BD[:, None, :] + self.pos_start
 
+    def options(self) -> dict:
+        "The conditioning choices that change the weights' meaning; saved with every checkpoint."
+        return dict(prefix_pos=self.prefix_pos_mode, lr_add=self.lr_add)
+
     def embed_prefix(self, prefix_BChw: torch.Tensor) -> torch.Tensor:
         "LR encoder features (B, Cvae, ρ_L, ρ_L) → prefix tokens (B, ρ_L², C) with their positions and level."
-        return self.prefix_proj(prefix_BChw.flatten(2).transpose(1, 2)) + self.prefix_pos + self.prefix_lvl
+        pos = self.prefix_pos if self.prefix_pos_mode == "own" else grid_positions(self.pos_grid, self.prefix_side)
+        return self.prefix_proj(prefix_BChw.flatten(2).transpose(1, 2)) + pos + self.prefix_lvl
+
+    def lr_inputs(self, prefix_BChw: torch.Tensor) -> torch.Tensor:
+        "LR features area-resampled to every ρ_l and projected by `prefix_proj`: (B, Σρ², C), added to each scale's inputs."
+        f = prefix_BChw.float()
+        return self.prefix_proj(torch.cat([F.interpolate(f, size=(pn, pn), mode="area").flatten(2) for pn in self.patch_nums], 2).transpose(1, 2))
 
     def _check_inputs(self, prefix_BChw, cls_B, x_BLCv=None):
         "Raise MsvarError on inputs whose shapes or values do not fit this model."
@@ -223,6 +238,7 @@ class SRVAR(nn.Module):
             cls_B = torch.where(torch.rand(cls_B.shape, device=cls_B.device) < self.cond_drop, self.null_class, cls_B)
         cond_BD = self.class_emb(cls_B)                                                    # (B, C)
         x_BLC = torch.cat((self.start_tokens(cond_BD), self.word_embed(x_BLCv.float())), 1) + self.image_positions()
+        if self.lr_add: x_BLC = x_BLC + self.lr_inputs(prefix_BChw)                       # each token sees the LR under it
         if self.prefix_side: x_BLC = torch.cat((self.embed_prefix(prefix_BChw.float()), x_BLC), 1)  # (B, P + Σρ², C)
         for b in self.blocks: x_BLC = b(x_BLC, cond_BD, self.attn_mask)
         return self.head(self.head_nm(x_BLC[:, self.n_prefix:], cond_BD))                  # (B, Σρ², V)
@@ -329,7 +345,10 @@ def _run_steps(self: SRVAR, prefix_BChw, cls_B, state, pick, cfg: float | None =
             h = pre
             for b, kv in zip(self.blocks, kvs): h = b(h, cond_BD, None, kv)
         else: seq.append(pre)
+    lr_in = self.lr_inputs(prefix_BChw) if self.lr_add else None                      # (B, Σρ², C)
+    if lr_in is not None and guided: lr_in = lr_in.repeat(2, 1, 1)
     x_in = self.start_tokens(cond_BD) + pos_1LC[:, : self.first_l]
+    if lr_in is not None: x_in = x_in + lr_in[:, : self.first_l]
     idx_list, cur = [], 0
     for step, pn in enumerate(self.patch_nums):
         if use_cache:
@@ -351,6 +370,7 @@ def _run_steps(self: SRVAR, prefix_BChw, cls_B, state, pick, cfg: float | None =
             nxt = self.patch_nums[step + 1]
             x_in = self.word_embed(state.next_input(step).float()) + pos_1LC[:, cur: cur + nxt * nxt]
             if guided: x_in = x_in.repeat(2, 1, 1)
+            if lr_in is not None: x_in = x_in + lr_in[:, cur: cur + nxt * nxt]
     return idx_list
 
 SRVAR._run_steps = _run_steps
