@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# How data/msvar_small.pt is made (issue 14's "ship" plan), resumable: rerun the same command to continue.
+#
+#   bash bench/ship_small.sh TRAIN_DIR [RUN_DIR]        # e.g. bash bench/ship_small.sh my_train_images runs/ship
+#
+# TRAIN_DIR: the training images (this project used T91 + BSD200, 291 images; `msvar_fetch_data bsds300` gets BSD200).
+# 1. The HIT tokenizer is the one shipped in the first release's data/msvar_small.pt (commit 461b044: 1200 tokenizer
+#    steps of 16 crops + the 300 + 100-step HIT finetune with l2 + 1*LPIPS, made by `msvar_reproduce --preset small`);
+#    it is taken out of that file unchanged, so the new model file carries the very same tokenizer weights.
+# 2. The VAR: the default conditioning (prefix on the image grid + LR features added to every scale, chapter 11),
+#    CE + DPO with beta 0.1, 1500 steps of 16 degraded crops, 2 CPU threads.
+# 3. The model file: tokenizer + VAR in half precision (msvar_sr's default model).
+set -euo pipefail
+TRAIN=${1:?usage: bash bench/ship_small.sh TRAIN_DIR [RUN_DIR]}
+RUN=${2:-runs/ship}
+STEPS=${STEPS:-1500}
+mkdir -p "$RUN"
+if [ ! -f "$RUN/hit.pt" ]; then
+  git show 461b044:data/msvar_small.pt > "$RUN/first_release.pt"
+  python -c "
+from msvar.inference import load_sr_model; from msvar.hit import save_hit
+save_hit(load_sr_model('$RUN/first_release.pt').hit, '$RUN/hit.pt')"
+fi
+resume=(); [ -f "$RUN/var_d/last.pt" ] && resume=(--resume)
+OMP_WAIT_POLICY=PASSIVE msvar_train --preset small --data "$TRAIN" --tokenizer "$RUN/hit.pt" --out "$RUN/var_d" \
+  --steps "$STEPS" --batch-size 16 --dpo-beta 0.1 --threads 2 --ckpt-every 100 --sample-every 500 --no-progress "${resume[@]}"
+python - "$RUN" <<'EOF'
+import sys
+from pathlib import Path
+from msvar.train import load_sr_tokenizer, load_checkpoint
+from msvar.var import SRVAR
+from msvar.inference import SRModel, save_sr_model
+run = Path(sys.argv[1])
+tk = load_sr_tokenizer(run / "hit.pt")
+ck = load_checkpoint(run / "var_d" / "last.pt")
+var = SRVAR.from_preset(tk.preset, init=False, **ck["meta"]["var_options"])
+var.load_state_dict(ck["model"])
+save_sr_model(SRModel(tk, var.eval()), run / "msvar_small.pt", half=True, steps=ck["step"], meta=ck["meta"])
+print(f"wrote {run / 'msvar_small.pt'} (VAR step {ck['step']}); copy it to data/msvar_small.pt")
+EOF
