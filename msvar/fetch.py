@@ -20,7 +20,7 @@ class Dataset:
     name: str
     what: str
     source: str                          # the publisher's page (cite it)
-    size: str                            # the archive's size as published (approximate where marked ~)
+    size: str                            # the archive's size, approximate (~); where we could not check it offline, we say so
     url: str | None = None               # direct download link; None when there is no stable one (see `manual`)
     sha256: str | None = None            # None: checksum not pinned (we could not read it offline); the download's own hash is recorded
     layout: tuple = ()                   # (folder in the archive, folder under the data cache) pairs; "." is the whole archive
@@ -46,13 +46,13 @@ DATASETS = {d.name: d for d in [
             manual="The SNU link is the one the EDSR authors publish; it is slow and has moved before. If it fails, download Flickr2K.tar "
                    "from a mirror you trust and pass it with --archive."),
     Dataset("realsr", "RealSR (V3) real-world LR/HR pairs from Canon and Nikon cameras (×2, ×3, ×4; train and test) → RealSR/",
-            "Cai et al., ICCV 2019: https://github.com/csjcai/RealSR", "~3 GB", layout=((".", "RealSR"),),
+            "Cai et al., ICCV 2019: https://github.com/csjcai/RealSR", "a few GB (not verified offline)", layout=((".", "RealSR"),),
             manual="No stable direct link: the authors share RealSR(V3) through Google Drive and Baidu links on https://github.com/csjcai/RealSR. "
                    "Download the archive in a browser, then run `msvar_fetch_data realsr --archive PATH/TO/RealSR(V3).tar.gz` "
-                   "(zip or tar); it is unpacked into the data cache as RealSR/. Evaluate a test split with "
-                   "`msvar_eval --data .../Test/4 --out ...` (folders of *_HR / *_LR4 pairs) or with --lr."),
+                   "(zip or tar); it is unpacked into the data cache as RealSR/. Its test folders hold NAME_HR / NAME_LR4 pairs: "
+                   "`msvar_make_testset .../Test/4 --real -o OUT` makes a paired test set, `msvar_eval --data OUT` scores it."),
     Dataset("drealsr", "DRealSR real-world LR/HR test pairs from five DSLR cameras (×2, ×3, ×4) → DRealSR/",
-            "Wei et al., ECCV 2020: https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution", "~10 GB",
+            "Wei et al., ECCV 2020: https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution", "several GB (not verified offline)",
             layout=((".", "DRealSR"),), manual="No stable direct link: the authors share DRealSR through Google Drive / Baidu links on "
                    "https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution. Download the test archive in a "
                    "browser, then run `msvar_fetch_data drealsr --archive PATH/TO/archive` (zip or tar); it is unpacked as DRealSR/. "
@@ -200,7 +200,8 @@ def fetch_dataset(ds: Dataset | str, out=None, archive=None, progress: bool = Tr
         raise MsvarError(f"checksum mismatch for {archive}: expected sha256 {ds.sha256}, got {digest}")
     made = [str(m.relative_to(out)) for m in extract(archive, out, ds.layout)]
     for src, dst in ds.bundled:
-        _copy_bundled(data_dir() / src, out / dst); made.append(dst)
+        try: _copy_bundled(data_dir() / src, out / dst); made.append(dst)
+        except MsvarError as e: print(f"note: {dst} not copied beside the data set: {e}", file=sys.stderr)   # no source checkout
     rec = dict(name=ds.name, url=ds.url, archive=archive.name, bytes=archive.stat().st_size, sha256=digest,
                checksum="verified against the pinned sha256" if ds.sha256 else "checksum not pinned: sha256 of this download recorded",
                folders=made, fetched=time.strftime("%Y-%m-%dT%H:%M:%S"))
