@@ -2,7 +2,8 @@
 through `make_loader` (read + crop + Real-ESRGAN degradation) with 0 and 2 loader workers, and `degrade`
 alone on crops already in memory. All ratios come from one run; the machine is noisy.
 
-    python bench/degrade.py                         # default: the training images in /work/shared/data/train
+    python bench/degrade.py                         # default: the bundled T91 images (data/train/T91)
+    python bench/degrade.py --root ~/.cache/msvar/data/train   # T91 + BSD200, after `msvar_fetch_data bsds300`
     python bench/degrade.py --root DIR --seconds 10 # another HR folder, longer runs
 
 Images smaller than the crop are upscaled (HRFolder's default); at the paper size (512 px) that is every
@@ -38,12 +39,15 @@ def degrade_rate(ds, lr_size, seconds):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", default="/work/shared/data/train", help="folder of HR images")
+    ap.add_argument("--root", default=None, help="folder of HR images (default: the bundled data/train/T91)")
     ap.add_argument("--presets", nargs="+", default=["small", "paper"])
     ap.add_argument("--workers", nargs="+", type=int, default=[0, 2])
     ap.add_argument("--seconds", type=float, default=8.0, help="time per measurement")
     ap.add_argument("--no-cache", dest="cache", action="store_false", help="decode the PNG at every item (HRFolder(cache=False))")
     a = ap.parse_args(argv)
+    if a.root is None:
+        from msvar.core import data_dir
+        a.root = str(data_dir() / "train" / "T91")
     torch.set_num_threads(1)  # one core per process: the loader's workers are the parallelism being measured
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) per process, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}, HR images from {a.root}, cache={a.cache}")

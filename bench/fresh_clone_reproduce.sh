@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Wall time of the small reproduction from a fresh clone: clone this repository next to its `shared/` folder,
-# create a venv, install, fetch the LPIPS/FID weights, run `msvar_reproduce --preset small`, and print the time of
-# each part. This is how the 75.7 min in chapter 10 was measured (pip took its wheels from the machine's cache, and
+# Wall time of the small reproduction from a fresh clone: clone this repository into an empty folder, create a venv,
+# install, fetch the LPIPS/FID weights and the data (`msvar_fetch_data bsds300`: BSD200 + BSD100 beside the bundled T91,
+# Set5, Set14), run `msvar_reproduce --preset small`, and print the time of each part. This is how the 75.7 min in chapter 10 was measured (pip took its wheels from the machine's cache, and
 # the weights were already in ~/.cache/msvar). Needs about 2 GB of disk for the run folder.
 #
 #   bash bench/fresh_clone_reproduce.sh [WORKDIR]      # default WORKDIR: /tmp/msvar_fresh
@@ -9,11 +9,12 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/tmp/msvar_fresh}
 [ -e "$work/main" ] && { echo "error: $work/main exists; choose another WORKDIR" >&2; exit 1; }
-mkdir -p "$work" && ln -sfn "$repo/../shared" "$work/shared"
+mkdir -p "$work"
 git clone -q "$repo" "$work/main" && cd "$work/main"
 t0=$(date +%s)
 python3 -m venv .venv && . .venv/bin/activate && pip install -q -e .
 t1=$(date +%s); msvar_fetch_weights
-t2=$(date +%s); msvar_reproduce --preset small --out runs/repro_small
-t3=$(date +%s)
-echo "install $((t1 - t0)) s, weights $((t2 - t1)) s, reproduction $((t3 - t2)) s, total $((t3 - t0)) s"
+t2=$(date +%s); msvar_fetch_data bsds300
+t3=$(date +%s); msvar_reproduce --preset small --out runs/repro_small
+t4=$(date +%s)
+echo "install $((t1 - t0)) s, weights $((t2 - t1)) s, data $((t3 - t2)) s, reproduction $((t4 - t3)) s, total $((t4 - t0)) s"

@@ -14,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 'ImageReadError', 'load_image', 'repo_dir',
-           'bundled_images', 'to_uint8', 'save_image', 'to_signed', 'to_unit', 'resize', 'show_images',
+           'data_dir', 'bundled_images', 'to_uint8', 'save_image', 'to_signed', 'to_unit', 'resize', 'show_images',
            'seed_everything', 'default_device', 'TokenizerConfig', 'VARConfig', 'TrainConfig', 'Preset', 'get_preset',
            'list_images']
 
@@ -81,9 +81,17 @@ def repo_dir() -> Path:
     import msvar
     return Path(msvar.__file__).resolve().parents[1]
 
+def data_dir(root=None) -> Path:
+    "The repository's bundled data folder `data/` (images, T91, Set5, Set14, LPIPS examples, VAR key manifest; see data/README.md)."
+    d = Path(root) if root else repo_dir() / "data"
+    if not (d / "README.md").exists():
+        raise MsvarError(f"bundled data folder {str(d)!r} not found: msvar reads data/ from a source checkout (git clone, then "
+                         "`pip install -e .`); data sets that are not bundled come from `msvar_fetch_data` (see its --list)")
+    return d
+
 def bundled_images() -> list:
     "Paths of the images bundled in `data/images` (see data/README.md)."
-    return sorted((repo_dir() / "data" / "images").glob("*.png"))
+    return sorted((data_dir() / "images").glob("*.png"))
 
 # %% ../nbs/00_core.ipynb #a552ed07
 def _atomic_write(path: Path, write_fn):

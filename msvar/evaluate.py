@@ -139,7 +139,8 @@ def eval_cli(argv=None):
     "Console entry point `msvar_eval`: evaluate a model at ×1/×2/×4 with bicubic and bilinear baselines."
     ap = argparse.ArgumentParser(prog="msvar_eval", description=eval_cli.__doc__)
     ap.add_argument("--model", default=None, help="model file (default: data/msvar_small.pt)")
-    ap.add_argument("--data", required=True, help="HR folder (degraded at --seed) or a paired folder with hr/ and lr/")
+    ap.add_argument("--data", default=None, help="HR folder (degraded at --seed) or a paired folder with hr/ and lr/ "
+                    "(default: BSD100 in the data cache, made by `msvar_fetch_data bsds300`)")
     ap.add_argument("--lr", default=None, help="LR folder matching --data by name (DRealSR layout)")
     ap.add_argument("--out", required=True, help="report folder")
     ap.add_argument("-n", type=int, default=None, help="use at most n images")
@@ -156,7 +157,8 @@ def eval_cli(argv=None):
     from msvar.inference import load_sr_model, default_model_path
     try:
         model = load_sr_model(a.model or default_model_path(), device=a.device)
-        pairs = load_pairs(a.data, model.preset, a.n, a.seed, a.clean, a.lr)
+        from msvar.fetch import fetched
+        pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr)
         res = evaluate_model(model, pairs, a.batch_size, greedy=not a.sample, cfg=a.cfg, seed=a.seed, crop_border=a.crop_border,
                              fid_min=a.fid_min, progress=True)
         write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)

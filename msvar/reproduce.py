@@ -14,10 +14,9 @@ from .core import MsvarError, get_preset, repo_dir, _atomic_write, list_images, 
 
 # %% auto #0
 __all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'COMPARISONS', 'HIGHER_IS_BETTER', 'ABLATIONS',
-           'ReproPlan', 'shared_data', 'stage_tokenizer', 'stage_hit', 'stage_var', 'sr_model_from_run',
-           'variant_model', 'stage_eval', 'run_stage', 'results_tables', 'stage_times', 'orderings',
-           'orderings_summary', 'training_curves', 'report_grid', 'write_report', 'reproduce', 'reproduce_cli',
-           'prefix_use', 'dpo_ablation']
+           'ReproPlan', 'stage_tokenizer', 'stage_hit', 'stage_var', 'sr_model_from_run', 'variant_model', 'stage_eval',
+           'run_stage', 'results_tables', 'stage_times', 'orderings', 'orderings_summary', 'training_curves',
+           'report_grid', 'write_report', 'reproduce', 'reproduce_cli', 'prefix_use', 'dpo_ablation']
 
 # %% ../nbs/10_reproduce.ipynb #7062cfcf
 @dataclass
@@ -48,10 +47,6 @@ PLANS = {
 
 STAGES = ("tokenizer", "hit", "var_ours", "var_nodpo", "var_baseline", "eval", "report")
 VARIANTS = {"var_ours": dict(hit=True, dpo=True), "var_nodpo": dict(hit=True, dpo=False), "var_baseline": dict(hit=False, dpo=False)}
-
-def shared_data() -> Path:
-    "The project's shared data folder (../shared/data next to the repository)."
-    return repo_dir().parent / "shared" / "data"
 
 # %% ../nbs/10_reproduce.ipynb #1a62fae6
 def _done(out: Path, stage: str) -> Path: return out / stage / "DONE.json"
@@ -292,8 +287,9 @@ def reproduce(preset: str = "small", out="runs/small", data=None, test_root=None
     if preset not in PLANS and plan is None: raise MsvarError(f"no reproduction plan for preset {preset!r}; plans: {sorted(PLANS)}")
     plan = plan or PLANS[preset]
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    data = Path(data) if data else shared_data() / "train"
-    test_root = Path(test_root) if test_root else shared_data() / "test"
+    from msvar.fetch import fetched                                     # default: the data cache of `msvar_fetch_data bsds300`
+    data = Path(data) if data else fetched("train")
+    test_root = Path(test_root) if test_root else fetched("test")
     for d, what in ((data, "training images"), (test_root, "test sets")):
         if not d.exists(): raise MsvarError(f"{what} folder {str(d)!r} does not exist (pass --data / --test)")
     bad = [s for s in list(stages) + list(force) if s not in STAGES]
@@ -311,8 +307,8 @@ def reproduce_cli(argv=None):
     ap = argparse.ArgumentParser(prog="msvar_reproduce", description=reproduce_cli.__doc__)
     ap.add_argument("--preset", default="small", choices=sorted(PLANS))
     ap.add_argument("--out", default=None, help="run folder (default: runs/PRESET)")
-    ap.add_argument("--data", default=None, help="training images (default: ../shared/data/train)")
-    ap.add_argument("--test", default=None, help="folder holding the test sets (default: ../shared/data/test)")
+    ap.add_argument("--data", default=None, help="training images (default: the data cache's train/, T91 + BSD200, from `msvar_fetch_data bsds300`)")
+    ap.add_argument("--test", default=None, help="folder holding the test sets Set5, Set14, BSD100 (default: the data cache's test/, from `msvar_fetch_data bsds300`)")
     ap.add_argument("--stages", nargs="+", default=list(STAGES), help=f"stages to run, of {STAGES}")
     ap.add_argument("--force", nargs="*", default=[], help="stages to rerun even if done")
     a = ap.parse_args(argv)
@@ -328,7 +324,8 @@ def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPl
     from msvar.losses import sr_tokens, sr_loss
     from msvar.evaluate import load_pairs
     out, plan = Path(out), plan or PLANS["small"]
-    test_root = Path(test_root) if test_root else shared_data() / "test"
+    from msvar.fetch import fetched
+    test_root = Path(test_root) if test_root else fetched("test")
     p = get_preset(plan.preset)
     prs = [load_pairs(test_root / ts, p, n=plan.eval_n, seed=plan.eval_seed) for ts in test_sets]
     batch = {k: torch.cat([pr[k] for pr in prs]) for k in ("hr", "lr", "cls")}
@@ -355,9 +352,10 @@ def dpo_ablation(out, settings=ABLATIONS, data=None, test_root=None, plan: Repro
     from msvar.evaluate import load_pairs, evaluate_model
     out = Path(out)
     plan = plan or PLANS["small"]
-    data = Path(data) if data else shared_data() / "train"
-    test_root = Path(test_root) if test_root else shared_data() / "test"
     if not (out / "hit" / "last.pt").exists(): raise MsvarError(f"{str(out)!r} has no finished HIT stage: run msvar_reproduce first")
+    from msvar.fetch import fetched
+    data = Path(data) if data else fetched("train")
+    test_root = Path(test_root) if test_root else fetched("test")
     p, rows = get_preset(plan.preset), []
     pairs = {ts: load_pairs(test_root / ts, p, n=plan.eval_n, seed=plan.eval_seed) for ts in test_sets}
     for name, kw in settings.items():

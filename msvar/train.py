@@ -583,7 +583,8 @@ def train_cli(argv=None):
     ap = argparse.ArgumentParser(prog="msvar_train", description=train_cli.__doc__,
                                  epilog="multi-process: torchrun --nproc_per_node N -m msvar.train ARGS (NCCL on GPUs, gloo on CPU)")
     ap.add_argument("--preset", default="small", help="test, small or paper (sizes of everything)")
-    ap.add_argument("--data", required=True, help="folder of training images (any sizes and formats, searched recursively)")
+    ap.add_argument("--data", default=None, help="folder of training images (any sizes and formats, searched recursively; "
+                    "default: the data cache's train/, T91 + BSD200, made by `msvar_fetch_data bsds300`)")
     ap.add_argument("--tokenizer", required=True, help="HIT tokenizer checkpoint (msvar_finetune_hit), or a base tokenizer checkpoint")
     ap.add_argument("--out", required=True, help="output folder: last.pt, best.pt, log.jsonl, losses.png, samples/")
     ap.add_argument("--dpo", action=argparse.BooleanOptionalAction, default=True, help="add the DPO term (paper: yes)")
@@ -619,7 +620,8 @@ def train_cli(argv=None):
     if a.threads: torch.set_num_threads(a.threads)
     rank = os.environ.get("RANK")
     try:
-        r = train_var(a.preset, a.data, a.tokenizer, a.out, dpo=a.dpo, hit=a.hit, steps=a.steps, batch_size=a.batch_size, accum=a.accum,
+        from msvar.fetch import fetched
+        r = train_var(a.preset, a.data or fetched("train"), a.tokenizer, a.out, dpo=a.dpo, hit=a.hit, steps=a.steps, batch_size=a.batch_size, accum=a.accum,
                       lr=a.lr, weight_decay=a.weight_decay, warmup=a.warmup, clip=a.clip, precision=a.precision, compile=a.compile,
                       dpo_beta=a.dpo_beta, dpo_weight=a.dpo_weight, dpo_reduce=a.dpo_reduce, second_pass=a.second_pass,
                       p_bilinear=a.p_bilinear, cond_drop=a.cond_drop, seed=a.seed, resume=a.resume, ckpt_every=a.ckpt_every,

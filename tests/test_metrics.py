@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from msvar.core import MsvarError, load_image, repo_dir, to_signed
+from msvar.core import MsvarError, load_image, repo_dir, to_signed, data_dir
 from msvar import lpips as mlp
 from msvar import metrics
 
-REF = next((d for d in (repo_dir() / "data" / "lpips", repo_dir().parent / "shared" / "reference" / "lpips")
-            if (d / "ex_ref.png").exists()), None)
+REF = data_dir() / "lpips"                                          # bundled (data/README.md)
 PUBLISHED = {"alex": (0.722, 0.138), "vgg": (0.569, 0.422)}
 CLI = [sys.executable, "-c", "from msvar.lpips import fetch_weights_cli; fetch_weights_cli()"]
 
@@ -30,7 +29,6 @@ def no_network(monkeypatch):
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])
 def test_lpips_published_values(net, no_network):
-    assert REF is not None, "LPIPS reference images not found (data/lpips or ../shared/reference/lpips)"
     x = {k: to_signed(load_image(REF / f"{k}.png"))[None] for k in ("ex_ref", "ex_p0", "ex_p1")}
     m = mlp.LPIPS(net)  # a fresh build, under the network block
     with torch.no_grad():

@@ -2,7 +2,7 @@
 msvar_train --preset paper --init-var var_d16.pth --steps 1. It proves that the GPU recipe in the README runs as written
 (with the real key names and shapes of the public checkpoints), not that it trains well.
 
-No checkpoint is downloaded: both files are built here with the exact keys and shapes that `shared/reference/var_keys.json`
+No checkpoint is downloaded: both files are built here with the exact keys and shapes that the bundled `data/var_keys.json`
 lists for `vae_ch160v4096z32.pth` and `var_d16.pth`, and random values.
 
 Slow (measured with `/usr/bin/time -v` around the command below: 11.5 min of CPU time, 14.1 GB peak RSS; 314M parameters with AdamW, a 4476-token sequence,
@@ -16,10 +16,17 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = pytest.mark.skipif(os.environ.get("MSVAR_SLOW") != "1", reason="slow (paper-preset step on CPU): set MSVAR_SLOW=1")
+slow = pytest.mark.skipif(os.environ.get("MSVAR_SLOW") != "1", reason="slow (paper-preset step on CPU): set MSVAR_SLOW=1")
 
 REPO = Path(__file__).resolve().parents[1]
-KEYS = REPO.parent / "shared" / "reference" / "var_keys.json"
+from msvar.core import data_dir
+KEYS = data_dir() / "var_keys.json"                                # the bundled key manifest (data/README.md)
+
+
+def test_manifest_is_bundled():
+    "Fast: the slow test below reads its key manifest from the repository itself."
+    shapes = json.loads(KEYS.read_text())
+    assert KEYS.is_relative_to(REPO) and {len(shapes["vae_ch160v4096z32.pth"]), len(shapes["var_d16.pth"])} == {324, 220}
 
 
 def _run(args, **kw):
@@ -29,6 +36,7 @@ def _run(args, **kw):
     return r
 
 
+@slow
 def test_paper_preset_one_step(tmp_path):
     from msvar.tokenizer import Tokenizer
     shapes = json.loads(KEYS.read_text())

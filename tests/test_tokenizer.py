@@ -3,16 +3,15 @@ import json, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
-from msvar.core import MsvarError, get_preset, repo_dir
+from msvar.core import MsvarError, get_preset, repo_dir, data_dir
 from msvar.quantize import MultiScaleQuantizer, nearest_code, phi_index
 from msvar.tokenizer import Tokenizer, load_var_tokenizer, save_tokenizer, load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = ROOT.parent / "shared" / "reference" / "var_keys.json"
-DATA = ROOT.parent / "shared" / "data"
+KEYS = data_dir() / "var_keys.json"                                # bundled (data/README.md)
+DATA = data_dir()
 
 
-@pytest.mark.skipif(not KEYS.exists(), reason="shared/reference/var_keys.json not available")
 def test_paper_tokenizer_loads_var_keys_strictly(tmp_path):
     shapes = json.loads(KEYS.read_text())["vae_ch160v4096z32.pth"]
     tok = Tokenizer.from_preset("paper")
@@ -59,7 +58,6 @@ def test_quantizer_properties():
     with pytest.raises(MsvarError): q.idx_to_fhat([idx[1]])
 
 
-@pytest.mark.skipif(not (DATA / "train").exists(), reason="shared/data not available")
 def test_train_cli_writes_and_resumes(tmp_path):
     exe = Path(sys.executable).parent / "msvar_train_tokenizer"
     assert subprocess.run([str(exe), "--help"], capture_output=True).returncode == 0
