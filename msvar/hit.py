@@ -297,6 +297,8 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
                  resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None,
                  stop_after: int | None = None) -> HITTokenizer:
     "Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer; resumable. `stop_after` n steps simulates an interruption."
+    # Deviation: the length is steps1 + steps2 (300 + 100 by default), not the preset's `tok_iters` (25K, the paper's finetune
+    # length); `tok_iters` sets chapter 03's base-tokenizer training only. Pass steps1/steps2 explicitly for a paper-length finetune.
     import warnings
     from fastprogress.fastprogress import progress_bar
     from msvar.tokenizer import RandomCrops, load_tokenizer, Tokenizer
