@@ -15,8 +15,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 'ImageReadError', 'load_image', 'repo_dir',
            'data_dir', 'bundled_images', 'to_uint8', 'save_image', 'to_signed', 'to_unit', 'resize', 'show_images',
-           'seed_everything', 'default_device', 'TokenizerConfig', 'VARConfig', 'TrainConfig', 'Preset', 'get_preset',
-           'list_images']
+           'seed_everything', 'default_device', 'global_state', 'restore_global_state', 'keeps_global_state',
+           'TokenizerConfig', 'VARConfig', 'TrainConfig', 'Preset', 'get_preset', 'list_images']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
 class MsvarError(Exception):
@@ -188,6 +188,31 @@ def default_device(device: str | None = None) -> torch.device:
     if torch.cuda.is_available(): return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): return torch.device("mps")
     return torch.device("cpu")
+
+# %% ../nbs/00_core.ipynb #i16c0a02
+import functools
+
+def global_state() -> dict:
+    "The process-wide state a training function may change: Python, NumPy, torch CPU (and initialised CUDA) RNG states, the TF32 flags."
+    st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
+              tf32=(torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+    if torch.cuda.is_available() and torch.cuda.is_initialized(): st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+def restore_global_state(st: dict):
+    "Put back what `global_state` saved."
+    random.setstate(st["python"]); np.random.set_state(st["numpy"]); torch.set_rng_state(st["torch"])
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = st["tf32"]
+    if "cuda" in st: torch.cuda.set_rng_state_all(st["cuda"])
+
+def keeps_global_state(f):
+    "Decorator: `f` may seed the global RNGs and set TF32 for its own work; the caller's states are restored when it returns or raises."
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        st = global_state()
+        try: return f(*args, **kwargs)
+        finally: restore_global_state(st)
+    return wrapper
 
 # %% ../nbs/00_core.ipynb #99948bbe
 @dataclass

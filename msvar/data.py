@@ -401,10 +401,11 @@ class HRFolder(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         i, seed = key if isinstance(key, tuple) else (key, None)
-        g = torch.Generator().manual_seed(int(seed)) if seed is not None else torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+        seed = i if seed is None else seed                    # a plain index i is the key (i, i): no global random state is read
+        g = torch.Generator().manual_seed(int(seed))
         x, _ = _random_crop(self.load(i), self.hr_size, g)
         if self.augment: x = _flip8(x, g)
-        return {"hr": x.contiguous(), "index": i, "seed": -1 if seed is None else int(seed)}
+        return {"hr": x.contiguous(), "index": i, "seed": int(seed)}
 
 # %% ../nbs/01_data.ipynb #01882367
 class PairedFolder(torch.utils.data.Dataset):
@@ -451,7 +452,8 @@ class PairedFolder(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         i, seed = key if isinstance(key, tuple) else (key, None)
-        g = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, ())))
+        seed = i if seed is None else seed                    # a plain index i is the key (i, i): no global random state is read
+        g = torch.Generator().manual_seed(int(seed))
         hr, lr = self.load_pair(i)
         if self.lr_size is not None:
             n = self.lr_size
@@ -460,7 +462,7 @@ class PairedFolder(torch.utils.data.Dataset):
             hr = hr[:, self.scale * t:self.scale * (t + n), self.scale * l:self.scale * (l + n)]
         if self.augment:
             st = g.get_state(); hr = _flip8(hr, g); g.set_state(st); lr = _flip8(lr, g)  # the same symmetry for both
-        return {"hr": hr.contiguous(), "lr": lr.contiguous(), "cls": 0, "index": i, "seed": -1 if seed is None else int(seed)}
+        return {"hr": hr.contiguous(), "lr": lr.contiguous(), "cls": 0, "index": i, "seed": int(seed)}
 
 # %% ../nbs/01_data.ipynb #60f7d9bd
 class SeededSampler(torch.utils.data.Sampler):

@@ -121,8 +121,7 @@ def comparison_grid(pairs: dict, outputs: dict, preset: Preset, idx=(0, 1, 2), n
 # %% ../nbs/09b_evaluate.ipynb #82c0b276
 def write_report(res: dict, pairs: dict, preset: Preset, out_dir, name: str = "msvar", overwrite: bool = False) -> list:
     "Write per_image.csv, summary.csv, summary.md and grid.png of an evaluation into out_dir."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt                                    # the figure is closed after saving; the backend is left as it is
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     files = {k: out / k for k in ("per_image.csv", "summary.csv", "summary.md", "grid.png")}
     clash = [str(f) for f in files.values() if f.exists()]

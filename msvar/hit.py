@@ -277,18 +277,19 @@ def load_hit(path, map_location="cpu") -> HITTokenizer:
     if missing or unexpected: raise MsvarError(f"checkpoint {str(path)!r} does not match preset {preset.name!r}: missing {missing[:8]}, unexpected {unexpected[:8]}")
     return model.eval()
 
-def plot_log(log_path, png_path, keys=("loss",), title=""):
-    "Plot the given keys of a JSONL training log against the step; written atomically."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_log(log_path, png_path=None, keys=("loss",), title=""):
+    "Plot the given keys of a JSONL training log against the step; written atomically to `png_path` if given; returns the figure."
+    from matplotlib.figure import Figure                               # no pyplot: no backend is selected, no global state changes
     rows = [json.loads(l) for l in Path(log_path).read_text().splitlines() if l.strip()]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5)); ax = fig.subplots()
     for ph in sorted({r["phase"] for r in rows}):
         rr = [r for r in rows if r["phase"] == ph]
         for k in keys:
             if k in rr[0]: ax.plot([r["step"] for r in rr], [r[k] for r in rr], label=f"phase {ph} {k}")
     ax.set_xlabel("step"); ax.set_yscale("log"); ax.legend(fontsize=7); ax.set_title(title)
-    fig.tight_layout(); _atomic_write(Path(png_path), lambda tmp: fig.savefig(tmp, format="png", dpi=80)); plt.close(fig)
+    fig.tight_layout()
+    if png_path is not None: _atomic_write(Path(png_path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+    return fig
 
 # %% ../nbs/04_hit.ipynb #f2e55b76
 def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, batch_size: int = 16, lr: float = 2.5e-4,
@@ -296,11 +297,14 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
                  resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None,
                  stop_after: int | None = None) -> HITTokenizer:
     "Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer; resumable. `stop_after` n steps simulates an interruption."
+    # Deviation: the length is steps1 + steps2 (300 + 100 by default), not the preset's `tok_iters` (25K, the paper's finetune
+    # length); `tok_iters` sets chapter 03's base-tokenizer training only. Pass steps1/steps2 explicitly for a paper-length finetune.
+    import warnings
     from fastprogress.fastprogress import progress_bar
     from msvar.tokenizer import RandomCrops, load_tokenizer, Tokenizer
     from msvar.lpips import get_lpips
     from msvar.core import default_device
-    from msvar.train import fit, FitConfig, read_log
+    from msvar.train import fit, FitConfig, read_log, param_digest
     dev = default_device(device)
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
@@ -312,15 +316,17 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
             from msvar.tokenizer import save_tokenizer
             src_step = torch.load(base, map_location="cpu", weights_only=False).get("step")
             save_tokenizer(tok, preset, out / "base.pt", source=str(base), step=src_step)
+    # the run is defined by its options, its starting weights (SHA-256 of the base's parameters) and its data folder
     opts = dict(steps1=steps1, steps2=steps2, batch_size=batch_size, lr=lr, weight_decay=weight_decay, lpips_weight=lpips_weight,
-                p_continuous=p_continuous, seed=seed)
-    if last.exists():                                                  # finished earlier: the same options give the same model
+                p_continuous=p_continuous, seed=seed, base_digest=param_digest(model), data=str(Path(data_dir).resolve()))
+    if last.exists():                                                  # finished earlier: the same base, data and options give the same model
         if not resume: raise MsvarError(f"{str(last)!r} exists: the finetune in {str(out)!r} is finished; choose another output folder")
-        saved = torch.load(last, map_location="cpu", weights_only=False).get("options")
-        diff = {k: (saved.get(k), v) for k, v in opts.items() if saved is not None and saved.get(k) != v}
-        if diff: raise MsvarError(f"{str(last)!r} was written by a finetune with other options: "
-                                  + ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-                                  + "; use the same options or another output folder")
+        saved = torch.load(last, map_location="cpu", weights_only=False).get("options") or {}
+        unknown = [k for k in ("base_digest", "data") if k not in saved]
+        if unknown: warnings.warn(f"{str(last)!r} does not record {' and '.join(unknown)} (written by an older msvar): cannot check them")
+        diff = {k: (saved.get(k), v) for k, v in opts.items() if k in saved and saved.get(k) != v}
+        if diff: raise MsvarError(f"{str(last)!r} was written by another finetune (" + ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+                                  + "); use the same base tokenizer, data folder and options, or another output folder")
         return load_hit(last).to(dev)
     model.to(dev)
     lp = get_lpips("alex", device=dev) if lpips_weight else None       # raises a clear error if the weights are missing
@@ -345,7 +351,7 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
     _atomic_write(out / "log.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows)))
     plot_log(out / "log.jsonl", out / "losses.png", keys=("loss",), title="HIT finetune")
     for prm in model.parameters(): prm.requires_grad_(False)
-    save_hit(model, last, options=opts)
+    save_hit(model, last, options=opts, base_path=str(base) if isinstance(base, (str, Path)) else None)
     return model.eval()
 
 def finetune_hit_cli(argv=None):

@@ -212,8 +212,7 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
             outs = upscale(x, model, scales=scales, **kw)
             for s in scales: save_image(outs[s], targets[s], overwrite=overwrite)
             if compare:
-                import matplotlib; matplotlib.use("Agg")
-                import matplotlib.pyplot as plt
+                import matplotlib.pyplot as plt                        # closed after saving; the backend is left as it is
                 fig = compare_figure(x, outs, f.name)
                 _atomic_write(targets["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100)); plt.close(fig)
             summary["done"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()], seconds=round(time.time() - t0, 3)))

@@ -196,7 +196,9 @@ class MultiScaleQuantizer(nn.Module):
         return f_BChw + (f_hat - f_BChw).detach(), loss, self.usage()
 
     def usage(self):
-        "Per-scale codebook usage (%): entries whose EMA hit count is ≥ 8 % of the uniform share at that scale (VAR's margin)."
+        "Per-scale codebook usage (%): entries whose EMA hit count is ≥ 8 % of the uniform share of that scale's own tokens (msvar's margin)."
+        # Not VAR's: VAR compares every scale with 8 % of the uniform share of the *full-resolution* token count (B·h·w / V),
+        # so its first scales (B·ρ² ≪ B·h·w tokens) show almost no usage whatever the codebook does.
         B_est = self.ema_vocab_hit_SV.sum(1)                                 # ≈ B·ρ_l² tokens per batch
         margin_S = 0.08 * B_est / self.vocab_size
         return (self.ema_vocab_hit_SV >= margin_S[:, None]).float().mean(1) * 100 * (B_est > 0)

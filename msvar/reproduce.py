@@ -260,8 +260,7 @@ def report_grid(out, test_root, preset: str = "small", test_set: str = "Set14", 
 
 def write_report(out: Path, plan: ReproPlan, test_root=None):
     "report.md in the run folder: the three tables beside the paper's, the orderings, stage times, curves.png and grid.png."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt                                    # figures are closed after saving; the backend is left as it is
     out = Path(out)
     t = results_tables(out)
     o = orderings(t)

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import (MsvarError, Preset, TokenizerConfig, VARConfig, TrainConfig, get_preset, _atomic_write,
                         list_images, load_image, to_signed, to_unit, seed_everything, default_device)
+from .core import keeps_global_state
 from .quantize import MultiScaleQuantizer
 
 # %% auto #0
@@ -327,6 +328,7 @@ def lr_at(step: int, total: int, base: float, warmup_frac: float = 0.02, floor: 
     t = (step - w) / max(1, total - w)
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
+@keeps_global_state                     # seeds the global RNGs for its own run; the caller's states come back on return
 def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
                     lpips_weight: float = 1.0, seed: int = 0, resume: bool = True, save_every: int = 100, device=None,
                     require_lpips: bool = False, progress: bool = True, log_every: int = 10, print_log: bool = False):

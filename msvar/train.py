@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.distributed as dist
 from .core import MsvarError, _atomic_write, get_preset, seed_everything, default_device, to_unit, resize, show_images
+from .core import keeps_global_state
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'DECAY_TYPES', 'CKPT_KIND', 'CKPT_VERSION', 'FitConfig', 'param_groups', 'lr_factor', 'WarmupCosine',
@@ -88,7 +89,7 @@ class WarmupCosine:
     "Sets every group's lr to base_lr·lr_factor(step); `step()` once per optimizer step; resumable via state_dict."
     def __init__(self, opt, total: int, warmup: int, min_ratio: float = 0.1):
         self.opt, self.total, self.warmup, self.min_ratio = opt, total, warmup, min_ratio
-        self.base_lrs, self.last_step = [g["lr"] for g in opt.param_groups], 0
+        self.base_lrs, self.last_step, self.note = [g["lr"] for g in opt.param_groups], 0, None
         self._apply()
     def _apply(self):
         f = lr_factor(self.last_step, self.total, self.warmup, self.min_ratio)
@@ -97,7 +98,12 @@ class WarmupCosine:
     def get_last_lr(self) -> list: return [g["lr"] for g in self.opt.param_groups]
     def state_dict(self) -> dict: return dict(base_lrs=self.base_lrs, last_step=self.last_step, total=self.total, warmup=self.warmup, min_ratio=self.min_ratio)
     def load_state_dict(self, sd: dict):
-        self.base_lrs, self.last_step, self.total, self.warmup, self.min_ratio = sd["base_lrs"], sd["last_step"], sd["total"], sd["warmup"], sd["min_ratio"]
+        "Continue from `sd`'s step; a run resumed with another length (an extension) follows the curve of its new length, noted in `self.note`."
+        self.base_lrs, self.last_step = sd["base_lrs"], sd["last_step"]
+        old = (sd["total"], sd["warmup"], sd["min_ratio"])
+        self.note = None if old == (self.total, self.warmup, self.min_ratio) else (
+            f"the schedule is rescaled from {sd['total']} to {self.total} steps (warm-up {sd['warmup']} → {self.warmup}): at step {self.last_step} "
+            f"the lr factor is {lr_factor(self.last_step, self.total, self.warmup, self.min_ratio):.3g} instead of {lr_factor(self.last_step, *old):.3g}")
         self._apply()
 
 # %% ../nbs/07_train.ipynb #c266d844
@@ -322,6 +328,7 @@ def plot_metrics(log_path, png_path=None, keys=None, smooth: int = 0, title: str
     return fig
 
 # %% ../nbs/07_train.ipynb #5f4ecd5e
+@keeps_global_state                     # seeds (and on resume restores) the global RNGs for its own run; the caller's come back on return
 def fit(model: nn.Module, loss_fn, batches, cfg: FitConfig, out_dir, params=None, meta: dict | None = None, resume: bool = False,
         sample_fn=None, after_step=None, train_mode=None, stop_after: int | None = None) -> FitResult:
     "Train `model` with `loss_fn(model, batch) -> (loss, logs)` on `batches` (a StepLoader or `f(step)`); see the chapter for all features."
@@ -346,6 +353,7 @@ def fit(model: nn.Module, loss_fn, batches, cfg: FitConfig, out_dir, params=None
         ck = load_checkpoint(last, map_location=dev)
         check_meta(ck["meta"], meta, last); check_state_fits(model, ck["model"], last)
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); sched.load_state_dict(ck["scheduler"])
+        if sched.note and env.is_main: print(f"resuming with {cfg.steps} steps: {sched.note}", flush=True)
         if scaler.is_enabled() and ck["scaler"]: scaler.load_state_dict(ck["scaler"])
         start, best, nan_total, nan_in_row = ck["step"], ck.get("best", best), ck.get("nan_total", 0), ck.get("nan_in_row", 0)
         if len(ck["rng"]) == env.world_size: set_rng_state(ck["rng"][env.rank])
@@ -525,6 +533,7 @@ def init_from_var(model, path) -> dict:
         dev = next(model.parameters()).device
         return load_var_weights(model, {k: v.to(dev) for k, v in sd.items()})
 
+@keeps_global_state                     # seeds the global RNGs and sets TF32 on GPUs for its own run; the caller's state comes back
 def train_var(preset="small", data=None, tokenizer=None, out=None, dpo: bool = True, hit: bool = True, steps: int | None = None,
               batch_size: int | None = None, accum: int = 1, lr: float | None = None, weight_decay: float | None = None,
               warmup: float = 0.02, clip: float = 2.0, precision: str = "fp32", compile: bool = False, dpo_beta: float | None = None,
