@@ -22,8 +22,10 @@ from msvar.inference import load_sr_model; from msvar.hit import save_hit
 save_hit(load_sr_model('$RUN/first_release.pt').hit, '$RUN/hit.pt')"
 fi
 resume=(); [ -f "$RUN/var_d/last.pt" ] && resume=(--resume)
+bash "$(dirname "$0")/keep_snapshots.sh" "$RUN/var_d" 300 600 900 1200 1500 & snaps=$!   # for chapter 11's test-CE curve
 OMP_WAIT_POLICY=PASSIVE msvar_train --preset small --data "$TRAIN" --tokenizer "$RUN/hit.pt" --out "$RUN/var_d" \
   --steps "$STEPS" --batch-size 16 --dpo-beta 0.1 --threads 2 --ckpt-every 100 --sample-every 500 --no-progress "${resume[@]}"
+kill $snaps 2>/dev/null || true
 python - "$RUN" <<'EOF'
 import sys
 from pathlib import Path
