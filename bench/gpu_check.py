@@ -17,15 +17,16 @@ recorded with its traceback's last line and the next part still runs):
 
 and these CPU parts (also on a CPU-only machine, where the GPU parts are reported as skipped):
 
+  cpu-train     tokens/s of a training step on the CPU: the `paper`-shaped VAR below and the `small` preset, batch 1
   cpu-sampling  KV cache vs recomputation at batch 1 with guidance, on a `paper`-shaped VAR (full width and sequence;
-                depth --cpu-depth, 1 by default, because the full model's recomputation takes minutes on a small CPU)
-  cpu-train     tokens/s of a training step on the CPU: `small` preset and the `paper`-shaped VAR, batch 1
+                depth --cpu-depth, 1 by default, because the full model's recomputation takes minutes on a small CPU);
+                if the budget ends the recomputation early, the speed-up is given over the scales both passes finished
   cpu-smoke     (only when asked for) the same two measurements on the `test` preset, in seconds: what CI runs
 
 It writes one JSON file (--json) and prints a short table. CPU timings on a shared machine are indicative only.
 
     python bench/gpu_check.py --minutes 8                      # everything this machine can run
-    python bench/gpu_check.py --minutes 3 --parts cpu-sampling cpu-train
+    python bench/gpu_check.py --minutes 3 --parts cpu-train cpu-sampling
     python bench/gpu_check.py --peak-tflops 989                # override the dense bf16 peak used for the FLOP/s fraction
 """
 import argparse, contextlib, json, math, os, platform, shutil, signal, subprocess, sys, tempfile, time, traceback
@@ -43,10 +44,10 @@ PEAK_BF16_TFLOPS = [("H200", 989.0), ("GH200", 989.0), ("H100 PCIe", 756.0), ("H
                     ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0), ("L4", 121.0)]
 
 GPU_PARTS = ("gpu-tests", "torchrun", "throughput", "sampling", "cli")
-CPU_PARTS = ("cpu-sampling", "cpu-train")
+CPU_PARTS = ("cpu-train", "cpu-sampling")
 ALL_PARTS = GPU_PARTS + CPU_PARTS + ("cpu-smoke",)
 DEFAULT_PARTS = GPU_PARTS + CPU_PARTS
-WEIGHT = {"gpu-tests": 2, "torchrun": 3, "throughput": 3, "sampling": 1.5, "cli": 1.5, "cpu-sampling": 1.2, "cpu-train": 0.8,
+WEIGHT = {"gpu-tests": 1.5, "torchrun": 4, "throughput": 3, "sampling": 1, "cli": 1.5, "cpu-sampling": 1, "cpu-train": 1,
           "cpu-smoke": 1}
 
 
@@ -106,56 +107,62 @@ def peak_tflops(name: str, override=None):
 
 # ---------------------------------------------------------------- measurements shared by GPU and CPU parts
 def kv_cache_ratio(preset, m, B, cfg, deadline):
-    "CPU seconds of one greedy sampling pass (guidance `cfg`) with the KV cache and with recomputation; a pass stops at the deadline."
+    """Greedy sampling (guidance `cfg`) with the KV cache, then with recomputation: seconds until each scale's logits, per pass.
+    The recomputation pass stops early when its next (costlier) scale would pass the deadline."""
     from sample import stand_in                                              # random codebook state, LR prefix, classes
     st, prefix, cls, _ = stand_in(preset, m, B, 0)
-    sec, done = {}, {}
+    stamps = {}
     for use_cache in (True, False):
-        n = [0]
+        t0, marks = time.perf_counter(), []
         def pick(step, logits):
-            if time.perf_counter() > deadline: raise OutOfTime(f"stopped after {step} of {m.L} scales")
-            n[0] = step + 1
+            marks.append(time.perf_counter() - t0)
+            last = marks[-1] - (marks[-2] if len(marks) > 1 else 0.0)
+            if step + 1 < m.L and time.time() + 2 * last > deadline:   # the next scale costs more than this one
+                raise OutOfTime(f"stopped after {step + 1} of {m.L} scales")
             return logits.argmax(-1)
-        t0 = time.perf_counter()
         try:
             with torch.no_grad(): m._run_steps(prefix, cls, st, pick, cfg=cfg, use_cache=use_cache)
         except OutOfTime: pass
-        sec[use_cache], done[use_cache] = time.perf_counter() - t0, n[0]
-    return sec, done
+        stamps[use_cache] = marks
+    return stamps
 
 
-def train_step_rate(preset_name, B, dev, precision, steps, deadline, depth=None, compile=False):
-    "Seconds per training step (CE + DPO, one pass, AdamW, clipping) of a preset's VAR on random tokens, and the model."
-    from train_step import random_tokens
-    from msvar.core import get_preset
-    from msvar.var import SRVAR
-    from msvar.losses import sr_loss
-    from msvar.train import param_groups
-    p = get_preset(preset_name)
-    torch.manual_seed(0)
-    m = SRVAR.from_preset(p, **({} if depth is None else dict(depth=depth))).to(dev).train()
-    opt = torch.optim.AdamW(param_groups(m, 0.005), lr=1e-4, betas=(0.9, 0.95))
-    t = random_tokens(p, B, torch.device(dev), torch.Generator().manual_seed(0))
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    net = torch.compile(m) if compile else m
-    dev_type = torch.device(dev).type
+class StepTimer:
+    "A preset's VAR (built once, on the device) with AdamW: times training steps (CE + DPO, one pass, clipping) on random tokens."
+    def __init__(self, preset_name, dev, precision="fp32", depth=None):
+        from msvar.core import get_preset
+        from msvar.var import SRVAR
+        from msvar.train import param_groups
+        self.p, self.dev, self.dev_type = get_preset(preset_name), dev, torch.device(dev).type
+        torch.manual_seed(0)
+        with torch.device(dev): self.m = SRVAR.from_preset(self.p, **({} if depth is None else dict(depth=depth))).train()
+        self.opt = torch.optim.AdamW(param_groups(self.m, 0.005), lr=1e-4, betas=(0.9, 0.95))
+        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.net = self.m
 
-    def step():
-        with torch.autocast(dev_type, dtype=amp or torch.float32, enabled=amp is not None):
-            loss, _ = sr_loss(net, t, dpo=True)
-        loss.backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 2.0); opt.step(); opt.zero_grad(set_to_none=True)
-        return loss
+    def compile(self): self.net = torch.compile(self.m); return self
 
-    sync(dev); t0 = time.perf_counter()
-    loss0 = step(); sync(dev)                                              # warm-up (and compilation)
-    warm = time.perf_counter() - t0
-    times = []
-    for _ in range(steps):
-        if times and time.perf_counter() + times[-1] > deadline: break
-        t0 = time.perf_counter(); step(); sync(dev); times.append(time.perf_counter() - t0)
-    if not times: raise OutOfTime(f"warm-up took {warm:.1f} s; no time left for a timed step")
-    del opt, t
-    return min(times), warm, m, float(loss0.detach())
+    def rate(self, B, steps, deadline):
+        "(best seconds per step over up to `steps` timed steps, seconds of the warm-up step); stops at the deadline (time.time())."
+        from train_step import random_tokens
+        from msvar.losses import sr_loss
+        t = random_tokens(self.p, B, torch.device(self.dev), torch.Generator().manual_seed(0))
+        def step():
+            with torch.autocast(self.dev_type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                loss, _ = sr_loss(self.net, t, dpo=True)
+            loss.backward(); torch.nn.utils.clip_grad_norm_(self.m.parameters(), 2.0)
+            self.opt.step(); self.opt.zero_grad(set_to_none=True)
+        try:
+            sync(self.dev); t0 = time.perf_counter(); step(); sync(self.dev)          # warm-up (and compilation)
+            warm, times = time.perf_counter() - t0, []
+            if self.dev_type == "cpu" and self.net is self.m and time.time() + warm > deadline: times = [warm]; steps = 0   # eager CPU: no warm-up effect
+            for _ in range(steps):
+                if times and time.time() + times[-1] > deadline: break
+                t0 = time.perf_counter(); step(); sync(self.dev); times.append(time.perf_counter() - t0)
+        finally:
+            self.opt.zero_grad(set_to_none=True); del t
+        if not times: raise OutOfTime(f"warm-up took {warm:.1f} s; no time left for a timed step")
+        return min(times), warm
 
 
 def flops_formula(m, B) -> tuple:
@@ -210,7 +217,7 @@ def part_torchrun(ctx, deadline):
         rc, out, err, _ = run_cmd([*entry("msvar.tokenizer", "import_tokenizer_cli"), vae, "-o", work / "tokenizer.pt"],
                                   deadline - time.time(), "msvar_import_tokenizer")
         check_rc(rc, out, err, "msvar_import_tokenizer")
-        tok_args, batch, steps = ["--tokenizer", work / "tokenizer.pt", "--init-var", var], n, 5
+        tok_args, batch, steps = ["--tokenizer", work / "tokenizer.pt", "--init-var", var], n, 4
     args = ["--preset", preset, "--data", REPO / "data" / "images", *tok_args, "--batch-size", batch, "--precision",
             "fp32" if ctx.dry_run else "bf16", "--steps", steps, "--ckpt-every", 2, "--no-progress", *dev_args]
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n, "-m", "msvar.train"]
@@ -259,63 +266,63 @@ def part_torchrun(ctx, deadline):
 
 
 def part_throughput(ctx, deadline):
+    import gc
     dev = ctx.dev
     preset = "test" if ctx.dry_run else "paper"
     name = gpu_name() if not ctx.dry_run else "cpu (dry run)"
     peak, peak_src = peak_tflops(name, ctx.peak_tflops)
-    res = dict(device=name, preset=preset, precision="bf16", peak_tflops=peak, peak_source=peak_src, search=[])
-    # 1. eager: double the batch until it does not fit (or the time share is half spent)
+    res = dict(device=name, preset=preset, precision="bf16 autocast (fp32 weights, AdamW)", peak_tflops=peak, peak_source=peak_src, search=[])
+    tm = StepTimer(preset, dev, "bf16")
+    m = tm.m
+    tokens, n_params = m.n_image + m.n_prefix, sum(q.numel() for q in m.parameters())
+    def row(mode, B, sec):
+        flops, _ = flops_formula(m, B)
+        r = dict(mode=mode, batch=B, s_per_step=round(sec, 4), images_per_s=round(B / sec, 2), tokens_per_s=round(B * tokens / sec),
+                 model_tflops_per_s=round(flops / sec / 1e12, 2))
+        if peak: r["fraction_of_peak"] = round(flops / sec / 1e12 / peak, 3)
+        return r
+    def free():
+        gc.collect()
+        if dev.startswith("cuda"): torch.cuda.empty_cache()
+    # 1. eager: double the batch until it does not fit (or half of this part's share is spent)
     half = time.time() + 0.5 * (deadline - time.time())
     B, best = 1, None
     while True:
         try:
-            sec, warm, m, loss = train_step_rate(preset, B, dev, "bf16", 2, half)
-            res["search"].append(dict(batch=B, s_per_step=round(sec, 4)))
-            best = (B, sec, m)
+            sec, _ = tm.rate(B, 2, half)
+            res["search"].append(dict(batch=B, s_per_step=round(sec, 4))); best = (B, sec)
         except torch.cuda.OutOfMemoryError:
-            res["search"].append(dict(batch=B, fits=False)); m = None
-            break
+            res["search"].append(dict(batch=B, fits=False)); free(); break
         except OutOfTime as e:
             res["search"].append(dict(batch=B, stopped=str(e))); break
-        finally:
-            if dev.startswith("cuda"): torch.cuda.empty_cache()
-        if time.time() + 3 * sec * 2 > half or B >= (8 if ctx.dry_run else 1024): break
-        del m; B *= 2
+        if time.time() + 3 * 2 * sec > half: res["search"].append(dict(batch=2 * B, stopped="no time left in the search")); break
+        if B >= (8 if ctx.dry_run else 4096): break
+        B *= 2
+    free()
     if best is None: raise RuntimeError("not even batch 1 fits or finishes in time")
-    B, sec, m = best
-    import gc; gc.collect()
-    if dev.startswith("cuda"): torch.cuda.empty_cache()
-    tokens = m.n_image + m.n_prefix
-    flops, formula = flops_formula(m, B)
-    n_params = sum(p.numel() for p in m.parameters())
-    del m
-    def row(mode, B, sec):
-        r = dict(mode=mode, batch=B, s_per_step=round(sec, 4), images_per_s=round(B / sec, 2), tokens_per_s=round(B * tokens / sec),
-                 model_tflops_per_s=round(flops / sec / 1e12, 1))
-        if peak: r["fraction_of_peak"] = round(flops / sec / 1e12 / peak, 3)
-        return r
-    res.update(params=n_params, tokens_per_image=tokens, flops_per_step=flops, formula=formula, eager=row("eager", B, sec))
+    B, sec = best
+    res.update(params=n_params, tokens_per_image=tokens, flops_per_step=flops_formula(m, B)[0], formula=flops_formula(m, B)[1],
+               largest_batch=B, eager=row("eager", B, sec))
+    if dev.startswith("cuda"): res["max_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
     # 2. torch.compile at the largest eager batch (halved if the compiled step does not fit)
     Bc = B
     if ctx.dry_run: res["compiled"] = dict(skipped="dry run: torch.compile on this CPU takes minutes; the GPU run compiles"); Bc = 0
     elif deadline - time.time() < 60: res["compiled"] = dict(skipped=f"only {deadline - time.time():.0f} s left of this part's share"); Bc = 0
+    else: tm.compile()
     while Bc >= 1:
         try:
-            secc, warmc, mc, _ = train_step_rate(preset, Bc, dev, "bf16", 3, deadline, compile=True)
-            del mc
-            res["compiled"] = dict(row("compiled", Bc, secc), compile_and_first_step_s=round(warmc, 1))
-            if Bc != B: res["compiled"]["flops_note"] = "FLOP/s scaled to this batch"
-            if Bc != B: res["compiled"]["model_tflops_per_s"] = round(flops * Bc / B / secc / 1e12, 1)
-            break
+            secc, warmc = tm.rate(Bc, 3, deadline)
+            res["compiled"] = dict(row("compiled", Bc, secc), compile_and_first_step_s=round(warmc, 1)); break
         except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache(); Bc //= 2
+            free(); Bc //= 2
         except OutOfTime as e:
             res["compiled"] = dict(skipped=str(e)); break
-    if dev.startswith("cuda"): res["max_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    del tm, m; free()
     e, c = res["eager"], res.get("compiled", {})
     res["brief"] = (f"B={B}: eager {e['images_per_s']} img/s, {e['tokens_per_s']:,} tok/s"
                     + (f", {e['fraction_of_peak']:.0%} of peak" if "fraction_of_peak" in e else "")
-                    + (f"; compiled {c['images_per_s']} img/s" if "images_per_s" in c else "; compiled: " + str(c.get("skipped", "not run"))))
+                    + (f"; compiled {c['images_per_s']} img/s" + (f", {c['fraction_of_peak']:.0%}" if "fraction_of_peak" in c else "")
+                       if "images_per_s" in c else "; compiled: " + str(c.get("skipped", "not run"))))
     return res
 
 
@@ -329,7 +336,7 @@ def part_sampling(ctx, deadline):
     dev = ctx.dev
     p = get_preset("test" if ctx.dry_run else "paper")
     torch.manual_seed(0)
-    model = SRModel(HITTokenizer(Tokenizer.from_preset(p), p), SRVAR.from_preset(p), tokens="hit").to(dev).eval()
+    with torch.device(dev): model = SRModel(HITTokenizer(Tokenizer.from_preset(p), p), SRVAR.from_preset(p), tokens="hit").eval()
     res = dict(preset=p.name, hr_px=p.hr_size, precision="fp32 (as msvar_sr)", cfg=1.5)
     g = torch.Generator().manual_seed(0)                                    # a CPU generator, as msvar_sr / upscale use
     lr = torch.rand(8, 3, p.lr_size, p.lr_size, generator=g)
@@ -420,40 +427,52 @@ def part_cpu_sampling(ctx, deadline, preset_name=None, depth=None, label=None):
     m = SRVAR.from_preset(p, **({} if depth is None else dict(depth=depth))).eval()
     res = dict(model=label or f"{p.name} preset VAR" + ("" if depth is None else f" at depth {m.depth} of {full} (same width {m.C}, same sequence)"),
                params=count_params(m), tokens=m.n_image + m.n_prefix, batch=1, cfg=1.5, threads=torch.get_num_threads())
-    sec, done = kv_cache_ratio(p, m, 1, 1.5, deadline)
-    res.update(kv_cache_s=round(sec[True], 3), recompute_s=round(sec[False], 3), recompute_scales_done=done[False],
-               cache_scales_done=done[True])
-    if done[True] < m.L: raise OutOfTime(f"even the KV-cache pass did not finish ({done[True]} of {m.L} scales)")
-    if done[False] == m.L:
-        res["kv_cache_speedup"] = round(sec[False] / sec[True], 2)
-        res["brief"] = f"{res['model']}: KV cache {sec[True]:.2f} s, recompute {sec[False]:.2f} s → ×{res['kv_cache_speedup']:.1f}"
-    else:
-        res["kv_cache_speedup_at_least"] = round(sec[False] / sec[True], 2)
-        res["brief"] = (f"{res['model']}: KV cache {sec[True]:.2f} s; recompute stopped by the budget after {done[False]} of {m.L} "
-                        f"scales ({sec[False]:.1f} s) → speed-up ≥ ×{res['kv_cache_speedup_at_least']:.1f}")
+    stamps = kv_cache_ratio(p, m, 1, 1.5, deadline)
+    cache, full = stamps[True], stamps[False]
+    if len(cache) < m.L: raise OutOfTime(f"even the KV-cache pass did not finish ({len(cache)} of {m.L} scales)")
+    k = len(full)
+    res.update(kv_cache_s=round(cache[-1], 3), kv_cache_s_per_scale=[round(x, 3) for x in cache],
+               recompute_s_per_scale=[round(x, 3) for x in full], recompute_scales_done=k, cache_scales_done=len(cache))
+    if k == m.L:
+        res["recompute_s"], res["kv_cache_speedup"] = round(full[-1], 3), round(full[-1] / cache[-1], 2)
+        res["brief"] = f"{res['model']}: KV cache {cache[-1]:.2f} s, recompute {full[-1]:.2f} s → ×{res['kv_cache_speedup']:.1f}"
+    elif k:
+        res[f"kv_cache_speedup_first_{k}_scales"] = round(full[-1] / cache[k - 1], 2)
+        res["brief"] = (f"{res['model']}: KV cache {cache[-1]:.2f} s for all {m.L} scales; recomputation stopped by the budget after "
+                        f"{k} scales: {full[-1]:.2f} s vs {cache[k - 1]:.2f} s with the cache over those {k} → ×{full[-1] / cache[k - 1]:.1f} "
+                        f"(a partial ratio: early scales recompute the whole {m.n_prefix}-token prefix for few new tokens; the full pass's ratio differs)")
+    else: raise OutOfTime("no time left for the recomputation pass")
     return res
 
 
 def part_cpu_train(ctx, deadline, presets=None):
     from msvar.core import get_preset
     rows = []
-    presets = presets or [("small", None), ("paper", None if ctx.cpu_depth >= 16 else ctx.cpu_depth)]
+    presets = presets or [("paper", None if ctx.cpu_depth >= 16 else ctx.cpu_depth), ("small", None)]   # the costly one first
+    rate = None                                                              # FLOP/s of the previous measurement
     for i, (name, depth) in enumerate(presets):
         share = time.time() + (deadline - time.time()) / (len(presets) - i)
+        tm = StepTimer(name, "cpu", "fp32", depth)
+        m = tm.m
+        label = name + ("" if depth is None else f" VAR at depth {m.depth} of {get_preset(name).var.depth} (same width and sequence)")
+        est = flops_formula(m, 1)[0] / rate if rate else None
+        if est and est > 5 and time.time() + est > deadline:  # (conservative: bigger matmuls run at a higher rate)
+            rows.append(dict(preset=name, model=label, skipped=f"one step would take ≈ {est:.0f} s at the rate measured above; "
+                             f"{deadline - time.time():.0f} s left")); del tm, m; continue
         try:
-            sec, warm, m, loss = train_step_rate(name, 1, "cpu", "fp32", 2, share, depth=depth)
+            sec, _ = tm.rate(1, 2, share)
         except OutOfTime as e:
-            rows.append(dict(preset=name, depth=depth, skipped=str(e))); continue
+            rows.append(dict(preset=name, model=label, skipped=str(e))); continue
         tokens = m.n_image + m.n_prefix
-        flops, _ = flops_formula(m, 1)
-        rows.append(dict(preset=name, model=f"{name}" + ("" if depth is None else f" at depth {m.depth} of {get_preset(name).var.depth}"),
-                         batch=1, precision="fp32", tokens=tokens, s_per_step=round(sec, 3), tokens_per_s=round(tokens / sec, 1),
-                         gflops_per_s=round(flops / sec / 1e9, 1)))
-        del m
+        rows.append(dict(preset=name, model=label, batch=1, precision="fp32", tokens=tokens, s_per_step=round(sec, 3),
+                         tokens_per_s=round(tokens / sec, 1), gflops_per_s=round(flops_formula(m, 1)[0] / sec / 1e9, 1)))
+        rate = flops_formula(m, 1)[0] / sec
+        del tm, m
     res = dict(rows=rows, threads=torch.get_num_threads())
     ok = [r for r in rows if "tokens_per_s" in r]
     if not ok: raise OutOfTime("no training step finished within the budget")
-    res["brief"] = "; ".join(f"{r['model']}: {r['tokens_per_s']:,} tok/s ({r['s_per_step']} s/step)" for r in ok)
+    res["brief"] = "; ".join(f"{r['model']}: {r['tokens_per_s']:,} tok/s ({r['s_per_step']} s/step)" if "tokens_per_s" in r
+                             else f"{r['model']}: skipped ({r['skipped']})" for r in rows)
     return res
 
 
@@ -499,8 +518,9 @@ def main(argv=None):
     if has_gpu:
         torch.backends.cuda.matmul.allow_tf32 = True; torch.backends.cudnn.allow_tf32 = True
     report = dict(started=time.strftime("%Y-%m-%d %H:%M:%S"), budget_minutes=a.minutes, machine=machine(), dry_run=a.dry_run,
-                  note=("timings of CPU parts on a shared or loaded machine are indicative only" + ("" if has_gpu else
-                        "; no CUDA GPU here, so the GPU parts were skipped and no GPU figure was measured")), parts={})
+                  note=("timings of CPU parts on a shared or loaded machine are indicative only" + (
+                        "; dry run: the GPU parts' logic ran on the CPU with the test preset, no GPU figure was measured" if a.dry_run else
+                        "" if has_gpu else "; no CUDA GPU here, so the GPU parts were skipped and no GPU figure was measured")), parts={})
     print(f"msvar GPU check: torch {torch.__version__} (CUDA {torch.version.cuda}), "
           + (f"{torch.cuda.device_count()} × {gpu_name()}" if has_gpu else "no CUDA GPU")
           + f", {torch.get_num_threads()} CPU threads, budget {a.minutes:g} min" + (" [dry run: GPU parts on the CPU, test preset]" if a.dry_run else ""), flush=True)
