@@ -30,6 +30,11 @@ def exact_fp32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+def close(a, b, rtol=1e-4):
+    "assert_close with an absolute tolerance scaled to the reference's magnitude (fp32 kernels differ in summation order)."
+    torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * max(1.0, float(b.abs().max())))
+
+
 def open_model(p, seed=0, **kw):
     "A VAR of preset p whose gates are open and whose logits are O(1), as in chapter 05's checks (VAR's init is nearly the identity)."
     torch.manual_seed(seed)
@@ -76,7 +81,7 @@ def test_logits_cuda_equal_cpu(preset):
         ref = m(prefix, cls, x)
         out = m.to(CUDA)(prefix.to(CUDA), cls.to(CUDA), x.to(CUDA)).cpu()
     assert ref.abs().max() > 0.5                                          # O(1) logits, so the tolerance means something
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    close(out, ref)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -110,13 +115,13 @@ def test_compiled_var_equals_eager():
     x = st.teacher_inputs(idx)
     cm = torch.compile(m)
     with torch.no_grad():
-        torch.testing.assert_close(cm(prefix, cls, x), m(prefix, cls, x), rtol=1e-4, atol=1e-4)
+        close(cm(prefix, cls, x), m(prefix, cls, x))
     m.train()
     out_c, out_e = cm(prefix, cls, x), m(prefix, cls, x)
-    torch.testing.assert_close(out_c, out_e, rtol=1e-4, atol=1e-4)
+    close(out_c, out_e)
     gc = torch.autograd.grad(out_c.square().mean(), m.head.weight)[0]
     ge = torch.autograd.grad(out_e.square().mean(), m.head.weight)[0]
-    torch.testing.assert_close(gc, ge, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gc, ge, rtol=1e-4, atol=1e-4 * float(ge.abs().max()))
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
@@ -129,7 +134,7 @@ def test_kv_cache_sampling_on_cuda_equals_teacher_forcing(use_cache):
     rec = []
     def pick(step, logits): rec.append(logits); return idx[step].flatten(1)
     out = m._run_steps(prefix, cls, st, pick, use_cache=use_cache)
-    torch.testing.assert_close(torch.cat(rec, 1), tf, rtol=1e-4, atol=1e-4)
+    close(torch.cat(rec, 1), tf)
     assert all(torch.equal(o, i) for o, i in zip(out, idx))
     # greedy sampling: the cache changes nothing
     a = m.generate(prefix, cls, st, cfg=1.5, greedy=True, use_cache=True)
