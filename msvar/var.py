@@ -323,6 +323,8 @@ def sample_tokens(logits_BlV: torch.Tensor, top_k: int = 0, top_p: float = 0.0, 
         before = srt.softmax(-1).cumsum(-1) - srt.softmax(-1)                     # probability mass ranked above each token
         logits = logits.scatter(-1, order, srt.masked_fill(before > top_p, float("-inf")))  # the top token always survives
     probs = logits.softmax(-1).view(B * l, V)
+    if generator is not None and generator.device != probs.device:   # e.g. msvar_sr's seeded CPU generator, model on CUDA:
+        return torch.multinomial(probs.to(generator.device), 1, generator=generator).view(B, l).to(probs.device)  # draw on its device
     return torch.multinomial(probs, 1, generator=generator).view(B, l)
 
 # %% ../nbs/05_var.ipynb #668bcf46

@@ -2,8 +2,8 @@
 msvar_train --preset paper --init-var var_d16.pth --steps 1. It proves that the GPU recipe in the README runs as written
 (with the real key names and shapes of the public checkpoints), not that it trains well.
 
-No checkpoint is downloaded: both files are built here with the exact keys and shapes that the bundled `data/var_keys.json`
-lists for `vae_ch160v4096z32.pth` and `var_d16.pth`, and random values.
+No checkpoint is downloaded: both files are built by `bench/public_checkpoints.py` with the exact keys and shapes that
+`data/var_keys.json` lists for `vae_ch160v4096z32.pth` and `var_d16.pth`, and random values.
 
 Slow (measured with `/usr/bin/time -v` around the command below: 11.5 min of CPU time, 14.1 GB peak RSS; 314M parameters with AdamW, a 4476-token sequence,
 then sampling 4 images at 512 px), so it only runs with
@@ -29,6 +29,10 @@ def test_manifest_is_bundled():
     assert KEYS.is_relative_to(REPO) and {len(shapes["vae_ch160v4096z32.pth"]), len(shapes["var_d16.pth"])} == {324, 220}
 
 
+sys.path.insert(0, str(REPO / "bench"))
+from public_checkpoints import write_fake_public_checkpoints     # builds both files from the same manifest
+
+
 def _run(args, **kw):
     t0 = time.time()
     r = subprocess.run(args, capture_output=True, text=True, cwd=REPO, **kw)
@@ -38,17 +42,8 @@ def _run(args, **kw):
 
 @slow
 def test_paper_preset_one_step(tmp_path):
-    from msvar.tokenizer import Tokenizer
-    shapes = json.loads(KEYS.read_text())
-    # VAR's tokenizer file: our paper tokenizer's state dict, which must have exactly VAR's keys and shapes
-    sd = Tokenizer.from_preset("paper").state_dict()
-    assert {k: list(v.shape) for k, v in sd.items()} == {k: list(s) for k, s in shapes["vae_ch160v4096z32.pth"].items()}
-    torch.save(sd, tmp_path / "vae_ch160v4096z32.pth"); del sd
-    # VAR-d16's file: every key and shape of the public checkpoint, random values
-    g = torch.Generator().manual_seed(0)
-    var_sd = {k: torch.randn(s, generator=g) * 0.02 for k, s in shapes["var_d16.pth"].items()}
-    torch.save(var_sd, tmp_path / "var_d16.pth"); del var_sd
-
+    # VAR's tokenizer file (our paper tokenizer's state dict, checked against VAR's keys and shapes) and VAR-d16's (random values)
+    write_fake_public_checkpoints(tmp_path)
     r = _run(["msvar_import_tokenizer", tmp_path / "vae_ch160v4096z32.pth", "-o", tmp_path / "tokenizer.pt"])
     assert r.returncode == 0
     out = tmp_path / "var"
