@@ -174,8 +174,14 @@ def seed_everything(seed: int) -> torch.Generator:
 def default_device(device: str | None = None) -> torch.device:
     "The device to use: `device` if given, else CUDA, then Apple MPS, then CPU."
     if device is not None:
-        dev = torch.device(device)
+        try: dev = torch.device(device)
+        except (RuntimeError, TypeError) as e: raise MsvarError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
         if dev.type == "cuda" and not torch.cuda.is_available(): raise MsvarError(f"device {device!r} requested but CUDA is not available")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise MsvarError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
+        if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise MsvarError(f"device {device!r} requested but Apple MPS is not available on this machine")
+        if dev.type not in ("cpu", "cuda", "mps"): raise MsvarError(f"device {device!r} is not supported: use cpu, cuda, cuda:N or mps")
         return dev
     if torch.cuda.is_available(): return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): return torch.device("mps")

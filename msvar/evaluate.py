@@ -153,8 +153,12 @@ def eval_cli(argv=None):
     ap.add_argument("--device", default=None)
     ap.add_argument("--overwrite", action="store_true")
     a = ap.parse_args(argv)
-    from msvar.inference import load_sr_model, default_model_path
+    from msvar.inference import load_sr_model, default_model_path, check_options, check_out_dir
     try:
+        check_options(a)                                                 # bad values, unknown device: before any work
+        out = check_out_dir(a.out)                                       # an unwritable --out, or a report in the way: before evaluating
+        clash = [f for f in ("per_image.csv", "summary.csv", "summary.md", "grid.png") if (out / f).exists()]
+        if clash and not a.overwrite: raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
         model = load_sr_model(a.model or default_model_path(), device=a.device)
         pairs = load_pairs(a.data, model.preset, a.n, a.seed, a.clean, a.lr)
         res = evaluate_model(model, pairs, a.batch_size, greedy=not a.sample, cfg=a.cfg, seed=a.seed, crop_border=a.crop_border,

@@ -264,17 +264,19 @@ def save_hit(model: HITTokenizer, path, **extra):
 
 def load_hit(path, map_location="cpu") -> HITTokenizer:
     "Load a HIT tokenizer written by `save_hit` / `msvar_finetune_hit`; clear errors for other files."
-    from msvar.tokenizer import Tokenizer, preset_from_dict
+    from msvar.tokenizer import Tokenizer, preset_from_dict, _load_torch, check_state_dict, check_finite_state
     path = Path(path)
-    if not path.exists(): raise MsvarError(f"checkpoint {str(path)!r} does not exist")
-    try: state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e: raise MsvarError(f"cannot read checkpoint {str(path)!r}: {e}") from e
+    state = _load_torch(path, "HIT tokenizer checkpoint", map_location)     # weights_only: loading never runs code
     if not isinstance(state, dict) or state.get("kind") != "msvar-hit-tokenizer":
         raise MsvarError(f"{str(path)!r} is not a HIT tokenizer checkpoint (made by msvar_finetune_hit)")
-    preset = preset_from_dict(state["preset_config"])
-    model = HITTokenizer(Tokenizer.from_preset(preset), preset)
-    missing, unexpected = model.load_state_dict(state["model"], strict=False)
-    if missing or unexpected: raise MsvarError(f"checkpoint {str(path)!r} does not match preset {preset.name!r}: missing {missing[:8]}, unexpected {unexpected[:8]}")
+    if not isinstance(state.get("preset_config"), dict) or not isinstance(state.get("model"), dict):
+        raise MsvarError(f"HIT tokenizer checkpoint {str(path)!r} is incomplete: it needs 'preset_config' and 'model'")
+    try:
+        preset = preset_from_dict(state["preset_config"])
+        model = HITTokenizer(Tokenizer.from_preset(preset), preset)
+        check_state_dict(model, state["model"])
+    except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from None
+    model.load_state_dict(check_finite_state(state["model"], path, "HIT tokenizer checkpoint"))
     return model.eval()
 
 def plot_log(log_path, png_path, keys=("loss",), title=""):
@@ -297,7 +299,7 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
                  stop_after: int | None = None) -> HITTokenizer:
     "Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer; resumable. `stop_after` n steps simulates an interruption."
     from fastprogress.fastprogress import progress_bar
-    from msvar.tokenizer import RandomCrops, load_tokenizer, Tokenizer
+    from msvar.tokenizer import RandomCrops, load_tokenizer, Tokenizer, _load_torch
     from msvar.lpips import get_lpips
     from msvar.core import default_device
     from msvar.train import fit, FitConfig, read_log
@@ -310,13 +312,13 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
         model = HITTokenizer(tok, preset)
         if not isinstance(base, tuple) and not (out / "base.pt").exists():   # keep the exact starting point for comparisons
             from msvar.tokenizer import save_tokenizer
-            src_step = torch.load(base, map_location="cpu", weights_only=False).get("step")
+            src_step = _load_torch(base).get("step")
             save_tokenizer(tok, preset, out / "base.pt", source=str(base), step=src_step)
     opts = dict(steps1=steps1, steps2=steps2, batch_size=batch_size, lr=lr, weight_decay=weight_decay, lpips_weight=lpips_weight,
                 p_continuous=p_continuous, seed=seed)
     if last.exists():                                                  # finished earlier: the same options give the same model
         if not resume: raise MsvarError(f"{str(last)!r} exists: the finetune in {str(out)!r} is finished; choose another output folder")
-        saved = torch.load(last, map_location="cpu", weights_only=False).get("options")
+        saved = _load_torch(last).get("options")
         diff = {k: (saved.get(k), v) for k, v in opts.items() if saved is not None and saved.get(k) != v}
         if diff: raise MsvarError(f"{str(last)!r} was written by a finetune with other options: "
                                   + ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
