@@ -296,3 +296,55 @@ def test_eval_bad_option(tmp_path, toy, capsys, bad):
 
 def test_upscale_rejects_overlap_of_a_tile(toy):
     with pytest.raises(MsvarError, match="overlap must be in"): __import__("msvar.inference").inference.upscale(torch.rand(3, 5, 5), toy, overlap=8)
+
+
+# ---------------------------------------------------------------- 4. images that pass a folder scan but cannot be decoded; file hygiene
+def _undecodable_tiffs(d: Path) -> list:
+    "32-bit float and 32-bit integer TIFFs: Pillow opens them, msvar cannot map them to [0, 1]."
+    import numpy as np
+    from PIL import Image
+    d.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.rand(80, 80).astype(np.float32), mode="F").save(d / "f32.tif")
+    Image.fromarray((np.random.rand(80, 80) * 1e6).astype(np.int32), mode="I").save(d / "i32.tif")
+    return [d / "f32.tif", d / "i32.tif"]
+
+
+def test_training_folder_skips_undecodable_images(tmp_path):
+    from msvar.data import HRFolder
+    for i in range(3): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
+    bad = _undecodable_tiffs(tmp_path / "hr")
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"): ds = HRFolder(tmp_path / "hr", 32)
+    assert len(ds) == 3 and sorted(p for p, _ in ds.unreadable) == sorted(bad)
+    (tmp_path / "hr" / "1.png").write_bytes(b"gone bad after the scan")      # a file that breaks mid-run
+    with pytest.warns(UserWarning, match="skipping a training image"): items = [ds[(i, 7)] for i in range(3)]
+    assert [tuple(it["hr"].shape) for it in items] == [(3, 32, 32)] * 3
+    assert list(ds.failed_loads) == [str(tmp_path / "hr" / "1.png")]
+
+
+def test_make_testset_skips_undecodable_images(tmp_path):
+    from msvar.data import make_testset
+    for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
+    _undecodable_tiffs(tmp_path / "hr")
+    with pytest.warns(UserWarning, match="unreadable"):
+        man = make_testset(tmp_path / "hr", tmp_path / "ts", n=4, hr_size=32, lr_size=8, progress=False)
+    assert len(man.read_text().splitlines()) == 5 and len(list((tmp_path / "ts" / "lr").glob("*.png"))) == 4
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_files_get_the_users_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        p = save_image(torch.rand(3, 4, 4), tmp_path / "a.png")
+        c = save_checkpoint(tmp_path / "c.pt", dict(step=0))
+    finally: os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask and stat.S_IMODE(c.stat().st_mode) == 0o666 & ~umask
+
+
+def test_orphan_temporaries_are_cleaned(tmp_path):
+    "A writer killed mid-write leaves .NAME.PID.xxx.tmp; the next write of NAME removes it once its process is gone."
+    dead = tmp_path / ".a.png.999999999.k1llme.tmp"; dead.write_bytes(b"half")   # no such pid (above pid_max)
+    live = tmp_path / f".a.png.{os.getpid()}.w0rk.tmp"; live.write_bytes(b"busy")
+    young = tmp_path / ".a.png.999999998.y0ung.tmp"; young.write_bytes(b"half")
+    for f in (dead, live): os.utime(f, (1e9, 1e9))
+    save_image(torch.rand(3, 4, 4), tmp_path / "a.png")
+    assert not dead.exists() and live.exists() and young.exists()             # a live writer's and a fresh file are kept
