@@ -248,6 +248,7 @@ def load_var_tokenizer(model: "Tokenizer", state_dict_or_path) -> "Tokenizer":
     sd = _load_torch(state_dict_or_path) if isinstance(state_dict_or_path, (str, Path)) else state_dict_or_path
     if not isinstance(sd, dict): raise MsvarError(f"expected a state dict, got {type(sd).__name__}")
     check_state_dict(model, sd)
+    check_finite_state(sd, state_dict_or_path if isinstance(state_dict_or_path, (str, Path)) else "(given state dict)", "tokenizer")
     model.load_state_dict(sd, strict=True)
     return model
 
@@ -311,6 +312,8 @@ def import_tokenizer_cli(argv=None):
     try: path = import_var_tokenizer(a.src, a.out, a.preset, a.overwrite)
     except MsvarError as e:
         print(f"msvar_import_tokenizer: error: {e}", file=sys.stderr); sys.exit(1)
+    except OSError as e:                                               # -o under a file, a read-only folder, a full disk
+        print(f"msvar_import_tokenizer: error: cannot write {a.out!r}: {e.strerror or e}", file=sys.stderr); sys.exit(1)
     print(f"wrote {path}")
 
 # %% ../nbs/03_tokenizer.ipynb #c5f2f1cb
@@ -325,8 +328,16 @@ class RandomCrops:
     "Random HR crops from a folder of images, held in memory as uint8; `batch(n, generator)` → (n, 3, size, size) in [0, 1]."
     def __init__(self, folder, size: int, max_scale: float = 2.0):
         self.size, self.max_scale = size, max_scale
-        self.paths = list_images([folder])
-        self.images = [im for im in (_load_uint8(p) for p in self.paths) if min(im.shape[-2:]) >= size]
+        from msvar.core import ImageReadError
+        self.paths, self.images, self.unreadable = list_images([folder]), [], []
+        for p in self.paths:                                           # an unreadable file is skipped and listed, not fatal
+            try: im = _load_uint8(p)
+            except ImageReadError as e: self.unreadable.append((p, e.reason)); continue
+            if min(im.shape[-2:]) >= size: self.images.append(im)
+        if self.unreadable:
+            import warnings
+            warnings.warn(f"skipped {len(self.unreadable)} unreadable image file(s) under {str(folder)!r}: "
+                          + ", ".join(f"{p.name} ({r})" for p, r in self.unreadable[:10]) + (" …" if len(self.unreadable) > 10 else ""), stacklevel=2)
         if not self.images: raise MsvarError(f"no image in {str(folder)!r} is at least {size}×{size} pixels")
 
     def __len__(self): return len(self.images)

@@ -441,7 +441,8 @@ def fit(model: nn.Module, loss_fn, batches, cfg: FitConfig, out_dir, params=None
                 if main: print(f"step {step}: non-finite loss or gradient, step skipped ({nan_in_row} in a row, {nan_total} in total)", flush=True)
                 if nan_in_row >= cfg.max_nan_in_row:
                     raise MsvarError(f"stopping: {nan_in_row} steps in a row had a non-finite loss or gradient (last at step {step}). "
-                                     f"The last good checkpoint is {str(last)!r}; lower the learning rate, use fp32/bf16, or check the data.")
+                                     + (f"The last good checkpoint is {str(last)!r}" if last.exists() else "No checkpoint had been written yet")
+                                     + "; lower the learning rate, use fp32/bf16, or check the data.")
             else:
                 scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); nan_in_row = 0
             sched.step()

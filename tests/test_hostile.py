@@ -348,3 +348,37 @@ def test_orphan_temporaries_are_cleaned(tmp_path):
     for f in (dead, live): os.utime(f, (1e9, 1e9))
     save_image(torch.rand(3, 4, 4), tmp_path / "a.png")
     assert not dead.exists() and live.exists() and young.exists()             # a live writer's and a fresh file are kept
+
+
+# ---------------------------------------------------------------- 5. weights sanity and the messages around them
+def test_nan_stop_does_not_point_to_a_missing_checkpoint(tmp_path):
+    import torch.nn as nn
+    from msvar.train import fit, FitConfig
+    torch.manual_seed(0); m = nn.Linear(4, 2)
+    loss_fn = lambda model, b: ((model(b).square().mean() * float("nan")), {})
+    cfg = FitConfig(steps=8, lr=0.01, ckpt_every=4, progress=False, max_nan_in_row=3)
+    with pytest.raises(MsvarError, match="3 steps in a row") as e: fit(m, loss_fn, lambda s: torch.randn(8, 4), cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "last.pt").exists() and "last.pt" not in str(e.value) and "No checkpoint" in str(e.value)
+
+
+def test_import_tokenizer_refuses_nan_and_reports_unwritable_output(tmp_path, capsys):
+    from msvar.tokenizer import import_tokenizer_cli
+    sd = Tokenizer.from_preset(get_preset("test")).state_dict()
+    torch.save(sd, tmp_path / "ok.pth"); torch.save(_nan_first(sd), tmp_path / "nan.pth")
+    code, out, err = run_cli(import_tokenizer_cli, [str(tmp_path / "nan.pth"), "-o", str(tmp_path / "t.pt"), "--preset", "test"], capsys)
+    assert code == 1 and "NaN or inf" in err and str(tmp_path / "nan.pth") in err and not (tmp_path / "t.pt").exists()
+    (tmp_path / "afile").write_text("x")
+    code, out, err = run_cli(import_tokenizer_cli, [str(tmp_path / "ok.pth"), "-o", str(tmp_path / "afile" / "t.pt"), "--preset", "test"], capsys)
+    assert code == 1 and "cannot write" in err and "Traceback" not in err, err
+
+
+def test_tokenizer_crops_and_eval_pairs_skip_undecodable_images(tmp_path):
+    "msvar_train_tokenizer (RandomCrops) and msvar_eval (pairs_from_hr) skip and list an unreadable file instead of stopping."
+    from msvar.tokenizer import RandomCrops
+    from msvar.evaluate import pairs_from_hr
+    for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
+    _undecodable_tiffs(tmp_path / "hr")
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"): rc = RandomCrops(tmp_path / "hr", 32)
+    assert len(rc) == 2 and len(rc.unreadable) == 2
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"): pairs = pairs_from_hr(tmp_path / "hr", get_preset("test"), n=5)
+    assert pairs["names"] == ["0.png", "1.png"] and pairs["hr"].shape[0] == 2
