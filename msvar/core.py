@@ -94,11 +94,26 @@ def bundled_images() -> list:
     return sorted((data_dir() / "images").glob("*.png"))
 
 # %% ../nbs/00_core.ipynb #a552ed07
+def _clean_orphans(path: Path, min_age: float = 60.0):
+    "Remove temporaries of `path` left by killed writers: the process named in the file's name is gone and it is older than `min_age` s."
+    import glob, time
+    for t in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = t.name[len(path.name) + 2:].split(".")[0]
+        if not pid.isdigit(): continue
+        try: os.kill(int(pid), 0); continue                            # its writer is still running
+        except ProcessLookupError: pass
+        except OSError: continue                                        # e.g. another user's live process
+        try:
+            if time.time() - t.stat().st_mtime > min_age: t.unlink()
+        except OSError: pass
+
 def _atomic_write(path: Path, write_fn):
-    "Call `write_fn(tmp_path)` and rename the result to `path` (atomic on POSIX filesystems)."
+    "Call `write_fn(tmp_path)` and rename the result to `path` (atomic on POSIX filesystems); the file gets the mode the user's umask gives."
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _clean_orphans(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
+    mask = os.umask(0); os.umask(mask); os.chmod(tmp, 0o666 & ~mask)   # mkstemp makes 0600; `open` would give 0666 & ~umask
     try:
         write_fn(tmp)
         os.replace(tmp, path)
@@ -182,8 +197,14 @@ def seed_everything(seed: int) -> torch.Generator:
 def default_device(device: str | None = None) -> torch.device:
     "The device to use: `device` if given, else CUDA, then Apple MPS, then CPU."
     if device is not None:
-        dev = torch.device(device)
+        try: dev = torch.device(device)
+        except (RuntimeError, TypeError) as e: raise MsvarError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
         if dev.type == "cuda" and not torch.cuda.is_available(): raise MsvarError(f"device {device!r} requested but CUDA is not available")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise MsvarError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
+        if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise MsvarError(f"device {device!r} requested but Apple MPS is not available on this machine")
+        if dev.type not in ("cpu", "cuda", "mps"): raise MsvarError(f"device {device!r} is not supported: use cpu, cuda, cuda:N or mps")
         return dev
     if torch.cuda.is_available(): return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): return torch.device("mps")

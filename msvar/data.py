@@ -333,11 +333,12 @@ def scan_images(root, decode: bool = True) -> tuple:
     for f in files:
         try:
             if f.stat().st_size == 0: raise OSError("file is empty (0 bytes)")
-            with Image.open(f) as im:
-                size = im.size
-                if decode: im.load()
+            if decode:                                                  # the decoder training uses: what passes the scan, loads
+                x = load_image(f); size = (x.shape[-1], x.shape[-2])
+            else:
+                with Image.open(f) as im: size = im.size
             ok.append((f, size))
-        except Exception as e: bad.append((f, f"{type(e).__name__}: {e}"))
+        except Exception as e: bad.append((f, getattr(e, "reason", None) or f"{type(e).__name__}: {e}"))
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable image file(s) under {str(root)!r}: "
                       + _short_list(f"{p.name} ({r})" for p, r in bad), stacklevel=2)
@@ -384,6 +385,18 @@ class HRFolder(torch.utils.data.Dataset):
             what = "upscaled (bicubic) before cropping" if small == "upscale" else "skipped"
             warnings.warn(f"{sum(is_small)} of {len(ok)} images in {str(root)!r} are smaller than {hr_size} px and are {what}", stacklevel=2)
         self._cache = [to_uint8_tensor(load_image(f)) for f in self.files] if cache else None
+        self.failed_loads = {}                                          # files unreadable since the scan → reason
+
+    def _load_file(self, i: int) -> torch.Tensor:
+        "Image i, or (warned, counted in `failed_loads`) the next readable one if it cannot be read any more: training goes on."
+        for k in range(len(self.files)):
+            j = (i + k) % len(self.files)
+            if self._cache is not None: return self._cache[j].float() / 255
+            try: return load_image(self.files[j])
+            except ImageReadError as e:
+                if str(self.files[j]) not in self.failed_loads: warnings.warn(f"skipping a training image: {e}", stacklevel=3)
+                self.failed_loads[str(self.files[j])] = e.reason
+        raise MsvarError(f"none of the {len(self.files)} images under {str(self.root)!r} can be read any more")
 
     def __len__(self): return len(self.files)
     def __repr__(self):
@@ -392,7 +405,7 @@ class HRFolder(torch.utils.data.Dataset):
 
     def load(self, i: int) -> torch.Tensor:
         "Image i as (3, H, W) in [0, 1], upscaled so that its short side is at least hr_size."
-        x = self._cache[i].float() / 255 if self._cache is not None else load_image(self.files[i])
+        x = self._load_file(i)
         h, w = x.shape[-2:]
         if min(h, w) < self.hr_size:
             f = self.hr_size / min(h, w)

@@ -19,8 +19,17 @@ __all__ = ['pairs_from_hr', 'pairs_from_folder', 'load_pairs', 'baseline_outputs
 def pairs_from_hr(hr_root, preset: Preset, n: int | None = None, seed: int = 0, clean: bool = False) -> dict:
     "Centre crops of the HR images under `hr_root`, degraded at a fixed seed (or bilinear-only if `clean`) → {'hr','lr','cls','names'}."
     from msvar.data import degrade
-    files = list_images([hr_root])[: n or None]
-    hr = center_crops(files, preset.hr_size)
+    from msvar.core import ImageReadError
+    files, crops, bad = [], [], []
+    for f in list_images([hr_root]):                                   # an unreadable file is skipped and listed, not fatal
+        if n and len(files) >= n: break
+        try: crops.append(center_crops([f], preset.hr_size)); files.append(f)
+        except ImageReadError as e: bad.append(f"{Path(f).name} ({e.reason})")
+    if bad:
+        import warnings
+        warnings.warn(f"skipped {len(bad)} unreadable image file(s) under {str(hr_root)!r}: " + ", ".join(bad[:10]) + (" …" if len(bad) > 10 else ""), stacklevel=2)
+    if not files: raise MsvarError(f"none of the image files under {str(hr_root)!r} could be read")
+    hr = torch.cat(crops)
     g = torch.Generator().manual_seed(seed)
     lr, cls = degrade(hr, lr_size=preset.lr_size, generator=g, p_bilinear=1.0 if clean else 0.0)
     return dict(hr=hr, lr=lr, cls=cls, names=[str(Path(f).relative_to(hr_root)) if Path(hr_root).is_dir() else Path(f).name for f in files])
@@ -153,8 +162,12 @@ def eval_cli(argv=None):
     ap.add_argument("--device", default=None)
     ap.add_argument("--overwrite", action="store_true")
     a = ap.parse_args(argv)
-    from msvar.inference import load_sr_model, default_model_path
+    from msvar.inference import load_sr_model, default_model_path, check_options, check_out_dir
     try:
+        check_options(a)                                                 # bad values, unknown device: before any work
+        out = check_out_dir(a.out)                                       # an unwritable --out, or a report in the way: before evaluating
+        clash = [f for f in ("per_image.csv", "summary.csv", "summary.md", "grid.png") if (out / f).exists()]
+        if clash and not a.overwrite: raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
         model = load_sr_model(a.model or default_model_path(), device=a.device)
         from msvar.fetch import fetched
         pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr)

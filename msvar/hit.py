@@ -264,17 +264,19 @@ def save_hit(model: HITTokenizer, path, **extra):
 
 def load_hit(path, map_location="cpu") -> HITTokenizer:
     "Load a HIT tokenizer written by `save_hit` / `msvar_finetune_hit`; clear errors for other files."
-    from msvar.tokenizer import Tokenizer, preset_from_dict
+    from msvar.tokenizer import Tokenizer, preset_from_dict, _load_torch, check_state_dict, check_finite_state
     path = Path(path)
-    if not path.exists(): raise MsvarError(f"checkpoint {str(path)!r} does not exist")
-    try: state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e: raise MsvarError(f"cannot read checkpoint {str(path)!r}: {e}") from e
+    state = _load_torch(path, "HIT tokenizer checkpoint", map_location)     # weights_only: loading never runs code
     if not isinstance(state, dict) or state.get("kind") != "msvar-hit-tokenizer":
         raise MsvarError(f"{str(path)!r} is not a HIT tokenizer checkpoint (made by msvar_finetune_hit)")
-    preset = preset_from_dict(state["preset_config"])
-    model = HITTokenizer(Tokenizer.from_preset(preset), preset)
-    missing, unexpected = model.load_state_dict(state["model"], strict=False)
-    if missing or unexpected: raise MsvarError(f"checkpoint {str(path)!r} does not match preset {preset.name!r}: missing {missing[:8]}, unexpected {unexpected[:8]}")
+    if not isinstance(state.get("preset_config"), dict) or not isinstance(state.get("model"), dict):
+        raise MsvarError(f"HIT tokenizer checkpoint {str(path)!r} is incomplete: it needs 'preset_config' and 'model'")
+    try:
+        preset = preset_from_dict(state["preset_config"])
+        model = HITTokenizer(Tokenizer.from_preset(preset), preset)
+        check_state_dict(model, state["model"])
+    except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from None
+    model.load_state_dict(check_finite_state(state["model"], path, "HIT tokenizer checkpoint"))
     return model.eval()
 
 def plot_log(log_path, png_path=None, keys=("loss",), title=""):
@@ -301,7 +303,7 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
     # length); `tok_iters` sets chapter 03's base-tokenizer training only. Pass steps1/steps2 explicitly for a paper-length finetune.
     import warnings
     from fastprogress.fastprogress import progress_bar
-    from msvar.tokenizer import RandomCrops, load_tokenizer, Tokenizer
+    from msvar.tokenizer import RandomCrops, load_tokenizer, Tokenizer, _load_torch
     from msvar.lpips import get_lpips
     from msvar.core import default_device
     from msvar.train import fit, FitConfig, read_log, param_digest
@@ -314,14 +316,14 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
         model = HITTokenizer(tok, preset)
         if not isinstance(base, tuple) and not (out / "base.pt").exists():   # keep the exact starting point for comparisons
             from msvar.tokenizer import save_tokenizer
-            src_step = torch.load(base, map_location="cpu", weights_only=False).get("step")
+            src_step = _load_torch(base).get("step")
             save_tokenizer(tok, preset, out / "base.pt", source=str(base), step=src_step)
     # the run is defined by its options, its starting weights (SHA-256 of the base's parameters) and its data folder
     opts = dict(steps1=steps1, steps2=steps2, batch_size=batch_size, lr=lr, weight_decay=weight_decay, lpips_weight=lpips_weight,
                 p_continuous=p_continuous, seed=seed, base_digest=param_digest(model), data=str(Path(data_dir).resolve()))
     if last.exists():                                                  # finished earlier: the same base, data and options give the same model
         if not resume: raise MsvarError(f"{str(last)!r} exists: the finetune in {str(out)!r} is finished; choose another output folder")
-        saved = torch.load(last, map_location="cpu", weights_only=False).get("options") or {}
+        saved = _load_torch(last).get("options") or {}
         unknown = [k for k in ("base_digest", "data") if k not in saved]
         if unknown: warnings.warn(f"{str(last)!r} does not record {' and '.join(unknown)} (written by an older msvar): cannot check them")
         diff = {k: (saved.get(k), v) for k, v in opts.items() if k in saved and saved.get(k) != v}

@@ -17,7 +17,8 @@ from .losses import upsample_lr
 
 # %% auto #0
 __all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SRModel', 'save_sr_model', 'load_sr_model', 'tile_starts', 'blend_window',
-           'upscale', 'seam_ratio', 'default_model_path', 'compare_figure', 'sr_files', 'sr_cli']
+           'upscale', 'seam_ratio', 'default_model_path', 'compare_figure', 'check_out_dir', 'plan_outputs', 'sr_files',
+           'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 class SRModel(nn.Module):
@@ -75,22 +76,23 @@ def save_sr_model(model: SRModel, path, half: bool = False, **extra) -> Path:
 
 def load_sr_model(path, device=None) -> SRModel:
     "Load a bundle written by `save_sr_model`; clear errors for missing, truncated or foreign files."
-    from msvar.tokenizer import Tokenizer, preset_from_dict
+    from msvar.tokenizer import Tokenizer, preset_from_dict, _load_torch, check_state_dict, check_finite_state
     from msvar.var import SRVAR
     path = Path(path)
-    if not path.exists(): raise MsvarError(f"model file {str(path)!r} does not exist")
-    try: ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e: raise MsvarError(f"cannot read model file {str(path)!r} (truncated or not a torch file): {e}") from e
+    ck = _load_torch(path, "model file")                               # weights_only: loading a model never runs code
     if not isinstance(ck, dict) or ck.get("format") != SR_FORMAT:
         raise MsvarError(f"{str(path)!r} is not an msvar super-resolution model (expected format {SR_FORMAT!r})")
-    preset = preset_from_dict(ck["preset"])
-    hit = HITTokenizer(Tokenizer.from_preset(preset), preset)
-    var = SRVAR.from_preset(preset, prefix=ck.get("var_prefix", True), init=False, **ck.get("var_options", LEGACY_VAR_OPTIONS))
-    for name, mod in (("hit", hit), ("var", var)):
-        sd = {k: v.float() if v.is_floating_point() else v for k, v in ck[name].items()}
-        missing, unexpected = mod.load_state_dict(sd, strict=False)
-        if missing or unexpected: raise MsvarError(f"{str(path)!r}: the {name} weights do not match preset {preset.name!r}: "
-                                                   f"missing {missing[:6]}, unexpected {unexpected[:6]}")
+    lacking = [k for k in ("preset", "hit", "var") if not isinstance(ck.get(k), dict)]
+    if lacking: raise MsvarError(f"model file {str(path)!r} is incomplete: no {', '.join(map(repr, lacking))}")
+    try:
+        preset = preset_from_dict(ck["preset"])
+        hit = HITTokenizer(Tokenizer.from_preset(preset), preset)
+        var = SRVAR.from_preset(preset, prefix=ck.get("var_prefix", True), init=False, **ck.get("var_options", LEGACY_VAR_OPTIONS))
+        for name, mod in (("hit", hit), ("var", var)):
+            sd = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in ck[name].items()}
+            check_state_dict(mod, sd); check_finite_state(sd, path, "model file")
+            mod.load_state_dict(sd)
+    except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}" if str(path) not in str(e) else str(e)) from None
     return SRModel(hit, var, ck.get("tokens", "hit")).to(default_device(device)).eval()
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
@@ -137,6 +139,8 @@ def upscale(image, model, scales=(1, 2, 4), cls: int = 0, cfg: float | None = No
     bad = [s for s in scales if s not in avail]
     if bad or not scales: raise MsvarError(f"scales {tuple(scales)} not available; this model produces ×{avail}")
     overlap = tile // 4 if overlap is None else overlap
+    if not 0 <= overlap < tile: raise MsvarError(f"overlap must be in [0, {tile}) LR pixels (the tile size), got {overlap}")
+    if batch_size < 1: raise MsvarError(f"batch_size must be ≥ 1, got {batch_size}")
     H, W = x.shape[-2:]
     xp = _pad_to(x, max(H, tile), max(W, tile))
     Hp, Wp = xp.shape[-2:]
@@ -187,43 +191,118 @@ def compare_figure(x: torch.Tensor, outs: dict, title: str = "", zoom: int = 4):
     return show_images([y for _, y in ims] + crops, titles + [f"{t.split(' (')[0]}, centre" for t in titles], ncols=len(ims), size=3.2,
                        suptitle=title or None)
 
-def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool = False, progress: bool = True,
-             compare: bool = False, **kw) -> dict:
-    "Super-resolve image files/folders into out_dir (plus a side-by-side STEM_compare.png if `compare`); returns the run summary (also written as JSON)."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    files = list_images(inputs)
-    input_set = {f.resolve() for f in files}
+def check_out_dir(out_dir) -> Path:
+    "Create the output folder if needed and prove it writable (a probe file is made and removed) before any work; one-line MsvarError otherwise."
+    import os, tempfile
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir(): raise MsvarError(f"output folder {str(out)!r} is an existing file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".msvar_probe.", suffix=".tmp"); os.close(fd); os.remove(probe)
+    except OSError as e: raise MsvarError(f"cannot write to output folder {str(out)!r}: {e.strerror or e}") from None
+    return out
+
+def plan_outputs(inputs, out_dir) -> tuple:
+    "([(input file, output name under out_dir without the _xS.png ending)], [missing inputs]): see the table below for the rules."
+    from msvar.core import IMAGE_EXTS
+    out_dir = Path(out_dir); out_res = out_dir.resolve()
+    found, missing, seen = [], [], set()
+    for p in map(Path, inputs):
+        if p.is_dir():
+            root = p.resolve()
+            if root == out_res: raise MsvarError(f"the output folder {str(out_dir)!r} is also an input folder, so a later run would super-resolve "
+                                                 f"its own outputs; write to a subfolder instead (e.g. {str(p / 'sr')!r}: folder scans skip it)")
+            skip_out = out_res.is_relative_to(root)                     # -o inside this folder: its files are outputs, not inputs
+            files = [(f, p) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTS and f.is_file()
+                     and not (skip_out and f.resolve().is_relative_to(out_res))]
+        elif p.exists(): files = [(p, p.parent)]
+        else: missing.append(str(p)); continue
+        for f, r in files:
+            if f.resolve() not in seen: seen.add(f.resolve()); found.append((f, r))
+    if not found and not missing: raise MsvarError(f"no image files found in {[str(p) for p in inputs]}")
+    base = {f: out_dir / f.relative_to(r).with_suffix("") for f, r in found}   # keep the path under the folder given
+    def groups():
+        g = {}
+        for f, b in base.items(): g.setdefault(b, []).append(f)
+        return [fs for fs in g.values() if len(fs) > 1]
+    for fs in groups():                                                # x.png + x.jpg: the extension joins the name
+        if len({f.suffix.lower() for f in fs}) == len(fs):
+            for f in fs: base[f] = base[f].with_name(f"{base[f].name}_{f.suffix[1:].lower()}")
+    clash = groups()
+    if clash:
+        raise MsvarError(f"inputs {' and '.join(repr(str(f)) for f in clash[0][:2])} would both be written as {str(base[clash[0][0]]) + '_x*.png'!r}"
+                         + (f" ({len(clash)} such clashes)" if len(clash) > 1 else "") + "; process them with separate -o folders")
+    return [(f, base[f]) for f, _ in found], missing
+
+def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool = False, skip_existing: bool = False,
+             progress: bool = True, compare: bool = False, **kw) -> dict:
+    "Super-resolve image files/folders into out_dir (plus a side-by-side NAME_compare.png if `compare`); returns the run summary, also written as JSON even if files fail or the run is interrupted."
+    if overwrite and skip_existing: raise MsvarError("--overwrite and --skip-existing exclude each other")
+    out_dir = check_out_dir(out_dir)
+    plan, missing = plan_outputs(inputs, out_dir)
+    input_set = {f.resolve() for f, _ in plan}
     summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), scales=list(scales), options={k: v for k, v in kw.items()},
-                   preset=model.preset.name if isinstance(model, SRModel) else None, done=[], failed=[])
-    it = files
+                   preset=model.preset.name if isinstance(model, SRModel) else None, done=[], skipped=[], interrupted=False,
+                   failed=[dict(input=m, error="input does not exist") for m in missing])
+    for m in missing: print(f"msvar_sr: error: {m}: input does not exist", file=sys.stderr)
+    js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
+    it = plan
     if progress:
         from fastprogress.fastprogress import progress_bar
-        it = progress_bar(files, leave=False)
-    for f in it:
-        t0 = time.time()
-        try:
-            targets = {s: out_dir / f"{f.stem}_x{s}.png" for s in scales}
-            if compare: targets["compare"] = out_dir / f"{f.stem}_compare.png"
-            clash = [str(t) for t in targets.values() if t.resolve() in input_set]
-            if clash: raise MsvarError(f"output {clash[0]!r} would overwrite an input file; choose another output folder")
-            exist = [str(t) for t in targets.values() if t.exists()]
-            if exist and not overwrite: raise MsvarError(f"output {exist[0]!r} exists (pass --overwrite to replace it)")
-            x = load_image(f)
-            outs = upscale(x, model, scales=scales, **kw)
-            for s in scales: save_image(outs[s], targets[s], overwrite=overwrite)
-            if compare:
-                import matplotlib.pyplot as plt                        # closed after saving; the backend is left as it is
-                fig = compare_figure(x, outs, f.name)
-                _atomic_write(targets["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100)); plt.close(fig)
-            summary["done"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()], seconds=round(time.time() - t0, 3)))
-        except MsvarError as e:
-            print(f"msvar_sr: error: {f}: {e}", file=sys.stderr)
-            summary["failed"].append(dict(input=str(f), error=str(e)))
-    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
-    _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
-    summary["summary_file"] = str(js)
+        it = progress_bar(plan, leave=False)
+    try:
+        for f, base in it:
+            t0 = time.time()
+            try:
+                targets = {s: base.with_name(f"{base.name}_x{s}.png") for s in scales}
+                if compare: targets["compare"] = base.with_name(f"{base.name}_compare.png")
+                clash = [str(t) for t in targets.values() if t.resolve() in input_set]
+                if clash: raise MsvarError(f"output {clash[0]!r} would overwrite an input file; choose another output folder")
+                exist = [k for k, t in targets.items() if t.exists()]
+                if skip_existing and len(exist) == len(targets):
+                    summary["skipped"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()])); continue
+                if exist and not (overwrite or skip_existing):
+                    raise MsvarError(f"output {str(targets[exist[0]])!r} exists (pass --overwrite to replace it, or --skip-existing to keep it)")
+                todo = {k: t for k, t in targets.items() if overwrite or k not in exist}
+                x = load_image(f)
+                outs = upscale(x, model, scales=scales, **kw)
+                for s in scales:
+                    if s in todo: save_image(outs[s], todo[s], overwrite=overwrite)
+                if "compare" in todo:
+                    import matplotlib.pyplot as plt                    # closed after saving; the backend is left as it is
+                    fig = compare_figure(x, outs, f.name)
+                    _atomic_write(todo["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100)); plt.close(fig)
+                summary["done"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()], seconds=round(time.time() - t0, 3)))
+            except (MsvarError, OSError, MemoryError, torch.OutOfMemoryError) as e:   # one file failed: say why, go on
+                msg = str(e) if isinstance(e, MsvarError) else f"{type(e).__name__}: {e}"
+                print(f"msvar_sr: error: {f}: {msg}", file=sys.stderr)
+                summary["failed"].append(dict(input=str(f), error=msg))
+    except KeyboardInterrupt:
+        summary["interrupted"] = True; raise
+    finally:
+        summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        try: _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1))); summary["summary_file"] = str(js)
+        except OSError as e: print(f"msvar_sr: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr); summary["summary_file"] = None
+        if summary["interrupted"]:
+            print(f"msvar_sr: interrupted after {len(summary['done'])} image(s); summary {summary['summary_file']}; "
+                  "run the same command with --skip-existing to finish", file=sys.stderr)
     return summary
+
+def check_options(a, tile: int | None = None) -> None:
+    "MsvarError naming the first bad option value of a parsed msvar_sr / msvar_eval command line, checked before any work."
+    rules = [("batch_size", "--batch-size", lambda v: v >= 1, "an integer ≥ 1"),
+             ("n", "-n", lambda v: v >= 1, "an integer ≥ 1"),
+             ("cfg", "--cfg", lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0"),
+             ("top_k", "--top-k", lambda v: v >= 0, "an integer ≥ 0 (0: off)"),
+             ("top_p", "--top-p", lambda v: v == 0 or 0 < v <= 1, "0 (off) or a number in (0, 1]"),
+             ("seed", "--seed", lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
+             ("overlap", "--overlap", lambda v: 0 <= v and (tile is None or v < tile), f"an integer in [0, {tile or 'tile'}) (LR pixels)"),
+             ("crop_border", "--crop-border", lambda v: v >= 0, "an integer ≥ 0"),
+             ("fid_min", "--fid-min", lambda v: v >= 0, "an integer ≥ 0")]
+    for key, flag, ok, want in rules:
+        v = getattr(a, key, None)
+        if v is not None and not ok(v): raise MsvarError(f"{flag} must be {want}, got {v!r}")
+    if getattr(a, "device", None) is not None: default_device(a.device)
 
 def sr_cli(argv=None):
     "Console entry point `msvar_sr`: super-resolve images at ×1 (denoised), ×2 and ×4."
@@ -241,17 +320,24 @@ def sr_cli(argv=None):
     ap.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
     ap.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
-    ap.add_argument("--compare", action="store_true", help="also write STEM_compare.png: input, bicubic and msvar side by side")
+    ap.add_argument("--skip-existing", action="store_true", help="keep outputs that exist and write only the missing ones (finish an interrupted run)")
+    ap.add_argument("--compare", action="store_true", help="also write NAME_compare.png: input, bicubic and msvar side by side")
     a = ap.parse_args(argv)
     try:
+        check_options(a)                                                 # bad values, unknown device: before any work
+        if a.overwrite and a.skip_existing: raise MsvarError("--overwrite and --skip-existing exclude each other")
+        check_out_dir(a.out)                                             # an unwritable -o: before loading the model
         if a.model is None and not default_model_path().exists():
             raise MsvarError(f"no --model given and no shipped model at {str(default_model_path())!r}: train one with "
                              "`msvar_reproduce --preset small` (chapter 10) and pass --model runs/small/models/ours.pt")
         model = load_sr_model(a.model or default_model_path(), device=a.device)
-        s = sr_files(a.inputs, a.out, model, scales=tuple(a.scales), overwrite=a.overwrite, cls=a.cls, cfg=a.cfg, top_k=a.top_k,
-                     top_p=a.top_p, greedy=a.greedy, seed=a.seed, overlap=a.overlap, batch_size=a.batch_size,
+        check_options(a, tile=model.preset.lr_size)
+        s = sr_files(a.inputs, a.out, model, scales=tuple(a.scales), overwrite=a.overwrite, skip_existing=a.skip_existing, cls=a.cls,
+                     cfg=a.cfg, top_k=a.top_k, top_p=a.top_p, greedy=a.greedy, seed=a.seed, overlap=a.overlap, batch_size=a.batch_size,
                      compare=a.compare)
     except MsvarError as e:
         print(f"msvar_sr: error: {e}", file=sys.stderr); sys.exit(2)
-    print(f"msvar_sr: {len(s['done'])} image(s) written to {a.out}, {len(s['failed'])} failed; summary {s['summary_file']}")
+    except KeyboardInterrupt: sys.exit(130)                            # sr_files has written the summary and said so
+    print(f"msvar_sr: {len(s['done'])} image(s) written to {a.out}, {len(s['skipped'])} already there, {len(s['failed'])} failed; "
+          f"summary {s['summary_file']}")
     if s["failed"]: sys.exit(1)

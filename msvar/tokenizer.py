@@ -18,9 +18,9 @@ from .quantize import MultiScaleQuantizer
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample2x', 'Upsample2x', 'Encoder', 'Decoder',
-           'Tokenizer', 'check_state_dict', 'load_var_tokenizer', 'preset_from_dict', 'save_tokenizer',
-           'load_tokenizer', 'import_var_tokenizer', 'import_tokenizer_cli', 'RandomCrops', 'lr_at', 'train_tokenizer',
-           'plot_history', 'train_tokenizer_cli', 'export_tokenizer']
+           'Tokenizer', 'check_finite_state', 'check_state_dict', 'load_var_tokenizer', 'preset_from_dict',
+           'save_tokenizer', 'load_tokenizer', 'import_var_tokenizer', 'import_tokenizer_cli', 'RandomCrops', 'lr_at',
+           'train_tokenizer', 'plot_history', 'train_tokenizer_cli', 'export_tokenizer']
 
 # %% ../nbs/03_tokenizer.ipynb #f0a459dc
 def Normalize(C: int) -> nn.GroupNorm:
@@ -193,12 +193,39 @@ class Tokenizer(nn.Module):
         return self.fhat_to_img(f_hat, clamp=False), vq_loss, usage
 
 # %% ../nbs/03_tokenizer.ipynb #3610102c
-def _load_torch(path):
-    "torch.load a checkpoint on the CPU (tensors and plain containers only); a clear MsvarError if it is missing or corrupt."
+def _numpy_array_globals() -> list:
+    "The globals that rebuild a numeric NumPy array (training checkpoints hold NumPy's RNG state): they make arrays, they call nothing else."
+    core = getattr(np, "_core", None) or np.core
+    numeric = [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+                                           np.float16, np.float32, np.float64)]
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype] + numeric
+
+def _load_torch(path, what: str = "checkpoint", map_location="cpu"):
+    "torch.load with weights_only=True: tensors, numbers, strings, containers and NumPy arrays only, so loading a file never runs code; one-line MsvarError otherwise."
     path = Path(path)
-    if not path.is_file(): raise MsvarError(f"checkpoint {str(path)!r} does not exist")
-    try: return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise MsvarError(f"cannot read checkpoint {str(path)!r} (truncated or not a torch file?): {type(e).__name__}: {e}") from e
+    if not path.is_file(): raise MsvarError(f"{what} {str(path)!r} does not exist")
+    try:
+        import warnings
+        with torch.serialization.safe_globals(_numpy_array_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)                # torch's note on old pickle protocols: we say what matters
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        msg = str(e)
+        if "Weights only load failed" in msg:                          # torch refused a pickled object: name it, never load it
+            import re
+            obj = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", msg)
+            raise MsvarError(f"refusing to load {what} {str(path)!r}: it holds a pickled Python object"
+                             f"{' (' + (obj.group(1) or obj.group(2)) + ')' if obj else ''}, and unpickling one could run arbitrary code; "
+                             "msvar files hold only tensors, numbers, strings, lists and dicts") from None
+        first = msg.strip().splitlines()[0][:200] if msg.strip() else ""
+        raise MsvarError(f"cannot read {what} {str(path)!r} (truncated or not a torch file?): {type(e).__name__}: {first}") from None
+
+def check_finite_state(sd: dict, path, what: str = "checkpoint") -> dict:
+    "MsvarError naming the file and the first tensors if a state dict holds NaN or inf weights (a diverged or damaged file); `sd` otherwise."
+    bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad: raise MsvarError(f"{what} {str(path)!r} has NaN or inf values in {len(bad)} tensor(s) ({_short(bad, 3)}): "
+                             "the run that wrote it diverged or the file is damaged; use an earlier checkpoint")
+    return sd
 
 def _short(keys, n=8):
     keys = list(keys)
@@ -222,6 +249,7 @@ def load_var_tokenizer(model: "Tokenizer", state_dict_or_path) -> "Tokenizer":
     sd = _load_torch(state_dict_or_path) if isinstance(state_dict_or_path, (str, Path)) else state_dict_or_path
     if not isinstance(sd, dict): raise MsvarError(f"expected a state dict, got {type(sd).__name__}")
     check_state_dict(model, sd)
+    check_finite_state(sd, state_dict_or_path if isinstance(state_dict_or_path, (str, Path)) else "(given state dict)", "tokenizer")
     model.load_state_dict(sd, strict=True)
     return model
 
@@ -230,6 +258,7 @@ CKPT_FORMAT = "msvar-tokenizer-v1"
 
 def preset_from_dict(d: dict) -> Preset:
     "Rebuild a `Preset` from `dataclasses.asdict(preset)`."
+    if not isinstance(d, dict): raise MsvarError(f"checkpoint records an invalid preset: expected a dict, got {type(d).__name__}")
     d = dict(d)
     try:
         tok, var, tr = TokenizerConfig(**d.pop("tokenizer")), VARConfig(**d.pop("var")), TrainConfig(**d.pop("train"))
@@ -245,11 +274,15 @@ def save_tokenizer(model: Tokenizer, preset: Preset, path, **extra) -> Path:
 
 def load_tokenizer(path, device="cpu", return_extra: bool = False):
     "Load an msvar tokenizer checkpoint → (model in eval mode, preset) [, the checkpoint dict]."
-    ck = _load_torch(path)
+    ck = _load_torch(path, "tokenizer checkpoint")
     if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
         raise MsvarError(f"{str(path)!r} is not an msvar tokenizer checkpoint (format {ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r}); "
                          "for VAR's vae_ch160v4096z32.pth use load_var_tokenizer")
-    preset = preset_from_dict(ck["preset"])
+    if not isinstance(ck.get("preset"), dict) or not isinstance(ck.get("state_dict"), dict):
+        raise MsvarError(f"tokenizer checkpoint {str(path)!r} is incomplete: it needs a 'preset' and a 'state_dict'")
+    check_finite_state(ck["state_dict"], path, "tokenizer checkpoint")
+    try: preset = preset_from_dict(ck["preset"])
+    except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from None
     model = Tokenizer.from_preset(preset)
     try: load_var_tokenizer(model, ck["state_dict"])
     except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from e
@@ -280,6 +313,8 @@ def import_tokenizer_cli(argv=None):
     try: path = import_var_tokenizer(a.src, a.out, a.preset, a.overwrite)
     except MsvarError as e:
         print(f"msvar_import_tokenizer: error: {e}", file=sys.stderr); sys.exit(1)
+    except OSError as e:                                               # -o under a file, a read-only folder, a full disk
+        print(f"msvar_import_tokenizer: error: cannot write {a.out!r}: {e.strerror or e}", file=sys.stderr); sys.exit(1)
     print(f"wrote {path}")
 
 # %% ../nbs/03_tokenizer.ipynb #c5f2f1cb
@@ -294,8 +329,16 @@ class RandomCrops:
     "Random HR crops from a folder of images, held in memory as uint8; `batch(n, generator)` → (n, 3, size, size) in [0, 1]."
     def __init__(self, folder, size: int, max_scale: float = 2.0):
         self.size, self.max_scale = size, max_scale
-        self.paths = list_images([folder])
-        self.images = [im for im in (_load_uint8(p) for p in self.paths) if min(im.shape[-2:]) >= size]
+        from msvar.core import ImageReadError
+        self.paths, self.images, self.unreadable = list_images([folder]), [], []
+        for p in self.paths:                                           # an unreadable file is skipped and listed, not fatal
+            try: im = _load_uint8(p)
+            except ImageReadError as e: self.unreadable.append((p, e.reason)); continue
+            if min(im.shape[-2:]) >= size: self.images.append(im)
+        if self.unreadable:
+            import warnings
+            warnings.warn(f"skipped {len(self.unreadable)} unreadable image file(s) under {str(folder)!r}: "
+                          + ", ".join(f"{p.name} ({r})" for p, r in self.unreadable[:10]) + (" …" if len(self.unreadable) > 10 else ""), stacklevel=2)
         if not self.images: raise MsvarError(f"no image in {str(folder)!r} is at least {size}×{size} pixels")
 
     def __len__(self): return len(self.images)

@@ -188,15 +188,18 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.exists(): raise MsvarError(f"checkpoint {str(path)!r} does not exist")
     if path.stat().st_size == 0: raise MsvarError(f"checkpoint {str(path)!r} is empty (0 bytes)")
-    try: ck = torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
-        raise MsvarError(f"checkpoint {str(path)!r} is truncated or corrupt ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                         "delete it to start over, or resume from a copy such as best.pt") from e
+    from msvar.tokenizer import _load_torch, check_finite_state
+    try: ck = _load_torch(path, "checkpoint", map_location)          # weights_only: loading never runs code
+    except MsvarError as e:
+        if "refusing" in str(e): raise
+        raise MsvarError(f"checkpoint {str(path)!r} is truncated or corrupt ({str(e).split('?): ', 1)[-1]}); "
+                         "delete it to start over, or resume from a copy such as best.pt") from None
     if not isinstance(ck, dict) or ck.get("kind") != CKPT_KIND:
         what = ck.get("kind") or ck.get("format") if isinstance(ck, dict) else type(ck).__name__
         raise MsvarError(f"{str(path)!r} is not an msvar training checkpoint (it is {what!r})")
     missing = [k for k in _REQUIRED if k not in ck]
     if missing: raise MsvarError(f"checkpoint {str(path)!r} is incomplete: missing {missing}")
+    if isinstance(ck["model"], dict): check_finite_state(ck["model"], path)
     return ck
 
 def check_state_fits(model: nn.Module, sd: dict, path="checkpoint"):
@@ -446,7 +449,8 @@ def fit(model: nn.Module, loss_fn, batches, cfg: FitConfig, out_dir, params=None
                 if main: print(f"step {step}: non-finite loss or gradient, step skipped ({nan_in_row} in a row, {nan_total} in total)", flush=True)
                 if nan_in_row >= cfg.max_nan_in_row:
                     raise MsvarError(f"stopping: {nan_in_row} steps in a row had a non-finite loss or gradient (last at step {step}). "
-                                     f"The last good checkpoint is {str(last)!r}; lower the learning rate, use fp32/bf16, or check the data.")
+                                     + (f"The last good checkpoint is {str(last)!r}" if last.exists() else "No checkpoint had been written yet")
+                                     + "; lower the learning rate, use fp32/bf16, or check the data.")
             else:
                 scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); nan_in_row = 0
             sched.step()

@@ -1,0 +1,384 @@
+"""Hostile but fair inputs (issue 19): model files that would run code, NaN weights, colliding output names,
+unwritable output folders, bad option values. Every bad input is generated here by code; nothing binary is committed."""
+import json, os, pickle, stat
+from pathlib import Path
+import pytest
+import torch
+from msvar.core import MsvarError, get_preset, save_image, load_image
+from msvar.tokenizer import Tokenizer, save_tokenizer, load_tokenizer
+from msvar.hit import HITTokenizer, save_hit, load_hit
+from msvar.var import SRVAR
+from msvar.train import save_checkpoint, load_checkpoint, rng_state, load_sr_tokenizer, init_from_var
+from msvar.inference import SRModel, save_sr_model, load_sr_model, sr_files, sr_cli, SR_FORMAT
+
+
+# ---------------------------------------------------------------- fixtures: a random `test`-preset model of every kind
+@pytest.fixture(scope="module")
+def toy():
+    tp = get_preset("test"); torch.manual_seed(0)
+    hit = HITTokenizer(Tokenizer.from_preset(tp), tp)
+    return SRModel(hit, SRVAR.from_preset(tp)).eval()
+
+
+class Payload:
+    "Unpickling this object runs a shell command that creates `marker` (what a booby-trapped checkpoint would do)."
+    def __init__(self, marker): self.marker = str(marker)
+    def __reduce__(self): return (os.system, (f"touch '{self.marker}'",))
+
+
+def evil_files(d: Path, marker: Path) -> dict:
+    "One booby-trapped file per format msvar reads, each shaped like the real thing with the payload inside; plus a raw pickle."
+    p = Payload(marker)
+    files = {"sr": dict(format=SR_FORMAT, preset=p, hit={}, var={}),
+             "hit": dict(kind="msvar-hit-tokenizer", preset_config=p, model={}),
+             "tokenizer": dict(format="msvar-tokenizer-v1", preset=p, state_dict={}),
+             "train": dict(kind="msvar-train-checkpoint", version=1, step=0, model={}, optimizer={}, scheduler={}, scaler={},
+                           rng=[p], meta={})}
+    out = {}
+    for k, obj in files.items():
+        out[k] = d / f"evil_{k}.pt"; torch.save(obj, out[k])
+    out["raw"] = d / "evil_raw.pt"
+    with open(out["raw"], "wb") as f: pickle.dump(p, f)           # an old-style (non-zip) pickle
+    return out
+
+
+def check_payload_is_real(d: Path):
+    "The test is only meaningful if the payload does run when a file is unpickled without restrictions."
+    m = d / "proof_marker"
+    f = evil_files(d, m)["sr"]
+    torch.load(f, weights_only=False)
+    assert m.exists(); m.unlink()
+
+
+def run_cli(fn, argv, capsys):
+    "Run a console entry point in-process → (exit code, stdout, stderr)."
+    try: fn(argv); code = 0
+    except SystemExit as e: code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+LOADERS = {   # name → (kind of evil file, how msvar loads it)
+    "load_sr_model (msvar_sr/msvar_eval --model)": ("sr", lambda f: load_sr_model(f)),
+    "load_hit (msvar_train --tokenizer)": ("hit", lambda f: load_hit(f)),
+    "load_sr_tokenizer (msvar_train --tokenizer)": ("hit", lambda f: load_sr_tokenizer(f)),
+    "load_tokenizer (msvar_finetune_hit --base, tokenizer resume)": ("tokenizer", lambda f: load_tokenizer(f)),
+    "load_checkpoint (msvar_train --resume)": ("train", lambda f: load_checkpoint(f)),
+    "init_from_var (msvar_train --init-var)": ("raw", lambda f: init_from_var(SRVAR.from_preset(get_preset("test")), f)),
+    "load_sr_model on a raw pickle": ("raw", lambda f: load_sr_model(f)),
+    "load_checkpoint on a raw pickle": ("raw", lambda f: load_checkpoint(f)),
+}
+
+
+# ---------------------------------------------------------------- 1. a model file can never run code
+@pytest.mark.parametrize("name", list(LOADERS))
+def test_booby_trapped_file_runs_nothing(tmp_path, name):
+    check_payload_is_real(tmp_path)
+    marker = tmp_path / "pwned"
+    kind, load = LOADERS[name]
+    f = evil_files(tmp_path, marker)[kind]
+    with pytest.raises(MsvarError) as e: load(f)
+    assert not marker.exists(), f"{name}: loading {f.name} ran the payload"
+    msg = str(e.value)
+    assert str(f) in msg and ("refusing to load" in msg or "neither" in msg) and "could run arbitrary code" in msg, msg
+    assert "weights_only=False" not in msg                                 # never advise the unsafe way out
+
+
+@pytest.mark.parametrize("cli", ["msvar_sr", "msvar_eval"])
+def test_booby_trapped_model_option(tmp_path, capsys, cli):
+    from msvar.evaluate import eval_cli
+    marker = tmp_path / "pwned"
+    f = evil_files(tmp_path, marker)["sr"]
+    (tmp_path / "in").mkdir(); save_image(torch.rand(3, 8, 8), tmp_path / "in" / "a.png")
+    argv = ([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(f)] if cli == "msvar_sr" else
+            ["--model", str(f), "--data", str(tmp_path / "in"), "--out", str(tmp_path / "out")])
+    code, out, err = run_cli(sr_cli if cli == "msvar_sr" else eval_cli, argv, capsys)
+    assert not marker.exists()
+    assert code == 2 and "refusing to load model file" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_plain_files_still_load(tmp_path, toy):
+    "Every format msvar writes loads with weights_only=True, including training checkpoints that hold NumPy's RNG state."
+    save_sr_model(toy, tmp_path / "m.pt", half=True, plan=dict(test_sets=("Set5",)))
+    assert load_sr_model(tmp_path / "m.pt").preset.name == "test"
+    save_hit(toy.hit, tmp_path / "h.pt", options=dict(lr=1e-4))
+    assert load_hit(tmp_path / "h.pt").preset.name == "test"
+    save_tokenizer(toy.hit.tok, toy.preset, tmp_path / "t.pt", step=3, history=[dict(loss=1.0)])
+    assert load_tokenizer(tmp_path / "t.pt")[1].name == "test"
+    save_checkpoint(tmp_path / "c.pt", dict(step=2, model=toy.var.state_dict(), optimizer={}, scheduler={}, scaler={},
+                                            rng=[rng_state()], meta=dict(preset="test")))
+    ck = load_checkpoint(tmp_path / "c.pt")
+    assert ck["step"] == 2 and ck["rng"][0]["numpy"][0] == "MT19937"
+
+
+def test_shipped_files_load_safely():
+    root = Path(__file__).resolve().parents[1] / "data"
+    for f in ("msvar_small.pt", "tokenizer_small.pt"):
+        torch.load(root / f, weights_only=True)                          # raises if either needed unpickling code
+    assert load_sr_model(root / "msvar_small.pt").preset.name == "small"
+
+
+def _nan_first(sd: dict) -> dict:
+    sd = dict(sd); k = next(k for k, v in sd.items() if v.is_floating_point())
+    sd[k] = sd[k].clone().fill_(float("nan")); return sd
+
+
+def test_nan_weights_are_refused(tmp_path, toy):
+    "A checkpoint with NaN/inf weights is refused with the file's name, by every loader."
+    torch.save(dict(format=SR_FORMAT, preset=__import__("dataclasses").asdict(toy.preset), hit=toy.hit.state_dict(),
+                    var=_nan_first(toy.var.state_dict()), tokens="hit"), tmp_path / "m.pt")
+    torch.save(dict(kind="msvar-hit-tokenizer", preset=toy.preset.name, preset_config=__import__("dataclasses").asdict(toy.preset),
+                    model=_nan_first(toy.hit.state_dict())), tmp_path / "h.pt")
+    torch.save(dict(format="msvar-tokenizer-v1", preset=__import__("dataclasses").asdict(toy.preset),
+                    state_dict=_nan_first(toy.hit.tok.state_dict())), tmp_path / "t.pt")
+    save_checkpoint(tmp_path / "c.pt", dict(step=2, model=_nan_first(toy.var.state_dict()), optimizer={}, scheduler={}, scaler={},
+                                            rng=[rng_state()], meta={}))
+    for f, load in (("m.pt", load_sr_model), ("h.pt", load_hit), ("t.pt", load_tokenizer), ("c.pt", load_checkpoint)):
+        with pytest.raises(MsvarError, match="NaN or inf") as e: load(tmp_path / f)
+        assert str(tmp_path / f) in str(e.value)
+
+
+def test_incomplete_or_misshaped_model_file(tmp_path, toy):
+    "A model file without its preset, or with a tensor of the wrong shape: one clear error, no KeyError/RuntimeError."
+    import dataclasses
+    base = dict(format=SR_FORMAT, preset=dataclasses.asdict(toy.preset), hit=toy.hit.state_dict(), var=toy.var.state_dict())
+    torch.save({k: v for k, v in base.items() if k != "preset"}, tmp_path / "nopreset.pt")
+    var = dict(toy.var.state_dict()); k = next(iter(var)); var[k] = torch.zeros(3, 3)
+    torch.save(dict(base, var=var), tmp_path / "shape.pt")
+    torch.save(dict(base, preset=dict(name="x")), tmp_path / "badpreset.pt")
+    with pytest.raises(MsvarError, match="incomplete: no 'preset'"): load_sr_model(tmp_path / "nopreset.pt")
+    with pytest.raises(MsvarError, match="mis-shaped"): load_sr_model(tmp_path / "shape.pt")
+    with pytest.raises(MsvarError, match="invalid preset"): load_sr_model(tmp_path / "badpreset.pt")
+
+
+# ---------------------------------------------------------------- 2. outputs never collide, never re-read, always summarised
+def _img(path: Path, hw=(12, 12), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return save_image(torch.rand(3, *hw, generator=g), path)
+
+
+def _pngs(d: Path) -> list:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*.png"))
+
+
+def test_same_stem_outputs_do_not_collide(tmp_path, toy):
+    "a/x.png + b/x.png keep their sub-folders; x.png + x.jpg get their extension in the name: four inputs, four results."
+    src = tmp_path / "in"
+    _img(src / "a" / "x.png", (13, 13)); _img(src / "b" / "x.png", (12, 12)); _img(src / "x.png", (9, 9))
+    save_image(torch.rand(3, 10, 10), src / "x.jpg")
+    s = sr_files([src], tmp_path / "out", toy, scales=(1,), progress=False)
+    assert len(s["done"]) == 4 and not s["failed"]
+    out = tmp_path / "out"
+    assert _pngs(out) == ["a/x_x1.png", "b/x_x1.png", "x_jpg_x1.png", "x_png_x1.png"]
+    assert [load_image(out / n).shape[-1] for n in ("a/x_x1.png", "b/x_x1.png", "x_png_x1.png", "x_jpg_x1.png")] == [13, 12, 9, 10]
+
+
+def test_unresolvable_collision_is_refused_before_any_work(tmp_path, toy):
+    _img(tmp_path / "a" / "x.png"); _img(tmp_path / "b" / "x.png")
+    with pytest.raises(MsvarError, match="would both be written as") as e:
+        sr_files([tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"], tmp_path / "out", toy, progress=False)
+    assert "separate -o" in str(e.value) and _pngs(tmp_path / "out") == []
+
+
+def test_output_folder_inside_input_is_not_rescanned(tmp_path, toy):
+    src = tmp_path / "in"; _img(src / "p.png"); _img(src / "q.png", seed=1)
+    for _ in range(2):                                                  # the second run must not super-resolve p_x1.png
+        s = sr_files([src], src / "sr", toy, scales=(1,), progress=False, overwrite=True)
+        assert sorted(Path(d["input"]).name for d in s["done"]) == ["p.png", "q.png"]
+    assert _pngs(src / "sr") == ["p_x1.png", "q_x1.png"]
+    with pytest.raises(MsvarError, match="also an input folder"):
+        sr_files([src], src, toy, progress=False)
+
+
+def test_skip_existing_finishes_an_interrupted_run(tmp_path, toy, monkeypatch):
+    "Ctrl-C mid-run: the summary is written (interrupted: true); --skip-existing then writes only what is missing."
+    import msvar.inference as inf
+    src = tmp_path / "in"
+    for i in range(3): _img(src / f"im{i}.png", seed=i)
+    real, calls = inf.upscale, []
+    def flaky(x, *a, **k):
+        calls.append(1)
+        if len(calls) == 2: raise KeyboardInterrupt
+        return real(x, *a, **k)
+    monkeypatch.setattr(inf, "upscale", flaky)
+    with pytest.raises(KeyboardInterrupt): sr_files([src], tmp_path / "out", toy, scales=(1, 2), progress=False)
+    js = sorted((tmp_path / "out").glob("msvar_sr_summary_*.json"))
+    assert len(js) == 1
+    first = json.loads(js[0].read_text())
+    assert first["interrupted"] is True and len(first["done"]) == 1
+    monkeypatch.setattr(inf, "upscale", real)
+    with pytest.raises(MsvarError, match="exist"): sr_files([src], tmp_path / "out", toy, scales=(1, 2), progress=False, overwrite=True, skip_existing=True)
+    (tmp_path / "out" / "im0_x2.png").unlink()                          # a half-finished image: only its missing output is written
+    before = (tmp_path / "out" / "im0_x1.png").stat().st_mtime_ns
+    s = sr_files([src], tmp_path / "out", toy, scales=(1, 2), progress=False, skip_existing=True)
+    assert len(s["done"]) == 3 and not s["skipped"] and not s["failed"]
+    assert (tmp_path / "out" / "im0_x1.png").stat().st_mtime_ns == before
+    s = sr_files([src], tmp_path / "out", toy, scales=(1, 2), progress=False, skip_existing=True)
+    assert len(s["skipped"]) == 3 and not s["done"]
+    assert len(_pngs(tmp_path / "out")) == 6
+
+
+def test_one_failure_does_not_stop_the_batch(tmp_path, toy, monkeypatch):
+    "A full disk on one file, a broken file, a missing input: each is one line in the summary; the other files are written."
+    import msvar.inference as inf
+    src = tmp_path / "in"
+    for i in range(3): _img(src / f"im{i}.png", seed=i)
+    (src / "broken.png").write_bytes(b"\x89PNG not really")
+    real = inf.save_image
+    def full_disk(img, path, **k):
+        if Path(path).name.startswith("im1"): raise OSError(28, "No space left on device")
+        return real(img, path, **k)
+    monkeypatch.setattr(inf, "save_image", full_disk)
+    s = sr_files([src, tmp_path / "nope.png"], tmp_path / "out", toy, scales=(1,), progress=False)
+    assert sorted(Path(d["input"]).name for d in s["done"]) == ["im0.png", "im2.png"]
+    errs = {Path(f["input"]).name: f["error"] for f in s["failed"]}
+    assert set(errs) == {"nope.png", "broken.png", "im1.png"}
+    assert "does not exist" in errs["nope.png"] and "No space left" in errs["im1.png"] and "not a recognised image" in errs["broken.png"]
+    assert json.loads(Path(s["summary_file"]).read_text())["failed"] == s["failed"]
+
+
+def _model_file(tmp_path, toy) -> Path:
+    f = tmp_path / "toy.pt"
+    if not f.exists(): save_sr_model(toy, f)
+    return f
+
+
+def test_cli_exit_codes_and_unwritable_output(tmp_path, toy, capsys, monkeypatch):
+    import msvar.inference as inf
+    src = tmp_path / "in"; _img(src / "a.png"); (src / "bad.png").write_bytes(b"nope")
+    m = _model_file(tmp_path, toy)
+    code, out, err = run_cli(sr_cli, [str(src), "-o", str(tmp_path / "out"), "--model", str(m), "--scales", "1"], capsys)
+    assert code == 1 and "1 image(s) written" in out and "bad.png" in err and "Traceback" not in err
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr(inf, "load_sr_model", lambda *a, **k: pytest.fail("the model was loaded before -o was checked"))
+    for o, why in ((tmp_path / "afile", "is an existing file"), (tmp_path / "afile" / "sub", "cannot write to output folder")):
+        code, out, err = run_cli(sr_cli, [str(src), "-o", str(o), "--model", str(m)], capsys)
+        assert code == 2 and why in err and len(err.strip().splitlines()) == 1, err
+    ro = tmp_path / "ro"; ro.mkdir(); ro.chmod(0o555)
+    if os.geteuid() == 0:                                               # root writes anywhere: make the probe fail as a read-only folder would
+        import tempfile
+        real = tempfile.mkstemp
+        monkeypatch.setattr(tempfile, "mkstemp", lambda *a, dir=None, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+                            if Path(dir) == ro else real(*a, dir=dir, **k))
+    code, out, err = run_cli(sr_cli, [str(src), "-o", str(ro), "--model", str(m)], capsys)
+    assert code == 2 and "cannot write to output folder" in err and "Permission denied" in err, err
+
+
+# ---------------------------------------------------------------- 3. every bad option value: one line, exit code 2, before any work
+SR_BAD = [["--batch-size", "0"], ["--batch-size", "-3"], ["--device", "foo"], ["--device", "mps"], ["--device", "cuda:7"],
+          ["--cfg", "nan"], ["--cfg", "-5"], ["--cfg", "inf"], ["--seed", str(2**70)], ["--seed", "-1"], ["--top-p", "2"],
+          ["--top-p", "-1"], ["--top-p", "nan"], ["--top-k", "-5"], ["--overlap", "-1"], ["--overlap", "8"],
+          ["--overwrite", "--skip-existing"]]
+EVAL_BAD = [["-n", "-1"], ["-n", "0"], ["--batch-size", "0"], ["--cfg", "nan"], ["--device", "foo"], ["--crop-border", "-1"],
+            ["--seed", str(2**70)], ["--fid-min", "-2"]]
+
+
+@pytest.mark.parametrize("bad", SR_BAD, ids=" ".join)
+def test_sr_bad_option(tmp_path, toy, capsys, bad):
+    "--overlap 8 equals the test preset's tile (8 LR pixels); the image is smaller than one tile."
+    _img(tmp_path / "in" / "a.png", (5, 5))
+    code, out, err = run_cli(sr_cli, [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(_model_file(tmp_path, toy))] + bad, capsys)
+    flag = bad[0] if bad[0] != "--device" else "device"
+    assert code == 2 and flag in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (code, err)
+    assert _pngs(tmp_path / "out") == [] if (tmp_path / "out").exists() else True
+
+
+@pytest.mark.parametrize("bad", EVAL_BAD, ids=" ".join)
+def test_eval_bad_option(tmp_path, toy, capsys, bad):
+    from msvar.evaluate import eval_cli
+    _img(tmp_path / "hr" / "a.png", (40, 40))
+    code, out, err = run_cli(eval_cli, ["--model", str(_model_file(tmp_path, toy)), "--data", str(tmp_path / "hr"),
+                                        "--out", str(tmp_path / "rep")] + bad, capsys)
+    flag = bad[0] if bad[0] != "--device" else "device"
+    assert code == 2 and flag in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (code, err)
+
+
+def test_upscale_rejects_overlap_of_a_tile(toy):
+    with pytest.raises(MsvarError, match="overlap must be in"): __import__("msvar.inference").inference.upscale(torch.rand(3, 5, 5), toy, overlap=8)
+
+
+# ---------------------------------------------------------------- 4. images that pass a folder scan but cannot be decoded; file hygiene
+def _undecodable_tiffs(d: Path) -> list:
+    "32-bit float and 32-bit integer TIFFs: Pillow opens them, msvar cannot map them to [0, 1]."
+    import numpy as np
+    from PIL import Image
+    d.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.rand(80, 80).astype(np.float32), mode="F").save(d / "f32.tif")
+    Image.fromarray((np.random.rand(80, 80) * 1e6).astype(np.int32), mode="I").save(d / "i32.tif")
+    return [d / "f32.tif", d / "i32.tif"]
+
+
+def test_training_folder_skips_undecodable_images(tmp_path):
+    from msvar.data import HRFolder
+    for i in range(3): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
+    bad = _undecodable_tiffs(tmp_path / "hr")
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"): ds = HRFolder(tmp_path / "hr", 32)
+    assert len(ds) == 3 and sorted(p for p, _ in ds.unreadable) == sorted(bad)
+    (tmp_path / "hr" / "1.png").write_bytes(b"gone bad after the scan")      # a file that breaks mid-run
+    with pytest.warns(UserWarning, match="skipping a training image"): items = [ds[(i, 7)] for i in range(3)]
+    assert [tuple(it["hr"].shape) for it in items] == [(3, 32, 32)] * 3
+    assert list(ds.failed_loads) == [str(tmp_path / "hr" / "1.png")]
+
+
+def test_make_testset_skips_undecodable_images(tmp_path):
+    from msvar.data import make_testset
+    for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
+    _undecodable_tiffs(tmp_path / "hr")
+    with pytest.warns(UserWarning, match="unreadable"):
+        man = make_testset(tmp_path / "hr", tmp_path / "ts", n=4, hr_size=32, lr_size=8, progress=False)
+    assert len(man.read_text().splitlines()) == 5 and len(list((tmp_path / "ts" / "lr").glob("*.png"))) == 4
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_files_get_the_users_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        p = save_image(torch.rand(3, 4, 4), tmp_path / "a.png")
+        c = save_checkpoint(tmp_path / "c.pt", dict(step=0))
+    finally: os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask and stat.S_IMODE(c.stat().st_mode) == 0o666 & ~umask
+
+
+def test_orphan_temporaries_are_cleaned(tmp_path):
+    "A writer killed mid-write leaves .NAME.PID.xxx.tmp; the next write of NAME removes it once its process is gone."
+    dead = tmp_path / ".a.png.999999999.k1llme.tmp"; dead.write_bytes(b"half")   # no such pid (above pid_max)
+    live = tmp_path / f".a.png.{os.getpid()}.w0rk.tmp"; live.write_bytes(b"busy")
+    young = tmp_path / ".a.png.999999998.y0ung.tmp"; young.write_bytes(b"half")
+    for f in (dead, live): os.utime(f, (1e9, 1e9))
+    save_image(torch.rand(3, 4, 4), tmp_path / "a.png")
+    assert not dead.exists() and live.exists() and young.exists()             # a live writer's and a fresh file are kept
+
+
+# ---------------------------------------------------------------- 5. weights sanity and the messages around them
+def test_nan_stop_does_not_point_to_a_missing_checkpoint(tmp_path):
+    import torch.nn as nn
+    from msvar.train import fit, FitConfig
+    torch.manual_seed(0); m = nn.Linear(4, 2)
+    loss_fn = lambda model, b: ((model(b).square().mean() * float("nan")), {})
+    cfg = FitConfig(steps=8, lr=0.01, ckpt_every=4, progress=False, max_nan_in_row=3)
+    with pytest.raises(MsvarError, match="3 steps in a row") as e: fit(m, loss_fn, lambda s: torch.randn(8, 4), cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "last.pt").exists() and "last.pt" not in str(e.value) and "No checkpoint" in str(e.value)
+
+
+def test_import_tokenizer_refuses_nan_and_reports_unwritable_output(tmp_path, capsys):
+    from msvar.tokenizer import import_tokenizer_cli
+    sd = Tokenizer.from_preset(get_preset("test")).state_dict()
+    torch.save(sd, tmp_path / "ok.pth"); torch.save(_nan_first(sd), tmp_path / "nan.pth")
+    code, out, err = run_cli(import_tokenizer_cli, [str(tmp_path / "nan.pth"), "-o", str(tmp_path / "t.pt"), "--preset", "test"], capsys)
+    assert code == 1 and "NaN or inf" in err and str(tmp_path / "nan.pth") in err and not (tmp_path / "t.pt").exists()
+    (tmp_path / "afile").write_text("x")
+    code, out, err = run_cli(import_tokenizer_cli, [str(tmp_path / "ok.pth"), "-o", str(tmp_path / "afile" / "t.pt"), "--preset", "test"], capsys)
+    assert code == 1 and "cannot write" in err and "Traceback" not in err, err
+
+
+def test_tokenizer_crops_and_eval_pairs_skip_undecodable_images(tmp_path):
+    "msvar_train_tokenizer (RandomCrops) and msvar_eval (pairs_from_hr) skip and list an unreadable file instead of stopping."
+    from msvar.tokenizer import RandomCrops
+    from msvar.evaluate import pairs_from_hr
+    for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
+    _undecodable_tiffs(tmp_path / "hr")
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"): rc = RandomCrops(tmp_path / "hr", 32)
+    assert len(rc) == 2 and len(rc.unreadable) == 2
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"): pairs = pairs_from_hr(tmp_path / "hr", get_preset("test"), n=5)
+    assert pairs["names"] == ["0.png", "1.png"] and pairs["hr"].shape[0] == 2
