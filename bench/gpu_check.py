@@ -401,7 +401,7 @@ def part_cli(ctx, deadline):
     dev = "cpu" if ctx.dry_run else "cuda"
     res = dict(device=dev)
     sr, ev = entry("msvar.inference", "sr_cli"), entry("msvar.evaluate", "eval_cli")
-    for mode, extra in (("greedy", ["--greedy"]), ("sampled_seed0", [])):
+    for mode, extra in (("greedy", ["--greedy"]), ("sampled_seed0", ["--sample"])):
         for role, d in (("cpu", "cpu"), ("dev", dev)):
             rc, o, e, sec = run_cmd([*sr, REPO / "data" / "demo" / "lr", "-o", work / f"sr_{mode}_{role}", "--device", d, "--overwrite", *extra],
                                     deadline - time.time(), f"msvar_sr --device {d}")

@@ -313,8 +313,10 @@ def sr_cli(argv=None):
     ap.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4], choices=[1, 2, 4])
     ap.add_argument("--class", dest="cls", type=int, default=0, choices=[0, 1], help="0: degraded input (default); 1: clean input, only bilinear-downsampled")
     ap.add_argument("--cfg", type=float, default=None, help="classifier-free guidance strength t (default: none)")
+    ap.add_argument("--sample", action="store_true", help="sample the tokens (seeded) instead of greedy decoding; --top-k/--top-p imply it")
     ap.add_argument("--top-k", type=int, default=0); ap.add_argument("--top-p", type=float, default=0.0)
-    ap.add_argument("--greedy", action="store_true", help="pick the most likely token at every position (deterministic)")
+    ap.add_argument("--greedy", action="store_true", help="greedy decoding: the most likely token everywhere (the default: best PSNR "
+                    "in chapter 11's comparison of decoding settings)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overlap", type=int, default=None, help="tile overlap in LR pixels (default: a quarter tile)")
     ap.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
@@ -326,6 +328,7 @@ def sr_cli(argv=None):
     try:
         check_options(a)                                                 # bad values, unknown device: before any work
         if a.overwrite and a.skip_existing: raise MsvarError("--overwrite and --skip-existing exclude each other")
+        if a.greedy and (a.sample or a.top_k or a.top_p): raise MsvarError("--greedy excludes --sample, --top-k and --top-p")
         check_out_dir(a.out)                                             # an unwritable -o: before loading the model
         if a.model is None and not default_model_path().exists():
             raise MsvarError(f"no --model given and no shipped model at {str(default_model_path())!r}: train one with "
@@ -333,7 +336,7 @@ def sr_cli(argv=None):
         model = load_sr_model(a.model or default_model_path(), device=a.device)
         check_options(a, tile=model.preset.lr_size)
         s = sr_files(a.inputs, a.out, model, scales=tuple(a.scales), overwrite=a.overwrite, skip_existing=a.skip_existing, cls=a.cls,
-                     cfg=a.cfg, top_k=a.top_k, top_p=a.top_p, greedy=a.greedy, seed=a.seed, overlap=a.overlap, batch_size=a.batch_size,
+                     cfg=a.cfg, top_k=a.top_k, top_p=a.top_p, greedy=not (a.sample or a.top_k or a.top_p), seed=a.seed, overlap=a.overlap, batch_size=a.batch_size,
                      compare=a.compare)
     except MsvarError as e:
         print(f"msvar_sr: error: {e}", file=sys.stderr); sys.exit(2)
