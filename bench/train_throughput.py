@@ -74,7 +74,8 @@ class Setup:
         self.B = B
         torch.manual_seed(seed)
         self.tk = HITTokenizer(Tokenizer.from_preset(p), p).eval().requires_grad_(False)
-        self.ds = HRFolder(data, p.hr_size)
+        self.ds = HRFolder(data, p.hr_size)                           # the baseline decoded every image file at every step
+        self.ds_cached = HRFolder(data, p.hr_size, cache=True)        # train_var's default now (fits_in_memory)
         self.collate = DegradeCollate(DegradationConfig(), p.lr_size, 0.25)
         self.sampler = StepSampler(len(self.ds), B, seed=seed)
         beta = p.train.dpo_beta if dpo_beta is None else dpo_beta
@@ -91,10 +92,11 @@ class Setup:
             self.models[key] = (m, net, opt)
         return self.models[key]
 
-    def batch(self, step):
+    def batch(self, step, cached=False):
         "The collated, degraded batch of `step` (as fit's StepLoader makes it)."
         with record_function("data.load_crop"):
-            items = [self.ds[k] for k in self.sampler.keys(step)]
+            ds = self.ds_cached if cached else self.ds
+            items = [ds[k] for k in self.sampler.keys(step)]
         with record_function("data.degrade"):
             return self.collate(items)
 
@@ -136,7 +138,7 @@ class Labelled(nn.Module):
         with record_function("var.forward"): return self.m(*a)
 
 
-def profile_step(s: Setup, loss_fn, steps=2):
+def profile_step(s: Setup, loss_fn, steps=2, cached=False):
     "torch.profiler over `steps` steps (after a warm-up step): self CPU time per (stage, op)."
     m, _, opt = s.model("prof")
     patches = [(mloss, "encode_any", "tok.prefix_encode"), (mloss, "hit_tokenize", "tok.quantize"), (mhit, "encode_any", "tok.encode"),
@@ -150,7 +152,7 @@ def profile_step(s: Setup, loss_fn, steps=2):
         net = Labelled(m)
 
         def one(step):
-            b = s.batch(step)
+            b = s.batch(step, cached)
             with record_function("loss.logsoftmax_dpo"): loss, _ = loss_fn(net, b)
             with record_function("backward"): loss.backward()
             with record_function("optimizer"):
@@ -164,35 +166,45 @@ def profile_step(s: Setup, loss_fn, steps=2):
     return group_by_stage(prof.events(), steps)
 
 
+def _stage_of(e):
+    "Innermost stage label enclosing event e (None if none)."
+    par = e.cpu_parent
+    while par is not None:
+        if par.name in STAGES: return par.name
+        par = par.cpu_parent
+    return None
+
+
 def group_by_stage(events, steps):
-    "{stage: {op: self CPU µs per step}}: each op is charged to its innermost enclosing stage label."
-    table = {}
+    "({stage: {op: self CPU µs per step}}, {stage: wall µs per step excluding nested stages}): ops charged to their innermost stage."
+    table, wall = {}, {}
     for e in events:
-        if e.name in STAGES or e.name.startswith("ProfilerStep"): continue
-        st, par = None, e.cpu_parent
-        while par is not None:
-            if par.name in STAGES and (st is None or True):
-                st = par.name; break
-            par = par.cpu_parent
-        st = st or "other"
+        if e.name.startswith("ProfilerStep"): continue
+        st = _stage_of(e) or "other"
+        if e.name in STAGES:                                   # a label: its wall time goes to it, and is removed from its parent
+            wall[e.name] = wall.get(e.name, 0.0) + e.cpu_time_total / steps
+            if st != "other": wall[st] = wall.get(st, 0.0) - e.cpu_time_total / steps
+            continue
         table.setdefault(st, {}).setdefault(e.name, 0.0)
         table[st][e.name] += e.self_cpu_time_total / steps
-    return table
+    return table, wall
 
 
-def print_profile(table, top=6):
-    total = sum(sum(d.values()) for d in table.values())
-    print(f"\nprofile of one step (self CPU time, mean of the profiled steps): {total / 1e3:.1f} ms")
-    print(f"{'stage':22s} {'ms':>8s} {'share':>6s}   top ops (ms)")
-    order = [s_ for s_ in STAGES if s_ in table] + [s_ for s_ in table if s_ not in STAGES]
+def print_profile(res, top=6):
+    table, wall = res
+    total, wtotal = sum(sum(d.values()) for d in table.values()), sum(wall.values())
+    print(f"\nprofile of one step (mean of the profiled steps): wall {wtotal / 1e3:.0f} ms inside the stage labels, "
+          f"{total / 1e3:.0f} ms self CPU time in ops (the rest is Python and dispatch)")
+    print(f"{'stage':22s} {'wall ms':>8s} {'share':>6s} {'ops ms':>7s}   top ops by self CPU time (ms)")
+    order = [s_ for s_ in STAGES if s_ in table or s_ in wall] + [s_ for s_ in table if s_ not in STAGES]
     for st in order:
-        d = table[st]; t = sum(d.values())
+        d = table.get(st, {}); t = sum(d.values()); w = wall.get(st, 0.0)
         ops = ", ".join(f"{k.replace('aten::', '')} {v / 1e3:.1f}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top])
-        print(f"{st:22s} {t / 1e3:8.1f} {t / total:6.1%}   {ops}")
+        print(f"{st:22s} {w / 1e3:8.1f} {w / wtotal:6.1%} {t / 1e3:7.1f}   {ops}")
     allops = {}
     for d in table.values():
         for k, v in d.items(): allops[k] = allops.get(k, 0.0) + v
-    print("top ops over the whole step: " + ", ".join(f"{k.replace('aten::', '')} {v / total:.1%}"
+    print("top ops over the whole step (share of op time): " + ", ".join(f"{k.replace('aten::', '')} {v / total:.1%}"
                                                      for k, v in sorted(allops.items(), key=lambda kv: -kv[1])[:12]))
 
 
@@ -219,9 +231,14 @@ def tokenizer_variants(s: Setup, reps):
 def step_variants(s: Setup, reps, extra=()):
     "Median seconds of the whole step (data included) for each variant, interleaved; the first is the eager baseline."
     fns = {"eager baseline": lambda r: train_step(s, s.batch(r), s.loss_v0, "v0"),
-           "sr_tokens: prefix reused": lambda r: train_step(s, s.batch(r), s.loss_new, "new")}
-    if "bf16" in extra: fns["+ bf16 autocast (numerics change)"] = lambda r: train_step(s, s.batch(r), s.loss_new, "bf16", amp=torch.bfloat16)
-    if "compile" in extra: fns["+ torch.compile (option)"] = lambda r: train_step(s, s.batch(r), s.loss_new, "compiled", compile=True)
+           "+ sr_tokens: 1 batched pass": lambda r: train_step(s, s.batch(r), s.loss_new, "new"),
+           "+ images cached (= msvar default)": lambda r: train_step(s, s.batch(r, True), s.loss_new, "cached")}
+    if "bf16" in extra: fns["+ bf16 autocast (numerics change)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16", amp=torch.bfloat16)
+    if "workers" in extra:                                  # fit's StepLoader with one DataLoader worker: data prepared while the step runs
+        from msvar.train import StepLoader
+        it1 = StepLoader(s.ds_cached, s.B, s.collate, num_workers=1, seed=0).iterate(0, None)
+        fns["+ data in 1 worker process"] = lambda r: train_step(s, next(it1)[0], s.loss_new, "w1")
+    if "compile" in extra: fns["+ torch.compile (option)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "compiled", compile=True)
     return interleaved(fns, reps)
 
 
@@ -242,7 +259,7 @@ def stage_times(s: Setup, reps):
     def var_part(r):
         loss, _ = sr_loss(m, t, True, s.loss_new.beta); loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 2.0); opt.step(); opt.zero_grad(set_to_none=True)
-    return interleaved({"data": lambda r: s.batch(r), "tokenizer": lambda r: mloss.sr_tokens(s.tk, b), "var+opt": var_part}, reps)
+    return interleaved({"data": lambda r: s.batch(r), "data (cached images)": lambda r: s.batch(r, True), "tokenizer": lambda r: mloss.sr_tokens(s.tk, b), "var+opt": var_part}, reps)
 
 
 def compile_seconds(s: Setup):
@@ -263,11 +280,12 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions per variant (median)")
     ap.add_argument("--profile-steps", type=int, default=2)
     ap.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (changes numerics; an option of msvar_train)")
+    ap.add_argument("--workers", action="store_true", help="also measure a DataLoader worker process preparing the data (--workers 1)")
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile of the VAR (compile time printed)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     data = image_folder(a.data)
-    extra = (("bf16",) if a.bf16 else ()) + (("compile",) if a.compile else ())
+    extra = (("bf16",) if a.bf16 else ()) + (("compile",) if a.compile else ()) + (("workers",) if a.workers else ())
     peak = matmul_gflops(seconds=2.0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); fp32 matmul 1024³: {peak:.1f} GFLOP/s; data {data}")
     rows = []
@@ -278,12 +296,14 @@ def main(argv=None):
         m, *_ = s.model()
         print(f"\n== {name}: SRVAR {count_params(m) / 1e6:.2f}M params, {s.tokens} tokens/image ({p.n_prefix_tokens} prefix), batch {B}, "
               f"VAR fwd+bwd {s.flops() / 1e9:.2f} GFLOP/step")
-        if name == "small": print_profile(profile_step(s, s.loss_v0, a.profile_steps))
+        if name == "small":
+            print("\n-- eager baseline --", end=""); print_profile(profile_step(s, s.loss_v0, a.profile_steps))
+            print("\n-- current msvar (sr_tokens: one batched pass; images cached) --", end=""); print_profile(profile_step(s, s.loss_new, a.profile_steps, cached=True))
         st = stage_times(s, a.reps)
-        tot = sum(st.values())
+        tot = st["data"] + st["tokenizer"] + st["var+opt"]
         print("stages timed apart (median s): " + ", ".join(f"{k} {v:.3f} ({v / tot:.0%})" for k, v in st.items()))
         tt, same = tokenizer_variants(s, a.reps)
-        print(f"sr_tokens: baseline {tt['v0']:.3f} s, prefix reused {tt['new']:.3f} s → {tt['v0'] / tt['new']:.2f}× (identical outputs: {same})")
+        print(f"sr_tokens: baseline {tt['v0']:.3f} s, one batched pass without re-encoding the prefix {tt['new']:.3f} s → {tt['v0'] / tt['new']:.2f}× (identical outputs: {same})")
         if "compile" in extra:
             c1, c2 = compile_seconds(s)
             print(f"torch.compile: first step (compile) {c1:.1f} s, next step {c2:.3f} s")
@@ -294,6 +314,7 @@ def main(argv=None):
         fl = s.flops()
         print(f"{'variant':36s} {'s/step':>7s} {'img/s':>7s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>8s}")
         base = sv["eager baseline"]
+        print("(variants marked + add up from top to bottom up to the default; bf16, worker and compile are each added to the default alone)")
         for k, v in list(sv.items()) + [(f"VAR only ({k2}, no data/tokenizer)", v2) for k2, v2 in mo.items()]:
             print(f"{k:36s} {v:7.3f} {B / v:7.1f} {B * s.tokens / v:9.0f} {fl / v / 1e9:8.1f} {fl / v / 1e9 / peak:8.1%} {base / v:7.2f}×")
             rows.append(dict(preset=name, variant=k, s=v))
