@@ -2,8 +2,11 @@
 per preset: a torch.profiler table grouped by stage, tokens/s, images/s, achieved GFLOP/s against this machine's matmul
 speed measured in the same run, and A/B ratios of the optimisations against the eager baseline.
 
-Every ratio is taken in one run, A and B interleaved step by step, over several repetitions (median): the machine is
-shared and its load changes by the minute, so absolute seconds from different runs are not comparable, ratios are.
+Every ratio is taken in one run, A and B interleaved step by step, over several repetitions (median), and timed in CPU
+seconds of this process (time.process_time), not wall time: on a shared machine other jobs stretch the wall time of a
+step by factors that change by the minute, while the CPU time of a 1-thread step barely moves. Absolute numbers from
+different runs or machines are still not comparable; ratios are. A DataLoader worker's CPU time is not counted (that
+variant shows what a worker takes off the main process, which helps only where a core is free).
 
 FLOPs are the VAR's useful matrix work only (bench/sample.py's `forward_flops` × 3 for forward + backward: linear layers
 ≈ 6·N_params·tokens, attention over the allowed block-causal pairs, the head and AdaLN); the frozen tokenizer's work,
@@ -21,8 +24,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from torch.profiler import profile, record_function, ProfilerActivity
+from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).parent))
-from sample import forward_flops, matmul_gflops                      # noqa: E402  (bench/ is not a package)
+from sample import forward_flops                      # noqa: E402  (bench/ is not a package)
 import msvar.hit as mhit                                             # noqa: E402
 import msvar.losses as mloss                                         # noqa: E402
 from msvar.core import get_preset, resize, to_signed                 # noqa: E402
@@ -209,14 +213,26 @@ def print_profile(res, top=6):
 
 
 # ---------------------------------------------------------------- A/B ratios
+CLOCK = time.process_time    # CPU seconds of this process: with 1 thread, other jobs on the machine barely change it (wall time does)
+
+
 def interleaved(fns: dict, reps: int):
-    "Median seconds of each fn, the fns called in turn `reps` times (after one warm-up call each)."
+    "Median CPU seconds (CLOCK) of each fn, the fns called in turn `reps` times (after one warm-up call each)."
     for f in fns.values(): f(-1)
     ts = {k: [] for k in fns}
     for r in range(reps):
         for k, f in fns.items():
-            t0 = time.perf_counter(); f(r); ts[k].append(time.perf_counter() - t0)
+            t0 = CLOCK(); f(r); ts[k].append(CLOCK() - t0)
     return {k: statistics.median(v) for k, v in ts.items()}
+
+
+def matmul_peak(n=1024, seconds=2.0):
+    "Best fp32 n×n matmul rate (GFLOP/s) by CPU time of this process."
+    a, b = torch.randn(n, n), torch.randn(n, n); a @ b
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = CLOCK(); a @ b; best = max(best, 2 * n ** 3 / max(CLOCK() - t0, 1e-9) / 1e9)
+    return best
 
 
 def tokenizer_variants(s: Setup, reps):
@@ -225,7 +241,11 @@ def tokenizer_variants(s: Setup, reps):
     a, n = sr_tokens_v0(s.tk, b), mloss.sr_tokens(s.tk, b)
     same = all(torch.equal(getattr(a, f), getattr(n, f)) for f in ("prefix", "x_hr", "z_hr", "x_lr", "z_lr"))
     t = interleaved({"v0": lambda r: sr_tokens_v0(s.tk, b), "new": lambda r: mloss.sr_tokens(s.tk, b)}, reps)
-    return t, same
+    fl = {}
+    for k, f in (("v0", sr_tokens_v0), ("new", mloss.sr_tokens)):      # FLOPs do not depend on the machine's load
+        with FlopCounterMode(display=False) as fc: f(s.tk, b)
+        fl[k] = fc.get_total_flops()
+    return t, same, fl
 
 
 def step_variants(s: Setup, reps, extra=()):
@@ -237,7 +257,7 @@ def step_variants(s: Setup, reps, extra=()):
     if "workers" in extra:                                  # fit's StepLoader with one DataLoader worker: data prepared while the step runs
         from msvar.train import StepLoader
         it1 = StepLoader(s.ds_cached, s.B, s.collate, num_workers=1, seed=0).iterate(0, None)
-        fns["+ data in 1 worker process"] = lambda r: train_step(s, next(it1)[0], s.loss_new, "w1")
+        fns["+ data in 1 worker (main CPU only)"] = lambda r: train_step(s, next(it1)[0], s.loss_new, "w1")
     if "compile" in extra: fns["+ torch.compile (option)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "compiled", compile=True)
     return interleaved(fns, reps)
 
@@ -262,12 +282,27 @@ def stage_times(s: Setup, reps):
     return interleaved({"data": lambda r: s.batch(r), "data (cached images)": lambda r: s.batch(r, True), "tokenizer": lambda r: mloss.sr_tokens(s.tk, b), "var+opt": var_part}, reps)
 
 
+def gemm_rate(s: Setup, seconds=1.0):
+    "GFLOP/s of the step's own matrix products (every Linear's forward, input-grad and weight-grad GEMM at batch B), best of a few."
+    m, *_ = s.model()
+    M, C, hid = s.B * s.tokens, m.C, m.blocks[0].ffn.fc1.out_features
+    shapes = [(M, C, 3 * C), (M, C, C), (M, C, hid), (M, hid, C)] * m.depth + [(s.B * m.n_image, C, m.V)]
+    mats = [(torch.randn(mm, k), torch.randn(n, k), torch.randn(mm, n)) for mm, k, n in shapes]
+    def once():
+        for x, w, dy in mats: x @ w.t(); dy @ w; dy.t() @ x
+    fl = sum(3 * 2 * mm * k * n for mm, k, n in shapes)
+    once(); best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = CLOCK(); once(); best = max(best, fl / max(CLOCK() - t0, 1e-9) / 1e9)
+    return best
+
+
 def compile_seconds(s: Setup):
     "Seconds of the first call of a torch.compile'd VAR step (compile + one step) and of a second call."
     b = s.batch(0)
-    t0 = time.perf_counter(); train_step(s, b, s.loss_new, "compiled", compile=True); t1 = time.perf_counter()
+    t0 = CLOCK(); train_step(s, b, s.loss_new, "compiled", compile=True); t1 = CLOCK()
     train_step(s, b, s.loss_new, "compiled", compile=True)
-    return t1 - t0, time.perf_counter() - t1
+    return t1 - t0, CLOCK() - t1
 
 
 def main(argv=None):
@@ -286,8 +321,10 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     data = image_folder(a.data)
     extra = (("bf16",) if a.bf16 else ()) + (("compile",) if a.compile else ()) + (("workers",) if a.workers else ())
-    peak = matmul_gflops(seconds=2.0)
+    peak = matmul_peak()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); fp32 matmul 1024³: {peak:.1f} GFLOP/s; data {data}")
+    print("all times are CPU seconds of this process (time.process_time), medians of interleaved repetitions; with more than "
+          "1 thread they add up the threads' time, so use --threads 1 for ratios on a shared machine")
     rows = []
     for name in a.presets:
         p = get_preset(name)
@@ -302,23 +339,27 @@ def main(argv=None):
         st = stage_times(s, a.reps)
         tot = st["data"] + st["tokenizer"] + st["var+opt"]
         print("stages timed apart (median s): " + ", ".join(f"{k} {v:.3f} ({v / tot:.0%})" for k, v in st.items()))
-        tt, same = tokenizer_variants(s, a.reps)
+        tt, same, tfl = tokenizer_variants(s, a.reps)
+        print(f"sr_tokens work per batch (FlopCounterMode: convolutions and matmuls): baseline {tfl['v0'] / 1e9:.2f} GFLOP, "
+              f"now {tfl['new'] / 1e9:.2f} GFLOP ({tfl['v0'] / tfl['new']:.2f}× less)")
         print(f"sr_tokens: baseline {tt['v0']:.3f} s, one batched pass without re-encoding the prefix {tt['new']:.3f} s → {tt['v0'] / tt['new']:.2f}× (identical outputs: {same})")
         if "compile" in extra:
             c1, c2 = compile_seconds(s)
             print(f"torch.compile: first step (compile) {c1:.1f} s, next step {c2:.3f} s")
         mo = model_only(s, a.reps, extra)
-        peak = max(peak, matmul_gflops(seconds=1.0))
+        peak = max(peak, matmul_peak(seconds=1.0))
         sv = step_variants(s, a.reps, extra)
-        peak = max(peak, matmul_gflops(seconds=1.0))
+        peak = max(peak, matmul_peak(seconds=1.0))
         fl = s.flops()
-        print(f"{'variant':36s} {'s/step':>7s} {'img/s':>7s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>8s}")
+        print(f"{'variant':36s} {'CPU s':>7s} {'img/s':>7s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>8s}")
         base = sv["eager baseline"]
         print("(variants marked + add up from top to bottom up to the default; bf16, worker and compile are each added to the default alone)")
         for k, v in list(sv.items()) + [(f"VAR only ({k2}, no data/tokenizer)", v2) for k2, v2 in mo.items()]:
             print(f"{k:36s} {v:7.3f} {B / v:7.1f} {B * s.tokens / v:9.0f} {fl / v / 1e9:8.1f} {fl / v / 1e9 / peak:8.1%} {base / v:7.2f}×")
             rows.append(dict(preset=name, variant=k, s=v))
-        print(f"(matmul peak for the % column: {peak:.1f} GFLOP/s, best of the measurements before/after)")
+        g = gemm_rate(s)
+        print(f"(matmul peak for the % column: {peak:.1f} GFLOP/s, best of the measurements before/after; the step's own GEMM shapes "
+              f"alone reach {g:.1f} GFLOP/s = {g / peak:.0%} of it: the ceiling of an eager fp32 step)")
     if a.paper:
         s = Setup("paper", 1, data)
         m, *_ = s.model()
