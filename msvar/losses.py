@@ -71,14 +71,15 @@ def sr_tokens(tokenizer: HITTokenizer, batch: dict, hit: bool = True) -> SRToken
     hr, lr, cls = batch["hr"].to(dev).float(), batch["lr"].to(dev), batch["cls"].to(dev).long()
     if hr.shape[-1] != p.hr_size or hr.shape[-2] != p.hr_size:
         raise MsvarError(f"HR images must be {p.hr_size}×{p.hr_size} for preset {p.name!r}, got {tuple(hr.shape[-2:])}")
+    B = hr.shape[0]
     with torch.autocast(dev.type, enabled=False):
         lr_up = upsample_lr(lr, p)                                           # (B, 3, H, W)
-        prefix = encode_any(tokenizer.tok, to_signed(lr_up))                  # (B, Cvae, ρ_L, ρ_L)
-        t_hr, t_lr = hit_tokenize(tokenizer.tok, hr, p), hit_tokenize(tokenizer.tok, lr_up, p)
-        q = tokenizer.quantize
-        x_hr, x_lr = hit_teacher_inputs(q, t_hr.R, p), hit_teacher_inputs(q, t_lr.R, p)
+        t = hit_tokenize(tokenizer.tok, torch.cat((hr, lr_up)), p)          # HR and upsampled LR in one batched pass
+        prefix = t.Z[-1][B:]                                                 # last stage = full-size LR encode: the prefix (B, Cvae, ρ_L, ρ_L)
+        x = hit_teacher_inputs(tokenizer.quantize, t.R, p)                   # (2B, Σ_{l≥2} ρ_l², Cvae)
     flat = lambda idx: torch.cat([z.flatten(1) for z in idx], 1)            # L × (B, ρ, ρ) → (B, Σρ²)
-    return SRTokens(prefix, cls, x_hr, flat(t_hr.idx), x_lr, flat(t_lr.idx), t_hr.idx, t_lr.idx)
+    idx_hr, idx_lr = [z[:B] for z in t.idx], [z[B:] for z in t.idx]
+    return SRTokens(prefix, cls, x[:B], flat(idx_hr), x[B:], flat(idx_lr), idx_hr, idx_lr)
 
 # %% ../nbs/06_dpo.ipynb #8944aedd
 def shared_fraction(idx_a: list, idx_b: list) -> list:

@@ -19,7 +19,7 @@ __all__ = ['PRECISIONS', 'DECAY_TYPES', 'CKPT_KIND', 'CKPT_VERSION', 'FitConfig'
            'StepSampler', 'StepLoader', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
            'check_state_fits', 'check_meta', 'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log',
            'moving_average', 'plot_metrics', 'fit', 'load_sr_tokenizer', 'VARSampler', 'init_from_var', 'train_var',
-           'count_params_str', 'train_cli']
+           'fits_in_memory', 'count_params_str', 'train_cli']
 
 # %% ../nbs/07_train.ipynb #ec2c75a3
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -544,7 +544,7 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, dpo: bool = T
               dpo_weight: float | None = None, dpo_reduce: str = "mean", second_pass: bool = False, p_bilinear: float = 0.25,
               cond_drop: float | None = None, seed: int = 0, resume: bool = False, ckpt_every: int = 100, sample_every: int = 0,
               workers: int = 0, device=None, progress: bool = True, max_nan_in_row: int = 10, stop_after: int | None = None,
-              init_var=None, prefix_pos: str | None = None, lr_add: bool | None = None) -> FitResult:
+              init_var=None, prefix_pos: str | None = None, lr_add: bool | None = None, cache_images: bool | None = None) -> FitResult:
     "Train the SR VAR of a preset on a folder of images with CE (+ DPO), HIT or plain tokens; single process or under torchrun."
     from msvar.var import SRVAR
     from msvar.data import HRFolder, DegradeCollate, DegradationConfig
@@ -563,7 +563,7 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, dpo: bool = T
             rep = init_from_var(model, init_var)                      # a resumed run takes its weights from last.pt instead
             if env.is_main: print(f"initialised from {init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
                                   f"dropped: {rep['dropped']}; re-initialised: {rep['reinitialised']}", flush=True)
-        ds = HRFolder(data, p.hr_size)
+        ds = HRFolder(data, p.hr_size, cache=cache_images if cache_images is not None else fits_in_memory(data))
         steps = steps or max(1, p.train.epochs * len(ds) // bs)          # default: the preset's epochs over this folder
         collate = DegradeCollate(DegradationConfig(), p.lr_size, p_bilinear)
         loader = StepLoader(ds, bs, collate, env.world_size, env.rank, accum, seed, workers)
@@ -584,6 +584,12 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, dpo: bool = T
         return fit(model, loss_fn, loader, cfg, out, meta=meta, resume=resume, sample_fn=sampler, stop_after=stop_after)
     finally:
         if env.started_here and dist.is_initialized(): dist.destroy_process_group()
+
+def fits_in_memory(folder, max_bytes: float = 2 * 2**30) -> bool:
+    "Whether the images under `folder`, decoded to uint8, take at most `max_bytes` (sizes from the file headers): then HRFolder caches them."
+    from msvar.data import scan_images
+    ok, _ = scan_images(folder, decode=False)
+    return sum(3 * w * h for _, (w, h) in ok) <= max_bytes
 
 def count_params_str(model) -> str:
     "Trainable parameters, human-readable."
@@ -625,6 +631,8 @@ def train_cli(argv=None):
     ap.add_argument("--ckpt-every", type=int, default=100, help="write last.pt every n steps")
     ap.add_argument("--sample-every", type=int, default=0, help="write sample images every n steps (always at the end)")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank")
+    ap.add_argument("--cache-images", action=argparse.BooleanOptionalAction, default=None,
+                    help="keep the decoded training images in memory as uint8 (default: when they fit in 2 GiB; exact for 8-bit files)")
     ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     ap.add_argument("--max-nan", type=int, default=10, help="stop after this many non-finite steps in a row")
@@ -638,7 +646,7 @@ def train_cli(argv=None):
                       lr=a.lr, weight_decay=a.weight_decay, warmup=a.warmup, clip=a.clip, precision=a.precision, compile=a.compile,
                       dpo_beta=a.dpo_beta, dpo_weight=a.dpo_weight, dpo_reduce=a.dpo_reduce, second_pass=a.second_pass,
                       p_bilinear=a.p_bilinear, cond_drop=a.cond_drop, seed=a.seed, resume=a.resume, ckpt_every=a.ckpt_every,
-                      sample_every=a.sample_every, workers=a.workers, device=a.device, progress=not a.no_progress, max_nan_in_row=a.max_nan,
+                      sample_every=a.sample_every, workers=a.workers, cache_images=a.cache_images, device=a.device, progress=not a.no_progress, max_nan_in_row=a.max_nan,
                       init_var=a.init_var, prefix_pos=a.prefix_pos, lr_add=a.lr_add)
     except MsvarError as e:
         print(f"msvar_train{'' if rank is None else f' (rank {rank})'}: error: {e}", file=sys.stderr); sys.exit(1)

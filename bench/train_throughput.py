@@ -1,0 +1,378 @@
+"""Throughput of the whole VAR training step (data + degradations + frozen HIT tokenizer + VAR forward/backward + AdamW)
+per preset: a torch.profiler table grouped by stage, tokens/s, images/s, achieved GFLOP/s against this machine's matmul
+speed measured in the same run, and A/B ratios of the optimisations against the eager baseline.
+
+Every ratio is taken in one run, A and B interleaved step by step, over several repetitions (median), and timed in CPU
+seconds of this process (time.process_time), not wall time: on a shared machine other jobs stretch the wall time of a
+step by factors that change by the minute, while the CPU time of a 1-thread step barely moves. Absolute numbers from
+different runs or machines are still not comparable; ratios are. A DataLoader worker's CPU time is not counted (that
+variant shows what a worker takes off the main process, which helps only where a core is free).
+
+FLOPs are the VAR's useful matrix work only (bench/sample.py's `forward_flops` × 3 for forward + backward: linear layers
+≈ 6·N_params·tokens, attention over the allowed block-causal pairs, the head and AdaLN); the frozen tokenizer's work,
+the data preparation and the optimizer are counted as time, not as FLOPs. "% of matmul" divides the achieved rate by the
+best 1024³ fp32 matmul rate measured in the same run with the same threads.
+
+    python bench/train_throughput.py --data FOLDER                 # test and small, 1 thread, profile of small
+    python bench/train_throughput.py --data FOLDER --presets small --threads 2 --reps 5
+    python bench/train_throughput.py --data FOLDER --paper          # also the paper preset at batch 1 (slow)
+
+Without --data it uses the data cache's train/ folder (`msvar_fetch_data bsds300`), else 32 random 480×320 images.
+"""
+import argparse, statistics, sys, tempfile, time
+from pathlib import Path
+import torch
+import torch.nn as nn
+from torch.profiler import profile, record_function, ProfilerActivity
+from torch.utils.flop_counter import FlopCounterMode
+sys.path.insert(0, str(Path(__file__).parent))
+from sample import forward_flops                      # noqa: E402  (bench/ is not a package)
+import msvar.hit as mhit                                             # noqa: E402
+import msvar.losses as mloss                                         # noqa: E402
+from msvar.core import get_preset, resize, to_signed                 # noqa: E402
+from msvar.data import HRFolder, DegradeCollate, DegradationConfig   # noqa: E402
+from msvar.hit import HITTokenizer, hit_teacher_inputs, hit_tokenize, encode_any  # noqa: E402
+from msvar.losses import SRLoss, SRTokens, sr_loss, token_preset, upsample_lr     # noqa: E402
+from msvar.tokenizer import Tokenizer                                # noqa: E402
+from msvar.train import StepSampler, param_groups                    # noqa: E402
+from msvar.var import SRVAR, count_params                            # noqa: E402
+
+
+@torch.no_grad()
+def sr_tokens_v0(tokenizer, batch, hit=True):
+    "The eager baseline: msvar's sr_tokens before issue 20 (the upsampled LR is encoded twice, no_grad)."
+    p = token_preset(tokenizer, hit)
+    hr, lr, cls = batch["hr"].float(), batch["lr"], batch["cls"].long()
+    lr_up = upsample_lr(lr, p)
+    prefix = encode_any(tokenizer.tok, to_signed(lr_up))
+    t_hr, t_lr = hit_tokenize(tokenizer.tok, hr, p), hit_tokenize(tokenizer.tok, lr_up, p)
+    q = tokenizer.quantize
+    x_hr, x_lr = hit_teacher_inputs(q, t_hr.R, p), hit_teacher_inputs(q, t_lr.R, p)
+    flat = lambda idx: torch.cat([z.flatten(1) for z in idx], 1)
+    return SRTokens(prefix, cls, x_hr, flat(t_hr.idx), x_lr, flat(t_lr.idx), t_hr.idx, t_lr.idx)
+
+
+class LossV0(SRLoss):
+    "SRLoss with the baseline tokenization."
+    def __call__(self, model, batch):
+        return sr_loss(model, sr_tokens_v0(self.tokenizer, batch, self.hit), self.dpo, self.beta, self.weight, self.second_pass, self.reduce)
+
+
+def image_folder(arg):
+    "The training folder: --data, else the data cache's train/, else random images in a temporary folder."
+    if arg: return Path(arg)
+    from msvar.fetch import data_cache
+    if (data_cache() / "train").exists(): return data_cache() / "train"
+    from PIL import Image
+    d = Path(tempfile.mkdtemp(prefix="msvar_bench_"))
+    g = torch.Generator().manual_seed(0)
+    for i in range(32):
+        Image.fromarray((torch.rand(320, 480, 3, generator=g) * 255).byte().numpy()).save(d / f"{i:03d}.png")
+    return d
+
+
+class Setup:
+    "Data, frozen random-weight HIT tokenizer, SRVAR and AdamW of one preset (the pieces of msvar.train.train_var)."
+    def __init__(self, preset, B, data, dpo_beta=None, seed=0):
+        self.p = p = get_preset(preset)
+        self.B = B
+        torch.manual_seed(seed)
+        self.tk = HITTokenizer(Tokenizer.from_preset(p), p).eval().requires_grad_(False)
+        self.ds = HRFolder(data, p.hr_size)                           # the baseline decoded every image file at every step
+        self.ds_cached = HRFolder(data, p.hr_size, cache=True)        # train_var's default now (fits_in_memory)
+        self.collate = DegradeCollate(DegradationConfig(), p.lr_size, 0.25)
+        self.sampler = StepSampler(len(self.ds), B, seed=seed)
+        beta = p.train.dpo_beta if dpo_beta is None else dpo_beta
+        self.loss_new, self.loss_v0 = SRLoss(self.tk, beta=beta), LossV0(self.tk, beta=beta)
+        self.models = {}
+
+    def model(self, key="var", compile=False):
+        "One SRVAR + AdamW per key, all with the same initial weights."
+        if key not in self.models:
+            torch.manual_seed(1)
+            m = SRVAR.from_preset(self.p).train()
+            opt = torch.optim.AdamW(param_groups(m, self.p.train.weight_decay), lr=1e-4, betas=(0.9, 0.95))
+            net = torch.compile(m) if compile else m
+            self.models[key] = (m, net, opt)
+        return self.models[key]
+
+    def batch(self, step, cached=False):
+        "The collated, degraded batch of `step` (as fit's StepLoader makes it)."
+        with record_function("data.load_crop"):
+            ds = self.ds_cached if cached else self.ds
+            items = [ds[k] for k in self.sampler.keys(step)]
+        with record_function("data.degrade"):
+            return self.collate(items)
+
+    @property
+    def tokens(self): return self.p.n_image_tokens + self.p.n_prefix_tokens
+
+    def flops(self):
+        m, *_ = self.model()
+        return 3 * forward_flops(m, self.B)
+
+
+def train_step(s: Setup, batch, loss_fn, key="var", compile=False, amp=None):
+    "One optimizer step as fit does it: loss, backward, clip 2.0, AdamW step; returns the loss."
+    m, net, opt = s.model(key, compile)
+    with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+        loss, _ = loss_fn(net, batch)
+    with record_function("backward"):
+        loss.backward()
+    with record_function("optimizer"):
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 2.0); opt.step(); opt.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+# ---------------------------------------------------------------- profile
+STAGES = ("data.load_crop", "data.degrade", "tok.prefix_encode", "tok.encode", "tok.quantize", "tok.teacher_inputs", "var.forward",
+          "loss.logsoftmax_dpo", "backward", "optimizer")
+
+
+def _labelled(name, f):
+    def g(*a, **k):
+        with record_function(name): return f(*a, **k)
+    return g
+
+
+class Labelled(nn.Module):
+    "The VAR under a 'var.forward' label (SRLoss calls model(...) and next(model.parameters()))."
+    def __init__(self, m): super().__init__(); self.m = m
+    def forward(self, *a):
+        with record_function("var.forward"): return self.m(*a)
+
+
+def profile_step(s: Setup, loss_fn, steps=2, cached=False):
+    "torch.profiler over `steps` steps (after a warm-up step): self CPU time per (stage, op)."
+    m, _, opt = s.model("prof")
+    patches = [(mloss, "encode_any", "tok.prefix_encode"), (mloss, "hit_tokenize", "tok.quantize"), (mhit, "encode_any", "tok.encode"),
+               (mloss, "hit_teacher_inputs", "tok.teacher_inputs")]
+    saved = [(mod, n, getattr(mod, n)) for mod, n, _ in patches]
+    sr_tok_old = globals()["hit_tokenize"], globals()["encode_any"], globals()["hit_teacher_inputs"]
+    try:
+        for mod, n, lab in patches: setattr(mod, n, _labelled(lab, getattr(mod, n)))
+        globals()["hit_tokenize"] = mloss.hit_tokenize; globals()["encode_any"] = mloss.encode_any
+        globals()["hit_teacher_inputs"] = mloss.hit_teacher_inputs
+        net = Labelled(m)
+
+        def one(step):
+            b = s.batch(step, cached)
+            with record_function("loss.logsoftmax_dpo"): loss, _ = loss_fn(net, b)
+            with record_function("backward"): loss.backward()
+            with record_function("optimizer"):
+                torch.nn.utils.clip_grad_norm_(m.parameters(), 2.0); opt.step(); opt.zero_grad(set_to_none=True)
+        one(0)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for i in range(steps): one(1 + i)
+    finally:
+        for mod, n, f in saved: setattr(mod, n, f)
+        globals()["hit_tokenize"], globals()["encode_any"], globals()["hit_teacher_inputs"] = sr_tok_old
+    return group_by_stage(prof.events(), steps)
+
+
+def _stage_of(e):
+    "Innermost stage label enclosing event e (None if none)."
+    par = e.cpu_parent
+    while par is not None:
+        if par.name in STAGES: return par.name
+        par = par.cpu_parent
+    return None
+
+
+def group_by_stage(events, steps):
+    "({stage: {op: self CPU µs per step}}, {stage: wall µs per step excluding nested stages}): ops charged to their innermost stage."
+    table, wall = {}, {}
+    for e in events:
+        if e.name.startswith("ProfilerStep"): continue
+        st = _stage_of(e) or "other"
+        if e.name in STAGES:                                   # a label: its wall time goes to it, and is removed from its parent
+            wall[e.name] = wall.get(e.name, 0.0) + e.cpu_time_total / steps
+            if st != "other": wall[st] = wall.get(st, 0.0) - e.cpu_time_total / steps
+            continue
+        table.setdefault(st, {}).setdefault(e.name, 0.0)
+        table[st][e.name] += e.self_cpu_time_total / steps
+    return table, wall
+
+
+def print_profile(res, top=6):
+    table, wall = res
+    total, wtotal = sum(sum(d.values()) for d in table.values()), sum(wall.values())
+    print(f"\nprofile of one step (mean of the profiled steps): wall {wtotal / 1e3:.0f} ms inside the stage labels, "
+          f"{total / 1e3:.0f} ms self CPU time in ops (the rest is Python and dispatch)")
+    print(f"{'stage':22s} {'wall ms':>8s} {'share':>6s} {'ops ms':>7s}   top ops by self CPU time (ms)")
+    order = [s_ for s_ in STAGES if s_ in table or s_ in wall] + [s_ for s_ in table if s_ not in STAGES]
+    for st in order:
+        d = table.get(st, {}); t = sum(d.values()); w = wall.get(st, 0.0)
+        ops = ", ".join(f"{k.replace('aten::', '')} {v / 1e3:.1f}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top])
+        print(f"{st:22s} {w / 1e3:8.1f} {w / wtotal:6.1%} {t / 1e3:7.1f}   {ops}")
+    allops = {}
+    for d in table.values():
+        for k, v in d.items(): allops[k] = allops.get(k, 0.0) + v
+    print("top ops over the whole step (share of op time): " + ", ".join(f"{k.replace('aten::', '')} {v / total:.1%}"
+                                                     for k, v in sorted(allops.items(), key=lambda kv: -kv[1])[:12]))
+
+
+# ---------------------------------------------------------------- A/B ratios
+CLOCK = time.process_time    # CPU seconds of this process: with 1 thread, other jobs on the machine barely change it (wall time does)
+
+
+def interleaved(fns: dict, reps: int):
+    "Median CPU seconds (CLOCK) of each fn, the fns called in turn `reps` times (after one warm-up call each)."
+    for f in fns.values(): f(-1)
+    ts = {k: [] for k in fns}
+    for r in range(reps):
+        for k, f in fns.items():
+            t0 = CLOCK(); f(r); ts[k].append(CLOCK() - t0)
+    return {k: statistics.median(v) for k, v in ts.items()}
+
+
+def matmul_peak(n=1024, seconds=2.0):
+    "Best fp32 n×n matmul rate (GFLOP/s) by CPU time of this process."
+    a, b = torch.randn(n, n), torch.randn(n, n); a @ b
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = CLOCK(); a @ b; best = max(best, 2 * n ** 3 / max(CLOCK() - t0, 1e-9) / 1e9)
+    return best
+
+
+def tokenizer_variants(s: Setup, reps):
+    "Seconds of sr_tokens per batch: the baseline vs msvar's current one (same batch), and whether they agree."
+    b = s.batch(0)
+    a, n = sr_tokens_v0(s.tk, b), mloss.sr_tokens(s.tk, b)
+    same = all(torch.equal(getattr(a, f), getattr(n, f)) for f in ("prefix", "x_hr", "z_hr", "x_lr", "z_lr"))
+    t = interleaved({"v0": lambda r: sr_tokens_v0(s.tk, b), "new": lambda r: mloss.sr_tokens(s.tk, b)}, reps)
+    fl = {}
+    for k, f in (("v0", sr_tokens_v0), ("new", mloss.sr_tokens)):      # FLOPs do not depend on the machine's load
+        with FlopCounterMode(display=False) as fc: f(s.tk, b)
+        fl[k] = fc.get_total_flops()
+    return t, same, fl
+
+
+def step_variants(s: Setup, reps, extra=()):
+    "Median seconds of the whole step (data included) for each variant, interleaved; the first is the eager baseline."
+    fns = {"eager baseline": lambda r: train_step(s, s.batch(r), s.loss_v0, "v0"),
+           "+ sr_tokens: 1 batched pass": lambda r: train_step(s, s.batch(r), s.loss_new, "new"),
+           "+ images cached (= msvar default)": lambda r: train_step(s, s.batch(r, True), s.loss_new, "cached")}
+    if "bf16" in extra: fns["+ bf16 autocast (numerics change)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16", amp=torch.bfloat16)
+    if "workers" in extra:                                  # fit's StepLoader with one DataLoader worker: data prepared while the step runs
+        from msvar.train import StepLoader
+        it1 = StepLoader(s.ds_cached, s.B, s.collate, num_workers=1, seed=0).iterate(0, None)
+        fns["+ data in 1 worker (main CPU only)"] = lambda r: train_step(s, next(it1)[0], s.loss_new, "w1")
+    if "compile" in extra: fns["+ torch.compile (option)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "compiled", compile=True)
+    return interleaved(fns, reps)
+
+
+def model_only(s: Setup, reps, extra=()):
+    "Median seconds of the VAR part only (fwd + loss + bwd + AdamW on pre-tokenized batches): the rate the transformer reaches."
+    b = s.batch(0)
+    t = mloss.sr_tokens(s.tk, b)
+    fns = {"eager": lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "mo")}
+    if "bf16" in extra: fns["bf16"] = lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "mo16", amp=torch.bfloat16)
+    if "compile" in extra: fns["compile"] = lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "moc", compile=True)
+    return interleaved(fns, reps)
+
+
+def stage_times(s: Setup, reps):
+    "Median seconds per stage of one step, by timing the stages separately (interleaved)."
+    b = s.batch(0); t = mloss.sr_tokens(s.tk, b)
+    m, _, opt = s.model("st")
+    def var_part(r):
+        loss, _ = sr_loss(m, t, True, s.loss_new.beta); loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 2.0); opt.step(); opt.zero_grad(set_to_none=True)
+    return interleaved({"data": lambda r: s.batch(r), "data (cached images)": lambda r: s.batch(r, True), "tokenizer": lambda r: mloss.sr_tokens(s.tk, b), "var+opt": var_part}, reps)
+
+
+def gemm_rate(s: Setup, seconds=1.0):
+    "GFLOP/s of the step's own matrix products (every Linear's forward, input-grad and weight-grad GEMM at batch B), best of a few."
+    m, *_ = s.model()
+    M, C, hid = s.B * s.tokens, m.C, m.blocks[0].ffn.fc1.out_features
+    shapes = [(M, C, 3 * C), (M, C, C), (M, C, hid), (M, hid, C)] * m.depth + [(s.B * m.n_image, C, m.V)]
+    mats = [(torch.randn(mm, k), torch.randn(n, k), torch.randn(mm, n)) for mm, k, n in shapes]
+    def once():
+        for x, w, dy in mats: x @ w.t(); dy @ w; dy.t() @ x
+    fl = sum(3 * 2 * mm * k * n for mm, k, n in shapes)
+    once(); best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = CLOCK(); once(); best = max(best, fl / max(CLOCK() - t0, 1e-9) / 1e9)
+    return best
+
+
+def compile_seconds(s: Setup):
+    "WALL seconds of the first call of a torch.compile'd VAR step (compile + one step; inductor compiles in worker processes,\n    whose CPU time process_time misses; a warm inductor cache in /tmp makes it much shorter) and CPU seconds of a second call."
+    b = s.batch(0)
+    t0 = time.perf_counter(); train_step(s, b, s.loss_new, "compiled", compile=True); t1 = time.perf_counter()
+    c0 = CLOCK(); train_step(s, b, s.loss_new, "compiled", compile=True)
+    return t1 - t0, CLOCK() - c0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, help="training images (default: the data cache's train/, else random images)")
+    ap.add_argument("--presets", nargs="+", default=["test", "small"], choices=["test", "small"])
+    ap.add_argument("--paper", action="store_true", help="also the paper preset's VAR step at batch 1 (model only; minutes on a CPU)")
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions per variant (median)")
+    ap.add_argument("--profile-steps", type=int, default=2)
+    ap.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (changes numerics; an option of msvar_train)")
+    ap.add_argument("--workers", action="store_true", help="also measure a DataLoader worker process preparing the data (--workers 1)")
+    ap.add_argument("--compile", action="store_true", help="also measure torch.compile of the VAR (compile time printed)")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    data = image_folder(a.data)
+    extra = (("bf16",) if a.bf16 else ()) + (("compile",) if a.compile else ()) + (("workers",) if a.workers else ())
+    peak = matmul_peak()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); fp32 matmul 1024³: {peak:.1f} GFLOP/s; data {data}")
+    print("all times are CPU seconds of this process (time.process_time), medians of interleaved repetitions; with more than "
+          "1 thread they add up the threads' time, so use --threads 1 for ratios on a shared machine")
+    rows = []
+    for name in a.presets:
+        p = get_preset(name)
+        B = a.batch or p.train.batch_size
+        s = Setup(name, B, data)
+        m, *_ = s.model()
+        print(f"\n== {name}: SRVAR {count_params(m) / 1e6:.2f}M params, {s.tokens} tokens/image ({p.n_prefix_tokens} prefix), batch {B}, "
+              f"VAR fwd+bwd {s.flops() / 1e9:.2f} GFLOP/step")
+        if name == "small":
+            print("\n-- eager baseline --", end=""); print_profile(profile_step(s, s.loss_v0, a.profile_steps))
+            print("\n-- current msvar (sr_tokens: one batched pass; images cached) --", end=""); print_profile(profile_step(s, s.loss_new, a.profile_steps, cached=True))
+        st = stage_times(s, a.reps)
+        tot = st["data"] + st["tokenizer"] + st["var+opt"]
+        print("stages timed apart (median s): " + ", ".join(f"{k} {v:.3f} ({v / tot:.0%})" for k, v in st.items()))
+        tt, same, tfl = tokenizer_variants(s, a.reps)
+        print(f"sr_tokens work per batch (FlopCounterMode: convolutions and matmuls): baseline {tfl['v0'] / 1e9:.2f} GFLOP, "
+              f"now {tfl['new'] / 1e9:.2f} GFLOP ({tfl['v0'] / tfl['new']:.2f}× less)")
+        print(f"sr_tokens: baseline {tt['v0']:.3f} s, one batched pass without re-encoding the prefix {tt['new']:.3f} s → {tt['v0'] / tt['new']:.2f}× (identical outputs: {same})")
+        if "compile" in extra:
+            c1, c2 = compile_seconds(s)
+            print(f"torch.compile: first step (compile) {c1:.1f} s wall (less with a warm inductor cache), next step {c2:.3f} CPU s")
+        mo = model_only(s, a.reps, extra)
+        peak = max(peak, matmul_peak(seconds=1.0))
+        sv = step_variants(s, a.reps, extra)
+        peak = max(peak, matmul_peak(seconds=1.0))
+        fl = s.flops()
+        print(f"{'variant':36s} {'CPU s':>7s} {'img/s':>7s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>8s}")
+        base = sv["eager baseline"]
+        print("(variants marked + add up from top to bottom up to the default; bf16, worker and compile are each added to the default alone)")
+        for k, v in list(sv.items()) + [(f"VAR only ({k2}, no data/tokenizer)", v2) for k2, v2 in mo.items()]:
+            print(f"{k:36s} {v:7.3f} {B / v:7.1f} {B * s.tokens / v:9.0f} {fl / v / 1e9:8.1f} {fl / v / 1e9 / peak:8.1%} {base / v:7.2f}×")
+            rows.append(dict(preset=name, variant=k, s=v))
+        g = gemm_rate(s)
+        print(f"(matmul peak for the % column: {peak:.1f} GFLOP/s, best of the measurements before/after; the step's own GEMM shapes "
+              f"alone reach {g:.1f} GFLOP/s = {g / peak:.0%} of it: the ceiling of an eager fp32 step)")
+    if a.paper:
+        s = Setup("paper", 1, data)
+        m, *_ = s.model()
+        b = torch.zeros(1)
+        t = torch.Generator().manual_seed(0)
+        from train_step import random_tokens
+        tk = random_tokens(s.p, 1, torch.device("cpu"), t)
+        mo = interleaved({"eager": lambda r: train_step(s, None, lambda net, _: sr_loss(net, tk, True), "var")}, 1)
+        fl = s.flops()
+        print(f"\n== paper (VAR only, random tokens, batch 1): {mo['eager']:.1f} s/step, {s.tokens / mo['eager']:.0f} tokens/s, "
+              f"{fl / mo['eager'] / 1e9:.1f} GFLOP/s ({fl / mo['eager'] / 1e9 / peak:.0%} of matmul)")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
