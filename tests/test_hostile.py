@@ -127,7 +127,7 @@ def _nan_first(sd: dict) -> dict:
 def test_nan_weights_are_refused(tmp_path, toy):
     "A checkpoint with NaN/inf weights is refused with the file's name, by every loader."
     torch.save(dict(format=SR_FORMAT, preset=__import__("dataclasses").asdict(toy.preset), hit=toy.hit.state_dict(),
-                    var=_nan_first(toy.var.state_dict()), tokens="hit"), tmp_path / "m.pt")
+                    var=_nan_first(toy.var.state_dict()), var_options=toy.var.options(), tokens="hit"), tmp_path / "m.pt")
     torch.save(dict(kind="msvar-hit-tokenizer", preset=toy.preset.name, preset_config=__import__("dataclasses").asdict(toy.preset),
                     model=_nan_first(toy.hit.state_dict())), tmp_path / "h.pt")
     torch.save(dict(format="msvar-tokenizer-v1", preset=__import__("dataclasses").asdict(toy.preset),
@@ -142,7 +142,8 @@ def test_nan_weights_are_refused(tmp_path, toy):
 def test_incomplete_or_misshaped_model_file(tmp_path, toy):
     "A model file without its preset, or with a tensor of the wrong shape: one clear error, no KeyError/RuntimeError."
     import dataclasses
-    base = dict(format=SR_FORMAT, preset=dataclasses.asdict(toy.preset), hit=toy.hit.state_dict(), var=toy.var.state_dict())
+    base = dict(format=SR_FORMAT, preset=dataclasses.asdict(toy.preset), hit=toy.hit.state_dict(), var=toy.var.state_dict(),
+                var_options=toy.var.options())
     torch.save({k: v for k, v in base.items() if k != "preset"}, tmp_path / "nopreset.pt")
     var = dict(toy.var.state_dict()); k = next(iter(var)); var[k] = torch.zeros(3, 3)
     torch.save(dict(base, var=var), tmp_path / "shape.pt")
