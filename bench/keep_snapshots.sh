@@ -13,8 +13,9 @@ while true; do
     python - "$RUN" "$k" <<'PY' 2>/dev/null
 import sys, torch
 from pathlib import Path
+from msvar.train import load_checkpoint                       # weights_only: reading a checkpoint never runs code
 run, k = Path(sys.argv[1]), int(sys.argv[2])
-ck = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+ck = load_checkpoint(run / "last.pt")
 if k <= ck["step"] < k + 100:
     torch.save(dict(step=ck["step"], model=ck["model"], meta=ck["meta"]), run.parent / "snaps" / f"step_{k}.pt")
     print("snapshot", ck["step"], flush=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from msvar.core import MsvarError, get_preset
 from msvar.evaluate import load_pairs
-from msvar.quality import quality_table, save_quality, sr_model_from_checkpoint
+from msvar.inference import sr_model_from_checkpoint
+from msvar.quality import quality_table, save_quality
 
 
 def main(argv=None):

@@ -6,10 +6,9 @@ import argparse, json, re
 from pathlib import Path
 import torch
 from msvar.evaluate import load_pairs
-from msvar.inference import SRModel, LEGACY_VAR_OPTIONS
+from msvar.inference import sr_model_from_checkpoint
 from msvar.quality import teacher_forced
 from msvar.train import load_sr_tokenizer
-from msvar.var import SRVAR
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--snaps", required=True); ap.add_argument("--tokenizer", required=True)
@@ -23,8 +22,6 @@ pairs = {k: torch.cat([p[k] for p in parts]) for k in ("hr", "lr", "cls")}
 rows = []
 for f in sorted(Path(a.snaps).glob("step_*.pt"), key=lambda f: int(re.findall(r"\d+", f.stem)[0])):
     ck = torch.load(f, map_location="cpu", weights_only=True)
-    var = SRVAR.from_preset(tk.preset, init=False, **ck["meta"].get("var_options", LEGACY_VAR_OPTIONS))
-    var.load_state_dict(ck["model"])
-    r = dict(step=ck["step"], **teacher_forced(SRModel(tk, var.eval()), pairs))
+    r = dict(step=ck["step"], **teacher_forced(sr_model_from_checkpoint(ck, tk), pairs))
     print(r, flush=True); rows.append(r)
 Path(a.json).write_text(json.dumps(rows, indent=1))

@@ -29,14 +29,10 @@ kill $snaps 2>/dev/null || true
 python - "$RUN" <<'EOF'
 import sys
 from pathlib import Path
-from msvar.train import load_sr_tokenizer, load_checkpoint
-from msvar.var import SRVAR
-from msvar.inference import SRModel, save_sr_model
+from msvar.inference import sr_model_from_checkpoint, save_sr_model
+from msvar.train import load_checkpoint
 run = Path(sys.argv[1])
-tk = load_sr_tokenizer(run / "hit.pt")
 ck = load_checkpoint(run / "var_d" / "last.pt")
-var = SRVAR.from_preset(tk.preset, init=False, **ck["meta"]["var_options"])
-var.load_state_dict(ck["model"])
-save_sr_model(SRModel(tk, var.eval()), run / "msvar_small.pt", half=True, steps=ck["step"], meta=ck["meta"])
+save_sr_model(sr_model_from_checkpoint(ck, run / "hit.pt"), run / "msvar_small.pt", half=True, steps=ck["step"], meta=ck["meta"])
 print(f"wrote {run / 'msvar_small.pt'} (VAR step {ck['step']}); copy it to data/msvar_small.pt")
 EOF

@@ -13,7 +13,7 @@ from .hit import center_crops, stage_image
 
 # %% auto #0
 __all__ = ['pairs_from_hr', 'pairs_from_folder', 'load_pairs', 'baseline_outputs', 'evaluate_outputs', 'summary_table',
-           'evaluate_model', 'comparison_grid', 'write_report', 'eval_cli']
+           'model_outputs', 'evaluate_model', 'comparison_grid', 'write_report', 'eval_cli']
 
 # %% ../nbs/09b_evaluate.ipynb #a8330043
 def pairs_from_hr(hr_root, preset: Preset, n: int | None = None, seed: int = 0, clean: bool = False) -> dict:
@@ -87,6 +87,20 @@ def summary_table(per_image: pd.DataFrame, fids: dict | None = None) -> pd.DataF
     return t.loc[list(dict.fromkeys(per_image.method))]
 
 # %% ../nbs/09b_evaluate.ipynb #c040b0d4
+@torch.no_grad()
+def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, seed: int = 0, progress: bool = False, **decode) -> list:
+    "[×1, ×2, ×4] outputs of an SRModel for LR crops (N,3,h,w) in [0,1], one seeded generator; `cls` an int, or (N,) where batches take their first crop's."
+    g = torch.Generator().manual_seed(seed)
+    outs = [[] for _ in model.preset.stages]
+    it = range(0, len(lr), batch_size)
+    if progress:
+        from fastprogress.fastprogress import progress_bar
+        it = progress_bar(it, leave=False)
+    for i in it:
+        c = cls if isinstance(cls, int) else int(cls[i])       # batches share one class: our sets are all class 0 or all class 1
+        for n, y in enumerate(model.sr_batch(lr[i:i + batch_size], cls=c, generator=g, **decode)): outs[n].append(y.cpu())
+    return [torch.cat(o) for o in outs]
+
 def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True, cfg: float | None = None, seed: int = 0,
                    cls: int | None = None, crop_border: int = 0, fid_min: int | None = 50, lpips: bool = True, name: str = "msvar",
                    progress: bool = False) -> dict:
@@ -95,17 +109,7 @@ def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True
     lr, hr = pairs["lr"], pairs["hr"]
     if lr.shape[-1] != p.lr_size or hr.shape[-1] != p.hr_size:
         raise MsvarError(f"pairs are {lr.shape[-1]}→{hr.shape[-1]} px, the model's preset {p.name!r} is {p.lr_size}→{p.hr_size}")
-    g = torch.Generator().manual_seed(seed)
-    outs = [[] for _ in p.stages]
-    it = range(0, len(lr), batch_size)
-    if progress:
-        from fastprogress.fastprogress import progress_bar
-        it = progress_bar(it, leave=False)
-    for i in it:
-        c = int(pairs["cls"][i]) if cls is None else cls       # batches share one class: our sets are all class 0 or all class 1
-        ys = model.sr_batch(lr[i:i + batch_size], cls=c, cfg=cfg, generator=g, greedy=greedy)
-        for n, y in enumerate(ys): outs[n].append(y.cpu())
-    ours = [torch.cat(o) for o in outs]
+    ours = model_outputs(model, lr, pairs["cls"] if cls is None else cls, batch_size, seed, progress, cfg=cfg, greedy=greedy)
     methods = {"bicubic": baseline_outputs(lr, p, "bicubic"), "bilinear": baseline_outputs(lr, p, "bilinear"), name: ours}
     per = evaluate_outputs(methods, hr, p, pairs.get("names"), crop_border, lpips)
     fids = {}

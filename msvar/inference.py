@@ -16,9 +16,9 @@ from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace
 from .losses import upsample_lr
 
 # %% auto #0
-__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SRModel', 'save_sr_model', 'load_sr_model', 'tile_starts', 'blend_window',
-           'upscale', 'seam_ratio', 'default_model_path', 'compare_figure', 'check_out_dir', 'plan_outputs', 'sr_files',
-           'check_options', 'sr_cli']
+__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SRModel', 'save_sr_model', 'load_sr_model', 'sr_model_from_checkpoint',
+           'tile_starts', 'blend_window', 'upscale', 'seam_ratio', 'default_model_path', 'compare_figure',
+           'check_out_dir', 'plan_outputs', 'sr_files', 'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 class SRModel(nn.Module):
@@ -94,6 +94,17 @@ def load_sr_model(path, device=None) -> SRModel:
             mod.load_state_dict(sd)
     except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}" if str(path) not in str(e) else str(e)) from None
     return SRModel(hit, var, ck.get("tokens", "hit")).to(default_device(device)).eval()
+
+def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> SRModel:
+    "An SRModel from a VAR training checkpoint (msvar_train's last.pt, or a loaded dict with its 'model' and 'meta') and its tokenizer (path or HITTokenizer)."
+    from msvar.train import load_sr_tokenizer, load_checkpoint
+    from msvar.var import SRVAR
+    ck = var_ckpt if isinstance(var_ckpt, dict) else load_checkpoint(var_ckpt)
+    tk = tokenizer if isinstance(tokenizer, nn.Module) else load_sr_tokenizer(tokenizer)
+    var = SRVAR.from_preset(tk.preset, init=False, **ck["meta"].get("var_options", LEGACY_VAR_OPTIONS))
+    var.load_state_dict(ck["model"])
+    return SRModel(tk, var.eval(), tokens=tokens or ("hit" if ck["meta"].get("hit", True) else "plain")).eval()
+
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int) -> list:

@@ -11,11 +11,11 @@ import pandas as pd
 from .core import MsvarError
 from .hit import reconstruct_scales
 from .losses import sr_tokens, sr_loss
-from .evaluate import baseline_outputs, evaluate_outputs
+from .evaluate import baseline_outputs, evaluate_outputs, summary_table, model_outputs   # model_outputs: chapter 09b
 
 # %% auto #0
-__all__ = ['parse_decode', 'model_outputs', 'ceiling_outputs', 'teacher_forced', 'wide_table', 'meets_goal', 'quality_table',
-           'save_quality', 'load_quality']
+__all__ = ['parse_decode', 'ceiling_outputs', 'teacher_forced', 'wide_table', 'meets_goal', 'quality_table', 'save_quality',
+           'load_quality']
 
 # %% ../nbs/11_small_model.ipynb #7c30862d
 def parse_decode(s: str) -> dict:
@@ -31,15 +31,6 @@ def parse_decode(s: str) -> dict:
     return kw
 
 # %% ../nbs/11_small_model.ipynb #b4b17591
-@torch.no_grad()
-def model_outputs(model, lr: torch.Tensor, cls: torch.Tensor, decode: str = "greedy", batch_size: int = 16, seed: int = 0) -> list:
-    "[×1, ×2, ×4] outputs of an SRModel for LR crops (N,3,h,w) in [0,1], seeded; batches share the class of their first crop."
-    g, kw = torch.Generator().manual_seed(seed), parse_decode(decode)
-    outs = [[] for _ in model.preset.stages]
-    for i in range(0, len(lr), batch_size):
-        for n, y in enumerate(model.sr_batch(lr[i:i + batch_size], cls=int(cls[i]), generator=g, **kw)): outs[n].append(y.cpu())
-    return [torch.cat(o) for o in outs]
-
 @torch.no_grad()
 def ceiling_outputs(model, hr: torch.Tensor, batch_size: int = 16) -> list:
     "The tokenizer ceiling: the HR crops' own HIT tokens decoded at each stage, [×1, ×2, ×4] in [0,1]."
@@ -67,11 +58,9 @@ def teacher_forced(model, pairs: dict, batch_size: int = 16) -> dict:
 # %% ../nbs/11_small_model.ipynb #2aa2607b
 def wide_table(per_image: pd.DataFrame) -> pd.DataFrame:
     "Mean PSNR and LPIPS per method (rows) and scale (columns psnr_x1 … lpips_x4)."
-    t = per_image.groupby(["method", "scale"], sort=False)[["psnr", "lpips"]].mean().unstack("scale")
-    order = sorted(per_image.scale.unique(), key=lambda s: int(s[1:]))
-    t = t.reindex(columns=pd.MultiIndex.from_product([["psnr", "lpips"], order]))
-    t.columns = [f"{m}_{s}" for m, s in t.columns]
-    return t.loc[list(dict.fromkeys(per_image.method))]
+    t = summary_table(per_image)[["psnr", "lpips"]]                   # chapter 09b's table, flattened
+    t.columns, t.index.name = [f"{m}_{s}" for m, s in t.columns], "method"
+    return t
 
 def meets_goal(t: pd.DataFrame, name: str, ref: str = "bicubic") -> dict:
     "Issue 14's goal for row `name` against row `ref` (whose ×1 is the degraded input): one bool per scale."
@@ -88,7 +77,7 @@ def quality_table(model, pairs: dict, decodes=("greedy",), ceiling: bool = True,
     methods = {"bicubic": baseline_outputs(lr, p, "bicubic"), "bilinear": baseline_outputs(lr, p, "bilinear")}
     if model is not None:
         if ceiling: methods["tokenizer ceiling"] = ceiling_outputs(model, hr, batch_size)
-        for d in decodes: methods[f"{name} [{d}]"] = model_outputs(model, lr, pairs["cls"], d, batch_size, seed)
+        for d in decodes: methods[f"{name} [{d}]"] = model_outputs(model, lr, pairs["cls"], batch_size, seed, **parse_decode(d))
     t = wide_table(evaluate_outputs(methods, hr, p, pairs.get("names")))
     goals = {m: meets_goal(t, m) for m in t.index if m.startswith(f"{name} [")}
     extra = teacher_forced(model, pairs, batch_size) if (model is not None and tf) else {}

@@ -71,14 +71,9 @@ def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
 
 def sr_model_from_run(out: Path, var_dir: Path, hit: bool = True):
     "The SRModel of a VAR trained in a run: the run's HIT tokenizer (or, `hit=False`, its base tokenizer) + `var_dir/last.pt`."
-    from msvar.train import load_sr_tokenizer, load_checkpoint
-    from msvar.var import SRVAR
-    from msvar.inference import SRModel, LEGACY_VAR_OPTIONS
-    tk = load_sr_tokenizer(Path(out) / ("hit" if hit else "tokenizer") / "last.pt")
-    ck = load_checkpoint(Path(var_dir) / "last.pt")
-    var = SRVAR.from_preset(tk.preset, init=False, **ck["meta"].get("var_options", LEGACY_VAR_OPTIONS))
-    var.load_state_dict(ck["model"])
-    return SRModel(tk, var.eval(), tokens="hit" if hit else "plain").eval()
+    from msvar.inference import sr_model_from_checkpoint
+    return sr_model_from_checkpoint(Path(var_dir) / "last.pt", Path(out) / ("hit" if hit else "tokenizer") / "last.pt",
+                                    tokens="hit" if hit else "plain")
 
 def variant_model(out: Path, name: str):
     "The SRModel of a trained variant (`var_ours`, `var_nodpo`, `var_baseline`) of a run folder."
