@@ -15,8 +15,8 @@ from .core import MsvarError, get_preset, repo_dir, _atomic_write, list_images, 
 # %% auto #0
 __all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'COMPARISONS', 'HIGHER_IS_BETTER', 'ABLATIONS',
            'ReproPlan', 'stage_tokenizer', 'stage_hit', 'stage_var', 'sr_model_from_run', 'variant_model', 'stage_eval',
-           'run_stage', 'results_tables', 'stage_times', 'orderings', 'orderings_summary', 'training_curves',
-           'report_grid', 'write_report', 'reproduce', 'reproduce_cli', 'prefix_use', 'dpo_ablation']
+           'run_stage', 'results_tables', 'stage_times', 'orderings', 'orderings_summary', 'cell_diffs', 'findings',
+           'training_curves', 'report_grid', 'write_report', 'reproduce', 'reproduce_cli', 'prefix_use', 'dpo_ablation']
 
 # %% ../nbs/10_reproduce.ipynb #7062cfcf
 @dataclass
@@ -203,6 +203,55 @@ def orderings_summary(o: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(dict(cells=g.size(), paper_holds=g.paper_holds.sum(), holds_here=g.holds_here.sum(),
                              same_as_paper=g.apply(lambda d: int((d.paper_holds == d.holds_here).sum()), include_groups=False)))
 
+# %% ../nbs/10_reproduce.ipynb #5f905af8
+def cell_diffs(t: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
+    "`a` − `b` in every (data set, scale) cell of a results table (rows `SET (n=N) METHOD`, or Table 1a's method rows)."
+    cols = [c for c in t.columns if c[0] == metric]
+    d = {ds: [float(m[a][c] - m[b][c]) for c in cols] for ds, m in _by_method(t).items() if a in m and b in m}
+    return pd.DataFrame.from_dict(d, orient="index", columns=[str(c[1]) for c in cols])
+
+def _wins(d: pd.DataFrame, metric: str) -> str:
+    "'k of n' cells where the first method is better."
+    k = int((d > 0).sum().sum() if HIGHER_IS_BETTER[metric] else (d < 0).sum().sum())
+    return f"{k} of {d.size}"
+
+def _span(d: pd.DataFrame, fmt: str = "+.2f") -> str:
+    lo, hi = float(d.min().min()), float(d.max().max())
+    return f"{lo:{fmt}}" if abs(hi - lo) < 5e-3 else f"{lo:{fmt}} to {hi:{fmt}}"
+
+def findings(t: dict, pu: pd.DataFrame | None = None) -> str:
+    "The run's findings as Markdown, every number read from `results_tables` (and `prefix_use`): no number is typed in prose."
+    a, out = t["t1a"], []
+    dp, dl = cell_diffs(a, "hit", "hit-base", "psnr"), cell_diffs(a, "hit", "hit-base", "lpips")
+    px = "/".join(dp.columns)
+    x4 = a.columns[a.columns.get_level_values(0) == "psnr"][-1][1]
+    out.append(f"* **Table 1a (HIT).** The HIT finetune against HIT tokens decoded by the base decoder, at {px} px: "
+               f"PSNR {' / '.join(f'{v:+.2f}' for v in dp.iloc[0])} dB (better in {_wins(dp, 'psnr')}), "
+               f"LPIPS {' / '.join(f'{v:+.3f}' for v in dl.iloc[0])} (better in {_wins(dl, 'lpips')}). "
+               f"At the full size against the plain tokenizer: {a.loc['hit', ('psnr', x4)]:.2f} vs {a.loc['plain', ('psnr', x4)]:.2f} dB, "
+               f"LPIPS {a.loc['hit', ('lpips', x4)]:.3f} vs {a.loc['plain', ('lpips', x4)]:.3f}.")
+    t2, t1b = t["t2"], t["t1b"]
+    w = {m: _wins(cell_diffs(t2, "ours", "baseline", m), m) for m in ("psnr", "ssim", "lpips")}
+    out.append(f"* **Table 2 (ours vs the plain-token baseline).** Ours is better in {w['psnr']} (set, scale) cells on PSNR, "
+               f"{w['lpips']} on LPIPS and {w['ssim']} on SSIM; PSNR differences {_span(cell_diffs(t2, 'ours', 'baseline', 'psnr'))} dB.")
+    bp, bl = cell_diffs(t2, "ours", "bicubic", "psnr"), cell_diffs(t2, "ours", "bicubic", "lpips")
+    out.append(f"* **Against bicubic** (×1: the degraded input itself), ours: PSNR ×1 {_span(bp[['x1']])}, ×2 {_span(bp[['x2']])}, "
+               f"×4 {_span(bp[['x4']])} dB; LPIPS ×1 {_span(bl[['x1']], '+.3f')}, ×2 {_span(bl[['x2']], '+.3f')}, ×4 {_span(bl[['x4']], '+.3f')} "
+               f"(lower than bicubic's in {_wins(bl, 'lpips')} cells).")
+    dp, dl = cell_diffs(t1b, "ours", "nodpo", "psnr"), cell_diffs(t1b, "ours", "nodpo", "lpips")
+    out.append(f"* **Table 1b (DPO: ours vs nodpo).** Better with DPO in {_wins(dp, 'psnr')} cells on PSNR ({_span(dp)} dB) "
+               f"and in {_wins(dl, 'lpips')} on LPIPS ({_span(dl, '+.3f')}).")
+    if pu is not None:
+        gain = pu["ce, other LR"] - pu["ce, own LR"]
+        out.append("* **What the LR prefix is worth** (test CE with another crop's prefix − with its own, nats per token): "
+                   + ", ".join(f"{m} {g:.2f}" for m, g in gain.items()) + "; test CE with the own prefix: "
+                   + ", ".join(f"{m} {v:.2f}" for m, v in pu["ce, own LR"].items()) + ".")
+        out.append("* **Which sequence each model prefers** (share of crops with log p(z_HR) > log p(z_LR), and the per-token margin), "
+                   "one-pass / two-pass estimator: " + ", ".join(
+                       f"{m} {r['pref']:.0%} / {r['pref, 2-pass']:.0%} (margin {r['margin']:+.2f} / {r['margin, 2-pass']:+.2f})" for m, r in pu.iterrows()) + ".")
+    return "\n".join(out)
+
+
 # %% ../nbs/10_reproduce.ipynb #38814fae
 def training_curves(out, smooth: int = 20):
     "One figure with the training losses of every stage of a run folder (stages without logs are left out)."
@@ -313,7 +362,7 @@ def reproduce_cli(argv=None):
 # %% ../nbs/10_reproduce.ipynb #b4054914
 @torch.no_grad()
 def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPlan | None = None, extra: dict = {}) -> pd.DataFrame:
-    "Teacher-forced CE and accuracy of each trained VAR (and the ablations named in `extra`) on test crops, with each crop's own LR prefix vs another crop's; DPO's margin and preference."
+    "Teacher-forced CE and accuracy of each trained VAR (and the ablations named in `extra`) on test crops, with each crop's own LR prefix vs another crop's; DPO's margin and preference, with the one-pass and the two-pass estimator."
     from dataclasses import replace as with_
     from msvar.losses import sr_tokens, sr_loss
     from msvar.evaluate import load_pairs
@@ -329,9 +378,11 @@ def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPl
     for name, d, hit in models:
         m = sr_model_from_run(out, d, hit)
         t = sr_tokens(m.hit, batch, hit=hit)
-        _, own = sr_loss(m.var, t, dpo=True)                                  # the training loss's logs: ce, acc, DPO margin, pref
+        _, own = sr_loss(m.var, t, dpo=True)                                  # one pass: z_LR scored under z_HR's teacher forcing
+        _, own2 = sr_loss(m.var, t, dpo=True, second_pass=True)               # two passes: z_LR under its own teacher forcing
         _, other = sr_loss(m.var, with_(t, prefix=t.prefix.roll(1, 0)), dpo=False)
         rows.append({"model": name, "ce, own LR": own["ce"], "acc, own LR": own["acc"], "margin": own["margin"], "pref": own["pref"],
+                     "margin, 2-pass": own2["margin"], "pref, 2-pass": own2["pref"],
                      "ce, other LR": other["ce"], "acc, other LR": other["acc"]})
     return pd.DataFrame(rows).set_index("model")
 
