@@ -19,18 +19,19 @@ def _directives(src: str) -> set:
 def _strip_directives(src: str) -> str:
     return "\n".join(l for l in src.splitlines() if not l.startswith("#|")).strip("\n")
 
-def _text_outputs(cell) -> str:
-    "The text a code cell printed or returned (images are not rendered into the README)."
-    parts = []
+def _text_outputs(cell) -> tuple:
+    "(text, markdown) a code cell printed or returned: plain text to fence, and `text/markdown` outputs to insert as they are (images are not rendered into the README)."
+    text, md = [], []
     for o in cell.get("outputs", []):
-        if o.get("output_type") == "stream": parts.append(o.get("text", ""))
+        if o.get("output_type") == "stream": text.append(o.get("text", ""))
         elif o.get("output_type") in ("execute_result", "display_data"):
-            txt = o.get("data", {}).get("text/markdown") or o.get("data", {}).get("text/plain")
-            if txt: parts.append(txt if isinstance(txt, str) else "".join(txt))
-    return "".join(parts).rstrip("\n")
+            d = o.get("data", {})
+            if d.get("text/markdown"): md.append(d["text/markdown"] if isinstance(d["text/markdown"], str) else "".join(d["text/markdown"]))
+            elif d.get("text/plain"): text.append(d["text/plain"] if isinstance(d["text/plain"], str) else "".join(d["text/plain"]))
+    return "".join(text).rstrip("\n"), "\n".join(m.strip("\n") for m in md)
 
 def notebook_to_markdown(nb_path) -> str:
-    "Render a notebook as README markdown: markdown cells verbatim, visible code cells fenced, text outputs fenced."
+    "Render a notebook as README markdown: markdown cells verbatim, visible code cells fenced, text outputs fenced, Markdown outputs verbatim."
     nb = nbformat.read(str(nb_path), as_version=4)
     out = []
     for cell in nb.cells:
@@ -40,8 +41,9 @@ def notebook_to_markdown(nb_path) -> str:
             if d & {"hide", "exporti"} or "default_exp" in d: continue
             code = _strip_directives(cell.source)
             if code and "hide_input" not in d: out.append(f"```python\n{code}\n```")
-            txt = _text_outputs(cell)
+            txt, md = _text_outputs(cell)
             if txt and "hide_output" not in d: out.append(f"```\n{txt}\n```")
+            if md and "hide_output" not in d: out.append(md)                 # a cell that displays Markdown writes README prose
     return "\n\n".join(x for x in out if x) + "\n"
 
 def make_readme(root=".", check: bool = False) -> bool:

@@ -13,10 +13,11 @@ import pandas as pd
 from .core import MsvarError, get_preset, repo_dir, _atomic_write, list_images, resize, show_images
 
 # %% auto #0
-__all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'COMPARISONS', 'HIGHER_IS_BETTER', 'ABLATIONS',
-           'ReproPlan', 'stage_tokenizer', 'stage_hit', 'stage_var', 'sr_model_from_run', 'variant_model', 'stage_eval',
-           'run_stage', 'results_tables', 'stage_times', 'orderings', 'orderings_summary', 'cell_diffs', 'findings',
-           'training_curves', 'report_grid', 'write_report', 'reproduce', 'reproduce_cli', 'prefix_use', 'dpo_ablation']
+__all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'COMPARISONS', 'HIGHER_IS_BETTER', 'BUNDLE',
+           'ABLATIONS', 'ReproPlan', 'stage_tokenizer', 'stage_hit', 'stage_var', 'sr_model_from_run', 'variant_model',
+           'stage_eval', 'run_stage', 'results_tables', 'stage_times', 'orderings', 'orderings_summary', 'cell_diffs',
+           'findings', 'training_curves', 'report_grid', 'write_report', 'reproduce', 'reproduce_cli', 'bundle_results',
+           'prefix_use', 'dpo_ablation']
 
 # %% ../nbs/10_reproduce.ipynb #7062cfcf
 @dataclass
@@ -358,6 +359,21 @@ def reproduce_cli(argv=None):
     try: reproduce(a.preset, a.out or f"runs/{a.preset}", a.data, a.test, a.stages, a.force)
     except MsvarError as e:
         print(f"msvar_reproduce: error: {e}", file=sys.stderr); sys.exit(1)
+
+# %% ../nbs/10_reproduce.ipynb #ac6a05f5
+BUNDLE = ("eval/table1a.csv", "eval/per_image.csv") + tuple(f"{s}/DONE.json" for s in STAGES)
+
+def bundle_results(out, dest, pu: pd.DataFrame | None = None) -> Path:
+    "Copy a finished run's result tables (and `prefix_use`'s, if given) into `dest`, which then reads like the run folder."
+    import shutil
+    out, dest = Path(out), Path(dest)
+    missing = [f for f in BUNDLE if not (out / f).exists()]
+    if missing: raise MsvarError(f"{str(out)!r} is not a finished run (missing {', '.join(missing)}): run msvar_reproduce first")
+    for f in BUNDLE:
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(out / f, tmp))
+    if pu is not None: _atomic_write(dest / "prefix_use.csv", lambda tmp: pu.to_csv(tmp))
+    return dest
 
 # %% ../nbs/10_reproduce.ipynb #b4054914
 @torch.no_grad()
