@@ -163,12 +163,10 @@ class MultiScaleQuantizer(nn.Module):
     def idx_to_fhat(self, idx_list, side: int | None = None, cumulative: bool = False):
         "f̂ from the first len(idx_list) token maps on a side×side grid (default ρ_L); `cumulative` returns the list of partial sums."
         self._check_idx(idx_list)
-        side = side or self.patch_nums[-1]
-        B = idx_list[0].shape[0]
-        f_hat = self.embedding.weight.new_zeros(B, self.Cvae, side, side)
-        sums = []
+        side, f_hat, sums = side or self.patch_nums[-1], None, []
         for step, idx in enumerate(idx_list):
-            f_hat = f_hat + self.step_residual(self._as_map(idx, step), step, side)
+            h = self.step_residual(self._as_map(idx, step), step, side)
+            f_hat = h if f_hat is None else f_hat + h                       # (keeps h's memory layout, which the decoder's bits depend on)
             sums.append(f_hat)
         return sums if cumulative else f_hat
 
