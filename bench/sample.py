@@ -13,7 +13,8 @@ import argparse, math, sys, time
 import torch
 import torch.nn.functional as F
 from msvar.core import get_preset, seed_everything, MsvarError
-from msvar.var import SRVAR, PlainScaleState, count_params, mask_pairs
+from msvar.var import SRVAR, count_params, mask_pairs
+from msvar.quantize import MultiScaleQuantizer, ScaleState
 
 
 def matmul_gflops(n: int = 1024, seconds: float = 2.0) -> float:
@@ -39,10 +40,12 @@ def forward_flops(m: SRVAR, B: int) -> float:
 
 
 def stand_in(preset, m: SRVAR, B: int, seed: int):
-    "Random prefix, classes, token maps and a stand-in tokenizer state for model m."
+    "Random prefix, classes, token maps and a stand-in tokenizer state for model m (a quantizer with a random codebook, φ = identity)."
     g = torch.Generator().manual_seed(seed)
     V, Cv = m.V, m.Cvae
-    st = PlainScaleState(torch.randn(V, Cv, generator=g), m.patch_nums, preset.stage_sides if m.prefix_side else None)
+    q = MultiScaleQuantizer(V, Cv, m.patch_nums, quant_resi=0.0)
+    with torch.no_grad(): q.embedding.weight.copy_(torch.randn(V, Cv, generator=g))
+    st = ScaleState(q.requires_grad_(False))
     prefix = torch.randn(B, Cv, m.prefix_side, m.prefix_side, generator=g) if m.prefix_side else None
     idx = [torch.randint(0, V, (B, pn, pn), generator=g) for pn in m.patch_nums]
     return st, prefix, torch.zeros(B, dtype=torch.long), idx
@@ -58,7 +61,7 @@ def time_sampling(m, st, prefix, cls, cfg, use_cache, **kw):
 def time_train_step(m, st, prefix, cls, idx, iters: int):
     "Best seconds of one teacher-forced forward+backward over `iters` runs (after one warm-up run if iters > 1)."
     m.train()
-    x = st.teacher_inputs(idx)
+    with torch.no_grad(): x = st.q.teacher_inputs(idx)
     target = torch.cat([i.flatten(1) for i in idx], 1)
     best = math.inf
     for it in range(iters + (iters > 1)):

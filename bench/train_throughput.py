@@ -31,7 +31,8 @@ import msvar.hit as mhit                                             # noqa: E40
 import msvar.losses as mloss                                         # noqa: E402
 from msvar.core import get_preset, resize, to_signed                 # noqa: E402
 from msvar.data import HRFolder, DegradeCollate, DegradationConfig   # noqa: E402
-from msvar.hit import HITTokenizer, hit_teacher_inputs, hit_tokenize, encode_any  # noqa: E402
+from msvar.hit import HITTokenizer, hit_tokenize, encode_any, stage_grids       # noqa: E402
+from msvar.quantize import MultiScaleQuantizer                      # noqa: E402
 from msvar.losses import SRLoss, SRTokens, sr_loss, token_preset, upsample_lr     # noqa: E402
 from msvar.tokenizer import Tokenizer                                # noqa: E402
 from msvar.train import StepSampler, param_groups                    # noqa: E402
@@ -47,7 +48,7 @@ def sr_tokens_v0(tokenizer, batch, hit=True):
     prefix = encode_any(tokenizer.tok, to_signed(lr_up))
     t_hr, t_lr = hit_tokenize(tokenizer.tok, hr, p), hit_tokenize(tokenizer.tok, lr_up, p)
     q = tokenizer.quantize
-    x_hr, x_lr = hit_teacher_inputs(q, t_hr.R, p), hit_teacher_inputs(q, t_lr.R, p)
+    x_hr, x_lr = q.teacher_inputs(t_hr.idx, stage_grids(p)), q.teacher_inputs(t_lr.idx, stage_grids(p))
     flat = lambda idx: torch.cat([z.flatten(1) for z in idx], 1)
     return SRTokens(prefix, cls, x_hr, flat(t_hr.idx), x_lr, flat(t_lr.idx), t_hr.idx, t_lr.idx)
 
@@ -146,13 +147,12 @@ def profile_step(s: Setup, loss_fn, steps=2, cached=False):
     "torch.profiler over `steps` steps (after a warm-up step): self CPU time per (stage, op)."
     m, _, opt = s.model("prof")
     patches = [(mloss, "encode_any", "tok.prefix_encode"), (mloss, "hit_tokenize", "tok.quantize"), (mhit, "encode_any", "tok.encode"),
-               (mloss, "hit_teacher_inputs", "tok.teacher_inputs")]
+               (MultiScaleQuantizer, "teacher_inputs", "tok.teacher_inputs")]
     saved = [(mod, n, getattr(mod, n)) for mod, n, _ in patches]
-    sr_tok_old = globals()["hit_tokenize"], globals()["encode_any"], globals()["hit_teacher_inputs"]
+    sr_tok_old = globals()["hit_tokenize"], globals()["encode_any"]
     try:
         for mod, n, lab in patches: setattr(mod, n, _labelled(lab, getattr(mod, n)))
         globals()["hit_tokenize"] = mloss.hit_tokenize; globals()["encode_any"] = mloss.encode_any
-        globals()["hit_teacher_inputs"] = mloss.hit_teacher_inputs
         net = Labelled(m)
 
         def one(step):
@@ -166,7 +166,7 @@ def profile_step(s: Setup, loss_fn, steps=2, cached=False):
             for i in range(steps): one(1 + i)
     finally:
         for mod, n, f in saved: setattr(mod, n, f)
-        globals()["hit_tokenize"], globals()["encode_any"], globals()["hit_teacher_inputs"] = sr_tok_old
+        globals()["hit_tokenize"], globals()["encode_any"] = sr_tok_old
     return group_by_stage(prof.events(), steps)
 
 

@@ -4,8 +4,8 @@
 
 # %% ../nbs/00_core.ipynb #1f418210
 from __future__ import annotations
-import os, random, tempfile, warnings, dataclasses, argparse, sys
-from dataclasses import dataclass, field, asdict
+import os, random, tempfile, warnings, dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch

@@ -4,28 +4,26 @@
 
 # %% ../nbs/04_hit.ipynb #dacf6b3b
 from __future__ import annotations
-import copy, math, time, json, argparse, sys
+import copy, json, argparse, sys
 from dataclasses import dataclass
 from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, resize, to_signed, to_unit, show_images, seed_everything, get_preset, Preset, _atomic_write
-from .quantize import nearest_code
+from .core import MsvarError, resize, to_signed, to_unit, Preset, _atomic_write
+from .quantize import ScaleState
 
 # %% auto #0
-__all__ = ['HITTokens', 'stage_image', 'center_crops', 'encode_any', 'phi_up', 'quantize_step', 'hit_tokenize', 'plain_tokenize',
-           'dataclass_replace_stages', 'fhat_on_grid', 'hit_teacher_inputs', 'idx_to_R', 'HITState', 'StageDecoder',
-           'HITTokenizer', 'decode_partial_sum', 'reconstruct_scales', 'scale_metrics', 'lpips_min_side',
-           'hit_finetune_loss', 'hit_param_groups', 'save_hit', 'load_hit', 'plot_log', 'finetune_hit',
-           'finetune_hit_cli']
+__all__ = ['HITTokens', 'stage_image', 'center_crops', 'encode_any', 'hit_tokenize', 'plain_tokenize', 'dataclass_replace_stages',
+           'stage_grids', 'HITState', 'StageDecoder', 'HITTokenizer', 'decode_partial_sum', 'reconstruct_scales',
+           'scale_metrics', 'lpips_min_side', 'hit_finetune_loss', 'hit_param_groups', 'save_hit', 'load_hit',
+           'plot_log', 'finetune_hit', 'finetune_hit_cli']
 
 # %% ../nbs/04_hit.ipynb #6431eaa3
 @dataclass
 class HITTokens:
-    "The result of `hit_tokenize`: per-step index maps and embeddings, per-stage f̂ and encoder latents."
+    "The result of `hit_tokenize`: per-step index maps, per-stage f̂ and encoder latents."
     idx: list      # L tensors (B, ρ_i, ρ_i) long: the tokens z_i
-    R: list        # L tensors (B, C, ρ_i, ρ_i): their embeddings R_i
     f_hat: list    # N tensors (B, C, G_n, G_n): Σ_{i ≤ k_n} φ_i(up(R_i, G_n))
     Z: list        # N tensors (B, C, G_n, G_n): the encoder latent of the stage image
 
@@ -51,37 +49,23 @@ def encode_any(tok, x_signed: torch.Tensor) -> torch.Tensor:
     if x_signed.shape[-1] % ds or x_signed.shape[-2] % ds: raise MsvarError(f"image side {tuple(x_signed.shape[-2:])} is not a multiple of the downsampling {ds}")
     return tok.quant_conv(tok.encoder(x_signed))
 
-def phi_up(quantizer, R: torch.Tensor, step: int, side: int, L: int) -> torch.Tensor:
-    "φ_step(upsample(R, side)): the contribution of step `step` to a latent grid of side `side`."
-    h = R if R.shape[-1] == side else F.interpolate(R, size=(side, side), mode="bicubic", align_corners=False)
-    return quantizer.quant_resi.pick(step, L)(h)
-
-def quantize_step(quantizer, resid: torch.Tensor, rho: int):
-    "Q(interpolate(residual, ρ)): area-downsample the residual to side ρ and pick the nearest codes; returns (z, R)."
-    small = resid if resid.shape[-1] == rho else F.adaptive_avg_pool2d(resid, rho)  # area, as VAR
-    z = nearest_code(small, quantizer.embedding.weight)                            # (B, ρ, ρ)
-    R = quantizer.embedding(z).permute(0, 3, 1, 2)                                  # (B, C, ρ, ρ)
-    return z, R
+def _check_scales(quantizer, preset: Preset):
+    if tuple(quantizer.patch_nums) != preset.patch_nums:
+        raise MsvarError(f"the quantizer's scales {tuple(quantizer.patch_nums)} differ from the preset's {preset.patch_nums}")
 
 # %% ../nbs/04_hit.ipynb #72f6779c
 def hit_tokenize(tok, x: torch.Tensor, preset: Preset) -> HITTokens:
     "Algorithm 1: tokenize an HR image batch (B,3,H,W) in [0,1] hierarchically over the preset's stages."
     if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] != preset.hr_size or x.shape[-2] != preset.hr_size:
         raise MsvarError(f"hit_tokenize expects (B, 3, {preset.hr_size}, {preset.hr_size}) images in [0, 1], got {tuple(x.shape)}")
-    q, L, rho = tok.quantize, preset.L, preset.patch_nums
-    idx, R, f_hats, Zs = [], [], [], []
+    _check_scales(tok.quantize, preset)
+    idx, f_hats, Zs = [], [], []
     for n, (G, k) in enumerate(zip(preset.stage_sides, preset.stage_ends)):
         Z = encode_any(tok, to_signed(stage_image(x, preset, n)))             # (B, C, G, G)
         if Z.shape[-1] != G: raise MsvarError(f"stage {n+1}: encoder gave a {Z.shape[-1]}-side latent, expected {G}")
-        resid, f_hat = Z.clone(), torch.zeros_like(Z)
-        for i in range(k):
-            if i >= len(idx):                                                  # a new step of this stage: quantize
-                z_i, R_i = quantize_step(q, resid, rho[i])
-                idx.append(z_i); R.append(R_i)
-            h = phi_up(q, R[i], i, G, L)                                       # earlier steps: only subtract
-            f_hat = f_hat + h; resid = resid - h
+        idx, f_hat = tok.quantize.quantize_grid(Z, given=idx, upto=k)         # earlier stages' steps: subtract only; new ones: quantize
         f_hats.append(f_hat); Zs.append(Z)
-    return HITTokens(idx, R, f_hats, Zs)
+    return HITTokens(idx, f_hats, Zs)
 
 # %% ../nbs/04_hit.ipynb #c17860c7
 def plain_tokenize(tok, x: torch.Tensor, preset: Preset) -> HITTokens:
@@ -95,60 +79,23 @@ def dataclass_replace_stages(preset: Preset, stages) -> Preset:
     return p
 
 # %% ../nbs/04_hit.ipynb #9ea8a637
-def fhat_on_grid(quantizer, R: list, side: int, L: int, upto: int | None = None) -> torch.Tensor:
-    "Σ_{i < upto} φ_i(up(R_i, side)): the cumulative f̂ of the first `upto` steps on a grid of side `side`."
-    upto = len(R) if upto is None else upto
-    if upto == 0: raise MsvarError("fhat_on_grid needs at least one step")
-    return sum(phi_up(quantizer, R[i], i, side, L) for i in range(upto))
-
-def hit_teacher_inputs(quantizer, R: list, preset: Preset) -> torch.Tensor:
-    "Teacher-forcing inputs of steps 2…L: (B, Σ_{l≥2} ρ_l², C), each built on its own stage's grid."
-    L, rho, sides = preset.L, preset.patch_nums, preset.stage_sides
-    outs, f_hat, grid = [], None, None
-    for j in range(1, L):                                   # input for (0-based) step j
-        G = sides[preset.stage_of_step[j]]
-        if G != grid:                                       # stage boundary: rebuild on the new grid
-            f_hat, grid = fhat_on_grid(quantizer, R, G, L, upto=j), G
-        else:
-            f_hat = f_hat + phi_up(quantizer, R[j - 1], j - 1, G, L)
-        x = F.adaptive_avg_pool2d(f_hat, rho[j])            # (B, C, ρ_j, ρ_j)
-        outs.append(x.flatten(2).transpose(1, 2))           # (B, ρ_j², C)
-    return torch.cat(outs, 1)
-
-def idx_to_R(quantizer, idx: list) -> list:
-    "Embeddings R_i (B, C, ρ_i, ρ_i) of index maps z_i."
-    return [quantizer.embedding(z).permute(0, 3, 1, 2) for z in idx]
+def stage_grids(preset: Preset) -> tuple:
+    "For steps 1…L, the side G_n of the grid of the stage each step belongs to: where HIT builds that step's f̂."
+    return tuple(preset.stage_sides[n] for n in preset.stage_of_step)
 
 # %% ../nbs/04_hit.ipynb #6b45a3f5
-class HITState:
-    "Inference-time accumulator: add the tokens of each step, get the next step's input and each stage's f̂."
+class HITState(ScaleState):
+    "Inference-time accumulator on HIT's stage grids: add the tokens of each step, get the next step's input and each stage's f̂."
     def __init__(self, quantizer, preset: Preset):
-        self.q, self.p = quantizer, preset
-        self.reset()
-
-    def reset(self, B: int | None = None):
-        self.idx, self.R, self.f_hat, self.grid = [], [], None, None
-
-    def add(self, step: int, idx: torch.Tensor):
-        "Record the (B, ρ_step, ρ_step) tokens of (0-based) `step`."
-        if step != len(self.idx): raise MsvarError(f"HITState: expected step {len(self.idx)}, got {step}")
-        self.idx.append(idx); R = self.q.embedding(idx).permute(0, 3, 1, 2); self.R.append(R)
-        G = self.p.stage_sides[self.p.stage_of_step[step]]
-        if G != self.grid: self.f_hat, self.grid = fhat_on_grid(self.q, self.R, G, self.p.L), G
-        else: self.f_hat = self.f_hat + phi_up(self.q, R, step, G, self.p.L)
-
-    def next_input(self, step: int) -> torch.Tensor:
-        "The input tokens (B, ρ_{step+1}², C) for predicting step+1, built on the grid of step+1's stage."
-        j = step + 1
-        G = self.p.stage_sides[self.p.stage_of_step[j]]
-        f = self.f_hat if G == self.grid else fhat_on_grid(self.q, self.R, G, self.p.L)
-        return F.adaptive_avg_pool2d(f, self.p.patch_nums[j]).flatten(2).transpose(1, 2)
+        _check_scales(quantizer, preset)
+        self.p = preset
+        super().__init__(quantizer, stage_grids(preset))
 
     def stage_fhat(self, n: int) -> torch.Tensor:
         "f̂ of stage n on its own grid (needs the first k_n steps)."
         k = self.p.stage_ends[n]
-        if len(self.R) < k: raise MsvarError(f"stage {n+1} needs {k} steps, only {len(self.R)} added")
-        return fhat_on_grid(self.q, self.R, self.p.stage_sides[n], self.p.L, upto=k)
+        if len(self.idx) < k: raise MsvarError(f"stage {n+1} needs {k} steps, only {len(self.idx)} added")
+        return self.fhat(self.p.stage_sides[n], upto=k)
 
 # %% ../nbs/04_hit.ipynb #735a8ab7
 class StageDecoder(nn.Module):
@@ -180,23 +127,22 @@ class HITTokenizer(nn.Module):
         "decode_stage from the first k_n index maps: the inverse used at inference."
         k = self.preset.stage_ends[n]
         if len(idx) < k: raise MsvarError(f"stage {n+1} needs the first {k} index maps, got {len(idx)}")
-        R = idx_to_R(self.quantize, idx[:k])
-        return self.decode_stage(fhat_on_grid(self.quantize, R, self.preset.stage_sides[n], self.preset.L), n)
+        return self.decode_stage(self.quantize.idx_to_fhat(idx[:k], self.preset.stage_sides[n]), n)
 
 # %% ../nbs/04_hit.ipynb #681d61f2
-def decode_partial_sum(model: HITTokenizer, R: list, n: int) -> torch.Tensor:
-    "Plain tokens' stand-in for stage n: the first k_n steps summed on the full grid, decoded by the base decoder, resized; in [0,1]."
+def decode_partial_sum(model: HITTokenizer, idx: list, n: int) -> torch.Tensor:
+    "Plain tokens' stand-in for stage n: the first k_n token maps summed on the full grid, decoded by the base decoder, resized; in [0,1]."
     p = model.preset
-    f = fhat_on_grid(model.quantize, R, p.latent_side, p.L, upto=p.stage_ends[n])   # partial sum on the full grid
+    f = model.quantize.idx_to_fhat(idx[:p.stage_ends[n]], p.latent_side)          # partial sum on the full grid
     return resize(to_unit(model.tok.fhat_to_img(f)), p.stage_sizes[n], "bicubic")
 
 @torch.no_grad()
 def reconstruct_scales(model: HITTokenizer, x: torch.Tensor, mode: str = "hit") -> list:
     "Decode a batch (B,3,H,W) in [0,1] at the three stage sizes; mode is 'plain', 'hit-base' or 'hit'. Returns images in [0,1]."
-    p, tok, q = model.preset, model.tok, model.quantize
+    p, tok = model.preset, model.tok
     if mode == "plain":
         t = plain_tokenize(tok, x, p)
-        return [decode_partial_sum(model, t.R, n) for n in range(len(p.stages))]
+        return [decode_partial_sum(model, t.idx, n) for n in range(len(p.stages))]
     t = hit_tokenize(tok, x, p)
     if mode == "hit-base": return [to_unit(tok.fhat_to_img(f)) for f in t.f_hat]
     if mode == "hit": return [to_unit(model.decode_stage(f, n)) for n, f in enumerate(t.f_hat)]

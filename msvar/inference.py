@@ -17,8 +17,8 @@ from .losses import upsample_lr
 
 # %% auto #0
 __all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SRModel', 'save_sr_model', 'load_sr_model', 'sr_model_from_checkpoint',
-           'tile_starts', 'blend_window', 'upscale', 'seam_ratio', 'default_model_path', 'compare_figure',
-           'check_out_dir', 'plan_outputs', 'sr_files', 'check_options', 'sr_cli']
+           'tile_starts', 'blend_window', 'upscale', 'default_model_path', 'compare_figure', 'check_out_dir',
+           'plan_outputs', 'sr_files', 'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 class SRModel(nn.Module):
@@ -55,7 +55,7 @@ class SRModel(nn.Module):
             decode = lambda n, st: to_unit(self.hit.decode_stage(st.stage_fhat(n), n))
         else:   # the paper's baseline: plain tokens; ×1/×2 = partial sums decoded at full size by the base decoder, resized
             state = HITState(self.hit.quantize, dataclass_replace_stages(p, (1.0,)))
-            decode = lambda n, st: decode_partial_sum(self.hit, st.R, n)
+            decode = lambda n, st: decode_partial_sum(self.hit, st.idx, n)
         _, images = self.var.generate_images(self.prefix(lr), cls_B, state, decode_stage=decode, cfg=cfg, top_k=top_k,
                                              top_p=top_p, generator=generator, greedy=greedy)
         return images
@@ -173,16 +173,6 @@ def upscale(image, model, scales=(1, 2, 4), cls: int = 0, cfg: float | None = No
                 acc[s][:, i * s:(i + tile) * s, j * s:(j + tile) * s] += y * win[s]
                 den[s][:, i * s:(i + tile) * s, j * s:(j + tile) * s] += win[s]
     return {s: (acc[s] / den[s])[:, : H * s, : W * s].clamp(0, 1) for s in scales}
-
-# %% ../nbs/08_inference.ipynb #fb832cc4
-def seam_ratio(img: torch.Tensor, starts_h: list, starts_w: list, tile: int, scale: int) -> float:
-    "Mean squared gradient on tile-overlap borders divided by that of the whole image (≈1: no seam)."
-    gx = (img[:, :, 1:] - img[:, :, :-1]).pow(2).mean(0)          # (H, W-1)
-    gy = (img[:, 1:, :] - img[:, :-1, :]).pow(2).mean(0)          # (H-1, W)
-    cols = sorted({(j + tile) * scale - 1 for j in starts_w[:-1]} | {j * scale - 1 for j in starts_w[1:]})
-    rows = sorted({(i + tile) * scale - 1 for i in starts_h[:-1]} | {i * scale - 1 for i in starts_h[1:]})
-    border = torch.cat([gx[:, [c for c in cols if 0 <= c < gx.shape[1]]].flatten(), gy[[r for r in rows if 0 <= r < gy.shape[0]], :].flatten()])
-    return (border.mean() / torch.cat([gx.flatten(), gy.flatten()]).mean()).item() if len(border) else float("nan")
 
 # %% ../nbs/08_inference.ipynb #352e5e50
 def default_model_path() -> Path:

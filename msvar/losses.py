@@ -10,11 +10,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, Preset, resize, to_signed
-from .hit import (HITTokenizer, hit_tokenize, dataclass_replace_stages, hit_teacher_inputs, encode_any)
+from .hit import (HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, encode_any)
 
 # %% auto #0
-__all__ = ['token_ce', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'upsample_lr', 'token_preset', 'sr_tokens', 'shared_fraction',
-           'sr_loss', 'SRLoss']
+__all__ = ['token_ce', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'upsample_lr', 'token_preset', 'sr_tokens', 'sr_loss',
+           'SRLoss']
 
 # %% ../nbs/06_dpo.ipynb #bf415ed9
 def token_ce(logits_BLV: torch.Tensor, target_BL: torch.Tensor) -> torch.Tensor:
@@ -76,16 +76,10 @@ def sr_tokens(tokenizer: HITTokenizer, batch: dict, hit: bool = True) -> SRToken
         lr_up = upsample_lr(lr, p)                                           # (B, 3, H, W)
         t = hit_tokenize(tokenizer.tok, torch.cat((hr, lr_up)), p)          # HR and upsampled LR in one batched pass
         prefix = t.Z[-1][B:]                                                 # last stage = full-size LR encode: the prefix (B, Cvae, ρ_L, ρ_L)
-        x = hit_teacher_inputs(tokenizer.quantize, t.R, p)                   # (2B, Σ_{l≥2} ρ_l², Cvae)
+        x = tokenizer.quantize.teacher_inputs(t.idx, stage_grids(p))         # (2B, Σ_{l≥2} ρ_l², Cvae)
     flat = lambda idx: torch.cat([z.flatten(1) for z in idx], 1)            # L × (B, ρ, ρ) → (B, Σρ²)
     idx_hr, idx_lr = [z[:B] for z in t.idx], [z[B:] for z in t.idx]
     return SRTokens(prefix, cls, x[:B], flat(idx_hr), x[B:], flat(idx_lr), idx_hr, idx_lr)
-
-# %% ../nbs/06_dpo.ipynb #8944aedd
-def shared_fraction(idx_a: list, idx_b: list) -> list:
-    "Per-step fraction of positions where two token sequences (L maps (B, ρ, ρ)) agree, averaged over the batch."
-    if len(idx_a) != len(idx_b): raise MsvarError(f"sequences have {len(idx_a)} and {len(idx_b)} steps")
-    return [(a == b).float().mean().item() for a, b in zip(idx_a, idx_b)]
 
 # %% ../nbs/06_dpo.ipynb #8f199bec
 def sr_loss(model: nn.Module, t: SRTokens, dpo: bool = True, beta: float = 1.0, weight: float = 1.0,

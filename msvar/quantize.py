@@ -4,7 +4,6 @@
 
 # %% ../nbs/02_quantize.ipynb #ae4c0522
 from __future__ import annotations
-import math
 import numpy as np
 import torch
 import torch.nn as nn
@@ -12,7 +11,8 @@ import torch.nn.functional as F
 from .core import MsvarError
 
 # %% auto #0
-__all__ = ['nearest_code', 'vq', 'code_stats', 'rq', 'Phi', 'phi_ticks', 'phi_index', 'PhiShared', 'MultiScaleQuantizer']
+__all__ = ['nearest_code', 'vq', 'code_stats', 'rq', 'Phi', 'phi_ticks', 'phi_index', 'PhiShared', 'MultiScaleQuantizer',
+           'ScaleState']
 
 # %% ../nbs/02_quantize.ipynb #43e7c4b8
 def nearest_code(f_BChw: torch.Tensor, codebook_VC: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
@@ -95,7 +95,7 @@ class MultiScaleQuantizer(nn.Module):
         self.register_buffer("unused_steps_V", torch.zeros(vocab_size), persistent=False)      # steps since each code was last chosen
         self.embedding = nn.Embedding(vocab_size, Cvae)
         nn.init.uniform_(self.embedding.weight, -1 / vocab_size, 1 / vocab_size)              # VAR's default; see init_codebook
-        self._recent_rest_NC = None                                                            # residual samples for dead-code restarts
+        self.restart_pool = None     # (N, C) residual vectors of the last training batch, every scale equally: where dead codes restart
 
     @property
     def L(self) -> int: return len(self.patch_nums)
@@ -106,30 +106,46 @@ class MultiScaleQuantizer(nn.Module):
         if f_BChw.shape[-1] != self.patch_nums[-1]:
             raise MsvarError(f"latent side {f_BChw.shape[-1]} differs from the last scale ρ_L = {self.patch_nums[-1]}")
 
-    def tokens_at(self, rest_BChw, step: int):
-        "Token map of step `step`: the residual area-downsampled to ρ_step, nearest code → (B, ρ, ρ)."
+    def down(self, r_BChw, step: int):
+        "A latent map area-downsampled to ρ_step × ρ_step (unchanged if it has that side already)."
         pn = self.patch_nums[step]
-        r = rest_BChw if rest_BChw.shape[-1] == pn else F.interpolate(rest_BChw, size=(pn, pn), mode="area")
-        return nearest_code(r, self.embedding.weight)
+        return r_BChw if r_BChw.shape[-1] == pn else F.interpolate(r_BChw, size=(pn, pn), mode="area")
+
+    @staticmethod
+    def up(h_BChw, side: int):
+        "A latent map upsampled bicubically to side × side (unchanged if it has that side already)."
+        return h_BChw if h_BChw.shape[-1] == side else F.interpolate(h_BChw, size=(side, side), mode="bicubic")
+
+    def tokens_at(self, rest_BChw, step: int):
+        "Token map of step `step`: the residual (on any grid) area-downsampled to ρ_step, nearest code → (B, ρ, ρ)."
+        return nearest_code(self.down(rest_BChw, step), self.embedding.weight)
 
     def step_residual(self, idx_Bhw, step: int, side: int):
         "What step `step` adds to f̂ on a side×side grid: codes looked up, upsampled bicubically to `side`, through its φ."
         h_BChw = self.embedding(idx_Bhw).permute(0, 3, 1, 2)                # (B, C, ρ, ρ)
-        if h_BChw.shape[-1] != side: h_BChw = F.interpolate(h_BChw, size=(side, side), mode="bicubic")
-        return self.quant_resi.pick(step, self.L)(h_BChw)
+        return self.quant_resi.pick(step, self.L)(self.up(h_BChw, side))
+
+    def residual_steps(self, f_BChw, given=(), upto: int | None = None):
+        "The multi-scale loop on f's own grid G, steps 0…upto-1: tokens from `given` or quantized from what is left; yields (step, residual before it, tokens, its step_residual on G)."
+        G, rest = f_BChw.shape[-1], f_BChw.detach().clone()
+        for step in range(self.L if upto is None else upto):
+            idx = given[step] if step < len(given) else self.tokens_at(rest, step)
+            h = self.step_residual(idx, step, G)                             # keeps its gradient (→ embedding and φ)
+            yield step, rest, idx, h
+            rest = rest - h.detach()
+
+    def quantize_grid(self, f_BChw, given=(), upto: int | None = None):
+        "Steps 1…upto of the loop on f's grid (the tokens in `given` reused, the others quantized): (token maps, f̂ = Σ step_residual on that grid)."
+        idx_list, f_hat = [], torch.zeros_like(f_BChw)
+        for _, _, idx, h in self.residual_steps(f_BChw, given, upto):
+            idx_list.append(idx); f_hat = f_hat + h
+        return idx_list, f_hat
 
     @torch.no_grad()
-    def f_to_idx(self, f_BChw, patch_nums=None):
+    def f_to_idx(self, f_BChw):
         "Plain VAR multi-scale tokenization of a latent map: list of L token maps (B, ρ_l, ρ_l)."
-        if patch_nums is not None and tuple(patch_nums) != self.patch_nums:
-            raise MsvarError(f"patch_nums {tuple(patch_nums)} differ from the quantizer's {self.patch_nums}")
         self._check_f(f_BChw)
-        side, rest, idx_list = f_BChw.shape[-1], f_BChw.detach().float().clone(), []
-        for step in range(self.L):
-            idx = self.tokens_at(rest, step)
-            rest -= self.step_residual(idx, step, side)
-            idx_list.append(idx)
-        return idx_list
+        return self.quantize_grid(f_BChw.float())[0]
 
     def _check_idx(self, idx_list):
         if not 1 <= len(idx_list) <= self.L: raise MsvarError(f"expected 1…{self.L} token maps, got {len(idx_list)}")
@@ -147,40 +163,34 @@ class MultiScaleQuantizer(nn.Module):
     def idx_to_fhat(self, idx_list, side: int | None = None, cumulative: bool = False):
         "f̂ from the first len(idx_list) token maps on a side×side grid (default ρ_L); `cumulative` returns the list of partial sums."
         self._check_idx(idx_list)
-        side = side or self.patch_nums[-1]
-        B = idx_list[0].shape[0]
-        f_hat = self.embedding.weight.new_zeros(B, self.Cvae, side, side)
-        sums = []
+        side, f_hat, sums = side or self.patch_nums[-1], None, []
         for step, idx in enumerate(idx_list):
-            f_hat = f_hat + self.step_residual(self._as_map(idx, step), step, side)
+            h = self.step_residual(self._as_map(idx, step), step, side)
+            f_hat = h if f_hat is None else f_hat + h                       # (keeps h's memory layout, which the decoder's bits depend on)
             sums.append(f_hat)
         return sums if cumulative else f_hat
 
-    def teacher_inputs(self, idx_list, patch_nums=None):
-        "Transformer inputs of steps 2…L in training: f̂ after step l area-downsampled to ρ_{l+1}, flattened → (B, Σ_{l≥2} ρ_l², C)."
-        if patch_nums is not None and tuple(patch_nums) != self.patch_nums:
-            raise MsvarError(f"patch_nums {tuple(patch_nums)} differ from the quantizer's {self.patch_nums}")
+    def teacher_inputs(self, idx_list, grids=None):
+        "Transformer inputs of steps 2…L in training: f̂ after step l on step l+1's grid (`grids`, default ρ_L), area-downsampled to ρ_{l+1} → (B, Σ_{l≥2} ρ_l², C)."
         if len(idx_list) != self.L: raise MsvarError(f"teacher_inputs needs all {self.L} token maps, got {len(idx_list)}")
-        sums = self.idx_to_fhat(idx_list[:-1], cumulative=True) if self.L > 1 else []
-        outs = [F.interpolate(s, size=(pn, pn), mode="area").flatten(2).transpose(1, 2) for s, pn in zip(sums, self.patch_nums[1:])]
+        self._check_idx(idx_list)
+        state, outs = ScaleState(self, grids), []                             # fed the tokens step by step, as at sampling time
+        for step, idx in enumerate(idx_list[:-1]):
+            state.add(step, self._as_map(idx, step)); outs.append(state.next_input(step))
         B = idx_list[0].shape[0]
         return torch.cat(outs, 1) if outs else self.embedding.weight.new_zeros(B, 0, self.Cvae)
 
     def forward(self, f_BChw):
         "Training pass: (f̂ with straight-through gradient, codebook + β·commitment loss, per-scale usage % (L,))."
         self._check_f(f_BChw)
-        B, C, H, W = f_BChw.shape
+        B, C = f_BChw.shape[:2]
         f_ng = f_BChw.detach()
-        rest, f_hat, loss = f_ng.clone(), torch.zeros_like(f_ng), 0.0
-        hits = []
-        samples = []
-        for step, pn in enumerate(self.patch_nums):
-            r_pn = rest if pn == H else F.interpolate(rest, size=(pn, pn), mode="area")
-            idx = nearest_code(r_pn, self.embedding.weight)
-            if self.training: samples.append(r_pn.permute(0, 2, 3, 1).reshape(-1, C)[torch.randperm(B * pn * pn, device=f_BChw.device)[:256]])
-            h = self.step_residual(idx, step, H)                             # gradient → embedding and φ
+        f_hat, loss, hits, samples = torch.zeros_like(f_ng), 0.0, [], []
+        for step, rest, idx, h in self.residual_steps(f_BChw):
+            if self.training:                                                # 256 residual vectors of this scale, for restarts
+                r = self.down(rest, step).permute(0, 2, 3, 1).reshape(-1, C)
+                samples.append(r[torch.randperm(len(r), device=f_BChw.device)[:256]])
             f_hat = f_hat + h
-            rest = rest - h.detach()
             hits.append(torch.bincount(idx.flatten(), minlength=self.vocab_size).float())
             # codebook loss (moves entries and φ towards f) + β · commitment loss (moves the encoder towards f̂)
             loss = loss + F.mse_loss(f_hat, f_ng) + self.beta * F.mse_loss(f_hat.detach(), f_BChw)
@@ -192,7 +202,7 @@ class MultiScaleQuantizer(nn.Module):
                 self.ema_vocab_hit_SV.copy_(torch.where(fresh, hit_SV, 0.99 * self.ema_vocab_hit_SV + 0.01 * hit_SV))
                 used = hit_SV.sum(0) > 0
                 self.unused_steps_V.add_(1).masked_fill_(used, 0)
-                self._recent_rest_NC = torch.cat(samples)
+                self.restart_pool = torch.cat(samples)
         return f_BChw + (f_hat - f_BChw).detach(), loss, self.usage()
 
     def usage(self):
@@ -207,23 +217,54 @@ class MultiScaleQuantizer(nn.Module):
     def init_codebook(self, f_BChw):
         "Initialise the entries from latent vectors and residuals of every scale (instead of tiny random vectors)."
         self._check_f(f_BChw)
-        B, C, H, _ = f_BChw.shape
+        C, H = f_BChw.shape[1], f_BChw.shape[-1]
         rest, pool = f_BChw.detach().float().clone(), []
-        for step, pn in enumerate(self.patch_nums):                          # equal share of each scale's residuals
-            r_pn = rest if pn == H else F.interpolate(rest, size=(pn, pn), mode="area")
-            pool.append(r_pn.permute(0, 2, 3, 1).reshape(-1, C))
-            rest -= F.interpolate(r_pn, size=(H, H), mode="bicubic") if pn != H else r_pn
+        for step in range(self.L):                                           # equal share of each scale's residuals
+            r = self.down(rest, step)                                        # no codes yet: each scale removes its whole downsampled residual
+            pool.append(r.permute(0, 2, 3, 1).reshape(-1, C))
+            rest -= self.up(r, H)
         per = max(1, self.vocab_size // self.L + 1)
         pick = [p[torch.randint(len(p), (per,))] for p in pool]
         self.embedding.weight.copy_(torch.cat(pick)[torch.randperm(per * self.L)[:self.vocab_size]])
 
     @torch.no_grad()
     def restart_dead_codes(self, after_steps: int = 50) -> int:
-        "Move entries unused for `after_steps` training steps onto residual vectors seen in the last batch; returns how many."
+        "Move entries unused for `after_steps` training steps onto vectors of `restart_pool` (the last training batch's residuals); returns how many."
         dead = (self.unused_steps_V >= after_steps).nonzero().flatten()
-        if len(dead) == 0 or self._recent_rest_NC is None: return 0
-        src = self._recent_rest_NC
+        if len(dead) == 0 or self.restart_pool is None: return 0
+        src = self.restart_pool
         new = src[torch.randint(len(src), (len(dead),), device=src.device)]
         self.embedding.weight[dead] = new + 1e-3 * new.std() * torch.randn_like(new)
         self.unused_steps_V[dead] = 0
         return len(dead)
+
+# %% ../nbs/02_quantize.ipynb #5ca1e57a
+class ScaleState:
+    "f̂ of a token sequence that arrives one step at a time (sampling), and the transformer's input for each next step."
+    def __init__(self, quantizer: MultiScaleQuantizer, grids=None):
+        self.q = quantizer
+        self.grids = tuple(grids) if grids is not None else (quantizer.patch_nums[-1],) * quantizer.L   # grid side of each step's f̂
+        if len(self.grids) != quantizer.L: raise MsvarError(f"grids gives {len(self.grids)} sides for {quantizer.L} steps")
+        self.reset()
+
+    def reset(self):
+        "Start a new sequence (no tokens, no f̂)."
+        self.idx, self.f_hat, self.grid = [], None, None
+
+    def add(self, step: int, idx_Bhw: torch.Tensor):
+        "Record the (B, ρ_step, ρ_step) tokens of (0-based) `step` and add them to f̂ on that step's grid (rebuilt when the grid changes)."
+        if step != len(self.idx): raise MsvarError(f"steps are added in order: expected step {len(self.idx)}, got {step}")
+        self.idx.append(idx_Bhw)
+        G = self.grids[step]
+        if G != self.grid: self.f_hat, self.grid = self.fhat(G), G
+        else: self.f_hat = self.f_hat + self.q.step_residual(idx_Bhw, step, G)
+
+    def fhat(self, side: int, upto: int | None = None) -> torch.Tensor:
+        "f̂ of the first `upto` steps added (default: all) on a side×side grid."
+        return self.q.idx_to_fhat(self.idx[:upto], side)
+
+    def next_input(self, step: int) -> torch.Tensor:
+        "The input (B, ρ_{step+1}², C) for predicting step+1: f̂ on step+1's grid, area-downsampled to ρ_{step+1}."
+        G = self.grids[step + 1]
+        f = self.f_hat if G == self.grid else self.fhat(G)
+        return self.q.down(f, step + 1).flatten(2).transpose(1, 2)

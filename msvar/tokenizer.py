@@ -178,10 +178,6 @@ class Tokenizer(nn.Module):
         "Token maps of the first len(idx_list) steps → f̂ (B, z_channels, side, side)."
         return self.quantize.idx_to_fhat(idx_list, side)
 
-    def teacher_inputs(self, idx_list):
-        "Token maps → transformer inputs of steps 2…L (B, Σ_{l≥2} ρ_l², z_channels)."
-        return self.quantize.teacher_inputs(idx_list)
-
     @torch.no_grad()
     def idx_to_img(self, idx_list):
         "Token maps (all L, or the first few: a partial sum) → image in [-1, 1]."

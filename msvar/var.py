@@ -8,12 +8,12 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, Preset, get_preset
+from .core import MsvarError, Preset
 
 # %% auto #0
 __all__ = ['LayerKV', 'SelfAttention', 'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead', 'grid_positions', 'token_levels',
-           'block_causal_mask', 'mask_pairs', 'SRVAR', 'count_params', 'nearest_codes', 'plain_tokenize',
-           'PlainScaleState', 'sample_tokens', 'generate', 'generate_images', 'load_var_weights']
+           'block_causal_mask', 'mask_pairs', 'SRVAR', 'count_params', 'sample_tokens', 'generate', 'generate_images',
+           'load_var_weights']
 
 # %% ../nbs/05_var.ipynb #afad0413
 class LayerKV:
@@ -248,66 +248,6 @@ def count_params(model: nn.Module) -> int:
     "Number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-# %% ../nbs/05_var.ipynb #578571dd
-def nearest_codes(f_BChw: torch.Tensor, codebook_VC: torch.Tensor) -> torch.Tensor:
-    "Index of the nearest codebook vector (Euclidean) of every latent pixel; (B, h, w)."
-    B, C, h, w = f_BChw.shape
-    d = torch.cdist(f_BChw.permute(0, 2, 3, 1).reshape(B, h * w, C), codebook_VC[None].expand(B, -1, -1))
-    return d.argmin(-1).view(B, h, w)
-
-def _up(h_BChw, side):
-    "Bicubic upsampling of a scale's codebook vectors to the full latent grid (identity at full size)."
-    return h_BChw if h_BChw.shape[-1] == side else F.interpolate(h_BChw, size=(side, side), mode="bicubic", align_corners=False)
-
-def _area(f_BChw, side):
-    "Area-downsample the latent grid to side×side."
-    return f_BChw if f_BChw.shape[-1] == side else F.interpolate(f_BChw, size=(side, side), mode="area")
-
-def plain_tokenize(f_BChw: torch.Tensor, codebook_VC: torch.Tensor, patch_nums) -> list:
-    "Plain multi-scale residual quantization (φ = identity): list of L index maps (B, ρ_l, ρ_l)."
-    side, f_hat, idx_list = f_BChw.shape[-1], torch.zeros_like(f_BChw), []
-    for pn in patch_nums:
-        idx = nearest_codes(_area(f_BChw - f_hat, pn), codebook_VC)
-        f_hat = f_hat + _up(codebook_VC[idx].permute(0, 3, 1, 2), side)
-        idx_list.append(idx)
-    return idx_list
-
-
-class PlainScaleState:
-    "Stand-in tokenizer state for sampling and teacher forcing: plain multi-scale RQ, fixed codebook, φ = identity."
-    def __init__(self, codebook_VC: torch.Tensor, patch_nums, stage_sides=None):
-        self.codebook, self.patch_nums = codebook_VC, tuple(patch_nums)
-        self.side = self.patch_nums[-1]
-        self.stage_sides = tuple(stage_sides) if stage_sides else (self.side,)
-        self.f_hat, self.steps = None, 0
-
-    def reset(self, B: int):
-        "Start B new images (f̂ = 0)."
-        self.f_hat, self.steps = torch.zeros(B, self.codebook.shape[1], self.side, self.side, device=self.codebook.device), 0
-
-    def add(self, step: int, idx_Bhw: torch.Tensor):
-        "Add the codebook vectors of step `step` (0-based) to the cumulative f̂."
-        pn = self.patch_nums[step] if 0 <= step < len(self.patch_nums) else None
-        if step != self.steps: raise MsvarError(f"steps must be added in order: expected step {self.steps}, got {step}")
-        if idx_Bhw.shape != (self.f_hat.shape[0], pn, pn): raise MsvarError(f"step {step} needs indices of shape {(self.f_hat.shape[0], pn, pn)}, got {tuple(idx_Bhw.shape)}")
-        self.f_hat = self.f_hat + _up(self.codebook[idx_Bhw].permute(0, 3, 1, 2), self.side)
-        self.steps += 1
-
-    def next_input(self, step: int) -> torch.Tensor:
-        "Input of step+1: the cumulative f̂ area-downsampled to ρ_(step+1); (B, ρ², Cvae)."
-        return _area(self.f_hat, self.patch_nums[step + 1]).flatten(2).transpose(1, 2)
-
-    def decode(self, stage: int) -> torch.Tensor:
-        "Stand-in stage decoder: f̂ area-resized to that stage's side."
-        return _area(self.f_hat, self.stage_sides[stage])
-
-    def teacher_inputs(self, idx_list) -> torch.Tensor:
-        "Teacher-forcing input x_BLCv (B, Σ_(l≥2) ρ_l², Cvae) of a full list of index maps."
-        self.reset(idx_list[0].shape[0]); xs = []
-        for step, idx in enumerate(idx_list[:-1]):
-            self.add(step, idx); xs.append(self.next_input(step))
-        return torch.cat(xs, 1)
-
 # %% ../nbs/05_var.ipynb #14a88e4b
 def sample_tokens(logits_BlV: torch.Tensor, top_k: int = 0, top_p: float = 0.0, generator: torch.Generator | None = None,
                   greedy: bool = False) -> torch.Tensor:
@@ -337,7 +277,7 @@ def _run_steps(self: SRVAR, prefix_BChw, cls_B, state, pick, cfg: float | None =
     if guided: cls_B = torch.cat((cls_B, torch.full_like(cls_B, self.null_class)))     # rows B…2B-1: null class
     cond_BD = self.class_emb(cls_B)                                                     # (B or 2B, C)
     pos_1LC = self.image_positions()
-    state.reset(B)
+    state.reset()
     kvs = [LayerKV() for _ in self.blocks] if use_cache else None
     seq = []                                                                            # no-cache path: all inputs so far
     if self.prefix_side:
@@ -384,9 +324,8 @@ def generate(self: SRVAR, prefix_BChw, cls_B, state, cfg: float | None = None, t
     pick = lambda step, logits: sample_tokens(logits, top_k, top_p, generator, greedy)
     return self._run_steps(prefix_BChw, cls_B, state, pick, cfg=cfg, use_cache=use_cache, on_stage_end=on_stage_end)
 
-def generate_images(self: SRVAR, prefix_BChw, cls_B, state, decode_stage=None, **kwargs) -> tuple:
-    "Sample, decoding each stage n with `decode_stage(n, state)` (default `state.decode(n)`): (token maps, [×1, ×2, ×4 images])."
-    decode_stage = decode_stage or (lambda n, s: s.decode(n))
+def generate_images(self: SRVAR, prefix_BChw, cls_B, state, decode_stage, **kwargs) -> tuple:
+    "Sample, decoding each stage n with `decode_stage(n, state)` after its last step: (token maps, [×1, ×2, ×4 images])."
     images = []
     idx = self.generate(prefix_BChw, cls_B, state, on_stage_end=lambda n, s: images.append(decode_stage(n, s)), **kwargs)
     return idx, images

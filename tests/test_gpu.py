@@ -14,7 +14,8 @@ import math
 import pytest
 import torch
 from msvar.core import get_preset, resize
-from msvar.var import SRVAR, PlainScaleState
+from msvar.var import SRVAR
+from msvar.quantize import MultiScaleQuantizer, ScaleState
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA GPU (torch.cuda.is_available() is False): these tests check msvar's CUDA paths")
@@ -52,7 +53,10 @@ def token_batch(p, dev, B=2, seed=0):
     idx = [torch.randint(0, p.tokenizer.vocab_size, (B, pn, pn), generator=g) for pn in p.patch_nums]
     prefix = torch.randn(B, p.tokenizer.z_channels, p.latent_side, p.latent_side, generator=g)
     cls = torch.tensor([0, 1] * (B // 2) + [0] * (B % 2))
-    st = PlainScaleState(cb.to(dev), p.patch_nums, p.stage_sides)
+    q = MultiScaleQuantizer(*cb.shape, p.patch_nums, quant_resi=0.0).to(dev)   # chapter 02's quantizer, φ = identity
+    with torch.no_grad(): q.embedding.weight.copy_(cb)
+    q.requires_grad_(False)                                                   # a fixed codebook
+    st = ScaleState(q)
     return [i.to(dev) for i in idx], st, prefix.to(dev), cls.to(dev)
 
 
@@ -76,7 +80,7 @@ def test_logits_cuda_equal_cpu(preset):
     p = get_preset(preset)
     m = open_model(p)
     idx, st, prefix, cls = token_batch(p, "cpu")
-    x = st.teacher_inputs(idx)
+    x = st.q.teacher_inputs(idx)
     with torch.no_grad():
         ref = m(prefix, cls, x)
         out = m.to(CUDA)(prefix.to(CUDA), cls.to(CUDA), x.to(CUDA)).cpu()
@@ -112,7 +116,7 @@ def test_compiled_var_equals_eager():
     p = get_preset("test")
     m = open_model(p, cond_drop=0.0).to(CUDA)
     idx, st, prefix, cls = token_batch(p, CUDA)
-    x = st.teacher_inputs(idx)
+    x = st.q.teacher_inputs(idx)
     cm = torch.compile(m)
     with torch.no_grad():
         close(cm(prefix, cls, x), m(prefix, cls, x))
@@ -130,7 +134,7 @@ def test_kv_cache_sampling_on_cuda_equals_teacher_forcing(use_cache):
     p = get_preset("test")
     m = open_model(p).to(CUDA)
     idx, st, prefix, cls = token_batch(p, CUDA)
-    with torch.no_grad(): tf = m(prefix, cls, st.teacher_inputs(idx))
+    with torch.no_grad(): tf = m(prefix, cls, st.q.teacher_inputs(idx))
     rec = []
     def pick(step, logits): rec.append(logits); return idx[step].flatten(1)
     out = m._run_steps(prefix, cls, st, pick, use_cache=use_cache)

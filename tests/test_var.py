@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from msvar.core import get_preset, MsvarError
-from msvar.var import SRVAR, PlainScaleState, count_params
+from msvar.var import SRVAR, count_params
+from msvar.quantize import MultiScaleQuantizer, ScaleState
 
 slow = pytest.mark.skipif(not os.environ.get("MSVAR_SLOW"), reason="slow: set MSVAR_SLOW=1 to run")
 
@@ -13,6 +14,13 @@ slow = pytest.mark.skipif(not os.environ.get("MSVAR_SLOW"), reason="slow: set MS
 def _forced(idx, rec):
     def pick(step, logits): rec.append(logits); return idx[step].flatten(1)
     return pick
+
+
+def stand_in_state(codebook_VC, patch_nums):
+    "Sampling state of chapter 02's quantizer with the given codebook and φ = identity (the tokenizer stand-in of chapter 05)."
+    q = MultiScaleQuantizer(*codebook_VC.shape, patch_nums, quant_resi=0.0)
+    with torch.no_grad(): q.embedding.weight.copy_(codebook_VC)
+    return ScaleState(q.requires_grad_(False))
 
 
 def _open_gates(m):
@@ -28,10 +36,10 @@ def test_cache_equals_teacher_forcing_small():
     torch.manual_seed(0)
     m = _open_gates(SRVAR.from_preset(p)).eval()
     g = torch.Generator().manual_seed(0)
-    st = PlainScaleState(torch.randn(p.tokenizer.vocab_size, p.tokenizer.z_channels, generator=g), p.patch_nums, p.stage_sides)
+    st = stand_in_state(torch.randn(p.tokenizer.vocab_size, p.tokenizer.z_channels, generator=g), p.patch_nums)
     idx = [torch.randint(0, p.tokenizer.vocab_size, (2, pn, pn), generator=g) for pn in p.patch_nums]
     prefix, cls = torch.randn(2, p.tokenizer.z_channels, p.latent_side, p.latent_side, generator=g), torch.tensor([0, 1])
-    with torch.no_grad(): tf = m(prefix, cls, st.teacher_inputs(idx))
+    with torch.no_grad(): tf = m(prefix, cls, st.q.teacher_inputs(idx))
     rec = []
     m._run_steps(prefix, cls, st, _forced(idx, rec), use_cache=True)
     assert (torch.cat(rec, 1) - tf).abs().max() < 1e-4
@@ -54,8 +62,7 @@ def test_hit_state_plugs_in():
                                   decode_stage=lambda n, s: hit.decode_stage(s.stage_fhat(n), n))
     assert [tuple(i.shape) for i in imgs] == [(2, 3, s, s) for s in p.stage_sizes]
     # teacher forcing on the HIT inputs of the sampled tokens reproduces the cached logits
-    R = hit_mod.idx_to_R(hit.quantize, idx)
-    with torch.no_grad(): tf = m(prefix, cls, hit_mod.hit_teacher_inputs(hit.quantize, R, p))
+    with torch.no_grad(): tf = m(prefix, cls, hit.quantize.teacher_inputs(idx, hit_mod.stage_grids(p)))
     rec = []
     m._run_steps(prefix, cls, hit_mod.HITState(hit.quantize, p), _forced(idx, rec))
     assert (torch.cat(rec, 1) - tf).abs().max() < 1e-4
@@ -64,7 +71,7 @@ def test_hit_state_plugs_in():
 def test_errors():
     p = get_preset("test")
     m = SRVAR.from_preset(p, prefix=False)
-    st = PlainScaleState(torch.randn(p.tokenizer.vocab_size, p.tokenizer.z_channels), p.patch_nums)
+    st = stand_in_state(torch.randn(p.tokenizer.vocab_size, p.tokenizer.z_channels), p.patch_nums)
     with pytest.raises(MsvarError, match="prefix=False"):
         m.generate(torch.zeros(1, 4, 4, 4), torch.tensor([0]), st)
     with pytest.raises(MsvarError, match="class labels"):
@@ -81,7 +88,7 @@ def test_paper_preset_cpu():
     m = SRVAR.from_preset(p)
     assert count_params(m) == 313_858_304
     g = torch.Generator().manual_seed(0)
-    st = PlainScaleState(torch.randn(4096, 32, generator=g), p.patch_nums, p.stage_sides)
+    st = stand_in_state(torch.randn(4096, 32, generator=g), p.patch_nums)
     idx = [torch.randint(0, 4096, (2, pn, pn), generator=g) for pn in p.patch_nums]
     prefix, cls = torch.randn(2, 32, 32, 32, generator=g), torch.tensor([0, 1])
     t0 = time.perf_counter()
