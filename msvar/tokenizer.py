@@ -231,17 +231,17 @@ def _short(keys, n=8):
     keys = list(keys)
     return ", ".join(keys[:n]) + (f", … ({len(keys) - n} more)" if len(keys) > n else "")
 
-def check_state_dict(model: nn.Module, sd: dict) -> None:
-    "Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` for `model` (nothing if they match)."
+def check_state_dict(model: nn.Module, sd: dict, path=None) -> None:
+    "Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` (read from the file `path`, if given) for `model`; nothing if they match."
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    shapes = [f"shape mismatch {k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or shapes:
-        msg = [f"state dict does not match {type(model).__name__}:"]
+        msg = [f"{'state dict' if path is None else repr(str(path))} does not fit this model ({type(model).__name__}; was it written for another preset or model?):"]
         if missing: msg.append(f"  {len(missing)} missing keys: {_short(missing)}")
         if unexpected: msg.append(f"  {len(unexpected)} unexpected keys: {_short(unexpected)}")
-        if shapes: msg.append(f"  {len(shapes)} mis-shaped keys: {_short(shapes, 4)}")
+        if shapes: msg.append(f"  {len(shapes)} mis-shaped keys:\n    " + "\n    ".join(shapes[:4]) + (f"\n    … ({len(shapes) - 4} more)" if len(shapes) > 4 else ""))
         raise MsvarError("\n".join(msg))
 
 def load_var_tokenizer(model: "Tokenizer", state_dict_or_path) -> "Tokenizer":
