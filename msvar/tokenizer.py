@@ -318,21 +318,15 @@ def import_tokenizer_cli(argv=None):
     print(f"wrote {path}")
 
 # %% ../nbs/03_tokenizer.ipynb #c5f2f1cb
-_UINT8_CACHE = {}
-def _load_uint8(path):
-    "An image as uint8 (3, H, W), cached by path and modification time (training reads the same files again and again)."
-    key = (str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
-    if key not in _UINT8_CACHE: _UINT8_CACHE[key] = (load_image(path) * 255).round().to(torch.uint8)
-    return _UINT8_CACHE[key]
-
 class RandomCrops:
     "Random HR crops from a folder of images, held in memory as uint8; `batch(n, generator)` → (n, 3, size, size) in [0, 1]."
     def __init__(self, folder, size: int, max_scale: float = 2.0):
         self.size, self.max_scale = size, max_scale
         from msvar.core import ImageReadError
+        from msvar.data import to_uint8_tensor                         # held as uint8 by this object, for as long as the caller keeps it
         self.paths, self.images, self.unreadable = list_images([folder]), [], []
         for p in self.paths:                                           # an unreadable file is skipped and listed, not fatal
-            try: im = _load_uint8(p)
+            try: im = to_uint8_tensor(load_image(p))
             except ImageReadError as e: self.unreadable.append((p, e.reason)); continue
             if min(im.shape[-2:]) >= size: self.images.append(im)
         if self.unreadable:
