@@ -4,7 +4,6 @@
 
 # %% ../nbs/06_dpo.ipynb #024dc08c
 from __future__ import annotations
-import math
 from dataclasses import dataclass
 import torch
 import torch.nn as nn
