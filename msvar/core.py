@@ -15,8 +15,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 'ImageReadError', 'load_image', 'repo_dir',
            'data_dir', 'bundled_images', 'to_uint8', 'save_image', 'to_signed', 'to_unit', 'resize', 'show_images',
-           'seed_everything', 'default_device', 'global_state', 'restore_global_state', 'keeps_global_state',
-           'TokenizerConfig', 'VARConfig', 'TrainConfig', 'Preset', 'get_preset', 'list_images']
+           'image_grid', 'seed_everything', 'default_device', 'global_state', 'restore_global_state',
+           'keeps_global_state', 'TokenizerConfig', 'VARConfig', 'TrainConfig', 'Preset', 'get_preset', 'list_images']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
 class MsvarError(Exception):
@@ -187,6 +187,16 @@ def show_images(images, titles=None, ncols: int | None = None, size: float = 3.0
     if suptitle: fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/00_core.ipynb #9c7e41b2
+def image_grid(rows, side: int | tuple | None = None, size: float = 3.0, suptitle: str | None = None):
+    "One figure row per entry of `rows`, each a list of (title, image) pairs of one length; with `side`, tensors are first enlarged (nearest) to side×side (or (H, W)) pixels."
+    rows = [list(r) for r in rows]
+    if not rows or not rows[0]: raise MsvarError("image_grid needs at least one row of (title, image) pairs")
+    if len({len(r) for r in rows}) > 1: raise MsvarError(f"image_grid rows must have one length, got {[len(r) for r in rows]}")
+    up = (lambda x: resize(x, side, "nearest")) if side is not None else (lambda x: x)
+    return show_images([up(x) for r in rows for _, x in r], [t for r in rows for t, _ in r], ncols=len(rows[0]), size=size, suptitle=suptitle)
+
 
 # %% ../nbs/00_core.ipynb #3237e58f
 def seed_everything(seed: int) -> torch.Generator:

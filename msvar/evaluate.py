@@ -4,11 +4,11 @@
 
 # %% ../nbs/09b_evaluate.ipynb #a3f9e7df
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, sys
 from pathlib import Path
 import torch
 import pandas as pd
-from .core import MsvarError, resize, list_images, load_image, save_image, show_images, _atomic_write, get_preset, Preset
+from .core import MsvarError, resize, list_images, image_grid, _atomic_write, Preset
 from .hit import center_crops, stage_image
 
 # %% auto #0
@@ -61,7 +61,9 @@ def baseline_outputs(lr: torch.Tensor, preset: Preset, mode: str) -> list:
 def evaluate_outputs(methods: dict, hr: torch.Tensor, preset: Preset, names=None, crop_border: int = 0, lpips: bool = True) -> pd.DataFrame:
     "Per-image PSNR/SSIM/LPIPS of each method's [×1, ×2, ×4] outputs against the HR resized to each scale."
     from msvar.metrics import psnr, ssim, lpips_distance
+    from msvar.lpips import get_lpips
     names = names or [str(i) for i in range(len(hr))]
+    alex = get_lpips("alex") if lpips else None                        # one network for every method and scale
     targets = [stage_image(hr, preset, n) for n in range(len(preset.stages))]
     rows = []
     for m, outs in methods.items():
@@ -73,7 +75,7 @@ def evaluate_outputs(methods: dict, hr: torch.Tensor, preset: Preset, names=None
             p = psnr(y, t, cb)
             small = min(t.shape[-2:]) - 2 * cb < 11              # SSIM's 11×11 window does not fit: undefined, not faked
             s = torch.full((len(y),), float("nan")) if small else ssim(y, t, cb)
-            l = lpips_distance(y, t, min_side=64) if lpips else torch.full((len(y),), float("nan"))
+            l = lpips_distance(y, t, alex, min_side=64) if lpips else torch.full((len(y),), float("nan"))
             rows += [dict(image=names[i], method=m, scale=f"x{scale}", psnr=p[i].item(), ssim=s[i].item(), lpips=l[i].item()) for i in range(len(y))]
     return pd.DataFrame(rows)
 
@@ -114,22 +116,18 @@ def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True
     per = evaluate_outputs(methods, hr, p, pairs.get("names"), crop_border, lpips)
     fids = {}
     if fid_min is not None and len(hr) >= fid_min:
-        from msvar.metrics import fid
-        targets = [stage_image(hr, p, n) for n in range(len(p.stages))]
+        from msvar.metrics import fid, FIDFeatures
+        targets, inception = [stage_image(hr, p, n) for n in range(len(p.stages))], FIDFeatures()   # one network for every method and scale
         for m, ys in methods.items():
-            for n, y in enumerate(ys): fids[(m, f"x{p.stage_sizes[n] // p.lr_size}")] = fid(y, targets[n]).fid
+            for n, y in enumerate(ys): fids[(m, f"x{p.stage_sizes[n] // p.lr_size}")] = fid(y, targets[n], net=inception).fid
     return dict(per_image=per, summary=summary_table(per, fids), outputs=methods, fid=fids, n=len(hr))
 
 def comparison_grid(pairs: dict, outputs: dict, preset: Preset, idx=(0, 1, 2), name: str = "msvar"):
     "Side-by-side rows (LR, bicubic ×4, ours ×1/×2/×4, HR), everything shown at HR size with nearest upsampling."
-    ims, titles = [], []
-    up = lambda x: resize(x, preset.hr_size, "nearest")
-    for i in idx:
-        if i >= len(pairs["hr"]): continue
-        row = [("LR", pairs["lr"][i]), ("bicubic ×4", outputs["bicubic"][-1][i])] + \
-              [(f"{name} ×{s // preset.lr_size}", o[i]) for s, o in zip(preset.stage_sizes, outputs[name])] + [("HR", pairs["hr"][i])]
-        for t, x in row: ims.append(up(x)); titles.append(t)
-    return show_images(ims, titles, ncols=6, size=1.6)
+    rows = [[("LR", pairs["lr"][i]), ("bicubic ×4", outputs["bicubic"][-1][i])] +
+            [(f"{name} ×{s // preset.lr_size}", o[i]) for s, o in zip(preset.stage_sizes, outputs[name])] + [("HR", pairs["hr"][i])]
+            for i in idx if i < len(pairs["hr"])]
+    return image_grid(rows, side=preset.hr_size, size=1.6)
 
 # %% ../nbs/09b_evaluate.ipynb #82c0b276
 def write_report(res: dict, pairs: dict, preset: Preset, out_dir, name: str = "msvar", overwrite: bool = False) -> list:

@@ -153,7 +153,8 @@ def scale_metrics(model: HITTokenizer, hr: torch.Tensor, modes=("plain", "hit-ba
     "Mean PSNR (Y) and LPIPS at each stage size for each decoding mode, against the HR resized to that size."
     import pandas as pd
     from msvar.metrics import psnr, lpips_distance
-    p, rows = model.preset, []
+    from msvar.lpips import get_lpips
+    p, rows, alex = model.preset, [], get_lpips("alex")                # one LPIPS network for every mode and size
     targets = [torch.cat([stage_image(hr[i:i + batch_size], p, n) for i in range(0, len(hr), batch_size)]) for n in range(len(p.stages))]
     for mode in modes:
         recs = [[] for _ in p.stages]
@@ -162,7 +163,7 @@ def scale_metrics(model: HITTokenizer, hr: torch.Tensor, modes=("plain", "hit-ba
         for n in range(len(p.stages)):
             y = torch.cat(recs[n])
             rows.append(dict(mode=mode, size=p.stage_sizes[n], psnr=psnr(y, targets[n]).mean().item(),
-                             lpips=lpips_distance(y, targets[n], min_side=64).mean().item()))     # AlexNet needs ≳ 32 px
+                             lpips=lpips_distance(y, targets[n], alex, min_side=64).mean().item()))     # AlexNet needs ≳ 32 px
     df = pd.DataFrame(rows)
     return df.pivot(index="mode", columns="size", values=["psnr", "lpips"]).loc[list(modes)]
 

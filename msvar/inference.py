@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import (MsvarError, ImageReadError, load_image, save_image, resize, to_signed, to_unit, list_images,
-                        default_device, get_preset, Preset, _atomic_write, show_images, repo_dir)
+from .core import (MsvarError, load_image, save_image, resize, to_signed, to_unit,
+                        default_device, get_preset, _atomic_write, image_grid, repo_dir)
 from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
 from .losses import upsample_lr
 
@@ -189,8 +189,8 @@ def compare_figure(x: torch.Tensor, outs: dict, title: str = "", zoom: int = 4):
     h, w = max(1, H // zoom), max(1, W // zoom)
     i, j = (H - h) // 2, (W - w) // 2
     crops = [resize(y[:, i * s:(i + h) * s, j * s:(j + w) * s], (h * s_max, w * s_max), "nearest") for s, y in ims]
-    return show_images([y for _, y in ims] + crops, titles + [f"{t.split(' (')[0]}, centre" for t in titles], ncols=len(ims), size=3.2,
-                       suptitle=title or None)
+    return image_grid([list(zip(titles, [y for _, y in ims])), [(f"{t.split(' (')[0]}, centre", c) for t, c in zip(titles, crops)]],
+                      size=3.2, suptitle=title or None)
 
 def check_out_dir(out_dir) -> Path:
     "Create the output folder if needed and prove it writable (a probe file is made and removed) before any work; one-line MsvarError otherwise."

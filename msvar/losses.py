@@ -4,7 +4,6 @@
 
 # %% ../nbs/06_dpo.ipynb #024dc08c
 from __future__ import annotations
-import math
 from dataclasses import dataclass
 import torch
 import torch.nn as nn
@@ -24,9 +23,12 @@ def token_ce(logits_BLV: torch.Tensor, target_BL: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits_BLV.flatten(0, 1).float(), target_BL.flatten())
 
 # %% ../nbs/06_dpo.ipynb #9527eb52
+def _check_reduce(reduce: str) -> str:
+    if reduce not in ("sum", "mean"): raise MsvarError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+
 def sequence_logprob(logits_BLV: torch.Tensor, tokens_BL: torch.Tensor, reduce: str = "sum") -> torch.Tensor:
     "log p(tokens) under teacher-forced logits: sum (or per-token mean) of per-token log-probabilities; (B,)."
-    if reduce not in ("sum", "mean"): raise MsvarError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+    _check_reduce(reduce)
     if logits_BLV.shape[:2] != tokens_BL.shape:
         raise MsvarError(f"logits {tuple(logits_BLV.shape)} and tokens {tuple(tokens_BL.shape)} disagree on (B, L)")
     lp_BL = logits_BLV.float().log_softmax(-1).gather(-1, tokens_BL[..., None])[..., 0]
@@ -85,22 +87,18 @@ def sr_tokens(tokenizer: HITTokenizer, batch: dict, hit: bool = True) -> SRToken
 def sr_loss(model: nn.Module, t: SRTokens, dpo: bool = True, beta: float = 1.0, weight: float = 1.0,
             second_pass: bool = False, reduce: str = "mean") -> tuple:
     "CE on z_HR (+ weight·DPO of z_HR over z_LR) from teacher-forced passes; returns (loss, logs)."
-    if reduce not in ("sum", "mean"): raise MsvarError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
     B = t.z_hr.shape[0]
     if dpo and second_pass:                                              # one forward of the 2B batch
         logits = model(torch.cat((t.prefix, t.prefix)), torch.cat((t.cls, t.cls)), torch.cat((t.x_hr, t.x_lr)))
         logits_hr, logits_lr = logits[:B], logits[B:]
     else:
         logits_hr = logits_lr = model(t.prefix, t.cls, t.x_hr)           # (B, Σρ², V)
-    lp_hr_BL = logits_hr.float().log_softmax(-1).gather(-1, t.z_hr[..., None])[..., 0]   # (B, Σρ²)
-    ce = -lp_hr_BL.mean()                                                # = token_ce(logits_hr, z_hr)
+    ce = token_ce(logits_hr, t.z_hr)                                    # section 1
     logs = dict(ce=ce.item(), acc=(logits_hr.argmax(-1) == t.z_hr).float().mean().item())
     loss = ce
     if dpo:
-        lp_lr_BL = logits_lr.float().log_softmax(-1).gather(-1, t.z_lr[..., None])[..., 0]
-        red = (lambda x: x.sum(1)) if reduce == "sum" else (lambda x: x.mean(1))
-        logp_hr, logp_lr = red(lp_hr_BL), red(lp_lr_BL)
-        d = dpo_loss(logp_hr, logp_lr, beta)
+        logp_hr, logp_lr = sequence_logprob(logits_hr, t.z_hr, reduce), sequence_logprob(logits_lr, t.z_lr, reduce)   # section 2
+        d = dpo_loss(logp_hr, logp_lr, beta)                              # section 3
         loss = ce + weight * d
         margin = (logp_hr - logp_lr).detach()
         logs.update(dpo=d.item(), margin=margin.mean().item(), pref=(margin > 0).float().mean().item())
@@ -112,7 +110,7 @@ class SRLoss:
     "loss_fn(model, batch) for the trainer: tokenize {'hr','lr','cls'} with a frozen tokenizer, then CE (+ DPO)."
     def __init__(self, tokenizer: HITTokenizer, hit: bool = True, dpo: bool = True, beta: float = 1.0, weight: float = 1.0,
                  reduce: str = "mean", second_pass: bool = False):
-        if reduce not in ("sum", "mean"): raise MsvarError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+        _check_reduce(reduce)                                          # a bad option fails here, before any training
         self.tokenizer = tokenizer.eval().requires_grad_(False)
         self.hit, self.dpo, self.beta, self.weight, self.reduce, self.second_pass = hit, dpo, beta, weight, reduce, second_pass
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from .core import MsvarError, _atomic_write, load_image, to_signed
+from .core import MsvarError, _atomic_write
 
 # %% auto #0
 __all__ = ['LPIPS_SDIST', 'FID_WHEEL', 'FETCH_COMMAND', 'LPIPS_NETS', 'FID_SHA1', 'cache_dir', 'lpips_backbone_path',
@@ -211,12 +211,6 @@ class LPIPS(nn.Module):
             raise MsvarError(f"LPIPS expects two (B, 3, H, W) tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
         return self.net(x, y).flatten()  # (B,)
 
-_LPIPS_CACHE = {}
-
 def get_lpips(net: str = "alex", device=None) -> LPIPS:
-    "The LPIPS network `net` ('alex' or 'vgg') on `device`, built once per process from msvar's offline weights."
-    path = lpips_backbone_path(net)
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    key = (net, str(path), str(device))
-    if key not in _LPIPS_CACHE: _LPIPS_CACHE[key] = LPIPS(net, path).to(device)
-    return _LPIPS_CACHE[key]
+    "A new LPIPS network `net` ('alex' or 'vgg') on `device` (default CPU), from msvar's offline weights; build it once per run of measurements."
+    return LPIPS(net).to(torch.device(device) if device is not None else torch.device("cpu"))

@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import MsvarError, load_image, resize, to_signed
-from .lpips import FETCH_COMMAND, fid_inception_path, get_lpips
+from .core import MsvarError, to_signed
+from .lpips import FETCH_COMMAND, fid_inception_path, get_lpips, LPIPS
 
 # %% auto #0
 __all__ = ['quantize_255', 'rgb_to_y', 'prepare_for_metric', 'psnr', 'gaussian_window', 'ssim', 'lpips_distance',
-           'frechet_distance', 'feature_stats', 'fid_from_features', 'FIDFeatures', 'get_fid_features', 'FIDResult',
-           'fid']
+           'frechet_distance', 'feature_stats', 'fid_from_features', 'FIDFeatures', 'FIDResult', 'fid']
 
 # %% ../nbs/09_metrics.ipynb #c38d5d47
 def quantize_255(x: torch.Tensor) -> torch.Tensor:
@@ -80,12 +79,12 @@ def ssim(a: torch.Tensor, b: torch.Tensor, crop_border: int = 0, y_channel: bool
 
 # %% ../nbs/09_metrics.ipynb #aff4f4fe
 @torch.no_grad()
-def lpips_distance(a: torch.Tensor, b: torch.Tensor, net: str = "alex", batch_size: int = 8, min_side: int | None = None) -> torch.Tensor:
-    "LPIPS distance of (3, H, W) or (B, 3, H, W) images in [0, 1], rounded to 8 bits first; one value per image."
+def lpips_distance(a: torch.Tensor, b: torch.Tensor, net: str | LPIPS = "alex", batch_size: int = 8, min_side: int | None = None) -> torch.Tensor:
+    "LPIPS distance of (3, H, W) or (B, 3, H, W) images in [0, 1], rounded to 8 bits first; one value per image. `net`: a name, or a network from `get_lpips`."
     a, b, single = _as_batch(a, b, "lpips_distance")
     if min_side and min(a.shape[-2:]) < min_side:   # AlexNet's pooling needs ≳ 32 px: upsample tiny images (bilinear) first
         a, b = (F.interpolate(t, size=(min_side, min_side), mode="bilinear", align_corners=False, antialias=True) for t in (a, b))
-    m = get_lpips(net)
+    m = net if isinstance(net, LPIPS) else get_lpips(net)
     dev = next(m.parameters()).device
     def prep(t): return to_signed(quantize_255(t).float() / 255.0).to(dev)
     out = torch.cat([m(prep(a[i:i + batch_size]), prep(b[i:i + batch_size])).double().cpu() for i in range(0, len(a), batch_size)])
@@ -163,13 +162,6 @@ class FIDFeatures:
             out.append(self.net(x.to(self.device)).reshape(len(x), -1).double().cpu())
         return torch.cat(out)
 
-_FID_NET = {}
-def get_fid_features(device=None) -> FIDFeatures:
-    "The FID feature extractor, built once per process (and device)."
-    key = str(device)
-    if key not in _FID_NET: _FID_NET[key] = FIDFeatures(device=device)
-    return _FID_NET[key]
-
 class FIDResult(NamedTuple):
     "An FID value with the image counts it was computed from."
     fid: float
@@ -177,9 +169,9 @@ class FIDResult(NamedTuple):
     n_b: int
     def __str__(self): return f"FID {self.fid:.2f} (n = {self.n_a} vs {self.n_b} images)"
 
-def fid(images_a, images_b, batch_size: int = 16, device=None) -> FIDResult:
+def fid(images_a, images_b, batch_size: int = 16, device=None, net: FIDFeatures | None = None) -> FIDResult:
     "FID between two image sets ((B, 3, H, W) tensors or lists of (3, H, W) tensors in [0, 1]); returns the value and both image counts."
-    net = get_fid_features(device)
+    net = net if net is not None else FIDFeatures(device=device)    # pass one FIDFeatures to score several sets without reloading it
     fa, fb = net(images_a, batch_size), net(images_b, batch_size)
     if min(len(fa), len(fb)) < FIDFeatures.dims:
         warnings.warn(f"FID from {len(fa)} and {len(fb)} images (< {FIDFeatures.dims}) is biased and noisy; compare it only at equal image counts")

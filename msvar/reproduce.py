@@ -5,12 +5,11 @@
 # %% ../nbs/10_reproduce.ipynb #5128846c
 from __future__ import annotations
 import argparse, json, math, sys, time
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
-import torch.nn.functional as F
 import pandas as pd
-from .core import MsvarError, get_preset, repo_dir, _atomic_write, list_images, resize, show_images
+from .core import MsvarError, get_preset, _atomic_write, list_images, image_grid
 
 # %% auto #0
 __all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'COMPARISONS', 'HIGHER_IS_BETTER', 'BUNDLE',
@@ -296,12 +295,10 @@ def report_grid(out, test_root, preset: str = "small", test_set: str = "Set14", 
     outs = {m: load_sr_model(out / "models" / f"{m}.pt", device="cpu").sr_batch(lr, cls=0, generator=g, greedy=True)
             for m in ("baseline", "nodpo", "ours")}
     bic = baseline_outputs(lr, p, "bicubic")[-1]
-    up = lambda x: resize(x, p.hr_size, "nearest")
-    cols = [("LR", lambda i: lr[i]), ("bicubic ×4", lambda i: bic[i]), ("baseline ×4", lambda i: outs["baseline"][-1][i]),
-            ("w/o DPO ×4", lambda i: outs["nodpo"][-1][i])] + \
-           [(f"ours ×{s // p.lr_size}", (lambda n: lambda i: outs["ours"][n][i])(n)) for n, s in enumerate(p.stage_sizes)] + [("HR", lambda i: hr[i])]
-    ims = [up(f(i).float().cpu()) for i in range(len(sel)) for _, f in cols]
-    return show_images(ims, [t for _ in sel for t, _ in cols], ncols=len(cols), size=1.7)
+    rows = [[("LR", lr[i]), ("bicubic ×4", bic[i]), ("baseline ×4", outs["baseline"][-1][i]), ("w/o DPO ×4", outs["nodpo"][-1][i])] +
+            [(f"ours ×{s // p.lr_size}", outs["ours"][n][i]) for n, s in enumerate(p.stage_sizes)] + [("HR", hr[i])]
+            for i in range(len(sel))]
+    return image_grid([[(t, x.float().cpu()) for t, x in r] for r in rows], side=p.hr_size, size=1.7)
 
 def write_report(out: Path, plan: ReproPlan, test_root=None):
     "report.md in the run folder: the three tables beside the paper's, the orderings, stage times, curves.png and grid.png."

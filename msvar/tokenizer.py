@@ -227,17 +227,17 @@ def _short(keys, n=8):
     keys = list(keys)
     return ", ".join(keys[:n]) + (f", … ({len(keys) - n} more)" if len(keys) > n else "")
 
-def check_state_dict(model: nn.Module, sd: dict) -> None:
-    "Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` for `model` (nothing if they match)."
+def check_state_dict(model: nn.Module, sd: dict, path=None) -> None:
+    "Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` (read from the file `path`, if given) for `model`; nothing if they match."
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    shapes = [f"shape mismatch {k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or shapes:
-        msg = [f"state dict does not match {type(model).__name__}:"]
+        msg = [f"{'state dict' if path is None else repr(str(path))} does not fit this model ({type(model).__name__}; was it written for another preset or model?):"]
         if missing: msg.append(f"  {len(missing)} missing keys: {_short(missing)}")
         if unexpected: msg.append(f"  {len(unexpected)} unexpected keys: {_short(unexpected)}")
-        if shapes: msg.append(f"  {len(shapes)} mis-shaped keys: {_short(shapes, 4)}")
+        if shapes: msg.append(f"  {len(shapes)} mis-shaped keys:\n    " + "\n    ".join(shapes[:4]) + (f"\n    … ({len(shapes) - 4} more)" if len(shapes) > 4 else ""))
         raise MsvarError("\n".join(msg))
 
 def load_var_tokenizer(model: "Tokenizer", state_dict_or_path) -> "Tokenizer":
@@ -314,21 +314,15 @@ def import_tokenizer_cli(argv=None):
     print(f"wrote {path}")
 
 # %% ../nbs/03_tokenizer.ipynb #c5f2f1cb
-_UINT8_CACHE = {}
-def _load_uint8(path):
-    "An image as uint8 (3, H, W), cached by path and modification time (training reads the same files again and again)."
-    key = (str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
-    if key not in _UINT8_CACHE: _UINT8_CACHE[key] = (load_image(path) * 255).round().to(torch.uint8)
-    return _UINT8_CACHE[key]
-
 class RandomCrops:
     "Random HR crops from a folder of images, held in memory as uint8; `batch(n, generator)` → (n, 3, size, size) in [0, 1]."
     def __init__(self, folder, size: int, max_scale: float = 2.0):
         self.size, self.max_scale = size, max_scale
         from msvar.core import ImageReadError
+        from msvar.data import to_uint8_tensor                         # held as uint8 by this object, for as long as the caller keeps it
         self.paths, self.images, self.unreadable = list_images([folder]), [], []
         for p in self.paths:                                           # an unreadable file is skipped and listed, not fatal
-            try: im = _load_uint8(p)
+            try: im = to_uint8_tensor(load_image(p))
             except ImageReadError as e: self.unreadable.append((p, e.reason)); continue
             if min(im.shape[-2:]) >= size: self.images.append(im)
         if self.unreadable:

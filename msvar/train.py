@@ -17,9 +17,9 @@ from .core import keeps_global_state
 # %% auto #0
 __all__ = ['PRECISIONS', 'DECAY_TYPES', 'CKPT_KIND', 'CKPT_VERSION', 'FitConfig', 'param_groups', 'lr_factor', 'WarmupCosine',
            'StepSampler', 'StepLoader', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'check_state_fits', 'check_meta', 'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log',
-           'moving_average', 'plot_metrics', 'fit', 'load_sr_tokenizer', 'VARSampler', 'init_from_var', 'train_var',
-           'fits_in_memory', 'count_params_str', 'train_cli']
+           'check_meta', 'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log', 'moving_average',
+           'plot_metrics', 'fit', 'load_sr_tokenizer', 'VARSampler', 'init_from_var', 'train_var', 'fits_in_memory',
+           'train_cli']
 
 # %% ../nbs/07_train.ipynb #ec2c75a3
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -202,17 +202,6 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if isinstance(ck["model"], dict): check_finite_state(ck["model"], path)
     return ck
 
-def check_state_fits(model: nn.Module, sd: dict, path="checkpoint"):
-    "MsvarError listing missing, unexpected and differently shaped tensors if `sd` does not fit `model`."
-    own = model.state_dict()
-    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        raise MsvarError(f"{str(path)!r} does not fit this model (was it written for another preset or model?):"
-                         + (f"\n  missing: {missing[:8]}{' …' if len(missing) > 8 else ''}" if missing else "")
-                         + (f"\n  unexpected: {unexpected[:8]}{' …' if len(unexpected) > 8 else ''}" if unexpected else "")
-                         + "".join(f"\n  shape mismatch {s}" for s in shapes[:8]))
-
 def check_meta(saved: dict, meta: dict, path="checkpoint"):
     "MsvarError if the run options recorded in a checkpoint differ from this run's."
     diff = {k: (saved.get(k), meta.get(k)) for k in sorted(set(saved) | set(meta)) if saved.get(k) != meta.get(k)}
@@ -353,8 +342,9 @@ def fit(model: nn.Module, loss_fn, batches, cfg: FitConfig, out_dir, params=None
     start, best, nan_total, nan_in_row = 0, float("inf"), 0, 0
     # ---- 1. resume ----
     if resume and last.exists():
+        from msvar.tokenizer import check_state_dict
         ck = load_checkpoint(last, map_location=dev)
-        check_meta(ck["meta"], meta, last); check_state_fits(model, ck["model"], last)
+        check_meta(ck["meta"], meta, last); check_state_dict(model, ck["model"], last)
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); sched.load_state_dict(ck["scheduler"])
         if sched.note and env.is_main: print(f"resuming with {cfg.steps} steps: {sched.note}", flush=True)
         if scaler.is_enabled() and ck["scaler"]: scaler.load_state_dict(ck["scaler"])
@@ -546,7 +536,7 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, dpo: bool = T
               workers: int = 0, device=None, progress: bool = True, max_nan_in_row: int = 10, stop_after: int | None = None,
               init_var=None, prefix_pos: str | None = None, lr_add: bool | None = None, cache_images: bool | None = None) -> FitResult:
     "Train the SR VAR of a preset on a folder of images with CE (+ DPO), HIT or plain tokens; single process or under torchrun."
-    from msvar.var import SRVAR
+    from msvar.var import SRVAR, count_params
     from msvar.data import HRFolder, DegradeCollate, DegradationConfig
     from msvar.losses import SRLoss
     if data is None or tokenizer is None or out is None: raise MsvarError("train_var needs data, tokenizer and out")
@@ -578,7 +568,8 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, dpo: bool = T
                         betas=tuple(p.train.betas), warmup=warmup, clip=clip, accum=accum, precision=precision, compile=compile, seed=seed,
                         ckpt_every=ckpt_every, sample_every=sample_every, progress=progress and env.is_main, max_nan_in_row=max_nan_in_row)
         if env.is_main:
-            print(f"training SRVAR ({count_params_str(model)}) on {len(ds)} images of {data}: preset {p.name!r}, "
+            n = count_params(model)
+            print(f"training SRVAR ({f'{n / 1e6:.2f}M' if n >= 1e5 else f'{n / 1e3:.1f}k'} params) on {len(ds)} images of {data}: preset {p.name!r}, "
                   f"{'HIT' if hit else 'plain'} tokens, {'CE + DPO' if dpo else 'CE only'}, {env.world_size} process(es) on {env.device}, "
                   f"global batch {bs} = {env.world_size} × {accum} × {bs // (env.world_size * accum)}", flush=True)
         return fit(model, loss_fn, loader, cfg, out, meta=meta, resume=resume, sample_fn=sampler, stop_after=stop_after)
@@ -590,11 +581,6 @@ def fits_in_memory(folder, max_bytes: float = 2 * 2**30) -> bool:
     from msvar.data import scan_images
     ok, _ = scan_images(folder, decode=False)
     return sum(3 * w * h for _, (w, h) in ok) <= max_bytes
-
-def count_params_str(model) -> str:
-    "Trainable parameters, human-readable."
-    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return f"{n / 1e6:.2f}M params" if n >= 1e5 else f"{n / 1e3:.1f}k params"
 
 # %% ../nbs/07_train.ipynb #6a02dadb
 def train_cli(argv=None):
