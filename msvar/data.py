@@ -446,7 +446,8 @@ class PairedFolder(torch.utils.data.Dataset):
         if only_hr or only_lr:
             msg = (f"paired folders do not match ({layout}): {len(only_hr)} HR without LR [{_short_list(Path(k).name for k in only_hr)}], "
                    f"{len(only_lr)} LR without HR [{_short_list(Path(k).name for k in only_lr)}]")
-            if strict: raise MsvarError(msg + "; pass strict=False to use only the matched pairs")
+            if strict:                                                  # `unmatched` lets a command word its own advice
+                e = MsvarError(msg + "; pass strict=False to use only the matched pairs"); e.unmatched = msg; raise e
             warnings.warn(msg, stacklevel=2)
         keys = sorted(set(hrs) & set(lrs))
         if not keys: raise MsvarError(f"no LR/HR pairs found ({layout})")
@@ -615,6 +616,7 @@ def make_testset_cli(argv=None):
         man = make_testset(a.hr, a.out, a.n, hr_size, lr_size, a.seed, a.lr, a.real, p_bilinear=a.p_bilinear, small=a.small,
                            overwrite=a.overwrite)
     except MsvarError as e:                                            # the data: nothing readable, no pairs
-        print(f"msvar_make_testset: error: {e}", file=sys.stderr); sys.exit(1)
+        msg = f"{e.unmatched}; remove or rename the files without a partner" if hasattr(e, "unmatched") else str(e)
+        print(f"msvar_make_testset: error: {msg}", file=sys.stderr); sys.exit(1)
     with open(man) as f: n = sum(1 for _ in f) - 1
     print(f"\nwrote {n} LR/HR pairs and {man}")                           # (after the progress bar's line)

@@ -205,6 +205,8 @@ def eval_cli(argv=None):
         code = 1 if summary["failed"] else 0
     except MsvarError as e:
         print(f"msvar_eval: error: {e}", file=sys.stderr); summary["error"] = str(e); code = 2
+    except OSError as e:                                               # a full disk or a vanished folder while writing the report
+        print(f"msvar_eval: error: cannot write the report: {e}", file=sys.stderr); summary["error"] = str(e); code = 1
     except KeyboardInterrupt: summary["interrupted"] = True; code = 130
     finally:
         if js is not None:                                               # a run that began: its summary, whatever happened
@@ -213,7 +215,7 @@ def eval_cli(argv=None):
             except OSError as e: print(f"msvar_eval: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr); js = None
     if summary["interrupted"]:
         print(f"msvar_eval: interrupted; no report written; summary {js}", file=sys.stderr)
-    elif code != 2:
+    elif code in (0, 1) and summary["report"]:
         print(res["summary"].round(4).to_string()); print(f"report written to {a.out}; summary {js}")
         if summary["failed"]: print(f"msvar_eval: {len(summary['failed'])} file(s) skipped (listed above and in the summary)", file=sys.stderr)
     if code: sys.exit(code)

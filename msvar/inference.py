@@ -232,6 +232,7 @@ def plan_outputs(inputs, out_dir) -> tuple:
             files = [(f, p) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTS and f.is_file()
                      and not (skip_out and f.resolve().is_relative_to(out_res))]
             missing += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTS and f.is_symlink() and not f.exists()]
+            if not files: missing.append(str(p))                       # a folder that contributes nothing is said, not skipped
         elif p.exists(): files = [(p, p.parent)]
         else: missing.append(str(p)); continue
         for f, r in files:
@@ -253,6 +254,8 @@ def plan_outputs(inputs, out_dir) -> tuple:
 
 def _missing_reason(p) -> str:
     "Why a listed input cannot be opened: a link that leads nowhere, or nothing there."
+    from msvar.core import IMAGE_EXTS
+    if Path(p).is_dir(): return f"no image files ({', '.join(IMAGE_EXTS)}) in this folder"
     return ("broken symbolic link (its target does not exist, or the link points to itself)" if Path(p).is_symlink()
             else "input does not exist")
 

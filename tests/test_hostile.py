@@ -562,3 +562,12 @@ def test_fetch_data_bad_option(tmp_path, capsys, monkeypatch, bad, why):
     bad = [b.format(f=tmp_path / "afile", d=tmp_path) for b in bad]
     code, out, err = run_cli(fe.fetch_data_cli, (["--out", str(tmp_path / "c")] if "--out" not in bad else []) + bad, capsys)
     assert _one_line(code, err) and why in err, (code, err)
+
+
+def test_empty_folder_among_inputs_is_reported(tmp_path, toy, capsys):
+    "`msvar_sr a.png empty/ -o out`: a.png is written, the folder that gave nothing is a listed failure (exit code 1), not silently ignored."
+    _img(tmp_path / "a.png"); (tmp_path / "empty").mkdir(); (tmp_path / "empty" / "notes.txt").write_text("x")
+    code, out, err = run_cli(sr_cli, [str(tmp_path / "a.png"), str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "--scales", "1",
+                                      "--model", str(_model_file(tmp_path, toy))], capsys)
+    assert code == 1 and "no image files" in err and str(tmp_path / "empty") in err and "Traceback" not in err, err
+    assert _pngs(tmp_path / "out") == ["a_x1.png"]
