@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 'ImageReadError', 'load_image', 'repo_dir',
-           'data_dir', 'bundled_images', 'to_uint8', 'save_image', 'to_signed', 'to_unit', 'resize', 'show_images',
-           'image_grid', 'seed_everything', 'default_device', 'global_state', 'restore_global_state',
+__all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 'ImageReadError', 'ImageWarning', 'load_image',
+           'repo_dir', 'data_dir', 'bundled_images', 'to_uint8', 'save_image', 'to_signed', 'to_unit', 'resize',
+           'show_images', 'image_grid', 'seed_everything', 'default_device', 'global_state', 'restore_global_state',
            'keeps_global_state', 'TokenizerConfig', 'VARConfig', 'TrainConfig', 'Preset', 'get_preset', 'list_images']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
@@ -28,8 +28,23 @@ class ImageReadError(MsvarError):
         self.path, self.reason = Path(path), reason
         super().__init__(f"cannot read image {str(path)!r}: {reason}")
 
+class ImageWarning(UserWarning):
+    "An image was read, but not all of it (only the first frame of an animation or a multi-page file); the message names the file."
+
 # %% ../nbs/00_core.ipynb #6a64f412
 MAX_PIXELS = 16384 * 16384  # refuse larger images unless the caller raises the limit
+
+class _Unsupported(ValueError):
+    "A file that decodes fine into pixels msvar cannot map to [0, 1]."
+
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF", b"II*\x00": "TIFF",
+               b"MM\x00*": "TIFF"}
+
+def _claimed_format(path: Path) -> str | None:
+    "The format a file's first bytes announce (PNG, JPEG, GIF, TIFF, WebP), or None."
+    with open(path, "rb") as f: head = f.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP": return "WebP"
+    return next((fmt for sig, fmt in _SIGNATURES.items() if head.startswith(sig)), None)
 
 def _alpha_composite(im: Image.Image, background) -> Image.Image:
     "Composite an image with alpha over a solid `background` colour; returns RGB."
@@ -43,10 +58,10 @@ def _to_float_rgb(im: Image.Image, background) -> np.ndarray:
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(im, dtype=np.float64)
         if mode == "I" and a.max(initial=0) > 65535:
-            raise ValueError(f"32-bit integer image with values up to {a.max():.0f}; only 8- and 16-bit images are supported")
+            raise _Unsupported(f"32-bit integer pixels with values up to {a.max():.0f}; only 8- and 16-bit images are supported")
         return np.repeat((a / 65535.0)[..., None], 3, axis=2).astype(np.float32)
     if mode == "F":
-        raise ValueError("floating-point (mode F) images have no defined range; convert them to 8- or 16-bit first")
+        raise _Unsupported("floating-point (mode F) pixels have no defined range; convert the file to 8 or 16 bits first")
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
     rgb = _alpha_composite(im, background) if has_alpha else im.convert("RGB")
     return np.asarray(rgb, dtype=np.float32) / 255.0
@@ -54,6 +69,8 @@ def _to_float_rgb(im: Image.Image, background) -> np.ndarray:
 def load_image(path, background=(255, 255, 255), max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     "Read any common image file as a float32 tensor (3, H, W) in [0, 1]; raise `ImageReadError` if it can't be read."
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise ImageReadError(path, "broken symbolic link (its target does not exist, or the link points to itself)")
     if not path.exists(): raise ImageReadError(path, "file does not exist")
     if path.is_dir(): raise ImageReadError(path, "is a directory, not an image file")
     if path.stat().st_size == 0: raise ImageReadError(path, "file is empty (0 bytes)")
@@ -65,14 +82,25 @@ def load_image(path, background=(255, 255, 255), max_pixels: int = MAX_PIXELS) -
                 if w * h > max_pixels:
                     raise ImageReadError(path, f"{w}x{h} = {w*h:,} pixels exceeds max_pixels={max_pixels:,} "
                                                "(possible decompression bomb; pass a larger max_pixels if the file is trusted)")
+                frames = getattr(im, "n_frames", 1)
                 im.load()  # decode now so that truncation is caught here
                 im = ImageOps.exif_transpose(im)
                 arr = _to_float_rgb(im, background)
     except ImageReadError: raise
-    except (UnidentifiedImageError,) as e: raise ImageReadError(path, "not a recognised image format") from e
+    except UnidentifiedImageError as e:
+        fmt = _claimed_format(path)
+        raise ImageReadError(path, f"corrupt {fmt} file (it starts like one but cannot be decoded)" if fmt else
+                                   "not a recognised image format") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageReadError(path, f"refused as a possible decompression bomb ({e})") from e
-    except (OSError, SyntaxError, ValueError) as e: raise ImageReadError(path, f"corrupt or truncated file ({e})") from e
+    except _Unsupported as e: raise ImageReadError(path, f"unsupported pixel format: {e}") from e
+    except OSError as e:
+        if e.errno is not None: raise ImageReadError(path, f"cannot read the file ({e.strerror})") from e   # permission, I/O error
+        raise ImageReadError(path, f"corrupt or truncated file ({e})") from e
+    except (SyntaxError, ValueError) as e: raise ImageReadError(path, f"corrupt or truncated file ({e})") from e
+    if frames > 1:     # an animation, a multi-page TIFF: say so instead of silently dropping all but the first frame
+        warnings.warn(ImageWarning(f"{str(path)!r} has {frames} frames (an animation or a multi-page file); only the first is read"),
+                      stacklevel=2)
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
 
 # %% ../nbs/00_core.ipynb #481f7118

@@ -18,7 +18,7 @@ from .core import (MsvarError, ImageReadError, load_image, save_image, _atomic_w
 __all__ = ['DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'final_sinc_kernel', 'filter2d_conv',
            'filter2d', 'random_resize', 'add_gaussian_noise', 'add_poisson_noise', 'random_noise', 'to_8bit', 'jpeg',
            'draw_classes', 'degrade', 'scan_images', 'to_uint8_tensor', 'HRFolder', 'PairedFolder', 'SeededSampler',
-           'DegradeCollate', 'seed_worker', 'make_loader', 'make_testset', 'make_testset_cli']
+           'DegradeCollate', 'seed_worker', 'make_loader', 'make_testset', 'check_testset_options', 'make_testset_cli']
 
 # %% ../nbs/01_data.ipynb #775e144d
 @dataclass
@@ -327,9 +327,11 @@ def scan_images(root, decode: bool = True) -> tuple:
     root = Path(root)
     if not root.exists(): raise MsvarError(f"image folder {str(root)!r} does not exist")
     if not root.is_dir(): raise MsvarError(f"{str(root)!r} is not a folder")
-    files = sorted(q for q in root.rglob("*") if q.suffix.lower() in IMAGE_EXTS and q.is_file())
+    named = sorted(q for q in root.rglob("*") if q.suffix.lower() in IMAGE_EXTS)
+    files = [q for q in named if q.is_file()]
     if not files: raise MsvarError(f"no image files ({', '.join(IMAGE_EXTS)}) in {str(root)!r}")
-    ok, bad = [], []
+    ok, bad = [], [(q, "broken symbolic link (its target does not exist, or the link points to itself)")   # listed, not silently dropped
+                   for q in named if q.is_symlink() and not q.exists()]
     for f in files:
         try:
             if f.stat().st_size == 0: raise OSError("file is empty (0 bytes)")
@@ -444,7 +446,8 @@ class PairedFolder(torch.utils.data.Dataset):
         if only_hr or only_lr:
             msg = (f"paired folders do not match ({layout}): {len(only_hr)} HR without LR [{_short_list(Path(k).name for k in only_hr)}], "
                    f"{len(only_lr)} LR without HR [{_short_list(Path(k).name for k in only_lr)}]")
-            if strict: raise MsvarError(msg + "; pass strict=False to use only the matched pairs")
+            if strict:                                                  # `unmatched` lets a command word its own advice
+                e = MsvarError(msg + "; pass strict=False to use only the matched pairs"); e.unmatched = msg; raise e
             warnings.warn(msg, stacklevel=2)
         keys = sorted(set(hrs) & set(lrs))
         if not keys: raise MsvarError(f"no LR/HR pairs found ({layout})")
@@ -562,6 +565,34 @@ def make_testset(hr_root, out_dir, n: int = 100, hr_size: int = 64, lr_size: int
     _atomic_write(man, write)
     return man
 
+def check_testset_options(a) -> tuple:
+    "(hr_size, lr_size) of a parsed msvar_make_testset command line, or a one-line MsvarError naming the first bad option, the folders included."
+    pre = get_preset(a.preset)
+    hr_size = pre.hr_size if a.hr_size is None else a.hr_size           # `--hr-size 0` is a mistake, not "the preset's"
+    lr_size = pre.lr_size if a.lr_size is None else a.lr_size
+    real = bool(a.real or a.lr)
+    rules = [("-n", a.n, a.n >= (0 if real else 1), "an integer ≥ 0 (0: all pairs)" if real else "an integer ≥ 1"),
+             ("--hr-size", hr_size, hr_size >= 1, "a positive number of pixels"), ("--lr-size", lr_size, lr_size >= 1, "a positive number of pixels"),
+             ("--seed", a.seed, 0 <= a.seed < 2**40, "an integer in [0, 2**40)"),
+             ("--p-bilinear", a.p_bilinear, 0 <= a.p_bilinear <= 1, "a number in [0, 1]")]
+    for flag, v, ok, want in rules:
+        if not ok: raise MsvarError(f"{flag} must be {want}, got {v!r}")
+    if hr_size % lr_size: raise MsvarError(f"--hr-size {hr_size} must be a multiple of --lr-size {lr_size}")
+    for d, flag in ((a.hr, "HR folder"), (a.lr, "--lr folder")):
+        if d is None: continue
+        if not Path(d).exists(): raise MsvarError(f"{flag} {str(d)!r} does not exist")
+        if not Path(d).is_dir(): raise MsvarError(f"{flag} {str(d)!r} is not a folder")
+    out = Path(a.out)
+    for d in (a.hr, a.lr):
+        if d is not None and out.resolve().is_relative_to(Path(d).resolve()):
+            raise MsvarError(f"output folder {str(out)!r} is inside the input folder {str(d)!r}: a later scan of that folder would read "
+                             "the test set as input images; choose a folder outside it")
+    if out.is_dir() and any(out.iterdir()) and not a.overwrite:
+        raise MsvarError(f"output folder {str(out)!r} is not empty (pass --overwrite to replace its files)")
+    from msvar.inference import check_out_dir
+    check_out_dir(out)                                                 # an existing file, a folder under a file, read-only: now
+    return hr_size, lr_size
+
 def make_testset_cli(argv=None):
     "Console entry point `msvar_make_testset`: write a fixed, seeded LR/HR test set from an HR folder or real pairs."
     ap = argparse.ArgumentParser(prog="msvar_make_testset", description=make_testset_cli.__doc__)
@@ -578,11 +609,14 @@ def make_testset_cli(argv=None):
     ap.add_argument("--small", choices=("upscale", "skip"), default="upscale", help="images smaller than the HR crop")
     ap.add_argument("--overwrite", action="store_true", help="replace files in a non-empty output folder")
     a = ap.parse_args(argv)
-    try:
-        pre = get_preset(a.preset)
-        man = make_testset(a.hr, a.out, a.n, a.hr_size or pre.hr_size, a.lr_size or pre.lr_size, a.seed, a.lr, a.real,
-                           p_bilinear=a.p_bilinear, small=a.small, overwrite=a.overwrite)
+    try: hr_size, lr_size = check_testset_options(a)                   # usage errors: one line, exit code 2, nothing written
     except MsvarError as e:
-        print(f"msvar_make_testset: error: {e}", file=sys.stderr); sys.exit(1)
+        print(f"msvar_make_testset: error: {e}", file=sys.stderr); sys.exit(2)
+    try:
+        man = make_testset(a.hr, a.out, a.n, hr_size, lr_size, a.seed, a.lr, a.real, p_bilinear=a.p_bilinear, small=a.small,
+                           overwrite=a.overwrite)
+    except MsvarError as e:                                            # the data: nothing readable, no pairs
+        msg = f"{e.unmatched}; remove or rename the files without a partner" if hasattr(e, "unmatched") else str(e)
+        print(f"msvar_make_testset: error: {msg}", file=sys.stderr); sys.exit(1)
     with open(man) as f: n = sum(1 for _ in f) - 1
     print(f"\nwrote {n} LR/HR pairs and {man}")                           # (after the progress bar's line)

@@ -24,34 +24,49 @@ def pairs_from_hr(hr_root, preset: Preset, n: int | None = None, seed: int = 0, 
     for f in list_images([hr_root]):                                   # an unreadable file is skipped and listed, not fatal
         if n and len(files) >= n: break
         try: crops.append(center_crops([f], preset.hr_size)); files.append(f)
-        except ImageReadError as e: bad.append(f"{Path(f).name} ({e.reason})")
+        except ImageReadError as e: bad.append((f, e.reason))
     if bad:
         import warnings
-        warnings.warn(f"skipped {len(bad)} unreadable image file(s) under {str(hr_root)!r}: " + ", ".join(bad[:10]) + (" …" if len(bad) > 10 else ""), stacklevel=2)
+        warnings.warn(f"skipped {len(bad)} unreadable image file(s) under {str(hr_root)!r}: " + ", ".join(f"{Path(f).name} ({r})" for f, r in bad[:10])
+                      + (" …" if len(bad) > 10 else ""), stacklevel=2)
     if not files: raise MsvarError(f"none of the image files under {str(hr_root)!r} could be read")
     hr = torch.cat(crops)
     g = torch.Generator().manual_seed(seed)
     lr, cls = degrade(hr, lr_size=preset.lr_size, generator=g, p_bilinear=1.0 if clean else 0.0)
-    return dict(hr=hr, lr=lr, cls=cls, names=[str(Path(f).relative_to(hr_root)) if Path(hr_root).is_dir() else Path(f).name for f in files])
+    return dict(hr=hr, lr=lr, cls=cls, names=[str(Path(f).relative_to(hr_root)) if Path(hr_root).is_dir() else Path(f).name for f in files],
+                failed=[dict(input=str(f), error=r) for f, r in bad])
 
-def pairs_from_folder(root, preset: Preset, n: int | None = None, lr_root=None) -> dict:
-    "LR/HR pairs from a folder with `hr/` and `lr/` (msvar_make_testset) or a real paired set; centre crops of the preset's sizes."
+def pairs_from_folder(root, preset: Preset, n: int | None = None, lr_root=None, strict: bool = True) -> dict:
+    "LR/HR pairs from a folder with `hr/` and `lr/` (msvar_make_testset) or a real paired set; centre crops of the preset's sizes. Unless `strict`, files without a partner and unreadable pairs are skipped and listed in 'failed'."
+    import warnings
     from msvar.data import PairedFolder
+    from msvar.core import ImageReadError
     root = Path(root)
     if lr_root is None and (root / "hr").is_dir() and (root / "lr").is_dir(): hr_root, lr_root = root / "hr", root / "lr"
     else: hr_root = root
-    ds = PairedFolder(hr_root, lr_root, scale=preset.hr_size // preset.lr_size, lr_size=preset.lr_size, crop="center")
-    k = len(ds) if not n else min(n, len(ds))
-    items = [ds[(i, 0)] for i in range(k)]
+    with warnings.catch_warnings():
+        if not strict: warnings.simplefilter("ignore", UserWarning)   # what is skipped is returned in 'failed' instead
+        ds = PairedFolder(hr_root, lr_root, scale=preset.hr_size // preset.lr_size, lr_size=preset.lr_size, crop="center", strict=strict)
+    is_hr = lambda p: p.stem.endswith("_HR") if lr_root is None else Path(p).is_relative_to(hr_root)
+    failed = [dict(input=str(p), error="no matching LR file" if is_hr(p) else "no matching HR file") for p in ds.unmatched] + \
+             [dict(input=str(p), error=r) for p, r in ds.unreadable]
+    items, names = [], []
+    for i in range(len(ds)):
+        if n and len(items) >= n: break
+        try: items.append(ds[(i, 0)]); names.append(ds.pairs[i][0].name)
+        except ImageReadError as e:
+            if strict: raise
+            failed.append(dict(input=str(e.path), error=e.reason))
+    if not items: raise MsvarError(f"none of the LR/HR pairs under {str(root)!r} could be read")
     return dict(hr=torch.stack([it["hr"] for it in items]), lr=torch.stack([it["lr"] for it in items]),
-                cls=torch.zeros(k, dtype=torch.long), names=[ds.pairs[i][0].name for i in range(k)])
+                cls=torch.zeros(len(items), dtype=torch.long), names=names, failed=failed)
 
-def load_pairs(data, preset: Preset, n: int | None = None, seed: int = 0, clean: bool = False, lr_root=None) -> dict:
-    "Pairs from a paired folder if it has `hr/`+`lr/` (or `lr_root` is given), else from an HR folder degraded at `seed`."
+def load_pairs(data, preset: Preset, n: int | None = None, seed: int = 0, clean: bool = False, lr_root=None, strict: bool = True) -> dict:
+    "Pairs from a paired folder if it has `hr/`+`lr/` (or `lr_root` is given), else from an HR folder degraded at `seed`; 'failed' lists the files skipped."
     d = Path(data)
     if not d.exists(): raise MsvarError(f"evaluation data {str(d)!r} does not exist")
     paired = lr_root is not None or ((d / "hr").is_dir() and (d / "lr").is_dir())
-    return pairs_from_folder(d, preset, n, lr_root) if paired else pairs_from_hr(d, preset, n, seed, clean)
+    return pairs_from_folder(d, preset, n, lr_root, strict) if paired else pairs_from_hr(d, preset, n, seed, clean)
 
 # %% ../nbs/09b_evaluate.ipynb #1d699b39
 def baseline_outputs(lr: torch.Tensor, preset: Preset, mode: str) -> list:
@@ -165,17 +180,40 @@ def eval_cli(argv=None):
     ap.add_argument("--overwrite", action="store_true")
     a = ap.parse_args(argv)
     from msvar.inference import load_sr_model, default_model_path, check_options, check_out_dir
+    import warnings
+    summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), options=vars(a), n_images=0, failed=[], interrupted=False, report=None)
+    js, code = None, 0
     try:
         check_options(a)                                                 # bad values, unknown device: before any work
         out = check_out_dir(a.out)                                       # an unwritable --out, or a report in the way: before evaluating
         clash = [f for f in ("per_image.csv", "summary.csv", "summary.md", "grid.png") if (out / f).exists()]
         if clash and not a.overwrite: raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
+        js = out / f"msvar_eval_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
         model = load_sr_model(a.model or default_model_path(), device=a.device)
         from msvar.fetch import fetched
-        pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr)
+        with warnings.catch_warnings():                                  # each skipped file is one 'error:' line below instead
+            warnings.filterwarnings("ignore", message="skipped .* unreadable")
+            pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr, strict=False)
+        summary.update(failed=pairs["failed"], n_images=len(pairs["hr"]))
+        for f in pairs["failed"]: print(f"msvar_eval: error: {f['input']}: {f['error']} (skipped)", file=sys.stderr)
         res = evaluate_model(model, pairs, a.batch_size, greedy=not a.sample, cfg=a.cfg, seed=a.seed, crop_border=a.crop_border,
                              fid_min=a.fid_min, progress=True)
-        write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)
+        summary["report"] = [str(f) for f in write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)]
+        summary["table"] = json.loads(res["summary"].to_json(orient="split"))
+        code = 1 if summary["failed"] else 0
     except MsvarError as e:
-        print(f"msvar_eval: error: {e}", file=sys.stderr); sys.exit(2)
-    print(res["summary"].round(4).to_string()); print(f"report written to {a.out}")
+        print(f"msvar_eval: error: {e}", file=sys.stderr); summary["error"] = str(e); code = 2
+    except OSError as e:                                               # a full disk or a vanished folder while writing the report
+        print(f"msvar_eval: error: cannot write the report: {e}", file=sys.stderr); summary["error"] = str(e); code = 1
+    except KeyboardInterrupt: summary["interrupted"] = True; code = 130
+    finally:
+        if js is not None:                                               # a run that began: its summary, whatever happened
+            summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            try: _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1, default=str)))
+            except OSError as e: print(f"msvar_eval: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr); js = None
+    if summary["interrupted"]:
+        print(f"msvar_eval: interrupted; no report written; summary {js}", file=sys.stderr)
+    elif code in (0, 1) and summary["report"]:
+        print(res["summary"].round(4).to_string()); print(f"report written to {a.out}; summary {js}")
+        if summary["failed"]: print(f"msvar_eval: {len(summary['failed'])} file(s) skipped (listed above and in the summary)", file=sys.stderr)
+    if code: sys.exit(code)

@@ -205,8 +205,8 @@ def fetch_dataset(ds: Dataset | str, out=None, archive=None, progress: bool = Tr
     rec = dict(name=ds.name, url=ds.url, archive=archive.name, bytes=archive.stat().st_size, sha256=digest,
                checksum="verified against the pinned sha256" if ds.sha256 else "checksum not pinned: sha256 of this download recorded",
                folders=made, fetched=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    rec_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = rec_path.with_name(rec_path.name + ".tmp"); tmp.write_text(json.dumps(rec, indent=1)); os.replace(tmp, rec_path)
+    from msvar.core import _atomic_write                              # a temporary named after this process; removed if anything fails
+    _atomic_write(rec_path, lambda tmp: Path(tmp).write_text(json.dumps(rec, indent=1)))
     if downloaded and not keep_archive: archive.unlink()
     return rec
 
@@ -244,8 +244,19 @@ def fetch_data_cli(argv=None):
             if (out / ".fetched" / f"{n}.json").exists(): print(f"  fetched: {n}")
         if not a.list: print("\nname the data sets to fetch, e.g. `msvar_fetch_data bsds300`", file=sys.stderr); sys.exit(2)
         return
-    try:
+    try:                                                               # usage errors: one line, exit code 2, before any download
         if a.archive and len(a.names) != 1: raise MsvarError("--archive needs exactly one data set name")
+        unknown = [n for n in a.names if n not in DATASETS]
+        if unknown: raise MsvarError(f"unknown data set {unknown[0]!r}; known: {', '.join(DATASETS)} (msvar_fetch_data --list)")
+        if a.archive:
+            arc = Path(a.archive).expanduser()
+            if arc.is_dir(): raise MsvarError(f"--archive {a.archive!r} is a folder, not an archive file")
+            if not arc.is_file(): raise MsvarError(f"--archive {a.archive!r} does not exist")
+        from msvar.inference import check_out_dir
+        check_out_dir(out)                                             # an existing file, a folder under a file, read-only
+    except MsvarError as e:
+        print(f"msvar_fetch_data: error: {e}", file=sys.stderr); sys.exit(2)
+    try:
         for n in a.names:
             rec = fetch_dataset(n, out, a.archive, progress=not a.no_progress, keep_archive=a.keep_archive, force=a.force)
             print(f"{n}: {'already fetched' if rec.get('skipped') else 'fetched'} into {out}: {', '.join(rec['folders'])} ({rec['checksum']})")

@@ -21,6 +21,11 @@ __all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SRModel', 'save_sr_model', 'load_
            'plan_outputs', 'sr_files', 'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
+def _decode_stage(hit: HITTokenizer, f_hat: torch.Tensor, n: int) -> torch.Tensor:
+    "`hit.decode_stage`, also for a batch of one 1×1 latent (the `test` preset's stage 1 on a one-tile image): GroupNorm refuses one value per group, so it is decoded beside a copy of itself (the decoder treats samples independently)."
+    if len(f_hat) == 1 and f_hat.shape[-2:].numel() == 1: return hit.decode_stage(f_hat.expand(2, -1, -1, -1), n)[:1]
+    return hit.decode_stage(f_hat, n)
+
 class SRModel(nn.Module):
     "HIT tokenizer (encoder, vocabulary, stage decoders) + super-resolution VAR, for one preset."
     def __init__(self, hit: HITTokenizer, var: nn.Module, tokens: str = "hit"):
@@ -52,7 +57,7 @@ class SRModel(nn.Module):
         lr = lr.to(dev)
         if self.tokens == "hit":
             state = HITState(self.hit.quantize, p)
-            decode = lambda n, st: to_unit(self.hit.decode_stage(st.stage_fhat(n), n))
+            decode = lambda n, st: to_unit(_decode_stage(self.hit, st.stage_fhat(n), n))
         else:   # the paper's baseline: plain tokens; ×1/×2 = partial sums decoded at full size by the base decoder, resized
             state = HITState(self.hit.quantize, dataclass_replace_stages(p, (1.0,)))
             decode = lambda n, st: decode_partial_sum(self.hit, st.idx, n)
@@ -216,6 +221,8 @@ def plan_outputs(inputs, out_dir) -> tuple:
             skip_out = out_res.is_relative_to(root)                     # -o inside this folder: its files are outputs, not inputs
             files = [(f, p) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTS and f.is_file()
                      and not (skip_out and f.resolve().is_relative_to(out_res))]
+            missing += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTS and f.is_symlink() and not f.exists()]
+            if not files: missing.append(str(p))                       # a folder that contributes nothing is said, not skipped
         elif p.exists(): files = [(p, p.parent)]
         else: missing.append(str(p)); continue
         for f, r in files:
@@ -235,6 +242,25 @@ def plan_outputs(inputs, out_dir) -> tuple:
                          + (f" ({len(clash)} such clashes)" if len(clash) > 1 else "") + "; process them with separate -o folders")
     return [(f, base[f]) for f, _ in found], missing
 
+def _missing_reason(p) -> str:
+    "Why a listed input cannot be opened: a link that leads nowhere, or nothing there."
+    from msvar.core import IMAGE_EXTS
+    if Path(p).is_dir(): return f"no image files ({', '.join(IMAGE_EXTS)}) in this folder"
+    return ("broken symbolic link (its target does not exist, or the link points to itself)" if Path(p).is_symlink()
+            else "input does not exist")
+
+def _load_noting(f) -> tuple:
+    "load_image(f) → (image, [ImageWarning messages, e.g. 'has 3 frames; only the first is read']); other warnings pass through."
+    import warnings
+    from msvar.core import ImageWarning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ImageWarning)
+        x = load_image(f)
+    notes = [str(w.message) for w in caught if issubclass(w.category, ImageWarning)]
+    for w in caught:
+        if not issubclass(w.category, ImageWarning): warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return x, notes
+
 def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool = False, skip_existing: bool = False,
              progress: bool = True, compare: bool = False, **kw) -> dict:
     "Super-resolve image files/folders into out_dir (plus a side-by-side NAME_compare.png if `compare`); returns the run summary, also written as JSON even if files fail or the run is interrupted."
@@ -244,8 +270,8 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
     input_set = {f.resolve() for f, _ in plan}
     summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), scales=list(scales), options={k: v for k, v in kw.items()},
                    preset=model.preset.name if isinstance(model, SRModel) else None, done=[], skipped=[], interrupted=False,
-                   failed=[dict(input=m, error="input does not exist") for m in missing])
-    for m in missing: print(f"msvar_sr: error: {m}: input does not exist", file=sys.stderr)
+                   failed=[dict(input=m, error=_missing_reason(m)) for m in missing])
+    for m in missing: print(f"msvar_sr: error: {m}: {_missing_reason(m)}", file=sys.stderr)
     js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
     it = plan
     if progress:
@@ -265,7 +291,8 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
                 if exist and not (overwrite or skip_existing):
                     raise MsvarError(f"output {str(targets[exist[0]])!r} exists (pass --overwrite to replace it, or --skip-existing to keep it)")
                 todo = {k: t for k, t in targets.items() if overwrite or k not in exist}
-                x = load_image(f)
+                x, notes = _load_noting(f)
+                for n in notes: print(f"msvar_sr: warning: {n}", file=sys.stderr)
                 outs = upscale(x, model, scales=scales, **kw)
                 for s in scales:
                     if s in todo: save_image(outs[s], todo[s], overwrite=overwrite)
@@ -273,10 +300,11 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
                     import matplotlib.pyplot as plt                    # closed after saving; the backend is left as it is
                     fig = compare_figure(x, outs, f.name)
                     _atomic_write(todo["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100)); plt.close(fig)
-                summary["done"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()], seconds=round(time.time() - t0, 3)))
+                summary["done"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()], seconds=round(time.time() - t0, 3),
+                                            **(dict(warnings=notes) if notes else {})))
             except (MsvarError, OSError, MemoryError, torch.OutOfMemoryError) as e:   # one file failed: say why, go on
                 msg = str(e) if isinstance(e, MsvarError) else f"{type(e).__name__}: {e}"
-                print(f"msvar_sr: error: {f}: {msg}", file=sys.stderr)
+                print(f"msvar_sr: error: {msg if str(f) in msg else f'{f}: {msg}'}", file=sys.stderr)
                 summary["failed"].append(dict(input=str(f), error=msg))
     except KeyboardInterrupt:
         summary["interrupted"] = True; raise

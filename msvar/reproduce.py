@@ -353,7 +353,20 @@ def reproduce_cli(argv=None):
     ap.add_argument("--stages", nargs="+", default=list(STAGES), help=f"stages to run, of {STAGES}")
     ap.add_argument("--force", nargs="*", default=[], help="stages to rerun even if done")
     a = ap.parse_args(argv)
-    try: reproduce(a.preset, a.out or f"runs/{a.preset}", a.data, a.test, a.stages, a.force)
+    out = a.out or f"runs/{a.preset}"
+    try:                                                               # usage errors: one line, exit code 2, before any folder is made
+        bad = [s for s in a.stages + a.force if s not in STAGES]
+        if bad: raise MsvarError(f"unknown stage(s) {bad} in --stages/--force; stages are {', '.join(STAGES)}")
+        from msvar.fetch import fetched
+        for d, flag in ((a.data, "--data"), (a.test, "--test")):
+            if d is not None and not Path(d).is_dir():
+                raise MsvarError(f"{flag} folder {d!r} {'is not a folder' if Path(d).exists() else 'does not exist'}")
+        data, test = a.data or fetched("train"), a.test or fetched("test")
+        from msvar.inference import check_out_dir
+        check_out_dir(out)                                             # an existing file, a folder under a file, read-only
+    except MsvarError as e:
+        print(f"msvar_reproduce: error: {e}", file=sys.stderr); sys.exit(2)
+    try: reproduce(a.preset, out, data, test, a.stages, a.force)
     except MsvarError as e:
         print(f"msvar_reproduce: error: {e}", file=sys.stderr); sys.exit(1)
 

@@ -61,17 +61,18 @@ def test_cli_refuses_to_overwrite(tmp_path):
     assert _cli(IMAGES, "-o", tmp_path, "-n", 2, "--preset", "test").returncode == 0
     before = _hashes(tmp_path)
     r = _cli(IMAGES, "-o", tmp_path, "-n", 2, "--preset", "test", "--seed", 1)
-    assert r.returncode == 1 and "not empty" in r.stderr
+    assert r.returncode == 2 and "not empty" in r.stderr                # a usage error (issue 19): exit code 2
     assert _hashes(tmp_path) == before
     assert _cli(IMAGES, "-o", tmp_path, "-n", 2, "--preset", "test", "--seed", 1, "--overwrite").returncode == 0
 
 
-@pytest.mark.parametrize("setup,msg", [("missing", "does not exist"), ("empty", "no image files")])
-def test_cli_bad_folders(tmp_path, setup, msg):
+@pytest.mark.parametrize("setup,msg,code", [("missing", "does not exist", 2), ("empty", "no image files", 1)])
+def test_cli_bad_folders(tmp_path, setup, msg, code):
+    "A missing folder is a usage error (exit code 2, checked before any work); a folder without images is a data failure (1)."
     src = tmp_path / "src"
     if setup == "empty": src.mkdir()
     r = _cli(src, "-o", tmp_path / "out")
-    assert r.returncode == 1 and msg in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == code and msg in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_warns_about_unreadable_files(tmp_path):
@@ -93,3 +94,4 @@ def test_cli_real_pairs_centre_crops(tmp_path):
     (lr_dir / "bird.png").unlink()
     r = _cli(hr_dir, "--lr", lr_dir, "-o", tmp_path / "out2", "-n", 0, "--hr-size", 64, "--lr-size", 16)
     assert r.returncode == 1 and "HR without LR [bird]" in r.stderr
+    assert "strict=False" not in r.stderr and "remove or rename" in r.stderr      # words for a command-line user (issue 19)

@@ -383,3 +383,191 @@ def test_tokenizer_crops_and_eval_pairs_skip_undecodable_images(tmp_path):
     assert len(rc) == 2 and len(rc.unreadable) == 2
     with pytest.warns(UserWarning, match="skipped 2 unreadable"): pairs = pairs_from_hr(tmp_path / "hr", get_preset("test"), n=5)
     assert pairs["names"] == ["0.png", "1.png"] and pairs["hr"].shape[0] == 2
+
+
+# ---------------------------------------------------------------- 6. the bad-input corpus (tests/hostile_corpus.py): one test per case
+import sys as _sys
+_sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hostile_corpus import make_corpus, run_corpus, fingerprint, run_case
+
+import tempfile as _tempfile
+with _tempfile.TemporaryDirectory() as _d: CORPUS = [c.name for c in make_corpus(_d)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    return d, make_corpus(d)
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_corpus_case(corpus, toy, tmp_path, name):
+    "msvar_sr on each corpus file alone: the expected outcome (output of the right size, or one line naming the file), no traceback, input unchanged."
+    d, cases = corpus
+    row = run_corpus([c for c in cases if c.name == name], d, _model_file(tmp_path, toy), tmp_path / "out")[0]
+    assert not row["traceback"] and not row["input_changed"], row
+    assert row["as_expected"], row
+
+
+def test_corpus_as_one_folder(corpus, toy, tmp_path):
+    "The whole corpus as one input folder: every readable image written, every bad file one line in the summary, exit code 1."
+    d, cases = corpus
+    before = fingerprint(d)
+    r = run_case(d, _model_file(tmp_path, toy), tmp_path / "out", ["--scales", "1"])
+    assert r["code"] == 1 and not r["traceback"] and fingerprint(d) == before, r["stderr"]
+    summary = json.loads(next((tmp_path / "out").glob("msvar_sr_summary_*.json")).read_text())
+    failed = {Path(f["input"]).name for f in summary["failed"]}
+    done = {Path(f["input"]).name for f in summary["done"]}
+    scanned = {c.name for c in cases if Path(c.name).suffix in (".png", ".jpg", ".tif", ".webp", ".bmp") and c.name != "folder.png"}
+    assert done == {c.name for c in cases if c.expect == "output"} & scanned
+    assert failed == {c.name for c in cases if c.expect == "refused"} & scanned     # broken links included, not silently skipped
+
+
+def test_multi_frame_files_warn(corpus):
+    "GIF/TIFF/APNG with several frames: the first frame is read, and an ImageWarning names the file and the frame count."
+    from msvar.core import ImageWarning
+    d, _ = corpus
+    for n in ("animated.gif", "multipage.tif", "animated.png"):
+        with pytest.warns(ImageWarning, match="3 frames") as w: x = load_image(d / n)
+        assert str(d / n) in str(w[0].message) and x.shape == (3, 12, 10)
+    import warnings
+    with warnings.catch_warnings(): warnings.simplefilter("error"); load_image(d / "rgb.png")   # one frame: silent
+
+
+def test_folder_readers_skip_every_bad_corpus_file(corpus):
+    "Training/eval folder scans read every good corpus file and list every bad one with its reason (no exception escapes)."
+    from msvar.data import scan_images
+    d, cases = corpus
+    with pytest.warns(UserWarning): ok, bad = scan_images(d)
+    bad = {p.name: r for p, r in bad}
+    scanned = {c.name for c in cases if Path(c.name).suffix in (".png", ".jpg", ".tif", ".webp", ".bmp") and c.name != "folder.png"}
+    assert {p.name for p, _ in ok} == {c.name for c in cases if c.expect == "output"} & scanned
+    assert set(bad) == {c.name for c in cases if c.expect == "refused"} & scanned
+    for c in cases:
+        if c.name in bad: assert c.says in bad[c.name], (c.name, bad[c.name])
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (5, 5), (1, 1), (8, 9)])
+def test_single_tile_batches_decode(toy, hw):
+    "A test-preset image of one tile (or a last batch of one tile): stage 1's 1×1 latent used to crash GroupNorm; same pixels as in a batch of two."
+    from msvar.inference import upscale
+    torch.manual_seed(0); x = torch.rand(3, *hw)
+    outs = upscale(x, toy, greedy=True, batch_size=1)
+    assert [tuple(outs[s].shape) for s in (1, 2, 4)] == [(3, hw[0] * s, hw[1] * s) for s in (1, 2, 4)]
+    if hw == (8, 8):
+        pair = toy.sr_batch(torch.stack([x, x]), greedy=True)
+        for s, y in zip((1, 2, 4), pair): assert torch.allclose(outs[s], y[0], atol=1e-5)
+
+
+# ---------------------------------------------------------------- 7. msvar_eval: a summary with every failure, also after Ctrl-C; CLI words
+def _eval_run(tmp_path, toy, capsys, data):
+    from msvar.evaluate import eval_cli
+    return run_cli(eval_cli, ["--model", str(_model_file(tmp_path, toy)), "--data", str(data), "--out", str(tmp_path / "rep")], capsys)
+
+
+def _eval_summary(tmp_path) -> dict:
+    js = sorted((tmp_path / "rep").glob("msvar_eval_summary_*.json"))
+    assert len(js) == 1, js
+    return json.loads(js[0].read_text())
+
+
+def test_eval_summary_lists_unreadable_files(tmp_path, toy, capsys):
+    "Two good HR images and two undecodable TIFFs: the report covers the two, the summary lists the others and why, exit code 1."
+    for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
+    _undecodable_tiffs(tmp_path / "hr")
+    code, out, err = _eval_run(tmp_path, toy, capsys, tmp_path / "hr")
+    assert code == 1 and "Traceback" not in err, err
+    s = _eval_summary(tmp_path)
+    assert {Path(f["input"]).name for f in s["failed"]} == {"f32.tif", "i32.tif"} and s["n_images"] == 2 and not s["interrupted"]
+    assert all("unsupported pixel format" in f["error"] for f in s["failed"])
+    assert sum("msvar_eval: error:" in l for l in err.splitlines()) == 2 and (tmp_path / "rep" / "summary.csv").exists()
+
+
+def test_eval_interrupt_writes_partial_summary(tmp_path, toy, capsys, monkeypatch):
+    import msvar.evaluate as ev
+    for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
+    _undecodable_tiffs(tmp_path / "hr")
+    def ctrl_c(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(ev, "evaluate_model", ctrl_c)
+    code, out, err = _eval_run(tmp_path, toy, capsys, tmp_path / "hr")
+    assert code == 130 and "interrupted" in err and "Traceback" not in err, err
+    s = _eval_summary(tmp_path)
+    assert s["interrupted"] is True and len(s["failed"]) == 2 and s["report"] is None
+
+
+def test_eval_unmatched_pairs_speak_cli(tmp_path, toy, capsys):
+    "A paired folder with an HR image that has no LR: the matched pairs are scored, the odd one is a listed failure; no 'strict=False' advice."
+    for n in ("a", "b", "c"): _img(tmp_path / "set" / "hr" / f"{n}.png", (32, 32))
+    for n in ("a", "b"): _img(tmp_path / "set" / "lr" / f"{n}.png", (8, 8))
+    code, out, err = _eval_run(tmp_path, toy, capsys, tmp_path / "set")
+    assert code == 1 and "strict=False" not in err + out and "Traceback" not in err, err
+    s = _eval_summary(tmp_path)
+    assert [Path(f["input"]).name for f in s["failed"]] == ["c.png"] and "no matching LR" in s["failed"][0]["error"] and s["n_images"] == 2
+
+
+# ---------------------------------------------------------------- 8. the other commands that read folders or write outputs: options first
+def _one_line(code, err, want_code=2):
+    return code == want_code and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+MT_BAD = [["-n", "-1"], ["-n", "0"], ["--hr-size", "0"], ["--lr-size", "0"], ["--hr-size", "-16"], ["--hr-size", "30", "--lr-size", "8"],
+          ["--seed", "-1"], ["--seed", str(2**70)], ["--p-bilinear", "2"], ["--p-bilinear", "nan"], ["--preset", "foo"],
+          ["--real", "-n", "-1"]]
+
+
+@pytest.mark.parametrize("bad", MT_BAD, ids=" ".join)
+def test_make_testset_bad_option(tmp_path, capsys, bad):
+    from msvar.data import make_testset_cli
+    for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
+    code, out, err = run_cli(make_testset_cli, [str(tmp_path / "hr"), "-o", str(tmp_path / "ts"), "--preset", "test"] + bad, capsys)
+    flag = "preset" if bad[0] == "--preset" else ("-n" if "-n" in bad else bad[0] if bad[0] != "--hr-size" or len(bad) == 2 else "multiple")
+    assert _one_line(code, err) and flag in err, (code, err)
+    assert not (tmp_path / "ts").exists()                                # nothing made before the options were checked
+
+
+def test_make_testset_bad_folders(tmp_path, capsys):
+    "-o naming a file, -o under a file, -o inside the HR folder (the next scan would read the test set as training images), no HR folder."
+    from msvar.data import make_testset_cli
+    for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
+    (tmp_path / "afile").write_text("x")
+    for o, why in ((tmp_path / "afile", "existing file"), (tmp_path / "afile" / "sub", "cannot write"), (tmp_path / "hr" / "ts", "inside"),
+                   (tmp_path / "ts", "does not exist")):
+        src = tmp_path / ("nope" if why == "does not exist" else "hr")
+        code, out, err = run_cli(make_testset_cli, [str(src), "-o", str(o), "-n", "2", "--preset", "test"], capsys)
+        assert _one_line(code, err) and why in err, (o, code, err)
+    assert _pngs(tmp_path / "hr") == ["0.png", "1.png"]
+
+
+@pytest.mark.parametrize("bad,why", [(["--stages", "foo"], "unknown stage"), (["--force", "bar"], "unknown stage"),
+                                     (["--out", "{f}"], "existing file"), (["--out", "{f}/run"], "cannot write"),
+                                     (["--data", "{d}/nope"], "does not exist"), (["--test", "{d}/nope"], "does not exist")])
+def test_reproduce_bad_option(tmp_path, capsys, monkeypatch, bad, why):
+    import msvar.reproduce as rep
+    monkeypatch.setattr(rep, "reproduce", lambda *a, **k: pytest.fail("reproduce ran before the options were checked"))
+    _img(tmp_path / "hr" / "a.png"); (tmp_path / "afile").write_text("x")
+    bad = [b.format(f=tmp_path / "afile", d=tmp_path) for b in bad]
+    argv = ["--preset", "test", "--data", str(tmp_path / "hr"), "--test", str(tmp_path / "hr"), "--out", str(tmp_path / "run")]
+    code, out, err = run_cli(rep.reproduce_cli, argv + bad, capsys)
+    assert _one_line(code, err) and why in err, (code, err)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("bad,why", [(["foo"], "unknown data set"), (["bsds300", "--out", "{f}"], "existing file"),
+                                     (["bsds300", "--out", "{f}/cache"], "cannot write"), (["bsds300", "--archive", "{d}"], "is a folder"),
+                                     (["bsds300", "--archive", "{d}/nope.tgz"], "does not exist"), (["bsds300", "realsr", "--archive", "{f}"], "exactly one")])
+def test_fetch_data_bad_option(tmp_path, capsys, monkeypatch, bad, why):
+    import msvar.fetch as fe
+    monkeypatch.setattr(fe, "fetch_dataset", lambda *a, **k: pytest.fail("fetch_dataset ran before the options were checked"))
+    (tmp_path / "afile").write_text("x")
+    bad = [b.format(f=tmp_path / "afile", d=tmp_path) for b in bad]
+    code, out, err = run_cli(fe.fetch_data_cli, (["--out", str(tmp_path / "c")] if "--out" not in bad else []) + bad, capsys)
+    assert _one_line(code, err) and why in err, (code, err)
+
+
+def test_empty_folder_among_inputs_is_reported(tmp_path, toy, capsys):
+    "`msvar_sr a.png empty/ -o out`: a.png is written, the folder that gave nothing is a listed failure (exit code 1), not silently ignored."
+    _img(tmp_path / "a.png"); (tmp_path / "empty").mkdir(); (tmp_path / "empty" / "notes.txt").write_text("x")
+    code, out, err = run_cli(sr_cli, [str(tmp_path / "a.png"), str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "--scales", "1",
+                                      "--model", str(_model_file(tmp_path, toy))], capsys)
+    assert code == 1 and "no image files" in err and str(tmp_path / "empty") in err and "Traceback" not in err, err
+    assert _pngs(tmp_path / "out") == ["a_x1.png"]
