@@ -97,7 +97,8 @@ def load_sr_model(path, device=None) -> SRModel:
 
 def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> SRModel:
     "An SRModel from a VAR training checkpoint (msvar_train's last.pt, or a loaded dict with its 'model' and 'meta') and its tokenizer (path or HITTokenizer)."
-    from msvar.train import load_sr_tokenizer, load_checkpoint
+    from msvar.hit import load_sr_tokenizer
+    from msvar.train import load_checkpoint
     from msvar.var import SRVAR
     ck = var_ckpt if isinstance(var_ckpt, dict) else load_checkpoint(var_ckpt)
     tk = tokenizer if isinstance(tokenizer, nn.Module) else load_sr_tokenizer(tokenizer)

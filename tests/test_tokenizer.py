@@ -71,3 +71,72 @@ def test_train_cli_writes_and_resumes(tmp_path):
     assert ck["step"] == 4
     r = subprocess.run([str(exe), "--preset", "test", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 1 and "error:" in r.stderr
+
+
+def _tok_cli(out, steps, extra=()):
+    exe = Path(sys.executable).parent / "msvar_train_tokenizer"
+    return [str(exe), "--preset", "test", "--data", str(DATA / "train" / "T91"), "--out", str(out), "--batch-size", "2",
+            "--lpips-weight", "0", "--threads", "1", "--steps", str(steps), *extra]
+
+
+def _env():
+    import os
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+
+
+def test_sigkill_then_resume_is_exact(tmp_path):
+    "msvar_train_tokenizer killed with SIGKILL mid-run and run again ends with exactly the weights of an uninterrupted run, dead-code restarts (after 50 unused steps) included."
+    import signal, time
+    steps, every = 64, ["--save-every", "8"]
+    r = subprocess.run(_tok_cli(tmp_path / "ref", steps, every), capture_output=True, text=True, env=_env())
+    assert r.returncode == 0, r.stderr[-2000:]
+    killed = tmp_path / "killed"
+    p = subprocess.Popen(_tok_cli(killed, steps, every), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+    t0, step = time.time(), 0
+    while step < 16:                                                   # let it pass a few checkpoints, then kill it
+        assert p.poll() is None, "the run ended before it could be killed: " + p.stderr.read().decode()[-2000:]
+        assert time.time() - t0 < 600, "the run is too slow"
+        time.sleep(0.1)
+        if (killed / "last.pt").exists():
+            try: step = load_tokenizer(killed / "last.pt", return_extra=True)[2]["step"]
+            except Exception: pass                                     # (a file being replaced)
+    p.send_signal(signal.SIGKILL); p.wait(); p.stderr.close()
+    assert p.returncode == -signal.SIGKILL
+    r = subprocess.run(_tok_cli(killed, steps, every), capture_output=True, text=True, env=_env())
+    assert r.returncode == 0 and "resuming" in r.stdout, r.stdout + r.stderr[-2000:]
+    (a, _, ca), (b, _, cb) = load_tokenizer(tmp_path / "ref" / "last.pt", return_extra=True), load_tokenizer(killed / "last.pt", return_extra=True)
+    assert ca["step"] == cb["step"] == steps
+    sa, sb = a.state_dict(), b.state_dict()
+    bad = {k: (sa[k].float() - sb[k].float()).abs().max().item() for k in sa if not torch.equal(sa[k], sb[k])}
+    assert not bad, f"weights differ after resume: {bad}"
+
+
+def test_new_lr_on_resume_applies_and_is_announced(tmp_path):
+    "A resumed run given another --lr uses it from the resumed step and says so (issue 19: it was ignored without a word)."
+    r = subprocess.run(_tok_cli(tmp_path, 3, ["--lr", "1e-3"]), capture_output=True, text=True, env=_env())
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run(_tok_cli(tmp_path, 5, ["--lr", "4e-3"]), capture_output=True, text=True, env=_env())
+    assert r.returncode == 0 and "lr 0.001 → 0.004" in r.stdout, r.stdout + r.stderr[-2000:]
+    from msvar.train import read_log, lr_factor
+    rows = read_log(tmp_path / "log.jsonl")
+    assert [x["step"] for x in rows] == list(range(5))
+    assert abs(rows[3]["lr"] - 4e-3 * lr_factor(3, 5, round(0.02 * 5))) < 1e-12      # the new peak lr, on the 5-step curve
+
+
+@pytest.mark.parametrize("cli", ["msvar_train_tokenizer", "msvar_finetune_hit", "msvar_train"])
+@pytest.mark.parametrize("bad", [["--steps", "0"], ["--steps", "-3"], ["--batch-size", "0"], ["--lr", "nan"], ["--lr", "-1e-3"], ["--lr", "0"]])
+def test_training_commands_refuse_bad_values_before_any_work(tmp_path, capsys, cli, bad):
+    "Impossible values: one line naming the option, exit status 2, nothing written."
+    import importlib
+    mod, fn = {"msvar_train_tokenizer": ("tokenizer", "train_tokenizer_cli"), "msvar_finetune_hit": ("hit", "finetune_hit_cli"),
+               "msvar_train": ("train_var", "train_cli")}[cli]
+    if cli == "msvar_finetune_hit" and bad[0] == "--steps": bad = ["--steps1", bad[1], "--steps2", "0"]
+    args = {"msvar_train_tokenizer": ["--preset", "test", "--data", str(DATA / "train" / "T91")],
+            "msvar_finetune_hit": ["--tokenizer", str(DATA / "tokenizer_small.pt"), "--data", str(DATA / "train" / "T91")],
+            "msvar_train": ["--preset", "test", "--tokenizer", str(DATA / "tokenizer_small.pt"), "--data", str(DATA / "train" / "T91")]}[cli]
+    try: getattr(importlib.import_module(f"msvar.{mod}"), fn)([*args, "--out", str(tmp_path / "out"), *bad]); code = 0
+    except SystemExit as e: code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "error:" in err and "Traceback" not in err and bad[0].lstrip("-").split("1")[0] in err.replace("_", "-")
+    assert not (tmp_path / "out").exists()
