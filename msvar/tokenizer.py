@@ -320,6 +320,13 @@ class DeadCodeCounters:
     def state_dict(self) -> dict: return dict(unused_steps_V=self.q.unused_steps_V.detach().cpu().clone())
     def load_state_dict(self, sd: dict): self.q.unused_steps_V.copy_(sd["unused_steps_V"])
 
+def _refuse_old_layout(last: Path):
+    "A run folder whose last.pt predates the one training loop: loadable as a tokenizer, not resumable (MsvarError saying so)."
+    ck = _load_torch(last, "tokenizer checkpoint")
+    if isinstance(ck, dict) and ck.get("format") == CKPT_FORMAT:
+        raise MsvarError(f"{str(last)!r} was written by an older msvar ({CKPT_FORMAT}): it loads as a tokenizer (load_tokenizer, "
+                         "msvar_finetune_hit --tokenizer) but cannot be resumed by the current training loop; train in another folder")
+
 @keeps_global_state                     # seeds the global RNGs for its own run; the caller's states come back on return
 def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
                     lpips_weight: float = 1.0, seed: int = 0, resume: bool = True, save_every: int = 100, device=None,
@@ -329,6 +336,7 @@ def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_s
     steps, bs, lr = steps or p.train.tok_iters, batch_size or p.train.batch_size, lr or p.train.tok_lr
     if not (steps >= 1 and bs >= 1 and math.isfinite(lr) and lr > 0): raise MsvarError(f"steps, batch size and lr must be positive (got {steps}, {bs}, {lr})")
     out_dir, dev = Path(out_dir), default_device(device)
+    if resume and (out_dir / "last.pt").exists(): _refuse_old_layout(out_dir / "last.pt")
     lp, why = (_get_lpips(dev) if lpips_weight > 0 else (None, "lpips_weight = 0"))
     if lp is None and lpips_weight > 0:
         if require_lpips: raise MsvarError(f"LPIPS unavailable: {why}")

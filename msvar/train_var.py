@@ -117,18 +117,18 @@ def init_from_var(model, path) -> dict:
         dev = next(model.parameters()).device
         return load_var_weights(model, {k: v.to(dev) for k, v in sd.items()})
 
-def var_options(o: VarTrainConfig = None, **options) -> VarTrainConfig:
-    "A VarTrainConfig from `o` with `options` replaced; MsvarError naming an unknown option or an impossible value."
-    o = o or VarTrainConfig()
+def var_options(config: VarTrainConfig | None = None, **options) -> VarTrainConfig:
+    "A VarTrainConfig from `config` (default: all defaults) with `options` replaced; MsvarError naming an unknown option or an impossible value."
+    o = config or VarTrainConfig()
     unknown = sorted(set(options) - {f.name for f in fields(VarTrainConfig)})
     if unknown: raise MsvarError(f"unknown train_var option(s) {unknown}; the options are the fields of VarTrainConfig")
     return dataclasses.replace(o, **options).validate()
 
 @keeps_global_state                     # seeds the global RNGs and sets TF32 on GPUs for its own run; the caller's state comes back
-def train_var(preset="small", data=None, tokenizer=None, out=None, o: VarTrainConfig | None = None, **options) -> FitResult:
+def train_var(preset="small", data=None, tokenizer=None, out=None, config: VarTrainConfig | None = None, **options) -> FitResult:
     "Train the SR VAR of a preset on a folder of images with CE (+ DPO), HIT or plain tokens; single process or under torchrun. `options`: fields of VarTrainConfig."
     if data is None or tokenizer is None or out is None: raise MsvarError("train_var needs data, tokenizer and out")
-    o = var_options(o, **options)
+    o = var_options(config, **options)
     env = init_distributed(o.device)
     try:
         p = get_preset(preset) if isinstance(preset, str) else preset

@@ -73,9 +73,9 @@ def test_train_cli_writes_and_resumes(tmp_path):
     assert r.returncode == 1 and "error:" in r.stderr
 
 
-def _tok_cli(out, steps, extra=()):
+def _tok_cli(out, steps, extra=(), batch_size=2):
     exe = Path(sys.executable).parent / "msvar_train_tokenizer"
-    return [str(exe), "--preset", "test", "--data", str(DATA / "train" / "T91"), "--out", str(out), "--batch-size", "2",
+    return [str(exe), "--preset", "test", "--data", str(DATA / "train" / "T91"), "--out", str(out), "--batch-size", str(batch_size),
             "--lpips-weight", "0", "--threads", "1", "--steps", str(steps), *extra]
 
 
@@ -85,13 +85,15 @@ def _env():
 
 
 def test_sigkill_then_resume_is_exact(tmp_path):
-    "msvar_train_tokenizer killed with SIGKILL mid-run and run again ends with exactly the weights of an uninterrupted run, dead-code restarts (after 50 unused steps) included."
+    """msvar_train_tokenizer killed with SIGKILL mid-run and run again ends with exactly the weights of an uninterrupted run.
+    With batch 1 a code of the test preset's 32 stays unused for 50 steps and is restarted before step 64 (at step 49 of this
+    run; at step 60 with the crops of the older sampler), so the resumed run must restore the dead-code counters and the RNGs."""
     import signal, time
     steps, every = 64, ["--save-every", "8"]
-    r = subprocess.run(_tok_cli(tmp_path / "ref", steps, every), capture_output=True, text=True, env=_env())
+    r = subprocess.run(_tok_cli(tmp_path / "ref", steps, every, batch_size=1), capture_output=True, text=True, env=_env())
     assert r.returncode == 0, r.stderr[-2000:]
     killed = tmp_path / "killed"
-    p = subprocess.Popen(_tok_cli(killed, steps, every), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+    p = subprocess.Popen(_tok_cli(killed, steps, every, batch_size=1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     t0, step = time.time(), 0
     while step < 16:                                                   # let it pass a few checkpoints, then kill it
         assert p.poll() is None, "the run ended before it could be killed: " + p.stderr.read().decode()[-2000:]
@@ -102,7 +104,7 @@ def test_sigkill_then_resume_is_exact(tmp_path):
             except Exception: pass                                     # (a file being replaced)
     p.send_signal(signal.SIGKILL); p.wait(); p.stderr.close()
     assert p.returncode == -signal.SIGKILL
-    r = subprocess.run(_tok_cli(killed, steps, every), capture_output=True, text=True, env=_env())
+    r = subprocess.run(_tok_cli(killed, steps, every, batch_size=1), capture_output=True, text=True, env=_env())
     assert r.returncode == 0 and "resuming" in r.stdout, r.stdout + r.stderr[-2000:]
     (a, _, ca), (b, _, cb) = load_tokenizer(tmp_path / "ref" / "last.pt", return_extra=True), load_tokenizer(killed / "last.pt", return_extra=True)
     assert ca["step"] == cb["step"] == steps
