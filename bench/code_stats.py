@@ -9,11 +9,14 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "msvar"
 
 def module_imports(path: Path) -> set:
-    "msvar modules imported anywhere in `path` (top level or inside functions)."
+    "msvar modules imported anywhere in `path` (top level or inside functions; `from .core import` and `from msvar.core import` alike)."
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("msvar."): out.add(node.module.split(".")[1])
-        elif isinstance(node, ast.ImportFrom) and node.module == "msvar": out |= {a.name for a in node.names}
+        if isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level == 1 and mod: out.add(mod.split(".")[0])
+            elif node.level == 1 or mod == "msvar": out |= {a.name for a in node.names}
+            elif mod.startswith("msvar."): out.add(mod.split(".")[1])
         elif isinstance(node, ast.Import): out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("msvar.")}
     return out - {path.stem}
 

@@ -225,10 +225,10 @@ def part_torchrun(ctx, deadline):
         tok_args, batch, steps = ["--tokenizer", work / "tokenizer.pt", "--init-var", var], n, 4
     args = ["--preset", preset, "--data", REPO / "data" / "images", *tok_args, "--batch-size", batch, "--precision",
             "fp32" if ctx.dry_run else "bf16", "--steps", steps, "--ckpt-every", 2, "--no-progress", *dev_args]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n, "-m", "msvar.train"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n, "-m", "msvar.train_var"]
     res = dict(nproc=n, preset=preset, steps=steps, global_batch=batch, precision="fp32" if ctx.dry_run else "bf16",
                backend=("gloo" if ctx.dry_run else "nccl") if n > 1 else "none (1 process: msvar starts no process group)",
-               command="torchrun --standalone --nproc_per_node %d -m msvar.train %s" % (n, " ".join(map(str, args))))
+               command="torchrun --standalone --nproc_per_node %d -m msvar.train_var %s" % (n, " ".join(map(str, args))))
     ref, killed = work / "ref", work / "killed"
     rc, out, err, sec = run_cmd([*launch, *args, "--out", ref], deadline - time.time(), "the uninterrupted torchrun")
     check_rc(rc, out, err, "uninterrupted torchrun")

@@ -8,7 +8,7 @@ import torch
 from msvar.evaluate import load_pairs
 from msvar.inference import sr_model_from_checkpoint
 from msvar.quality import teacher_forced
-from msvar.train import load_sr_tokenizer
+from msvar.hit import load_sr_tokenizer
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--snaps", required=True); ap.add_argument("--tokenizer", required=True)

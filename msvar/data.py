@@ -589,7 +589,7 @@ def check_testset_options(a) -> tuple:
                              "the test set as input images; choose a folder outside it")
     if out.is_dir() and any(out.iterdir()) and not a.overwrite:
         raise MsvarError(f"output folder {str(out)!r} is not empty (pass --overwrite to replace its files)")
-    from msvar.inference import check_out_dir
+    from msvar.core import check_out_dir
     check_out_dir(out)                                                 # an existing file, a folder under a file, read-only: now
     return hr_size, lr_size
 

@@ -252,7 +252,7 @@ def fetch_data_cli(argv=None):
             arc = Path(a.archive).expanduser()
             if arc.is_dir(): raise MsvarError(f"--archive {a.archive!r} is a folder, not an archive file")
             if not arc.is_file(): raise MsvarError(f"--archive {a.archive!r} does not exist")
-        from msvar.inference import check_out_dir
+        from msvar.core import check_out_dir
         check_out_dir(out)                                             # an existing file, a folder under a file, read-only
     except MsvarError as e:
         print(f"msvar_fetch_data: error: {e}", file=sys.stderr); sys.exit(2)

@@ -14,10 +14,10 @@ from .core import MsvarError, resize, to_signed, to_unit, Preset, _atomic_write
 from .quantize import ScaleState
 
 # %% auto #0
-__all__ = ['HITTokens', 'stage_image', 'center_crops', 'encode_any', 'hit_tokenize', 'plain_tokenize', 'dataclass_replace_stages',
-           'stage_grids', 'HITState', 'StageDecoder', 'HITTokenizer', 'decode_partial_sum', 'reconstruct_scales',
-           'scale_metrics', 'lpips_min_side', 'hit_finetune_loss', 'hit_param_groups', 'save_hit', 'load_hit',
-           'plot_log', 'finetune_hit', 'finetune_hit_cli']
+__all__ = ['HIT_KIND', 'HITTokens', 'stage_image', 'center_crops', 'encode_any', 'hit_tokenize', 'plain_tokenize',
+           'dataclass_replace_stages', 'stage_grids', 'HITState', 'StageDecoder', 'HITTokenizer', 'decode_partial_sum',
+           'reconstruct_scales', 'scale_metrics', 'lpips_min_side', 'hit_finetune_loss', 'hit_param_groups', 'save_hit',
+           'load_hit', 'load_sr_tokenizer', 'finetune_phase', 'finetune_hit', 'finetune_hit_cli']
 
 # %% ../nbs/04_hit.ipynb #6431eaa3
 @dataclass
@@ -202,122 +202,141 @@ def hit_param_groups(model: HITTokenizer, phase: int) -> list:
     return train
 
 # %% ../nbs/04_hit.ipynb #7bfd7a34
-def save_hit(model: HITTokenizer, path, **extra):
-    "Save a HIT tokenizer (base tokenizer + stage decoders + preset) atomically."
+from .tokenizer import Tokenizer, preset_from_dict, check_state_dict, load_tokenizer, save_tokenizer, _load_torch, check_finite_state
+from .train import (FitConfig, StepLoader, fit, read_log, param_digest, plot_metrics, save_checkpoint, CKPT_KIND,
+                         arg_positive, arg_non_negative)
+from .data import HRFolder
+
+HIT_KIND = "msvar-hit-tokenizer"                                        # the layout written before the one checkpoint format (still read)
+
+def save_hit(model: HITTokenizer, path, step: int = 0, **extra) -> Path:
+    "Save a HIT tokenizer (base tokenizer + stage decoders + preset) atomically, in the checkpoint format of chapter 07 (no training state)."
     from dataclasses import asdict
-    state = dict(kind="msvar-hit-tokenizer", preset=model.preset.name, preset_config=asdict(model.preset),
-                 model=model.state_dict(), **extra)
-    _atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+    meta = dict(model="HITTokenizer", preset=model.preset.name, preset_config=asdict(model.preset))
+    return save_checkpoint(Path(path), dict(step=step, model=model.state_dict(), meta=meta, **extra))
+
+def _hit_parts(state: dict, path) -> tuple:
+    "(preset dict, state dict) of a HIT checkpoint in either layout; MsvarError for other files."
+    if isinstance(state, dict) and state.get("kind") == CKPT_KIND and isinstance(state.get("meta"), dict) \
+            and state["meta"].get("model") == "HITTokenizer":
+        return state["meta"].get("preset_config"), state.get("model")
+    if isinstance(state, dict) and state.get("kind") == HIT_KIND: return state.get("preset_config"), state.get("model")
+    raise MsvarError(f"{str(path)!r} is not a HIT tokenizer checkpoint (made by msvar_finetune_hit)")
 
 def load_hit(path, map_location="cpu") -> HITTokenizer:
-    "Load a HIT tokenizer written by `save_hit` / `msvar_finetune_hit`; clear errors for other files."
-    from msvar.tokenizer import Tokenizer, preset_from_dict, _load_torch, check_state_dict, check_finite_state
+    "Load a HIT tokenizer written by `save_hit` / `msvar_finetune_hit` (either layout, weights_only); clear errors for other files."
     path = Path(path)
     state = _load_torch(path, "HIT tokenizer checkpoint", map_location)     # weights_only: loading never runs code
-    if not isinstance(state, dict) or state.get("kind") != "msvar-hit-tokenizer":
-        raise MsvarError(f"{str(path)!r} is not a HIT tokenizer checkpoint (made by msvar_finetune_hit)")
-    if not isinstance(state.get("preset_config"), dict) or not isinstance(state.get("model"), dict):
+    cfg, sd = _hit_parts(state, path)
+    if not isinstance(cfg, dict) or not isinstance(sd, dict):
         raise MsvarError(f"HIT tokenizer checkpoint {str(path)!r} is incomplete: it needs 'preset_config' and 'model'")
     try:
-        preset = preset_from_dict(state["preset_config"])
+        preset = preset_from_dict(cfg)
         model = HITTokenizer(Tokenizer.from_preset(preset), preset)
-        check_state_dict(model, state["model"])
+        check_state_dict(model, sd)
     except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from None
-    model.load_state_dict(check_finite_state(state["model"], path, "HIT tokenizer checkpoint"))
+    model.load_state_dict(check_finite_state(sd, path, "HIT tokenizer checkpoint"))
     return model.eval()
 
-def plot_log(log_path, png_path=None, keys=("loss",), title=""):
-    "Plot the given keys of a JSONL training log against the step; written atomically to `png_path` if given; returns the figure."
-    from matplotlib.figure import Figure                               # no pyplot: no backend is selected, no global state changes
-    rows = [json.loads(l) for l in Path(log_path).read_text().splitlines() if l.strip()]
-    fig = Figure(figsize=(6, 3.5)); ax = fig.subplots()
-    for ph in sorted({r["phase"] for r in rows}):
-        rr = [r for r in rows if r["phase"] == ph]
-        for k in keys:
-            if k in rr[0]: ax.plot([r["step"] for r in rr], [r[k] for r in rr], label=f"phase {ph} {k}")
-    ax.set_xlabel("step"); ax.set_yscale("log"); ax.legend(fontsize=7); ax.set_title(title)
-    fig.tight_layout()
-    if png_path is not None: _atomic_write(Path(png_path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
-    return fig
+def load_sr_tokenizer(path, preset=None) -> HITTokenizer:
+    "A frozen HITTokenizer from a HIT checkpoint, or from a base tokenizer checkpoint (wrapped, announced); checked against `preset`."
+    path = Path(path)
+    if not path.exists(): raise MsvarError(f"tokenizer checkpoint {str(path)!r} does not exist")
+    try: tok = load_hit(path)
+    except MsvarError as e_hit:
+        try: base, p = load_tokenizer(path)
+        except MsvarError as e_tok: raise MsvarError(f"{str(path)!r} is neither a HIT tokenizer ({e_hit}) nor a base tokenizer ({e_tok})") from e_tok
+        print(f"note: {path} is a base tokenizer without the HIT finetune; its stage decoders are copies of the base decoder", file=sys.stderr)
+        tok = HITTokenizer(base, p)
+    if preset is not None:
+        tp = tok.preset
+        if (tp.hr_size, tp.patch_nums, tp.stages, tp.tokenizer.vocab_size, tp.tokenizer.z_channels) != \
+           (preset.hr_size, preset.patch_nums, preset.stages, preset.tokenizer.vocab_size, preset.tokenizer.z_channels):
+            raise MsvarError(f"tokenizer {str(path)!r} was made for preset {tp.name!r} (HR {tp.hr_size}, ρ {tp.patch_nums}, V {tp.tokenizer.vocab_size}), "
+                             f"not {preset.name!r} (HR {preset.hr_size}, ρ {preset.patch_nums}, V {preset.tokenizer.vocab_size})")
+    return tok.eval().requires_grad_(False)
 
 # %% ../nbs/04_hit.ipynb #f2e55b76
+def _finished_options(last: Path, opts: dict, resume: bool) -> None:
+    "A finished finetune in the output folder must have been made from the same base, data and options (else MsvarError)."
+    import warnings
+    if not resume: raise MsvarError(f"{str(last)!r} exists: the finetune in {str(last.parent)!r} is finished; choose another output folder")
+    saved = _load_torch(last, "HIT tokenizer checkpoint").get("options") or {}
+    unknown = [k for k in ("base_digest", "data") if k not in saved]
+    if unknown: warnings.warn(f"{str(last)!r} does not record {' and '.join(unknown)} (written by an older msvar): cannot check them")
+    diff = {k: (saved.get(k), v) for k, v in opts.items() if k in saved and saved.get(k) != v}
+    if diff: raise MsvarError(f"{str(last)!r} was written by another finetune (" + ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+                              + "); use the same base tokenizer, data folder and options, or another output folder")
+
+def _base_model(base, out: Path) -> HITTokenizer:
+    "The HITTokenizer to finetune, from a HITTokenizer, a (Tokenizer, preset) pair or a tokenizer checkpoint (copied to out/base.pt once)."
+    if isinstance(base, HITTokenizer): return base
+    tok, preset = load_tokenizer(base) if not isinstance(base, tuple) else base
+    if not isinstance(base, tuple) and not (out / "base.pt").exists():   # keep the exact starting point for comparisons
+        save_tokenizer(tok, preset, out / "base.pt", step=_load_torch(base).get("step") or 0, source=str(base))
+    return HITTokenizer(tok, preset)
+
+def finetune_phase(model: HITTokenizer, phase: int, steps: int, data: HRFolder, ph_dir: Path, opts: dict, lpips_fn,
+                   ckpt_every: int = 50, progress: bool = True):
+    "One phase of the finetune with chapter 07's `fit`: its parameters (hit_param_groups), constant lr, encoder kept in eval mode; resumes from ph_dir/last.pt."
+    o = opts
+    cfg = FitConfig(steps=steps, lr=o["lr"], weight_decay=o["weight_decay"], betas=(0.9, 0.95), warmup=0, min_lr_ratio=1.0, clip=0.0,
+                    seed=o["seed"] * 1_000_003 + phase, ckpt_every=ckpt_every, progress=progress)
+    batches = StepLoader(data, o["batch_size"], seed=o["seed"] * 1_000_003 + phase * 100_003)
+    loss_fn = lambda net, b: hit_finetune_loss(getattr(net, "module", net), b["hr"], phase, lpips_fn, o["lpips_weight"], o["p_continuous"])
+    train_mode = lambda m: (m.train(), m.tok.encoder.eval())           # the encoder is frozen and stays in eval mode
+    return fit(model, loss_fn, batches, cfg, ph_dir, params=hit_param_groups(model, phase), meta=dict(opts, phase=phase),
+               resume=True, train_mode=train_mode)
+
 def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, batch_size: int = 16, lr: float = 2.5e-4,
                  weight_decay: float = 0.05, lpips_weight: float = 5.0, p_continuous: float = 0.5, seed: int = 0,
-                 resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None,
-                 stop_after: int | None = None) -> HITTokenizer:
-    "Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer; resumable. `stop_after` n steps simulates an interruption."
+                 resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None) -> HITTokenizer:
+    "Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer; resumable."
     # Deviation: the length is steps1 + steps2 (300 + 100 by default), not the preset's `tok_iters` (25K, the paper's finetune
     # length); `tok_iters` sets chapter 03's base-tokenizer training only. Pass steps1/steps2 explicitly for a paper-length finetune.
-    import warnings
-    from fastprogress.fastprogress import progress_bar
-    from msvar.tokenizer import RandomCrops, load_tokenizer, Tokenizer, _load_torch
     from msvar.lpips import get_lpips
     from msvar.core import default_device
-    from msvar.train import fit, FitConfig, read_log, param_digest
     dev = default_device(device)
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    last = out / "last.pt"
-    if isinstance(base, HITTokenizer): model = base
-    else:
-        tok, preset = load_tokenizer(base) if not isinstance(base, tuple) else base
-        model = HITTokenizer(tok, preset)
-        if not isinstance(base, tuple) and not (out / "base.pt").exists():   # keep the exact starting point for comparisons
-            from msvar.tokenizer import save_tokenizer
-            src_step = _load_torch(base).get("step")
-            save_tokenizer(tok, preset, out / "base.pt", source=str(base), step=src_step)
+    last, model = out / "last.pt", _base_model(base, out)
     # the run is defined by its options, its starting weights (SHA-256 of the base's parameters) and its data folder
     opts = dict(steps1=steps1, steps2=steps2, batch_size=batch_size, lr=lr, weight_decay=weight_decay, lpips_weight=lpips_weight,
                 p_continuous=p_continuous, seed=seed, base_digest=param_digest(model), data=str(Path(data_dir).resolve()))
     if last.exists():                                                  # finished earlier: the same base, data and options give the same model
-        if not resume: raise MsvarError(f"{str(last)!r} exists: the finetune in {str(out)!r} is finished; choose another output folder")
-        saved = _load_torch(last).get("options") or {}
-        unknown = [k for k in ("base_digest", "data") if k not in saved]
-        if unknown: warnings.warn(f"{str(last)!r} does not record {' and '.join(unknown)} (written by an older msvar): cannot check them")
-        diff = {k: (saved.get(k), v) for k, v in opts.items() if k in saved and saved.get(k) != v}
-        if diff: raise MsvarError(f"{str(last)!r} was written by another finetune (" + ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-                                  + "); use the same base tokenizer, data folder and options, or another output folder")
+        _finished_options(last, opts, resume)
         return load_hit(last).to(dev)
     model.to(dev)
     lp = get_lpips("alex", device=dev) if lpips_weight else None       # raises a clear error if the weights are missing
-    data = RandomCrops(data_dir, model.preset.hr_size)
+    data = HRFolder(data_dir, model.preset.hr_size, cache=True)        # the VAR's data path (chapter 01): random crops, 8 flips
     for ph, total in ((1, steps1), (2, steps2)):
         if total < 1: continue
-        ph_dir = out / f"phase{ph}"
-        if (ph_dir / "last.pt").exists() and not resume: raise MsvarError(f"{str(ph_dir / 'last.pt')!r} exists; pass resume=True")
-        params = hit_param_groups(model, ph)
-        cfg = FitConfig(steps=total, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95), warmup=0, min_lr_ratio=1.0, clip=0.0,
-                        seed=seed * 1_000_003 + ph, ckpt_every=ckpt_every, progress=progress)
-        batches = lambda i, ph=ph: data.batch(batch_size, torch.Generator().manual_seed(seed * 1_000_003 + ph * 100_003 + i))
-        loss_fn = lambda net, x, ph=ph: hit_finetune_loss(getattr(net, "module", net), x, ph, lp, lpips_weight, p_continuous)
-        train_mode = lambda m: (m.train(), m.tok.encoder.eval())       # the encoder is frozen and stays in eval mode
-        r = fit(model, loss_fn, batches, cfg, ph_dir, params=params, meta=dict(opts, phase=ph), resume=(ph_dir / "last.pt").exists(),
-                train_mode=train_mode, stop_after=stop_after)
-        if r.step < total: return model                               # interrupted (stop_after): resume later
-        if stop_after is not None:
-            stop_after -= len(r.rows)
-            if stop_after <= 0: return model
-    rows = [dict(phase=ph, **row) for ph in (1, 2) if (out / f"phase{ph}" / "log.jsonl").exists() for row in read_log(out / f"phase{ph}" / "log.jsonl")]
+        if (out / f"phase{ph}" / "last.pt").exists() and not resume: raise MsvarError(f"{str(out / f'phase{ph}' / 'last.pt')!r} exists; pass resume=True")
+        finetune_phase(model, ph, total, data, out / f"phase{ph}", opts, lp, ckpt_every, progress)
+    rows = [dict(phase=ph, **row) for ph in (1, 2) for row in read_log(out / f"phase{ph}" / "log.jsonl")]
     _atomic_write(out / "log.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows)))
-    plot_log(out / "log.jsonl", out / "losses.png", keys=("loss",), title="HIT finetune")
+    plot_metrics(rows, out / "losses.png", keys=("loss",), title="HIT finetune", by="phase")
     for prm in model.parameters(): prm.requires_grad_(False)
-    save_hit(model, last, options=opts, base_path=str(base) if isinstance(base, (str, Path)) else None)
+    save_hit(model, last, step=steps1 + steps2, options=opts, base_path=str(base) if isinstance(base, (str, Path)) else None)
     return model.eval()
 
 def finetune_hit_cli(argv=None):
     "Console entry point `msvar_finetune_hit`: HIT finetune of a tokenizer (msvar checkpoint) on a folder of images."
+    import inspect
+    d = {k: v.default for k, v in inspect.signature(finetune_hit).parameters.items()}   # the defaults live in finetune_hit only
     ap = argparse.ArgumentParser(prog="msvar_finetune_hit", description=finetune_hit_cli.__doc__)
     ap.add_argument("--tokenizer", required=True, help="base tokenizer checkpoint written by msvar_train_tokenizer")
     ap.add_argument("--data", required=True, help="folder of training images (searched recursively)")
     ap.add_argument("--out", required=True, help="output folder (last.pt, log.jsonl, losses.png)")
-    ap.add_argument("--steps1", type=int, default=300, help="phase 1 steps (stage decoders + vocabulary)")
-    ap.add_argument("--steps2", type=int, default=100, help="phase 2 steps (vocabulary only)")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=2.5e-4)
-    ap.add_argument("--lpips-weight", type=float, default=5.0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps1", type=arg_non_negative(int), default=d["steps1"], help="phase 1 steps (stage decoders + vocabulary)")
+    ap.add_argument("--steps2", type=arg_non_negative(int), default=d["steps2"], help="phase 2 steps (vocabulary only)")
+    ap.add_argument("--batch-size", type=arg_positive(int), default=d["batch_size"])
+    ap.add_argument("--lr", type=arg_positive(float), default=d["lr"])
+    ap.add_argument("--lpips-weight", type=arg_non_negative(float), default=d["lpips_weight"])
+    ap.add_argument("--seed", type=int, default=d["seed"])
     ap.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     ap.add_argument("--device", default=None)
     a = ap.parse_args(argv)
+    if a.steps1 + a.steps2 < 1: ap.error("--steps1 + --steps2 must be at least 1")
     try:
         finetune_hit(a.tokenizer, a.out, a.data, a.steps1, a.steps2, a.batch_size, a.lr, lpips_weight=a.lpips_weight,
                      seed=a.seed, resume=not a.no_resume, device=a.device)

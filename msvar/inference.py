@@ -10,15 +10,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import (MsvarError, load_image, save_image, resize, to_signed, to_unit,
+from .core import (check_out_dir, MsvarError, load_image, save_image, resize, to_signed, to_unit,
                         default_device, get_preset, _atomic_write, image_grid, repo_dir)
 from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
 from .losses import upsample_lr
 
 # %% auto #0
 __all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SRModel', 'save_sr_model', 'load_sr_model', 'sr_model_from_checkpoint',
-           'tile_starts', 'blend_window', 'upscale', 'default_model_path', 'compare_figure', 'check_out_dir',
-           'plan_outputs', 'sr_files', 'check_options', 'sr_cli']
+           'tile_starts', 'blend_window', 'upscale', 'default_model_path', 'compare_figure', 'plan_outputs', 'sr_files',
+           'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 def _decode_stage(hit: HITTokenizer, f_hat: torch.Tensor, n: int) -> torch.Tensor:
@@ -102,7 +102,8 @@ def load_sr_model(path, device=None) -> SRModel:
 
 def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> SRModel:
     "An SRModel from a VAR training checkpoint (msvar_train's last.pt, or a loaded dict with its 'model' and 'meta') and its tokenizer (path or HITTokenizer)."
-    from msvar.train import load_sr_tokenizer, load_checkpoint
+    from msvar.hit import load_sr_tokenizer
+    from msvar.train import load_checkpoint
     from msvar.var import SRVAR
     ck = var_ckpt if isinstance(var_ckpt, dict) else load_checkpoint(var_ckpt)
     tk = tokenizer if isinstance(tokenizer, nn.Module) else load_sr_tokenizer(tokenizer)
@@ -196,17 +197,6 @@ def compare_figure(x: torch.Tensor, outs: dict, title: str = "", zoom: int = 4):
     crops = [resize(y[:, i * s:(i + h) * s, j * s:(j + w) * s], (h * s_max, w * s_max), "nearest") for s, y in ims]
     return image_grid([list(zip(titles, [y for _, y in ims])), [(f"{t.split(' (')[0]}, centre", c) for t, c in zip(titles, crops)]],
                       size=3.2, suptitle=title or None)
-
-def check_out_dir(out_dir) -> Path:
-    "Create the output folder if needed and prove it writable (a probe file is made and removed) before any work; one-line MsvarError otherwise."
-    import os, tempfile
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir(): raise MsvarError(f"output folder {str(out)!r} is an existing file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".msvar_probe.", suffix=".tmp"); os.close(fd); os.remove(probe)
-    except OSError as e: raise MsvarError(f"cannot write to output folder {str(out)!r}: {e.strerror or e}") from None
-    return out
 
 def plan_outputs(inputs, out_dir) -> tuple:
     "([(input file, output name under out_dir without the _xS.png ending)], [missing inputs]): see the table below for the rules."

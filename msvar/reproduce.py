@@ -62,7 +62,7 @@ def stage_hit(plan: ReproPlan, out: Path, data: Path):
                  batch_size=plan.hit_batch, lpips_weight=plan.hit_lpips_weight if plan.lpips else 0.0, seed=plan.seed, progress=False)
 
 def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
-    from msvar.train import train_var
+    from msvar.train_var import train_var
     v = VARIANTS[name]
     tok = out / ("hit" if v["hit"] else "tokenizer") / "last.pt"      # the baseline uses the base tokenizer with plain tokens
     resume = (out / name / "last.pt").exists()
@@ -419,7 +419,7 @@ ABLATIONS = {"beta0.1": dict(dpo_beta=0.1), "beta10": dict(dpo_beta=10.0), "sum"
 def dpo_ablation(out, settings=ABLATIONS, data=None, test_root=None, plan: ReproPlan | None = None, test_sets=("Set14", "BSD100"),
                  verbose: bool = True) -> pd.DataFrame:
     "Train a DPO VAR per setting (otherwise as `ours`; `hit=False`: plain tokens) into OUT/ablation/NAME, score like Table 1b; mean metrics per setting."
-    from msvar.train import train_var
+    from msvar.train_var import train_var
     from msvar.evaluate import load_pairs, evaluate_model
     out = Path(out)
     plan = plan or PLANS["small"]

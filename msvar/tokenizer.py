@@ -13,14 +13,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import (MsvarError, Preset, TokenizerConfig, VARConfig, TrainConfig, get_preset, _atomic_write,
                         list_images, load_image, to_signed, to_unit, seed_everything, default_device)
-from .core import keeps_global_state
+from .core import keeps_global_state, _load_torch, check_finite_state, check_state_dict   # safe reading (chapter 00)
 from .quantize import MultiScaleQuantizer
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample2x', 'Upsample2x', 'Encoder', 'Decoder',
-           'Tokenizer', 'check_finite_state', 'check_state_dict', 'load_var_tokenizer', 'preset_from_dict',
-           'save_tokenizer', 'load_tokenizer', 'import_var_tokenizer', 'import_tokenizer_cli', 'RandomCrops', 'lr_at',
-           'train_tokenizer', 'plot_history', 'train_tokenizer_cli', 'export_tokenizer']
+           'Tokenizer', 'load_var_tokenizer', 'preset_from_dict', 'tokenizer_meta', 'save_tokenizer', 'load_tokenizer',
+           'import_var_tokenizer', 'import_tokenizer_cli', 'TokenizerLoss', 'DeadCodeCounters', 'train_tokenizer',
+           'train_tokenizer_cli', 'export_tokenizer']
 
 # %% ../nbs/03_tokenizer.ipynb #f0a459dc
 def Normalize(C: int) -> nn.GroupNorm:
@@ -189,57 +189,6 @@ class Tokenizer(nn.Module):
         return self.fhat_to_img(f_hat, clamp=False), vq_loss, usage
 
 # %% ../nbs/03_tokenizer.ipynb #3610102c
-def _numpy_array_globals() -> list:
-    "The globals that rebuild a numeric NumPy array (training checkpoints hold NumPy's RNG state): they make arrays, they call nothing else."
-    core = getattr(np, "_core", None) or np.core
-    numeric = [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
-                                           np.float16, np.float32, np.float64)]
-    return [core.multiarray._reconstruct, np.ndarray, np.dtype] + numeric
-
-def _load_torch(path, what: str = "checkpoint", map_location="cpu"):
-    "torch.load with weights_only=True: tensors, numbers, strings, containers and NumPy arrays only, so loading a file never runs code; one-line MsvarError otherwise."
-    path = Path(path)
-    if not path.is_file(): raise MsvarError(f"{what} {str(path)!r} does not exist")
-    try:
-        import warnings
-        with torch.serialization.safe_globals(_numpy_array_globals()), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)                # torch's note on old pickle protocols: we say what matters
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        msg = str(e)
-        if "Weights only load failed" in msg:                          # torch refused a pickled object: name it, never load it
-            import re
-            obj = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", msg)
-            raise MsvarError(f"refusing to load {what} {str(path)!r}: it holds a pickled Python object"
-                             f"{' (' + (obj.group(1) or obj.group(2)) + ')' if obj else ''}, and unpickling one could run arbitrary code; "
-                             "msvar files hold only tensors, numbers, strings, lists and dicts") from None
-        first = msg.strip().splitlines()[0][:200] if msg.strip() else ""
-        raise MsvarError(f"cannot read {what} {str(path)!r} (truncated or not a torch file?): {type(e).__name__}: {first}") from None
-
-def check_finite_state(sd: dict, path, what: str = "checkpoint") -> dict:
-    "MsvarError naming the file and the first tensors if a state dict holds NaN or inf weights (a diverged or damaged file); `sd` otherwise."
-    bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad: raise MsvarError(f"{what} {str(path)!r} has NaN or inf values in {len(bad)} tensor(s) ({_short(bad, 3)}): "
-                             "the run that wrote it diverged or the file is damaged; use an earlier checkpoint")
-    return sd
-
-def _short(keys, n=8):
-    keys = list(keys)
-    return ", ".join(keys[:n]) + (f", … ({len(keys) - n} more)" if len(keys) > n else "")
-
-def check_state_dict(model: nn.Module, sd: dict, path=None) -> None:
-    "Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` (read from the file `path`, if given) for `model`; nothing if they match."
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shapes = [f"shape mismatch {k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        msg = [f"{'state dict' if path is None else repr(str(path))} does not fit this model ({type(model).__name__}; was it written for another preset or model?):"]
-        if missing: msg.append(f"  {len(missing)} missing keys: {_short(missing)}")
-        if unexpected: msg.append(f"  {len(unexpected)} unexpected keys: {_short(unexpected)}")
-        if shapes: msg.append(f"  {len(shapes)} mis-shaped keys:\n    " + "\n    ".join(shapes[:4]) + (f"\n    … ({len(shapes) - 4} more)" if len(shapes) > 4 else ""))
-        raise MsvarError("\n".join(msg))
-
 def load_var_tokenizer(model: "Tokenizer", state_dict_or_path) -> "Tokenizer":
     "Load a VAR tokenizer state dict (or a path to `vae_ch160v4096z32.pth`) into `model`, strictly."
     sd = _load_torch(state_dict_or_path) if isinstance(state_dict_or_path, (str, Path)) else state_dict_or_path
@@ -250,7 +199,11 @@ def load_var_tokenizer(model: "Tokenizer", state_dict_or_path) -> "Tokenizer":
     return model
 
 # %% ../nbs/03_tokenizer.ipynb #bd693ca7
-CKPT_FORMAT = "msvar-tokenizer-v1"
+from .train import (FitConfig, StepLoader, fit, read_log, plot_metrics, save_checkpoint, load_checkpoint, CKPT_KIND,
+                         arg_positive, arg_non_negative)
+from .data import HRFolder
+
+CKPT_FORMAT = "msvar-tokenizer-v1"                                     # the layout written before the one checkpoint format (still read)
 
 def preset_from_dict(d: dict) -> Preset:
     "Rebuild a `Preset` from `dataclasses.asdict(preset)`."
@@ -261,26 +214,33 @@ def preset_from_dict(d: dict) -> Preset:
         return Preset(**d, tokenizer=tok, var=var, train=tr)
     except (TypeError, KeyError) as e: raise MsvarError(f"checkpoint records an invalid preset: {e}") from e
 
-def save_tokenizer(model: Tokenizer, preset: Preset, path, **extra) -> Path:
-    "Save `model` and the preset it was built from atomically to `path` (plus any `extra` entries)."
-    path = Path(path)
-    obj = dict(format=CKPT_FORMAT, preset=dataclasses.asdict(preset), state_dict=model.state_dict(), **extra)
-    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
-    return path
+def tokenizer_meta(preset: Preset, **options) -> dict:
+    "The `meta` of a tokenizer checkpoint: what the weights are (model, preset and its sizes) and the options of the run that made them."
+    return dict(model="Tokenizer", preset=preset.name, preset_config=dataclasses.asdict(preset), **options)
+
+def save_tokenizer(model: Tokenizer, preset: Preset, path, step: int = 0, **extra) -> Path:
+    "Save `model` and the preset it was built from atomically to `path`, in the checkpoint format of chapter 07 (plus any `extra` entries)."
+    return save_checkpoint(Path(path), dict(step=step, model=model.state_dict(), meta=tokenizer_meta(preset), **extra))
+
+def _tokenizer_parts(ck, path) -> tuple:
+    "(preset dict, state dict) of a tokenizer checkpoint in either layout; MsvarError for other files."
+    if isinstance(ck, dict) and ck.get("kind") == CKPT_KIND and isinstance(ck.get("meta"), dict) and ck["meta"].get("model") == "Tokenizer":
+        return ck["meta"].get("preset_config"), ck.get("model")
+    if isinstance(ck, dict) and ck.get("format") == CKPT_FORMAT: return ck.get("preset"), ck.get("state_dict")
+    what = (ck.get("format") or ck.get("kind")) if isinstance(ck, dict) else type(ck).__name__
+    raise MsvarError(f"{str(path)!r} is not an msvar tokenizer checkpoint (format {what!r}); for VAR's vae_ch160v4096z32.pth use load_var_tokenizer")
 
 def load_tokenizer(path, device="cpu", return_extra: bool = False):
-    "Load an msvar tokenizer checkpoint → (model in eval mode, preset) [, the checkpoint dict]."
+    "Load an msvar tokenizer checkpoint (either layout) → (model in eval mode, preset) [, the checkpoint dict]."
     ck = _load_torch(path, "tokenizer checkpoint")
-    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
-        raise MsvarError(f"{str(path)!r} is not an msvar tokenizer checkpoint (format {ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r}); "
-                         "for VAR's vae_ch160v4096z32.pth use load_var_tokenizer")
-    if not isinstance(ck.get("preset"), dict) or not isinstance(ck.get("state_dict"), dict):
+    cfg, sd = _tokenizer_parts(ck, path)
+    if not isinstance(cfg, dict) or not isinstance(sd, dict):
         raise MsvarError(f"tokenizer checkpoint {str(path)!r} is incomplete: it needs a 'preset' and a 'state_dict'")
-    check_finite_state(ck["state_dict"], path, "tokenizer checkpoint")
-    try: preset = preset_from_dict(ck["preset"])
+    check_finite_state(sd, path, "tokenizer checkpoint")
+    try: preset = preset_from_dict(cfg)
     except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from None
     model = Tokenizer.from_preset(preset)
-    try: load_var_tokenizer(model, ck["state_dict"])
+    try: load_var_tokenizer(model, sd)
     except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from e
     model.to(device).eval()
     return (model, preset, ck) if return_extra else (model, preset)
@@ -313,39 +273,6 @@ def import_tokenizer_cli(argv=None):
         print(f"msvar_import_tokenizer: error: cannot write {a.out!r}: {e.strerror or e}", file=sys.stderr); sys.exit(1)
     print(f"wrote {path}")
 
-# %% ../nbs/03_tokenizer.ipynb #c5f2f1cb
-class RandomCrops:
-    "Random HR crops from a folder of images, held in memory as uint8; `batch(n, generator)` → (n, 3, size, size) in [0, 1]."
-    def __init__(self, folder, size: int, max_scale: float = 2.0):
-        self.size, self.max_scale = size, max_scale
-        from msvar.core import ImageReadError
-        from msvar.data import to_uint8_tensor                         # held as uint8 by this object, for as long as the caller keeps it
-        self.paths, self.images, self.unreadable = list_images([folder]), [], []
-        for p in self.paths:                                           # an unreadable file is skipped and listed, not fatal
-            try: im = to_uint8_tensor(load_image(p))
-            except ImageReadError as e: self.unreadable.append((p, e.reason)); continue
-            if min(im.shape[-2:]) >= size: self.images.append(im)
-        if self.unreadable:
-            import warnings
-            warnings.warn(f"skipped {len(self.unreadable)} unreadable image file(s) under {str(folder)!r}: "
-                          + ", ".join(f"{p.name} ({r})" for p, r in self.unreadable[:10]) + (" …" if len(self.unreadable) > 10 else ""), stacklevel=2)
-        if not self.images: raise MsvarError(f"no image in {str(folder)!r} is at least {size}×{size} pixels")
-
-    def __len__(self): return len(self.images)
-
-    def crop(self, im, g):
-        "One random crop of `im` (uint8 (3, H, W)) → float (3, size, size) in [0, 1]."
-        H, W = im.shape[-2:]
-        s = int(self.size * (1 + (min(self.max_scale, min(H, W) / self.size) - 1) * torch.rand(1, generator=g).item()))
-        i, j = (torch.randint(H - s + 1, (1,), generator=g).item(), torch.randint(W - s + 1, (1,), generator=g).item())
-        x = im[:, i:i + s, j:j + s].float() / 255
-        if s != self.size: x = F.adaptive_avg_pool2d(x[None], self.size)[0]
-        return x.flip(-1) if torch.rand(1, generator=g).item() < 0.5 else x
-
-    def batch(self, n: int, g: torch.Generator):
-        "n random crops (images drawn with replacement)."
-        return torch.stack([self.crop(self.images[torch.randint(len(self.images), (1,), generator=g).item()], g) for _ in range(n)])
-
 # %% ../nbs/03_tokenizer.ipynb #22738982
 def _get_lpips(device):
     "msvar.lpips's AlexNet LPIPS, or None (with the reason) if its weights are not available."
@@ -354,123 +281,93 @@ def _get_lpips(device):
         return get_lpips("alex", device=device), None
     except (ImportError, MsvarError) as e: return None, str(e)
 
-def lr_at(step: int, total: int, base: float, warmup_frac: float = 0.02, floor: float = 0.1) -> float:
-    "Linear warm-up over `warmup_frac` of the steps, then cosine decay from `base` to `floor·base`."
-    w = max(1, int(total * warmup_frac))
-    if step < w: return base * (step + 1) / w
-    t = (step - w) / max(1, total - w)
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+class TokenizerLoss:
+    "loss_fn for `fit`: ‖x̂ − x‖² + w·LPIPS(x̂, x) + the quantizer's codebook + commitment loss, on a batch {'hr': (B, 3, H, W) in [0, 1]}."
+    def __init__(self, lpips_fn=None, lpips_weight: float = 1.0): self.lpips_fn, self.lpips_weight = lpips_fn, lpips_weight
+    def __call__(self, net, batch) -> tuple:
+        x = to_signed(batch["hr"])
+        rec, vq_loss, usage = net(x)
+        l2 = F.mse_loss(rec, x)
+        lpv = self.lpips_fn(rec, x).mean() if self.lpips_fn is not None else torch.zeros((), device=x.device)
+        loss = l2 + self.lpips_weight * lpv + vq_loss
+        return loss, dict(loss=loss.item(), l2=l2.item(), lpips=lpv.item(), vq=vq_loss.item(),
+                          **{f"usage_{l + 1}": u for l, u in enumerate(usage.tolist())})
+
+class DeadCodeCounters:
+    "The quantizer's steps-since-last-use counters: not in its state dict (VAR's keys), so `fit` saves them as extra state and a resumed run restarts the same codes."
+    def __init__(self, quantizer): self.q = quantizer
+    def state_dict(self) -> dict: return dict(unused_steps_V=self.q.unused_steps_V.detach().cpu().clone())
+    def load_state_dict(self, sd: dict): self.q.unused_steps_V.copy_(sd["unused_steps_V"])
+
+def _refuse_old_layout(last: Path):
+    "A run folder whose last.pt predates the one training loop: loadable as a tokenizer, not resumable (MsvarError saying so)."
+    ck = _load_torch(last, "tokenizer checkpoint")
+    if isinstance(ck, dict) and ck.get("format") == CKPT_FORMAT:
+        raise MsvarError(f"{str(last)!r} was written by an older msvar ({CKPT_FORMAT}): it loads as a tokenizer (load_tokenizer, "
+                         "msvar_finetune_hit --tokenizer) but cannot be resumed by the current training loop; train in another folder")
 
 @keeps_global_state                     # seeds the global RNGs for its own run; the caller's states come back on return
 def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
                     lpips_weight: float = 1.0, seed: int = 0, resume: bool = True, save_every: int = 100, device=None,
-                    require_lpips: bool = False, progress: bool = True, log_every: int = 10, print_log: bool = False):
-    "Train a tokenizer from scratch on random crops of `data_dir`; writes `out_dir/last.pt` (resumable) and `out_dir/loss.png`."
-    from fastprogress.fastprogress import progress_bar
+                    require_lpips: bool = False, progress: bool = True):
+    "Train a tokenizer from scratch on random crops of `data_dir` with chapter 07's `fit`; writes `out_dir/last.pt` (resumable), log.jsonl and loss.png. Returns (model, log rows)."
     p = get_preset(preset) if isinstance(preset, str) else preset
-    steps = steps or p.train.tok_iters
-    bs, lr = batch_size or p.train.batch_size, lr or p.train.tok_lr
-    if steps < 1 or bs < 1 or lr <= 0: raise MsvarError(f"steps, batch size and lr must be positive (got {steps}, {bs}, {lr})")
+    steps, bs, lr = steps or p.train.tok_iters, batch_size or p.train.batch_size, lr or p.train.tok_lr
+    if not (steps >= 1 and bs >= 1 and math.isfinite(lr) and lr > 0): raise MsvarError(f"steps, batch size and lr must be positive (got {steps}, {bs}, {lr})")
     out_dir, dev = Path(out_dir), default_device(device)
-    ckpt_path = out_dir / "last.pt"
-    seed_everything(seed)
-    model = Tokenizer.from_preset(p).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=p.train.tok_weight_decay, betas=(0.9, 0.95))
-    start, history = 0, []
-    if resume and ckpt_path.exists():
-        m2, p2, ck = load_tokenizer(ckpt_path, dev, return_extra=True)
-        if p2 != p: raise MsvarError(f"{str(ckpt_path)!r} was trained with preset {p2.name!r} of other sizes; use another --out or --no-resume")
-        model.load_state_dict(m2.state_dict()); opt.load_state_dict(ck["optimizer"])
-        start, history = ck["step"], ck["history"]
-        print(f"resuming from {ckpt_path} at step {start}")
-    elif ckpt_path.exists() and not resume: raise MsvarError(f"{str(ckpt_path)!r} exists; pass resume=True (--resume) or choose another output folder")
+    if resume and (out_dir / "last.pt").exists(): _refuse_old_layout(out_dir / "last.pt")
     lp, why = (_get_lpips(dev) if lpips_weight > 0 else (None, "lpips_weight = 0"))
     if lp is None and lpips_weight > 0:
         if require_lpips: raise MsvarError(f"LPIPS unavailable: {why}")
         print(f"warning: training without LPIPS ({why})", file=sys.stderr)
-    data = RandomCrops(data_dir, p.hr_size)
-    model.train()
-    def batch_at(i): return to_signed(data.batch(bs, torch.Generator().manual_seed(seed * 1_000_003 + i))).to(dev)
-    if start == 0:
-        with torch.no_grad(): model.quantize.init_codebook(model.encode(batch_at(-1)))
-    def save(step):
-        save_tokenizer(model, p, ckpt_path, step=step, optimizer=opt.state_dict(), history=history,
-                       train_args=dict(data_dir=str(data_dir), steps=steps, batch_size=bs, lr=lr, lpips_weight=lpips_weight,
-                                       seed=seed, lpips=lp is not None))
-    t0, run = time.time(), dict(loss=0.0, l2=0.0, lpips=0.0, vq=0.0, n=0)
-    it = range(start, steps)
-    pb = progress_bar(it, total=steps - start) if progress else it
-    for i in pb:
-        for gr in opt.param_groups: gr["lr"] = lr_at(i, steps, lr)
-        x = batch_at(i)
-        rec, vq_loss, usage = model(x)
-        l2 = F.mse_loss(rec, x)
-        lpv = lp(rec, x).mean() if lp is not None else torch.zeros((), device=dev)
-        loss = l2 + lpips_weight * lpv + vq_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        n_restart = model.quantize.restart_dead_codes(50)
-        for k, v in (("loss", loss), ("l2", l2), ("lpips", lpv), ("vq", vq_loss)): run[k] += v.item()
-        run["n"] += 1
-        if (i + 1) % log_every == 0 or i + 1 == steps:
-            rec_row = {k: run[k] / run["n"] for k in ("loss", "l2", "lpips", "vq")}
-            rec_row.update(step=i + 1, usage=[round(u, 1) for u in usage.tolist()], restarted=n_restart, seconds=round(time.time() - t0, 1))
-            history.append(rec_row); run = dict(loss=0.0, l2=0.0, lpips=0.0, vq=0.0, n=0)
-            if progress and hasattr(pb, "comment"): pb.comment = f"loss {rec_row['loss']:.4f} l2 {rec_row['l2']:.4f} lpips {rec_row['lpips']:.3f}"
-            if print_log: print(json.dumps(rec_row), flush=True)
-        if (i + 1) % save_every == 0: save(i + 1)
-    save(steps)
-    plot_history(history, out_dir / "loss.png")
-    model.eval()
-    return model, history
+    ds = HRFolder(data_dir, p.hr_size, cache=True)                     # the VAR's data path (chapter 01): random crops, 8 flips
+    seed_everything(seed)
+    model = Tokenizer.from_preset(p).to(dev)
+    if not (resume and (out_dir / "last.pt").exists()):               # a fresh run: codebook from encoder outputs of a first batch
+        x0 = next(StepLoader(ds, bs, seed=seed + 1).iterate(0, 1))[0]["hr"].to(dev)
+        with torch.no_grad(): model.quantize.init_codebook(model.encode(to_signed(x0)))
+    meta = tokenizer_meta(p, data=str(Path(data_dir).resolve()), batch_size=bs, lpips_weight=lpips_weight, lpips=lp is not None, seed=seed)
+    cfg = FitConfig(steps=steps, lr=lr, weight_decay=p.train.tok_weight_decay, betas=(0.9, 0.95), warmup=0.02, min_lr_ratio=0.1, clip=0.0,
+                    seed=seed, ckpt_every=save_every, progress=progress)
+    fit(model, TokenizerLoss(lp, lpips_weight), StepLoader(ds, bs, seed=seed), cfg, out_dir, meta=meta, resume=resume,
+        after_step=lambda m, step: m.quantize.restart_dead_codes(50), extra_state=DeadCodeCounters(model.quantize))
+    rows = read_log(out_dir / "log.jsonl")
+    plot_metrics(rows, out_dir / "loss.png", keys=("loss", "l2", "lpips", "vq"), smooth=10, title="tokenizer training losses")
+    return model.eval(), rows
 
-def plot_history(history, path=None):
-    "Plot the loss curves of a training history (list of dicts); saves to `path` atomically if given; returns the figure."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(8, 2.8))
-    s = [h["step"] for h in history]
-    for k in ("loss", "l2", "lpips", "vq"): ax[0].plot(s, [h[k] for h in history], label=k)
-    ax[0].set_yscale("log"); ax[0].set_xlabel("step"); ax[0].legend(fontsize=7); ax[0].set_title("training losses", fontsize=9)
-    u = np.array([h["usage"] for h in history])
-    for l in range(u.shape[1]): ax[1].plot(s, u[:, l], label=f"scale {l + 1}")
-    ax[1].set_xlabel("step"); ax[1].set_ylabel("codebook usage %"); ax[1].legend(fontsize=6, ncol=2); ax[1].set_title("usage per scale (EMA)", fontsize=9)
-    fig.tight_layout()
-    if path is not None:
-        _atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
-        plt.close(fig)
-    return fig
-
+# %% ../nbs/03_tokenizer.ipynb #i17f0301
 def train_tokenizer_cli(argv=None):
     "Console entry point `msvar_train_tokenizer`: train a tokenizer from scratch on a folder of images."
+    import inspect
+    d = {k: v.default for k, v in inspect.signature(train_tokenizer).parameters.items()}   # the defaults live in train_tokenizer only
     ap = argparse.ArgumentParser(prog="msvar_train_tokenizer", description="Train msvar's multi-scale RQ-VAE tokenizer from scratch on random crops "
-                                 "of a folder of images; writes OUT/last.pt (resumable) and OUT/loss.png.")
+                                 "of a folder of images; writes OUT/last.pt (resumable), OUT/log.jsonl and OUT/loss.png.")
     ap.add_argument("--preset", default="small", choices=["test", "small", "paper"], help="model and image sizes (default: small)")
     ap.add_argument("--data", required=True, help="folder of training images (searched recursively)")
-    ap.add_argument("--out", required=True, help="output folder for last.pt and loss.png")
-    ap.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's tok_iters)")
-    ap.add_argument("--batch-size", type=int, default=None, help="images per step (default: the preset's batch size)")
-    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's tok_lr)")
-    ap.add_argument("--lpips-weight", type=float, default=1.0, help="weight of the LPIPS loss (0 disables it; default 1)")
+    ap.add_argument("--out", required=True, help="output folder for last.pt, log.jsonl and loss.png")
+    ap.add_argument("--steps", type=arg_positive(int), default=None, help="training steps (default: the preset's tok_iters)")
+    ap.add_argument("--batch-size", type=arg_positive(int), default=None, help="images per step (default: the preset's batch size)")
+    ap.add_argument("--lr", type=arg_positive(float), default=None, help="peak learning rate (default: the preset's tok_lr); a new value on resume applies from the resumed step")
+    ap.add_argument("--lpips-weight", type=arg_non_negative(float), default=d["lpips_weight"], help=f"weight of the LPIPS loss (0 disables it; default {d['lpips_weight']:g})")
     ap.add_argument("--require-lpips", action="store_true", help="fail instead of training without LPIPS when its weights are missing")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--save-every", type=int, default=100, help="write last.pt every N steps")
+    ap.add_argument("--seed", type=int, default=d["seed"])
+    ap.add_argument("--save-every", type=arg_positive(int), default=d["save_every"], help="write last.pt every N steps")
     ap.add_argument("--no-resume", action="store_true", help="refuse to continue from an existing OUT/last.pt")
     ap.add_argument("--device", default=None, help="cpu, cuda, … (default: best available)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--threads", type=arg_positive(int), default=None, help="torch CPU threads")
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
     try:
-        _, hist = train_tokenizer(a.preset, a.data, a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr, lpips_weight=a.lpips_weight,
+        _, rows = train_tokenizer(a.preset, a.data, a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr, lpips_weight=a.lpips_weight,
                                   seed=a.seed, resume=not a.no_resume, save_every=a.save_every, device=a.device, require_lpips=a.require_lpips,
-                                  print_log=True)
+                                  progress=False)
     except MsvarError as e:
         print(f"msvar_train_tokenizer: error: {e}", file=sys.stderr); sys.exit(1)
-    last = hist[-1]
-    print(f"done: step {last['step']}, loss {last['loss']:.4f} (l2 {last['l2']:.4f}, lpips {last['lpips']:.3f}); wrote {Path(a.out) / 'last.pt'}")
+    last = rows[-1]
+    print(f"done: step {last['step'] + 1}, loss {last['loss']:.4f} (l2 {last['l2']:.4f}, lpips {last['lpips']:.3f}); wrote {Path(a.out) / 'last.pt'}")
 
 def export_tokenizer(src, dst) -> Path:
-    "Copy a training checkpoint without its optimiser state (what we ship in `data/`): model, preset, step, history."
+    "Copy a tokenizer checkpoint without its training state (what we ship in `data/`): weights, preset, step, and the run's options."
     model, preset, ck = load_tokenizer(src, return_extra=True)
-    keep = {k: ck[k] for k in ("step", "history", "train_args") if k in ck}
-    return save_tokenizer(model, preset, dst, **keep)
+    keep = {k: ck[k] for k in ("history", "train_args") if k in ck}               # entries of the older layout
+    return save_tokenizer(model, preset, dst, step=ck.get("step") or 0, run=ck.get("meta", {}), **keep)

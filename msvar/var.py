@@ -244,9 +244,11 @@ class SRVAR(nn.Module):
         return self.head(self.head_nm(x_BLC[:, self.n_prefix:], cond_BD))                  # (B, Σρ², V)
 
 # %% ../nbs/05_var.ipynb #c72b02b7
-def count_params(model: nn.Module) -> int:
-    "Number of trainable parameters."
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def count_params(model: nn.Module, human: bool = False) -> int | str:
+    "Number of trainable parameters (`human=True`: as text, e.g. '7.44M params')."
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if not human: return n
+    return f"{n / 1e6:.2f}M params" if n >= 1e5 else f"{n / 1e3:.1f}k params"
 
 # %% ../nbs/05_var.ipynb #14a88e4b
 def sample_tokens(logits_BlV: torch.Tensor, top_k: int = 0, top_p: float = 0.0, generator: torch.Generator | None = None,

@@ -39,8 +39,8 @@ def test_modules_and_plotting_helpers_leave_global_state(svg_backend, tmp_path, 
     mods = sorted(m.name for m in pkgutil.iter_modules(msvar.__path__))
     for m in mods: importlib.import_module(f"msvar.{m}")
     from msvar.core import get_preset, show_images
-    from msvar.tokenizer import Tokenizer, plot_history
-    from msvar.hit import HITTokenizer, plot_log
+    from msvar.tokenizer import Tokenizer
+    from msvar.hit import HITTokenizer
     from msvar.var import SRVAR
     from msvar.train import plot_metrics
     from msvar.inference import SRModel, compare_figure, sr_files
@@ -62,8 +62,8 @@ def test_modules_and_plotting_helpers_leave_global_state(svg_backend, tmp_path, 
     monkeypatch.setattr(rp, "orderings", lambda t: pd.DataFrame())
 
     before = _state()
-    figs = [show_images([lr[0], hr[0]], ["lr", "hr"]), plot_history(hist), plot_history(hist, tmp_path / "h.png"),
-            plot_log(tmp_path / "log.jsonl", tmp_path / "l.png"), plot_metrics(tmp_path / "log.jsonl", tmp_path / "m.png"),
+    figs = [show_images([lr[0], hr[0]], ["lr", "hr"]), plot_metrics(hist, keys=("loss", "l2")), plot_metrics(hist, tmp_path / "h.png", keys=("loss", "l2")),
+            plot_metrics(tmp_path / "log.jsonl", tmp_path / "l.png", by="phase"), plot_metrics(tmp_path / "log.jsonl", tmp_path / "m.png"),
             compare_figure(lr[0], {1: lr[0], 4: hr[0]}), ev.comparison_grid(dict(lr=lr, hr=hr), outs, p),
             rp.training_curves(tmp_path / "no_run")]
     ev.write_report(res, dict(lr=lr, hr=hr), p, tmp_path / "eval")

@@ -164,7 +164,7 @@ def test_seeded_sampling_with_cpu_generator_on_cuda():
 
 @pytest.mark.parametrize("first,then", [("cuda", "cpu"), ("cpu", "cuda")])
 def test_checkpoint_moves_between_gpu_and_cpu(tmp_path, first, then):
-    "fit stopped after 3 of 6 steps on one device resumes on the other; its losses follow the uninterrupted run's."
+    "fit crashed after 5 of 6 steps (checkpoint at 4) on one device resumes on the other; its losses follow the uninterrupted run's."
     from msvar.losses import SRLoss
     from msvar.train import FitConfig, fit, load_checkpoint, read_log
     p = get_preset("test")
@@ -175,8 +175,11 @@ def test_checkpoint_moves_between_gpu_and_cpu(tmp_path, first, then):
         cfg = FitConfig(steps=6, lr=3e-3, warmup=0, ckpt_every=2, progress=False)
         return fit(m, SRLoss(random_hit(p)), lambda step: batch, cfg, out, **kw)
     ref = run(first, tmp_path / "ref")
-    run(first, tmp_path / "moved", stop_after=3)
-    assert load_checkpoint(tmp_path / "moved" / "last.pt")["step"] == 3
+    class Killed(Exception): pass
+    def crash_after_5(model, step):                                        # a crash after step 5; the last checkpoint is at 4
+        if step + 1 == 5: raise Killed
+    with pytest.raises(Killed): run(first, tmp_path / "moved", after_step=crash_after_5)
+    assert load_checkpoint(tmp_path / "moved" / "last.pt")["step"] == 4
     r = run(then, tmp_path / "moved", resume=True)
     assert r.step == 6 and next(r.model.parameters()).device.type == then
     a, b = [x["loss"] for x in ref.rows], [x["loss"] for x in read_log(tmp_path / "moved" / "log.jsonl")]

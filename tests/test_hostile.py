@@ -8,7 +8,9 @@ from msvar.core import MsvarError, get_preset, save_image, load_image
 from msvar.tokenizer import Tokenizer, save_tokenizer, load_tokenizer
 from msvar.hit import HITTokenizer, save_hit, load_hit
 from msvar.var import SRVAR
-from msvar.train import save_checkpoint, load_checkpoint, rng_state, load_sr_tokenizer, init_from_var
+from msvar.train import save_checkpoint, load_checkpoint, rng_state
+from msvar.hit import load_sr_tokenizer
+from msvar.train_var import init_from_var
 from msvar.inference import SRModel, save_sr_model, load_sr_model, sr_files, sr_cli, SR_FORMAT
 
 
@@ -374,12 +376,12 @@ def test_import_tokenizer_refuses_nan_and_reports_unwritable_output(tmp_path, ca
 
 
 def test_tokenizer_crops_and_eval_pairs_skip_undecodable_images(tmp_path):
-    "msvar_train_tokenizer (RandomCrops) and msvar_eval (pairs_from_hr) skip and list an unreadable file instead of stopping."
-    from msvar.tokenizer import RandomCrops
+    "msvar_train_tokenizer (HRFolder, the data path of every trainer) and msvar_eval (pairs_from_hr) skip and list an unreadable file instead of stopping."
+    from msvar.data import HRFolder
     from msvar.evaluate import pairs_from_hr
     for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
     _undecodable_tiffs(tmp_path / "hr")
-    with pytest.warns(UserWarning, match="skipped 2 unreadable"): rc = RandomCrops(tmp_path / "hr", 32)
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"): rc = HRFolder(tmp_path / "hr", 32, cache=True)
     assert len(rc) == 2 and len(rc.unreadable) == 2
     with pytest.warns(UserWarning, match="skipped 2 unreadable"): pairs = pairs_from_hr(tmp_path / "hr", get_preset("test"), n=5)
     assert pairs["names"] == ["0.png", "1.png"] and pairs["hr"].shape[0] == 2

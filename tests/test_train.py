@@ -45,7 +45,7 @@ def _cmd(setup, out, steps, extra=()):
 
 
 def _run(args, check=True, **kw):
-    r = subprocess.run([sys.executable, "-m", "msvar.train", *args], capture_output=True, text=True, env=_env(), **kw)
+    r = subprocess.run([sys.executable, "-m", "msvar.train_var", *args], capture_output=True, text=True, env=_env(), **kw)
     if check: assert r.returncode == 0, r.stderr[-3000:]
     return r
 
@@ -56,7 +56,7 @@ def test_two_process_gloo_matches_one_process(setup):
     one, two = setup / "one", setup / "two"
     _run(_cmd(setup, one, 3, common))
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "msvar.train", *_cmd(setup, two, 3, common)], capture_output=True, text=True, env=_env())
+                        "-m", "msvar.train_var", *_cmd(setup, two, 3, common)], capture_output=True, text=True, env=_env())
     assert r.returncode == 0, r.stderr[-3000:]
     c1, c2 = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
     assert c2["world_size"] == 2 and len(c2["replica_digests"]) == 2
@@ -74,7 +74,7 @@ def test_sigkill_then_resume_equals_uninterrupted(setup):
     ref = setup / "ref"
     _run(_cmd(setup, ref, steps, common))
     killed = setup / "killed"
-    p = subprocess.Popen([sys.executable, "-m", "msvar.train", *_cmd(setup, killed, steps, common)],
+    p = subprocess.Popen([sys.executable, "-m", "msvar.train_var", *_cmd(setup, killed, steps, common)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     t0 = time.time()
     while len(read_log(killed / "log.jsonl")) < 10:                        # past the checkpoint at step 8
@@ -96,7 +96,7 @@ def test_sigkill_then_resume_equals_uninterrupted(setup):
 
 def _cli(capsys, args):
     "Run msvar_train in this process; returns (exit status, stdout, stderr)."
-    from msvar.train import train_cli
+    from msvar.train_var import train_cli
     try: train_cli(args); code = 0
     except SystemExit as e: code = e.code
     out = capsys.readouterr()
