@@ -191,6 +191,7 @@ def _numpy_array_globals() -> list:
 def _load_torch(path, what: str = "checkpoint", map_location="cpu"):
     "torch.load with weights_only=True: tensors, numbers, strings, containers and NumPy arrays only, so loading a file never runs code; one-line MsvarError otherwise."
     path = Path(path)
+    if path.is_dir(): raise MsvarError(f"{what} {str(path)!r} is a folder, not a file")
     if not path.is_file(): raise MsvarError(f"{what} {str(path)!r} does not exist")
     try:
         with torch.serialization.safe_globals(_numpy_array_globals()), warnings.catch_warnings():
@@ -198,13 +199,15 @@ def _load_torch(path, what: str = "checkpoint", map_location="cpu"):
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         msg = str(e)
-        if "Weights only load failed" in msg:                          # torch refused a pickled object: name it, never load it
-            import re
-            obj = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", msg)
+        import re
+        obj = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", msg)
+        with open(path, "rb") as fh: pickled = fh.read(1) == b"\x80"    # a raw pickle starts with its PROTO opcode
+        if "Weights only load failed" in msg and (obj or pickled):     # torch refused a pickled object: name it, never load it
             raise MsvarError(f"refusing to load {what} {str(path)!r}: it holds a pickled Python object"
                              f"{' (' + (obj.group(1) or obj.group(2)) + ')' if obj else ''}, and unpickling one could run arbitrary code; "
                              "msvar files hold only tensors, numbers, strings, lists and dicts") from None
         first = msg.strip().splitlines()[0][:200] if msg.strip() else ""
+        if "Weights only load failed" in msg: first = "its bytes are not a pickle of tensors"
         raise MsvarError(f"cannot read {what} {str(path)!r} (truncated or not a torch file?): {type(e).__name__}: {first}") from None
 
 def check_finite_state(sd: dict, path, what: str = "checkpoint") -> dict:
@@ -219,7 +222,7 @@ def _short(keys, n=8):
     keys = list(keys)
     return ", ".join(keys[:n]) + (f", … ({len(keys) - n} more)" if len(keys) > n else "")
 
-def check_state_dict(model: nn.Module, sd: dict, path=None) -> None:
+def check_state_dict(model: torch.nn.Module, sd: dict, path=None) -> None:
     "Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` (read from the file `path`, if given) for `model`; nothing if they match."
     own = model.state_dict()
     missing = [k for k in own if k not in sd]

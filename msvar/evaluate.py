@@ -4,7 +4,7 @@
 
 # %% ../nbs/09b_evaluate.ipynb #a3f9e7df
 from __future__ import annotations
-import argparse, sys
+import argparse, json, sys, time
 from pathlib import Path
 import torch
 import pandas as pd

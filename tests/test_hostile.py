@@ -573,3 +573,17 @@ def test_empty_folder_among_inputs_is_reported(tmp_path, toy, capsys):
                                       "--model", str(_model_file(tmp_path, toy))], capsys)
     assert code == 1 and "no image files" in err and str(tmp_path / "empty") in err and "Traceback" not in err, err
     assert _pngs(tmp_path / "out") == ["a_x1.png"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "text", "random"])
+def test_non_model_file_is_named_for_what_it_is(tmp_path, kind):
+    "A folder, a text file or random bytes given as a model: a plain message, never 'pickled Python object' (that is for real pickles)."
+    from msvar.core import _load_torch
+    f = tmp_path / "m.pt"
+    if kind == "folder": f.mkdir()
+    elif kind == "text": f.write_text("hello, this is not a model\n")
+    else: f.write_bytes(os.urandom(4096))
+    with pytest.raises(MsvarError) as e: _load_torch(f, "model file")
+    msg = str(e.value)
+    assert "pickled Python object" not in msg and "PyTorch 2.6" not in msg, msg
+    assert ("is a folder" if kind == "folder" else "not a torch file") in msg, msg
