@@ -15,11 +15,12 @@ from .core import MsvarError, _atomic_write, seed_everything, default_device, _l
 from .core import keeps_global_state
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'DECAY_TYPES', 'CKPT_KIND', 'CKPT_VERSION', 'FitConfig', 'arg_positive', 'arg_non_negative',
-           'param_groups', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader', 'rng_state', 'set_rng_state',
-           'save_checkpoint', 'load_checkpoint', 'check_meta', 'param_digest', 'DistEnv', 'init_distributed',
-           'FitResult', 'read_log', 'moving_average', 'plot_metrics', 'Run', 'start_run', 'resume_run', 'wrap_model',
-           'forward_backward', 'agree', 'optimizer_step', 'train_step', 'save_run', 'sample_run', 'step_batches', 'fit']
+__all__ = ['PRECISIONS', 'DECAY_TYPES', 'CKPT_KIND', 'CKPT_VERSION', 'FitConfig', 'arg_number', 'arg_positive',
+           'arg_non_negative', 'param_groups', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader', 'rng_state',
+           'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'check_meta', 'param_digest', 'DistEnv',
+           'init_distributed', 'FitResult', 'read_log', 'moving_average', 'plot_metrics', 'Run', 'start_run',
+           'resume_run', 'wrap_model', 'forward_backward', 'agree', 'optimizer_step', 'train_step', 'save_run',
+           'sample_run', 'step_batches', 'fit']
 
 # %% ../nbs/07_train.ipynb #ec2c75a3
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -62,23 +63,18 @@ class FitConfig:
         if not 0 <= self.min_lr_ratio <= 1: raise MsvarError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         return self
 
-def arg_positive(kind):
-    "argparse type: a positive finite number of `kind` (int or float); a one-line usage error (exit 2) otherwise."
+def arg_number(kind, low: float = 0, strict: bool = True):
+    "argparse type: a finite number of `kind` (int or float) above `low` (at least `low` if not `strict`); a one-line usage error (exit 2) otherwise."
     def parse(s):
         try: v = kind(s)
         except ValueError: raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
-        if not (math.isfinite(v) and v > 0): raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
+        if not (math.isfinite(v) and (v > low if strict else v >= low)):
+            raise argparse.ArgumentTypeError(f"must be {'a positive number' if (strict and low == 0) else ('>' if strict else '≥') + f' {low}'}, got {s}")
         return v
     return parse
 
-def arg_non_negative(kind):
-    "argparse type: a finite number ≥ 0 of `kind`."
-    def parse(s):
-        try: v = kind(s)
-        except ValueError: raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
-        if not (math.isfinite(v) and v >= 0): raise argparse.ArgumentTypeError(f"must be ≥ 0, got {s}")
-        return v
-    return parse
+def arg_positive(kind): return arg_number(kind, 0, strict=True)
+def arg_non_negative(kind): return arg_number(kind, 0, strict=False)
 
 # %% ../nbs/07_train.ipynb #4cdd8eae
 DECAY_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
