@@ -260,12 +260,14 @@ def training_curves(out, smooth: int = 20):
     from msvar.tokenizer import _load_torch
     out = Path(out)
     fig, ax = plt.subplots(1, 4, figsize=(16, 3.2))
-    tk = out / "tokenizer" / "last.pt"
-    if tk.exists():
-        h = _load_torch(tk).get("history", [])
-        for k in ("l2", "lpips", "vq"): ax[0].plot([r["step"] for r in h], [r[k] for r in h], label=k)
+    tk, h = out / "tokenizer" / "last.pt", read_log(out / "tokenizer" / "log.jsonl")   # fit's per-step log …
+    if not h and tk.exists(): h = _load_torch(tk).get("history", [])            # … or an older run's history (per 10 steps)
+    if h:
+        st = [r["step"] for r in h]
+        for k in ("l2", "lpips", "vq"):
+            y = _smooth([r[k] for r in h], smooth if len(h) > 2 * smooth else 0); ax[0].plot(st[len(st) - len(y):], y, label=k)
         ax[0].set_yscale("log"); ax[0].legend(fontsize=7)
-    ax[0].set_title("tokenizer (per 10 steps)", fontsize=9)
+    ax[0].set_title("tokenizer losses", fontsize=9)
     hit = read_log(out / "hit" / "log.jsonl")
     for ph in (1, 2):
         r = [x for x in hit if x.get("phase") == ph]
