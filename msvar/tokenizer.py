@@ -266,6 +266,12 @@ def import_tokenizer_cli(argv=None):
     ap.add_argument("--preset", default="paper", choices=["test", "small", "paper"], help="sizes of the tokenizer (default: paper)")
     ap.add_argument("--overwrite", action="store_true")
     a = ap.parse_args(argv)
+    out = Path(a.out)                                                  # usage errors (exit 2) before any work
+    under = next((q for q in out.parents if q.exists() and not q.is_dir()), None)
+    if out.is_dir(): ap.error(f"-o {a.out!r} is a folder; name the checkpoint file to write")
+    if under is not None: ap.error(f"-o {a.out!r}: {str(under)!r} is a file, not a folder")
+    if out.exists() and not a.overwrite: ap.error(f"-o {a.out!r} exists; pass --overwrite to replace it")
+    if not Path(a.src).is_file(): ap.error(f"source {a.src!r} is not a file")
     try: path = import_var_tokenizer(a.src, a.out, a.preset, a.overwrite)
     except MsvarError as e:
         print(f"msvar_import_tokenizer: error: {e}", file=sys.stderr); sys.exit(1)

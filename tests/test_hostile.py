@@ -587,3 +587,31 @@ def test_non_model_file_is_named_for_what_it_is(tmp_path, kind):
     msg = str(e.value)
     assert "pickled Python object" not in msg and "PyTorch 2.6" not in msg, msg
     assert ("is a folder" if kind == "folder" else "not a torch file") in msg, msg
+
+
+def test_import_tokenizer_usage_errors_exit_2_before_work(tmp_path, capsys):
+    "Bad -o / source values are usage errors: one line, exit 2, nothing written."
+    from msvar.tokenizer import import_tokenizer_cli
+    (tmp_path / "afile").write_text("x"); (tmp_path / "exists.pt").write_text("keep me"); (tmp_path / "src.pth").write_bytes(b"")
+    cases = [[str(tmp_path / "src.pth"), "-o", str(tmp_path)],                          # -o is a folder
+             [str(tmp_path / "src.pth"), "-o", str(tmp_path / "afile" / "t.pt")],        # -o under a file
+             [str(tmp_path / "src.pth"), "-o", str(tmp_path / "exists.pt")],             # exists, no --overwrite
+             [str(tmp_path / "missing.pth"), "-o", str(tmp_path / "new.pt")]]            # no source
+    for argv in cases:
+        code, out, err = run_cli(import_tokenizer_cli, argv + ["--preset", "test"], capsys)
+        assert code == 2 and "Traceback" not in err and "error:" in err, (argv, code, err)
+    assert (tmp_path / "exists.pt").read_text() == "keep me" and not (tmp_path / "new.pt").exists()
+
+
+def test_fetch_weights_cache_under_a_file_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    from msvar.lpips import fetch_weights_cli
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("MSVAR_CACHE", str(tmp_path / "cache"))
+    code, out, err = run_cli(fetch_weights_cli, ["--cache", str(tmp_path / "afile" / "c")], capsys)
+    assert code == 2 and "is a file" in err, (code, err)
+
+
+def test_weight_files_follow_the_umask():
+    "msvar_fetch_weights writes through _atomic_write, which gives files the umask's mode; it used to force 0644 afterwards."
+    from msvar import lpips as L
+    assert "0o644" not in Path(L.__file__).read_text(), "lpips.py still forces mode 0644 on the files it writes"
