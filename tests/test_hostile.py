@@ -372,7 +372,7 @@ def test_import_tokenizer_refuses_nan_and_reports_unwritable_output(tmp_path, ca
     assert code == 1 and "NaN or inf" in err and str(tmp_path / "nan.pth") in err and not (tmp_path / "t.pt").exists()
     (tmp_path / "afile").write_text("x")
     code, out, err = run_cli(import_tokenizer_cli, [str(tmp_path / "ok.pth"), "-o", str(tmp_path / "afile" / "t.pt"), "--preset", "test"], capsys)
-    assert code == 1 and "cannot write" in err and "Traceback" not in err, err
+    assert code == 2 and "is a file, not a folder" in err and "Traceback" not in err, err    # a usage error, found before any work
 
 
 def test_tokenizer_crops_and_eval_pairs_skip_undecodable_images(tmp_path):
