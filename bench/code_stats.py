@@ -20,6 +20,11 @@ def module_imports(path: Path) -> set:
         elif isinstance(node, ast.Import): out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("msvar.")}
     return out - {path.stem}
 
+def import_graph(pkg: Path = PKG) -> dict:
+    "{module: msvar modules it imports} for every module of the package (tests/test_layering.py checks it has no cycle)."
+    mods = {p.stem: p for p in pkg.glob("*.py") if p.name not in ("_modidx.py", "__init__.py")}
+    return {m: module_imports(p) & set(mods) for m, p in mods.items()}
+
 def cycles(graph: dict) -> list:
     "Every pair (a, b) with a path a → b and b → a (a < b)."
     def reach(a):
@@ -44,5 +49,4 @@ if __name__ == "__main__":
     print(f"{'total':16s} {total:5d} lines (without _modidx.py and __init__.py)")
     fns = sorted(((n, f"{p.stem}.{f}") for p in mods for f, n in functions(p)), reverse=True)[: a.top]
     print("longest functions:", ", ".join(f"{name} {n}" for n, name in fns))
-    g = {p.stem: module_imports(p) for p in mods}
-    print("import cycles:", cycles(g) or "none")
+    print("import cycles:", cycles(import_graph()) or "none")

@@ -63,18 +63,18 @@ class FitConfig:
         if not 0 <= self.min_lr_ratio <= 1: raise MsvarError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         return self
 
-def arg_number(kind, low: float = 0, strict: bool = True):
-    "argparse type: a finite number of `kind` (int or float) above `low` (at least `low` if not `strict`); a one-line usage error (exit 2) otherwise."
+def arg_number(kind, strict: bool = True):
+    "argparse type: a finite number of `kind` (int or float), > 0 (`strict`) or ≥ 0; a one-line usage error (exit 2) otherwise."
     def parse(s):
         try: v = kind(s)
         except ValueError: raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
-        if not (math.isfinite(v) and (v > low if strict else v >= low)):
-            raise argparse.ArgumentTypeError(f"must be {'a positive number' if (strict and low == 0) else ('>' if strict else '≥') + f' {low}'}, got {s}")
+        if not (math.isfinite(v) and (v > 0 if strict else v >= 0)):
+            raise argparse.ArgumentTypeError(f"must be {'a positive number' if strict else '≥ 0'}, got {s}")
         return v
     return parse
 
-def arg_positive(kind): return arg_number(kind, 0, strict=True)
-def arg_non_negative(kind): return arg_number(kind, 0, strict=False)
+def arg_positive(kind): return arg_number(kind, strict=True)
+def arg_non_negative(kind): return arg_number(kind, strict=False)
 
 # %% ../nbs/07_train.ipynb #4cdd8eae
 DECAY_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
