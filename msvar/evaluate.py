@@ -118,7 +118,7 @@ def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, seed: int 
         for n, y in enumerate(model.sr_batch(lr[i:i + batch_size], cls=c, generator=g, **decode)): outs[n].append(y.cpu())
     return [torch.cat(o) for o in outs]
 
-def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True, cfg: float | None = None, seed: int = 0,
+def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True, cfg: float | None = None, seed: int = 0, soft: float | None = None,
                    cls: int | None = None, crop_border: int = 0, fid_min: int | None = 50, lpips: bool = True, name: str = "msvar",
                    progress: bool = False) -> dict:
     "Score `model` (an SRModel) on pairs {'hr','lr','cls'} with bicubic/bilinear baselines → dict(per_image, summary, outputs, fid)."
@@ -126,7 +126,7 @@ def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True
     lr, hr = pairs["lr"], pairs["hr"]
     if lr.shape[-1] != p.lr_size or hr.shape[-1] != p.hr_size:
         raise MsvarError(f"pairs are {lr.shape[-1]}→{hr.shape[-1]} px, the model's preset {p.name!r} is {p.lr_size}→{p.hr_size}")
-    ours = model_outputs(model, lr, pairs["cls"] if cls is None else cls, batch_size, seed, progress, cfg=cfg, greedy=greedy)
+    ours = model_outputs(model, lr, pairs["cls"] if cls is None else cls, batch_size, seed, progress, cfg=cfg, greedy=greedy, soft=soft)
     methods = {"bicubic": baseline_outputs(lr, p, "bicubic"), "bilinear": baseline_outputs(lr, p, "bilinear"), name: ours}
     per = evaluate_outputs(methods, hr, p, pairs.get("names"), crop_border, lpips)
     fids = {}
@@ -162,6 +162,7 @@ def write_report(res: dict, pairs: dict, preset: Preset, out_dir, name: str = "m
 
 def eval_cli(argv=None):
     "Console entry point `msvar_eval`: evaluate a model at ×1/×2/×4 with bicubic and bilinear baselines."
+    from msvar.inference import load_sr_model, default_model_path, check_options, check_out_dir, decoding, add_decoding_args
     ap = argparse.ArgumentParser(prog="msvar_eval", description=eval_cli.__doc__)
     ap.add_argument("--model", default=None, help="model file (default: data/msvar_small.pt)")
     ap.add_argument("--data", default=None, help="HR folder (degraded at --seed) or a paired folder with hr/ and lr/ "
@@ -171,7 +172,7 @@ def eval_cli(argv=None):
     ap.add_argument("-n", type=int, default=None, help="use at most n images")
     ap.add_argument("--seed", type=int, default=0, help="degradation seed for HR folders")
     ap.add_argument("--clean", action="store_true", help="bilinear-only LR (class 1) instead of Real-ESRGAN degradations")
-    ap.add_argument("--sample", action="store_true", help="sample tokens (seeded) instead of greedy decoding")
+    add_decoding_args(ap, sampling_filters=False)
     ap.add_argument("--cfg", type=float, default=None)
     ap.add_argument("--crop-border", type=int, default=0, help="pixels (at ×1) removed from each side before PSNR/SSIM")
     ap.add_argument("--fid-min", type=int, default=50, help="compute FID only with at least this many images")
@@ -179,12 +180,12 @@ def eval_cli(argv=None):
     ap.add_argument("--device", default=None)
     ap.add_argument("--overwrite", action="store_true")
     a = ap.parse_args(argv)
-    from msvar.inference import load_sr_model, default_model_path, check_options, check_out_dir
     import warnings
     summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), options=vars(a), n_images=0, failed=[], interrupted=False, report=None)
     js, code = None, 0
     try:
         check_options(a)                                                 # bad values, unknown device: before any work
+        dec = decoding(a); summary["decoding"] = dec
         out = check_out_dir(a.out)                                       # an unwritable --out, or a report in the way: before evaluating
         clash = [f for f in ("per_image.csv", "summary.csv", "summary.md", "grid.png") if (out / f).exists()]
         if clash and not a.overwrite: raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
@@ -196,7 +197,7 @@ def eval_cli(argv=None):
             pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr, strict=False)
         summary.update(failed=pairs["failed"], n_images=len(pairs["hr"]))
         for f in pairs["failed"]: print(f"msvar_eval: error: {f['input']}: {f['error']} (skipped)", file=sys.stderr)
-        res = evaluate_model(model, pairs, a.batch_size, greedy=not a.sample, cfg=a.cfg, seed=a.seed, crop_border=a.crop_border,
+        res = evaluate_model(model, pairs, a.batch_size, **dec, cfg=a.cfg, seed=a.seed, crop_border=a.crop_border,
                              fid_min=a.fid_min, progress=True)
         summary["report"] = [str(f) for f in write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)]
         summary["table"] = json.loads(res["summary"].to_json(orient="split"))

@@ -16,9 +16,9 @@ from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace
 from .losses import upsample_lr
 
 # %% auto #0
-__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SRModel', 'save_sr_model', 'load_sr_model', 'sr_model_from_checkpoint',
+__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SOFT_TAU', 'SRModel', 'save_sr_model', 'load_sr_model', 'sr_model_from_checkpoint',
            'tile_starts', 'blend_window', 'upscale', 'default_model_path', 'compare_figure', 'plan_outputs', 'sr_files',
-           'check_options', 'sr_cli']
+           'decoding', 'add_decoding_args', 'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 def _decode_stage(hit: HITTokenizer, f_hat: torch.Tensor, n: int) -> torch.Tensor:
@@ -46,7 +46,7 @@ class SRModel(nn.Module):
 
     @torch.no_grad()
     def sr_batch(self, lr: torch.Tensor, cls=0, cfg: float | None = None, top_k: int = 0, top_p: float = 0.0,
-                 generator: torch.Generator | None = None, greedy: bool = False) -> list:
+                 generator: torch.Generator | None = None, greedy: bool = False, soft: float | None = None) -> list:
         "Super-resolve LR tiles (B,3,lr,lr) in [0,1] → [×1, ×2, ×4] images (B,3,·,·) in [0,1], one sampling pass; `cls` is an int or (B,)."
         p = self.preset
         if lr.ndim != 4 or lr.shape[1] != 3 or tuple(lr.shape[-2:]) != (p.lr_size, p.lr_size):
@@ -62,7 +62,7 @@ class SRModel(nn.Module):
             state = HITState(self.hit.quantize, dataclass_replace_stages(p, (1.0,)))
             decode = lambda n, st: decode_partial_sum(self.hit, st.idx, n)
         _, images = self.var.generate_images(self.prefix(lr), cls_B, state, decode_stage=decode, cfg=cfg, top_k=top_k,
-                                             top_p=top_p, generator=generator, greedy=greedy)
+                                             top_p=top_p, generator=generator, greedy=greedy, soft=soft)
         return images
 
     def forward(self, lr, **kw): return self.sr_batch(lr, **kw)
@@ -140,7 +140,8 @@ def _pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 @torch.no_grad()
 def upscale(image, model, scales=(1, 2, 4), cls: int = 0, cfg: float | None = None, seed: int = 0, greedy: bool = False,
-            top_k: int = 0, top_p: float = 0.0, overlap: int | None = None, batch_size: int = 8, progress: bool = False) -> dict:
+            top_k: int = 0, top_p: float = 0.0, soft: float | None = None, overlap: int | None = None, batch_size: int = 8,
+            progress: bool = False) -> dict:
     "Super-resolve one image (path, or (3,H,W) tensor in [0,1]) of any size → {scale: (3, s·H, s·W) tensor in [0,1]}."
     x = load_image(image) if isinstance(image, (str, Path)) else image
     if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[0] != 3:
@@ -150,7 +151,7 @@ def upscale(image, model, scales=(1, 2, 4), cls: int = 0, cfg: float | None = No
     if isinstance(model, SRModel):
         tile, avail = model.preset.lr_size, model.scales
         g = torch.Generator().manual_seed(seed)
-        fn = lambda t: model.sr_batch(t, cls=cls, cfg=cfg, top_k=top_k, top_p=top_p, generator=g, greedy=greedy)
+        fn = lambda t: model.sr_batch(t, cls=cls, cfg=cfg, top_k=top_k, top_p=top_p, generator=g, greedy=greedy, soft=soft)
     else:
         tile, avail, fn = model.tile, model.scales, model        # a plain function with .tile and .scales attributes
     bad = [s for s in scales if s not in avail]
@@ -307,6 +308,25 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
                   "run the same command with --skip-existing to finish", file=sys.stderr)
     return summary
 
+SOFT_TAU = 1.5   # msvar_sr / msvar_eval decode softly at this temperature unless told otherwise: chapter 11's measured best
+
+def decoding(a) -> dict:
+    "The decoding keyword arguments of a parsed msvar_sr / msvar_eval command line: soft at --soft τ (default SOFT_TAU), --greedy, or sampling (--sample, --top-k, --top-p)."
+    sample = bool(a.sample or getattr(a, "top_k", 0) or getattr(a, "top_p", 0))
+    if sum((a.greedy, sample, a.soft is not None)) > 1:
+        raise MsvarError("choose one decoding: --soft TAU (the default), --greedy, or --sample/--top-k/--top-p")
+    if a.greedy: return dict(greedy=True)
+    if sample: return dict(greedy=False, top_k=getattr(a, "top_k", 0), top_p=getattr(a, "top_p", 0.0))
+    return dict(greedy=False, soft=SOFT_TAU if a.soft is None else a.soft)
+
+def add_decoding_args(ap: argparse.ArgumentParser, sampling_filters: bool = True) -> None:
+    "The decoding options shared by msvar_sr and msvar_eval."
+    ap.add_argument("--soft", type=float, default=None, metavar="TAU", help=f"soft decoding at temperature TAU: each scale adds the expected "
+                    f"code under softmax(logits/TAU) (the default, TAU = {SOFT_TAU}: best PSNR at equal LPIPS in chapter 11's comparison)")
+    ap.add_argument("--greedy", action="store_true", help="greedy decoding: the most likely token everywhere")
+    ap.add_argument("--sample", action="store_true", help="sample the tokens (seeded)" + ("; --top-k/--top-p imply it" if sampling_filters else ""))
+    if sampling_filters: ap.add_argument("--top-k", type=int, default=0); ap.add_argument("--top-p", type=float, default=0.0)
+
 def check_options(a, tile: int | None = None) -> None:
     "MsvarError naming the first bad option value of a parsed msvar_sr / msvar_eval command line, checked before any work."
     rules = [("batch_size", "--batch-size", lambda v: v >= 1, "an integer ≥ 1"),
@@ -314,6 +334,7 @@ def check_options(a, tile: int | None = None) -> None:
              ("cfg", "--cfg", lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0"),
              ("top_k", "--top-k", lambda v: v >= 0, "an integer ≥ 0 (0: off)"),
              ("top_p", "--top-p", lambda v: v == 0 or 0 < v <= 1, "0 (off) or a number in (0, 1]"),
+             ("soft", "--soft", lambda v: math.isfinite(v) and v > 0, "a finite temperature > 0"),
              ("seed", "--seed", lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
              ("overlap", "--overlap", lambda v: 0 <= v and (tile is None or v < tile), f"an integer in [0, {tile or 'tile'}) (LR pixels)"),
              ("crop_border", "--crop-border", lambda v: v >= 0, "an integer ≥ 0"),
@@ -332,10 +353,7 @@ def sr_cli(argv=None):
     ap.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4], choices=[1, 2, 4])
     ap.add_argument("--class", dest="cls", type=int, default=0, choices=[0, 1], help="0: degraded input (default); 1: clean input, only bilinear-downsampled")
     ap.add_argument("--cfg", type=float, default=None, help="classifier-free guidance strength t (default: none)")
-    ap.add_argument("--sample", action="store_true", help="sample the tokens (seeded) instead of greedy decoding; --top-k/--top-p imply it")
-    ap.add_argument("--top-k", type=int, default=0); ap.add_argument("--top-p", type=float, default=0.0)
-    ap.add_argument("--greedy", action="store_true", help="greedy decoding: the most likely token everywhere (the default: best PSNR "
-                    "in chapter 11's comparison of decoding settings)")
+    add_decoding_args(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overlap", type=int, default=None, help="tile overlap in LR pixels (default: a quarter tile)")
     ap.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
@@ -347,7 +365,7 @@ def sr_cli(argv=None):
     try:
         check_options(a)                                                 # bad values, unknown device: before any work
         if a.overwrite and a.skip_existing: raise MsvarError("--overwrite and --skip-existing exclude each other")
-        if a.greedy and (a.sample or a.top_k or a.top_p): raise MsvarError("--greedy excludes --sample, --top-k and --top-p")
+        dec = decoding(a)
         check_out_dir(a.out)                                             # an unwritable -o: before loading the model
         if a.model is None and not default_model_path().exists():
             raise MsvarError(f"no --model given and no shipped model at {str(default_model_path())!r}: train one with "
@@ -355,7 +373,7 @@ def sr_cli(argv=None):
         model = load_sr_model(a.model or default_model_path(), device=a.device)
         check_options(a, tile=model.preset.lr_size)
         s = sr_files(a.inputs, a.out, model, scales=tuple(a.scales), overwrite=a.overwrite, skip_existing=a.skip_existing, cls=a.cls,
-                     cfg=a.cfg, top_k=a.top_k, top_p=a.top_p, greedy=not (a.sample or a.top_k or a.top_p), seed=a.seed, overlap=a.overlap, batch_size=a.batch_size,
+                     cfg=a.cfg, **dec, seed=a.seed, overlap=a.overlap, batch_size=a.batch_size,
                      compare=a.compare)
     except MsvarError as e:
         print(f"msvar_sr: error: {e}", file=sys.stderr); sys.exit(2)

@@ -19,15 +19,16 @@ __all__ = ['parse_decode', 'ceiling_outputs', 'teacher_forced', 'wide_table', 'm
 
 # %% ../nbs/11_small_model.ipynb #7c30862d
 def parse_decode(s: str) -> dict:
-    "Decoding setting `greedy`, `sample`, `topkK`, `toppP`, `cfgT` (joined by '+') → keyword arguments of `SRModel.sr_batch`."
+    "Decoding setting `greedy`, `sample`, `softT` (soft decoding at τ = T), `topkK`, `toppP`, `cfgT` (joined by '+') → keyword arguments of `SRModel.sr_batch`."
     kw = dict(greedy=False)
     for part in s.split("+"):
         if part == "greedy": kw["greedy"] = True
         elif part == "sample": pass
+        elif part.startswith("soft") and part[4:].replace(".", "", 1).isdigit(): kw["soft"] = float(part[4:])
         elif part.startswith("topk") and part[4:].isdigit(): kw["top_k"] = int(part[4:])
         elif part.startswith("topp"): kw["top_p"] = float(part[4:])
         elif part.startswith("cfg"): kw["cfg"] = float(part[3:])
-        else: raise MsvarError(f"unknown decoding {part!r}: use greedy, sample, topkK, toppP or cfgT, joined by '+'")
+        else: raise MsvarError(f"unknown decoding {part!r}: use greedy, sample, softT, topkK, toppP or cfgT, joined by '+'")
     return kw
 
 # %% ../nbs/11_small_model.ipynb #b4b17591

@@ -122,7 +122,9 @@ class MultiScaleQuantizer(nn.Module):
 
     def step_residual(self, idx_Bhw, step: int, side: int):
         "What step `step` adds to f̂ on a side×side grid: codes looked up, upsampled bicubically to `side`, through its φ."
-        h_BChw = self.embedding(idx_Bhw).permute(0, 3, 1, 2)                # (B, C, ρ, ρ)
+        if idx_Bhw.is_floating_point(): h_BhwC = idx_Bhw @ self.embedding.weight   # a probability map (B, ρ, ρ, V): the expected code
+        else: h_BhwC = self.embedding(idx_Bhw)
+        h_BChw = h_BhwC.permute(0, 3, 1, 2)                                   # (B, C, ρ, ρ)
         return self.quant_resi.pick(step, self.L)(self.up(h_BChw, side))
 
     def residual_steps(self, f_BChw, given=(), upto: int | None = None):
@@ -151,6 +153,9 @@ class MultiScaleQuantizer(nn.Module):
         if not 1 <= len(idx_list) <= self.L: raise MsvarError(f"expected 1…{self.L} token maps, got {len(idx_list)}")
         for l, idx in enumerate(idx_list):
             pn = self.patch_nums[l]
+            if idx.is_floating_point():                                      # soft decoding's probability maps (B, ρ, ρ, V)
+                if tuple(idx.shape[1:]) != (pn, pn, self.vocab_size): raise MsvarError(f"probability map {l} has shape {tuple(idx.shape)}, expected (B, {pn}, {pn}, {self.vocab_size})")
+                continue
             if idx.ndim == 2 and idx.shape[1] == pn * pn: continue          # VAR's flattened (B, ρ²) form is accepted too
             if idx.ndim != 3 or tuple(idx.shape[1:]) != (pn, pn): raise MsvarError(f"token map {l} has shape {tuple(idx.shape)}, expected (B, {pn}, {pn})")
             if idx.dtype not in (torch.long, torch.int32, torch.int64): raise MsvarError(f"token map {l} must hold integer indices, got {idx.dtype}")
@@ -158,7 +163,7 @@ class MultiScaleQuantizer(nn.Module):
 
     def _as_map(self, idx, l):
         pn = self.patch_nums[l]
-        return idx.view(idx.shape[0], pn, pn).long()
+        return idx if idx.is_floating_point() else idx.view(idx.shape[0], pn, pn).long()
 
     def idx_to_fhat(self, idx_list, side: int | None = None, cumulative: bool = False):
         "f̂ from the first len(idx_list) token maps on a side×side grid (default ρ_L); `cumulative` returns the list of partial sums."

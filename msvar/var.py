@@ -273,7 +273,7 @@ def sample_tokens(logits_BlV: torch.Tensor, top_k: int = 0, top_p: float = 0.0, 
 @torch.no_grad()
 def _run_steps(self: SRVAR, prefix_BChw, cls_B, state, pick, cfg: float | None = None, use_cache: bool = True,
                on_stage_end=None) -> list:
-    "Next-scale generation (inference): `pick(step, logits_BlV) -> idx_Bl` chooses the tokens of each scale."
+    "Next-scale generation (inference): `pick(step, logits_BlV)` chooses each scale's tokens (B, l), or its probability maps (B, l, V)."
     self._check_inputs(prefix_BChw, cls_B)
     B, guided = cls_B.shape[0], cfg is not None
     if guided: cls_B = torch.cat((cls_B, torch.full_like(cls_B, self.null_class)))     # rows B…2B-1: null class
@@ -306,7 +306,8 @@ def _run_steps(self: SRVAR, prefix_BChw, cls_B, state, pick, cfg: float | None =
         if guided:
             t = cfg * step / max(self.L - 1, 1)
             logits_BlV = (1 + t) * logits_BlV[:B] - t * logits_BlV[B:]
-        idx_Bhw = pick(step, logits_BlV).view(B, pn, pn)
+        picked = pick(step, logits_BlV)                                                  # (B, l) tokens or (B, l, V) probabilities
+        idx_Bhw = picked.view(B, pn, pn, *picked.shape[2:])
         idx_list.append(idx_Bhw); state.add(step, idx_Bhw)
         cur += pn * pn
         if step + 1 in self.stage_ends and on_stage_end is not None: on_stage_end(self.stage_ends.index(step + 1), state)
@@ -321,9 +322,14 @@ SRVAR._run_steps = _run_steps
 
 # %% ../nbs/05_var.ipynb #1988effc
 def generate(self: SRVAR, prefix_BChw, cls_B, state, cfg: float | None = None, top_k: int = 0, top_p: float = 0.0,
-             generator: torch.Generator | None = None, greedy: bool = False, on_stage_end=None, use_cache: bool = True) -> list:
-    "Sample the L token maps (B, ρ_l, ρ_l) of B images (inference), with KV cache and optional classifier-free guidance."
-    pick = lambda step, logits: sample_tokens(logits, top_k, top_p, generator, greedy)
+             generator: torch.Generator | None = None, greedy: bool = False, soft: float | None = None, on_stage_end=None,
+             use_cache: bool = True) -> list:
+    "Sample the L token maps (B, ρ_l, ρ_l) of B images (inference), with KV cache and optional classifier-free guidance; `soft=τ`: the maps are softmax(logits/τ) (B, ρ_l, ρ_l, V) and f̂ adds expected codes."
+    if soft is not None:
+        if greedy or top_k or top_p: raise MsvarError("soft decoding excludes greedy, top_k and top_p")
+        if not (math.isfinite(soft) and soft > 0): raise MsvarError(f"soft decoding needs a temperature τ > 0, got {soft}")
+        pick = lambda step, logits: torch.softmax(logits.float() / soft, -1)
+    else: pick = lambda step, logits: sample_tokens(logits, top_k, top_p, generator, greedy)
     return self._run_steps(prefix_BChw, cls_B, state, pick, cfg=cfg, use_cache=use_cache, on_stage_end=on_stage_end)
 
 def generate_images(self: SRVAR, prefix_BChw, cls_B, state, decode_stage, **kwargs) -> tuple:
