@@ -15,7 +15,7 @@ from .evaluate import baseline_outputs, evaluate_outputs, summary_table, model_o
 
 # %% auto #0
 __all__ = ['parse_decode', 'ceiling_outputs', 'teacher_forced', 'wide_table', 'meets_goal', 'quality_table', 'save_quality',
-           'load_quality']
+           'load_quality', 'model_card']
 
 # %% ../nbs/11_small_model.ipynb #7c30862d
 def parse_decode(s: str) -> dict:
@@ -97,3 +97,24 @@ def load_quality(path) -> dict:
     obj = json.loads(Path(path).read_text())
     obj["table"] = pd.DataFrame(obj["table"]).set_index("method")
     return obj
+
+# %% ../nbs/11_small_model.ipynb #510c24d9
+def _vs(d: float, unit: str = " dB") -> str: return f"{abs(d):.2f}{unit} {'below' if d < 0 else 'above'}"
+
+def model_card(q: dict, row: str) -> str:
+    "What the README says of the shipped model, written from its `load_quality` result: row `row` against bicubic and the tokenizer ceiling."
+    t = q["table"]; m, b, c = t.loc[row], t.loc["bicubic"], t.loc["tokenizer ceiling"]
+    met = [s for s in ("x2", "x4") if q["goals"][row][s]]
+    goal = (f"so issue 14's goal (PSNR at most 1 dB below bicubic's, LPIPS at most 0.8 × bicubic's) is met at "
+            + (" and ".join(s.replace("x", "×") for s in met) if met else "neither ×2 nor ×4"))
+    x1 = (f"Its ×1 output {'meets' if q['goals'][row]['x1'] else 'cannot meet'} the degraded input's PSNR "
+          f"({m.psnr_x1:.2f} vs {b.psnr_x1:.2f} dB)")
+    if not q["goals"][row]["x1"]:
+        x1 += (f": the tokenizer decodes the 16-px image from a 2 × 2 latent grid, and its own ceiling there is {c.psnr_x1:.2f} dB "
+               "(the HR image's own tokens, decoded)")
+    return (f"Measured on {q['n']} degraded Set14 + BSD100 crops (`python bench/quality.py`, chapter 11), decoded as `msvar_sr` "
+            f"decodes by default (`{row}`), its ×4 output is {_vs(m.psnr_x4 - b.psnr_x4)} bicubic in PSNR ({m.psnr_x4:.2f} vs "
+            f"{b.psnr_x4:.2f} dB) with {m.lpips_x4 / b.lpips_x4:.2f} × bicubic's LPIPS ({m.lpips_x4:.3f} vs {b.lpips_x4:.3f}), and "
+            f"its ×2 output {_vs(m.psnr_x2 - b.psnr_x2)} ({m.psnr_x2:.2f} vs {b.psnr_x2:.2f}) with {m.lpips_x2 / b.lpips_x2:.2f} × "
+            f"its LPIPS; {goal}. {x1}.")
+

@@ -5,7 +5,7 @@
 # %% ../nbs/07_train.ipynb #bed87182
 from __future__ import annotations
 import argparse, contextlib, datetime, hashlib, json, math, os, random, time, warnings
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,15 +15,23 @@ from .core import MsvarError, _atomic_write, seed_everything, default_device, _l
 from .core import keeps_global_state
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'DECAY_TYPES', 'CKPT_KIND', 'CKPT_VERSION', 'FitConfig', 'arg_number', 'arg_positive',
-           'arg_non_negative', 'param_groups', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader', 'rng_state',
-           'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'check_meta', 'param_digest', 'DistEnv',
+__all__ = ['PRECISIONS', 'DECAY_TYPES', 'CKPT_KIND', 'CKPT_VERSION', 'resolve_precision', 'FitConfig', 'arg_number',
+           'arg_positive', 'arg_non_negative', 'param_groups', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader',
+           'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'check_meta', 'param_digest', 'DistEnv',
            'init_distributed', 'FitResult', 'read_log', 'moving_average', 'plot_metrics', 'Run', 'start_run',
            'resume_run', 'wrap_model', 'forward_backward', 'agree', 'optimizer_step', 'train_step', 'save_run',
            'sample_run', 'step_batches', 'fit']
 
 # %% ../nbs/07_train.ipynb #ec2c75a3
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+def resolve_precision(precision: str, device) -> str:
+    "'auto' → bf16 where the device computes it natively (a CUDA GPU with bf16; a CPU with AVX512-BF16 or AMX), else fp32; others unchanged."
+    if precision != "auto": return precision
+    dev = torch.device(device)
+    if dev.type == "cuda": return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if dev.type == "cpu": return "bf16" if (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()) else "fp32"
+    return "fp32"
 
 @dataclass
 class FitConfig:
@@ -37,7 +45,7 @@ class FitConfig:
     min_lr_ratio: float = 0.1         # the cosine decays to min_lr_ratio·lr
     clip: float = 2.0                 # max gradient norm (0 = no clipping)
     accum: int = 1                    # micro-batches per step (gradient accumulation)
-    precision: str = "fp32"           # fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
+    precision: str = "fp32"           # auto | fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler; auto: resolve_precision)
     compile: bool = False             # torch.compile the model
     seed: int = 0
     ckpt_every: int = 100             # write last.pt (and best.pt when better) every n steps and at the end
@@ -381,6 +389,7 @@ def start_run(model, cfg: FitConfig, out_dir, params=None, meta=None, extra_stat
     "A fresh run: AdamW on `params` (default: every trainable parameter), warm-up + cosine schedule, grad scaler, seeded RNGs."
     cfg.validate()
     dev = next(model.parameters()).device
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, dev))   # 'auto' is decided here and saved resolved
     if cfg.precision == "fp16" and dev.type != "cuda": raise MsvarError("fp16 training needs a CUDA GPU (with a grad scaler); on CPU use bf16 or fp32")
     env = _current_env(dev)
     seed_everything(cfg.seed + 7919 * env.rank)                        # ranks draw different class dropouts
