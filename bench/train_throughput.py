@@ -252,13 +252,15 @@ def step_variants(s: Setup, reps, extra=()):
     "Median seconds of the whole step (data included) for each variant, interleaved; the first is the eager baseline."
     fns = {"eager baseline": lambda r: train_step(s, s.batch(r), s.loss_v0, "v0"),
            "+ sr_tokens: 1 batched pass": lambda r: train_step(s, s.batch(r), s.loss_new, "new"),
-           "+ images cached (= msvar default)": lambda r: train_step(s, s.batch(r, True), s.loss_new, "cached")}
-    if "bf16" in extra: fns["+ bf16 autocast (numerics change)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16", amp=torch.bfloat16)
+           "+ images cached (= default in fp32)": lambda r: train_step(s, s.batch(r, True), s.loss_new, "cached")}
+    if "bf16" in extra: fns["+ bf16 autocast (= default, bf16 CPU)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16", amp=torch.bfloat16)
     if "workers" in extra:                                  # fit's StepLoader with one DataLoader worker: data prepared while the step runs
         from msvar.train import StepLoader
         it1 = StepLoader(s.ds_cached, s.B, s.collate, num_workers=1, seed=0).iterate(0, None)
         fns["+ data in 1 worker (main CPU only)"] = lambda r: train_step(s, next(it1)[0], s.loss_new, "w1")
     if "compile" in extra: fns["+ torch.compile (option)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "compiled", compile=True)
+    if "compile" in extra and "bf16" in extra:
+        fns["+ bf16 + torch.compile (option)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16c", compile=True, amp=torch.bfloat16)
     return interleaved(fns, reps)
 
 
@@ -268,6 +270,8 @@ def model_only(s: Setup, reps, extra=()):
     t = mloss.sr_tokens(s.tk, b)
     fns = {"eager": lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "mo")}
     if "bf16" in extra: fns["bf16"] = lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "mo16", amp=torch.bfloat16)
+    if "bf16" in extra and "compile" in extra:
+        fns["bf16 + compile"] = lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "mo16c", compile=True, amp=torch.bfloat16)
     if "compile" in extra: fns["compile"] = lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "moc", compile=True)
     return interleaved(fns, reps)
 
@@ -353,7 +357,8 @@ def main(argv=None):
         fl = s.flops()
         print(f"{'variant':36s} {'CPU s':>7s} {'img/s':>7s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>8s}")
         base = sv["eager baseline"]
-        print("(variants marked + add up from top to bottom up to the default; bf16, worker and compile are each added to the default alone)")
+        print("(variants marked + add up from top to bottom up to the fp32 default; bf16 (msvar_train's default where the CPU computes bf16 "
+              "natively), worker and compile are each added to the fp32 default alone, and bf16 + compile together)")
         for k, v in list(sv.items()) + [(f"VAR only ({k2}, no data/tokenizer)", v2) for k2, v2 in mo.items()]:
             print(f"{k:36s} {v:7.3f} {B / v:7.1f} {B * s.tokens / v:9.0f} {fl / v / 1e9:8.1f} {fl / v / 1e9 / peak:8.1%} {base / v:7.2f}×")
             rows.append(dict(preset=name, variant=k, s=v))
