@@ -4,12 +4,15 @@ Reports seconds per 128→512 image (a 128-px input is tiled into 16-px LR tiles
 1024×768 input, in one run. Weights are random (speed does not depend on training) unless --model
 points to a trained bundle.
 
-    python bench/sr.py [--model data/msvar_small.pt] [--batch-size 32] [--skip-large]
+    python bench/sr.py [--model data/msvar_small.pt] [--batch-size 32] [--skip-large] [--decode soft1.5 greedy]
+
+Each decoding setting (chapter 11's strings; default: msvar_sr's soft decoding, then greedy) is timed on the same input.
 """
 import argparse, time
 import torch
 from msvar.core import get_preset
-from msvar.inference import SRModel, upscale, tile_starts, load_sr_model
+from msvar.inference import SRModel, upscale, tile_starts, load_sr_model, SOFT_TAU
+from msvar.quality import parse_decode
 
 def build(model_path):
     if model_path: return load_sr_model(model_path, device="cpu")
@@ -24,14 +27,16 @@ def main():
     ap.add_argument("--model", default=None)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--skip-large", action="store_true", help="skip the 1024×768 input")
+    ap.add_argument("--decode", nargs="+", default=[f"soft{SOFT_TAU}", "greedy"], help="decoding settings to time")
     a = ap.parse_args()
     m = build(a.model); tile = m.preset.lr_size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {m.preset.name} (LR tile {tile}px), batch {a.batch_size}")
     for (h, w) in [(128, 128)] + ([] if a.skip_large else [(768, 1024)]):
         n = len(tile_starts(h, tile, tile // 4)) * len(tile_starts(w, tile, tile // 4))
         x = torch.rand(3, h, w)
-        t0 = time.perf_counter(); upscale(x, m, seed=0, batch_size=a.batch_size); dt = time.perf_counter() - t0
-        print(f"{w}×{h} input → {4 * w}×{4 * h}: {n} tiles, {dt:.1f} s per image, {n / dt:.1f} tiles/s")
+        for d in a.decode:
+            t0 = time.perf_counter(); upscale(x, m, seed=0, batch_size=a.batch_size, **parse_decode(d)); dt = time.perf_counter() - t0
+            print(f"{w}×{h} input → {4 * w}×{4 * h}, {d}: {n} tiles, {dt:.1f} s per image, {n / dt:.1f} tiles/s")
 
 if __name__ == "__main__":
     main()

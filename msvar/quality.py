@@ -15,7 +15,7 @@ from .evaluate import baseline_outputs, evaluate_outputs, summary_table, model_o
 
 # %% auto #0
 __all__ = ['parse_decode', 'ceiling_outputs', 'teacher_forced', 'wide_table', 'meets_goal', 'quality_table', 'save_quality',
-           'load_quality', 'model_card']
+           'load_quality', 'model_card', 'autoencoder_table']
 
 # %% ../nbs/11_small_model.ipynb #7c30862d
 def parse_decode(s: str) -> dict:
@@ -117,4 +117,25 @@ def model_card(q: dict, row: str) -> str:
             f"{b.psnr_x4:.2f} dB) with {m.lpips_x4 / b.lpips_x4:.2f} × bicubic's LPIPS ({m.lpips_x4:.3f} vs {b.lpips_x4:.3f}), and "
             f"its ×2 output {_vs(m.psnr_x2 - b.psnr_x2)} ({m.psnr_x2:.2f} vs {b.psnr_x2:.2f}) with {m.lpips_x2 / b.lpips_x2:.2f} × "
             f"its LPIPS; {goal}. {x1}.")
+
+
+# %% ../nbs/11_small_model.ipynb #824fa40a
+@torch.no_grad()
+def autoencoder_table(toks: dict, hr: torch.Tensor, batch_size: int = 16) -> pd.DataFrame:
+    "For each named base tokenizer {name: (tok, preset)}: what it reconstructs of HR crops (N,3,S,S) in [0,1] at full size without the quantizer and from all its own plain tokens — PSNR-Y, PSNR-RGB, LPIPS, colour saturation (HR's in its own row)."
+    from msvar.core import to_signed, to_unit
+    from msvar.metrics import psnr, lpips_distance
+    from msvar.hit import HITTokenizer
+    sat = lambda x: x.std(1).mean().item()                                  # colour saturation: spread of R, G, B per pixel
+    rows = {"HR crop": dict(saturation=sat(hr))}
+    for name, (tok, preset) in toks.items():
+        ae, own = [], []
+        for i in range(0, len(hr), batch_size):
+            x = hr[i:i + batch_size]
+            ae.append(to_unit(tok.fhat_to_img(tok.encode(to_signed(x)))))   # the encoder's continuous latent, decoded
+            own.append(reconstruct_scales(HITTokenizer(tok, preset), x, "plain")[-1])   # all L steps of its own tokens
+        for kind, y in (("autoencoder", torch.cat(ae)), ("own tokens", torch.cat(own))):
+            rows[f"{name}: {kind}"] = dict(psnr_y=psnr(y, hr).mean().item(), psnr_rgb=psnr(y, hr, y_channel=False).mean().item(),
+                                           lpips=lpips_distance(y, hr).mean().item(), saturation=sat(y))
+    return pd.DataFrame(rows).T
 

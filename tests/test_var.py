@@ -95,3 +95,28 @@ def test_paper_preset_cpu():
     out = m.generate(prefix, cls, st, cfg=1.5, top_k=600, generator=torch.Generator().manual_seed(0))
     print(f"paper: 2 images with CFG sampled in {time.perf_counter() - t0:.1f} s")
     assert [o.shape for o in out] == [(2, pn, pn) for pn in p.patch_nums]
+
+
+@slow
+def test_compiled_var_equals_eager_on_cpu():
+    "torch.compile (inductor, CPU) of SRVAR, msvar_train's --compile: the eager logits and head gradients, in fp32 and under bf16 autocast.
+    Slow: with a cold inductor cache on the shared 2-core machine it took 19 minutes (compiling), so CI skips it."
+    p = get_preset("test"); torch.manual_seed(0)
+    m = SRVAR.from_preset(p, cond_drop=0.0)
+    _open_gates(m)
+    g = torch.Generator().manual_seed(0)
+    V, C = p.tokenizer.vocab_size, p.tokenizer.z_channels
+    st = stand_in_state(torch.randn(V, C, generator=g), p.patch_nums)
+    idx = [torch.randint(0, V, (2, pn, pn), generator=g) for pn in p.patch_nums]
+    prefix, cls = torch.randn(2, C, p.latent_side, p.latent_side, generator=g), torch.tensor([0, 1])
+    x = st.q.teacher_inputs(idx)
+    cm = torch.compile(m)
+    m.train()
+    for amp, tol in ((False, 1e-4), (True, 2e-2)):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out_c, out_e = cm(prefix, cls, x), m(prefix, cls, x)
+        scale = max(1.0, float(out_e.abs().max()))
+        torch.testing.assert_close(out_c.float(), out_e.float(), rtol=tol, atol=tol * scale)
+        gc = torch.autograd.grad(out_c.float().square().mean(), m.head.weight)[0]
+        ge = torch.autograd.grad(out_e.float().square().mean(), m.head.weight)[0]
+        torch.testing.assert_close(gc, ge, rtol=tol, atol=tol * float(ge.abs().max()))
