@@ -112,7 +112,7 @@ def model_card(q: dict, row: str) -> str:
     if not q["goals"][row]["x1"]:
         x1 += (f": the tokenizer decodes the 16-px image from a 2 × 2 latent grid, and its own ceiling there is {c.psnr_x1:.2f} dB "
                "(the HR image's own tokens, decoded)")
-    return (f"Measured on {q['n']} degraded Set14 + BSD100 crops (`python bench/quality.py`, chapter 11), decoded as `msvar_sr` "
+    return (f"Measured on {q['n']} degraded {' + '.join(q.get('data', ['Set14', 'BSD100']))} crops (`python bench/quality.py`, chapter 11), decoded as `msvar_sr` "
             f"decodes by default (`{row}`), its ×4 output is {_vs(m.psnr_x4 - b.psnr_x4)} bicubic in PSNR ({m.psnr_x4:.2f} vs "
             f"{b.psnr_x4:.2f} dB) with {m.lpips_x4 / b.lpips_x4:.2f} × bicubic's LPIPS ({m.lpips_x4:.3f} vs {b.lpips_x4:.3f}), and "
             f"its ×2 output {_vs(m.psnr_x2 - b.psnr_x2)} ({m.psnr_x2:.2f} vs {b.psnr_x2:.2f}) with {m.lpips_x2 / b.lpips_x2:.2f} × "

@@ -432,6 +432,8 @@ def resume_run(run: Run, resume: bool):
         print(f"resuming from {last} at step {run.step}" + (f" ({run.nan_total} non-finite steps skipped so far)" if run.nan_total else ""), flush=True)
         if run.sched.note: print(f"resuming with {run.cfg.steps} steps: {run.sched.note}", flush=True)
         if changed: print(f"note: resuming with other optimizer settings than the checkpoint ({changed}); they apply from step {run.step}", flush=True)
+        was = ck.get("cfg", {}).get("precision")
+        if was not in (None, run.cfg.precision): print(f"note: the checkpoint was trained in {was}; steps from {run.step} run in {run.cfg.precision}", flush=True)
 
 def wrap_model(run: Run, train_mode=None):
     "DDP when several processes run, then torch.compile if asked; training mode (`train_mode(model)` if given)."
