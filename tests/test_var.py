@@ -99,8 +99,8 @@ def test_paper_preset_cpu():
 
 @slow
 def test_compiled_var_equals_eager_on_cpu():
-    "torch.compile (inductor, CPU) of SRVAR, msvar_train's --compile: the eager logits and head gradients, in fp32 and under bf16 autocast.
-    Slow: with a cold inductor cache on the shared 2-core machine it took 19 minutes (compiling), so CI skips it."
+    """torch.compile (inductor, CPU) of SRVAR, msvar_train's --compile: the eager logits and head gradients, in fp32 and under bf16 autocast.
+    Slow: with a cold inductor cache on the shared 2-core machine it took 19 minutes (compiling), so CI skips it."""
     p = get_preset("test"); torch.manual_seed(0)
     m = SRVAR.from_preset(p, cond_drop=0.0)
     _open_gates(m)
