@@ -7,9 +7,8 @@ the quantizer and from their own tokens, beside bicubic upsampling of the clean 
 import argparse, json, time
 from pathlib import Path
 import torch
-from msvar.core import list_images, resize
+from msvar.core import list_images
 from msvar.hit import center_crops
-from msvar.metrics import psnr, lpips_distance
 from msvar.tokenizer import load_tokenizer
 from msvar.quality import autoencoder_table
 
@@ -28,10 +27,7 @@ for spec in a.tok:
 p = next(iter(toks.values()))[1]
 hr = center_crops(list_images([Path(d) for d in a.data]), p.hr_size)
 t0 = time.perf_counter()
-t = autoencoder_table(toks, hr)
-bic = resize(resize(hr, p.lr_size, "bicubic"), p.hr_size, "bicubic").clamp(0, 1)
-t.loc[f"bicubic of the clean {p.lr_size}-px crop"] = dict(psnr_y=psnr(bic, hr).mean().item(), psnr_rgb=psnr(bic, hr, y_channel=False).mean().item(),
-                                                          lpips=lpips_distance(bic, hr).mean().item(), saturation=bic.std(1).mean().item())
+t = autoencoder_table(toks, hr, lr_size=p.lr_size)
 print(f"{len(hr)} crops of {p.hr_size} px from {', '.join(Path(d).name for d in a.data)}; PSNR-Y / PSNR-RGB in dB, LPIPS-alex")
 print(t.round(3).to_string()); print(f"{time.perf_counter() - t0:.0f} s")
 if a.json:

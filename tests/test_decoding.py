@@ -1,17 +1,11 @@
 "Soft decoding (chapter 05) through the SR model, and the decoding that msvar_sr / msvar_eval choose from their options."
 import argparse, json
 import pytest, torch
-from msvar.core import get_preset, MsvarError
-from msvar.tokenizer import Tokenizer
-from msvar.hit import HITTokenizer
-from msvar.var import SRVAR
-from msvar.inference import SRModel, SOFT_TAU, decoding, add_decoding_args, save_sr_model, sr_cli
+from msvar.core import MsvarError
+from msvar.inference import SOFT_TAU, decoding, add_decoding_args, save_sr_model, sr_cli
 
 
-@pytest.fixture(scope="module")
-def toy():
-    tp = get_preset("test"); torch.manual_seed(0)
-    return SRModel(HITTokenizer(Tokenizer.from_preset(tp), tp), SRVAR.from_preset(tp)).eval()
+# `toy`, a random `test`-preset model: tests/conftest.py
 
 
 def test_soft_decoding_tends_to_greedy_on_hit_stage_grids(toy):

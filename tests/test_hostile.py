@@ -6,20 +6,16 @@ import pytest
 import torch
 from msvar.core import MsvarError, get_preset, save_image, load_image
 from msvar.tokenizer import Tokenizer, save_tokenizer, load_tokenizer
-from msvar.hit import HITTokenizer, save_hit, load_hit
+from msvar.hit import save_hit, load_hit
 from msvar.var import SRVAR
 from msvar.train import save_checkpoint, load_checkpoint, rng_state
 from msvar.hit import load_sr_tokenizer
 from msvar.train_var import init_from_var
-from msvar.inference import SRModel, save_sr_model, load_sr_model, sr_files, sr_cli, SR_FORMAT
+from msvar.inference import save_sr_model, load_sr_model, sr_files, sr_cli, SR_FORMAT
 
 
 # ---------------------------------------------------------------- fixtures: a random `test`-preset model of every kind
-@pytest.fixture(scope="module")
-def toy():
-    tp = get_preset("test"); torch.manual_seed(0)
-    hit = HITTokenizer(Tokenizer.from_preset(tp), tp)
-    return SRModel(hit, SRVAR.from_preset(tp)).eval()
+# `toy`, a random `test`-preset model: tests/conftest.py
 
 
 class Payload:
