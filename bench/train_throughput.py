@@ -16,10 +16,11 @@ best 1024³ fp32 matmul rate measured in the same run with the same threads.
     python bench/train_throughput.py --data FOLDER                 # test and small, 1 thread, profile of small
     python bench/train_throughput.py --data FOLDER --presets small --threads 2 --reps 5
     python bench/train_throughput.py --data FOLDER --paper          # also the paper preset at batch 1 (slow)
+    python bench/train_throughput.py --presets small --bf16 --compile --cold   # bf16 and compile rows, compiled from an empty cache
 
 Without --data it uses the data cache's train/ folder (`msvar_fetch_data bsds300`), else 32 random 480×320 images.
 """
-import argparse, statistics, sys, tempfile, time
+import argparse, os, statistics, sys, tempfile, time
 from pathlib import Path
 import torch
 import torch.nn as nn
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sample import forward_flops                      # noqa: E402  (bench/ is not a package)
 import msvar.hit as mhit                                             # noqa: E402
 import msvar.losses as mloss                                         # noqa: E402
-from msvar.core import get_preset, resize, to_signed                 # noqa: E402
+from msvar.core import get_preset, to_signed                         # noqa: E402
 from msvar.data import HRFolder, DegradeCollate, DegradationConfig   # noqa: E402
 from msvar.hit import HITTokenizer, hit_tokenize, encode_any, stage_grids       # noqa: E402
 from msvar.quantize import MultiScaleQuantizer                      # noqa: E402
@@ -226,9 +227,9 @@ def interleaved(fns: dict, reps: int):
     return {k: statistics.median(v) for k, v in ts.items()}
 
 
-def matmul_peak(n=1024, seconds=2.0):
-    "Best fp32 n×n matmul rate (GFLOP/s) by CPU time of this process."
-    a, b = torch.randn(n, n), torch.randn(n, n); a @ b
+def matmul_peak(n=1024, seconds=2.0, dtype=torch.float32):
+    "Best n×n matmul rate (GFLOP/s) by CPU time of this process, fp32 unless `dtype`."
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype); a @ b
     best, t_end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < t_end:
         t0 = CLOCK(); a @ b; best = max(best, 2 * n ** 3 / max(CLOCK() - t0, 1e-9) / 1e9)
@@ -258,9 +259,9 @@ def step_variants(s: Setup, reps, extra=()):
         from msvar.train import StepLoader
         it1 = StepLoader(s.ds_cached, s.B, s.collate, num_workers=1, seed=0).iterate(0, None)
         fns["+ data in 1 worker (main CPU only)"] = lambda r: train_step(s, next(it1)[0], s.loss_new, "w1")
-    if "compile" in extra: fns["+ torch.compile (option)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "compiled", compile=True)
+    if "compile" in extra: fns["+ torch.compile (fp32)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "compiled", compile=True)
     if "compile" in extra and "bf16" in extra:
-        fns["+ bf16 + torch.compile (option)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16c", compile=True, amp=torch.bfloat16)
+        fns["+ bf16 + compile (= default, ≥1000 steps)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16c", compile=True, amp=torch.bfloat16)
     return interleaved(fns, reps)
 
 
@@ -286,12 +287,12 @@ def stage_times(s: Setup, reps):
     return interleaved({"data": lambda r: s.batch(r), "data (cached images)": lambda r: s.batch(r, True), "tokenizer": lambda r: mloss.sr_tokens(s.tk, b), "var+opt": var_part}, reps)
 
 
-def gemm_rate(s: Setup, seconds=1.0):
-    "GFLOP/s of the step's own matrix products (every Linear's forward, input-grad and weight-grad GEMM at batch B), best of a few."
+def gemm_rate(s: Setup, seconds=1.0, dtype=torch.float32):
+    "GFLOP/s of the step's own matrix products (every Linear's forward, input-grad and weight-grad GEMM at batch B, in `dtype`), best of a few."
     m, *_ = s.model()
     M, C, hid = s.B * s.tokens, m.C, m.blocks[0].ffn.fc1.out_features
     shapes = [(M, C, 3 * C), (M, C, C), (M, C, hid), (M, hid, C)] * m.depth + [(s.B * m.n_image, C, m.V)]
-    mats = [(torch.randn(mm, k), torch.randn(n, k), torch.randn(mm, n)) for mm, k, n in shapes]
+    mats = [(torch.randn(mm, k, dtype=dtype), torch.randn(n, k, dtype=dtype), torch.randn(mm, n, dtype=dtype)) for mm, k, n in shapes]
     def once():
         for x, w, dy in mats: x @ w.t(); dy @ w; dy.t() @ x
     fl = sum(3 * 2 * mm * k * n for mm, k, n in shapes)
@@ -301,11 +302,11 @@ def gemm_rate(s: Setup, seconds=1.0):
     return best
 
 
-def compile_seconds(s: Setup):
-    "WALL seconds of the first call of a torch.compile'd VAR step (compile + one step; inductor compiles in worker processes,\n    whose CPU time process_time misses; a warm inductor cache in /tmp makes it much shorter) and CPU seconds of a second call."
-    b = s.batch(0)
-    t0 = time.perf_counter(); train_step(s, b, s.loss_new, "compiled", compile=True); t1 = time.perf_counter()
-    c0 = CLOCK(); train_step(s, b, s.loss_new, "compiled", compile=True)
+def compile_seconds(s: Setup, amp=None, key="compiled"):
+    "WALL seconds of the first call of a torch.compile'd VAR step (compile + one step; inductor compiles in worker processes,\n    whose CPU time process_time misses; a warm inductor cache makes it much shorter) and CPU seconds of a second call."
+    b = s.batch(0, True)
+    t0 = time.perf_counter(); train_step(s, b, s.loss_new, key, compile=True, amp=amp); t1 = time.perf_counter()
+    c0 = CLOCK(); train_step(s, b, s.loss_new, key, compile=True, amp=amp)
     return t1 - t0, CLOCK() - c0
 
 
@@ -321,7 +322,9 @@ def main(argv=None):
     ap.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (changes numerics; an option of msvar_train)")
     ap.add_argument("--workers", action="store_true", help="also measure a DataLoader worker process preparing the data (--workers 1)")
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile of the VAR (compile time printed)")
+    ap.add_argument("--cold", action="store_true", help="compile with an empty inductor cache (a fresh TORCHINDUCTOR_CACHE_DIR): the first run's cost")
     a = ap.parse_args(argv)
+    if a.cold: os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="msvar_inductor_")
     torch.set_num_threads(a.threads)
     data = image_folder(a.data)
     extra = (("bf16",) if a.bf16 else ()) + (("compile",) if a.compile else ()) + (("workers",) if a.workers else ())
@@ -348,8 +351,8 @@ def main(argv=None):
               f"now {tfl['new'] / 1e9:.2f} GFLOP ({tfl['v0'] / tfl['new']:.2f}× less)")
         print(f"sr_tokens: baseline {tt['v0']:.3f} s, one batched pass without re-encoding the prefix {tt['new']:.3f} s → {tt['v0'] / tt['new']:.2f}× (identical outputs: {same})")
         if "compile" in extra:
-            c1, c2 = compile_seconds(s)
-            print(f"torch.compile: first step (compile) {c1:.1f} s wall (less with a warm inductor cache), next step {c2:.3f} CPU s")
+            c1, c2 = compile_seconds(s, torch.bfloat16, "bf16c") if "bf16" in extra else compile_seconds(s)   # the step msvar_train compiles
+            print(f"torch.compile ({'bf16' if 'bf16' in extra else 'fp32'}): first step (compile) {c1:.1f} s wall ({'cold' if a.cold else 'maybe warm'} inductor cache), next step {c2:.3f} CPU s")
         mo = model_only(s, a.reps, extra)
         peak = max(peak, matmul_peak(seconds=1.0))
         sv = step_variants(s, a.reps, extra)
@@ -358,17 +361,23 @@ def main(argv=None):
         print(f"{'variant':36s} {'CPU s':>7s} {'img/s':>7s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>8s}")
         base = sv["eager baseline"]
         print("(variants marked + add up from top to bottom up to the fp32 default; bf16 (msvar_train's default where the CPU computes bf16 "
-              "natively), worker and compile are each added to the fp32 default alone, and bf16 + compile together)")
+              "natively), worker and compile are each added to the fp32 default alone, and bf16 + compile together: msvar_train's "
+              "default for runs of at least 1000 steps)")
         for k, v in list(sv.items()) + [(f"VAR only ({k2}, no data/tokenizer)", v2) for k2, v2 in mo.items()]:
             print(f"{k:36s} {v:7.3f} {B / v:7.1f} {B * s.tokens / v:9.0f} {fl / v / 1e9:8.1f} {fl / v / 1e9 / peak:8.1%} {base / v:7.2f}×")
             rows.append(dict(preset=name, variant=k, s=v))
         g = gemm_rate(s)
         print(f"(matmul peak for the % column: {peak:.1f} GFLOP/s, best of the measurements before/after; the step's own GEMM shapes "
               f"alone reach {g:.1f} GFLOP/s = {g / peak:.0%} of it: the ceiling of an eager fp32 step)")
+        if "bf16" in extra:
+            p16 = matmul_peak(seconds=1.0, dtype=torch.bfloat16)
+            best16 = min(v for k, v in mo.items() if "bf16" in k)
+            g16 = gemm_rate(s, dtype=torch.bfloat16)
+            print(f"(bf16 1024³ matmul: {p16:.1f} GFLOP/s = {p16 / peak:.1f}× the fp32 rate; against it the fastest bf16 VAR-only row "
+                  f"reaches {fl / best16 / 1e9 / p16:.0%}; the step's own GEMM shapes in bf16 reach {g16:.1f} GFLOP/s = {g16 / p16:.0%} of it)")
     if a.paper:
         s = Setup("paper", 1, data)
         m, *_ = s.model()
-        b = torch.zeros(1)
         t = torch.Generator().manual_seed(0)
         from train_step import random_tokens
         tk = random_tokens(s.p, 1, torch.device("cpu"), t)

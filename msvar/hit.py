@@ -178,7 +178,8 @@ def hit_finetune_loss(model: HITTokenizer, x: torch.Tensor, phase: int, lpips_fn
                       p_continuous: float = 0.5, generator: torch.Generator | None = None) -> tuple:
     "Loss of one batch (B,3,H,W) in [0,1]: phase 1 = Σ_n ℓ2 + 5·LPIPS of the stage decodes; phase 2 = Σ_n ℓ2(f̂_n, Z_n)."
     p = model.preset
-    t = hit_tokenize(model.tok, x, p)
+    with torch.autocast(x.device.type, enabled=False):                  # under mixed precision, tokens and f̂ stay fp32 (as at inference);
+        t = hit_tokenize(model.tok, x.float(), p)                        # the stage decoders and LPIPS run in bf16
     logs, total = {}, 0.0
     for n, (f_hat, Z) in enumerate(zip(t.f_hat, t.Z)):
         if phase == 2:
@@ -203,7 +204,7 @@ def hit_param_groups(model: HITTokenizer, phase: int) -> list:
 
 # %% ../nbs/04_hit.ipynb #7bfd7a34
 from .tokenizer import Tokenizer, preset_from_dict, check_state_dict, load_tokenizer, save_tokenizer, _load_torch, check_finite_state
-from .train import (FitConfig, StepLoader, fit, read_log, param_digest, plot_metrics, save_checkpoint, CKPT_KIND,
+from .train import (FitConfig, StepLoader, fit, read_log, param_digest, plot_metrics, save_checkpoint, CKPT_KIND, add_precision_args,
                          arg_positive, arg_non_negative)
 from .data import HRFolder
 
@@ -277,11 +278,11 @@ def _base_model(base, out: Path) -> HITTokenizer:
     return HITTokenizer(tok, preset)
 
 def finetune_phase(model: HITTokenizer, phase: int, steps: int, data: HRFolder, ph_dir: Path, opts: dict, lpips_fn,
-                   ckpt_every: int = 50, progress: bool = True):
+                   ckpt_every: int = 50, progress: bool = True, precision: str = "fp32"):
     "One phase of the finetune with chapter 07's `fit`: its parameters (hit_param_groups), constant lr, encoder kept in eval mode; resumes from ph_dir/last.pt."
     o = opts
     cfg = FitConfig(steps=steps, lr=o["lr"], weight_decay=o["weight_decay"], betas=(0.9, 0.95), warmup=0, min_lr_ratio=1.0, clip=0.0,
-                    seed=o["seed"] * 1_000_003 + phase, ckpt_every=ckpt_every, progress=progress)
+                    seed=o["seed"] * 1_000_003 + phase, ckpt_every=ckpt_every, progress=progress, precision=precision)
     batches = StepLoader(data, o["batch_size"], seed=o["seed"] * 1_000_003 + phase * 100_003)
     loss_fn = lambda net, b: hit_finetune_loss(getattr(net, "module", net), b["hr"], phase, lpips_fn, o["lpips_weight"], o["p_continuous"])
     train_mode = lambda m: (m.train(), m.tok.encoder.eval())           # the encoder is frozen and stays in eval mode
@@ -290,8 +291,11 @@ def finetune_phase(model: HITTokenizer, phase: int, steps: int, data: HRFolder, 
 
 def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, batch_size: int = 16, lr: float = 2.5e-4,
                  weight_decay: float = 0.05, lpips_weight: float = 5.0, p_continuous: float = 0.5, seed: int = 0,
-                 resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None) -> HITTokenizer:
-    "Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer; resumable."
+                 resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None, precision: str = "fp32") -> HITTokenizer:
+    """Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer; resumable.
+    `precision` 'bf16' (or 'auto': bf16 where the device computes it natively) runs the stage decoders and LPIPS under bf16
+    autocast (1.55× faster phase-1 steps on this project's CPU, bench/tokenizer_throughput.py); tokens and f̂ stay fp32.
+    The default stays fp32: bf16 cost the from-scratch tokenizer quality per step (chapter 03), and no finetune was compared."""
     # Deviation: the length is steps1 + steps2 (300 + 100 by default), not the preset's `tok_iters` (25K, the paper's finetune
     # length); `tok_iters` sets chapter 03's base-tokenizer training only. Pass steps1/steps2 explicitly for a paper-length finetune.
     from msvar.lpips import get_lpips
@@ -311,7 +315,7 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
     for ph, total in ((1, steps1), (2, steps2)):
         if total < 1: continue
         if (out / f"phase{ph}" / "last.pt").exists() and not resume: raise MsvarError(f"{str(out / f'phase{ph}' / 'last.pt')!r} exists; pass resume=True")
-        finetune_phase(model, ph, total, data, out / f"phase{ph}", opts, lp, ckpt_every, progress)
+        finetune_phase(model, ph, total, data, out / f"phase{ph}", opts, lp, ckpt_every, progress, precision)
     rows = [dict(phase=ph, **row) for ph in (1, 2) for row in read_log(out / f"phase{ph}" / "log.jsonl")]
     _atomic_write(out / "log.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows)))
     plot_metrics(rows, out / "losses.png", keys=("loss",), title="HIT finetune", by="phase")
@@ -335,11 +339,12 @@ def finetune_hit_cli(argv=None):
     ap.add_argument("--seed", type=int, default=d["seed"])
     ap.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     ap.add_argument("--device", default=None)
+    add_precision_args(ap, d["precision"], compile=None)         # the loss calls the decoders directly: nothing for torch.compile to wrap
     a = ap.parse_args(argv)
     if a.steps1 + a.steps2 < 1: ap.error("--steps1 + --steps2 must be at least 1")
     try:
         finetune_hit(a.tokenizer, a.out, a.data, a.steps1, a.steps2, a.batch_size, a.lr, lpips_weight=a.lpips_weight,
-                     seed=a.seed, resume=not a.no_resume, device=a.device)
+                     seed=a.seed, resume=not a.no_resume, device=a.device, precision=a.precision)
     except MsvarError as e:
         print(f"msvar_finetune_hit: error: {e}", file=sys.stderr); sys.exit(1)
     print(f"wrote {Path(a.out) / 'last.pt'}")

@@ -185,7 +185,9 @@ class Tokenizer(nn.Module):
 
     def forward(self, x_signed):
         "Training pass: (reconstruction in [-1, 1] unclamped, codebook + commitment loss, per-scale usage %)."
-        f_hat, vq_loss, usage = self.quantize(self.encode(x_signed))
+        f = self.encode(x_signed)
+        with torch.autocast(f.device.type, enabled=False):                 # under mixed precision the quantizer stays in fp32:
+            f_hat, vq_loss, usage = self.quantize(f.float())                # its codes and losses are those of inference
         return self.fhat_to_img(f_hat, clamp=False), vq_loss, usage
 
 # %% ../nbs/03_tokenizer.ipynb #3610102c
@@ -199,7 +201,7 @@ def load_var_tokenizer(model: "Tokenizer", state_dict_or_path) -> "Tokenizer":
     return model
 
 # %% ../nbs/03_tokenizer.ipynb #bd693ca7
-from .train import (FitConfig, StepLoader, fit, read_log, plot_metrics, save_checkpoint, load_checkpoint, CKPT_KIND,
+from .train import (FitConfig, StepLoader, fit, read_log, plot_metrics, save_checkpoint, load_checkpoint, CKPT_KIND, add_precision_args,
                          arg_positive, arg_non_negative)
 from .data import HRFolder
 
@@ -315,8 +317,10 @@ def _refuse_old_layout(last: Path):
 @keeps_global_state                     # seeds the global RNGs for its own run; the caller's states come back on return
 def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
                     lpips_weight: float = 1.0, seed: int = 0, resume: bool = True, save_every: int = 100, device=None,
-                    require_lpips: bool = False, progress: bool = True):
-    "Train a tokenizer from scratch on random crops of `data_dir` with chapter 07's `fit`; writes `out_dir/last.pt` (resumable), log.jsonl and loss.png. Returns (model, log rows)."
+                    require_lpips: bool = False, progress: bool = True, precision: str = "auto", compile: bool | str = "off"):
+    """Train a tokenizer from scratch on random crops of `data_dir` with chapter 07's `fit`; writes `out_dir/last.pt` (resumable), log.jsonl and loss.png. Returns (model, log rows).
+    `precision` 'auto' is bf16 autocast where the CPU or GPU computes bf16 natively (1.9–2.3× faster steps than fp32 on this project's CPU,
+    bench/tokenizer_throughput.py), else fp32; the quantizer always runs in fp32."""
     p = get_preset(preset) if isinstance(preset, str) else preset
     steps, bs, lr = steps or p.train.tok_iters, batch_size or p.train.batch_size, lr or p.train.tok_lr
     if not (steps >= 1 and bs >= 1 and math.isfinite(lr) and lr > 0): raise MsvarError(f"steps, batch size and lr must be positive (got {steps}, {bs}, {lr})")
@@ -334,7 +338,7 @@ def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_s
         with torch.no_grad(): model.quantize.init_codebook(model.encode(to_signed(x0)))
     meta = tokenizer_meta(p, data=str(Path(data_dir).resolve()), batch_size=bs, lpips_weight=lpips_weight, lpips=lp is not None, seed=seed)
     cfg = FitConfig(steps=steps, lr=lr, weight_decay=p.train.tok_weight_decay, betas=(0.9, 0.95), warmup=0.02, min_lr_ratio=0.1, clip=0.0,
-                    seed=seed, ckpt_every=save_every, progress=progress)
+                    seed=seed, ckpt_every=save_every, progress=progress, precision=precision, compile=compile)
     fit(model, TokenizerLoss(lp, lpips_weight), StepLoader(ds, bs, seed=seed), cfg, out_dir, meta=meta, resume=resume,
         after_step=lambda m, step: m.quantize.restart_dead_codes(50), extra_state=DeadCodeCounters(model.quantize))
     rows = read_log(out_dir / "log.jsonl")
@@ -361,12 +365,13 @@ def train_tokenizer_cli(argv=None):
     ap.add_argument("--no-resume", action="store_true", help="refuse to continue from an existing OUT/last.pt")
     ap.add_argument("--device", default=None, help="cpu, cuda, … (default: best available)")
     ap.add_argument("--threads", type=arg_positive(int), default=None, help="torch CPU threads")
+    add_precision_args(ap, d["precision"], d["compile"])
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
     try:
         _, rows = train_tokenizer(a.preset, a.data, a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr, lpips_weight=a.lpips_weight,
                                   seed=a.seed, resume=not a.no_resume, save_every=a.save_every, device=a.device, require_lpips=a.require_lpips,
-                                  progress=False)
+                                  progress=False, precision=a.precision, compile=a.compile)
     except MsvarError as e:
         print(f"msvar_train_tokenizer: error: {e}", file=sys.stderr); sys.exit(1)
     last = rows[-1]

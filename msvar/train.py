@@ -15,7 +15,8 @@ from .core import MsvarError, _atomic_write, seed_everything, default_device, _l
 from .core import keeps_global_state
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'DECAY_TYPES', 'CKPT_KIND', 'CKPT_VERSION', 'resolve_precision', 'FitConfig', 'arg_number',
+__all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'COMPILE_HELP', 'PRECISION_HELP', 'DECAY_TYPES', 'CKPT_KIND',
+           'CKPT_VERSION', 'resolve_precision', 'resolve_compile', 'add_precision_args', 'FitConfig', 'arg_number',
            'arg_positive', 'arg_non_negative', 'param_groups', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader',
            'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'check_meta', 'param_digest', 'DistEnv',
            'init_distributed', 'FitResult', 'read_log', 'moving_average', 'plot_metrics', 'Run', 'start_run',
@@ -33,6 +34,39 @@ def resolve_precision(precision: str, device) -> str:
     if dev.type == "cpu": return "bf16" if (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()) else "fp32"
     return "fp32"
 
+COMPILES = ("auto", "on", "off")
+COMPILE_AUTO_STEPS = 1000   # 'auto' compiles runs at least this long: on the 2-core CPU the cold compile of the small VAR's bf16 step
+                            # took 119 s and saved 0.24 s per step (bench/train_throughput.py --compile), so it is repaid after ~500
+
+def resolve_compile(compile, steps_ahead: int, device, world_size: int = 1) -> tuple:
+    "(compile?, why): 'on'/True and 'off'/False as given; 'auto' → on for ≥ COMPILE_AUTO_STEPS steps in one process where inductor can build (a C++ compiler on CPU, Triton on CUDA)."
+    if compile in (True, "on"): return True, "asked"
+    if compile in (False, "off"): return False, "asked"
+    if compile != "auto": raise MsvarError(f"compile must be one of {COMPILES} (or a bool), got {compile!r}")
+    if steps_ahead < COMPILE_AUTO_STEPS: return False, f"auto: {steps_ahead} steps ahead < {COMPILE_AUTO_STEPS}"
+    if world_size > 1: return False, "auto: several processes (pass --compile on to compile under DDP)"
+    dev = torch.device(device)
+    try:
+        if dev.type == "cpu": from torch._inductor.cpp_builder import get_cpp_compiler; get_cpp_compiler()
+        elif dev.type == "cuda":
+            from torch.utils._triton import has_triton
+            if not has_triton(): return False, "auto: Triton is not installed"
+        else: return False, f"auto: not on {dev.type}"
+    except Exception as e: return False, f"auto: no C++ compiler for inductor ({type(e).__name__})"
+    return True, f"auto: {steps_ahead} steps ahead"
+
+COMPILE_HELP = (f"torch.compile the model: auto (default: on for runs of ≥ {COMPILE_AUTO_STEPS} steps in one process, where inductor "
+                "can build; the first step compiles, about 2 minutes on a 2-core CPU), on, off")
+PRECISION_HELP = ("auto (bf16 autocast where the CPU or GPU computes bf16 natively, else fp32; bf16 steps are the fastest measured, "
+                  "bench/train_throughput.py and bench/tokenizer_throughput.py), fp32, bf16, fp16 (GPU only, with a grad scaler)")
+
+def add_precision_args(ap, precision: str = "auto", compile: str | None = "auto"):
+    "`--precision` and `--compile` (unless `compile` is None: no such flag) of the training commands; msvar_train's VarTrainConfig has the same two, with this help."
+    ap.add_argument("--precision", default=precision, choices=PRECISIONS, help=f"{PRECISION_HELP} (default: {precision})")
+    if compile is not None:
+        help = COMPILE_HELP if compile == "auto" else f"torch.compile the model: on, off (default: {compile}), auto (on for runs of ≥ {COMPILE_AUTO_STEPS} steps)"
+        ap.add_argument("--compile", nargs="?", const="on", default=compile, choices=COMPILES, help=help)
+
 @dataclass
 class FitConfig:
     "Settings of `fit` (optimizer, schedule, precision, checkpoints, logging)."
@@ -46,7 +80,7 @@ class FitConfig:
     clip: float = 2.0                 # max gradient norm (0 = no clipping)
     accum: int = 1                    # micro-batches per step (gradient accumulation)
     precision: str = "fp32"           # auto | fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler; auto: resolve_precision)
-    compile: bool = False             # torch.compile the model
+    compile: bool | str = False       # torch.compile the model: True/'on', False/'off', 'auto' (resolve_compile)
     seed: int = 0
     ckpt_every: int = 100             # write last.pt (and best.pt when better) every n steps and at the end
     sample_every: int = 0             # call sample_fn every n steps (0 = only at the end)
@@ -66,6 +100,7 @@ class FitConfig:
         if not (math.isfinite(self.warmup) and self.warmup >= 0): raise MsvarError(f"warmup must be ≥ 0, got {self.warmup}")
         if self.accum < 1: raise MsvarError(f"accum must be ≥ 1, got {self.accum}")
         if self.precision not in PRECISIONS: raise MsvarError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.compile not in (True, False, *COMPILES): raise MsvarError(f"compile must be one of {COMPILES} (or a bool), got {self.compile!r}")
         if self.ckpt_every < 1: raise MsvarError(f"ckpt_every must be ≥ 1, got {self.ckpt_every}")
         if self.max_nan_in_row < 1: raise MsvarError(f"max_nan_in_row must be ≥ 1, got {self.max_nan_in_row}")
         if not 0 <= self.min_lr_ratio <= 1: raise MsvarError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
@@ -436,12 +471,15 @@ def resume_run(run: Run, resume: bool):
         if was not in (None, run.cfg.precision): print(f"note: the checkpoint was trained in {was}; steps from {run.step} run in {run.cfg.precision}", flush=True)
 
 def wrap_model(run: Run, train_mode=None):
-    "DDP when several processes run, then torch.compile if asked; training mode (`train_mode(model)` if given)."
+    "DDP when several processes run, then torch.compile if `cfg.compile` resolves to on; training mode (`train_mode(model)` if given)."
     if run.env.world_size > 1:
         dev = run.device
         run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=[dev.index] if dev.type == "cuda" else None,
                                                       find_unused_parameters=run.cfg.find_unused_parameters)
-    if run.cfg.compile: run.net = torch.compile(run.net)
+    on, why = resolve_compile(run.cfg.compile, run.cfg.steps - run.step, run.device, run.env.world_size)
+    if on:
+        if run.env.is_main and why != "asked": print(f"torch.compile: on ({why}; the first step compiles)", flush=True)
+        run.net = torch.compile(run.net)
     if train_mode is None: run.model.train()
     else: train_mode(run.model)                                        # e.g. train, but keep a frozen encoder in eval mode
 

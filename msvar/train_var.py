@@ -15,7 +15,7 @@ from .hit import load_sr_tokenizer
 from .var import SRVAR, load_var_weights, count_params
 from .losses import SRLoss
 from .inference import SRModel                 # the same sampling and decoding as msvar_sr (chapter 08)
-from .train import FitConfig, FitResult, StepLoader, StepSampler, fit, init_distributed, PRECISIONS, resolve_precision, arg_positive, arg_non_negative
+from .train import FitConfig, FitResult, StepLoader, StepSampler, fit, init_distributed, PRECISIONS, PRECISION_HELP, COMPILES, COMPILE_HELP, resolve_precision, arg_positive, arg_non_negative
 
 # %% auto #0
 __all__ = ['VARSampler', 'VarTrainConfig', 'init_from_var', 'var_options', 'train_var', 'fits_in_memory', 'train_cli']
@@ -63,9 +63,8 @@ class VarTrainConfig:
     weight_decay: float | None = _opt(None, "AdamW weight decay (default: preset)", type=arg_non_negative(float))
     warmup: float = _opt(0.02, "warm-up: fraction of steps if < 1, else steps", type=arg_non_negative(float))
     clip: float = _opt(2.0, "gradient-norm clipping (0 = off)", type=arg_non_negative(float))
-    precision: str = _opt("auto", "auto (bf16 where the CPU or GPU computes it natively, else fp32: the fastest measured on CPU, "
-                                  "issue 20), fp32, bf16, fp16 (GPU, with grad scaler)", choices=PRECISIONS)
-    compile: bool = _opt(False, "torch.compile the model", action="store_true")
+    precision: str = _opt("auto", PRECISION_HELP + " (default: auto)", choices=PRECISIONS)
+    compile: bool | str = _opt("auto", COMPILE_HELP, nargs="?", const="on", choices=COMPILES)
     dpo_beta: float | None = _opt(None, "DPO β (default: preset, 1.0)", type=arg_positive(float))
     dpo_weight: float | None = _opt(None, "λ in CE + λ·DPO (default: preset, 1.0)", type=arg_non_negative(float))
     dpo_reduce: str = _opt("mean", "log p as the per-token mean or the sum", choices=("mean", "sum"))

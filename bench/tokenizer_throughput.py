@@ -1,0 +1,127 @@
+"""Throughput of the tokenizer's two training steps (chapter 03's from-scratch training and chapter 04's HIT finetune,
+phase 1) on the `small` preset: where the time goes (torch.profiler, top ops), then fp32 against bf16 autocast and
+torch.compile, measured A/B in one run, the variants interleaved step by step (median CPU seconds of this process, as in
+bench/train_throughput.py, whose helpers it uses). Also the loss of one bf16 step beside the fp32 loss on the same
+weights and batch, the numerics check of the mixed-precision path.
+
+FLOPs are those FlopCounterMode counts in one fp32 step (convolutions and matrix products of forward and backward,
+LPIPS's AlexNet included); "% of matmul" divides the achieved rate by the best 1024³ fp32 matmul rate of the same run.
+
+    python bench/tokenizer_throughput.py                      # 1 thread, tokenizer + HIT phase 1, fp32 vs bf16
+    python bench/tokenizer_throughput.py --compile --reps 7   # also torch.compile of the tokenizer (each first step compiles for minutes)
+"""
+import argparse, copy, sys, time
+from pathlib import Path
+import torch
+from torch.profiler import profile, ProfilerActivity
+from torch.utils.flop_counter import FlopCounterMode
+sys.path.insert(0, str(Path(__file__).parent))
+from train_throughput import interleaved, matmul_peak, image_folder, CLOCK      # noqa: E402  (bench/ is not a package)
+from msvar.core import get_preset                                              # noqa: E402
+from msvar.data import HRFolder                                                # noqa: E402
+from msvar.hit import HITTokenizer, hit_finetune_loss, hit_param_groups        # noqa: E402
+from msvar.lpips import get_lpips                                              # noqa: E402
+from msvar.tokenizer import Tokenizer, TokenizerLoss                           # noqa: E402
+from msvar.train import StepSampler, param_groups                              # noqa: E402
+
+AMP = {"fp32": None, "bf16": torch.bfloat16}
+
+
+class Job:
+    "One training step of a tokenizer model (a loss, its trained parameters, AdamW), copied per variant from the same weights."
+    def __init__(self, model, loss, params_fn, lr, wd):
+        self.base, self.loss, self.params_fn, self.lr, self.wd, self.copies = model, loss, params_fn, lr, wd, {}
+
+    def get(self, key, compile=False):
+        if key not in self.copies:
+            m = copy.deepcopy(self.base).train()
+            opt = torch.optim.AdamW(self.params_fn(m, self.wd), lr=self.lr, betas=(0.9, 0.95))
+            self.copies[key] = (m, torch.compile(m) if compile else m, opt)
+        return self.copies[key]
+
+    def step(self, key, batch, amp=None, compile=False):
+        "Loss under autocast (if amp), backward, AdamW step, as chapter 07's fit does; returns the loss."
+        m, net, opt = self.get(key, compile)
+        with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+            loss, _ = self.loss(net, batch)
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+
+def jobs(preset, lpips):
+    "The from-scratch tokenizer step (LPIPS weight 1, as msvar_train_tokenizer) and the HIT finetune's phase-1 step (LPIPS weight 5)."
+    p = get_preset(preset)
+    torch.manual_seed(0)
+    tok = Tokenizer.from_preset(p)
+    hit = HITTokenizer(copy.deepcopy(tok), p)
+    g = torch.Generator().manual_seed(1)
+    hit_loss = lambda net, b: hit_finetune_loss(net, b["hr"], 1, lpips, 5.0, 0.5, generator=g)
+    return {"tokenizer": Job(tok, TokenizerLoss(lpips, 1.0), lambda m, wd: param_groups(m, wd), p.train.tok_lr, p.train.tok_weight_decay),
+            "HIT phase 1": Job(hit, hit_loss, lambda m, wd: hit_param_groups(m, 1), 2.5e-4, 0.05)}
+
+
+def step_flops(job, batch):
+    "Convolution and matmul FLOPs of one fp32 step (forward + backward)."
+    with FlopCounterMode(display=False) as fc: job.step("flops", batch)
+    return fc.get_total_flops()
+
+
+def top_ops(job, batch, steps=2, top=10):
+    "Self CPU ms per step of the `top` most expensive ops of an fp32 step, and the step's total op time."
+    job.step("prof", batch)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps): job.step("prof", batch)
+    ev = prof.key_averages()
+    tot = sum(e.self_cpu_time_total for e in ev) / steps / 1e3
+    ops = sorted(ev, key=lambda e: -e.self_cpu_time_total)[:top]
+    return tot, [(e.key.replace("aten::", ""), e.self_cpu_time_total / steps / 1e3) for e in ops]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, help="training images (default: the data cache's train/, else random images)")
+    ap.add_argument("--preset", default="small", choices=["test", "small"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions per variant (median)")
+    ap.add_argument("--compile", action="store_true", help="also torch.compile (fp32 and bf16); the first step compiles")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    p = get_preset(a.preset)
+    data = image_folder(a.data)
+    ds = HRFolder(data, p.hr_size, cache=True)
+    sampler = StepSampler(len(ds), p.train.batch_size, seed=0)
+    batch = lambda step: torch.utils.data.default_collate([ds[k] for k in sampler.keys(step)])   # as fit's StepLoader
+    lp = get_lpips("alex")
+    peak = matmul_peak()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); fp32 matmul 1024³: {peak:.1f} GFLOP/s; preset {p.name}, "
+          f"batch {p.train.batch_size} of {p.hr_size}² crops; data {data}")
+    rows = []
+    for name, job in jobs(a.preset, lp).items():
+        b0 = batch(0)
+        fl = step_flops(job, b0)
+        tot, ops = top_ops(job, b0)
+        print(f"\n== {name}: {fl / 1e9:.2f} GFLOP per step (fp32, conv + matmul)\nprofile (fp32, self CPU time per step, {tot:.0f} ms in ops): "
+              + ", ".join(f"{k} {v:.0f} ms ({v / tot:.0%})" for k, v in ops))
+        l32, l16 = job.step("n32", b0), job.step("n16", b0, torch.bfloat16)
+        print(f"loss of one step on the same weights and batch: fp32 {l32:.5f}, bf16 {l16:.5f} (relative difference {abs(l16 - l32) / abs(l32):.2e})")
+        fns = {v: (lambda r, v=v: job.step(v, batch(r), AMP[v])) for v in AMP}
+        if a.compile and name == "tokenizer":          # the HIT loss calls the decoders' methods, not forward: nothing to compile
+            for v in AMP:
+                t0 = time.perf_counter(); job.step(v + "+compile", b0, AMP[v], compile=True)
+                c0 = CLOCK(); job.step(v + "+compile", b0, AMP[v], compile=True)
+                print(f"torch.compile ({v}): first step {time.perf_counter() - t0:.1f} s wall (compiles), next {CLOCK() - c0:.3f} CPU s")
+                fns[v + " + compile"] = lambda r, v=v: job.step(v + "+compile", batch(r), AMP[v], compile=True)
+        t = interleaved(fns, a.reps)
+        peak = max(peak, matmul_peak(seconds=1.0))
+        print(f"{'variant':18s} {'CPU s':>7s} {'img/s':>7s} {'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>8s}")
+        for k, v in t.items():
+            print(f"{k:18s} {v:7.3f} {p.train.batch_size / v:7.1f} {fl / v / 1e9:8.1f} {fl / v / 1e9 / peak:8.1%} {t['fp32'] / v:7.2f}×")
+            rows.append(dict(job=name, variant=k, s=v))
+    p16 = matmul_peak(seconds=1.0, dtype=torch.bfloat16)
+    print(f"(matmul peak for the % column: {peak:.1f} GFLOP/s fp32, best of the measurements before and after; bf16 1024³ matmul: "
+          f"{p16:.1f} GFLOP/s = {p16 / peak:.1f}× fp32)")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
