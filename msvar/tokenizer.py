@@ -201,7 +201,7 @@ def load_var_tokenizer(model: "Tokenizer", state_dict_or_path) -> "Tokenizer":
     return model
 
 # %% ../nbs/03_tokenizer.ipynb #bd693ca7
-from .train import (FitConfig, StepLoader, fit, read_log, plot_metrics, save_checkpoint, load_checkpoint, CKPT_KIND, add_precision_args,
+from .train import (FitConfig, StepLoader, fit, read_log, plot_metrics, save_checkpoint, load_checkpoint, CKPT_KIND, add_precision_args, resolve_precision,
                          arg_positive, arg_non_negative)
 from .data import HRFolder
 
@@ -369,6 +369,8 @@ def train_tokenizer_cli(argv=None):
     a = ap.parse_args(argv)
     if a.threads: torch.set_num_threads(a.threads)
     try:
+        print(f"training the {a.preset!r} tokenizer on {a.data}, precision {resolve_precision(a.precision, default_device(a.device))}"
+              + (" (auto)" if a.precision == "auto" else ""), flush=True)
         _, rows = train_tokenizer(a.preset, a.data, a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr, lpips_weight=a.lpips_weight,
                                   seed=a.seed, resume=not a.no_resume, save_every=a.save_every, device=a.device, require_lpips=a.require_lpips,
                                   progress=False, precision=a.precision, compile=a.compile)

@@ -62,11 +62,13 @@ def test_train_cli_writes_and_resumes(tmp_path):
     exe = Path(sys.executable).parent / "msvar_train_tokenizer"
     assert subprocess.run([str(exe), "--help"], capture_output=True).returncode == 0
     args = [str(exe), "--preset", "test", "--data", str(DATA / "train" / "T91"), "--out", str(tmp_path), "--batch-size", "2", "--lpips-weight", "0", "--threads", "1"]
-    r = subprocess.run(args + ["--steps", "3"], capture_output=True, text=True)
+    r = subprocess.run(args + ["--steps", "3", "--precision", "bf16"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    assert "precision bf16" in r.stdout, r.stdout                      # what it trains in is said before it starts
     assert (tmp_path / "last.pt").exists() and (tmp_path / "loss.png").exists()
-    r = subprocess.run(args + ["--steps", "4"], capture_output=True, text=True)
+    r = subprocess.run(args + ["--steps", "4", "--precision", "fp32"], capture_output=True, text=True)
     assert r.returncode == 0 and "resuming" in r.stdout, r.stdout + r.stderr
+    assert "the checkpoint was trained in bf16; steps from 3 run in fp32" in r.stdout, r.stdout
     _, _, ck = load_tokenizer(tmp_path / "last.pt", return_extra=True)
     assert ck["step"] == 4
     r = subprocess.run([str(exe), "--preset", "test", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")], capture_output=True, text=True)
