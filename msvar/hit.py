@@ -278,7 +278,7 @@ def _base_model(base, out: Path) -> HITTokenizer:
     return HITTokenizer(tok, preset)
 
 def finetune_phase(model: HITTokenizer, phase: int, steps: int, data: HRFolder, ph_dir: Path, opts: dict, lpips_fn,
-                   ckpt_every: int = 50, progress: bool = True, precision: str = "fp32"):
+                   ckpt_every: int = 50, progress: bool = True, precision: str = "auto"):
     "One phase of the finetune with chapter 07's `fit`: its parameters (hit_param_groups), constant lr, encoder kept in eval mode; resumes from ph_dir/last.pt."
     o = opts
     cfg = FitConfig(steps=steps, lr=o["lr"], weight_decay=o["weight_decay"], betas=(0.9, 0.95), warmup=0, min_lr_ratio=1.0, clip=0.0,
@@ -291,11 +291,11 @@ def finetune_phase(model: HITTokenizer, phase: int, steps: int, data: HRFolder, 
 
 def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, batch_size: int = 16, lr: float = 2.5e-4,
                  weight_decay: float = 0.05, lpips_weight: float = 5.0, p_continuous: float = 0.5, seed: int = 0,
-                 resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None, precision: str = "fp32") -> HITTokenizer:
+                 resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None, precision: str = "auto") -> HITTokenizer:
     """Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer; resumable.
-    `precision` 'bf16' (or 'auto': bf16 where the device computes it natively) runs the stage decoders and LPIPS under bf16
-    autocast (1.55× faster phase-1 steps on this project's CPU, bench/tokenizer_throughput.py); tokens and f̂ stay fp32.
-    The default stays fp32: bf16 cost the from-scratch tokenizer quality per step (chapter 03), and no finetune was compared."""
+    `precision` 'auto' is bf16 autocast for the stage decoders and LPIPS where the device computes bf16 natively (1.55× faster
+    phase-1 steps on this project's CPU, bench/tokenizer_throughput.py; the same stage quality as fp32, bench/hit_precision_ab.sh),
+    else fp32; tokens and f̂ stay fp32."""
     # Deviation: the length is steps1 + steps2 (300 + 100 by default), not the preset's `tok_iters` (25K, the paper's finetune
     # length); `tok_iters` sets chapter 03's base-tokenizer training only. Pass steps1/steps2 explicitly for a paper-length finetune.
     from msvar.lpips import get_lpips
