@@ -55,17 +55,15 @@ def resolve_compile(compile, steps_ahead: int, device, world_size: int = 1) -> t
     except Exception as e: return False, f"auto: no C++ compiler for inductor ({type(e).__name__})"
     return True, f"auto: {steps_ahead} steps ahead"
 
-COMPILE_HELP = (f"torch.compile the model: auto (default: on for runs of ≥ {COMPILE_AUTO_STEPS} steps in one process, where inductor "
-                "can build; the first step compiles, about 2 minutes on a 2-core CPU), on, off")
+COMPILE_HELP = (f"torch.compile the model: auto (on for runs of ≥ {COMPILE_AUTO_STEPS} steps in one process, where inductor can build; "
+                "the first step compiles, about 2 minutes on a 2-core CPU), on, off")
 PRECISION_HELP = ("auto (bf16 autocast where the CPU or GPU computes bf16 natively, else fp32; bf16 steps are the fastest measured, "
                   "bench/train_throughput.py and bench/tokenizer_throughput.py), fp32, bf16, fp16 (GPU only, with a grad scaler)")
 
 def add_precision_args(ap, precision: str = "auto", compile: str | None = "auto"):
     "`--precision` and `--compile` (unless `compile` is None: no such flag) of the training commands; msvar_train's VarTrainConfig has the same two, with this help."
     ap.add_argument("--precision", default=precision, choices=PRECISIONS, help=f"{PRECISION_HELP} (default: {precision})")
-    if compile is not None:
-        help = COMPILE_HELP if compile == "auto" else f"torch.compile the model: on, off (default: {compile}), auto (on for runs of ≥ {COMPILE_AUTO_STEPS} steps)"
-        ap.add_argument("--compile", nargs="?", const="on", default=compile, choices=COMPILES, help=help)
+    if compile is not None: ap.add_argument("--compile", nargs="?", const="on", default=compile, choices=COMPILES, help=f"{COMPILE_HELP} (default: {compile})")
 
 @dataclass
 class FitConfig:

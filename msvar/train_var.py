@@ -64,7 +64,7 @@ class VarTrainConfig:
     warmup: float = _opt(0.02, "warm-up: fraction of steps if < 1, else steps", type=arg_non_negative(float))
     clip: float = _opt(2.0, "gradient-norm clipping (0 = off)", type=arg_non_negative(float))
     precision: str = _opt("auto", PRECISION_HELP + " (default: auto)", choices=PRECISIONS)
-    compile: bool | str = _opt("auto", COMPILE_HELP, nargs="?", const="on", choices=COMPILES)
+    compile: bool | str = _opt("auto", COMPILE_HELP + " (default: auto)", nargs="?", const="on", choices=COMPILES)
     dpo_beta: float | None = _opt(None, "DPO β (default: preset, 1.0)", type=arg_positive(float))
     dpo_weight: float | None = _opt(None, "λ in CE + λ·DPO (default: preset, 1.0)", type=arg_non_negative(float))
     dpo_reduce: str = _opt("mean", "log p as the per-token mean or the sum", choices=("mean", "sum"))
