@@ -357,6 +357,7 @@ class TokenizerConfig:
     beta: float = 0.25                     # commitment loss weight
     quant_resi: float = 0.5                # φ(h) = (1-q)·h + q·conv(h)
     share_quant_resi: int = 4              # number of shared φ convolutions
+    padding_mode: str = "zeros"            # of every padded conv: "zeros" (VAR, loads its weights) or "replicate"
 
 @dataclass
 class VARConfig:
@@ -472,7 +473,7 @@ def _paper():
 def _small():
     return Preset("small", hr_size=64, lr_size=16, downsample=8, patch_nums=(1, 2, 3, 4, 5, 6, 8),
                   tokenizer=TokenizerConfig(ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=1, z_channels=16, vocab_size=512,
-                                            using_sa=False, using_mid_sa=True),
+                                            using_sa=False, using_mid_sa=True, padding_mode="replicate"),
                   var=VARConfig(depth=6, embed_dim=256, num_heads=4, pos_grid=16),
                   train=TrainConfig(batch_size=16, lr=5e-4, weight_decay=0.005, epochs=1, tok_lr=1e-3, tok_iters=2000))
 

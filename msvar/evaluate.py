@@ -12,8 +12,8 @@ from .core import MsvarError, resize, list_images, image_grid, _atomic_write, Pr
 from .hit import center_crops, stage_image
 
 # %% auto #0
-__all__ = ['pairs_from_hr', 'pairs_from_folder', 'load_pairs', 'baseline_outputs', 'evaluate_outputs', 'summary_table',
-           'model_outputs', 'evaluate_model', 'comparison_grid', 'write_report', 'eval_cli']
+__all__ = ['SUMMARY_METRICS', 'pairs_from_hr', 'pairs_from_folder', 'load_pairs', 'baseline_outputs', 'evaluate_outputs',
+           'summary_table', 'model_outputs', 'evaluate_model', 'comparison_grid', 'write_report', 'eval_cli']
 
 # %% ../nbs/09b_evaluate.ipynb #a8330043
 def pairs_from_hr(hr_root, preset: Preset, n: int | None = None, seed: int = 0, clean: bool = False) -> dict:
@@ -74,8 +74,9 @@ def baseline_outputs(lr: torch.Tensor, preset: Preset, mode: str) -> list:
     return [resize(lr, s, mode, antialias=False) if s != lr.shape[-1] else lr.clone() for s in preset.stage_sizes]
 
 def evaluate_outputs(methods: dict, hr: torch.Tensor, preset: Preset, names=None, crop_border: int = 0, lpips: bool = True) -> pd.DataFrame:
-    "Per-image PSNR/SSIM/LPIPS of each method's [×1, ×2, ×4] outputs against the HR resized to each scale."
-    from msvar.metrics import psnr, ssim, lpips_distance
+    """Per-image scores of each method's [×1, ×2, ×4] outputs against the HR resized to each scale: PSNR on Y and on
+    RGB, SSIM, LPIPS, ΔE (CIEDE2000), the chroma of output and target, and the set's fixed pattern (chapter 09)."""
+    from msvar.metrics import psnr, ssim, lpips_distance, delta_e, chroma, fixed_pattern
     from msvar.lpips import get_lpips
     names = names or [str(i) for i in range(len(hr))]
     alex = get_lpips("alex") if lpips else None                        # one network for every method and scale
@@ -91,13 +92,30 @@ def evaluate_outputs(methods: dict, hr: torch.Tensor, preset: Preset, names=None
             small = min(t.shape[-2:]) - 2 * cb < 11              # SSIM's 11×11 window does not fit: undefined, not faked
             s = torch.full((len(y),), float("nan")) if small else ssim(y, t, cb)
             l = lpips_distance(y, t, alex, min_side=64) if lpips else torch.full((len(y),), float("nan"))
-            rows += [dict(image=names[i], method=m, scale=f"x{scale}", psnr=p[i].item(), ssim=s[i].item(), lpips=l[i].item()) for i in range(len(y))]
+            p_rgb = psnr(y, t, cb, y_channel=False)
+            de = delta_e(y, t)
+            c_out, c_ref = chroma(y), chroma(t)
+            fp = fixed_pattern(y, t)                                  # one value for the set, repeated on its rows
+            for i in range(len(y)):
+                rows.append(dict(image=names[i], method=m, scale=f"x{scale}", psnr=p[i].item(), ssim=s[i].item(),
+                                 lpips=l[i].item(), psnr_rgb=p_rgb[i].item(), delta_e=de[i].item(),
+                                 chroma=c_out[i].item(), chroma_ref=c_ref[i].item(), fixed_pattern=fp))
     return pd.DataFrame(rows)
+
+SUMMARY_METRICS = ("psnr", "psnr_rgb", "ssim", "lpips", "delta_e", "chroma_kept", "fixed_pattern")
 
 def summary_table(per_image: pd.DataFrame, fids: dict | None = None) -> pd.DataFrame:
     "Mean of each metric per method and scale, laid out like the paper's Table 2 (methods as rows, metric × scale as columns)."
-    t = per_image.groupby(["method", "scale"], sort=False)[["psnr", "ssim", "lpips"]].mean().unstack("scale")
-    t = t.reindex(columns=pd.MultiIndex.from_product([["psnr", "ssim", "lpips"], sorted(per_image.scale.unique(), key=lambda s: int(s[1:]))]))
+    per_image = per_image.copy()
+    colour = "chroma" in per_image and "chroma_ref" in per_image          # tables written before the colour metrics lack them
+    if colour: per_image["chroma_kept"] = per_image.chroma                 # ratio of the means, completed below
+    metrics = [k for k in SUMMARY_METRICS if k in per_image]
+    g = per_image.groupby(["method", "scale"], sort=False)
+    t = g[metrics].mean()
+    if colour: t["chroma_kept"] = g.chroma.mean() / g.chroma_ref.mean()
+    t = t.unstack("scale")
+    scales = sorted(per_image.scale.unique(), key=lambda s: int(s[1:]))
+    t = t.reindex(columns=pd.MultiIndex.from_product([metrics, scales]))
     if fids:
         for (m, sc), v in fids.items(): t.loc[m, ("fid", sc)] = v
     t.index.name = f"method (n = {per_image.image.nunique()} images)"

@@ -14,8 +14,9 @@ from .core import MsvarError, to_signed
 from .lpips import FETCH_COMMAND, fid_inception_path, get_lpips, LPIPS
 
 # %% auto #0
-__all__ = ['quantize_255', 'rgb_to_y', 'prepare_for_metric', 'psnr', 'gaussian_window', 'ssim', 'lpips_distance',
-           'frechet_distance', 'feature_stats', 'fid_from_features', 'FIDFeatures', 'FIDResult', 'fid']
+__all__ = ['quantize_255', 'rgb_to_y', 'prepare_for_metric', 'psnr', 'gaussian_window', 'ssim', 'lpips_distance', 'rgb_to_lab',
+           'delta_e', 'chroma', 'chroma_kept', 'mean_error_map', 'fixed_pattern', 'frechet_distance', 'feature_stats',
+           'fid_from_features', 'FIDFeatures', 'FIDResult', 'fid']
 
 # %% ../nbs/09_metrics.ipynb #c38d5d47
 def quantize_255(x: torch.Tensor) -> torch.Tensor:
@@ -89,6 +90,48 @@ def lpips_distance(a: torch.Tensor, b: torch.Tensor, net: str | LPIPS = "alex", 
     def prep(t): return to_signed(quantize_255(t).float() / 255.0).to(dev)
     out = torch.cat([m(prep(a[i:i + batch_size]), prep(b[i:i + batch_size])).double().cpu() for i in range(0, len(a), batch_size)])
     return out[0] if single else out
+
+# %% ../nbs/09_metrics.ipynb #c0l0r002
+def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
+    "(B, 3, H, W) or (3, H, W) RGB in [0, 1] (sRGB), rounded to 8 bits → CIE Lab (same shape, float64), by scikit-image."
+    from skimage.color import rgb2lab
+    x255 = quantize_255(x)                                        # (…, 3, H, W) float64 in [0, 255]
+    hwc = (x255 / 255.0).movedim(-3, -1).cpu().numpy()            # (…, H, W, 3)
+    return torch.from_numpy(rgb2lab(hwc, channel_axis=-1)).movedim(-1, -3)
+
+def delta_e(a: torch.Tensor, b: torch.Tensor, kind: str = "ciede2000") -> torch.Tensor:
+    "Mean colour difference ΔE in CIE Lab of (3, H, W) or (B, 3, H, W) images in [0, 1]; one float64 value per image."
+    from skimage.color import deltaE_ciede2000, deltaE_cie76
+    formulas = {"ciede2000": deltaE_ciede2000, "cie76": deltaE_cie76}
+    if kind not in formulas:
+        raise MsvarError(f"unknown ΔE formula {kind!r}; choose one of {sorted(formulas)}")
+    a, b, single = _as_batch(a, b, "delta_e")
+    lab_a = rgb_to_lab(a).movedim(1, -1).numpy()                  # (B, H, W, 3)
+    lab_b = rgb_to_lab(b).movedim(1, -1).numpy()
+    de = formulas[kind](lab_a, lab_b, channel_axis=-1)            # (B, H, W)
+    out = torch.from_numpy(de).mean(dim=(1, 2))
+    return out[0] if single else out
+
+def chroma(x: torch.Tensor) -> torch.Tensor:
+    "Mean Lab chroma √(a² + b²) of (3, H, W) or (B, 3, H, W) images in [0, 1]; one float64 value per image (0 for grey)."
+    lab = rgb_to_lab(x if x.ndim == 4 else x[None])
+    out = lab[:, 1:].pow(2).sum(1).sqrt().mean(dim=(1, 2))       # (B,)
+    return out if x.ndim == 4 else out[0]
+
+def chroma_kept(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    "Mean chroma of a set of outputs ÷ that of their targets: 1 keeps the colour, < 1 drains it."
+    _as_batch(outputs, targets, "chroma_kept")
+    return (chroma(outputs).mean() / chroma(targets).mean()).item()
+
+def mean_error_map(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    "Signed error (output − target) in 8-bit grey levels, averaged over a set of (B, 3, H, W) images: (3, H, W)."
+    a, b, _ = _as_batch(outputs, targets, "mean_error_map")
+    return (quantize_255(a) - quantize_255(b)).mean(0)
+
+def fixed_pattern(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    "Spatial std of the mean signed error map (grey levels, RMS over R, G, B): the size of an error drawn at a fixed place."
+    m = mean_error_map(outputs, targets)                          # (3, H, W)
+    return m.flatten(1).std(1).pow(2).mean().sqrt().item()
 
 # %% ../nbs/09_metrics.ipynb #3b22b62b
 def _psd_sqrt(m: np.ndarray) -> np.ndarray:

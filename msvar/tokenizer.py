@@ -17,10 +17,10 @@ from .core import keeps_global_state, _load_torch, check_finite_state, check_sta
 from .quantize import MultiScaleQuantizer
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample2x', 'Upsample2x', 'Encoder', 'Decoder',
-           'Tokenizer', 'load_var_tokenizer', 'preset_from_dict', 'tokenizer_meta', 'save_tokenizer', 'load_tokenizer',
-           'import_var_tokenizer', 'import_tokenizer_cli', 'TokenizerLoss', 'DeadCodeCounters', 'train_tokenizer',
-           'train_tokenizer_cli', 'export_tokenizer']
+__all__ = ['PADDING_MODES', 'CKPT_FORMAT', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample2x', 'Upsample2x', 'Encoder',
+           'Decoder', 'set_padding', 'Tokenizer', 'load_var_tokenizer', 'preset_from_dict', 'tokenizer_meta',
+           'save_tokenizer', 'load_tokenizer', 'import_var_tokenizer', 'import_tokenizer_cli', 'TokenizerLoss',
+           'DeadCodeCounters', 'train_tokenizer', 'train_tokenizer_cli', 'export_tokenizer']
 
 # %% ../nbs/03_tokenizer.ipynb #f0a459dc
 def Normalize(C: int) -> nn.GroupNorm:
@@ -54,8 +54,10 @@ class AttnBlock(nn.Module):
 class Downsample2x(nn.Module):
     "Pad right/bottom by 1, 3×3 conv with stride 2 (VAR / LDM convention)."
     def __init__(self, C: int):
-        super().__init__(); self.conv = nn.Conv2d(C, C, 3, 2, 0)
-    def forward(self, x): return self.conv(F.pad(x, (0, 1, 0, 1)))
+        super().__init__()
+        self.conv = nn.Conv2d(C, C, 3, 2, 0)
+        self.pad_mode = "constant"                                    # set_padding switches it to "replicate"
+    def forward(self, x): return self.conv(F.pad(x, (0, 1, 0, 1), mode=self.pad_mode))
 
 class Upsample2x(nn.Module):
     "Nearest-neighbour ×2, then a 3×3 conv."
@@ -134,6 +136,16 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 # %% ../nbs/03_tokenizer.ipynb #4b46f2fd
+PADDING_MODES = ("zeros", "replicate")
+
+def set_padding(model: nn.Module, mode: str) -> nn.Module:
+    "Pad every padded convolution of `model` (and the downsamplers' extra row and column) with `mode`."
+    if mode not in PADDING_MODES: raise MsvarError(f"unknown padding_mode {mode!r}; choose one of {PADDING_MODES}")
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.padding != (0, 0): m.padding_mode = mode
+        if isinstance(m, Downsample2x): m.pad_mode = "constant" if mode == "zeros" else mode
+    return model
+
 class Tokenizer(nn.Module):
     "VAR's VQVAE: encoder → quant_conv → multi-scale quantizer → post_quant_conv → decoder."
     def __init__(self, cfg: TokenizerConfig, patch_nums):
@@ -147,6 +159,7 @@ class Tokenizer(nn.Module):
                                             quant_resi=cfg.quant_resi, share_quant_resi=cfg.share_quant_resi)
         self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 3, 1, 1)
         self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 3, 1, 1)
+        set_padding(self, cfg.padding_mode)
 
     @classmethod
     def from_preset(cls, preset) -> "Tokenizer":
