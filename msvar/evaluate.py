@@ -123,7 +123,8 @@ def summary_table(per_image: pd.DataFrame, fids: dict | None = None) -> pd.DataF
 
 # %% ../nbs/09b_evaluate.ipynb #c040b0d4
 @torch.no_grad()
-def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, seed: int = 0, progress: bool = False, **decode) -> list:
+def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, seed: int = 0, progress: bool = False,
+                  colour_sigma: float | None = None, **decode) -> list:
     "[×1, ×2, ×4] outputs of an SRModel for LR crops (N,3,h,w) in [0,1], one seeded generator; `cls` an int, or (N,) where batches take their first crop's."
     g = torch.Generator().manual_seed(seed)
     outs = [[] for _ in model.preset.stages]
@@ -134,7 +135,11 @@ def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, seed: int 
     for i in it:
         c = cls if isinstance(cls, int) else int(cls[i])       # batches share one class: our sets are all class 0 or all class 1
         for n, y in enumerate(model.sr_batch(lr[i:i + batch_size], cls=c, generator=g, **decode)): outs[n].append(y.cpu())
-    return [torch.cat(o) for o in outs]
+    outs = [torch.cat(o) for o in outs]
+    if colour_sigma is None: return outs
+    from msvar.inference import colour_fix                            # msvar_sr's colour fix, on each crop (chapter 08)
+    refs = baseline_outputs(lr, model.preset, "bicubic")
+    return [colour_fix(y, r.clamp(0, 1), colour_sigma * s) for y, r, s in zip(outs, refs, model.scales)]
 
 def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True, cfg: float | None = None, seed: int = 0, soft: float | None = None,
                    cls: int | None = None, crop_border: int = 0, fid_min: int | None = 50, lpips: bool = True, name: str = "msvar",

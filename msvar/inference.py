@@ -16,9 +16,10 @@ from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace
 from .losses import upsample_lr
 
 # %% auto #0
-__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SOFT_TAU', 'SRModel', 'save_sr_model', 'load_sr_model', 'sr_model_from_checkpoint',
-           'tile_starts', 'blend_window', 'upscale', 'default_model_path', 'compare_figure', 'plan_outputs', 'sr_files',
-           'decoding', 'add_decoding_args', 'check_options', 'sr_cli']
+__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'COLOUR_SIGMA', 'SOFT_TAU', 'SRModel', 'save_sr_model', 'load_sr_model',
+           'sr_model_from_checkpoint', 'tile_starts', 'blend_window', 'gaussian_blur', 'colour_fix', 'upscale',
+           'seam_ratio', 'default_model_path', 'compare_figure', 'plan_outputs', 'sr_files', 'decoding',
+           'add_decoding_args', 'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 def _decode_stage(hit: HITTokenizer, f_hat: torch.Tensor, n: int) -> torch.Tensor:
@@ -129,7 +130,27 @@ def blend_window(size: int, ramp: int, floor: float = 1e-3) -> torch.Tensor:
         w[:ramp] = torch.minimum(w[:ramp], up); w[-ramp:] = torch.minimum(w[-ramp:], up.flip(0))
     return (w[:, None] * w[None, :]).float()
 
+# %% ../nbs/08_inference.ipynb #cfix0002
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    "Gaussian blur of (…, C, H, W) with std `sigma` pixels (kernel ±3σ, reflected borders; replicated where too small)."
+    from torchvision.transforms.functional import gaussian_blur as tv_blur
+    k = 2 * math.ceil(3 * sigma) + 1
+    H, W = x.shape[-2:]
+    if k // 2 >= min(H, W):                                           # reflection needs more pixels than the radius
+        pad = k // 2
+        y = F.pad(x.reshape(-1, *x.shape[-3:]), (pad, pad, pad, pad), mode="replicate")
+        return tv_blur(y, [k, k], [sigma, sigma])[..., pad:-pad, pad:-pad].reshape(x.shape)
+    return tv_blur(x, [k, k], [sigma, sigma])
+
+def colour_fix(out: torch.Tensor, ref: torch.Tensor, sigma: float) -> torch.Tensor:
+    "Low-frequency colour fix: `out` with its band above σ pixels replaced by that of `ref` (same shape), in [0, 1]."
+    if out.shape != ref.shape: raise MsvarError(f"colour_fix: output {tuple(out.shape)} and reference {tuple(ref.shape)} differ")
+    if not sigma > 0: raise MsvarError(f"colour_fix needs σ > 0 pixels, got {sigma}")
+    return (out - gaussian_blur(out, sigma) + gaussian_blur(ref, sigma)).clamp(0, 1)
+
 # %% ../nbs/08_inference.ipynb #5ab0fc4b
+COLOUR_SIGMA = 1.0   # upscale's colour fix, in input pixels (σ = 4 output pixels at ×4), chosen in chapter 11
+
 def _pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     "Pad (3,H,W) at the bottom/right to at least (h, w): reflection where possible, then replication."
     H, W = x.shape[-2:]
@@ -141,8 +162,11 @@ def _pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 @torch.no_grad()
 def upscale(image, model, scales=(1, 2, 4), cls: int = 0, cfg: float | None = None, seed: int = 0, greedy: bool = False,
             top_k: int = 0, top_p: float = 0.0, soft: float | None = None, overlap: int | None = None, batch_size: int = 8,
-            progress: bool = False) -> dict:
-    "Super-resolve one image (path, or (3,H,W) tensor in [0,1]) of any size → {scale: (3, s·H, s·W) tensor in [0,1]}."
+            progress: bool = False, colour_sigma: float | None = COLOUR_SIGMA) -> dict:
+    """Super-resolve one image (path, or (3,H,W) tensor in [0,1]) of any size → {scale: (3, s·H, s·W) tensor in [0,1]}.
+    `colour_sigma` (input pixels; None: off) takes the low frequencies from bicubic upsampling of the input."""
+    if colour_sigma is not None and not (math.isfinite(colour_sigma) and colour_sigma > 0):
+        raise MsvarError(f"colour_sigma must be a finite number > 0 (input pixels) or None, got {colour_sigma!r}")
     x = load_image(image) if isinstance(image, (str, Path)) else image
     if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[0] != 3:
         raise MsvarError(f"upscale expects an image path or a (3, H, W) tensor, got {getattr(x, 'shape', type(x))}")
@@ -179,7 +203,21 @@ def upscale(image, model, scales=(1, 2, 4), cls: int = 0, cfg: float | None = No
             for (i, j), y in zip(chunk, o):
                 acc[s][:, i * s:(i + tile) * s, j * s:(j + tile) * s] += y * win[s]
                 den[s][:, i * s:(i + tile) * s, j * s:(j + tile) * s] += win[s]
-    return {s: (acc[s] / den[s])[:, : H * s, : W * s].clamp(0, 1) for s in scales}
+    outs = {s: (acc[s] / den[s])[:, : H * s, : W * s].clamp(0, 1) for s in scales}
+    if colour_sigma is None: return outs
+    ref = {s: x if s == 1 else resize(x, (H * s, W * s), "bicubic").clamp(0, 1) for s in scales}
+    return {s: colour_fix(outs[s], ref[s], colour_sigma * s) for s in scales}
+
+
+# %% ../nbs/08_inference.ipynb #fb832cc4
+def seam_ratio(img: torch.Tensor, starts_h: list, starts_w: list, tile: int, scale: int) -> float:
+    "Mean squared gradient on tile-overlap borders divided by that of the whole image (≈1: no seam)."
+    gx = (img[:, :, 1:] - img[:, :, :-1]).pow(2).mean(0)          # (H, W-1)
+    gy = (img[:, 1:, :] - img[:, :-1, :]).pow(2).mean(0)          # (H-1, W)
+    cols = sorted({(j + tile) * scale - 1 for j in starts_w[:-1]} | {j * scale - 1 for j in starts_w[1:]})
+    rows = sorted({(i + tile) * scale - 1 for i in starts_h[:-1]} | {i * scale - 1 for i in starts_h[1:]})
+    border = torch.cat([gx[:, [c for c in cols if 0 <= c < gx.shape[1]]].flatten(), gy[[r for r in rows if 0 <= r < gy.shape[0]], :].flatten()])
+    return (border.mean() / torch.cat([gx.flatten(), gy.flatten()]).mean()).item() if len(border) else float("nan")
 
 # %% ../nbs/08_inference.ipynb #352e5e50
 def default_model_path() -> Path:
@@ -335,6 +373,7 @@ def check_options(a, tile: int | None = None) -> None:
              ("top_k", "--top-k", lambda v: v >= 0, "an integer ≥ 0 (0: off)"),
              ("top_p", "--top-p", lambda v: v == 0 or 0 < v <= 1, "0 (off) or a number in (0, 1]"),
              ("soft", "--soft", lambda v: math.isfinite(v) and v > 0, "a finite temperature > 0"),
+             ("colour_sigma", "--colour-sigma", lambda v: math.isfinite(v) and v > 0, "a finite number > 0 (input pixels)"),
              ("seed", "--seed", lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
              ("overlap", "--overlap", lambda v: 0 <= v and (tile is None or v < tile), f"an integer in [0, {tile or 'tile'}) (LR pixels)"),
              ("crop_border", "--crop-border", lambda v: v >= 0, "an integer ≥ 0"),
@@ -357,6 +396,10 @@ def sr_cli(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overlap", type=int, default=None, help="tile overlap in LR pixels (default: a quarter tile)")
     ap.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
+    ap.add_argument("--colour-sigma", type=float, default=COLOUR_SIGMA, metavar="SIGMA",
+                    help=f"take colour and shading above SIGMA input pixels from bicubic upsampling of the input "
+                         f"(default {COLOUR_SIGMA:g}; chapter 08)")
+    ap.add_argument("--no-colour-fix", action="store_true", help="keep the model's own colours (no colour fix)")
     ap.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
     ap.add_argument("--skip-existing", action="store_true", help="keep outputs that exist and write only the missing ones (finish an interrupted run)")
@@ -374,7 +417,7 @@ def sr_cli(argv=None):
         check_options(a, tile=model.preset.lr_size)
         s = sr_files(a.inputs, a.out, model, scales=tuple(a.scales), overwrite=a.overwrite, skip_existing=a.skip_existing, cls=a.cls,
                      cfg=a.cfg, **dec, seed=a.seed, overlap=a.overlap, batch_size=a.batch_size,
-                     compare=a.compare)
+                     compare=a.compare, colour_sigma=None if a.no_colour_fix else a.colour_sigma)
     except MsvarError as e:
         print(f"msvar_sr: error: {e}", file=sys.stderr); sys.exit(2)
     except KeyboardInterrupt: sys.exit(130)                            # sr_files has written the summary and said so

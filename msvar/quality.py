@@ -28,6 +28,7 @@ def parse_decode(s: str) -> dict:
         elif part.startswith("topk") and part[4:].isdigit(): kw["top_k"] = int(part[4:])
         elif part.startswith("topp"): kw["top_p"] = float(part[4:])
         elif part.startswith("cfg"): kw["cfg"] = float(part[3:])
+        elif part.startswith("colour"): kw["colour_sigma"] = float(part[6:])   # msvar_sr's colour fix at σ input pixels
         else: raise MsvarError(f"unknown decoding {part!r}: use greedy, sample, softT, topkK, toppP or cfgT, joined by '+'")
     return kw
 
