@@ -138,12 +138,14 @@ def model_card(q: dict, row: str) -> str:
 # %% ../nbs/11_small_model.ipynb #824fa40a
 @torch.no_grad()
 def autoencoder_table(toks: dict, hr: torch.Tensor, batch_size: int = 16, lr_size: int | None = None) -> pd.DataFrame:
-    "For each named base tokenizer {name: (tok, preset)}: what it reconstructs of HR crops (N,3,S,S) in [0,1] at full size without the quantizer and from all its own plain tokens — PSNR-Y, PSNR-RGB, LPIPS, colour saturation (HR's in its own row); with `lr_size`, also bicubic upsampling of the clean lr_size-px crop."
+    """For each named base tokenizer {name: (tok, preset)}: what it reconstructs of HR crops (N,3,S,S) in [0,1] at full
+    size without the quantizer and from all its own plain tokens — PSNR-Y, PSNR-RGB, LPIPS, ΔE, chroma kept, fixed
+    pattern, and `flat`: the largest per-channel spatial std (grey levels) of a flat grey image through encoder and
+    decoder (0: it decodes flat); with `lr_size`, also bicubic upsampling of the clean lr_size-px crop."""
     from msvar.core import to_signed, to_unit, resize
-    from msvar.metrics import psnr, lpips_distance
+    from msvar.metrics import psnr, lpips_distance, delta_e, chroma_kept, fixed_pattern
     from msvar.hit import HITTokenizer
-    sat = lambda x: x.std(1).mean().item()                                  # colour saturation: spread of R, G, B per pixel
-    rows, outs = {"HR crop": dict(saturation=sat(hr))}, {}
+    rows, outs, flat = {}, {}, {}
     for name, (tok, preset) in toks.items():
         ae, own = [], []
         for i in range(0, len(hr), batch_size):
@@ -151,9 +153,12 @@ def autoencoder_table(toks: dict, hr: torch.Tensor, batch_size: int = 16, lr_siz
             ae.append(to_unit(tok.fhat_to_img(tok.encode(to_signed(x)))))   # the encoder's continuous latent, decoded
             own.append(reconstruct_scales(HITTokenizer(tok, preset), x, "plain")[-1])   # all L steps of its own tokens
         outs.update({f"{name}: autoencoder": torch.cat(ae), f"{name}: own tokens": torch.cat(own)})
+        grey = torch.zeros(2, 3, hr.shape[-1], hr.shape[-1])                 # flat mid grey in [-1, 1]
+        flat[f"{name}: autoencoder"] = (to_unit(tok.fhat_to_img(tok.encode(grey))) * 255).std(dim=(2, 3)).max().item()
     if lr_size: outs[f"bicubic of the clean {lr_size}-px crop"] = resize(resize(hr, lr_size, "bicubic"), hr.shape[-1], "bicubic").clamp(0, 1)
     for row, y in outs.items():
         rows[row] = dict(psnr_y=psnr(y, hr).mean().item(), psnr_rgb=psnr(y, hr, y_channel=False).mean().item(),
-                         lpips=lpips_distance(y, hr).mean().item(), saturation=sat(y))
+                         lpips=lpips_distance(y, hr).mean().item(), delta_e=delta_e(y, hr).mean().item(),
+                         chroma_kept=chroma_kept(y, hr), fixed_pattern=fixed_pattern(y, hr), flat=flat.get(row, float("nan")))
     return pd.DataFrame(rows).T
 

@@ -20,7 +20,7 @@ from .quantize import MultiScaleQuantizer
 __all__ = ['PADDING_MODES', 'CKPT_FORMAT', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample2x', 'Upsample2x', 'Encoder',
            'Decoder', 'set_padding', 'Tokenizer', 'load_var_tokenizer', 'preset_from_dict', 'tokenizer_meta',
            'save_tokenizer', 'load_tokenizer', 'import_var_tokenizer', 'import_tokenizer_cli', 'TokenizerLoss',
-           'DeadCodeCounters', 'train_tokenizer', 'train_tokenizer_cli', 'export_tokenizer']
+           'DeadCodeCounters', 'init_weights', 'train_tokenizer', 'train_tokenizer_cli', 'export_tokenizer']
 
 # %% ../nbs/03_tokenizer.ipynb #f0a459dc
 def Normalize(C: int) -> nn.GroupNorm:
@@ -327,13 +327,25 @@ def _refuse_old_layout(last: Path):
         raise MsvarError(f"{str(last)!r} was written by an older msvar ({CKPT_FORMAT}): it loads as a tokenizer (load_tokenizer, "
                          "msvar_finetune_hit --tokenizer) but cannot be resumed by the current training loop; train in another folder")
 
+def init_weights(path) -> dict:
+    "The tokenizer state dict of a tokenizer checkpoint, or of the base tokenizer inside an msvar model file."
+    ck = _load_torch(path, "tokenizer or model file")
+    if isinstance(ck, dict) and isinstance(ck.get("hit"), dict) and "preset" in ck:   # an SR model file (chapter 08)
+        sd = {k[len("tok."):]: v.float() for k, v in ck["hit"].items() if k.startswith("tok.")}
+        if not sd: raise MsvarError(f"{str(path)!r} holds no tokenizer weights")
+        return sd
+    return _tokenizer_parts(ck, path)[1]
+
 @keeps_global_state                     # seeds the global RNGs for its own run; the caller's states come back on return
 def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
                     lpips_weight: float = 1.0, seed: int = 0, resume: bool = True, save_every: int = 100, device=None,
-                    require_lpips: bool = False, progress: bool = True, precision: str = "auto", compile: bool | str = "off"):
+                    require_lpips: bool = False, progress: bool = True, precision: str = "auto", compile: bool | str = "off",
+                    init=None):
     """Train a tokenizer from scratch on random crops of `data_dir` with chapter 07's `fit`; writes `out_dir/last.pt` (resumable), log.jsonl and loss.png. Returns (model, log rows).
     `precision` 'auto' is bf16 autocast where the CPU or GPU computes bf16 natively (1.9–2.3× faster steps than fp32 on this project's CPU,
-    bench/tokenizer_throughput.py), else fp32; the quantizer always runs in fp32."""
+    bench/tokenizer_throughput.py), else fp32; the quantizer always runs in fp32.
+    `init`: start from the weights of a tokenizer checkpoint or of an msvar model file's tokenizer (vocabulary
+    included, so that token ids keep their meaning) instead of from scratch; its sizes must be the preset's."""
     p = get_preset(preset) if isinstance(preset, str) else preset
     steps, bs, lr = steps or p.train.tok_iters, batch_size or p.train.batch_size, lr or p.train.tok_lr
     if not (steps >= 1 and bs >= 1 and math.isfinite(lr) and lr > 0): raise MsvarError(f"steps, batch size and lr must be positive (got {steps}, {bs}, {lr})")
@@ -346,10 +358,13 @@ def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_s
     ds = HRFolder(data_dir, p.hr_size, cache=True)                     # the VAR's data path (chapter 01): random crops, 8 flips
     seed_everything(seed)
     model = Tokenizer.from_preset(p).to(dev)
-    if not (resume and (out_dir / "last.pt").exists()):               # a fresh run: codebook from encoder outputs of a first batch
+    fresh = not (resume and (out_dir / "last.pt").exists())            # a resumed run takes its weights from last.pt
+    if fresh and init is not None: load_var_tokenizer(model, init_weights(init))
+    elif fresh:                                                        # from scratch: codebook from encoder outputs of a first batch
         x0 = next(StepLoader(ds, bs, seed=seed + 1).iterate(0, 1))[0]["hr"].to(dev)
         with torch.no_grad(): model.quantize.init_codebook(model.encode(to_signed(x0)))
-    meta = tokenizer_meta(p, data=str(Path(data_dir).resolve()), batch_size=bs, lpips_weight=lpips_weight, lpips=lp is not None, seed=seed)
+    meta = tokenizer_meta(p, data=str(Path(data_dir).resolve()), batch_size=bs, lpips_weight=lpips_weight, lpips=lp is not None,
+                          seed=seed, init=None if init is None else str(init))
     cfg = FitConfig(steps=steps, lr=lr, weight_decay=p.train.tok_weight_decay, betas=(0.9, 0.95), warmup=0.02, min_lr_ratio=0.1, clip=0.0,
                     seed=seed, ckpt_every=save_every, progress=progress, precision=precision, compile=compile)
     fit(model, TokenizerLoss(lp, lpips_weight), StepLoader(ds, bs, seed=seed), cfg, out_dir, meta=meta, resume=resume,
@@ -373,6 +388,8 @@ def train_tokenizer_cli(argv=None):
     ap.add_argument("--lr", type=arg_positive(float), default=None, help="peak learning rate (default: the preset's tok_lr); a new value on resume applies from the resumed step")
     ap.add_argument("--lpips-weight", type=arg_non_negative(float), default=d["lpips_weight"], help=f"weight of the LPIPS loss (0 disables it; default {d['lpips_weight']:g})")
     ap.add_argument("--require-lpips", action="store_true", help="fail instead of training without LPIPS when its weights are missing")
+    ap.add_argument("--init", default=None, metavar="FILE", help="start from this tokenizer checkpoint's weights, or those of an "
+                    "msvar model file's tokenizer, vocabulary included (default: from scratch)")
     ap.add_argument("--seed", type=int, default=d["seed"])
     ap.add_argument("--save-every", type=arg_positive(int), default=d["save_every"], help="write last.pt every N steps")
     ap.add_argument("--no-resume", action="store_true", help="refuse to continue from an existing OUT/last.pt")
@@ -386,7 +403,7 @@ def train_tokenizer_cli(argv=None):
               + (" (auto)" if a.precision == "auto" else ""), flush=True)
         _, rows = train_tokenizer(a.preset, a.data, a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr, lpips_weight=a.lpips_weight,
                                   seed=a.seed, resume=not a.no_resume, save_every=a.save_every, device=a.device, require_lpips=a.require_lpips,
-                                  progress=False, precision=a.precision, compile=a.compile)
+                                  progress=False, precision=a.precision, compile=a.compile, init=a.init)
     except MsvarError as e:
         print(f"msvar_train_tokenizer: error: {e}", file=sys.stderr); sys.exit(1)
     last = rows[-1]
