@@ -16,9 +16,9 @@ from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace
 from .losses import upsample_lr
 
 # %% auto #0
-__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'COLOUR_SIGMA', 'SOFT_TAU', 'SRModel', 'save_sr_model', 'load_sr_model',
-           'sr_model_from_checkpoint', 'tile_starts', 'blend_window', 'gaussian_blur', 'colour_fix', 'upscale',
-           'seam_ratio', 'default_model_path', 'compare_figure', 'plan_outputs', 'sr_files', 'decoding',
+__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'COLOUR_SIGMA', 'SOFT_TAU', 'DEFAULT_SCALES', 'SRModel', 'save_sr_model',
+           'load_sr_model', 'sr_model_from_checkpoint', 'tile_starts', 'blend_window', 'gaussian_blur', 'colour_fix',
+           'upscale', 'seam_ratio', 'default_model_path', 'compare_figure', 'plan_outputs', 'sr_files', 'decoding',
            'add_decoding_args', 'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
@@ -347,6 +347,7 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
     return summary
 
 SOFT_TAU = 1.5   # msvar_sr / msvar_eval decode softly at this temperature unless told otherwise: chapter 11's measured best
+DEFAULT_SCALES = (2, 4)   # what msvar_sr writes unless --scales says otherwise (×1 is below its input: chapter 11)
 
 def decoding(a) -> dict:
     "The decoding keyword arguments of a parsed msvar_sr / msvar_eval command line: soft at --soft τ (default SOFT_TAU), --greedy, or sampling (--sample, --top-k, --top-p)."
@@ -389,7 +390,10 @@ def sr_cli(argv=None):
     ap.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     ap.add_argument("-o", "--out", required=True, help="output folder")
     ap.add_argument("--model", default=None, help="model file from save_sr_model / msvar_reproduce (default: data/msvar_small.pt)")
-    ap.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4], choices=[1, 2, 4])
+    ap.add_argument("--scales", type=int, nargs="+", default=list(DEFAULT_SCALES), choices=[1, 2, 4],
+                    help=f"output scales (default: {' '.join(map(str, DEFAULT_SCALES))}). ×1, the restored image at the "
+                         "input's size, is not written unless asked for: the shipped small model's ×1 is less faithful "
+                         "to the scene than the input itself (chapter 11)")
     ap.add_argument("--class", dest="cls", type=int, default=0, choices=[0, 1], help="0: degraded input (default); 1: clean input, only bilinear-downsampled")
     ap.add_argument("--cfg", type=float, default=None, help="classifier-free guidance strength t (default: none)")
     add_decoding_args(ap)
