@@ -369,7 +369,7 @@ def decoding(a, default: dict | None = None) -> dict:
         raise MsvarError("choose one decoding: --soft TAU (the default), --greedy, or --sample/--top-k/--top-p")
     if a.greedy: return dict(greedy=True)
     if sample: return dict(greedy=False, top_k=getattr(a, "top_k", 0), top_p=getattr(a, "top_p", 0.0))
-    if a.soft is None and default: return dict(default)
+    if a.soft is None and default: return {"greedy": False, **default}
     return dict(greedy=False, soft=SOFT_TAU if a.soft is None else a.soft)
 
 def add_decoding_args(ap: argparse.ArgumentParser, sampling_filters: bool = True) -> None:
