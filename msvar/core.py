@@ -17,7 +17,7 @@ __all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 
            'repo_dir', 'data_dir', 'bundled_images', 'to_uint8', 'save_image', 'check_out_dir', 'check_finite_state',
            'check_state_dict', 'to_signed', 'to_unit', 'resize', 'show_images', 'image_grid', 'seed_everything',
            'default_device', 'global_state', 'restore_global_state', 'keeps_global_state', 'TokenizerConfig',
-           'VARConfig', 'TrainConfig', 'Preset', 'get_preset', 'list_images']
+           'VARConfig', 'TrainConfig', 'Preset', 'get_preset', 'list_images', 'LineProgress', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
 class MsvarError(Exception):
@@ -505,3 +505,55 @@ def list_images(paths) -> list:
     if not out: raise MsvarError(f"no image files found in {[str(p) for p in paths]}")
     return out
 
+
+# %% ../nbs/00_core.ipynb #9d4a00c4
+import sys, time
+
+def _in_notebook() -> bool:
+    "True inside a Jupyter kernel (where tqdm.auto draws its widget)."
+    ip = sys.modules.get("IPython")
+    shell = ip.get_ipython() if ip is not None and hasattr(ip, "get_ipython") else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+class LineProgress:
+    "Progress for a log file: one plain line each time another 10 % is done (and at the end), no carriage returns."
+    def __init__(self, it, total=None, desc=None, leave: bool = True, file=None, every: int = 10):
+        total = len(it) if total is None and hasattr(it, "__len__") else total
+        self.it, self.total, self.desc, self.leave, self.every = it, total, desc, leave, every
+        self.file = file if file is not None else sys.stderr
+        self.comment = ""
+
+    def _line(self, n: int, t0: float) -> str:
+        head = f"{self.desc}: " if self.desc else ""
+        pct = f"{100 * n // self.total:3d}% " if self.total else ""
+        of = f"/{self.total}" if self.total else ""
+        note = f"  {self.comment}" if self.comment else ""
+        return f"{head}{pct}{n}{of} in {time.time() - t0:.1f}s{note}"
+
+    def __iter__(self):
+        t0, n, shown = time.time(), 0, 0
+        for x in self.it:
+            yield x
+            n += 1
+            step = 100 * n // self.total // self.every if self.total else 0
+            if self.leave and self.total and step > shown:
+                shown = step
+                print(self._line(n, t0), file=self.file, flush=True)
+        if self.leave and (not self.total or n < self.total): print(self._line(n, t0), file=self.file, flush=True)
+
+def _tqdm_with_comment(cls):
+    "A tqdm class whose `comment` attribute sets the text after the bar (like the `comment` of other progress bars)."
+    class Bar(cls):
+        comment = property(lambda self: self.postfix or "", lambda self, s: self.set_postfix_str(s, refresh=False))
+    return Bar
+
+def progress_bar(it, total: int | None = None, desc: str | None = None, leave: bool = True):
+    "Iterate `it` with progress shown: a widget in a notebook, a bar on a terminal, lines every 10 % in a file."
+    total = len(it) if total is None and hasattr(it, "__len__") else total
+    if _in_notebook():
+        from tqdm.auto import tqdm
+        return _tqdm_with_comment(tqdm)(it, total=total, desc=desc, leave=leave)
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+        return _tqdm_with_comment(tqdm)(it, total=total, desc=desc, leave=leave, dynamic_ncols=True)
+    return LineProgress(it, total=total, desc=desc, leave=leave)

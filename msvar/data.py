@@ -537,7 +537,7 @@ def make_testset(hr_root, out_dir, n: int = 100, hr_size: int = 64, lr_size: int
                  lr_root=None, real: bool = False, cfg: DegradationConfig | None = None, p_bilinear: float = 0.0,
                  small: str = "upscale", overwrite: bool = False, progress: bool = True) -> Path:
     "Write n fixed LR/HR pairs (synthetic: Real-ESRGAN-degraded crops; real: centre crops) to out_dir; returns the manifest path."
-    from fastprogress.fastprogress import progress_bar
+    from msvar.core import progress_bar
     if hr_size % lr_size: raise MsvarError(f"hr_size {hr_size} must be a multiple of lr_size {lr_size}")
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite and any(out_dir.iterdir()):

@@ -130,7 +130,7 @@ def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, seed: int 
     outs = [[] for _ in model.preset.stages]
     it = range(0, len(lr), batch_size)
     if progress:
-        from fastprogress.fastprogress import progress_bar
+        from msvar.core import progress_bar
         it = progress_bar(it, leave=False)
     for i in it:
         c = cls if isinstance(cls, int) else int(cls[i])       # batches share one class: our sets are all class 0 or all class 1

@@ -16,10 +16,10 @@ from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace
 from .losses import upsample_lr
 
 # %% auto #0
-__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'COLOUR_SIGMA', 'SOFT_TAU', 'DEFAULT_SCALES', 'SRModel', 'save_sr_model',
-           'load_sr_model', 'sr_model_from_checkpoint', 'tile_starts', 'blend_window', 'gaussian_blur', 'colour_fix',
-           'upscale', 'seam_ratio', 'default_model_path', 'compare_figure', 'plan_outputs', 'sr_files', 'decoding',
-           'add_decoding_args', 'check_options', 'sr_cli']
+__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SOFT_TAU', 'DECODING_KEYS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'SRModel',
+           'check_decoding', 'save_sr_model', 'read_sr_model_file', 'load_sr_model', 'sr_model_from_checkpoint',
+           'tile_starts', 'blend_window', 'gaussian_blur', 'colour_fix', 'upscale', 'seam_ratio', 'default_model_path',
+           'compare_figure', 'plan_outputs', 'sr_files', 'decoding', 'add_decoding_args', 'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 def _decode_stage(hit: HITTokenizer, f_hat: torch.Tensor, n: int) -> torch.Tensor:
@@ -72,34 +72,86 @@ class SRModel(nn.Module):
 SR_FORMAT = "msvar-sr-model-v1"
 LEGACY_VAR_OPTIONS = dict(prefix_pos="own", lr_add=False)   # files written before SRVAR.options() existed
 
-def save_sr_model(model: SRModel, path, half: bool = False, **extra) -> Path:
-    "Save an SRModel (tokenizer + stage decoders + VAR + preset) atomically to one file."
-    cast = (lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}) if half else (lambda sd: sd)
-    obj = dict(format=SR_FORMAT, preset=asdict(model.preset), hit=cast(model.hit.state_dict()), var=cast(model.var.state_dict()),
-               var_prefix=bool(getattr(model.var, "prefix_side", True)), var_options=model.var.options(), tokens=model.tokens, **extra)
-    path = Path(path); _atomic_write(path, lambda tmp: torch.save(obj, tmp))
-    return path
+SOFT_TAU = 1.5   # msvar_sr / msvar_eval decode softly at this temperature unless told otherwise: chapter 11's measured best
+DECODING_KEYS = ("greedy", "soft", "top_k", "top_p")
 
-def load_sr_model(path, device=None) -> SRModel:
-    "Load a bundle written by `save_sr_model`; clear errors for missing, truncated or foreign files."
-    from msvar.tokenizer import Tokenizer, preset_from_dict, _load_torch, check_state_dict, check_finite_state
-    from msvar.var import SRVAR
-    path = Path(path)
+def check_decoding(d, where: str = "decoding") -> dict:
+    "`d` as a decoding dict for `upscale` (greedy / soft / top_k / top_p); MsvarError naming `where` and the bad entry otherwise."
+    if not isinstance(d, dict): raise MsvarError(f"{where} must be a dict of {DECODING_KEYS}, got {type(d).__name__}")
+    bad = [k for k in d if k not in DECODING_KEYS]
+    if bad: raise MsvarError(f"{where}: unknown entries {bad}; the decoding entries are {DECODING_KEYS}")
+    soft, top_k, top_p = d.get("soft"), d.get("top_k", 0), d.get("top_p", 0.0)
+    if not isinstance(d.get("greedy", False), bool): raise MsvarError(f"{where}: 'greedy' must be true or false")
+    if soft is not None and not (isinstance(soft, (int, float)) and math.isfinite(soft) and soft > 0):
+        raise MsvarError(f"{where}: 'soft' must be a finite temperature > 0, got {soft!r}")
+    if not (isinstance(top_k, int) and top_k >= 0): raise MsvarError(f"{where}: 'top_k' must be an integer ≥ 0, got {top_k!r}")
+    if not (isinstance(top_p, (int, float)) and (top_p == 0 or 0 < top_p <= 1)):
+        raise MsvarError(f"{where}: 'top_p' must be 0 (off) or in (0, 1], got {top_p!r}")
+    if d.get("greedy") and (soft is not None or top_k or top_p):
+        raise MsvarError(f"{where}: choose one decoding: greedy, soft, or sampling (top_k/top_p)")
+    return dict(d)
+
+def save_sr_model(model: SRModel, path, half: bool = False, decoding: dict | None = None, **provenance) -> Path:
+    "Save an SRModel atomically as one safetensors file: tokenizer, stage decoders and VAR weights, and a JSON header (preset, VAR options, decoding default, provenance)."
+    from msvar.model_file import write_model_file
+    cast = (lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}) if half else (lambda sd: sd)
+    dec = check_decoding(decoding or getattr(model, "decoding", None) or dict(soft=SOFT_TAU), "decoding")
+    header = dict(format=SR_FORMAT, preset=asdict(model.preset), var_prefix=bool(getattr(model.var, "prefix_side", True)),
+                  var_options=model.var.options(), tokens=model.tokens, decoding=dec, provenance=provenance)
+    return write_model_file(path, header, dict(hit=cast(model.hit.state_dict()), var=cast(model.var.state_dict())))
+
+def _legacy_model_parts(path) -> tuple:
+    "(header, {'hit', 'var'} state dicts) of an older torch-pickle model file, read with weights only; the header as `save_sr_model` writes it."
+    from msvar.tokenizer import _load_torch
     ck = _load_torch(path, "model file")                               # weights_only: loading a model never runs code
     if not isinstance(ck, dict) or ck.get("format") != SR_FORMAT:
         raise MsvarError(f"{str(path)!r} is not an msvar super-resolution model (expected format {SR_FORMAT!r})")
     lacking = [k for k in ("preset", "hit", "var") if not isinstance(ck.get(k), dict)]
     if lacking: raise MsvarError(f"model file {str(path)!r} is incomplete: no {', '.join(map(repr, lacking))}")
+    fields = ("format", "preset", "var_prefix", "var_options", "tokens")
+    defaults = dict(var_prefix=True, var_options=LEGACY_VAR_OPTIONS, tokens="hit", decoding=dict(soft=SOFT_TAU))
+    header = {**defaults, **{k: ck[k] for k in fields if k in ck}}
+    header["provenance"] = {k: v for k, v in ck.items() if k not in fields + ("hit", "var")}
+    return header, dict(hit=ck["hit"], var=ck["var"])
+
+def read_sr_model_file(path) -> tuple:
+    "(header, {'hit', 'var'} state dicts, legacy) of a model file: safetensors with a JSON header, or (legacy=True) an older torch pickle."
+    from msvar.model_file import is_safetensors, read_model_file
+    path = Path(path)
+    if not (path.is_file() and is_safetensors(path)): return *_legacy_model_parts(path), True
+    header, groups = read_model_file(path, "model file")
+    if header.get("format") != SR_FORMAT:
+        raise MsvarError(f"{str(path)!r} is not an msvar super-resolution model (its header says format {header.get('format')!r}, "
+                         f"expected {SR_FORMAT!r})")
+    lacking = [k for k in ("preset", "var_prefix", "var_options", "tokens", "decoding") if k not in header] + [k for k in ("hit", "var") if not groups.get(k)]
+    if lacking: raise MsvarError(f"model file {str(path)!r} is incomplete: no {', '.join(map(repr, lacking))}")
+    return header, groups, False
+
+def load_sr_model(path, device=None) -> SRModel:
+    "Load a model file written by `save_sr_model` (or an older .pt one, with a note); clear errors for missing, truncated, foreign or inconsistent files."
+    from msvar.tokenizer import Tokenizer, preset_from_dict, check_state_dict, check_finite_state
+    from msvar.model_file import legacy_note
+    from msvar.var import SRVAR
+    path = Path(path)
+    header, groups, legacy = read_sr_model_file(path)
     try:
-        preset = preset_from_dict(ck["preset"])
+        preset = preset_from_dict(header["preset"])
+        dec = check_decoding(header["decoding"], "its header's decoding")
         hit = HITTokenizer(Tokenizer.from_preset(preset), preset)
-        var = SRVAR.from_preset(preset, prefix=ck.get("var_prefix", True), init=False, **ck.get("var_options", LEGACY_VAR_OPTIONS))
+        var = SRVAR.from_preset(preset, prefix=header["var_prefix"], init=False, **header["var_options"])
+        model = SRModel(hit, var, header["tokens"])
+    except (MsvarError, TypeError, ValueError) as e: raise MsvarError(f"model file {str(path)!r}: invalid header: {e}") from None
+    try:
         for name, mod in (("hit", hit), ("var", var)):
-            sd = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in ck[name].items()}
+            sd = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in groups[name].items()}
             check_state_dict(mod, sd); check_finite_state(sd, path, "model file")
             mod.load_state_dict(sd)
-    except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}" if str(path) not in str(e) else str(e)) from None
-    return SRModel(hit, var, ck.get("tokens", "hit")).to(default_device(device)).eval()
+    except MsvarError as e:
+        msg = str(e) if "NaN" in str(e) else f"its header (preset {preset.name!r}) does not match its weights: {e}"
+        raise MsvarError(f"{str(path)!r}: {msg}" if str(path) not in msg else msg) from None
+    if legacy: legacy_note(path)
+    model.decoding, model.header = dec, header
+    return model.to(default_device(device)).eval()
 
 def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> SRModel:
     "An SRModel from a VAR training checkpoint (msvar_train's last.pt, or a loaded dict with its 'model' and 'meta') and its tokenizer (path or HITTokenizer)."
@@ -192,7 +244,7 @@ def upscale(image, model, scales=(1, 2, 4), cls: int = 0, cfg: float | None = No
     win = {s: blend_window(tile * s, overlap * s) for s in scales}
     it = range(0, len(boxes), batch_size)
     if progress:
-        from fastprogress.fastprogress import progress_bar
+        from msvar.core import progress_bar
         it = progress_bar(it, leave=False)
     for b in it:
         chunk = boxes[b:b + batch_size]
@@ -221,8 +273,9 @@ def seam_ratio(img: torch.Tensor, starts_h: list, starts_w: list, tile: int, sca
 
 # %% ../nbs/08_inference.ipynb #352e5e50
 def default_model_path() -> Path:
-    "The trained `small` model shipped in data/ (chapter 10)."
-    return repo_dir() / "data" / "msvar_small.pt"
+    "The trained `small` model shipped in data/ (chapter 10): msvar_small.safetensors, or the older msvar_small.pt where that is what is there."
+    new = repo_dir() / "data" / "msvar_small.safetensors"
+    return new if new.exists() or not new.with_suffix(".pt").exists() else new.with_suffix(".pt")
 
 def compare_figure(x: torch.Tensor, outs: dict, title: str = "", zoom: int = 4):
     "Side by side: the input, bicubic ×s and msvar's ×s outputs; second row: the same central 1/`zoom` of each, enlarged (nearest)."
@@ -304,7 +357,7 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
     js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
     it = plan
     if progress:
-        from fastprogress.fastprogress import progress_bar
+        from msvar.core import progress_bar
         it = progress_bar(plan, leave=False)
     try:
         for f, base in it:
@@ -346,16 +399,16 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
                   "run the same command with --skip-existing to finish", file=sys.stderr)
     return summary
 
-SOFT_TAU = 1.5   # msvar_sr / msvar_eval decode softly at this temperature unless told otherwise: chapter 11's measured best
 DEFAULT_SCALES = (2, 4)   # what msvar_sr writes unless --scales says otherwise (×1 is below its input: chapter 11)
 
-def decoding(a) -> dict:
-    "The decoding keyword arguments of a parsed msvar_sr / msvar_eval command line: soft at --soft τ (default SOFT_TAU), --greedy, or sampling (--sample, --top-k, --top-p)."
+def decoding(a, default: dict | None = None) -> dict:
+    "The decoding keyword arguments of a parsed msvar_sr / msvar_eval command line: soft at --soft τ, --greedy, or sampling (--sample, --top-k, --top-p); with none of them, `default` (a model's) or soft at SOFT_TAU."
     sample = bool(a.sample or getattr(a, "top_k", 0) or getattr(a, "top_p", 0))
     if sum((a.greedy, sample, a.soft is not None)) > 1:
         raise MsvarError("choose one decoding: --soft TAU (the default), --greedy, or --sample/--top-k/--top-p")
     if a.greedy: return dict(greedy=True)
     if sample: return dict(greedy=False, top_k=getattr(a, "top_k", 0), top_p=getattr(a, "top_p", 0.0))
+    if a.soft is None and default: return {"greedy": False, **default}
     return dict(greedy=False, soft=SOFT_TAU if a.soft is None else a.soft)
 
 def add_decoding_args(ap: argparse.ArgumentParser, sampling_filters: bool = True) -> None:
@@ -389,7 +442,7 @@ def sr_cli(argv=None):
     ap = argparse.ArgumentParser(prog="msvar_sr", description=sr_cli.__doc__)
     ap.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     ap.add_argument("-o", "--out", required=True, help="output folder")
-    ap.add_argument("--model", default=None, help="model file from save_sr_model / msvar_reproduce (default: data/msvar_small.pt)")
+    ap.add_argument("--model", default=None, help="model file from save_sr_model / msvar_reproduce (default: the shipped data/msvar_small model)")
     ap.add_argument("--scales", type=int, nargs="+", default=list(DEFAULT_SCALES), choices=[1, 2, 4],
                     help=f"output scales (default: {' '.join(map(str, DEFAULT_SCALES))}). ×1, the restored image at the "
                          "input's size, is not written unless asked for: the shipped small model's ×1 is less faithful "
@@ -416,9 +469,10 @@ def sr_cli(argv=None):
         check_out_dir(a.out)                                             # an unwritable -o: before loading the model
         if a.model is None and not default_model_path().exists():
             raise MsvarError(f"no --model given and no shipped model at {str(default_model_path())!r}: train one with "
-                             "`msvar_reproduce --preset small` (chapter 10) and pass --model runs/small/models/ours.pt")
+                             "`msvar_reproduce --preset small` (chapter 10) and pass --model runs/small/models/ours.safetensors")
         model = load_sr_model(a.model or default_model_path(), device=a.device)
         check_options(a, tile=model.preset.lr_size)
+        dec = decoding(a, model.decoding)                                # no decoding option: the model file's default
         s = sr_files(a.inputs, a.out, model, scales=tuple(a.scales), overwrite=a.overwrite, skip_existing=a.skip_existing, cls=a.cls,
                      cfg=a.cfg, **dec, seed=a.seed, overlap=a.overlap, batch_size=a.batch_size,
                      compare=a.compare, colour_sigma=None if a.no_colour_fix else a.colour_sigma)

