@@ -144,7 +144,7 @@ def run_corpus(cases, corpus_dir, model_file, out) -> list:
     rows = []
     for c in cases:
         before = fingerprint(corpus_dir)
-        r = run_case(corpus_dir / c.name, model_file, out / f"case{len(rows):02d}")
+        r = run_case(corpus_dir / c.name, model_file, out / f"case{len(rows):02d}", ["--scales", "1", "2", "4"])
         changed = fingerprint(corpus_dir) != before
         err = r["stderr"].strip().replace(f"'{corpus_dir}/", "'").replace(f"{corpus_dir}/", "")   # names relative to the corpus
         if r["code"] == 0 and r["outputs"]:
