@@ -27,17 +27,18 @@ def _phi_up(quantizer, i: int, R: torch.Tensor, G: int) -> torch.Tensor:
 
 @torch.no_grad()
 def algorithm1(tok, x: torch.Tensor, preset: Preset) -> tuple:
-    "Algorithm 1 step by step (the readable definition; `hit_tokenize` is the fast one): (z_i maps, R_i embeddings, f̂ per stage)."
+    "Algorithm 1 step by step, the readable definition (`hit_tokenize` is the fast one): (z_i, R_i, f̂ per stage)."
     E = tok.quantize.embedding.weight                                  # the vocabulary (V, C)
     z, R, f_hat = [], [], []
     for n, (G, k) in enumerate(zip(preset.stage_sides, preset.stage_ends)):
-        Z = tok.quant_conv(tok.encoder(to_signed(resize(x, preset.stage_sizes[n], "bicubic"))))   # Z_n = E(interpolate(I, s_n))
+        image = to_signed(resize(x, preset.stage_sizes[n], "bicubic"))  # interpolate(I, s_n)
+        Z = tok.quant_conv(tok.encoder(image))                          # Z_n = E(…)
         for i in range(k):
-            if i < len(z):                                             # a step of an earlier stage: subtract, do not re-quantize
+            if i < len(z):                      # a step of an earlier stage: subtract, do not re-quantize
                 Z = Z - _phi_up(tok.quantize, i, R[i], G)
                 continue
             r = F.adaptive_avg_pool2d(Z, preset.patch_nums[i])         # interpolate(Z_n, ρ_i), area
-            dist = ((r.permute(0, 2, 3, 1)[..., None, :] - E) ** 2).sum(-1)   # (B, ρ_i, ρ_i, V): every vector against every code
+            dist = ((r.permute(0, 2, 3, 1)[..., None, :] - E) ** 2).sum(-1)   # (B, ρ_i, ρ_i, V): all against all
             z.append(dist.argmin(-1))                                  # z_i = Q(…): the nearest code
             R.append(E[z[-1]].permute(0, 3, 1, 2))                     # R_i: the codes' vectors (B, C, ρ_i, ρ_i)
             Z = Z - _phi_up(tok.quantize, i, R[i], G)
@@ -319,9 +320,9 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
                  weight_decay: float = 0.05, lpips_weight: float = 5.0, p_continuous: float = 0.5, seed: int = 0,
                  resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None, precision: str = "auto") -> HITTokenizer:
     """Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer; resumable.
-    `precision` 'auto' is bf16 autocast for the stage decoders and LPIPS where the device computes bf16 natively (faster phase-1
-    steps: bench/tokenizer_throughput.py measures them; bench/hit_precision_ab.sh compares the stage quality with fp32), else fp32;
-    tokens and f̂ stay fp32."""
+    `precision` 'auto' is bf16 autocast for the stage decoders and LPIPS where the device computes bf16 natively
+    (faster phase-1 steps: bench/tokenizer_throughput.py measures them; bench/hit_precision_ab.sh compares the
+    stage quality with fp32), else fp32; tokens and f̂ stay fp32."""
     # Deviation: the length is steps1 + steps2 (300 + 100 by default), not the preset's `tok_iters` (25K, the paper's finetune
     # length); `tok_iters` sets chapter 03's base-tokenizer training only. Pass steps1/steps2 explicitly for a paper-length finetune.
     from msvar.lpips import get_lpips
