@@ -14,10 +14,37 @@ from .core import MsvarError, resize, to_signed, to_unit, Preset, _atomic_write
 from .quantize import ScaleState
 
 # %% auto #0
-__all__ = ['HIT_KIND', 'HITTokens', 'stage_image', 'center_crops', 'encode_any', 'hit_tokenize', 'plain_tokenize',
+__all__ = ['HIT_KIND', 'algorithm1', 'HITTokens', 'stage_image', 'center_crops', 'encode_any', 'hit_tokenize', 'plain_tokenize',
            'dataclass_replace_stages', 'stage_grids', 'HITState', 'StageDecoder', 'HITTokenizer', 'decode_partial_sum',
            'reconstruct_scales', 'scale_metrics', 'lpips_min_side', 'hit_finetune_loss', 'hit_param_groups', 'save_hit',
            'load_hit', 'load_sr_tokenizer', 'finetune_phase', 'finetune_hit', 'finetune_hit_cli']
+
+# %% ../nbs/04_hit.ipynb #4abecc88
+def _phi_up(quantizer, i: int, R: torch.Tensor, G: int) -> torch.Tensor:
+    "φ_i(interpolate(R_i, G)): step i's embedding map brought up to the G×G grid (bicubic) through the φ of step i."
+    up = R if R.shape[-1] == G else F.interpolate(R, size=(G, G), mode="bicubic", align_corners=False)
+    return quantizer.quant_resi.pick(i, quantizer.L)(up)
+
+@torch.no_grad()
+def algorithm1(tok, x: torch.Tensor, preset: Preset) -> tuple:
+    "Algorithm 1 step by step, the readable definition (`hit_tokenize` is the fast one): (z_i, R_i, f̂ per stage)."
+    E = tok.quantize.embedding.weight                                  # the vocabulary (V, C)
+    z, R, f_hat = [], [], []
+    for n, (G, k) in enumerate(zip(preset.stage_sides, preset.stage_ends)):
+        image = to_signed(resize(x, preset.stage_sizes[n], "bicubic"))  # interpolate(I, s_n)
+        Z = tok.quant_conv(tok.encoder(image))                          # Z_n = E(…)
+        for i in range(k):
+            if i < len(z):                      # a step of an earlier stage: subtract, do not re-quantize
+                Z = Z - _phi_up(tok.quantize, i, R[i], G)
+                continue
+            r = F.adaptive_avg_pool2d(Z, preset.patch_nums[i])         # interpolate(Z_n, ρ_i), area
+            dist = ((r.permute(0, 2, 3, 1)[..., None, :] - E) ** 2).sum(-1)   # (B, ρ_i, ρ_i, V): all against all
+            z.append(dist.argmin(-1))                                  # z_i = Q(…): the nearest code
+            R.append(E[z[-1]].permute(0, 3, 1, 2))                     # R_i: the codes' vectors (B, C, ρ_i, ρ_i)
+            Z = Z - _phi_up(tok.quantize, i, R[i], G)
+        f_hat.append(sum(_phi_up(tok.quantize, i, R[i], G) for i in range(k)))
+    return z, R, f_hat
+
 
 # %% ../nbs/04_hit.ipynb #6431eaa3
 @dataclass
@@ -293,9 +320,9 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
                  weight_decay: float = 0.05, lpips_weight: float = 5.0, p_continuous: float = 0.5, seed: int = 0,
                  resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None, precision: str = "auto") -> HITTokenizer:
     """Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer; resumable.
-    `precision` 'auto' is bf16 autocast for the stage decoders and LPIPS where the device computes bf16 natively (1.55× faster
-    phase-1 steps on this project's CPU, bench/tokenizer_throughput.py; the same stage quality as fp32, bench/hit_precision_ab.sh),
-    else fp32; tokens and f̂ stay fp32."""
+    `precision` 'auto' is bf16 autocast for the stage decoders and LPIPS where the device computes bf16 natively
+    (faster phase-1 steps: bench/tokenizer_throughput.py measures them; bench/hit_precision_ab.sh compares the
+    stage quality with fp32), else fp32; tokens and f̂ stay fp32."""
     # Deviation: the length is steps1 + steps2 (300 + 100 by default), not the preset's `tok_iters` (25K, the paper's finetune
     # length); `tok_iters` sets chapter 03's base-tokenizer training only. Pass steps1/steps2 explicitly for a paper-length finetune.
     from msvar.lpips import get_lpips

@@ -12,11 +12,11 @@ import pandas as pd
 from .core import MsvarError, get_preset, _atomic_write, list_images, image_grid
 
 # %% auto #0
-__all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'COMPARISONS', 'HIGHER_IS_BETTER', 'BUNDLE',
-           'ABLATIONS', 'ReproPlan', 'stage_tokenizer', 'stage_hit', 'stage_var', 'sr_model_from_run', 'variant_model',
+__all__ = ['PLANS', 'STAGES', 'VARIANTS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'COMPARISONS', 'HIGHER_IS_BETTER', 'ABLATIONS',
+           'BUNDLE', 'ReproPlan', 'stage_tokenizer', 'stage_hit', 'stage_var', 'sr_model_from_run', 'variant_model',
            'stage_eval', 'run_stage', 'results_tables', 'stage_times', 'orderings', 'orderings_summary', 'cell_diffs',
-           'findings', 'training_curves', 'report_grid', 'write_report', 'reproduce', 'reproduce_cli', 'bundle_results',
-           'prefix_use', 'dpo_ablation']
+           'findings', 'training_curves', 'report_grid', 'write_report', 'reproduce', 'reproduce_cli', 'prefix_use',
+           'dpo_ablation', 'bundle_results']
 
 # %% ../nbs/10_reproduce.ipynb #7062cfcf
 @dataclass
@@ -372,21 +372,6 @@ def reproduce_cli(argv=None):
     except MsvarError as e:
         print(f"msvar_reproduce: error: {e}", file=sys.stderr); sys.exit(1)
 
-# %% ../nbs/10_reproduce.ipynb #ac6a05f5
-BUNDLE = ("eval/table1a.csv", "eval/per_image.csv") + tuple(f"{s}/DONE.json" for s in STAGES)
-
-def bundle_results(out, dest, pu: pd.DataFrame | None = None) -> Path:
-    "Copy a finished run's result tables (and `prefix_use`'s, if given) into `dest`, which then reads like the run folder."
-    import shutil
-    out, dest = Path(out), Path(dest)
-    missing = [f for f in BUNDLE if not (out / f).exists()]
-    if missing: raise MsvarError(f"{str(out)!r} is not a finished run (missing {', '.join(missing)}): run msvar_reproduce first")
-    for f in BUNDLE:
-        (dest / f).parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(out / f, tmp))
-    if pu is not None: _atomic_write(dest / "prefix_use.csv", lambda tmp: pu.to_csv(tmp))
-    return dest
-
 # %% ../nbs/10_reproduce.ipynb #b4054914
 @torch.no_grad()
 def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPlan | None = None, extra: dict = {}) -> pd.DataFrame:
@@ -447,3 +432,18 @@ def dpo_ablation(out, settings=ABLATIONS, data=None, test_root=None, plan: Repro
     _atomic_write(out / "ablation" / "per_image.csv", lambda t: per.to_csv(t, index=False))
     tab = per.groupby(["method", "scale"])[["psnr", "ssim", "lpips"]].mean().unstack("scale")
     return tab.reindex(["baseline", "nodpo", "ours"] + list(settings))
+
+# %% ../nbs/10_reproduce.ipynb #ac6a05f5
+BUNDLE = ("eval/table1a.csv", "eval/per_image.csv") + tuple(f"{s}/DONE.json" for s in STAGES)
+
+def bundle_results(out, dest, pu: pd.DataFrame | None = None) -> Path:
+    "Copy a finished run's result tables (and `prefix_use`'s, if given) into `dest`, which then reads like the run folder."
+    import shutil
+    out, dest = Path(out), Path(dest)
+    missing = [f for f in BUNDLE if not (out / f).exists()]
+    if missing: raise MsvarError(f"{str(out)!r} is not a finished run (missing {', '.join(missing)}): run msvar_reproduce first")
+    for f in BUNDLE:
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(out / f, tmp))
+    if pu is not None: _atomic_write(dest / "prefix_use.csv", lambda tmp: pu.to_csv(tmp))
+    return dest
