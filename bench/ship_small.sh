@@ -16,7 +16,7 @@ set -euo pipefail
 TRAIN=${1:?usage: bash bench/ship_small.sh TRAIN_DIR [RUN_DIR]}
 RUN=${2:-runs/ship}
 TOK_STEPS=${TOK_STEPS:-3000}
-VAR_STEPS=${VAR_STEPS:-1200}
+VAR_STEPS=${VAR_STEPS:-2000}
 THREADS=${THREADS:-2}
 mkdir -p "$RUN/data/train/T91" "$RUN/data/train/BSD200" "$RUN/data/val/BSD200"
 if [ -z "$(ls -A "$RUN/data/train/T91")" ]; then
