@@ -305,9 +305,9 @@ def _second_order(hr: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: tor
         info[b].update(blur1=kd[b][1], resize1=f"{d1} ×{s1:.2f} {m1}", noise1=noisy[b][1], jpeg1=q1[b],
                        blur2=kd2[b][1], resize2=f"{d2} ×{s2:.2f} of LR {m2}", noise2=noisy2[b][1], jpeg2=q2[b],
                        final=f"{'resize+sinc → jpeg' if jpeg_last else 'jpeg → resize+sinc'} ({m3}, {sd[b][1]})")
-        info[b]["params"] = dict(blur1=kr1[b], resize1=dict(direction=d1, scale=s1, mode=m1), noise1=nr1[b], jpeg1=q1[b],
-                                 blur2=kr2[b], resize2=dict(direction=d2, scale=s2, mode=m2), noise2=nr2[b], jpeg2=q2[b],
-                                 final=dict(jpeg_last=jpeg_last, mode=m3, sinc=sr[b]))
+        info[b]["params"] = dict(blur1=kr1[b], resize1=dict(direction=d1, scale=s1, mode=m1), noise1=nr1[b],
+                                 jpeg1=q1[b], blur2=kr2[b], resize2=dict(direction=d2, scale=s2, mode=m2),
+                                 noise2=nr2[b], jpeg2=q2[b], final=dict(jpeg_last=jpeg_last, mode=m3, sinc=sr[b]))
     return to_8bit(out)
 
 def degrade(hr_BCHW: torch.Tensor, cfg: DegradationConfig | None = None, lr_size=None, generator: torch.Generator | None = None,

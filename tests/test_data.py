@@ -106,7 +106,7 @@ def _load_degrade_ref():
 
 
 def _rounded(x):
-    "Floats rounded to 9 significant digits, tuples as lists, in nested dicts and lists (what a JSON round trip keeps)."
+    "Floats rounded to 9 significant digits and tuples as lists, in nested dicts and lists (as a JSON round trip)."
     if isinstance(x, float): return float(f"{x:.9g}")
     if isinstance(x, dict): return {k: _rounded(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)): return [_rounded(v) for v in x]
@@ -118,11 +118,12 @@ def test_degrade_matches_its_golden_lr():
     import json
     ref_mod = _load_degrade_ref()
     ref = json.loads(ref_mod.JSON.read_text())
-    assert _rounded(ref_mod.CONFIG) == ref["config"] and list(ref_mod.SEEDS) == ref["seeds"], "rerun make_degrade_ref.py"
+    assert _rounded(ref_mod.CONFIG) == ref["config"], "the config changed: rerun tests/ref/make_degrade_ref.py"
+    assert list(ref_mod.SEEDS) == ref["seeds"], "the seeds changed: rerun tests/ref/make_degrade_ref.py"
     tile, params = ref_mod.run()
     assert _rounded(params) == _rounded(ref["params"])                  # every value drawn, stage by stage
     gold = load_image(ref_mod.PNG)
     assert tile.shape == gold.shape
     levels = (tile - gold).abs() * 255
-    # bit-identical on this machine; another CPU may round a few pixels differently, a dropped or changed step moves many
+    # bit-identical here; another CPU may round a few pixels differently; a dropped or changed step moves many
     assert levels.mean() < 0.25, f"degraded LRs differ from the golden ones by {levels.mean():.2f} levels on average"

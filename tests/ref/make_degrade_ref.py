@@ -14,8 +14,9 @@ HERE = Path(__file__).parent
 PNG, JSON = HERE / "degrade_golden.png", HERE / "degrade_golden.json"
 SEEDS = (0, 1)
 CONFIG = dict(sinc_prob=0.3, blur_sigma=(1.0, 1.2), blur_sigma2=(0.4, 0.5), resize_range=(0.5, 1.2),
-              resize_range2=(0.6, 1.1), noise_range=(3.0, 5.0), noise_range2=(8.0, 10.0), poisson_scale_range=(0.5, 0.6),
-              poisson_scale_range2=(1.1, 1.2), jpeg_range=(50, 60), jpeg_range2=(70, 80))
+              resize_range2=(0.6, 1.1), noise_range=(3.0, 5.0), noise_range2=(8.0, 10.0),
+              poisson_scale_range=(0.5, 0.6), poisson_scale_range2=(1.1, 1.2),
+              jpeg_range=(50, 60), jpeg_range2=(70, 80))
 
 
 def hr_batch() -> torch.Tensor:
@@ -25,12 +26,12 @@ def hr_batch() -> torch.Tensor:
 
 
 def run() -> tuple:
-    "(LR tile (3, 16·len(SEEDS), 64): one row of four 16-px LRs per seed, [params of each LR]) from this checkout's degrade."
+    "(LR tile (3, 16·len(SEEDS), 64): a row of four 16-px LRs per seed, [params of each LR]) from this checkout."
     from msvar.data import DegradationConfig, degrade
     rows, params = [], []
     for s in SEEDS:
-        lr, _, info = degrade(hr_batch(), DegradationConfig(**CONFIG), 16, torch.Generator().manual_seed(s), p_bilinear=0.0,
-                              return_info=True)
+        g = torch.Generator().manual_seed(s)
+        lr, _, info = degrade(hr_batch(), DegradationConfig(**CONFIG), 16, g, p_bilinear=0.0, return_info=True)
         rows.append(torch.cat(list(lr), dim=-1))
         params += [i["params"] for i in info]
     return torch.cat(rows, dim=-2), params
