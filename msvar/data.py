@@ -313,7 +313,8 @@ def _second_order(hr: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: tor
 def degrade(hr_BCHW: torch.Tensor, cfg: DegradationConfig | None = None, lr_size=None, generator: torch.Generator | None = None,
             p_bilinear: float = 0.25, return_info: bool = False):
     "Real-ESRGAN second-order degradation of an HR batch in [0, 1] → (lr (B,3,h,w) in [0,1], cls (B,) long: 0 degraded, 1 bilinear)."
-    # return_info=True: also one dict per image, its class, a description of each step and `params`, every value drawn
+    # return_info=True: also one dict per image, its class and (degraded images only) a description of each step
+    # and `params`, every value drawn
     cfg = cfg or DegradationConfig()
     if generator is None: raise MsvarError("degrade needs an explicit torch.Generator (seeded) so that results are reproducible")
     if hr_BCHW.ndim != 4 or hr_BCHW.shape[1] != 3: raise MsvarError(f"expected an HR batch (B, 3, H, W), got {tuple(hr_BCHW.shape)}")
