@@ -118,14 +118,16 @@ def sinc_kernel(k: int, omega_c: float) -> torch.Tensor:
     return (kern / kern.sum()).float()
 
 # %% ../nbs/01_data.ipynb #e452fd7a
-def random_kernel(g: torch.Generator, cfg: DegradationConfig, stage: int = 1):
+def random_kernel(g: torch.Generator, cfg: DegradationConfig, stage: int = 1, rec: dict | None = None):
     "Draw one blur kernel of stage 1 or 2, zero-padded to (max_kernel, max_kernel); returns (kernel, description)."
+    rec = {} if rec is None else rec                          # receives every value drawn
     sfx = "" if stage == 1 else "2"
     probs, sinc_p = getattr(cfg, "kernel_prob" + sfx), getattr(cfg, "sinc_prob" + sfx)
     sig, bg, bp = (getattr(cfg, n + sfx) for n in ("blur_sigma", "betag_range", "betap_range"))
     k = cfg.kernel_range[_choice(g, [1.0] * len(cfg.kernel_range))]
     if torch.rand((), generator=g).item() < sinc_p:
         wc = _uniform(g, math.pi / 3, math.pi) if k < 13 else _uniform(g, math.pi / 5, math.pi)
+        rec.update(kind="sinc", size=k, omega_c=wc)
         return _pad_kernel(sinc_kernel(k, wc), cfg.max_kernel), f"sinc k{k} ωc={wc:.2f}"
     name = cfg.kernel_list[_choice(g, probs)]
     sx = _uniform(g, *sig)
@@ -136,14 +138,18 @@ def random_kernel(g: torch.Generator, cfg: DegradationConfig, stage: int = 1):
         lo, hi = bg if kind == "generalized" else bp
         beta = _uniform(g, lo, 1.0) if torch.rand((), generator=g).item() < 0.5 else _uniform(g, 1.0, hi)
     kern = bivariate_kernel(k, sx, sy, theta, beta, kind)
+    rec.update(kind=name, size=k, sigma_x=sx, sigma_y=sy, theta=theta, beta=beta)
     return _pad_kernel(kern, cfg.max_kernel), f"{name} k{k} σ={sx:.1f},{sy:.1f}" + (f" β={beta:.1f}" if kind != "gaussian" else "")
 
-def final_sinc_kernel(g: torch.Generator, cfg: DegradationConfig):
+def final_sinc_kernel(g: torch.Generator, cfg: DegradationConfig, rec: dict | None = None):
     "The last filter: a sinc (ω_c ∈ [π/3, π]) with probability `final_sinc_prob`, else the identity (a pulse)."
+    rec = {} if rec is None else rec                          # receives every value drawn
     if torch.rand((), generator=g).item() < cfg.final_sinc_prob:
         k = cfg.kernel_range[_choice(g, [1.0] * len(cfg.kernel_range))]
         wc = _uniform(g, math.pi / 3, math.pi)
+        rec.update(kind="sinc", size=k, omega_c=wc)
         return _pad_kernel(sinc_kernel(k, wc), cfg.max_kernel), f"sinc k{k} ωc={wc:.2f}"
+    rec.update(kind="none")
     return _pad_kernel(torch.ones(1, 1), cfg.max_kernel), "none"
 
 # %% ../nbs/01_data.ipynb #eb8b1962
@@ -222,15 +228,19 @@ def add_poisson_noise(x_CHW: torch.Tensor, scale: float, gray: bool, g: torch.Ge
     noise = torch.poisson(img * vals, generator=g) / vals - img
     return (x_CHW + noise * scale).clamp(0, 1)
 
-def random_noise(x_CHW: torch.Tensor, g: torch.Generator, cfg: DegradationConfig, stage: int = 1) -> tuple:
+def random_noise(x_CHW: torch.Tensor, g: torch.Generator, cfg: DegradationConfig, stage: int = 1,
+                 rec: dict | None = None) -> tuple:
     "Add stage-1 or stage-2 Gaussian or Poisson noise with the published probabilities; returns (image, description)."
+    rec = {} if rec is None else rec                          # receives every value drawn
     sfx = "" if stage == 1 else "2"
     gauss = torch.rand((), generator=g).item() < getattr(cfg, "gaussian_noise_prob" + sfx)
     gray = torch.rand((), generator=g).item() < getattr(cfg, "gray_noise_prob" + sfx)
     if gauss:
         s = _uniform(g, *getattr(cfg, "noise_range" + sfx))
+        rec.update(kind="gaussian", gray=gray, sigma=s)
         return add_gaussian_noise(x_CHW, s / 255, gray, g), f"gauss σ={s:.0f}" + (" gray" if gray else "")
     s = _uniform(g, *getattr(cfg, "poisson_scale_range" + sfx))
+    rec.update(kind="poisson", gray=gray, scale=s)
     return add_poisson_noise(x_CHW, s, gray, g), f"poisson ×{s:.2f}" + (" gray" if gray else "")
 
 # %% ../nbs/01_data.ipynb #5afa96b8
@@ -255,28 +265,34 @@ def draw_classes(B: int, p_bilinear: float, g: torch.Generator) -> torch.Tensor:
     if not 0.0 <= p_bilinear <= 1.0: raise MsvarError(f"p_bilinear must be in [0, 1], got {p_bilinear}")
     return (torch.rand(B, generator=g) < p_bilinear).long()
 
+def _no_blur(cfg: DegradationConfig, rec: dict) -> tuple:
+    "The identity kernel (a pulse) of a skipped second blur, recorded as kind 'none'; returns (kernel, description)."
+    rec.update(kind="none")
+    return _pad_kernel(torch.ones(1, 1), cfg.max_kernel), "none"
+
 def _second_order(hr: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: torch.Generator, info: list) -> torch.Tensor:
     "Real-ESRGAN's two degradation stages and final step on a (B, 3, H, W) batch; fills one description dict per image."
     B, _, H, W = hr.shape
+    kr1, nr1, kr2, nr2, sr = ([{} for _ in range(B)] for _ in range(5))   # every value drawn, per image
     # ---- stage 1: blur, resize, noise, JPEG ----
-    kd = [random_kernel(g, cfg, 1) for _ in range(B)]
+    kd = [random_kernel(g, cfg, 1, r) for r in kr1]
     out = filter2d(hr, torch.stack([k for k, _ in kd]))
     d1, s1 = _draw_scale(g, cfg.resize_prob, cfg.resize_range)
     out, m1 = random_resize(out, (H * s1, W * s1), g, cfg)
-    noisy = [random_noise(o, g, cfg, 1) for o in out]
+    noisy = [random_noise(o, g, cfg, 1, r) for o, r in zip(out, nr1)]
     q1 = [round(_uniform(g, *cfg.jpeg_range)) for _ in range(B)]
     out = torch.stack([jpeg(o, q) for (o, _), q in zip(noisy, q1)])
     # ---- stage 2: blur (p = 0.8), resize relative to the LR size, noise ----
-    kd2 = [random_kernel(g, cfg, 2) if torch.rand((), generator=g).item() < cfg.second_blur_prob
-           else (_pad_kernel(torch.ones(1, 1), cfg.max_kernel), "none") for _ in range(B)]
+    kd2 = [random_kernel(g, cfg, 2, r) if torch.rand((), generator=g).item() < cfg.second_blur_prob
+           else _no_blur(cfg, r) for r in kr2]
     out = filter2d(out, torch.stack([k for k, _ in kd2]))
     d2, s2 = _draw_scale(g, cfg.resize_prob2, cfg.resize_range2)
     out, m2 = random_resize(out, (lr_hw[0] * s2, lr_hw[1] * s2), g, cfg)
-    noisy2 = [random_noise(o, g, cfg, 2) for o in out]
+    noisy2 = [random_noise(o, g, cfg, 2, r) for o, r in zip(out, nr2)]
     out = torch.stack([o for o, _ in noisy2])
     # ---- final: [resize to LR + sinc] and JPEG, in random order ----
     q2 = [round(_uniform(g, *cfg.jpeg_range2)) for _ in range(B)]
-    sd = [final_sinc_kernel(g, cfg) for _ in range(B)]
+    sd = [final_sinc_kernel(g, cfg, r) for r in sr]
     jpeg_last = torch.rand((), generator=g).item() < 0.5
     def resize_sinc(t):
         t, m = random_resize(t, lr_hw, g, cfg)
@@ -289,11 +305,16 @@ def _second_order(hr: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: tor
         info[b].update(blur1=kd[b][1], resize1=f"{d1} ×{s1:.2f} {m1}", noise1=noisy[b][1], jpeg1=q1[b],
                        blur2=kd2[b][1], resize2=f"{d2} ×{s2:.2f} of LR {m2}", noise2=noisy2[b][1], jpeg2=q2[b],
                        final=f"{'resize+sinc → jpeg' if jpeg_last else 'jpeg → resize+sinc'} ({m3}, {sd[b][1]})")
+        info[b]["params"] = dict(blur1=kr1[b], resize1=dict(direction=d1, scale=s1, mode=m1), noise1=nr1[b],
+                                 jpeg1=q1[b], blur2=kr2[b], resize2=dict(direction=d2, scale=s2, mode=m2),
+                                 noise2=nr2[b], jpeg2=q2[b], final=dict(jpeg_last=jpeg_last, mode=m3, sinc=sr[b]))
     return to_8bit(out)
 
 def degrade(hr_BCHW: torch.Tensor, cfg: DegradationConfig | None = None, lr_size=None, generator: torch.Generator | None = None,
             p_bilinear: float = 0.25, return_info: bool = False):
     "Real-ESRGAN second-order degradation of an HR batch in [0, 1] → (lr (B,3,h,w) in [0,1], cls (B,) long: 0 degraded, 1 bilinear)."
+    # return_info=True: also one dict per image, its class and (degraded images only) a description of each step
+    # and `params`, every value drawn
     cfg = cfg or DegradationConfig()
     if generator is None: raise MsvarError("degrade needs an explicit torch.Generator (seeded) so that results are reproducible")
     if hr_BCHW.ndim != 4 or hr_BCHW.shape[1] != 3: raise MsvarError(f"expected an HR batch (B, 3, H, W), got {tuple(hr_BCHW.shape)}")

@@ -95,3 +95,35 @@ def test_cli_real_pairs_centre_crops(tmp_path):
     r = _cli(hr_dir, "--lr", lr_dir, "-o", tmp_path / "out2", "-n", 0, "--hr-size", 64, "--lr-size", 16)
     assert r.returncode == 1 and "HR without LR [bird]" in r.stderr
     assert "strict=False" not in r.stderr and "remove or rename" in r.stderr      # words for a command-line user (issue 19)
+
+
+def _load_degrade_ref():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_degrade_ref", ROOT / "tests" / "ref" / "make_degrade_ref.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _rounded(x):
+    "Floats rounded to 9 significant digits and tuples as lists, in nested dicts and lists (as a JSON round trip)."
+    if isinstance(x, float): return float(f"{x:.9g}")
+    if isinstance(x, dict): return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [_rounded(v) for v in x]
+    return x
+
+
+def test_degrade_matches_its_golden_lr():
+    "Seeded degrade (a config whose every range differs from the published one) draws and writes what tests/ref holds."
+    import json
+    ref_mod = _load_degrade_ref()
+    ref = json.loads(ref_mod.JSON.read_text())
+    assert _rounded(ref_mod.CONFIG) == ref["config"], "the config changed: rerun tests/ref/make_degrade_ref.py"
+    assert list(ref_mod.SEEDS) == ref["seeds"], "the seeds changed: rerun tests/ref/make_degrade_ref.py"
+    tile, params = ref_mod.run()
+    assert _rounded(params) == _rounded(ref["params"])                  # every value drawn, stage by stage
+    gold = load_image(ref_mod.PNG)
+    assert tile.shape == gold.shape
+    levels = (tile - gold).abs() * 255
+    # bit-identical here; another CPU may round a few pixels differently; a dropped or changed step moves many
+    assert levels.mean() < 0.25, f"degraded LRs differ from the golden ones by {levels.mean():.2f} levels on average"

@@ -2,7 +2,7 @@
 
 The published-LPIPS test needs the converted weights in the cache (`msvar_fetch_weights`, part of the README setup);
 the fetch tests build small fake distributions so that they run without any network access."""
-import io, os, pickle, socket, subprocess, sys, tarfile, zipfile
+import io, math, os, pickle, socket, subprocess, sys, tarfile, zipfile
 from pathlib import Path
 import numpy as np
 import pytest
@@ -118,3 +118,18 @@ def test_fetch_cli_names_a_missing_member(tmp_path):
     sdist = _fake_lpips_sdist(tmp_path / "alex_only.tar.gz")
     r = subprocess.run(CLI + ["--cache", str(tmp_path / "c"), "--only", "lpips", "--lpips-sdist", str(sdist)], capture_output=True, text=True)
     assert r.returncode == 1 and "vgg16.ckpt" in r.stderr
+
+
+def test_psnr_crop_border_by_value():
+    "crop_border=4 measures the centre only: a wildly different border is ignored, a known centre error counts."
+    g = torch.Generator().manual_seed(0)
+    a = (torch.rand(2, 3, 24, 24, generator=g) * 150 + 50).round() / 255     # 8-bit levels 50…200
+    border = torch.ones(24, 24, dtype=torch.bool)
+    border[4:-4, 4:-4] = False
+    b = torch.where(border, 1 - a, a + 10 / 255)                              # centre: every channel 10 levels up
+    dy = 10 * (65.481 + 128.553 + 24.966) / 255                               # ... and the BT.601 luma dy levels
+    want_y, want_rgb = 10 * math.log10(255 ** 2 / dy ** 2), 10 * math.log10(255 ** 2 / 10 ** 2)
+    assert torch.allclose(metrics.psnr(a, b, crop_border=4), torch.full((2,), want_y, dtype=torch.float64))
+    rgb = metrics.psnr(a, b, crop_border=4, y_channel=False)
+    assert torch.allclose(rgb, torch.full((2,), want_rgb, dtype=torch.float64))
+    assert (metrics.psnr(a, b, crop_border=0) < 20).all()                     # with the border: far lower
