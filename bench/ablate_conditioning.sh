@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14 / chapter 11: four ways to condition the VAR on the LR image, one fixed budget each (120 steps x 16 crops,
+# Chapter 11: four ways to condition the VAR on the LR image, one fixed budget each (120 steps x 16 crops,
 # CE only, same tokenizer, data and seed), each scored by bench/quality.py; then one summary JSON.
 #   bash bench/ablate_conditioning.sh TRAIN_DIR TEST_DIR TOKENIZER RUN_DIR OUT_JSON_DIR
 # TEST_DIR must hold Set14/ and BSD100/. TOKENIZER: the HIT tokenizer (bench/ship_small.sh makes runs/ship/hit.pt).

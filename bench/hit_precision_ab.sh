@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bf16 against fp32 HIT finetune (issue 20): the same base tokenizer finetuned twice (same seed, data and batches), side by
+# bf16 against fp32 HIT finetune: the same base tokenizer finetuned twice (same seed, data and batches), side by
 # side with one thread each, then what each decodes at the three stage sizes from its HIT tokens on the test crops
 # (chapter 04's scale_metrics: PSNR on Y and LPIPS against the HR resized to each size). The base is scored too.
 #

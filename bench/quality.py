@@ -7,7 +7,7 @@
 Each `--data` folder is a paired folder (`hr/` + `lr/`) or an HR folder whose centre crops are degraded at `--seed`
 (the protocol of `msvar_eval`). Rows: bicubic and bilinear upsampling (at ×1 both are the degraded input itself), the
 tokenizer ceiling (`--ceiling`: the HR crops' own HIT tokens, decoded), and the model under each decoding setting; the
-x1/x2/x4 columns say whether the model meets issue 14's goal. `--tf` adds the teacher-forced test cross-entropy, token
+goal_x1/x2/x4 columns say whether the model meets every criterion of the goal (chapter 11). `--tf` adds the teacher-forced test cross-entropy, token
 accuracy and prefix worth (CE with another crop's LR − CE with its own).
 """
 import argparse, sys, time

@@ -4,7 +4,7 @@ machine's measured fp32 matmul speed. All ratios come from one run; the machine 
 
     python bench/sample.py                      # small and paper presets (paper takes several minutes on a CPU)
     python bench/sample.py --presets small      # quick
-    python bench/sample.py --var-d6             # also VAR's reference configuration d6 (no prefix), see DESIGN.md
+    python bench/sample.py --var-d6             # also VAR's reference configuration d6 (no prefix), for comparison with VAR's own code
 
 The tokenizer side of sampling is the stand-in of chapter 05 (random codebook, φ = identity): its cost is
 negligible next to the transformer's, so the timings are the transformer's.
@@ -104,7 +104,7 @@ def bench_preset(name, args, peak):
 
 
 def bench_var_d6(args, peak):
-    "VAR's reference configuration d6 (256 px schedule, no prefix) for comparison with VAR's own code (DESIGN.md)."
+    "VAR's reference configuration d6 (256 px schedule, no prefix) for comparison with VAR's own code."
     p = get_preset("paper")
     torch.manual_seed(args.seed)
     m = SRVAR(vocab_size=4096, z_channels=32, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16), depth=6, embed_dim=384, num_heads=6,

@@ -1,4 +1,4 @@
-"""The tokenizer lever (issue 14, chapter 11): what base tokenizers reconstruct of 64-px test crops at full size, without
+"""The tokenizer lever (chapter 11): what base tokenizers reconstruct of 64-px test crops at full size, without
 the quantizer and from their own tokens, beside bicubic upsampling of the clean 16-px crop.
 
     python bench/tokenizer_ceiling.py --tok lambda1=runs/repro_small/tokenizer/last.pt lambda0.1=runs/tok_lp01b/last.pt \\

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bf16 against fp32 tokenizer training (issue 20): two `small` runs of STEPS steps from the same seed, data and batches,
+# bf16 against fp32 tokenizer training: two `small` runs of STEPS steps from the same seed, data and batches,
 # side by side with one thread each, then what each reconstructs of the test crops (bench/tokenizer_ceiling.py) and the
 # median images/s each logged. DATA and TEST default to the data cache (`msvar_fetch_data bsds300` makes train/ and test/).
 #

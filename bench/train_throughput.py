@@ -42,7 +42,7 @@ from msvar.var import SRVAR, count_params                            # noqa: E40
 
 @torch.no_grad()
 def sr_tokens_v0(tokenizer, batch, hit=True):
-    "The eager baseline: msvar's sr_tokens before issue 20 (the upsampled LR is encoded twice, no_grad)."
+    "The eager baseline: sr_tokens encoding the upsampled LR twice, no_grad."
     p = token_preset(tokenizer, hit)
     hr, lr, cls = batch["hr"].float(), batch["lr"], batch["cls"].long()
     lr_up = upsample_lr(lr, p)
