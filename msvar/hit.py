@@ -150,16 +150,17 @@ def reconstruct_scales(model: HITTokenizer, x: torch.Tensor, mode: str = "hit") 
 
 @torch.no_grad()
 def scale_metrics(model: HITTokenizer, hr: torch.Tensor, modes=("plain", "hit-base", "hit"), batch_size: int = 16) -> "pd.DataFrame":
-    "Mean PSNR (Y) and LPIPS at each stage size for each decoding mode, against the HR resized to that size."
+    "Mean PSNR (Y) and LPIPS at each stage size for each decoding mode, against the HR resized to that size; decoding and LPIPS run on the model's device."
     import pandas as pd
     from msvar.metrics import psnr, lpips_distance
     from msvar.lpips import get_lpips
-    p, rows, alex = model.preset, [], get_lpips("alex")                # one LPIPS network for every mode and size
+    dev = next(model.parameters()).device
+    p, rows, alex = model.preset, [], get_lpips("alex", dev)           # one LPIPS network for every mode and size
     targets = [torch.cat([stage_image(hr[i:i + batch_size], p, n) for i in range(0, len(hr), batch_size)]) for n in range(len(p.stages))]
     for mode in modes:
         recs = [[] for _ in p.stages]
         for i in range(0, len(hr), batch_size):
-            for n, y in enumerate(reconstruct_scales(model, hr[i:i + batch_size], mode)): recs[n].append(y)
+            for n, y in enumerate(reconstruct_scales(model, hr[i:i + batch_size].to(dev), mode)): recs[n].append(y.cpu())
         for n in range(len(p.stages)):
             y = torch.cat(recs[n])
             rows.append(dict(mode=mode, size=p.stage_sizes[n], psnr=psnr(y, targets[n]).mean().item(),
