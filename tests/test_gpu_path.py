@@ -59,3 +59,37 @@ def test_scale_metrics_on_the_model_device(metric_spy, monkeypatch):
     msvar.hit.scale_metrics(MetaModel(), torch.rand(2, 3, P.hr_size, P.hr_size), modes=("hit",))
     assert metric_spy["devices"] == [("lpips", torch.device("meta"))]
     assert seen == [torch.device("meta")]
+
+
+# ---------------------------------------------------------------- precision and resume
+def test_auto_precision_bf16_only_where_native(monkeypatch):
+    from msvar.train import resolve_precision
+    native = {"v": False}
+    def is_bf16_supported(including_emulation=True): return native["v"] or including_emulation   # a V100 / T4: emulated only
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert resolve_precision("auto", "cuda") == "fp32"
+    native["v"] = True                                                  # an A100 / H100
+    assert resolve_precision("auto", "cuda:0") == "bf16"
+    assert resolve_precision("fp16", "cuda") == "fp16"
+
+
+def test_resume_loads_the_checkpoint_to_the_cpu(tmp_path, monkeypatch):
+    "Loading to the CPU first leaves AdamW's step counters there when the model is on a GPU (no host sync per parameter)."
+    from msvar import train
+    x, y = torch.randn(8, 4), torch.randn(8, 2)
+    def loss_fn(model, batch):
+        loss = nn.functional.mse_loss(model(batch[0]), batch[1])
+        return loss, {}
+    cfg = train.FitConfig(steps=2, ckpt_every=2, progress=False, warmup=0)
+    torch.manual_seed(0)
+    train.fit(nn.Linear(4, 2), loss_fn, lambda step: (x, y), cfg, tmp_path)
+    seen, load = [], train.load_checkpoint
+    def spy(path, map_location="cpu", **kw):
+        seen.append(torch.device(map_location))
+        return load(path, map_location=map_location, **kw)
+    monkeypatch.setattr(train, "load_checkpoint", spy)
+    run = train.start_run(nn.Linear(4, 2), cfg, tmp_path)
+    monkeypatch.setattr(train.Run, "device", property(lambda self: torch.device("meta")))   # where a GPU run's model would be
+    train.resume_run(run, True)
+    assert seen == [torch.device("cpu")]
+    assert run.step == 2 and all(st["step"].device.type == "cpu" for st in run.opt.state.values())
