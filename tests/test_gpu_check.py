@@ -1,7 +1,7 @@
 """`bench/gpu_check.py` cannot rot silently: its quick `cpu-smoke` mode (the `test` preset, seconds) runs here, writes its JSON
 with the expected keys, and marks every GPU part as skipped on a machine without CUDA (on a GPU machine only the smoke part
 runs: the GPU parts take minutes)."""
-import json, subprocess, sys, time
+import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
 
@@ -93,3 +93,14 @@ def test_each_part_is_written_as_it_finishes(tmp_path, monkeypatch):
     monkeypatch.setitem(gpu_check.PARTS, "cpu-sampling", second)
     assert gpu_check.main(["--minutes", "1", "--json", str(out), "--parts", "cpu-train", "cpu-sampling"]) == 0
     assert seen["cpu-train"]["brief"] == "first"
+
+
+@pytest.mark.skipif(os.environ.get("MSVAR_SLOW") != "1", reason="slow (≈ 1 minute: three torchrun launches): set MSVAR_SLOW=1")
+def test_torchrun_kill_and_resume_dry_run(tmp_path):
+    "torchrun with 2 gloo CPU processes on the `test` preset: killed at step 2, every worker dead, resumed from step 2."
+    out = tmp_path / "check.json"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--dry-run", "--parts", "torchrun", "--minutes", "8",
+                        "--threads", "1", "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    res = json.loads(out.read_text())["parts"]["torchrun"]
+    assert r.returncode == 0 and res["status"] == "ok", res.get("error") or r.stdout[-2000:]
+    assert res["resumed_at_step"] == res["killed_at_step"] < res["steps"] and res["identical"]
