@@ -312,7 +312,7 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
         return load_hit(last).to(dev)
     model.to(dev)
     lp = get_lpips("alex", device=dev) if lpips_weight else None       # raises a clear error if the weights are missing
-    data = HRFolder(data_dir, model.preset.hr_size, cache=True)        # the VAR's data path (chapter 01): random crops, 8 flips
+    data = HRFolder(data_dir, model.preset.hr_size, cache="auto")      # the VAR's data path (chapter 01): random crops, 8 flips
     for ph, total in ((1, steps1), (2, steps2)):
         if total < 1: continue
         if (out / f"phase{ph}" / "last.pt").exists() and not resume: raise MsvarError(f"{str(out / f'phase{ph}' / 'last.pt')!r} exists; pass resume=True")

@@ -19,7 +19,8 @@ from .train import FitConfig, FitResult, StepLoader, StepSampler, fit, init_dist
 
 # %% auto #0
 __all__ = ['STATE_BYTES_PER_PARAM', 'GPU_MEMORY_USE', 'VARSampler', 'VarTrainConfig', 'init_from_var', 'var_options', 'train_var',
-           'fits_in_memory', 'saved_tensor_bytes', 'MemoryPlan', 'memory_plan', 'resolve_accum', 'train_cli']
+           'scan_once', 'fits_in_memory', 'saved_tensor_bytes', 'MemoryPlan', 'memory_plan', 'resolve_accum',
+           'train_cli']
 
 # %% ../nbs/07b_train_var.ipynb #1c22a713
 class VARSampler:
@@ -144,7 +145,8 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, config: VarTr
                                   f"dropped: {rep['dropped']}; re-initialised: {rep['reinitialised']}", flush=True)
         var_kw = {k: v for k, v in dict(cond_drop=o.cond_drop, prefix_pos=o.prefix_pos, lr_add=o.lr_add).items() if v is not None}
         accum, plan = resolve_accum(o.accum, p, bs, env.world_size, env.device, o.precision, o.dpo, o.second_pass, **var_kw)
-        ds = HRFolder(data, p.hr_size, cache=o.cache_images if o.cache_images is not None else fits_in_memory(data))
+        scan = scan_once(data, env)                                   # headers read once, by rank 0; the others get its list
+        ds = HRFolder(data, p.hr_size, cache=o.cache_images if o.cache_images is not None else "auto", scan=scan)
         steps = o.steps or max(1, p.train.epochs * len(ds) // bs)        # default: the preset's epochs over this folder
         collate = DegradeCollate(DegradationConfig(), p.lr_size, o.p_bilinear)
         loader = StepLoader(ds, bs, collate, env.world_size, env.rank, accum, o.seed, o.workers)
@@ -170,6 +172,18 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, config: VarTr
     finally:
         if env.started_here and dist.is_initialized(): dist.destroy_process_group()
 
+def scan_once(folder, env) -> tuple:
+    """`scan_images(folder, decode=False)` on the main process only (file headers, no decoding), its result sent to the others:
+    one header read per file in all, instead of a full decode of every image in every process. A file that passes its
+    header but fails to decode is skipped when training reaches it (`HRFolder.failed_loads`)."""
+    box = [None]
+    if env.is_main:
+        try: box[0] = scan_images(folder, decode=False)
+        except MsvarError as e: box[0] = e                           # the others raise it too, instead of waiting
+    if env.world_size > 1: dist.broadcast_object_list(box, src=0)
+    if isinstance(box[0], MsvarError): raise box[0]
+    return box[0]
+
 def fits_in_memory(folder, max_bytes: float = 2 * 2**30) -> bool:
     "Whether the images under `folder`, decoded to uint8, take at most `max_bytes` (sizes from the file headers): then HRFolder caches them."
     ok, _ = scan_images(folder, decode=False)
@@ -186,7 +200,7 @@ def saved_tensor_bytes(preset, batch: int, precision: str = "bf16", dpo: bool = 
     teacher-forced pass and CE (+ DPO) under the precision's autocast, counted with saved-tensor hooks on fake CPU tensors
     (shapes and dtypes only: no memory is allocated and nothing is computed, so even the paper preset takes seconds)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from .losses import token_ce, sequence_logprob, dpo_loss
+    from msvar.losses import token_ce, sequence_logprob, dpo_loss
     p = get_preset(preset) if isinstance(preset, str) else preset
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
     saved = {}

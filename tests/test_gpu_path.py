@@ -130,3 +130,47 @@ def test_memory_plan_fits_the_paper_batch(monkeypatch):
     assert plan.per_image > 2**31                                       # GiBs per image: the activations are what does not fit
     assert resolve_accum(None, "paper", 384, 8, "cpu", "bf16") == (1, None)
     assert resolve_accum(3, "paper", 384, 8, "cuda:0", "bf16") == (3, None)
+
+
+# ---------------------------------------------------------------- the training folder: headers once, cache when it fits
+def _images(tmp_path, n=3, side=40):
+    from PIL import Image
+    for i in range(n): Image.new("RGB", (side, side + i), (i, 2 * i, 3 * i)).save(tmp_path / f"im{i}.png")
+    return tmp_path
+
+
+def test_scan_once_reads_headers_on_rank_0_only(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+    import msvar.data, msvar.train_var as tv
+    root = _images(tmp_path)
+    decodes = []
+    real_load = msvar.data.load_image
+    monkeypatch.setattr(msvar.data, "load_image", lambda f, *a, **k: decodes.append(f) or real_load(f, *a, **k))
+    scan = tv.scan_once(root, SimpleNamespace(is_main=True, world_size=1))
+    assert [s for _, s in scan[0]] == [(40, 40), (40, 41), (40, 42)] and decodes == []   # headers only
+    ds = msvar.data.HRFolder(root, 32, scan=scan)
+    assert len(ds) == 3 and decodes == []                                                   # nothing decoded before step 1
+    # another rank: no scan of its own, the main process's list arrives by broadcast
+    monkeypatch.setattr(tv, "scan_images", lambda *a, **k: pytest.fail("a second process scanned the folder"))
+    def broadcast(box, src=0): box[0] = scan
+    monkeypatch.setattr(tv.dist, "broadcast_object_list", broadcast)
+    assert tv.scan_once(root, SimpleNamespace(is_main=False, world_size=2)) is scan
+
+
+def test_image_cache_only_when_it_fits(tmp_path, monkeypatch):
+    import msvar.data
+    root = _images(tmp_path)
+    total = sum(3 * 40 * (40 + i) for i in range(3))
+    monkeypatch.setattr(msvar.data, "CACHE_MAX_BYTES", total)
+    assert msvar.data.HRFolder(root, 32, cache="auto")._cache is not None
+    monkeypatch.setattr(msvar.data, "CACHE_MAX_BYTES", total - 1)
+    assert msvar.data.HRFolder(root, 32, cache="auto")._cache is None
+    assert msvar.data.HRFolder(root, 32, cache=True)._cache is not None
+    with pytest.raises(msvar.data.MsvarError, match="cache"): msvar.data.HRFolder(root, 32, cache="yes")
+
+
+def test_trainers_cache_only_when_it_fits():
+    "The tokenizer and HIT trainers ask for the cache only when the folder fits (they cached every folder whole)."
+    import inspect, msvar.tokenizer
+    for f in (msvar.tokenizer.train_tokenizer, msvar.hit.finetune_hit):
+        assert 'cache="auto"' in inspect.getsource(f) and "cache=True" not in inspect.getsource(f)
