@@ -472,6 +472,8 @@ def wrap_model(run: Run, train_mode=None):
     "DDP when several processes run, then torch.compile if `cfg.compile` resolves to on; training mode (`train_mode(model)` if given)."
     if run.env.world_size > 1:
         dev = run.device
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(   # a constant mask: not re-sent every forward
+            run.model, [n for n, _ in run.model.named_buffers() if n.rsplit(".", 1)[-1] == "attn_mask"])
         run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=[dev.index] if dev.type == "cuda" else None,
                                                       find_unused_parameters=run.cfg.find_unused_parameters)
     on, why = resolve_compile(run.cfg.compile, run.cfg.steps - run.step, run.device, run.env.world_size)

@@ -174,3 +174,21 @@ def test_trainers_cache_only_when_it_fits():
     import inspect, msvar.tokenizer
     for f in (msvar.tokenizer.train_tokenizer, msvar.hit.finetune_hit):
         assert 'cache="auto"' in inspect.getsource(f) and "cache=True" not in inspect.getsource(f)
+
+
+def test_ddp_does_not_broadcast_the_attention_mask(tmp_path):
+    "DDP re-sends every buffer from rank 0 at each forward; the VAR's constant block-causal mask (20 MB for the paper preset) is left out."
+    import dataclasses
+    import torch.distributed as dist
+    from msvar import train
+    from msvar.var import SRVAR
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        run = train.start_run(SRVAR.from_preset(P), train.FitConfig(steps=1, progress=False), tmp_path)
+        run.env = dataclasses.replace(run.env, world_size=2)            # wrap_model wraps in DDP when several processes run
+        train.wrap_model(run)
+        assert isinstance(run.net, nn.parallel.DistributedDataParallel)
+        sent = list(run.net.named_module_buffers)
+        assert sent and not any(n.endswith("attn_mask") for n in sent)
+    finally:
+        dist.destroy_process_group()
