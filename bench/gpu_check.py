@@ -9,7 +9,8 @@ recorded with its traceback's last line and the next part still runs):
                 the public checkpoints (random values, real keys and shapes), SIGKILLed mid-run (torchrun and every
                 worker) and resumed from the step it was killed at: its loss sequence against an uninterrupted run's
   throughput    paper-preset training step (bf16, CE + DPO, AdamW) at the largest batch that fits (doubling), eager and
-                torch.compile: images/s, tokens/s and model FLOP/s as a fraction of the GPU's dense bf16 peak
+                torch.compile: images/s, tokens/s and model FLOP/s as a fraction of the GPU's dense bf16 peak;
+                the largest batch msvar_train's memory plan expects to fit, beside the one found
   sampling      paper-preset ×1/×2/×4 sampling per 512-px image (classifier-free guidance, KV cache), the cache's
                 speed-up over recomputation, HIT tokenization and stage decoding per image
   cli           msvar_sr --device cuda on data/demo/lr and msvar_eval --device cuda on a few crops, against the CPU
@@ -348,6 +349,15 @@ def part_torchrun(ctx, deadline):
     return res
 
 
+def planned_batch(preset: str, gpu_bytes: float) -> dict:
+    "What msvar_train's memory plan (bf16, CE + DPO) expects on this GPU, to set beside the largest batch the search found."
+    from msvar.train_var import memory_plan, GPU_MEMORY_USE
+    plan = memory_plan(preset, 1, 1, gpu_bytes)
+    room = GPU_MEMORY_USE * gpu_bytes - plan.state - plan.fixed
+    return dict(per_image_gb=round(plan.per_image / 2**30, 3), state_and_fixed_gb=round((plan.state + plan.fixed) / 2**30, 2),
+                largest_batch_planned=int(room // plan.per_image), share_of_memory_planned=GPU_MEMORY_USE)
+
+
 def part_throughput(ctx, deadline):
     import gc
     dev = ctx.dev
@@ -389,7 +399,9 @@ def part_throughput(ctx, deadline):
     B, sec = best
     res.update(params=n_params, tokens_per_image=tokens, flops_per_step=flops_formula(m, B)[0], formula=flops_formula(m, B)[1],
                largest_batch=B, eager=row("eager", B, sec))
-    if dev.startswith("cuda"): res["max_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    if dev.startswith("cuda"):
+        res["max_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        res["memory_plan"] = planned_batch(preset, torch.cuda.get_device_properties(0).total_memory)
     # 2. torch.compile at the largest eager batch (halved if the compiled step does not fit)
     Bc = B
     if ctx.dry_run: res["compiled"] = dict(skipped="dry run: torch.compile on this CPU takes minutes; the GPU run compiles"); Bc = 0
