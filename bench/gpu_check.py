@@ -1,4 +1,4 @@
-"""The GPU path, checked and timed in one run: `python bench/gpu_check.py --minutes 8`.
+"""The GPU path, checked and timed in one run: `python bench/gpu_check.py` (20 minutes by default).
 
 On a machine with CUDA GPUs it runs, within the time budget, these parts (each one reported on its own; a failure is
 recorded with its traceback's last line and the next part still runs):
@@ -6,10 +6,11 @@ recorded with its traceback's last line and the next part still runs):
   gpu-tests     pytest tests/test_gpu.py: CUDA vs CPU logits, bf16/fp16 autocast steps, torch.compile vs eager,
                 KV-cache sampling vs teacher forcing, checkpoints moved between GPU and CPU
   torchrun      torchrun --nproc_per_node N (all GPUs; NCCL when N ≥ 2) of msvar_train --preset paper from stand-ins of
-                the public checkpoints (random values, real keys and shapes), SIGKILLed mid-run and resumed: its loss
-                sequence against an uninterrupted run's
+                the public checkpoints (random values, real keys and shapes), SIGKILLed mid-run (torchrun and every
+                worker) and resumed from the step it was killed at: its loss sequence against an uninterrupted run's
   throughput    paper-preset training step (bf16, CE + DPO, AdamW) at the largest batch that fits (doubling), eager and
-                torch.compile: images/s, tokens/s and model FLOP/s as a fraction of the GPU's dense bf16 peak
+                torch.compile: images/s, tokens/s and model FLOP/s as a fraction of the GPU's dense bf16 peak;
+                the largest batch msvar_train's memory plan expects to fit, beside the one found
   sampling      paper-preset ×1/×2/×4 sampling per 512-px image (classifier-free guidance, KV cache), the cache's
                 speed-up over recomputation, HIT tokenization and stage decoding per image
   cli           msvar_sr --device cuda on data/demo/lr and msvar_eval --device cuda on a few crops, against the CPU
@@ -23,13 +24,13 @@ and these CPU parts (also on a CPU-only machine, where the GPU parts are reporte
                 if the budget ends the recomputation early, the speed-up is given over the scales both passes finished
   cpu-smoke     (only when asked for) the same two measurements on the `test` preset, in seconds: what CI runs
 
-It writes one JSON file (--json) and prints a short table. CPU timings on a shared machine are indicative only.
+It writes one JSON file (--json), rewritten as each part finishes, and prints a short table. CPU timings on a shared machine are indicative only.
 
-    python bench/gpu_check.py --minutes 8                      # everything this machine can run
+    python bench/gpu_check.py                                  # everything this machine can run, in 20 minutes
     python bench/gpu_check.py --minutes 3 --parts cpu-train cpu-sampling
     python bench/gpu_check.py --peak-tflops 989                # override the dense bf16 peak used for the FLOP/s fraction
 """
-import argparse, contextlib, json, math, os, platform, shutil, signal, subprocess, sys, tempfile, time, traceback
+import argparse, contextlib, json, math, os, platform, re, shutil, signal, subprocess, sys, tempfile, time, traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ GPU_PARTS = ("gpu-tests", "torchrun", "throughput", "sampling", "cli")
 CPU_PARTS = ("cpu-train", "cpu-sampling")
 ALL_PARTS = GPU_PARTS + CPU_PARTS + ("cpu-smoke",)
 DEFAULT_PARTS = GPU_PARTS + CPU_PARTS
-WEIGHT = {"gpu-tests": 1.5, "torchrun": 4, "throughput": 3, "sampling": 1, "cli": 1.5, "cpu-sampling": 1, "cpu-train": 1,
+WEIGHT = {"gpu-tests": 3, "torchrun": 4, "throughput": 3, "sampling": 1, "cli": 1.5, "cpu-sampling": 1, "cpu-train": 1,
           "cpu-smoke": 1}
 
 
@@ -78,15 +79,86 @@ def entry(module: str, func: str) -> list:
     return [sys.executable, "-c", f"import sys; from {module} import {func} as f; f(sys.argv[1:])"]
 
 
+TAG_VAR = "MSVAR_GPU_CHECK_TAG"   # in the environment of every command this script starts, inherited by all their processes
+
+
+def _proc_table() -> dict:
+    "{pid: (parent pid, state letter)} of every process, read from /proc (Linux)."
+    table = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit(): continue
+        try: stat = Path("/proc", d, "stat").read_text()
+        except OSError: continue                                    # it ended meanwhile
+        fields = stat.rsplit(")", 1)[1].split()                    # after "(comm)", which may hold spaces
+        table[int(d)] = (int(fields[1]), fields[0])
+    return table
+
+
+def _has_tag(pid: int, tag: str) -> bool:
+    try: return f"{TAG_VAR}={tag}".encode() in Path("/proc", str(pid), "environ").read_bytes().split(b"\0")
+    except OSError: return False                                   # ended, or another user's process
+
+
+def process_tree(pid: int, tag: str | None = None) -> list:
+    """Live processes of a command: `pid`, its descendants by parent links, and (given `tag`) every process started with
+    that tag in its environment. torchrun starts each worker in a session of its own, so its process group misses them,
+    and a worker whose parent died is no longer below `pid`; the tag still finds it."""
+    table = {p: pp for p, (pp, state) in _proc_table().items() if state not in "ZX"}   # zombies have ended
+    kids = {}
+    for p, pp in table.items(): kids.setdefault(pp, []).append(p)
+    tree, todo = [pid] if pid in table else [], [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []): tree.append(c); todo.append(c)
+    if tag: tree += [p for p in table if p not in tree and p != os.getpid() and _has_tag(p, tag)]
+    return tree
+
+
+def _signal(pid: int, sig) -> None:
+    try: os.kill(pid, sig)
+    except ProcessLookupError: pass
+
+
+def kill_tree(pid: int, tag: str | None = None, timeout: float = 10.0) -> list:
+    """SIGKILL a command's processes (`process_tree`); returns the pids still alive after `timeout` s (empty: all ended).
+    They are stopped (SIGSTOP) first, so that none starts another process or notices a death while the others are killed."""
+    seen = []
+    for _ in range(5):                                              # look again: a process may have started a child meanwhile
+        new = [p for p in process_tree(pid, tag) if p not in seen]
+        if not new: break
+        for p in new: _signal(p, signal.SIGSTOP)
+        seen += new
+    for p in seen: _signal(p, signal.SIGKILL)
+    end = time.time() + timeout
+    while True:
+        table = _proc_table()
+        alive = [p for p in seen if p in table and table[p][1] not in "ZX"]
+        if not alive or time.time() > end: return alive
+        time.sleep(0.05)
+
+
+def start_cmd(args, tag: str, **kw) -> subprocess.Popen:
+    "Start a command in a session of its own with `tag` in its environment (see `kill_tree`)."
+    return subprocess.Popen([str(a) for a in args], cwd=REPO, env=dict(env_sub(), **{TAG_VAR: tag}), start_new_session=True, **kw)
+
+
 def run_cmd(args, timeout, name="", **kw):
-    "Run a command; (returncode, stdout, stderr, seconds). Raises OutOfTime when `timeout` (s) passes."
+    """Run a command; (returncode, stdout, stderr, seconds). When `timeout` (s) passes, all its processes (workers in
+    other sessions included) are killed and OutOfTime is raised; whatever it leaves running when it ends is killed too."""
     if timeout <= 1: raise OutOfTime(f"no time left to run {name or args[0]}")
-    t0 = time.perf_counter()
-    try:
-        r = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=REPO, env=env_sub(), timeout=timeout, **kw)
-    except subprocess.TimeoutExpired as e:
-        raise OutOfTime(f"{name or args[0]} did not finish within its {timeout:.0f} s share of the budget") from e
-    return r.returncode, r.stdout, r.stderr, time.perf_counter() - t0
+    t0, tag = time.perf_counter(), f"{os.getpid()}-{time.time_ns()}"
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:   # files, not pipes: a process left
+        pr = start_cmd(args, tag, stdout=fo, stderr=fe, text=True, **kw)              # running would hold a pipe open
+        try:
+            pr.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise OutOfTime(f"{name or args[0]} did not finish within its {timeout:.0f} s share of the budget") from e
+        finally:
+            alive = kill_tree(pr.pid, tag)
+            pr.wait()
+            if alive: raise RuntimeError(f"{name or args[0]}: processes {alive} survived SIGKILL")
+        fo.seek(0); fe.seek(0)
+        out, err = fo.read(), fe.read()
+    return pr.returncode, out, err, time.perf_counter() - t0
 
 
 def check_rc(rc, out, err, what):
@@ -233,25 +305,32 @@ def part_torchrun(ctx, deadline):
     rc, out, err, sec = run_cmd([*launch, *args, "--out", ref], deadline - time.time(), "the uninterrupted torchrun")
     check_rc(rc, out, err, "uninterrupted torchrun")
     res["uninterrupted_seconds"] = round(sec, 1)
-    # the same run, SIGKILLed (the whole process group) once the checkpoint of step 2 is written, then --resume
+    # the same run, SIGKILLed once the checkpoint of step 2 is written (torchrun and its workers, which run in sessions of
+    # their own: killing torchrun's process group leaves them training on), then --resume from that checkpoint
+    tag = f"{os.getpid()}-killed-{time.time_ns()}"
     with open(work / "killed.err", "w") as ferr:
-        pr = subprocess.Popen([str(a) for a in [*launch, *args, "--out", killed]], stdout=subprocess.DEVNULL, stderr=ferr,
-                              cwd=REPO, env=env_sub(), start_new_session=True)
+        pr = start_cmd([*launch, *args, "--out", killed], tag, stdout=subprocess.DEVNULL, stderr=ferr)
         try:
             while len(read_log(killed / "log.jsonl")) < 3:          # row of step index 2 → last.pt of step 2 exists
                 if pr.poll() is not None: break
                 if time.time() > deadline: raise OutOfTime("the run to be killed did not reach step 3 in time")
                 time.sleep(0.02)
         finally:
-            if pr.poll() is None: os.killpg(pr.pid, signal.SIGKILL)
+            alive = kill_tree(pr.pid, tag)
             pr.wait()
-    if pr.returncode == 0: res["note"] = "the run finished before it could be killed; resume not exercised"
-    elif not (killed / "last.pt").exists():
+    if alive: raise RuntimeError(f"processes {alive} of the killed run survived SIGKILL")
+    if pr.returncode == 0: raise RuntimeError("the run finished before it could be killed: resume not exercised")
+    if not (killed / "last.pt").exists():
         raise RuntimeError(f"killed run left no last.pt (status {pr.returncode}): {last_line((work / 'killed.err').read_text())}")
     killed_at = load_checkpoint(killed / "last.pt")["step"]
     res["killed_at_step"] = killed_at
     rc, out, err, sec = run_cmd([*launch, *args, "--out", killed, "--resume"], deadline - time.time(), "the resumed torchrun")
     check_rc(rc, out, err, "resumed torchrun")
+    resumed = re.search(r"resuming from .* at step (\d+)", out)
+    res["resumed_at_step"] = int(resumed.group(1)) if resumed else None
+    if res["resumed_at_step"] != killed_at:                        # a survivor of the kill wrote on, or no resume happened
+        raise RuntimeError(f"killed at step {killed_at} but the resumed run "
+                           + (f"started at step {res['resumed_at_step']}" if resumed else "did not say it resumed"))
     a, b = [r["loss"] for r in read_log(ref / "log.jsonl")], [r["loss"] for r in read_log(killed / "log.jsonl")]
     res.update(loss_uninterrupted=a, loss_killed_resumed=b, identical=a == b and len(a) == steps)
     res["max_abs_diff"] = max((abs(x - y) for x, y in zip(a, b)), default=float("nan")) if len(a) == len(b) else None
@@ -268,6 +347,15 @@ def part_torchrun(ctx, deadline):
                     + ("identical" if res["identical"] else f"max |Δ| {res['max_abs_diff']:.2g}"))
     shutil.rmtree(work, ignore_errors=True)                            # checkpoints of 314M parameters + AdamW: GBs
     return res
+
+
+def planned_batch(preset: str, gpu_bytes: float) -> dict:
+    "What msvar_train's memory plan (bf16, CE + DPO) expects on this GPU, to set beside the largest batch the search found."
+    from msvar.train_var import memory_plan, GPU_MEMORY_USE
+    plan = memory_plan(preset, 1, 1, gpu_bytes)
+    room = GPU_MEMORY_USE * gpu_bytes - plan.state - plan.fixed
+    return dict(per_image_gb=round(plan.per_image / 2**30, 3), state_and_fixed_gb=round((plan.state + plan.fixed) / 2**30, 2),
+                largest_batch_planned=int(room // plan.per_image), share_of_memory_planned=GPU_MEMORY_USE)
 
 
 def part_throughput(ctx, deadline):
@@ -311,7 +399,9 @@ def part_throughput(ctx, deadline):
     B, sec = best
     res.update(params=n_params, tokens_per_image=tokens, flops_per_step=flops_formula(m, B)[0], formula=flops_formula(m, B)[1],
                largest_batch=B, eager=row("eager", B, sec))
-    if dev.startswith("cuda"): res["max_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    if dev.startswith("cuda"):
+        res["max_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        res["memory_plan"] = planned_batch(preset, torch.cuda.get_device_properties(0).total_memory)
     # 2. torch.compile at the largest eager batch (halved if the compiled step does not fit)
     Bc = B
     if ctx.dry_run: res["compiled"] = dict(skipped="dry run: torch.compile on this CPU takes minutes; the GPU run compiles"); Bc = 0
@@ -511,7 +601,7 @@ def machine() -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
-    ap.add_argument("--minutes", type=float, default=8.0, help="time budget for all parts (remaining parts are skipped when spent)")
+    ap.add_argument("--minutes", type=float, default=20.0, help="time budget for all parts, shared by weight (remaining parts are skipped when spent)")
     ap.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=ALL_PARTS, metavar="PART",
                     help=f"parts to run, in this order (default: {' '.join(DEFAULT_PARTS)}; also: cpu-smoke)")
     ap.add_argument("--json", default=str(REPO / "runs" / "gpu_check.json"), help="where to write the results")

@@ -15,10 +15,11 @@ from .core import (MsvarError, ImageReadError, load_image, save_image, _atomic_w
                         get_preset, IMAGE_EXTS)
 
 # %% auto #0
-__all__ = ['DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'final_sinc_kernel', 'filter2d_conv',
-           'filter2d', 'random_resize', 'add_gaussian_noise', 'add_poisson_noise', 'random_noise', 'to_8bit', 'jpeg',
-           'draw_classes', 'degrade', 'scan_images', 'to_uint8_tensor', 'HRFolder', 'PairedFolder', 'SeededSampler',
-           'DegradeCollate', 'seed_worker', 'make_loader', 'make_testset', 'check_testset_options', 'make_testset_cli']
+__all__ = ['CACHE_MAX_BYTES', 'DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'final_sinc_kernel',
+           'filter2d_conv', 'filter2d', 'random_resize', 'add_gaussian_noise', 'add_poisson_noise', 'random_noise',
+           'to_8bit', 'jpeg', 'draw_classes', 'degrade', 'scan_images', 'to_uint8_tensor', 'HRFolder', 'PairedFolder',
+           'SeededSampler', 'DegradeCollate', 'seed_worker', 'make_loader', 'make_testset', 'check_testset_options',
+           'make_testset_cli']
 
 # %% ../nbs/01_data.ipynb #775e144d
 @dataclass
@@ -390,14 +391,19 @@ def to_uint8_tensor(x: torch.Tensor) -> torch.Tensor:
     "A float image in [0, 1] as a uint8 tensor (a quarter of the memory; exact for 8-bit files)."
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
+CACHE_MAX_BYTES = 2 * 2**30   # cache='auto' keeps the decoded images in memory (uint8) when they take at most this
+
 class HRFolder(torch.utils.data.Dataset):
-    "Random (hr_size, hr_size) crops, flipped/transposed, of every readable image under `root` (recursive)."
+    """Random (hr_size, hr_size) crops, flipped/transposed, of every readable image under `root` (recursive). `cache`: keep the
+    decoded images in memory as uint8 (True, False, or 'auto': when they fit in CACHE_MAX_BYTES by their headers' sizes);
+    `scan`: a `scan_images` result of `root` to use instead of scanning again (e.g. one process's, sent to the others)."""
     def __init__(self, root, hr_size: int, small: str = "upscale", augment: bool = True, decode_check: bool = True,
-                 cache: bool = False):
+                 cache: bool | str = False, scan: tuple | None = None):
         if small not in ("upscale", "skip"): raise MsvarError(f"small must be 'upscale' or 'skip', got {small!r}")
         if hr_size < 1: raise MsvarError(f"hr_size must be positive, got {hr_size}")
         self.root, self.hr_size, self.small, self.augment = Path(root), int(hr_size), small, augment
-        ok, self.unreadable = scan_images(root, decode=decode_check)
+        if cache not in (True, False, "auto"): raise MsvarError(f"cache must be True, False or 'auto', got {cache!r}")
+        ok, self.unreadable = scan if scan is not None else scan_images(root, decode=decode_check)
         is_small = [min(wh) < hr_size for _, wh in ok]
         self.skipped_small = [p for (p, _), s in zip(ok, is_small) if s] if small == "skip" else []
         self.files = [p for (p, _), s in zip(ok, is_small) if not (s and small == "skip")]
@@ -407,6 +413,9 @@ class HRFolder(torch.utils.data.Dataset):
         if any(is_small):
             what = "upscaled (bicubic) before cropping" if small == "upscale" else "skipped"
             warnings.warn(f"{sum(is_small)} of {len(ok)} images in {str(root)!r} are smaller than {hr_size} px and are {what}", stacklevel=2)
+        if cache == "auto":
+            keep = set(self.files)
+            cache = sum(3 * w * h for p, (w, h) in ok if p in keep) <= CACHE_MAX_BYTES
         self._cache = [to_uint8_tensor(load_image(f)) for f in self.files] if cache else None
         self.failed_loads = {}                                          # files unreadable since the scan → reason
 

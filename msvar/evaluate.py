@@ -73,13 +73,15 @@ def baseline_outputs(lr: torch.Tensor, preset: Preset, mode: str) -> list:
     "Upsampling baselines of LR (B,3,h,w): the LR resized to each stage size with `mode` ('bicubic' or 'bilinear')."
     return [resize(lr, s, mode, antialias=False) if s != lr.shape[-1] else lr.clone() for s in preset.stage_sizes]
 
-def evaluate_outputs(methods: dict, hr: torch.Tensor, preset: Preset, names=None, crop_border: int = 0, lpips: bool = True) -> pd.DataFrame:
+def evaluate_outputs(methods: dict, hr: torch.Tensor, preset: Preset, names=None, crop_border: int = 0, lpips: bool = True,
+                     device=None) -> pd.DataFrame:
     """Per-image scores of each method's [×1, ×2, ×4] outputs against the HR resized to each scale: PSNR on Y and on
-    RGB, SSIM, LPIPS, ΔE (CIEDE2000), the chroma of output and target, and the set's fixed pattern (chapter 09)."""
+    RGB, SSIM, LPIPS (on `device`, default CPU), ΔE (CIEDE2000), the chroma of output and target, and the set's fixed
+    pattern (chapter 09)."""
     from msvar.metrics import psnr, ssim, lpips_distance, delta_e, chroma, fixed_pattern
     from msvar.lpips import get_lpips
     names = names or [str(i) for i in range(len(hr))]
-    alex = get_lpips("alex") if lpips else None                        # one network for every method and scale
+    alex = get_lpips("alex", device) if lpips else None                # one network for every method and scale
     targets = [stage_image(hr, preset, n) for n in range(len(preset.stages))]
     rows = []
     for m, outs in methods.items():
@@ -151,14 +153,24 @@ def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True
         raise MsvarError(f"pairs are {lr.shape[-1]}→{hr.shape[-1]} px, the model's preset {p.name!r} is {p.lr_size}→{p.hr_size}")
     ours = model_outputs(model, lr, pairs["cls"] if cls is None else cls, batch_size, seed, progress, cfg=cfg, greedy=greedy, soft=soft)
     methods = {"bicubic": baseline_outputs(lr, p, "bicubic"), "bilinear": baseline_outputs(lr, p, "bilinear"), name: ours}
-    per = evaluate_outputs(methods, hr, p, pairs.get("names"), crop_border, lpips)
+    dev = next(model.parameters()).device                              # the metric networks run where the model runs
+    per = evaluate_outputs(methods, hr, p, pairs.get("names"), crop_border, lpips, dev)
     fids = {}
-    if fid_min is not None and len(hr) >= fid_min:
-        from msvar.metrics import fid, FIDFeatures
-        targets, inception = [stage_image(hr, p, n) for n in range(len(p.stages))], FIDFeatures()   # one network for every method and scale
-        for m, ys in methods.items():
-            for n, y in enumerate(ys): fids[(m, f"x{p.stage_sizes[n] // p.lr_size}")] = fid(y, targets[n], net=inception).fid
+    if fid_min is not None and len(hr) >= fid_min: fids = _fids(methods, hr, p, dev)
     return dict(per_image=per, summary=summary_table(per, fids), outputs=methods, fid=fids, n=len(hr))
+
+def _fids(methods: dict, hr: torch.Tensor, p: Preset, device) -> dict:
+    "FID of each method at each scale against the HR resized to that scale: one Inception network on `device`, each target's features once."
+    import warnings
+    from msvar.metrics import FIDFeatures, fid_from_features
+    inception = FIDFeatures(device=device)
+    targets = [inception(stage_image(hr, p, n)) for n in range(len(p.stages))]
+    if len(hr) < FIDFeatures.dims:
+        warnings.warn(f"FID from {len(hr)} images (< {FIDFeatures.dims}) is biased and noisy; compare it only at equal image counts")
+    fids = {}
+    for m, ys in methods.items():
+        for n, y in enumerate(ys): fids[(m, f"x{p.stage_sizes[n] // p.lr_size}")] = fid_from_features(inception(y), targets[n])
+    return fids
 
 def comparison_grid(pairs: dict, outputs: dict, preset: Preset, idx=(0, 1, 2), name: str = "msvar"):
     "Side-by-side rows (LR, bicubic ×4, ours ×1/×2/×4, HR), everything shown at HR size with nearest upsampling."

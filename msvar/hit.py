@@ -177,16 +177,17 @@ def reconstruct_scales(model: HITTokenizer, x: torch.Tensor, mode: str = "hit") 
 
 @torch.no_grad()
 def scale_metrics(model: HITTokenizer, hr: torch.Tensor, modes=("plain", "hit-base", "hit"), batch_size: int = 16) -> "pd.DataFrame":
-    "Mean PSNR (Y) and LPIPS at each stage size for each decoding mode, against the HR resized to that size."
+    "Mean PSNR (Y) and LPIPS at each stage size for each decoding mode, against the HR resized to that size; decoding and LPIPS run on the model's device."
     import pandas as pd
     from msvar.metrics import psnr, lpips_distance
     from msvar.lpips import get_lpips
-    p, rows, alex = model.preset, [], get_lpips("alex")                # one LPIPS network for every mode and size
+    dev = next(model.parameters()).device
+    p, rows, alex = model.preset, [], get_lpips("alex", dev)           # one LPIPS network for every mode and size
     targets = [torch.cat([stage_image(hr[i:i + batch_size], p, n) for i in range(0, len(hr), batch_size)]) for n in range(len(p.stages))]
     for mode in modes:
         recs = [[] for _ in p.stages]
         for i in range(0, len(hr), batch_size):
-            for n, y in enumerate(reconstruct_scales(model, hr[i:i + batch_size], mode)): recs[n].append(y)
+            for n, y in enumerate(reconstruct_scales(model, hr[i:i + batch_size].to(dev), mode)): recs[n].append(y.cpu())
         for n in range(len(p.stages)):
             y = torch.cat(recs[n])
             rows.append(dict(mode=mode, size=p.stage_sizes[n], psnr=psnr(y, targets[n]).mean().item(),
@@ -338,7 +339,7 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
         return load_hit(last).to(dev)
     model.to(dev)
     lp = get_lpips("alex", device=dev) if lpips_weight else None       # raises a clear error if the weights are missing
-    data = HRFolder(data_dir, model.preset.hr_size, cache=True)        # the VAR's data path (chapter 01): random crops, 8 flips
+    data = HRFolder(data_dir, model.preset.hr_size, cache="auto")      # the VAR's data path (chapter 01): random crops, 8 flips
     for ph, total in ((1, steps1), (2, steps2)):
         if total < 1: continue
         if (out / f"phase{ph}" / "last.pt").exists() and not resume: raise MsvarError(f"{str(out / f'phase{ph}' / 'last.pt')!r} exists; pass resume=True")

@@ -355,7 +355,7 @@ def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_s
     if lp is None and lpips_weight > 0:
         if require_lpips: raise MsvarError(f"LPIPS unavailable: {why}")
         print(f"warning: training without LPIPS ({why})", file=sys.stderr)
-    ds = HRFolder(data_dir, p.hr_size, cache=True)                     # the VAR's data path (chapter 01): random crops, 8 flips
+    ds = HRFolder(data_dir, p.hr_size, cache="auto")                   # the VAR's data path (chapter 01): random crops, 8 flips
     seed_everything(seed)
     model = Tokenizer.from_preset(p).to(dev)
     fresh = not (resume and (out_dir / "last.pt").exists())            # a resumed run takes its weights from last.pt

@@ -30,7 +30,7 @@ def resolve_precision(precision: str, device) -> str:
     "'auto' → bf16 where the device computes it natively (a CUDA GPU with bf16; a CPU with AVX512-BF16 or AMX), else fp32; others unchanged."
     if precision != "auto": return precision
     dev = torch.device(device)
-    if dev.type == "cuda": return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if dev.type == "cuda": return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"   # not emulated (V100, T4)
     if dev.type == "cpu": return "bf16" if (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()) else "fp32"
     return "fp32"
 
@@ -449,7 +449,7 @@ def resume_run(run: Run, resume: bool):
         if env.is_main and run.log_path.exists(): run.log_path.unlink()   # a run killed before its first checkpoint
         return
     if not resume: raise MsvarError(f"{str(last)!r} exists: pass resume=True (--resume) to continue that run, or choose another output folder")
-    ck = load_checkpoint(last, map_location=run.device, resumable=True)
+    ck = load_checkpoint(last, map_location="cpu", resumable=True)   # load_state_dict moves the tensors; AdamW's step counters stay on the CPU
     check_meta(ck["meta"], run.meta, last); check_state_dict(run.model, ck["model"], last)
     run.model.load_state_dict(ck["model"]); run.opt.load_state_dict(ck["optimizer"]); run.sched.load_state_dict(ck["scheduler"])
     changed = _apply_new_settings(run, ck.get("cfg", {}))
@@ -472,6 +472,8 @@ def wrap_model(run: Run, train_mode=None):
     "DDP when several processes run, then torch.compile if `cfg.compile` resolves to on; training mode (`train_mode(model)` if given)."
     if run.env.world_size > 1:
         dev = run.device
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(   # a constant mask: not re-sent every forward
+            run.model, [n for n, _ in run.model.named_buffers() if n.rsplit(".", 1)[-1] == "attn_mask"])
         run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=[dev.index] if dev.type == "cuda" else None,
                                                       find_unused_parameters=run.cfg.find_unused_parameters)
     on, why = resolve_compile(run.cfg.compile, run.cfg.steps - run.step, run.device, run.env.world_size)

@@ -18,7 +18,9 @@ from .inference import SRModel                 # the same sampling and decoding 
 from .train import FitConfig, FitResult, StepLoader, StepSampler, fit, init_distributed, PRECISIONS, PRECISION_HELP, COMPILES, COMPILE_HELP, resolve_precision, arg_positive, arg_non_negative
 
 # %% auto #0
-__all__ = ['VARSampler', 'VarTrainConfig', 'init_from_var', 'var_options', 'train_var', 'fits_in_memory', 'train_cli']
+__all__ = ['STATE_BYTES_PER_PARAM', 'GPU_MEMORY_USE', 'VARSampler', 'VarTrainConfig', 'init_from_var', 'var_options', 'train_var',
+           'scan_once', 'fits_in_memory', 'saved_tensor_bytes', 'MemoryPlan', 'memory_plan', 'resolve_accum',
+           'train_cli']
 
 # %% ../nbs/07b_train_var.ipynb #1c22a713
 class VARSampler:
@@ -58,7 +60,8 @@ class VarTrainConfig:
     hit: bool = _opt(True, "HIT tokens (--no-hit: plain VAR tokens, the paper's baseline)", action=argparse.BooleanOptionalAction)
     steps: int | None = _opt(None, "optimizer steps (default: the preset's epochs × images / batch size)", type=arg_positive(int))
     batch_size: int | None = _opt(None, "GLOBAL batch size, split over processes and --accum (default: preset)", type=arg_positive(int))
-    accum: int = _opt(1, "gradient accumulation micro-batches per step", type=arg_positive(int))
+    accum: int | None = _opt(None, "gradient accumulation micro-batches per step (default: on a GPU the fewest whose activations "
+                             "fit in its memory, see memory_plan; 1 on the CPU)", type=arg_positive(int))
     lr: float | None = _opt(None, "peak learning rate (default: preset); a new value on --resume applies from the resumed step", type=arg_positive(float))
     weight_decay: float | None = _opt(None, "AdamW weight decay (default: preset)", type=arg_non_negative(float))
     warmup: float = _opt(0.02, "warm-up: fraction of steps if < 1, else steps", type=arg_non_negative(float))
@@ -140,35 +143,131 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, config: VarTr
             rep = init_from_var(model, o.init_var)                    # a resumed run takes its weights from last.pt instead
             if env.is_main: print(f"initialised from {o.init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
                                   f"dropped: {rep['dropped']}; re-initialised: {rep['reinitialised']}", flush=True)
-        ds = HRFolder(data, p.hr_size, cache=o.cache_images if o.cache_images is not None else fits_in_memory(data))
+        var_kw = {k: v for k, v in dict(cond_drop=o.cond_drop, prefix_pos=o.prefix_pos, lr_add=o.lr_add).items() if v is not None}
+        accum, plan = resolve_accum(o.accum, p, bs, env.world_size, env.device, o.precision, o.dpo, o.second_pass, **var_kw)
+        scan = scan_once(data, env)                                   # headers read once, by rank 0; the others get its list
+        ds = HRFolder(data, p.hr_size, cache=o.cache_images if o.cache_images is not None else "auto", scan=scan)
         steps = o.steps or max(1, p.train.epochs * len(ds) // bs)        # default: the preset's epochs over this folder
         collate = DegradeCollate(DegradationConfig(), p.lr_size, o.p_bilinear)
-        loader = StepLoader(ds, bs, collate, env.world_size, env.rank, o.accum, o.seed, o.workers)
+        loader = StepLoader(ds, bs, collate, env.world_size, env.rank, accum, o.seed, o.workers)
         beta = o.dpo_beta if o.dpo_beta is not None else p.train.dpo_beta
         weight = o.dpo_weight if o.dpo_weight is not None else p.train.dpo_weight
         loss_fn = SRLoss(tk, hit=o.hit, dpo=o.dpo, beta=beta, weight=weight, reduce=o.dpo_reduce, second_pass=o.second_pass)
         val = StepSampler(len(ds), 4, seed=o.seed + 1).keys(0)
         sampler = VARSampler(tk, collate([ds[k] for k in val]), hit=o.hit) if env.is_main else None
         meta = dict(model="SRVAR", preset=p.name, hit=o.hit, dpo=o.dpo, dpo_beta=beta if o.dpo else None, dpo_weight=weight if o.dpo else None,
-                    dpo_reduce=o.dpo_reduce if o.dpo else None, second_pass=o.second_pass if o.dpo else None, global_batch=bs, accum=o.accum,
+                    dpo_reduce=o.dpo_reduce if o.dpo else None, second_pass=o.second_pass if o.dpo else None, global_batch=bs, accum=accum,
                     seed=o.seed, p_bilinear=o.p_bilinear, cond_drop=model.cond_drop, var_options=model.options())
         cfg = FitConfig(steps=steps, lr=o.lr or p.train.lr, weight_decay=p.train.weight_decay if o.weight_decay is None else o.weight_decay,
-                        betas=tuple(p.train.betas), warmup=o.warmup, clip=o.clip, accum=o.accum, precision=o.precision, compile=o.compile,
+                        betas=tuple(p.train.betas), warmup=o.warmup, clip=o.clip, accum=accum, precision=o.precision, compile=o.compile,
                         seed=o.seed, ckpt_every=o.ckpt_every, sample_every=o.sample_every, progress=o.progress and env.is_main,
                         max_nan_in_row=o.max_nan_in_row)
         if env.is_main:
             print(f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {data}: preset {p.name!r}, "
                   f"{'HIT' if o.hit else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}, {env.world_size} process(es) on {env.device}, "
-                  f"global batch {bs} = {env.world_size} × {o.accum} × {bs // (env.world_size * o.accum)}, "
+                  f"global batch {bs} = {env.world_size} × {accum} × {bs // (env.world_size * accum)}, "
                   f"precision {resolve_precision(o.precision, env.device)}" + (" (auto)" if o.precision == "auto" else ""), flush=True)
+            if plan is not None: print(f"memory plan: {plan}", flush=True)
         return fit(model, loss_fn, loader, cfg, out, meta=meta, resume=o.resume, sample_fn=sampler)
     finally:
         if env.started_here and dist.is_initialized(): dist.destroy_process_group()
+
+def scan_once(folder, env) -> tuple:
+    """`scan_images(folder, decode=False)` on the main process only (file headers, no decoding), its result sent to the others:
+    one header read per file in all, instead of a full decode of every image in every process. A file that passes its
+    header but fails to decode is skipped when training reaches it (`HRFolder.failed_loads`)."""
+    box = [None]
+    if env.is_main:
+        try: box[0] = scan_images(folder, decode=False)
+        except MsvarError as e: box[0] = e                           # the others raise it too, instead of waiting
+    if env.world_size > 1: dist.broadcast_object_list(box, src=0)
+    if isinstance(box[0], MsvarError): raise box[0]
+    return box[0]
 
 def fits_in_memory(folder, max_bytes: float = 2 * 2**30) -> bool:
     "Whether the images under `folder`, decoded to uint8, take at most `max_bytes` (sizes from the file headers): then HRFolder caches them."
     ok, _ = scan_images(folder, decode=False)
     return sum(3 * w * h for _, (w, h) in ok) <= max_bytes
+
+
+# %% ../nbs/07b_train_var.ipynb #3406e009
+STATE_BYTES_PER_PARAM = 16      # fp32 weights, their gradients and AdamW's two moments
+GPU_MEMORY_USE = 0.85           # the share of a GPU's memory a plan fills (the rest: CUDA context, allocator slack, the frozen
+                                # tokenizer's transient activations, kernels' workspaces)
+
+def saved_tensor_bytes(preset, batch: int, precision: str = "bf16", dpo: bool = True, second_pass: bool = False, **var_options) -> tuple:
+    """(bytes of the tensors a training step keeps for backward, parameter count) of the preset's VAR at `batch` images: the
+    teacher-forced pass and CE (+ DPO) under the precision's autocast, counted with saved-tensor hooks on fake CPU tensors
+    (shapes and dtypes only: no memory is allocated and nothing is computed, so even the paper preset takes seconds)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from msvar.losses import token_ce, sequence_logprob, dpo_loss
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+    saved = {}
+    def pack(t):
+        saved[id(t)] = t.numel() * t.element_size()                  # one tensor saved by two operations counts once
+        return t
+    with FakeTensorMode():
+        m = SRVAR.from_preset(p, init=False, **var_options).train()
+        m._check_inputs = lambda *a: None                             # its checks read values, which fake tensors lack
+        n_params = sum(q.numel() for q in m.parameters())
+        n, first, B = p.n_image_tokens, p.patch_nums[0] ** 2, batch * (2 if dpo and second_pass else 1)
+        prefix = torch.zeros(B, p.tokenizer.z_channels, p.latent_side, p.latent_side)
+        x, z = torch.zeros(B, n - first, p.tokenizer.z_channels), torch.zeros(B, n, dtype=torch.long)
+        with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None), \
+             torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logits = m(prefix, torch.zeros(B, dtype=torch.long), x)
+            loss = token_ce(logits[:batch], z[:batch])
+            if dpo: loss = loss + dpo_loss(sequence_logprob(logits[:batch], z[:batch]), sequence_logprob(logits[-batch:], z[-batch:]))
+    return sum(saved.values()), n_params
+
+@dataclass
+class MemoryPlan:
+    "How a training step fills one GPU: saved activations per image (measured), the batch-independent part, the optimizer state, and the accumulation chosen."
+    per_image: float        # bytes kept for backward per image of a micro-batch
+    fixed: float            # bytes kept for backward whatever the batch (e.g. the bf16 copies of the weights under autocast)
+    state: float            # weights, gradients and AdamW moments
+    per_rank_batch: int     # images per process per optimizer step
+    gpu_bytes: float        # the GPU's memory
+    accum: int              # micro-batches per step: the fewest whose activations fit
+
+    @property
+    def micro(self) -> int: return self.per_rank_batch // self.accum
+
+    def need(self, accum: int) -> float:
+        "Bytes a step needs with `accum` micro-batches (besides the frozen tokenizer and workspaces, which GPU_MEMORY_USE leaves room for)."
+        return self.state + self.fixed + self.per_rank_batch // accum * self.per_image
+
+    def fits(self, accum: int) -> bool: return self.need(accum) <= GPU_MEMORY_USE * self.gpu_bytes
+
+    def __str__(self):
+        g = 2 ** 30
+        return (f"--accum {self.accum}: {self.micro} images per micro-batch × {self.per_image / g:.2f} GiB of activations + "
+                f"{(self.state + self.fixed) / g:.1f} GiB of weights, gradients and AdamW state = {self.need(self.accum) / g:.1f} GiB "
+                f"of the GPU's {self.gpu_bytes / g:.0f} GiB (one micro-batch of {self.per_rank_batch} would need {self.need(1) / g:.0f} GiB)")
+
+def memory_plan(preset, global_batch: int, world_size: int, gpu_bytes: float, precision: str = "bf16", dpo: bool = True,
+                second_pass: bool = False, **var_options) -> MemoryPlan:
+    "The fewest micro-batches per step (dividing each process's share of `global_batch`) whose saved activations fit in `gpu_bytes`."
+    if global_batch % world_size: raise MsvarError(f"global batch size {global_batch} is not divisible by the {world_size} processes")
+    b1, n_params = saved_tensor_bytes(preset, 1, precision, dpo, second_pass, **var_options)
+    b2, _ = saved_tensor_bytes(preset, 2, precision, dpo, second_pass, **var_options)
+    per_rank = global_batch // world_size
+    plan = MemoryPlan(b2 - b1, max(0.0, 2 * b1 - b2), STATE_BYTES_PER_PARAM * n_params, per_rank, gpu_bytes, 0)
+    for accum in (a for a in range(1, per_rank + 1) if per_rank % a == 0):
+        if plan.fits(accum): return dataclasses.replace(plan, accum=accum)
+    raise MsvarError(f"one image per micro-batch needs {plan.need(per_rank) / 2**30:.1f} GiB, more than {GPU_MEMORY_USE:.0%} of the GPU's "
+                     f"{gpu_bytes / 2**30:.0f} GiB: use a GPU with more memory or a smaller preset")
+
+def resolve_accum(accum, preset, global_batch: int, world_size: int, device, precision: str, dpo: bool = True,
+                  second_pass: bool = False, **var_options) -> tuple:
+    "(accum, plan): `accum` as given; None → 1 off CUDA, else `memory_plan` for the GPU's total memory (plan None when not planned)."
+    if accum is not None: return accum, None
+    dev = torch.device(device)
+    if dev.type != "cuda": return 1, None
+    total = torch.cuda.get_device_properties(dev).total_memory
+    plan = memory_plan(preset, global_batch, world_size, total, resolve_precision(precision, dev), dpo, second_pass, **var_options)
+    return plan.accum, plan
 
 
 # %% ../nbs/07b_train_var.ipynb #6a02dadb

@@ -1,9 +1,9 @@
 """`bench/gpu_check.py` cannot rot silently: its quick `cpu-smoke` mode (the `test` preset, seconds) runs here, writes its JSON
 with the expected keys, and marks every GPU part as skipped on a machine without CUDA (on a GPU machine only the smoke part
 runs: the GPU parts take minutes)."""
-import json, subprocess, sys
+import json, os, subprocess, sys, time
 from pathlib import Path
-import torch
+import pytest, torch
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_PARTS = ["gpu-tests", "torchrun", "throughput", "sampling", "cli"]
@@ -28,3 +28,79 @@ def test_gpu_check_cpu_smoke(tmp_path):
         assert rep["parts"][name]["status"] == "skipped" and "no CUDA GPU" in rep["parts"][name]["reason"]
         assert f"{name}" in r.stdout and "no CUDA GPU" in r.stdout
     assert "GPU parts were skipped" in r.stdout
+
+
+# ---------------------------------------------------------------- killing a command's processes
+sys.path.insert(0, str(REPO / "bench"))
+import gpu_check
+
+# a parent that starts a child in a session of its own (as torchrun starts its workers), writes the child's pid, then waits
+SPAWNER = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
+           "start_new_session=True); open(sys.argv[1], 'w').write(str(c.pid)); {tail}")
+
+
+def _child_pid(f: Path, timeout=20.0) -> int:
+    end = time.time() + timeout
+    while not (f.exists() and f.read_text()):
+        assert time.time() < end, "the spawner did not start its child"
+        time.sleep(0.02)
+    return int(f.read_text())
+
+
+def _alive(pid: int) -> bool:
+    t = gpu_check._proc_table()
+    return pid in t and t[pid][1] not in "ZX"
+
+
+def test_kill_tree_kills_children_in_other_sessions(tmp_path):
+    f = tmp_path / "pid"
+    pr = gpu_check.start_cmd([sys.executable, "-c", SPAWNER.format(tail="time.sleep(60)"), f], "t1")
+    child = _child_pid(f)
+    try:
+        assert child in gpu_check.process_tree(pr.pid)
+        assert gpu_check.kill_tree(pr.pid, "t1") == []
+        pr.wait(5)
+        assert not _alive(child)
+    finally:
+        gpu_check._signal(child, 9); pr.kill()
+
+
+def test_run_cmd_timeout_kills_workers(tmp_path):
+    f = tmp_path / "pid"
+    with pytest.raises(gpu_check.OutOfTime):
+        gpu_check.run_cmd([sys.executable, "-c", SPAWNER.format(tail="time.sleep(60)"), f], 4, "spawner")
+    child = _child_pid(f, 0)
+    try: assert not _alive(child)
+    finally: gpu_check._signal(child, 9)
+
+
+def test_run_cmd_kills_what_a_command_leaves_running(tmp_path):
+    "A parent that exits at once leaves its child orphaned (no longer below it): the tag still finds it."
+    f = tmp_path / "pid"
+    rc, *_ = gpu_check.run_cmd([sys.executable, "-c", SPAWNER.format(tail=""), f], 30, "spawner")
+    child = _child_pid(f, 0)
+    try: assert rc == 0 and not _alive(child)
+    finally: gpu_check._signal(child, 9)
+
+
+def test_each_part_is_written_as_it_finishes(tmp_path, monkeypatch):
+    "The JSON holds a part's result before the next part starts (a later part that hangs or crashes loses nothing)."
+    out, seen = tmp_path / "check.json", {}
+    def second(ctx, deadline):
+        seen.update(json.loads(out.read_text())["parts"])
+        return dict(brief="second")
+    monkeypatch.setitem(gpu_check.PARTS, "cpu-train", lambda ctx, deadline: dict(brief="first"))
+    monkeypatch.setitem(gpu_check.PARTS, "cpu-sampling", second)
+    assert gpu_check.main(["--minutes", "1", "--json", str(out), "--parts", "cpu-train", "cpu-sampling"]) == 0
+    assert seen["cpu-train"]["brief"] == "first"
+
+
+@pytest.mark.skipif(os.environ.get("MSVAR_SLOW") != "1", reason="slow (≈ 1 minute: three torchrun launches): set MSVAR_SLOW=1")
+def test_torchrun_kill_and_resume_dry_run(tmp_path):
+    "torchrun with 2 gloo CPU processes on the `test` preset: killed at step 2, every worker dead, resumed from step 2."
+    out = tmp_path / "check.json"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--dry-run", "--parts", "torchrun", "--minutes", "8",
+                        "--threads", "1", "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    res = json.loads(out.read_text())["parts"]["torchrun"]
+    assert r.returncode == 0 and res["status"] == "ok", res.get("error") or r.stdout[-2000:]
+    assert res["resumed_at_step"] == res["killed_at_step"] < res["steps"] and res["identical"]
