@@ -146,6 +146,14 @@ def _clean_orphans(path: Path, min_age: float = 60.0):
             if time.time() - t.stat().st_mtime > min_age: t.unlink()
         except OSError: pass
 
+_HELD = {}                                                              # resolved folder → [fd, depth]: the folders this process holds
+
+def _held_here(path: Path) -> bool:
+    "Whether this process holds the folder of `path` or a folder above it (then no other msvar run writes there)."
+    if not _HELD: return False
+    d = Path(path).resolve().parent
+    return any(d == k or d.is_relative_to(k) for k in _HELD)
+
 def _atomic_write(path: Path, write_fn):
     "Call `write_fn(tmp_path)` and rename the result to `path` (atomic on POSIX filesystems); the file gets the mode the user's umask gives."
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -376,7 +384,6 @@ class FolderBusyError(MsvarError):
     "Another live run holds the output folder (its lock file names the process); the message says which and what to do."
 
 LOCK_NAME = ".msvar.lock"
-_HELD = {}                                                              # resolved folder → [fd, depth]: this process's locks
 
 def _lock_holder(lock: Path) -> str:
     "What a lock file says about its holder ('pid 123, msvar_sr, since …'), or a plain word when it cannot be read."
@@ -441,12 +448,6 @@ def hold_folder(folder, what: str = "--out"):
     finally:
         _HELD[key][1] -= 1
         if _HELD[key][1] == 0: _release(folder, _HELD.pop(key)[0])
-
-def _held_here(path: Path) -> bool:
-    "Whether this process holds the folder of `path` or a folder above it (then no other msvar run writes there)."
-    if not _HELD: return False
-    d = Path(path).resolve().parent
-    return any(d == k or d.is_relative_to(k) for k in _HELD)
 
 def holds_folder(arg: str, what: str = "--out"):
     "Decorator: the call holds the folder passed as argument `arg` (see `hold_folder`); under torchrun only rank 0 takes the lock."

@@ -883,3 +883,12 @@ def test_long_running_commands_take_threads(tmp_path, capsys, monkeypatch, cli):
         seen.clear()
         run_cli(fn, [*args, *extra], capsys)                            # fails afterwards (no model, no data): only the threads matter
         assert seen[:1] == [want], (cli, extra, seen)
+
+
+def test_tampered_training_checkpoint_is_one_line(tmp_path):
+    "A training checkpoint whose step is a string or whose meta is a list: refused with the file's name (resume used to fail deep inside)."
+    for k, v in (("step", "3"), ("meta", [1]), ("model", 7)):
+        state = dict(step=0, model={}, meta={}); state[k] = v
+        save_checkpoint(tmp_path / f"{k}.pt", state)
+        with pytest.raises(MsvarError, match="is damaged") as e: load_checkpoint(tmp_path / f"{k}.pt")
+        assert str(tmp_path / f"{k}.pt") in str(e.value)
