@@ -13,11 +13,14 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 'ImageReadError', 'ImageWarning', 'load_image',
-           'repo_dir', 'data_dir', 'bundled_images', 'to_uint8', 'save_image', 'check_out_dir', 'check_finite_state',
-           'check_state_dict', 'to_signed', 'to_unit', 'resize', 'show_images', 'image_grid', 'seed_everything',
-           'default_device', 'global_state', 'restore_global_state', 'keeps_global_state', 'TokenizerConfig',
-           'VARConfig', 'TrainConfig', 'Preset', 'get_preset', 'list_images', 'LineProgress', 'progress_bar']
+__all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'LOCK_NAME', 'SEED_MAX', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 'ImageReadError',
+           'WriteError', 'ImageWarning', 'load_image', 'repo_dir', 'data_dir', 'bundled_images', 'to_uint8',
+           'save_image', 'check_out_dir', 'check_finite_state', 'check_state_dict', 'to_signed', 'to_unit', 'resize',
+           'show_images', 'image_grid', 'seed_everything', 'default_device', 'global_state', 'restore_global_state',
+           'keeps_global_state', 'FolderBusyError', 'clean_orphans', 'hold_folder', 'holds_folder', 'available_memory',
+           'check_memory', 'default_threads', 'add_threads_arg', 'set_threads', 'arg_seed', 'say_interrupted',
+           'TokenizerConfig', 'VARConfig', 'TrainConfig', 'Preset', 'get_preset', 'list_images', 'LineProgress',
+           'progress_bar']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
 class MsvarError(Exception):
@@ -28,6 +31,14 @@ class ImageReadError(MsvarError):
     def __init__(self, path, reason):
         self.path, self.reason = Path(path), reason
         super().__init__(f"cannot read image {str(path)!r}: {reason}")
+
+class WriteError(MsvarError, OSError):
+    "A file could not be written (a full disk, a read-only filesystem, a quota); the message names the file and what to do. Also an OSError."
+    def __init__(self, path, reason: str, errno_: int | None = None):
+        self.msg = (f"cannot write {str(path)!r}: {reason}; free some space or write elsewhere "
+                    "(the file that was there before, if any, is unchanged)")
+        OSError.__init__(self, errno_, self.msg); self.filename = str(path)
+    def __str__(self): return self.msg
 
 class ImageWarning(UserWarning):
     "An image was read, but not all of it (only the first frame of an animation or a multi-page file); the message names the file."
@@ -136,19 +147,41 @@ def _clean_orphans(path: Path, min_age: float = 60.0):
             if time.time() - t.stat().st_mtime > min_age: t.unlink()
         except OSError: pass
 
+_HELD = {}                                                              # resolved folder → [fd, depth]: the folders this process holds
+
+def _held_here(path: Path) -> bool:
+    "Whether this process holds the folder of `path` or a folder above it (then no other msvar run writes there)."
+    if not _HELD: return False
+    d = Path(path).resolve().parent
+    return any(d == k or d.is_relative_to(k) for k in _HELD)
+
 def _atomic_write(path: Path, write_fn):
     "Call `write_fn(tmp_path)` and rename the result to `path` (atomic on POSIX filesystems); the file gets the mode the user's umask gives."
     path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_orphans(path)
+    _clean_orphans(path, 0.0 if _held_here(path) else 60.0)   # in a folder this run holds, no other run writes: no age needed
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     mask = os.umask(0); os.umask(mask); os.chmod(tmp, 0o666 & ~mask)   # mkstemp makes 0600; `open` would give 0666 & ~umask
     try:
         write_fn(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.remove(tmp)
+        why = _write_failure(e, path)
+        if why is not None: raise WriteError(path, *why) from None
         raise
+
+def _write_failure(e: BaseException, path: Path):
+    "(reason, errno) when `e` says the disk refused a write (full, read-only, over quota), else None."
+    import errno, shutil
+    if isinstance(e, WriteError): return None
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+        return e.strerror, e.errno
+    if isinstance(e, RuntimeError) and ("inline_container" in str(e) or "file write failed" in str(e)):   # torch.save's write errors
+        try: free = f", {shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free there"
+        except OSError: free = ""
+        return f"the write failed (torch: {str(e).strip()[:80]}; is the disk full?{free})", errno.ENOSPC
+    return None
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
     "A (3, H, W) or (1, H, W) tensor in [0, 1] → (H, W, 3) uint8 array, rounded (not truncated)."
@@ -225,6 +258,9 @@ def _short(keys, n=8):
 def check_state_dict(model: torch.nn.Module, sd: dict, path=None) -> None:
     "Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` (read from the file `path`, if given) for `model`; nothing if they match."
     own = model.state_dict()
+    nontensor = [k for k, v in sd.items() if not torch.is_tensor(v)]
+    if nontensor: raise MsvarError(f"{'state dict' if path is None else repr(str(path))} is damaged: {len(nontensor)} entries are not "
+                                   f"tensors ({_short(nontensor, 3)}: {type(sd[nontensor[0]]).__name__}); use an untampered copy of the file")
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     shapes = [f"shape mismatch {k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
@@ -341,6 +377,149 @@ def keeps_global_state(f):
         try: return f(*args, **kwargs)
         finally: restore_global_state(st)
     return wrapper
+
+# %% ../nbs/00_core.ipynb #4858b7bf
+import contextlib, errno, shutil, sys
+
+class FolderBusyError(MsvarError):
+    "Another live run holds the output folder (its lock file names the process); the message says which and what to do."
+
+LOCK_NAME = ".msvar.lock"
+
+def _lock_holder(lock: Path) -> str:
+    "What a lock file says about its holder ('pid 123, msvar_sr, since …'), or a plain word when it cannot be read."
+    try: words = lock.read_text().split(maxsplit=2)
+    except OSError: return "another process"
+    return f"pid {words[0]}" + (f", {words[1]}" if len(words) > 1 else "") + (f", since {words[2]}" if len(words) > 2 else "")
+
+def _try_lock(lock: Path):
+    "An fd holding an exclusive flock on `lock` (the file now names this process), or None while another live process holds it."
+    import fcntl, time
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: os.close(fd); return None
+        try: same = os.stat(lock).st_ino == os.fstat(fd).st_ino  # the holder may have removed the file as we opened it
+        except FileNotFoundError: same = False
+        if not same: os.close(fd); continue
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {Path(sys.argv[0]).name or 'python'} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+        return fd
+
+def _release(folder: Path, fd: int):
+    "Remove the lock file and drop the lock (in this order, so that a waiting run never locks a removed file)."
+    import fcntl
+    try: os.remove(folder / LOCK_NAME)
+    except OSError: pass
+    fcntl.flock(fd, fcntl.LOCK_UN); os.close(fd)
+
+def clean_orphans(folder) -> int:
+    "Remove the temporaries (.NAME.PID.xxx.tmp) that killed writers left directly in `folder`: their process is gone. Returns how many."
+    n = 0
+    for t in Path(folder).glob(".*.tmp"):
+        pid = t.name.split(".")[-3] if t.name.count(".") >= 4 else ""
+        if not pid.isdigit() or _pid_alive(int(pid)): continue
+        try: t.unlink(); n += 1
+        except OSError: pass
+    return n
+
+def _pid_alive(pid: int) -> bool:
+    "Whether process `pid` exists (one of another user counts as alive)."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except OSError: return True
+    return True
+
+@contextlib.contextmanager
+def hold_folder(folder, what: str = "--out"):
+    """Hold output folder `folder` for this run: made if needed and proven writable, then locked (OUT/.msvar.lock, an flock naming
+    this process); FolderBusyError while another live process holds it. The kernel drops the lock when its holder dies (kill -9 too),
+    so a killed run never leaves it stuck. Nested holds of one folder in one process are free; temporaries of killed writers go."""
+    folder = check_out_dir(folder)
+    key = folder.resolve()
+    if key in _HELD: _HELD[key][1] += 1
+    else:
+        fd = _try_lock(folder / LOCK_NAME)
+        if fd is None:
+            raise FolderBusyError(f"output folder {str(folder)!r} is in use by another msvar run ({_lock_holder(folder / LOCK_NAME)}): "
+                                  f"two runs would mix their files; wait for it to finish, or choose another {what}")
+        _HELD[key] = [fd, 1]
+        clean_orphans(folder)
+    try: yield folder
+    finally:
+        _HELD[key][1] -= 1
+        if _HELD[key][1] == 0: _release(folder, _HELD.pop(key)[0])
+
+def holds_folder(arg: str, what: str = "--out"):
+    "Decorator: the call holds the folder passed as argument `arg` (see `hold_folder`); under torchrun only rank 0 takes the lock."
+    def deco(f):
+        import inspect
+        sig = inspect.signature(f)
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            folder = sig.bind(*args, **kwargs).arguments.get(arg)
+            if folder is None or os.environ.get("RANK", "0") != "0": return f(*args, **kwargs)
+            with hold_folder(folder, what): return f(*args, **kwargs)
+        return wrapper
+    return deco
+
+def available_memory() -> int:
+    "Bytes of memory this process can still take: MemAvailable of /proc/meminfo (Linux), else the free physical pages."
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"): return int(line.split()[1]) * 1024
+    except OSError: pass
+    try: return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError): return 2**62
+
+def check_memory(nbytes: float, what: str, fix: str):
+    "MsvarError saying `what` needs `nbytes`, more than the memory available, and `fix`; nothing if it fits."
+    have = available_memory()
+    if nbytes > have: raise MsvarError(f"{what} needs at least {nbytes / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB of memory available; {fix}")
+
+def default_threads() -> int:
+    "torch CPU threads that do not oversubscribe the machine: the cores this process may use, less those busy (1-minute load), at least 1."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, min(torch.get_num_threads(), cores - busy))
+
+def add_threads_arg(ap):
+    "The `--threads` option of the long-running commands."
+    ap.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch CPU threads (default: the idle cores, from the core count and the 1-minute load, at least 1)")
+
+def _positive_int(s):
+    import argparse
+    try: v = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if v < 1: raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
+    return v
+
+def set_threads(n: int | None = None) -> int:
+    "Set torch's CPU threads to `n` (default `default_threads()`); returns the number set."
+    n = n or default_threads()
+    torch.set_num_threads(n)
+    return n
+
+SEED_MAX = 2**40                        # seeds are mixed into per-step and per-item seeds (seed·1_000_003 + …) that must stay below 2**63
+
+def arg_seed(s):
+    "argparse type of every --seed: an integer in [0, SEED_MAX), a one-line usage error otherwise."
+    import argparse
+    try: v = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if not 0 <= v < SEED_MAX: raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**40), got {s}")
+    return v
+
+def say_interrupted(prog: str, out, ckpts=("last.pt",)):
+    "After Ctrl-C in a training command: one line saying its newest checkpoint (the first of `ckpts` under `out` that exists) is intact, as every write is atomic, and how to go on; exit code 130."
+    last = next((Path(out) / c for c in ckpts if (Path(out) / c).exists()), None)
+    state = (f"the last checkpoint {str(last)!r} is intact; run the same command again to resume from it" if last is not None
+             else "no checkpoint had been written yet; run the same command again to start over")
+    print(f"\n{prog}: interrupted: {state}", file=sys.stderr)
+    sys.exit(130)
+
 
 # %% ../nbs/00_core.ipynb #99948bbe
 @dataclass

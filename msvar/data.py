@@ -18,8 +18,8 @@ from .core import (MsvarError, ImageReadError, load_image, save_image, _atomic_w
 __all__ = ['CACHE_MAX_BYTES', 'DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'final_sinc_kernel',
            'filter2d_conv', 'filter2d', 'random_resize', 'add_gaussian_noise', 'add_poisson_noise', 'random_noise',
            'to_8bit', 'jpeg', 'draw_classes', 'degrade', 'scan_images', 'to_uint8_tensor', 'HRFolder', 'PairedFolder',
-           'SeededSampler', 'DegradeCollate', 'seed_worker', 'make_loader', 'make_testset', 'check_testset_options',
-           'make_testset_cli']
+           'SeededSampler', 'DegradeCollate', 'seed_worker', 'make_loader', 'check_apart', 'make_testset',
+           'check_testset_options', 'make_testset_cli']
 
 # %% ../nbs/01_data.ipynb #775e144d
 @dataclass
@@ -563,6 +563,17 @@ def _pair_seed(seed: int, k: int) -> int:
     "A per-pair 62-bit seed derived from the test set's seed and the pair index."
     return int(torch.randint(0, 2**62, (), generator=torch.Generator().manual_seed(seed * 1_000_003 + k)))
 
+def check_apart(out_dir, inputs) -> None:
+    "MsvarError when a test set's folders (OUT/hr, OUT/lr) and an input folder contain one another: writing would replace or mix input images."
+    for d in inputs:
+        if d is None: continue
+        r = Path(d).resolve()
+        for sub in ("hr", "lr"):
+            w = (Path(out_dir) / sub).resolve()
+            if r == w or r.is_relative_to(w) or w.is_relative_to(r):
+                raise MsvarError(f"input folder {str(d)!r} and the test set's folder {str(Path(out_dir) / sub)!r} overlap: writing the test set "
+                                 "would replace or mix the input images (--overwrite never reaches an input); choose another output folder")
+
 def make_testset(hr_root, out_dir, n: int = 100, hr_size: int = 64, lr_size: int = 16, seed: int = 0,
                  lr_root=None, real: bool = False, cfg: DegradationConfig | None = None, p_bilinear: float = 0.0,
                  small: str = "upscale", overwrite: bool = False, progress: bool = True) -> Path:
@@ -570,6 +581,7 @@ def make_testset(hr_root, out_dir, n: int = 100, hr_size: int = 64, lr_size: int
     from msvar.core import progress_bar
     if hr_size % lr_size: raise MsvarError(f"hr_size {hr_size} must be a multiple of lr_size {lr_size}")
     out_dir = Path(out_dir)
+    check_apart(out_dir, (hr_root, lr_root))
     if out_dir.exists() and not overwrite and any(out_dir.iterdir()):
         raise MsvarError(f"output folder {str(out_dir)!r} is not empty (pass overwrite=True / --overwrite to replace its files)")
     if lr_root is not None or real:
@@ -617,6 +629,7 @@ def check_testset_options(a) -> tuple:
         if d is not None and out.resolve().is_relative_to(Path(d).resolve()):
             raise MsvarError(f"output folder {str(out)!r} is inside the input folder {str(d)!r}: a later scan of that folder would read "
                              "the test set as input images; choose a folder outside it")
+    check_apart(out, (a.hr, a.lr))
     if out.is_dir() and any(out.iterdir()) and not a.overwrite:
         raise MsvarError(f"output folder {str(out)!r} is not empty (pass --overwrite to replace its files)")
     from msvar.core import check_out_dir

@@ -214,7 +214,10 @@ def eval_cli(argv=None):
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default=None)
     ap.add_argument("--overwrite", action="store_true")
+    from msvar.core import add_threads_arg, set_threads
+    add_threads_arg(ap)
     a = ap.parse_args(argv)
+    set_threads(a.threads)
     import warnings
     summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), options=vars(a), n_images=0, failed=[], interrupted=False, report=None)
     js, code = None, 0

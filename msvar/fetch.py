@@ -144,10 +144,23 @@ def _safe_members(names: list, archive) -> None:
         p = Path(n)
         if p.is_absolute() or ".." in p.parts: raise MsvarError(f"{archive}: refusing unsafe member path {n!r}")
 
-def extract(archive, dest, layout: tuple = ()) -> list:
-    "Unpack a .zip/.tar/.tgz `archive` atomically: into a temporary folder beside `dest`, then rename into place. Returns the folders made."
-    archive, dest = Path(archive), Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=f".extract-{archive.name}-")); os.chmod(tmp, 0o755)
+def _check_targets(moves, dest: Path, replace=()) -> None:
+    "MsvarError when a target folder exists and is not among `replace` (folders an earlier fetch made): msvar never removes a user's folder."
+    for _, dst in moves:
+        if (dest / dst).exists() and dst not in replace:
+            raise MsvarError(f"{str(dest / dst)!r} exists and was not made by msvar_fetch_data: nothing was changed (not even with --force); "
+                             "move it away, or fetch into another --out")
+
+def _clean_extract_leftovers(dest: Path) -> None:
+    "Remove the temporary folders (.extract-ARCHIVE-PID-xxx) that a killed unpacking left in `dest`: their process is gone."
+    from msvar.core import _pid_alive
+    for t in dest.glob(".extract-*"):
+        pid = t.name.rsplit("-", 2)[-2] if t.name.count("-") >= 3 else ""
+        if t.is_dir() and pid.isdigit() and not _pid_alive(int(pid)): shutil.rmtree(t, ignore_errors=True)
+
+def _unpack(archive: Path, tmp: Path, dest: Path) -> None:
+    "Unpack `archive` into `tmp`; a truncated or corrupt archive, or a full disk, is a one-line MsvarError (nothing changed in `dest`)."
+    import errno, zlib
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z: _safe_members(z.namelist(), archive); z.extractall(tmp)
@@ -156,7 +169,24 @@ def extract(archive, dest, layout: tuple = ()) -> list:
                 _safe_members(t.getnames(), archive)
                 t.extractall(tmp, filter="data") if hasattr(tarfile, "data_filter") else t.extractall(tmp)
         else: raise MsvarError(f"{archive} is neither a zip nor a tar archive")
-        moves = layout or ((".", archive.name.split(".")[0]),)
+    except (EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as e:
+        raise MsvarError(f"archive {str(archive)!r} is truncated or corrupt ({type(e).__name__}: {e}); nothing was changed in "
+                         f"{str(dest)!r}; download it again") from None
+    except OSError as e:
+        if e.errno is None: raise MsvarError(f"archive {str(archive)!r} is corrupt ({e}); download it again") from None
+        raise MsvarError(f"cannot unpack {str(archive)!r} into {str(dest)!r}: {e.strerror}"
+                         + ("; free some space or fetch into another --out" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+                         + "; nothing was changed there") from None
+
+def extract(archive, dest, layout: tuple = (), replace=()) -> list:
+    "Unpack a .zip/.tar/.tgz `archive` atomically: into a temporary folder beside `dest`, then rename into place; an existing target is replaced only if it is in `replace`. Returns the folders made."
+    archive, dest = Path(archive), Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    moves = layout or ((".", archive.name.split(".")[0]),)
+    _check_targets(moves, dest, replace)                              # before any work: a user's folder is never replaced
+    _clean_extract_leftovers(dest)
+    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=f".extract-{archive.name}-{os.getpid()}-")); os.chmod(tmp, 0o755)
+    try:
+        _unpack(archive, tmp, dest)
         for src, _ in moves:
             if not (tmp / src).is_dir():
                 top = sorted(p.name for p in tmp.iterdir())
@@ -164,7 +194,7 @@ def extract(archive, dest, layout: tuple = ()) -> list:
         made = []
         for src, dst in moves:
             target = dest / dst
-            if target.exists(): shutil.rmtree(target)                    # a complete, verified archive replaces an older copy
+            if target.exists(): shutil.rmtree(target)                    # a complete, verified archive replaces an older copy msvar made
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp / src if src != "." else tmp, target)
             made.append(target)
@@ -179,6 +209,14 @@ def _copy_bundled(src: Path, target: Path):
     tmp = target.with_name(f".{target.name}.copy"); shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp); os.replace(tmp, target)
 
+def _fetched_folders(out: Path) -> set:
+    "The folders of `out` that earlier fetches made (their records in out/.fetched): the only ones a fetch may replace."
+    made = set()
+    for r in (out / ".fetched").glob("*.json"):
+        try: made |= set(json.loads(r.read_text()).get("folders", []))
+        except (OSError, ValueError, AttributeError, TypeError): continue
+    return made
+
 def fetch_dataset(ds: Dataset | str, out=None, archive=None, progress: bool = True, keep_archive: bool = False, force: bool = False) -> dict:
     "Download (or take `archive`), verify, unpack and lay out one data set in `out` (default: the data cache); returns its record."
     ds = DATASETS[ds] if isinstance(ds, str) and ds in DATASETS else ds
@@ -188,6 +226,8 @@ def fetch_dataset(ds: Dataset | str, out=None, archive=None, progress: bool = Tr
     if rec_path.exists() and not force:
         rec = json.loads(rec_path.read_text())
         if all((out / f).exists() for f in rec["folders"]): return {**rec, "skipped": True}
+    made_before = _fetched_folders(out)
+    _check_targets(ds.layout, out, made_before)                        # before a download: a user's folder is never replaced
     downloaded = archive is None
     if downloaded:
         if ds.url is None: raise MsvarError(f"{ds.name} has no stable direct download link. {ds.manual}")
@@ -198,7 +238,7 @@ def fetch_dataset(ds: Dataset | str, out=None, archive=None, progress: bool = Tr
     digest = sha256_file(archive)
     if ds.sha256 is not None and digest != ds.sha256:
         raise MsvarError(f"checksum mismatch for {archive}: expected sha256 {ds.sha256}, got {digest}")
-    made = [str(m.relative_to(out)) for m in extract(archive, out, ds.layout)]
+    made = [str(m.relative_to(out)) for m in extract(archive, out, ds.layout, replace=made_before)]
     for src, dst in ds.bundled:
         try: _copy_bundled(data_dir() / src, out / dst); made.append(dst)
         except MsvarError as e: print(f"note: {dst} not copied beside the data set: {e}", file=sys.stderr)   # no source checkout
@@ -262,3 +302,6 @@ def fetch_data_cli(argv=None):
             print(f"{n}: {'already fetched' if rec.get('skipped') else 'fetched'} into {out}: {', '.join(rec['folders'])} ({rec['checksum']})")
     except MsvarError as e:
         print(f"msvar_fetch_data: error: {e}", file=sys.stderr); sys.exit(1)
+    except OSError as e:                                               # a full disk, a quota, a read-only folder while downloading or copying
+        print(f"msvar_fetch_data: error: cannot write into {str(out)!r}: {e.strerror or e}"
+              f"{f' ({e.filename})' if e.filename else ''}; free some space or fetch into another --out", file=sys.stderr); sys.exit(1)

