@@ -7,11 +7,14 @@
 # images by name are held out as the validation split (RUN/data/val) on which decoding and the colour fix are chosen;
 # everything trains on the other 271 (RUN/data/train). The reported test sets (Set14, BSD100) are never used here.
 # 0. The starting point is the previous model file (git show e156692:data/msvar_small.pt): its tokenizer and its VAR.
-# 1. Tokenizer: continued from that tokenizer's weights (vocabulary included, so that token ids keep their meaning)
-#    with replicate padding (the small preset's), l2 + 0.1 LPIPS, 3000 steps of 16 crops at lr 3e-4, one thread.
+# 1. Tokenizer: continued from that tokenizer's weights (vocabulary included) with replicate padding (the small
+#    preset's), l2 + 0.1 LPIPS, a 3000-step schedule of 16 crops at lr 3e-4, one thread. The shipped tokenizer is this
+#    run's checkpoint at step 2250 (the run was stopped there to leave the machine to the VAR; --save-every 250 writes
+#    it): to reproduce the shipped file exactly, stop the run after its step-2250 checkpoint and copy that last.pt aside;
+#    left to finish, the script trains on to step 3000 (a slightly better tokenizer, a different model).
 # 2. HIT finetune of it: 300 + 100 steps, l2 + 0.1 LPIPS.
 # 3. VAR: initialised from the previous model's VAR, CE + DPO (beta 0.1), 16 degraded crops per step, VAR_STEPS steps.
-# 4. The model file: tokenizer + VAR in half precision.
+# 4. The model file (safetensors): tokenizer + VAR in half precision.
 set -euo pipefail
 TRAIN=${1:?usage: bash bench/ship_small.sh TRAIN_DIR [RUN_DIR]}
 RUN=${2:-runs/ship}
@@ -47,6 +50,7 @@ from msvar.inference import sr_model_from_checkpoint, save_sr_model
 from msvar.train import load_checkpoint
 run = Path(sys.argv[1])
 ck = load_checkpoint(run / "var" / "last.pt")
-save_sr_model(sr_model_from_checkpoint(ck, run / "hit" / "last.pt"), run / "msvar_small.pt", half=True, steps=ck["step"], meta=ck["meta"])
-print(f"wrote {run / 'msvar_small.pt'} (VAR step {ck['step']}); copy it to data/msvar_small.pt")
+save_sr_model(sr_model_from_checkpoint(ck, run / "hit" / "last.pt"), run / "msvar_small.safetensors", half=True, steps=ck["step"],
+              meta=ck["meta"])
+print(f"wrote {run / 'msvar_small.safetensors'} (VAR step {ck['step']}); copy it to data/")
 PY

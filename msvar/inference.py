@@ -459,7 +459,7 @@ def decoding(a, default: dict | None = None) -> dict:
 def add_decoding_args(ap: argparse.ArgumentParser, sampling_filters: bool = True) -> None:
     "The decoding options shared by msvar_sr and msvar_eval."
     ap.add_argument("--soft", type=float, default=None, metavar="TAU", help=f"soft decoding at temperature TAU: each scale adds the expected "
-                    f"code under softmax(logits/TAU) (the default, TAU = {SOFT_TAU}: best PSNR at equal LPIPS in chapter 11's comparison)")
+                    f"code under softmax(logits/TAU) (the default, TAU = {SOFT_TAU}: chosen on a validation split, chapter 11)")
     ap.add_argument("--greedy", action="store_true", help="greedy decoding: the most likely token everywhere")
     ap.add_argument("--sample", action="store_true", help="sample the tokens (seeded)" + ("; --top-k/--top-p imply it" if sampling_filters else ""))
     if sampling_filters: ap.add_argument("--top-k", type=int, default=0); ap.add_argument("--top-p", type=float, default=0.0)

@@ -364,6 +364,12 @@ def _refuse_old_layout(last: Path):
 
 def init_weights(path) -> dict:
     "The tokenizer state dict of a tokenizer checkpoint, or of the base tokenizer inside an msvar model file."
+    from msvar.model_file import is_safetensors, read_model_file     # model files below the models: no code can run
+    if Path(path).is_file() and is_safetensors(path):
+        _, groups = read_model_file(path)
+        sd = {k[len("tok."):]: v.float() for k, v in groups.get("hit", {}).items() if k.startswith("tok.")}
+        if not sd: raise MsvarError(f"{str(path)!r} holds no tokenizer weights")
+        return sd
     ck = _load_torch(path, "tokenizer or model file")
     if isinstance(ck, dict) and isinstance(ck.get("hit"), dict) and "preset" in ck:   # an SR model file (chapter 08)
         sd = {k[len("tok."):]: v.float() for k, v in ck["hit"].items() if k.startswith("tok.")}
