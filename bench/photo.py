@@ -56,6 +56,9 @@ def main(argv=None):
     ap.add_argument("--image", default=str(repo_dir() / "data" / "images" / "butterfly.png"))
     ap.add_argument("--model", default=str(default_model_path()))
     ap.add_argument("--out", default=None, help="the comparison figure (JPEG)")
+    ap.add_argument("--before", default=None, help="another model file (run with its own settings: no colour fix) for a "
+                    "before/after figure")
+    ap.add_argument("--before-out", default=None, help="the before/after figure: bicubic, --before, --model (JPEG)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
@@ -80,6 +83,17 @@ def main(argv=None):
         bic4 = resize(x, (x.shape[-2] * 4, x.shape[-1] * 4), "bicubic").clamp(0, 1)
         figure(x, bic4, {"msvar": fixed[4]}, a.out)
         print(f"wrote {a.out}")
+    if a.before:
+        prev = load_sr_model(a.before, device="cpu")
+        old = upscale(x, prev, scales=(2, 4), soft=1.5, colour_sigma=None)
+        for s in (2, 4):
+            bic = resize(x, (x.shape[-2] * s, x.shape[-1] * s), "bicubic").clamp(0, 1)
+            rows[f"before x{s}"] = measure(old[s], bic, x, tile, overlap, s)
+        print("  ".join(f"{m} {v:.3f}" for m, v in rows["before x4"].items()), "(before, ×4)")
+        if a.before_out:
+            bic4 = resize(x, (x.shape[-2] * 4, x.shape[-1] * 4), "bicubic").clamp(0, 1)
+            figure(x, bic4, {"before": old[4], "msvar": fixed[4]}, a.before_out)
+            print(f"wrote {a.before_out}")
     if a.json: Path(a.json).write_text(json.dumps(dict(image=Path(a.image).name, rows=rows), indent=1))
     return rows
 

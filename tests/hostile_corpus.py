@@ -166,10 +166,11 @@ def tampered_models(d, toy) -> dict:
     """One `test`-preset SR model file per way of tampering with its metadata (chapter 08's format), written into folder `d` →
     {name: path}. Each must be refused with one line naming the file, before anything large is allocated."""
     import copy, torch
-    from msvar.inference import save_sr_model
+    from dataclasses import asdict
+    from msvar.inference import SR_FORMAT
     d = Path(d); d.mkdir(parents=True, exist_ok=True)
-    good = d / "good.pt"; save_sr_model(toy, good)
-    ck = torch.load(good, weights_only=True)
+    ck = dict(format=SR_FORMAT, preset=asdict(toy.preset), hit=toy.hit.state_dict(), var=toy.var.state_dict(),   # the older .pt layout:
+              var_prefix=True, var_options=toy.var.options(), tokens=toy.tokens)                               # still read, with a note
     edits = {
         "preset_field_wrong_type": lambda c: c["preset"].update(hr_size="32"),
         "preset_bool_as_int": lambda c: c["preset"]["tokenizer"].update(using_sa=1),

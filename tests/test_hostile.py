@@ -452,7 +452,7 @@ def test_single_tile_batches_decode(toy, hw):
     "A test-preset image of one tile (or a last batch of one tile): stage 1's 1×1 latent used to crash GroupNorm; same pixels as in a batch of two."
     from msvar.inference import upscale
     torch.manual_seed(0); x = torch.rand(3, *hw)
-    outs = upscale(x, toy, greedy=True, batch_size=1)
+    outs = upscale(x, toy, greedy=True, batch_size=1, colour_sigma=None)   # the raw tiles, as sr_batch gives them
     assert [tuple(outs[s].shape) for s in (1, 2, 4)] == [(3, hw[0] * s, hw[1] * s) for s in (1, 2, 4)]
     if hw == (8, 8):
         pair = toy.sr_batch(torch.stack([x, x]), greedy=True)
@@ -723,7 +723,7 @@ def test_sr_refuses_a_folder_another_run_holds_and_takes_over_after_kill(tmp_pat
     assert code == 2 and len(err.strip().splitlines()) == 1 and "in use by another msvar run" in err, (code, err)
     assert _pngs(tmp_path / "out") == []
     code, out, err = run_cli(sr_cli, argv, capsys)
-    assert code == 0 and _pngs(tmp_path / "out") == ["a_x1.png", "a_x2.png", "a_x4.png"], err
+    assert code == 0 and _pngs(tmp_path / "out") == ["a_x2.png", "a_x4.png"], err
 
 
 def test_rerun_removes_a_killed_writers_temporary(tmp_path, toy, capsys):
