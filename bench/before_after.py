@@ -1,6 +1,6 @@
 """Chapter 11's before/after picture: two model files on the same degraded crops, beside bicubic and the HR crop.
 
-    python bench/before_after.py --before FIRST.pt --after data/msvar_small.pt --data TEST/Set14 --idx 0 2 5 9 12 -o picture.jpg
+    python bench/before_after.py --before FIRST.pt --after data/msvar_small.safetensors --data TEST/Set14 --idx 0 2 5 9 12 -o picture.jpg
 Rows: LR input (nearest), bicubic ×4, BEFORE ×4, AFTER ×1, ×2, ×4 (each shown at 64 px), HR. Each model decodes as
 --before-decode / --after-decode say (chapter 11's setting strings; default: greedy before, msvar_sr's default after).
 """

@@ -1,6 +1,6 @@
 """Mean signed error maps: where a model draws the same thing in every output (chapter 11).
 
-    python bench/error_maps.py --model before=OLD.pt after=data/msvar_small.pt --data TEST/Set14 TEST/BSD100 \\
+    python bench/error_maps.py --model before=OLD.pt after=data/msvar_small.safetensors --data TEST/Set14 TEST/BSD100 \\
         -o data/msvar_small_train/error_maps.png --json data/msvar_small_train/quality/error_maps.json
 
 For each model (decoded as msvar_sr decodes, with and without its colour fix) and bicubic, the signed error

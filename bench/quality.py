@@ -1,8 +1,8 @@
 """What a user sees: PSNR-Y / LPIPS at ×1, ×2, ×4 of a model's outputs beside bicubic, on any image folders (chapter 11).
 
-    python bench/quality.py --model data/msvar_small.pt --data TEST/Set14 TEST/BSD100
+    python bench/quality.py --model data/msvar_small.safetensors --data TEST/Set14 TEST/BSD100
     python bench/quality.py --var runs/x/last.pt --tokenizer hit.pt --data ... --decode greedy topk50 topk50+cfg1.5
-    python bench/quality.py --model data/msvar_small.pt --data ... --ceiling --tf --json out.json
+    python bench/quality.py --model data/msvar_small.safetensors --data ... --ceiling --tf --json out.json
 
 Each `--data` folder is a paired folder (`hr/` + `lr/`) or an HR folder whose centre crops are degraded at `--seed`
 (the protocol of `msvar_eval`). Rows: bicubic and bilinear upsampling (at ×1 both are the degraded input itself), the

@@ -4,7 +4,7 @@ Reports seconds per 128→512 image (a 128-px input is tiled into 16-px LR tiles
 1024×768 input, in one run. Weights are random (speed does not depend on training) unless --model
 points to a trained bundle.
 
-    python bench/sr.py [--model data/msvar_small.pt] [--batch-size 32] [--skip-large] [--decode soft1.5 greedy]
+    python bench/sr.py [--model data/msvar_small.safetensors] [--batch-size 32] [--skip-large] [--decode soft1 greedy]
 
 Each decoding setting (chapter 11's strings; default: msvar_sr's soft decoding, then greedy) is timed on the same input.
 """

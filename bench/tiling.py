@@ -1,6 +1,6 @@
 """Large images without a grid: tile overlap and the colour fix, measured on whole images (chapter 08, chapter 11).
 
-    python bench/tiling.py --model data/msvar_small.pt --data VAL_HR_FOLDER -n 20 --json out.json
+    python bench/tiling.py --model data/msvar_small.safetensors --data VAL_HR_FOLDER -n 20 --json out.json
 
 Each HR image's centre crop of --hr-size pixels is degraded (Real-ESRGAN, seeded) to a quarter of its side, so that
 the LR input is several tiles wide, and super-resolved by `upscale` with each --overlap; every colour-fix σ
@@ -15,7 +15,7 @@ import torch
 from msvar.core import MsvarError, list_images, resize
 from msvar.data import degrade
 from msvar.hit import center_crops
-from msvar.inference import load_sr_model, upscale, colour_fix, seam_ratio, tile_starts
+from msvar.inference import load_sr_model, upscale, colour_fix, seam_ratio, tile_starts, SOFT_TAU
 from msvar.metrics import psnr, delta_e, chroma, lpips_distance
 
 
@@ -35,7 +35,7 @@ def main(argv=None):
     ap.add_argument("--hr-size", type=int, default=256)
     ap.add_argument("--overlap", type=int, nargs="+", default=[4, 8], help="tile overlaps to compare (LR pixels)")
     ap.add_argument("--sigma", type=float, nargs="+", default=[0, 0.5, 1, 2], help="colour-fix σ in LR pixels (0: none)")
-    ap.add_argument("--soft", type=float, default=1.5, help="soft decoding temperature (msvar_sr's default)")
+    ap.add_argument("--soft", type=float, default=SOFT_TAU, help="soft decoding temperature (default: msvar_sr's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None)

@@ -199,7 +199,7 @@ def eval_cli(argv=None):
     "Console entry point `msvar_eval`: evaluate a model at ×1/×2/×4 with bicubic and bilinear baselines."
     from msvar.inference import load_sr_model, default_model_path, check_options, check_out_dir, decoding, add_decoding_args
     ap = argparse.ArgumentParser(prog="msvar_eval", description=eval_cli.__doc__)
-    ap.add_argument("--model", default=None, help="model file (default: data/msvar_small.pt)")
+    ap.add_argument("--model", default=None, help="model file (default: the shipped data/msvar_small model)")
     ap.add_argument("--data", default=None, help="HR folder (degraded at --seed) or a paired folder with hr/ and lr/ "
                     "(default: BSD100 in the data cache, made by `msvar_fetch_data bsds300`)")
     ap.add_argument("--lr", default=None, help="LR folder matching --data by name (DRealSR layout)")
