@@ -133,8 +133,8 @@ def model_card(q: dict, row: str) -> str:
     m, b = t.loc[row], t.loc["bicubic"]
     checks = goal_checks(t, row)
     missed = [f"{CRITERIA[k]} at ×{s[1:]}" for s in ("x2", "x4") for k, ok in checks[s].items() if not ok]
-    goal = ("every criterion of the goal holds at ×2 and ×4" if not missed
-            else "the goal is missed on " + ", ".join(missed))
+    goal = ("every criterion of chapter 11's goal holds at ×2 and ×4" if not missed
+            else "chapter 11's goal is missed on " + ", ".join(missed))
     x1 = (f"Its ×1 output (the restored input) scores {m.psnr_x1:.2f} dB PSNR-Y against the degraded input's "
           f"{b.psnr_x1:.2f} dB")
     data = " + ".join(q.get("data", ["Set14", "BSD100"]))
