@@ -5,57 +5,27 @@ as ratios to the `small` preset measured in one run (chapter 11).
 
 The ×1 output is decoded from a (s_1·ρ_L)² latent grid: 2 × 2 at the `small` preset (downsampling 8, 64-px HR), which
 caps what any VAR can reconstruct of a 16-px image. Halving the tokenizer's downsampling (4 instead of 8) gives ×1 a
-4 × 4 grid; the candidate below keeps the three stages at ρ = 4, 8, 16. The step is bench/train_step.py's (random
-tokens, CE + one-pass DPO, backward, AdamW) in bf16 where the CPU has it.
+4 × 4 grid; the candidate below keeps the three stages at ρ = 4, 8, 16. The step is bench/train_step.py's `bench` (random
+tokens, CE + one-pass DPO, backward, clipping, AdamW) in bf16 where the CPU has it.
 """
-import argparse, dataclasses, json, sys, time
+import argparse, dataclasses, json
 from pathlib import Path
 import torch
 from msvar.core import get_preset
-from msvar.losses import SRTokens, sr_loss
-from msvar.train import resolve_precision, param_groups
-from msvar.var import SRVAR
+from msvar.train import resolve_precision
+from train_step import bench                   # bench/ is on the path of a script run from it: the same training step
 
 CANDIDATES = {"small (downsample 8)": dict(),
               "downsample 4": dict(downsample=4, patch_nums=(1, 2, 3, 4, 6, 8, 10, 12, 16))}
 
 
 def preset_for(name: str):
-    "The small preset with a candidate's geometry (a tokenizer with one more level of channels for downsampling 4 → 8)."
+    "The small preset with a candidate's geometry (for downsampling 4, a tokenizer with one downsampling level fewer)."
     over = CANDIDATES[name]
     p = get_preset("small")
     if not over: return p
     tok = dataclasses.replace(p.tokenizer, ch_mult=(1, 2, 4))      # two downsamplings: ×4
     return dataclasses.replace(p, tokenizer=tok, **over)
-
-
-def step_seconds(p, B: int, steps: int, amp) -> float:
-    "Seconds per VAR training step of preset `p` on random tokens (after one warm-up step)."
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
-    m = SRVAR.from_preset(p).train()
-    opt = torch.optim.AdamW(param_groups(m, 0.005), lr=1e-4, betas=(0.9, 0.95))
-    n, V = p.n_image_tokens, p.tokenizer.vocab_size
-    z_hr = torch.randint(0, V, (B, n), generator=g)
-    z_lr = torch.randint(0, V, (B, n), generator=g)
-    C, side = p.tokenizer.z_channels, p.latent_side
-    x = lambda: torch.randn(B, n - p.patch_nums[0] ** 2, C, generator=g)
-    maps = lambda z: list(z.split([r * r for r in p.patch_nums], 1))
-    t = SRTokens(torch.randn(B, C, side, side, generator=g), torch.zeros(B, dtype=torch.long), x(), z_hr, x(), z_lr,
-                 [m.reshape(B, r, r) for m, r in zip(maps(z_hr), p.patch_nums)],
-                 [m.reshape(B, r, r) for m, r in zip(maps(z_lr), p.patch_nums)])
-
-    def step():
-        with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
-            loss, _ = sr_loss(m, t, dpo=True)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    step()
-    t0 = time.perf_counter()
-    for _ in range(steps): step()
-    return (time.perf_counter() - t0) / steps
 
 
 def main(argv=None):
@@ -68,11 +38,10 @@ def main(argv=None):
     if a.threads: torch.set_num_threads(a.threads)
     dev = torch.device("cpu")
     prec = resolve_precision("auto", dev)
-    amp = {"bf16": torch.bfloat16}.get(prec)
     rows = []
     for name in CANDIDATES:
         p = preset_for(name)
-        rows.append((name, p, step_seconds(p, a.batch, a.steps, amp), p.n_image_tokens + p.n_prefix_tokens))
+        rows.append((name, p, bench(p, a.batch, dev, prec, a.steps)[0], p.n_image_tokens + p.n_prefix_tokens))
     base = rows[0][2]
     print(f"VAR training step, batch {a.batch}, {prec}, {torch.get_num_threads()} thread(s)")
     for name, p, sec, seq in rows:

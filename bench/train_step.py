@@ -54,7 +54,7 @@ def random_tokens(p, B, dev, g):
 
 def bench(preset, B, dev, precision, steps, depth=None):
     "Seconds per training step and FLOPs per step of the VAR of `preset` (optionally at a reduced depth)."
-    p = get_preset(preset)
+    p = get_preset(preset) if isinstance(preset, str) else preset                # a name, or a Preset (bench/geometry.py)
     torch.manual_seed(0)
     m = SRVAR.from_preset(p, **({} if depth is None else dict(depth=depth))).to(dev).train()
     opt = torch.optim.AdamW(param_groups(m, 0.005), lr=1e-4, betas=(0.9, 0.95))

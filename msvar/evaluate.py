@@ -139,9 +139,8 @@ def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, seed: int 
         for n, y in enumerate(model.sr_batch(lr[i:i + batch_size], cls=c, generator=g, **decode)): outs[n].append(y.cpu())
     outs = [torch.cat(o) for o in outs]
     if colour_sigma is None: return outs
-    from msvar.inference import colour_fix                            # msvar_sr's colour fix, on each crop (chapter 08)
-    refs = baseline_outputs(lr, model.preset, "bicubic")
-    return [colour_fix(y, r.clamp(0, 1), colour_sigma * s) for y, r, s in zip(outs, refs, model.scales)]
+    from msvar.inference import colour_fix_scales                     # msvar_sr's colour fix, on each crop (chapter 08)
+    return list(colour_fix_scales(dict(zip(model.scales, outs)), lr, colour_sigma).values())
 
 def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True, cfg: float | None = None, seed: int = 0, soft: float | None = None,
                    cls: int | None = None, crop_border: int = 0, fid_min: int | None = 50, lpips: bool = True, name: str = "msvar",

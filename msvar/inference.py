@@ -19,9 +19,9 @@ from .losses import upsample_lr
 # %% auto #0
 __all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SOFT_TAU', 'DECODING_KEYS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'SOFT_MIN',
            'CFG_MAX', 'SRModel', 'check_decoding', 'save_sr_model', 'read_sr_model_file', 'load_sr_model',
-           'sr_model_from_checkpoint', 'tile_starts', 'blend_window', 'gaussian_blur', 'colour_fix', 'upscale',
-           'seam_ratio', 'default_model_path', 'compare_figure', 'plan_outputs', 'sr_files', 'decoding',
-           'add_decoding_args', 'check_options', 'sr_cli']
+           'sr_model_from_checkpoint', 'tile_starts', 'blend_window', 'gaussian_blur', 'colour_fix',
+           'colour_fix_scales', 'upscale', 'seam_ratio', 'default_model_path', 'compare_figure', 'plan_outputs',
+           'sr_files', 'decoding', 'add_decoding_args', 'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 def _decode_stage(hit: HITTokenizer, f_hat: torch.Tensor, n: int) -> torch.Tensor:
@@ -219,6 +219,13 @@ def colour_fix(out: torch.Tensor, ref: torch.Tensor, sigma: float) -> torch.Tens
     if not sigma > 0: raise MsvarError(f"colour_fix needs σ > 0 pixels, got {sigma}")
     return (out - gaussian_blur(out, sigma) + gaussian_blur(ref, sigma)).clamp(0, 1)
 
+def colour_fix_scales(outs: dict, x: torch.Tensor, sigma: float) -> dict:
+    """`colour_fix` of each {scale: output} of the input `x` ((3, h, w) or (B, 3, h, w)) against bicubic upsampling of
+    `x` to that scale (`x` itself at ×1), σ = `sigma` input pixels: what `upscale` and the evaluation both apply."""
+    h, w = x.shape[-2:]
+    ref = lambda s: x if s == 1 else resize(x, (h * s, w * s), "bicubic").clamp(0, 1)
+    return {s: colour_fix(y, ref(s), sigma * s) for s, y in outs.items()}
+
 # %% ../nbs/08_inference.ipynb #5ab0fc4b
 COLOUR_SIGMA = 0.5   # upscale's colour fix, in input pixels (σ = 2 output pixels at ×4), chosen in chapter 11
 
@@ -275,9 +282,7 @@ def upscale(image, model, scales=(1, 2, 4), cls: int = 0, cfg: float | None = No
                 acc[s][:, i * s:(i + tile) * s, j * s:(j + tile) * s] += y * win[s]
                 den[s][:, i * s:(i + tile) * s, j * s:(j + tile) * s] += win[s]
     outs = {s: (acc[s] / den[s])[:, : H * s, : W * s].clamp(0, 1) for s in scales}
-    if colour_sigma is None: return outs
-    ref = {s: x if s == 1 else resize(x, (H * s, W * s), "bicubic").clamp(0, 1) for s in scales}
-    return {s: colour_fix(outs[s], ref[s], colour_sigma * s) for s in scales}
+    return outs if colour_sigma is None else colour_fix_scales(outs, x, colour_sigma)
 
 
 # %% ../nbs/08_inference.ipynb #fb832cc4

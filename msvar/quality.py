@@ -15,7 +15,8 @@ from .evaluate import baseline_outputs, evaluate_outputs, summary_table, model_o
 
 # %% auto #0
 __all__ = ['WIDE_METRICS', 'CRITERIA', 'parse_decode', 'ceiling_outputs', 'teacher_forced', 'wide_table', 'goal_checks',
-           'meets_goal', 'quality_table', 'save_quality', 'load_quality', 'model_card', 'autoencoder_table']
+           'scale_checks', 'meets_goal', 'quality_table', 'save_quality', 'load_quality', 'model_card',
+           'autoencoder_table']
 
 # %% ../nbs/11_small_model.ipynb #7c30862d
 def parse_decode(s: str) -> dict:
@@ -74,13 +75,18 @@ def goal_checks(t: pd.DataFrame, name: str, ref: str = "bicubic") -> dict:
     b, m = t.loc[ref], t.loc[name]
     out = {"x1": {"psnr_y": bool(m.psnr_x1 >= b.psnr_x1 - 1)}}
     for s in ("x2", "x4"):
-        g = lambda k: m.get(f"{k}_{s}", float("nan"))               # a table without a column fails that check
-        r = lambda k: b.get(f"{k}_{s}", float("nan"))
-        out[s] = {"psnr_rgb": bool(g("psnr_rgb") >= r("psnr_rgb") - 1), "psnr_y": bool(g("psnr") >= r("psnr") - 0.5),
-                  "delta_e": bool(g("delta_e") <= r("delta_e") + 1), "chroma_kept": bool(g("chroma_kept") >= 0.9),
-                  "lpips": bool(g("lpips") <= 0.8 * r("lpips")),
-                  "fixed_pattern": bool(g("fixed_pattern") <= 2 * r("fixed_pattern"))}
+        pick = lambda row: {k: row.get(f"{k}_{s}", float("nan")) for k in ("psnr", "psnr_rgb", "delta_e", "chroma_kept",
+                                                                          "lpips", "fixed_pattern")}
+        out[s] = scale_checks(pick(m), pick(b))
     return out
+
+def scale_checks(m: dict, b: dict) -> dict:
+    "The goal's criteria at ×2 or ×4 for one row's scores `m` against bicubic's `b` ({metric: value}; a missing one fails)."
+    g = lambda k: m.get(k, float("nan"))
+    r = lambda k: b.get(k, float("nan"))
+    return {"psnr_rgb": bool(g("psnr_rgb") >= r("psnr_rgb") - 1), "psnr_y": bool(g("psnr") >= r("psnr") - 0.5),
+            "delta_e": bool(g("delta_e") <= r("delta_e") + 1), "chroma_kept": bool(g("chroma_kept") >= 0.9),
+            "lpips": bool(g("lpips") <= 0.8 * r("lpips")), "fixed_pattern": bool(g("fixed_pattern") <= 2 * r("fixed_pattern"))}
 
 def meets_goal(t: pd.DataFrame, name: str, ref: str = "bicubic") -> dict:
     "`goal_checks` summarised: one bool per scale, True when every criterion of that scale holds."

@@ -365,17 +365,15 @@ def _refuse_old_layout(last: Path):
 def init_weights(path) -> dict:
     "The tokenizer state dict of a tokenizer checkpoint, or of the base tokenizer inside an msvar model file."
     from msvar.model_file import is_safetensors, read_model_file     # model files below the models: no code can run
-    if Path(path).is_file() and is_safetensors(path):
-        _, groups = read_model_file(path)
-        sd = {k[len("tok."):]: v.float() for k, v in groups.get("hit", {}).items() if k.startswith("tok.")}
-        if not sd: raise MsvarError(f"{str(path)!r} holds no tokenizer weights")
-        return sd
-    ck = _load_torch(path, "tokenizer or model file")
-    if isinstance(ck, dict) and isinstance(ck.get("hit"), dict) and "preset" in ck:   # an SR model file (chapter 08)
-        sd = {k[len("tok."):]: v.float() for k, v in ck["hit"].items() if k.startswith("tok.")}
-        if not sd: raise MsvarError(f"{str(path)!r} holds no tokenizer weights")
-        return sd
-    return _tokenizer_parts(ck, path)[1]
+    if Path(path).is_file() and is_safetensors(path): hit = read_model_file(path)[1].get("hit", {})
+    else:
+        ck = _load_torch(path, "tokenizer or model file")
+        if not (isinstance(ck, dict) and isinstance(ck.get("hit"), dict) and "preset" in ck):
+            return _tokenizer_parts(ck, path)[1]                       # a tokenizer checkpoint
+        hit = ck["hit"]                                                # an older (torch pickle) model file
+    sd = {k[len("tok."):]: v.float() for k, v in hit.items() if k.startswith("tok.")}   # the HIT model's base tokenizer
+    if not sd: raise MsvarError(f"{str(path)!r} holds no tokenizer weights")
+    return sd
 
 @holds_folder("out_dir")                # one run at a time in out_dir (a second is refused; a killed run does not block it)
 @keeps_global_state                     # seeds the global RNGs for its own run; the caller's states come back on return
