@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Wall time of the small reproduction from a fresh clone: clone this repository into an empty folder, create a venv,
 # install, fetch the LPIPS/FID weights and the data (`msvar_fetch_data bsds300`: BSD200 + BSD100 beside the bundled T91,
-# Set5, Set14), run `msvar_reproduce --preset small`, and print the time of each part. This is how the 75.7 min in chapter 10 was measured (pip took its wheels from the machine's cache, and
-# the weights were already in ~/.cache/msvar). Needs about 2 GB of disk for the run folder.
+# Set5, Set14), run the whole `msvar_reproduce --preset small` (tokenizer and HIT finetune included, five VARs with two
+# seeds each), and print the time of each part. Needs about 2 GB of disk for the run folder.
 #
 #   bash bench/fresh_clone_reproduce.sh [WORKDIR]      # default WORKDIR: /tmp/msvar_fresh
 set -euo pipefail

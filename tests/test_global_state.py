@@ -58,8 +58,12 @@ def test_modules_and_plotting_helpers_leave_global_state(svg_backend, tmp_path, 
             "msvar": [torch.rand(1, 3, s, s, generator=g) for s in p.stage_sizes]}
     res = dict(per_image=pd.DataFrame(dict(image=[0], psnr=[20.0])), summary=pd.DataFrame(dict(psnr=[20.0])), outputs=outs, n=1)
     plan = rp.ReproPlan(preset="test", tok_steps=1, tok_batch=1, hit_steps1=1, hit_steps2=1, hit_batch=1, var_steps=1, var_batch=1)
-    monkeypatch.setattr(rp, "results_tables", lambda out: {k: res["summary"] for k in ("t1a", "t1b", "t2")})
-    monkeypatch.setattr(rp, "orderings", lambda t: pd.DataFrame())
+    scores = dict(image=["a", "b"] * 2, scale="x1", psnr=[20.0, 21, 22, 24], psnr_rgb=[19.0, 20, 21, 23], ssim=float("nan"),
+                  lpips=[0.3, 0.2, 0.25, 0.1], delta_e=[5.0, 4, 4, 3])
+    fake = dict(t1a=pd.DataFrame(dict(scores, method=["hit-base"] * 2 + ["hit"] * 2)),
+                per=pd.DataFrame(dict(scores, method=["baseline"] * 2 + ["ours"] * 2, test_set="S", seed=0,
+                                      decoding="raw")))
+    monkeypatch.setattr(rp, "results", lambda out: fake)
 
     before = _state()
     figs = [show_images([lr[0], hr[0]], ["lr", "hr"]), plot_metrics(hist, keys=("loss", "l2")), plot_metrics(hist, tmp_path / "h.png", keys=("loss", "l2")),

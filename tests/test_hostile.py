@@ -541,7 +541,8 @@ def test_make_testset_bad_folders(tmp_path, capsys):
 
 @pytest.mark.parametrize("bad,why", [(["--stages", "foo"], "unknown stage"), (["--force", "bar"], "unknown stage"),
                                      (["--out", "{f}"], "existing file"), (["--out", "{f}/run"], "cannot write"),
-                                     (["--data", "{d}/nope"], "does not exist"), (["--test", "{d}/nope"], "does not exist")])
+                                     (["--data", "{d}/nope"], "does not exist"), (["--test", "{d}/nope"], "does not exist"),
+                                     (["--tokenizer", "{d}/nope.pt"], "does not exist"), (["--hit", "{d}"], "does not exist")])
 def test_reproduce_bad_option(tmp_path, capsys, monkeypatch, bad, why):
     import msvar.reproduce as rep
     monkeypatch.setattr(rep, "reproduce", lambda *a, **k: pytest.fail("reproduce ran before the options were checked"))

@@ -18,11 +18,9 @@ def test_readme_quotes_the_measured_model():
 
 
 def test_readme_findings_are_the_bundled_runs():
-    "The README's reproduction findings are what `findings` writes from the bundled run of record (data/repro_small)."
-    import pandas as pd
-    from msvar.reproduce import results_tables, findings
-    d = REPO / "data" / "repro_small"
-    md = findings(results_tables(d), pd.read_csv(d / "prefix_use.csv", index_col=0))
+    "The README's reproduction verdicts are what `run_findings` writes from the bundled run of record (data/repro_small)."
+    from msvar.reproduce import run_findings
+    md = run_findings(REPO / "data" / "repro_small")
     readme = (REPO / "README.md").read_text()
     missing = [l for l in md.splitlines() if l not in readme]
     assert not missing, f"README.md is stale: rerun nbs/index.ipynb and msvar_readme; lines missing: {missing[:2]}"
