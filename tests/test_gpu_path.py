@@ -214,8 +214,8 @@ def _random_batch(B=2, seed=0):
 # Token agreement of the bf16 encoder with the fp32 one, measured on 32 T91 crops with the shipped `small` model:
 # 87 % of the HR tokens (by scale 100, 99, 98, 95, 90, 84, 83 %), the prefix within 0.5 % (relative L2).
 # Allowed here, on 8 crops:
-AMP_TOKEN_AGREEMENT = 0.75      # all scales together
-AMP_FIRST_SCALES = 0.95         # each of the two coarsest scales
+AMP_TOKEN_AGREEMENT = 0.75      # all scales together (measured 86 % for HR, 88 % for LR)
+AMP_FIRST_SCALES = 0.85         # each of the two coarsest scales (8 and 32 tokens here; measured 100 and 97 %)
 AMP_PREFIX_REL = 0.02
 
 
