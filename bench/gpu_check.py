@@ -11,8 +11,8 @@ recorded with its traceback's last line and the next part still runs):
   throughput    paper-preset training step (bf16, CE + DPO, AdamW) at the largest batch that fits (doubling), eager and
                 torch.compile: images/s, tokens/s and model FLOP/s as a fraction of the GPU's dense bf16 peak;
                 the largest batch msvar_train's memory plan expects to fit, beside the one found
-  sampling      paper-preset ×1/×2/×4 sampling per 512-px image (classifier-free guidance, KV cache), the cache's
-                speed-up over recomputation, HIT tokenization and stage decoding per image
+  sampling      paper-preset ×1/×2/×4 decoding per 512-px image (msvar_sr's soft decoding, classifier-free guidance,
+                KV cache), the cache's speed-up over recomputation, HIT tokenization and stage decoding per image
   cli           msvar_sr --device cuda on data/demo/lr and msvar_eval --device cuda on a few crops, against the CPU
                 outputs (greedy decoding is deterministic up to float rounding)
 
@@ -431,15 +431,18 @@ def part_sampling(ctx, deadline):
     from msvar.var import SRVAR
     from msvar.hit import HITTokenizer, HITState
     from msvar.tokenizer import Tokenizer
-    from msvar.inference import SRModel
+    from msvar.inference import SRModel, SOFT_TAU
     from msvar.losses import sr_tokens
     dev = ctx.dev
     p = get_preset("test" if ctx.dry_run else "paper")
     torch.manual_seed(0)
     with torch.device(dev): model = SRModel(HITTokenizer(Tokenizer.from_preset(p), p), SRVAR.from_preset(p), tokens="hit").eval()
-    res = dict(preset=p.name, hr_px=p.hr_size, precision="fp32 (as msvar_sr)", cfg=1.5)
-    g = torch.Generator().manual_seed(0)                                    # a CPU generator, as msvar_sr / upscale use
+    res = dict(preset=p.name, hr_px=p.hr_size, precision="fp32 (as msvar_sr)", cfg=1.5,
+               decoding=f"soft τ = {SOFT_TAU} (as msvar_sr)")
+    g = torch.Generator().manual_seed(0)
     lr = torch.rand(8, 3, p.lr_size, p.lr_size, generator=g)
+    gd = torch.Generator(device=dev).manual_seed(0)                         # on the device, as the model
+    decode = dict(cfg=1.5, soft=SOFT_TAU, generator=gd)                     # msvar_sr's decoding: expected codes
     def timed(fn, reps=2):
         best = math.inf
         for _ in range(reps):
@@ -448,9 +451,9 @@ def part_sampling(ctx, deadline):
         return best
     b1 = 2 if ctx.dry_run else 1                                            # the test preset's 1×1 latents need 2 images
     with torch.no_grad():
-        model.sr_batch(lr[:b1], cfg=1.5, generator=g)                     # warm-up
+        model.sr_batch(lr[:b1], **decode)                                 # warm-up
         for B in (b1, 8):
-            s = timed(lambda: model.sr_batch(lr[:B], cfg=1.5, generator=g))
+            s = timed(lambda: model.sr_batch(lr[:B], **decode))
             res[f"sr_batch_{B}_s_per_image"] = round(s / B, 4)
         # KV cache vs recomputation (tokens only, batch 1, guidance)
         prefix, cls = model.prefix(lr[:b1].to(dev)), torch.zeros(b1, dtype=torch.long, device=dev)

@@ -15,12 +15,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'LOCK_NAME', 'SEED_MAX', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 'ImageReadError',
            'WriteError', 'ImageWarning', 'load_image', 'repo_dir', 'data_dir', 'bundled_images', 'to_uint8',
-           'save_image', 'check_out_dir', 'check_finite_state', 'check_state_dict', 'to_signed', 'to_unit', 'resize',
-           'show_images', 'image_grid', 'seed_everything', 'default_device', 'global_state', 'restore_global_state',
-           'keeps_global_state', 'FolderBusyError', 'clean_orphans', 'hold_folder', 'holds_folder', 'available_memory',
-           'check_memory', 'default_threads', 'add_threads_arg', 'set_threads', 'arg_seed', 'say_interrupted',
-           'TokenizerConfig', 'VARConfig', 'TrainConfig', 'Preset', 'get_preset', 'list_images', 'LineProgress',
-           'progress_bar']
+           'save_image', 'check_out_dir', 'check_finite_state', 'check_state_dict', 'to_signed', 'to_unit',
+           'unit_float', 'host_values', 'resize', 'show_images', 'image_grid', 'seed_everything', 'default_device',
+           'global_state', 'restore_global_state', 'keeps_global_state', 'FolderBusyError', 'clean_orphans',
+           'hold_folder', 'holds_folder', 'available_memory', 'check_memory', 'default_threads', 'add_threads_arg',
+           'set_threads', 'arg_seed', 'say_interrupted', 'TokenizerConfig', 'VARConfig', 'TrainConfig', 'Preset',
+           'get_preset', 'list_images', 'LineProgress', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
 class MsvarError(Exception):
@@ -281,6 +281,15 @@ def to_unit(x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     "Map a network output from [-1, 1] back to [0, 1] (clamped by default): the step VAR users often forget."
     x = (x + 1.0) / 2.0
     return x.clamp(0.0, 1.0) if clamp else x
+
+def unit_float(x: torch.Tensor) -> torch.Tensor:
+    "An image in [0, 1] as float32: uint8 levels divided by 255 (batches travel as uint8), other dtypes cast."
+    return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+
+def host_values(t: torch.Tensor) -> bool:
+    """Whether `t`'s values can be read without waiting for a device: checks of values (index ranges, class labels) run
+    only on CPU tensors, so that a GPU step never stops to copy them (a bad index there fails in the lookup itself)."""
+    return t.device.type == "cpu"
 
 # %% ../nbs/00_core.ipynb #7126a14c
 RESIZE_MODES = ("bicubic", "bilinear", "area", "nearest")

@@ -525,20 +525,27 @@ class SeededSampler(torch.utils.data.Sampler):
         return iter(zip(order.tolist(), seeds.tolist()))
 
 class DegradeCollate:
-    "Stack items into a batch dict, degrading (Real-ESRGAN, one image at a time, seeded per item) those without an LR."
-    def __init__(self, cfg: DegradationConfig | None = None, lr_size=None, p_bilinear: float = 0.25):
-        self.cfg, self.lr_size, self.p_bilinear = cfg or DegradationConfig(), lr_size, p_bilinear
+    """Stack items into a batch dict, degrading (Real-ESRGAN, one image at a time, seeded per item) those without an LR.
+    `uint8`: the images travel as uint8 levels (a quarter of the bytes through the workers' shared memory and to the
+    GPU; `unit_float` turns them back into [0, 1]): exact for 8-bit files; an HR of finer levels (an upscaled small
+    image, a 16-bit file) is rounded to 8 bits first, and its LR degraded from the rounded HR."""
+    def __init__(self, cfg: DegradationConfig | None = None, lr_size=None, p_bilinear: float = 0.25,
+                 uint8: bool = False):
+        self.cfg, self.lr_size, self.p_bilinear, self.uint8 = cfg or DegradationConfig(), lr_size, p_bilinear, uint8
     def __call__(self, items: list) -> dict:
-        lrs, cls = [], []
+        hrs, lrs, cls = [], [], []
         for it in items:
+            hrs.append(to_8bit(it["hr"]) if self.uint8 else it["hr"])
             if "lr" in it: lrs.append(it["lr"]); cls.append(int(it["cls"])); continue
             if it["seed"] < 0: raise MsvarError("items to degrade need a seed: index the dataset with (i, seed) or use make_loader")
             lr_size = self.lr_size or it["hr"].shape[-1] // 4
             g = torch.Generator().manual_seed(it["seed"] + 1)
-            lr, c = degrade(it["hr"][None], self.cfg, lr_size, g, self.p_bilinear)
+            lr, c = degrade(hrs[-1][None], self.cfg, lr_size, g, self.p_bilinear)
             lrs.append(lr[0]); cls.append(int(c[0]))
-        return {"hr": torch.stack([it["hr"] for it in items]), "lr": torch.stack(lrs),
-                "cls": torch.tensor(cls, dtype=torch.long), "index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
+        hr, lr = torch.stack(hrs), torch.stack(lrs)
+        if self.uint8: hr, lr = to_uint8_tensor(hr), to_uint8_tensor(lr)
+        return {"hr": hr, "lr": lr, "cls": torch.tensor(cls, dtype=torch.long),
+                "index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
 
 def seed_worker(worker_id: int):
     "DataLoader `worker_init_fn`: seed Python, NumPy and torch in each worker from the loader's base seed."

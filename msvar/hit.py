@@ -83,15 +83,17 @@ def _check_scales(quantizer, preset: Preset):
 
 # %% ../nbs/04_hit.ipynb #72f6779c
 def hit_tokenize(tok, x: torch.Tensor, preset: Preset) -> HITTokens:
-    "Algorithm 1: tokenize an HR image batch (B,3,H,W) in [0,1] hierarchically over the preset's stages."
+    """Algorithm 1: tokenize an HR image batch (B,3,H,W) in [0,1] hierarchically over the preset's stages. The encoder
+    runs under the caller's autocast, if any; the quantizer always in float32 (nearest codes and f̂ as at inference)."""
     if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] != preset.hr_size or x.shape[-2] != preset.hr_size:
         raise MsvarError(f"hit_tokenize expects (B, 3, {preset.hr_size}, {preset.hr_size}) images in [0, 1], got {tuple(x.shape)}")
     _check_scales(tok.quantize, preset)
     idx, f_hats, Zs = [], [], []
     for n, (G, k) in enumerate(zip(preset.stage_sides, preset.stage_ends)):
-        Z = encode_any(tok, to_signed(stage_image(x, preset, n)))             # (B, C, G, G)
+        Z = encode_any(tok, to_signed(stage_image(x, preset, n))).float()     # (B, C, G, G)
         if Z.shape[-1] != G: raise MsvarError(f"stage {n+1}: encoder gave a {Z.shape[-1]}-side latent, expected {G}")
-        idx, f_hat = tok.quantize.quantize_grid(Z, given=idx, upto=k)         # earlier stages' steps: subtract only; new ones: quantize
+        with torch.autocast(x.device.type, enabled=False):                   # earlier stages' steps: subtract only;
+            idx, f_hat = tok.quantize.quantize_grid(Z, given=idx, upto=k)     # new ones: quantize
         f_hats.append(f_hat); Zs.append(Z)
     return HITTokens(idx, f_hats, Zs)
 

@@ -4,11 +4,12 @@
 
 # %% ../nbs/06_dpo.ipynb #024dc08c
 from __future__ import annotations
+import contextlib
 from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, Preset, resize, to_signed
+from .core import MsvarError, Preset, resize, to_signed, unit_float
 from .hit import (HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, encode_any)
 
 # %% auto #0
@@ -55,28 +56,32 @@ class SRTokens:
     idx_lr: list
 
 def upsample_lr(lr: torch.Tensor, preset: Preset) -> torch.Tensor:
-    "The LR batch (B,3,h,w) in [0,1] bilinearly upsampled to (B,3,hr_size,hr_size)."
+    "The LR batch (B,3,h,w) in [0,1] (float, or uint8 levels) bilinearly upsampled to (B,3,hr_size,hr_size)."
     if lr.ndim != 4 or lr.shape[1] != 3: raise MsvarError(f"expected an LR batch (B, 3, h, w), got {tuple(lr.shape)}")
-    return resize(lr.float(), preset.hr_size, "bilinear").clamp(0, 1)
+    return resize(unit_float(lr), preset.hr_size, "bilinear").clamp(0, 1)
 
 def token_preset(tokenizer: HITTokenizer, hit: bool = True) -> Preset:
     "The preset whose stages define the tokens: HIT's three stages, or one stage (plain VAR tokenization)."
     return tokenizer.preset if hit else dataclass_replace_stages(tokenizer.preset, (1.0,))
 
 @torch.no_grad()
-def sr_tokens(tokenizer: HITTokenizer, batch: dict, hit: bool = True) -> SRTokens:
-    "Turn a batch {'hr','lr','cls'} into the LR prefix, z_HR, z_LR and their teacher-forcing inputs (frozen tokenizer)."
+def sr_tokens(tokenizer: HITTokenizer, batch: dict, hit: bool = True, amp_encoder: bool = False) -> SRTokens:
+    """Turn a batch {'hr','lr','cls'} (images in [0, 1], float or uint8 levels) into the LR prefix, z_HR, z_LR and their
+    teacher-forcing inputs (frozen tokenizer). Everything runs in float32 with autocast off, except, with `amp_encoder`,
+    the encoder: it then runs under the caller's autocast (the quantizer stays in float32)."""
     for k in ("hr", "lr", "cls"):
         if k not in batch: raise MsvarError(f"batch has no {k!r} entry (keys: {sorted(batch)})")
     p = token_preset(tokenizer, hit)
     dev = next(tokenizer.parameters()).device
-    hr, lr, cls = batch["hr"].to(dev).float(), batch["lr"].to(dev), batch["cls"].to(dev).long()
+    hr, lr, cls = unit_float(batch["hr"].to(dev)), batch["lr"].to(dev), batch["cls"].to(dev).long()
     if hr.shape[-1] != p.hr_size or hr.shape[-2] != p.hr_size:
         raise MsvarError(f"HR images must be {p.hr_size}×{p.hr_size} for preset {p.name!r}, got {tuple(hr.shape[-2:])}")
     B = hr.shape[0]
     with torch.autocast(dev.type, enabled=False):
         lr_up = upsample_lr(lr, p)                                           # (B, 3, H, W)
+    with contextlib.nullcontext() if amp_encoder else torch.autocast(dev.type, enabled=False):
         t = hit_tokenize(tokenizer.tok, torch.cat((hr, lr_up)), p)          # HR and upsampled LR in one batched pass
+    with torch.autocast(dev.type, enabled=False):
         prefix = t.Z[-1][B:]                                                 # last stage = full-size LR encode: the prefix (B, Cvae, ρ_L, ρ_L)
         x = tokenizer.quantize.teacher_inputs(t.idx, stage_grids(p))         # (2B, Σ_{l≥2} ρ_l², Cvae)
     flat = lambda idx: torch.cat([z.flatten(1) for z in idx], 1)            # L × (B, ρ, ρ) → (B, Σρ²)
@@ -85,8 +90,9 @@ def sr_tokens(tokenizer: HITTokenizer, batch: dict, hit: bool = True) -> SRToken
 
 # %% ../nbs/06_dpo.ipynb #8f199bec
 def sr_loss(model: nn.Module, t: SRTokens, dpo: bool = True, beta: float = 1.0, weight: float = 1.0,
-            second_pass: bool = False, reduce: str = "mean") -> tuple:
-    "CE on z_HR (+ weight·DPO of z_HR over z_LR) from teacher-forced passes; returns (loss, logs)."
+            second_pass: bool = False, reduce: str = "mean", tensors: bool = False) -> tuple:
+    """CE on z_HR (+ weight·DPO of z_HR over z_LR) from teacher-forced passes; returns (loss, logs): numbers, or with
+    `tensors` detached 0-dim tensors on the model's device (no host sync: the trainer reads them once per step)."""
     B = t.z_hr.shape[0]
     if dpo and second_pass:                                              # one forward of the 2B batch
         logits = model(torch.cat((t.prefix, t.prefix)), torch.cat((t.cls, t.cls)), torch.cat((t.x_hr, t.x_lr)))
@@ -94,32 +100,34 @@ def sr_loss(model: nn.Module, t: SRTokens, dpo: bool = True, beta: float = 1.0, 
     else:
         logits_hr = logits_lr = model(t.prefix, t.cls, t.x_hr)           # (B, Σρ², V)
     ce = token_ce(logits_hr, t.z_hr)                                    # section 1
-    logs = dict(ce=ce.item(), acc=(logits_hr.argmax(-1) == t.z_hr).float().mean().item())
+    logs = dict(ce=ce.detach(), acc=(logits_hr.argmax(-1) == t.z_hr).float().mean())
     loss = ce
     if dpo:
         logp_hr, logp_lr = sequence_logprob(logits_hr, t.z_hr, reduce), sequence_logprob(logits_lr, t.z_lr, reduce)   # section 2
         d = dpo_loss(logp_hr, logp_lr, beta)                              # section 3
         loss = ce + weight * d
         margin = (logp_hr - logp_lr).detach()
-        logs.update(dpo=d.item(), margin=margin.mean().item(), pref=(margin > 0).float().mean().item())
-    logs["loss"] = loss.item()
-    return loss, logs
+        logs.update(dpo=d.detach(), margin=margin.mean(), pref=(margin > 0).float().mean())
+    logs["loss"] = loss.detach()
+    return loss, logs if tensors else {k: v.item() for k, v in logs.items()}
 
 # %% ../nbs/06_dpo.ipynb #ad6c1f54
 class SRLoss:
     "loss_fn(model, batch) for the trainer: tokenize {'hr','lr','cls'} with a frozen tokenizer, then CE (+ DPO)."
     def __init__(self, tokenizer: HITTokenizer, hit: bool = True, dpo: bool = True, beta: float = 1.0, weight: float = 1.0,
-                 reduce: str = "mean", second_pass: bool = False):
+                 reduce: str = "mean", second_pass: bool = False, amp_encoder: bool = False):
         _check_reduce(reduce)                                          # a bad option fails here, before any training
         self.tokenizer = tokenizer.eval().requires_grad_(False)
         self.hit, self.dpo, self.beta, self.weight, self.reduce, self.second_pass = hit, dpo, beta, weight, reduce, second_pass
+        self.amp_encoder = amp_encoder                                 # the encoder under the training's autocast
 
     def __repr__(self):
         return (f"SRLoss(tokens={'HIT' if self.hit else 'plain'}, dpo={self.dpo}, beta={self.beta}, weight={self.weight}, "
-                f"reduce={self.reduce!r}, second_pass={self.second_pass})")
+                f"reduce={self.reduce!r}, second_pass={self.second_pass}"
+                + (", amp_encoder=True)" if self.amp_encoder else ")"))
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple:
         dev = next(model.parameters()).device
         if next(self.tokenizer.parameters()).device != dev: self.tokenizer.to(dev)
-        t = sr_tokens(self.tokenizer, batch, hit=self.hit)
-        return sr_loss(model, t, self.dpo, self.beta, self.weight, self.second_pass, self.reduce)
+        t = sr_tokens(self.tokenizer, batch, hit=self.hit, amp_encoder=self.amp_encoder)
+        return sr_loss(model, t, self.dpo, self.beta, self.weight, self.second_pass, self.reduce, tensors=True)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError
+from .core import MsvarError, host_values
 
 # %% auto #0
 __all__ = ['nearest_code', 'vq', 'code_stats', 'rq', 'Phi', 'phi_ticks', 'phi_index', 'PhiShared', 'MultiScaleQuantizer',
@@ -159,7 +159,8 @@ class MultiScaleQuantizer(nn.Module):
             if idx.ndim == 2 and idx.shape[1] == pn * pn: continue          # VAR's flattened (B, ρ²) form is accepted too
             if idx.ndim != 3 or tuple(idx.shape[1:]) != (pn, pn): raise MsvarError(f"token map {l} has shape {tuple(idx.shape)}, expected (B, {pn}, {pn})")
             if idx.dtype not in (torch.long, torch.int32, torch.int64): raise MsvarError(f"token map {l} must hold integer indices, got {idx.dtype}")
-            if len(idx) and (idx.min() < 0 or idx.max() >= self.vocab_size): raise MsvarError(f"token map {l} has indices outside [0, {self.vocab_size})")
+            if len(idx) and host_values(idx) and (idx.min() < 0 or idx.max() >= self.vocab_size):   # no GPU sync
+                raise MsvarError(f"token map {l} has indices outside [0, {self.vocab_size})")
 
     def _as_map(self, idx, l):
         pn = self.patch_nums[l]

@@ -20,8 +20,8 @@ __all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'COMPILE_HELP', 'PREC
            'arg_positive', 'arg_non_negative', 'param_groups', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader',
            'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'check_meta', 'param_digest', 'DistEnv',
            'init_distributed', 'FitResult', 'read_log', 'moving_average', 'plot_metrics', 'Run', 'start_run',
-           'resume_run', 'wrap_model', 'forward_backward', 'agree', 'optimizer_step', 'train_step', 'save_run',
-           'sample_run', 'step_batches', 'fit']
+           'resume_run', 'wrap_model', 'forward_backward', 'agree', 'clip_and_step', 'optimizer_step', 'train_step',
+           'save_run', 'sample_run', 'step_batches', 'fit']
 
 # %% ../nbs/07_train.ipynb #ec2c75a3
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -201,10 +201,12 @@ class StepSampler(torch.utils.data.Sampler):
     def __len__(self): return (self.steps - self.start) * self.accum if self.steps is not None else 2**31
 
 class StepLoader:
-    "The batches of `fit` from an indexable dataset: `iterate(start, steps)` yields, per step, this rank's `accum` micro-batches."
+    """The batches of `fit` from an indexable dataset: `iterate(start, steps)` yields, per step, this rank's `accum`
+    micro-batches. `pin_memory` (for a CUDA device): batches in page-locked memory, so that `fit`'s non-blocking copies
+    overlap the step."""
     def __init__(self, dataset, global_batch: int, collate_fn=None, world_size: int = 1, rank: int = 0, accum: int = 1,
-                 seed: int = 0, num_workers: int = 0):
-        self.dataset, self.collate_fn, self.num_workers = dataset, collate_fn, num_workers
+                 seed: int = 0, num_workers: int = 0, pin_memory: bool = False):
+        self.dataset, self.collate_fn, self.num_workers, self.pin_memory = dataset, collate_fn, num_workers, pin_memory
         self.args = dict(n=len(dataset), global_batch=global_batch, world_size=world_size, rank=rank, accum=accum, seed=seed)
         StepSampler(**self.args)                                              # validate now
         self.micro = StepSampler(**self.args).micro
@@ -213,7 +215,8 @@ class StepLoader:
         from msvar.data import seed_worker
         sampler = StepSampler(**self.args, start_step=start, steps=steps)
         dl = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn, num_workers=self.num_workers,
-                                         worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(self.args["seed"]))
+                                         worker_init_fn=seed_worker, pin_memory=self.pin_memory,
+                                         generator=torch.Generator().manual_seed(self.args["seed"]))
         it, accum = iter(dl), self.args["accum"]
         while True:
             try: yield [next(it) for _ in range(accum)]
@@ -487,39 +490,53 @@ def wrap_model(run: Run, train_mode=None):
 
 # %% ../nbs/07_train.ipynb #i17f0703
 def forward_backward(run: Run, micro: list, loss_fn) -> tuple:
-    "Each micro-batch's loss under autocast, backpropagated divided by their number (DDP syncs gradients on the last only): (any loss non-finite, mean logs, items)."
+    """Each micro-batch's loss under autocast, backpropagated divided by their number (DDP syncs gradients on the last
+    only): (non-finite losses, mean logs, items). Nothing is read back from the device here: the count and the logs
+    (numbers, or tensors on the device) are read once per step, by `agree`."""
     dev, amp = run.device, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(run.cfg.precision)
-    bad, sums, n_items = False, {}, 0
+    bad, sums, n_items = 0, {}, 0
     for k, mb in enumerate(micro):
         mb = _to_device(mb, dev); n_items += _batch_len(mb)
         sync = run.net.no_sync() if (run.env.world_size > 1 and k < len(micro) - 1) else contextlib.nullcontext()
         with sync:
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                 loss, logs = loss_fn(run.net, mb)
-            bad = bad or not torch.isfinite(loss.detach())
+            bad = bad + (~torch.isfinite(loss.detach())).sum()
             run.scaler.scale(loss / len(micro)).backward()
-        for key, v in logs.items(): sums[key] = sums.get(key, 0.0) + float(v) / len(micro)
+        for key, v in logs.items(): sums[key] = sums.get(key, 0.0) + _detached(v) / len(micro)
     return bad, sums, n_items
 
-def agree(run: Run, bad: bool, sums: dict) -> tuple:
-    "One all-reduce: whether any rank had a non-finite loss, and the logs averaged over ranks."
+def _detached(v):
+    "A logged value as a float64 number or a detached float64 tensor (where it is: no device sync)."
+    return v.detach().double() if isinstance(v, torch.Tensor) else float(v)
+
+def agree(run: Run, bad, sums: dict) -> tuple:
+    "One all-reduce and one read of the device: whether any rank had a non-finite loss; the logs averaged over ranks."
     keys = sorted(sums)
-    vec = torch.tensor([float(bad)] + [sums[k] for k in keys], dtype=torch.float64, device=run.device)
+    as_vec = lambda v: torch.as_tensor(v, dtype=torch.float64, device=run.device).reshape(1)
+    vec = torch.cat([as_vec(bad)] + [as_vec(sums[k]) for k in keys])
     if run.env.world_size > 1: dist.all_reduce(vec)
-    return vec[0].item() > 0, {k: v / run.env.world_size for k, v in zip(keys, vec[1:].tolist())}
+    vals = vec.tolist()
+    return vals[0] > 0, {k: v / run.env.world_size for k, v in zip(keys, vals[1:])}
+
+def clip_and_step(run: Run) -> tuple:
+    """Unscale and clip the gradients; step unless their norm is non-finite (under fp16, the grad scaler's overflow,
+    which also halves its scale): (gradient norm, skipped)."""
+    run.scaler.unscale_(run.opt)
+    clip = run.cfg.clip if run.cfg.clip > 0 else float("inf")
+    gnorm = torch.nn.utils.clip_grad_norm_(run.trainable, clip).item()
+    if math.isfinite(gnorm): run.scaler.step(run.opt)
+    run.scaler.update()                                   # fp16: the scale shrinks after an overflow
+    return gnorm, not math.isfinite(gnorm)
 
 def optimizer_step(run: Run, bad: bool) -> tuple:
     "Unscale and clip the gradients, then step, or skip a bad step (non-finite loss or gradient norm); returns (gradient norm, skipped)."
     gnorm, cfg = float("nan"), run.cfg
-    if not bad:
-        run.scaler.unscale_(run.opt)
-        gnorm = torch.nn.utils.clip_grad_norm_(run.trainable, cfg.clip if cfg.clip > 0 else float("inf")).item()
-        if not math.isfinite(gnorm) and not run.scaler.is_enabled(): bad = True   # fp16: the scaler skips by itself
-    if not bad: run.scaler.step(run.opt); run.scaler.update()
+    if not bad: gnorm, bad = clip_and_step(run)
+    elif run.scaler.is_enabled(): run.scaler.update(run.scaler.get_scale() * 0.5)
     run.opt.zero_grad(set_to_none=True)
     if bad:
         run.nan_total += 1; run.nan_in_row += 1
-        if run.scaler.is_enabled(): run.scaler.update(run.scaler.get_scale() * 0.5)
         if run.env.is_main: print(f"step {run.step}: non-finite loss or gradient, step skipped ({run.nan_in_row} in a row, {run.nan_total} in total)", flush=True)
         if run.nan_in_row >= cfg.max_nan_in_row:
             raise MsvarError(f"stopping: {run.nan_in_row} steps in a row had a non-finite loss or gradient (last at step {run.step}). "

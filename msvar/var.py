@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, Preset
+from .core import MsvarError, Preset, host_values
 
 # %% auto #0
 __all__ = ['LayerKV', 'SelfAttention', 'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead', 'grid_positions', 'token_levels',
@@ -217,7 +217,7 @@ class SRVAR(nn.Module):
         "Raise MsvarError on inputs whose shapes or values do not fit this model."
         if cls_B.ndim != 1 or cls_B.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
             raise MsvarError(f"cls_B must be a 1-D integer tensor, got shape {tuple(cls_B.shape)} dtype {cls_B.dtype}")
-        if len(cls_B) and (cls_B.min() < 0 or cls_B.max() >= self.num_classes):
+        if len(cls_B) and host_values(cls_B) and (cls_B.min() < 0 or cls_B.max() >= self.num_classes):  # no GPU sync
             raise MsvarError(f"class labels must be in 0…{self.num_classes - 1}, got {cls_B.tolist()}")
         B = cls_B.shape[0]
         if self.prefix_side is None:
