@@ -52,12 +52,12 @@ VARIANTS = {"var_ours": dict(hit=True, dpo=True), "var_nodpo": dict(hit=True, dp
 def _done(out: Path, stage: str) -> Path: return out / stage / "DONE.json"
 
 def stage_tokenizer(plan: ReproPlan, out: Path, data: Path):
-    from msvar.tokenizer import train_tokenizer
+    from msvar.train_tokenizer import train_tokenizer
     train_tokenizer(plan.preset, data, out / "tokenizer", steps=plan.tok_steps, batch_size=plan.tok_batch, seed=plan.seed,
                     lpips_weight=1.0 if plan.lpips else 0.0, require_lpips=plan.lpips, resume=True, progress=False)
 
 def stage_hit(plan: ReproPlan, out: Path, data: Path):
-    from msvar.hit import finetune_hit
+    from msvar.train_tokenizer import finetune_hit
     finetune_hit(out / "tokenizer" / "last.pt", out / "hit", data, steps1=plan.hit_steps1, steps2=plan.hit_steps2,
                  batch_size=plan.hit_batch, lpips_weight=plan.hit_lpips_weight if plan.lpips else 0.0, seed=plan.seed, progress=False)
 
