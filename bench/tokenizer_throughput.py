@@ -19,9 +19,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from train_throughput import interleaved, matmul_peak, image_folder, CLOCK      # noqa: E402  (bench/ is not a package)
 from msvar.core import get_preset                                              # noqa: E402
 from msvar.data import HRFolder                                                # noqa: E402
-from msvar.hit import HITTokenizer, hit_finetune_loss, hit_param_groups        # noqa: E402
+from msvar.hit import HITTokenizer                                             # noqa: E402
 from msvar.lpips import get_lpips                                              # noqa: E402
-from msvar.tokenizer import Tokenizer, TokenizerLoss                           # noqa: E402
+from msvar.tokenizer import Tokenizer                                          # noqa: E402
+from msvar.train_tokenizer import TokenizerLoss, hit_finetune_loss, hit_param_groups   # noqa: E402
 from msvar.train import StepSampler, param_groups                              # noqa: E402
 
 AMP = {"fp32": None, "bf16": torch.bfloat16}

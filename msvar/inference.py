@@ -13,8 +13,13 @@ import torch.nn.functional as F
 from .core import (check_out_dir, MsvarError, load_image, save_image, resize, to_signed, to_unit,
                         default_device, get_preset, _atomic_write, image_grid, repo_dir)
 from .core import holds_folder, set_threads, add_threads_arg   # output folders, threads (chapter 00)
+from .core import _load_torch, check_finite_state, check_state_dict   # safe reading (chapter 00)
+from .checkpoint import load_checkpoint                                   # the checkpoint file (chapter 00c)
+from .tokenizer import Tokenizer, preset_from_dict, check_model_memory
 from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
-from .losses import upsample_lr
+from .hit import upsample_lr, load_sr_tokenizer
+from .var import SRVAR
+from .model_file import write_model_file, is_safetensors, read_model_file, legacy_note
 
 # %% auto #0
 __all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SOFT_TAU', 'DECODING_KEYS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'SOFT_MIN',
@@ -110,7 +115,6 @@ def check_decoding(d, where: str = "decoding") -> dict:
 
 def save_sr_model(model: SRModel, path, half: bool = False, decoding: dict | None = None, **provenance) -> Path:
     "Save an SRModel atomically as one safetensors file: tokenizer, stage decoders and VAR weights, and a JSON header (preset, VAR options, decoding default, provenance)."
-    from msvar.model_file import write_model_file
     cast = (lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}) if half else (lambda sd: sd)
     dec = check_decoding(decoding or getattr(model, "decoding", None) or dict(soft=SOFT_TAU), "decoding")
     header = dict(format=SR_FORMAT, preset=asdict(model.preset), var_prefix=bool(getattr(model.var, "prefix_side", True)),
@@ -119,7 +123,6 @@ def save_sr_model(model: SRModel, path, half: bool = False, decoding: dict | Non
 
 def _legacy_model_parts(path) -> tuple:
     "(header, {'hit', 'var'} state dicts) of an older torch-pickle model file, read with weights only; the header as `save_sr_model` writes it."
-    from msvar.tokenizer import _load_torch
     ck = _load_torch(path, "model file")                               # weights_only: loading a model never runs code
     if not isinstance(ck, dict) or ck.get("format") != SR_FORMAT:
         raise MsvarError(f"{str(path)!r} is not an msvar super-resolution model (expected format {SR_FORMAT!r})")
@@ -133,7 +136,6 @@ def _legacy_model_parts(path) -> tuple:
 
 def read_sr_model_file(path) -> tuple:
     "(header, {'hit', 'var'} state dicts, legacy) of a model file: safetensors with a JSON header, or (legacy=True) an older torch pickle."
-    from msvar.model_file import is_safetensors, read_model_file
     path = Path(path)
     if not (path.is_file() and is_safetensors(path)): return *_legacy_model_parts(path), True
     header, groups = read_model_file(path, "model file")
@@ -146,9 +148,6 @@ def read_sr_model_file(path) -> tuple:
 
 def load_sr_model(path, device=None) -> SRModel:
     "Load a model file written by `save_sr_model` (or an older .pt one, with a note); clear errors for missing, truncated, foreign or inconsistent files."
-    from msvar.tokenizer import Tokenizer, preset_from_dict, check_state_dict, check_finite_state, check_model_memory
-    from msvar.model_file import legacy_note
-    from msvar.var import SRVAR
     path = Path(path)
     header, groups, legacy = read_sr_model_file(path)
     try:
@@ -174,9 +173,6 @@ def load_sr_model(path, device=None) -> SRModel:
 
 def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> SRModel:
     "An SRModel from a VAR training checkpoint (msvar_train's last.pt, or a loaded dict with its 'model' and 'meta') and its tokenizer (path or HITTokenizer)."
-    from msvar.hit import load_sr_tokenizer
-    from msvar.train import load_checkpoint
-    from msvar.var import SRVAR
     ck = var_ckpt if isinstance(var_ckpt, dict) else load_checkpoint(var_ckpt)
     tk = tokenizer if isinstance(tokenizer, nn.Module) else load_sr_tokenizer(tokenizer)
     var = SRVAR.from_preset(tk.preset, init=False, **ck["meta"].get("var_options", LEGACY_VAR_OPTIONS))

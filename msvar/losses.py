@@ -10,11 +10,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, Preset, resize, to_signed, unit_float
-from .hit import (HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, encode_any)
+from .hit import (HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, encode_any, upsample_lr)
 
 # %% auto #0
-__all__ = ['token_ce', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'upsample_lr', 'token_preset', 'sr_tokens', 'sr_loss',
-           'SRLoss']
+__all__ = ['token_ce', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'token_preset', 'sr_tokens', 'sr_loss', 'SRLoss']
 
 # %% ../nbs/06_dpo.ipynb #bf415ed9
 def token_ce(logits_BLV: torch.Tensor, target_BL: torch.Tensor) -> torch.Tensor:
@@ -54,11 +53,6 @@ class SRTokens:
     z_lr: torch.Tensor     # (B, Σρ²) long
     idx_hr: list           # L maps (B, ρ_l, ρ_l)
     idx_lr: list
-
-def upsample_lr(lr: torch.Tensor, preset: Preset) -> torch.Tensor:
-    "The LR batch (B,3,h,w) in [0,1] (float, or uint8 levels) bilinearly upsampled to (B,3,hr_size,hr_size)."
-    if lr.ndim != 4 or lr.shape[1] != 3: raise MsvarError(f"expected an LR batch (B, 3, h, w), got {tuple(lr.shape)}")
-    return resize(unit_float(lr), preset.hr_size, "bilinear").clamp(0, 1)
 
 def token_preset(tokenizer: HITTokenizer, hit: bool = True) -> Preset:
     "The preset whose stages define the tokens: HIT's three stages, or one stage (plain VAR tokenization)."

@@ -174,8 +174,8 @@ def test_image_cache_only_when_it_fits(tmp_path, monkeypatch):
 
 def test_trainers_cache_only_when_it_fits():
     "The tokenizer and HIT trainers ask for the cache only when the folder fits (they cached every folder whole)."
-    import inspect, msvar.tokenizer
-    for f in (msvar.tokenizer.train_tokenizer, msvar.hit.finetune_hit):
+    import inspect, msvar.train_tokenizer as tt
+    for f in (tt.train_tokenizer, tt.finetune_hit):
         assert 'cache="auto"' in inspect.getsource(f) and "cache=True" not in inspect.getsource(f)
 
 

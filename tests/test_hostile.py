@@ -622,8 +622,8 @@ def test_weight_files_follow_the_umask():
 from hostile_corpus import tampered_models, crafted_lpips_sdist, bsds_like_archive, hold_in_other_process
 import signal, tarfile
 DATA = Path(__file__).resolve().parents[1] / "data"
-TRAINERS = {"msvar_train_tokenizer": ("tokenizer", "train_tokenizer_cli", ["--preset", "test", "--data", str(DATA / "train" / "T91")]),
-            "msvar_finetune_hit": ("hit", "finetune_hit_cli", ["--tokenizer", str(DATA / "tokenizer_small.pt"), "--data", str(DATA / "train" / "T91")]),
+TRAINERS = {"msvar_train_tokenizer": ("train_tokenizer", "train_tokenizer_cli", ["--preset", "test", "--data", str(DATA / "train" / "T91")]),
+            "msvar_finetune_hit": ("train_tokenizer", "finetune_hit_cli", ["--tokenizer", str(DATA / "tokenizer_small.pt"), "--data", str(DATA / "train" / "T91")]),
             "msvar_train": ("train_var", "train_cli", ["--preset", "small", "--tokenizer", str(DATA / "tokenizer_small.pt"),
                                                        "--data", str(DATA / "train" / "T91")])}
 

@@ -1,17 +1,76 @@
-"""The modules of msvar form a stack: no module imports (at the top or inside a function) a module that imports it, directly
-or through others. Relative (`from .core import`) and absolute (`from msvar.core import`) imports both count."""
+"""The modules of msvar form a stack, and the models sit below training.
+
+No module imports (at the top or inside a function) a module that imports it, directly or through others. The model
+modules (quantizer, tokenizer, HIT tokenizer, VAR) import no training code: not the loop, the data pipeline, the
+losses or a model's trainer, not even through the modules they import; so loading a model for inference loads none
+of them. Relative (`from .core import`) and absolute (`from msvar.core import`) imports both count.
+
+    MSVAR_PKG=/path/to/msvar pytest tests/test_layering.py     # checks another copy of the package
+"""
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-# the import graph and the cycle finder are bench/code_stats.py's (it prints the same graph for the refactor's before/after)
-_spec = importlib.util.spec_from_file_location("code_stats", Path(__file__).resolve().parents[1] / "bench" / "code_stats.py")
-_cs = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(_cs)
-import_graph, cycles = _cs.import_graph, _cs.cycles
+ROOT = Path(__file__).resolve().parents[1]
+PKG = Path(os.environ.get("MSVAR_PKG", ROOT / "msvar")).resolve()
+
+# the import graph and the cycle finder are bench/code_stats.py's (it prints the same graph for before/after)
+_spec = importlib.util.spec_from_file_location("code_stats", ROOT / "bench" / "code_stats.py")
+_cs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cs)
+cycles = _cs.cycles
+
+MODELS = ("quantize", "tokenizer", "hit", "var")
+TRAINING = ("train", "data", "losses")            # the loop, the data pipeline, the losses; and every trainer below
+
+
+def import_graph() -> dict:
+    return _cs.import_graph(PKG)
+
+
+def is_training(module: str) -> bool:
+    "The loop, the data pipeline, the losses, or a trainer (train_tokenizer, train_var, finetune_…)."
+    return module in TRAINING or module.startswith(("train_", "finetune"))
+
+
+def reachable(graph: dict, start: str) -> set:
+    "Every module `start` imports, directly or through others."
+    seen, todo = set(), [start]
+    while todo:
+        for n in graph.get(todo.pop(), ()):
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return seen
+
+
+def training_imports(graph: dict) -> dict:
+    "{model module: the training modules it reaches}, for the model modules that reach any."
+    bad = {m: sorted(n for n in reachable(graph, m) if is_training(n)) for m in MODELS}
+    return {m: ns for m, ns in bad.items() if ns}
 
 
 def test_cycle_finder_finds_cycles():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [("a", "b"), ("a", "c"), ("b", "c")]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_layering_check_sees_what_it_must_refuse():
+    "A model that imports a trainer, directly or through another module, is caught; a model above core is not."
+    assert training_imports({"tokenizer": {"train"}, "hit": {"tokenizer"}, "quantize": {"core"}}) == \
+        {"tokenizer": ["train"], "hit": ["train"]}
+    assert training_imports({"var": {"helper"}, "helper": {"train_var"}}) == {"var": ["train_var"]}
+    assert training_imports({"hit": {"core", "checkpoint"}, "checkpoint": {"core"}}) == {}
+
+
+def test_layering_check_reads_imports_inside_functions(tmp_path):
+    "An import hidden in a function body counts as much as one at the top of the module."
+    (tmp_path / "core.py").write_text("import torch\n")
+    (tmp_path / "train.py").write_text("from .core import torch\n")
+    (tmp_path / "tokenizer.py").write_text("from .core import torch\n\ndef fit_me():\n    from msvar.train import fit\n")
+    assert training_imports(_cs.import_graph(tmp_path)) == {"tokenizer": ["train"]}
 
 
 def test_no_import_cycles():
@@ -20,8 +79,30 @@ def test_no_import_cycles():
     assert cycles(g) == [], f"import cycles between msvar modules: {cycles(g)}"
 
 
-def test_generic_loop_sits_below_the_models():
-    "msvar.train (the one training loop) imports no model module; the models' training code imports it."
+def test_models_import_no_training_code():
+    "quantize, tokenizer, hit and var reach neither train, data, losses nor any trainer, at the top or in a function."
     g = import_graph()
-    assert g["train"] <= {"core", "data"}, g["train"]
-    assert "train" in g["tokenizer"] and "train" in g["hit"] and "train" in g["train_var"]
+    assert set(MODELS) <= set(g)
+    assert training_imports(g) == {}, f"model modules import training code: {training_imports(g)}"
+
+
+def test_generic_loop_sits_below_the_trainers():
+    "msvar.train (the one training loop) imports no model module; the trainers import it."
+    g = import_graph()
+    assert not (g["train"] & set(MODELS)), g["train"]
+    assert "train" in g["train_tokenizer"] and "train" in g["train_var"]
+
+
+def test_inference_loads_no_training_code():
+    "`import msvar.inference` (what loading a model for msvar_sr needs) loads no trainer, data pipeline or loss."
+    code = ("import sys, msvar, msvar.inference; print(msvar.__file__); "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('msvar.'))))")
+    env = dict(os.environ, PYTHONPATH=str(PKG.parent))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=PKG.parent, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    where, loaded = out.stdout.splitlines()[-2], out.stdout.splitlines()[-1].split()
+    assert Path(where).resolve().parent == PKG                        # the copy of the package under test
+    assert "msvar.inference" in loaded and "msvar.hit" in loaded
+    training = [m for m in loaded if is_training(m.split(".")[1])]
+    assert training == [], f"import msvar.inference loaded {training}"
