@@ -35,7 +35,9 @@ def main():
         n = len(tile_starts(h, tile, tile // 4)) * len(tile_starts(w, tile, tile // 4))
         x = torch.rand(3, h, w)
         for d in a.decode:
-            t0 = time.perf_counter(); upscale(x, m, seed=0, batch_size=a.batch_size, **parse_decode(d)); dt = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            upscale(x, m, batch_size=a.batch_size, **parse_decode(d, seed=0))
+            dt = time.perf_counter() - t0
             print(f"{w}×{h} input → {4 * w}×{4 * h}, {d}: {n} tiles, {dt:.1f} s per image, {n / dt:.1f} tiles/s")
 
 if __name__ == "__main__":

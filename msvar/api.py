@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from .core import MsvarError, load_image, resize
-from .inference import (SRModel, load_sr_model, default_model_path, upscale as upscale_tensor, check_decoding, SOFT_TAU,
+from dataclasses import replace
+from .var import Decoding, DEFAULT_DECODING
+from .inference import (SRModel, load_sr_model, default_model_path, upscale as upscale_tensor,
                              read_sr_model_file)
 
 # %% auto #0
@@ -92,17 +94,20 @@ class Upscaler:
     def scales(self) -> tuple: return self.model.scales
 
     @property
-    def decoding(self) -> dict: return dict(getattr(self.model, "decoding", None) or dict(soft=SOFT_TAU))
+    def decoding(self) -> Decoding: return getattr(self.model, "decoding", None) or DEFAULT_DECODING
 
     def __repr__(self): return f"Upscaler(preset {self.model.preset.name!r}, scales {self.scales}, decoding {self.decoding})"
 
-    def upscale(self, img, scales=(2, 4), decoding: dict | None = None, cls: int = 0, cfg: float | None = None, seed: int = 0,
+    def upscale(self, img, scales=(2, 4), decoding: Decoding | str | dict | None = None, cls: int = 0,
+                cfg: float | None = None, seed: int | None = None,
                 overlap: int | None = None, batch_size: int = 8) -> dict:
-        "Super-resolve one picture → {scale: PIL image} in the input's kind (L, LA, RGB, RGBA); the model's decoding unless `decoding` is given."
-        dec = check_decoding(decoding, "decoding") if decoding is not None else self.decoding
+        """Super-resolve one picture → {scale: PIL image} in the input's kind (L, LA, RGB, RGBA); the model's decoding
+        unless `decoding` is given; `cfg` and `seed`, when given, replace its own."""
+        dec = Decoding.of(decoding, base=self.decoding, where="decoding") if decoding is not None else self.decoding
+        dec = replace(dec, **{k: v for k, v in dict(cfg=cfg, seed=seed).items() if v is not None})
         rgb, alpha, gray = image_planes(img)
-        outs = upscale_tensor(rgb, self.model, scales=tuple(scales), cls=cls, cfg=cfg, seed=seed, overlap=overlap,
-                              batch_size=batch_size, **dec)
+        outs = upscale_tensor(rgb, self.model, scales=tuple(scales), cls=cls, decoding=dec, overlap=overlap,
+                              batch_size=batch_size)
         return {s: to_pil(y, gray, alpha) for s, y in outs.items()}
 
 def load_model(path=None, device=None) -> Upscaler:

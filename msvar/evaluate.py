@@ -10,6 +10,7 @@ import torch
 import pandas as pd
 from .core import MsvarError, resize, list_images, image_grid, _atomic_write, Preset
 from .hit import center_crops, stage_image
+from .var import Decoding, add_decoding_args   # one decoding value (chapter 05)
 
 # %% auto #0
 __all__ = ['SUMMARY_METRICS', 'pairs_from_hr', 'pairs_from_folder', 'load_pairs', 'baseline_outputs', 'evaluate_outputs',
@@ -125,10 +126,13 @@ def summary_table(per_image: pd.DataFrame, fids: dict | None = None) -> pd.DataF
 
 # %% ../nbs/09b_evaluate.ipynb #c040b0d4
 @torch.no_grad()
-def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, seed: int = 0, progress: bool = False,
-                  colour_sigma: float | None = None, **decode) -> list:
-    "[×1, ×2, ×4] outputs of an SRModel for LR crops (N,3,h,w) in [0,1], one seeded generator; `cls` an int, or (N,) where batches take their first crop's."
-    g = torch.Generator().manual_seed(seed)
+def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, decoding: Decoding | str | None = None,
+                  progress: bool = False, colour_sigma: float | None = None, **legacy) -> list:
+    """[×1, ×2, ×4] outputs of an SRModel for LR crops (N,3,h,w) in [0,1], decoded as `decoding` says (chapter 05; its
+    seed seeds the one generator; or the keywords greedy / soft / top_k / top_p / cfg / seed); `cls` an int, or (N,)
+    where batches take their first crop's."""
+    dec = Decoding.of(decoding, **legacy)
+    g = torch.Generator().manual_seed(dec.seed)
     outs = [[] for _ in model.preset.stages]
     it = range(0, len(lr), batch_size)
     if progress:
@@ -136,21 +140,24 @@ def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, seed: int 
         it = progress_bar(it, leave=False)
     for i in it:
         c = cls if isinstance(cls, int) else int(cls[i])       # batches share one class: our sets are all class 0 or all class 1
-        for n, y in enumerate(model.sr_batch(lr[i:i + batch_size], cls=c, generator=g, **decode)): outs[n].append(y.cpu())
+        ys = model.sr_batch(lr[i:i + batch_size], cls=c, decoding=dec, generator=g)
+        for n, y in enumerate(ys): outs[n].append(y.cpu())
     outs = [torch.cat(o) for o in outs]
     if colour_sigma is None: return outs
     from msvar.inference import colour_fix_scales                     # msvar_sr's colour fix, on each crop (chapter 08)
     return list(colour_fix_scales(dict(zip(model.scales, outs)), lr, colour_sigma).values())
 
-def evaluate_model(model, pairs: dict, batch_size: int = 16, greedy: bool = True, cfg: float | None = None, seed: int = 0, soft: float | None = None,
+def evaluate_model(model, pairs: dict, batch_size: int = 16, decoding: Decoding | str | None = None,
                    cls: int | None = None, crop_border: int = 0, fid_min: int | None = 50, lpips: bool = True, name: str = "msvar",
-                   progress: bool = False) -> dict:
-    "Score `model` (an SRModel) on pairs {'hr','lr','cls'} with bicubic/bilinear baselines → dict(per_image, summary, outputs, fid)."
+                   progress: bool = False, **legacy) -> dict:
+    """Score `model` (an SRModel) on pairs {'hr','lr','cls'} with bicubic/bilinear baselines → dict(per_image, summary,
+    outputs, fid); `decoding` as in `model_outputs`."""
     p = model.preset
     lr, hr = pairs["lr"], pairs["hr"]
     if lr.shape[-1] != p.lr_size or hr.shape[-1] != p.hr_size:
         raise MsvarError(f"pairs are {lr.shape[-1]}→{hr.shape[-1]} px, the model's preset {p.name!r} is {p.lr_size}→{p.hr_size}")
-    ours = model_outputs(model, lr, pairs["cls"] if cls is None else cls, batch_size, seed, progress, cfg=cfg, greedy=greedy, soft=soft)
+    ours = model_outputs(model, lr, pairs["cls"] if cls is None else cls, batch_size,
+                         Decoding.of(decoding, **legacy), progress)
     methods = {"bicubic": baseline_outputs(lr, p, "bicubic"), "bilinear": baseline_outputs(lr, p, "bilinear"), name: ours}
     dev = next(model.parameters()).device                              # the metric networks run where the model runs
     per = evaluate_outputs(methods, hr, p, pairs.get("names"), crop_border, lpips, dev)
@@ -196,7 +203,7 @@ def write_report(res: dict, pairs: dict, preset: Preset, out_dir, name: str = "m
 
 def eval_cli(argv=None):
     "Console entry point `msvar_eval`: evaluate a model at ×1/×2/×4 with bicubic and bilinear baselines."
-    from msvar.inference import load_sr_model, default_model_path, check_options, check_out_dir, decoding, add_decoding_args
+    from msvar.inference import load_sr_model, default_model_path, check_options, check_out_dir
     ap = argparse.ArgumentParser(prog="msvar_eval", description=eval_cli.__doc__)
     ap.add_argument("--model", default=None, help="model file (default: the shipped data/msvar_small model)")
     ap.add_argument("--data", default=None, help="HR folder (degraded at --seed) or a paired folder with hr/ and lr/ "
@@ -204,10 +211,9 @@ def eval_cli(argv=None):
     ap.add_argument("--lr", default=None, help="LR folder matching --data by name (DRealSR layout)")
     ap.add_argument("--out", required=True, help="report folder")
     ap.add_argument("-n", type=int, default=None, help="use at most n images")
-    ap.add_argument("--seed", type=int, default=0, help="degradation seed for HR folders")
+    ap.add_argument("--seed", type=int, default=0, help="degradation seed for HR folders (and the seed of --sample)")
     ap.add_argument("--clean", action="store_true", help="bilinear-only LR (class 1) instead of Real-ESRGAN degradations")
     add_decoding_args(ap, sampling_filters=False)
-    ap.add_argument("--cfg", type=float, default=None)
     ap.add_argument("--crop-border", type=int, default=0, help="pixels (at ×1) removed from each side before PSNR/SSIM")
     ap.add_argument("--fid-min", type=int, default=50, help="compute FID only with at least this many images")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -222,7 +228,7 @@ def eval_cli(argv=None):
     js, code = None, 0
     try:
         check_options(a)                                                 # bad values, unknown device: before any work
-        dec = decoding(a); summary["decoding"] = dec
+        dec = Decoding.from_args(a); summary["decoding"] = dec.choice()
         out = check_out_dir(a.out)                                       # an unwritable --out, or a report in the way: before evaluating
         clash = [f for f in ("per_image.csv", "summary.csv", "summary.md", "grid.png") if (out / f).exists()]
         if clash and not a.overwrite: raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
@@ -234,7 +240,7 @@ def eval_cli(argv=None):
             pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr, strict=False)
         summary.update(failed=pairs["failed"], n_images=len(pairs["hr"]))
         for f in pairs["failed"]: print(f"msvar_eval: error: {f['input']}: {f['error']} (skipped)", file=sys.stderr)
-        res = evaluate_model(model, pairs, a.batch_size, **dec, cfg=a.cfg, seed=a.seed, crop_border=a.crop_border,
+        res = evaluate_model(model, pairs, a.batch_size, decoding=dec, crop_border=a.crop_border,
                              fid_min=a.fid_min, progress=True)
         summary["report"] = [str(f) for f in write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)]
         summary["table"] = json.loads(res["summary"].to_json(orient="split"))

@@ -18,15 +18,15 @@ from .checkpoint import load_checkpoint                                   # the 
 from .tokenizer import Tokenizer, preset_from_dict, check_model_memory
 from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
 from .hit import upsample_lr, load_sr_tokenizer
-from .var import SRVAR
+from .var import SRVAR, Decoding, DEFAULT_DECODING, LEGACY_KEYS, add_decoding_args   # decoding (chapter 05)
+from .var import SOFT_TAU, SOFT_MIN, CFG_MAX   # noqa: F401  (their home is chapter 05; kept importable from here)
 from .model_file import write_model_file, is_safetensors, read_model_file, legacy_note
 
 # %% auto #0
-__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'SOFT_TAU', 'DECODING_KEYS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'SOFT_MIN',
-           'CFG_MAX', 'SRModel', 'check_decoding', 'save_sr_model', 'read_sr_model_file', 'load_sr_model',
-           'sr_model_from_checkpoint', 'tile_starts', 'blend_window', 'gaussian_blur', 'colour_fix',
+__all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'SRModel', 'save_sr_model', 'read_sr_model_file',
+           'load_sr_model', 'sr_model_from_checkpoint', 'tile_starts', 'blend_window', 'gaussian_blur', 'colour_fix',
            'colour_fix_scales', 'upscale', 'seam_ratio', 'default_model_path', 'compare_figure', 'plan_outputs',
-           'sr_files', 'decoding', 'add_decoding_args', 'check_options', 'sr_cli']
+           'sr_files', 'check_options', 'sr_cli']
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 def _decode_stage(hit: HITTokenizer, f_hat: torch.Tensor, n: int) -> torch.Tensor:
@@ -53,9 +53,12 @@ class SRModel(nn.Module):
         return encode_any(self.hit.tok, to_signed(upsample_lr(lr, self.preset)))
 
     @torch.no_grad()
-    def sr_batch(self, lr: torch.Tensor, cls=0, cfg: float | None = None, top_k: int = 0, top_p: float = 0.0,
-                 generator: torch.Generator | None = None, greedy: bool = False, soft: float | None = None) -> list:
-        "Super-resolve LR tiles (B,3,lr,lr) in [0,1] → [×1, ×2, ×4] images (B,3,·,·) in [0,1], one sampling pass; `cls` is an int or (B,)."
+    def sr_batch(self, lr: torch.Tensor, cls=0, decoding: Decoding | str | None = None,
+                 generator: torch.Generator | None = None, **legacy) -> list:
+        """Super-resolve LR tiles (B,3,lr,lr) in [0,1] → [×1, ×2, ×4] images (B,3,·,·) in [0,1], one pass decoded as
+        `decoding` says (chapter 05; default DEFAULT_DECODING, or the keywords greedy / soft / top_k / top_p / cfg);
+        `cls` is an int or (B,)."""
+        dec = Decoding.of(decoding, **legacy)
         p = self.preset
         if lr.ndim != 4 or lr.shape[1] != 3 or tuple(lr.shape[-2:]) != (p.lr_size, p.lr_size):
             raise MsvarError(f"sr_batch expects LR tiles (B, 3, {p.lr_size}, {p.lr_size}), got {tuple(lr.shape)}")
@@ -69,8 +72,8 @@ class SRModel(nn.Module):
         else:   # the paper's baseline: plain tokens; ×1/×2 = partial sums decoded at full size by the base decoder, resized
             state = HITState(self.hit.quantize, dataclass_replace_stages(p, (1.0,)))
             decode = lambda n, st: decode_partial_sum(self.hit, st.idx, n)
-        _, images = self.var.generate_images(self.prefix(lr), cls_B, state, decode_stage=decode, cfg=cfg, top_k=top_k,
-                                             top_p=top_p, generator=generator, greedy=greedy, soft=soft)
+        _, images = self.var.generate_images(self.prefix(lr), cls_B, state, decode_stage=decode, decoding=dec,
+                                             generator=generator)
         return images
 
     def forward(self, lr, **kw): return self.sr_batch(lr, **kw)
@@ -79,8 +82,6 @@ class SRModel(nn.Module):
 SR_FORMAT = "msvar-sr-model-v1"
 LEGACY_VAR_OPTIONS = dict(prefix_pos="own", lr_add=False)   # files written before SRVAR.options() existed
 
-SOFT_TAU = 1.0   # msvar_sr / msvar_eval decode softly at this temperature unless told otherwise: chosen in chapter 11
-DECODING_KEYS = ("greedy", "soft", "top_k", "top_p")
 
 def _checked(ck: dict, key: str, kind, default):
     "`ck[key]` (default `default`) if it is a `kind`; MsvarError naming the entry otherwise."
@@ -97,26 +98,11 @@ def _var_options(opts) -> dict:
                              "the file is damaged or from a newer msvar")
     return opts
 
-def check_decoding(d, where: str = "decoding") -> dict:
-    "`d` as a decoding dict for `upscale` (greedy / soft / top_k / top_p); MsvarError naming `where` and the bad entry otherwise."
-    if not isinstance(d, dict): raise MsvarError(f"{where} must be a dict of {DECODING_KEYS}, got {type(d).__name__}")
-    bad = [k for k in d if k not in DECODING_KEYS]
-    if bad: raise MsvarError(f"{where}: unknown entries {bad}; the decoding entries are {DECODING_KEYS}")
-    soft, top_k, top_p = d.get("soft"), d.get("top_k", 0), d.get("top_p", 0.0)
-    if not isinstance(d.get("greedy", False), bool): raise MsvarError(f"{where}: 'greedy' must be true or false")
-    if soft is not None and not (isinstance(soft, (int, float)) and math.isfinite(soft) and soft > 0):
-        raise MsvarError(f"{where}: 'soft' must be a finite temperature > 0, got {soft!r}")
-    if not (isinstance(top_k, int) and top_k >= 0): raise MsvarError(f"{where}: 'top_k' must be an integer ≥ 0, got {top_k!r}")
-    if not (isinstance(top_p, (int, float)) and (top_p == 0 or 0 < top_p <= 1)):
-        raise MsvarError(f"{where}: 'top_p' must be 0 (off) or in (0, 1], got {top_p!r}")
-    if d.get("greedy") and (soft is not None or top_k or top_p):
-        raise MsvarError(f"{where}: choose one decoding: greedy, soft, or sampling (top_k/top_p)")
-    return dict(d)
-
-def save_sr_model(model: SRModel, path, half: bool = False, decoding: dict | None = None, **provenance) -> Path:
+def save_sr_model(model: SRModel, path, half: bool = False, decoding: Decoding | str | None = None,
+                  **provenance) -> Path:
     "Save an SRModel atomically as one safetensors file: tokenizer, stage decoders and VAR weights, and a JSON header (preset, VAR options, decoding default, provenance)."
     cast = (lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}) if half else (lambda sd: sd)
-    dec = check_decoding(decoding or getattr(model, "decoding", None) or dict(soft=SOFT_TAU), "decoding")
+    dec = Decoding.of(decoding or getattr(model, "decoding", None), where="decoding").choice()
     header = dict(format=SR_FORMAT, preset=asdict(model.preset), var_prefix=bool(getattr(model.var, "prefix_side", True)),
                   var_options=model.var.options(), tokens=model.tokens, decoding=dec, provenance=provenance)
     return write_model_file(path, header, dict(hit=cast(model.hit.state_dict()), var=cast(model.var.state_dict())))
@@ -129,7 +115,7 @@ def _legacy_model_parts(path) -> tuple:
     lacking = [k for k in ("preset", "hit", "var") if not isinstance(ck.get(k), dict)]
     if lacking: raise MsvarError(f"model file {str(path)!r} is incomplete: no {', '.join(map(repr, lacking))}")
     fields = ("format", "preset", "var_prefix", "var_options", "tokens")
-    defaults = dict(var_prefix=True, var_options=LEGACY_VAR_OPTIONS, tokens="hit", decoding=dict(soft=SOFT_TAU))
+    defaults = dict(var_prefix=True, var_options=LEGACY_VAR_OPTIONS, tokens="hit", decoding=DEFAULT_DECODING.choice())
     header = {**defaults, **{k: ck[k] for k in fields if k in ck}}
     header["provenance"] = {k: v for k, v in ck.items() if k not in fields + ("hit", "var")}
     return header, dict(hit=ck["hit"], var=ck["var"])
@@ -152,7 +138,7 @@ def load_sr_model(path, device=None) -> SRModel:
     header, groups, legacy = read_sr_model_file(path)
     try:
         preset = preset_from_dict(header["preset"])
-        dec = check_decoding(header["decoding"], "its header's decoding")
+        dec = Decoding.of(header["decoding"], where="its header's decoding")
         var_kw = dict(prefix=_checked(header, "var_prefix", bool, True), init=False, **_var_options(header["var_options"]))
         check_model_memory(lambda: SRVAR.from_preset(preset, **var_kw), "its transformer")   # sizes checked before allocating
         hit = HITTokenizer(Tokenizer.from_preset(preset), preset)
@@ -234,11 +220,14 @@ def _pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.pad(x[None], (0, pw, 0, ph), mode=mode)[0]
 
 @torch.no_grad()
-def upscale(image, model, scales=(1, 2, 4), cls: int = 0, cfg: float | None = None, seed: int = 0, greedy: bool = False,
-            top_k: int = 0, top_p: float = 0.0, soft: float | None = None, overlap: int | None = None, batch_size: int = 8,
-            progress: bool = False, colour_sigma: float | None = COLOUR_SIGMA) -> dict:
-    """Super-resolve one image (path, or (3,H,W) tensor in [0,1]) of any size → {scale: (3, s·H, s·W) tensor in [0,1]}.
-    `colour_sigma` (input pixels; None: off) takes the low frequencies from bicubic upsampling of the input."""
+def upscale(image, model, scales=(1, 2, 4), cls: int = 0, decoding: Decoding | str | None = None,
+            overlap: int | None = None, batch_size: int = 8, progress: bool = False,
+            colour_sigma: float | None = COLOUR_SIGMA, **legacy) -> dict:
+    """Super-resolve one image (path, or (3,H,W) tensor in [0,1]) of any size → {scale: (3, s·H, s·W) tensor in [0,1]},
+    decoded as `decoding` says (its seed seeds the tiles' generator; default DEFAULT_DECODING, or the keywords greedy /
+    soft / top_k / top_p / cfg / seed). `colour_sigma` (input pixels; None: off) takes the low frequencies from bicubic
+    upsampling of the input."""
+    dec = Decoding.of(decoding, **legacy)
     if colour_sigma is not None and not (math.isfinite(colour_sigma) and colour_sigma > 0):
         raise MsvarError(f"colour_sigma must be a finite number > 0 (input pixels) or None, got {colour_sigma!r}")
     x = load_image(image) if isinstance(image, (str, Path)) else image
@@ -248,8 +237,8 @@ def upscale(image, model, scales=(1, 2, 4), cls: int = 0, cfg: float | None = No
     if x.min() < 0 or x.max() > 1: raise MsvarError(f"input image must be in [0, 1], got [{x.min():.3f}, {x.max():.3f}]")
     if isinstance(model, SRModel):
         tile, avail = model.preset.lr_size, model.scales
-        g = torch.Generator().manual_seed(seed)
-        fn = lambda t: model.sr_batch(t, cls=cls, cfg=cfg, top_k=top_k, top_p=top_p, generator=g, greedy=greedy, soft=soft)
+        g = torch.Generator().manual_seed(dec.seed)
+        fn = lambda t: model.sr_batch(t, cls=cls, decoding=dec, generator=g)
     else:
         tile, avail, fn = model.tile, model.scales, model        # a plain function with .tile and .scales attributes
     bad = [s for s in scales if s not in avail]
@@ -388,13 +377,15 @@ def _load_noting(f) -> tuple:
 
 @holds_folder("out_dir", "-o")         # one run at a time in out_dir: two would mix one image's ×1/×2/×4 from different runs
 def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool = False, skip_existing: bool = False,
-             progress: bool = True, compare: bool = False, **kw) -> dict:
+             progress: bool = True, compare: bool = False, decoding: Decoding | str | None = None, **kw) -> dict:
     "Super-resolve image files/folders into out_dir (plus a side-by-side NAME_compare.png if `compare`); returns the run summary, also written as JSON even if files fail or the run is interrupted."
     if overwrite and skip_existing: raise MsvarError("--overwrite and --skip-existing exclude each other")
     out_dir = check_out_dir(out_dir)
+    dec = Decoding.of(decoding, **{k: kw.pop(k) for k in (*LEGACY_KEYS, "cfg", "seed") if k in kw})
+    options = {**kw, **dec.choice(), "cfg": dec.cfg, "seed": dec.seed, "decoding": str(dec)}
     plan, missing = plan_outputs(inputs, out_dir)
     input_set = {f.resolve() for f, _ in plan}
-    summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), scales=list(scales), options={k: v for k, v in kw.items()},
+    summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), scales=list(scales), options=options,
                    preset=model.preset.name if isinstance(model, SRModel) else None, done=[], skipped=[], interrupted=False,
                    failed=[dict(input=m, error=_missing_reason(m)) for m in missing])
     for m in missing: print(f"msvar_sr: error: {m}: {_missing_reason(m)}", file=sys.stderr)
@@ -420,7 +411,7 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
                 todo = {k: t for k, t in targets.items() if overwrite or k not in exist}
                 x, notes = _load_noting(f)
                 for n in notes: print(f"msvar_sr: warning: {n}", file=sys.stderr)
-                outs = upscale(x, model, scales=scales, **kw)
+                outs = upscale(x, model, scales=scales, decoding=dec, **kw)
                 for s in scales:
                     if s in todo: save_image(outs[s], todo[s], overwrite=overwrite)
                 if "compare" in todo:
@@ -445,37 +436,12 @@ def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool 
     return summary
 
 DEFAULT_SCALES = (2, 4)   # what msvar_sr writes unless --scales says otherwise (×1 adds nothing to its input: chapter 11)
-SOFT_MIN, CFG_MAX = 1e-4, 1e4   # logits·(1 + cfg)/τ stay finite in fp32 for any logit below 1e30: values beyond make NaN images
-
-def decoding(a, default: dict | None = None) -> dict:
-    "The decoding keyword arguments of a parsed msvar_sr / msvar_eval command line: soft at --soft τ, --greedy, or sampling (--sample, --top-k, --top-p); with none of them, `default` (a model's) or soft at SOFT_TAU."
-    sample = bool(a.sample or getattr(a, "top_k", 0) or getattr(a, "top_p", 0))
-    if sum((a.greedy, sample, a.soft is not None)) > 1:
-        raise MsvarError("choose one decoding: --soft TAU (the default), --greedy, or --sample/--top-k/--top-p")
-    if a.greedy: return dict(greedy=True)
-    if sample: return dict(greedy=False, top_k=getattr(a, "top_k", 0), top_p=getattr(a, "top_p", 0.0))
-    if a.soft is None and default: return {"greedy": False, **default}
-    return dict(greedy=False, soft=SOFT_TAU if a.soft is None else a.soft)
-
-def add_decoding_args(ap: argparse.ArgumentParser, sampling_filters: bool = True) -> None:
-    "The decoding options shared by msvar_sr and msvar_eval."
-    ap.add_argument("--soft", type=float, default=None, metavar="TAU", help=f"soft decoding at temperature TAU: each scale adds the expected "
-                    f"code under softmax(logits/TAU) (the default, TAU = {SOFT_TAU}: chosen on a validation split, chapter 11)")
-    ap.add_argument("--greedy", action="store_true", help="greedy decoding: the most likely token everywhere")
-    ap.add_argument("--sample", action="store_true", help="sample the tokens (seeded)" + ("; --top-k/--top-p imply it" if sampling_filters else ""))
-    if sampling_filters: ap.add_argument("--top-k", type=int, default=0); ap.add_argument("--top-p", type=float, default=0.0)
-
 def check_options(a, tile: int | None = None) -> None:
-    "MsvarError naming the first bad option value of a parsed msvar_sr / msvar_eval command line, checked before any work."
+    """MsvarError naming the first bad option value of a parsed msvar_sr / msvar_eval command line, checked before any
+    work (`Decoding.from_args` checks the decoding's)."""
     rules = [("batch_size", "--batch-size", lambda v: v >= 1, "an integer ≥ 1"),
              ("n", "-n", lambda v: v >= 1, "an integer ≥ 1"),
-             ("cfg", "--cfg", lambda v: math.isfinite(v) and 0 <= v <= CFG_MAX, f"a number in [0, {CFG_MAX:g}] (larger ones overflow the logits)"),
-             ("top_k", "--top-k", lambda v: v >= 0, "an integer ≥ 0 (0: off)"),
-             ("top_p", "--top-p", lambda v: v == 0 or 0 < v <= 1, "0 (off) or a number in (0, 1]"),
-             ("soft", "--soft", lambda v: math.isfinite(v) and v >= SOFT_MIN, f"a finite temperature ≥ {SOFT_MIN:g} "
-              "(smaller ones overflow the logits; --greedy is the limit τ → 0)"),
              ("colour_sigma", "--colour-sigma", lambda v: math.isfinite(v) and v > 0, "a finite number > 0 (input pixels)"),
-             ("seed", "--seed", lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
              ("overlap", "--overlap", lambda v: 0 <= v and (tile is None or v < tile), f"an integer in [0, {tile or 'tile'}) (LR pixels)"),
              ("crop_border", "--crop-border", lambda v: v >= 0, "an integer ≥ 0"),
              ("fid_min", "--fid-min", lambda v: v >= 0, "an integer ≥ 0")]
@@ -495,7 +461,6 @@ def sr_cli(argv=None):
                          "input's size, is not written unless asked for: the shipped small model's ×1 is no more faithful "
                          "to the scene than the input itself (chapter 11)")
     ap.add_argument("--class", dest="cls", type=int, default=0, choices=[0, 1], help="0: degraded input (default); 1: clean input, only bilinear-downsampled")
-    ap.add_argument("--cfg", type=float, default=None, help="classifier-free guidance strength t (default: none)")
     add_decoding_args(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overlap", type=int, default=None, help="tile overlap in LR pixels (default: a quarter tile)")
@@ -514,16 +479,16 @@ def sr_cli(argv=None):
     try:
         check_options(a)                                                 # bad values, unknown device: before any work
         if a.overwrite and a.skip_existing: raise MsvarError("--overwrite and --skip-existing exclude each other")
-        dec = decoding(a)
+        dec = Decoding.from_args(a)                                      # bad decoding values: before any work too
         check_out_dir(a.out)                                             # an unwritable -o: before loading the model
         if a.model is None and not default_model_path().exists():
             raise MsvarError(f"no --model given and no shipped model at {str(default_model_path())!r}: train one with "
                              "`msvar_reproduce --preset small` (chapter 10) and pass --model runs/small/models/ours.safetensors")
         model = load_sr_model(a.model or default_model_path(), device=a.device)
         check_options(a, tile=model.preset.lr_size)
-        dec = decoding(a, model.decoding)                                # no decoding option: the model file's default
+        dec = Decoding.from_args(a, model.decoding)                      # no decoding option: the model file's
         s = sr_files(a.inputs, a.out, model, scales=tuple(a.scales), overwrite=a.overwrite, skip_existing=a.skip_existing, cls=a.cls,
-                     cfg=a.cfg, **dec, seed=a.seed, overlap=a.overlap, batch_size=a.batch_size,
+                     decoding=dec, overlap=a.overlap, batch_size=a.batch_size,
                      compare=a.compare, colour_sigma=None if a.no_colour_fix else a.colour_sigma)
     except MsvarError as e:
         print(f"msvar_sr: error: {e}", file=sys.stderr); sys.exit(2)

@@ -11,6 +11,8 @@ import pandas as pd
 from .core import MsvarError
 from .hit import reconstruct_scales
 from .losses import sr_tokens, sr_loss
+from dataclasses import replace
+from .var import Decoding
 from .evaluate import baseline_outputs, evaluate_outputs, summary_table, model_outputs   # model_outputs: chapter 09b
 
 # %% auto #0
@@ -19,19 +21,14 @@ __all__ = ['WIDE_METRICS', 'CRITERIA', 'parse_decode', 'ceiling_outputs', 'teach
            'autoencoder_table']
 
 # %% ../nbs/11_small_model.ipynb #7c30862d
-def parse_decode(s: str) -> dict:
-    "Decoding setting `greedy`, `sample`, `softT` (soft, τ = T), `topkK`, `toppP`, `cfgT`, `colourS` (joined by '+') → keyword arguments of `model_outputs`."
-    kw = dict(greedy=False)
-    for part in s.split("+"):
-        if part == "greedy": kw["greedy"] = True
-        elif part == "sample": pass
-        elif part.startswith("soft") and part[4:].replace(".", "", 1).isdigit(): kw["soft"] = float(part[4:])
-        elif part.startswith("topk") and part[4:].isdigit(): kw["top_k"] = int(part[4:])
-        elif part.startswith("topp"): kw["top_p"] = float(part[4:])
-        elif part.startswith("cfg"): kw["cfg"] = float(part[3:])
-        elif part.startswith("colour"): kw["colour_sigma"] = float(part[6:])   # msvar_sr's colour fix at σ input pixels
-        else: raise MsvarError(f"unknown decoding {part!r}: use greedy, sample, softT, topkK, toppP or cfgT, joined by '+'")
-    return kw
+def parse_decode(s: str, seed: int | None = None) -> dict:
+    """A decoding string (`Decoding.parse`, chapter 05; `seed`, if given, replaces its seed) with an optional `colourS`
+    part (msvar_sr's colour fix at σ = S input pixels) → keyword arguments of `model_outputs`."""
+    parts = s.split("+")
+    colour = [float(p[6:]) for p in parts if p.startswith("colour")]
+    dec = Decoding.parse("+".join(p for p in parts if not p.startswith("colour")))
+    kw = dict(decoding=dec if seed is None else replace(dec, seed=seed))
+    return {**kw, "colour_sigma": colour[-1]} if colour else kw
 
 # %% ../nbs/11_small_model.ipynb #b4b17591
 @torch.no_grad()
@@ -100,7 +97,8 @@ def quality_table(model, pairs: dict, decodes=("greedy",), ceiling: bool = True,
     methods = {"bicubic": baseline_outputs(lr, p, "bicubic"), "bilinear": baseline_outputs(lr, p, "bilinear")}
     if model is not None:
         if ceiling: methods["tokenizer ceiling"] = ceiling_outputs(model, hr, batch_size)
-        for d in decodes: methods[f"{name} [{d}]"] = model_outputs(model, lr, pairs["cls"], batch_size, seed, **parse_decode(d))
+        for d in decodes:
+            methods[f"{name} [{d}]"] = model_outputs(model, lr, pairs["cls"], batch_size, **parse_decode(d, seed))
     t = wide_table(evaluate_outputs(methods, hr, p, pairs.get("names")))
     goals = {m: meets_goal(t, m) for m in t.index if m.startswith(f"{name} [")}
     extra = teacher_forced(model, pairs, batch_size) if (model is not None and tf) else {}

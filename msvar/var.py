@@ -5,14 +5,17 @@
 # %% ../nbs/05_var.ipynb #0f087b86
 from __future__ import annotations
 import math
+from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, Preset, host_values
 
 # %% auto #0
-__all__ = ['LayerKV', 'SelfAttention', 'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead', 'grid_positions', 'token_levels',
-           'block_causal_mask', 'mask_pairs', 'SRVAR', 'count_params', 'sample_tokens', 'generate', 'generate_images',
+__all__ = ['SOFT_TAU', 'SOFT_MIN', 'CFG_MAX', 'DECODING_PICKERS', 'DECODING_RULES', 'LEGACY_KEYS', 'DECODING_PARTS',
+           'DEFAULT_DECODING', 'DECODING_FLAGS', 'LayerKV', 'SelfAttention', 'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead',
+           'grid_positions', 'token_levels', 'block_causal_mask', 'mask_pairs', 'SRVAR', 'count_params',
+           'sample_tokens', 'decoding_problem', 'Decoding', 'add_decoding_args', 'generate', 'generate_images',
            'load_var_weights']
 
 # %% ../nbs/05_var.ipynb #afad0413
@@ -269,6 +272,192 @@ def sample_tokens(logits_BlV: torch.Tensor, top_k: int = 0, top_p: float = 0.0, 
         return torch.multinomial(probs.to(generator.device), 1, generator=generator).view(B, l).to(probs.device)  # draw on its device
     return torch.multinomial(probs, 1, generator=generator).view(B, l)
 
+# %% ../nbs/05_var.ipynb #5acc631c
+SOFT_TAU = 1.0                  # the default decoding is soft at this temperature (chosen in chapter 11)
+SOFT_MIN, CFG_MAX = 1e-4, 1e4   # logits·(1 + cfg)/τ stay finite in fp32 for any logit below 1e30:
+                                # values beyond make NaN images
+                                # (the commands refuse τ < SOFT_MIN; in Python a smaller τ is yours to try)
+
+def _pick_sample(d, generator):
+    "Sample each step's tokens with `generator`, after top-k and top-p filtering."
+    return lambda step, logits: sample_tokens(logits, d.top_k, d.top_p, generator)
+
+def _pick_greedy(d, generator):
+    "The most likely token everywhere."
+    return lambda step, logits: sample_tokens(logits, greedy=True)
+
+def _pick_soft(d, generator):
+    "No tokens: the probability maps softmax(logits/τ) (B, l, V), whose expected codes build f̂."
+    return lambda step, logits: torch.softmax(logits.float() / d.tau, -1)
+
+DECODING_PICKERS = dict(sample=_pick_sample, greedy=_pick_greedy, soft=_pick_soft)   # mode → pick(step, logits) maker
+
+def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+def _integer(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
+
+DECODING_RULES = (   # field, the test its value passes, what it must be
+    ("tau", lambda v: v is None or (_number(v) and math.isfinite(v) and v > 0), "a finite temperature τ > 0"),
+    ("top_k", lambda v: _integer(v) and v >= 0, "an integer ≥ 0 (0: off)"),
+    ("top_p", lambda v: _number(v) and (v == 0 or 0 < v <= 1), "0 (off) or a number in (0, 1]"),
+    ("cfg", lambda v: v is None or (_number(v) and math.isfinite(v) and 0 <= v <= CFG_MAX),
+     f"none (off) or a number in [0, {CFG_MAX:g}] (larger ones overflow the logits)"),
+    ("seed", lambda v: _integer(v) and 0 <= v < 2**63, "an integer in [0, 2**63)"))
+
+def decoding_problem(values: dict, names: dict | None = None) -> str | None:
+    "The first of `values` (Decoding fields) breaking DECODING_RULES, named as in `names` (e.g. a flag); None if none."
+    names = names or {}
+    for key, ok, want in DECODING_RULES:
+        if key in values and not ok(values[key]): return f"{names.get(key, key)} must be {want}, got {values[key]!r}"
+    return None
+
+def _mode_problem(d) -> str | None:
+    "What is wrong with `d`'s mode and the fields only some modes take; None if nothing."
+    if not isinstance(d.mode, str) or d.mode not in DECODING_PICKERS:
+        return f"unknown decoding mode {d.mode!r}; the modes are {tuple(DECODING_PICKERS)}"
+    if d.mode != "soft" and d.tau is not None:
+        return f"choose one decoding: {d.mode} decoding excludes a soft temperature tau"
+    if d.mode != "sample" and (d.top_k or d.top_p):
+        return f"choose one decoding: {d.mode} decoding excludes top_k and top_p (they filter sampling)"
+    return None
+
+# %% ../nbs/05_var.ipynb #d8b0dde6
+LEGACY_KEYS = ("greedy", "soft", "top_k", "top_p")   # the keywords (and model-file header entries) that chose a mode
+DECODING_PARTS = (("topk", "top_k", int), ("topp", "top_p", float), ("cfg", "cfg", float), ("seed", "seed", int))
+
+def _short(x) -> str:
+    "A number as briefly as it reads back exactly."
+    s = f"{x:g}"
+    return s if float(s) == x else repr(float(x))
+
+def _reads_as(text: str, kind) -> bool:
+    "Whether `kind(text)` reads the text."
+    try: kind(text)
+    except ValueError: return False
+    return True
+
+def _decoding_part(part: str) -> dict:
+    "One '+'-joined part of a decoding string as Decoding fields."
+    if part in DECODING_PICKERS: return dict(mode=part)
+    if part.startswith("soft") and _reads_as(part[4:], float): return dict(mode="soft", tau=float(part[4:]))
+    for prefix, key, kind in DECODING_PARTS:
+        if part.startswith(prefix) and _reads_as(part[len(prefix):], kind): return {key: kind(part[len(prefix):])}
+    raise MsvarError(f"unknown decoding {part!r}: use a mode ({', '.join(DECODING_PICKERS)}, softT) "
+                     "and topkK, toppP, cfgT, seedS, joined by '+'")
+
+def _legacy_mode(kw: dict) -> dict:
+    "The mode fields that the keyword arguments greedy / soft / top_k / top_p choose; {} when none of them is given."
+    greedy, soft = kw.get("greedy", False), kw.get("soft")
+    if not isinstance(greedy, bool): raise MsvarError(f"'greedy' must be true or false, got {greedy!r}")
+    filters = dict(top_k=kw.get("top_k", 0), top_p=kw.get("top_p", 0.0))
+    if soft is not None and greedy: raise MsvarError("choose one decoding: soft decoding excludes greedy")
+    if soft is not None: return dict(mode="soft", tau=soft, **filters)
+    if greedy: return dict(mode="greedy", **filters)
+    if any(k in kw for k in LEGACY_KEYS): return dict(mode="sample", **filters)
+    return {}
+
+@dataclass(frozen=True)
+class Decoding:
+    """How `generate` picks each step's tokens: `mode` 'sample' (top_k / top_p filter it), 'greedy', or 'soft' at
+    temperature `tau`; classifier-free guidance of strength `cfg` (None: off); the `seed` of the generator that
+    `upscale` and `model_outputs` make. Checked when made; `str(d)` ('soft1+cfg2') reads back with `Decoding.parse`."""
+    mode: str = "soft"
+    tau: float | None = None        # soft only; None there: SOFT_TAU
+    top_k: int = 0                  # sample only; 0: off
+    top_p: float = 0.0              # sample only; 0: off
+    cfg: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mode == "soft" and self.tau is None: object.__setattr__(self, "tau", SOFT_TAU)
+        problem = _mode_problem(self) or decoding_problem(asdict(self))
+        if problem: raise MsvarError(problem)
+
+    def picker(self, generator: torch.Generator | None = None):
+        "`pick(step, logits_BlV)` for `_run_steps`: the step's tokens (B, l), or soft decoding's probabilities."
+        return DECODING_PICKERS[self.mode](self, generator)
+
+    def choice(self) -> dict:
+        "The mode as headers and run summaries record it: {greedy}, {greedy, soft} or {greedy, top_k, top_p}."
+        if self.mode == "greedy": return dict(greedy=True)
+        if self.mode == "soft": return dict(greedy=False, soft=self.tau)
+        if self.mode == "sample": return dict(greedy=False, top_k=self.top_k, top_p=self.top_p)
+        return dict(mode=self.mode)
+
+    def __str__(self) -> str:
+        parts = [(True, self.mode + (_short(self.tau) if self.mode == "soft" else "")),
+                 (self.top_k, f"topk{self.top_k}"), (self.top_p, f"topp{_short(self.top_p)}"),
+                 (self.cfg is not None, f"cfg{_short(self.cfg or 0)}"), (self.seed, f"seed{self.seed}")]
+        return "+".join(text for given, text in parts if given)
+
+    @classmethod
+    def parse(cls, s: str) -> Decoding:
+        """`str(d)` back to `d`: a mode (greedy, sample, soft, softT) and topkK, toppP, cfgT, seedS, joined by '+';
+        without a mode, sample."""
+        fields = {}
+        for part in filter(None, s.split("+")):
+            new = _decoding_part(part)
+            if set(new) & set(fields): raise MsvarError(f"decoding {s!r} gives {sorted(set(new) & set(fields))} twice")
+            fields.update(new)
+        return cls(**{"mode": "sample", **fields})
+
+    @classmethod
+    def of(cls, decoding=None, base: Decoding | None = None, where: str | None = None, **legacy) -> Decoding:
+        """`decoding` (a Decoding, its string, or a header dict) or the keywords greedy / soft / top_k / top_p / cfg /
+        seed as a Decoding; where they leave the mode open, `base`'s (default DEFAULT_DECODING)."""
+        try: return cls._of(decoding, base or DEFAULT_DECODING, legacy)
+        except MsvarError as e: raise (MsvarError(f"{where}: {e}") if where else e) from None
+
+    @classmethod
+    def _of(cls, decoding, base: Decoding, legacy: dict) -> Decoding:
+        unknown = sorted(set(legacy) - {*LEGACY_KEYS, "cfg", "seed"})
+        if unknown: raise MsvarError(f"unknown decoding entries {unknown}; they are {(*LEGACY_KEYS, 'cfg', 'seed')}")
+        if decoding is not None and legacy: raise MsvarError(f"give `decoding` or {sorted(legacy)}, not both")
+        if isinstance(decoding, cls): return decoding
+        if isinstance(decoding, str): return cls.parse(decoding)
+        if isinstance(decoding, dict) and "mode" in decoding: return cls(**decoding)
+        if isinstance(decoding, dict): return cls._of(None, base, decoding)
+        if decoding is not None:
+            raise MsvarError(f"a decoding is a Decoding, a string or a dict, not {type(decoding).__name__}")
+        mode = _legacy_mode(legacy) or dict(mode=base.mode, tau=base.tau, top_k=base.top_k, top_p=base.top_p)
+        return cls(**mode, cfg=legacy.get("cfg", base.cfg), seed=legacy.get("seed", base.seed))
+
+    @classmethod
+    def from_args(cls, a, base: Decoding | None = None) -> Decoding:
+        """The decoding of a command line parsed with `add_decoding_args`: --soft TAU, --greedy or sampling (--sample,
+        --top-k, --top-p); with none of them `base`'s mode (a model file's), else DEFAULT_DECODING's; --cfg, --seed."""
+        top_k, top_p = getattr(a, "top_k", 0), getattr(a, "top_p", 0.0)
+        sample = bool(a.sample or top_k or top_p)
+        if sum((a.greedy, sample, a.soft is not None)) > 1:
+            raise MsvarError("choose one decoding: --soft TAU (the default), --greedy, or --sample/--top-k/--top-p")
+        values = dict(tau=a.soft, top_k=top_k, top_p=top_p, cfg=a.cfg, seed=getattr(a, "seed", 0))
+        problem = decoding_problem(values, DECODING_FLAGS) or _soft_flag_problem(a.soft)
+        if problem: raise MsvarError(problem)
+        legacy = dict(greedy=True) if a.greedy else dict(top_k=top_k, top_p=top_p) if sample else {}
+        legacy = dict(soft=a.soft) if a.soft is not None else legacy
+        return cls.of(base=base, **legacy, cfg=a.cfg, seed=values["seed"])
+
+def _soft_flag_problem(tau) -> str | None:
+    "The command lines' own limit on --soft: below SOFT_MIN the logits of a trained model can overflow."
+    if tau is None or tau >= SOFT_MIN: return None
+    return (f"--soft must be a finite temperature ≥ {SOFT_MIN:g} (smaller ones overflow the logits; "
+            f"--greedy is the limit τ → 0), got {tau!r}")
+
+DEFAULT_DECODING = Decoding()   # every command and function that decodes, unless told otherwise: soft at SOFT_TAU
+DECODING_FLAGS = dict(tau="--soft", top_k="--top-k", top_p="--top-p", cfg="--cfg", seed="--seed")
+
+def add_decoding_args(ap, sampling_filters: bool = True) -> None:
+    "The decoding options of every command (`Decoding.from_args` reads them); --seed is each command's own."
+    soft_help = ("soft decoding at temperature TAU: each scale adds the expected code under softmax(logits/TAU) "
+                 f"(the default, TAU = {SOFT_TAU}: chosen on a validation split, chapter 11)")
+    ap.add_argument("--soft", type=float, default=None, metavar="TAU", help=soft_help)
+    ap.add_argument("--greedy", action="store_true", help="greedy decoding: the most likely token everywhere")
+    sample_help = "sample the tokens (seeded)" + ("; --top-k/--top-p imply it" if sampling_filters else "")
+    ap.add_argument("--sample", action="store_true", help=sample_help)
+    if sampling_filters: ap.add_argument("--top-k", type=int, default=0)
+    if sampling_filters: ap.add_argument("--top-p", type=float, default=0.0)
+    ap.add_argument("--cfg", type=float, default=None, help="classifier-free guidance strength t (default: none)")
+
 # %% ../nbs/05_var.ipynb #668bcf46
 @torch.no_grad()
 def _run_steps(self: SRVAR, prefix_BChw, cls_B, state, pick, cfg: float | None = None, use_cache: bool = True,
@@ -321,24 +510,23 @@ def _run_steps(self: SRVAR, prefix_BChw, cls_B, state, pick, cfg: float | None =
 SRVAR._run_steps = _run_steps
 
 # %% ../nbs/05_var.ipynb #1988effc
-def generate(self: SRVAR, prefix_BChw, cls_B, state, cfg: float | None = None, top_k: int = 0, top_p: float = 0.0,
-             generator: torch.Generator | None = None, greedy: bool = False, soft: float | None = None, on_stage_end=None,
-             use_cache: bool = True) -> list:
-    "Sample the L token maps (B, ρ_l, ρ_l) of B images (inference), with KV cache and optional classifier-free guidance; `soft=τ`: the maps are softmax(logits/τ) (B, ρ_l, ρ_l, V) and f̂ adds expected codes."
-    if soft is not None:
-        if greedy or top_k or top_p: raise MsvarError("soft decoding excludes greedy, top_k and top_p")
-        if not (math.isfinite(soft) and soft > 0): raise MsvarError(f"soft decoding needs a temperature τ > 0, got {soft}")
-        pick = lambda step, logits: torch.softmax(logits.float() / soft, -1)
-    else: pick = lambda step, logits: sample_tokens(logits, top_k, top_p, generator, greedy)
-    return self._run_steps(prefix_BChw, cls_B, state, pick, cfg=cfg, use_cache=use_cache, on_stage_end=on_stage_end)
+def generate(self: SRVAR, prefix_BChw, cls_B, state, decoding: Decoding | str | None = None,
+             generator: torch.Generator | None = None, on_stage_end=None, use_cache: bool = True, **legacy) -> list:
+    """The L token maps (B, ρ_l, ρ_l) of B images (inference), with KV cache, decoded as `decoding` says (default
+    DEFAULT_DECODING; the keywords greedy / soft / top_k / top_p / cfg still work): sampled with `generator`, greedy,
+    or soft, where the maps are softmax(logits/τ) (B, ρ_l, ρ_l, V) and f̂ adds expected codes."""
+    d = Decoding.of(decoding, **legacy)
+    pick = d.picker(generator)
+    return self._run_steps(prefix_BChw, cls_B, state, pick, cfg=d.cfg, use_cache=use_cache, on_stage_end=on_stage_end)
 
 def generate_images(self: SRVAR, prefix_BChw, cls_B, state, decode_stage, **kwargs) -> tuple:
-    "Sample, decoding each stage n with `decode_stage(n, state)` after its last step: (token maps, [×1, ×2, ×4 images])."
+    "Generate, decoding stage n with `decode_stage(n, state)` after its last step: (token maps, [×1, ×2, ×4 images])."
     images = []
     idx = self.generate(prefix_BChw, cls_B, state, on_stage_end=lambda n, s: images.append(decode_stage(n, s)), **kwargs)
     return idx, images
 
 SRVAR.generate, SRVAR.generate_images = generate, generate_images
+
 
 # %% ../nbs/05_var.ipynb #d6fdac0c
 _VAR_DROPPED = ("pos_1LC", "lvl_1L", "attn_bias_for_masking")   # VAR's per-scale positions and recomputed buffers
