@@ -18,12 +18,13 @@ import torch
 from scipy import stats
 from .core import MsvarError, get_preset, _atomic_write, list_images, image_grid
 from .inference import SOFT_TAU, COLOUR_SIGMA
+from .var import Decoding
 
 # %% auto #0
 __all__ = ['PLANS', 'VARIANTS', 'STAGES', 'DECODINGS', 'HIGHER_IS_BETTER', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'CLAIMS',
            'CLAIM_METRICS', 'UNITS', 'LABELS', 'PRODUCT_CLAIMS', 'BUNDLE', 'ReproPlan', 'give_checkpoint',
            'stage_tokenizer', 'stage_hit', 'variant_dir', 'stage_var', 'train_seconds', 'sr_model_from_run',
-           'variant_model', 'tokenizer_scores', 'variant_scores', 'decoded', 'stage_eval', 'run_stage',
+           'variant_model', 'tokenizer_scores', 'plan_decoding', 'variant_scores', 'decoded', 'stage_eval', 'run_stage',
            'paired_interval', 'crop_means', 'seed_diffs', 'verdict', 'claims_table', 'results', 'means_table',
            'seed_table', 'stage_times', 'claim_line', 'findings', 'run_findings', 'verdict_counts', 'training_curves',
            'report_grid', 'write_report', 'reproduce', 'reproduce_cli', 'prefix_use', 'bundle_results']
@@ -153,13 +154,18 @@ def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFra
 
 DECODINGS = ("raw", "colour-fixed")     # the VAR's own outputs; and as msvar_sr delivers them
 
+def plan_decoding(plan: ReproPlan) -> Decoding:
+    "The evaluation's decoding (chapter 05): soft at the plan's τ (None: greedy), seeded with the plan's seed."
+    if plan.soft is None:
+        return Decoding("greedy", seed=plan.eval_seed)
+    return Decoding("soft", tau=plan.soft, seed=plan.eval_seed)
+
 @torch.no_grad()
 def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFrame:
     "Per-crop scores of one trained VAR on one test set: its raw outputs and, with the plan's colour fix, msvar_sr's."
     from msvar.evaluate import model_outputs, evaluate_outputs
     from msvar.inference import colour_fix_scales
-    decode = dict(soft=plan.soft) if plan.soft is not None else dict(greedy=True)
-    raw = model_outputs(model, pairs["lr"], pairs["cls"], seed=plan.eval_seed, **decode)
+    raw = model_outputs(model, pairs["lr"], pairs["cls"], decoding=plan_decoding(plan))
     outs = {"raw": raw}
     if plan.colour_sigma is not None:
         fixed = colour_fix_scales(dict(zip(model.scales, raw)), pairs["lr"], plan.colour_sigma)
@@ -473,11 +479,10 @@ def report_grid(out, test_root, plan: ReproPlan, test_set: str = "Set14", idx=(0
     pairs = load_pairs(Path(test_root) / test_set, p, n=max(idx) + 1, seed=plan.eval_seed)
     sel = [i for i in idx if i < len(pairs["lr"])]
     lr, hr = pairs["lr"][sel], pairs["hr"][sel]
-    decode = dict(soft=plan.soft) if plan.soft is not None else dict(greedy=True)
     outs = {}
     for name in VARIANTS:
         model = variant_model(out, name, plan.seeds[0])
-        outs[name] = model_outputs(model, lr, 0, seed=plan.eval_seed, colour_sigma=plan.colour_sigma, **decode)
+        outs[name] = model_outputs(model, lr, 0, decoding=plan_decoding(plan), colour_sigma=plan.colour_sigma)
     bic = baseline_outputs(lr, p, "bicubic")[-1]
     rows = []
     for i in range(len(sel)):
