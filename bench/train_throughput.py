@@ -11,7 +11,9 @@ variant shows what a worker takes off the main process, which helps only where a
 FLOPs are the VAR's useful matrix work only (bench/sample.py's `forward_flops` × 3 for forward + backward: linear layers
 ≈ 6·N_params·tokens, attention over the allowed block-causal pairs, the head and AdaLN); the frozen tokenizer's work,
 the data preparation and the optimizer are counted as time, not as FLOPs. "% of matmul" divides the achieved rate by the
-best 1024³ fp32 matmul rate measured in the same run with the same threads.
+best 1024³ fp32 matmul rate measured in the same run with the same threads. With --bf16 --compile, one more VAR-only
+row runs the bf16 + compile step as it was before the fused AdamW and the one-pass loss (the for-each AdamW, a
+log-softmax each for CE and the two DPO log-probabilities), for their ratio in the same run.
 
     python bench/train_throughput.py --data FOLDER                 # test and small, 1 thread, profile of small
     python bench/train_throughput.py --data FOLDER --presets small --threads 2 --reps 5
@@ -34,9 +36,10 @@ from msvar.core import get_preset, to_signed                         # noqa: E40
 from msvar.data import HRFolder, DegradeCollate, DegradationConfig   # noqa: E402
 from msvar.hit import HITTokenizer, hit_tokenize, encode_any, stage_grids       # noqa: E402
 from msvar.quantize import MultiScaleQuantizer                      # noqa: E402
-from msvar.losses import SRLoss, SRTokens, sr_loss, token_preset, upsample_lr     # noqa: E402
+from msvar.losses import (SRLoss, SRTokens, sr_loss, token_preset, upsample_lr,   # noqa: E402
+                          token_ce, sequence_logprob, dpo_loss)
 from msvar.tokenizer import Tokenizer                                # noqa: E402
-from msvar.train import StepSampler, param_groups                    # noqa: E402
+from msvar.train import StepSampler, param_groups, adamw             # noqa: E402
 from msvar.var import SRVAR, count_params                            # noqa: E402
 
 
@@ -52,6 +55,13 @@ def sr_tokens_v0(tokenizer, batch, hit=True):
     x_hr, x_lr = q.teacher_inputs(t_hr.idx, stage_grids(p)), q.teacher_inputs(t_lr.idx, stage_grids(p))
     flat = lambda idx: torch.cat([z.flatten(1) for z in idx], 1)
     return SRTokens(prefix, cls, x_hr, flat(t_hr.idx), x_lr, flat(t_lr.idx), t_hr.idx, t_lr.idx)
+
+
+def sr_loss_v0(model, t: SRTokens, beta=1.0):
+    "The loss before one log-softmax served CE and both DPO log-probabilities: CE + DPO, each from its own log-softmax."
+    logits = model(t.prefix, t.cls, t.x_hr)
+    ce = token_ce(logits, t.z_hr)
+    return ce + dpo_loss(sequence_logprob(logits, t.z_hr, "mean"), sequence_logprob(logits, t.z_lr, "mean"), beta), {}
 
 
 class LossV0(SRLoss):
@@ -88,12 +98,14 @@ class Setup:
         self.loss_new, self.loss_v0 = SRLoss(self.tk, beta=beta), LossV0(self.tk, beta=beta)
         self.models = {}
 
-    def model(self, key="var", compile=False):
-        "One SRVAR + AdamW per key, all with the same initial weights."
+    def model(self, key="var", compile=False, foreach=False):
+        "One SRVAR + AdamW per key (msvar.train's, or with `foreach` the for-each one), all with the same initial weights."
         if key not in self.models:
             torch.manual_seed(1)
             m = SRVAR.from_preset(self.p).train()
-            opt = torch.optim.AdamW(param_groups(m, self.p.train.weight_decay), lr=1e-4, betas=(0.9, 0.95))
+            groups = param_groups(m, self.p.train.weight_decay)
+            if foreach: opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.95), foreach=True)
+            else: opt = adamw(groups, 1e-4, (0.9, 0.95), 1e-8, "cpu")
             net = torch.compile(m) if compile else m
             self.models[key] = (m, net, opt)
         return self.models[key]
@@ -114,9 +126,9 @@ class Setup:
         return 3 * forward_flops(m, self.B)
 
 
-def train_step(s: Setup, batch, loss_fn, key="var", compile=False, amp=None):
+def train_step(s: Setup, batch, loss_fn, key="var", compile=False, amp=None, foreach=False):
     "One optimizer step as fit does it: loss, backward, clip 2.0, AdamW step; returns the loss."
-    m, net, opt = s.model(key, compile)
+    m, net, opt = s.model(key, compile, foreach)
     with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
         loss, _ = loss_fn(net, batch)
     with record_function("backward"):
@@ -273,6 +285,9 @@ def model_only(s: Setup, reps, extra=()):
     if "bf16" in extra: fns["bf16"] = lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "mo16", amp=torch.bfloat16)
     if "bf16" in extra and "compile" in extra:
         fns["bf16 + compile"] = lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "mo16c", compile=True, amp=torch.bfloat16)
+        loss_v0 = lambda net, _: sr_loss_v0(net, t, s.loss_new.beta)
+        fns["bf16 + compile, 3 log-softmax, for-each AdamW"] = lambda r: train_step(
+            s, None, loss_v0, "mo16c0", compile=True, amp=torch.bfloat16, foreach=True)
     if "compile" in extra: fns["compile"] = lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "moc", compile=True)
     return interleaved(fns, reps)
 

@@ -13,7 +13,8 @@ from .core import MsvarError, Preset, resize, to_signed, unit_float
 from .hit import (HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, encode_any, upsample_lr)
 
 # %% auto #0
-__all__ = ['token_ce', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'token_preset', 'sr_tokens', 'sr_loss', 'SRLoss']
+__all__ = ['token_ce', 'token_logprobs', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'token_preset', 'sr_tokens', 'sr_loss',
+           'SRLoss']
 
 # %% ../nbs/06_dpo.ipynb #bf415ed9
 def token_ce(logits_BLV: torch.Tensor, target_BL: torch.Tensor) -> torch.Tensor:
@@ -26,12 +27,16 @@ def token_ce(logits_BLV: torch.Tensor, target_BL: torch.Tensor) -> torch.Tensor:
 def _check_reduce(reduce: str) -> str:
     if reduce not in ("sum", "mean"): raise MsvarError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
 
+def token_logprobs(logits_BLV: torch.Tensor, tokens_BLK: torch.Tensor) -> torch.Tensor:
+    "Per-token log-probabilities (B, L, K) of K token sequences (B, L, K) under the same logits, from one float32 log-softmax."
+    if logits_BLV.shape[:2] != tokens_BLK.shape[:2]:
+        raise MsvarError(f"logits {tuple(logits_BLV.shape)} and tokens {tuple(tokens_BLK.shape)} disagree on (B, L)")
+    return logits_BLV.float().log_softmax(-1).gather(-1, tokens_BLK)
+
 def sequence_logprob(logits_BLV: torch.Tensor, tokens_BL: torch.Tensor, reduce: str = "sum") -> torch.Tensor:
     "log p(tokens) under teacher-forced logits: sum (or per-token mean) of per-token log-probabilities; (B,)."
     _check_reduce(reduce)
-    if logits_BLV.shape[:2] != tokens_BL.shape:
-        raise MsvarError(f"logits {tuple(logits_BLV.shape)} and tokens {tuple(tokens_BL.shape)} disagree on (B, L)")
-    lp_BL = logits_BLV.float().log_softmax(-1).gather(-1, tokens_BL[..., None])[..., 0]
+    lp_BL = token_logprobs(logits_BLV, tokens_BL[..., None])[..., 0]
     return lp_BL.sum(1) if reduce == "sum" else lp_BL.mean(1)
 
 # %% ../nbs/06_dpo.ipynb #638dc664
@@ -93,11 +98,19 @@ def sr_loss(model: nn.Module, t: SRTokens, dpo: bool = True, beta: float = 1.0, 
         logits_hr, logits_lr = logits[:B], logits[B:]
     else:
         logits_hr = logits_lr = model(t.prefix, t.cls, t.x_hr)           # (B, Σρ², V)
-    ce = token_ce(logits_hr, t.z_hr)                                    # section 1
+    if dpo and not second_pass:                                  # one log-softmax serves CE and both log p (section 2)
+        _check_reduce(reduce)
+        lp_BL2 = token_logprobs(logits_hr, torch.stack((t.z_hr, t.z_lr), -1))
+        ce = -lp_BL2[..., 0].mean()                                     # = token_ce(logits_hr, z_hr), section 1
+        logp_hr, logp_lr = (lp_BL2.sum(1) if reduce == "sum" else lp_BL2.mean(1)).unbind(1)
+    else:
+        ce = token_ce(logits_hr, t.z_hr)                                # section 1
+        if dpo:
+            logp_hr = sequence_logprob(logits_hr, t.z_hr, reduce)             # section 2
+            logp_lr = sequence_logprob(logits_lr, t.z_lr, reduce)
     logs = dict(ce=ce.detach(), acc=(logits_hr.argmax(-1) == t.z_hr).float().mean())
     loss = ce
     if dpo:
-        logp_hr, logp_lr = sequence_logprob(logits_hr, t.z_hr, reduce), sequence_logprob(logits_lr, t.z_lr, reduce)   # section 2
         d = dpo_loss(logp_hr, logp_lr, beta)                              # section 3
         loss = ce + weight * d
         margin = (logp_hr - logp_lr).detach()

@@ -18,10 +18,10 @@ from .checkpoint import CKPT_KIND, CKPT_VERSION, save_checkpoint, load_checkpoin
 # %% auto #0
 __all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'COMPILE_HELP', 'PRECISION_HELP', 'DECAY_TYPES', 'resolve_precision',
            'resolve_compile', 'add_precision_args', 'FitConfig', 'arg_number', 'arg_positive', 'arg_non_negative',
-           'param_groups', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader', 'rng_state', 'set_rng_state',
-           'check_meta', 'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log', 'moving_average',
-           'plot_metrics', 'Run', 'start_run', 'resume_run', 'wrap_model', 'forward_backward', 'agree', 'clip_and_step',
-           'optimizer_step', 'train_step', 'save_run', 'sample_run', 'step_batches', 'fit']
+           'param_groups', 'adamw', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader', 'rng_state',
+           'set_rng_state', 'check_meta', 'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log',
+           'moving_average', 'plot_metrics', 'Run', 'start_run', 'resume_run', 'wrap_model', 'forward_backward',
+           'agree', 'clip_and_step', 'optimizer_step', 'train_step', 'save_run', 'sample_run', 'step_batches', 'fit']
 
 # %% ../nbs/07_train.ipynb #ec2c75a3
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -135,6 +135,11 @@ def param_groups(model: nn.Module, weight_decay: float, params=None) -> list:
     if not seen: raise MsvarError("the model has no trainable parameters")
     return [dict(params=decay[0], names=decay[1], weight_decay=weight_decay),
             dict(params=no_decay[0], names=no_decay[1], weight_decay=0.0)]
+
+def adamw(groups: list, lr: float, betas: tuple, eps: float, device) -> torch.optim.AdamW:
+    "AdamW on `groups`: fused (the whole update in one loop per tensor) on a CPU, PyTorch's default elsewhere."
+    fused = torch.device(device).type == "cpu"
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused)
 
 # %% ../nbs/07_train.ipynb #6c96fee9
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float = 0.1) -> float:
@@ -400,7 +405,7 @@ def start_run(model, cfg: FitConfig, out_dir, params=None, meta=None, extra_stat
     env = _current_env(dev)
     seed_everything(cfg.seed + 7919 * env.rank)                        # ranks draw different class dropouts
     groups = param_groups(model, cfg.weight_decay, params)
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    opt = adamw(groups, cfg.lr, cfg.betas, cfg.eps, dev)
     return Run(model, model, opt, WarmupCosine(opt, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio),
                torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16"), cfg, env, Path(out_dir), dict(meta or {}),
                [p for g in groups for p in g["params"]], extra_state)
