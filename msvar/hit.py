@@ -10,16 +10,18 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, resize, to_signed, to_unit, unit_float, Preset
+from .core import MsvarError, resize, to_signed, to_unit, unit_float, Preset, get_preset
 from .core import _load_torch, check_finite_state, check_state_dict           # safe reading (chapter 00)
 from .checkpoint import save_checkpoint, CKPT_KIND                            # the checkpoint file (chapter 00c)
 from .quantize import ScaleState
 from .tokenizer import Tokenizer, preset_from_dict, load_tokenizer
+from .var import SRVAR                                                         # the transformer (chapter 05)
 
 # %% auto #0
-__all__ = ['HIT_KIND', 'algorithm1', 'HITTokens', 'stage_image', 'center_crops', 'encode_any', 'upsample_lr', 'hit_tokenize',
-           'plain_tokenize', 'dataclass_replace_stages', 'stage_grids', 'HITState', 'StageDecoder', 'HITTokenizer',
-           'decode_partial_sum', 'reconstruct_scales', 'scale_metrics', 'save_hit', 'load_hit', 'load_sr_tokenizer']
+__all__ = ['MODEL_KINDS', 'HIT_KIND', 'algorithm1', 'HITTokens', 'stage_image', 'center_crops', 'encode_any', 'upsample_lr',
+           'hit_tokenize', 'plain_tokenize', 'dataclass_replace_stages', 'stage_grids', 'HITState', 'StageDecoder',
+           'HITTokenizer', 'build_model', 'decode_partial_sum', 'reconstruct_scales', 'scale_metrics', 'save_hit',
+           'load_hit', 'load_sr_tokenizer']
 
 # %% ../nbs/04_hit.ipynb #4abecc88
 def _phi_up(quantizer, i: int, R: torch.Tensor, G: int) -> torch.Tensor:
@@ -165,6 +167,32 @@ class HITTokenizer(nn.Module):
         if len(idx) < k: raise MsvarError(f"stage {n+1} needs the first {k} index maps, got {len(idx)}")
         return self.decode_stage(self.quantize.idx_to_fhat(idx[:k], self.preset.stage_sides[n]), n)
 
+# %% ../nbs/04_hit.ipynb #b27c0002
+MODEL_KINDS = ("tokenizer", "hit", "var")                                    # what build_model builds
+
+
+def build_model(kind: str, preset, **options) -> nn.Module:
+    """A freshly built model of `preset` (a `Preset` or its name), in training mode.
+
+    `kind` is "tokenizer" (chapter 03), "hit" (a HIT tokenizer; `base=` wraps a given base tokenizer instead of a
+    fresh one) or "var" (the transformer of chapter 05; `options` go to `SRVAR.from_preset`: `prefix`, `init`,
+    `cond_drop`, ...). Loading weights from a file stays with the loaders, which call this to build the model.
+    """
+    if kind not in MODEL_KINDS:
+        raise MsvarError(f"unknown model kind {kind!r}; choose one of {list(MODEL_KINDS)}")
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    if not isinstance(p, Preset):
+        raise MsvarError(f"a model is built from a Preset or a preset's name, got {type(preset).__name__}")
+    if kind == "var":
+        return SRVAR.from_preset(p, **options)
+    base = options.pop("base", None) if kind == "hit" else None
+    if options:
+        takes = "only base=" if kind == "hit" else "no options"
+        raise MsvarError(f"build_model({kind!r}) takes {takes}, got {sorted(options)}")
+    if kind == "tokenizer":
+        return Tokenizer.from_preset(p)
+    return HITTokenizer(Tokenizer.from_preset(p) if base is None else base, p)
+
 # %% ../nbs/04_hit.ipynb #681d61f2
 def decode_partial_sum(model: HITTokenizer, idx: list, n: int) -> torch.Tensor:
     "Plain tokens' stand-in for stage n: the first k_n token maps summed on the full grid, decoded by the base decoder, resized; in [0,1]."
@@ -229,7 +257,7 @@ def load_hit(path, map_location="cpu") -> HITTokenizer:
         raise MsvarError(f"HIT tokenizer checkpoint {str(path)!r} is incomplete: it needs 'preset_config' and 'model'")
     try:
         preset = preset_from_dict(cfg)
-        model = HITTokenizer(Tokenizer.from_preset(preset), preset)
+        model = build_model("hit", preset)
         check_state_dict(model, sd)
     except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from None
     model.load_state_dict(check_finite_state(sd, path, "HIT tokenizer checkpoint"))
@@ -244,7 +272,7 @@ def load_sr_tokenizer(path, preset=None) -> HITTokenizer:
         try: base, p = load_tokenizer(path)
         except MsvarError as e_tok: raise MsvarError(f"{str(path)!r} is neither a HIT tokenizer ({e_hit}) nor a base tokenizer ({e_tok})") from e_tok
         print(f"note: {path} is a base tokenizer without the HIT finetune; its stage decoders are copies of the base decoder", file=sys.stderr)
-        tok = HITTokenizer(base, p)
+        tok = build_model("hit", p, base=base)
     if preset is not None:
         tp = tok.preset
         if (tp.hr_size, tp.patch_nums, tp.stages, tp.tokenizer.vocab_size, tp.tokenizer.z_channels) != \

@@ -15,10 +15,10 @@ from .core import (check_out_dir, MsvarError, load_image, save_image, resize, to
 from .core import holds_folder, set_threads, add_threads_arg   # output folders, threads (chapter 00)
 from .core import _load_torch, check_finite_state, check_state_dict   # safe reading (chapter 00)
 from .checkpoint import load_checkpoint                                   # the checkpoint file (chapter 00c)
-from .tokenizer import Tokenizer, preset_from_dict, check_model_memory
+from .tokenizer import preset_from_dict, check_model_memory
 from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
-from .hit import upsample_lr, load_sr_tokenizer
-from .var import SRVAR, Decoding, DEFAULT_DECODING, LEGACY_KEYS, add_decoding_args   # decoding (chapter 05)
+from .hit import upsample_lr, load_sr_tokenizer, build_model
+from .var import Decoding, DEFAULT_DECODING, LEGACY_KEYS, add_decoding_args   # decoding (chapter 05)
 from .var import SOFT_TAU, SOFT_MIN, CFG_MAX   # noqa: F401  (their home is chapter 05; kept importable from here)
 from .model_file import write_model_file, is_safetensors, read_model_file, legacy_note
 
@@ -140,9 +140,10 @@ def load_sr_model(path, device=None) -> SRModel:
         preset = preset_from_dict(header["preset"])
         dec = Decoding.of(header["decoding"], where="its header's decoding")
         var_kw = dict(prefix=_checked(header, "var_prefix", bool, True), init=False, **_var_options(header["var_options"]))
-        check_model_memory(lambda: SRVAR.from_preset(preset, **var_kw), "its transformer")   # sizes checked before allocating
-        hit = HITTokenizer(Tokenizer.from_preset(preset), preset)
-        var = SRVAR.from_preset(preset, **var_kw)
+        # sizes checked before allocating
+        check_model_memory(lambda: build_model("var", preset, **var_kw), "its transformer")
+        hit = build_model("hit", preset)
+        var = build_model("var", preset, **var_kw)
         model = SRModel(hit, var, header["tokens"])
     except (MsvarError, TypeError, ValueError) as e: raise MsvarError(f"model file {str(path)!r}: invalid header: {e}") from None
     try:
@@ -161,7 +162,7 @@ def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> 
     "An SRModel from a VAR training checkpoint (msvar_train's last.pt, or a loaded dict with its 'model' and 'meta') and its tokenizer (path or HITTokenizer)."
     ck = var_ckpt if isinstance(var_ckpt, dict) else load_checkpoint(var_ckpt)
     tk = tokenizer if isinstance(tokenizer, nn.Module) else load_sr_tokenizer(tokenizer)
-    var = SRVAR.from_preset(tk.preset, init=False, **ck["meta"].get("var_options", LEGACY_VAR_OPTIONS))
+    var = build_model("var", tk.preset, init=False, **ck["meta"].get("var_options", LEGACY_VAR_OPTIONS))
     var.load_state_dict(ck["model"])
     return SRModel(tk, var.eval(), tokens=tokens or ("hit" if ck["meta"].get("hit", True) else "plain")).eval()
 

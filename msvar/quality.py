@@ -155,14 +155,15 @@ def autoencoder_table(toks: dict, hr: torch.Tensor, batch_size: int = 16, lr_siz
     decoder (0: it decodes flat); with `lr_size`, also bicubic upsampling of the clean lr_size-px crop."""
     from msvar.core import to_signed, to_unit, resize
     from msvar.metrics import psnr, lpips_distance, delta_e, chroma_kept, fixed_pattern
-    from msvar.hit import HITTokenizer
+    from msvar.hit import build_model
     rows, outs, flat = {}, {}, {}
     for name, (tok, preset) in toks.items():
         ae, own = [], []
         for i in range(0, len(hr), batch_size):
             x = hr[i:i + batch_size]
             ae.append(to_unit(tok.fhat_to_img(tok.encode(to_signed(x)))))   # the encoder's continuous latent, decoded
-            own.append(reconstruct_scales(HITTokenizer(tok, preset), x, "plain")[-1])   # all L steps of its own tokens
+            own_hit = build_model("hit", preset, base=tok)
+            own.append(reconstruct_scales(own_hit, x, "plain")[-1])   # all L steps of its own tokens
         outs.update({f"{name}: autoencoder": torch.cat(ae), f"{name}: own tokens": torch.cat(own)})
         grey = torch.zeros(2, 3, hr.shape[-1], hr.shape[-1])                 # flat mid grey in [-1, 1]
         flat[f"{name}: autoencoder"] = (to_unit(tok.fhat_to_img(tok.encode(grey))) * 255).std(dim=(2, 3)).max().item()

@@ -140,11 +140,11 @@ def variant_model(out: Path, name: str, seed: int = 0):
 @torch.no_grad()
 def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFrame:
     "Table 1a per crop: plain / hit-base / hit decodes of `hr` at the three stage sizes (evaluate_outputs' metrics)."
-    from msvar.hit import HITTokenizer, load_hit, reconstruct_scales
+    from msvar.hit import build_model, load_hit, reconstruct_scales
     from msvar.tokenizer import load_tokenizer
     from msvar.evaluate import evaluate_outputs
     base, p = load_tokenizer(out / "tokenizer" / "last.pt")
-    models = {"plain": HITTokenizer(base, p).eval(), "hit-base": HITTokenizer(base, p).eval(),
+    models = {"plain": build_model("hit", p, base=base).eval(), "hit-base": build_model("hit", p, base=base).eval(),
               "hit": load_hit(out / "hit" / "last.pt")}
     outs = {}
     for mode, m in models.items():

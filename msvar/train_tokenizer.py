@@ -16,7 +16,7 @@ from .lpips import get_lpips
 from .model_file import is_safetensors, read_model_file
 from .tokenizer import Tokenizer, CKPT_FORMAT, load_var_tokenizer, tokenizer_meta, tokenizer_parts
 from .tokenizer import load_tokenizer, save_tokenizer
-from .hit import HITTokenizer, hit_tokenize, stage_image, save_hit, load_hit
+from .hit import HITTokenizer, hit_tokenize, stage_image, save_hit, load_hit, build_model
 from .train import (FitConfig, StepLoader, fit, read_log, param_digest, plot_metrics, add_precision_args,
                          resolve_precision, arg_positive, arg_non_negative)
 
@@ -133,7 +133,7 @@ def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_s
     lp = _lpips_or_warn(dev, lpips_weight, require_lpips)
     ds = HRFolder(data_dir, p.hr_size, cache="auto")       # the VAR's data path (chapter 01): random crops, 8 flips
     seed_everything(seed)
-    model = Tokenizer.from_preset(p).to(dev)
+    model = build_model("tokenizer", p).to(dev)
     if fresh and init is not None:
         load_var_tokenizer(model, init_weights(init))
     elif fresh:
@@ -274,7 +274,7 @@ def _base_model(base, out: Path) -> HITTokenizer:
     if not isinstance(base, tuple) and not (out / "base.pt").exists():   # keep the exact starting point for comparisons
         step = _load_torch(base).get("step") or 0
         save_tokenizer(tok, preset, out / "base.pt", step=step, source=str(base))
-    return HITTokenizer(tok, preset)
+    return build_model("hit", preset, base=tok)
 
 def finetune_phase(model: HITTokenizer, phase: int, steps: int, data: HRFolder, ph_dir: Path, opts: dict, lpips_fn,
                    ckpt_every: int = 50, progress: bool = True, precision: str = "auto"):

@@ -13,7 +13,7 @@ from .core import MsvarError, _atomic_write, _load_torch, get_preset, seed_every
 from .core import holds_folder, set_threads, arg_seed, say_interrupted   # output folders, threads (chapter 00)
 from .core import unit_float
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
-from .hit import load_sr_tokenizer
+from .hit import load_sr_tokenizer, build_model
 from .var import SRVAR, load_var_weights, count_params
 from .losses import SRLoss
 from .inference import SRModel                 # the same sampling and decoding as msvar_sr (chapter 08)
@@ -145,7 +145,8 @@ def train_var(preset="small", data=None, tokenizer=None, out=None, config: VarTr
         tk = load_sr_tokenizer(tokenizer, p).to(env.device)
         if env.device.type == "cuda": torch.backends.cuda.matmul.allow_tf32 = True; torch.backends.cudnn.allow_tf32 = True
         seed_everything(o.seed)                                       # the same initial weights on every rank
-        model = SRVAR.from_preset(p, **{k: v for k, v in dict(cond_drop=o.cond_drop, prefix_pos=o.prefix_pos, lr_add=o.lr_add).items() if v is not None}).to(env.device)
+        given = dict(cond_drop=o.cond_drop, prefix_pos=o.prefix_pos, lr_add=o.lr_add)
+        model = build_model("var", p, **{k: v for k, v in given.items() if v is not None}).to(env.device)
         if o.init_var is not None and not (o.resume and (Path(out) / "last.pt").exists()):
             rep = init_from_var(model, o.init_var)                    # a resumed run takes its weights from last.pt instead
             if env.is_main: print(f"initialised from {o.init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
@@ -217,7 +218,7 @@ def saved_tensor_bytes(preset, batch: int, precision: str = "bf16", dpo: bool = 
         saved[id(t)] = t.numel() * t.element_size()                  # one tensor saved by two operations counts once
         return t
     with FakeTensorMode():
-        m = SRVAR.from_preset(p, init=False, **var_options).train()
+        m = build_model("var", p, init=False, **var_options).train()
         m._check_inputs = lambda *a: None                             # its checks read values, which fake tensors lack
         n_params = sum(q.numel() for q in m.parameters())
         n, first, B = p.n_image_tokens, p.patch_nums[0] ** 2, batch * (2 if dpo and second_pass else 1)
