@@ -144,8 +144,8 @@ def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFra
     from msvar.tokenizer import load_tokenizer
     from msvar.evaluate import evaluate_outputs
     base, p = load_tokenizer(out / "tokenizer" / "last.pt")
-    models = {"plain": build_model("hit", p, base=base).eval(), "hit-base": build_model("hit", p, base=base).eval(),
-              "hit": load_hit(out / "hit" / "last.pt")}
+    unfinetuned = build_model("hit", p, base=base).eval()           # stage decoders = the base decoder
+    models = {"plain": unfinetuned, "hit-base": unfinetuned, "hit": load_hit(out / "hit" / "last.pt")}
     outs = {}
     for mode, m in models.items():
         recs = [reconstruct_scales(m, hr[i:i + 16], mode) for i in range(0, len(hr), 16)]

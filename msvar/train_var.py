@@ -76,7 +76,7 @@ class VarTrainConfig:
     dpo_reduce: str = _opt("mean", "log p as the per-token mean or the sum", choices=("mean", "sum"))
     second_pass: bool = _opt(False, "score z_LR with its own teacher-forced pass", action="store_true")
     amp_encoder: bool = _opt(False, "run the frozen tokenizer's encoder under the training's autocast (the quantizer "
-                             "stays in fp32): about 2× faster tokenization, but about 13 %% of the tokens differ from "
+                             "stays in fp32): faster tokenization, but some of the tokens differ from "
                              "fp32's (chapter 06)", action="store_true")
     p_bilinear: float = _opt(0.25, "fraction of bilinear-only LR inputs (class 1)", type=arg_non_negative(float))
     cond_drop: float | None = _opt(None, "class dropout for classifier-free guidance (default: preset, 0.1)", type=arg_non_negative(float))
