@@ -12,8 +12,7 @@ from PIL import Image, ImageOps
 from .core import MsvarError, load_image, resize
 from dataclasses import replace
 from .var import Decoding, DEFAULT_DECODING
-from .inference import (SRModel, load_sr_model, default_model_path, upscale as upscale_tensor,
-                             read_sr_model_file)
+from .inference import SRModel, load_sr_model, default_model_path, upscale as upscale_tensor, read_sr_model_file
 
 # %% auto #0
 __all__ = ['GRAY_MODES', 'image_planes', 'to_pil', 'Upscaler', 'load_model', 'convert_model', 'convert_model_cli']
@@ -21,116 +20,171 @@ __all__ = ['GRAY_MODES', 'image_planes', 'to_pil', 'Upscaler', 'load_model', 'co
 # %% ../nbs/08b_api.ipynb #404bc3d2
 GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N")
 
+
 def _pil_alpha(im: Image.Image) -> torch.Tensor | None:
     "The alpha channel of a PIL image as (1, H, W) in [0, 1], or None if it has none."
-    if not (im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)): return None
+    if not (im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)):
+        return None
     a = np.asarray(im.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
     return torch.from_numpy(a)[None]
+
 
 def _pil_planes(im: Image.Image) -> tuple:
     "(RGB (3,H,W) on white, alpha or None, gray) of a PIL image, read as msvar's loader reads files."
     from msvar.core import _to_float_rgb
+
     rgb = torch.from_numpy(np.ascontiguousarray(_to_float_rgb(im, (255, 255, 255)))).permute(2, 0, 1).contiguous()
     return rgb, _pil_alpha(im), im.mode in GRAY_MODES
 
+
 def _unit_array(a: np.ndarray) -> np.ndarray:
-    "A NumPy image as float32 in [0, 1]: uint8 / 255, uint16 / 65535, floats as they are (checked); MsvarError for other types."
-    if a.dtype == np.uint8: return a.astype(np.float32) / 255.0
-    if a.dtype == np.uint16: return a.astype(np.float32) / 65535.0
-    if not np.issubdtype(a.dtype, np.floating): raise MsvarError(f"image arrays must be uint8, uint16 or float in [0, 1], got {a.dtype}")
+    """A NumPy image as float32 in [0, 1]: uint8 / 255, uint16 / 65535, floats as they are (checked); MsvarError for
+    other types."""
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0
+    if not np.issubdtype(a.dtype, np.floating):
+        raise MsvarError(f"image arrays must be uint8, uint16 or float in [0, 1], got {a.dtype}")
     a = a.astype(np.float32)
-    if not np.isfinite(a).all(): raise MsvarError("input image contains NaN or inf values")
-    if a.size and (a.min() < 0 or a.max() > 1): raise MsvarError(f"input image must be in [0, 1], got [{a.min():.3f}, {a.max():.3f}]")
+    if not np.isfinite(a).all():
+        raise MsvarError("input image contains NaN or inf values")
+    if a.size and (a.min() < 0 or a.max() > 1):
+        raise MsvarError(f"input image must be in [0, 1], got [{a.min():.3f}, {a.max():.3f}]")
     return a
+
 
 def _array_planes(a: np.ndarray) -> tuple:
     "(RGB on white, alpha or None, gray) of an (H, W) or (H, W, C) array, C in 1–4 (gray, gray+alpha, RGB, RGBA)."
-    if a.ndim == 2: a = a[..., None]
+    if a.ndim == 2:
+        a = a[..., None]
     if a.ndim != 3 or a.shape[-1] not in (1, 2, 3, 4):
-        raise MsvarError(f"image arrays must be (H, W) or (H, W, C) with C in 1–4 (NumPy: channels last), got shape {a.shape}")
+        raise MsvarError(
+            f"image arrays must be (H, W) or (H, W, C) with C in 1–4 (NumPy: channels last), got shape {a.shape}"
+        )
     x = torch.from_numpy(np.ascontiguousarray(_unit_array(a))).permute(2, 0, 1)
     c = x.shape[0]
     color = x[:1].expand(3, -1, -1) if c in (1, 2) else x[:3]
     alpha = x[-1:] if c in (2, 4) else None
-    rgb = color if alpha is None else color * alpha + (1 - alpha)                # over white, as files with alpha are read
+    rgb = color if alpha is None else color * alpha + (1 - alpha)  # over white, as files with alpha are read
     return rgb.contiguous(), alpha, c in (1, 2)
+
 
 def _tensor_array(t: torch.Tensor) -> np.ndarray:
     "A ([C,] H, W) tensor as the (H, W[, C]) array `_array_planes` takes; uint8 or float."
     if t.dtype not in (torch.uint8,) and not t.is_floating_point():
         raise MsvarError(f"image tensors must be uint8 or float in [0, 1], got {t.dtype}")
-    if t.ndim not in (2, 3): raise MsvarError(f"image tensors must be (H, W) or (C, H, W), got shape {tuple(t.shape)}")
+    if t.ndim not in (2, 3):
+        raise MsvarError(f"image tensors must be (H, W) or (C, H, W), got shape {tuple(t.shape)}")
     a = t.detach().cpu()
     a = a.float() if a.is_floating_point() else a
     return (a.permute(1, 2, 0) if a.ndim == 3 else a).numpy()
 
+
 def image_planes(img) -> tuple:
-    "(RGB (3,H,W) in [0,1] on white, alpha (1,H,W) or None, gray) of a path, PIL image, NumPy array (H,W[,C]) or tensor ([C,]H,W)."
+    """(RGB (3,H,W) in [0,1] on white, alpha (1,H,W) or None, gray) of a path, PIL image, NumPy array (H,W[,C]) or
+    tensor ([C,]H,W)."""
     if isinstance(img, (str, Path)):
-        rgb = load_image(img)                                          # msvar_sr's loader: its checks and messages
-        with Image.open(img) as im: im = ImageOps.exif_transpose(im); alpha, gray = _pil_alpha(im), im.mode in GRAY_MODES
+        rgb = load_image(img)  # msvar_sr's loader: its checks and messages
+        with Image.open(img) as im:
+            im = ImageOps.exif_transpose(im)
+            alpha, gray = _pil_alpha(im), im.mode in GRAY_MODES
         return rgb, alpha, gray
-    if isinstance(img, Image.Image): return _pil_planes(img)
-    if isinstance(img, np.ndarray): return _array_planes(img)
-    if isinstance(img, torch.Tensor): return _array_planes(_tensor_array(img))
+    if isinstance(img, Image.Image):
+        return _pil_planes(img)
+    if isinstance(img, np.ndarray):
+        return _array_planes(img)
+    if isinstance(img, torch.Tensor):
+        return _array_planes(_tensor_array(img))
     raise MsvarError(f"upscale takes a path, a PIL image, a NumPy array or a tensor, got {type(img).__name__}")
 
+
 def to_pil(y: torch.Tensor, gray: bool = False, alpha: torch.Tensor | None = None) -> Image.Image:
-    "A (3,H,W) image in [0,1] as a PIL image: `L` if `gray`, with `alpha` (1,h,w) resized bicubically to (H,W) put back if given."
+    """A (3,H,W) image in [0,1] as a PIL image: `L` if `gray`, with `alpha` (1,h,w) resized bicubically to (H,W) put
+    back if given."""
     arr = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     im = Image.fromarray(np.ascontiguousarray(arr), "RGB")
-    if gray: im = im.convert("L")
-    if alpha is None: return im
+    if gray:
+        im = im.convert("L")
+    if alpha is None:
+        return im
     a = resize(alpha.expand(3, -1, -1), tuple(y.shape[-2:]), "bicubic")[0].clamp(0, 1)
     im.putalpha(Image.fromarray((a * 255).round().to(torch.uint8).numpy(), "L"))
     return im
 
 # %% ../nbs/08b_api.ipynb #57dd5a21
 class Upscaler:
-    "A loaded model with one method, `upscale`: pictures in (path, PIL, NumPy, tensor), PIL pictures out. `.model` is the SRModel."
-    def __init__(self, model: SRModel): self.model = model
+    """A loaded model with one method, `upscale`: pictures in (path, PIL, NumPy, tensor), PIL pictures out. `.model` is
+    the SRModel."""
+
+    def __init__(self, model: SRModel):
+        self.model = model
 
     @property
-    def scales(self) -> tuple: return self.model.scales
+    def scales(self) -> tuple:
+        return self.model.scales
 
     @property
-    def decoding(self) -> Decoding: return getattr(self.model, "decoding", None) or DEFAULT_DECODING
+    def decoding(self) -> Decoding:
+        return getattr(self.model, "decoding", None) or DEFAULT_DECODING
 
-    def __repr__(self): return f"Upscaler(preset {self.model.preset.name!r}, scales {self.scales}, decoding {self.decoding})"
+    def __repr__(self):
+        return f"Upscaler(preset {self.model.preset.name!r}, scales {self.scales}, decoding {self.decoding})"
 
-    def upscale(self, img, scales=(2, 4), decoding: Decoding | str | dict | None = None, cls: int = 0,
-                cfg: float | None = None, seed: int | None = None,
-                overlap: int | None = None, batch_size: int = 8) -> dict:
+    def upscale(
+        self,
+        img,
+        scales=(2, 4),
+        decoding: Decoding | str | dict | None = None,
+        cls: int = 0,
+        cfg: float | None = None,
+        seed: int | None = None,
+        overlap: int | None = None,
+        batch_size: int = 8,
+    ) -> dict:
         """Super-resolve one picture → {scale: PIL image} in the input's kind (L, LA, RGB, RGBA); the model's decoding
         unless `decoding` is given; `cfg` and `seed`, when given, replace its own."""
         dec = Decoding.of(decoding, base=self.decoding, where="decoding") if decoding is not None else self.decoding
         dec = replace(dec, **{k: v for k, v in dict(cfg=cfg, seed=seed).items() if v is not None})
         rgb, alpha, gray = image_planes(img)
-        outs = upscale_tensor(rgb, self.model, scales=tuple(scales), cls=cls, decoding=dec, overlap=overlap,
-                              batch_size=batch_size)
+        outs = upscale_tensor(
+            rgb, self.model, scales=tuple(scales), cls=cls, decoding=dec, overlap=overlap, batch_size=batch_size
+        )
         return {s: to_pil(y, gray, alpha) for s, y in outs.items()}
+
 
 def load_model(path=None, device=None) -> Upscaler:
     "An `Upscaler` for a model file (default: the shipped `small` model), on `device` (default: the best available)."
     if path is None and not default_model_path().exists():
-        raise MsvarError(f"no model file given and no shipped model at {str(default_model_path())!r}: train one with "
-                         "`msvar_reproduce --preset small` (chapter 10) and pass its models/ours.safetensors")
+        raise MsvarError(
+            f"no model file given and no shipped model at {str(default_model_path())!r}: train one with "
+            "`msvar_reproduce --preset small` (chapter 10) and pass its models/ours.safetensors"
+        )
     return Upscaler(load_sr_model(path or default_model_path(), device=device))
 
 # %% ../nbs/08b_api.ipynb #293c5a9b
 def convert_model(old, new, overwrite: bool = False) -> Path:
-    "Rewrite a model file (an older torch pickle, or a safetensors one) as `new` (.safetensors), weights unchanged; checked by loading it."
+    """Rewrite a model file (an older torch pickle, or a safetensors one) as `new` (.safetensors), weights unchanged;
+    checked by loading it."""
     from msvar.model_file import write_model_file
+
     old, new = Path(old), Path(new)
-    if new.suffix != ".safetensors": raise MsvarError(f"{str(new)!r}: name the new model file *.safetensors")
-    if new.exists() and not overwrite: raise MsvarError(f"{str(new)!r} exists (pass --overwrite to replace it)")
-    if new.exists() and new.resolve() == old.resolve(): raise MsvarError(f"{str(new)!r} is the file to convert; write to another name")
+    if new.suffix != ".safetensors":
+        raise MsvarError(f"{str(new)!r}: name the new model file *.safetensors")
+    if new.exists() and not overwrite:
+        raise MsvarError(f"{str(new)!r} exists (pass --overwrite to replace it)")
+    if new.exists() and new.resolve() == old.resolve():
+        raise MsvarError(f"{str(new)!r} is the file to convert; write to another name")
     header, groups, legacy = read_sr_model_file(old)
     provenance = dict(header.get("provenance") or {}, converted_from=old.name)
     write_model_file(new, dict(header, provenance=provenance), groups)
-    try: load_sr_model(new, device="cpu")
-    except MsvarError: new.unlink(); raise
+    try:
+        load_sr_model(new, device="cpu")
+    except MsvarError:
+        new.unlink()
+        raise
     return new
+
 
 def convert_model_cli(argv=None):
     "Console entry point `msvar_convert_model`: rewrite an older model file (.pt) as safetensors with a JSON header."
@@ -139,7 +193,9 @@ def convert_model_cli(argv=None):
     ap.add_argument("new", help="the new model file, NAME.safetensors")
     ap.add_argument("--overwrite", action="store_true", help="replace NEW if it exists")
     a = ap.parse_args(argv)
-    try: out = convert_model(a.old, a.new, overwrite=a.overwrite)
+    try:
+        out = convert_model(a.old, a.new, overwrite=a.overwrite)
     except MsvarError as e:
-        print(f"msvar_convert_model: error: {e}", file=sys.stderr); sys.exit(2)
+        print(f"msvar_convert_model: error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(f"msvar_convert_model: wrote {out} ({out.stat().st_size / 1e6:.1f} MB) from {a.old}")

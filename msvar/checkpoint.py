@@ -14,8 +14,9 @@ __all__ = ['CKPT_KIND', 'CKPT_VERSION', 'save_checkpoint', 'load_checkpoint']
 # %% ../nbs/00c_checkpoint.ipynb #b1a8448f
 CKPT_KIND = "msvar-train-checkpoint"
 CKPT_VERSION = 1
-_REQUIRED = ("step", "model", "meta")                       # every msvar checkpoint: weights, what they are, how far
-_TRAINING = ("optimizer", "scheduler", "scaler", "rng")     # and, to resume a run, the training state
+_REQUIRED = ("step", "model", "meta")  # every msvar checkpoint: weights, what they are, how far
+_TRAINING = ("optimizer", "scheduler", "scaler", "rng")  # and, to resume a run, the training state
+
 
 def save_checkpoint(path, state: dict) -> Path:
     """Write a checkpoint atomically (temporary file + rename): `step`, `model` weights and `meta` (what the weights
@@ -24,15 +25,19 @@ def save_checkpoint(path, state: dict) -> Path:
     _atomic_write(path, lambda tmp: torch.save(dict(kind=CKPT_KIND, version=CKPT_VERSION, **state), tmp))
     return path
 
+
 def _read(path: Path, map_location) -> object:
     "The unpickled content of an existing, non-empty file (weights only); MsvarError for a truncated or corrupt one."
     try:
-        return _load_torch(path, "checkpoint", map_location)             # weights_only: loading never runs code
+        return _load_torch(path, "checkpoint", map_location)  # weights_only: loading never runs code
     except MsvarError as e:
         if "refusing" in str(e):
             raise
-        raise MsvarError(f"checkpoint {str(path)!r} is truncated or corrupt ({str(e).split('?): ', 1)[-1]}); "
-                         "delete it to start over, or resume from a copy such as best.pt") from None
+        raise MsvarError(
+            f"checkpoint {str(path)!r} is truncated or corrupt ({str(e).split('?): ', 1)[-1]}); "
+            "delete it to start over, or resume from a copy such as best.pt"
+        ) from None
+
 
 def _check_entries(ck: dict, path: Path, resumable: bool) -> None:
     "MsvarError if a checkpoint lacks an entry it needs or holds one of the wrong type."
@@ -43,8 +48,10 @@ def _check_entries(ck: dict, path: Path, resumable: bool) -> None:
     kinds = (("step", int), ("meta", dict), ("model", dict))
     bad = next((k for k, kind in kinds if not isinstance(ck[k], kind) or ck[k] is True), None)
     if bad:
-        raise MsvarError(f"checkpoint {str(path)!r} is damaged: its {bad!r} is a {type(ck[bad]).__name__}; "
-                         "use an untampered copy")
+        raise MsvarError(
+            f"checkpoint {str(path)!r} is damaged: its {bad!r} is a {type(ck[bad]).__name__}; use an untampered copy"
+        )
+
 
 def load_checkpoint(path, map_location="cpu", resumable: bool = False) -> dict:
     """Read a checkpoint written by `save_checkpoint` (with its training state if `resumable`); MsvarError if it is

@@ -26,37 +26,61 @@ __all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'LOCK_NAME', 'SEED_MAX', 'PRESETS', 'IM
 class MsvarError(Exception):
     "Base class of every error msvar raises on purpose."
 
+
 class ImageReadError(MsvarError):
     "An image file could not be read; the message names the file and the reason."
+
     def __init__(self, path, reason):
         self.path, self.reason = Path(path), reason
         super().__init__(f"cannot read image {str(path)!r}: {reason}")
 
+
 class WriteError(MsvarError, OSError):
-    "A file could not be written (a full disk, a read-only filesystem, a quota); the message names the file and what to do. Also an OSError."
+    """A file could not be written (a full disk, a read-only filesystem, a quota); the message names the file and what
+    to do. Also an OSError."""
+
     def __init__(self, path, reason: str, errno_: int | None = None):
-        self.msg = (f"cannot write {str(path)!r}: {reason}; free some space or write elsewhere "
-                    "(the file that was there before, if any, is unchanged)")
-        OSError.__init__(self, errno_, self.msg); self.filename = str(path)
-    def __str__(self): return self.msg
+        self.msg = (
+            f"cannot write {str(path)!r}: {reason}; free some space or write elsewhere "
+            "(the file that was there before, if any, is unchanged)"
+        )
+        OSError.__init__(self, errno_, self.msg)
+        self.filename = str(path)
+
+    def __str__(self):
+        return self.msg
+
 
 class ImageWarning(UserWarning):
-    "An image was read, but not all of it (only the first frame of an animation or a multi-page file); the message names the file."
+    """An image was read, but not all of it (only the first frame of an animation or a multi-page file); the message
+    names the file."""
 
 # %% ../nbs/00_core.ipynb #6a64f412
 MAX_PIXELS = 16384 * 16384  # refuse larger images unless the caller raises the limit
 
+
 class _Unsupported(ValueError):
     "A file that decodes fine into pixels msvar cannot map to [0, 1]."
 
-_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF", b"II*\x00": "TIFF",
-               b"MM\x00*": "TIFF"}
+
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
 
 def _claimed_format(path: Path) -> str | None:
     "The format a file's first bytes announce (PNG, JPEG, GIF, TIFF, WebP), or None."
-    with open(path, "rb") as f: head = f.read(12)
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP": return "WebP"
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
     return next((fmt for sig, fmt in _SIGNATURES.items() if head.startswith(sig)), None)
+
 
 def _alpha_composite(im: Image.Image, background) -> Image.Image:
     "Composite an image with alpha over a solid `background` colour; returns RGB."
@@ -64,70 +88,100 @@ def _alpha_composite(im: Image.Image, background) -> Image.Image:
     bg = Image.new("RGBA", rgba.size, tuple(background) + (255,))
     return Image.alpha_composite(bg, rgba).convert("RGB")
 
+
 def _to_float_rgb(im: Image.Image, background) -> np.ndarray:
     "Convert any supported Pillow image to a float32 (H, W, 3) array in [0, 1]."
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(im, dtype=np.float64)
         if mode == "I" and a.max(initial=0) > 65535:
-            raise _Unsupported(f"32-bit integer pixels with values up to {a.max():.0f}; only 8- and 16-bit images are supported")
+            raise _Unsupported(
+                f"32-bit integer pixels with values up to {a.max():.0f}; only 8- and 16-bit images are supported"
+            )
         return np.repeat((a / 65535.0)[..., None], 3, axis=2).astype(np.float32)
     if mode == "F":
-        raise _Unsupported("floating-point (mode F) pixels have no defined range; convert the file to 8 or 16 bits first")
+        raise _Unsupported(
+            "floating-point (mode F) pixels have no defined range; convert the file to 8 or 16 bits first"
+        )
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
     rgb = _alpha_composite(im, background) if has_alpha else im.convert("RGB")
     return np.asarray(rgb, dtype=np.float32) / 255.0
+
 
 def load_image(path, background=(255, 255, 255), max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     "Read any common image file as a float32 tensor (3, H, W) in [0, 1]; raise `ImageReadError` if it can't be read."
     path = Path(path)
     if path.is_symlink() and not path.exists():
         raise ImageReadError(path, "broken symbolic link (its target does not exist, or the link points to itself)")
-    if not path.exists(): raise ImageReadError(path, "file does not exist")
-    if path.is_dir(): raise ImageReadError(path, "is a directory, not an image file")
-    if path.stat().st_size == 0: raise ImageReadError(path, "file is empty (0 bytes)")
+    if not path.exists():
+        raise ImageReadError(path, "file does not exist")
+    if path.is_dir():
+        raise ImageReadError(path, "is a directory, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > max_pixels:
-                    raise ImageReadError(path, f"{w}x{h} = {w*h:,} pixels exceeds max_pixels={max_pixels:,} "
-                                               "(possible decompression bomb; pass a larger max_pixels if the file is trusted)")
+                    raise ImageReadError(
+                        path,
+                        f"{w}x{h} = {w * h:,} pixels exceeds max_pixels={max_pixels:,} "
+                        "(possible decompression bomb; pass a larger max_pixels if the file is trusted)",
+                    )
                 frames = getattr(im, "n_frames", 1)
                 im.load()  # decode now so that truncation is caught here
                 im = ImageOps.exif_transpose(im)
                 arr = _to_float_rgb(im, background)
-    except ImageReadError: raise
+    except ImageReadError:
+        raise
     except UnidentifiedImageError as e:
         fmt = _claimed_format(path)
-        raise ImageReadError(path, f"corrupt {fmt} file (it starts like one but cannot be decoded)" if fmt else
-                                   "not a recognised image format") from e
+        raise ImageReadError(
+            path,
+            f"corrupt {fmt} file (it starts like one but cannot be decoded)"
+            if fmt
+            else "not a recognised image format",
+        ) from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageReadError(path, f"refused as a possible decompression bomb ({e})") from e
-    except _Unsupported as e: raise ImageReadError(path, f"unsupported pixel format: {e}") from e
+    except _Unsupported as e:
+        raise ImageReadError(path, f"unsupported pixel format: {e}") from e
     except OSError as e:
-        if e.errno is not None: raise ImageReadError(path, f"cannot read the file ({e.strerror})") from e   # permission, I/O error
+        if e.errno is not None:
+            raise ImageReadError(path, f"cannot read the file ({e.strerror})") from e  # permission, I/O error
         raise ImageReadError(path, f"corrupt or truncated file ({e})") from e
-    except (SyntaxError, ValueError) as e: raise ImageReadError(path, f"corrupt or truncated file ({e})") from e
-    if frames > 1:     # an animation, a multi-page TIFF: say so instead of silently dropping all but the first frame
-        warnings.warn(ImageWarning(f"{str(path)!r} has {frames} frames (an animation or a multi-page file); only the first is read"),
-                      stacklevel=2)
+    except (SyntaxError, ValueError) as e:
+        raise ImageReadError(path, f"corrupt or truncated file ({e})") from e
+    if frames > 1:  # an animation, a multi-page TIFF: say so instead of silently dropping all but the first frame
+        warnings.warn(
+            ImageWarning(
+                f"{str(path)!r} has {frames} frames (an animation or a multi-page file); only the first is read"
+            ),
+            stacklevel=2,
+        )
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
 
 # %% ../nbs/00_core.ipynb #481f7118
 def repo_dir() -> Path:
     "The repository root (where `data/` lives) of an editable install or a source checkout."
     import msvar
+
     return Path(msvar.__file__).resolve().parents[1]
 
+
 def data_dir(root=None) -> Path:
-    "The repository's bundled data folder `data/` (images, T91, Set5, Set14, LPIPS examples, VAR key manifest; see data/README.md)."
+    """The repository's bundled data folder `data/` (images, T91, Set5, Set14, LPIPS examples, VAR key manifest; see
+    data/README.md)."""
     d = Path(root) if root else repo_dir() / "data"
     if not (d / "README.md").exists():
-        raise MsvarError(f"bundled data folder {str(d)!r} not found: msvar reads data/ from a source checkout (git clone, then "
-                         "`pip install -e .`); data sets that are not bundled come from `msvar_fetch_data` (see its --list)")
+        raise MsvarError(
+            f"bundled data folder {str(d)!r} not found: msvar reads data/ from a source checkout (git clone, then "
+            "`pip install -e .`); data sets that are not bundled come from `msvar_fetch_data` (see its --list)"
+        )
     return d
+
 
 def bundled_images() -> list:
     "Paths of the images bundled in `data/images` (see data/README.md)."
@@ -135,156 +189,253 @@ def bundled_images() -> list:
 
 # %% ../nbs/00_core.ipynb #a552ed07
 def _clean_orphans(path: Path, min_age: float = 60.0):
-    "Remove temporaries of `path` left by killed writers: the process named in the file's name is gone and it is older than `min_age` s."
+    """Remove temporaries of `path` left by killed writers: the process named in the file's name is gone and it is older
+    than `min_age` s."""
     import glob, time
-    for t in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = t.name[len(path.name) + 2:].split(".")[0]
-        if not pid.isdigit(): continue
-        try: os.kill(int(pid), 0); continue                            # its writer is still running
-        except ProcessLookupError: pass
-        except OSError: continue                                        # e.g. another user's live process
-        try:
-            if time.time() - t.stat().st_mtime > min_age: t.unlink()
-        except OSError: pass
 
-_HELD = {}                                                              # resolved folder → [fd, depth]: the folders this process holds
+    for t in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = t.name[len(path.name) + 2 :].split(".")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # its writer is still running
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # e.g. another user's live process
+        try:
+            if time.time() - t.stat().st_mtime > min_age:
+                t.unlink()
+        except OSError:
+            pass
+
+
+_HELD = {}  # resolved folder → [fd, depth]: the folders this process holds
+
 
 def _held_here(path: Path) -> bool:
     "Whether this process holds the folder of `path` or a folder above it (then no other msvar run writes there)."
-    if not _HELD: return False
+    if not _HELD:
+        return False
     d = Path(path).resolve().parent
     return any(d == k or d.is_relative_to(k) for k in _HELD)
 
+
 def _atomic_write(path: Path, write_fn):
-    "Call `write_fn(tmp_path)` and rename the result to `path` (atomic on POSIX filesystems); the file gets the mode the user's umask gives."
+    """Call `write_fn(tmp_path)` and rename the result to `path` (atomic on POSIX filesystems); the file gets the mode
+    the user's umask gives."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_orphans(path, 0.0 if _held_here(path) else 60.0)   # in a folder this run holds, no other run writes: no age needed
+    _clean_orphans(
+        path, 0.0 if _held_here(path) else 60.0
+    )  # in a folder this run holds, no other run writes: no age needed
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
-    mask = os.umask(0); os.umask(mask); os.chmod(tmp, 0o666 & ~mask)   # mkstemp makes 0600; `open` would give 0666 & ~umask
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; `open` would give 0666 & ~umask
     try:
         write_fn(tmp)
         os.replace(tmp, path)
     except BaseException as e:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
         why = _write_failure(e, path)
-        if why is not None: raise WriteError(path, *why) from None
+        if why is not None:
+            raise WriteError(path, *why) from None
         raise
+
 
 def _write_failure(e: BaseException, path: Path):
     "(reason, errno) when `e` says the disk refused a write (full, read-only, over quota), else None."
     import errno, shutil
-    if isinstance(e, WriteError): return None
+
+    if isinstance(e, WriteError):
+        return None
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
         return e.strerror, e.errno
-    if isinstance(e, RuntimeError) and ("inline_container" in str(e) or "file write failed" in str(e)):   # torch.save's write errors
-        try: free = f", {shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free there"
-        except OSError: free = ""
+    if isinstance(e, RuntimeError) and (
+        "inline_container" in str(e) or "file write failed" in str(e)
+    ):  # torch.save's write errors
+        try:
+            free = f", {shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free there"
+        except OSError:
+            free = ""
         return f"the write failed (torch: {str(e).strip()[:80]}; is the disk full?{free})", errno.ENOSPC
     return None
 
+
 def to_uint8(img: torch.Tensor) -> np.ndarray:
     "A (3, H, W) or (1, H, W) tensor in [0, 1] → (H, W, 3) uint8 array, rounded (not truncated)."
-    if img.ndim != 3 or img.shape[0] not in (1, 3): raise MsvarError(f"expected an image tensor of shape (3, H, W) or (1, H, W), got {tuple(img.shape)}")
-    if not torch.isfinite(img).all(): raise MsvarError("image tensor contains NaN or inf values")
+    if img.ndim != 3 or img.shape[0] not in (1, 3):
+        raise MsvarError(f"expected an image tensor of shape (3, H, W) or (1, H, W), got {tuple(img.shape)}")
+    if not torch.isfinite(img).all():
+        raise MsvarError("image tensor contains NaN or inf values")
     img = img.detach().float().cpu().clamp(0, 1)
-    if img.shape[0] == 1: img = img.expand(3, -1, -1)
+    if img.shape[0] == 1:
+        img = img.expand(3, -1, -1)
     return (img.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+
 
 def save_image(img, path, overwrite: bool = False, **save_kwargs) -> Path:
     "Save a (3, H, W) tensor in [0, 1] (or a PIL image) atomically; never replaces an existing file unless `overwrite`."
     path = Path(path)
-    if path.exists() and not overwrite: raise MsvarError(f"refusing to overwrite existing file {str(path)!r} (pass overwrite=True)")
+    if path.exists() and not overwrite:
+        raise MsvarError(f"refusing to overwrite existing file {str(path)!r} (pass overwrite=True)")
     pil = img if isinstance(img, Image.Image) else Image.fromarray(to_uint8(img))
     fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None: raise MsvarError(f"unknown image extension {path.suffix!r} for {str(path)!r}")
+    if fmt is None:
+        raise MsvarError(f"unknown image extension {path.suffix!r} for {str(path)!r}")
     _atomic_write(path, lambda tmp: pil.save(tmp, format=fmt, **save_kwargs))
     return path
 
+
 def check_out_dir(out_dir) -> Path:
-    "Create the output folder if needed and prove it writable (a probe file is made and removed) before any work; one-line MsvarError otherwise."
+    """Create the output folder if needed and prove it writable (a probe file is made and removed) before any work;
+    one-line MsvarError otherwise."""
     import os, tempfile
+
     out = Path(out_dir)
-    if out.exists() and not out.is_dir(): raise MsvarError(f"output folder {str(out)!r} is an existing file, not a folder")
+    if out.exists() and not out.is_dir():
+        raise MsvarError(f"output folder {str(out)!r} is an existing file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".msvar_probe.", suffix=".tmp"); os.close(fd); os.remove(probe)
-    except OSError as e: raise MsvarError(f"cannot write to output folder {str(out)!r}: {e.strerror or e}") from None
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".msvar_probe.", suffix=".tmp")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise MsvarError(f"cannot write to output folder {str(out)!r}: {e.strerror or e}") from None
     return out
-
 
 # %% ../nbs/00_core.ipynb #i17fc002
 def _numpy_array_globals() -> list:
-    "The globals that rebuild a numeric NumPy array (training checkpoints hold NumPy's RNG state): they make arrays, they call nothing else."
+    """The globals that rebuild a numeric NumPy array (training checkpoints hold NumPy's RNG state): they make arrays,
+    they call nothing else."""
     core = getattr(np, "_core", None) or np.core
-    numeric = [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
-                                           np.float16, np.float32, np.float64)]
+    numeric = [
+        type(np.dtype(t))
+        for t in (
+            np.bool_,
+            np.int8,
+            np.int16,
+            np.int32,
+            np.int64,
+            np.uint8,
+            np.uint16,
+            np.uint32,
+            np.uint64,
+            np.float16,
+            np.float32,
+            np.float64,
+        )
+    ]
     return [core.multiarray._reconstruct, np.ndarray, np.dtype] + numeric
 
+
 def _load_torch(path, what: str = "checkpoint", map_location="cpu"):
-    "torch.load with weights_only=True: tensors, numbers, strings, containers and NumPy arrays only, so loading a file never runs code; one-line MsvarError otherwise."
+    """torch.load with weights_only=True: tensors, numbers, strings, containers and NumPy arrays only, so loading a file
+    never runs code; one-line MsvarError otherwise."""
     path = Path(path)
-    if path.is_dir(): raise MsvarError(f"{what} {str(path)!r} is a folder, not a file")
-    if not path.is_file(): raise MsvarError(f"{what} {str(path)!r} does not exist")
+    if path.is_dir():
+        raise MsvarError(f"{what} {str(path)!r} is a folder, not a file")
+    if not path.is_file():
+        raise MsvarError(f"{what} {str(path)!r} does not exist")
     try:
         with torch.serialization.safe_globals(_numpy_array_globals()), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)                # torch's note on old pickle protocols: we say what matters
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on old pickle protocols: we say what matters
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         msg = str(e)
         import re
+
         obj = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", msg)
-        with open(path, "rb") as fh: pickled = fh.read(1) == b"\x80"    # a raw pickle starts with its PROTO opcode
-        if "Weights only load failed" in msg and (obj or pickled):     # torch refused a pickled object: name it, never load it
-            raise MsvarError(f"refusing to load {what} {str(path)!r}: it holds a pickled Python object"
-                             f"{' (' + (obj.group(1) or obj.group(2)) + ')' if obj else ''}, and unpickling one could run arbitrary code; "
-                             "msvar files hold only tensors, numbers, strings, lists and dicts") from None
+        with open(path, "rb") as fh:
+            pickled = fh.read(1) == b"\x80"  # a raw pickle starts with its PROTO opcode
+        if "Weights only load failed" in msg and (
+            obj or pickled
+        ):  # torch refused a pickled object: name it, never load it
+            raise MsvarError(
+                f"refusing to load {what} {str(path)!r}: it holds a pickled Python object"
+                f"{' (' + (obj.group(1) or obj.group(2)) + ')' if obj else ''}, and unpickling one could run arbitrary "
+                "code; "
+                "msvar files hold only tensors, numbers, strings, lists and dicts"
+            ) from None
         first = msg.strip().splitlines()[0][:200] if msg.strip() else ""
-        if "Weights only load failed" in msg: first = "its bytes are not a pickle of tensors"
-        raise MsvarError(f"cannot read {what} {str(path)!r} (truncated or not a torch file?): {type(e).__name__}: {first}") from None
+        if "Weights only load failed" in msg:
+            first = "its bytes are not a pickle of tensors"
+        raise MsvarError(
+            f"cannot read {what} {str(path)!r} (truncated or not a torch file?): {type(e).__name__}: {first}"
+        ) from None
+
 
 def check_finite_state(sd: dict, path, what: str = "checkpoint") -> dict:
-    "MsvarError naming the file and the first tensors if a state dict holds NaN or inf weights (a diverged or damaged file); `sd` otherwise."
+    """MsvarError naming the file and the first tensors if a state dict holds NaN or inf weights (a diverged or damaged
+    file); `sd` otherwise."""
     bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad: raise MsvarError(f"{what} {str(path)!r} has NaN or inf values in {len(bad)} tensor(s) ({', '.join(bad[:3])}"
-                             f"{f', … ({len(bad) - 3} more)' if len(bad) > 3 else ''}): "
-                             "the run that wrote it diverged or the file is damaged; use an earlier checkpoint")
+    if bad:
+        raise MsvarError(
+            f"{what} {str(path)!r} has NaN or inf values in {len(bad)} tensor(s) ({', '.join(bad[:3])}"
+            f"{f', … ({len(bad) - 3} more)' if len(bad) > 3 else ''}): "
+            "the run that wrote it diverged or the file is damaged; use an earlier checkpoint"
+        )
     return sd
+
 
 def _short(keys, n=8):
     keys = list(keys)
     return ", ".join(keys[:n]) + (f", … ({len(keys) - n} more)" if len(keys) > n else "")
 
+
 def check_state_dict(model: torch.nn.Module, sd: dict, path=None) -> None:
-    "Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` (read from the file `path`, if given) for `model`; nothing if they match."
+    """Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` (read from the file `path`, if
+    given) for `model`; nothing if they match."""
     own = model.state_dict()
     nontensor = [k for k, v in sd.items() if not torch.is_tensor(v)]
-    if nontensor: raise MsvarError(f"{'state dict' if path is None else repr(str(path))} is damaged: {len(nontensor)} entries are not "
-                                   f"tensors ({_short(nontensor, 3)}: {type(sd[nontensor[0]]).__name__}); use an untampered copy of the file")
+    if nontensor:
+        raise MsvarError(
+            f"{'state dict' if path is None else repr(str(path))} is damaged: {len(nontensor)} entries are not "
+            f"tensors ({_short(nontensor, 3)}: {type(sd[nontensor[0]]).__name__}); use an untampered copy of the file"
+        )
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    shapes = [f"shape mismatch {k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"shape mismatch {k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or shapes:
-        msg = [f"{'state dict' if path is None else repr(str(path))} does not fit this model ({type(model).__name__}; was it written for another preset or model?):"]
-        if missing: msg.append(f"  {len(missing)} missing keys: {_short(missing)}")
-        if unexpected: msg.append(f"  {len(unexpected)} unexpected keys: {_short(unexpected)}")
-        if shapes: msg.append(f"  {len(shapes)} mis-shaped keys:\n    " + "\n    ".join(shapes[:4]) + (f"\n    … ({len(shapes) - 4} more)" if len(shapes) > 4 else ""))
+        msg = [
+            f"{'state dict' if path is None else repr(str(path))} does not fit this model ({type(model).__name__}; was "
+            "it written for another preset or model?):"
+        ]
+        if missing:
+            msg.append(f"  {len(missing)} missing keys: {_short(missing)}")
+        if unexpected:
+            msg.append(f"  {len(unexpected)} unexpected keys: {_short(unexpected)}")
+        if shapes:
+            msg.append(
+                f"  {len(shapes)} mis-shaped keys:\n    "
+                + "\n    ".join(shapes[:4])
+                + (f"\n    … ({len(shapes) - 4} more)" if len(shapes) > 4 else "")
+            )
         raise MsvarError("\n".join(msg))
-
 
 # %% ../nbs/00_core.ipynb #6148a585
 def to_signed(x: torch.Tensor) -> torch.Tensor:
     "Map an image from [0, 1] to the networks' range [-1, 1]."
     return x * 2.0 - 1.0
 
+
 def to_unit(x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     "Map a network output from [-1, 1] back to [0, 1] (clamped by default): the step VAR users often forget."
     x = (x + 1.0) / 2.0
     return x.clamp(0.0, 1.0) if clamp else x
 
+
 def unit_float(x: torch.Tensor) -> torch.Tensor:
     "An image in [0, 1] as float32: uint8 levels divided by 255 (batches travel as uint8), other dtypes cast."
     return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+
 
 def host_values(t: torch.Tensor) -> bool:
     """Whether `t`'s values can be read without waiting for a device: checks of values (index ranges, class labels) run
@@ -294,216 +445,353 @@ def host_values(t: torch.Tensor) -> bool:
 # %% ../nbs/00_core.ipynb #7126a14c
 RESIZE_MODES = ("bicubic", "bilinear", "area", "nearest")
 
-def resize(x: torch.Tensor, size, mode: str = "bicubic", antialias: bool = True, clamp: bool | None = None) -> torch.Tensor:
-    "Resize (C,H,W) or (B,C,H,W) to `size` (int = square, or (H, W)); bicubic results are clamped to [0, 1] unless `clamp=False`."
-    if mode not in RESIZE_MODES: raise MsvarError(f"unknown resize mode {mode!r}; choose one of {RESIZE_MODES}")
-    if x.ndim not in (3, 4): raise MsvarError(f"expected (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
+
+def resize(
+    x: torch.Tensor, size, mode: str = "bicubic", antialias: bool = True, clamp: bool | None = None
+) -> torch.Tensor:
+    """Resize (C,H,W) or (B,C,H,W) to `size` (int = square, or (H, W)); bicubic results are clamped to [0, 1] unless
+    `clamp=False`."""
+    if mode not in RESIZE_MODES:
+        raise MsvarError(f"unknown resize mode {mode!r}; choose one of {RESIZE_MODES}")
+    if x.ndim not in (3, 4):
+        raise MsvarError(f"expected (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
     size = (size, size) if isinstance(size, int) else tuple(size)
-    if min(size) < 1: raise MsvarError(f"target size must be positive, got {size}")
+    if min(size) < 1:
+        raise MsvarError(f"target size must be positive, got {size}")
     squeeze = x.ndim == 3
     xb = x[None] if squeeze else x
-    if tuple(xb.shape[-2:]) == size: y = xb.clone()
-    elif mode == "area": y = F.adaptive_avg_pool2d(xb, size) if size[0] <= xb.shape[-2] and size[1] <= xb.shape[-1] else F.interpolate(xb, size=size, mode="bilinear", align_corners=False)
-    elif mode == "nearest": y = F.interpolate(xb, size=size, mode="nearest-exact")
-    else: y = F.interpolate(xb, size=size, mode=mode, align_corners=False, antialias=antialias)
-    if mode == "bicubic" and (clamp is None or clamp): y = y.clamp(0, 1)
+    if tuple(xb.shape[-2:]) == size:
+        y = xb.clone()
+    elif mode == "area":
+        y = (
+            F.adaptive_avg_pool2d(xb, size)
+            if size[0] <= xb.shape[-2] and size[1] <= xb.shape[-1]
+            else F.interpolate(xb, size=size, mode="bilinear", align_corners=False)
+        )
+    elif mode == "nearest":
+        y = F.interpolate(xb, size=size, mode="nearest-exact")
+    else:
+        y = F.interpolate(xb, size=size, mode=mode, align_corners=False, antialias=antialias)
+    if mode == "bicubic" and (clamp is None or clamp):
+        y = y.clamp(0, 1)
     return y[0] if squeeze else y
 
 # %% ../nbs/00_core.ipynb #25c5f3e1
 def show_images(images, titles=None, ncols: int | None = None, size: float = 3.0, suptitle: str | None = None):
     "Show a list of images (tensors in [0, 1], PIL images or arrays) in a labelled grid; returns the figure."
     import matplotlib.pyplot as plt
+
     images = list(images)
     n = len(images)
-    if n == 0: raise MsvarError("show_images needs at least one image")
+    if n == 0:
+        raise MsvarError("show_images needs at least one image")
     ncols = ncols or min(n, 6)
     nrows = (n + ncols - 1) // ncols
     fig, axs = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     for i, ax in enumerate(axs.flat):
         ax.axis("off")
-        if i >= n: continue
+        if i >= n:
+            continue
         im = images[i]
-        if isinstance(im, torch.Tensor): im = to_uint8(im)
+        if isinstance(im, torch.Tensor):
+            im = to_uint8(im)
         ax.imshow(im)
-        if titles is not None: ax.set_title(titles[i], fontsize=9)
-    if suptitle: fig.suptitle(suptitle)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/00_core.ipynb #9c7e41b2
 def image_grid(rows, side: int | tuple | None = None, size: float = 3.0, suptitle: str | None = None):
-    "One figure row per entry of `rows`, each a list of (title, image) pairs of one length; with `side`, tensors are first enlarged (nearest) to side×side (or (H, W)) pixels."
+    """One figure row per entry of `rows`, each a list of (title, image) pairs of one length; with `side`, tensors are
+    first enlarged (nearest) to side×side (or (H, W)) pixels."""
     rows = [list(r) for r in rows]
-    if not rows or not rows[0]: raise MsvarError("image_grid needs at least one row of (title, image) pairs")
-    if len({len(r) for r in rows}) > 1: raise MsvarError(f"image_grid rows must have one length, got {[len(r) for r in rows]}")
+    if not rows or not rows[0]:
+        raise MsvarError("image_grid needs at least one row of (title, image) pairs")
+    if len({len(r) for r in rows}) > 1:
+        raise MsvarError(f"image_grid rows must have one length, got {[len(r) for r in rows]}")
     up = (lambda x: resize(x, side, "nearest")) if side is not None else (lambda x: x)
-    return show_images([up(x) for r in rows for _, x in r], [t for r in rows for t, _ in r], ncols=len(rows[0]), size=size, suptitle=suptitle)
-
+    return show_images(
+        [up(x) for r in rows for _, x in r],
+        [t for r in rows for t, _ in r],
+        ncols=len(rows[0]),
+        size=size,
+        suptitle=suptitle,
+    )
 
 # %% ../nbs/00_core.ipynb #3237e58f
 def seed_everything(seed: int) -> torch.Generator:
     "Seed Python, NumPy and torch (all devices); returns a CPU `torch.Generator` seeded the same way."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
 
 def default_device(device: str | None = None) -> torch.device:
     "The device to use: `device` if given, else CUDA, then Apple MPS, then CPU."
     if device is not None:
-        try: dev = torch.device(device)
-        except (RuntimeError, TypeError) as e: raise MsvarError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
-        if dev.type == "cuda" and not torch.cuda.is_available(): raise MsvarError(f"device {device!r} requested but CUDA is not available")
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise MsvarError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise MsvarError(f"device {device!r} requested but CUDA is not available")
         if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise MsvarError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
-        if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise MsvarError(
+                f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+        if dev.type == "mps" and not (
+            getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        ):
             raise MsvarError(f"device {device!r} requested but Apple MPS is not available on this machine")
-        if dev.type not in ("cpu", "cuda", "mps"): raise MsvarError(f"device {device!r} is not supported: use cpu, cuda, cuda:N or mps")
+        if dev.type not in ("cpu", "cuda", "mps"):
+            raise MsvarError(f"device {device!r} is not supported: use cpu, cuda, cuda:N or mps")
         return dev
-    if torch.cuda.is_available(): return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): return torch.device("mps")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
     return torch.device("cpu")
 
 # %% ../nbs/00_core.ipynb #i16c0a02
 import functools
 
+
 def global_state() -> dict:
-    "The process-wide state a training function may change: Python, NumPy, torch CPU (and initialised CUDA) RNG states, the TF32 flags."
-    st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
-              tf32=(torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
-    if torch.cuda.is_available() and torch.cuda.is_initialized(): st["cuda"] = torch.cuda.get_rng_state_all()
+    """The process-wide state a training function may change: Python, NumPy, torch CPU (and initialised CUDA) RNG
+    states, the TF32 flags."""
+    st = dict(
+        python=random.getstate(),
+        numpy=np.random.get_state(),
+        torch=torch.get_rng_state(),
+        tf32=(torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32),
+    )
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        st["cuda"] = torch.cuda.get_rng_state_all()
     return st
+
 
 def restore_global_state(st: dict):
     "Put back what `global_state` saved."
-    random.setstate(st["python"]); np.random.set_state(st["numpy"]); torch.set_rng_state(st["torch"])
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = st["tf32"]
-    if "cuda" in st: torch.cuda.set_rng_state_all(st["cuda"])
+    if "cuda" in st:
+        torch.cuda.set_rng_state_all(st["cuda"])
+
 
 def keeps_global_state(f):
-    "Decorator: `f` may seed the global RNGs and set TF32 for its own work; the caller's states are restored when it returns or raises."
+    """Decorator: `f` may seed the global RNGs and set TF32 for its own work; the caller's states are restored when it
+    returns or raises."""
+
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         st = global_state()
-        try: return f(*args, **kwargs)
-        finally: restore_global_state(st)
+        try:
+            return f(*args, **kwargs)
+        finally:
+            restore_global_state(st)
+
     return wrapper
 
 # %% ../nbs/00_core.ipynb #4858b7bf
 import contextlib, errno, shutil, sys
 
+
 class FolderBusyError(MsvarError):
     "Another live run holds the output folder (its lock file names the process); the message says which and what to do."
 
+
 LOCK_NAME = ".msvar.lock"
+
 
 def _lock_holder(lock: Path) -> str:
     "What a lock file says about its holder ('pid 123, msvar_sr, since …'), or a plain word when it cannot be read."
-    try: words = lock.read_text().split(maxsplit=2)
-    except OSError: return "another process"
-    return f"pid {words[0]}" + (f", {words[1]}" if len(words) > 1 else "") + (f", since {words[2]}" if len(words) > 2 else "")
+    try:
+        words = lock.read_text().split(maxsplit=2)
+    except OSError:
+        return "another process"
+    return (
+        f"pid {words[0]}"
+        + (f", {words[1]}" if len(words) > 1 else "")
+        + (f", since {words[2]}" if len(words) > 2 else "")
+    )
+
 
 def _try_lock(lock: Path):
-    "An fd holding an exclusive flock on `lock` (the file now names this process), or None while another live process holds it."
+    """An fd holding an exclusive flock on `lock` (the file now names this process), or None while another live process
+    holds it."""
     import fcntl, time
+
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError: os.close(fd); return None
-        try: same = os.stat(lock).st_ino == os.fstat(fd).st_ino  # the holder may have removed the file as we opened it
-        except FileNotFoundError: same = False
-        if not same: os.close(fd); continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino  # the holder may have removed the file as we opened it
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {Path(sys.argv[0]).name or 'python'} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+        os.write(
+            fd, f"{os.getpid()} {Path(sys.argv[0]).name or 'python'} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode()
+        )
         return fd
+
 
 def _release(folder: Path, fd: int):
     "Remove the lock file and drop the lock (in this order, so that a waiting run never locks a removed file)."
     import fcntl
-    try: os.remove(folder / LOCK_NAME)
-    except OSError: pass
-    fcntl.flock(fd, fcntl.LOCK_UN); os.close(fd)
+
+    try:
+        os.remove(folder / LOCK_NAME)
+    except OSError:
+        pass
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
 
 def clean_orphans(folder) -> int:
-    "Remove the temporaries (.NAME.PID.xxx.tmp) that killed writers left directly in `folder`: their process is gone. Returns how many."
+    """Remove the temporaries (.NAME.PID.xxx.tmp) that killed writers left directly in `folder`: their process is gone.
+    Returns how many."""
     n = 0
     for t in Path(folder).glob(".*.tmp"):
         pid = t.name.split(".")[-3] if t.name.count(".") >= 4 else ""
-        if not pid.isdigit() or _pid_alive(int(pid)): continue
-        try: t.unlink(); n += 1
-        except OSError: pass
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        try:
+            t.unlink()
+            n += 1
+        except OSError:
+            pass
     return n
+
 
 def _pid_alive(pid: int) -> bool:
     "Whether process `pid` exists (one of another user counts as alive)."
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except OSError: return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
     return True
+
 
 @contextlib.contextmanager
 def hold_folder(folder, what: str = "--out"):
-    """Hold output folder `folder` for this run: made if needed and proven writable, then locked (OUT/.msvar.lock, an flock naming
-    this process); FolderBusyError while another live process holds it. The kernel drops the lock when its holder dies (kill -9 too),
-    so a killed run never leaves it stuck. Nested holds of one folder in one process are free; temporaries of killed writers go."""
+    """Hold output folder `folder` for this run: made if needed and proven writable, then locked (OUT/.msvar.lock, an
+    flock naming
+    this process); FolderBusyError while another live process holds it. The kernel drops the lock when its holder dies
+    (kill -9 too),
+    so a killed run never leaves it stuck. Nested holds of one folder in one process are free; temporaries of killed
+    writers go."""
     folder = check_out_dir(folder)
     key = folder.resolve()
-    if key in _HELD: _HELD[key][1] += 1
+    if key in _HELD:
+        _HELD[key][1] += 1
     else:
         fd = _try_lock(folder / LOCK_NAME)
         if fd is None:
-            raise FolderBusyError(f"output folder {str(folder)!r} is in use by another msvar run ({_lock_holder(folder / LOCK_NAME)}): "
-                                  f"two runs would mix their files; wait for it to finish, or choose another {what}")
+            raise FolderBusyError(
+                f"output folder {str(folder)!r} is in use by another msvar run ({_lock_holder(folder / LOCK_NAME)}): "
+                f"two runs would mix their files; wait for it to finish, or choose another {what}"
+            )
         _HELD[key] = [fd, 1]
         clean_orphans(folder)
-    try: yield folder
+    try:
+        yield folder
     finally:
         _HELD[key][1] -= 1
-        if _HELD[key][1] == 0: _release(folder, _HELD.pop(key)[0])
+        if _HELD[key][1] == 0:
+            _release(folder, _HELD.pop(key)[0])
+
 
 def holds_folder(arg: str, what: str = "--out"):
-    "Decorator: the call holds the folder passed as argument `arg` (see `hold_folder`); under torchrun only rank 0 takes the lock."
+    """Decorator: the call holds the folder passed as argument `arg` (see `hold_folder`); under torchrun only rank 0
+    takes the lock."""
+
     def deco(f):
         import inspect
+
         sig = inspect.signature(f)
+
         @functools.wraps(f)
         def wrapper(*args, **kwargs):
             folder = sig.bind(*args, **kwargs).arguments.get(arg)
-            if folder is None or os.environ.get("RANK", "0") != "0": return f(*args, **kwargs)
-            with hold_folder(folder, what): return f(*args, **kwargs)
+            if folder is None or os.environ.get("RANK", "0") != "0":
+                return f(*args, **kwargs)
+            with hold_folder(folder, what):
+                return f(*args, **kwargs)
+
         return wrapper
+
     return deco
+
 
 def available_memory() -> int:
     "Bytes of memory this process can still take: MemAvailable of /proc/meminfo (Linux), else the free physical pages."
     try:
         with open("/proc/meminfo") as f:
             for line in f:
-                if line.startswith("MemAvailable:"): return int(line.split()[1]) * 1024
-    except OSError: pass
-    try: return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError): return 2**62
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
 
 def check_memory(nbytes: float, what: str, fix: str):
     "MsvarError saying `what` needs `nbytes`, more than the memory available, and `fix`; nothing if it fits."
     have = available_memory()
-    if nbytes > have: raise MsvarError(f"{what} needs at least {nbytes / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB of memory available; {fix}")
+    if nbytes > have:
+        raise MsvarError(
+            f"{what} needs at least {nbytes / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB of memory "
+            f"available; {fix}"
+        )
+
 
 def default_threads() -> int:
-    "torch CPU threads that do not oversubscribe the machine: the cores this process may use, less those busy (1-minute load), at least 1."
+    """torch CPU threads that do not oversubscribe the machine: the cores this process may use, less those busy
+    (1-minute load), at least 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
     return max(1, min(torch.get_num_threads(), cores - busy))
 
+
 def add_threads_arg(ap):
     "The `--threads` option of the long-running commands."
-    ap.add_argument("--threads", type=_positive_int, default=None,
-                    help="torch CPU threads (default: the idle cores, from the core count and the 1-minute load, at least 1)")
+    ap.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch CPU threads (default: the idle cores, from the core count and the 1-minute load, at least 1)",
+    )
+
 
 def _positive_int(s):
     import argparse
-    try: v = int(s)
-    except ValueError: raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v < 1: raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
+
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
     return v
+
 
 def set_threads(n: int | None = None) -> int:
     "Set torch's CPU threads to `n` (default `default_threads()`); returns the number set."
@@ -511,58 +799,73 @@ def set_threads(n: int | None = None) -> int:
     torch.set_num_threads(n)
     return n
 
-SEED_MAX = 2**40                        # seeds are mixed into per-step and per-item seeds (seed·1_000_003 + …) that must stay below 2**63
+
+SEED_MAX = 2**40  # seeds are mixed into per-step and per-item seeds (seed·1_000_003 + …) that must stay below 2**63
+
 
 def arg_seed(s):
     "argparse type of every --seed: an integer in [0, SEED_MAX), a one-line usage error otherwise."
     import argparse
-    try: v = int(s)
-    except ValueError: raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if not 0 <= v < SEED_MAX: raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**40), got {s}")
+
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if not 0 <= v < SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**40), got {s}")
     return v
 
+
 def say_interrupted(prog: str, out, ckpts=("last.pt",)):
-    "After Ctrl-C in a training command: one line saying its newest checkpoint (the first of `ckpts` under `out` that exists) is intact, as every write is atomic, and how to go on; exit code 130."
+    """After Ctrl-C in a training command: one line saying its newest checkpoint (the first of `ckpts` under `out` that
+    exists) is intact, as every write is atomic, and how to go on; exit code 130."""
     last = next((Path(out) / c for c in ckpts if (Path(out) / c).exists()), None)
-    state = (f"the last checkpoint {str(last)!r} is intact; run the same command again to resume from it" if last is not None
-             else "no checkpoint had been written yet; run the same command again to start over")
+    state = (
+        f"the last checkpoint {str(last)!r} is intact; run the same command again to resume from it"
+        if last is not None
+        else "no checkpoint had been written yet; run the same command again to start over"
+    )
     print(f"\n{prog}: interrupted: {state}", file=sys.stderr)
     sys.exit(130)
-
 
 # %% ../nbs/00_core.ipynb #99948bbe
 @dataclass
 class TokenizerConfig:
     "Sizes of the RQ-VAE tokenizer (names follow VAR's `VQVAE`)."
-    ch: int = 160                          # base channel width of encoder/decoder
-    ch_mult: tuple = (1, 1, 2, 2, 4)       # width multipliers; len-1 downsamplings by 2
+
+    ch: int = 160  # base channel width of encoder/decoder
+    ch_mult: tuple = (1, 1, 2, 2, 4)  # width multipliers; len-1 downsamplings by 2
     num_res_blocks: int = 2
-    z_channels: int = 32                   # latent channels (Cvae)
+    z_channels: int = 32  # latent channels (Cvae)
     vocab_size: int = 4096
-    using_sa: bool = True                  # attention at the lowest resolution level
-    using_mid_sa: bool = True              # attention in the middle block
+    using_sa: bool = True  # attention at the lowest resolution level
+    using_mid_sa: bool = True  # attention in the middle block
     dropout: float = 0.0
-    beta: float = 0.25                     # commitment loss weight
-    quant_resi: float = 0.5                # φ(h) = (1-q)·h + q·conv(h)
-    share_quant_resi: int = 4              # number of shared φ convolutions
-    padding_mode: str = "zeros"            # of every padded conv: "zeros" (VAR, loads its weights) or "replicate"
+    beta: float = 0.25  # commitment loss weight
+    quant_resi: float = 0.5  # φ(h) = (1-q)·h + q·conv(h)
+    share_quant_resi: int = 4  # number of shared φ convolutions
+    padding_mode: str = "zeros"  # of every padded conv: "zeros" (VAR, loads its weights) or "replicate"
+
 
 @dataclass
 class VARConfig:
     "Sizes of the next-scale-prediction transformer (names follow VAR)."
+
     depth: int = 16
     embed_dim: int = 1024
     num_heads: int = 16
     mlp_ratio: float = 4.0
-    num_classes: int = 3                   # 0 degraded, 1 not degraded (bilinear only), 2 null (for CFG)
-    cond_drop: float = 0.1                 # p of replacing the class by null in training
-    pos_grid: int = 64                     # side of the over-parameterised learnable position grid
-    prefix_pos: str = "grid"               # LR prefix positions: "grid" (pos_grid at ρ_L, the paper) or "own" (a table of its own)
-    lr_add: bool = True                    # add the LR features, resampled to ρ_l, to every scale's inputs (ours; chapter 11)
+    num_classes: int = 3  # 0 degraded, 1 not degraded (bilinear only), 2 null (for CFG)
+    cond_drop: float = 0.1  # p of replacing the class by null in training
+    pos_grid: int = 64  # side of the over-parameterised learnable position grid
+    prefix_pos: str = "grid"  # LR prefix positions: "grid" (pos_grid at ρ_L, the paper) or "own" (a table of its own)
+    lr_add: bool = True  # add the LR features, resampled to ρ_l, to every scale's inputs (ours; chapter 11)
+
 
 @dataclass
 class TrainConfig:
     "Optimiser settings (paper values in the `paper` preset)."
+
     batch_size: int = 384
     lr: float = 1e-3
     weight_decay: float = 0.005
@@ -574,15 +877,17 @@ class TrainConfig:
     dpo_beta: float = 1.0
     dpo_weight: float = 1.0
 
+
 @dataclass
 class Preset:
     "Every size of the method: images, latent schedule, stages, tokenizer, VAR, training."
+
     name: str
-    hr_size: int                           # HR side (pixels); the ×4 output
-    lr_size: int                           # LR input side (pixels)
-    downsample: int                        # tokenizer spatial downsampling factor
-    patch_nums: tuple                      # ρ_1 < … < ρ_L (latent side of each step)
-    stages: tuple = (0.25, 0.5, 1.0)       # target scales s_n (×1, ×2, ×4 outputs)
+    hr_size: int  # HR side (pixels); the ×4 output
+    lr_size: int  # LR input side (pixels)
+    downsample: int  # tokenizer spatial downsampling factor
+    patch_nums: tuple  # ρ_1 < … < ρ_L (latent side of each step)
+    stages: tuple = (0.25, 0.5, 1.0)  # target scales s_n (×1, ×2, ×4 outputs)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     var: VARConfig = field(default_factory=VARConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -593,109 +898,196 @@ class Preset:
 
     # ---- derived sizes ----
     @property
-    def L(self) -> int: return len(self.patch_nums)
+    def L(self) -> int:
+        return len(self.patch_nums)
+
     @property
-    def latent_side(self) -> int: return self.hr_size // self.downsample           # ρ_L
+    def latent_side(self) -> int:
+        return self.hr_size // self.downsample  # ρ_L
+
     @property
-    def stage_sides(self) -> tuple: return tuple(round(s * self.latent_side) for s in self.stages)  # ρ^(n) = s_n·ρ_L
+    def stage_sides(self) -> tuple:
+        return tuple(round(s * self.latent_side) for s in self.stages)  # ρ^(n) = s_n·ρ_L
+
     @property
     def stage_ends(self) -> tuple:
         "k_n: number of steps whose tokens decode the n-th stage (steps 1…k_n)."
         return tuple(self.patch_nums.index(side) + 1 for side in self.stage_sides)
+
     @property
-    def stage_sizes(self) -> tuple: return tuple(round(s * self.hr_size) for s in self.stages)  # output side of each stage (pixels)
+    def stage_sizes(self) -> tuple:
+        return tuple(round(s * self.hr_size) for s in self.stages)  # output side of each stage (pixels)
+
     @property
     def stage_of_step(self) -> tuple:
         "Stage index (0-based) that each step 0…L-1 belongs to."
         return tuple(next(n for n, k in enumerate(self.stage_ends) if i < k) for i in range(self.L))
+
     @property
-    def n_image_tokens(self) -> int: return sum(p * p for p in self.patch_nums)
+    def n_image_tokens(self) -> int:
+        return sum(p * p for p in self.patch_nums)
+
     @property
-    def n_prefix_tokens(self) -> int: return self.latent_side ** 2                  # LR upsampled to HR, then encoded
+    def n_prefix_tokens(self) -> int:
+        return self.latent_side**2  # LR upsampled to HR, then encoded
+
     def tokens_per_stage(self) -> list:
         "Tokens added by each stage, and the running total."
         out, start, total = [], 0, 0
         for n, k in enumerate(self.stage_ends):
-            new = sum(p * p for p in self.patch_nums[start:k]); total += new
-            out.append(dict(stage=n + 1, scale=self.stages[n], out_px=self.stage_sizes[n], steps=f"{start+1}-{k}",
-                            sides=self.patch_nums[start:k], new_tokens=new, cumulative=total))
+            new = sum(p * p for p in self.patch_nums[start:k])
+            total += new
+            out.append(
+                dict(
+                    stage=n + 1,
+                    scale=self.stages[n],
+                    out_px=self.stage_sizes[n],
+                    steps=f"{start + 1}-{k}",
+                    sides=self.patch_nums[start:k],
+                    new_tokens=new,
+                    cumulative=total,
+                )
+            )
             start = k
         return out
 
     def validate(self):
         "Raise `MsvarError` with a clear message when the sizes do not fit together."
-        def bad(msg): raise MsvarError(f"preset {self.name!r}: {msg}")
+
+        def bad(msg):
+            raise MsvarError(f"preset {self.name!r}: {msg}")
+
         p, s = self.patch_nums, self.stages
-        if len(p) < 1 or any(int(x) != x or x < 1 for x in p): bad(f"patch_nums must be positive integers, got {p}")
-        if any(b <= a for a, b in zip(p, p[1:])): bad(f"patch_nums must be strictly increasing, got {p}")
-        if self.hr_size % self.downsample: bad(f"hr_size {self.hr_size} is not a multiple of downsample {self.downsample}")
-        if p[-1] != self.latent_side: bad(f"the last patch_num must equal hr_size/downsample = {self.latent_side}, got {p[-1]}")
+        if len(p) < 1 or any(int(x) != x or x < 1 for x in p):
+            bad(f"patch_nums must be positive integers, got {p}")
+        if any(b <= a for a, b in zip(p, p[1:])):
+            bad(f"patch_nums must be strictly increasing, got {p}")
+        if self.hr_size % self.downsample:
+            bad(f"hr_size {self.hr_size} is not a multiple of downsample {self.downsample}")
+        if p[-1] != self.latent_side:
+            bad(f"the last patch_num must equal hr_size/downsample = {self.latent_side}, got {p[-1]}")
         if 2 ** (len(self.tokenizer.ch_mult) - 1) != self.downsample:
-            bad(f"tokenizer ch_mult {self.tokenizer.ch_mult} downsamples by {2 ** (len(self.tokenizer.ch_mult) - 1)}, not {self.downsample}")
-        if not s or any(b <= a for a, b in zip(s, s[1:])) or s[-1] != 1.0 or s[0] <= 0: bad(f"stages must increase from >0 up to 1.0, got {s}")
-        if self.hr_size * s[0] != self.lr_size: bad(f"lr_size {self.lr_size} must equal stages[0]·hr_size = {self.hr_size * s[0]:g} (the ×1 output is LR-sized)")
+            bad(
+                f"tokenizer ch_mult {self.tokenizer.ch_mult} downsamples by {2 ** (len(self.tokenizer.ch_mult) - 1)}, "
+                f"not {self.downsample}"
+            )
+        if not s or any(b <= a for a, b in zip(s, s[1:])) or s[-1] != 1.0 or s[0] <= 0:
+            bad(f"stages must increase from >0 up to 1.0, got {s}")
+        if self.hr_size * s[0] != self.lr_size:
+            bad(
+                f"lr_size {self.lr_size} must equal stages[0]·hr_size = {self.hr_size * s[0]:g} (the ×1 output is "
+                "LR-sized)"
+            )
         for sn in s:
             side = sn * self.latent_side
             if side != int(side) or int(side) not in p:
-                bad(f"stage s={sn} needs a step of side s·ρ_L = {side:g} in patch_nums {p}; "
-                    f"every stage must end exactly on one of the scales")
-            if (sn * self.hr_size) % self.downsample: bad(f"stage s={sn} gives {sn*self.hr_size:g} px, not a multiple of downsample {self.downsample}")
-        if self.var.embed_dim % self.var.num_heads: bad(f"embed_dim {self.var.embed_dim} is not divisible by num_heads {self.var.num_heads}")
+                bad(
+                    f"stage s={sn} needs a step of side s·ρ_L = {side:g} in patch_nums {p}; "
+                    f"every stage must end exactly on one of the scales"
+                )
+            if (sn * self.hr_size) % self.downsample:
+                bad(f"stage s={sn} gives {sn * self.hr_size:g} px, not a multiple of downsample {self.downsample}")
+        if self.var.embed_dim % self.var.num_heads:
+            bad(f"embed_dim {self.var.embed_dim} is not divisible by num_heads {self.var.num_heads}")
         return self
 
     def summary(self) -> str:
         "A human-readable summary of the sizes."
-        lines = [f"preset {self.name!r}: LR {self.lr_size}px → HR {self.hr_size}px, downsample {self.downsample}, ρ = {self.patch_nums} (L={self.L})",
-                 f"  image tokens Σρ² = {self.n_image_tokens}, LR prefix tokens = {self.n_prefix_tokens}, total sequence = {self.n_image_tokens + self.n_prefix_tokens}"]
+        lines = [
+            f"preset {self.name!r}: LR {self.lr_size}px → HR {self.hr_size}px, downsample {self.downsample}, ρ = "
+            f"{self.patch_nums} (L={self.L})",
+            f"  image tokens Σρ² = {self.n_image_tokens}, LR prefix tokens = {self.n_prefix_tokens}, total sequence = "
+            f"{self.n_image_tokens + self.n_prefix_tokens}",
+        ]
         for r in self.tokens_per_stage():
-            lines.append(f"  stage {r['stage']} (s={r['scale']}, {r['out_px']}px): steps {r['steps']} sides {r['sides']} "
-                         f"+{r['new_tokens']} tokens → {r['cumulative']}")
+            lines.append(
+                f"  stage {r['stage']} (s={r['scale']}, {r['out_px']}px): steps {r['steps']} sides {r['sides']} "
+                f"+{r['new_tokens']} tokens → {r['cumulative']}"
+            )
         return "\n".join(lines)
 
 # %% ../nbs/00_core.ipynb #efb08d56
 def _paper():
-    return Preset("paper", hr_size=512, lr_size=128, downsample=16, patch_nums=(4, 6, 8, 10, 14, 16, 20, 24, 28, 32),
-                  tokenizer=TokenizerConfig(), var=VARConfig(depth=16, embed_dim=1024, num_heads=16, pos_grid=64),
-                  train=TrainConfig())
+    return Preset(
+        "paper",
+        hr_size=512,
+        lr_size=128,
+        downsample=16,
+        patch_nums=(4, 6, 8, 10, 14, 16, 20, 24, 28, 32),
+        tokenizer=TokenizerConfig(),
+        var=VARConfig(depth=16, embed_dim=1024, num_heads=16, pos_grid=64),
+        train=TrainConfig(),
+    )
+
 
 def _small():
-    return Preset("small", hr_size=64, lr_size=16, downsample=8, patch_nums=(1, 2, 3, 4, 5, 6, 8),
-                  tokenizer=TokenizerConfig(ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=1, z_channels=16, vocab_size=512,
-                                            using_sa=False, using_mid_sa=True, padding_mode="replicate"),
-                  var=VARConfig(depth=6, embed_dim=256, num_heads=4, pos_grid=16),
-                  train=TrainConfig(batch_size=16, lr=5e-4, weight_decay=0.005, epochs=1, tok_lr=1e-3, tok_iters=2000))
+    return Preset(
+        "small",
+        hr_size=64,
+        lr_size=16,
+        downsample=8,
+        patch_nums=(1, 2, 3, 4, 5, 6, 8),
+        tokenizer=TokenizerConfig(
+            ch=32,
+            ch_mult=(1, 2, 2, 4),
+            num_res_blocks=1,
+            z_channels=16,
+            vocab_size=512,
+            using_sa=False,
+            using_mid_sa=True,
+            padding_mode="replicate",
+        ),
+        var=VARConfig(depth=6, embed_dim=256, num_heads=4, pos_grid=16),
+        train=TrainConfig(batch_size=16, lr=5e-4, weight_decay=0.005, epochs=1, tok_lr=1e-3, tok_iters=2000),
+    )
+
 
 def _test():
-    return Preset("test", hr_size=32, lr_size=8, downsample=8, patch_nums=(1, 2, 3, 4),
-                  tokenizer=TokenizerConfig(ch=8, ch_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=4, vocab_size=32,
-                                            using_sa=False, using_mid_sa=True),
-                  var=VARConfig(depth=2, embed_dim=32, num_heads=2, pos_grid=8),
-                  train=TrainConfig(batch_size=4, lr=1e-3, epochs=1, tok_lr=1e-3, tok_iters=20))
+    return Preset(
+        "test",
+        hr_size=32,
+        lr_size=8,
+        downsample=8,
+        patch_nums=(1, 2, 3, 4),
+        tokenizer=TokenizerConfig(
+            ch=8, ch_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=4, vocab_size=32, using_sa=False, using_mid_sa=True
+        ),
+        var=VARConfig(depth=2, embed_dim=32, num_heads=2, pos_grid=8),
+        train=TrainConfig(batch_size=4, lr=1e-3, epochs=1, tok_lr=1e-3, tok_iters=20),
+    )
+
 
 PRESETS = {"test": _test, "small": _small, "paper": _paper}
 
+
 def get_preset(name: str, **overrides) -> Preset:
     "A fresh copy of preset `name` (`test`, `small` or `paper`), with top-level fields optionally overridden."
-    if name not in PRESETS: raise MsvarError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    if name not in PRESETS:
+        raise MsvarError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     p = PRESETS[name]()
     return dataclasses.replace(p, **overrides) if overrides else p
 
 # %% ../nbs/00_core.ipynb #aaca1078
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
+
 def list_images(paths) -> list:
     "Expand files and folders (recursively) into a sorted list of image files; raise if nothing is found."
     out = []
     for p in map(Path, paths):
-        if p.is_dir(): out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS and q.is_file())
-        elif p.exists(): out.append(p)
-        else: raise MsvarError(f"input {str(p)!r} does not exist")
-    if not out: raise MsvarError(f"no image files found in {[str(p) for p in paths]}")
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS and q.is_file())
+        elif p.exists():
+            out.append(p)
+        else:
+            raise MsvarError(f"input {str(p)!r} does not exist")
+    if not out:
+        raise MsvarError(f"no image files found in {[str(p) for p in paths]}")
     return out
-
 
 # %% ../nbs/00_core.ipynb #9d4a00c4
 import sys, time
+
 
 def _in_notebook() -> bool:
     "True inside a Jupyter kernel (where tqdm.auto draws its widget)."
@@ -703,8 +1095,10 @@ def _in_notebook() -> bool:
     shell = ip.get_ipython() if ip is not None and hasattr(ip, "get_ipython") else None
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
+
 class LineProgress:
     "Progress for a log file: one plain line each time another 10 % is done (and at the end), no carriage returns."
+
     def __init__(self, it, total=None, desc=None, leave: bool = True, file=None, every: int = 10):
         total = len(it) if total is None and hasattr(it, "__len__") else total
         self.it, self.total, self.desc, self.leave, self.every = it, total, desc, leave, every
@@ -727,21 +1121,28 @@ class LineProgress:
             if self.leave and self.total and step > shown:
                 shown = step
                 print(self._line(n, t0), file=self.file, flush=True)
-        if self.leave and (not self.total or n < self.total): print(self._line(n, t0), file=self.file, flush=True)
+        if self.leave and (not self.total or n < self.total):
+            print(self._line(n, t0), file=self.file, flush=True)
+
 
 def _tqdm_with_comment(cls):
     "A tqdm class whose `comment` attribute sets the text after the bar (like the `comment` of other progress bars)."
+
     class Bar(cls):
         comment = property(lambda self: self.postfix or "", lambda self, s: self.set_postfix_str(s, refresh=False))
+
     return Bar
+
 
 def progress_bar(it, total: int | None = None, desc: str | None = None, leave: bool = True):
     "Iterate `it` with progress shown: a widget in a notebook, a bar on a terminal, lines every 10 % in a file."
     total = len(it) if total is None and hasattr(it, "__len__") else total
     if _in_notebook():
         from tqdm.auto import tqdm
+
         return _tqdm_with_comment(tqdm)(it, total=total, desc=desc, leave=leave)
     if sys.stderr.isatty():
         from tqdm import tqdm
+
         return _tqdm_with_comment(tqdm)(it, total=total, desc=desc, leave=leave, dynamic_ncols=True)
     return LineProgress(it, total=total, desc=desc, leave=leave)

@@ -11,8 +11,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from .core import (MsvarError, ImageReadError, load_image, save_image, _atomic_write, resize, show_images,
-                        get_preset, IMAGE_EXTS)
+from msvar.core import (
+    MsvarError,
+    ImageReadError,
+    load_image,
+    save_image,
+    _atomic_write,
+    resize,
+    show_images,
+    get_preset,
+    IMAGE_EXTS,
+)
 
 # %% auto #0
 __all__ = ['CACHE_MAX_BYTES', 'DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'final_sinc_kernel',
@@ -25,21 +34,22 @@ __all__ = ['CACHE_MAX_BYTES', 'DegradationConfig', 'bivariate_kernel', 'sinc_ker
 @dataclass
 class DegradationConfig:
     "Real-ESRGAN's second-order degradation parameters (published x4plus values); `2` = second stage."
+
     # blur kernels (both stages)
-    kernel_range: tuple = (7, 9, 11, 13, 15, 17, 19, 21)          # odd kernel sizes, chosen uniformly
+    kernel_range: tuple = (7, 9, 11, 13, 15, 17, 19, 21)  # odd kernel sizes, chosen uniformly
     kernel_list: tuple = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
     kernel_prob: tuple = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
-    sinc_prob: float = 0.1                 # a 2-D sinc kernel replaces the Gaussian-family kernel
+    sinc_prob: float = 0.1  # a 2-D sinc kernel replaces the Gaussian-family kernel
     blur_sigma: tuple = (0.2, 3.0)
-    betag_range: tuple = (0.5, 4.0)        # shape of the generalized Gaussian
-    betap_range: tuple = (1.0, 2.0)        # shape of the plateau kernel
+    betag_range: tuple = (0.5, 4.0)  # shape of the generalized Gaussian
+    betap_range: tuple = (1.0, 2.0)  # shape of the plateau kernel
     # first stage: resize, noise, JPEG
-    resize_prob: tuple = (0.2, 0.7, 0.1)   # up, down, keep
+    resize_prob: tuple = (0.2, 0.7, 0.1)  # up, down, keep
     resize_range: tuple = (0.15, 1.5)
-    gaussian_noise_prob: float = 0.5       # else Poisson noise
-    noise_range: tuple = (1.0, 30.0)       # Gaussian σ, in 8-bit levels
+    gaussian_noise_prob: float = 0.5  # else Poisson noise
+    noise_range: tuple = (1.0, 30.0)  # Gaussian σ, in 8-bit levels
     poisson_scale_range: tuple = (0.05, 3.0)
-    gray_noise_prob: float = 0.4           # same noise in all three channels
+    gray_noise_prob: float = 0.4  # same noise in all three channels
     jpeg_range: tuple = (30, 95)
     # second stage
     second_blur_prob: float = 0.8
@@ -49,7 +59,7 @@ class DegradationConfig:
     betag_range2: tuple = (0.5, 4.0)
     betap_range2: tuple = (1.0, 2.0)
     resize_prob2: tuple = (0.3, 0.4, 0.3)
-    resize_range2: tuple = (0.3, 1.2)      # relative to the final LR size
+    resize_range2: tuple = (0.3, 1.2)  # relative to the final LR size
     gaussian_noise_prob2: float = 0.5
     noise_range2: tuple = (1.0, 25.0)
     poisson_scale_range2: tuple = (0.05, 2.5)
@@ -58,17 +68,22 @@ class DegradationConfig:
     # final
     final_sinc_prob: float = 0.8
     resize_modes: tuple = ("area", "bilinear", "bicubic")
-    max_kernel: int = 21                   # every kernel is zero-padded to this size
+    max_kernel: int = 21  # every kernel is zero-padded to this size
 
     def table(self):
         "The parameters as a (parameter, stage 1, stage 2) table."
         import pandas as pd
+
         d, rows = asdict(self), []
         for k, v in d.items():
-            if k.endswith("2") and k[:-1] in d: continue                   # shown beside its stage-1 twin
-            if k + "2" in d: s1, s2 = v, d[k + "2"]
-            elif k in ("second_blur_prob", "final_sinc_prob"): s1, s2 = "—", v
-            else: s1, s2 = v, v                                               # shared by both stages
+            if k.endswith("2") and k[:-1] in d:
+                continue  # shown beside its stage-1 twin
+            if k + "2" in d:
+                s1, s2 = v, d[k + "2"]
+            elif k in ("second_blur_prob", "final_sinc_prob"):
+                s1, s2 = "—", v
+            else:
+                s1, s2 = v, v  # shared by both stages
             rows.append(dict(parameter=k, stage1=s1, stage2=s2))
         return pd.DataFrame(rows).set_index("parameter")
 
@@ -77,12 +92,14 @@ def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
     "One float uniform in [lo, hi) drawn from generator `g`."
     return lo + (hi - lo) * torch.rand((), generator=g).item()
 
+
 def _choice(g: torch.Generator, probs) -> int:
     "An index drawn with the given (unnormalised) probabilities from generator `g`."
     u, acc, total = torch.rand((), generator=g).item(), 0.0, float(sum(probs))
     for i, p in enumerate(probs):
         acc += p / total
-        if u < acc: return i
+        if u < acc:
+            return i
     return len(probs) - 1
 
 # %% ../nbs/01_data.ipynb #50d4fbcb
@@ -92,36 +109,44 @@ def _grid(k: int):
     yy, xx = torch.meshgrid(ax, ax, indexing="ij")
     return xx, yy
 
+
 def _pad_kernel(kern: torch.Tensor, size: int) -> torch.Tensor:
     "Zero-pad a centred odd (k, k) kernel to (size, size)."
     p = (size - kern.shape[-1]) // 2
     return F.pad(kern, (p, p, p, p))
 
-def bivariate_kernel(k: int, sigma_x: float, sigma_y: float, theta: float, beta: float = 1.0,
-                     kind: str = "gaussian") -> torch.Tensor:
+
+def bivariate_kernel(
+    k: int, sigma_x: float, sigma_y: float, theta: float, beta: float = 1.0, kind: str = "gaussian"
+) -> torch.Tensor:
     "A normalised (k, k) Gaussian / generalized Gaussian / plateau kernel with covariance R(θ)diag(σx²,σy²)R(θ)ᵀ."
     xx, yy = _grid(k)
     c, s = math.cos(theta), math.sin(theta)
-    u, v = c * xx + s * yy, -s * xx + c * yy                  # coordinates in the kernel's own axes
-    q = (u / sigma_x) ** 2 + (v / sigma_y) ** 2               # xᵀ Σ⁻¹ x
-    if kind == "gaussian": kern = torch.exp(-0.5 * q)
-    elif kind == "generalized": kern = torch.exp(-0.5 * q ** beta)
-    elif kind == "plateau": kern = 1.0 / (1.0 + q ** beta)
-    else: raise MsvarError(f"unknown kernel kind {kind!r}; choose gaussian, generalized or plateau")
+    u, v = c * xx + s * yy, -s * xx + c * yy  # coordinates in the kernel's own axes
+    q = (u / sigma_x) ** 2 + (v / sigma_y) ** 2  # xᵀ Σ⁻¹ x
+    if kind == "gaussian":
+        kern = torch.exp(-0.5 * q)
+    elif kind == "generalized":
+        kern = torch.exp(-0.5 * q**beta)
+    elif kind == "plateau":
+        kern = 1.0 / (1.0 + q**beta)
+    else:
+        raise MsvarError(f"unknown kernel kind {kind!r}; choose gaussian, generalized or plateau")
     return (kern / kern.sum()).float()
+
 
 def sinc_kernel(k: int, omega_c: float) -> torch.Tensor:
     "A normalised (k, k) circular low-pass (2-D sinc) kernel with cut-off `omega_c` (radians per pixel)."
     xx, yy = _grid(k)
-    r = torch.sqrt(xx ** 2 + yy ** 2)
+    r = torch.sqrt(xx**2 + yy**2)
     kern = omega_c * torch.special.bessel_j1(omega_c * r) / (2 * math.pi * r.clamp_min(1e-12))
-    kern[k // 2, k // 2] = omega_c ** 2 / (4 * math.pi)      # the limit at r = 0
+    kern[k // 2, k // 2] = omega_c**2 / (4 * math.pi)  # the limit at r = 0
     return (kern / kern.sum()).float()
 
 # %% ../nbs/01_data.ipynb #e452fd7a
 def random_kernel(g: torch.Generator, cfg: DegradationConfig, stage: int = 1, rec: dict | None = None):
     "Draw one blur kernel of stage 1 or 2, zero-padded to (max_kernel, max_kernel); returns (kernel, description)."
-    rec = {} if rec is None else rec                          # receives every value drawn
+    rec = {} if rec is None else rec  # receives every value drawn
     sfx = "" if stage == 1 else "2"
     probs, sinc_p = getattr(cfg, "kernel_prob" + sfx), getattr(cfg, "sinc_prob" + sfx)
     sig, bg, bp = (getattr(cfg, n + sfx) for n in ("blur_sigma", "betag_range", "betap_range"))
@@ -140,11 +165,14 @@ def random_kernel(g: torch.Generator, cfg: DegradationConfig, stage: int = 1, re
         beta = _uniform(g, lo, 1.0) if torch.rand((), generator=g).item() < 0.5 else _uniform(g, 1.0, hi)
     kern = bivariate_kernel(k, sx, sy, theta, beta, kind)
     rec.update(kind=name, size=k, sigma_x=sx, sigma_y=sy, theta=theta, beta=beta)
-    return _pad_kernel(kern, cfg.max_kernel), f"{name} k{k} σ={sx:.1f},{sy:.1f}" + (f" β={beta:.1f}" if kind != "gaussian" else "")
+    return _pad_kernel(kern, cfg.max_kernel), f"{name} k{k} σ={sx:.1f},{sy:.1f}" + (
+        f" β={beta:.1f}" if kind != "gaussian" else ""
+    )
+
 
 def final_sinc_kernel(g: torch.Generator, cfg: DegradationConfig, rec: dict | None = None):
     "The last filter: a sinc (ω_c ∈ [π/3, π]) with probability `final_sinc_prob`, else the identity (a pulse)."
-    rec = {} if rec is None else rec                          # receives every value drawn
+    rec = {} if rec is None else rec  # receives every value drawn
     if torch.rand((), generator=g).item() < cfg.final_sinc_prob:
         k = cfg.kernel_range[_choice(g, [1.0] * len(cfg.kernel_range))]
         wc = _uniform(g, math.pi / 3, math.pi)
@@ -160,11 +188,13 @@ def _trim(k_BKK: torch.Tensor) -> torch.Tensor:
     nz = (k_BKK.abs().sum(dim=(0, 2)) > 0).nonzero()
     r = int(nz.min()) if len(nz) else K // 2
     r = min(r, K - 1 - int(nz.max())) if len(nz) else r
-    return k_BKK[:, r:K - r, r:K - r]
+    return k_BKK[:, r : K - r, r : K - r]
+
 
 def _pad_image(x_BCHW: torch.Tensor, p: int) -> torch.Tensor:
     "Pad by p on every side: reflect, or replicate when the image is too small to reflect."
     return F.pad(x_BCHW, (p, p, p, p), mode="reflect" if p < min(x_BCHW.shape[-2:]) else "replicate")
+
 
 def filter2d_conv(x_BCHW: torch.Tensor, k_BKK: torch.Tensor) -> torch.Tensor:
     "Filter image b of the batch with kernel b by one grouped convolution (the reference version)."
@@ -182,22 +212,28 @@ def _fft_size(n: int) -> int:
     while True:
         r = m
         for f in (2, 3, 5):
-            while r % f == 0: r //= f
-        if r == 1: return m
+            while r % f == 0:
+                r //= f
+        if r == 1:
+            return m
         m += 1
+
 
 def filter2d(x_BCHW: torch.Tensor, k_BKK: torch.Tensor) -> torch.Tensor:
     "Filter image b of the batch with kernel b (same result as `filter2d_conv`, computed with FFTs)."
     k_BKK = _trim(k_BKK.to(x_BCHW.dtype))
     B, C, H, W = x_BCHW.shape
     p = k_BKK.shape[-1] // 2
-    if p == 0: return x_BCHW * k_BKK.reshape(B, 1, 1, 1)
-    xp = _pad_image(x_BCHW, p)                                        # (B, C, H+2p, W+2p)
-    s = (_fft_size(H + 2 * p), _fft_size(W + 2 * p))                 # zero-extended: still no wrap-around
+    if p == 0:
+        return x_BCHW * k_BKK.reshape(B, 1, 1, 1)
+    xp = _pad_image(x_BCHW, p)  # (B, C, H+2p, W+2p)
+    s = (_fft_size(H + 2 * p), _fft_size(W + 2 * p))  # zero-extended: still no wrap-around
     K = k_BKK.shape[-1]
-    kimg = F.pad(k_BKK.flip(-1, -2), (0, s[1] - K, 0, s[0] - K)).roll((-p, -p), dims=(-2, -1))  # (B, *s), centre at (0, 0)
+    kimg = F.pad(k_BKK.flip(-1, -2), (0, s[1] - K, 0, s[0] - K)).roll(
+        (-p, -p), dims=(-2, -1)
+    )  # (B, *s), centre at (0, 0)
     y = torch.fft.irfft2(torch.fft.rfft2(xp, s=s) * torch.fft.rfft2(kimg, s=s)[:, None], s=s)
-    return y[..., p:p + H, p:p + W].contiguous()
+    return y[..., p : p + H, p : p + W].contiguous()
 
 # %% ../nbs/01_data.ipynb #dde97152
 def _draw_scale(g: torch.Generator, probs, rng) -> tuple:
@@ -206,11 +242,13 @@ def _draw_scale(g: torch.Generator, probs, rng) -> tuple:
     s = _uniform(g, 1.0, rng[1]) if d == "up" else _uniform(g, rng[0], 1.0) if d == "down" else 1.0
     return d, s
 
+
 def random_resize(x_BCHW: torch.Tensor, size, g: torch.Generator, cfg: DegradationConfig) -> tuple:
     "Resize the batch to `size` (h, w) with a mode drawn from `cfg.resize_modes`; returns (image, mode)."
     mode = cfg.resize_modes[_choice(g, [1.0] * len(cfg.resize_modes))]
     size = (max(1, int(size[0])), max(1, int(size[1])))
-    if tuple(x_BCHW.shape[-2:]) == size: return x_BCHW, mode
+    if tuple(x_BCHW.shape[-2:]) == size:
+        return x_BCHW, mode
     return F.interpolate(x_BCHW, size=size, mode=mode, **({} if mode == "area" else dict(align_corners=False))), mode
 
 # %% ../nbs/01_data.ipynb #e1fa782e
@@ -220,19 +258,24 @@ def add_gaussian_noise(x_CHW: torch.Tensor, sigma: float, gray: bool, g: torch.G
     n = torch.randn((1 if gray else C, H, W), generator=g, dtype=x_CHW.dtype) * sigma
     return (x_CHW + n).clamp(0, 1)
 
+
 def add_poisson_noise(x_CHW: torch.Tensor, scale: float, gray: bool, g: torch.Generator) -> torch.Tensor:
     "Add scaled Poisson (shot) noise as Real-ESRGAN does; on the luma (shared by all channels) if `gray`; clipped."
     img = (0.299 * x_CHW[0:1] + 0.587 * x_CHW[1:2] + 0.114 * x_CHW[2:3]) if gray else x_CHW
-    img = (img.clamp(0, 1) * 255).round() / 255                       # the 8-bit levels of the signal
-    levels = int((torch.bincount((img * 255).round().long().flatten(), minlength=256) > 0).sum())  # distinct 8-bit values
-    vals = 2 ** math.ceil(math.log2(max(levels, 1)))                  # photon scale from the number of levels
+    img = (img.clamp(0, 1) * 255).round() / 255  # the 8-bit levels of the signal
+    levels = int(
+        (torch.bincount((img * 255).round().long().flatten(), minlength=256) > 0).sum()
+    )  # distinct 8-bit values
+    vals = 2 ** math.ceil(math.log2(max(levels, 1)))  # photon scale from the number of levels
     noise = torch.poisson(img * vals, generator=g) / vals - img
     return (x_CHW + noise * scale).clamp(0, 1)
 
-def random_noise(x_CHW: torch.Tensor, g: torch.Generator, cfg: DegradationConfig, stage: int = 1,
-                 rec: dict | None = None) -> tuple:
+
+def random_noise(
+    x_CHW: torch.Tensor, g: torch.Generator, cfg: DegradationConfig, stage: int = 1, rec: dict | None = None
+) -> tuple:
     "Add stage-1 or stage-2 Gaussian or Poisson noise with the published probabilities; returns (image, description)."
-    rec = {} if rec is None else rec                          # receives every value drawn
+    rec = {} if rec is None else rec  # receives every value drawn
     sfx = "" if stage == 1 else "2"
     gauss = torch.rand((), generator=g).item() < getattr(cfg, "gaussian_noise_prob" + sfx)
     gray = torch.rand((), generator=g).item() < getattr(cfg, "gray_noise_prob" + sfx)
@@ -249,32 +292,40 @@ def to_8bit(x: torch.Tensor) -> torch.Tensor:
     "Clamp to [0, 1] and round to the 256 levels of an 8-bit image file (still float)."
     return (x.clamp(0, 1) * 255).round() / 255
 
+
 def jpeg(x_CHW: torch.Tensor, quality: int) -> torch.Tensor:
     "Compress and decompress one (3, H, W) image in [0, 1] with a real JPEG encoder at `quality` (1–100)."
     q = int(round(quality))
-    if not 1 <= q <= 100: raise MsvarError(f"JPEG quality must be in 1..100, got {quality}")
-    u8 = (x_CHW.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()   # (H, W, 3)
+    if not 1 <= q <= 100:
+        raise MsvarError(f"JPEG quality must be in 1..100, got {quality}")
+    u8 = (x_CHW.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, 3)
     buf = io.BytesIO()
     Image.fromarray(u8).save(buf, format="JPEG", quality=q)
     buf.seek(0)
-    with Image.open(buf) as im: out = np.array(im.convert("RGB"))
+    with Image.open(buf) as im:
+        out = np.array(im.convert("RGB"))
     return torch.from_numpy(out).permute(2, 0, 1).to(x_CHW.dtype) / 255
 
 # %% ../nbs/01_data.ipynb #345531f9
 def draw_classes(B: int, p_bilinear: float, g: torch.Generator) -> torch.Tensor:
     "Class of each LR image: 1 (bilinear only) with probability `p_bilinear`, else 0 (degraded); (B,) long."
-    if not 0.0 <= p_bilinear <= 1.0: raise MsvarError(f"p_bilinear must be in [0, 1], got {p_bilinear}")
+    if not 0.0 <= p_bilinear <= 1.0:
+        raise MsvarError(f"p_bilinear must be in [0, 1], got {p_bilinear}")
     return (torch.rand(B, generator=g) < p_bilinear).long()
+
 
 def _no_blur(cfg: DegradationConfig, rec: dict) -> tuple:
     "The identity kernel (a pulse) of a skipped second blur, recorded as kind 'none'; returns (kernel, description)."
     rec.update(kind="none")
     return _pad_kernel(torch.ones(1, 1), cfg.max_kernel), "none"
 
-def _second_order(hr: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: torch.Generator, info: list) -> torch.Tensor:
+
+def _second_order(
+    hr: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: torch.Generator, info: list
+) -> torch.Tensor:
     "Real-ESRGAN's two degradation stages and final step on a (B, 3, H, W) batch; fills one description dict per image."
     B, _, H, W = hr.shape
-    kr1, nr1, kr2, nr2, sr = ([{} for _ in range(B)] for _ in range(5))   # every value drawn, per image
+    kr1, nr1, kr2, nr2, sr = ([{} for _ in range(B)] for _ in range(5))  # every value drawn, per image
     # ---- stage 1: blur, resize, noise, JPEG ----
     kd = [random_kernel(g, cfg, 1, r) for r in kr1]
     out = filter2d(hr, torch.stack([k for k, _ in kd]))
@@ -284,8 +335,10 @@ def _second_order(hr: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: tor
     q1 = [round(_uniform(g, *cfg.jpeg_range)) for _ in range(B)]
     out = torch.stack([jpeg(o, q) for (o, _), q in zip(noisy, q1)])
     # ---- stage 2: blur (p = 0.8), resize relative to the LR size, noise ----
-    kd2 = [random_kernel(g, cfg, 2, r) if torch.rand((), generator=g).item() < cfg.second_blur_prob
-           else _no_blur(cfg, r) for r in kr2]
+    kd2 = [
+        random_kernel(g, cfg, 2, r) if torch.rand((), generator=g).item() < cfg.second_blur_prob else _no_blur(cfg, r)
+        for r in kr2
+    ]
     out = filter2d(out, torch.stack([k for k, _ in kd2]))
     d2, s2 = _draw_scale(g, cfg.resize_prob2, cfg.resize_range2)
     out, m2 = random_resize(out, (lr_hw[0] * s2, lr_hw[1] * s2), g, cfg)
@@ -295,42 +348,76 @@ def _second_order(hr: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: tor
     q2 = [round(_uniform(g, *cfg.jpeg_range2)) for _ in range(B)]
     sd = [final_sinc_kernel(g, cfg, r) for r in sr]
     jpeg_last = torch.rand((), generator=g).item() < 0.5
+
     def resize_sinc(t):
         t, m = random_resize(t, lr_hw, g, cfg)
         return filter2d(t, torch.stack([k for k, _ in sd])), m
+
     if jpeg_last:
-        out, m3 = resize_sinc(out); out = torch.stack([jpeg(o, q) for o, q in zip(out, q2)])
+        out, m3 = resize_sinc(out)
+        out = torch.stack([jpeg(o, q) for o, q in zip(out, q2)])
     else:
-        out = torch.stack([jpeg(o, q) for o, q in zip(out, q2)]); out, m3 = resize_sinc(out)
+        out = torch.stack([jpeg(o, q) for o, q in zip(out, q2)])
+        out, m3 = resize_sinc(out)
     for b in range(B):
-        info[b].update(blur1=kd[b][1], resize1=f"{d1} ×{s1:.2f} {m1}", noise1=noisy[b][1], jpeg1=q1[b],
-                       blur2=kd2[b][1], resize2=f"{d2} ×{s2:.2f} of LR {m2}", noise2=noisy2[b][1], jpeg2=q2[b],
-                       final=f"{'resize+sinc → jpeg' if jpeg_last else 'jpeg → resize+sinc'} ({m3}, {sd[b][1]})")
-        info[b]["params"] = dict(blur1=kr1[b], resize1=dict(direction=d1, scale=s1, mode=m1), noise1=nr1[b],
-                                 jpeg1=q1[b], blur2=kr2[b], resize2=dict(direction=d2, scale=s2, mode=m2),
-                                 noise2=nr2[b], jpeg2=q2[b], final=dict(jpeg_last=jpeg_last, mode=m3, sinc=sr[b]))
+        info[b].update(
+            blur1=kd[b][1],
+            resize1=f"{d1} ×{s1:.2f} {m1}",
+            noise1=noisy[b][1],
+            jpeg1=q1[b],
+            blur2=kd2[b][1],
+            resize2=f"{d2} ×{s2:.2f} of LR {m2}",
+            noise2=noisy2[b][1],
+            jpeg2=q2[b],
+            final=f"{'resize+sinc → jpeg' if jpeg_last else 'jpeg → resize+sinc'} ({m3}, {sd[b][1]})",
+        )
+        info[b]["params"] = dict(
+            blur1=kr1[b],
+            resize1=dict(direction=d1, scale=s1, mode=m1),
+            noise1=nr1[b],
+            jpeg1=q1[b],
+            blur2=kr2[b],
+            resize2=dict(direction=d2, scale=s2, mode=m2),
+            noise2=nr2[b],
+            jpeg2=q2[b],
+            final=dict(jpeg_last=jpeg_last, mode=m3, sinc=sr[b]),
+        )
     return to_8bit(out)
 
-def degrade(hr_BCHW: torch.Tensor, cfg: DegradationConfig | None = None, lr_size=None, generator: torch.Generator | None = None,
-            p_bilinear: float = 0.25, return_info: bool = False):
-    "Real-ESRGAN second-order degradation of an HR batch in [0, 1] → (lr (B,3,h,w) in [0,1], cls (B,) long: 0 degraded, 1 bilinear)."
+
+def degrade(
+    hr_BCHW: torch.Tensor,
+    cfg: DegradationConfig | None = None,
+    lr_size=None,
+    generator: torch.Generator | None = None,
+    p_bilinear: float = 0.25,
+    return_info: bool = False,
+):
+    """Real-ESRGAN second-order degradation of an HR batch in [0, 1] → (lr (B,3,h,w) in [0,1], cls (B,) long: 0
+    degraded, 1 bilinear)."""
     # return_info=True: also one dict per image, its class and (degraded images only) a description of each step
     # and `params`, every value drawn
     cfg = cfg or DegradationConfig()
-    if generator is None: raise MsvarError("degrade needs an explicit torch.Generator (seeded) so that results are reproducible")
-    if hr_BCHW.ndim != 4 or hr_BCHW.shape[1] != 3: raise MsvarError(f"expected an HR batch (B, 3, H, W), got {tuple(hr_BCHW.shape)}")
+    if generator is None:
+        raise MsvarError("degrade needs an explicit torch.Generator (seeded) so that results are reproducible")
+    if hr_BCHW.ndim != 4 or hr_BCHW.shape[1] != 3:
+        raise MsvarError(f"expected an HR batch (B, 3, H, W), got {tuple(hr_BCHW.shape)}")
     if not torch.isfinite(hr_BCHW).all() or hr_BCHW.min() < 0 or hr_BCHW.max() > 1:
         raise MsvarError("HR images must be finite and in [0, 1]")
-    device, hr_BCHW = hr_BCHW.device, hr_BCHW.detach().cpu()          # the pipeline runs on the CPU (loader workers)
+    device, hr_BCHW = hr_BCHW.device, hr_BCHW.detach().cpu()  # the pipeline runs on the CPU (loader workers)
     B, _, H, W = hr_BCHW.shape
-    lr_hw = (lr_size, lr_size) if isinstance(lr_size, int) else tuple(lr_size) if lr_size is not None else (H // 4, W // 4)
-    if min(lr_hw) < 1 or lr_hw[0] > H or lr_hw[1] > W: raise MsvarError(f"LR size {lr_hw} must be between 1 and the HR size {(H, W)}")
+    lr_hw = (
+        (lr_size, lr_size) if isinstance(lr_size, int) else tuple(lr_size) if lr_size is not None else (H // 4, W // 4)
+    )
+    if min(lr_hw) < 1 or lr_hw[0] > H or lr_hw[1] > W:
+        raise MsvarError(f"LR size {lr_hw} must be between 1 and the HR size {(H, W)}")
     hr = hr_BCHW.float()
-    cls = draw_classes(B, p_bilinear, generator)                          # (B,)
+    cls = draw_classes(B, p_bilinear, generator)  # (B,)
     lr = torch.empty(B, 3, *lr_hw)
     info = [dict(cls=int(c)) for c in cls]
     bil = cls == 1
-    if bil.any(): lr[bil] = to_8bit(resize(hr[bil], lr_hw, "bilinear"))
+    if bil.any():
+        lr[bil] = to_8bit(resize(hr[bil], lr_hw, "bilinear"))
     if (~bil).any():
         idx = (~bil).nonzero()[:, 0]
         sub = [info[i] for i in idx.tolist()]
@@ -344,96 +431,154 @@ def _short_list(items, n: int = 10) -> str:
     items = [str(i) for i in items]
     return ", ".join(items[:n]) + (f", ... and {len(items) - n} more" if len(items) > n else "")
 
+
 def scan_images(root, decode: bool = True) -> tuple:
-    "Readable images under `root` as [(path, (w, h))] and unreadable ones as [(path, reason)]; raises if there is nothing."
+    """Readable images under `root` as [(path, (w, h))] and unreadable ones as [(path, reason)]; raises if there is
+    nothing."""
     root = Path(root)
-    if not root.exists(): raise MsvarError(f"image folder {str(root)!r} does not exist")
-    if not root.is_dir(): raise MsvarError(f"{str(root)!r} is not a folder")
+    if not root.exists():
+        raise MsvarError(f"image folder {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise MsvarError(f"{str(root)!r} is not a folder")
     named = sorted(q for q in root.rglob("*") if q.suffix.lower() in IMAGE_EXTS)
     files = [q for q in named if q.is_file()]
-    if not files: raise MsvarError(f"no image files ({', '.join(IMAGE_EXTS)}) in {str(root)!r}")
-    ok, bad = [], [(q, "broken symbolic link (its target does not exist, or the link points to itself)")   # listed, not silently dropped
-                   for q in named if q.is_symlink() and not q.exists()]
+    if not files:
+        raise MsvarError(f"no image files ({', '.join(IMAGE_EXTS)}) in {str(root)!r}")
+    ok, bad = (
+        [],
+        [
+            (
+                q,
+                "broken symbolic link (its target does not exist, or the link points to itself)",
+            )  # listed, not silently dropped
+            for q in named
+            if q.is_symlink() and not q.exists()
+        ],
+    )
     for f in files:
         try:
-            if f.stat().st_size == 0: raise OSError("file is empty (0 bytes)")
-            if decode:                                                  # the decoder training uses: what passes the scan, loads
-                x = load_image(f); size = (x.shape[-1], x.shape[-2])
+            if f.stat().st_size == 0:
+                raise OSError("file is empty (0 bytes)")
+            if decode:  # the decoder training uses: what passes the scan, loads
+                x = load_image(f)
+                size = (x.shape[-1], x.shape[-2])
             else:
-                with Image.open(f) as im: size = im.size
+                with Image.open(f) as im:
+                    size = im.size
             ok.append((f, size))
-        except Exception as e: bad.append((f, getattr(e, "reason", None) or f"{type(e).__name__}: {e}"))
+        except Exception as e:
+            bad.append((f, getattr(e, "reason", None) or f"{type(e).__name__}: {e}"))
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable image file(s) under {str(root)!r}: "
-                      + _short_list(f"{p.name} ({r})" for p, r in bad), stacklevel=2)
-    if not ok: raise MsvarError(f"none of the {len(files)} image files in {str(root)!r} could be read")
+        warnings.warn(
+            f"skipped {len(bad)} unreadable image file(s) under {str(root)!r}: "
+            + _short_list(f"{p.name} ({r})" for p, r in bad),
+            stacklevel=2,
+        )
+    if not ok:
+        raise MsvarError(f"none of the {len(files)} image files in {str(root)!r} could be read")
     return ok, bad
 
 # %% ../nbs/01_data.ipynb #7a9a643e
 def _flip8(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     "One of the 8 symmetries of the square: random horizontal flip, vertical flip and transpose."
     hflip, vflip, transpose = (torch.rand(3, generator=g) < 0.5).tolist()
-    if hflip: x = x.flip(-1)
-    if vflip: x = x.flip(-2)
-    if transpose: x = x.transpose(-1, -2)
+    if hflip:
+        x = x.flip(-1)
+    if vflip:
+        x = x.flip(-2)
+    if transpose:
+        x = x.transpose(-1, -2)
     return x
+
 
 def _random_crop(x: torch.Tensor, size: int, g: torch.Generator, center: bool = False) -> tuple:
     "A (size, size) crop of (C, H, W), random or centred; returns (crop, (top, left))."
     H, W = x.shape[-2:]
-    if center: t, l = (H - size) // 2, (W - size) // 2
+    if center:
+        t, l = (H - size) // 2, (W - size) // 2
     else:
         t = int(torch.randint(0, H - size + 1, (), generator=g))
         l = int(torch.randint(0, W - size + 1, (), generator=g))
-    return x[..., t:t + size, l:l + size], (t, l)
+    return x[..., t : t + size, l : l + size], (t, l)
+
 
 def to_uint8_tensor(x: torch.Tensor) -> torch.Tensor:
     "A float image in [0, 1] as a uint8 tensor (a quarter of the memory; exact for 8-bit files)."
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
-CACHE_MAX_BYTES = 2 * 2**30   # cache='auto' keeps the decoded images in memory (uint8) when they take at most this
+
+CACHE_MAX_BYTES = 2 * 2**30  # cache='auto' keeps the decoded images in memory (uint8) when they take at most this
+
 
 class HRFolder(torch.utils.data.Dataset):
-    """Random (hr_size, hr_size) crops, flipped/transposed, of every readable image under `root` (recursive). `cache`: keep the
-    decoded images in memory as uint8 (True, False, or 'auto': when they fit in CACHE_MAX_BYTES by their headers' sizes);
-    `scan`: a `scan_images` result of `root` to use instead of scanning again (e.g. one process's, sent to the others)."""
-    def __init__(self, root, hr_size: int, small: str = "upscale", augment: bool = True, decode_check: bool = True,
-                 cache: bool | str = False, scan: tuple | None = None):
-        if small not in ("upscale", "skip"): raise MsvarError(f"small must be 'upscale' or 'skip', got {small!r}")
-        if hr_size < 1: raise MsvarError(f"hr_size must be positive, got {hr_size}")
+    """Random (hr_size, hr_size) crops, flipped/transposed, of every readable image under `root` (recursive). `cache`:
+    keep the
+    decoded images in memory as uint8 (True, False, or 'auto': when they fit in CACHE_MAX_BYTES by their headers'
+    sizes);
+    `scan`: a `scan_images` result of `root` to use instead of scanning again (e.g. one process's, sent to the others).
+    """
+
+    def __init__(
+        self,
+        root,
+        hr_size: int,
+        small: str = "upscale",
+        augment: bool = True,
+        decode_check: bool = True,
+        cache: bool | str = False,
+        scan: tuple | None = None,
+    ):
+        if small not in ("upscale", "skip"):
+            raise MsvarError(f"small must be 'upscale' or 'skip', got {small!r}")
+        if hr_size < 1:
+            raise MsvarError(f"hr_size must be positive, got {hr_size}")
         self.root, self.hr_size, self.small, self.augment = Path(root), int(hr_size), small, augment
-        if cache not in (True, False, "auto"): raise MsvarError(f"cache must be True, False or 'auto', got {cache!r}")
+        if cache not in (True, False, "auto"):
+            raise MsvarError(f"cache must be True, False or 'auto', got {cache!r}")
         ok, self.unreadable = scan if scan is not None else scan_images(root, decode=decode_check)
         is_small = [min(wh) < hr_size for _, wh in ok]
         self.skipped_small = [p for (p, _), s in zip(ok, is_small) if s] if small == "skip" else []
         self.files = [p for (p, _), s in zip(ok, is_small) if not (s and small == "skip")]
         self.n_upscaled = sum(is_small) if small == "upscale" else 0
         if not self.files:
-            raise MsvarError(f"all {len(ok)} readable images in {str(root)!r} are smaller than hr_size={hr_size} and small='skip'")
+            raise MsvarError(
+                f"all {len(ok)} readable images in {str(root)!r} are smaller than hr_size={hr_size} and small='skip'"
+            )
         if any(is_small):
             what = "upscaled (bicubic) before cropping" if small == "upscale" else "skipped"
-            warnings.warn(f"{sum(is_small)} of {len(ok)} images in {str(root)!r} are smaller than {hr_size} px and are {what}", stacklevel=2)
+            warnings.warn(
+                f"{sum(is_small)} of {len(ok)} images in {str(root)!r} are smaller than {hr_size} px and are {what}",
+                stacklevel=2,
+            )
         if cache == "auto":
             keep = set(self.files)
             cache = sum(3 * w * h for p, (w, h) in ok if p in keep) <= CACHE_MAX_BYTES
         self._cache = [to_uint8_tensor(load_image(f)) for f in self.files] if cache else None
-        self.failed_loads = {}                                          # files unreadable since the scan → reason
+        self.failed_loads = {}  # files unreadable since the scan → reason
 
     def _load_file(self, i: int) -> torch.Tensor:
-        "Image i, or (warned, counted in `failed_loads`) the next readable one if it cannot be read any more: training goes on."
+        """Image i, or (warned, counted in `failed_loads`) the next readable one if it cannot be read any more: training
+        goes on."""
         for k in range(len(self.files)):
             j = (i + k) % len(self.files)
-            if self._cache is not None: return self._cache[j].float() / 255
-            try: return load_image(self.files[j])
+            if self._cache is not None:
+                return self._cache[j].float() / 255
+            try:
+                return load_image(self.files[j])
             except ImageReadError as e:
-                if str(self.files[j]) not in self.failed_loads: warnings.warn(f"skipping a training image: {e}", stacklevel=3)
+                if str(self.files[j]) not in self.failed_loads:
+                    warnings.warn(f"skipping a training image: {e}", stacklevel=3)
                 self.failed_loads[str(self.files[j])] = e.reason
         raise MsvarError(f"none of the {len(self.files)} images under {str(self.root)!r} can be read any more")
 
-    def __len__(self): return len(self.files)
+    def __len__(self):
+        return len(self.files)
+
     def __repr__(self):
-        return (f"HRFolder({str(self.root)!r}, hr_size={self.hr_size}: {len(self)} images, {self.n_upscaled} upscaled, "
-                f"{len(self.skipped_small)} skipped as small, {len(self.unreadable)} unreadable)")
+        return (
+            f"HRFolder({str(self.root)!r}, hr_size={self.hr_size}: {len(self)} images, {self.n_upscaled} upscaled, "
+            f"{len(self.skipped_small)} skipped as small, {len(self.unreadable)} unreadable)"
+        )
 
     def load(self, i: int) -> torch.Tensor:
         "Image i as (3, H, W) in [0, 1], upscaled so that its short side is at least hr_size."
@@ -446,27 +591,40 @@ class HRFolder(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         i, seed = key if isinstance(key, tuple) else (key, None)
-        seed = i if seed is None else seed                    # a plain index i is the key (i, i): no global random state is read
+        seed = i if seed is None else seed  # a plain index i is the key (i, i): no global random state is read
         g = torch.Generator().manual_seed(int(seed))
         x, _ = _random_crop(self.load(i), self.hr_size, g)
-        if self.augment: x = _flip8(x, g)
+        if self.augment:
+            x = _flip8(x, g)
         return {"hr": x.contiguous(), "index": i, "seed": int(seed)}
 
 # %% ../nbs/01_data.ipynb #01882367
 class PairedFolder(torch.utils.data.Dataset):
-    "Real LR/HR pairs in the RealSR layout (one folder, _HR/_LR{scale}) or the DRealSR layout (two folders, same names)."
-    def __init__(self, hr_root, lr_root=None, scale: int = 4, lr_size: int | None = None, crop: str = "random",
-                 augment: bool = False, strict: bool = True):
-        if crop not in ("random", "center"): raise MsvarError(f"crop must be 'random' or 'center', got {crop!r}")
+    """Real LR/HR pairs in the RealSR layout (one folder, _HR/_LR{scale}) or the DRealSR layout (two folders, same
+    names)."""
+
+    def __init__(
+        self,
+        hr_root,
+        lr_root=None,
+        scale: int = 4,
+        lr_size: int | None = None,
+        crop: str = "random",
+        augment: bool = False,
+        strict: bool = True,
+    ):
+        if crop not in ("random", "center"):
+            raise MsvarError(f"crop must be 'random' or 'center', got {crop!r}")
         self.scale, self.lr_size, self.crop, self.augment = int(scale), lr_size, crop, augment
         if lr_root is None:
             ok, self.unreadable = scan_images(hr_root, decode=False)
             hrs = {str(p.with_name(p.stem[:-3])): p for p, _ in ok if p.stem.endswith("_HR")}
             tag = f"_LR{self.scale}"
-            lrs = {str(p.with_name(p.stem[:-len(tag)])): p for p, _ in ok if p.stem.endswith(tag)}
+            lrs = {str(p.with_name(p.stem[: -len(tag)])): p for p, _ in ok if p.stem.endswith(tag)}
             layout = f"'NAME_HR' / 'NAME{tag}' files in {str(hr_root)!r}"
         else:
-            ok_h, bad_h = scan_images(hr_root, decode=False); ok_l, bad_l = scan_images(lr_root, decode=False)
+            ok_h, bad_h = scan_images(hr_root, decode=False)
+            ok_l, bad_l = scan_images(lr_root, decode=False)
             self.unreadable = bad_h + bad_l
             hrs = {str(p.relative_to(hr_root).with_suffix("")): p for p, _ in ok_h}
             lrs = {str(p.relative_to(lr_root).with_suffix("")): p for p, _ in ok_l}
@@ -474,49 +632,67 @@ class PairedFolder(torch.utils.data.Dataset):
         only_hr, only_lr = sorted(set(hrs) - set(lrs)), sorted(set(lrs) - set(hrs))
         self.unmatched = [hrs[k] for k in only_hr] + [lrs[k] for k in only_lr]
         if only_hr or only_lr:
-            msg = (f"paired folders do not match ({layout}): {len(only_hr)} HR without LR [{_short_list(Path(k).name for k in only_hr)}], "
-                   f"{len(only_lr)} LR without HR [{_short_list(Path(k).name for k in only_lr)}]")
-            if strict:                                                  # `unmatched` lets a command word its own advice
-                e = MsvarError(msg + "; pass strict=False to use only the matched pairs"); e.unmatched = msg; raise e
+            msg = (
+                f"paired folders do not match ({layout}): {len(only_hr)} HR without LR "
+                f"[{_short_list(Path(k).name for k in only_hr)}], "
+                f"{len(only_lr)} LR without HR [{_short_list(Path(k).name for k in only_lr)}]"
+            )
+            if strict:  # `unmatched` lets a command word its own advice
+                e = MsvarError(msg + "; pass strict=False to use only the matched pairs")
+                e.unmatched = msg
+                raise e
             warnings.warn(msg, stacklevel=2)
         keys = sorted(set(hrs) & set(lrs))
-        if not keys: raise MsvarError(f"no LR/HR pairs found ({layout})")
+        if not keys:
+            raise MsvarError(f"no LR/HR pairs found ({layout})")
         self.pairs = [(hrs[k], lrs[k]) for k in keys]
 
-    def __len__(self): return len(self.pairs)
+    def __len__(self):
+        return len(self.pairs)
 
     def load_pair(self, i: int) -> tuple:
         "Pair i as (hr (3, s·h, s·w), lr (3, h, w)), aligned, in [0, 1]."
         hp, lp = self.pairs[i]
         hr, lr = load_image(hp), load_image(lp)
         s = self.scale
-        if lr.shape[-2:] == hr.shape[-2:]: lr = resize(lr, (hr.shape[-2] // s, hr.shape[-1] // s), "bicubic")  # RealSR
+        if lr.shape[-2:] == hr.shape[-2:]:
+            lr = resize(lr, (hr.shape[-2] // s, hr.shape[-1] // s), "bicubic")  # RealSR
         h, w = lr.shape[-2:]
         if not (0 <= hr.shape[-2] - s * h < s and 0 <= hr.shape[-1] - s * w < s):
             raise MsvarError(f"pair {hp.name} / {lp.name}: HR {tuple(hr.shape[-2:])} is not {s}× LR {(h, w)}")
-        return hr[:, :s * h, :s * w], lr
+        return hr[:, : s * h, : s * w], lr
 
     def __getitem__(self, key):
         i, seed = key if isinstance(key, tuple) else (key, None)
-        seed = i if seed is None else seed                    # a plain index i is the key (i, i): no global random state is read
+        seed = i if seed is None else seed  # a plain index i is the key (i, i): no global random state is read
         g = torch.Generator().manual_seed(int(seed))
         hr, lr = self.load_pair(i)
         if self.lr_size is not None:
             n = self.lr_size
-            if min(lr.shape[-2:]) < n: raise MsvarError(f"pair {self.pairs[i][1].name}: LR {tuple(lr.shape[-2:])} is smaller than lr_size={n}")
+            if min(lr.shape[-2:]) < n:
+                raise MsvarError(f"pair {self.pairs[i][1].name}: LR {tuple(lr.shape[-2:])} is smaller than lr_size={n}")
             lr, (t, l) = _random_crop(lr, n, g, center=self.crop == "center")
-            hr = hr[:, self.scale * t:self.scale * (t + n), self.scale * l:self.scale * (l + n)]
+            hr = hr[:, self.scale * t : self.scale * (t + n), self.scale * l : self.scale * (l + n)]
         if self.augment:
-            st = g.get_state(); hr = _flip8(hr, g); g.set_state(st); lr = _flip8(lr, g)  # the same symmetry for both
+            st = g.get_state()
+            hr = _flip8(hr, g)
+            g.set_state(st)
+            lr = _flip8(lr, g)  # the same symmetry for both
         return {"hr": hr.contiguous(), "lr": lr.contiguous(), "cls": 0, "index": i, "seed": int(seed)}
 
 # %% ../nbs/01_data.ipynb #60f7d9bd
 class SeededSampler(torch.utils.data.Sampler):
-    "Yields (index, item_seed) pairs; order and seeds are a function of (seed, epoch), the epoch advancing at each pass."
+    """Yields (index, item_seed) pairs; order and seeds are a function of (seed, epoch), the epoch advancing at each
+    pass."""
+
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True, epoch: int = 0):
-        if n < 1: raise MsvarError("cannot sample from an empty dataset")
+        if n < 1:
+            raise MsvarError("cannot sample from an empty dataset")
         self.n, self.seed, self.shuffle, self.epoch = n, int(seed), shuffle, epoch
-    def __len__(self): return self.n
+
+    def __len__(self):
+        return self.n
+
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         self.epoch += 1
@@ -524,82 +700,147 @@ class SeededSampler(torch.utils.data.Sampler):
         seeds = torch.randint(0, 2**62, (self.n,), generator=g)
         return iter(zip(order.tolist(), seeds.tolist()))
 
+
 class DegradeCollate:
     """Stack items into a batch dict, degrading (Real-ESRGAN, one image at a time, seeded per item) those without an LR.
     `uint8`: the images travel as uint8 levels (a quarter of the bytes through the workers' shared memory and to the
     GPU; `unit_float` turns them back into [0, 1]): exact for 8-bit files; an HR of finer levels (an upscaled small
     image, a 16-bit file) is rounded to 8 bits first, and its LR degraded from the rounded HR."""
-    def __init__(self, cfg: DegradationConfig | None = None, lr_size=None, p_bilinear: float = 0.25,
-                 uint8: bool = False):
+
+    def __init__(
+        self, cfg: DegradationConfig | None = None, lr_size=None, p_bilinear: float = 0.25, uint8: bool = False
+    ):
         self.cfg, self.lr_size, self.p_bilinear, self.uint8 = cfg or DegradationConfig(), lr_size, p_bilinear, uint8
+
     def __call__(self, items: list) -> dict:
         hrs, lrs, cls = [], [], []
         for it in items:
             hrs.append(to_8bit(it["hr"]) if self.uint8 else it["hr"])
-            if "lr" in it: lrs.append(it["lr"]); cls.append(int(it["cls"])); continue
-            if it["seed"] < 0: raise MsvarError("items to degrade need a seed: index the dataset with (i, seed) or use make_loader")
+            if "lr" in it:
+                lrs.append(it["lr"])
+                cls.append(int(it["cls"]))
+                continue
+            if it["seed"] < 0:
+                raise MsvarError("items to degrade need a seed: index the dataset with (i, seed) or use make_loader")
             lr_size = self.lr_size or it["hr"].shape[-1] // 4
             g = torch.Generator().manual_seed(it["seed"] + 1)
             lr, c = degrade(hrs[-1][None], self.cfg, lr_size, g, self.p_bilinear)
-            lrs.append(lr[0]); cls.append(int(c[0]))
+            lrs.append(lr[0])
+            cls.append(int(c[0]))
         hr, lr = torch.stack(hrs), torch.stack(lrs)
-        if self.uint8: hr, lr = to_uint8_tensor(hr), to_uint8_tensor(lr)
-        return {"hr": hr, "lr": lr, "cls": torch.tensor(cls, dtype=torch.long),
-                "index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
+        if self.uint8:
+            hr, lr = to_uint8_tensor(hr), to_uint8_tensor(lr)
+        return {
+            "hr": hr,
+            "lr": lr,
+            "cls": torch.tensor(cls, dtype=torch.long),
+            "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
+        }
+
 
 def seed_worker(worker_id: int):
     "DataLoader `worker_init_fn`: seed Python, NumPy and torch in each worker from the loader's base seed."
     import random
-    s = torch.initial_seed() % 2**32
-    random.seed(s); np.random.seed(s)
 
-def make_loader(dataset, batch_size: int, seed: int = 0, num_workers: int = 0, cfg: DegradationConfig | None = None,
-                lr_size=None, p_bilinear: float = 0.25, shuffle: bool = True, drop_last: bool = True, **kwargs):
+    s = torch.initial_seed() % 2**32
+    random.seed(s)
+    np.random.seed(s)
+
+
+def make_loader(
+    dataset,
+    batch_size: int,
+    seed: int = 0,
+    num_workers: int = 0,
+    cfg: DegradationConfig | None = None,
+    lr_size=None,
+    p_bilinear: float = 0.25,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    **kwargs,
+):
     "A DataLoader whose batches {'hr','lr','cls','index'} are the same for a given seed, whatever `num_workers`."
-    if batch_size < 1: raise MsvarError(f"batch_size must be positive, got {batch_size}")
+    if batch_size < 1:
+        raise MsvarError(f"batch_size must be positive, got {batch_size}")
     if drop_last and len(dataset) < batch_size:
-        raise MsvarError(f"dataset has {len(dataset)} items, fewer than batch_size={batch_size} (with drop_last=True there would be no batch)")
+        raise MsvarError(
+            f"dataset has {len(dataset)} items, fewer than batch_size={batch_size} (with drop_last=True there would be "
+            "no batch)"
+        )
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=SeededSampler(len(dataset), seed, shuffle),
-        collate_fn=DegradeCollate(cfg, lr_size, p_bilinear), num_workers=num_workers, drop_last=drop_last,
-        worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(seed),
-        persistent_workers=False, **kwargs)
+        dataset,
+        batch_size=batch_size,
+        sampler=SeededSampler(len(dataset), seed, shuffle),
+        collate_fn=DegradeCollate(cfg, lr_size, p_bilinear),
+        num_workers=num_workers,
+        drop_last=drop_last,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+        **kwargs,
+    )
 
 # %% ../nbs/01_data.ipynb #5bc0e91b
 def _pair_seed(seed: int, k: int) -> int:
     "A per-pair 62-bit seed derived from the test set's seed and the pair index."
     return int(torch.randint(0, 2**62, (), generator=torch.Generator().manual_seed(seed * 1_000_003 + k)))
 
+
 def check_apart(out_dir, inputs) -> None:
-    "MsvarError when a test set's folders (OUT/hr, OUT/lr) and an input folder contain one another: writing would replace or mix input images."
+    """MsvarError when a test set's folders (OUT/hr, OUT/lr) and an input folder contain one another: writing would
+    replace or mix input images."""
     for d in inputs:
-        if d is None: continue
+        if d is None:
+            continue
         r = Path(d).resolve()
         for sub in ("hr", "lr"):
             w = (Path(out_dir) / sub).resolve()
             if r == w or r.is_relative_to(w) or w.is_relative_to(r):
-                raise MsvarError(f"input folder {str(d)!r} and the test set's folder {str(Path(out_dir) / sub)!r} overlap: writing the test set "
-                                 "would replace or mix the input images (--overwrite never reaches an input); choose another output folder")
+                raise MsvarError(
+                    f"input folder {str(d)!r} and the test set's folder {str(Path(out_dir) / sub)!r} overlap: writing "
+                    "the test set "
+                    "would replace or mix the input images (--overwrite never reaches an input); choose another output "
+                    "folder"
+                )
 
-def make_testset(hr_root, out_dir, n: int = 100, hr_size: int = 64, lr_size: int = 16, seed: int = 0,
-                 lr_root=None, real: bool = False, cfg: DegradationConfig | None = None, p_bilinear: float = 0.0,
-                 small: str = "upscale", overwrite: bool = False, progress: bool = True) -> Path:
-    "Write n fixed LR/HR pairs (synthetic: Real-ESRGAN-degraded crops; real: centre crops) to out_dir; returns the manifest path."
+
+def make_testset(
+    hr_root,
+    out_dir,
+    n: int = 100,
+    hr_size: int = 64,
+    lr_size: int = 16,
+    seed: int = 0,
+    lr_root=None,
+    real: bool = False,
+    cfg: DegradationConfig | None = None,
+    p_bilinear: float = 0.0,
+    small: str = "upscale",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write n fixed LR/HR pairs (synthetic: Real-ESRGAN-degraded crops; real: centre crops) to out_dir; returns the
+    manifest path."""
     from msvar.core import progress_bar
-    if hr_size % lr_size: raise MsvarError(f"hr_size {hr_size} must be a multiple of lr_size {lr_size}")
+
+    if hr_size % lr_size:
+        raise MsvarError(f"hr_size {hr_size} must be a multiple of lr_size {lr_size}")
     out_dir = Path(out_dir)
     check_apart(out_dir, (hr_root, lr_root))
     if out_dir.exists() and not overwrite and any(out_dir.iterdir()):
-        raise MsvarError(f"output folder {str(out_dir)!r} is not empty (pass overwrite=True / --overwrite to replace its files)")
+        raise MsvarError(
+            f"output folder {str(out_dir)!r} is not empty (pass overwrite=True / --overwrite to replace its files)"
+        )
     if lr_root is not None or real:
         ds = PairedFolder(hr_root, lr_root, scale=hr_size // lr_size, lr_size=lr_size, crop="center")
         n = len(ds) if n is None or n <= 0 else min(n, len(ds))
     else:
-        if n is None or n < 1: raise MsvarError(f"n must be a positive number of pairs, got {n}")
+        if n is None or n < 1:
+            raise MsvarError(f"n must be a positive number of pairs, got {n}")
         ds = HRFolder(hr_root, hr_size, small=small, augment=False)
     collate = DegradeCollate(cfg, lr_size, p_bilinear)
     rows = []
-    for k in (progress_bar(range(n)) if progress else range(n)):
+    for k in progress_bar(range(n)) if progress else range(n):
         i, s = (k, -1) if isinstance(ds, PairedFolder) else (k % len(ds), _pair_seed(seed, k))
         item = ds[(i, max(s, 0))]
         b = collate([item])
@@ -607,66 +848,113 @@ def make_testset(hr_root, out_dir, n: int = 100, hr_size: int = 64, lr_size: int
         save_image(b["lr"][0], out_dir / "lr" / f"{k:05d}.png", overwrite=overwrite)
         src = ds.pairs[i][0] if isinstance(ds, PairedFolder) else ds.files[i]
         rows.append(dict(index=k, source=str(Path(src).relative_to(Path(hr_root))), seed=s, cls=int(b["cls"][0])))
+
     def write(tmp):
         with open(tmp, "w", newline="") as f:
-            wr = csv.DictWriter(f, fieldnames=list(rows[0])); wr.writeheader(); wr.writerows(rows)
+            wr = csv.DictWriter(f, fieldnames=list(rows[0]))
+            wr.writeheader()
+            wr.writerows(rows)
+
     man = out_dir / "manifest.csv"
     _atomic_write(man, write)
     return man
 
+
 def check_testset_options(a) -> tuple:
-    "(hr_size, lr_size) of a parsed msvar_make_testset command line, or a one-line MsvarError naming the first bad option, the folders included."
+    """(hr_size, lr_size) of a parsed msvar_make_testset command line, or a one-line MsvarError naming the first bad
+    option, the folders included."""
     pre = get_preset(a.preset)
-    hr_size = pre.hr_size if a.hr_size is None else a.hr_size           # `--hr-size 0` is a mistake, not "the preset's"
+    hr_size = pre.hr_size if a.hr_size is None else a.hr_size  # `--hr-size 0` is a mistake, not "the preset's"
     lr_size = pre.lr_size if a.lr_size is None else a.lr_size
     real = bool(a.real or a.lr)
-    rules = [("-n", a.n, a.n >= (0 if real else 1), "an integer ≥ 0 (0: all pairs)" if real else "an integer ≥ 1"),
-             ("--hr-size", hr_size, hr_size >= 1, "a positive number of pixels"), ("--lr-size", lr_size, lr_size >= 1, "a positive number of pixels"),
-             ("--seed", a.seed, 0 <= a.seed < 2**40, "an integer in [0, 2**40)"),
-             ("--p-bilinear", a.p_bilinear, 0 <= a.p_bilinear <= 1, "a number in [0, 1]")]
+    rules = [
+        ("-n", a.n, a.n >= (0 if real else 1), "an integer ≥ 0 (0: all pairs)" if real else "an integer ≥ 1"),
+        ("--hr-size", hr_size, hr_size >= 1, "a positive number of pixels"),
+        ("--lr-size", lr_size, lr_size >= 1, "a positive number of pixels"),
+        ("--seed", a.seed, 0 <= a.seed < 2**40, "an integer in [0, 2**40)"),
+        ("--p-bilinear", a.p_bilinear, 0 <= a.p_bilinear <= 1, "a number in [0, 1]"),
+    ]
     for flag, v, ok, want in rules:
-        if not ok: raise MsvarError(f"{flag} must be {want}, got {v!r}")
-    if hr_size % lr_size: raise MsvarError(f"--hr-size {hr_size} must be a multiple of --lr-size {lr_size}")
+        if not ok:
+            raise MsvarError(f"{flag} must be {want}, got {v!r}")
+    if hr_size % lr_size:
+        raise MsvarError(f"--hr-size {hr_size} must be a multiple of --lr-size {lr_size}")
     for d, flag in ((a.hr, "HR folder"), (a.lr, "--lr folder")):
-        if d is None: continue
-        if not Path(d).exists(): raise MsvarError(f"{flag} {str(d)!r} does not exist")
-        if not Path(d).is_dir(): raise MsvarError(f"{flag} {str(d)!r} is not a folder")
+        if d is None:
+            continue
+        if not Path(d).exists():
+            raise MsvarError(f"{flag} {str(d)!r} does not exist")
+        if not Path(d).is_dir():
+            raise MsvarError(f"{flag} {str(d)!r} is not a folder")
     out = Path(a.out)
     for d in (a.hr, a.lr):
         if d is not None and out.resolve().is_relative_to(Path(d).resolve()):
-            raise MsvarError(f"output folder {str(out)!r} is inside the input folder {str(d)!r}: a later scan of that folder would read "
-                             "the test set as input images; choose a folder outside it")
+            raise MsvarError(
+                f"output folder {str(out)!r} is inside the input folder {str(d)!r}: a later scan of that folder would "
+                "read "
+                "the test set as input images; choose a folder outside it"
+            )
     check_apart(out, (a.hr, a.lr))
     if out.is_dir() and any(out.iterdir()) and not a.overwrite:
         raise MsvarError(f"output folder {str(out)!r} is not empty (pass --overwrite to replace its files)")
     from msvar.core import check_out_dir
-    check_out_dir(out)                                                 # an existing file, a folder under a file, read-only: now
+
+    check_out_dir(out)  # an existing file, a folder under a file, read-only: now
     return hr_size, lr_size
+
 
 def make_testset_cli(argv=None):
     "Console entry point `msvar_make_testset`: write a fixed, seeded LR/HR test set from an HR folder or real pairs."
     ap = argparse.ArgumentParser(prog="msvar_make_testset", description=make_testset_cli.__doc__)
-    ap.add_argument("hr", help="folder of HR images (recursive); for real pairs, the HR folder (DRealSR) or the RealSR folder")
+    ap.add_argument(
+        "hr", help="folder of HR images (recursive); for real pairs, the HR folder (DRealSR) or the RealSR folder"
+    )
     ap.add_argument("-o", "--out", required=True, help="output folder (gets hr/, lr/ and manifest.csv)")
-    ap.add_argument("--lr", default=None, help="folder of real LR images matching HR names (DRealSR layout): centre crops, no degradation")
+    ap.add_argument(
+        "--lr",
+        default=None,
+        help="folder of real LR images matching HR names (DRealSR layout): centre crops, no degradation",
+    )
     ap.add_argument("--real", action="store_true", help="HR folder holds RealSR-style NAME_HR / NAME_LR{scale} pairs")
-    ap.add_argument("-n", type=int, default=3000, help="number of pairs (synthetic; for real pairs, at most this many, 0 = all)")
+    ap.add_argument(
+        "-n", type=int, default=3000, help="number of pairs (synthetic; for real pairs, at most this many, 0 = all)"
+    )
     ap.add_argument("--preset", default="small", help="test, small or paper: sets --hr-size/--lr-size")
     ap.add_argument("--hr-size", type=int, default=None, help="HR crop side (overrides the preset)")
     ap.add_argument("--lr-size", type=int, default=None, help="LR side (overrides the preset)")
     ap.add_argument("--seed", type=int, default=0, help="seed of crops and degradations")
-    ap.add_argument("--p-bilinear", type=float, default=0.0, help="fraction of bilinear-only LRs (class 1); the paper's test set uses 0")
+    ap.add_argument(
+        "--p-bilinear",
+        type=float,
+        default=0.0,
+        help="fraction of bilinear-only LRs (class 1); the paper's test set uses 0",
+    )
     ap.add_argument("--small", choices=("upscale", "skip"), default="upscale", help="images smaller than the HR crop")
     ap.add_argument("--overwrite", action="store_true", help="replace files in a non-empty output folder")
     a = ap.parse_args(argv)
-    try: hr_size, lr_size = check_testset_options(a)                   # usage errors: one line, exit code 2, nothing written
-    except MsvarError as e:
-        print(f"msvar_make_testset: error: {e}", file=sys.stderr); sys.exit(2)
     try:
-        man = make_testset(a.hr, a.out, a.n, hr_size, lr_size, a.seed, a.lr, a.real, p_bilinear=a.p_bilinear, small=a.small,
-                           overwrite=a.overwrite)
-    except MsvarError as e:                                            # the data: nothing readable, no pairs
+        hr_size, lr_size = check_testset_options(a)  # usage errors: one line, exit code 2, nothing written
+    except MsvarError as e:
+        print(f"msvar_make_testset: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        man = make_testset(
+            a.hr,
+            a.out,
+            a.n,
+            hr_size,
+            lr_size,
+            a.seed,
+            a.lr,
+            a.real,
+            p_bilinear=a.p_bilinear,
+            small=a.small,
+            overwrite=a.overwrite,
+        )
+    except MsvarError as e:  # the data: nothing readable, no pairs
         msg = f"{e.unmatched}; remove or rename the files without a partner" if hasattr(e, "unmatched") else str(e)
-        print(f"msvar_make_testset: error: {msg}", file=sys.stderr); sys.exit(1)
-    with open(man) as f: n = sum(1 for _ in f) - 1
-    print(f"\nwrote {n} LR/HR pairs and {man}")                           # (after the progress bar's line)
+        print(f"msvar_make_testset: error: {msg}", file=sys.stderr)
+        sys.exit(1)
+    with open(man) as f:
+        n = sum(1 for _ in f) - 1
+    print(f"\nwrote {n} LR/HR pairs and {man}")  # (after the progress bar's line)

@@ -16,44 +16,60 @@ def _directives(src: str) -> set:
     "The `#| word` directives at the top of a code cell."
     return {l[3:].strip().split()[0] for l in src.splitlines() if l.startswith("#| ") and l[3:].strip()}
 
+
 def _strip_directives(src: str) -> str:
     return "\n".join(l for l in src.splitlines() if not l.startswith("#|")).strip("\n")
 
+
 def _text_outputs(cell) -> tuple:
-    "(text, markdown) a code cell printed or returned: plain text to fence, and `text/markdown` outputs to insert as they are (images are not rendered into the README)."
+    """(text, markdown) a code cell printed or returned: plain text to fence, and `text/markdown` outputs to insert as
+    they are (images are not rendered into the README)."""
     text, md = [], []
     for o in cell.get("outputs", []):
-        if o.get("output_type") == "stream": text.append(o.get("text", ""))
+        if o.get("output_type") == "stream":
+            text.append(o.get("text", ""))
         elif o.get("output_type") in ("execute_result", "display_data"):
             d = o.get("data", {})
-            if d.get("text/markdown"): md.append(d["text/markdown"] if isinstance(d["text/markdown"], str) else "".join(d["text/markdown"]))
-            elif d.get("text/plain"): text.append(d["text/plain"] if isinstance(d["text/plain"], str) else "".join(d["text/plain"]))
+            if d.get("text/markdown"):
+                md.append(d["text/markdown"] if isinstance(d["text/markdown"], str) else "".join(d["text/markdown"]))
+            elif d.get("text/plain"):
+                text.append(d["text/plain"] if isinstance(d["text/plain"], str) else "".join(d["text/plain"]))
     return "".join(text).rstrip("\n"), "\n".join(m.strip("\n") for m in md)
 
+
 def notebook_to_markdown(nb_path) -> str:
-    "Render a notebook as README markdown: markdown cells verbatim, visible code cells fenced, text outputs fenced, Markdown outputs verbatim."
+    """Render a notebook as README markdown: markdown cells verbatim, visible code cells fenced, text outputs fenced,
+    Markdown outputs verbatim."""
     nb = nbformat.read(str(nb_path), as_version=4)
     out = []
     for cell in nb.cells:
-        if cell.cell_type == "markdown": out.append(cell.source.strip("\n"))
+        if cell.cell_type == "markdown":
+            out.append(cell.source.strip("\n"))
         elif cell.cell_type == "code":
             d = _directives(cell.source)
-            if d & {"hide", "exporti"} or "default_exp" in d: continue
+            if d & {"hide", "exporti"} or "default_exp" in d:
+                continue
             code = _strip_directives(cell.source)
-            if code and "hide_input" not in d: out.append(f"```python\n{code}\n```")
+            if code and "hide_input" not in d:
+                out.append(f"```python\n{code}\n```")
             txt, md = _text_outputs(cell)
-            if txt and "hide_output" not in d: out.append(f"```\n{txt}\n```")
-            if md and "hide_output" not in d: out.append(md)                 # a cell that displays Markdown writes README prose
+            if txt and "hide_output" not in d:
+                out.append(f"```\n{txt}\n```")
+            if md and "hide_output" not in d:
+                out.append(md)  # a cell that displays Markdown writes README prose
     return "\n\n".join(x for x in out if x) + "\n"
+
 
 def make_readme(root=".", check: bool = False) -> bool:
     "Write (or with `check`, compare) README.md from nbs/index.ipynb; returns True when they agree."
     root = Path(root)
     md = notebook_to_markdown(root / "nbs" / "index.ipynb")
     readme = root / "README.md"
-    if check: return readme.exists() and readme.read_text(encoding="utf-8") == md
+    if check:
+        return readme.exists() and readme.read_text(encoding="utf-8") == md
     readme.write_text(md, encoding="utf-8")
     return True
+
 
 def readme_cli(argv=None):
     "Console entry point `msvar_readme`: write README.md from nbs/index.ipynb, or `--check` that it is up to date."
@@ -63,5 +79,8 @@ def readme_cli(argv=None):
     a = ap.parse_args(argv)
     ok = make_readme(a.root, check=a.check)
     if a.check and not ok:
-        print("README.md is out of date with nbs/index.ipynb: run `msvar_readme` and commit the result", file=sys.stderr); sys.exit(1)
+        print(
+            "README.md is out of date with nbs/index.ipynb: run `msvar_readme` and commit the result", file=sys.stderr
+        )
+        sys.exit(1)
     print("README.md is up to date" if a.check else "wrote README.md")

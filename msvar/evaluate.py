@@ -10,7 +10,7 @@ import torch
 import pandas as pd
 from .core import MsvarError, resize, list_images, image_grid, _atomic_write, Preset
 from .hit import center_crops, stage_image
-from .var import Decoding, add_decoding_args   # one decoding value (chapter 05)
+from .var import Decoding, add_decoding_args  # one decoding value (chapter 05)
 
 # %% auto #0
 __all__ = ['SUMMARY_METRICS', 'pairs_from_hr', 'pairs_from_folder', 'load_pairs', 'baseline_outputs', 'evaluate_outputs',
@@ -18,54 +18,100 @@ __all__ = ['SUMMARY_METRICS', 'pairs_from_hr', 'pairs_from_folder', 'load_pairs'
 
 # %% ../nbs/09b_evaluate.ipynb #a8330043
 def pairs_from_hr(hr_root, preset: Preset, n: int | None = None, seed: int = 0, clean: bool = False) -> dict:
-    "Centre crops of the HR images under `hr_root`, degraded at a fixed seed (or bilinear-only if `clean`) → {'hr','lr','cls','names'}."
+    """Centre crops of the HR images under `hr_root`, degraded at a fixed seed (or bilinear-only if `clean`) →
+    {'hr','lr','cls','names'}."""
     from msvar.data import degrade
     from msvar.core import ImageReadError
+
     files, crops, bad = [], [], []
-    for f in list_images([hr_root]):                                   # an unreadable file is skipped and listed, not fatal
-        if n and len(files) >= n: break
-        try: crops.append(center_crops([f], preset.hr_size)); files.append(f)
-        except ImageReadError as e: bad.append((f, e.reason))
+    for f in list_images([hr_root]):  # an unreadable file is skipped and listed, not fatal
+        if n and len(files) >= n:
+            break
+        try:
+            crops.append(center_crops([f], preset.hr_size))
+            files.append(f)
+        except ImageReadError as e:
+            bad.append((f, e.reason))
     if bad:
         import warnings
-        warnings.warn(f"skipped {len(bad)} unreadable image file(s) under {str(hr_root)!r}: " + ", ".join(f"{Path(f).name} ({r})" for f, r in bad[:10])
-                      + (" …" if len(bad) > 10 else ""), stacklevel=2)
-    if not files: raise MsvarError(f"none of the image files under {str(hr_root)!r} could be read")
+
+        warnings.warn(
+            f"skipped {len(bad)} unreadable image file(s) under {str(hr_root)!r}: "
+            + ", ".join(f"{Path(f).name} ({r})" for f, r in bad[:10])
+            + (" …" if len(bad) > 10 else ""),
+            stacklevel=2,
+        )
+    if not files:
+        raise MsvarError(f"none of the image files under {str(hr_root)!r} could be read")
     hr = torch.cat(crops)
     g = torch.Generator().manual_seed(seed)
     lr, cls = degrade(hr, lr_size=preset.lr_size, generator=g, p_bilinear=1.0 if clean else 0.0)
-    return dict(hr=hr, lr=lr, cls=cls, names=[str(Path(f).relative_to(hr_root)) if Path(hr_root).is_dir() else Path(f).name for f in files],
-                failed=[dict(input=str(f), error=r) for f, r in bad])
+    return dict(
+        hr=hr,
+        lr=lr,
+        cls=cls,
+        names=[str(Path(f).relative_to(hr_root)) if Path(hr_root).is_dir() else Path(f).name for f in files],
+        failed=[dict(input=str(f), error=r) for f, r in bad],
+    )
+
 
 def pairs_from_folder(root, preset: Preset, n: int | None = None, lr_root=None, strict: bool = True) -> dict:
-    "LR/HR pairs from a folder with `hr/` and `lr/` (msvar_make_testset) or a real paired set; centre crops of the preset's sizes. Unless `strict`, files without a partner and unreadable pairs are skipped and listed in 'failed'."
+    """LR/HR pairs from a folder with `hr/` and `lr/` (msvar_make_testset) or a real paired set; centre crops of the
+    preset's sizes. Unless `strict`, files without a partner and unreadable pairs are skipped and listed in 'failed'."""
     import warnings
     from msvar.data import PairedFolder
     from msvar.core import ImageReadError
+
     root = Path(root)
-    if lr_root is None and (root / "hr").is_dir() and (root / "lr").is_dir(): hr_root, lr_root = root / "hr", root / "lr"
-    else: hr_root = root
+    if lr_root is None and (root / "hr").is_dir() and (root / "lr").is_dir():
+        hr_root, lr_root = root / "hr", root / "lr"
+    else:
+        hr_root = root
     with warnings.catch_warnings():
-        if not strict: warnings.simplefilter("ignore", UserWarning)   # what is skipped is returned in 'failed' instead
-        ds = PairedFolder(hr_root, lr_root, scale=preset.hr_size // preset.lr_size, lr_size=preset.lr_size, crop="center", strict=strict)
+        if not strict:
+            warnings.simplefilter("ignore", UserWarning)  # what is skipped is returned in 'failed' instead
+        ds = PairedFolder(
+            hr_root,
+            lr_root,
+            scale=preset.hr_size // preset.lr_size,
+            lr_size=preset.lr_size,
+            crop="center",
+            strict=strict,
+        )
     is_hr = lambda p: p.stem.endswith("_HR") if lr_root is None else Path(p).is_relative_to(hr_root)
-    failed = [dict(input=str(p), error="no matching LR file" if is_hr(p) else "no matching HR file") for p in ds.unmatched] + \
-             [dict(input=str(p), error=r) for p, r in ds.unreadable]
+    failed = [
+        dict(input=str(p), error="no matching LR file" if is_hr(p) else "no matching HR file") for p in ds.unmatched
+    ] + [dict(input=str(p), error=r) for p, r in ds.unreadable]
     items, names = [], []
     for i in range(len(ds)):
-        if n and len(items) >= n: break
-        try: items.append(ds[(i, 0)]); names.append(ds.pairs[i][0].name)
+        if n and len(items) >= n:
+            break
+        try:
+            items.append(ds[(i, 0)])
+            names.append(ds.pairs[i][0].name)
         except ImageReadError as e:
-            if strict: raise
+            if strict:
+                raise
             failed.append(dict(input=str(e.path), error=e.reason))
-    if not items: raise MsvarError(f"none of the LR/HR pairs under {str(root)!r} could be read")
-    return dict(hr=torch.stack([it["hr"] for it in items]), lr=torch.stack([it["lr"] for it in items]),
-                cls=torch.zeros(len(items), dtype=torch.long), names=names, failed=failed)
+    if not items:
+        raise MsvarError(f"none of the LR/HR pairs under {str(root)!r} could be read")
+    return dict(
+        hr=torch.stack([it["hr"] for it in items]),
+        lr=torch.stack([it["lr"] for it in items]),
+        cls=torch.zeros(len(items), dtype=torch.long),
+        names=names,
+        failed=failed,
+    )
 
-def load_pairs(data, preset: Preset, n: int | None = None, seed: int = 0, clean: bool = False, lr_root=None, strict: bool = True) -> dict:
-    "Pairs from a paired folder if it has `hr/`+`lr/` (or `lr_root` is given), else from an HR folder degraded at `seed`; 'failed' lists the files skipped."
+
+def load_pairs(
+    data, preset: Preset, n: int | None = None, seed: int = 0, clean: bool = False, lr_root=None, strict: bool = True
+) -> dict:
+    """Pairs from a paired folder if it has `hr/`+`lr/` (or `lr_root` is given), else from an HR folder degraded at
+    `seed`; 'failed' lists the files skipped."""
     d = Path(data)
-    if not d.exists(): raise MsvarError(f"evaluation data {str(d)!r} does not exist")
+    if not d.exists():
+        raise MsvarError(f"evaluation data {str(d)!r} does not exist")
     paired = lr_root is not None or ((d / "hr").is_dir() and (d / "lr").is_dir())
     return pairs_from_folder(d, preset, n, lr_root, strict) if paired else pairs_from_hr(d, preset, n, seed, clean)
 
@@ -74,60 +120,91 @@ def baseline_outputs(lr: torch.Tensor, preset: Preset, mode: str) -> list:
     "Upsampling baselines of LR (B,3,h,w): the LR resized to each stage size with `mode` ('bicubic' or 'bilinear')."
     return [resize(lr, s, mode, antialias=False) if s != lr.shape[-1] else lr.clone() for s in preset.stage_sizes]
 
-def evaluate_outputs(methods: dict, hr: torch.Tensor, preset: Preset, names=None, crop_border: int = 0, lpips: bool = True,
-                     device=None) -> pd.DataFrame:
+
+def evaluate_outputs(
+    methods: dict, hr: torch.Tensor, preset: Preset, names=None, crop_border: int = 0, lpips: bool = True, device=None
+) -> pd.DataFrame:
     """Per-image scores of each method's [×1, ×2, ×4] outputs against the HR resized to each scale: PSNR on Y and on
     RGB, SSIM, LPIPS (on `device`, default CPU), ΔE (CIEDE2000), the chroma of output and target, and the set's fixed
     pattern (chapter 09)."""
     from msvar.metrics import psnr, ssim, lpips_distance, delta_e, chroma, fixed_pattern
     from msvar.lpips import get_lpips
+
     names = names or [str(i) for i in range(len(hr))]
-    alex = get_lpips("alex", device) if lpips else None                # one network for every method and scale
+    alex = get_lpips("alex", device) if lpips else None  # one network for every method and scale
     targets = [stage_image(hr, preset, n) for n in range(len(preset.stages))]
     rows = []
     for m, outs in methods.items():
-        if len(outs) != len(targets): raise MsvarError(f"method {m!r} gave {len(outs)} outputs, expected {len(targets)}")
+        if len(outs) != len(targets):
+            raise MsvarError(f"method {m!r} gave {len(outs)} outputs, expected {len(targets)}")
         for n, (y, t) in enumerate(zip(outs, targets)):
-            if y.shape != t.shape: raise MsvarError(f"method {m!r}, scale {n}: output {tuple(y.shape)} vs target {tuple(t.shape)}")
+            if y.shape != t.shape:
+                raise MsvarError(f"method {m!r}, scale {n}: output {tuple(y.shape)} vs target {tuple(t.shape)}")
             scale = preset.stage_sizes[n] // preset.lr_size
             cb = crop_border * scale
             p = psnr(y, t, cb)
-            small = min(t.shape[-2:]) - 2 * cb < 11              # SSIM's 11×11 window does not fit: undefined, not faked
+            small = min(t.shape[-2:]) - 2 * cb < 11  # SSIM's 11×11 window does not fit: undefined, not faked
             s = torch.full((len(y),), float("nan")) if small else ssim(y, t, cb)
             l = lpips_distance(y, t, alex, min_side=64) if lpips else torch.full((len(y),), float("nan"))
             p_rgb = psnr(y, t, cb, y_channel=False)
             de = delta_e(y, t)
             c_out, c_ref = chroma(y), chroma(t)
-            fp = fixed_pattern(y, t)                                  # one value for the set, repeated on its rows
+            fp = fixed_pattern(y, t)  # one value for the set, repeated on its rows
             for i in range(len(y)):
-                rows.append(dict(image=names[i], method=m, scale=f"x{scale}", psnr=p[i].item(), ssim=s[i].item(),
-                                 lpips=l[i].item(), psnr_rgb=p_rgb[i].item(), delta_e=de[i].item(),
-                                 chroma=c_out[i].item(), chroma_ref=c_ref[i].item(), fixed_pattern=fp))
+                rows.append(
+                    dict(
+                        image=names[i],
+                        method=m,
+                        scale=f"x{scale}",
+                        psnr=p[i].item(),
+                        ssim=s[i].item(),
+                        lpips=l[i].item(),
+                        psnr_rgb=p_rgb[i].item(),
+                        delta_e=de[i].item(),
+                        chroma=c_out[i].item(),
+                        chroma_ref=c_ref[i].item(),
+                        fixed_pattern=fp,
+                    )
+                )
     return pd.DataFrame(rows)
+
 
 SUMMARY_METRICS = ("psnr", "psnr_rgb", "ssim", "lpips", "delta_e", "chroma_kept", "fixed_pattern")
 
+
 def summary_table(per_image: pd.DataFrame, fids: dict | None = None) -> pd.DataFrame:
-    "Mean of each metric per method and scale, laid out like the paper's Table 2 (methods as rows, metric × scale as columns)."
+    """Mean of each metric per method and scale, laid out like the paper's Table 2 (methods as rows, metric × scale as
+    columns)."""
     per_image = per_image.copy()
-    colour = "chroma" in per_image and "chroma_ref" in per_image          # tables written before the colour metrics lack them
-    if colour: per_image["chroma_kept"] = per_image.chroma                 # ratio of the means, completed below
+    colour = "chroma" in per_image and "chroma_ref" in per_image  # tables written before the colour metrics lack them
+    if colour:
+        per_image["chroma_kept"] = per_image.chroma  # ratio of the means, completed below
     metrics = [k for k in SUMMARY_METRICS if k in per_image]
     g = per_image.groupby(["method", "scale"], sort=False)
     t = g[metrics].mean()
-    if colour: t["chroma_kept"] = g.chroma.mean() / g.chroma_ref.mean()
+    if colour:
+        t["chroma_kept"] = g.chroma.mean() / g.chroma_ref.mean()
     t = t.unstack("scale")
     scales = sorted(per_image.scale.unique(), key=lambda s: int(s[1:]))
     t = t.reindex(columns=pd.MultiIndex.from_product([metrics, scales]))
     if fids:
-        for (m, sc), v in fids.items(): t.loc[m, ("fid", sc)] = v
+        for (m, sc), v in fids.items():
+            t.loc[m, ("fid", sc)] = v
     t.index.name = f"method (n = {per_image.image.nunique()} images)"
     return t.loc[list(dict.fromkeys(per_image.method))]
 
 # %% ../nbs/09b_evaluate.ipynb #c040b0d4
 @torch.no_grad()
-def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, decoding: Decoding | str | None = None,
-                  progress: bool = False, colour_sigma: float | None = None, **legacy) -> list:
+def model_outputs(
+    model,
+    lr: torch.Tensor,
+    cls,
+    batch_size: int = 16,
+    decoding: Decoding | str | None = None,
+    progress: bool = False,
+    colour_sigma: float | None = None,
+    **legacy,
+) -> list:
     """[×1, ×2, ×4] outputs of an SRModel for LR crops (N,3,h,w) in [0,1], decoded as `decoding` says (chapter 05; its
     seed seeds the one generator; or the keywords greedy / soft / top_k / top_p / cfg / seed); `cls` an int, or (N,)
     where batches take their first crop's."""
@@ -137,82 +214,135 @@ def model_outputs(model, lr: torch.Tensor, cls, batch_size: int = 16, decoding: 
     it = range(0, len(lr), batch_size)
     if progress:
         from msvar.core import progress_bar
+
         it = progress_bar(it, leave=False)
     for i in it:
-        c = cls if isinstance(cls, int) else int(cls[i])       # batches share one class: our sets are all class 0 or all class 1
-        ys = model.sr_batch(lr[i:i + batch_size], cls=c, decoding=dec, generator=g)
-        for n, y in enumerate(ys): outs[n].append(y.cpu())
+        c = (
+            cls if isinstance(cls, int) else int(cls[i])
+        )  # batches share one class: our sets are all class 0 or all class 1
+        ys = model.sr_batch(lr[i : i + batch_size], cls=c, decoding=dec, generator=g)
+        for n, y in enumerate(ys):
+            outs[n].append(y.cpu())
     outs = [torch.cat(o) for o in outs]
-    if colour_sigma is None: return outs
-    from msvar.inference import colour_fix_scales                     # msvar_sr's colour fix, on each crop (chapter 08)
+    if colour_sigma is None:
+        return outs
+    from msvar.inference import colour_fix_scales  # msvar_sr's colour fix, on each crop (chapter 08)
+
     return list(colour_fix_scales(dict(zip(model.scales, outs)), lr, colour_sigma).values())
 
-def evaluate_model(model, pairs: dict, batch_size: int = 16, decoding: Decoding | str | None = None,
-                   cls: int | None = None, crop_border: int = 0, fid_min: int | None = 50, lpips: bool = True, name: str = "msvar",
-                   progress: bool = False, **legacy) -> dict:
+
+def evaluate_model(
+    model,
+    pairs: dict,
+    batch_size: int = 16,
+    decoding: Decoding | str | None = None,
+    cls: int | None = None,
+    crop_border: int = 0,
+    fid_min: int | None = 50,
+    lpips: bool = True,
+    name: str = "msvar",
+    progress: bool = False,
+    **legacy,
+) -> dict:
     """Score `model` (an SRModel) on pairs {'hr','lr','cls'} with bicubic/bilinear baselines → dict(per_image, summary,
     outputs, fid); `decoding` as in `model_outputs`."""
     p = model.preset
     lr, hr = pairs["lr"], pairs["hr"]
     if lr.shape[-1] != p.lr_size or hr.shape[-1] != p.hr_size:
-        raise MsvarError(f"pairs are {lr.shape[-1]}→{hr.shape[-1]} px, the model's preset {p.name!r} is {p.lr_size}→{p.hr_size}")
-    ours = model_outputs(model, lr, pairs["cls"] if cls is None else cls, batch_size,
-                         Decoding.of(decoding, **legacy), progress)
-    methods = {"bicubic": baseline_outputs(lr, p, "bicubic"), "bilinear": baseline_outputs(lr, p, "bilinear"), name: ours}
-    dev = next(model.parameters()).device                              # the metric networks run where the model runs
+        raise MsvarError(
+            f"pairs are {lr.shape[-1]}→{hr.shape[-1]} px, the model's preset {p.name!r} is {p.lr_size}→{p.hr_size}"
+        )
+    ours = model_outputs(
+        model, lr, pairs["cls"] if cls is None else cls, batch_size, Decoding.of(decoding, **legacy), progress
+    )
+    methods = {
+        "bicubic": baseline_outputs(lr, p, "bicubic"),
+        "bilinear": baseline_outputs(lr, p, "bilinear"),
+        name: ours,
+    }
+    dev = next(model.parameters()).device  # the metric networks run where the model runs
     per = evaluate_outputs(methods, hr, p, pairs.get("names"), crop_border, lpips, dev)
     fids = {}
-    if fid_min is not None and len(hr) >= fid_min: fids = _fids(methods, hr, p, dev)
+    if fid_min is not None and len(hr) >= fid_min:
+        fids = _fids(methods, hr, p, dev)
     return dict(per_image=per, summary=summary_table(per, fids), outputs=methods, fid=fids, n=len(hr))
 
+
 def _fids(methods: dict, hr: torch.Tensor, p: Preset, device) -> dict:
-    "FID of each method at each scale against the HR resized to that scale: one Inception network on `device`, each target's features once."
+    """FID of each method at each scale against the HR resized to that scale: one Inception network on `device`, each
+    target's features once."""
     import warnings
     from msvar.metrics import FIDFeatures, fid_from_features
+
     inception = FIDFeatures(device=device)
     targets = [inception(stage_image(hr, p, n)) for n in range(len(p.stages))]
     if len(hr) < FIDFeatures.dims:
-        warnings.warn(f"FID from {len(hr)} images (< {FIDFeatures.dims}) is biased and noisy; compare it only at equal image counts")
+        warnings.warn(
+            f"FID from {len(hr)} images (< {FIDFeatures.dims}) is biased and noisy; compare it only at equal image "
+            "counts"
+        )
     fids = {}
     for m, ys in methods.items():
-        for n, y in enumerate(ys): fids[(m, f"x{p.stage_sizes[n] // p.lr_size}")] = fid_from_features(inception(y), targets[n])
+        for n, y in enumerate(ys):
+            fids[(m, f"x{p.stage_sizes[n] // p.lr_size}")] = fid_from_features(inception(y), targets[n])
     return fids
+
 
 def comparison_grid(pairs: dict, outputs: dict, preset: Preset, idx=(0, 1, 2), name: str = "msvar"):
     "Side-by-side rows (LR, bicubic ×4, ours ×1/×2/×4, HR), everything shown at HR size with nearest upsampling."
-    rows = [[("LR", pairs["lr"][i]), ("bicubic ×4", outputs["bicubic"][-1][i])] +
-            [(f"{name} ×{s // preset.lr_size}", o[i]) for s, o in zip(preset.stage_sizes, outputs[name])] + [("HR", pairs["hr"][i])]
-            for i in idx if i < len(pairs["hr"])]
+    rows = [
+        [("LR", pairs["lr"][i]), ("bicubic ×4", outputs["bicubic"][-1][i])]
+        + [(f"{name} ×{s // preset.lr_size}", o[i]) for s, o in zip(preset.stage_sizes, outputs[name])]
+        + [("HR", pairs["hr"][i])]
+        for i in idx
+        if i < len(pairs["hr"])
+    ]
     return image_grid(rows, side=preset.hr_size, size=1.6)
 
 # %% ../nbs/09b_evaluate.ipynb #82c0b276
 def write_report(res: dict, pairs: dict, preset: Preset, out_dir, name: str = "msvar", overwrite: bool = False) -> list:
     "Write per_image.csv, summary.csv, summary.md and grid.png of an evaluation into out_dir."
-    import matplotlib.pyplot as plt                                    # the figure is closed after saving; the backend is left as it is
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    import matplotlib.pyplot as plt  # the figure is closed after saving; the backend is left as it is
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     files = {k: out / k for k in ("per_image.csv", "summary.csv", "summary.md", "grid.png")}
     clash = [str(f) for f in files.values() if f.exists()]
-    if clash and not overwrite: raise MsvarError(f"{clash[0]!r} exists (pass --overwrite to replace the report)")
+    if clash and not overwrite:
+        raise MsvarError(f"{clash[0]!r} exists (pass --overwrite to replace the report)")
     _atomic_write(files["per_image.csv"], lambda t: res["per_image"].to_csv(t, index=False))
     _atomic_write(files["summary.csv"], lambda t: res["summary"].to_csv(t))
-    md = f"Evaluation of {name} ({preset.name} preset, {res['n']} images)\n\n```\n" + res["summary"].round(4).to_string() + "\n```\n"
+    md = (
+        f"Evaluation of {name} ({preset.name} preset, {res['n']} images)\n\n```\n"
+        + res["summary"].round(4).to_string()
+        + "\n```\n"
+    )
     _atomic_write(files["summary.md"], lambda t: Path(t).write_text(md))
     fig = comparison_grid(pairs, res["outputs"], preset, name=name)
-    _atomic_write(files["grid.png"], lambda t: fig.savefig(t, format="png", dpi=80)); plt.close(fig)
+    _atomic_write(files["grid.png"], lambda t: fig.savefig(t, format="png", dpi=80))
+    plt.close(fig)
     return list(files.values())
+
 
 def eval_cli(argv=None):
     "Console entry point `msvar_eval`: evaluate a model at ×1/×2/×4 with bicubic and bilinear baselines."
     from msvar.inference import load_sr_model, default_model_path, check_options, check_out_dir
+
     ap = argparse.ArgumentParser(prog="msvar_eval", description=eval_cli.__doc__)
     ap.add_argument("--model", default=None, help="model file (default: the shipped data/msvar_small model)")
-    ap.add_argument("--data", default=None, help="HR folder (degraded at --seed) or a paired folder with hr/ and lr/ "
-                    "(default: BSD100 in the data cache, made by `msvar_fetch_data bsds300`)")
+    ap.add_argument(
+        "--data",
+        default=None,
+        help="HR folder (degraded at --seed) or a paired folder with hr/ and lr/ "
+        "(default: BSD100 in the data cache, made by `msvar_fetch_data bsds300`)",
+    )
     ap.add_argument("--lr", default=None, help="LR folder matching --data by name (DRealSR layout)")
     ap.add_argument("--out", required=True, help="report folder")
     ap.add_argument("-n", type=int, default=None, help="use at most n images")
     ap.add_argument("--seed", type=int, default=0, help="degradation seed for HR folders (and the seed of --sample)")
-    ap.add_argument("--clean", action="store_true", help="bilinear-only LR (class 1) instead of Real-ESRGAN degradations")
+    ap.add_argument(
+        "--clean", action="store_true", help="bilinear-only LR (class 1) instead of Real-ESRGAN degradations"
+    )
     add_decoding_args(ap, sampling_filters=False)
     ap.add_argument("--crop-border", type=int, default=0, help="pixels (at ×1) removed from each side before PSNR/SSIM")
     ap.add_argument("--fid-min", type=int, default=50, help="compute FID only with at least this many images")
@@ -220,44 +350,73 @@ def eval_cli(argv=None):
     ap.add_argument("--device", default=None)
     ap.add_argument("--overwrite", action="store_true")
     from msvar.core import add_threads_arg, set_threads
+
     add_threads_arg(ap)
     a = ap.parse_args(argv)
     set_threads(a.threads)
     import warnings
-    summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), options=vars(a), n_images=0, failed=[], interrupted=False, report=None)
+
+    summary = dict(
+        started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        options=vars(a),
+        n_images=0,
+        failed=[],
+        interrupted=False,
+        report=None,
+    )
     js, code = None, 0
     try:
-        check_options(a)                                                 # bad values, unknown device: before any work
-        dec = Decoding.from_args(a); summary["decoding"] = dec.choice()
-        out = check_out_dir(a.out)                                       # an unwritable --out, or a report in the way: before evaluating
+        check_options(a)  # bad values, unknown device: before any work
+        dec = Decoding.from_args(a)
+        summary["decoding"] = dec.choice()
+        out = check_out_dir(a.out)  # an unwritable --out, or a report in the way: before evaluating
         clash = [f for f in ("per_image.csv", "summary.csv", "summary.md", "grid.png") if (out / f).exists()]
-        if clash and not a.overwrite: raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
+        if clash and not a.overwrite:
+            raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
         js = out / f"msvar_eval_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
         model = load_sr_model(a.model or default_model_path(), device=a.device)
         from msvar.fetch import fetched
-        with warnings.catch_warnings():                                  # each skipped file is one 'error:' line below instead
+
+        with warnings.catch_warnings():  # each skipped file is one 'error:' line below instead
             warnings.filterwarnings("ignore", message="skipped .* unreadable")
             pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr, strict=False)
         summary.update(failed=pairs["failed"], n_images=len(pairs["hr"]))
-        for f in pairs["failed"]: print(f"msvar_eval: error: {f['input']}: {f['error']} (skipped)", file=sys.stderr)
-        res = evaluate_model(model, pairs, a.batch_size, decoding=dec, crop_border=a.crop_border,
-                             fid_min=a.fid_min, progress=True)
+        for f in pairs["failed"]:
+            print(f"msvar_eval: error: {f['input']}: {f['error']} (skipped)", file=sys.stderr)
+        res = evaluate_model(
+            model, pairs, a.batch_size, decoding=dec, crop_border=a.crop_border, fid_min=a.fid_min, progress=True
+        )
         summary["report"] = [str(f) for f in write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)]
         summary["table"] = json.loads(res["summary"].to_json(orient="split"))
         code = 1 if summary["failed"] else 0
     except MsvarError as e:
-        print(f"msvar_eval: error: {e}", file=sys.stderr); summary["error"] = str(e); code = 2
-    except OSError as e:                                               # a full disk or a vanished folder while writing the report
-        print(f"msvar_eval: error: cannot write the report: {e}", file=sys.stderr); summary["error"] = str(e); code = 1
-    except KeyboardInterrupt: summary["interrupted"] = True; code = 130
+        print(f"msvar_eval: error: {e}", file=sys.stderr)
+        summary["error"] = str(e)
+        code = 2
+    except OSError as e:  # a full disk or a vanished folder while writing the report
+        print(f"msvar_eval: error: cannot write the report: {e}", file=sys.stderr)
+        summary["error"] = str(e)
+        code = 1
+    except KeyboardInterrupt:
+        summary["interrupted"] = True
+        code = 130
     finally:
-        if js is not None:                                               # a run that began: its summary, whatever happened
+        if js is not None:  # a run that began: its summary, whatever happened
             summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-            try: _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1, default=str)))
-            except OSError as e: print(f"msvar_eval: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr); js = None
+            try:
+                _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1, default=str)))
+            except OSError as e:
+                print(f"msvar_eval: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)
+                js = None
     if summary["interrupted"]:
         print(f"msvar_eval: interrupted; no report written; summary {js}", file=sys.stderr)
     elif code in (0, 1) and summary["report"]:
-        print(res["summary"].round(4).to_string()); print(f"report written to {a.out}; summary {js}")
-        if summary["failed"]: print(f"msvar_eval: {len(summary['failed'])} file(s) skipped (listed above and in the summary)", file=sys.stderr)
-    if code: sys.exit(code)
+        print(res["summary"].round(4).to_string())
+        print(f"report written to {a.out}; summary {js}")
+        if summary["failed"]:
+            print(
+                f"msvar_eval: {len(summary['failed'])} file(s) skipped (listed above and in the summary)",
+                file=sys.stderr,
+            )
+    if code:
+        sys.exit(code)

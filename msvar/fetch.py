@@ -4,7 +4,8 @@
 
 # %% ../nbs/01b_fetch.ipynb #a8761e5d
 from __future__ import annotations
-import argparse, hashlib, http.client, json, os, shutil, socket, sys, tarfile, tempfile, time, urllib.error, urllib.request, zipfile
+import argparse, hashlib, http.client, json, os, shutil, socket, sys, tarfile, tempfile, time, zipfile
+import urllib.error, urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from .core import MsvarError, data_dir
@@ -16,116 +17,209 @@ __all__ = ['BSDS_URL', 'DATASETS', 'Dataset', 'data_cache', 'fetched', 'sha256_f
 # %% ../nbs/01b_fetch.ipynb #e4cbe802
 @dataclass(frozen=True)
 class Dataset:
-    "A public data set `msvar_fetch_data` knows: where it comes from, how big it is, and where its folders go in the data cache."
+    """A public data set `msvar_fetch_data` knows: where it comes from, how big it is, and where its folders go in the
+    data cache."""
+
     name: str
     what: str
-    source: str                          # the publisher's page (cite it)
-    size: str                            # the archive's size, approximate (~); where we could not check it offline, we say so
-    url: str | None = None               # direct download link; None when there is no stable one (see `manual`)
-    sha256: str | None = None            # None: checksum not pinned (we could not read it offline); the download's own hash is recorded
-    layout: tuple = ()                   # (folder in the archive, folder under the data cache) pairs; "." is the whole archive
-    bundled: tuple = ()                  # (folder of the repository's data/, folder under the data cache) copied beside it
-    manual: str = ""                     # how to get it by hand
+    source: str  # the publisher's page (cite it)
+    size: str  # the archive's size, approximate (~); where we could not check it offline, we say so
+    url: str | None = None  # direct download link; None when there is no stable one (see `manual`)
+    sha256: str | None = (
+        None  # None: checksum not pinned (we could not read it offline); the download's own hash is recorded
+    )
+    layout: tuple = ()  # (folder in the archive, folder under the data cache) pairs; "." is the whole archive
+    bundled: tuple = ()  # (folder of the repository's data/, folder under the data cache) copied beside it
+    manual: str = ""  # how to get it by hand
+
 
 BSDS_URL = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/BSDS300-images.tgz"
-DATASETS = {d.name: d for d in [
-    Dataset("bsds300", "BSD200 (BSDS300 train, 200 JPEGs 481×321) → train/BSD200 and BSD100 (BSDS300 test, 100 JPEGs) → test/BSD100; "
-            "the bundled T91, Set5 and Set14 are copied beside them, so train/ is the classic 291-image set and test/ holds Set5, Set14, BSD100",
-            "Martin et al., ICCV 2001: https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/", "~22 MB", BSDS_URL,
+DATASETS = {
+    d.name: d
+    for d in [
+        Dataset(
+            "bsds300",
+            "BSD200 (BSDS300 train, 200 JPEGs 481×321) → train/BSD200 and BSD100 (BSDS300 test, 100 JPEGs) → "
+            "test/BSD100; "
+            "the bundled T91, Set5 and Set14 are copied beside them, so train/ is the classic 291-image set and test/ "
+            "holds Set5, Set14, BSD100",
+            "Martin et al., ICCV 2001: https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/",
+            "~22 MB",
+            BSDS_URL,
             layout=(("BSDS300/images/train", "train/BSD200"), ("BSDS300/images/test", "test/BSD100")),
-            bundled=(("train/T91", "train/T91"), ("test/Set5", "test/Set5"), ("test/Set14", "test/Set14"))),
-    Dataset("div2k_train", "DIV2K training HR images (800 PNGs, 2K) → DIV2K/DIV2K_train_HR",
-            "Agustsson & Timofte, NTIRE 2017: https://data.vision.ee.ethz.ch/cvl/DIV2K/", "~3.5 GB",
-            "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip", layout=(("DIV2K_train_HR", "DIV2K/DIV2K_train_HR"),)),
-    Dataset("div2k_valid", "DIV2K validation HR images (100 PNGs, 2K) → DIV2K/DIV2K_valid_HR",
-            "Agustsson & Timofte, NTIRE 2017: https://data.vision.ee.ethz.ch/cvl/DIV2K/", "~0.45 GB",
-            "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip", layout=(("DIV2K_valid_HR", "DIV2K/DIV2K_valid_HR"),)),
-    Dataset("flickr2k", "Flickr2K (2650 2K images, HR and bicubic LR) → Flickr2K/",
-            "Lim et al., EDSR, CVPRW 2017: https://github.com/sanghyun-son/EDSR-PyTorch", "~20 GB",
-            "https://cv.snu.ac.kr/research/EDSR/Flickr2K.tar", layout=((".", "Flickr2K"),),
-            manual="The SNU link is the one the EDSR authors publish; it is slow and has moved before. If it fails, download Flickr2K.tar "
-                   "from a mirror you trust and pass it with --archive."),
-    Dataset("realsr", "RealSR (V3) real-world LR/HR pairs from Canon and Nikon cameras (×2, ×3, ×4; train and test) → RealSR/",
-            "Cai et al., ICCV 2019: https://github.com/csjcai/RealSR", "a few GB (not verified offline)", layout=((".", "RealSR"),),
-            manual="No stable direct link: the authors share RealSR(V3) through Google Drive and Baidu links on https://github.com/csjcai/RealSR. "
-                   "Download the archive in a browser, then run `msvar_fetch_data realsr --archive PATH/TO/RealSR(V3).tar.gz` "
-                   "(zip or tar); it is unpacked into the data cache as RealSR/. Its test folders hold NAME_HR / NAME_LR4 pairs: "
-                   "`msvar_make_testset .../Test/4 --real -o OUT` makes a paired test set, `msvar_eval --data OUT` scores it."),
-    Dataset("drealsr", "DRealSR real-world LR/HR test pairs from five DSLR cameras (×2, ×3, ×4) → DRealSR/",
-            "Wei et al., ECCV 2020: https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution", "several GB (not verified offline)",
-            layout=((".", "DRealSR"),), manual="No stable direct link: the authors share DRealSR through Google Drive / Baidu links on "
-                   "https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution. Download the test archive in a "
-                   "browser, then run `msvar_fetch_data drealsr --archive PATH/TO/archive` (zip or tar); it is unpacked as DRealSR/. "
-                   "Evaluate with `msvar_eval --data .../test_x4/test_HR --lr .../test_x4/test_LR --out ...`."),
-]}
+            bundled=(("train/T91", "train/T91"), ("test/Set5", "test/Set5"), ("test/Set14", "test/Set14")),
+        ),
+        Dataset(
+            "div2k_train",
+            "DIV2K training HR images (800 PNGs, 2K) → DIV2K/DIV2K_train_HR",
+            "Agustsson & Timofte, NTIRE 2017: https://data.vision.ee.ethz.ch/cvl/DIV2K/",
+            "~3.5 GB",
+            "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip",
+            layout=(("DIV2K_train_HR", "DIV2K/DIV2K_train_HR"),),
+        ),
+        Dataset(
+            "div2k_valid",
+            "DIV2K validation HR images (100 PNGs, 2K) → DIV2K/DIV2K_valid_HR",
+            "Agustsson & Timofte, NTIRE 2017: https://data.vision.ee.ethz.ch/cvl/DIV2K/",
+            "~0.45 GB",
+            "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip",
+            layout=(("DIV2K_valid_HR", "DIV2K/DIV2K_valid_HR"),),
+        ),
+        Dataset(
+            "flickr2k",
+            "Flickr2K (2650 2K images, HR and bicubic LR) → Flickr2K/",
+            "Lim et al., EDSR, CVPRW 2017: https://github.com/sanghyun-son/EDSR-PyTorch",
+            "~20 GB",
+            "https://cv.snu.ac.kr/research/EDSR/Flickr2K.tar",
+            layout=((".", "Flickr2K"),),
+            manual="The SNU link is the one the EDSR authors publish; it is slow and has moved before. If it fails, "
+            "download Flickr2K.tar "
+            "from a mirror you trust and pass it with --archive.",
+        ),
+        Dataset(
+            "realsr",
+            "RealSR (V3) real-world LR/HR pairs from Canon and Nikon cameras (×2, ×3, ×4; train and test) → RealSR/",
+            "Cai et al., ICCV 2019: https://github.com/csjcai/RealSR",
+            "a few GB (not verified offline)",
+            layout=((".", "RealSR"),),
+            manual="No stable direct link: the authors share RealSR(V3) through Google Drive and Baidu links on "
+            "https://github.com/csjcai/RealSR. "
+            "Download the archive in a browser, then run `msvar_fetch_data realsr --archive PATH/TO/RealSR(V3).tar.gz` "
+            "(zip or tar); it is unpacked into the data cache as RealSR/. Its test folders hold NAME_HR / NAME_LR4 "
+            "pairs: "
+            "`msvar_make_testset .../Test/4 --real -o OUT` makes a paired test set, `msvar_eval --data OUT` scores it.",
+        ),
+        Dataset(
+            "drealsr",
+            "DRealSR real-world LR/HR test pairs from five DSLR cameras (×2, ×3, ×4) → DRealSR/",
+            "Wei et al., ECCV 2020: "
+            "https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution",
+            "several GB (not verified offline)",
+            layout=((".", "DRealSR"),),
+            manual="No stable direct link: the authors share DRealSR through Google Drive / Baidu links on "
+            "https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution. Download "
+            "the test archive in a "
+            "browser, then run `msvar_fetch_data drealsr --archive PATH/TO/archive` (zip or tar); it is unpacked as "
+            "DRealSR/. "
+            "Evaluate with `msvar_eval --data .../test_x4/test_HR --lr .../test_x4/test_LR --out ...`.",
+        ),
+    ]
+}
+
 
 def data_cache() -> Path:
-    "Where `msvar_fetch_data` puts data sets: `$MSVAR_CACHE/data`, default `~/.cache/msvar/data` (the weights' cache, chapter 00b)."
+    """Where `msvar_fetch_data` puts data sets: `$MSVAR_CACHE/data`, default `~/.cache/msvar/data` (the weights' cache,
+    chapter 00b)."""
     from msvar.lpips import cache_dir
+
     return cache_dir() / "data"
 
+
 def fetched(sub: str, dataset: str = "bsds300", root=None) -> Path:
-    "The folder `sub` of the data cache (e.g. 'train', 'test/BSD100'); a clear error naming the command that makes it when it is missing."
+    """The folder `sub` of the data cache (e.g. 'train', 'test/BSD100'); a clear error naming the command that makes it
+    when it is missing."""
     p = Path(root) if root else data_cache()
     if not (p / sub).exists():
-        raise MsvarError(f"{str(p / sub)!r} does not exist: get it with `msvar_fetch_data {dataset}` (into {str(p)!r}; see "
-                         f"`msvar_fetch_data --list`), or pass a folder of your own images with --data")
+        raise MsvarError(
+            f"{str(p / sub)!r} does not exist: get it with `msvar_fetch_data {dataset}` (into {str(p)!r}; see "
+            f"`msvar_fetch_data --list`), or pass a folder of your own images with --data"
+        )
     return p / sub
 
 # %% ../nbs/01b_fetch.ipynb #ef19c780
 class _Progress:
     "A one-line progress bar on stderr: bytes done, total, percent, speed (updated at most 4 times a second)."
+
     def __init__(self, total: int | None, done: int = 0, label: str = "", show: bool = True):
         self.total, self.done, self.label, self.show, self.t0, self.last = total, done, label, show, time.time(), 0.0
+
     def update(self, n: int):
         self.done += n
-        if self.show and time.time() - self.last > 0.25: self.draw()
+        if self.show and time.time() - self.last > 0.25:
+            self.draw()
+
     def draw(self, end: str = ""):
-        self.last = time.time(); mb = self.done / 1e6
+        self.last = time.time()
+        mb = self.done / 1e6
         rate = mb / max(time.time() - self.t0, 1e-6)
         of = f"/{self.total / 1e6:.1f} MB {100 * self.done / self.total:5.1f}%" if self.total else " MB"
         print(f"\r{self.label} {mb:.1f}{of} {rate:.1f} MB/s", end=end, file=sys.stderr, flush=True)
+
     def close(self):
-        if self.show: self.draw(end="\n")
+        if self.show:
+            self.draw(end="\n")
+
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:
     "SHA-256 of a file, read in chunks."
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for b in iter(lambda: f.read(chunk), b""): h.update(b)
+        for b in iter(lambda: f.read(chunk), b""):
+            h.update(b)
     return h.hexdigest()
 
-def _manual_steps(url: str, dest: Path, name: str) -> str:
-    return (f"Manual steps: download {url} by hand (a browser, or `curl -L -C - -o {dest} {url}` on a machine with network access), "
-            f"then run `msvar_fetch_data {name} --archive {dest}` (or copy the file to {dest} and rerun the same command).")
 
-def download(url: str, dest, sha256: str | None = None, name: str = "", progress: bool = True, timeout: float = 30,
-             chunk: int = 1 << 16) -> Path:
-    "Download `url` to `dest` through `dest.part`, resuming a partial `.part` with an HTTP Range request; verify `sha256` when given."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+def _manual_steps(url: str, dest: Path, name: str) -> str:
+    return (
+        f"Manual steps: download {url} by hand (a browser, or `curl -L -C - -o {dest} {url}` on a machine with network "
+        "access), "
+        f"then run `msvar_fetch_data {name} --archive {dest}` (or copy the file to {dest} and rerun the same command)."
+    )
+
+
+def download(
+    url: str,
+    dest,
+    sha256: str | None = None,
+    name: str = "",
+    progress: bool = True,
+    timeout: float = 30,
+    chunk: int = 1 << 16,
+) -> Path:
+    """Download `url` to `dest` through `dest.part`, resuming a partial `.part` with an HTTP Range request; verify
+    `sha256` when given."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    req = urllib.request.Request(url, headers={"User-Agent": "msvar_fetch_data", **({"Range": f"bytes={have}-"} if have else {})})
+    req = urllib.request.Request(
+        url, headers={"User-Agent": "msvar_fetch_data", **({"Range": f"bytes={have}-"} if have else {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             resumed = have > 0 and r.status == 206
-            if have and not resumed: have = 0                                # the server ignored Range: start again
+            if have and not resumed:
+                have = 0  # the server ignored Range: start again
             length = r.headers.get("Content-Length")
             total = have + int(length) if length is not None else None
             bar = _Progress(total, have, f"{name or dest.name}:", progress)
-            if resumed: print(f"resuming {dest.name} at {have / 1e6:.1f} MB", file=sys.stderr)
+            if resumed:
+                print(f"resuming {dest.name} at {have / 1e6:.1f} MB", file=sys.stderr)
             with open(part, "ab" if resumed else "wb") as f:
-                for b in iter(lambda: r.read(chunk), b""): f.write(b); bar.update(len(b))
+                for b in iter(lambda: r.read(chunk), b""):
+                    f.write(b)
+                    bar.update(len(b))
             bar.close()
     except urllib.error.HTTPError as e:
-        if e.code == 416 and have: part.unlink()                         # a stale .part larger than the file: start again next time
+        if e.code == 416 and have:
+            part.unlink()  # a stale .part larger than the file: start again next time
         raise MsvarError(f"{url} answered HTTP {e.code} ({e.reason}). " + _manual_steps(url, dest, name)) from e
-    except (http.client.HTTPException, ConnectionResetError) as e:          # the connection broke mid-file
-        raise MsvarError(f"download of {url} interrupted ({e!r}) after {part.stat().st_size / 1e6:.1f} MB, kept in {part}; "
-                         "rerun the same command to resume") from e
+    except (http.client.HTTPException, ConnectionResetError) as e:  # the connection broke mid-file
+        raise MsvarError(
+            f"download of {url} interrupted ({e!r}) after {part.stat().st_size / 1e6:.1f} MB, kept in {part}; "
+            "rerun the same command to resume"
+        ) from e
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
-        kept = f" The {part.stat().st_size / 1e6:.1f} MB already downloaded are kept in {part} and the next run resumes from there." if part.exists() and part.stat().st_size else ""
-        raise MsvarError(f"cannot reach {url} ({getattr(e, 'reason', e)}): no network, or the server is down.{kept} " + _manual_steps(url, dest, name)) from e
+        kept = (
+            f" The {part.stat().st_size / 1e6:.1f} MB already downloaded are kept in {part} and the next run resumes "
+            "from there."
+            if part.exists() and part.stat().st_size
+            else ""
+        )
+        raise MsvarError(
+            f"cannot reach {url} ({getattr(e, 'reason', e)}): no network, or the server is down.{kept} "
+            + _manual_steps(url, dest, name)
+        ) from e
     got = part.stat().st_size
     if total is not None and got != total:
         raise MsvarError(f"{part}: download stopped at {got} of {total} bytes; rerun the same command to resume")
@@ -133,7 +227,10 @@ def download(url: str, dest, sha256: str | None = None, name: str = "", progress
         h = sha256_file(part)
         if h != sha256:
             part.unlink()
-            raise MsvarError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {h}; the file was deleted, rerun to download it again")
+            raise MsvarError(
+                f"checksum mismatch for {url}: expected sha256 {sha256}, got {h}; the file was deleted, rerun to "
+                "download it again"
+            )
     os.replace(part, dest)
     return dest
 
@@ -142,166 +239,255 @@ def _safe_members(names: list, archive) -> None:
     "Refuse archives with absolute paths or `..` (they could write outside the target folder)."
     for n in names:
         p = Path(n)
-        if p.is_absolute() or ".." in p.parts: raise MsvarError(f"{archive}: refusing unsafe member path {n!r}")
+        if p.is_absolute() or ".." in p.parts:
+            raise MsvarError(f"{archive}: refusing unsafe member path {n!r}")
+
 
 def _check_targets(moves, dest: Path, replace=()) -> None:
-    "MsvarError when a target folder exists and is not among `replace` (folders an earlier fetch made): msvar never removes a user's folder."
+    """MsvarError when a target folder exists and is not among `replace` (folders an earlier fetch made): msvar never
+    removes a user's folder."""
     for _, dst in moves:
         if (dest / dst).exists() and dst not in replace:
-            raise MsvarError(f"{str(dest / dst)!r} exists and was not made by msvar_fetch_data: nothing was changed (not even with --force); "
-                             "move it away, or fetch into another --out")
+            raise MsvarError(
+                f"{str(dest / dst)!r} exists and was not made by msvar_fetch_data: nothing was changed (not even with "
+                "--force); "
+                "move it away, or fetch into another --out"
+            )
+
 
 def _clean_extract_leftovers(dest: Path) -> None:
-    "Remove the temporary folders (.extract-ARCHIVE-PID-xxx) that a killed unpacking left in `dest`: their process is gone."
+    """Remove the temporary folders (.extract-ARCHIVE-PID-xxx) that a killed unpacking left in `dest`: their process is
+    gone."""
     from msvar.core import _pid_alive
+
     for t in dest.glob(".extract-*"):
         pid = t.name.rsplit("-", 2)[-2] if t.name.count("-") >= 3 else ""
-        if t.is_dir() and pid.isdigit() and not _pid_alive(int(pid)): shutil.rmtree(t, ignore_errors=True)
+        if t.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(t, ignore_errors=True)
+
 
 def _unpack(archive: Path, tmp: Path, dest: Path) -> None:
-    "Unpack `archive` into `tmp`; a truncated or corrupt archive, or a full disk, is a one-line MsvarError (nothing changed in `dest`)."
+    """Unpack `archive` into `tmp`; a truncated or corrupt archive, or a full disk, is a one-line MsvarError (nothing
+    changed in `dest`)."""
     import errno, zlib
+
     try:
         if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as z: _safe_members(z.namelist(), archive); z.extractall(tmp)
+            with zipfile.ZipFile(archive) as z:
+                _safe_members(z.namelist(), archive)
+                z.extractall(tmp)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as t:
                 _safe_members(t.getnames(), archive)
                 t.extractall(tmp, filter="data") if hasattr(tarfile, "data_filter") else t.extractall(tmp)
-        else: raise MsvarError(f"{archive} is neither a zip nor a tar archive")
+        else:
+            raise MsvarError(f"{archive} is neither a zip nor a tar archive")
     except (EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as e:
-        raise MsvarError(f"archive {str(archive)!r} is truncated or corrupt ({type(e).__name__}: {e}); nothing was changed in "
-                         f"{str(dest)!r}; download it again") from None
+        raise MsvarError(
+            f"archive {str(archive)!r} is truncated or corrupt ({type(e).__name__}: {e}); nothing was changed in "
+            f"{str(dest)!r}; download it again"
+        ) from None
     except OSError as e:
-        if e.errno is None: raise MsvarError(f"archive {str(archive)!r} is corrupt ({e}); download it again") from None
-        raise MsvarError(f"cannot unpack {str(archive)!r} into {str(dest)!r}: {e.strerror}"
-                         + ("; free some space or fetch into another --out" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
-                         + "; nothing was changed there") from None
+        if e.errno is None:
+            raise MsvarError(f"archive {str(archive)!r} is corrupt ({e}); download it again") from None
+        raise MsvarError(
+            f"cannot unpack {str(archive)!r} into {str(dest)!r}: {e.strerror}"
+            + ("; free some space or fetch into another --out" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+            + "; nothing was changed there"
+        ) from None
+
 
 def extract(archive, dest, layout: tuple = (), replace=()) -> list:
-    "Unpack a .zip/.tar/.tgz `archive` atomically: into a temporary folder beside `dest`, then rename into place; an existing target is replaced only if it is in `replace`. Returns the folders made."
-    archive, dest = Path(archive), Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    """Unpack a .zip/.tar/.tgz `archive` atomically: into a temporary folder beside `dest`, then rename into place; an
+    existing target is replaced only if it is in `replace`. Returns the folders made."""
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     moves = layout or ((".", archive.name.split(".")[0]),)
-    _check_targets(moves, dest, replace)                              # before any work: a user's folder is never replaced
+    _check_targets(moves, dest, replace)  # before any work: a user's folder is never replaced
     _clean_extract_leftovers(dest)
-    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=f".extract-{archive.name}-{os.getpid()}-")); os.chmod(tmp, 0o755)
+    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=f".extract-{archive.name}-{os.getpid()}-"))
+    os.chmod(tmp, 0o755)
     try:
         _unpack(archive, tmp, dest)
         for src, _ in moves:
             if not (tmp / src).is_dir():
                 top = sorted(p.name for p in tmp.iterdir())
-                raise MsvarError(f"{archive} has no folder {src!r} (its top level: {top}); nothing was changed in {dest}")
+                raise MsvarError(
+                    f"{archive} has no folder {src!r} (its top level: {top}); nothing was changed in {dest}"
+                )
         made = []
         for src, dst in moves:
             target = dest / dst
-            if target.exists(): shutil.rmtree(target)                    # a complete, verified archive replaces an older copy msvar made
+            if target.exists():
+                shutil.rmtree(target)  # a complete, verified archive replaces an older copy msvar made
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp / src if src != "." else tmp, target)
             made.append(target)
         return made
     finally:
-        if tmp.exists(): shutil.rmtree(tmp)
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 # %% ../nbs/01b_fetch.ipynb #6d9ce042
 def _copy_bundled(src: Path, target: Path):
     "Copy a bundled folder into the cache atomically (temporary copy, then rename); an existing copy is kept."
-    if target.exists(): return
-    tmp = target.with_name(f".{target.name}.copy"); shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp); os.replace(tmp, target)
+    if target.exists():
+        return
+    tmp = target.with_name(f".{target.name}.copy")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    os.replace(tmp, target)
+
 
 def _fetched_folders(out: Path) -> set:
     "The folders of `out` that earlier fetches made (their records in out/.fetched): the only ones a fetch may replace."
     made = set()
     for r in (out / ".fetched").glob("*.json"):
-        try: made |= set(json.loads(r.read_text()).get("folders", []))
-        except (OSError, ValueError, AttributeError, TypeError): continue
+        try:
+            made |= set(json.loads(r.read_text()).get("folders", []))
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
     return made
 
-def fetch_dataset(ds: Dataset | str, out=None, archive=None, progress: bool = True, keep_archive: bool = False, force: bool = False) -> dict:
-    "Download (or take `archive`), verify, unpack and lay out one data set in `out` (default: the data cache); returns its record."
+
+def fetch_dataset(
+    ds: Dataset | str, out=None, archive=None, progress: bool = True, keep_archive: bool = False, force: bool = False
+) -> dict:
+    """Download (or take `archive`), verify, unpack and lay out one data set in `out` (default: the data cache); returns
+    its record."""
     ds = DATASETS[ds] if isinstance(ds, str) and ds in DATASETS else ds
-    if isinstance(ds, str): raise MsvarError(f"unknown data set {ds!r}; known: {', '.join(DATASETS)} (msvar_fetch_data --list)")
+    if isinstance(ds, str):
+        raise MsvarError(f"unknown data set {ds!r}; known: {', '.join(DATASETS)} (msvar_fetch_data --list)")
     out = Path(out).expanduser() if out else data_cache()
     rec_path = out / ".fetched" / f"{ds.name}.json"
     if rec_path.exists() and not force:
         rec = json.loads(rec_path.read_text())
-        if all((out / f).exists() for f in rec["folders"]): return {**rec, "skipped": True}
+        if all((out / f).exists() for f in rec["folders"]):
+            return {**rec, "skipped": True}
     made_before = _fetched_folders(out)
-    _check_targets(ds.layout, out, made_before)                        # before a download: a user's folder is never replaced
+    _check_targets(ds.layout, out, made_before)  # before a download: a user's folder is never replaced
     downloaded = archive is None
     if downloaded:
-        if ds.url is None: raise MsvarError(f"{ds.name} has no stable direct download link. {ds.manual}")
+        if ds.url is None:
+            raise MsvarError(f"{ds.name} has no stable direct download link. {ds.manual}")
         archive = download(ds.url, out / "archives" / ds.url.rsplit("/", 1)[-1], ds.sha256, ds.name, progress)
     else:
         archive = Path(archive).expanduser()
-        if not archive.is_file(): raise MsvarError(f"archive {str(archive)!r} does not exist")
+        if not archive.is_file():
+            raise MsvarError(f"archive {str(archive)!r} does not exist")
     digest = sha256_file(archive)
     if ds.sha256 is not None and digest != ds.sha256:
         raise MsvarError(f"checksum mismatch for {archive}: expected sha256 {ds.sha256}, got {digest}")
     made = [str(m.relative_to(out)) for m in extract(archive, out, ds.layout, replace=made_before)]
     for src, dst in ds.bundled:
-        try: _copy_bundled(data_dir() / src, out / dst); made.append(dst)
-        except MsvarError as e: print(f"note: {dst} not copied beside the data set: {e}", file=sys.stderr)   # no source checkout
-    rec = dict(name=ds.name, url=ds.url, archive=archive.name, bytes=archive.stat().st_size, sha256=digest,
-               checksum="verified against the pinned sha256" if ds.sha256 else "checksum not pinned: sha256 of this download recorded",
-               folders=made, fetched=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    from msvar.core import _atomic_write                              # a temporary named after this process; removed if anything fails
+        try:
+            _copy_bundled(data_dir() / src, out / dst)
+            made.append(dst)
+        except MsvarError as e:
+            print(f"note: {dst} not copied beside the data set: {e}", file=sys.stderr)  # no source checkout
+    rec = dict(
+        name=ds.name,
+        url=ds.url,
+        archive=archive.name,
+        bytes=archive.stat().st_size,
+        sha256=digest,
+        checksum="verified against the pinned sha256"
+        if ds.sha256
+        else "checksum not pinned: sha256 of this download recorded",
+        folders=made,
+        fetched=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+    from msvar.core import _atomic_write  # a temporary named after this process; removed if anything fails
+
     _atomic_write(rec_path, lambda tmp: Path(tmp).write_text(json.dumps(rec, indent=1)))
-    if downloaded and not keep_archive: archive.unlink()
+    if downloaded and not keep_archive:
+        archive.unlink()
     return rec
 
 # %% ../nbs/01b_fetch.ipynb #2c054cd8
 def datasets_table() -> str:
-    "Every data set `msvar_fetch_data` knows, with its size, source and how it is fetched (the text of --help and --list)."
+    """Every data set `msvar_fetch_data` knows, with its size, source and how it is fetched (the text of --help and
+    --list)."""
     lines = []
     for d in DATASETS.values():
         how = f"download: {d.url}" if d.url else "manual download (no stable direct link), then --archive"
         pin = "sha256 pinned" if d.sha256 else "checksum not pinned (the download's sha256 is recorded)"
         lines += [f"{d.name} ({d.size})", f"    {d.what}", f"    source: {d.source}", f"    {how}; {pin}"]
-        if d.manual: lines.append(f"    note: {d.manual}")
+        if d.manual:
+            lines.append(f"    note: {d.manual}")
     return "\n".join(lines)
+
 
 def fetch_data_cli(argv=None):
     "Console entry point `msvar_fetch_data`: download public SR data sets into the data cache, verified and unpacked."
-    ap = argparse.ArgumentParser(prog="msvar_fetch_data", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Download public super-resolution data sets into the data cache ($MSVAR_CACHE/data, default ~/.cache/msvar/data), "
-                    "with a progress bar, resume of an interrupted download (.part file, HTTP Range), checksum verification and "
-                    "atomic unpacking. The small sets the notebooks and tests need (T91, Set5, Set14) are bundled in the repository's data/ "
-                    "and need no download. msvar_reproduce, msvar_train and msvar_eval use this cache when --data is not given.",
-        epilog="data sets:\n" + datasets_table())
+    ap = argparse.ArgumentParser(
+        prog="msvar_fetch_data",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Download public super-resolution data sets into the data cache ($MSVAR_CACHE/data, default "
+        "~/.cache/msvar/data), "
+        "with a progress bar, resume of an interrupted download (.part file, HTTP Range), checksum verification and "
+        "atomic unpacking. The small sets the notebooks and tests need (T91, Set5, Set14) are bundled in the "
+        "repository's data/ "
+        "and need no download. msvar_reproduce, msvar_train and msvar_eval use this cache when --data is not given.",
+        epilog="data sets:\n" + datasets_table(),
+    )
     ap.add_argument("names", nargs="*", help=f"data sets to fetch: {', '.join(DATASETS)}")
     ap.add_argument("--out", default=None, help="target folder (default: $MSVAR_CACHE/data, i.e. ~/.cache/msvar/data)")
-    ap.add_argument("--list", action="store_true", help="list the data sets, their sizes and sources, and which are fetched")
-    ap.add_argument("--archive", default=None, help="use this already-downloaded archive instead of downloading (one data set)")
+    ap.add_argument(
+        "--list", action="store_true", help="list the data sets, their sizes and sources, and which are fetched"
+    )
+    ap.add_argument(
+        "--archive", default=None, help="use this already-downloaded archive instead of downloading (one data set)"
+    )
     ap.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive after unpacking")
     ap.add_argument("--force", action="store_true", help="fetch again even if already fetched")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     out = Path(a.out).expanduser() if a.out else data_cache()
     if a.list or not a.names:
-        print(datasets_table()); print(f"\ndata cache: {out}")
+        print(datasets_table())
+        print(f"\ndata cache: {out}")
         for n in DATASETS:
-            if (out / ".fetched" / f"{n}.json").exists(): print(f"  fetched: {n}")
-        if not a.list: print("\nname the data sets to fetch, e.g. `msvar_fetch_data bsds300`", file=sys.stderr); sys.exit(2)
+            if (out / ".fetched" / f"{n}.json").exists():
+                print(f"  fetched: {n}")
+        if not a.list:
+            print("\nname the data sets to fetch, e.g. `msvar_fetch_data bsds300`", file=sys.stderr)
+            sys.exit(2)
         return
-    try:                                                               # usage errors: one line, exit code 2, before any download
-        if a.archive and len(a.names) != 1: raise MsvarError("--archive needs exactly one data set name")
+    try:  # usage errors: one line, exit code 2, before any download
+        if a.archive and len(a.names) != 1:
+            raise MsvarError("--archive needs exactly one data set name")
         unknown = [n for n in a.names if n not in DATASETS]
-        if unknown: raise MsvarError(f"unknown data set {unknown[0]!r}; known: {', '.join(DATASETS)} (msvar_fetch_data --list)")
+        if unknown:
+            raise MsvarError(f"unknown data set {unknown[0]!r}; known: {', '.join(DATASETS)} (msvar_fetch_data --list)")
         if a.archive:
             arc = Path(a.archive).expanduser()
-            if arc.is_dir(): raise MsvarError(f"--archive {a.archive!r} is a folder, not an archive file")
-            if not arc.is_file(): raise MsvarError(f"--archive {a.archive!r} does not exist")
+            if arc.is_dir():
+                raise MsvarError(f"--archive {a.archive!r} is a folder, not an archive file")
+            if not arc.is_file():
+                raise MsvarError(f"--archive {a.archive!r} does not exist")
         from msvar.core import check_out_dir
-        check_out_dir(out)                                             # an existing file, a folder under a file, read-only
+
+        check_out_dir(out)  # an existing file, a folder under a file, read-only
     except MsvarError as e:
-        print(f"msvar_fetch_data: error: {e}", file=sys.stderr); sys.exit(2)
+        print(f"msvar_fetch_data: error: {e}", file=sys.stderr)
+        sys.exit(2)
     try:
         for n in a.names:
-            rec = fetch_dataset(n, out, a.archive, progress=not a.no_progress, keep_archive=a.keep_archive, force=a.force)
-            print(f"{n}: {'already fetched' if rec.get('skipped') else 'fetched'} into {out}: {', '.join(rec['folders'])} ({rec['checksum']})")
+            rec = fetch_dataset(
+                n, out, a.archive, progress=not a.no_progress, keep_archive=a.keep_archive, force=a.force
+            )
+            print(
+                f"{n}: {'already fetched' if rec.get('skipped') else 'fetched'} into {out}: "
+                f"{', '.join(rec['folders'])} ({rec['checksum']})"
+            )
     except MsvarError as e:
-        print(f"msvar_fetch_data: error: {e}", file=sys.stderr); sys.exit(1)
-    except OSError as e:                                               # a full disk, a quota, a read-only folder while downloading or copying
-        print(f"msvar_fetch_data: error: cannot write into {str(out)!r}: {e.strerror or e}"
-              f"{f' ({e.filename})' if e.filename else ''}; free some space or fetch into another --out", file=sys.stderr); sys.exit(1)
+        print(f"msvar_fetch_data: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:  # a full disk, a quota, a read-only folder while downloading or copying
+        print(
+            f"msvar_fetch_data: error: cannot write into {str(out)!r}: {e.strerror or e}"
+            f"{f' ({e.filename})' if e.filename else ''}; free some space or fetch into another --out",
+            file=sys.stderr,
+        )
+        sys.exit(1)

@@ -11,11 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, resize, to_signed, to_unit, unit_float, Preset, get_preset
-from .core import _load_torch, check_finite_state, check_state_dict           # safe reading (chapter 00)
-from .checkpoint import save_checkpoint, CKPT_KIND                            # the checkpoint file (chapter 00c)
+from .core import _load_torch, check_finite_state, check_state_dict  # safe reading (chapter 00)
+from .checkpoint import save_checkpoint, CKPT_KIND  # the checkpoint file (chapter 00c)
 from .quantize import ScaleState
 from .tokenizer import Tokenizer, preset_from_dict, load_tokenizer
-from .var import SRVAR                                                         # the transformer (chapter 05)
+from .var import SRVAR  # the transformer (chapter 05)
 
 # %% auto #0
 __all__ = ['MODEL_KINDS', 'HIT_KIND', 'algorithm1', 'HITTokens', 'stage_image', 'center_crops', 'encode_any', 'upsample_lr',
@@ -29,80 +29,99 @@ def _phi_up(quantizer, i: int, R: torch.Tensor, G: int) -> torch.Tensor:
     up = R if R.shape[-1] == G else F.interpolate(R, size=(G, G), mode="bicubic", align_corners=False)
     return quantizer.quant_resi.pick(i, quantizer.L)(up)
 
+
 @torch.no_grad()
 def algorithm1(tok, x: torch.Tensor, preset: Preset) -> tuple:
     "Algorithm 1 step by step, the readable definition (`hit_tokenize` is the fast one): (z_i, R_i, f̂ per stage)."
-    E = tok.quantize.embedding.weight                                  # the vocabulary (V, C)
+    E = tok.quantize.embedding.weight  # the vocabulary (V, C)
     z, R, f_hat = [], [], []
     for n, (G, k) in enumerate(zip(preset.stage_sides, preset.stage_ends)):
         image = to_signed(resize(x, preset.stage_sizes[n], "bicubic"))  # interpolate(I, s_n)
-        Z = tok.quant_conv(tok.encoder(image))                          # Z_n = E(…)
+        Z = tok.quant_conv(tok.encoder(image))  # Z_n = E(…)
         for i in range(k):
-            if i < len(z):                      # a step of an earlier stage: subtract, do not re-quantize
+            if i < len(z):  # a step of an earlier stage: subtract, do not re-quantize
                 Z = Z - _phi_up(tok.quantize, i, R[i], G)
                 continue
-            r = F.adaptive_avg_pool2d(Z, preset.patch_nums[i])         # interpolate(Z_n, ρ_i), area
-            dist = ((r.permute(0, 2, 3, 1)[..., None, :] - E) ** 2).sum(-1)   # (B, ρ_i, ρ_i, V): all against all
-            z.append(dist.argmin(-1))                                  # z_i = Q(…): the nearest code
-            R.append(E[z[-1]].permute(0, 3, 1, 2))                     # R_i: the codes' vectors (B, C, ρ_i, ρ_i)
+            r = F.adaptive_avg_pool2d(Z, preset.patch_nums[i])  # interpolate(Z_n, ρ_i), area
+            dist = ((r.permute(0, 2, 3, 1)[..., None, :] - E) ** 2).sum(-1)  # (B, ρ_i, ρ_i, V): all against all
+            z.append(dist.argmin(-1))  # z_i = Q(…): the nearest code
+            R.append(E[z[-1]].permute(0, 3, 1, 2))  # R_i: the codes' vectors (B, C, ρ_i, ρ_i)
             Z = Z - _phi_up(tok.quantize, i, R[i], G)
         f_hat.append(sum(_phi_up(tok.quantize, i, R[i], G) for i in range(k)))
     return z, R, f_hat
-
 
 # %% ../nbs/04_hit.ipynb #6431eaa3
 @dataclass
 class HITTokens:
     "The result of `hit_tokenize`: per-step index maps, per-stage f̂ and encoder latents."
-    idx: list      # L tensors (B, ρ_i, ρ_i) long: the tokens z_i
-    f_hat: list    # N tensors (B, C, G_n, G_n): Σ_{i ≤ k_n} φ_i(up(R_i, G_n))
-    Z: list        # N tensors (B, C, G_n, G_n): the encoder latent of the stage image
+
+    idx: list  # L tensors (B, ρ_i, ρ_i) long: the tokens z_i
+    f_hat: list  # N tensors (B, C, G_n, G_n): Σ_{i ≤ k_n} φ_i(up(R_i, G_n))
+    Z: list  # N tensors (B, C, G_n, G_n): the encoder latent of the stage image
+
 
 def stage_image(x: torch.Tensor, preset: Preset, n: int) -> torch.Tensor:
     "The HR image (B,3,H,W) in [0,1] resized to stage n's output size (bicubic, antialiased)."
     side = preset.stage_sizes[n]
     return x if x.shape[-1] == side else resize(x, side, "bicubic")
 
+
 def center_crops(paths, size: int) -> torch.Tensor:
     "Centre crops (N,3,size,size) of image files (images smaller than `size` are resized up first)."
     from msvar.core import load_image
+
     out = []
     for p in paths:
-        x = load_image(p); h, w = x.shape[-2:]
-        if min(h, w) < size: x = resize(x, (max(size, round(h * size / min(h, w))), max(size, round(w * size / min(h, w)))), "bicubic")
-        h, w = x.shape[-2:]; t, l = (h - size) // 2, (w - size) // 2
-        out.append(x[:, t:t + size, l:l + size])
+        x = load_image(p)
+        h, w = x.shape[-2:]
+        if min(h, w) < size:
+            x = resize(x, (max(size, round(h * size / min(h, w))), max(size, round(w * size / min(h, w)))), "bicubic")
+        h, w = x.shape[-2:]
+        t, l = (h - size) // 2, (w - size) // 2
+        out.append(x[:, t : t + size, l : l + size])
     return torch.stack(out)
 
+
 def encode_any(tok, x_signed: torch.Tensor) -> torch.Tensor:
-    "Encoder + quant_conv at any image size that is a multiple of the downsampling (the tokenizer's `encode` checks for full size)."
+    """Encoder + quant_conv at any image size that is a multiple of the downsampling (the tokenizer's `encode` checks
+    for full size)."""
     ds = tok.downsample
-    if x_signed.shape[-1] % ds or x_signed.shape[-2] % ds: raise MsvarError(f"image side {tuple(x_signed.shape[-2:])} is not a multiple of the downsampling {ds}")
+    if x_signed.shape[-1] % ds or x_signed.shape[-2] % ds:
+        raise MsvarError(f"image side {tuple(x_signed.shape[-2:])} is not a multiple of the downsampling {ds}")
     return tok.quant_conv(tok.encoder(x_signed))
+
 
 def upsample_lr(lr: torch.Tensor, preset: Preset) -> torch.Tensor:
     "The LR batch (B,3,h,w) in [0,1] (float, or uint8 levels) bilinearly upsampled to (B,3,hr_size,hr_size)."
-    if lr.ndim != 4 or lr.shape[1] != 3: raise MsvarError(f"expected an LR batch (B, 3, h, w), got {tuple(lr.shape)}")
+    if lr.ndim != 4 or lr.shape[1] != 3:
+        raise MsvarError(f"expected an LR batch (B, 3, h, w), got {tuple(lr.shape)}")
     return resize(unit_float(lr), preset.hr_size, "bilinear").clamp(0, 1)
+
 
 def _check_scales(quantizer, preset: Preset):
     if tuple(quantizer.patch_nums) != preset.patch_nums:
-        raise MsvarError(f"the quantizer's scales {tuple(quantizer.patch_nums)} differ from the preset's {preset.patch_nums}")
+        raise MsvarError(
+            f"the quantizer's scales {tuple(quantizer.patch_nums)} differ from the preset's {preset.patch_nums}"
+        )
 
 # %% ../nbs/04_hit.ipynb #72f6779c
 def hit_tokenize(tok, x: torch.Tensor, preset: Preset) -> HITTokens:
     """Algorithm 1: tokenize an HR image batch (B,3,H,W) in [0,1] hierarchically over the preset's stages. The encoder
     runs under the caller's autocast, if any; the quantizer always in float32 (nearest codes and f̂ as at inference)."""
     if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] != preset.hr_size or x.shape[-2] != preset.hr_size:
-        raise MsvarError(f"hit_tokenize expects (B, 3, {preset.hr_size}, {preset.hr_size}) images in [0, 1], got {tuple(x.shape)}")
+        raise MsvarError(
+            f"hit_tokenize expects (B, 3, {preset.hr_size}, {preset.hr_size}) images in [0, 1], got {tuple(x.shape)}"
+        )
     _check_scales(tok.quantize, preset)
     idx, f_hats, Zs = [], [], []
     for n, (G, k) in enumerate(zip(preset.stage_sides, preset.stage_ends)):
-        Z = encode_any(tok, to_signed(stage_image(x, preset, n))).float()     # (B, C, G, G)
-        if Z.shape[-1] != G: raise MsvarError(f"stage {n+1}: encoder gave a {Z.shape[-1]}-side latent, expected {G}")
-        with torch.autocast(x.device.type, enabled=False):                   # earlier stages' steps: subtract only;
-            idx, f_hat = tok.quantize.quantize_grid(Z, given=idx, upto=k)     # new ones: quantize
-        f_hats.append(f_hat); Zs.append(Z)
+        Z = encode_any(tok, to_signed(stage_image(x, preset, n))).float()  # (B, C, G, G)
+        if Z.shape[-1] != G:
+            raise MsvarError(f"stage {n + 1}: encoder gave a {Z.shape[-1]}-side latent, expected {G}")
+        with torch.autocast(x.device.type, enabled=False):  # earlier stages' steps: subtract only;
+            idx, f_hat = tok.quantize.quantize_grid(Z, given=idx, upto=k)  # new ones: quantize
+        f_hats.append(f_hat)
+        Zs.append(Z)
     return HITTokens(idx, f_hats, Zs)
 
 # %% ../nbs/04_hit.ipynb #c17860c7
@@ -111,9 +130,11 @@ def plain_tokenize(tok, x: torch.Tensor, preset: Preset) -> HITTokens:
     one = dataclass_replace_stages(preset, (1.0,))
     return hit_tokenize(tok, x, one)
 
+
 def dataclass_replace_stages(preset: Preset, stages) -> Preset:
     "A copy of `preset` with different stages (validation skipped for the one-stage case)."
-    p = copy.copy(preset); p.stages = tuple(stages)
+    p = copy.copy(preset)
+    p.stages = tuple(stages)
     return p
 
 # %% ../nbs/04_hit.ipynb #9ea8a637
@@ -123,7 +144,9 @@ def stage_grids(preset: Preset) -> tuple:
 
 # %% ../nbs/04_hit.ipynb #6b45a3f5
 class HITState(ScaleState):
-    "Inference-time accumulator on HIT's stage grids: add the tokens of each step, get the next step's input and each stage's f̂."
+    """Inference-time accumulator on HIT's stage grids: add the tokens of each step, get the next step's input and each
+    stage's f̂."""
+
     def __init__(self, quantizer, preset: Preset):
         _check_scales(quantizer, preset)
         self.p = preset
@@ -132,43 +155,55 @@ class HITState(ScaleState):
     def stage_fhat(self, n: int) -> torch.Tensor:
         "f̂ of stage n on its own grid (needs the first k_n steps)."
         k = self.p.stage_ends[n]
-        if len(self.idx) < k: raise MsvarError(f"stage {n+1} needs {k} steps, only {len(self.idx)} added")
+        if len(self.idx) < k:
+            raise MsvarError(f"stage {n + 1} needs {k} steps, only {len(self.idx)} added")
         return self.fhat(self.p.stage_sides[n], upto=k)
 
 # %% ../nbs/04_hit.ipynb #735a8ab7
 class StageDecoder(nn.Module):
     "post_quant_conv + decoder for one stage (a copy of the base tokenizer's)."
+
     def __init__(self, post_quant_conv: nn.Module, decoder: nn.Module):
         super().__init__()
         self.post_quant_conv, self.decoder = copy.deepcopy(post_quant_conv), copy.deepcopy(decoder)
-    def forward(self, f_hat): return self.decoder(self.post_quant_conv(f_hat)).clamp(-1, 1)
+
+    def forward(self, f_hat):
+        return self.decoder(self.post_quant_conv(f_hat)).clamp(-1, 1)
+
 
 class HITTokenizer(nn.Module):
     "A base tokenizer plus one decoder per stage: `decode_stage(f̂_n, n)` gives the ×1, ×2, ×4 images."
+
     def __init__(self, tok, preset: Preset):
         super().__init__()
         self.tok, self.preset = tok, preset
         self.stage_decoders = nn.ModuleList(StageDecoder(tok.post_quant_conv, tok.decoder) for _ in preset.stages)
 
     @property
-    def quantize(self): return self.tok.quantize
-    def encode(self, x_signed): return encode_any(self.tok, x_signed)
-    def tokenize(self, x) -> HITTokens: return hit_tokenize(self.tok, x, self.preset)
+    def quantize(self):
+        return self.tok.quantize
+
+    def encode(self, x_signed):
+        return encode_any(self.tok, x_signed)
+
+    def tokenize(self, x) -> HITTokens:
+        return hit_tokenize(self.tok, x, self.preset)
 
     def decode_stage(self, f_hat: torch.Tensor, n: int) -> torch.Tensor:
         "Decode stage n's f̂ (B, C, G_n, G_n) to an image in [-1, 1] of side stage_sizes[n]."
         if f_hat.shape[-1] != self.preset.stage_sides[n]:
-            raise MsvarError(f"stage {n+1} decodes a {self.preset.stage_sides[n]}-side latent, got {f_hat.shape[-1]}")
+            raise MsvarError(f"stage {n + 1} decodes a {self.preset.stage_sides[n]}-side latent, got {f_hat.shape[-1]}")
         return self.stage_decoders[n](f_hat)
 
     def decode_indices(self, idx: list, n: int) -> torch.Tensor:
         "decode_stage from the first k_n index maps: the inverse used at inference."
         k = self.preset.stage_ends[n]
-        if len(idx) < k: raise MsvarError(f"stage {n+1} needs the first {k} index maps, got {len(idx)}")
+        if len(idx) < k:
+            raise MsvarError(f"stage {n + 1} needs the first {k} index maps, got {len(idx)}")
         return self.decode_stage(self.quantize.idx_to_fhat(idx[:k], self.preset.stage_sides[n]), n)
 
 # %% ../nbs/04_hit.ipynb #b27c0002
-MODEL_KINDS = ("tokenizer", "hit", "var")                                    # what build_model builds
+MODEL_KINDS = ("tokenizer", "hit", "var")  # what build_model builds
 
 
 def build_model(kind: str, preset, **options) -> nn.Module:
@@ -195,63 +230,93 @@ def build_model(kind: str, preset, **options) -> nn.Module:
 
 # %% ../nbs/04_hit.ipynb #681d61f2
 def decode_partial_sum(model: HITTokenizer, idx: list, n: int) -> torch.Tensor:
-    "Plain tokens' stand-in for stage n: the first k_n token maps summed on the full grid, decoded by the base decoder, resized; in [0,1]."
+    """Plain tokens' stand-in for stage n: the first k_n token maps summed on the full grid, decoded by the base
+    decoder, resized; in [0,1]."""
     p = model.preset
-    f = model.quantize.idx_to_fhat(idx[:p.stage_ends[n]], p.latent_side)          # partial sum on the full grid
+    f = model.quantize.idx_to_fhat(idx[: p.stage_ends[n]], p.latent_side)  # partial sum on the full grid
     return resize(to_unit(model.tok.fhat_to_img(f)), p.stage_sizes[n], "bicubic")
+
 
 @torch.no_grad()
 def reconstruct_scales(model: HITTokenizer, x: torch.Tensor, mode: str = "hit") -> list:
-    "Decode a batch (B,3,H,W) in [0,1] at the three stage sizes; mode is 'plain', 'hit-base' or 'hit'. Returns images in [0,1]."
+    """Decode a batch (B,3,H,W) in [0,1] at the three stage sizes; mode is 'plain', 'hit-base' or 'hit'. Returns images
+    in [0,1]."""
     p, tok = model.preset, model.tok
     if mode == "plain":
         t = plain_tokenize(tok, x, p)
         return [decode_partial_sum(model, t.idx, n) for n in range(len(p.stages))]
     t = hit_tokenize(tok, x, p)
-    if mode == "hit-base": return [to_unit(tok.fhat_to_img(f)) for f in t.f_hat]
-    if mode == "hit": return [to_unit(model.decode_stage(f, n)) for n, f in enumerate(t.f_hat)]
+    if mode == "hit-base":
+        return [to_unit(tok.fhat_to_img(f)) for f in t.f_hat]
+    if mode == "hit":
+        return [to_unit(model.decode_stage(f, n)) for n, f in enumerate(t.f_hat)]
     raise MsvarError(f"unknown mode {mode!r}; choose 'plain', 'hit-base' or 'hit'")
 
+
 @torch.no_grad()
-def scale_metrics(model: HITTokenizer, hr: torch.Tensor, modes=("plain", "hit-base", "hit"), batch_size: int = 16) -> "pd.DataFrame":
-    "Mean PSNR (Y) and LPIPS at each stage size for each decoding mode, against the HR resized to that size; decoding and LPIPS run on the model's device."
+def scale_metrics(
+    model: HITTokenizer, hr: torch.Tensor, modes=("plain", "hit-base", "hit"), batch_size: int = 16
+) -> "pd.DataFrame":
+    """Mean PSNR (Y) and LPIPS at each stage size for each decoding mode, against the HR resized to that size; decoding
+    and LPIPS run on the model's device."""
     import pandas as pd
     from msvar.metrics import psnr, lpips_distance
     from msvar.lpips import get_lpips
+
     dev = next(model.parameters()).device
-    p, rows, alex = model.preset, [], get_lpips("alex", dev)           # one LPIPS network for every mode and size
-    targets = [torch.cat([stage_image(hr[i:i + batch_size], p, n) for i in range(0, len(hr), batch_size)]) for n in range(len(p.stages))]
+    p, rows, alex = model.preset, [], get_lpips("alex", dev)  # one LPIPS network for every mode and size
+    targets = [
+        torch.cat([stage_image(hr[i : i + batch_size], p, n) for i in range(0, len(hr), batch_size)])
+        for n in range(len(p.stages))
+    ]
     for mode in modes:
         recs = [[] for _ in p.stages]
         for i in range(0, len(hr), batch_size):
-            for n, y in enumerate(reconstruct_scales(model, hr[i:i + batch_size].to(dev), mode)): recs[n].append(y.cpu())
+            for n, y in enumerate(reconstruct_scales(model, hr[i : i + batch_size].to(dev), mode)):
+                recs[n].append(y.cpu())
         for n in range(len(p.stages)):
             y = torch.cat(recs[n])
-            rows.append(dict(mode=mode, size=p.stage_sizes[n], psnr=psnr(y, targets[n]).mean().item(),
-                             lpips=lpips_distance(y, targets[n], alex, min_side=64).mean().item()))     # AlexNet needs ≳ 32 px
+            rows.append(
+                dict(
+                    mode=mode,
+                    size=p.stage_sizes[n],
+                    psnr=psnr(y, targets[n]).mean().item(),
+                    lpips=lpips_distance(y, targets[n], alex, min_side=64).mean().item(),
+                )
+            )  # AlexNet needs ≳ 32 px
     df = pd.DataFrame(rows)
     return df.pivot(index="mode", columns="size", values=["psnr", "lpips"]).loc[list(modes)]
 
 # %% ../nbs/04_hit.ipynb #7bfd7a34
-HIT_KIND = "msvar-hit-tokenizer"                                        # the layout written before the one checkpoint format (still read)
+HIT_KIND = "msvar-hit-tokenizer"  # the layout written before the one checkpoint format (still read)
+
 
 def save_hit(model: HITTokenizer, path, step: int = 0, **extra) -> Path:
-    "Save a HIT tokenizer (base tokenizer + stage decoders + preset) atomically, in the checkpoint format of chapter 07 (no training state)."
+    """Save a HIT tokenizer (base tokenizer + stage decoders + preset) atomically, in the checkpoint format of chapter
+    07 (no training state)."""
     meta = dict(model="HITTokenizer", preset=model.preset.name, preset_config=asdict(model.preset))
     return save_checkpoint(Path(path), dict(step=step, model=model.state_dict(), meta=meta, **extra))
 
+
 def _hit_parts(state: dict, path) -> tuple:
     "(preset dict, state dict) of a HIT checkpoint in either layout; MsvarError for other files."
-    if isinstance(state, dict) and state.get("kind") == CKPT_KIND and isinstance(state.get("meta"), dict) \
-            and state["meta"].get("model") == "HITTokenizer":
+    if (
+        isinstance(state, dict)
+        and state.get("kind") == CKPT_KIND
+        and isinstance(state.get("meta"), dict)
+        and state["meta"].get("model") == "HITTokenizer"
+    ):
         return state["meta"].get("preset_config"), state.get("model")
-    if isinstance(state, dict) and state.get("kind") == HIT_KIND: return state.get("preset_config"), state.get("model")
+    if isinstance(state, dict) and state.get("kind") == HIT_KIND:
+        return state.get("preset_config"), state.get("model")
     raise MsvarError(f"{str(path)!r} is not a HIT tokenizer checkpoint (made by msvar_finetune_hit)")
 
+
 def load_hit(path, map_location="cpu") -> HITTokenizer:
-    "Load a HIT tokenizer written by `save_hit` / `msvar_finetune_hit` (either layout, weights_only); clear errors for other files."
+    """Load a HIT tokenizer written by `save_hit` / `msvar_finetune_hit` (either layout, weights_only); clear errors for
+    other files."""
     path = Path(path)
-    state = _load_torch(path, "HIT tokenizer checkpoint", map_location)     # weights_only: loading never runs code
+    state = _load_torch(path, "HIT tokenizer checkpoint", map_location)  # weights_only: loading never runs code
     cfg, sd = _hit_parts(state, path)
     if not isinstance(cfg, dict) or not isinstance(sd, dict):
         raise MsvarError(f"HIT tokenizer checkpoint {str(path)!r} is incomplete: it needs 'preset_config' and 'model'")
@@ -259,24 +324,45 @@ def load_hit(path, map_location="cpu") -> HITTokenizer:
         preset = preset_from_dict(cfg)
         model = build_model("hit", preset)
         check_state_dict(model, sd)
-    except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from None
+    except MsvarError as e:
+        raise MsvarError(f"{str(path)!r}: {e}") from None
     model.load_state_dict(check_finite_state(sd, path, "HIT tokenizer checkpoint"))
     return model.eval()
 
+
 def load_sr_tokenizer(path, preset=None) -> HITTokenizer:
-    "A frozen HITTokenizer from a HIT checkpoint, or from a base tokenizer checkpoint (wrapped, announced); checked against `preset`."
+    """A frozen HITTokenizer from a HIT checkpoint, or from a base tokenizer checkpoint (wrapped, announced); checked
+    against `preset`."""
     path = Path(path)
-    if not path.exists(): raise MsvarError(f"tokenizer checkpoint {str(path)!r} does not exist")
-    try: tok = load_hit(path)
+    if not path.exists():
+        raise MsvarError(f"tokenizer checkpoint {str(path)!r} does not exist")
+    try:
+        tok = load_hit(path)
     except MsvarError as e_hit:
-        try: base, p = load_tokenizer(path)
-        except MsvarError as e_tok: raise MsvarError(f"{str(path)!r} is neither a HIT tokenizer ({e_hit}) nor a base tokenizer ({e_tok})") from e_tok
-        print(f"note: {path} is a base tokenizer without the HIT finetune; its stage decoders are copies of the base decoder", file=sys.stderr)
+        try:
+            base, p = load_tokenizer(path)
+        except MsvarError as e_tok:
+            raise MsvarError(
+                f"{str(path)!r} is neither a HIT tokenizer ({e_hit}) nor a base tokenizer ({e_tok})"
+            ) from e_tok
+        print(
+            f"note: {path} is a base tokenizer without the HIT finetune; its stage decoders are copies of the base "
+            "decoder",
+            file=sys.stderr,
+        )
         tok = build_model("hit", p, base=base)
     if preset is not None:
         tp = tok.preset
-        if (tp.hr_size, tp.patch_nums, tp.stages, tp.tokenizer.vocab_size, tp.tokenizer.z_channels) != \
-           (preset.hr_size, preset.patch_nums, preset.stages, preset.tokenizer.vocab_size, preset.tokenizer.z_channels):
-            raise MsvarError(f"tokenizer {str(path)!r} was made for preset {tp.name!r} (HR {tp.hr_size}, ρ {tp.patch_nums}, V {tp.tokenizer.vocab_size}), "
-                             f"not {preset.name!r} (HR {preset.hr_size}, ρ {preset.patch_nums}, V {preset.tokenizer.vocab_size})")
+        if (tp.hr_size, tp.patch_nums, tp.stages, tp.tokenizer.vocab_size, tp.tokenizer.z_channels) != (
+            preset.hr_size,
+            preset.patch_nums,
+            preset.stages,
+            preset.tokenizer.vocab_size,
+            preset.tokenizer.z_channels,
+        ):
+            raise MsvarError(
+                f"tokenizer {str(path)!r} was made for preset {tp.name!r} (HR {tp.hr_size}, ρ {tp.patch_nums}, V "
+                f"{tp.tokenizer.vocab_size}), "
+                f"not {preset.name!r} (HR {preset.hr_size}, ρ {preset.patch_nums}, V {preset.tokenizer.vocab_size})"
+            )
     return tok.eval().requires_grad_(False)

@@ -10,16 +10,28 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import (check_out_dir, MsvarError, load_image, save_image, resize, to_signed, to_unit,
-                        default_device, get_preset, _atomic_write, image_grid, repo_dir)
-from .core import holds_folder, set_threads, add_threads_arg   # output folders, threads (chapter 00)
-from .core import _load_torch, check_finite_state, check_state_dict   # safe reading (chapter 00)
-from .checkpoint import load_checkpoint                                   # the checkpoint file (chapter 00c)
+from msvar.core import (
+    check_out_dir,
+    MsvarError,
+    load_image,
+    save_image,
+    resize,
+    to_signed,
+    to_unit,
+    default_device,
+    get_preset,
+    _atomic_write,
+    image_grid,
+    repo_dir,
+)
+from .core import holds_folder, set_threads, add_threads_arg  # output folders, threads (chapter 00)
+from .core import _load_torch, check_finite_state, check_state_dict  # safe reading (chapter 00)
+from .checkpoint import load_checkpoint  # the checkpoint file (chapter 00c)
 from .tokenizer import preset_from_dict, check_model_memory
 from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
 from .hit import upsample_lr, load_sr_tokenizer, build_model
-from .var import Decoding, DEFAULT_DECODING, LEGACY_KEYS, add_decoding_args   # decoding (chapter 05)
-from .var import SOFT_TAU, SOFT_MIN, CFG_MAX   # noqa: F401  (their home is chapter 05; kept importable from here)
+from .var import Decoding, DEFAULT_DECODING, LEGACY_KEYS, add_decoding_args  # decoding (chapter 05)
+from .var import SOFT_TAU, SOFT_MIN, CFG_MAX  # noqa: F401  (their home is chapter 05; kept importable from here)
 from .model_file import write_model_file, is_safetensors, read_model_file, legacy_note
 
 # %% auto #0
@@ -30,15 +42,21 @@ __all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 
 
 # %% ../nbs/08_inference.ipynb #10a0a826
 def _decode_stage(hit: HITTokenizer, f_hat: torch.Tensor, n: int) -> torch.Tensor:
-    "`hit.decode_stage`, also for a batch of one 1×1 latent (the `test` preset's stage 1 on a one-tile image): GroupNorm refuses one value per group, so it is decoded beside a copy of itself (the decoder treats samples independently)."
-    if len(f_hat) == 1 and f_hat.shape[-2:].numel() == 1: return hit.decode_stage(f_hat.expand(2, -1, -1, -1), n)[:1]
+    """`hit.decode_stage`, also for a batch of one 1×1 latent (the `test` preset's stage 1 on a one-tile image):
+    GroupNorm refuses one value per group, so it is decoded beside a copy of itself (the decoder treats samples
+    independently)."""
+    if len(f_hat) == 1 and f_hat.shape[-2:].numel() == 1:
+        return hit.decode_stage(f_hat.expand(2, -1, -1, -1), n)[:1]
     return hit.decode_stage(f_hat, n)
+
 
 class SRModel(nn.Module):
     "HIT tokenizer (encoder, vocabulary, stage decoders) + super-resolution VAR, for one preset."
+
     def __init__(self, hit: HITTokenizer, var: nn.Module, tokens: str = "hit"):
         super().__init__()
-        if tokens not in ("hit", "plain"): raise MsvarError(f"tokens must be 'hit' or 'plain', got {tokens!r}")
+        if tokens not in ("hit", "plain"):
+            raise MsvarError(f"tokens must be 'hit' or 'plain', got {tokens!r}")
         self.hit, self.var, self.preset, self.tokens = hit, var, hit.preset, tokens
         if getattr(var, "patch_nums", self.preset.patch_nums) != self.preset.patch_nums:
             raise MsvarError(f"VAR scales {var.patch_nums} differ from the tokenizer preset's {self.preset.patch_nums}")
@@ -53,8 +71,14 @@ class SRModel(nn.Module):
         return encode_any(self.hit.tok, to_signed(upsample_lr(lr, self.preset)))
 
     @torch.no_grad()
-    def sr_batch(self, lr: torch.Tensor, cls=0, decoding: Decoding | str | None = None,
-                 generator: torch.Generator | None = None, **legacy) -> list:
+    def sr_batch(
+        self,
+        lr: torch.Tensor,
+        cls=0,
+        decoding: Decoding | str | None = None,
+        generator: torch.Generator | None = None,
+        **legacy,
+    ) -> list:
         """Super-resolve LR tiles (B,3,lr,lr) in [0,1] → [×1, ×2, ×4] images (B,3,·,·) in [0,1], one pass decoded as
         `decoding` says (chapter 05; default DEFAULT_DECODING, or the keywords greedy / soft / top_k / top_p / cfg);
         `cls` is an int or (B,)."""
@@ -64,116 +88,173 @@ class SRModel(nn.Module):
             raise MsvarError(f"sr_batch expects LR tiles (B, 3, {p.lr_size}, {p.lr_size}), got {tuple(lr.shape)}")
         dev = next(self.parameters()).device
         cls_B = torch.as_tensor(cls, dtype=torch.long, device=dev).expand(len(lr)).clone()
-        if not ((cls_B == 0) | (cls_B == 1)).all(): raise MsvarError(f"cls must be 0 (degraded input) or 1 (clean, bilinear-only input), got {cls}")
+        if not ((cls_B == 0) | (cls_B == 1)).all():
+            raise MsvarError(f"cls must be 0 (degraded input) or 1 (clean, bilinear-only input), got {cls}")
         lr = lr.to(dev)
         if self.tokens == "hit":
             state = HITState(self.hit.quantize, p)
             decode = lambda n, st: to_unit(_decode_stage(self.hit, st.stage_fhat(n), n))
-        else:   # the paper's baseline: plain tokens; ×1/×2 = partial sums decoded at full size by the base decoder, resized
+        # the paper's baseline: plain tokens; ×1/×2 = partial sums decoded at full size by the base decoder, resized
+        else:
             state = HITState(self.hit.quantize, dataclass_replace_stages(p, (1.0,)))
             decode = lambda n, st: decode_partial_sum(self.hit, st.idx, n)
-        _, images = self.var.generate_images(self.prefix(lr), cls_B, state, decode_stage=decode, decoding=dec,
-                                             generator=generator)
+        _, images = self.var.generate_images(
+            self.prefix(lr), cls_B, state, decode_stage=decode, decoding=dec, generator=generator
+        )
         return images
 
-    def forward(self, lr, **kw): return self.sr_batch(lr, **kw)
+    def forward(self, lr, **kw):
+        return self.sr_batch(lr, **kw)
 
 # %% ../nbs/08_inference.ipynb #f5194bdb
 SR_FORMAT = "msvar-sr-model-v1"
-LEGACY_VAR_OPTIONS = dict(prefix_pos="own", lr_add=False)   # files written before SRVAR.options() existed
+LEGACY_VAR_OPTIONS = dict(prefix_pos="own", lr_add=False)  # files written before SRVAR.options() existed
 
 
 def _checked(ck: dict, key: str, kind, default):
     "`ck[key]` (default `default`) if it is a `kind`; MsvarError naming the entry otherwise."
     v = ck.get(key, default)
-    if not isinstance(v, kind): raise MsvarError(f"entry {key!r} is a {type(v).__name__}, not a {kind.__name__}; use an untampered copy of the file")
+    if not isinstance(v, kind):
+        raise MsvarError(
+            f"entry {key!r} is a {type(v).__name__}, not a {kind.__name__}; use an untampered copy of the file"
+        )
     return v
 
+
 def _var_options(opts) -> dict:
-    "The transformer options a model file records ({prefix_pos: 'grid'|'own', lr_add: bool}); MsvarError for anything else."
+    """The transformer options a model file records ({prefix_pos: 'grid'|'own', lr_add: bool}); MsvarError for anything
+    else."""
     allowed = dict(prefix_pos=("grid", "own"), lr_add=(True, False))
-    bad = f"var_options {opts!r:.80}" if not isinstance(opts, dict) else next(
-        (f"var_options[{k!r}] = {v!r:.40}" for k, v in opts.items() if k not in allowed or not any(v is a or (v == a and type(v) is type(a)) for a in allowed[k])), None)
-    if bad: raise MsvarError(f"{bad} is not an option of this msvar (options: prefix_pos in {allowed['prefix_pos']}, lr_add True/False); "
-                             "the file is damaged or from a newer msvar")
+    bad = (
+        f"var_options {opts!r:.80}"
+        if not isinstance(opts, dict)
+        else next(
+            (
+                f"var_options[{k!r}] = {v!r:.40}"
+                for k, v in opts.items()
+                if k not in allowed or not any(v is a or (v == a and type(v) is type(a)) for a in allowed[k])
+            ),
+            None,
+        )
+    )
+    if bad:
+        raise MsvarError(
+            f"{bad} is not an option of this msvar (options: prefix_pos in {allowed['prefix_pos']}, lr_add "
+            "True/False); "
+            "the file is damaged or from a newer msvar"
+        )
     return opts
 
-def save_sr_model(model: SRModel, path, half: bool = False, decoding: Decoding | str | None = None,
-                  **provenance) -> Path:
-    "Save an SRModel atomically as one safetensors file: tokenizer, stage decoders and VAR weights, and a JSON header (preset, VAR options, decoding default, provenance)."
-    cast = (lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}) if half else (lambda sd: sd)
+
+def save_sr_model(
+    model: SRModel, path, half: bool = False, decoding: Decoding | str | None = None, **provenance
+) -> Path:
+    """Save an SRModel atomically as one safetensors file: tokenizer, stage decoders and VAR weights, and a JSON header
+    (preset, VAR options, decoding default, provenance)."""
+    cast = (
+        (lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}) if half else (lambda sd: sd)
+    )
     dec = Decoding.of(decoding or getattr(model, "decoding", None), where="decoding").choice()
-    header = dict(format=SR_FORMAT, preset=asdict(model.preset), var_prefix=bool(getattr(model.var, "prefix_side", True)),
-                  var_options=model.var.options(), tokens=model.tokens, decoding=dec, provenance=provenance)
+    header = dict(
+        format=SR_FORMAT,
+        preset=asdict(model.preset),
+        var_prefix=bool(getattr(model.var, "prefix_side", True)),
+        var_options=model.var.options(),
+        tokens=model.tokens,
+        decoding=dec,
+        provenance=provenance,
+    )
     return write_model_file(path, header, dict(hit=cast(model.hit.state_dict()), var=cast(model.var.state_dict())))
 
+
 def _legacy_model_parts(path) -> tuple:
-    "(header, {'hit', 'var'} state dicts) of an older torch-pickle model file, read with weights only; the header as `save_sr_model` writes it."
-    ck = _load_torch(path, "model file")                               # weights_only: loading a model never runs code
+    """(header, {'hit', 'var'} state dicts) of an older torch-pickle model file, read with weights only; the header as
+    `save_sr_model` writes it."""
+    ck = _load_torch(path, "model file")  # weights_only: loading a model never runs code
     if not isinstance(ck, dict) or ck.get("format") != SR_FORMAT:
         raise MsvarError(f"{str(path)!r} is not an msvar super-resolution model (expected format {SR_FORMAT!r})")
     lacking = [k for k in ("preset", "hit", "var") if not isinstance(ck.get(k), dict)]
-    if lacking: raise MsvarError(f"model file {str(path)!r} is incomplete: no {', '.join(map(repr, lacking))}")
+    if lacking:
+        raise MsvarError(f"model file {str(path)!r} is incomplete: no {', '.join(map(repr, lacking))}")
     fields = ("format", "preset", "var_prefix", "var_options", "tokens")
     defaults = dict(var_prefix=True, var_options=LEGACY_VAR_OPTIONS, tokens="hit", decoding=DEFAULT_DECODING.choice())
     header = {**defaults, **{k: ck[k] for k in fields if k in ck}}
     header["provenance"] = {k: v for k, v in ck.items() if k not in fields + ("hit", "var")}
     return header, dict(hit=ck["hit"], var=ck["var"])
 
+
 def read_sr_model_file(path) -> tuple:
-    "(header, {'hit', 'var'} state dicts, legacy) of a model file: safetensors with a JSON header, or (legacy=True) an older torch pickle."
+    """(header, {'hit', 'var'} state dicts, legacy) of a model file: safetensors with a JSON header, or (legacy=True) an
+    older torch pickle."""
     path = Path(path)
-    if not (path.is_file() and is_safetensors(path)): return *_legacy_model_parts(path), True
+    if not (path.is_file() and is_safetensors(path)):
+        return *_legacy_model_parts(path), True
     header, groups = read_model_file(path, "model file")
     if header.get("format") != SR_FORMAT:
-        raise MsvarError(f"{str(path)!r} is not an msvar super-resolution model (its header says format {header.get('format')!r}, "
-                         f"expected {SR_FORMAT!r})")
-    lacking = [k for k in ("preset", "var_prefix", "var_options", "tokens", "decoding") if k not in header] + [k for k in ("hit", "var") if not groups.get(k)]
-    if lacking: raise MsvarError(f"model file {str(path)!r} is incomplete: no {', '.join(map(repr, lacking))}")
+        raise MsvarError(
+            f"{str(path)!r} is not an msvar super-resolution model (its header says format {header.get('format')!r}, "
+            f"expected {SR_FORMAT!r})"
+        )
+    lacking = [k for k in ("preset", "var_prefix", "var_options", "tokens", "decoding") if k not in header] + [
+        k for k in ("hit", "var") if not groups.get(k)
+    ]
+    if lacking:
+        raise MsvarError(f"model file {str(path)!r} is incomplete: no {', '.join(map(repr, lacking))}")
     return header, groups, False
 
+
 def load_sr_model(path, device=None) -> SRModel:
-    "Load a model file written by `save_sr_model` (or an older .pt one, with a note); clear errors for missing, truncated, foreign or inconsistent files."
+    """Load a model file written by `save_sr_model` (or an older .pt one, with a note); clear errors for missing,
+    truncated, foreign or inconsistent files."""
     path = Path(path)
     header, groups, legacy = read_sr_model_file(path)
     try:
         preset = preset_from_dict(header["preset"])
         dec = Decoding.of(header["decoding"], where="its header's decoding")
-        var_kw = dict(prefix=_checked(header, "var_prefix", bool, True), init=False, **_var_options(header["var_options"]))
+        var_kw = dict(
+            prefix=_checked(header, "var_prefix", bool, True), init=False, **_var_options(header["var_options"])
+        )
         # sizes checked before allocating
         check_model_memory(lambda: build_model("var", preset, **var_kw), "its transformer")
         hit = build_model("hit", preset)
         var = build_model("var", preset, **var_kw)
         model = SRModel(hit, var, header["tokens"])
-    except (MsvarError, TypeError, ValueError) as e: raise MsvarError(f"model file {str(path)!r}: invalid header: {e}") from None
+    except (MsvarError, TypeError, ValueError) as e:
+        raise MsvarError(f"model file {str(path)!r}: invalid header: {e}") from None
     try:
         for name, mod in (("hit", hit), ("var", var)):
             sd = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in groups[name].items()}
-            check_state_dict(mod, sd); check_finite_state(sd, path, "model file")
+            check_state_dict(mod, sd)
+            check_finite_state(sd, path, "model file")
             mod.load_state_dict(sd)
     except MsvarError as e:
         msg = str(e) if "NaN" in str(e) else f"its header (preset {preset.name!r}) does not match its weights: {e}"
         raise MsvarError(f"{str(path)!r}: {msg}" if str(path) not in msg else msg) from None
-    if legacy: legacy_note(path)
+    if legacy:
+        legacy_note(path)
     model.decoding, model.header = dec, header
     return model.to(default_device(device)).eval()
 
+
 def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> SRModel:
-    "An SRModel from a VAR training checkpoint (msvar_train's last.pt, or a loaded dict with its 'model' and 'meta') and its tokenizer (path or HITTokenizer)."
+    """An SRModel from a VAR training checkpoint (msvar_train's last.pt, or a loaded dict with its 'model' and 'meta')
+    and its tokenizer (path or HITTokenizer)."""
     ck = var_ckpt if isinstance(var_ckpt, dict) else load_checkpoint(var_ckpt)
     tk = tokenizer if isinstance(tokenizer, nn.Module) else load_sr_tokenizer(tokenizer)
     var = build_model("var", tk.preset, init=False, **ck["meta"].get("var_options", LEGACY_VAR_OPTIONS))
     var.load_state_dict(ck["model"])
     return SRModel(tk, var.eval(), tokens=tokens or ("hit" if ck["meta"].get("hit", True) else "plain")).eval()
 
-
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int) -> list:
     "Start offsets of tiles of size `tile` covering [0, side) with neighbours overlapping by at least `overlap`."
-    if side <= tile: return [0]
-    if not 0 <= overlap < tile: raise MsvarError(f"overlap must be in [0, {tile}), got {overlap}")
+    if side <= tile:
+        return [0]
+    if not 0 <= overlap < tile:
+        raise MsvarError(f"overlap must be in [0, {tile}), got {overlap}")
     n = math.ceil((side - overlap) / (tile - overlap))
     return [round(i * (side - tile) / (n - 1)) for i in range(n)]
+
 
 def blend_window(size: int, ramp: int, floor: float = 1e-3) -> torch.Tensor:
     "2-D weight (size, size): 1 inside, a raised-cosine ramp down to `floor` over `ramp` pixels at each edge."
@@ -181,26 +262,32 @@ def blend_window(size: int, ramp: int, floor: float = 1e-3) -> torch.Tensor:
     if ramp > 0:
         r = torch.arange(ramp, dtype=torch.float64)
         up = floor + (1 - floor) * 0.5 * (1 - torch.cos(math.pi * (r + 0.5) / ramp))
-        w[:ramp] = torch.minimum(w[:ramp], up); w[-ramp:] = torch.minimum(w[-ramp:], up.flip(0))
+        w[:ramp] = torch.minimum(w[:ramp], up)
+        w[-ramp:] = torch.minimum(w[-ramp:], up.flip(0))
     return (w[:, None] * w[None, :]).float()
 
 # %% ../nbs/08_inference.ipynb #cfix0002
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     "Gaussian blur of (…, C, H, W) with std `sigma` pixels (kernel ±3σ, reflected borders; replicated where too small)."
     from torchvision.transforms.functional import gaussian_blur as tv_blur
+
     k = 2 * math.ceil(3 * sigma) + 1
     H, W = x.shape[-2:]
-    if k // 2 >= min(H, W):                                           # reflection needs more pixels than the radius
+    if k // 2 >= min(H, W):  # reflection needs more pixels than the radius
         pad = k // 2
         y = F.pad(x.reshape(-1, *x.shape[-3:]), (pad, pad, pad, pad), mode="replicate")
         return tv_blur(y, [k, k], [sigma, sigma])[..., pad:-pad, pad:-pad].reshape(x.shape)
     return tv_blur(x, [k, k], [sigma, sigma])
 
+
 def colour_fix(out: torch.Tensor, ref: torch.Tensor, sigma: float) -> torch.Tensor:
     "Low-frequency colour fix: `out` with its band above σ pixels replaced by that of `ref` (same shape), in [0, 1]."
-    if out.shape != ref.shape: raise MsvarError(f"colour_fix: output {tuple(out.shape)} and reference {tuple(ref.shape)} differ")
-    if not sigma > 0: raise MsvarError(f"colour_fix needs σ > 0 pixels, got {sigma}")
+    if out.shape != ref.shape:
+        raise MsvarError(f"colour_fix: output {tuple(out.shape)} and reference {tuple(ref.shape)} differ")
+    if not sigma > 0:
+        raise MsvarError(f"colour_fix needs σ > 0 pixels, got {sigma}")
     return (out - gaussian_blur(out, sigma) + gaussian_blur(ref, sigma)).clamp(0, 1)
+
 
 def colour_fix_scales(outs: dict, x: torch.Tensor, sigma: float) -> dict:
     """`colour_fix` of each {scale: output} of the input `x` ((3, h, w) or (B, 3, h, w)) against bicubic upsampling of
@@ -210,20 +297,32 @@ def colour_fix_scales(outs: dict, x: torch.Tensor, sigma: float) -> dict:
     return {s: colour_fix(y, ref(s), sigma * s) for s, y in outs.items()}
 
 # %% ../nbs/08_inference.ipynb #5ab0fc4b
-COLOUR_SIGMA = 0.5   # upscale's colour fix, in input pixels (σ = 2 output pixels at ×4), chosen in chapter 11
+COLOUR_SIGMA = 0.5  # upscale's colour fix, in input pixels (σ = 2 output pixels at ×4), chosen in chapter 11
+
 
 def _pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     "Pad (3,H,W) at the bottom/right to at least (h, w): reflection where possible, then replication."
     H, W = x.shape[-2:]
     ph, pw = max(0, h - H), max(0, w - W)
-    if not ph and not pw: return x
+    if not ph and not pw:
+        return x
     mode = "reflect" if ph < H and pw < W else "replicate"
     return F.pad(x[None], (0, pw, 0, ph), mode=mode)[0]
 
+
 @torch.no_grad()
-def upscale(image, model, scales=(1, 2, 4), cls: int = 0, decoding: Decoding | str | None = None,
-            overlap: int | None = None, batch_size: int = 8, progress: bool = False,
-            colour_sigma: float | None = COLOUR_SIGMA, **legacy) -> dict:
+def upscale(
+    image,
+    model,
+    scales=(1, 2, 4),
+    cls: int = 0,
+    decoding: Decoding | str | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+    colour_sigma: float | None = COLOUR_SIGMA,
+    **legacy,
+) -> dict:
     """Super-resolve one image (path, or (3,H,W) tensor in [0,1]) of any size → {scale: (3, s·H, s·W) tensor in [0,1]},
     decoded as `decoding` says (its seed seeds the tiles' generator; default DEFAULT_DECODING, or the keywords greedy /
     soft / top_k / top_p / cfg / seed). `colour_sigma` (input pixels; None: off) takes the low frequencies from bicubic
@@ -234,19 +333,24 @@ def upscale(image, model, scales=(1, 2, 4), cls: int = 0, decoding: Decoding | s
     x = load_image(image) if isinstance(image, (str, Path)) else image
     if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[0] != 3:
         raise MsvarError(f"upscale expects an image path or a (3, H, W) tensor, got {getattr(x, 'shape', type(x))}")
-    if not torch.isfinite(x).all(): raise MsvarError("input image contains NaN or inf values")
-    if x.min() < 0 or x.max() > 1: raise MsvarError(f"input image must be in [0, 1], got [{x.min():.3f}, {x.max():.3f}]")
+    if not torch.isfinite(x).all():
+        raise MsvarError("input image contains NaN or inf values")
+    if x.min() < 0 or x.max() > 1:
+        raise MsvarError(f"input image must be in [0, 1], got [{x.min():.3f}, {x.max():.3f}]")
     if isinstance(model, SRModel):
         tile, avail = model.preset.lr_size, model.scales
         g = torch.Generator().manual_seed(dec.seed)
         fn = lambda t: model.sr_batch(t, cls=cls, decoding=dec, generator=g)
     else:
-        tile, avail, fn = model.tile, model.scales, model        # a plain function with .tile and .scales attributes
+        tile, avail, fn = model.tile, model.scales, model  # a plain function with .tile and .scales attributes
     bad = [s for s in scales if s not in avail]
-    if bad or not scales: raise MsvarError(f"scales {tuple(scales)} not available; this model produces ×{avail}")
+    if bad or not scales:
+        raise MsvarError(f"scales {tuple(scales)} not available; this model produces ×{avail}")
     overlap = tile // 4 if overlap is None else overlap
-    if not 0 <= overlap < tile: raise MsvarError(f"overlap must be in [0, {tile}) LR pixels (the tile size), got {overlap}")
-    if batch_size < 1: raise MsvarError(f"batch_size must be ≥ 1, got {batch_size}")
+    if not 0 <= overlap < tile:
+        raise MsvarError(f"overlap must be in [0, {tile}) LR pixels (the tile size), got {overlap}")
+    if batch_size < 1:
+        raise MsvarError(f"batch_size must be ≥ 1, got {batch_size}")
     H, W = x.shape[-2:]
     xp = _pad_to(x, max(H, tile), max(W, tile))
     Hp, Wp = xp.shape[-2:]
@@ -257,243 +361,422 @@ def upscale(image, model, scales=(1, 2, 4), cls: int = 0, decoding: Decoding | s
     it = range(0, len(boxes), batch_size)
     if progress:
         from msvar.core import progress_bar
+
         it = progress_bar(it, leave=False)
     for b in it:
-        chunk = boxes[b:b + batch_size]
-        tiles = torch.stack([xp[:, i:i + tile, j:j + tile] for i, j in chunk])
+        chunk = boxes[b : b + batch_size]
+        tiles = torch.stack([xp[:, i : i + tile, j : j + tile] for i, j in chunk])
         outs = fn(tiles)
         for s in scales:
             o = outs[avail.index(s)].float().cpu()
             for (i, j), y in zip(chunk, o):
-                acc[s][:, i * s:(i + tile) * s, j * s:(j + tile) * s] += y * win[s]
-                den[s][:, i * s:(i + tile) * s, j * s:(j + tile) * s] += win[s]
+                acc[s][:, i * s : (i + tile) * s, j * s : (j + tile) * s] += y * win[s]
+                den[s][:, i * s : (i + tile) * s, j * s : (j + tile) * s] += win[s]
     outs = {s: (acc[s] / den[s])[:, : H * s, : W * s].clamp(0, 1) for s in scales}
     return outs if colour_sigma is None else colour_fix_scales(outs, x, colour_sigma)
-
 
 # %% ../nbs/08_inference.ipynb #fb832cc4
 def seam_ratio(img: torch.Tensor, starts_h: list, starts_w: list, tile: int, scale: int) -> float:
     "Mean squared gradient on tile-overlap borders divided by that of the whole image (≈1: no seam)."
-    gx = (img[:, :, 1:] - img[:, :, :-1]).pow(2).mean(0)          # (H, W-1)
-    gy = (img[:, 1:, :] - img[:, :-1, :]).pow(2).mean(0)          # (H-1, W)
+    gx = (img[:, :, 1:] - img[:, :, :-1]).pow(2).mean(0)  # (H, W-1)
+    gy = (img[:, 1:, :] - img[:, :-1, :]).pow(2).mean(0)  # (H-1, W)
     cols = sorted({(j + tile) * scale - 1 for j in starts_w[:-1]} | {j * scale - 1 for j in starts_w[1:]})
     rows = sorted({(i + tile) * scale - 1 for i in starts_h[:-1]} | {i * scale - 1 for i in starts_h[1:]})
-    border = torch.cat([gx[:, [c for c in cols if 0 <= c < gx.shape[1]]].flatten(), gy[[r for r in rows if 0 <= r < gy.shape[0]], :].flatten()])
+    border = torch.cat(
+        [
+            gx[:, [c for c in cols if 0 <= c < gx.shape[1]]].flatten(),
+            gy[[r for r in rows if 0 <= r < gy.shape[0]], :].flatten(),
+        ]
+    )
     return (border.mean() / torch.cat([gx.flatten(), gy.flatten()]).mean()).item() if len(border) else float("nan")
 
 # %% ../nbs/08_inference.ipynb #352e5e50
 def default_model_path() -> Path:
-    "The trained `small` model shipped in data/ (chapter 10): msvar_small.safetensors, or the older msvar_small.pt where that is what is there."
+    """The trained `small` model shipped in data/ (chapter 10): msvar_small.safetensors, or the older msvar_small.pt
+    where that is what is there."""
     new = repo_dir() / "data" / "msvar_small.safetensors"
     return new if new.exists() or not new.with_suffix(".pt").exists() else new.with_suffix(".pt")
 
+
 def compare_figure(x: torch.Tensor, outs: dict, title: str = "", zoom: int = 4):
-    "Side by side: the input, bicubic ×s and msvar's ×s outputs; second row: the same central 1/`zoom` of each, enlarged (nearest)."
+    """Side by side: the input, bicubic ×s and msvar's ×s outputs; second row: the same central 1/`zoom` of each,
+    enlarged (nearest)."""
     s_max = max(outs)
     ims = [(1, x), (s_max, resize(x, tuple(outs[s_max].shape[-2:]), "bicubic"))] + [(s, outs[s]) for s in sorted(outs)]
-    titles = [f"input {x.shape[-1]}×{x.shape[-2]}", f"bicubic ×{s_max}"] + \
-             [f"msvar ×{s} ({outs[s].shape[-1]}×{outs[s].shape[-2]})" for s in sorted(outs)]
+    titles = [f"input {x.shape[-1]}×{x.shape[-2]}", f"bicubic ×{s_max}"] + [
+        f"msvar ×{s} ({outs[s].shape[-1]}×{outs[s].shape[-2]})" for s in sorted(outs)
+    ]
     H, W = x.shape[-2:]
     h, w = max(1, H // zoom), max(1, W // zoom)
     i, j = (H - h) // 2, (W - w) // 2
-    crops = [resize(y[:, i * s:(i + h) * s, j * s:(j + w) * s], (h * s_max, w * s_max), "nearest") for s, y in ims]
-    return image_grid([list(zip(titles, [y for _, y in ims])), [(f"{t.split(' (')[0]}, centre", c) for t, c in zip(titles, crops)]],
-                      size=3.2, suptitle=title or None)
+    crops = [resize(y[:, i * s : (i + h) * s, j * s : (j + w) * s], (h * s_max, w * s_max), "nearest") for s, y in ims]
+    return image_grid(
+        [list(zip(titles, [y for _, y in ims])), [(f"{t.split(' (')[0]}, centre", c) for t, c in zip(titles, crops)]],
+        size=3.2,
+        suptitle=title or None,
+    )
+
 
 def plan_outputs(inputs, out_dir) -> tuple:
-    "([(input file, output name under out_dir without the _xS.png ending)], [missing inputs]): see the table below for the rules."
+    """([(input file, output name under out_dir without the _xS.png ending)], [missing inputs]): see the table below for
+    the rules."""
     from msvar.core import IMAGE_EXTS
-    out_dir = Path(out_dir); out_res = out_dir.resolve()
+
+    out_dir = Path(out_dir)
+    out_res = out_dir.resolve()
     found, missing, seen = [], [], set()
     for p in map(Path, inputs):
         if p.is_dir():
             root = p.resolve()
-            if root == out_res: raise MsvarError(f"the output folder {str(out_dir)!r} is also an input folder, so a later run would super-resolve "
-                                                 f"its own outputs; write to a subfolder instead (e.g. {str(p / 'sr')!r}: folder scans skip it)")
-            skip_out = out_res.is_relative_to(root)                     # -o inside this folder: its files are outputs, not inputs
-            files = [(f, p) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTS and f.is_file()
-                     and not (skip_out and f.resolve().is_relative_to(out_res))]
-            missing += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTS and f.is_symlink() and not f.exists()]
-            if not files: missing.append(str(p))                       # a folder that contributes nothing is said, not skipped
-        elif p.exists(): files = [(p, p.parent)]
-        else: missing.append(str(p)); continue
+            if root == out_res:
+                raise MsvarError(
+                    f"the output folder {str(out_dir)!r} is also an input folder, so a later run would super-resolve "
+                    f"its own outputs; write to a subfolder instead (e.g. {str(p / 'sr')!r}: folder scans skip it)"
+                )
+            skip_out = out_res.is_relative_to(root)  # -o inside this folder: its files are outputs, not inputs
+            files = [
+                (f, p)
+                for f in sorted(p.rglob("*"))
+                if f.suffix.lower() in IMAGE_EXTS
+                and f.is_file()
+                and not (skip_out and f.resolve().is_relative_to(out_res))
+            ]
+            missing += [
+                str(f)
+                for f in sorted(p.rglob("*"))
+                if f.suffix.lower() in IMAGE_EXTS and f.is_symlink() and not f.exists()
+            ]
+            if not files:
+                missing.append(str(p))  # a folder that contributes nothing is said, not skipped
+        elif p.exists():
+            files = [(p, p.parent)]
+        else:
+            missing.append(str(p))
+            continue
         for f, r in files:
-            if f.resolve() not in seen: seen.add(f.resolve()); found.append((f, r))
-    if not found and not missing: raise MsvarError(f"no image files found in {[str(p) for p in inputs]}")
-    base = {f: out_dir / f.relative_to(r).with_suffix("") for f, r in found}   # keep the path under the folder given
+            if f.resolve() not in seen:
+                seen.add(f.resolve())
+                found.append((f, r))
+    if not found and not missing:
+        raise MsvarError(f"no image files found in {[str(p) for p in inputs]}")
+    base = {f: out_dir / f.relative_to(r).with_suffix("") for f, r in found}  # keep the path under the folder given
+
     def groups():
         g = {}
-        for f, b in base.items(): g.setdefault(b, []).append(f)
+        for f, b in base.items():
+            g.setdefault(b, []).append(f)
         return [fs for fs in g.values() if len(fs) > 1]
-    for fs in groups():                                                # x.png + x.jpg: the extension joins the name
+
+    for fs in groups():  # x.png + x.jpg: the extension joins the name
         if len({f.suffix.lower() for f in fs}) == len(fs):
-            for f in fs: base[f] = base[f].with_name(f"{base[f].name}_{f.suffix[1:].lower()}")
+            for f in fs:
+                base[f] = base[f].with_name(f"{base[f].name}_{f.suffix[1:].lower()}")
     clash = groups()
     if clash:
-        raise MsvarError(f"inputs {' and '.join(repr(str(f)) for f in clash[0][:2])} would both be written as {str(base[clash[0][0]]) + '_x*.png'!r}"
-                         + (f" ({len(clash)} such clashes)" if len(clash) > 1 else "") + "; process them with separate -o folders")
+        raise MsvarError(
+            f"inputs {' and '.join(repr(str(f)) for f in clash[0][:2])} would both be written as "
+            f"{str(base[clash[0][0]]) + '_x*.png'!r}"
+            + (f" ({len(clash)} such clashes)" if len(clash) > 1 else "")
+            + "; process them with separate -o folders"
+        )
     return [(f, base[f]) for f, _ in found], missing
+
 
 def _missing_reason(p) -> str:
     "Why a listed input cannot be opened: a link that leads nowhere, or nothing there."
     from msvar.core import IMAGE_EXTS
-    if Path(p).is_dir(): return f"no image files ({', '.join(IMAGE_EXTS)}) in this folder"
-    return ("broken symbolic link (its target does not exist, or the link points to itself)" if Path(p).is_symlink()
-            else "input does not exist")
+
+    if Path(p).is_dir():
+        return f"no image files ({', '.join(IMAGE_EXTS)}) in this folder"
+    return (
+        "broken symbolic link (its target does not exist, or the link points to itself)"
+        if Path(p).is_symlink()
+        else "input does not exist"
+    )
+
 
 def _unscanned(folder: Path, out_dir: Path) -> list:
-    "Files under `folder` that Pillow reads but folder scans leave out (not in IMAGE_EXTS: GIF, PPM, ICO, …); outputs under `out_dir` excepted."
+    """Files under `folder` that Pillow reads but folder scans leave out (not in IMAGE_EXTS: GIF, PPM, ICO, …); outputs
+    under `out_dir` excepted."""
     from PIL import Image
     from msvar.core import IMAGE_EXTS
+
     readable = {e for e, fmt in Image.registered_extensions().items() if fmt in Image.OPEN} - set(IMAGE_EXTS)
     out_res = out_dir.resolve()
-    return [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in readable and f.is_file() and not f.resolve().is_relative_to(out_res)]
+    return [
+        f
+        for f in sorted(folder.rglob("*"))
+        if f.suffix.lower() in readable and f.is_file() and not f.resolve().is_relative_to(out_res)
+    ]
+
 
 def _note_unscanned(inputs, out_dir) -> list:
-    "Say, one line per input folder, which image files of other formats its scan skipped and how to process them; returns them all."
+    """Say, one line per input folder, which image files of other formats its scan skipped and how to process them;
+    returns them all."""
     from msvar.inference import _short_names
+
     skipped = []
     for p in map(Path, inputs):
         fs = _unscanned(p, Path(out_dir)) if p.is_dir() else []
-        if fs: print(f"msvar_sr: note: {p}: skipped {len(fs)} file(s) of a format folder scans do not read ({_short_names(fs)}); "
-                      "name such a file directly to super-resolve it (animations: the first frame)", file=sys.stderr)
+        if fs:
+            print(
+                f"msvar_sr: note: {p}: skipped {len(fs)} file(s) of a format folder scans do not read "
+                f"({_short_names(fs)}); "
+                "name such a file directly to super-resolve it (animations: the first frame)",
+                file=sys.stderr,
+            )
         skipped += [str(f) for f in fs]
     return skipped
+
 
 def _short_names(files, n: int = 3) -> str:
     names = [f.name for f in files]
     return ", ".join(names[:n]) + (f", … ({len(names) - n} more)" if len(names) > n else "")
 
+
 def _load_noting(f) -> tuple:
-    "load_image(f) → (image, [ImageWarning messages, e.g. 'has 3 frames; only the first is read']); other warnings pass through."
+    """load_image(f) → (image, [ImageWarning messages, e.g. 'has 3 frames; only the first is read']); other warnings
+    pass through."""
     import warnings
     from msvar.core import ImageWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ImageWarning)
         x = load_image(f)
     notes = [str(w.message) for w in caught if issubclass(w.category, ImageWarning)]
     for w in caught:
-        if not issubclass(w.category, ImageWarning): warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if not issubclass(w.category, ImageWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return x, notes
 
-@holds_folder("out_dir", "-o")         # one run at a time in out_dir: two would mix one image's ×1/×2/×4 from different runs
-def sr_files(inputs, out_dir, model: SRModel, scales=(1, 2, 4), overwrite: bool = False, skip_existing: bool = False,
-             progress: bool = True, compare: bool = False, decoding: Decoding | str | None = None, **kw) -> dict:
-    "Super-resolve image files/folders into out_dir (plus a side-by-side NAME_compare.png if `compare`); returns the run summary, also written as JSON even if files fail or the run is interrupted."
-    if overwrite and skip_existing: raise MsvarError("--overwrite and --skip-existing exclude each other")
+
+@holds_folder("out_dir", "-o")  # one run at a time in out_dir: two would mix one image's ×1/×2/×4 from different runs
+def sr_files(
+    inputs,
+    out_dir,
+    model: SRModel,
+    scales=(1, 2, 4),
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    progress: bool = True,
+    compare: bool = False,
+    decoding: Decoding | str | None = None,
+    **kw,
+) -> dict:
+    """Super-resolve image files/folders into out_dir (plus a side-by-side NAME_compare.png if `compare`); returns the
+    run summary, also written as JSON even if files fail or the run is interrupted."""
+    if overwrite and skip_existing:
+        raise MsvarError("--overwrite and --skip-existing exclude each other")
     out_dir = check_out_dir(out_dir)
     dec = Decoding.of(decoding, **{k: kw.pop(k) for k in (*LEGACY_KEYS, "cfg", "seed") if k in kw})
     options = {**kw, **dec.choice(), "cfg": dec.cfg, "seed": dec.seed, "decoding": str(dec)}
     plan, missing = plan_outputs(inputs, out_dir)
     input_set = {f.resolve() for f, _ in plan}
-    summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), scales=list(scales), options=options,
-                   preset=model.preset.name if isinstance(model, SRModel) else None, done=[], skipped=[], interrupted=False,
-                   failed=[dict(input=m, error=_missing_reason(m)) for m in missing])
-    for m in missing: print(f"msvar_sr: error: {m}: {_missing_reason(m)}", file=sys.stderr)
+    summary = dict(
+        started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        scales=list(scales),
+        options=options,
+        preset=model.preset.name if isinstance(model, SRModel) else None,
+        done=[],
+        skipped=[],
+        interrupted=False,
+        failed=[dict(input=m, error=_missing_reason(m)) for m in missing],
+    )
+    for m in missing:
+        print(f"msvar_sr: error: {m}: {_missing_reason(m)}", file=sys.stderr)
     summary["not_scanned"] = _note_unscanned(inputs, out_dir)
     js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
     it = plan
     if progress:
         from msvar.core import progress_bar
+
         it = progress_bar(plan, leave=False)
     try:
         for f, base in it:
             t0 = time.time()
             try:
                 targets = {s: base.with_name(f"{base.name}_x{s}.png") for s in scales}
-                if compare: targets["compare"] = base.with_name(f"{base.name}_compare.png")
+                if compare:
+                    targets["compare"] = base.with_name(f"{base.name}_compare.png")
                 clash = [str(t) for t in targets.values() if t.resolve() in input_set]
-                if clash: raise MsvarError(f"output {clash[0]!r} would overwrite an input file; choose another output folder")
+                if clash:
+                    raise MsvarError(f"output {clash[0]!r} would overwrite an input file; choose another output folder")
                 exist = [k for k, t in targets.items() if t.exists()]
                 if skip_existing and len(exist) == len(targets):
-                    summary["skipped"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()])); continue
+                    summary["skipped"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()]))
+                    continue
                 if exist and not (overwrite or skip_existing):
-                    raise MsvarError(f"output {str(targets[exist[0]])!r} exists (pass --overwrite to replace it, or --skip-existing to keep it)")
+                    raise MsvarError(
+                        f"output {str(targets[exist[0]])!r} exists (pass --overwrite to replace it, or --skip-existing "
+                        "to keep it)"
+                    )
                 todo = {k: t for k, t in targets.items() if overwrite or k not in exist}
                 x, notes = _load_noting(f)
-                for n in notes: print(f"msvar_sr: warning: {n}", file=sys.stderr)
+                for n in notes:
+                    print(f"msvar_sr: warning: {n}", file=sys.stderr)
                 outs = upscale(x, model, scales=scales, decoding=dec, **kw)
                 for s in scales:
-                    if s in todo: save_image(outs[s], todo[s], overwrite=overwrite)
+                    if s in todo:
+                        save_image(outs[s], todo[s], overwrite=overwrite)
                 if "compare" in todo:
-                    import matplotlib.pyplot as plt                    # closed after saving; the backend is left as it is
+                    import matplotlib.pyplot as plt  # closed after saving; the backend is left as it is
+
                     fig = compare_figure(x, outs, f.name)
-                    _atomic_write(todo["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100)); plt.close(fig)
-                summary["done"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()], seconds=round(time.time() - t0, 3),
-                                            **(dict(warnings=notes) if notes else {})))
-            except (MsvarError, OSError, MemoryError, torch.OutOfMemoryError) as e:   # one file failed: say why, go on
+                    _atomic_write(todo["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+                    plt.close(fig)
+                summary["done"].append(
+                    dict(
+                        input=str(f),
+                        outputs=[str(t) for t in targets.values()],
+                        seconds=round(time.time() - t0, 3),
+                        **(dict(warnings=notes) if notes else {}),
+                    )
+                )
+            except (MsvarError, OSError, MemoryError, torch.OutOfMemoryError) as e:  # one file failed: say why, go on
                 msg = str(e) if isinstance(e, MsvarError) else f"{type(e).__name__}: {e}"
                 print(f"msvar_sr: error: {msg if str(f) in msg else f'{f}: {msg}'}", file=sys.stderr)
                 summary["failed"].append(dict(input=str(f), error=msg))
     except KeyboardInterrupt:
-        summary["interrupted"] = True; raise
+        summary["interrupted"] = True
+        raise
     finally:
         summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        try: _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1))); summary["summary_file"] = str(js)
-        except OSError as e: print(f"msvar_sr: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr); summary["summary_file"] = None
+        try:
+            _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+            summary["summary_file"] = str(js)
+        except OSError as e:
+            print(f"msvar_sr: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)
+            summary["summary_file"] = None
         if summary["interrupted"]:
-            print(f"msvar_sr: interrupted after {len(summary['done'])} image(s); summary {summary['summary_file']}; "
-                  "run the same command with --skip-existing to finish", file=sys.stderr)
+            print(
+                f"msvar_sr: interrupted after {len(summary['done'])} image(s); summary {summary['summary_file']}; "
+                "run the same command with --skip-existing to finish",
+                file=sys.stderr,
+            )
     return summary
 
-DEFAULT_SCALES = (2, 4)   # what msvar_sr writes unless --scales says otherwise (×1 adds nothing to its input: chapter 11)
+
+DEFAULT_SCALES = (
+    2,
+    4,
+)  # what msvar_sr writes unless --scales says otherwise (×1 adds nothing to its input: chapter 11)
+
+
 def check_options(a, tile: int | None = None) -> None:
     """MsvarError naming the first bad option value of a parsed msvar_sr / msvar_eval command line, checked before any
     work (`Decoding.from_args` checks the decoding's)."""
-    rules = [("batch_size", "--batch-size", lambda v: v >= 1, "an integer ≥ 1"),
-             ("n", "-n", lambda v: v >= 1, "an integer ≥ 1"),
-             ("colour_sigma", "--colour-sigma", lambda v: math.isfinite(v) and v > 0, "a finite number > 0 (input pixels)"),
-             ("overlap", "--overlap", lambda v: 0 <= v and (tile is None or v < tile), f"an integer in [0, {tile or 'tile'}) (LR pixels)"),
-             ("crop_border", "--crop-border", lambda v: v >= 0, "an integer ≥ 0"),
-             ("fid_min", "--fid-min", lambda v: v >= 0, "an integer ≥ 0")]
+    rules = [
+        ("batch_size", "--batch-size", lambda v: v >= 1, "an integer ≥ 1"),
+        ("n", "-n", lambda v: v >= 1, "an integer ≥ 1"),
+        ("colour_sigma", "--colour-sigma", lambda v: math.isfinite(v) and v > 0, "a finite number > 0 (input pixels)"),
+        (
+            "overlap",
+            "--overlap",
+            lambda v: 0 <= v and (tile is None or v < tile),
+            f"an integer in [0, {tile or 'tile'}) (LR pixels)",
+        ),
+        ("crop_border", "--crop-border", lambda v: v >= 0, "an integer ≥ 0"),
+        ("fid_min", "--fid-min", lambda v: v >= 0, "an integer ≥ 0"),
+    ]
     for key, flag, ok, want in rules:
         v = getattr(a, key, None)
-        if v is not None and not ok(v): raise MsvarError(f"{flag} must be {want}, got {v!r}")
-    if getattr(a, "device", None) is not None: default_device(a.device)
+        if v is not None and not ok(v):
+            raise MsvarError(f"{flag} must be {want}, got {v!r}")
+    if getattr(a, "device", None) is not None:
+        default_device(a.device)
+
 
 def sr_cli(argv=None):
     "Console entry point `msvar_sr`: super-resolve images at ×1 (denoised), ×2 and ×4."
     ap = argparse.ArgumentParser(prog="msvar_sr", description=sr_cli.__doc__)
     ap.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     ap.add_argument("-o", "--out", required=True, help="output folder")
-    ap.add_argument("--model", default=None, help="model file from save_sr_model / msvar_reproduce (default: the shipped data/msvar_small model)")
-    ap.add_argument("--scales", type=int, nargs="+", default=list(DEFAULT_SCALES), choices=[1, 2, 4],
-                    help=f"output scales (default: {' '.join(map(str, DEFAULT_SCALES))}). ×1, the restored image at the "
-                         "input's size, is not written unless asked for: the shipped small model's ×1 is no more faithful "
-                         "to the scene than the input itself (chapter 11)")
-    ap.add_argument("--class", dest="cls", type=int, default=0, choices=[0, 1], help="0: degraded input (default); 1: clean input, only bilinear-downsampled")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="model file from save_sr_model / msvar_reproduce (default: the shipped data/msvar_small model)",
+    )
+    ap.add_argument(
+        "--scales",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_SCALES),
+        choices=[1, 2, 4],
+        help=f"output scales (default: {' '.join(map(str, DEFAULT_SCALES))}). ×1, the restored image at the "
+        "input's size, is not written unless asked for: the shipped small model's ×1 is no more faithful "
+        "to the scene than the input itself (chapter 11)",
+    )
+    ap.add_argument(
+        "--class",
+        dest="cls",
+        type=int,
+        default=0,
+        choices=[0, 1],
+        help="0: degraded input (default); 1: clean input, only bilinear-downsampled",
+    )
     add_decoding_args(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overlap", type=int, default=None, help="tile overlap in LR pixels (default: a quarter tile)")
     ap.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
-    ap.add_argument("--colour-sigma", type=float, default=COLOUR_SIGMA, metavar="SIGMA",
-                    help=f"take colour and shading above SIGMA input pixels from bicubic upsampling of the input "
-                         f"(default {COLOUR_SIGMA:g}; chapter 08)")
+    ap.add_argument(
+        "--colour-sigma",
+        type=float,
+        default=COLOUR_SIGMA,
+        metavar="SIGMA",
+        help=f"take colour and shading above SIGMA input pixels from bicubic upsampling of the input "
+        f"(default {COLOUR_SIGMA:g}; chapter 08)",
+    )
     ap.add_argument("--no-colour-fix", action="store_true", help="keep the model's own colours (no colour fix)")
     ap.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
-    ap.add_argument("--skip-existing", action="store_true", help="keep outputs that exist and write only the missing ones (finish an interrupted run)")
-    ap.add_argument("--compare", action="store_true", help="also write NAME_compare.png: input, bicubic and msvar side by side")
+    ap.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep outputs that exist and write only the missing ones (finish an interrupted run)",
+    )
+    ap.add_argument(
+        "--compare", action="store_true", help="also write NAME_compare.png: input, bicubic and msvar side by side"
+    )
     add_threads_arg(ap)
     a = ap.parse_args(argv)
     set_threads(a.threads)
     try:
-        check_options(a)                                                 # bad values, unknown device: before any work
-        if a.overwrite and a.skip_existing: raise MsvarError("--overwrite and --skip-existing exclude each other")
-        dec = Decoding.from_args(a)                                      # bad decoding values: before any work too
-        check_out_dir(a.out)                                             # an unwritable -o: before loading the model
+        check_options(a)  # bad values, unknown device: before any work
+        if a.overwrite and a.skip_existing:
+            raise MsvarError("--overwrite and --skip-existing exclude each other")
+        dec = Decoding.from_args(a)  # bad decoding values: before any work too
+        check_out_dir(a.out)  # an unwritable -o: before loading the model
         if a.model is None and not default_model_path().exists():
-            raise MsvarError(f"no --model given and no shipped model at {str(default_model_path())!r}: train one with "
-                             "`msvar_reproduce --preset small` (chapter 10) and pass --model runs/small/models/ours.safetensors")
+            raise MsvarError(
+                f"no --model given and no shipped model at {str(default_model_path())!r}: train one with "
+                "`msvar_reproduce --preset small` (chapter 10) and pass --model runs/small/models/ours.safetensors"
+            )
         model = load_sr_model(a.model or default_model_path(), device=a.device)
         check_options(a, tile=model.preset.lr_size)
-        dec = Decoding.from_args(a, model.decoding)                      # no decoding option: the model file's
-        s = sr_files(a.inputs, a.out, model, scales=tuple(a.scales), overwrite=a.overwrite, skip_existing=a.skip_existing, cls=a.cls,
-                     decoding=dec, overlap=a.overlap, batch_size=a.batch_size,
-                     compare=a.compare, colour_sigma=None if a.no_colour_fix else a.colour_sigma)
+        dec = Decoding.from_args(a, model.decoding)  # no decoding option: the model file's
+        s = sr_files(
+            a.inputs,
+            a.out,
+            model,
+            scales=tuple(a.scales),
+            overwrite=a.overwrite,
+            skip_existing=a.skip_existing,
+            cls=a.cls,
+            decoding=dec,
+            overlap=a.overlap,
+            batch_size=a.batch_size,
+            compare=a.compare,
+            colour_sigma=None if a.no_colour_fix else a.colour_sigma,
+        )
     except MsvarError as e:
-        print(f"msvar_sr: error: {e}", file=sys.stderr); sys.exit(2)
-    except KeyboardInterrupt: sys.exit(130)                            # sr_files has written the summary and said so
-    print(f"msvar_sr: {len(s['done'])} image(s) written to {a.out}, {len(s['skipped'])} already there, {len(s['failed'])} failed; "
-          f"summary {s['summary_file']}")
-    if s["failed"]: sys.exit(1)
+        print(f"msvar_sr: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)  # sr_files has written the summary and said so
+    print(
+        f"msvar_sr: {len(s['done'])} image(s) written to {a.out}, {len(s['skipped'])} already there, "
+        f"{len(s['failed'])} failed; "
+        f"summary {s['summary_file']}"
+    )
+    if s["failed"]:
+        sys.exit(1)

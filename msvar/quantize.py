@@ -17,30 +17,34 @@ __all__ = ['nearest_code', 'vq', 'code_stats', 'rq', 'Phi', 'phi_ticks', 'phi_in
 # %% ../nbs/02_quantize.ipynb #43e7c4b8
 def nearest_code(f_BChw: torch.Tensor, codebook_VC: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     "Index of the nearest codebook row (Euclidean) for every latent pixel: (B, C, h, w), (V, C) → (B, h, w) long."
-    if f_BChw.ndim != 4: raise MsvarError(f"nearest_code expects a latent map (B, C, h, w), got shape {tuple(f_BChw.shape)}")
+    if f_BChw.ndim != 4:
+        raise MsvarError(f"nearest_code expects a latent map (B, C, h, w), got shape {tuple(f_BChw.shape)}")
     if codebook_VC.ndim != 2 or codebook_VC.shape[1] != f_BChw.shape[1]:
-        raise MsvarError(f"codebook shape {tuple(codebook_VC.shape)} does not match latent channels C={f_BChw.shape[1]}")
+        raise MsvarError(
+            f"codebook shape {tuple(codebook_VC.shape)} does not match latent channels C={f_BChw.shape[1]}"
+        )
     B, C, h, w = f_BChw.shape
     f_NC = f_BChw.detach().permute(0, 2, 3, 1).reshape(-1, C).float()
     e_VC = codebook_VC.detach().float()
-    e_sq_V = e_VC.square().sum(1)                                        # (V,)
+    e_sq_V = e_VC.square().sum(1)  # (V,)
     idx_N = torch.empty(f_NC.shape[0], dtype=torch.long, device=f_NC.device)
-    for s in range(0, f_NC.shape[0], chunk):                             # (chunk, V) distances at a time
-        d = torch.addmm(e_sq_V[None], f_NC[s:s + chunk], e_VC.T, alpha=-2)
-        idx_N[s:s + chunk] = d.argmin(1)
+    for s in range(0, f_NC.shape[0], chunk):  # (chunk, V) distances at a time
+        d = torch.addmm(e_sq_V[None], f_NC[s : s + chunk], e_VC.T, alpha=-2)
+        idx_N[s : s + chunk] = d.argmin(1)
     return idx_N.view(B, h, w)
 
 # %% ../nbs/02_quantize.ipynb #d4ec114c
 def vq(f_BChw: torch.Tensor, embedding: nn.Embedding, beta: float = 0.25):
     "Plain (single-step) VQ: returns (f_hat straight-through, idx (B,h,w), codebook + β·commitment loss)."
     idx_Bhw = nearest_code(f_BChw, embedding.weight)
-    q_BChw = embedding(idx_Bhw).permute(0, 3, 1, 2)                      # (B, C, h, w)
+    q_BChw = embedding(idx_Bhw).permute(0, 3, 1, 2)  # (B, C, h, w)
     loss = F.mse_loss(q_BChw, f_BChw.detach()) + beta * F.mse_loss(f_BChw, q_BChw.detach())
     return f_BChw + (q_BChw - f_BChw).detach(), idx_Bhw, loss
 
 # %% ../nbs/02_quantize.ipynb #d16d4b20
 def code_stats(idx, vocab_size: int) -> dict:
-    "Usage (fraction of entries chosen), perplexity (exp of the histogram's entropy) and dead-code count of token indices."
+    """Usage (fraction of entries chosen), perplexity (exp of the histogram's entropy) and dead-code count of token
+    indices."""
     hist = torch.bincount(idx.flatten(), minlength=vocab_size).double()
     p = hist / hist.sum().clamp_min(1)
     ent = -(p[p > 0] * p[p > 0].log()).sum()
@@ -48,57 +52,87 @@ def code_stats(idx, vocab_size: int) -> dict:
 
 # %% ../nbs/02_quantize.ipynb #3b1714bd
 def rq(f_BChw: torch.Tensor, codebook_VC: torch.Tensor, depth: int):
-    "Residual quantization with a shared codebook: returns (list of D index maps (B,h,w), list of residual norms ‖r_d‖ per step)."
+    """Residual quantization with a shared codebook: returns (list of D index maps (B,h,w), list of residual norms ‖r_d‖
+    per step)."""
     r, idxs, norms = f_BChw.detach(), [], []
     for _ in range(depth):
         idx = nearest_code(r, codebook_VC)
         r = r - codebook_VC[idx].permute(0, 3, 1, 2)
-        idxs.append(idx); norms.append(r.norm(dim=1).mean().item())
+        idxs.append(idx)
+        norms.append(r.norm(dim=1).mean().item())
     return idxs, norms
 
 # %% ../nbs/02_quantize.ipynb #c44cdfde
 class Phi(nn.Conv2d):
     "VAR's φ: `(1-q)·h + q·conv3x3(h)`, a 3×3 convolution blended with its input (q = quant_resi)."
+
     def __init__(self, C: int, quant_resi: float = 0.5):
         super().__init__(C, C, kernel_size=3, stride=1, padding=1)
         self.resi_ratio = abs(quant_resi)
-    def forward(self, h_BChw): return (1 - self.resi_ratio) * h_BChw + self.resi_ratio * super().forward(h_BChw)
+
+    def forward(self, h_BChw):
+        return (1 - self.resi_ratio) * h_BChw + self.resi_ratio * super().forward(h_BChw)
+
 
 def phi_ticks(K: int) -> np.ndarray:
     "Positions in [0, 1] of K shared φ's (VAR's rule: margins 1/(3K) for K = 4, else 1/(2K))."
     m = 1 / (3 * K) if K == 4 else 1 / (2 * K)
     return np.linspace(m, 1 - m, K)
 
+
 def phi_index(step: int, L: int, K: int) -> int:
     "Which of K shared φ's step `step` (0-based) of L uses: the one whose tick is nearest to step/(L-1)."
-    if not 0 <= step < L: raise MsvarError(f"step {step} out of range for L = {L} steps")
+    if not 0 <= step < L:
+        raise MsvarError(f"step {step} out of range for L = {L} steps")
     ratio = step / (L - 1) if L > 1 else 0.0
     return int(np.argmin(np.abs(phi_ticks(K) - ratio)))
 
+
 class PhiShared(nn.Module):
     "K φ's shared by the L steps (VAR's `PhiPartiallyShared`); `pick(step, L)` chooses one."
+
     def __init__(self, C: int, quant_resi: float = 0.5, K: int = 4):
         super().__init__()
-        if K < 1: raise MsvarError(f"share_quant_resi must be ≥ 1, got {K}")
+        if K < 1:
+            raise MsvarError(f"share_quant_resi must be ≥ 1, got {K}")
         self.qresi_ls = nn.ModuleList([Phi(C, quant_resi) for _ in range(K)])
-    def pick(self, step: int, L: int) -> Phi: return self.qresi_ls[phi_index(step, L, len(self.qresi_ls))]
+
+    def pick(self, step: int, L: int) -> Phi:
+        return self.qresi_ls[phi_index(step, L, len(self.qresi_ls))]
 
 # %% ../nbs/02_quantize.ipynb #6af12d7d
 class MultiScaleQuantizer(nn.Module):
     "VAR's multi-scale residual quantizer: a latent map ↔ L token maps of sides `patch_nums`."
-    def __init__(self, vocab_size: int, Cvae: int, patch_nums, beta: float = 0.25, quant_resi: float = 0.5, share_quant_resi: int = 4):
+
+    def __init__(
+        self,
+        vocab_size: int,
+        Cvae: int,
+        patch_nums,
+        beta: float = 0.25,
+        quant_resi: float = 0.5,
+        share_quant_resi: int = 4,
+    ):
         super().__init__()
         self.vocab_size, self.Cvae, self.patch_nums, self.beta = vocab_size, Cvae, tuple(patch_nums), beta
-        if any(b <= a for a, b in zip(self.patch_nums, self.patch_nums[1:])): raise MsvarError(f"patch_nums must increase, got {self.patch_nums}")
+        if any(b <= a for a, b in zip(self.patch_nums, self.patch_nums[1:])):
+            raise MsvarError(f"patch_nums must increase, got {self.patch_nums}")
         self.quant_resi = PhiShared(Cvae, quant_resi, share_quant_resi)
-        self.register_buffer("ema_vocab_hit_SV", torch.zeros(len(self.patch_nums), vocab_size))   # (L, V) EMA of hits per scale
-        self.register_buffer("unused_steps_V", torch.zeros(vocab_size), persistent=False)      # steps since each code was last chosen
+        self.register_buffer(
+            "ema_vocab_hit_SV", torch.zeros(len(self.patch_nums), vocab_size)
+        )  # (L, V) EMA of hits per scale
+        self.register_buffer(
+            "unused_steps_V", torch.zeros(vocab_size), persistent=False
+        )  # steps since each code was last chosen
         self.embedding = nn.Embedding(vocab_size, Cvae)
-        nn.init.uniform_(self.embedding.weight, -1 / vocab_size, 1 / vocab_size)              # VAR's default; see init_codebook
-        self.restart_pool = None     # (N, C) residual vectors of the last training batch, every scale equally: where dead codes restart
+        nn.init.uniform_(self.embedding.weight, -1 / vocab_size, 1 / vocab_size)  # VAR's default; see init_codebook
+        self.restart_pool = (
+            None  # (N, C) residual vectors of the last training batch, every scale equally: where dead codes restart
+        )
 
     @property
-    def L(self) -> int: return len(self.patch_nums)
+    def L(self) -> int:
+        return len(self.patch_nums)
 
     def _check_f(self, f_BChw):
         if f_BChw.ndim != 4 or f_BChw.shape[1] != self.Cvae or f_BChw.shape[-1] != f_BChw.shape[-2]:
@@ -121,26 +155,32 @@ class MultiScaleQuantizer(nn.Module):
         return nearest_code(self.down(rest_BChw, step), self.embedding.weight)
 
     def step_residual(self, idx_Bhw, step: int, side: int):
-        "What step `step` adds to f̂ on a side×side grid: codes looked up, upsampled bicubically to `side`, through its φ."
-        if idx_Bhw.is_floating_point(): h_BhwC = idx_Bhw @ self.embedding.weight   # a probability map (B, ρ, ρ, V): the expected code
-        else: h_BhwC = self.embedding(idx_Bhw)
-        h_BChw = h_BhwC.permute(0, 3, 1, 2)                                   # (B, C, ρ, ρ)
+        """What step `step` adds to f̂ on a side×side grid: codes looked up, upsampled bicubically to `side`, through
+        its φ."""
+        if idx_Bhw.is_floating_point():
+            h_BhwC = idx_Bhw @ self.embedding.weight  # a probability map (B, ρ, ρ, V): the expected code
+        else:
+            h_BhwC = self.embedding(idx_Bhw)
+        h_BChw = h_BhwC.permute(0, 3, 1, 2)  # (B, C, ρ, ρ)
         return self.quant_resi.pick(step, self.L)(self.up(h_BChw, side))
 
     def residual_steps(self, f_BChw, given=(), upto: int | None = None):
-        "The multi-scale loop on f's own grid G, steps 0…upto-1: tokens from `given` or quantized from what is left; yields (step, residual before it, tokens, its step_residual on G)."
+        """The multi-scale loop on f's own grid G, steps 0…upto-1: tokens from `given` or quantized from what is left;
+        yields (step, residual before it, tokens, its step_residual on G)."""
         G, rest = f_BChw.shape[-1], f_BChw.detach().clone()
         for step in range(self.L if upto is None else upto):
             idx = given[step] if step < len(given) else self.tokens_at(rest, step)
-            h = self.step_residual(idx, step, G)                             # keeps its gradient (→ embedding and φ)
+            h = self.step_residual(idx, step, G)  # keeps its gradient (→ embedding and φ)
             yield step, rest, idx, h
             rest = rest - h.detach()
 
     def quantize_grid(self, f_BChw, given=(), upto: int | None = None):
-        "Steps 1…upto of the loop on f's grid (the tokens in `given` reused, the others quantized): (token maps, f̂ = Σ step_residual on that grid)."
+        """Steps 1…upto of the loop on f's grid (the tokens in `given` reused, the others quantized): (token maps, f̂ =
+        Σ step_residual on that grid)."""
         idx_list, f_hat = [], torch.zeros_like(f_BChw)
         for _, _, idx, h in self.residual_steps(f_BChw, given, upto):
-            idx_list.append(idx); f_hat = f_hat + h
+            idx_list.append(idx)
+            f_hat = f_hat + h
         return idx_list, f_hat
 
     @torch.no_grad()
@@ -150,16 +190,23 @@ class MultiScaleQuantizer(nn.Module):
         return self.quantize_grid(f_BChw.float())[0]
 
     def _check_idx(self, idx_list):
-        if not 1 <= len(idx_list) <= self.L: raise MsvarError(f"expected 1…{self.L} token maps, got {len(idx_list)}")
+        if not 1 <= len(idx_list) <= self.L:
+            raise MsvarError(f"expected 1…{self.L} token maps, got {len(idx_list)}")
         for l, idx in enumerate(idx_list):
             pn = self.patch_nums[l]
-            if idx.is_floating_point():                                      # soft decoding's probability maps (B, ρ, ρ, V)
-                if tuple(idx.shape[1:]) != (pn, pn, self.vocab_size): raise MsvarError(f"probability map {l} has shape {tuple(idx.shape)}, expected (B, {pn}, {pn}, {self.vocab_size})")
+            if idx.is_floating_point():  # soft decoding's probability maps (B, ρ, ρ, V)
+                if tuple(idx.shape[1:]) != (pn, pn, self.vocab_size):
+                    raise MsvarError(
+                        f"probability map {l} has shape {tuple(idx.shape)}, expected (B, {pn}, {pn}, {self.vocab_size})"
+                    )
                 continue
-            if idx.ndim == 2 and idx.shape[1] == pn * pn: continue          # VAR's flattened (B, ρ²) form is accepted too
-            if idx.ndim != 3 or tuple(idx.shape[1:]) != (pn, pn): raise MsvarError(f"token map {l} has shape {tuple(idx.shape)}, expected (B, {pn}, {pn})")
-            if idx.dtype not in (torch.long, torch.int32, torch.int64): raise MsvarError(f"token map {l} must hold integer indices, got {idx.dtype}")
-            if len(idx) and host_values(idx) and (idx.min() < 0 or idx.max() >= self.vocab_size):   # no GPU sync
+            if idx.ndim == 2 and idx.shape[1] == pn * pn:
+                continue  # VAR's flattened (B, ρ²) form is accepted too
+            if idx.ndim != 3 or tuple(idx.shape[1:]) != (pn, pn):
+                raise MsvarError(f"token map {l} has shape {tuple(idx.shape)}, expected (B, {pn}, {pn})")
+            if idx.dtype not in (torch.long, torch.int32, torch.int64):
+                raise MsvarError(f"token map {l} must hold integer indices, got {idx.dtype}")
+            if len(idx) and host_values(idx) and (idx.min() < 0 or idx.max() >= self.vocab_size):  # no GPU sync
                 raise MsvarError(f"token map {l} has indices outside [0, {self.vocab_size})")
 
     def _as_map(self, idx, l):
@@ -167,22 +214,26 @@ class MultiScaleQuantizer(nn.Module):
         return idx if idx.is_floating_point() else idx.view(idx.shape[0], pn, pn).long()
 
     def idx_to_fhat(self, idx_list, side: int | None = None, cumulative: bool = False):
-        "f̂ from the first len(idx_list) token maps on a side×side grid (default ρ_L); `cumulative` returns the list of partial sums."
+        """f̂ from the first len(idx_list) token maps on a side×side grid (default ρ_L); `cumulative` returns the list
+        of partial sums."""
         self._check_idx(idx_list)
         side, f_hat, sums = side or self.patch_nums[-1], None, []
         for step, idx in enumerate(idx_list):
             h = self.step_residual(self._as_map(idx, step), step, side)
-            f_hat = h if f_hat is None else f_hat + h                       # (keeps h's memory layout, which the decoder's bits depend on)
+            f_hat = h if f_hat is None else f_hat + h  # (keeps h's memory layout, which the decoder's bits depend on)
             sums.append(f_hat)
         return sums if cumulative else f_hat
 
     def teacher_inputs(self, idx_list, grids=None):
-        "Transformer inputs of steps 2…L in training: f̂ after step l on step l+1's grid (`grids`, default ρ_L), area-downsampled to ρ_{l+1} → (B, Σ_{l≥2} ρ_l², C)."
-        if len(idx_list) != self.L: raise MsvarError(f"teacher_inputs needs all {self.L} token maps, got {len(idx_list)}")
+        """Transformer inputs of steps 2…L in training: f̂ after step l on step l+1's grid (`grids`, default ρ_L),
+        area-downsampled to ρ_{l+1} → (B, Σ_{l≥2} ρ_l², C)."""
+        if len(idx_list) != self.L:
+            raise MsvarError(f"teacher_inputs needs all {self.L} token maps, got {len(idx_list)}")
         self._check_idx(idx_list)
-        state, outs = ScaleState(self, grids), []                             # fed the tokens step by step, as at sampling time
+        state, outs = ScaleState(self, grids), []  # fed the tokens step by step, as at sampling time
         for step, idx in enumerate(idx_list[:-1]):
-            state.add(step, self._as_map(idx, step)); outs.append(state.next_input(step))
+            state.add(step, self._as_map(idx, step))
+            outs.append(state.next_input(step))
         B = idx_list[0].shape[0]
         return torch.cat(outs, 1) if outs else self.embedding.weight.new_zeros(B, 0, self.Cvae)
 
@@ -193,7 +244,7 @@ class MultiScaleQuantizer(nn.Module):
         f_ng = f_BChw.detach()
         f_hat, loss, hits, samples = torch.zeros_like(f_ng), 0.0, [], []
         for step, rest, idx, h in self.residual_steps(f_BChw):
-            if self.training:                                                # 256 residual vectors of this scale, for restarts
+            if self.training:  # 256 residual vectors of this scale, for restarts
                 r = self.down(rest, step).permute(0, 2, 3, 1).reshape(-1, C)
                 samples.append(r[torch.randperm(len(r), device=f_BChw.device)[:256]])
             f_hat = f_hat + h
@@ -201,10 +252,10 @@ class MultiScaleQuantizer(nn.Module):
             # codebook loss (moves entries and φ towards f) + β · commitment loss (moves the encoder towards f̂)
             loss = loss + F.mse_loss(f_hat, f_ng) + self.beta * F.mse_loss(f_hat.detach(), f_BChw)
         loss = loss / self.L
-        hit_SV = torch.stack(hits)                                           # (L, V)
+        hit_SV = torch.stack(hits)  # (L, V)
         if self.training:
             with torch.no_grad():
-                fresh = self.ema_vocab_hit_SV.sum(1, keepdim=True) == 0      # first batch: copy, then EMA 0.99
+                fresh = self.ema_vocab_hit_SV.sum(1, keepdim=True) == 0  # first batch: copy, then EMA 0.99
                 self.ema_vocab_hit_SV.copy_(torch.where(fresh, hit_SV, 0.99 * self.ema_vocab_hit_SV + 0.01 * hit_SV))
                 used = hit_SV.sum(0) > 0
                 self.unused_steps_V.add_(1).masked_fill_(used, 0)
@@ -212,10 +263,12 @@ class MultiScaleQuantizer(nn.Module):
         return f_BChw + (f_hat - f_BChw).detach(), loss, self.usage()
 
     def usage(self):
-        "Per-scale codebook usage (%): entries whose EMA hit count is ≥ 8 % of the uniform share of that scale's own tokens (msvar's margin)."
-        # Not VAR's: VAR compares every scale with 8 % of the uniform share of the *full-resolution* token count (B·h·w / V),
+        """Per-scale codebook usage (%): entries whose EMA hit count is ≥ 8 % of the uniform share of that scale's own
+        tokens (msvar's margin)."""
+        # Not VAR's: VAR compares every scale with 8 % of the uniform share of the *full-resolution* token count (B·h·w
+        # / V),
         # so its first scales (B·ρ² ≪ B·h·w tokens) show almost no usage whatever the codebook does.
-        B_est = self.ema_vocab_hit_SV.sum(1)                                 # ≈ B·ρ_l² tokens per batch
+        B_est = self.ema_vocab_hit_SV.sum(1)  # ≈ B·ρ_l² tokens per batch
         margin_S = 0.08 * B_est / self.vocab_size
         return (self.ema_vocab_hit_SV >= margin_S[:, None]).float().mean(1) * 100 * (B_est > 0)
 
@@ -225,19 +278,21 @@ class MultiScaleQuantizer(nn.Module):
         self._check_f(f_BChw)
         C, H = f_BChw.shape[1], f_BChw.shape[-1]
         rest, pool = f_BChw.detach().float().clone(), []
-        for step in range(self.L):                                           # equal share of each scale's residuals
-            r = self.down(rest, step)                                        # no codes yet: each scale removes its whole downsampled residual
+        for step in range(self.L):  # equal share of each scale's residuals
+            r = self.down(rest, step)  # no codes yet: each scale removes its whole downsampled residual
             pool.append(r.permute(0, 2, 3, 1).reshape(-1, C))
             rest -= self.up(r, H)
         per = max(1, self.vocab_size // self.L + 1)
         pick = [p[torch.randint(len(p), (per,))] for p in pool]
-        self.embedding.weight.copy_(torch.cat(pick)[torch.randperm(per * self.L)[:self.vocab_size]])
+        self.embedding.weight.copy_(torch.cat(pick)[torch.randperm(per * self.L)[: self.vocab_size]])
 
     @torch.no_grad()
     def restart_dead_codes(self, after_steps: int = 50) -> int:
-        "Move entries unused for `after_steps` training steps onto vectors of `restart_pool` (the last training batch's residuals); returns how many."
+        """Move entries unused for `after_steps` training steps onto vectors of `restart_pool` (the last training
+        batch's residuals); returns how many."""
         dead = (self.unused_steps_V >= after_steps).nonzero().flatten()
-        if len(dead) == 0 or self.restart_pool is None: return 0
+        if len(dead) == 0 or self.restart_pool is None:
+            return 0
         src = self.restart_pool
         new = src[torch.randint(len(src), (len(dead),), device=src.device)]
         self.embedding.weight[dead] = new + 1e-3 * new.std() * torch.randn_like(new)
@@ -247,10 +302,14 @@ class MultiScaleQuantizer(nn.Module):
 # %% ../nbs/02_quantize.ipynb #5ca1e57a
 class ScaleState:
     "f̂ of a token sequence that arrives one step at a time (sampling), and the transformer's input for each next step."
+
     def __init__(self, quantizer: MultiScaleQuantizer, grids=None):
         self.q = quantizer
-        self.grids = tuple(grids) if grids is not None else (quantizer.patch_nums[-1],) * quantizer.L   # grid side of each step's f̂
-        if len(self.grids) != quantizer.L: raise MsvarError(f"grids gives {len(self.grids)} sides for {quantizer.L} steps")
+        self.grids = (
+            tuple(grids) if grids is not None else (quantizer.patch_nums[-1],) * quantizer.L
+        )  # grid side of each step's f̂
+        if len(self.grids) != quantizer.L:
+            raise MsvarError(f"grids gives {len(self.grids)} sides for {quantizer.L} steps")
         self.reset()
 
     def reset(self):
@@ -258,12 +317,16 @@ class ScaleState:
         self.idx, self.f_hat, self.grid = [], None, None
 
     def add(self, step: int, idx_Bhw: torch.Tensor):
-        "Record the (B, ρ_step, ρ_step) tokens of (0-based) `step` and add them to f̂ on that step's grid (rebuilt when the grid changes)."
-        if step != len(self.idx): raise MsvarError(f"steps are added in order: expected step {len(self.idx)}, got {step}")
+        """Record the (B, ρ_step, ρ_step) tokens of (0-based) `step` and add them to f̂ on that step's grid (rebuilt
+        when the grid changes)."""
+        if step != len(self.idx):
+            raise MsvarError(f"steps are added in order: expected step {len(self.idx)}, got {step}")
         self.idx.append(idx_Bhw)
         G = self.grids[step]
-        if G != self.grid: self.f_hat, self.grid = self.fhat(G), G
-        else: self.f_hat = self.f_hat + self.q.step_residual(idx_Bhw, step, G)
+        if G != self.grid:
+            self.f_hat, self.grid = self.fhat(G), G
+        else:
+            self.f_hat = self.f_hat + self.q.step_residual(idx_Bhw, step, G)
 
     def fhat(self, side: int, upto: int | None = None) -> torch.Tensor:
         "f̂ of the first `upto` steps added (default: all) on a side×side grid."

@@ -33,6 +33,7 @@ __all__ = ['PLANS', 'VARIANTS', 'STAGES', 'DECODINGS', 'HIGHER_IS_BETTER', 'PAPE
 @dataclass
 class ReproPlan:
     "Steps, batch sizes and settings of every stage of the reproduction."
+
     preset: str
     tok_steps: int
     tok_batch: int
@@ -42,26 +43,48 @@ class ReproPlan:
     var_steps: int
     var_batch: int
     var_lr: float | None = None
-    seeds: tuple = (0, 1)                # one VAR per variant and seed
-    dpo_beta: float = 0.1                # β of `ours` and `exact`; `beta1` uses 1
-    lpips_weight: float = 0.1            # ℓ2 + w·LPIPS in the tokenizer and the HIT finetune
-    lpips: bool = True                   # LPIPS in training and evaluation (needs msvar_fetch_weights)
-    compile: str = "auto"                # torch.compile of the VAR steps
-    soft: float | None = SOFT_TAU        # the evaluation's decoding: soft τ (None: greedy) …
-    colour_sigma: float | None = COLOUR_SIGMA   # … and colour fix (None: off), as msvar_sr
+    seeds: tuple = (0, 1)  # one VAR per variant and seed
+    dpo_beta: float = 0.1  # β of `ours` and `exact`; `beta1` uses 1
+    lpips_weight: float = 0.1  # ℓ2 + w·LPIPS in the tokenizer and the HIT finetune
+    lpips: bool = True  # LPIPS in training and evaluation (needs msvar_fetch_weights)
+    compile: str = "auto"  # torch.compile of the VAR steps
+    soft: float | None = SOFT_TAU  # the evaluation's decoding: soft τ (None: greedy) …
+    colour_sigma: float | None = COLOUR_SIGMA  # … and colour fix (None: off), as msvar_sr
     test_sets: tuple = ("Set5", "Set14", "BSD100")
-    eval_n: int | None = None            # images per test set (None = all)
-    eval_seed: int = 0                   # seed of the test degradations and of the sampling
-    n_boot: int = 2000                   # bootstrap resamples of every interval
+    eval_n: int | None = None  # images per test set (None = all)
+    eval_seed: int = 0  # seed of the test degradations and of the sampling
+    n_boot: int = 2000  # bootstrap resamples of every interval
+
 
 PLANS = {
-    "test": ReproPlan("test", tok_steps=6, tok_batch=4, hit_steps1=3, hit_steps2=2, hit_batch=4, var_steps=4,
-                      var_batch=4, lpips=False, test_sets=("Set5",), eval_n=3, n_boot=200),
-    "small": ReproPlan("small", tok_steps=1200, tok_batch=16, hit_steps1=300, hit_steps2=100, hit_batch=16,
-                       var_steps=500, var_batch=16, compile="on"),
+    "test": ReproPlan(
+        "test",
+        tok_steps=6,
+        tok_batch=4,
+        hit_steps1=3,
+        hit_steps2=2,
+        hit_batch=4,
+        var_steps=4,
+        var_batch=4,
+        lpips=False,
+        test_sets=("Set5",),
+        eval_n=3,
+        n_boot=200,
+    ),
+    "small": ReproPlan(
+        "small",
+        tok_steps=1200,
+        tok_batch=16,
+        hit_steps1=300,
+        hit_steps2=100,
+        hit_batch=16,
+        var_steps=500,
+        var_batch=16,
+        compile="on",
+    ),
 }
 
-VARIANTS = {                             # the training options of each VAR (β None: the plan's)
+VARIANTS = {  # the training options of each VAR (β None: the plan's)
     "baseline": dict(hit=False, dpo=False),
     "nodpo": dict(hit=True, dpo=False),
     "ours": dict(hit=True, dpo=True),
@@ -74,10 +97,12 @@ STAGES = ("tokenizer", "hit") + tuple(f"var_{v}" for v in VARIANTS) + ("eval", "
 def _done(out: Path, stage: str) -> Path:
     return out / stage / "DONE.json"
 
+
 def give_checkpoint(src, dst: Path, kind: str, preset: str):
     "Copy a trained tokenizer (`kind='tokenizer'`) or HIT tokenizer (`kind='hit'`) of `preset` to `dst`, loaded first."
     from msvar.hit import load_hit
     from msvar.tokenizer import load_tokenizer
+
     src = Path(src)
     if not src.is_file():
         raise MsvarError(f"given {kind} checkpoint {str(src)!r} does not exist")
@@ -87,50 +112,92 @@ def give_checkpoint(src, dst: Path, kind: str, preset: str):
     dst.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
+
 def stage_tokenizer(plan: ReproPlan, out: Path, data: Path, given=None):
     if given is not None:
         return give_checkpoint(given, out / "tokenizer" / "last.pt", "tokenizer", plan.preset)
     from msvar.train_tokenizer import train_tokenizer
+
     w = plan.lpips_weight if plan.lpips else 0.0
-    train_tokenizer(plan.preset, data, out / "tokenizer", steps=plan.tok_steps, batch_size=plan.tok_batch,
-                    lpips_weight=w, require_lpips=plan.lpips, resume=True, progress=False)
+    train_tokenizer(
+        plan.preset,
+        data,
+        out / "tokenizer",
+        steps=plan.tok_steps,
+        batch_size=plan.tok_batch,
+        lpips_weight=w,
+        require_lpips=plan.lpips,
+        resume=True,
+        progress=False,
+    )
+
 
 def stage_hit(plan: ReproPlan, out: Path, data: Path, given=None):
     if given is not None:
         return give_checkpoint(given, out / "hit" / "last.pt", "hit", plan.preset)
     from msvar.train_tokenizer import finetune_hit
+
     w = plan.lpips_weight if plan.lpips else 0.0
-    finetune_hit(out / "tokenizer" / "last.pt", out / "hit", data, steps1=plan.hit_steps1, steps2=plan.hit_steps2,
-                 batch_size=plan.hit_batch, lpips_weight=w, progress=False)
+    finetune_hit(
+        out / "tokenizer" / "last.pt",
+        out / "hit",
+        data,
+        steps1=plan.hit_steps1,
+        steps2=plan.hit_steps2,
+        batch_size=plan.hit_batch,
+        lpips_weight=w,
+        progress=False,
+    )
+
 
 def variant_dir(out: Path, name: str, seed: int) -> Path:
     return Path(out) / f"var_{name}" / f"seed{seed}"
 
+
 def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
     "Train variant `name` once per seed of the plan, each resumable."
     from msvar.train_var import train_var
+
     opts = dict(VARIANTS[name])
     hit = opts.pop("hit")
     if opts["dpo"]:
         opts.setdefault("dpo_beta", plan.dpo_beta)
-    tok = out / ("hit" if hit else "tokenizer") / "last.pt"   # the baseline: the base tokenizer's plain tokens
+    tok = out / ("hit" if hit else "tokenizer") / "last.pt"  # the baseline: the base tokenizer's plain tokens
     for seed in plan.seeds:
         d = variant_dir(out, name, seed)
-        train_var(plan.preset, data, tok, d, hit=hit, steps=plan.var_steps, batch_size=plan.var_batch,
-                  lr=plan.var_lr, seed=seed, resume=(d / "last.pt").exists(), compile=plan.compile,
-                  progress=False, ckpt_every=50, **opts)
+        train_var(
+            plan.preset,
+            data,
+            tok,
+            d,
+            hit=hit,
+            steps=plan.var_steps,
+            batch_size=plan.var_batch,
+            lr=plan.var_lr,
+            seed=seed,
+            resume=(d / "last.pt").exists(),
+            compile=plan.compile,
+            progress=False,
+            ckpt_every=50,
+            **opts,
+        )
     return dict(train_seconds=round(sum(train_seconds(variant_dir(out, name, s)) for s in plan.seeds), 1))
+
 
 def train_seconds(run_dir: Path) -> float:
     "The training time of a run as its trainer logged it: the sum of its per-step seconds (log.jsonl)."
     from msvar.train import read_log
+
     return float(sum(r["sec"] for r in read_log(Path(run_dir) / "log.jsonl")))
+
 
 def sr_model_from_run(out: Path, var_dir: Path, hit: bool = True):
     "The SRModel of `var_dir/last.pt` with the run's HIT tokenizer (`hit=False`: its base tokenizer)."
     from msvar.inference import sr_model_from_checkpoint
+
     tok = Path(out) / ("hit" if hit else "tokenizer") / "last.pt"
     return sr_model_from_checkpoint(Path(var_dir) / "last.pt", tok, tokens="hit" if hit else "plain")
+
 
 def variant_model(out: Path, name: str, seed: int = 0):
     "The SRModel of a trained variant (`ours`, `exact`, `beta1`, `nodpo`, `baseline`) and seed of a run folder."
@@ -143,16 +210,19 @@ def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFra
     from msvar.hit import build_model, load_hit, reconstruct_scales
     from msvar.tokenizer import load_tokenizer
     from msvar.evaluate import evaluate_outputs
+
     base, p = load_tokenizer(out / "tokenizer" / "last.pt")
-    unfinetuned = build_model("hit", p, base=base).eval()           # stage decoders = the base decoder
+    unfinetuned = build_model("hit", p, base=base).eval()  # stage decoders = the base decoder
     models = {"plain": unfinetuned, "hit-base": unfinetuned, "hit": load_hit(out / "hit" / "last.pt")}
     outs = {}
     for mode, m in models.items():
-        recs = [reconstruct_scales(m, hr[i:i + 16], mode) for i in range(0, len(hr), 16)]
+        recs = [reconstruct_scales(m, hr[i : i + 16], mode) for i in range(0, len(hr), 16)]
         outs[mode] = [torch.cat([r[n] for r in recs]) for n in range(len(p.stages))]
     return evaluate_outputs(outs, hr, p, lpips=plan.lpips)
 
-DECODINGS = ("raw", "colour-fixed")     # the VAR's own outputs; and as msvar_sr delivers them
+
+DECODINGS = ("raw", "colour-fixed")  # the VAR's own outputs; and as msvar_sr delivers them
+
 
 def plan_decoding(plan: ReproPlan) -> Decoding:
     "The evaluation's decoding (chapter 05): soft at the plan's τ (None: greedy), seeded with the plan's seed."
@@ -160,11 +230,13 @@ def plan_decoding(plan: ReproPlan) -> Decoding:
         return Decoding("greedy", seed=plan.eval_seed)
     return Decoding("soft", tau=plan.soft, seed=plan.eval_seed)
 
+
 @torch.no_grad()
 def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFrame:
     "Per-crop scores of one trained VAR on one test set: its raw outputs and, with the plan's colour fix, msvar_sr's."
     from msvar.evaluate import model_outputs, evaluate_outputs
     from msvar.inference import colour_fix_scales
+
     raw = model_outputs(model, pairs["lr"], pairs["cls"], decoding=plan_decoding(plan))
     outs = {"raw": raw}
     if plan.colour_sigma is not None:
@@ -173,17 +245,20 @@ def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFra
     score = lambda ys: evaluate_outputs({name: ys}, pairs["hr"], model.preset, pairs.get("names"), lpips=plan.lpips)
     return pd.concat([score(ys).assign(decoding=d) for d, ys in outs.items()], ignore_index=True)
 
+
 def decoded(per: pd.DataFrame, decoding: str) -> pd.DataFrame:
     "The rows of one decoding of the VARs, with the baselines (which have none)."
     if decoding not in DECODINGS:
         raise MsvarError(f"unknown decoding {decoding!r}; decodings are {DECODINGS}")
     return per[(per.decoding == decoding) | per.decoding.isna()]
 
+
 def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
     "Table 1a's and every variant's per-crop scores (eval/table1a.csv, eval/per_image.csv); model files of seed 0."
     from msvar.hit import center_crops
     from msvar.evaluate import load_pairs, baseline_outputs, evaluate_outputs
     from msvar.inference import save_sr_model
+
     ev = out / "eval"
     ev.mkdir(parents=True, exist_ok=True)
     p = get_preset(plan.preset)
@@ -199,22 +274,26 @@ def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
         rows.append(scores.assign(test_set=ts, decoding=None))
     for name in VARIANTS:
         for seed in plan.seeds:
-            part = ev / "parts" / f"{name}_seed{seed}.csv"           # one file per model: a rerun resumes here
+            part = ev / "parts" / f"{name}_seed{seed}.csv"  # one file per model: a rerun resumes here
             if not part.exists():
                 model = variant_model(out, name, seed)
                 if seed == plan.seeds[0]:
-                    save_sr_model(model, out / "models" / f"{name}.safetensors", half=True, variant=name,
-                                  plan=asdict(plan))
-                scores = [variant_scores(model, pr, plan, name).assign(test_set=ts, seed=seed)
-                          for ts, pr in pairs.items()]
+                    save_sr_model(
+                        model, out / "models" / f"{name}.safetensors", half=True, variant=name, plan=asdict(plan)
+                    )
+                scores = [
+                    variant_scores(model, pr, plan, name).assign(test_set=ts, seed=seed) for ts, pr in pairs.items()
+                ]
                 part.parent.mkdir(exist_ok=True)
                 _atomic_write(part, lambda t: pd.concat(scores).to_csv(t, index=False))
             rows.append(pd.read_csv(part, dtype={"image": str}))
     per = pd.concat(rows, ignore_index=True)
     _atomic_write(ev / "per_image.csv", lambda t: per.to_csv(t, index=False))
 
-def run_stage(stage: str, plan: ReproPlan, out: Path, data: Path, test_root: Path, force: bool = False,
-              given: dict | None = None) -> dict:
+
+def run_stage(
+    stage: str, plan: ReproPlan, out: Path, data: Path, test_root: Path, force: bool = False, given: dict | None = None
+) -> dict:
     "Run one stage unless its DONE.json exists (or `force`); returns its record (with wall seconds)."
     done = _done(out, stage)
     if done.exists() and not force:
@@ -244,16 +323,19 @@ def run_stage(stage: str, plan: ReproPlan, out: Path, data: Path, test_root: Pat
 # %% ../nbs/10_reproduce.ipynb #ca5f4cf4
 HIGHER_IS_BETTER = {"psnr": True, "psnr_rgb": True, "ssim": True, "lpips": False, "delta_e": False}
 
+
 def paired_interval(d, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple:
     "Mean of per-crop differences `d` and its percentile interval by the paired bootstrap (crops resampled)."
     d = np.asarray(d, dtype=float)
     if len(d) < 2:
         raise MsvarError(f"an interval needs at least 2 paired crops, got {len(d)}")
-    if np.ptp(d) == 0:                                   # every crop the same difference: no spread to resample
+    if np.ptp(d) == 0:  # every crop the same difference: no spread to resample
         return float(d[0]), float(d[0]), float(d[0])
-    r = stats.bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile",
-                        rng=np.random.default_rng(seed))
+    r = stats.bootstrap(
+        (d,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile", rng=np.random.default_rng(seed)
+    )
     return float(d.mean()), float(r.confidence_interval.low), float(r.confidence_interval.high)
+
 
 def crop_means(per: pd.DataFrame, method: str, scale: str, metric: str) -> pd.Series:
     "A method's score per crop at one scale, averaged over its training seeds; indexed by (test_set, image)."
@@ -261,6 +343,7 @@ def crop_means(per: pd.DataFrame, method: str, scale: str, metric: str) -> pd.Se
     if rows.empty:
         raise MsvarError(f"no scores of {method!r} at {scale}")
     return rows.groupby(["test_set", "image"])[metric].mean()
+
 
 def seed_diffs(per: pd.DataFrame, a: str, b: str, scale: str, metric: str) -> list:
     "Mean difference to `b` (seed-averaged) of each training seed of `a`."
@@ -271,11 +354,12 @@ def seed_diffs(per: pd.DataFrame, a: str, b: str, scale: str, metric: str) -> li
         return [float((crop_means(per, a, scale, metric) - rb).mean())]
     return [float((ra[ra.seed == s].set_index(["test_set", "image"])[metric] - rb).mean()) for s in seeds]
 
+
 def verdict(lo: float, hi: float, seeds: list, higher: bool, paper_sign: int | None) -> str:
     "The verdict on a − b from its interval and its seeds' signs; `paper_sign` +1 where the paper has a better."
-    sign = 1 if lo > 0 else -1 if hi < 0 else 0                       # the interval's side, in the metric's units
+    sign = 1 if lo > 0 else -1 if hi < 0 else 0  # the interval's side, in the metric's units
     if not higher:
-        sign = -sign                                                  # +1 now means a is better
+        sign = -sign  # +1 now means a is better
     seeds_agree = all((s > 0) == (sign * (1 if higher else -1) > 0) for s in seeds)
     resolved = sign != 0 and seeds_agree
     if paper_sign is None:
@@ -285,26 +369,53 @@ def verdict(lo: float, hi: float, seeds: list, higher: bool, paper_sign: int | N
     return "reproduced" if sign == paper_sign else "not reproduced"
 
 # %% ../nbs/10_reproduce.ipynb #9de1d685
-PAPER_T1A = pd.DataFrame({("psnr", "x1"): [None, 17.86, 20.10], ("psnr", "x2"): [None, 21.43, 22.34],
-                          ("psnr", "x4"): [24.17, 23.52, 24.81], ("lpips", "x1"): [None, 0.285, 0.184],
-                          ("lpips", "x2"): [None, 0.159, 0.143], ("lpips", "x4"): [0.115, 0.144, 0.124]},
-                         index=["plain (Switti)", "hit-base (Switti*)", "hit (Ours)"])
-PAPER_T1B = pd.DataFrame({("psnr", "x1"): [20.56, 22.09, 23.03, 25.26], ("psnr", "x2"): [23.09, 24.41, 26.38, 27.65],
-                          ("psnr", "x4"): [25.72, 26.39, 28.61, 29.46],
-                          ("lpips", "x1"): [0.347, 0.1996, 0.311, 0.1871],
-                          ("lpips", "x2"): [0.309, 0.2357, 0.311, 0.2435],
-                          ("lpips", "x4"): [0.310, 0.2762, 0.335, 0.2957]},
-                         index=["RealSR w/o DPO", "RealSR with DPO", "DRealSR w/o DPO", "DRealSR with DPO"])
-PAPER_T2 = pd.DataFrame({("psnr", "x1"): [17.61, 21.95], ("psnr", "x2"): [19.55, 24.04], ("psnr", "x4"): [24.69, 24.20],
-                         ("ssim", "x1"): [0.3811, 0.5949], ("ssim", "x2"): [0.4868, 0.6656],
-                         ("ssim", "x4"): [0.6470, 0.6226],
-                         ("lpips", "x1"): [0.6530, 0.2092], ("lpips", "x2"): [0.5667, 0.2347],
-                         ("lpips", "x4"): [0.5021, 0.3488]},
-                        index=["DIV2K-Val Baseline", "DIV2K-Val Ours"])
+PAPER_T1A = pd.DataFrame(
+    {
+        ("psnr", "x1"): [None, 17.86, 20.10],
+        ("psnr", "x2"): [None, 21.43, 22.34],
+        ("psnr", "x4"): [24.17, 23.52, 24.81],
+        ("lpips", "x1"): [None, 0.285, 0.184],
+        ("lpips", "x2"): [None, 0.159, 0.143],
+        ("lpips", "x4"): [0.115, 0.144, 0.124],
+    },
+    index=["plain (Switti)", "hit-base (Switti*)", "hit (Ours)"],
+)
+PAPER_T1B = pd.DataFrame(
+    {
+        ("psnr", "x1"): [20.56, 22.09, 23.03, 25.26],
+        ("psnr", "x2"): [23.09, 24.41, 26.38, 27.65],
+        ("psnr", "x4"): [25.72, 26.39, 28.61, 29.46],
+        ("lpips", "x1"): [0.347, 0.1996, 0.311, 0.1871],
+        ("lpips", "x2"): [0.309, 0.2357, 0.311, 0.2435],
+        ("lpips", "x4"): [0.310, 0.2762, 0.335, 0.2957],
+    },
+    index=["RealSR w/o DPO", "RealSR with DPO", "DRealSR w/o DPO", "DRealSR with DPO"],
+)
+PAPER_T2 = pd.DataFrame(
+    {
+        ("psnr", "x1"): [17.61, 21.95],
+        ("psnr", "x2"): [19.55, 24.04],
+        ("psnr", "x4"): [24.69, 24.20],
+        ("ssim", "x1"): [0.3811, 0.5949],
+        ("ssim", "x2"): [0.4868, 0.6656],
+        ("ssim", "x4"): [0.6470, 0.6226],
+        ("lpips", "x1"): [0.6530, 0.2092],
+        ("lpips", "x2"): [0.5667, 0.2347],
+        ("lpips", "x4"): [0.5021, 0.3488],
+    },
+    index=["DIV2K-Val Baseline", "DIV2K-Val Ours"],
+)
 
-CLAIMS = [   # (name, our table, a, b, paper table, paper's row for a, for b); no paper table: no paper direction
-    ("HIT decoders vs base decoder (Table 1a)", "t1a", "hit", "hit-base", PAPER_T1A, "hit (Ours)",
-     "hit-base (Switti*)"),
+CLAIMS = [  # (name, our table, a, b, paper table, paper's row for a, for b); no paper table: no paper direction
+    (
+        "HIT decoders vs base decoder (Table 1a)",
+        "t1a",
+        "hit",
+        "hit-base",
+        PAPER_T1A,
+        "hit (Ours)",
+        "hit-base (Switti*)",
+    ),
     ("HIT decoders vs plain tokens (Table 1a)", "t1a", "hit", "plain", PAPER_T1A, "hit (Ours)", "plain (Switti)"),
     ("ours vs baseline (Table 2)", "var", "ours", "baseline", PAPER_T2, "DIV2K-Val Ours", "DIV2K-Val Baseline"),
     ("DPO one-pass vs no DPO (Table 1b)", "var", "ours", "nodpo", PAPER_T1B, "RealSR with DPO", "RealSR w/o DPO"),
@@ -315,6 +426,7 @@ CLAIMS = [   # (name, our table, a, b, paper table, paper's row for a, for b); n
 ]
 CLAIM_METRICS = ("psnr", "psnr_rgb", "ssim", "lpips", "delta_e")
 
+
 def _paper_sign(paper, ra, rb, metric: str, scale: str) -> int | None:
     "+1 where the paper's row `ra` is better than `rb` in the cell, −1 where worse, None without a number."
     if paper is None or (metric, scale) not in paper.columns:
@@ -324,8 +436,10 @@ def _paper_sign(paper, ra, rb, metric: str, scale: str) -> int | None:
         return None
     return 1 if (a > b) == HIGHER_IS_BETTER[metric] else -1
 
-def claims_table(t1a: pd.DataFrame, per: pd.DataFrame, n_boot: int = 2000, claims=CLAIMS,
-                 decoding: str = "raw") -> pd.DataFrame:
+
+def claims_table(
+    t1a: pd.DataFrame, per: pd.DataFrame, n_boot: int = 2000, claims=CLAIMS, decoding: str = "raw"
+) -> pd.DataFrame:
     "Every claim at every scale and metric: the mean difference a − b, its 95 % interval, each seed's, the verdict."
     t1a = t1a.assign(test_set="crops")
     per = decoded(per, decoding)
@@ -344,8 +458,22 @@ def claims_table(t1a: pd.DataFrame, per: pd.DataFrame, n_boot: int = 2000, claim
                 mean, lo, hi = paired_interval(d.values, n_boot)
                 seeds = seed_diffs(df, a, b, scale, metric)
                 ps = _paper_sign(paper, ra, rb, metric, scale)
-                rows.append(dict(claim=name, a=a, b=b, metric=metric, scale=scale, n=len(d), delta=mean, lo=lo, hi=hi,
-                                 seeds=seeds, paper=ps, verdict=verdict(lo, hi, seeds, HIGHER_IS_BETTER[metric], ps)))
+                rows.append(
+                    dict(
+                        claim=name,
+                        a=a,
+                        b=b,
+                        metric=metric,
+                        scale=scale,
+                        n=len(d),
+                        delta=mean,
+                        lo=lo,
+                        hi=hi,
+                        seeds=seeds,
+                        paper=ps,
+                        verdict=verdict(lo, hi, seeds, HIGHER_IS_BETTER[metric], ps),
+                    )
+                )
     return pd.DataFrame(rows)
 
 # %% ../nbs/10_reproduce.ipynb #c0fde716
@@ -355,6 +483,7 @@ def results(out) -> dict:
     read = lambda f: pd.read_csv(ev / f, dtype={"image": str})
     return dict(t1a=read("table1a.csv"), per=read("per_image.csv"))
 
+
 def means_table(per: pd.DataFrame, metrics=("psnr", "psnr_rgb", "lpips", "delta_e")) -> pd.DataFrame:
     "Mean of each metric per method and scale over all crops (each crop's mean over seeds first)."
     m = per.groupby(["method", "scale", "test_set", "image"])[list(metrics)].mean()
@@ -362,30 +491,46 @@ def means_table(per: pd.DataFrame, metrics=("psnr", "psnr_rgb", "lpips", "delta_
     t.index.name = f"method (n = {len(per.groupby(['test_set', 'image']))} crops)"
     return t.loc[list(dict.fromkeys(per.method))]
 
+
 def seed_table(per: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:
     "Each trained VAR's mean per seed and scale: how far apart two trainings of one variant land."
     v = per[per.seed.notna()] if "seed" in per else per.iloc[:0]
     return v.groupby(["method", "seed", "scale"])[metric].mean().unstack("scale")
 
+
 def stage_times(out: Path) -> pd.DataFrame:
     "Wall minutes of every finished stage (a given stage takes seconds) and, for the VARs, the logged training minutes."
     recs = [json.loads(_done(Path(out), s).read_text()) for s in STAGES if _done(Path(out), s).exists()]
-    df = pd.DataFrame([dict(stage=r["stage"], minutes=round(r["seconds"] / 60, 1), given="given" in r,
-                            train_minutes=round(r["train_seconds"] / 60, 1) if "train_seconds" in r else np.nan)
-                       for r in recs])
+    df = pd.DataFrame(
+        [
+            dict(
+                stage=r["stage"],
+                minutes=round(r["seconds"] / 60, 1),
+                given="given" in r,
+                train_minutes=round(r["train_seconds"] / 60, 1) if "train_seconds" in r else np.nan,
+            )
+            for r in recs
+        ]
+    )
     if len(df):
-        df.loc[len(df)] = dict(stage="total", minutes=round(df.minutes.sum(), 1), given=False,
-                               train_minutes=round(df.train_minutes.sum(), 1))
+        df.loc[len(df)] = dict(
+            stage="total",
+            minutes=round(df.minutes.sum(), 1),
+            given=False,
+            train_minutes=round(df.train_minutes.sum(), 1),
+        )
     return df
 
 # %% ../nbs/10_reproduce.ipynb #96c70f9c
 UNITS = {"psnr": " dB", "psnr_rgb": " dB", "ssim": "", "lpips": "", "delta_e": ""}
 LABELS = {"psnr": "PSNR-Y", "psnr_rgb": "PSNR-RGB", "ssim": "SSIM", "lpips": "LPIPS", "delta_e": "ΔE"}
 
+
 def _fmt(r) -> str:
     "`+0.12 [+0.05, +0.20]` with the precision of the metric."
     f = "+.2f" if r.metric in ("psnr", "psnr_rgb", "delta_e") else "+.3f"
     return f"{r.delta:{f}} [{r.lo:{f}}, {r.hi:{f}}]{UNITS[r.metric]}"
+
 
 def claim_line(c: pd.DataFrame, metrics=("psnr", "lpips")) -> str:
     "One claim's differences and verdicts, scale by scale, for `metrics`."
@@ -397,6 +542,7 @@ def claim_line(c: pd.DataFrame, metrics=("psnr", "lpips")) -> str:
         cells = "; ".join(f"{r.scale} {_fmt(r)} — {r.verdict}" for r in rows.itertuples())
         parts.append(f"{LABELS[metric]}: {cells}")
     return ". ".join(parts)
+
 
 def findings(claims: pd.DataFrame, seeds: int, only=None) -> str:
     "The run's verdicts as Markdown bullets, every number read from `claims` (a − b, 95 % paired-bootstrap interval)."
@@ -411,7 +557,9 @@ def findings(claims: pd.DataFrame, seeds: int, only=None) -> str:
         out.append(f"* **{name}** ({a} − {b}, {c.n.iloc[0]} crops{seeds_note}): {line}.")
     return "\n".join(out)
 
+
 PRODUCT_CLAIMS = ("ours vs baseline (Table 2)", "ours vs bicubic")
+
 
 def run_findings(out, n_boot: int = 2000) -> str:
     "`findings` of a run folder or its bundle: every claim on the raw outputs, then Table 2 and bicubic as msvar_sr."
@@ -424,6 +572,7 @@ def run_findings(out, n_boot: int = 2000) -> str:
         md += ["", "As `msvar_sr` delivers them (with the colour fix):", "", findings(fixed, seeds, PRODUCT_CLAIMS)]
     return "\n".join(md)
 
+
 def verdict_counts(claims: pd.DataFrame) -> pd.DataFrame:
     "How many (scale, metric) cells of each claim got each verdict, for the paper's metrics."
     c = claims[claims.metric.isin(["psnr", "ssim", "lpips"])]
@@ -434,6 +583,7 @@ def training_curves(out, smooth: int = 20):
     "One figure with the training losses of every stage of a run folder (stages without logs are left out)."
     import matplotlib.pyplot as plt
     from msvar.train import read_log, moving_average
+
     out = Path(out)
     fig, ax = plt.subplots(1, 4, figsize=(16, 3.2))
     h = read_log(out / "tokenizer" / "log.jsonl")
@@ -471,10 +621,12 @@ def training_curves(out, smooth: int = 20):
     fig.tight_layout()
     return fig
 
+
 @torch.no_grad()
 def report_grid(out, test_root, plan: ReproPlan, test_set: str = "Set14", idx=(0, 2, 5, 9), size: float = 2.0):
     "Figs. 2–3 analogue: LR, bicubic ×4, every variant ×4 (seed 0), ours ×1 and ×2, HR, decoded as evaluated."
     from msvar.evaluate import load_pairs, baseline_outputs, model_outputs
+
     out, p = Path(out), get_preset(plan.preset)
     pairs = load_pairs(Path(test_root) / test_set, p, n=max(idx) + 1, seed=plan.eval_seed)
     sel = [i for i in idx if i < len(pairs["lr"])]
@@ -495,7 +647,8 @@ def report_grid(out, test_root, plan: ReproPlan, test_set: str = "Set14", idx=(0
 # %% ../nbs/10_reproduce.ipynb #1b8bdab9
 def write_report(out: Path, plan: ReproPlan, test_root=None):
     "report.md in the run folder: tables beside the paper's, the verdicts, stage times, curves.png and grid.png."
-    import matplotlib.pyplot as plt                  # figures are closed after saving; the backend is left as it is
+    import matplotlib.pyplot as plt  # figures are closed after saving; the backend is left as it is
+
     out = Path(out)
     r = results(out)
     decodings = [d for d in DECODINGS if d in set(r["per"].decoding.dropna())]
@@ -507,27 +660,52 @@ def write_report(out: Path, plan: ReproPlan, test_root=None):
         _atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
         plt.close(fig)
     t1a = means_table(r["t1a"].assign(test_set="crops"), ("psnr", "lpips"))
-    md = [f"# msvar reproduction, preset {plan.preset!r}\n", f"Plan: `{json.dumps(asdict(plan))}`\n",
-          "## Table 1a analogue: tokenizer decodes at the three stage sizes\n", fmt(t1a), "Paper:\n", fmt(PAPER_T1A),
-          "## Every method, all test crops (seeds averaged)\n"]
+    md = [
+        f"# msvar reproduction, preset {plan.preset!r}\n",
+        f"Plan: `{json.dumps(asdict(plan))}`\n",
+        "## Table 1a analogue: tokenizer decodes at the three stage sizes\n",
+        fmt(t1a),
+        "Paper:\n",
+        fmt(PAPER_T1A),
+        "## Every method, all test crops (seeds averaged)\n",
+    ]
     md += [f"{d}:\n" + fmt(means_table(decoded(r["per"], d))) for d in decodings]
-    md += ["Paper, Table 1b:\n", fmt(PAPER_T1B), "Paper, Table 2:\n", fmt(PAPER_T2),
-           "## Verdicts (a − b, 95 % paired-bootstrap interval)\n", run_findings(out, plan.n_boot) + "\n",
-           "Verdicts per claim on the paper's metrics, raw outputs:\n",
-           fmt(verdict_counts(claims_table(r["t1a"], r["per"], plan.n_boot))),
-           "## Wall time per stage\n", fmt(stage_times(out)), "## Pictures\n"]
+    md += [
+        "Paper, Table 1b:\n",
+        fmt(PAPER_T1B),
+        "Paper, Table 2:\n",
+        fmt(PAPER_T2),
+        "## Verdicts (a − b, 95 % paired-bootstrap interval)\n",
+        run_findings(out, plan.n_boot) + "\n",
+        "Verdicts per claim on the paper's metrics, raw outputs:\n",
+        fmt(verdict_counts(claims_table(r["t1a"], r["per"], plan.n_boot))),
+        "## Wall time per stage\n",
+        fmt(stage_times(out)),
+        "## Pictures\n",
+    ]
     md += [f"![{n}]({n})\n" for n in figs]
     _atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md)))
 
 # %% ../nbs/10_reproduce.ipynb #c09d4022
-def reproduce(preset: str = "small", out="runs/small", data=None, test_root=None, stages=STAGES, force=(),
-              plan: ReproPlan | None = None, tokenizer=None, hit=None, verbose: bool = True) -> dict:
+def reproduce(
+    preset: str = "small",
+    out="runs/small",
+    data=None,
+    test_root=None,
+    stages=STAGES,
+    force=(),
+    plan: ReproPlan | None = None,
+    tokenizer=None,
+    hit=None,
+    verbose: bool = True,
+) -> dict:
     "Run the reproduction stage by stage (finished stages are skipped); `tokenizer`/`hit`: given checkpoints."
     if preset not in PLANS and plan is None:
         raise MsvarError(f"no reproduction plan for preset {preset!r}; plans: {sorted(PLANS)}")
     plan = plan or PLANS[preset]
     out = Path(out)
-    from msvar.fetch import fetched                  # default: the data cache of `msvar_fetch_data bsds300`
+    from msvar.fetch import fetched  # default: the data cache of `msvar_fetch_data bsds300`
+
     data = Path(data) if data else fetched("train")
     test_root = Path(test_root) if test_root else fetched("test")
     for d, what in ((data, "training images"), (test_root, "test sets")):
@@ -550,26 +728,34 @@ def reproduce(preset: str = "small", out="runs/small", data=None, test_root=None
             print(f"[{time.strftime('%H:%M:%S')}] stage {s}: {how}{recs[s]['seconds'] / 60:.1f} min)", flush=True)
     return recs
 
+
 def reproduce_cli(argv=None):
     "Console entry point `msvar_reproduce`: the whole method end to end at a preset's size, resumable stage by stage."
     ap = argparse.ArgumentParser(prog="msvar_reproduce", description=reproduce_cli.__doc__)
     ap.add_argument("--preset", default="small", choices=sorted(PLANS))
     ap.add_argument("--out", default=None, help="run folder (default: runs/PRESET)")
-    ap.add_argument("--data", default=None,
-                    help="training images (default: the data cache's train/ from `msvar_fetch_data bsds300`)")
-    ap.add_argument("--test", default=None,
-                    help="folder holding the test sets Set5, Set14, BSD100 (default: the data cache's test/)")
+    ap.add_argument(
+        "--data",
+        default=None,
+        help="training images (default: the data cache's train/ from `msvar_fetch_data bsds300`)",
+    )
+    ap.add_argument(
+        "--test",
+        default=None,
+        help="folder holding the test sets Set5, Set14, BSD100 (default: the data cache's test/)",
+    )
     ap.add_argument("--tokenizer", default=None, help="a trained base tokenizer checkpoint: skip its training")
     ap.add_argument("--hit", default=None, help="a trained HIT tokenizer checkpoint: skip the HIT finetune")
     ap.add_argument("--stages", nargs="+", default=list(STAGES), help=f"stages to run, of {STAGES}")
     ap.add_argument("--force", nargs="*", default=[], help="stages to rerun even if done")
     a = ap.parse_args(argv)
     out = a.out or f"runs/{a.preset}"
-    try:                                             # usage errors: one line, exit code 2, before any folder is made
+    try:  # usage errors: one line, exit code 2, before any folder is made
         bad = [s for s in a.stages + a.force if s not in STAGES]
         if bad:
             raise MsvarError(f"unknown stage(s) {bad} in --stages/--force; stages are {', '.join(STAGES)}")
         from msvar.fetch import fetched
+
         for d, flag in ((a.data, "--data"), (a.test, "--test")):
             if d is not None and not Path(d).is_dir():
                 raise MsvarError(f"{flag} folder {d!r} {'is not a folder' if Path(d).exists() else 'does not exist'}")
@@ -578,7 +764,8 @@ def reproduce_cli(argv=None):
                 raise MsvarError(f"{flag} file {f!r} does not exist")
         data, test = a.data or fetched("train"), a.test or fetched("test")
         from msvar.inference import check_out_dir
-        check_out_dir(out)                           # an existing file, a folder under a file, read-only
+
+        check_out_dir(out)  # an existing file, a folder under a file, read-only
     except MsvarError as e:
         print(f"msvar_reproduce: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -596,6 +783,7 @@ def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPl
     from msvar.losses import sr_tokens, sr_loss
     from msvar.evaluate import load_pairs
     from msvar.fetch import fetched
+
     out, plan = Path(out), plan or PLANS["small"]
     test_root = Path(test_root) if test_root else fetched("test")
     p = get_preset(plan.preset)
@@ -605,24 +793,34 @@ def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPl
     for name, v in VARIANTS.items():
         m = variant_model(out, name, plan.seeds[0])
         t = sr_tokens(m.hit, batch, hit=v["hit"])
-        _, one = sr_loss(m.var, t, dpo=True)                               # z_LR under z_HR's teacher forcing
-        _, two = sr_loss(m.var, t, dpo=True, second_pass=True)            # z_LR under its own teacher forcing
+        _, one = sr_loss(m.var, t, dpo=True)  # z_LR under z_HR's teacher forcing
+        _, two = sr_loss(m.var, t, dpo=True, second_pass=True)  # z_LR under its own teacher forcing
         _, other = sr_loss(m.var, with_(t, prefix=t.prefix.roll(1, 0)), dpo=False)
-        rows.append({"model": name, "ce, own LR": one["ce"], "ce, other LR": other["ce"],
-                     "margin": one["margin"], "pref": one["pref"],
-                     "margin, 2-pass": two["margin"], "pref, 2-pass": two["pref"]})
+        rows.append(
+            {
+                "model": name,
+                "ce, own LR": one["ce"],
+                "ce, other LR": other["ce"],
+                "margin": one["margin"],
+                "pref": one["pref"],
+                "margin, 2-pass": two["margin"],
+                "pref, 2-pass": two["pref"],
+            }
+        )
     return pd.DataFrame(rows).set_index("model")
 
 # %% ../nbs/10_reproduce.ipynb #234caf11
 BUNDLE = ("eval/table1a.csv", "eval/per_image.csv") + tuple(f"{s}/DONE.json" for s in STAGES)
+
 
 def bundle_results(out, dest, pu: pd.DataFrame | None = None) -> Path:
     "Copy a finished run's result tables (and `prefix_use`'s, if given) into `dest`, which then reads like the run."
     out, dest = Path(out), Path(dest)
     missing = [f for f in BUNDLE if not (out / f).exists()]
     if missing:
-        raise MsvarError(f"{str(out)!r} is not a finished run (missing {', '.join(missing)}): "
-                         "run msvar_reproduce first")
+        raise MsvarError(
+            f"{str(out)!r} is not a finished run (missing {', '.join(missing)}): run msvar_reproduce first"
+        )
     for f in BUNDLE:
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(out / f, tmp))

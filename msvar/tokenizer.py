@@ -11,8 +11,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, Preset, TokenizerConfig, VARConfig, TrainConfig, get_preset
-from .core import _load_torch, check_finite_state, check_state_dict, check_memory   # safe reading, memory (chapter 00)
-from .checkpoint import save_checkpoint, CKPT_KIND                                  # the checkpoint file (chapter 00c)
+from msvar.core import (
+    _load_torch,
+    check_finite_state,
+    check_state_dict,
+    check_memory,
+)  # safe reading, memory (chapter 00)
+from .checkpoint import save_checkpoint, CKPT_KIND  # the checkpoint file (chapter 00c)
 from .quantize import MultiScaleQuantizer
 
 # %% auto #0
@@ -26,64 +31,98 @@ def Normalize(C: int) -> nn.GroupNorm:
     "GroupNorm as in VAR (32 groups, eps 1e-6); gcd(32, C) groups for narrow test widths."
     return nn.GroupNorm(num_groups=gcd(32, C), num_channels=C, eps=1e-6, affine=True)
 
+
 class ResnetBlock(nn.Module):
     "Two (GroupNorm → SiLU → 3×3 conv) layers with a residual connection (1×1 `nin_shortcut` if the width changes)."
+
     def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0):
         super().__init__()
         self.norm1, self.conv1 = Normalize(in_channels), nn.Conv2d(in_channels, out_channels, 3, 1, 1)
         self.norm2, self.conv2 = Normalize(out_channels), nn.Conv2d(out_channels, out_channels, 3, 1, 1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
     def forward(self, x):
         h = self.conv1(F.silu(self.norm1(x)))
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.nin_shortcut(x) + h
 
+
 class AttnBlock(nn.Module):
     "Single-head self-attention over all positions of a (B, C, h, w) map, with a residual connection."
+
     def __init__(self, C: int):
         super().__init__()
         self.norm, self.qkv, self.proj_out = Normalize(C), nn.Conv2d(C, 3 * C, 1), nn.Conv2d(C, C, 1)
+
     def forward(self, x):
         B, C, H, W = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).transpose(-1, -2).unbind(1)   # each (B, HW, C)
-        h = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]          # (B, HW, C), scale 1/√C
+        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).transpose(-1, -2).unbind(1)  # each (B, HW, C)
+        h = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]  # (B, HW, C), scale 1/√C
         return x + self.proj_out(h.transpose(1, 2).reshape(B, C, H, W))
+
 
 class Downsample2x(nn.Module):
     "Pad right/bottom by 1, 3×3 conv with stride 2 (VAR / LDM convention)."
+
     def __init__(self, C: int):
         super().__init__()
         self.conv = nn.Conv2d(C, C, 3, 2, 0)
-        self.pad_mode = "constant"                                    # set_padding switches it to "replicate"
-    def forward(self, x): return self.conv(F.pad(x, (0, 1, 0, 1), mode=self.pad_mode))
+        self.pad_mode = "constant"  # set_padding switches it to "replicate"
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1), mode=self.pad_mode))
+
 
 class Upsample2x(nn.Module):
     "Nearest-neighbour ×2, then a 3×3 conv."
+
     def __init__(self, C: int):
-        super().__init__(); self.conv = nn.Conv2d(C, C, 3, 1, 1)
-    def forward(self, x): return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        super().__init__()
+        self.conv = nn.Conv2d(C, C, 3, 1, 1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 # %% ../nbs/03_tokenizer.ipynb #f5c16ecb
 class _Level(nn.Module):
-    "One resolution level: residual blocks, optional attention blocks, optional resampling (VAR's anonymous `nn.Module()`)."
+    """One resolution level: residual blocks, optional attention blocks, optional resampling (VAR's anonymous
+    `nn.Module()`)."""
+
     def __init__(self, block, attn, resample_name=None, resample=None):
         super().__init__()
         self.block, self.attn = nn.ModuleList(block), nn.ModuleList(attn)
-        if resample_name: setattr(self, resample_name, resample)
+        if resample_name:
+            setattr(self, resample_name, resample)
+
 
 class _Mid(nn.Module):
     "Middle: residual block, attention (or identity), residual block."
+
     def __init__(self, C: int, dropout: float, using_mid_sa: bool):
         super().__init__()
         self.block_1 = ResnetBlock(C, C, dropout)
         self.attn_1 = AttnBlock(C) if using_mid_sa else nn.Identity()
         self.block_2 = ResnetBlock(C, C, dropout)
-    def forward(self, h): return self.block_2(self.attn_1(self.block_1(h)))
+
+    def forward(self, h):
+        return self.block_2(self.attn_1(self.block_1(h)))
+
 
 class Encoder(nn.Module):
     "Image (B, 3, H, W) in [-1, 1] → latent (B, z_channels, H/2^(n-1), W/2^(n-1)) for n = len(ch_mult)."
-    def __init__(self, ch=128, ch_mult=(1, 2, 4, 8), num_res_blocks=2, dropout=0.0, in_channels=3, z_channels=32, using_sa=True, using_mid_sa=True):
+
+    def __init__(
+        self,
+        ch=128,
+        ch_mult=(1, 2, 4, 8),
+        num_res_blocks=2,
+        dropout=0.0,
+        in_channels=3,
+        z_channels=32,
+        using_sa=True,
+        using_mid_sa=True,
+    ):
         super().__init__()
         n = len(ch_mult)
         self.conv_in = nn.Conv2d(in_channels, ch, 3, 1, 1)
@@ -103,13 +142,27 @@ class Encoder(nn.Module):
         for lvl in self.down:
             for b, block in enumerate(lvl.block):
                 h = block(h)
-                if len(lvl.attn): h = lvl.attn[b](h)
-            if hasattr(lvl, "downsample"): h = lvl.downsample(h)
+                if len(lvl.attn):
+                    h = lvl.attn[b](h)
+            if hasattr(lvl, "downsample"):
+                h = lvl.downsample(h)
         return self.conv_out(F.silu(self.norm_out(self.mid(h))))
+
 
 class Decoder(nn.Module):
     "Latent (B, z_channels, h, w) → image (B, 3, h·2^(n-1), w·2^(n-1)), unclamped."
-    def __init__(self, ch=128, ch_mult=(1, 2, 4, 8), num_res_blocks=2, dropout=0.0, in_channels=3, z_channels=32, using_sa=True, using_mid_sa=True):
+
+    def __init__(
+        self,
+        ch=128,
+        ch_mult=(1, 2, 4, 8),
+        num_res_blocks=2,
+        dropout=0.0,
+        in_channels=3,
+        z_channels=32,
+        using_sa=True,
+        using_mid_sa=True,
+    ):
         super().__init__()
         n = len(ch_mult)
         C = ch * ch_mult[-1]
@@ -130,32 +183,53 @@ class Decoder(nn.Module):
         for lvl in reversed(self.up):
             for b, block in enumerate(lvl.block):
                 h = block(h)
-                if len(lvl.attn): h = lvl.attn[b](h)
-            if hasattr(lvl, "upsample"): h = lvl.upsample(h)
+                if len(lvl.attn):
+                    h = lvl.attn[b](h)
+            if hasattr(lvl, "upsample"):
+                h = lvl.upsample(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 # %% ../nbs/03_tokenizer.ipynb #4b46f2fd
 PADDING_MODES = ("zeros", "replicate")
 
+
 def set_padding(model: nn.Module, mode: str) -> nn.Module:
     "Pad every padded convolution of `model` (and the downsamplers' extra row and column) with `mode`."
-    if mode not in PADDING_MODES: raise MsvarError(f"unknown padding_mode {mode!r}; choose one of {PADDING_MODES}")
+    if mode not in PADDING_MODES:
+        raise MsvarError(f"unknown padding_mode {mode!r}; choose one of {PADDING_MODES}")
     for m in model.modules():
-        if isinstance(m, nn.Conv2d) and m.padding != (0, 0): m.padding_mode = mode
-        if isinstance(m, Downsample2x): m.pad_mode = "constant" if mode == "zeros" else mode
+        if isinstance(m, nn.Conv2d) and m.padding != (0, 0):
+            m.padding_mode = mode
+        if isinstance(m, Downsample2x):
+            m.pad_mode = "constant" if mode == "zeros" else mode
     return model
+
 
 class Tokenizer(nn.Module):
     "VAR's VQVAE: encoder → quant_conv → multi-scale quantizer → post_quant_conv → decoder."
+
     def __init__(self, cfg: TokenizerConfig, patch_nums):
         super().__init__()
         self.cfg, self.patch_nums = cfg, tuple(patch_nums)
         self.downsample = 2 ** (len(cfg.ch_mult) - 1)
-        kw = dict(ch=cfg.ch, ch_mult=tuple(cfg.ch_mult), num_res_blocks=cfg.num_res_blocks, dropout=cfg.dropout,
-                  z_channels=cfg.z_channels, using_sa=cfg.using_sa, using_mid_sa=cfg.using_mid_sa)
+        kw = dict(
+            ch=cfg.ch,
+            ch_mult=tuple(cfg.ch_mult),
+            num_res_blocks=cfg.num_res_blocks,
+            dropout=cfg.dropout,
+            z_channels=cfg.z_channels,
+            using_sa=cfg.using_sa,
+            using_mid_sa=cfg.using_mid_sa,
+        )
         self.encoder, self.decoder = Encoder(**kw), Decoder(**kw)
-        self.quantize = MultiScaleQuantizer(cfg.vocab_size, cfg.z_channels, self.patch_nums, beta=cfg.beta,
-                                            quant_resi=cfg.quant_resi, share_quant_resi=cfg.share_quant_resi)
+        self.quantize = MultiScaleQuantizer(
+            cfg.vocab_size,
+            cfg.z_channels,
+            self.patch_nums,
+            beta=cfg.beta,
+            quant_resi=cfg.quant_resi,
+            share_quant_resi=cfg.share_quant_resi,
+        )
         self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 3, 1, 1)
         self.post_quant_conv = nn.Conv2d(cfg.z_channels, cfg.z_channels, 3, 1, 1)
         set_padding(self, cfg.padding_mode)
@@ -167,9 +241,14 @@ class Tokenizer(nn.Module):
         return cls(p.tokenizer, p.patch_nums)
 
     def _check_img(self, x):
-        if x.ndim != 4 or x.shape[1] != 3: raise MsvarError(f"expected images (B, 3, H, W) in [-1, 1], got shape {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise MsvarError(f"expected images (B, 3, H, W) in [-1, 1], got shape {tuple(x.shape)}")
         side = self.patch_nums[-1] * self.downsample
-        if tuple(x.shape[-2:]) != (side, side): raise MsvarError(f"this tokenizer encodes {side}×{side} images (ρ_L = {self.patch_nums[-1]} × {self.downsample}), got {x.shape[-1]}×{x.shape[-2]}")
+        if tuple(x.shape[-2:]) != (side, side):
+            raise MsvarError(
+                f"this tokenizer encodes {side}×{side} images (ρ_L = {self.patch_nums[-1]} × {self.downsample}), got "
+                f"{x.shape[-1]}×{x.shape[-2]}"
+            )
 
     def encode(self, x_signed):
         "Images in [-1, 1] (B, 3, H, W) → continuous latent f (B, z_channels, H/ds, W/ds)."
@@ -198,82 +277,131 @@ class Tokenizer(nn.Module):
     def forward(self, x_signed):
         "Training pass: (reconstruction in [-1, 1] unclamped, codebook + commitment loss, per-scale usage %)."
         f = self.encode(x_signed)
-        with torch.autocast(f.device.type, enabled=False):                 # under mixed precision the quantizer stays in fp32:
-            f_hat, vq_loss, usage = self.quantize(f.float())                # its codes and losses are those of inference
+        with torch.autocast(f.device.type, enabled=False):  # under mixed precision the quantizer stays in fp32:
+            f_hat, vq_loss, usage = self.quantize(f.float())  # its codes and losses are those of inference
         return self.fhat_to_img(f_hat, clamp=False), vq_loss, usage
 
 # %% ../nbs/03_tokenizer.ipynb #3610102c
 def load_var_tokenizer(model: "Tokenizer", state_dict_or_path) -> "Tokenizer":
     "Load a VAR tokenizer state dict (or a path to `vae_ch160v4096z32.pth`) into `model`, strictly."
     sd = _load_torch(state_dict_or_path) if isinstance(state_dict_or_path, (str, Path)) else state_dict_or_path
-    if not isinstance(sd, dict): raise MsvarError(f"expected a state dict, got {type(sd).__name__}")
+    if not isinstance(sd, dict):
+        raise MsvarError(f"expected a state dict, got {type(sd).__name__}")
     check_state_dict(model, sd)
-    check_finite_state(sd, state_dict_or_path if isinstance(state_dict_or_path, (str, Path)) else "(given state dict)", "tokenizer")
+    check_finite_state(
+        sd, state_dict_or_path if isinstance(state_dict_or_path, (str, Path)) else "(given state dict)", "tokenizer"
+    )
     model.load_state_dict(sd, strict=True)
     return model
 
 # %% ../nbs/03_tokenizer.ipynb #bd693ca7
-CKPT_FORMAT = "msvar-tokenizer-v1"                                     # the layout written before the one checkpoint format (still read)
+CKPT_FORMAT = "msvar-tokenizer-v1"  # the layout written before the one checkpoint format (still read)
 
-def _number(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
 
-_KINDS = {"int": ("an integer ≥ 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
-          "float": ("a finite number ≥ 0", _number), "bool": ("True or False", lambda v: isinstance(v, bool)),
-          "str": ("a string", lambda v: isinstance(v, str)), "str | None": ("a string or None", lambda v: v is None or isinstance(v, str)),
-          "tuple": ("a list of finite numbers ≥ 0", lambda v: isinstance(v, (list, tuple)) and all(map(_number, v)))}
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+
+
+_KINDS = {
+    "int": ("an integer ≥ 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+    "float": ("a finite number ≥ 0", _number),
+    "bool": ("True or False", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "str | None": ("a string or None", lambda v: v is None or isinstance(v, str)),
+    "tuple": ("a list of finite numbers ≥ 0", lambda v: isinstance(v, (list, tuple)) and all(map(_number, v))),
+}
+
 
 def _check_fields(cls, d, where: str) -> dict:
-    "`d` if it holds exactly the fields of dataclass `cls`, each of its annotated kind; MsvarError naming the first bad one."
-    if not isinstance(d, dict): raise MsvarError(f"{where} is a {type(d).__name__}, not a dict")
+    """`d` if it holds exactly the fields of dataclass `cls`, each of its annotated kind; MsvarError naming the first
+    bad one."""
+    if not isinstance(d, dict):
+        raise MsvarError(f"{where} is a {type(d).__name__}, not a dict")
     fs = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(map(str, set(d) - set(fs)))
-    if unknown: raise MsvarError(f"{where} has unknown field(s) {unknown}")
+    if unknown:
+        raise MsvarError(f"{where} has unknown field(s) {unknown}")
     for k, v in d.items():
         want, ok = _KINDS.get(fs[k].type, (None, None))
-        if ok is not None and not ok(v): raise MsvarError(f"{where}.{k} = {v!r:.60} must be {want}")
+        if ok is not None and not ok(v):
+            raise MsvarError(f"{where}.{k} = {v!r:.60} must be {want}")
     return d
 
+
 def model_bytes(build) -> int:
-    "Bytes of the parameters and buffers of the module `build()` makes, counted on the meta device: nothing is allocated."
-    with torch.device("meta"): m = build()
+    """Bytes of the parameters and buffers of the module `build()` makes, counted on the meta device: nothing is
+    allocated."""
+    with torch.device("meta"):
+        m = build()
     return sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])
 
+
 def check_model_memory(build, what: str) -> None:
-    "MsvarError before allocating when the module `build()` makes would not fit in the memory available (a damaged size in a file, say)."
-    check_memory(model_bytes(build), what, "the sizes recorded in the file are damaged, or the model is too big for this machine")
+    """MsvarError before allocating when the module `build()` makes would not fit in the memory available (a damaged
+    size in a file, say)."""
+    check_memory(
+        model_bytes(build), what, "the sizes recorded in the file are damaged, or the model is too big for this machine"
+    )
+
 
 def preset_from_dict(d: dict) -> Preset:
-    "Rebuild a `Preset` from `dataclasses.asdict(preset)`: every field checked for its type, the sizes for fitting together and the tokenizer for fitting in memory, before anything is allocated."
-    if not isinstance(d, dict): raise MsvarError(f"checkpoint records an invalid preset: expected a dict, got {type(d).__name__}")
+    """Rebuild a `Preset` from `dataclasses.asdict(preset)`: every field checked for its type, the sizes for fitting
+    together and the tokenizer for fitting in memory, before anything is allocated."""
+    if not isinstance(d, dict):
+        raise MsvarError(f"checkpoint records an invalid preset: expected a dict, got {type(d).__name__}")
     d = dict(d)
     try:
         _check_fields(Preset, d, "preset")
-        parts = {k: _check_fields(c, d.pop(k), f"preset.{k}") for k, c in (("tokenizer", TokenizerConfig), ("var", VARConfig), ("train", TrainConfig))}
-        p = Preset(**d, tokenizer=TokenizerConfig(**parts["tokenizer"]), var=VARConfig(**parts["var"]), train=TrainConfig(**parts["train"]))
+        parts = {
+            k: _check_fields(c, d.pop(k), f"preset.{k}")
+            for k, c in (("tokenizer", TokenizerConfig), ("var", VARConfig), ("train", TrainConfig))
+        }
+        p = Preset(
+            **d,
+            tokenizer=TokenizerConfig(**parts["tokenizer"]),
+            var=VARConfig(**parts["var"]),
+            train=TrainConfig(**parts["train"]),
+        )
     except (TypeError, KeyError, ValueError, ArithmeticError) as e:
-        raise MsvarError(f"checkpoint records an invalid preset ({type(e).__name__}: {e}); use an untampered copy of the file") from None
-    except MsvarError as e: raise MsvarError(f"checkpoint records an invalid preset ({e}); use an untampered copy of the file") from None
+        raise MsvarError(
+            f"checkpoint records an invalid preset ({type(e).__name__}: {e}); use an untampered copy of the file"
+        ) from None
+    except MsvarError as e:
+        raise MsvarError(f"checkpoint records an invalid preset ({e}); use an untampered copy of the file") from None
     check_model_memory(lambda: Tokenizer.from_preset(p), f"the tokenizer of preset {p.name!r} the file records")
     return p
 
+
 def tokenizer_meta(preset: Preset, **options) -> dict:
-    "The `meta` of a tokenizer checkpoint: what the weights are (model, preset and its sizes) and the options of the run that made them."
+    """The `meta` of a tokenizer checkpoint: what the weights are (model, preset and its sizes) and the options of the
+    run that made them."""
     return dict(model="Tokenizer", preset=preset.name, preset_config=dataclasses.asdict(preset), **options)
 
+
 def save_tokenizer(model: Tokenizer, preset: Preset, path, step: int = 0, **extra) -> Path:
-    "Save `model` and the preset it was built from atomically to `path`, in the checkpoint format of chapter 07 (plus any `extra` entries)."
+    """Save `model` and the preset it was built from atomically to `path`, in the checkpoint format of chapter 07 (plus
+    any `extra` entries)."""
     return save_checkpoint(Path(path), dict(step=step, model=model.state_dict(), meta=tokenizer_meta(preset), **extra))
+
 
 def tokenizer_parts(ck, path) -> tuple:
     "(preset dict, state dict) of a tokenizer checkpoint in either layout; MsvarError for other files."
     is_dict = isinstance(ck, dict)
-    if is_dict and ck.get("kind") == CKPT_KIND and isinstance(ck.get("meta"), dict) and ck["meta"].get("model") == "Tokenizer":
+    if (
+        is_dict
+        and ck.get("kind") == CKPT_KIND
+        and isinstance(ck.get("meta"), dict)
+        and ck["meta"].get("model") == "Tokenizer"
+    ):
         return ck["meta"].get("preset_config"), ck.get("model")
     if is_dict and ck.get("format") == CKPT_FORMAT:
         return ck.get("preset"), ck.get("state_dict")
     what = (ck.get("format") or ck.get("kind")) if is_dict else type(ck).__name__
-    raise MsvarError(f"{str(path)!r} is not an msvar tokenizer checkpoint (format {what!r}); "
-                     "for VAR's vae_ch160v4096z32.pth use load_var_tokenizer")
+    raise MsvarError(
+        f"{str(path)!r} is not an msvar tokenizer checkpoint (format {what!r}); "
+        "for VAR's vae_ch160v4096z32.pth use load_var_tokenizer"
+    )
+
 
 def load_tokenizer(path, device="cpu", return_extra: bool = False):
     "Load an msvar tokenizer checkpoint (either layout) → (model in eval mode, preset) [, the checkpoint dict]."
@@ -282,50 +410,74 @@ def load_tokenizer(path, device="cpu", return_extra: bool = False):
     if not isinstance(cfg, dict) or not isinstance(sd, dict):
         raise MsvarError(f"tokenizer checkpoint {str(path)!r} is incomplete: it needs a 'preset' and a 'state_dict'")
     check_finite_state(sd, path, "tokenizer checkpoint")
-    try: preset = preset_from_dict(cfg)
-    except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from None
+    try:
+        preset = preset_from_dict(cfg)
+    except MsvarError as e:
+        raise MsvarError(f"{str(path)!r}: {e}") from None
     model = Tokenizer.from_preset(preset)
-    try: load_var_tokenizer(model, sd)
-    except MsvarError as e: raise MsvarError(f"{str(path)!r}: {e}") from e
+    try:
+        load_var_tokenizer(model, sd)
+    except MsvarError as e:
+        raise MsvarError(f"{str(path)!r}: {e}") from e
     model.to(device).eval()
     return (model, preset, ck) if return_extra else (model, preset)
 
+
 def import_var_tokenizer(src, dst, preset="paper", overwrite: bool = False) -> Path:
-    "Convert a VAR/Switti tokenizer state dict (e.g. `vae_ch160v4096z32.pth`) into an msvar tokenizer checkpoint at `dst`."
+    """Convert a VAR/Switti tokenizer state dict (e.g. `vae_ch160v4096z32.pth`) into an msvar tokenizer checkpoint at
+    `dst`."""
     p = get_preset(preset) if isinstance(preset, str) else preset
     dst = Path(dst)
-    if dst.exists() and not overwrite: raise MsvarError(f"{str(dst)!r} exists (pass overwrite=True / --overwrite)")
-    if Path(src).resolve() == dst.resolve(): raise MsvarError("the output would overwrite the input checkpoint")
+    if dst.exists() and not overwrite:
+        raise MsvarError(f"{str(dst)!r} exists (pass overwrite=True / --overwrite)")
+    if Path(src).resolve() == dst.resolve():
+        raise MsvarError("the output would overwrite the input checkpoint")
     sd = _load_torch(src)
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict) and "quantize.embedding.weight" not in sd: sd = sd["state_dict"]
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict) and "quantize.embedding.weight" not in sd:
+        sd = sd["state_dict"]
     model = Tokenizer.from_preset(p)
-    try: load_var_tokenizer(model, sd)
-    except MsvarError as e: raise MsvarError(f"{str(src)!r} does not fit the {p.name!r} preset's tokenizer: {e}") from e
+    try:
+        load_var_tokenizer(model, sd)
+    except MsvarError as e:
+        raise MsvarError(f"{str(src)!r} does not fit the {p.name!r} preset's tokenizer: {e}") from e
     return save_tokenizer(model, p, dst, imported_from=str(src))
 
+
 def import_tokenizer_cli(argv=None):
-    "Console entry point `msvar_import_tokenizer`: a VAR/Switti tokenizer .pth → an msvar checkpoint for msvar_finetune_hit."
+    """Console entry point `msvar_import_tokenizer`: a VAR/Switti tokenizer .pth → an msvar checkpoint for
+    msvar_finetune_hit."""
     ap = argparse.ArgumentParser(prog="msvar_import_tokenizer", description=import_tokenizer_cli.__doc__)
     ap.add_argument("src", help="VAR's vae_ch160v4096z32.pth, or Switti's tokenizer state dict with the same keys")
     ap.add_argument("-o", "--out", required=True, help="msvar tokenizer checkpoint to write")
-    ap.add_argument("--preset", default="paper", choices=["test", "small", "paper"], help="sizes of the tokenizer (default: paper)")
+    ap.add_argument(
+        "--preset", default="paper", choices=["test", "small", "paper"], help="sizes of the tokenizer (default: paper)"
+    )
     ap.add_argument("--overwrite", action="store_true")
     a = ap.parse_args(argv)
-    out = Path(a.out)                                                  # usage errors (exit 2) before any work
+    out = Path(a.out)  # usage errors (exit 2) before any work
     under = next((q for q in out.parents if q.exists() and not q.is_dir()), None)
-    if out.is_dir(): ap.error(f"-o {a.out!r} is a folder; name the checkpoint file to write")
-    if under is not None: ap.error(f"-o {a.out!r}: {str(under)!r} is a file, not a folder")
-    if out.exists() and not a.overwrite: ap.error(f"-o {a.out!r} exists; pass --overwrite to replace it")
-    if not Path(a.src).is_file(): ap.error(f"source {a.src!r} is not a file")
-    try: path = import_var_tokenizer(a.src, a.out, a.preset, a.overwrite)
+    if out.is_dir():
+        ap.error(f"-o {a.out!r} is a folder; name the checkpoint file to write")
+    if under is not None:
+        ap.error(f"-o {a.out!r}: {str(under)!r} is a file, not a folder")
+    if out.exists() and not a.overwrite:
+        ap.error(f"-o {a.out!r} exists; pass --overwrite to replace it")
+    if not Path(a.src).is_file():
+        ap.error(f"source {a.src!r} is not a file")
+    try:
+        path = import_var_tokenizer(a.src, a.out, a.preset, a.overwrite)
     except MsvarError as e:
-        print(f"msvar_import_tokenizer: error: {e}", file=sys.stderr); sys.exit(1)
-    except OSError as e:                                               # -o under a file, a read-only folder, a full disk
-        print(f"msvar_import_tokenizer: error: cannot write {a.out!r}: {e.strerror or e}", file=sys.stderr); sys.exit(1)
+        print(f"msvar_import_tokenizer: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as e:  # -o under a file, a read-only folder, a full disk
+        print(f"msvar_import_tokenizer: error: cannot write {a.out!r}: {e.strerror or e}", file=sys.stderr)
+        sys.exit(1)
     print(f"wrote {path}")
 
+
 def export_tokenizer(src, dst) -> Path:
-    "Copy a tokenizer checkpoint without its training state (what we ship in `data/`): weights, preset, step, and the run's options."
+    """Copy a tokenizer checkpoint without its training state (what we ship in `data/`): weights, preset, step, and the
+    run's options."""
     model, preset, ck = load_tokenizer(src, return_extra=True)
-    keep = {k: ck[k] for k in ("history", "train_args") if k in ck}               # entries of the older layout
+    keep = {k: ck[k] for k in ("history", "train_args") if k in ck}  # entries of the older layout
     return save_tokenizer(model, preset, dst, step=ck.get("step") or 0, run=ck.get("meta", {}), **keep)

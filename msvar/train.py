@@ -11,9 +11,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.distributed as dist
-from .core import MsvarError, _atomic_write, seed_everything, default_device, _load_torch, check_finite_state, check_state_dict
+from msvar.core import (
+    MsvarError,
+    _atomic_write,
+    seed_everything,
+    default_device,
+    _load_torch,
+    check_finite_state,
+    check_state_dict,
+)
 from .core import keeps_global_state, holds_folder
-from .checkpoint import CKPT_KIND, CKPT_VERSION, save_checkpoint, load_checkpoint   # chapter 00c (re-exported)
+from .checkpoint import CKPT_KIND, CKPT_VERSION, save_checkpoint, load_checkpoint  # chapter 00c (re-exported)
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'COMPILE_HELP', 'PRECISION_HELP', 'DECAY_TYPES', 'resolve_precision',
@@ -26,115 +34,190 @@ __all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'COMPILE_HELP', 'PREC
 # %% ../nbs/07_train.ipynb #ec2c75a3
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
+
 def resolve_precision(precision: str, device) -> str:
-    "'auto' → bf16 where the device computes it natively (a CUDA GPU with bf16; a CPU with AVX512-BF16 or AMX), else fp32; others unchanged."
-    if precision != "auto": return precision
+    """'auto' → bf16 where the device computes it natively (a CUDA GPU with bf16; a CPU with AVX512-BF16 or AMX), else
+    fp32; others unchanged."""
+    if precision != "auto":
+        return precision
     dev = torch.device(device)
-    if dev.type == "cuda": return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"   # not emulated (V100, T4)
-    if dev.type == "cpu": return "bf16" if (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()) else "fp32"
+    if dev.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"  # not emulated (V100, T4)
+    if dev.type == "cpu":
+        return "bf16" if (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()) else "fp32"
     return "fp32"
 
+
 COMPILES = ("auto", "on", "off")
-COMPILE_AUTO_STEPS = 1000   # 'auto' compiles runs at least this long: on the 2-core CPU the cold compile of the small VAR's bf16 step
-                            # took 119 s and saved 0.24 s per step (bench/train_throughput.py --compile), so it is repaid after ~500
+COMPILE_AUTO_STEPS = (
+    1000  # 'auto' compiles runs at least this long: on the 2-core CPU the cold compile of the small VAR's bf16 step
+)
+# took 119 s and saved 0.24 s per step (bench/train_throughput.py --compile), so it is repaid after ~500
+
 
 def resolve_compile(compile, steps_ahead: int, device, world_size: int = 1) -> tuple:
-    "(compile?, why): 'on'/True and 'off'/False as given; 'auto' → on for ≥ COMPILE_AUTO_STEPS steps in one process where inductor can build (a C++ compiler on CPU, Triton on CUDA)."
-    if compile in (True, "on"): return True, "asked"
-    if compile in (False, "off"): return False, "asked"
-    if compile != "auto": raise MsvarError(f"compile must be one of {COMPILES} (or a bool), got {compile!r}")
-    if steps_ahead < COMPILE_AUTO_STEPS: return False, f"auto: {steps_ahead} steps ahead < {COMPILE_AUTO_STEPS}"
-    if world_size > 1: return False, "auto: several processes (pass --compile on to compile under DDP)"
+    """(compile?, why): 'on'/True and 'off'/False as given; 'auto' → on for ≥ COMPILE_AUTO_STEPS steps in one process
+    where inductor can build (a C++ compiler on CPU, Triton on CUDA)."""
+    if compile in (True, "on"):
+        return True, "asked"
+    if compile in (False, "off"):
+        return False, "asked"
+    if compile != "auto":
+        raise MsvarError(f"compile must be one of {COMPILES} (or a bool), got {compile!r}")
+    if steps_ahead < COMPILE_AUTO_STEPS:
+        return False, f"auto: {steps_ahead} steps ahead < {COMPILE_AUTO_STEPS}"
+    if world_size > 1:
+        return False, "auto: several processes (pass --compile on to compile under DDP)"
     dev = torch.device(device)
     try:
-        if dev.type == "cpu": from torch._inductor.cpp_builder import get_cpp_compiler; get_cpp_compiler()
+        if dev.type == "cpu":
+            from torch._inductor.cpp_builder import get_cpp_compiler
+
+            get_cpp_compiler()
         elif dev.type == "cuda":
             from torch.utils._triton import has_triton
-            if not has_triton(): return False, "auto: Triton is not installed"
-        else: return False, f"auto: not on {dev.type}"
-    except Exception as e: return False, f"auto: no C++ compiler for inductor ({type(e).__name__})"
+
+            if not has_triton():
+                return False, "auto: Triton is not installed"
+        else:
+            return False, f"auto: not on {dev.type}"
+    except Exception as e:
+        return False, f"auto: no C++ compiler for inductor ({type(e).__name__})"
     return True, f"auto: {steps_ahead} steps ahead"
 
-COMPILE_HELP = (f"torch.compile the model: auto (on for runs of ≥ {COMPILE_AUTO_STEPS} steps in one process, where inductor can build; "
-                "the first step compiles, about 2 minutes on a 2-core CPU), on, off")
-PRECISION_HELP = ("auto (bf16 autocast where the CPU or GPU computes bf16 natively, else fp32; bf16 steps are the fastest measured, "
-                  "bench/train_throughput.py and bench/tokenizer_throughput.py), fp32, bf16, fp16 (GPU only, with a grad scaler)")
+
+COMPILE_HELP = (
+    f"torch.compile the model: auto (on for runs of ≥ {COMPILE_AUTO_STEPS} steps in one process, where inductor can "
+    "build; "
+    "the first step compiles, about 2 minutes on a 2-core CPU), on, off"
+)
+PRECISION_HELP = (
+    "auto (bf16 autocast where the CPU or GPU computes bf16 natively, else fp32; bf16 steps are the fastest measured, "
+    "bench/train_throughput.py and bench/tokenizer_throughput.py), fp32, bf16, fp16 (GPU only, with a grad scaler)"
+)
+
 
 def add_precision_args(ap, precision: str = "auto", compile: str | None = "auto"):
-    "`--precision` and `--compile` (unless `compile` is None: no such flag) of the training commands; msvar_train's VarTrainConfig has the same two, with this help."
-    ap.add_argument("--precision", default=precision, choices=PRECISIONS, help=f"{PRECISION_HELP} (default: {precision})")
-    if compile is not None: ap.add_argument("--compile", nargs="?", const="on", default=compile, choices=COMPILES, help=f"{COMPILE_HELP} (default: {compile})")
+    """`--precision` and `--compile` (unless `compile` is None: no such flag) of the training commands; msvar_train's
+    VarTrainConfig has the same two, with this help."""
+    ap.add_argument(
+        "--precision", default=precision, choices=PRECISIONS, help=f"{PRECISION_HELP} (default: {precision})"
+    )
+    if compile is not None:
+        ap.add_argument(
+            "--compile",
+            nargs="?",
+            const="on",
+            default=compile,
+            choices=COMPILES,
+            help=f"{COMPILE_HELP} (default: {compile})",
+        )
+
 
 @dataclass
 class FitConfig:
     "Settings of `fit` (optimizer, schedule, precision, checkpoints, logging)."
-    steps: int = 1000                 # optimizer steps (each = accum micro-batches on every rank)
-    lr: float = 1e-3                  # peak learning rate
-    weight_decay: float = 0.005       # AdamW decay, only on Linear/Conv weights (see param_groups)
+
+    steps: int = 1000  # optimizer steps (each = accum micro-batches on every rank)
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.005  # AdamW decay, only on Linear/Conv weights (see param_groups)
     betas: tuple = (0.9, 0.95)
     eps: float = 1e-8
-    warmup: float = 0.02              # warm-up: a fraction of `steps` if < 1, else a number of steps
-    min_lr_ratio: float = 0.1         # the cosine decays to min_lr_ratio·lr
-    clip: float = 2.0                 # max gradient norm (0 = no clipping)
-    accum: int = 1                    # micro-batches per step (gradient accumulation)
-    precision: str = "fp32"           # auto | fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler; auto: resolve_precision)
-    compile: bool | str = False       # torch.compile the model: True/'on', False/'off', 'auto' (resolve_compile)
+    warmup: float = 0.02  # warm-up: a fraction of `steps` if < 1, else a number of steps
+    min_lr_ratio: float = 0.1  # the cosine decays to min_lr_ratio·lr
+    clip: float = 2.0  # max gradient norm (0 = no clipping)
+    accum: int = 1  # micro-batches per step (gradient accumulation)
+    precision: str = (
+        "fp32"  # auto | fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler; auto: resolve_precision)
+    )
+    compile: bool | str = False  # torch.compile the model: True/'on', False/'off', 'auto' (resolve_compile)
     seed: int = 0
-    ckpt_every: int = 100             # write last.pt (and best.pt when better) every n steps and at the end
-    sample_every: int = 0             # call sample_fn every n steps (0 = only at the end)
-    max_nan_in_row: int = 10          # stop after this many consecutive non-finite steps
+    ckpt_every: int = 100  # write last.pt (and best.pt when better) every n steps and at the end
+    sample_every: int = 0  # call sample_fn every n steps (0 = only at the end)
+    max_nan_in_row: int = 10  # stop after this many consecutive non-finite steps
     progress: bool = True
-    find_unused_parameters: bool = False   # DDP option, for models whose forward skips some parameters
+    find_unused_parameters: bool = False  # DDP option, for models whose forward skips some parameters
 
     @property
-    def warmup_steps(self) -> int: return int(round(self.warmup * self.steps)) if self.warmup < 1 else int(self.warmup)
+    def warmup_steps(self) -> int:
+        return int(round(self.warmup * self.steps)) if self.warmup < 1 else int(self.warmup)
 
     def validate(self):
         "Raise MsvarError on impossible settings."
-        if self.steps < 1: raise MsvarError(f"steps must be positive, got {self.steps}")
-        if not (math.isfinite(self.lr) and self.lr > 0): raise MsvarError(f"lr must be a positive number, got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0): raise MsvarError(f"weight_decay must be ≥ 0, got {self.weight_decay}")
-        if not (math.isfinite(self.clip) and self.clip >= 0): raise MsvarError(f"clip must be ≥ 0 (0 = off), got {self.clip}")
-        if not (math.isfinite(self.warmup) and self.warmup >= 0): raise MsvarError(f"warmup must be ≥ 0, got {self.warmup}")
-        if self.accum < 1: raise MsvarError(f"accum must be ≥ 1, got {self.accum}")
-        if self.precision not in PRECISIONS: raise MsvarError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.compile not in (True, False, *COMPILES): raise MsvarError(f"compile must be one of {COMPILES} (or a bool), got {self.compile!r}")
-        if self.ckpt_every < 1: raise MsvarError(f"ckpt_every must be ≥ 1, got {self.ckpt_every}")
-        if self.max_nan_in_row < 1: raise MsvarError(f"max_nan_in_row must be ≥ 1, got {self.max_nan_in_row}")
-        if not 0 <= self.min_lr_ratio <= 1: raise MsvarError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.steps < 1:
+            raise MsvarError(f"steps must be positive, got {self.steps}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise MsvarError(f"lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise MsvarError(f"weight_decay must be ≥ 0, got {self.weight_decay}")
+        if not (math.isfinite(self.clip) and self.clip >= 0):
+            raise MsvarError(f"clip must be ≥ 0 (0 = off), got {self.clip}")
+        if not (math.isfinite(self.warmup) and self.warmup >= 0):
+            raise MsvarError(f"warmup must be ≥ 0, got {self.warmup}")
+        if self.accum < 1:
+            raise MsvarError(f"accum must be ≥ 1, got {self.accum}")
+        if self.precision not in PRECISIONS:
+            raise MsvarError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.compile not in (True, False, *COMPILES):
+            raise MsvarError(f"compile must be one of {COMPILES} (or a bool), got {self.compile!r}")
+        if self.ckpt_every < 1:
+            raise MsvarError(f"ckpt_every must be ≥ 1, got {self.ckpt_every}")
+        if self.max_nan_in_row < 1:
+            raise MsvarError(f"max_nan_in_row must be ≥ 1, got {self.max_nan_in_row}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise MsvarError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         return self
 
+
 def arg_number(kind, strict: bool = True):
-    "argparse type: a finite number of `kind` (int or float), > 0 (`strict`) or ≥ 0; a one-line usage error (exit 2) otherwise."
+    """argparse type: a finite number of `kind` (int or float), > 0 (`strict`) or ≥ 0; a one-line usage error (exit 2)
+    otherwise."""
+
     def parse(s):
-        try: v = kind(s)
-        except ValueError: raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
         if not (math.isfinite(v) and (v > 0 if strict else v >= 0)):
             raise argparse.ArgumentTypeError(f"must be {'a positive number' if strict else '≥ 0'}, got {s}")
         return v
+
     return parse
 
-def arg_positive(kind): return arg_number(kind, strict=True)
-def arg_non_negative(kind): return arg_number(kind, strict=False)
+
+def arg_positive(kind):
+    return arg_number(kind, strict=True)
+
+
+def arg_non_negative(kind):
+    return arg_number(kind, strict=False)
 
 # %% ../nbs/07_train.ipynb #4cdd8eae
 DECAY_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
 
+
 def param_groups(model: nn.Module, weight_decay: float, params=None) -> list:
-    "Two AdamW groups: Linear/Conv weights decay; biases, norms, embeddings, positions and scales do not. Frozen parameters are left out."
+    """Two AdamW groups: Linear/Conv weights decay; biases, norms, embeddings, positions and scales do not. Frozen
+    parameters are left out."""
     wanted = None if params is None else {id(p) for p in params}
     decay, no_decay, seen = ([], []), ([], []), set()
     for mname, mod in model.named_modules():
         for pname, p in mod.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen or (wanted is not None and id(p) not in wanted): continue
+            if not p.requires_grad or id(p) in seen or (wanted is not None and id(p) not in wanted):
+                continue
             seen.add(id(p))
             group = decay if isinstance(mod, DECAY_TYPES) and pname == "weight" else no_decay
-            group[0].append(p); group[1].append(f"{mname}.{pname}" if mname else pname)
+            group[0].append(p)
+            group[1].append(f"{mname}.{pname}" if mname else pname)
     if wanted is not None and len(seen) != len(wanted):
         raise MsvarError(f"{len(wanted) - len(seen)} of the given parameters are not trainable parameters of the model")
-    if not seen: raise MsvarError("the model has no trainable parameters")
-    return [dict(params=decay[0], names=decay[1], weight_decay=weight_decay),
-            dict(params=no_decay[0], names=no_decay[1], weight_decay=0.0)]
+    if not seen:
+        raise MsvarError("the model has no trainable parameters")
+    return [
+        dict(params=decay[0], names=decay[1], weight_decay=weight_decay),
+        dict(params=no_decay[0], names=no_decay[1], weight_decay=0.0),
+    ]
+
 
 def adamw(groups: list, lr: float, betas: tuple, eps: float, device) -> torch.optim.AdamW:
     "AdamW on `groups`: fused (the whole update in one loop per tensor) on a CPU, PyTorch's default elsewhere."
@@ -143,49 +226,105 @@ def adamw(groups: list, lr: float, betas: tuple, eps: float, device) -> torch.op
 
 # %% ../nbs/07_train.ipynb #6c96fee9
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float = 0.1) -> float:
-    "Learning-rate multiplier at (0-based) `step`: linear warm-up to 1 over `warmup` steps, then cosine down to `min_ratio`."
-    if warmup > 0 and step < warmup: return (step + 1) / warmup
+    """Learning-rate multiplier at (0-based) `step`: linear warm-up to 1 over `warmup` steps, then cosine down to
+    `min_ratio`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
     t = min(1.0, (step - warmup) / max(1, total - warmup - 1))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
+
 class WarmupCosine:
     "Sets every group's lr to base_lr·lr_factor(step); `step()` once per optimizer step; resumable via state_dict."
+
     def __init__(self, opt, total: int, warmup: int, min_ratio: float = 0.1):
         self.opt, self.total, self.warmup, self.min_ratio = opt, total, warmup, min_ratio
         self.base_lrs, self.last_step, self.note = [g["lr"] for g in opt.param_groups], 0, None
         self._apply()
+
     def _apply(self):
         f = lr_factor(self.last_step, self.total, self.warmup, self.min_ratio)
-        for g, b in zip(self.opt.param_groups, self.base_lrs): g["lr"] = b * f
-    def step(self): self.last_step += 1; self._apply()
-    def get_last_lr(self) -> list: return [g["lr"] for g in self.opt.param_groups]
-    def state_dict(self) -> dict: return dict(base_lrs=self.base_lrs, last_step=self.last_step, total=self.total, warmup=self.warmup, min_ratio=self.min_ratio)
+        for g, b in zip(self.opt.param_groups, self.base_lrs):
+            g["lr"] = b * f
+
+    def step(self):
+        self.last_step += 1
+        self._apply()
+
+    def get_last_lr(self) -> list:
+        return [g["lr"] for g in self.opt.param_groups]
+
+    def state_dict(self) -> dict:
+        return dict(
+            base_lrs=self.base_lrs,
+            last_step=self.last_step,
+            total=self.total,
+            warmup=self.warmup,
+            min_ratio=self.min_ratio,
+        )
+
     def load_state_dict(self, sd: dict):
-        "Continue from `sd`'s step; a run resumed with another length (an extension) follows the curve of its new length, noted in `self.note`."
+        """Continue from `sd`'s step; a run resumed with another length (an extension) follows the curve of its new
+        length, noted in `self.note`."""
         self.base_lrs, self.last_step = sd["base_lrs"], sd["last_step"]
         old = (sd["total"], sd["warmup"], sd["min_ratio"])
-        self.note = None if old == (self.total, self.warmup, self.min_ratio) else (
-            f"the schedule is rescaled from {sd['total']} to {self.total} steps (warm-up {sd['warmup']} → {self.warmup}): at step {self.last_step} "
-            f"the lr factor is {lr_factor(self.last_step, self.total, self.warmup, self.min_ratio):.3g} instead of {lr_factor(self.last_step, *old):.3g}")
+        self.note = (
+            None
+            if old == (self.total, self.warmup, self.min_ratio)
+            else (
+                f"the schedule is rescaled from {sd['total']} to {self.total} steps (warm-up {sd['warmup']} → "
+                f"{self.warmup}): at step {self.last_step} "
+                f"the lr factor is {lr_factor(self.last_step, self.total, self.warmup, self.min_ratio):.3g} instead of "
+                f"{lr_factor(self.last_step, *old):.3g}"
+            )
+        )
         self._apply()
 
 # %% ../nbs/07_train.ipynb #c266d844
 class StepSampler(torch.utils.data.Sampler):
-    "Distributed, step-indexed batch sampler: yields the (index, item_seed) keys of each micro-batch of this rank, from `start_step`."
-    def __init__(self, n: int, global_batch: int, world_size: int = 1, rank: int = 0, accum: int = 1, seed: int = 0,
-                 start_step: int = 0, steps: int | None = None):
-        if n < 1: raise MsvarError("cannot sample from an empty dataset")
+    """Distributed, step-indexed batch sampler: yields the (index, item_seed) keys of each micro-batch of this rank,
+    from `start_step`."""
+
+    def __init__(
+        self,
+        n: int,
+        global_batch: int,
+        world_size: int = 1,
+        rank: int = 0,
+        accum: int = 1,
+        seed: int = 0,
+        start_step: int = 0,
+        steps: int | None = None,
+    ):
+        if n < 1:
+            raise MsvarError("cannot sample from an empty dataset")
         if global_batch % (world_size * accum):
-            raise MsvarError(f"global batch size {global_batch} is not divisible by processes × accumulation = {world_size} × {accum}")
-        if not 0 <= rank < world_size: raise MsvarError(f"rank {rank} outside 0…{world_size - 1}")
-        self.n, self.gb, self.world, self.rank, self.accum, self.seed = n, global_batch, world_size, rank, accum, int(seed)
+            raise MsvarError(
+                f"global batch size {global_batch} is not divisible by processes × accumulation = {world_size} × "
+                f"{accum}"
+            )
+        if not 0 <= rank < world_size:
+            raise MsvarError(f"rank {rank} outside 0…{world_size - 1}")
+        self.n, self.gb, self.world, self.rank, self.accum, self.seed = (
+            n,
+            global_batch,
+            world_size,
+            rank,
+            accum,
+            int(seed),
+        )
         self.micro, self.start, self.steps, self._cache = global_batch // (world_size * accum), start_step, steps, {}
 
     def _epoch(self, e: int):
         "Order and per-item seeds of epoch e (cached)."
         if e not in self._cache:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
-            self._cache = {e: (torch.randperm(self.n, generator=g).tolist(), torch.randint(0, 2**62, (self.n,), generator=g).tolist())}
+            self._cache = {
+                e: (
+                    torch.randperm(self.n, generator=g).tolist(),
+                    torch.randint(0, 2**62, (self.n,), generator=g).tolist(),
+                )
+            }
         return self._cache[e]
 
     def keys(self, step: int, k: int = 0) -> list:
@@ -193,82 +332,125 @@ class StepSampler(torch.utils.data.Sampler):
         first = step * self.gb + (k * self.world + self.rank) * self.micro
         out = []
         for pos in range(first, first + self.micro):
-            e, j = divmod(pos, self.n); order, seeds = self._epoch(e)
+            e, j = divmod(pos, self.n)
+            order, seeds = self._epoch(e)
             out.append((order[j], seeds[j]))
         return out
 
     def __iter__(self):
         s = self.start
         while self.steps is None or s < self.steps:
-            for k in range(self.accum): yield self.keys(s, k)
+            for k in range(self.accum):
+                yield self.keys(s, k)
             s += 1
 
-    def __len__(self): return (self.steps - self.start) * self.accum if self.steps is not None else 2**31
+    def __len__(self):
+        return (self.steps - self.start) * self.accum if self.steps is not None else 2**31
+
 
 class StepLoader:
     """The batches of `fit` from an indexable dataset: `iterate(start, steps)` yields, per step, this rank's `accum`
     micro-batches. `pin_memory` (for a CUDA device): batches in page-locked memory, so that `fit`'s non-blocking copies
     overlap the step."""
-    def __init__(self, dataset, global_batch: int, collate_fn=None, world_size: int = 1, rank: int = 0, accum: int = 1,
-                 seed: int = 0, num_workers: int = 0, pin_memory: bool = False):
+
+    def __init__(
+        self,
+        dataset,
+        global_batch: int,
+        collate_fn=None,
+        world_size: int = 1,
+        rank: int = 0,
+        accum: int = 1,
+        seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ):
         self.dataset, self.collate_fn, self.num_workers, self.pin_memory = dataset, collate_fn, num_workers, pin_memory
-        self.args = dict(n=len(dataset), global_batch=global_batch, world_size=world_size, rank=rank, accum=accum, seed=seed)
-        StepSampler(**self.args)                                              # validate now
+        self.args = dict(
+            n=len(dataset), global_batch=global_batch, world_size=world_size, rank=rank, accum=accum, seed=seed
+        )
+        StepSampler(**self.args)  # validate now
         self.micro = StepSampler(**self.args).micro
 
     def iterate(self, start: int = 0, steps: int | None = None):
         from msvar.data import seed_worker
+
         sampler = StepSampler(**self.args, start_step=start, steps=steps)
-        dl = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn, num_workers=self.num_workers,
-                                         worker_init_fn=seed_worker, pin_memory=self.pin_memory,
-                                         generator=torch.Generator().manual_seed(self.args["seed"]))
+        dl = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            collate_fn=self.collate_fn,
+            num_workers=self.num_workers,
+            worker_init_fn=seed_worker,
+            pin_memory=self.pin_memory,
+            generator=torch.Generator().manual_seed(self.args["seed"]),
+        )
         it, accum = iter(dl), self.args["accum"]
         while True:
-            try: yield [next(it) for _ in range(accum)]
-            except StopIteration: return
+            try:
+                yield [next(it) for _ in range(accum)]
+            except StopIteration:
+                return
 
 # %% ../nbs/07_train.ipynb #e21a3e2f
 def rng_state() -> dict:
     "This process's RNG states: Python, NumPy, torch CPU and (if present) every CUDA device."
     st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
-    if torch.cuda.is_available() and torch.cuda.is_initialized(): st["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        st["cuda"] = torch.cuda.get_rng_state_all()
     return st
+
 
 def set_rng_state(st: dict):
     "Restore states saved by `rng_state`."
-    random.setstate(st["python"]); np.random.set_state(st["numpy"]); torch.set_rng_state(st["torch"].cpu())
-    if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"].cpu())
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
+
 
 def check_meta(saved: dict, meta: dict, path="checkpoint"):
     "MsvarError if the run options recorded in a checkpoint differ from this run's."
     diff = {k: (saved.get(k), meta.get(k)) for k in sorted(set(saved) | set(meta)) if saved.get(k) != meta.get(k)}
+
     def show(k, a, b):
-        if isinstance(a, dict) and isinstance(b, dict):                # e.g. a preset's sizes: name the entries that differ
+        if isinstance(a, dict) and isinstance(b, dict):  # e.g. a preset's sizes: name the entries that differ
             return f"{k} differs in {sorted(j for j in set(a) | set(b) if a.get(j) != b.get(j))}"
         return f"{k}: checkpoint {a!r} vs now {b!r}"
+
     if diff:
-        raise MsvarError(f"{str(path)!r} was written by a run with other options; resuming would mix two runs. "
-                         + "; ".join(show(k, a, b) for k, (a, b) in diff.items())
-                         + ". Use the same options or another output folder.")
+        raise MsvarError(
+            f"{str(path)!r} was written by a run with other options; resuming would mix two runs. "
+            + "; ".join(show(k, a, b) for k, (a, b) in diff.items())
+            + ". Use the same options or another output folder."
+        )
+
 
 def param_digest(model: nn.Module) -> str:
     "SHA-256 of every parameter's bytes: equal digests = bitwise-identical replicas."
     h = hashlib.sha256()
-    for n, p in model.named_parameters(): h.update(n.encode()); h.update(p.detach().float().cpu().numpy().tobytes())
+    for n, p in model.named_parameters():
+        h.update(n.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()
 
 # %% ../nbs/07_train.ipynb #153bcadf
 @dataclass
 class DistEnv:
     "Where this process sits in a (possibly 1-process) run."
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
     backend: str | None = None
     started_here: bool = False
+
     @property
-    def is_main(self) -> bool: return self.rank == 0
+    def is_main(self) -> bool:
+        return self.rank == 0
+
 
 def init_distributed(device=None) -> DistEnv:
     "Start torch.distributed from torchrun's environment (NCCL on GPUs, gloo on CPU); a 1-process DistEnv without it."
@@ -276,28 +458,40 @@ def init_distributed(device=None) -> DistEnv:
     if dist.is_available() and dist.is_initialized():
         rank, world, local = dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
         dev = default_device(device)
-        if dev.type == "cuda": dev = torch.device("cuda", local)
+        if dev.type == "cuda":
+            dev = torch.device("cuda", local)
         return DistEnv(rank, world, local, dev, dist.get_backend(), False)
-    if world <= 1: return DistEnv(device=default_device(device))
+    if world <= 1:
+        return DistEnv(device=default_device(device))
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     dev = default_device(device)
     if dev.type == "cuda":
-        if local >= torch.cuda.device_count(): raise MsvarError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs are visible")
-        dev = torch.device("cuda", local); torch.cuda.set_device(dev); backend = "nccl"
-    elif dev.type == "cpu": backend = "gloo"
-    else: raise MsvarError(f"multi-process training supports CUDA (NCCL) and CPU (gloo), not {dev.type}")
+        if local >= torch.cuda.device_count():
+            raise MsvarError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs are visible")
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+        backend = "nccl"
+    elif dev.type == "cpu":
+        backend = "gloo"
+    else:
+        raise MsvarError(f"multi-process training supports CUDA (NCCL) and CPU (gloo), not {dev.type}")
     dist.init_process_group(backend, rank=rank, world_size=world, timeout=datetime.timedelta(minutes=30))
     return DistEnv(rank, world, local, dev, backend, True)
+
 
 def _current_env(device) -> DistEnv:
     "The DistEnv of an already initialised process group (or 1 process) for a model living on `device`."
     if dist.is_available() and dist.is_initialized():
-        return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), device, dist.get_backend())
+        return DistEnv(
+            dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), device, dist.get_backend()
+        )
     return DistEnv(device=device)
+
 
 def _gather(obj, env: DistEnv) -> list:
     "Every rank's `obj`, in rank order (a list of one without torch.distributed)."
-    if env.world_size == 1: return [obj]
+    if env.world_size == 1:
+        return [obj]
     out = [None] * env.world_size
     dist.all_gather_object(out, obj)
     return out
@@ -306,74 +500,101 @@ def _gather(obj, env: DistEnv) -> list:
 @dataclass
 class FitResult:
     "What `fit` returns."
-    model: nn.Module       # the trained (unwrapped) model
-    rows: list             # log rows written by this call
-    step: int              # steps done in total
-    nan_skipped: int       # non-finite steps skipped in total
+
+    model: nn.Module  # the trained (unwrapped) model
+    rows: list  # log rows written by this call
+    step: int  # steps done in total
+    nan_skipped: int  # non-finite steps skipped in total
     out_dir: Path
+
 
 def _to_device(x, dev):
     "Move the tensors of a (nested) batch to `dev`."
-    if isinstance(x, torch.Tensor): return x.to(dev, non_blocking=True)
-    if isinstance(x, dict): return {k: _to_device(v, dev) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return type(x)(_to_device(v, dev) for v in x)
+    if isinstance(x, torch.Tensor):
+        return x.to(dev, non_blocking=True)
+    if isinstance(x, dict):
+        return {k: _to_device(v, dev) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_device(v, dev) for v in x)
     return x
+
 
 def _batch_len(x) -> int:
     "Number of items in a batch (first dimension of its first tensor; 1 if none)."
-    if isinstance(x, torch.Tensor): return x.shape[0] if x.ndim else 1
-    if isinstance(x, dict): x = list(x.values())
+    if isinstance(x, torch.Tensor):
+        return x.shape[0] if x.ndim else 1
+    if isinstance(x, dict):
+        x = list(x.values())
     if isinstance(x, (list, tuple)):
         for v in x:
-            if isinstance(v, torch.Tensor): return _batch_len(v)
+            if isinstance(v, torch.Tensor):
+                return _batch_len(v)
     return 1
+
 
 def read_log(path) -> list:
     "Rows of a JSONL metrics log (a partial last line, e.g. from a killed run, is ignored)."
     rows = []
-    if not Path(path).exists(): return rows
+    if not Path(path).exists():
+        return rows
     for line in Path(path).read_text().splitlines():
-        try: rows.append(json.loads(line))
-        except json.JSONDecodeError: pass
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
     return rows
+
 
 def moving_average(y, k: int) -> np.ndarray:
     "Mean over a sliding window of `k` values (length len(y) - k + 1); `y` unchanged if k ≤ 1 or it is shorter than k."
     y = np.asarray(y, dtype=float)
     return np.convolve(y, np.ones(k) / k, mode="valid") if 1 < k <= len(y) else y
 
-def plot_metrics(log, png_path=None, keys=None, smooth: int = 0, title: str = "", by: str | None = None, logy: bool = True):
-    "Curves of a training log (a JSONL path or its rows) against the step, one per key (and per value of column `by`, e.g. the HIT finetune's phase), with the learning rate beside them when logged; written atomically to `png_path` if given; returns the figure."
-    from matplotlib.figure import Figure                               # no pyplot: no backend is selected, no global state changes
+
+def plot_metrics(
+    log, png_path=None, keys=None, smooth: int = 0, title: str = "", by: str | None = None, logy: bool = True
+):
+    """Curves of a training log (a JSONL path or its rows) against the step, one per key (and per value of column `by`,
+    e.g. the HIT finetune's phase), with the learning rate beside them when logged; written atomically to `png_path` if
+    given; returns the figure."""
+    from matplotlib.figure import Figure  # no pyplot: no backend is selected, no global state changes
+
     rows = [r for r in (read_log(log) if isinstance(log, (str, Path)) else log) if not r.get("skipped")]
     with_lr = any("lr" in r for r in rows)
     fig = Figure(figsize=(8, 2.8))
     ax = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=(2, 1))) if with_lr else [fig.subplots()]
     keys = keys or [k for k in ("loss", "ce", "dpo") if rows and k in rows[0]] or ["loss"]
-    for g in (sorted({r.get(by) for r in rows}) if by else [None]):
+    for g in sorted({r.get(by) for r in rows}) if by else [None]:
         rr = [r for r in rows if by is None or r.get(by) == g]
         steps = np.array([r["step"] for r in rr])
         for k in keys:
-            if not any(k in r for r in rr): continue
+            if not any(k in r for r in rr):
+                continue
             y = moving_average([r.get(k, np.nan) for r in rr], smooth)
-            ax[0].plot(steps[len(steps) - len(y):], y, label=k if by is None else f"{by} {g} {k}")
+            ax[0].plot(steps[len(steps) - len(y) :], y, label=k if by is None else f"{by} {g} {k}")
     if rows:
         ax[0].legend(fontsize=7)
-        if logy: ax[0].set_yscale("log")
-    ax[0].set_xlabel("step"); ax[0].set_title(title or "training loss", fontsize=9)
+        if logy:
+            ax[0].set_yscale("log")
+    ax[0].set_xlabel("step")
+    ax[0].set_title(title or "training loss", fontsize=9)
     if with_lr:
         ax[1].plot([r["step"] for r in rows if "lr" in r], [r["lr"] for r in rows if "lr" in r])
-        ax[1].set_xlabel("step"); ax[1].set_title("learning rate", fontsize=9)
+        ax[1].set_xlabel("step")
+        ax[1].set_title("learning rate", fontsize=9)
     fig.tight_layout()
-    if png_path is not None: _atomic_write(Path(png_path), lambda tmp: fig.savefig(tmp, format="png", dpi=72))
+    if png_path is not None:
+        _atomic_write(Path(png_path), lambda tmp: fig.savefig(tmp, format="png", dpi=72))
     return fig
 
 # %% ../nbs/07_train.ipynb #i17f0702
 @dataclass
 class Run:
-    "The state `fit` carries from step to step: the model, its optimizer and schedule, where it writes, and the counters a checkpoint restores."
-    model: nn.Module                  # the model being trained (unwrapped)
-    net: nn.Module                    # what the loss sees: the model, or its DDP / compiled wrapper
+    """The state `fit` carries from step to step: the model, its optimizer and schedule, where it writes, and the
+    counters a checkpoint restores."""
+
+    model: nn.Module  # the model being trained (unwrapped)
+    net: nn.Module  # what the loss sees: the model, or its DDP / compiled wrapper
     opt: torch.optim.Optimizer
     sched: WarmupCosine
     scaler: torch.amp.GradScaler
@@ -381,85 +602,157 @@ class Run:
     env: DistEnv
     out_dir: Path
     meta: dict
-    trainable: list                   # the parameters the optimizer updates (clipped together)
-    extra_state: object = None        # anything else a resumed run needs (state_dict / load_state_dict), e.g. dead-code counters
-    step: int = 0                     # steps done
-    best: float = float("inf")        # lowest mean loss between two checkpoints (best.pt)
+    trainable: list  # the parameters the optimizer updates (clipped together)
+    extra_state: object = (
+        None  # anything else a resumed run needs (state_dict / load_state_dict), e.g. dead-code counters
+    )
+    step: int = 0  # steps done
+    best: float = float("inf")  # lowest mean loss between two checkpoints (best.pt)
     nan_total: int = 0
     nan_in_row: int = 0
-    window: list = field(default_factory=list)   # losses since the last checkpoint
+    window: list = field(default_factory=list)  # losses since the last checkpoint
 
     @property
-    def last(self) -> Path: return self.out_dir / "last.pt"
+    def last(self) -> Path:
+        return self.out_dir / "last.pt"
+
     @property
-    def log_path(self) -> Path: return self.out_dir / "log.jsonl"
+    def log_path(self) -> Path:
+        return self.out_dir / "log.jsonl"
+
     @property
-    def device(self) -> torch.device: return next(self.model.parameters()).device
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
 
 def start_run(model, cfg: FitConfig, out_dir, params=None, meta=None, extra_state=None) -> Run:
-    "A fresh run: AdamW on `params` (default: every trainable parameter), warm-up + cosine schedule, grad scaler, seeded RNGs."
+    """A fresh run: AdamW on `params` (default: every trainable parameter), warm-up + cosine schedule, grad scaler,
+    seeded RNGs."""
     cfg.validate()
     dev = next(model.parameters()).device
-    cfg = replace(cfg, precision=resolve_precision(cfg.precision, dev))   # 'auto' is decided here and saved resolved
-    if cfg.precision == "fp16" and dev.type != "cuda": raise MsvarError("fp16 training needs a CUDA GPU (with a grad scaler); on CPU use bf16 or fp32")
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, dev))  # 'auto' is decided here and saved resolved
+    if cfg.precision == "fp16" and dev.type != "cuda":
+        raise MsvarError("fp16 training needs a CUDA GPU (with a grad scaler); on CPU use bf16 or fp32")
     env = _current_env(dev)
-    seed_everything(cfg.seed + 7919 * env.rank)                        # ranks draw different class dropouts
+    seed_everything(cfg.seed + 7919 * env.rank)  # ranks draw different class dropouts
     groups = param_groups(model, cfg.weight_decay, params)
     opt = adamw(groups, cfg.lr, cfg.betas, cfg.eps, dev)
-    return Run(model, model, opt, WarmupCosine(opt, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio),
-               torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16"), cfg, env, Path(out_dir), dict(meta or {}),
-               [p for g in groups for p in g["params"]], extra_state)
+    return Run(
+        model,
+        model,
+        opt,
+        WarmupCosine(opt, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio),
+        torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16"),
+        cfg,
+        env,
+        Path(out_dir),
+        dict(meta or {}),
+        [p for g in groups for p in g["params"]],
+        extra_state,
+    )
+
 
 def _apply_new_settings(run: Run, saved: dict) -> str | None:
-    "Optimizer settings given now but different in the checkpoint (lr, weight decay, betas, eps) apply from the resumed step; returns a note naming them."
+    """Optimizer settings given now but different in the checkpoint (lr, weight decay, betas, eps) apply from the
+    resumed step; returns a note naming them."""
     cfg, keys = asdict(run.cfg), ("lr", "weight_decay", "betas", "eps")
-    changed = {k: (saved[k], cfg[k]) for k in keys if k in saved and tuple(np.atleast_1d(saved[k])) != tuple(np.atleast_1d(cfg[k]))}
+    changed = {
+        k: (saved[k], cfg[k])
+        for k in keys
+        if k in saved and tuple(np.atleast_1d(saved[k])) != tuple(np.atleast_1d(cfg[k]))
+    }
     run.sched.base_lrs = [run.cfg.lr for _ in run.opt.param_groups]
-    for i, g in enumerate(run.opt.param_groups):                     # param_groups: [decayed, not decayed]
+    for i, g in enumerate(run.opt.param_groups):  # param_groups: [decayed, not decayed]
         g.update(betas=tuple(run.cfg.betas), eps=run.cfg.eps, weight_decay=run.cfg.weight_decay if i == 0 else 0.0)
     run.sched._apply()
     return ", ".join(f"{k} {a} → {b}" for k, (a, b) in changed.items()) or None
 
+
 def resume_run(run: Run, resume: bool):
-    "Continue from `last.pt` (weights, optimizer, schedule, scaler, RNGs, counters; log rows after it dropped), or refuse to overwrite a run."
+    """Continue from `last.pt` (weights, optimizer, schedule, scaler, RNGs, counters; log rows after it dropped), or
+    refuse to overwrite a run."""
     env, last = run.env, run.last
     if not last.exists():
-        if env.is_main and run.log_path.exists(): run.log_path.unlink()   # a run killed before its first checkpoint
+        if env.is_main and run.log_path.exists():
+            run.log_path.unlink()  # a run killed before its first checkpoint
         return
-    if not resume: raise MsvarError(f"{str(last)!r} exists: pass resume=True (--resume) to continue that run, or choose another output folder")
-    ck = load_checkpoint(last, map_location="cpu", resumable=True)   # load_state_dict moves the tensors; AdamW's step counters stay on the CPU
-    check_meta(ck["meta"], run.meta, last); check_state_dict(run.model, ck["model"], last)
-    run.model.load_state_dict(ck["model"]); run.opt.load_state_dict(ck["optimizer"]); run.sched.load_state_dict(ck["scheduler"])
+    if not resume:
+        raise MsvarError(
+            f"{str(last)!r} exists: pass resume=True (--resume) to continue that run, or choose another output folder"
+        )
+    ck = load_checkpoint(
+        last, map_location="cpu", resumable=True
+    )  # load_state_dict moves the tensors; AdamW's step counters stay on the CPU
+    check_meta(ck["meta"], run.meta, last)
+    check_state_dict(run.model, ck["model"], last)
+    run.model.load_state_dict(ck["model"])
+    run.opt.load_state_dict(ck["optimizer"])
+    run.sched.load_state_dict(ck["scheduler"])
     changed = _apply_new_settings(run, ck.get("cfg", {}))
-    if run.scaler.is_enabled() and ck["scaler"]: run.scaler.load_state_dict(ck["scaler"])
-    if run.extra_state is not None and "extra" in ck: run.extra_state.load_state_dict(ck["extra"])
-    run.step, run.best, run.nan_total, run.nan_in_row = ck["step"], ck.get("best", run.best), ck.get("nan_total", 0), ck.get("nan_in_row", 0)
-    if len(ck["rng"]) == env.world_size: set_rng_state(ck["rng"][env.rank])
-    elif env.is_main: warnings.warn(f"{last} was written by {len(ck['rng'])} processes, this run has {env.world_size}: "
-                                    "data and weights resume exactly, random draws (class dropout) do not")
+    if run.scaler.is_enabled() and ck["scaler"]:
+        run.scaler.load_state_dict(ck["scaler"])
+    if run.extra_state is not None and "extra" in ck:
+        run.extra_state.load_state_dict(ck["extra"])
+    run.step, run.best, run.nan_total, run.nan_in_row = (
+        ck["step"],
+        ck.get("best", run.best),
+        ck.get("nan_total", 0),
+        ck.get("nan_in_row", 0),
+    )
+    if len(ck["rng"]) == env.world_size:
+        set_rng_state(ck["rng"][env.rank])
+    elif env.is_main:
+        warnings.warn(
+            f"{last} was written by {len(ck['rng'])} processes, this run has {env.world_size}: "
+            "data and weights resume exactly, random draws (class dropout) do not"
+        )
     if env.is_main:
         keep = [r for r in read_log(run.log_path) if r["step"] < run.step]
         _atomic_write(run.log_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
-        print(f"resuming from {last} at step {run.step}" + (f" ({run.nan_total} non-finite steps skipped so far)" if run.nan_total else ""), flush=True)
-        if run.sched.note: print(f"resuming with {run.cfg.steps} steps: {run.sched.note}", flush=True)
-        if changed: print(f"note: resuming with other optimizer settings than the checkpoint ({changed}); they apply from step {run.step}", flush=True)
+        print(
+            f"resuming from {last} at step {run.step}"
+            + (f" ({run.nan_total} non-finite steps skipped so far)" if run.nan_total else ""),
+            flush=True,
+        )
+        if run.sched.note:
+            print(f"resuming with {run.cfg.steps} steps: {run.sched.note}", flush=True)
+        if changed:
+            print(
+                f"note: resuming with other optimizer settings than the checkpoint ({changed}); they apply from step "
+                f"{run.step}",
+                flush=True,
+            )
         was = ck.get("cfg", {}).get("precision")
-        if was not in (None, run.cfg.precision): print(f"note: the checkpoint was trained in {was}; steps from {run.step} run in {run.cfg.precision}", flush=True)
+        if was not in (None, run.cfg.precision):
+            print(
+                f"note: the checkpoint was trained in {was}; steps from {run.step} run in {run.cfg.precision}",
+                flush=True,
+            )
+
 
 def wrap_model(run: Run, train_mode=None):
-    "DDP when several processes run, then torch.compile if `cfg.compile` resolves to on; training mode (`train_mode(model)` if given)."
+    """DDP when several processes run, then torch.compile if `cfg.compile` resolves to on; training mode
+    (`train_mode(model)` if given)."""
     if run.env.world_size > 1:
         dev = run.device
-        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(   # a constant mask: not re-sent every forward
-            run.model, [n for n, _ in run.model.named_buffers() if n.rsplit(".", 1)[-1] == "attn_mask"])
-        run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                                      find_unused_parameters=run.cfg.find_unused_parameters)
+        # a constant mask: not re-sent every forward
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            run.model, [n for n, _ in run.model.named_buffers() if n.rsplit(".", 1)[-1] == "attn_mask"]
+        )
+        run.net = nn.parallel.DistributedDataParallel(
+            run.model,
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=run.cfg.find_unused_parameters,
+        )
     on, why = resolve_compile(run.cfg.compile, run.cfg.steps - run.step, run.device, run.env.world_size)
     if on:
-        if run.env.is_main and why != "asked": print(f"torch.compile: on ({why}; the first step compiles)", flush=True)
+        if run.env.is_main and why != "asked":
+            print(f"torch.compile: on ({why}; the first step compiles)", flush=True)
         run.net = torch.compile(run.net)
-    if train_mode is None: run.model.train()
-    else: train_mode(run.model)                                        # e.g. train, but keep a frozen encoder in eval mode
+    if train_mode is None:
+        run.model.train()
+    else:
+        train_mode(run.model)  # e.g. train, but keep a frozen encoder in eval mode
 
 # %% ../nbs/07_train.ipynb #i17f0703
 def forward_backward(run: Run, micro: list, loss_fn) -> tuple:
@@ -469,28 +762,34 @@ def forward_backward(run: Run, micro: list, loss_fn) -> tuple:
     dev, amp = run.device, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(run.cfg.precision)
     bad, sums, n_items = 0, {}, 0
     for k, mb in enumerate(micro):
-        mb = _to_device(mb, dev); n_items += _batch_len(mb)
+        mb = _to_device(mb, dev)
+        n_items += _batch_len(mb)
         sync = run.net.no_sync() if (run.env.world_size > 1 and k < len(micro) - 1) else contextlib.nullcontext()
         with sync:
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                 loss, logs = loss_fn(run.net, mb)
             bad = bad + (~torch.isfinite(loss.detach())).sum()
             run.scaler.scale(loss / len(micro)).backward()
-        for key, v in logs.items(): sums[key] = sums.get(key, 0.0) + _detached(v) / len(micro)
+        for key, v in logs.items():
+            sums[key] = sums.get(key, 0.0) + _detached(v) / len(micro)
     return bad, sums, n_items
+
 
 def _detached(v):
     "A logged value as a float64 number or a detached float64 tensor (where it is: no device sync)."
     return v.detach().double() if isinstance(v, torch.Tensor) else float(v)
+
 
 def agree(run: Run, bad, sums: dict) -> tuple:
     "One all-reduce and one read of the device: whether any rank had a non-finite loss; the logs averaged over ranks."
     keys = sorted(sums)
     as_vec = lambda v: torch.as_tensor(v, dtype=torch.float64, device=run.device).reshape(1)
     vec = torch.cat([as_vec(bad)] + [as_vec(sums[k]) for k in keys])
-    if run.env.world_size > 1: dist.all_reduce(vec)
+    if run.env.world_size > 1:
+        dist.all_reduce(vec)
     vals = vec.tolist()
     return vals[0] > 0, {k: v / run.env.world_size for k, v in zip(keys, vals[1:])}
+
 
 def clip_and_step(run: Run) -> tuple:
     """Unscale and clip the gradients; step unless their norm is non-finite (under fp16, the grad scaler's overflow,
@@ -498,98 +797,183 @@ def clip_and_step(run: Run) -> tuple:
     run.scaler.unscale_(run.opt)
     clip = run.cfg.clip if run.cfg.clip > 0 else float("inf")
     gnorm = torch.nn.utils.clip_grad_norm_(run.trainable, clip).item()
-    if math.isfinite(gnorm): run.scaler.step(run.opt)
-    run.scaler.update()                                   # fp16: the scale shrinks after an overflow
+    if math.isfinite(gnorm):
+        run.scaler.step(run.opt)
+    run.scaler.update()  # fp16: the scale shrinks after an overflow
     return gnorm, not math.isfinite(gnorm)
 
+
 def optimizer_step(run: Run, bad: bool) -> tuple:
-    "Unscale and clip the gradients, then step, or skip a bad step (non-finite loss or gradient norm); returns (gradient norm, skipped)."
+    """Unscale and clip the gradients, then step, or skip a bad step (non-finite loss or gradient norm); returns
+    (gradient norm, skipped)."""
     gnorm, cfg = float("nan"), run.cfg
-    if not bad: gnorm, bad = clip_and_step(run)
-    elif run.scaler.is_enabled(): run.scaler.update(run.scaler.get_scale() * 0.5)
+    if not bad:
+        gnorm, bad = clip_and_step(run)
+    elif run.scaler.is_enabled():
+        run.scaler.update(run.scaler.get_scale() * 0.5)
     run.opt.zero_grad(set_to_none=True)
     if bad:
-        run.nan_total += 1; run.nan_in_row += 1
-        if run.env.is_main: print(f"step {run.step}: non-finite loss or gradient, step skipped ({run.nan_in_row} in a row, {run.nan_total} in total)", flush=True)
+        run.nan_total += 1
+        run.nan_in_row += 1
+        if run.env.is_main:
+            print(
+                f"step {run.step}: non-finite loss or gradient, step skipped ({run.nan_in_row} in a row, "
+                f"{run.nan_total} in total)",
+                flush=True,
+            )
         if run.nan_in_row >= cfg.max_nan_in_row:
-            raise MsvarError(f"stopping: {run.nan_in_row} steps in a row had a non-finite loss or gradient (last at step {run.step}). "
-                             + (f"The last good checkpoint is {str(run.last)!r}" if run.last.exists() else "No checkpoint had been written yet")
-                             + "; lower the learning rate, use fp32/bf16, or check the data.")
-    else: run.nan_in_row = 0
+            raise MsvarError(
+                f"stopping: {run.nan_in_row} steps in a row had a non-finite loss or gradient (last at step "
+                f"{run.step}). "
+                + (
+                    f"The last good checkpoint is {str(run.last)!r}"
+                    if run.last.exists()
+                    else "No checkpoint had been written yet"
+                )
+                + "; lower the learning rate, use fp32/bf16, or check the data."
+            )
+    else:
+        run.nan_in_row = 0
     run.sched.step()
     return gnorm, bad
+
 
 def train_step(run: Run, micro, loss_fn) -> dict:
     "One optimizer step on this rank's micro-batches; returns its log row."
     t0 = time.perf_counter()
     micro = micro if isinstance(micro, list) else [micro]
-    if len(micro) != run.cfg.accum: raise MsvarError(f"step {run.step}: got {len(micro)} micro-batches, cfg.accum = {run.cfg.accum}")
+    if len(micro) != run.cfg.accum:
+        raise MsvarError(f"step {run.step}: got {len(micro)} micro-batches, cfg.accum = {run.cfg.accum}")
     lr = run.sched.get_last_lr()[0]
     bad, sums, n_items = forward_backward(run, micro, loss_fn)
     bad, logs = agree(run, bad, sums)
     gnorm, bad = optimizer_step(run, bad)
-    if not bad and "loss" in logs: run.window.append(logs["loss"])
+    if not bad and "loss" in logs:
+        run.window.append(logs["loss"])
     dt = time.perf_counter() - t0
-    return dict(step=run.step, **{k: round(v, 6) for k, v in logs.items()}, lr=lr, grad_norm=round(gnorm, 5) if math.isfinite(gnorm) else None,
-                skipped=int(bad), nan_total=run.nan_total, img_per_s=round(n_items * run.env.world_size / dt, 2), sec=round(dt, 4))
+    return dict(
+        step=run.step,
+        **{k: round(v, 6) for k, v in logs.items()},
+        lr=lr,
+        grad_norm=round(gnorm, 5) if math.isfinite(gnorm) else None,
+        skipped=int(bad),
+        nan_total=run.nan_total,
+        img_per_s=round(n_items * run.env.world_size / dt, 2),
+        sec=round(dt, 4),
+    )
+
 
 def save_run(run: Run):
-    "Gather RNG states and replica digests; rank 0 writes last.pt, best.pt (lowest mean loss since the previous checkpoint) and the loss plot."
+    """Gather RNG states and replica digests; rank 0 writes last.pt, best.pt (lowest mean loss since the previous
+    checkpoint) and the loss plot."""
     env = run.env
     rngs = _gather(rng_state(), env)
     digests = _gather(param_digest(run.model), env) if env.world_size > 1 else None
-    if digests and len(set(digests)) > 1: raise MsvarError(f"replicas diverged at step {run.step}: parameter digests differ between ranks")
+    if digests and len(set(digests)) > 1:
+        raise MsvarError(f"replicas diverged at step {run.step}: parameter digests differ between ranks")
     if env.is_main:
         recent = float(np.mean(run.window)) if run.window else float("inf")
         is_best = recent < run.best
-        if is_best: run.best = recent
-        state = dict(step=run.step, model=run.model.state_dict(), optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict(),
-                     scaler=run.scaler.state_dict() if run.scaler.is_enabled() else {}, rng=rngs, best=run.best, nan_total=run.nan_total,
-                     nan_in_row=run.nan_in_row, meta=run.meta, cfg=asdict(run.cfg), world_size=env.world_size, replica_digests=digests,
-                     time=time.strftime("%Y-%m-%d %H:%M:%S"),
-                     **({"extra": run.extra_state.state_dict()} if run.extra_state is not None else {}))
+        if is_best:
+            run.best = recent
+        state = dict(
+            step=run.step,
+            model=run.model.state_dict(),
+            optimizer=run.opt.state_dict(),
+            scheduler=run.sched.state_dict(),
+            scaler=run.scaler.state_dict() if run.scaler.is_enabled() else {},
+            rng=rngs,
+            best=run.best,
+            nan_total=run.nan_total,
+            nan_in_row=run.nan_in_row,
+            meta=run.meta,
+            cfg=asdict(run.cfg),
+            world_size=env.world_size,
+            replica_digests=digests,
+            time=time.strftime("%Y-%m-%d %H:%M:%S"),
+            **({"extra": run.extra_state.state_dict()} if run.extra_state is not None else {}),
+        )
         save_checkpoint(run.last, state)
-        if is_best: save_checkpoint(run.out_dir / "best.pt", state)
-        try: plot_metrics(run.log_path, run.out_dir / "losses.png")
-        except Exception as e: warnings.warn(f"could not plot the losses: {e}")
+        if is_best:
+            save_checkpoint(run.out_dir / "best.pt", state)
+        try:
+            plot_metrics(run.log_path, run.out_dir / "losses.png")
+        except Exception as e:
+            warnings.warn(f"could not plot the losses: {e}")
     run.window.clear()
-    if env.world_size > 1: dist.barrier()
+    if env.world_size > 1:
+        dist.barrier()
+
 
 def sample_run(run: Run, sample_fn):
-    "⟨rank 0⟩ `sample_fn(model, step, out_dir)` in eval mode with the RNGs forked (sampling does not change the run); every module's mode restored."
-    if not (run.env.is_main and sample_fn is not None): return
+    """⟨rank 0⟩ `sample_fn(model, step, out_dir)` in eval mode with the RNGs forked (sampling does not change the run);
+    every module's mode restored."""
+    if not (run.env.is_main and sample_fn is not None):
+        return
     model, dev = run.model, run.device
-    modes = [(m, m.training) for m in model.modules()]; model.eval()
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad(): sample_fn(model, run.step, run.out_dir)
-    for m, was in modes: m.training = was
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
+        sample_fn(model, run.step, run.out_dir)
+    for m, was in modes:
+        m.training = was
 
 # %% ../nbs/07_train.ipynb #5f4ecd5e
 def step_batches(batches, start: int, steps: int):
     "The micro-batches of steps start…steps-1: from a StepLoader, or from a function of the step."
     return batches.iterate(start, steps) if hasattr(batches, "iterate") else (batches(s) for s in range(start, steps))
 
-@holds_folder("out_dir")                # one run at a time in out_dir (rank 0 holds it; a killed run does not block it)
-@keeps_global_state                     # seeds (and on resume restores) the global RNGs for its own run; the caller's come back on return
-def fit(model: nn.Module, loss_fn, batches, cfg: FitConfig, out_dir, params=None, meta: dict | None = None, resume: bool = False,
-        sample_fn=None, after_step=None, train_mode=None, extra_state=None) -> FitResult:
-    "Train `model` with `loss_fn(model, batch) -> (loss, logs)` on `batches` (a StepLoader or `f(step)`); see the chapter for all features."
+
+@holds_folder("out_dir")  # one run at a time in out_dir (rank 0 holds it; a killed run does not block it)
+@keeps_global_state  # seeds (and on resume restores) the global RNGs for its own run; the caller's come back on return
+def fit(
+    model: nn.Module,
+    loss_fn,
+    batches,
+    cfg: FitConfig,
+    out_dir,
+    params=None,
+    meta: dict | None = None,
+    resume: bool = False,
+    sample_fn=None,
+    after_step=None,
+    train_mode=None,
+    extra_state=None,
+) -> FitResult:
+    """Train `model` with `loss_fn(model, batch) -> (loss, logs)` on `batches` (a StepLoader or `f(step)`); see the
+    chapter for all features."""
     from msvar.core import progress_bar
+
     run = start_run(model, cfg, out_dir, params, meta, extra_state)
-    if run.env.is_main: run.out_dir.mkdir(parents=True, exist_ok=True)
+    if run.env.is_main:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
     resume_run(run, resume)
-    if run.env.world_size > 1: dist.barrier()
+    if run.env.world_size > 1:
+        dist.barrier()
     wrap_model(run, train_mode)
     start, rows, it = run.step, [], step_batches(batches, run.step, cfg.steps)
     steps = range(start, cfg.steps)
-    pb = progress_bar(steps, total=cfg.steps - start) if (run.env.is_main and cfg.progress and cfg.steps > start) else steps
-    with (open(run.log_path, "a") if run.env.is_main else contextlib.nullcontext()) as log_f:
+    pb = (
+        progress_bar(steps, total=cfg.steps - start)
+        if (run.env.is_main and cfg.progress and cfg.steps > start)
+        else steps
+    )
+    with open(run.log_path, "a") if run.env.is_main else contextlib.nullcontext() as log_f:
         for step in pb:
             row = train_step(run, next(it), loss_fn)
-            if after_step is not None: after_step(model, step)          # e.g. the tokenizer's dead-code restart
-            run.step = step + 1; rows.append(row)
+            if after_step is not None:
+                after_step(model, step)  # e.g. the tokenizer's dead-code restart
+            run.step = step + 1
+            rows.append(row)
             if log_f is not None:
-                log_f.write(json.dumps(row) + "\n"); log_f.flush()
-                if hasattr(pb, "comment"): pb.comment = f"loss {row.get('loss', float('nan')):.4f} lr {row['lr']:.2e} {row['img_per_s']:.1f} img/s"
-            if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps: save_run(run)
-            if (cfg.sample_every and run.step % cfg.sample_every == 0) or run.step == cfg.steps: sample_run(run, sample_fn)
+                log_f.write(json.dumps(row) + "\n")
+                log_f.flush()
+                if hasattr(pb, "comment"):
+                    pb.comment = (
+                        f"loss {row.get('loss', float('nan')):.4f} lr {row['lr']:.2e} {row['img_per_s']:.1f} img/s"
+                    )
+            if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+                save_run(run)
+            if (cfg.sample_every and run.step % cfg.sample_every == 0) or run.step == cfg.steps:
+                sample_run(run, sample_fn)
     return FitResult(model, rows, run.step, run.nan_total, run.out_dir)

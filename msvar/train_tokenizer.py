@@ -9,16 +9,26 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from .core import MsvarError, get_preset, to_signed, seed_everything, default_device, _atomic_write, _load_torch
-from .core import keeps_global_state, holds_folder, check_memory         # runs and their folders (chapter 00)
-from .core import set_threads, add_threads_arg, arg_seed, say_interrupted   # the commands (chapter 00)
+from .core import keeps_global_state, holds_folder, check_memory  # runs and their folders (chapter 00)
+from .core import set_threads, add_threads_arg, arg_seed, say_interrupted  # the commands (chapter 00)
 from .data import HRFolder
 from .lpips import get_lpips
 from .model_file import is_safetensors, read_model_file
 from .tokenizer import Tokenizer, CKPT_FORMAT, load_var_tokenizer, tokenizer_meta, tokenizer_parts
 from .tokenizer import load_tokenizer, save_tokenizer
 from .hit import HITTokenizer, hit_tokenize, stage_image, save_hit, load_hit, build_model
-from .train import (FitConfig, StepLoader, fit, read_log, param_digest, plot_metrics, add_precision_args,
-                         resolve_precision, arg_positive, arg_non_negative)
+from msvar.train import (
+    FitConfig,
+    StepLoader,
+    fit,
+    read_log,
+    param_digest,
+    plot_metrics,
+    add_precision_args,
+    resolve_precision,
+    arg_positive,
+    arg_non_negative,
+)
 
 # %% auto #0
 __all__ = ['TokenizerLoss', 'DeadCodeCounters', 'init_weights', 'train_tokenizer', 'train_tokenizer_cli', 'lpips_min_side',
@@ -32,9 +42,11 @@ def _get_lpips(device):
     except (ImportError, MsvarError) as e:
         return None, str(e)
 
+
 class TokenizerLoss:
     """loss_fn for `fit`: ‖x̂ − x‖² + w·LPIPS(x̂, x) + the quantizer's codebook + commitment loss, on a batch
     {'hr': (B, 3, H, W) in [0, 1]}."""
+
     def __init__(self, lpips_fn=None, lpips_weight: float = 1.0):
         self.lpips_fn, self.lpips_weight = lpips_fn, lpips_weight
 
@@ -47,9 +59,11 @@ class TokenizerLoss:
         usages = {f"usage_{l + 1}": u for l, u in enumerate(usage.tolist())}
         return loss, dict(loss=loss.item(), l2=l2.item(), lpips=lpv.item(), vq=vq_loss.item(), **usages)
 
+
 class DeadCodeCounters:
     """The quantizer's steps-since-last-use counters: not in its state dict (VAR's keys), so `fit` saves them as
     extra state and a resumed run restarts the same codes."""
+
     def __init__(self, quantizer):
         self.q = quantizer
 
@@ -59,33 +73,39 @@ class DeadCodeCounters:
     def load_state_dict(self, sd: dict):
         self.q.unused_steps_V.copy_(sd["unused_steps_V"])
 
+
 def _refuse_old_layout(last: Path):
     "A run folder whose last.pt predates the one training loop: loadable as a tokenizer, not resumable (MsvarError)."
     ck = _load_torch(last, "tokenizer checkpoint")
     if isinstance(ck, dict) and ck.get("format") == CKPT_FORMAT:
-        raise MsvarError(f"{str(last)!r} was written by an older msvar ({CKPT_FORMAT}): it loads as a tokenizer "
-                         "(load_tokenizer, msvar_finetune_hit --tokenizer) but cannot be resumed by the current "
-                         "training loop; train in another folder")
+        raise MsvarError(
+            f"{str(last)!r} was written by an older msvar ({CKPT_FORMAT}): it loads as a tokenizer "
+            "(load_tokenizer, msvar_finetune_hit --tokenizer) but cannot be resumed by the current "
+            "training loop; train in another folder"
+        )
+
 
 def init_weights(path) -> dict:
     "The tokenizer state dict of a tokenizer checkpoint, or of the base tokenizer inside an msvar model file."
-    if Path(path).is_file() and is_safetensors(path):                 # a model file (chapter 08a): no code can run
+    if Path(path).is_file() and is_safetensors(path):  # a model file (chapter 08a): no code can run
         hit = read_model_file(path)[1].get("hit", {})
     else:
         ck = _load_torch(path, "tokenizer or model file")
         if not (isinstance(ck, dict) and isinstance(ck.get("hit"), dict) and "preset" in ck):
-            return tokenizer_parts(ck, path)[1]                        # a tokenizer checkpoint
-        hit = ck["hit"]                                                # an older (torch pickle) model file
-    sd = {k[len("tok."):]: v.float() for k, v in hit.items() if k.startswith("tok.")}   # the HIT model's base tokenizer
+            return tokenizer_parts(ck, path)[1]  # a tokenizer checkpoint
+        hit = ck["hit"]  # an older (torch pickle) model file
+    sd = {k[len("tok.") :]: v.float() for k, v in hit.items() if k.startswith("tok.")}  # the HIT model's base tokenizer
     if not sd:
         raise MsvarError(f"{str(path)!r} holds no tokenizer weights")
     return sd
+
 
 def _first_codebook(model: Tokenizer, ds, batch_size: int, seed: int, dev):
     "From scratch: the codebook initialised from the encoder outputs of a first batch."
     x0 = next(StepLoader(ds, batch_size, seed=seed + 1).iterate(0, 1))[0]["hr"].to(dev)
     with torch.no_grad():
         model.quantize.init_codebook(model.encode(to_signed(x0)))
+
 
 def _lpips_or_warn(dev, lpips_weight: float, require_lpips: bool):
     "The LPIPS network for a weight > 0, or None with a warning (an error if `require_lpips`) when it is unavailable."
@@ -98,6 +118,7 @@ def _lpips_or_warn(dev, lpips_weight: float, require_lpips: bool):
         print(f"warning: training without LPIPS ({why})", file=sys.stderr)
     return lp
 
+
 def _run_sizes(p, steps, batch_size, lr) -> tuple:
     """(steps, batch size, lr) of a run: those given, else the preset's; MsvarError unless all are positive or
     when a batch would not fit in memory."""
@@ -106,16 +127,34 @@ def _run_sizes(p, steps, batch_size, lr) -> tuple:
     lr = lr or p.train.tok_lr
     if not (steps >= 1 and bs >= 1 and math.isfinite(lr) and lr > 0):
         raise MsvarError(f"steps, batch size and lr must be positive (got {steps}, {bs}, {lr})")
-    check_memory(bs * p.hr_size ** 2 * (3 + p.tokenizer.ch) * 4,      # a lower bound: the images and the first layer
-                 f"a batch of {bs} images of {p.hr_size}×{p.hr_size} px (batch size)", "use a smaller batch size")
+    check_memory(
+        bs * p.hr_size**2 * (3 + p.tokenizer.ch) * 4,  # a lower bound: the images and the first layer
+        f"a batch of {bs} images of {p.hr_size}×{p.hr_size} px (batch size)",
+        "use a smaller batch size",
+    )
     return steps, bs, lr
 
-@holds_folder("out_dir")           # one run at a time in out_dir (a second is refused; a killed one does not block)
-@keeps_global_state                     # seeds the global RNGs for its own run; the caller's states come back on return
-def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_size: int | None = None,
-                    lr: float | None = None, lpips_weight: float = 1.0, seed: int = 0, resume: bool = True,
-                    save_every: int = 100, device=None, require_lpips: bool = False, progress: bool = True,
-                    precision: str = "auto", compile: bool | str = "off", init=None):
+
+@holds_folder("out_dir")  # one run at a time in out_dir (a second is refused; a killed one does not block)
+@keeps_global_state  # seeds the global RNGs for its own run; the caller's states come back on return
+def train_tokenizer(
+    preset,
+    data_dir,
+    out_dir,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    lpips_weight: float = 1.0,
+    seed: int = 0,
+    resume: bool = True,
+    save_every: int = 100,
+    device=None,
+    require_lpips: bool = False,
+    progress: bool = True,
+    precision: str = "auto",
+    compile: bool | str = "off",
+    init=None,
+):
     """Train a tokenizer from scratch on random crops of `data_dir` with chapter 07's `fit`; writes
     `out_dir/last.pt` (resumable), log.jsonl and loss.png. Returns (model, log rows).
 
@@ -127,62 +166,114 @@ def train_tokenizer(preset, data_dir, out_dir, steps: int | None = None, batch_s
     steps, bs, lr = _run_sizes(p, steps, batch_size, lr)
     out_dir = Path(out_dir)
     dev = default_device(device)
-    fresh = not (resume and (out_dir / "last.pt").exists())            # a resumed run takes its weights from last.pt
+    fresh = not (resume and (out_dir / "last.pt").exists())  # a resumed run takes its weights from last.pt
     if not fresh:
         _refuse_old_layout(out_dir / "last.pt")
     lp = _lpips_or_warn(dev, lpips_weight, require_lpips)
-    ds = HRFolder(data_dir, p.hr_size, cache="auto")       # the VAR's data path (chapter 01): random crops, 8 flips
+    ds = HRFolder(data_dir, p.hr_size, cache="auto")  # the VAR's data path (chapter 01): random crops, 8 flips
     seed_everything(seed)
     model = build_model("tokenizer", p).to(dev)
     if fresh and init is not None:
         load_var_tokenizer(model, init_weights(init))
     elif fresh:
         _first_codebook(model, ds, bs, seed, dev)
-    meta = tokenizer_meta(p, data=str(Path(data_dir).resolve()), batch_size=bs, lpips_weight=lpips_weight,
-                          lpips=lp is not None, seed=seed, init=None if init is None else str(init))
-    cfg = FitConfig(steps=steps, lr=lr, weight_decay=p.train.tok_weight_decay, betas=(0.9, 0.95), warmup=0.02,
-                    min_lr_ratio=0.1, clip=0.0, seed=seed, ckpt_every=save_every, progress=progress,
-                    precision=precision, compile=compile)
-    fit(model, TokenizerLoss(lp, lpips_weight), StepLoader(ds, bs, seed=seed), cfg, out_dir, meta=meta,
-        resume=resume, after_step=lambda m, step: m.quantize.restart_dead_codes(50),
-        extra_state=DeadCodeCounters(model.quantize))
+    meta = tokenizer_meta(
+        p,
+        data=str(Path(data_dir).resolve()),
+        batch_size=bs,
+        lpips_weight=lpips_weight,
+        lpips=lp is not None,
+        seed=seed,
+        init=None if init is None else str(init),
+    )
+    cfg = FitConfig(
+        steps=steps,
+        lr=lr,
+        weight_decay=p.train.tok_weight_decay,
+        betas=(0.9, 0.95),
+        warmup=0.02,
+        min_lr_ratio=0.1,
+        clip=0.0,
+        seed=seed,
+        ckpt_every=save_every,
+        progress=progress,
+        precision=precision,
+        compile=compile,
+    )
+    fit(
+        model,
+        TokenizerLoss(lp, lpips_weight),
+        StepLoader(ds, bs, seed=seed),
+        cfg,
+        out_dir,
+        meta=meta,
+        resume=resume,
+        after_step=lambda m, step: m.quantize.restart_dead_codes(50),
+        extra_state=DeadCodeCounters(model.quantize),
+    )
     rows = read_log(out_dir / "log.jsonl")
-    plot_metrics(rows, out_dir / "loss.png", keys=("loss", "l2", "lpips", "vq"), smooth=10,
-                 title="tokenizer training losses")
+    plot_metrics(
+        rows, out_dir / "loss.png", keys=("loss", "l2", "lpips", "vq"), smooth=10, title="tokenizer training losses"
+    )
     return model.eval(), rows
 
 # %% ../nbs/07a_train_tokenizer.ipynb #ed536766
 def _train_tokenizer_parser() -> argparse.ArgumentParser:
     "The options of `msvar_train_tokenizer`; their defaults are `train_tokenizer`'s."
     d = {k: v.default for k, v in inspect.signature(train_tokenizer).parameters.items()}
-    about = ("Train msvar's multi-scale RQ-VAE tokenizer from scratch on random crops of a folder of images; "
-             "writes OUT/last.pt (resumable), OUT/log.jsonl and OUT/loss.png.")
+    about = (
+        "Train msvar's multi-scale RQ-VAE tokenizer from scratch on random crops of a folder of images; "
+        "writes OUT/last.pt (resumable), OUT/log.jsonl and OUT/loss.png."
+    )
     ap = argparse.ArgumentParser(prog="msvar_train_tokenizer", description=about)
-    ap.add_argument("--preset", default="small", choices=["test", "small", "paper"],
-                    help="model and image sizes (default: small)")
+    ap.add_argument(
+        "--preset", default="small", choices=["test", "small", "paper"], help="model and image sizes (default: small)"
+    )
     ap.add_argument("--data", required=True, help="folder of training images (searched recursively)")
     ap.add_argument("--out", required=True, help="output folder for last.pt, log.jsonl and loss.png")
-    ap.add_argument("--steps", type=arg_positive(int), default=None,
-                    help="training steps (default: the preset's tok_iters)")
-    ap.add_argument("--batch-size", type=arg_positive(int), default=None,
-                    help="images per step (default: the preset's batch size)")
-    ap.add_argument("--lr", type=arg_positive(float), default=None,
-                    help="peak learning rate (default: the preset's tok_lr); a new value on resume applies from the "
-                    "resumed step")
-    ap.add_argument("--lpips-weight", type=arg_non_negative(float), default=d["lpips_weight"],
-                    help=f"weight of the LPIPS loss (0 disables it; default {d['lpips_weight']:g})")
-    ap.add_argument("--require-lpips", action="store_true",
-                    help="fail instead of training without LPIPS when its weights are missing")
-    ap.add_argument("--init", default=None, metavar="FILE", help="start from this tokenizer checkpoint's weights, or "
-                    "those of an msvar model file's tokenizer, vocabulary included (default: from scratch)")
+    ap.add_argument(
+        "--steps", type=arg_positive(int), default=None, help="training steps (default: the preset's tok_iters)"
+    )
+    ap.add_argument(
+        "--batch-size", type=arg_positive(int), default=None, help="images per step (default: the preset's batch size)"
+    )
+    ap.add_argument(
+        "--lr",
+        type=arg_positive(float),
+        default=None,
+        help="peak learning rate (default: the preset's tok_lr); a new value on resume applies from the resumed step",
+    )
+    ap.add_argument(
+        "--lpips-weight",
+        type=arg_non_negative(float),
+        default=d["lpips_weight"],
+        help=f"weight of the LPIPS loss (0 disables it; default {d['lpips_weight']:g})",
+    )
+    ap.add_argument(
+        "--require-lpips",
+        action="store_true",
+        help="fail instead of training without LPIPS when its weights are missing",
+    )
+    ap.add_argument(
+        "--init",
+        default=None,
+        metavar="FILE",
+        help="start from this tokenizer checkpoint's weights, or "
+        "those of an msvar model file's tokenizer, vocabulary included (default: from scratch)",
+    )
     ap.add_argument("--seed", type=arg_seed, default=d["seed"])
     ap.add_argument("--save-every", type=arg_positive(int), default=d["save_every"], help="write last.pt every N steps")
     ap.add_argument("--no-resume", action="store_true", help="refuse to continue from an existing OUT/last.pt")
     ap.add_argument("--device", default=None, help="cpu, cuda, … (default: best available)")
-    ap.add_argument("--threads", type=arg_positive(int), default=None,
-                    help="torch CPU threads (default: the idle cores, at least 1)")
+    ap.add_argument(
+        "--threads",
+        type=arg_positive(int),
+        default=None,
+        help="torch CPU threads (default: the idle cores, at least 1)",
+    )
     add_precision_args(ap, d["precision"], d["compile"])
     return ap
+
 
 def train_tokenizer_cli(argv=None):
     "Console entry point `msvar_train_tokenizer`: train a tokenizer from scratch on a folder of images."
@@ -190,20 +281,39 @@ def train_tokenizer_cli(argv=None):
     set_threads(a.threads)
     try:
         precision = resolve_precision(a.precision, default_device(a.device))
-        print(f"training the {a.preset!r} tokenizer on {a.data}, precision {precision}"
-              + (" (auto)" if a.precision == "auto" else ""), flush=True)
-        _, rows = train_tokenizer(a.preset, a.data, a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                                  lpips_weight=a.lpips_weight, seed=a.seed, resume=not a.no_resume,
-                                  save_every=a.save_every, device=a.device, require_lpips=a.require_lpips,
-                                  progress=False, precision=a.precision, compile=a.compile, init=a.init)
+        print(
+            f"training the {a.preset!r} tokenizer on {a.data}, precision {precision}"
+            + (" (auto)" if a.precision == "auto" else ""),
+            flush=True,
+        )
+        _, rows = train_tokenizer(
+            a.preset,
+            a.data,
+            a.out,
+            steps=a.steps,
+            batch_size=a.batch_size,
+            lr=a.lr,
+            lpips_weight=a.lpips_weight,
+            seed=a.seed,
+            resume=not a.no_resume,
+            save_every=a.save_every,
+            device=a.device,
+            require_lpips=a.require_lpips,
+            progress=False,
+            precision=a.precision,
+            compile=a.compile,
+            init=a.init,
+        )
     except MsvarError as e:
         print(f"msvar_train_tokenizer: error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         say_interrupted("msvar_train_tokenizer", a.out)
     last = rows[-1]
-    print(f"done: step {last['step'] + 1}, loss {last['loss']:.4f} (l2 {last['l2']:.4f}, lpips {last['lpips']:.3f}); "
-          f"wrote {Path(a.out) / 'last.pt'}")
+    print(
+        f"done: step {last['step'] + 1}, loss {last['loss']:.4f} (l2 {last['l2']:.4f}, lpips {last['lpips']:.3f}); "
+        f"wrote {Path(a.out) / 'last.pt'}"
+    )
 
 # %% ../nbs/07a_train_tokenizer.ipynb #4c5a4214
 def lpips_min_side(lpips_fn, y, target, min_side: int = 64):
@@ -213,30 +323,39 @@ def lpips_min_side(lpips_fn, y, target, min_side: int = 64):
         y, target = (F.interpolate(a, size=size, mode="bilinear", align_corners=False) for a in (y, target))
     return lpips_fn(y, target)
 
-def hit_finetune_loss(model: HITTokenizer, x: torch.Tensor, phase: int, lpips_fn=None, lpips_weight: float = 5.0,
-                      p_continuous: float = 0.5, generator: torch.Generator | None = None) -> tuple:
+
+def hit_finetune_loss(
+    model: HITTokenizer,
+    x: torch.Tensor,
+    phase: int,
+    lpips_fn=None,
+    lpips_weight: float = 5.0,
+    p_continuous: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> tuple:
     "Loss of one batch (B,3,H,W) in [0,1]: phase 1 Σ_n ℓ2 + 5·LPIPS of the stage decodes; phase 2 Σ_n ℓ2(f̂_n, Z_n)."
     p = model.preset
-    with torch.autocast(x.device.type, enabled=False):        # under mixed precision, tokens and f̂ stay fp32
-        t = hit_tokenize(model.tok, x.float(), p)              # (as at inference); decoders and LPIPS run in bf16
+    with torch.autocast(x.device.type, enabled=False):  # under mixed precision, tokens and f̂ stay fp32
+        t = hit_tokenize(model.tok, x.float(), p)  # (as at inference); decoders and LPIPS run in bf16
     logs, total = {}, 0.0
     for n, (f_hat, Z) in enumerate(zip(t.f_hat, t.Z)):
         if phase == 2:
             l = F.mse_loss(f_hat, Z.detach())
-            logs[f"vq{n+1}"] = l.item()
+            logs[f"vq{n + 1}"] = l.item()
             total = total + l
             continue
-        keep = torch.rand(x.shape[0], 1, 1, 1, generator=generator) < p_continuous       # per image: skip quantization
+        keep = torch.rand(x.shape[0], 1, 1, 1, generator=generator) < p_continuous  # per image: skip quantization
         inp = torch.where(keep.to(x.device), Z.detach(), f_hat)
-        y = model.decode_stage(inp, n)                                                  # [-1, 1]
+        y = model.decode_stage(inp, n)  # [-1, 1]
         target = to_signed(stage_image(x, p, n))
         l2 = F.mse_loss(y, target)
         with_lpips = lpips_fn is not None and lpips_weight
         lp = lpips_min_side(lpips_fn, y, target).mean() if with_lpips else torch.zeros(())
-        logs[f"l2_{n+1}"], logs[f"lpips_{n+1}"] = l2.item(), lp.item()
+        logs[f"l2_{n + 1}"], logs[f"lpips_{n + 1}"] = l2.item(), lp.item()
         total = total + l2 + lpips_weight * lp
     logs["loss"] = float(total.detach()) if torch.is_tensor(total) else float(total)
     return total, logs
+
 
 def hit_param_groups(model: HITTokenizer, phase: int) -> list:
     """Parameters trained in each phase (everything else is frozen): phase 1 vocabulary + stage decoders,
@@ -252,18 +371,23 @@ def hit_param_groups(model: HITTokenizer, phase: int) -> list:
 def _finished_options(last: Path, opts: dict, resume: bool) -> None:
     "A finished finetune in `last`'s folder must have been made from the same base, data and options (else MsvarError)."
     if not resume:
-        raise MsvarError(f"{str(last)!r} exists: the finetune in {str(last.parent)!r} is finished; "
-                         "choose another output folder")
+        raise MsvarError(
+            f"{str(last)!r} exists: the finetune in {str(last.parent)!r} is finished; choose another output folder"
+        )
     saved = _load_torch(last, "HIT tokenizer checkpoint").get("options") or {}
     unknown = [k for k in ("base_digest", "data") if k not in saved]
     if unknown:
-        warnings.warn(f"{str(last)!r} does not record {' and '.join(unknown)} (written by an older msvar): "
-                      "cannot check them")
+        warnings.warn(
+            f"{str(last)!r} does not record {' and '.join(unknown)} (written by an older msvar): cannot check them"
+        )
     diff = {k: (saved.get(k), v) for k, v in opts.items() if k in saved and saved.get(k) != v}
     if diff:
         what = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-        raise MsvarError(f"{str(last)!r} was written by another finetune ({what}); use the same base tokenizer, "
-                         "data folder and options, or another output folder")
+        raise MsvarError(
+            f"{str(last)!r} was written by another finetune ({what}); use the same base tokenizer, "
+            "data folder and options, or another output folder"
+        )
+
 
 def _base_model(base, out: Path) -> HITTokenizer:
     """The HITTokenizer to finetune, from a HITTokenizer, a (Tokenizer, preset) pair or a tokenizer checkpoint
@@ -271,31 +395,63 @@ def _base_model(base, out: Path) -> HITTokenizer:
     if isinstance(base, HITTokenizer):
         return base
     tok, preset = load_tokenizer(base) if not isinstance(base, tuple) else base
-    if not isinstance(base, tuple) and not (out / "base.pt").exists():   # keep the exact starting point for comparisons
+    if not isinstance(base, tuple) and not (out / "base.pt").exists():  # keep the exact starting point for comparisons
         step = _load_torch(base).get("step") or 0
         save_tokenizer(tok, preset, out / "base.pt", step=step, source=str(base))
     return build_model("hit", preset, base=tok)
 
-def finetune_phase(model: HITTokenizer, phase: int, steps: int, data: HRFolder, ph_dir: Path, opts: dict, lpips_fn,
-                   ckpt_every: int = 50, progress: bool = True, precision: str = "auto"):
+
+def finetune_phase(
+    model: HITTokenizer,
+    phase: int,
+    steps: int,
+    data: HRFolder,
+    ph_dir: Path,
+    opts: dict,
+    lpips_fn,
+    ckpt_every: int = 50,
+    progress: bool = True,
+    precision: str = "auto",
+):
     """One phase of the finetune with chapter 07's `fit`: its parameters (hit_param_groups), constant lr, encoder
     kept in eval mode; resumes from ph_dir/last.pt."""
     o = opts
-    cfg = FitConfig(steps=steps, lr=o["lr"], weight_decay=o["weight_decay"], betas=(0.9, 0.95), warmup=0,
-                    min_lr_ratio=1.0, clip=0.0, seed=o["seed"] * 1_000_003 + phase, ckpt_every=ckpt_every,
-                    progress=progress, precision=precision)
+    cfg = FitConfig(
+        steps=steps,
+        lr=o["lr"],
+        weight_decay=o["weight_decay"],
+        betas=(0.9, 0.95),
+        warmup=0,
+        min_lr_ratio=1.0,
+        clip=0.0,
+        seed=o["seed"] * 1_000_003 + phase,
+        ckpt_every=ckpt_every,
+        progress=progress,
+        precision=precision,
+    )
     batches = StepLoader(data, o["batch_size"], seed=o["seed"] * 1_000_003 + phase * 100_003)
 
     def loss_fn(net, b):
-        return hit_finetune_loss(getattr(net, "module", net), b["hr"], phase, lpips_fn, o["lpips_weight"],
-                                 o["p_continuous"])
+        return hit_finetune_loss(
+            getattr(net, "module", net), b["hr"], phase, lpips_fn, o["lpips_weight"], o["p_continuous"]
+        )
 
-    def train_mode(m):                                                  # the encoder is frozen and stays in eval mode
+    def train_mode(m):  # the encoder is frozen and stays in eval mode
         m.train()
         m.tok.encoder.eval()
 
-    return fit(model, loss_fn, batches, cfg, ph_dir, params=hit_param_groups(model, phase),
-               meta=dict(opts, phase=phase), resume=True, train_mode=train_mode)
+    return fit(
+        model,
+        loss_fn,
+        batches,
+        cfg,
+        ph_dir,
+        params=hit_param_groups(model, phase),
+        meta=dict(opts, phase=phase),
+        resume=True,
+        train_mode=train_mode,
+    )
+
 
 def _write_log(out: Path) -> list:
     "Both phases' log rows in one `out/log.jsonl` (each row with its phase) and `out/losses.png`; returns the rows."
@@ -304,11 +460,26 @@ def _write_log(out: Path) -> list:
     plot_metrics(rows, out / "losses.png", keys=("loss",), title="HIT finetune", by="phase")
     return rows
 
-@holds_folder("out_dir")           # one run at a time in out_dir (a second is refused; a killed one does not block)
-def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, batch_size: int = 16,
-                 lr: float = 2.5e-4, weight_decay: float = 0.05, lpips_weight: float = 5.0, p_continuous: float = 0.5,
-                 seed: int = 0, resume: bool = True, ckpt_every: int = 50, progress: bool = True, device=None,
-                 precision: str = "auto") -> HITTokenizer:
+
+@holds_folder("out_dir")  # one run at a time in out_dir (a second is refused; a killed one does not block)
+def finetune_hit(
+    base,
+    out_dir,
+    data_dir,
+    steps1: int = 300,
+    steps2: int = 100,
+    batch_size: int = 16,
+    lr: float = 2.5e-4,
+    weight_decay: float = 0.05,
+    lpips_weight: float = 5.0,
+    p_continuous: float = 0.5,
+    seed: int = 0,
+    resume: bool = True,
+    ckpt_every: int = 50,
+    progress: bool = True,
+    device=None,
+    precision: str = "auto",
+) -> HITTokenizer:
     """Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer;
     resumable. `precision` 'auto' is bf16 autocast for the stage decoders and LPIPS where the device computes bf16
     natively (faster phase-1 steps: bench/tokenizer_throughput.py measures them; bench/hit_precision_ab.sh compares
@@ -322,15 +493,24 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
     last = out / "last.pt"
     model = _base_model(base, out)
     # the run is defined by its options, its starting weights (SHA-256 of the base's parameters) and its data folder
-    opts = dict(steps1=steps1, steps2=steps2, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                lpips_weight=lpips_weight, p_continuous=p_continuous, seed=seed, base_digest=param_digest(model),
-                data=str(Path(data_dir).resolve()))
-    if last.exists():                       # finished earlier: the same base, data and options give the same model
+    opts = dict(
+        steps1=steps1,
+        steps2=steps2,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        lpips_weight=lpips_weight,
+        p_continuous=p_continuous,
+        seed=seed,
+        base_digest=param_digest(model),
+        data=str(Path(data_dir).resolve()),
+    )
+    if last.exists():  # finished earlier: the same base, data and options give the same model
         _finished_options(last, opts, resume)
         return load_hit(last).to(dev)
     model.to(dev)
-    lp = get_lpips("alex", device=dev) if lpips_weight else None       # raises a clear error if the weights are missing
-    data = HRFolder(data_dir, model.preset.hr_size, cache="auto")      # the VAR's data path (chapter 01)
+    lp = get_lpips("alex", device=dev) if lpips_weight else None  # raises a clear error if the weights are missing
+    data = HRFolder(data_dir, model.preset.hr_size, cache="auto")  # the VAR's data path (chapter 01)
     for ph, total in ((1, steps1), (2, steps2)):
         if total < 1:
             continue
@@ -343,6 +523,7 @@ def finetune_hit(base, out_dir, data_dir, steps1: int = 300, steps2: int = 100, 
     save_hit(model, last, step=steps1 + steps2, options=opts, base_path=base_path)
     return model.eval()
 
+
 def _finetune_hit_parser() -> argparse.ArgumentParser:
     "The options of `msvar_finetune_hit`; their defaults are `finetune_hit`'s."
     d = {k: v.default for k, v in inspect.signature(finetune_hit).parameters.items()}
@@ -350,8 +531,9 @@ def _finetune_hit_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tokenizer", required=True, help="base tokenizer checkpoint written by msvar_train_tokenizer")
     ap.add_argument("--data", required=True, help="folder of training images (searched recursively)")
     ap.add_argument("--out", required=True, help="output folder (last.pt, log.jsonl, losses.png)")
-    ap.add_argument("--steps1", type=arg_non_negative(int), default=d["steps1"],
-                    help="phase 1 steps (stage decoders + vocabulary)")
+    ap.add_argument(
+        "--steps1", type=arg_non_negative(int), default=d["steps1"], help="phase 1 steps (stage decoders + vocabulary)"
+    )
     ap.add_argument("--steps2", type=arg_non_negative(int), default=d["steps2"], help="phase 2 steps (vocabulary only)")
     ap.add_argument("--batch-size", type=arg_positive(int), default=d["batch_size"])
     ap.add_argument("--lr", type=arg_positive(float), default=d["lr"])
@@ -360,8 +542,9 @@ def _finetune_hit_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     ap.add_argument("--device", default=None)
     add_threads_arg(ap)
-    add_precision_args(ap, d["precision"], compile=None)   # the loss calls the decoders directly: nothing to compile
+    add_precision_args(ap, d["precision"], compile=None)  # the loss calls the decoders directly: nothing to compile
     return ap
+
 
 def finetune_hit_cli(argv=None):
     "Console entry point `msvar_finetune_hit`: HIT finetune of a tokenizer (msvar checkpoint) on a folder of images."
@@ -371,9 +554,20 @@ def finetune_hit_cli(argv=None):
         ap.error("--steps1 + --steps2 must be at least 1")
     set_threads(a.threads)
     try:
-        finetune_hit(a.tokenizer, a.out, a.data, a.steps1, a.steps2, a.batch_size, a.lr,
-                     lpips_weight=a.lpips_weight, seed=a.seed, resume=not a.no_resume, device=a.device,
-                     precision=a.precision)
+        finetune_hit(
+            a.tokenizer,
+            a.out,
+            a.data,
+            a.steps1,
+            a.steps2,
+            a.batch_size,
+            a.lr,
+            lpips_weight=a.lpips_weight,
+            seed=a.seed,
+            resume=not a.no_resume,
+            device=a.device,
+            precision=a.precision,
+        )
     except MsvarError as e:
         print(f"msvar_finetune_hit: error: {e}", file=sys.stderr)
         sys.exit(1)

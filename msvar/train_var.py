@@ -9,15 +9,37 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 import torch
 import torch.distributed as dist
-from .core import MsvarError, _atomic_write, _load_torch, get_preset, seed_everything, show_images, keeps_global_state
-from .core import holds_folder, set_threads, arg_seed, say_interrupted   # output folders, threads (chapter 00)
+from msvar.core import (
+    MsvarError,
+    _atomic_write,
+    _load_torch,
+    get_preset,
+    seed_everything,
+    show_images,
+    keeps_global_state,
+)
+from .core import holds_folder, set_threads, arg_seed, say_interrupted  # output folders, threads (chapter 00)
 from .core import unit_float
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
 from .hit import load_sr_tokenizer, build_model
 from .var import SRVAR, load_var_weights, count_params
 from .losses import SRLoss
-from .inference import SRModel                 # the same sampling and decoding as msvar_sr (chapter 08)
-from .train import FitConfig, FitResult, StepLoader, StepSampler, fit, init_distributed, PRECISIONS, PRECISION_HELP, COMPILES, COMPILE_HELP, resolve_precision, arg_positive, arg_non_negative
+from .inference import SRModel  # the same sampling and decoding as msvar_sr (chapter 08)
+from msvar.train import (
+    FitConfig,
+    FitResult,
+    StepLoader,
+    StepSampler,
+    fit,
+    init_distributed,
+    PRECISIONS,
+    PRECISION_HELP,
+    COMPILES,
+    COMPILE_HELP,
+    resolve_precision,
+    arg_positive,
+    arg_non_negative,
+)
 
 # %% auto #0
 __all__ = ['STATE_BYTES_PER_PARAM', 'GPU_MEMORY_USE', 'VARSampler', 'VarTrainConfig', 'init_from_var', 'var_options', 'train_var',
@@ -27,10 +49,11 @@ __all__ = ['STATE_BYTES_PER_PARAM', 'GPU_MEMORY_USE', 'VARSampler', 'VarTrainCon
 # %% ../nbs/07b_train_var.ipynb #1c22a713
 class VARSampler:
     "sample_fn for fit: greedy ×1/×2/×4 outputs of fixed LR images, saved as OUT/samples/step_NNNNNN.png."
+
     def __init__(self, tokenizer, batch: dict, hit: bool = True, n: int = 4):
         self.tokenizer, self.hit = tokenizer, hit
         self.batch = {k: v[:n] for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        self.batch.update({k: unit_float(self.batch[k]) for k in ("hr", "lr")})   # the loader's uint8 levels → [0, 1]
+        self.batch.update({k: unit_float(self.batch[k]) for k in ("hr", "lr")})  # the loader's uint8 levels → [0, 1]
 
     @torch.no_grad()
     def images(self, model) -> list:
@@ -43,12 +66,20 @@ class VARSampler:
 
     def __call__(self, model, step: int, out_dir):
         import matplotlib.pyplot as plt
+
         ims = self.images(model)
         n = ims[0].shape[0]
         grid = [ims[c][i] for i in range(n) for c in range(5)]
-        fig = show_images(grid, [t for _ in range(n) for t in ("LR", "×1", "×2", "×4", "HR")], ncols=5, size=1.4,
-                          suptitle=f"step {step}")
-        _atomic_write(Path(out_dir) / "samples" / f"step_{step:06d}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=60))
+        fig = show_images(
+            grid,
+            [t for _ in range(n) for t in ("LR", "×1", "×2", "×4", "HR")],
+            ncols=5,
+            size=1.4,
+            suptitle=f"step {step}",
+        )
+        _atomic_write(
+            Path(out_dir) / "samples" / f"step_{step:06d}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=60)
+        )
         plt.close(fig)
 
 # %% ../nbs/07b_train_var.ipynb #i17f7b04
@@ -56,16 +87,33 @@ def _opt(default, help: str, flag: str | None = None, **argparse_kw):
     "A VarTrainConfig field: its default, its help text, and how `msvar_train` spells and parses it."
     return field(default=default, metadata=dict(help=help, flag=flag, **argparse_kw))
 
+
 @dataclass
 class VarTrainConfig:
-    "Every option of `train_var` and `msvar_train` (besides preset, data, tokenizer and output folder), defined once: None = the preset's value."
+    """Every option of `train_var` and `msvar_train` (besides preset, data, tokenizer and output folder), defined once:
+    None = the preset's value."""
+
     dpo: bool = _opt(True, "add the DPO term (paper: yes)", action=argparse.BooleanOptionalAction)
-    hit: bool = _opt(True, "HIT tokens (--no-hit: plain VAR tokens, the paper's baseline)", action=argparse.BooleanOptionalAction)
-    steps: int | None = _opt(None, "optimizer steps (default: the preset's epochs × images / batch size)", type=arg_positive(int))
-    batch_size: int | None = _opt(None, "GLOBAL batch size, split over processes and --accum (default: preset)", type=arg_positive(int))
-    accum: int | None = _opt(None, "gradient accumulation micro-batches per step (default: on a GPU the fewest whose activations "
-                             "fit in its memory, see memory_plan; 1 on the CPU)", type=arg_positive(int))
-    lr: float | None = _opt(None, "peak learning rate (default: preset); a new value on --resume applies from the resumed step", type=arg_positive(float))
+    hit: bool = _opt(
+        True, "HIT tokens (--no-hit: plain VAR tokens, the paper's baseline)", action=argparse.BooleanOptionalAction
+    )
+    steps: int | None = _opt(
+        None, "optimizer steps (default: the preset's epochs × images / batch size)", type=arg_positive(int)
+    )
+    batch_size: int | None = _opt(
+        None, "GLOBAL batch size, split over processes and --accum (default: preset)", type=arg_positive(int)
+    )
+    accum: int | None = _opt(
+        None,
+        "gradient accumulation micro-batches per step (default: on a GPU the fewest whose activations "
+        "fit in its memory, see memory_plan; 1 on the CPU)",
+        type=arg_positive(int),
+    )
+    lr: float | None = _opt(
+        None,
+        "peak learning rate (default: preset); a new value on --resume applies from the resumed step",
+        type=arg_positive(float),
+    )
     weight_decay: float | None = _opt(None, "AdamW weight decay (default: preset)", type=arg_non_negative(float))
     warmup: float = _opt(0.02, "warm-up: fraction of steps if < 1, else steps", type=arg_non_negative(float))
     clip: float = _opt(2.0, "gradient-norm clipping (0 = off)", type=arg_non_negative(float))
@@ -75,34 +123,58 @@ class VarTrainConfig:
     dpo_weight: float | None = _opt(None, "λ in CE + λ·DPO (default: preset, 1.0)", type=arg_non_negative(float))
     dpo_reduce: str = _opt("mean", "log p as the per-token mean or the sum", choices=("mean", "sum"))
     second_pass: bool = _opt(False, "score z_LR with its own teacher-forced pass", action="store_true")
-    amp_encoder: bool = _opt(False, "run the frozen tokenizer's encoder under the training's autocast (the quantizer "
-                             "stays in fp32): faster tokenization, but some of the tokens differ from "
-                             "fp32's (chapter 06)", action="store_true")
+    amp_encoder: bool = _opt(
+        False,
+        "run the frozen tokenizer's encoder under the training's autocast (the quantizer "
+        "stays in fp32): faster tokenization, but some of the tokens differ from "
+        "fp32's (chapter 06)",
+        action="store_true",
+    )
     p_bilinear: float = _opt(0.25, "fraction of bilinear-only LR inputs (class 1)", type=arg_non_negative(float))
-    cond_drop: float | None = _opt(None, "class dropout for classifier-free guidance (default: preset, 0.1)", type=arg_non_negative(float))
-    prefix_pos: str | None = _opt(None, "LR prefix positions: the image grid at ρ_L (paper) or its own table (default: preset, grid)", choices=("grid", "own"))
-    lr_add: bool | None = _opt(None, "add the LR features to every scale's inputs (default: preset, yes)", action=argparse.BooleanOptionalAction)
+    cond_drop: float | None = _opt(
+        None, "class dropout for classifier-free guidance (default: preset, 0.1)", type=arg_non_negative(float)
+    )
+    prefix_pos: str | None = _opt(
+        None,
+        "LR prefix positions: the image grid at ρ_L (paper) or its own table (default: preset, grid)",
+        choices=("grid", "own"),
+    )
+    lr_add: bool | None = _opt(
+        None,
+        "add the LR features to every scale's inputs (default: preset, yes)",
+        action=argparse.BooleanOptionalAction,
+    )
     seed: int = _opt(0, "seed of the initial weights, the data order and the degradations", type=arg_seed)
     init_var: str | None = _opt(None, "initialise from a VAR checkpoint, e.g. VAR-d16's var_d16.pth (paper preset)")
     resume: bool = _opt(False, "continue the run in --out from last.pt", action="store_true")
     ckpt_every: int = _opt(100, "write last.pt every n steps", type=arg_positive(int))
     sample_every: int = _opt(0, "write sample images every n steps (always at the end)", type=arg_non_negative(int))
     workers: int = _opt(0, "DataLoader worker processes per rank", type=arg_non_negative(int))
-    cache_images: bool | None = _opt(None, "keep the decoded training images in memory as uint8 (default: when they fit in 2 GiB; exact for 8-bit files)",
-                                     action=argparse.BooleanOptionalAction)
+    cache_images: bool | None = _opt(
+        None,
+        "keep the decoded training images in memory as uint8 (default: when they fit in 2 GiB; exact for 8-bit files)",
+        action=argparse.BooleanOptionalAction,
+    )
     device: str | None = _opt(None, "cpu, cuda, ... (default: CUDA if available)")
-    max_nan_in_row: int = _opt(10, "stop after this many non-finite steps in a row", flag="--max-nan", type=arg_positive(int))
+    max_nan_in_row: int = _opt(
+        10, "stop after this many non-finite steps in a row", flag="--max-nan", type=arg_positive(int)
+    )
     progress: bool = _opt(True, "no progress bar", flag="--no-progress", action="store_false")
 
     def validate(self) -> "VarTrainConfig":
         "MsvarError naming the first impossible value (the command line checks the same ranges before anything runs)."
         for f in fields(self):
             v, kind = getattr(self, f.name), f.metadata.get("type")
-            if v is None or kind is None or isinstance(v, bool) or not isinstance(v, (int, float)): continue
-            try: kind(str(v))
-            except argparse.ArgumentTypeError as e: raise MsvarError(f"{f.name} {e}") from None
-        if not 0 <= self.p_bilinear <= 1: raise MsvarError(f"p_bilinear must be in [0, 1], got {self.p_bilinear}")
-        if self.cond_drop is not None and not 0 <= self.cond_drop < 1: raise MsvarError(f"cond_drop must be in [0, 1), got {self.cond_drop}")
+            if v is None or kind is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            try:
+                kind(str(v))
+            except argparse.ArgumentTypeError as e:
+                raise MsvarError(f"{f.name} {e}") from None
+        if not 0 <= self.p_bilinear <= 1:
+            raise MsvarError(f"p_bilinear must be in [0, 1], got {self.p_bilinear}")
+        if self.cond_drop is not None and not 0 <= self.cond_drop < 1:
+            raise MsvarError(f"cond_drop must be in [0, 1), got {self.cond_drop}")
         return self
 
     @classmethod
@@ -110,201 +182,355 @@ class VarTrainConfig:
         "One `--option` per field, with the field's default and help."
         for f in fields(cls):
             m = {k: v for k, v in f.metadata.items() if k != "flag" and v is not None}
-            ap.add_argument(f.metadata.get("flag") or "--" + f.name.replace("_", "-"), dest=f.name, default=f.default, **m)
+            ap.add_argument(
+                f.metadata.get("flag") or "--" + f.name.replace("_", "-"), dest=f.name, default=f.default, **m
+            )
 
 # %% ../nbs/07b_train_var.ipynb #c135bf1c
 def init_from_var(model, path) -> dict:
-    "Initialise an SRVAR from a VAR checkpoint file (e.g. `var_d16.pth`; chapter 05's `load_var_weights`); returns its key report."
+    """Initialise an SRVAR from a VAR checkpoint file (e.g. `var_d16.pth`; chapter 05's `load_var_weights`); returns its
+    key report."""
     sd = _load_torch(path)
     if isinstance(sd, dict) and ("format" in sd or "kind" in sd):
-        raise MsvarError(f"{str(path)!r} is an msvar checkpoint ({sd.get('format') or sd.get('kind')}), not a VAR state dict like var_d16.pth")
-    if isinstance(sd, dict) and isinstance(sd.get("model"), dict) and "class_emb.weight" not in sd: sd = sd["model"]   # {'model': sd} wrappers
+        raise MsvarError(
+            f"{str(path)!r} is an msvar checkpoint ({sd.get('format') or sd.get('kind')}), not a VAR state dict like "
+            "var_d16.pth"
+        )
+    if isinstance(sd, dict) and isinstance(sd.get("model"), dict) and "class_emb.weight" not in sd:
+        sd = sd["model"]  # {'model': sd} wrappers
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
         raise MsvarError(f"{str(path)!r} is not a VAR state dict (a dict of tensors, like var_d16.pth)")
     with torch.no_grad():
         dev = next(model.parameters()).device
         return load_var_weights(model, {k: v.to(dev) for k, v in sd.items()})
 
+
 def var_options(config: VarTrainConfig | None = None, **options) -> VarTrainConfig:
-    "A VarTrainConfig from `config` (default: all defaults) with `options` replaced; MsvarError naming an unknown option or an impossible value."
+    """A VarTrainConfig from `config` (default: all defaults) with `options` replaced; MsvarError naming an unknown
+    option or an impossible value."""
     o = config or VarTrainConfig()
     unknown = sorted(set(options) - {f.name for f in fields(VarTrainConfig)})
-    if unknown: raise MsvarError(f"unknown train_var option(s) {unknown}; the options are the fields of VarTrainConfig")
+    if unknown:
+        raise MsvarError(f"unknown train_var option(s) {unknown}; the options are the fields of VarTrainConfig")
     return dataclasses.replace(o, **options).validate()
 
-@holds_folder("out")                    # one run at a time in out (rank 0 holds it; a killed run does not block it)
-@keeps_global_state                     # seeds the global RNGs and sets TF32 on GPUs for its own run; the caller's state comes back
-def train_var(preset="small", data=None, tokenizer=None, out=None, config: VarTrainConfig | None = None, **options) -> FitResult:
-    "Train the SR VAR of a preset on a folder of images with CE (+ DPO), HIT or plain tokens; single process or under torchrun. `options`: fields of VarTrainConfig."
-    if data is None or tokenizer is None or out is None: raise MsvarError("train_var needs data, tokenizer and out")
+
+@holds_folder("out")  # one run at a time in out (rank 0 holds it; a killed run does not block it)
+@keeps_global_state  # seeds the global RNGs and sets TF32 on GPUs for its own run; the caller's state comes back
+def train_var(
+    preset="small", data=None, tokenizer=None, out=None, config: VarTrainConfig | None = None, **options
+) -> FitResult:
+    """Train the SR VAR of a preset on a folder of images with CE (+ DPO), HIT or plain tokens; single process or under
+    torchrun. `options`: fields of VarTrainConfig."""
+    if data is None or tokenizer is None or out is None:
+        raise MsvarError("train_var needs data, tokenizer and out")
     o = var_options(config, **options)
     env = init_distributed(o.device)
     try:
         p = get_preset(preset) if isinstance(preset, str) else preset
         bs = o.batch_size or p.train.batch_size
         tk = load_sr_tokenizer(tokenizer, p).to(env.device)
-        if env.device.type == "cuda": torch.backends.cuda.matmul.allow_tf32 = True; torch.backends.cudnn.allow_tf32 = True
-        seed_everything(o.seed)                                       # the same initial weights on every rank
+        if env.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        seed_everything(o.seed)  # the same initial weights on every rank
         given = dict(cond_drop=o.cond_drop, prefix_pos=o.prefix_pos, lr_add=o.lr_add)
         model = build_model("var", p, **{k: v for k, v in given.items() if v is not None}).to(env.device)
         if o.init_var is not None and not (o.resume and (Path(out) / "last.pt").exists()):
-            rep = init_from_var(model, o.init_var)                    # a resumed run takes its weights from last.pt instead
-            if env.is_main: print(f"initialised from {o.init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
-                                  f"dropped: {rep['dropped']}; re-initialised: {rep['reinitialised']}", flush=True)
-        var_kw = {k: v for k, v in dict(cond_drop=o.cond_drop, prefix_pos=o.prefix_pos, lr_add=o.lr_add).items() if v is not None}
-        accum, plan = resolve_accum(o.accum, p, bs, env.world_size, env.device, o.precision, o.dpo, o.second_pass, **var_kw)
-        scan = scan_once(data, env)                                   # headers read once, by rank 0; the others get its list
+            rep = init_from_var(model, o.init_var)  # a resumed run takes its weights from last.pt instead
+            if env.is_main:
+                print(
+                    f"initialised from {o.init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
+                    f"dropped: {rep['dropped']}; re-initialised: {rep['reinitialised']}",
+                    flush=True,
+                )
+        var_kw = {
+            k: v
+            for k, v in dict(cond_drop=o.cond_drop, prefix_pos=o.prefix_pos, lr_add=o.lr_add).items()
+            if v is not None
+        }
+        accum, plan = resolve_accum(
+            o.accum, p, bs, env.world_size, env.device, o.precision, o.dpo, o.second_pass, **var_kw
+        )
+        scan = scan_once(data, env)  # headers read once, by rank 0; the others get its list
         ds = HRFolder(data, p.hr_size, cache=o.cache_images if o.cache_images is not None else "auto", scan=scan)
-        steps = o.steps or max(1, p.train.epochs * len(ds) // bs)        # default: the preset's epochs over this folder
-        collate = DegradeCollate(DegradationConfig(), p.lr_size, o.p_bilinear, uint8=True)   # floats made on the device
-        pin = env.device.type == "cuda"                                   # page-locked batches: non-blocking copies
+        steps = o.steps or max(1, p.train.epochs * len(ds) // bs)  # default: the preset's epochs over this folder
+        collate = DegradeCollate(DegradationConfig(), p.lr_size, o.p_bilinear, uint8=True)  # floats made on the device
+        pin = env.device.type == "cuda"  # page-locked batches: non-blocking copies
         loader = StepLoader(ds, bs, collate, env.world_size, env.rank, accum, o.seed, o.workers, pin_memory=pin)
         beta = o.dpo_beta if o.dpo_beta is not None else p.train.dpo_beta
         weight = o.dpo_weight if o.dpo_weight is not None else p.train.dpo_weight
-        loss_fn = SRLoss(tk, hit=o.hit, dpo=o.dpo, beta=beta, weight=weight, reduce=o.dpo_reduce,
-                         second_pass=o.second_pass, amp_encoder=o.amp_encoder)
+        loss_fn = SRLoss(
+            tk,
+            hit=o.hit,
+            dpo=o.dpo,
+            beta=beta,
+            weight=weight,
+            reduce=o.dpo_reduce,
+            second_pass=o.second_pass,
+            amp_encoder=o.amp_encoder,
+        )
         val = StepSampler(len(ds), 4, seed=o.seed + 1).keys(0)
         sampler = VARSampler(tk, collate([ds[k] for k in val]), hit=o.hit) if env.is_main else None
-        meta = dict(model="SRVAR", preset=p.name, hit=o.hit, dpo=o.dpo, dpo_beta=beta if o.dpo else None, dpo_weight=weight if o.dpo else None,
-                    dpo_reduce=o.dpo_reduce if o.dpo else None, second_pass=o.second_pass if o.dpo else None, global_batch=bs, accum=accum,
-                    seed=o.seed, p_bilinear=o.p_bilinear, cond_drop=model.cond_drop, var_options=model.options())
-        cfg = FitConfig(steps=steps, lr=o.lr or p.train.lr, weight_decay=p.train.weight_decay if o.weight_decay is None else o.weight_decay,
-                        betas=tuple(p.train.betas), warmup=o.warmup, clip=o.clip, accum=accum, precision=o.precision, compile=o.compile,
-                        seed=o.seed, ckpt_every=o.ckpt_every, sample_every=o.sample_every, progress=o.progress and env.is_main,
-                        max_nan_in_row=o.max_nan_in_row)
+        meta = dict(
+            model="SRVAR",
+            preset=p.name,
+            hit=o.hit,
+            dpo=o.dpo,
+            dpo_beta=beta if o.dpo else None,
+            dpo_weight=weight if o.dpo else None,
+            dpo_reduce=o.dpo_reduce if o.dpo else None,
+            second_pass=o.second_pass if o.dpo else None,
+            global_batch=bs,
+            accum=accum,
+            seed=o.seed,
+            p_bilinear=o.p_bilinear,
+            cond_drop=model.cond_drop,
+            var_options=model.options(),
+        )
+        cfg = FitConfig(
+            steps=steps,
+            lr=o.lr or p.train.lr,
+            weight_decay=p.train.weight_decay if o.weight_decay is None else o.weight_decay,
+            betas=tuple(p.train.betas),
+            warmup=o.warmup,
+            clip=o.clip,
+            accum=accum,
+            precision=o.precision,
+            compile=o.compile,
+            seed=o.seed,
+            ckpt_every=o.ckpt_every,
+            sample_every=o.sample_every,
+            progress=o.progress and env.is_main,
+            max_nan_in_row=o.max_nan_in_row,
+        )
         if env.is_main:
-            print(f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {data}: preset {p.name!r}, "
-                  f"{'HIT' if o.hit else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}, {env.world_size} process(es) on {env.device}, "
-                  f"global batch {bs} = {env.world_size} × {accum} × {bs // (env.world_size * accum)}, "
-                  f"precision {resolve_precision(o.precision, env.device)}" + (" (auto)" if o.precision == "auto" else ""), flush=True)
-            if plan is not None: print(f"memory plan: {plan}", flush=True)
+            print(
+                f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {data}: preset {p.name!r}, "
+                f"{'HIT' if o.hit else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}, {env.world_size} "
+                f"process(es) on {env.device}, "
+                f"global batch {bs} = {env.world_size} × {accum} × {bs // (env.world_size * accum)}, "
+                f"precision {resolve_precision(o.precision, env.device)}"
+                + (" (auto)" if o.precision == "auto" else ""),
+                flush=True,
+            )
+            if plan is not None:
+                print(f"memory plan: {plan}", flush=True)
         return fit(model, loss_fn, loader, cfg, out, meta=meta, resume=o.resume, sample_fn=sampler)
     finally:
-        if env.started_here and dist.is_initialized(): dist.destroy_process_group()
+        if env.started_here and dist.is_initialized():
+            dist.destroy_process_group()
+
 
 def scan_once(folder, env) -> tuple:
-    """`scan_images(folder, decode=False)` on the main process only (file headers, no decoding), its result sent to the others:
+    """`scan_images(folder, decode=False)` on the main process only (file headers, no decoding), its result sent to the
+    others:
     one header read per file in all, instead of a full decode of every image in every process. A file that passes its
     header but fails to decode is skipped when training reaches it (`HRFolder.failed_loads`)."""
     box = [None]
     if env.is_main:
-        try: box[0] = scan_images(folder, decode=False)
-        except MsvarError as e: box[0] = e                           # the others raise it too, instead of waiting
-    if env.world_size > 1: dist.broadcast_object_list(box, src=0)
-    if isinstance(box[0], MsvarError): raise box[0]
+        try:
+            box[0] = scan_images(folder, decode=False)
+        except MsvarError as e:
+            box[0] = e  # the others raise it too, instead of waiting
+    if env.world_size > 1:
+        dist.broadcast_object_list(box, src=0)
+    if isinstance(box[0], MsvarError):
+        raise box[0]
     return box[0]
 
+
 def fits_in_memory(folder, max_bytes: float = 2 * 2**30) -> bool:
-    "Whether the images under `folder`, decoded to uint8, take at most `max_bytes` (sizes from the file headers): then HRFolder caches them."
+    """Whether the images under `folder`, decoded to uint8, take at most `max_bytes` (sizes from the file headers): then
+    HRFolder caches them."""
     ok, _ = scan_images(folder, decode=False)
     return sum(3 * w * h for _, (w, h) in ok) <= max_bytes
 
-
 # %% ../nbs/07b_train_var.ipynb #3406e009
-STATE_BYTES_PER_PARAM = 16      # fp32 weights, their gradients and AdamW's two moments
-GPU_MEMORY_USE = 0.85           # the share of a GPU's memory a plan fills (the rest: CUDA context, allocator slack, the frozen
-                                # tokenizer's transient activations, kernels' workspaces)
+STATE_BYTES_PER_PARAM = 16  # fp32 weights, their gradients and AdamW's two moments
+GPU_MEMORY_USE = 0.85  # the share of a GPU's memory a plan fills (the rest: CUDA context, allocator slack, the frozen
+# tokenizer's transient activations, kernels' workspaces)
 
-def saved_tensor_bytes(preset, batch: int, precision: str = "bf16", dpo: bool = True, second_pass: bool = False, **var_options) -> tuple:
-    """(bytes of the tensors a training step keeps for backward, parameter count) of the preset's VAR at `batch` images: the
-    teacher-forced pass and CE (+ DPO) under the precision's autocast, counted with saved-tensor hooks on fake CPU tensors
+
+def saved_tensor_bytes(
+    preset, batch: int, precision: str = "bf16", dpo: bool = True, second_pass: bool = False, **var_options
+) -> tuple:
+    """(bytes of the tensors a training step keeps for backward, parameter count) of the preset's VAR at `batch` images:
+    the
+    teacher-forced pass and CE (+ DPO) under the precision's autocast, counted with saved-tensor hooks on fake CPU
+    tensors
     (shapes and dtypes only: no memory is allocated and nothing is computed, so even the paper preset takes seconds)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from msvar.losses import token_ce, sequence_logprob, dpo_loss
+
     p = get_preset(preset) if isinstance(preset, str) else preset
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
     saved = {}
+
     def pack(t):
-        saved[id(t)] = t.numel() * t.element_size()                  # one tensor saved by two operations counts once
+        saved[id(t)] = t.numel() * t.element_size()  # one tensor saved by two operations counts once
         return t
+
     with FakeTensorMode():
         m = build_model("var", p, init=False, **var_options).train()
-        m._check_inputs = lambda *a: None                             # its checks read values, which fake tensors lack
+        m._check_inputs = lambda *a: None  # its checks read values, which fake tensors lack
         n_params = sum(q.numel() for q in m.parameters())
         n, first, B = p.n_image_tokens, p.patch_nums[0] ** 2, batch * (2 if dpo and second_pass else 1)
         prefix = torch.zeros(B, p.tokenizer.z_channels, p.latent_side, p.latent_side)
         x, z = torch.zeros(B, n - first, p.tokenizer.z_channels), torch.zeros(B, n, dtype=torch.long)
-        with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None), \
-             torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with (
+            torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None),
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        ):
             logits = m(prefix, torch.zeros(B, dtype=torch.long), x)
             loss = token_ce(logits[:batch], z[:batch])
-            if dpo: loss = loss + dpo_loss(sequence_logprob(logits[:batch], z[:batch]), sequence_logprob(logits[-batch:], z[-batch:]))
+            if dpo:
+                loss = loss + dpo_loss(
+                    sequence_logprob(logits[:batch], z[:batch]), sequence_logprob(logits[-batch:], z[-batch:])
+                )
     return sum(saved.values()), n_params
+
 
 @dataclass
 class MemoryPlan:
-    "How a training step fills one GPU: saved activations per image (measured), the batch-independent part, the optimizer state, and the accumulation chosen."
-    per_image: float        # bytes kept for backward per image of a micro-batch
-    fixed: float            # bytes kept for backward whatever the batch (e.g. the bf16 copies of the weights under autocast)
-    state: float            # weights, gradients and AdamW moments
-    per_rank_batch: int     # images per process per optimizer step
-    gpu_bytes: float        # the GPU's memory
-    accum: int              # micro-batches per step: the fewest whose activations fit
+    """How a training step fills one GPU: saved activations per image (measured), the batch-independent part, the
+    optimizer state, and the accumulation chosen."""
+
+    per_image: float  # bytes kept for backward per image of a micro-batch
+    fixed: float  # bytes kept for backward whatever the batch (e.g. the bf16 copies of the weights under autocast)
+    state: float  # weights, gradients and AdamW moments
+    per_rank_batch: int  # images per process per optimizer step
+    gpu_bytes: float  # the GPU's memory
+    accum: int  # micro-batches per step: the fewest whose activations fit
 
     @property
-    def micro(self) -> int: return self.per_rank_batch // self.accum
+    def micro(self) -> int:
+        return self.per_rank_batch // self.accum
 
     def need(self, accum: int) -> float:
-        "Bytes a step needs with `accum` micro-batches (besides the frozen tokenizer and workspaces, which GPU_MEMORY_USE leaves room for)."
+        """Bytes a step needs with `accum` micro-batches (besides the frozen tokenizer and workspaces, which
+        GPU_MEMORY_USE leaves room for)."""
         return self.state + self.fixed + self.per_rank_batch // accum * self.per_image
 
-    def fits(self, accum: int) -> bool: return self.need(accum) <= GPU_MEMORY_USE * self.gpu_bytes
+    def fits(self, accum: int) -> bool:
+        return self.need(accum) <= GPU_MEMORY_USE * self.gpu_bytes
 
     def __str__(self):
-        g = 2 ** 30
-        return (f"--accum {self.accum}: {self.micro} images per micro-batch × {self.per_image / g:.2f} GiB of activations + "
-                f"{(self.state + self.fixed) / g:.1f} GiB of weights, gradients and AdamW state = {self.need(self.accum) / g:.1f} GiB "
-                f"of the GPU's {self.gpu_bytes / g:.0f} GiB (one micro-batch of {self.per_rank_batch} would need {self.need(1) / g:.0f} GiB)")
+        g = 2**30
+        return (
+            f"--accum {self.accum}: {self.micro} images per micro-batch × {self.per_image / g:.2f} GiB of activations "
+            "+ "
+            f"{(self.state + self.fixed) / g:.1f} GiB of weights, gradients and AdamW state = "
+            f"{self.need(self.accum) / g:.1f} GiB "
+            f"of the GPU's {self.gpu_bytes / g:.0f} GiB (one micro-batch of {self.per_rank_batch} would need "
+            f"{self.need(1) / g:.0f} GiB)"
+        )
 
-def memory_plan(preset, global_batch: int, world_size: int, gpu_bytes: float, precision: str = "bf16", dpo: bool = True,
-                second_pass: bool = False, **var_options) -> MemoryPlan:
-    "The fewest micro-batches per step (dividing each process's share of `global_batch`) whose saved activations fit in `gpu_bytes`."
-    if global_batch % world_size: raise MsvarError(f"global batch size {global_batch} is not divisible by the {world_size} processes")
+
+def memory_plan(
+    preset,
+    global_batch: int,
+    world_size: int,
+    gpu_bytes: float,
+    precision: str = "bf16",
+    dpo: bool = True,
+    second_pass: bool = False,
+    **var_options,
+) -> MemoryPlan:
+    """The fewest micro-batches per step (dividing each process's share of `global_batch`) whose saved activations fit
+    in `gpu_bytes`."""
+    if global_batch % world_size:
+        raise MsvarError(f"global batch size {global_batch} is not divisible by the {world_size} processes")
     b1, n_params = saved_tensor_bytes(preset, 1, precision, dpo, second_pass, **var_options)
     b2, _ = saved_tensor_bytes(preset, 2, precision, dpo, second_pass, **var_options)
     per_rank = global_batch // world_size
     plan = MemoryPlan(b2 - b1, max(0.0, 2 * b1 - b2), STATE_BYTES_PER_PARAM * n_params, per_rank, gpu_bytes, 0)
     for accum in (a for a in range(1, per_rank + 1) if per_rank % a == 0):
-        if plan.fits(accum): return dataclasses.replace(plan, accum=accum)
-    raise MsvarError(f"one image per micro-batch needs {plan.need(per_rank) / 2**30:.1f} GiB, more than {GPU_MEMORY_USE:.0%} of the GPU's "
-                     f"{gpu_bytes / 2**30:.0f} GiB: use a GPU with more memory or a smaller preset")
+        if plan.fits(accum):
+            return dataclasses.replace(plan, accum=accum)
+    raise MsvarError(
+        f"one image per micro-batch needs {plan.need(per_rank) / 2**30:.1f} GiB, more than {GPU_MEMORY_USE:.0%} of the "
+        "GPU's "
+        f"{gpu_bytes / 2**30:.0f} GiB: use a GPU with more memory or a smaller preset"
+    )
 
-def resolve_accum(accum, preset, global_batch: int, world_size: int, device, precision: str, dpo: bool = True,
-                  second_pass: bool = False, **var_options) -> tuple:
-    "(accum, plan): `accum` as given; None → 1 off CUDA, else `memory_plan` for the GPU's total memory (plan None when not planned)."
-    if accum is not None: return accum, None
+
+def resolve_accum(
+    accum,
+    preset,
+    global_batch: int,
+    world_size: int,
+    device,
+    precision: str,
+    dpo: bool = True,
+    second_pass: bool = False,
+    **var_options,
+) -> tuple:
+    """(accum, plan): `accum` as given; None → 1 off CUDA, else `memory_plan` for the GPU's total memory (plan None when
+    not planned)."""
+    if accum is not None:
+        return accum, None
     dev = torch.device(device)
-    if dev.type != "cuda": return 1, None
+    if dev.type != "cuda":
+        return 1, None
     total = torch.cuda.get_device_properties(dev).total_memory
-    plan = memory_plan(preset, global_batch, world_size, total, resolve_precision(precision, dev), dpo, second_pass, **var_options)
+    plan = memory_plan(
+        preset, global_batch, world_size, total, resolve_precision(precision, dev), dpo, second_pass, **var_options
+    )
     return plan.accum, plan
-
 
 # %% ../nbs/07b_train_var.ipynb #6a02dadb
 def train_cli(argv=None):
-    "Console entry point `msvar_train`: train the SR VAR (CE + DPO, HIT tokens) on a folder of images; works under torchrun."
-    ap = argparse.ArgumentParser(prog="msvar_train", description=train_cli.__doc__,
-                                 epilog="multi-process: torchrun --nproc_per_node N -m msvar.train_var ARGS (NCCL on GPUs, gloo on CPU)")
+    """Console entry point `msvar_train`: train the SR VAR (CE + DPO, HIT tokens) on a folder of images; works under
+    torchrun."""
+    ap = argparse.ArgumentParser(
+        prog="msvar_train",
+        description=train_cli.__doc__,
+        epilog="multi-process: torchrun --nproc_per_node N -m msvar.train_var ARGS (NCCL on GPUs, gloo on CPU)",
+    )
     ap.add_argument("--preset", default="small", help="test, small or paper (sizes of everything)")
-    ap.add_argument("--data", default=None, help="folder of training images (any sizes and formats, searched recursively; "
-                    "default: the data cache's train/, T91 + BSD200, made by `msvar_fetch_data bsds300`)")
-    ap.add_argument("--tokenizer", required=True, help="HIT tokenizer checkpoint (msvar_finetune_hit), or a base tokenizer checkpoint")
+    ap.add_argument(
+        "--data",
+        default=None,
+        help="folder of training images (any sizes and formats, searched recursively; "
+        "default: the data cache's train/, T91 + BSD200, made by `msvar_fetch_data bsds300`)",
+    )
+    ap.add_argument(
+        "--tokenizer",
+        required=True,
+        help="HIT tokenizer checkpoint (msvar_finetune_hit), or a base tokenizer checkpoint",
+    )
     ap.add_argument("--out", required=True, help="output folder: last.pt, best.pt, log.jsonl, losses.png, samples/")
-    VarTrainConfig.add_arguments(ap)                                   # every training option, with its default, from the dataclass
-    ap.add_argument("--threads", type=arg_positive(int), default=None, help="torch CPU threads per process (default: the idle cores, at least 1)")
+    VarTrainConfig.add_arguments(ap)  # every training option, with its default, from the dataclass
+    ap.add_argument(
+        "--threads",
+        type=arg_positive(int),
+        default=None,
+        help="torch CPU threads per process (default: the idle cores, at least 1)",
+    )
     a = vars(ap.parse_args(argv))
-    try: o = var_options(**{f.name: a[f.name] for f in fields(VarTrainConfig)})
-    except MsvarError as e: ap.error(str(e))                           # exit status 2, before any work
+    try:
+        o = var_options(**{f.name: a[f.name] for f in fields(VarTrainConfig)})
+    except MsvarError as e:
+        ap.error(str(e))  # exit status 2, before any work
     set_threads(a["threads"])
     rank = os.environ.get("RANK")
     try:
         from msvar.fetch import fetched
+
         r = train_var(a["preset"], a["data"] or fetched("train"), a["tokenizer"], a["out"], o)
     except MsvarError as e:
-        print(f"msvar_train{'' if rank is None else f' (rank {rank})'}: error: {e}", file=sys.stderr); sys.exit(1)
-    except KeyboardInterrupt: say_interrupted("msvar_train", a["out"])
+        print(f"msvar_train{'' if rank is None else f' (rank {rank})'}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        say_interrupted("msvar_train", a["out"])
     if rank in (None, "0"):
         last = r.rows[-1] if r.rows else {}
-        print(f"done: {r.step} steps, final loss {last.get('loss', float('nan')):.4f}, {r.nan_skipped} non-finite steps skipped; wrote {Path(a['out']) / 'last.pt'}")
+        print(
+            f"done: {r.step} steps, final loss {last.get('loss', float('nan')):.4f}, {r.nan_skipped} non-finite steps "
+            f"skipped; wrote {Path(a['out']) / 'last.pt'}"
+        )
 
-if __name__ == "__main__" and (__package__ or "") == "msvar": train_cli()
+
+if __name__ == "__main__" and (__package__ or "") == "msvar":
+    train_cli()

@@ -21,19 +21,24 @@ __all__ = ['SOFT_TAU', 'SOFT_MIN', 'CFG_MAX', 'DECODING_PICKERS', 'DECODING_RULE
 # %% ../nbs/05_var.ipynb #afad0413
 class LayerKV:
     "The keys and values that one attention layer has seen so far (inference only)."
-    def __init__(self): self.k = self.v = None
+
+    def __init__(self):
+        self.k = self.v = None
 
     def extend(self, k, v):
         "Append this step's keys/values (B, H, l, hd) and return all of them."
-        if self.k is not None: k, v = torch.cat((self.k, k), 2), torch.cat((self.v, v), 2)
+        if self.k is not None:
+            k, v = torch.cat((self.k, k), 2), torch.cat((self.v, v), 2)
         self.k, self.v = k, v
         return k, v
 
-    def __len__(self): return 0 if self.k is None else self.k.shape[2]
+    def __len__(self):
+        return 0 if self.k is None else self.k.shape[2]
 
 
 class SelfAttention(nn.Module):
     "Multi-head self-attention with L2-normalised q/k and a learned per-head scale (as VAR)."
+
     def __init__(self, embed_dim: int, num_heads: int):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
@@ -49,25 +54,33 @@ class SelfAttention(nn.Module):
         B, L, C = x_BLC.shape
         bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
         qkv = F.linear(x_BLC, self.mat_qkv.weight, bias).view(B, L, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                 # each (B, H, L, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, hd)
         q = F.normalize(q, dim=-1) * self.scale_mul_1H11.clamp_max(self.max_scale_mul).exp()
         k = F.normalize(k, dim=-1)
-        if kv is not None: k, v = kv.extend(k, v)                     # (B, H, L_seen, hd)
+        if kv is not None:
+            k, v = kv.extend(k, v)  # (B, H, L_seen, hd)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)  # (B, H, L, hd)
         return self.proj(o.transpose(1, 2).reshape(B, L, C))
 
 
 class FFN(nn.Module):
     "The MLP of a block: Linear → GELU (tanh) → Linear."
+
     def __init__(self, embed_dim: int, hidden: int):
         super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(embed_dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, embed_dim)
+        self.fc1, self.act, self.fc2 = (
+            nn.Linear(embed_dim, hidden),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(hidden, embed_dim),
+        )
 
-    def forward(self, x): return self.fc2(self.act(self.fc1(x)))
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
 
 # %% ../nbs/05_var.ipynb #9abd134c
 class AdaLNSelfAttn(nn.Module):
     "One transformer block: AdaLN-modulated attention and MLP, each gated by the condition."
+
     def __init__(self, embed_dim: int, cond_dim: int, num_heads: int, mlp_ratio: float = 4.0):
         super().__init__()
         self.C = embed_dim
@@ -77,13 +90,16 @@ class AdaLNSelfAttn(nn.Module):
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 6 * embed_dim))
 
     def forward(self, x_BLC, cond_BD, attn_mask=None, kv: LayerKV | None = None):
-        gamma1, gamma2, scale1, scale2, shift1, shift2 = self.ada_lin(cond_BD).view(-1, 1, 6, self.C).unbind(2)  # each (B, 1, C)
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = (
+            self.ada_lin(cond_BD).view(-1, 1, 6, self.C).unbind(2)
+        )  # each (B, 1, C)
         x_BLC = x_BLC + self.attn(self.ln_wo_grad(x_BLC) * (1 + scale1) + shift1, attn_mask, kv) * gamma1
         return x_BLC + self.ffn(self.ln_wo_grad(x_BLC) * (1 + scale2) + shift2) * gamma2
 
 
 class AdaLNBeforeHead(nn.Module):
     "The final AdaLN (scale and shift from the condition) before the vocabulary head."
+
     def __init__(self, embed_dim: int, cond_dim: int):
         super().__init__()
         self.C = embed_dim
@@ -103,12 +119,16 @@ def grid_positions(pos_grid_1CGG: torch.Tensor, side: int) -> torch.Tensor:
 # %% ../nbs/05_var.ipynb #d9917fed
 def token_levels(patch_nums, n_prefix: int = 0) -> torch.Tensor:
     "Level of every token: 0 for the n_prefix prefix tokens, l = 1…L for the ρ_l² tokens of scale l."
-    lv = [torch.zeros(n_prefix, dtype=torch.long)] + [torch.full((pn * pn,), l + 1, dtype=torch.long) for l, pn in enumerate(patch_nums)]
+    lv = [torch.zeros(n_prefix, dtype=torch.long)] + [
+        torch.full((pn * pn,), l + 1, dtype=torch.long) for l, pn in enumerate(patch_nums)
+    ]
     return torch.cat(lv)
+
 
 def block_causal_mask(levels: torch.Tensor) -> torch.Tensor:
     "Boolean (N, N) attention mask, True where query i may attend to key j (level_j ≤ level_i)."
     return levels[None, :] <= levels[:, None]
+
 
 def mask_pairs(patch_nums, n_prefix: int = 0) -> int:
     "Number of allowed (query, key) pairs: P² for the prefix, ρ_l²·(P + Σ_{k≤l} ρ_k²) for scale l."
@@ -121,26 +141,41 @@ def mask_pairs(patch_nums, n_prefix: int = 0) -> int:
 # %% ../nbs/05_var.ipynb #c3127027
 class SRVAR(nn.Module):
     "Next-scale-prediction transformer conditioned on an LR prefix and a class (0 degraded, 1 not degraded, 2 null)."
-    def __init__(self, vocab_size: int = 4096, z_channels: int = 32, patch_nums=(4, 6, 8, 10, 14, 16, 20, 24, 28, 32),
-                 depth: int = 16, embed_dim: int = 1024, num_heads: int = 16, mlp_ratio: float = 4.0,
-                 num_classes: int = 3, cond_drop: float = 0.1, pos_grid: int = 64,
-                 prefix_side: int | None = 32,      # side of the LR prefix grid (ρ_L); None = class-conditional VAR
-                 stage_ends: tuple | None = None,   # k_n: last step (1-based) of each output stage
-                 prefix_pos: str = "grid",          # "grid": the prefix sits on pos_grid at ρ_L (the paper); "own": a table of its own
-                 lr_add: bool = True,               # add the LR features, area-resampled to ρ_l, to every scale's inputs
-                 init: bool = True):
+
+    def __init__(
+        self,
+        vocab_size: int = 4096,
+        z_channels: int = 32,
+        patch_nums=(4, 6, 8, 10, 14, 16, 20, 24, 28, 32),
+        depth: int = 16,
+        embed_dim: int = 1024,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        num_classes: int = 3,
+        cond_drop: float = 0.1,
+        pos_grid: int = 64,
+        prefix_side: int | None = 32,  # side of the LR prefix grid (ρ_L); None = class-conditional VAR
+        stage_ends: tuple | None = None,  # k_n: last step (1-based) of each output stage
+        prefix_pos: str = "grid",  # "grid": the prefix sits on pos_grid at ρ_L (the paper); "own": a table of its own
+        lr_add: bool = True,  # add the LR features, area-resampled to ρ_l, to every scale's inputs
+        init: bool = True,
+    ):
         super().__init__()
-        if embed_dim % num_heads: raise MsvarError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
-        if num_classes < 2: raise MsvarError(f"num_classes must count the null class too (≥ 2), got {num_classes}")
-        if prefix_pos not in ("grid", "own"): raise MsvarError(f"prefix_pos must be 'grid' or 'own', got {prefix_pos!r}")
-        if lr_add and not prefix_side: raise MsvarError("lr_add=True needs the LR prefix (prefix_side); build with lr_add=False")
+        if embed_dim % num_heads:
+            raise MsvarError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        if num_classes < 2:
+            raise MsvarError(f"num_classes must count the null class too (≥ 2), got {num_classes}")
+        if prefix_pos not in ("grid", "own"):
+            raise MsvarError(f"prefix_pos must be 'grid' or 'own', got {prefix_pos!r}")
+        if lr_add and not prefix_side:
+            raise MsvarError("lr_add=True needs the LR prefix (prefix_side); build with lr_add=False")
         self.V, self.Cvae, self.C, self.depth = vocab_size, z_channels, embed_dim, depth
         self.patch_nums, self.L = tuple(patch_nums), len(patch_nums)
         self.num_classes, self.null_class, self.cond_drop = num_classes, num_classes - 1, cond_drop
         self.first_l = self.patch_nums[0] ** 2
         self.n_image = sum(pn * pn for pn in self.patch_nums)
         self.prefix_side = prefix_side
-        self.n_prefix = prefix_side ** 2 if prefix_side else 0
+        self.n_prefix = prefix_side**2 if prefix_side else 0
         self.stage_ends = tuple(stage_ends) if stage_ends else (self.L,)
         self.prefix_pos_mode, self.lr_add = prefix_pos, bool(lr_add)
         C = embed_dim
@@ -153,50 +188,76 @@ class SRVAR(nn.Module):
         # 3. positions: one over-parameterised grid resampled to every ρ_l, plus a level embedding
         self.pos_grid = nn.Parameter(torch.empty(1, C, pos_grid, pos_grid))
         self.lvl_embed = nn.Embedding(self.L, C)
-        # 4. the LR prefix: its own projection and level; positions from pos_grid at ρ_L ("grid") or a table of its own ("own")
+        # 4. the LR prefix: its own projection and level; positions from pos_grid at ρ_L ("grid") or a table of its own
+        # ("own")
         if prefix_side:
             self.prefix_proj = nn.Linear(z_channels, C)
-            if prefix_pos == "own": self.prefix_pos = nn.Parameter(torch.empty(1, self.n_prefix, C))
+            if prefix_pos == "own":
+                self.prefix_pos = nn.Parameter(torch.empty(1, self.n_prefix, C))
             self.prefix_lvl = nn.Parameter(torch.empty(1, 1, C))
         # 5. the transformer and the head
         self.blocks = nn.ModuleList([AdaLNSelfAttn(C, C, num_heads, mlp_ratio) for _ in range(depth)])
         self.head_nm = AdaLNBeforeHead(C, C)
         self.head = nn.Linear(C, vocab_size)
         # 6. the block-causal mask (recomputed, not saved in checkpoints)
-        self.register_buffer("attn_mask", block_causal_mask(token_levels(self.patch_nums, self.n_prefix)), persistent=False)
-        if init: self.init_weights()
+        self.register_buffer(
+            "attn_mask", block_causal_mask(token_levels(self.patch_nums, self.n_prefix)), persistent=False
+        )
+        if init:
+            self.init_weights()
 
     @classmethod
     def from_preset(cls, preset: Preset, prefix: bool = True, **kwargs):
         "Build the transformer of a preset (`prefix=False`: class-conditional VAR without the LR prefix)."
         v, t = preset.var, preset.tokenizer
-        args = dict(vocab_size=t.vocab_size, z_channels=t.z_channels, patch_nums=preset.patch_nums, depth=v.depth,
-                    embed_dim=v.embed_dim, num_heads=v.num_heads, mlp_ratio=v.mlp_ratio, num_classes=v.num_classes,
-                    cond_drop=v.cond_drop, pos_grid=v.pos_grid, prefix_side=preset.latent_side if prefix else None,
-                    stage_ends=preset.stage_ends, prefix_pos=v.prefix_pos, lr_add=v.lr_add and prefix)
-        return cls(**{**args, **kwargs})   # kwargs override the preset (e.g. depth=2 for a quick run)
+        args = dict(
+            vocab_size=t.vocab_size,
+            z_channels=t.z_channels,
+            patch_nums=preset.patch_nums,
+            depth=v.depth,
+            embed_dim=v.embed_dim,
+            num_heads=v.num_heads,
+            mlp_ratio=v.mlp_ratio,
+            num_classes=v.num_classes,
+            cond_drop=v.cond_drop,
+            pos_grid=v.pos_grid,
+            prefix_side=preset.latent_side if prefix else None,
+            stage_ends=preset.stage_ends,
+            prefix_pos=v.prefix_pos,
+            lr_add=v.lr_add and prefix,
+        )
+        return cls(**{**args, **kwargs})  # kwargs override the preset (e.g. depth=2 for a quick run)
 
     @torch.no_grad()
-    def init_weights(self, init_std: float | None = None, init_head: float = 0.02, init_adaln: float = 0.5, init_gamma: float = 1e-5):
-        "VAR's initialisation: truncated normal, small head, AdaLN gates near zero, residual projections scaled by 1/√(2·depth)."
+    def init_weights(
+        self, init_std: float | None = None, init_head: float = 0.02, init_adaln: float = 0.5, init_gamma: float = 1e-5
+    ):
+        """VAR's initialisation: truncated normal, small head, AdaLN gates near zero, residual projections scaled by
+        1/√(2·depth)."""
         std = init_std or math.sqrt(1 / self.C / 3)
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.trunc_normal_(m.weight, std=std)
-                if getattr(m, "bias", None) is not None: m.bias.zero_()
+                if getattr(m, "bias", None) is not None:
+                    m.bias.zero_()
         for p in (self.pos_start, self.pos_grid, getattr(self, "prefix_pos", None), getattr(self, "prefix_lvl", None)):
-            if p is not None: nn.init.trunc_normal_(p, std=std)
+            if p is not None:
+                nn.init.trunc_normal_(p, std=std)
         self.head.weight.mul_(init_head)
         self.head_nm.ada_lin[1].weight.mul_(init_adaln)
         for b in self.blocks:
-            b.attn.proj.weight.div_(math.sqrt(2 * self.depth)); b.ffn.fc2.weight.div_(math.sqrt(2 * self.depth))
+            b.attn.proj.weight.div_(math.sqrt(2 * self.depth))
+            b.ffn.fc2.weight.div_(math.sqrt(2 * self.depth))
             w, bias = b.ada_lin[1].weight, b.ada_lin[1].bias
-            w[2 * self.C:].mul_(init_adaln); w[:2 * self.C].mul_(init_gamma)   # rows 0…2C are the gates γ₁, γ₂
+            w[2 * self.C :].mul_(init_adaln)
+            w[: 2 * self.C].mul_(init_gamma)  # rows 0…2C are the gates γ₁, γ₂
 
     # ---- inputs (training and inference) ----
     def image_positions(self) -> torch.Tensor:
         "Position + level vector of every image token, scale by scale; (1, Σρ², C)."
-        return torch.cat([grid_positions(self.pos_grid, pn) + self.lvl_embed.weight[l] for l, pn in enumerate(self.patch_nums)], 1)
+        return torch.cat(
+            [grid_positions(self.pos_grid, pn) + self.lvl_embed.weight[l] for l, pn in enumerate(self.patch_nums)], 1
+        )
 
     def start_tokens(self, cond_BD: torch.Tensor) -> torch.Tensor:
         "Content of the first scale: class embedding + learnable start positions; (B, ρ_1², C)."
@@ -212,9 +273,14 @@ class SRVAR(nn.Module):
         return self.prefix_proj(prefix_BChw.flatten(2).transpose(1, 2)) + pos + self.prefix_lvl
 
     def lr_inputs(self, prefix_BChw: torch.Tensor) -> torch.Tensor:
-        "LR features area-resampled to every ρ_l and projected by `prefix_proj`: (B, Σρ², C), added to each scale's inputs."
+        """LR features area-resampled to every ρ_l and projected by `prefix_proj`: (B, Σρ², C), added to each scale's
+        inputs."""
         f = prefix_BChw.float()
-        return self.prefix_proj(torch.cat([F.interpolate(f, size=(pn, pn), mode="area").flatten(2) for pn in self.patch_nums], 2).transpose(1, 2))
+        return self.prefix_proj(
+            torch.cat([F.interpolate(f, size=(pn, pn), mode="area").flatten(2) for pn in self.patch_nums], 2).transpose(
+                1, 2
+            )
+        )
 
     def _check_inputs(self, prefix_BChw, cls_B, x_BLCv=None):
         "Raise MsvarError on inputs whose shapes or values do not fit this model."
@@ -224,14 +290,18 @@ class SRVAR(nn.Module):
             raise MsvarError(f"class labels must be in 0…{self.num_classes - 1}, got {cls_B.tolist()}")
         B = cls_B.shape[0]
         if self.prefix_side is None:
-            if prefix_BChw is not None: raise MsvarError("this model was built with prefix=False; pass prefix_BChw=None")
+            if prefix_BChw is not None:
+                raise MsvarError("this model was built with prefix=False; pass prefix_BChw=None")
         else:
             want = (B, self.Cvae, self.prefix_side, self.prefix_side)
-            if prefix_BChw is None: raise MsvarError(f"this model needs the LR prefix prefix_BChw of shape {want}")
-            if tuple(prefix_BChw.shape) != want: raise MsvarError(f"prefix_BChw must have shape {want}, got {tuple(prefix_BChw.shape)}")
+            if prefix_BChw is None:
+                raise MsvarError(f"this model needs the LR prefix prefix_BChw of shape {want}")
+            if tuple(prefix_BChw.shape) != want:
+                raise MsvarError(f"prefix_BChw must have shape {want}, got {tuple(prefix_BChw.shape)}")
         if x_BLCv is not None:
             want = (B, self.n_image - self.first_l, self.Cvae)
-            if tuple(x_BLCv.shape) != want: raise MsvarError(f"x_BLCv must have shape {want} (B, Σ_(l≥2) ρ_l², Cvae), got {tuple(x_BLCv.shape)}")
+            if tuple(x_BLCv.shape) != want:
+                raise MsvarError(f"x_BLCv must have shape {want} (B, Σ_(l≥2) ρ_l², Cvae), got {tuple(x_BLCv.shape)}")
 
     # ---- training: teacher forcing ----
     def forward(self, prefix_BChw, cls_B, x_BLCv):
@@ -239,25 +309,35 @@ class SRVAR(nn.Module):
         self._check_inputs(prefix_BChw, cls_B, x_BLCv)
         if self.training and self.cond_drop > 0:
             cls_B = torch.where(torch.rand(cls_B.shape, device=cls_B.device) < self.cond_drop, self.null_class, cls_B)
-        cond_BD = self.class_emb(cls_B)                                                    # (B, C)
+        cond_BD = self.class_emb(cls_B)  # (B, C)
         x_BLC = torch.cat((self.start_tokens(cond_BD), self.word_embed(x_BLCv.float())), 1) + self.image_positions()
-        if self.lr_add: x_BLC = x_BLC + self.lr_inputs(prefix_BChw)                       # each token sees the LR under it
-        if self.prefix_side: x_BLC = torch.cat((self.embed_prefix(prefix_BChw.float()), x_BLC), 1)  # (B, P + Σρ², C)
-        for b in self.blocks: x_BLC = b(x_BLC, cond_BD, self.attn_mask)
-        return self.head(self.head_nm(x_BLC[:, self.n_prefix:], cond_BD))                  # (B, Σρ², V)
+        if self.lr_add:
+            x_BLC = x_BLC + self.lr_inputs(prefix_BChw)  # each token sees the LR under it
+        if self.prefix_side:
+            x_BLC = torch.cat((self.embed_prefix(prefix_BChw.float()), x_BLC), 1)  # (B, P + Σρ², C)
+        for b in self.blocks:
+            x_BLC = b(x_BLC, cond_BD, self.attn_mask)
+        return self.head(self.head_nm(x_BLC[:, self.n_prefix :], cond_BD))  # (B, Σρ², V)
 
 # %% ../nbs/05_var.ipynb #c72b02b7
 def count_params(model: nn.Module, human: bool = False) -> int | str:
     "Number of trainable parameters (`human=True`: as text, e.g. '7.44M params')."
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if not human: return n
+    if not human:
+        return n
     return f"{n / 1e6:.2f}M params" if n >= 1e5 else f"{n / 1e3:.1f}k params"
 
 # %% ../nbs/05_var.ipynb #14a88e4b
-def sample_tokens(logits_BlV: torch.Tensor, top_k: int = 0, top_p: float = 0.0, generator: torch.Generator | None = None,
-                  greedy: bool = False) -> torch.Tensor:
+def sample_tokens(
+    logits_BlV: torch.Tensor,
+    top_k: int = 0,
+    top_p: float = 0.0,
+    generator: torch.Generator | None = None,
+    greedy: bool = False,
+) -> torch.Tensor:
     "Pick one token per position: argmax if greedy, else sample after top-k and top-p filtering; (B, l)."
-    if greedy: return logits_BlV.argmax(-1)
+    if greedy:
+        return logits_BlV.argmax(-1)
     B, l, V = logits_BlV.shape
     logits = logits_BlV.float()
     if top_k and 0 < top_k < V:
@@ -265,51 +345,73 @@ def sample_tokens(logits_BlV: torch.Tensor, top_k: int = 0, top_p: float = 0.0, 
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p and 0 < top_p < 1:
         srt, order = logits.sort(dim=-1, descending=True)
-        before = srt.softmax(-1).cumsum(-1) - srt.softmax(-1)                     # probability mass ranked above each token
-        logits = logits.scatter(-1, order, srt.masked_fill(before > top_p, float("-inf")))  # the top token always survives
+        before = srt.softmax(-1).cumsum(-1) - srt.softmax(-1)  # probability mass ranked above each token
+        logits = logits.scatter(
+            -1, order, srt.masked_fill(before > top_p, float("-inf"))
+        )  # the top token always survives
     probs = logits.softmax(-1).view(B * l, V)
-    if generator is not None and generator.device != probs.device:   # e.g. msvar_sr's seeded CPU generator, model on CUDA:
-        return torch.multinomial(probs.to(generator.device), 1, generator=generator).view(B, l).to(probs.device)  # draw on its device
+    if (
+        generator is not None and generator.device != probs.device
+    ):  # e.g. msvar_sr's seeded CPU generator, model on CUDA:
+        return (
+            torch.multinomial(probs.to(generator.device), 1, generator=generator).view(B, l).to(probs.device)
+        )  # draw on its device
     return torch.multinomial(probs, 1, generator=generator).view(B, l)
 
 # %% ../nbs/05_var.ipynb #5acc631c
-SOFT_TAU = 1.0                  # the default decoding is soft at this temperature (chosen in chapter 11)
-SOFT_MIN, CFG_MAX = 1e-4, 1e4   # logits·(1 + cfg)/τ stay finite in fp32 for any logit below 1e30:
-                                # values beyond make NaN images
-                                # (the commands refuse τ < SOFT_MIN; in Python a smaller τ is yours to try)
+SOFT_TAU = 1.0  # the default decoding is soft at this temperature (chosen in chapter 11)
+SOFT_MIN, CFG_MAX = 1e-4, 1e4  # logits·(1 + cfg)/τ stay finite in fp32 for any logit below 1e30:
+# values beyond make NaN images
+# (the commands refuse τ < SOFT_MIN; in Python a smaller τ is yours to try)
+
 
 def _pick_sample(d, generator):
     "Sample each step's tokens with `generator`, after top-k and top-p filtering."
     return lambda step, logits: sample_tokens(logits, d.top_k, d.top_p, generator)
 
+
 def _pick_greedy(d, generator):
     "The most likely token everywhere."
     return lambda step, logits: sample_tokens(logits, greedy=True)
+
 
 def _pick_soft(d, generator):
     "No tokens: the probability maps softmax(logits/τ) (B, l, V), whose expected codes build f̂."
     return lambda step, logits: torch.softmax(logits.float() / d.tau, -1)
 
-DECODING_PICKERS = dict(sample=_pick_sample, greedy=_pick_greedy, soft=_pick_soft)   # mode → pick(step, logits) maker
 
-def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
+DECODING_PICKERS = dict(sample=_pick_sample, greedy=_pick_greedy, soft=_pick_soft)  # mode → pick(step, logits) maker
 
-def _integer(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
 
-DECODING_RULES = (   # field, the test its value passes, what it must be
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+DECODING_RULES = (  # field, the test its value passes, what it must be
     ("tau", lambda v: v is None or (_number(v) and math.isfinite(v) and v > 0), "a finite temperature τ > 0"),
     ("top_k", lambda v: _integer(v) and v >= 0, "an integer ≥ 0 (0: off)"),
     ("top_p", lambda v: _number(v) and (v == 0 or 0 < v <= 1), "0 (off) or a number in (0, 1]"),
-    ("cfg", lambda v: v is None or (_number(v) and math.isfinite(v) and 0 <= v <= CFG_MAX),
-     f"none (off) or a number in [0, {CFG_MAX:g}] (larger ones overflow the logits)"),
-    ("seed", lambda v: _integer(v) and 0 <= v < 2**63, "an integer in [0, 2**63)"))
+    (
+        "cfg",
+        lambda v: v is None or (_number(v) and math.isfinite(v) and 0 <= v <= CFG_MAX),
+        f"none (off) or a number in [0, {CFG_MAX:g}] (larger ones overflow the logits)",
+    ),
+    ("seed", lambda v: _integer(v) and 0 <= v < 2**63, "an integer in [0, 2**63)"),
+)
+
 
 def decoding_problem(values: dict, names: dict | None = None) -> str | None:
     "The first of `values` (Decoding fields) breaking DECODING_RULES, named as in `names` (e.g. a flag); None if none."
     names = names or {}
     for key, ok, want in DECODING_RULES:
-        if key in values and not ok(values[key]): return f"{names.get(key, key)} must be {want}, got {values[key]!r}"
+        if key in values and not ok(values[key]):
+            return f"{names.get(key, key)} must be {want}, got {values[key]!r}"
     return None
+
 
 def _mode_problem(d) -> str | None:
     "What is wrong with `d`'s mode and the fields only some modes take; None if nothing."
@@ -322,56 +424,76 @@ def _mode_problem(d) -> str | None:
     return None
 
 # %% ../nbs/05_var.ipynb #d8b0dde6
-LEGACY_KEYS = ("greedy", "soft", "top_k", "top_p")   # the keywords (and model-file header entries) that chose a mode
+LEGACY_KEYS = ("greedy", "soft", "top_k", "top_p")  # the keywords (and model-file header entries) that chose a mode
 DECODING_PARTS = (("topk", "top_k", int), ("topp", "top_p", float), ("cfg", "cfg", float), ("seed", "seed", int))
+
 
 def _short(x) -> str:
     "A number as briefly as it reads back exactly."
     s = f"{x:g}"
     return s if float(s) == x else repr(float(x))
 
+
 def _reads_as(text: str, kind) -> bool:
     "Whether `kind(text)` reads the text."
-    try: kind(text)
-    except ValueError: return False
+    try:
+        kind(text)
+    except ValueError:
+        return False
     return True
+
 
 def _decoding_part(part: str) -> dict:
     "One '+'-joined part of a decoding string as Decoding fields."
-    if part in DECODING_PICKERS: return dict(mode=part)
-    if part.startswith("soft") and _reads_as(part[4:], float): return dict(mode="soft", tau=float(part[4:]))
+    if part in DECODING_PICKERS:
+        return dict(mode=part)
+    if part.startswith("soft") and _reads_as(part[4:], float):
+        return dict(mode="soft", tau=float(part[4:]))
     for prefix, key, kind in DECODING_PARTS:
-        if part.startswith(prefix) and _reads_as(part[len(prefix):], kind): return {key: kind(part[len(prefix):])}
-    raise MsvarError(f"unknown decoding {part!r}: use a mode ({', '.join(DECODING_PICKERS)}, softT) "
-                     "and topkK, toppP, cfgT, seedS, joined by '+'")
+        if part.startswith(prefix) and _reads_as(part[len(prefix) :], kind):
+            return {key: kind(part[len(prefix) :])}
+    raise MsvarError(
+        f"unknown decoding {part!r}: use a mode ({', '.join(DECODING_PICKERS)}, softT) "
+        "and topkK, toppP, cfgT, seedS, joined by '+'"
+    )
+
 
 def _legacy_mode(kw: dict) -> dict:
     "The mode fields that the keyword arguments greedy / soft / top_k / top_p choose; {} when none of them is given."
     greedy, soft = kw.get("greedy", False), kw.get("soft")
-    if not isinstance(greedy, bool): raise MsvarError(f"'greedy' must be true or false, got {greedy!r}")
+    if not isinstance(greedy, bool):
+        raise MsvarError(f"'greedy' must be true or false, got {greedy!r}")
     filters = dict(top_k=kw.get("top_k", 0), top_p=kw.get("top_p", 0.0))
-    if soft is not None and greedy: raise MsvarError("choose one decoding: soft decoding excludes greedy")
-    if soft is not None: return dict(mode="soft", tau=soft, **filters)
-    if greedy: return dict(mode="greedy", **filters)
-    if any(k in kw for k in LEGACY_KEYS): return dict(mode="sample", **filters)
+    if soft is not None and greedy:
+        raise MsvarError("choose one decoding: soft decoding excludes greedy")
+    if soft is not None:
+        return dict(mode="soft", tau=soft, **filters)
+    if greedy:
+        return dict(mode="greedy", **filters)
+    if any(k in kw for k in LEGACY_KEYS):
+        return dict(mode="sample", **filters)
     return {}
+
 
 @dataclass(frozen=True)
 class Decoding:
     """How `generate` picks each step's tokens: `mode` 'sample' (top_k / top_p filter it), 'greedy', or 'soft' at
     temperature `tau`; classifier-free guidance of strength `cfg` (None: off); the `seed` of the generator that
     `upscale` and `model_outputs` make. Checked when made; `str(d)` ('soft1+cfg2') reads back with `Decoding.parse`."""
+
     mode: str = "soft"
-    tau: float | None = None        # soft only; None there: SOFT_TAU
-    top_k: int = 0                  # sample only; 0: off
-    top_p: float = 0.0              # sample only; 0: off
+    tau: float | None = None  # soft only; None there: SOFT_TAU
+    top_k: int = 0  # sample only; 0: off
+    top_p: float = 0.0  # sample only; 0: off
     cfg: float | None = None
     seed: int = 0
 
     def __post_init__(self):
-        if self.mode == "soft" and self.tau is None: object.__setattr__(self, "tau", SOFT_TAU)
+        if self.mode == "soft" and self.tau is None:
+            object.__setattr__(self, "tau", SOFT_TAU)
         problem = _mode_problem(self) or decoding_problem(asdict(self))
-        if problem: raise MsvarError(problem)
+        if problem:
+            raise MsvarError(problem)
 
     def picker(self, generator: torch.Generator | None = None):
         "`pick(step, logits_BlV)` for `_run_steps`: the step's tokens (B, l), or soft decoding's probabilities."
@@ -379,15 +501,22 @@ class Decoding:
 
     def choice(self) -> dict:
         "The mode as headers and run summaries record it: {greedy}, {greedy, soft} or {greedy, top_k, top_p}."
-        if self.mode == "greedy": return dict(greedy=True)
-        if self.mode == "soft": return dict(greedy=False, soft=self.tau)
-        if self.mode == "sample": return dict(greedy=False, top_k=self.top_k, top_p=self.top_p)
+        if self.mode == "greedy":
+            return dict(greedy=True)
+        if self.mode == "soft":
+            return dict(greedy=False, soft=self.tau)
+        if self.mode == "sample":
+            return dict(greedy=False, top_k=self.top_k, top_p=self.top_p)
         return dict(mode=self.mode)
 
     def __str__(self) -> str:
-        parts = [(True, self.mode + (_short(self.tau) if self.mode == "soft" else "")),
-                 (self.top_k, f"topk{self.top_k}"), (self.top_p, f"topp{_short(self.top_p)}"),
-                 (self.cfg is not None, f"cfg{_short(self.cfg or 0)}"), (self.seed, f"seed{self.seed}")]
+        parts = [
+            (True, self.mode + (_short(self.tau) if self.mode == "soft" else "")),
+            (self.top_k, f"topk{self.top_k}"),
+            (self.top_p, f"topp{_short(self.top_p)}"),
+            (self.cfg is not None, f"cfg{_short(self.cfg or 0)}"),
+            (self.seed, f"seed{self.seed}"),
+        ]
         return "+".join(text for given, text in parts if given)
 
     @classmethod
@@ -397,7 +526,8 @@ class Decoding:
         fields = {}
         for part in filter(None, s.split("+")):
             new = _decoding_part(part)
-            if set(new) & set(fields): raise MsvarError(f"decoding {s!r} gives {sorted(set(new) & set(fields))} twice")
+            if set(new) & set(fields):
+                raise MsvarError(f"decoding {s!r} gives {sorted(set(new) & set(fields))} twice")
             fields.update(new)
         return cls(**{"mode": "sample", **fields})
 
@@ -405,18 +535,26 @@ class Decoding:
     def of(cls, decoding=None, base: Decoding | None = None, where: str | None = None, **legacy) -> Decoding:
         """`decoding` (a Decoding, its string, or a header dict) or the keywords greedy / soft / top_k / top_p / cfg /
         seed as a Decoding; where they leave the mode open, `base`'s (default DEFAULT_DECODING)."""
-        try: return cls._of(decoding, base or DEFAULT_DECODING, legacy)
-        except MsvarError as e: raise (MsvarError(f"{where}: {e}") if where else e) from None
+        try:
+            return cls._of(decoding, base or DEFAULT_DECODING, legacy)
+        except MsvarError as e:
+            raise (MsvarError(f"{where}: {e}") if where else e) from None
 
     @classmethod
     def _of(cls, decoding, base: Decoding, legacy: dict) -> Decoding:
         unknown = sorted(set(legacy) - {*LEGACY_KEYS, "cfg", "seed"})
-        if unknown: raise MsvarError(f"unknown decoding entries {unknown}; they are {(*LEGACY_KEYS, 'cfg', 'seed')}")
-        if decoding is not None and legacy: raise MsvarError(f"give `decoding` or {sorted(legacy)}, not both")
-        if isinstance(decoding, cls): return decoding
-        if isinstance(decoding, str): return cls.parse(decoding)
-        if isinstance(decoding, dict) and "mode" in decoding: return cls(**decoding)
-        if isinstance(decoding, dict): return cls._of(None, base, decoding)
+        if unknown:
+            raise MsvarError(f"unknown decoding entries {unknown}; they are {(*LEGACY_KEYS, 'cfg', 'seed')}")
+        if decoding is not None and legacy:
+            raise MsvarError(f"give `decoding` or {sorted(legacy)}, not both")
+        if isinstance(decoding, cls):
+            return decoding
+        if isinstance(decoding, str):
+            return cls.parse(decoding)
+        if isinstance(decoding, dict) and "mode" in decoding:
+            return cls(**decoding)
+        if isinstance(decoding, dict):
+            return cls._of(None, base, decoding)
         if decoding is not None:
             raise MsvarError(f"a decoding is a Decoding, a string or a dict, not {type(decoding).__name__}")
         mode = _legacy_mode(legacy) or dict(mode=base.mode, tau=base.tau, top_k=base.top_k, top_p=base.top_p)
@@ -432,86 +570,122 @@ class Decoding:
             raise MsvarError("choose one decoding: --soft TAU (the default), --greedy, or --sample/--top-k/--top-p")
         values = dict(tau=a.soft, top_k=top_k, top_p=top_p, cfg=a.cfg, seed=getattr(a, "seed", 0))
         problem = decoding_problem(values, DECODING_FLAGS) or _soft_flag_problem(a.soft)
-        if problem: raise MsvarError(problem)
+        if problem:
+            raise MsvarError(problem)
         legacy = dict(greedy=True) if a.greedy else dict(top_k=top_k, top_p=top_p) if sample else {}
         legacy = dict(soft=a.soft) if a.soft is not None else legacy
         return cls.of(base=base, **legacy, cfg=a.cfg, seed=values["seed"])
 
+
 def _soft_flag_problem(tau) -> str | None:
     "The command lines' own limit on --soft: below SOFT_MIN the logits of a trained model can overflow."
-    if tau is None or tau >= SOFT_MIN: return None
-    return (f"--soft must be a finite temperature ≥ {SOFT_MIN:g} (smaller ones overflow the logits; "
-            f"--greedy is the limit τ → 0), got {tau!r}")
+    if tau is None or tau >= SOFT_MIN:
+        return None
+    return (
+        f"--soft must be a finite temperature ≥ {SOFT_MIN:g} (smaller ones overflow the logits; "
+        f"--greedy is the limit τ → 0), got {tau!r}"
+    )
 
-DEFAULT_DECODING = Decoding()   # every command and function that decodes, unless told otherwise: soft at SOFT_TAU
+
+DEFAULT_DECODING = Decoding()  # every command and function that decodes, unless told otherwise: soft at SOFT_TAU
 DECODING_FLAGS = dict(tau="--soft", top_k="--top-k", top_p="--top-p", cfg="--cfg", seed="--seed")
+
 
 def add_decoding_args(ap, sampling_filters: bool = True) -> None:
     "The decoding options of every command (`Decoding.from_args` reads them); --seed is each command's own."
-    soft_help = ("soft decoding at temperature TAU: each scale adds the expected code under softmax(logits/TAU) "
-                 f"(the default, TAU = {SOFT_TAU}: chosen on a validation split, chapter 11)")
+    soft_help = (
+        "soft decoding at temperature TAU: each scale adds the expected code under softmax(logits/TAU) "
+        f"(the default, TAU = {SOFT_TAU}: chosen on a validation split, chapter 11)"
+    )
     ap.add_argument("--soft", type=float, default=None, metavar="TAU", help=soft_help)
     ap.add_argument("--greedy", action="store_true", help="greedy decoding: the most likely token everywhere")
     sample_help = "sample the tokens (seeded)" + ("; --top-k/--top-p imply it" if sampling_filters else "")
     ap.add_argument("--sample", action="store_true", help=sample_help)
-    if sampling_filters: ap.add_argument("--top-k", type=int, default=0)
-    if sampling_filters: ap.add_argument("--top-p", type=float, default=0.0)
+    if sampling_filters:
+        ap.add_argument("--top-k", type=int, default=0)
+    if sampling_filters:
+        ap.add_argument("--top-p", type=float, default=0.0)
     ap.add_argument("--cfg", type=float, default=None, help="classifier-free guidance strength t (default: none)")
 
 # %% ../nbs/05_var.ipynb #668bcf46
 @torch.no_grad()
-def _run_steps(self: SRVAR, prefix_BChw, cls_B, state, pick, cfg: float | None = None, use_cache: bool = True,
-               on_stage_end=None) -> list:
-    "Next-scale generation (inference): `pick(step, logits_BlV)` chooses each scale's tokens (B, l), or its probability maps (B, l, V)."
+def _run_steps(
+    self: SRVAR, prefix_BChw, cls_B, state, pick, cfg: float | None = None, use_cache: bool = True, on_stage_end=None
+) -> list:
+    """Next-scale generation (inference): `pick(step, logits_BlV)` chooses each scale's tokens (B, l), or its
+    probability maps (B, l, V)."""
     self._check_inputs(prefix_BChw, cls_B)
     B, guided = cls_B.shape[0], cfg is not None
-    if guided: cls_B = torch.cat((cls_B, torch.full_like(cls_B, self.null_class)))     # rows B…2B-1: null class
-    cond_BD = self.class_emb(cls_B)                                                     # (B or 2B, C)
+    if guided:
+        cls_B = torch.cat((cls_B, torch.full_like(cls_B, self.null_class)))  # rows B…2B-1: null class
+    cond_BD = self.class_emb(cls_B)  # (B or 2B, C)
     pos_1LC = self.image_positions()
     state.reset()
     kvs = [LayerKV() for _ in self.blocks] if use_cache else None
-    seq = []                                                                            # no-cache path: all inputs so far
+    seq = []  # no-cache path: all inputs so far
     if self.prefix_side:
         pre = self.embed_prefix(prefix_BChw.float())
         pre = pre.repeat(2, 1, 1) if guided else pre
-        if use_cache:                                                                   # the prefix: once, bidirectional
+        if use_cache:  # the prefix: once, bidirectional
             h = pre
-            for b, kv in zip(self.blocks, kvs): h = b(h, cond_BD, None, kv)
-        else: seq.append(pre)
-    lr_in = self.lr_inputs(prefix_BChw) if self.lr_add else None                      # (B, Σρ², C)
-    if lr_in is not None and guided: lr_in = lr_in.repeat(2, 1, 1)
+            for b, kv in zip(self.blocks, kvs):
+                h = b(h, cond_BD, None, kv)
+        else:
+            seq.append(pre)
+    lr_in = self.lr_inputs(prefix_BChw) if self.lr_add else None  # (B, Σρ², C)
+    if lr_in is not None and guided:
+        lr_in = lr_in.repeat(2, 1, 1)
     x_in = self.start_tokens(cond_BD) + pos_1LC[:, : self.first_l]
-    if lr_in is not None: x_in = x_in + lr_in[:, : self.first_l]
+    if lr_in is not None:
+        x_in = x_in + lr_in[:, : self.first_l]
     idx_list, cur = [], 0
     for step, pn in enumerate(self.patch_nums):
         if use_cache:
             h = x_in
-            for b, kv in zip(self.blocks, kvs): h = b(h, cond_BD, None, kv)
+            for b, kv in zip(self.blocks, kvs):
+                h = b(h, cond_BD, None, kv)
         else:
-            seq.append(x_in); h = torch.cat(seq, 1); n = h.shape[1]
-            for b in self.blocks: h = b(h, cond_BD, self.attn_mask[:n, :n])
-            h = h[:, -pn * pn:]
+            seq.append(x_in)
+            h = torch.cat(seq, 1)
+            n = h.shape[1]
+            for b in self.blocks:
+                h = b(h, cond_BD, self.attn_mask[:n, :n])
+            h = h[:, -pn * pn :]
         logits_BlV = self.head(self.head_nm(h, cond_BD))
         if guided:
             t = cfg * step / max(self.L - 1, 1)
             logits_BlV = (1 + t) * logits_BlV[:B] - t * logits_BlV[B:]
-        picked = pick(step, logits_BlV)                                                  # (B, l) tokens or (B, l, V) probabilities
+        picked = pick(step, logits_BlV)  # (B, l) tokens or (B, l, V) probabilities
         idx_Bhw = picked.view(B, pn, pn, *picked.shape[2:])
-        idx_list.append(idx_Bhw); state.add(step, idx_Bhw)
+        idx_list.append(idx_Bhw)
+        state.add(step, idx_Bhw)
         cur += pn * pn
-        if step + 1 in self.stage_ends and on_stage_end is not None: on_stage_end(self.stage_ends.index(step + 1), state)
+        if step + 1 in self.stage_ends and on_stage_end is not None:
+            on_stage_end(self.stage_ends.index(step + 1), state)
         if step + 1 < self.L:
             nxt = self.patch_nums[step + 1]
-            x_in = self.word_embed(state.next_input(step).float()) + pos_1LC[:, cur: cur + nxt * nxt]
-            if guided: x_in = x_in.repeat(2, 1, 1)
-            if lr_in is not None: x_in = x_in + lr_in[:, cur: cur + nxt * nxt]
+            x_in = self.word_embed(state.next_input(step).float()) + pos_1LC[:, cur : cur + nxt * nxt]
+            if guided:
+                x_in = x_in.repeat(2, 1, 1)
+            if lr_in is not None:
+                x_in = x_in + lr_in[:, cur : cur + nxt * nxt]
     return idx_list
+
 
 SRVAR._run_steps = _run_steps
 
 # %% ../nbs/05_var.ipynb #1988effc
-def generate(self: SRVAR, prefix_BChw, cls_B, state, decoding: Decoding | str | None = None,
-             generator: torch.Generator | None = None, on_stage_end=None, use_cache: bool = True, **legacy) -> list:
+def generate(
+    self: SRVAR,
+    prefix_BChw,
+    cls_B,
+    state,
+    decoding: Decoding | str | None = None,
+    generator: torch.Generator | None = None,
+    on_stage_end=None,
+    use_cache: bool = True,
+    **legacy,
+) -> list:
     """The L token maps (B, ρ_l, ρ_l) of B images (inference), with KV cache, decoded as `decoding` says (default
     DEFAULT_DECODING; the keywords greedy / soft / top_k / top_p / cfg still work): sampled with `generator`, greedy,
     or soft, where the maps are softmax(logits/τ) (B, ρ_l, ρ_l, V) and f̂ adds expected codes."""
@@ -519,17 +693,21 @@ def generate(self: SRVAR, prefix_BChw, cls_B, state, decoding: Decoding | str | 
     pick = d.picker(generator)
     return self._run_steps(prefix_BChw, cls_B, state, pick, cfg=d.cfg, use_cache=use_cache, on_stage_end=on_stage_end)
 
+
 def generate_images(self: SRVAR, prefix_BChw, cls_B, state, decode_stage, **kwargs) -> tuple:
     "Generate, decoding stage n with `decode_stage(n, state)` after its last step: (token maps, [×1, ×2, ×4 images])."
     images = []
-    idx = self.generate(prefix_BChw, cls_B, state, on_stage_end=lambda n, s: images.append(decode_stage(n, s)), **kwargs)
+    idx = self.generate(
+        prefix_BChw, cls_B, state, on_stage_end=lambda n, s: images.append(decode_stage(n, s)), **kwargs
+    )
     return idx, images
+
 
 SRVAR.generate, SRVAR.generate_images = generate, generate_images
 
-
 # %% ../nbs/05_var.ipynb #d6fdac0c
-_VAR_DROPPED = ("pos_1LC", "lvl_1L", "attn_bias_for_masking")   # VAR's per-scale positions and recomputed buffers
+_VAR_DROPPED = ("pos_1LC", "lvl_1L", "attn_bias_for_masking")  # VAR's per-scale positions and recomputed buffers
+
 
 @torch.no_grad()
 def load_var_weights(model: SRVAR, state_dict: dict) -> dict:
@@ -538,21 +716,32 @@ def load_var_weights(model: SRVAR, state_dict: dict) -> dict:
     report = dict(loaded=[], added=[], dropped=[], reinitialised=[], broadcast=[])
     take, unexpected, bad_shape = {}, [], []
     for k, v in state_dict.items():
-        if k in _VAR_DROPPED: report["dropped"].append(k)
-        elif k not in own: unexpected.append(k)
+        if k in _VAR_DROPPED:
+            report["dropped"].append(k)
+        elif k not in own:
+            unexpected.append(k)
         elif k == "class_emb.weight" and v.shape[1:] == own[k].shape[1:] and v.shape[0] != own[k].shape[0]:
             report["reinitialised"].append(k)
         elif k == "pos_start" and v.shape[1] == 1 and v.shape[2:] == own[k].shape[2:]:
-            take[k] = v.expand_as(own[k]); report["loaded"].append(k); report["broadcast"].append(k)
-        elif v.shape != own[k].shape: bad_shape.append(f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}")
-        else: take[k] = v; report["loaded"].append(k)
+            take[k] = v.expand_as(own[k])
+            report["loaded"].append(k)
+            report["broadcast"].append(k)
+        elif v.shape != own[k].shape:
+            bad_shape.append(f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}")
+        else:
+            take[k] = v
+            report["loaded"].append(k)
     if unexpected or bad_shape:
         more = lambda ks: f"{ks[:8]}" + (f" … and {len(ks) - 8} more" if len(ks) > 8 else "")
-        raise MsvarError("checkpoint does not fit this model:" + (f"\n  {len(unexpected)} unexpected keys: {more(unexpected)}" if unexpected else "")
-                         + ("".join(f"\n  shape mismatch {s}" for s in bad_shape)))
+        raise MsvarError(
+            "checkpoint does not fit this model:"
+            + (f"\n  {len(unexpected)} unexpected keys: {more(unexpected)}" if unexpected else "")
+            + ("".join(f"\n  shape mismatch {s}" for s in bad_shape))
+        )
     missing = [k for k in own if k not in take and k not in report["reinitialised"]]
-    if "class_emb.weight" in missing: raise MsvarError("checkpoint has no class_emb.weight: is it a VAR transformer checkpoint?")
-    if model.prefix_side and "word_embed.weight" in take:   # the prefix reads the same latent space as word_embed
+    if "class_emb.weight" in missing:
+        raise MsvarError("checkpoint has no class_emb.weight: is it a VAR transformer checkpoint?")
+    if model.prefix_side and "word_embed.weight" in take:  # the prefix reads the same latent space as word_embed
         take["prefix_proj.weight"], take["prefix_proj.bias"] = take["word_embed.weight"], take["word_embed.bias"]
     model.load_state_dict(take, strict=False)
     report["added"] = missing
