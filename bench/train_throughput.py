@@ -44,9 +44,9 @@ from msvar.var import SRVAR, count_params                            # noqa: E40
 
 
 @torch.no_grad()
-def sr_tokens_v0(tokenizer, batch, hit=True):
+def sr_tokens_v0(tokenizer, batch, tokens="hit"):
     "The eager baseline: sr_tokens encoding the upsampled LR twice, no_grad."
-    p = token_preset(tokenizer, hit)
+    p = token_preset(tokenizer, tokens)
     hr, lr, cls = batch["hr"].float(), batch["lr"], batch["cls"].long()
     lr_up = upsample_lr(lr, p)
     prefix = encode_any(tokenizer.tok, to_signed(lr_up))
@@ -67,7 +67,7 @@ def sr_loss_v0(model, t: SRTokens, beta=1.0):
 class LossV0(SRLoss):
     "SRLoss with the baseline tokenization."
     def __call__(self, model, batch):
-        return sr_loss(model, sr_tokens_v0(self.tokenizer, batch, self.hit), self.dpo, self.beta, self.weight, self.second_pass, self.reduce)
+        return sr_loss(model, sr_tokens_v0(self.tokenizer, batch, self.tokens), self.dpo, self.beta, self.weight, self.second_pass, self.reduce)
 
 
 def image_folder(arg):

@@ -9,7 +9,7 @@ import torch
 from .core import MsvarError, _atomic_write, _load_torch, check_finite_state
 
 # %% auto #0
-__all__ = ['CKPT_KIND', 'CKPT_VERSION', 'save_checkpoint', 'load_checkpoint']
+__all__ = ['CKPT_KIND', 'CKPT_VERSION', 'save_checkpoint', 'upgrade_meta', 'load_checkpoint']
 
 # %% ../nbs/00c_checkpoint.ipynb #b1a8448f
 CKPT_KIND = "msvar-train-checkpoint"
@@ -53,9 +53,19 @@ def _check_entries(ck: dict, path: Path, resumable: bool) -> None:
         )
 
 
+def upgrade_meta(meta: dict) -> dict:
+    """A checkpoint's `meta` with the fields that older msvar versions wrote under another name renamed: the VAR run's
+    bool `hit` is now `tokens`, 'hit' or 'plain' (chapter 07b)."""
+    if not isinstance(meta.get("hit"), bool):
+        return meta
+    new = {k: v for k, v in meta.items() if k != "hit"}
+    new.setdefault("tokens", "hit" if meta["hit"] else "plain")
+    return new
+
+
 def load_checkpoint(path, map_location="cpu", resumable: bool = False) -> dict:
-    """Read a checkpoint written by `save_checkpoint` (with its training state if `resumable`); MsvarError if it is
-    missing, truncated, corrupt or of another kind."""
+    """Read a checkpoint written by `save_checkpoint` (with its training state if `resumable`), its `meta` in the
+    current field names (`upgrade_meta`); MsvarError if it is missing, truncated, corrupt or of another kind."""
     path = Path(path)
     if not path.exists():
         raise MsvarError(f"checkpoint {str(path)!r} does not exist")
@@ -67,4 +77,5 @@ def load_checkpoint(path, map_location="cpu", resumable: bool = False) -> dict:
         raise MsvarError(f"{str(path)!r} is not an msvar training checkpoint (it is {what!r})")
     _check_entries(ck, path, resumable)
     check_finite_state(ck["model"], path)
+    ck["meta"] = upgrade_meta(ck["meta"])  # a run of an older version resumes, and its model loads, under today's names
     return ck

@@ -19,7 +19,7 @@ __all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'LOCK_NAME', 'SEED_MAX', 'PRESETS', 'IM
            'unit_float', 'host_values', 'resize', 'show_images', 'image_grid', 'seed_everything', 'default_device',
            'global_state', 'restore_global_state', 'keeps_global_state', 'FolderBusyError', 'clean_orphans',
            'hold_folder', 'holds_folder', 'available_memory', 'check_memory', 'default_threads', 'add_threads_arg',
-           'set_threads', 'arg_seed', 'say_interrupted', 'TokenizerConfig', 'VARConfig', 'TrainConfig', 'Preset',
+           'set_threads', 'arg_seed', 'say_interrupted', 'TokenizerConfig', 'VARConfig', 'TrainRecipe', 'Preset',
            'get_preset', 'list_images', 'LineProgress', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
@@ -863,8 +863,10 @@ class VARConfig:
 
 
 @dataclass
-class TrainConfig:
-    "Optimiser settings (paper values in the `paper` preset)."
+class TrainRecipe:
+    """A preset's training recipe (the paper's values in the `paper` preset): the defaults a trainer takes for what a
+    run does not set. `tok_*` are the tokenizer's (`train_tokenizer`, chapter 07a), the rest the VAR's (`train_var`,
+    whose run options are `VarTrainConfig`, chapter 07b); each trainer turns them into chapter 07's `FitConfig`."""
 
     batch_size: int = 384
     lr: float = 1e-3
@@ -890,7 +892,7 @@ class Preset:
     stages: tuple = (0.25, 0.5, 1.0)  # target scales s_n (×1, ×2, ×4 outputs)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     var: VARConfig = field(default_factory=VARConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainRecipe = field(default_factory=TrainRecipe)
 
     def __post_init__(self):
         self.patch_nums, self.stages = tuple(self.patch_nums), tuple(self.stages)
@@ -1016,7 +1018,7 @@ def _paper():
         patch_nums=(4, 6, 8, 10, 14, 16, 20, 24, 28, 32),
         tokenizer=TokenizerConfig(),
         var=VARConfig(depth=16, embed_dim=1024, num_heads=16, pos_grid=64),
-        train=TrainConfig(),
+        train=TrainRecipe(),
     )
 
 
@@ -1038,7 +1040,7 @@ def _small():
             padding_mode="replicate",
         ),
         var=VARConfig(depth=6, embed_dim=256, num_heads=4, pos_grid=16),
-        train=TrainConfig(batch_size=16, lr=5e-4, weight_decay=0.005, epochs=1, tok_lr=1e-3, tok_iters=2000),
+        train=TrainRecipe(batch_size=16, lr=5e-4, weight_decay=0.005, epochs=1, tok_lr=1e-3, tok_iters=2000),
     )
 
 
@@ -1053,7 +1055,7 @@ def _test():
             ch=8, ch_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=4, vocab_size=32, using_sa=False, using_mid_sa=True
         ),
         var=VARConfig(depth=2, embed_dim=32, num_heads=2, pos_grid=8),
-        train=TrainConfig(batch_size=4, lr=1e-3, epochs=1, tok_lr=1e-3, tok_iters=20),
+        train=TrainRecipe(batch_size=4, lr=1e-3, epochs=1, tok_lr=1e-3, tok_iters=20),
     )
 
 

@@ -26,7 +26,7 @@ from msvar.core import (
 )
 from .core import holds_folder, set_threads, add_threads_arg  # output folders, threads (chapter 00)
 from .core import _load_torch, check_finite_state, check_state_dict  # safe reading (chapter 00)
-from .checkpoint import load_checkpoint  # the checkpoint file (chapter 00c)
+from .checkpoint import load_checkpoint, upgrade_meta  # the checkpoint file (chapter 00c)
 from .tokenizer import preset_from_dict, check_model_memory
 from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
 from .hit import upsample_lr, load_sr_tokenizer, build_model
@@ -241,9 +241,10 @@ def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> 
     and its tokenizer (path or HITTokenizer)."""
     ck = var_ckpt if isinstance(var_ckpt, dict) else load_checkpoint(var_ckpt)
     tk = tokenizer if isinstance(tokenizer, nn.Module) else load_sr_tokenizer(tokenizer)
-    var = build_model("var", tk.preset, init=False, **ck["meta"].get("var_options", LEGACY_VAR_OPTIONS))
+    meta = upgrade_meta(ck["meta"])  # a dict loaded by other means may hold an older version's field names
+    var = build_model("var", tk.preset, init=False, **meta.get("var_options", LEGACY_VAR_OPTIONS))
     var.load_state_dict(ck["model"])
-    return SRModel(tk, var.eval(), tokens=tokens or ("hit" if ck["meta"].get("hit", True) else "plain")).eval()
+    return SRModel(tk, var.eval(), tokens=tokens or meta.get("tokens", "hit")).eval()
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int) -> list:

@@ -13,8 +13,8 @@ from .core import MsvarError, Preset, resize, to_signed, unit_float
 from .hit import HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, encode_any, upsample_lr
 
 # %% auto #0
-__all__ = ['token_ce', 'token_logprobs', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'token_preset', 'sr_tokens', 'sr_loss',
-           'SRLoss']
+__all__ = ['TOKENS', 'token_ce', 'token_logprobs', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'check_tokens', 'token_preset',
+           'sr_tokens', 'sr_loss', 'SRLoss']
 
 # %% ../nbs/06_dpo.ipynb #bf415ed9
 def token_ce(logits_BLV: torch.Tensor, target_BL: torch.Tensor) -> torch.Tensor:
@@ -67,20 +67,37 @@ class SRTokens:
     idx_lr: list
 
 
-def token_preset(tokenizer: HITTokenizer, hit: bool = True) -> Preset:
+TOKENS = ("hit", "plain")  # HIT's stage tokens (chapter 04), or VAR's single-stage tokens (the paper's baseline)
+
+
+def check_tokens(tokens: str = "hit", hit: bool | None = None) -> str:
+    """`tokens` if it is one of TOKENS, else MsvarError; `hit`, the bool that older versions took instead of `tokens`,
+    wins when given (True = 'hit', False = 'plain')."""
+    if hit is not None:
+        tokens = "hit" if hit else "plain"
+    if tokens not in TOKENS:
+        raise MsvarError(f"tokens must be 'hit' or 'plain', got {tokens!r}")
+    return tokens
+
+
+def token_preset(tokenizer: HITTokenizer, tokens: str = "hit") -> Preset:
     "The preset whose stages define the tokens: HIT's three stages, or one stage (plain VAR tokenization)."
-    return tokenizer.preset if hit else dataclass_replace_stages(tokenizer.preset, (1.0,))
+    plain = check_tokens(tokens) == "plain"
+    return dataclass_replace_stages(tokenizer.preset, (1.0,)) if plain else tokenizer.preset
 
 
 @torch.no_grad()
-def sr_tokens(tokenizer: HITTokenizer, batch: dict, hit: bool = True, amp_encoder: bool = False) -> SRTokens:
+def sr_tokens(
+    tokenizer: HITTokenizer, batch: dict, tokens: str = "hit", amp_encoder: bool = False, hit: bool | None = None
+) -> SRTokens:
     """Turn a batch {'hr','lr','cls'} (images in [0, 1], float or uint8 levels) into the LR prefix, z_HR, z_LR and their
-    teacher-forcing inputs (frozen tokenizer). Everything runs in float32 with autocast off, except, with `amp_encoder`,
-    the encoder: it then runs under the caller's autocast (the quantizer stays in float32)."""
+    teacher-forcing inputs (frozen tokenizer), as `tokens` ('hit' or 'plain'; `hit`: the older bool spelling).
+    Everything runs in float32 with autocast off, except, with `amp_encoder`, the encoder: it then runs under the
+    caller's autocast (the quantizer stays in float32)."""
     for k in ("hr", "lr", "cls"):
         if k not in batch:
             raise MsvarError(f"batch has no {k!r} entry (keys: {sorted(batch)})")
-    p = token_preset(tokenizer, hit)
+    p = token_preset(tokenizer, check_tokens(tokens, hit))
     dev = next(tokenizer.parameters()).device
     hr, lr, cls = unit_float(batch["hr"].to(dev)), batch["lr"].to(dev), batch["cls"].to(dev).long()
     if hr.shape[-1] != p.hr_size or hr.shape[-2] != p.hr_size:
@@ -143,18 +160,19 @@ class SRLoss:
     def __init__(
         self,
         tokenizer: HITTokenizer,
-        hit: bool = True,
+        tokens: str = "hit",
         dpo: bool = True,
         beta: float = 1.0,
         weight: float = 1.0,
         reduce: str = "mean",
         second_pass: bool = False,
         amp_encoder: bool = False,
+        hit: bool | None = None,  # the older bool spelling of `tokens`
     ):
         _check_reduce(reduce)  # a bad option fails here, before any training
         self.tokenizer = tokenizer.eval().requires_grad_(False)
-        self.hit, self.dpo, self.beta, self.weight, self.reduce, self.second_pass = (
-            hit,
+        self.tokens, self.dpo, self.beta, self.weight, self.reduce, self.second_pass = (
+            check_tokens(tokens, hit),
             dpo,
             beta,
             weight,
@@ -165,7 +183,8 @@ class SRLoss:
 
     def __repr__(self):
         return (
-            f"SRLoss(tokens={'HIT' if self.hit else 'plain'}, dpo={self.dpo}, beta={self.beta}, weight={self.weight}, "
+            f"SRLoss(tokens={'HIT' if self.tokens == 'hit' else 'plain'}, dpo={self.dpo}, beta={self.beta}, "
+            f"weight={self.weight}, "
             f"reduce={self.reduce!r}, second_pass={self.second_pass}"
             + (", amp_encoder=True)" if self.amp_encoder else ")")
         )
@@ -174,5 +193,5 @@ class SRLoss:
         dev = next(model.parameters()).device
         if next(self.tokenizer.parameters()).device != dev:
             self.tokenizer.to(dev)
-        t = sr_tokens(self.tokenizer, batch, hit=self.hit, amp_encoder=self.amp_encoder)
+        t = sr_tokens(self.tokenizer, batch, self.tokens, self.amp_encoder)
         return sr_loss(model, t, self.dpo, self.beta, self.weight, self.second_pass, self.reduce, tensors=True)

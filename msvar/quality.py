@@ -57,7 +57,7 @@ def teacher_forced(model, pairs: dict, batch_size: int = 16) -> dict:
         k = len(b["hr"])
         if k < 2:
             continue  # rolling a batch of one changes nothing
-        t = sr_tokens(model.hit, b, hit=model.tokens == "hit")
+        t = sr_tokens(model.hit, b, model.tokens)
         _, own = sr_loss(model.var, t, dpo=False)
         t.prefix = t.prefix.roll(1, 0)  # every crop gets its neighbour's LR
         _, other = sr_loss(model.var, t, dpo=False)

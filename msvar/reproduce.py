@@ -85,11 +85,11 @@ PLANS = {
 }
 
 VARIANTS = {  # the training options of each VAR (β None: the plan's)
-    "baseline": dict(hit=False, dpo=False),
-    "nodpo": dict(hit=True, dpo=False),
-    "ours": dict(hit=True, dpo=True),
-    "exact": dict(hit=True, dpo=True, second_pass=True),
-    "beta1": dict(hit=True, dpo=True, dpo_beta=1.0),
+    "baseline": dict(tokens="plain", dpo=False),
+    "nodpo": dict(tokens="hit", dpo=False),
+    "ours": dict(tokens="hit", dpo=True),
+    "exact": dict(tokens="hit", dpo=True, second_pass=True),
+    "beta1": dict(tokens="hit", dpo=True, dpo_beta=1.0),
 }
 STAGES = ("tokenizer", "hit") + tuple(f"var_{v}" for v in VARIANTS) + ("eval", "report")
 
@@ -159,10 +159,10 @@ def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
     from msvar.train_var import train_var
 
     opts = dict(VARIANTS[name])
-    hit = opts.pop("hit")
     if opts["dpo"]:
         opts.setdefault("dpo_beta", plan.dpo_beta)
-    tok = out / ("hit" if hit else "tokenizer") / "last.pt"  # the baseline: the base tokenizer's plain tokens
+    folder = "hit" if opts["tokens"] == "hit" else "tokenizer"  # the baseline: the base tokenizer's plain tokens
+    tok = out / folder / "last.pt"
     for seed in plan.seeds:
         d = variant_dir(out, name, seed)
         train_var(
@@ -170,7 +170,6 @@ def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
             data,
             tok,
             d,
-            hit=hit,
             steps=plan.var_steps,
             batch_size=plan.var_batch,
             lr=plan.var_lr,
@@ -191,17 +190,17 @@ def train_seconds(run_dir: Path) -> float:
     return float(sum(r["sec"] for r in read_log(Path(run_dir) / "log.jsonl")))
 
 
-def sr_model_from_run(out: Path, var_dir: Path, hit: bool = True):
-    "The SRModel of `var_dir/last.pt` with the run's HIT tokenizer (`hit=False`: its base tokenizer)."
+def sr_model_from_run(out: Path, var_dir: Path, tokens: str = "hit"):
+    "The SRModel of `var_dir/last.pt` with the run's HIT tokenizer (`tokens='plain'`: its base tokenizer's tokens)."
     from msvar.inference import sr_model_from_checkpoint
 
-    tok = Path(out) / ("hit" if hit else "tokenizer") / "last.pt"
-    return sr_model_from_checkpoint(Path(var_dir) / "last.pt", tok, tokens="hit" if hit else "plain")
+    tok = Path(out) / ("hit" if tokens == "hit" else "tokenizer") / "last.pt"
+    return sr_model_from_checkpoint(Path(var_dir) / "last.pt", tok, tokens=tokens)
 
 
 def variant_model(out: Path, name: str, seed: int = 0):
     "The SRModel of a trained variant (`ours`, `exact`, `beta1`, `nodpo`, `baseline`) and seed of a run folder."
-    return sr_model_from_run(out, variant_dir(out, name, seed), VARIANTS[name]["hit"])
+    return sr_model_from_run(out, variant_dir(out, name, seed), VARIANTS[name]["tokens"])
 
 # %% ../nbs/10_reproduce.ipynb #01e4e7ae
 @torch.no_grad()
@@ -792,7 +791,7 @@ def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPl
     rows = []
     for name, v in VARIANTS.items():
         m = variant_model(out, name, plan.seeds[0])
-        t = sr_tokens(m.hit, batch, hit=v["hit"])
+        t = sr_tokens(m.hit, batch, v["tokens"])
         _, one = sr_loss(m.var, t, dpo=True)  # z_LR under z_HR's teacher forcing
         _, two = sr_loss(m.var, t, dpo=True, second_pass=True)  # z_LR under its own teacher forcing
         _, other = sr_loss(m.var, with_(t, prefix=t.prefix.roll(1, 0)), dpo=False)

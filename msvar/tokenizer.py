@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, Preset, TokenizerConfig, VARConfig, TrainConfig, get_preset
+from .core import MsvarError, Preset, TokenizerConfig, VARConfig, TrainRecipe, get_preset
 from msvar.core import (
     _load_torch,
     check_finite_state,
@@ -354,13 +354,13 @@ def preset_from_dict(d: dict) -> Preset:
         _check_fields(Preset, d, "preset")
         parts = {
             k: _check_fields(c, d.pop(k), f"preset.{k}")
-            for k, c in (("tokenizer", TokenizerConfig), ("var", VARConfig), ("train", TrainConfig))
+            for k, c in (("tokenizer", TokenizerConfig), ("var", VARConfig), ("train", TrainRecipe))
         }
         p = Preset(
             **d,
             tokenizer=TokenizerConfig(**parts["tokenizer"]),
             var=VARConfig(**parts["var"]),
-            train=TrainConfig(**parts["train"]),
+            train=TrainRecipe(**parts["train"]),
         )
     except (TypeError, KeyError, ValueError, ArithmeticError) as e:
         raise MsvarError(

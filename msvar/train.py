@@ -116,7 +116,8 @@ def add_precision_args(ap, precision: str = "auto", compile: str | None = "auto"
 
 @dataclass
 class FitConfig:
-    "Settings of `fit` (optimizer, schedule, precision, checkpoints, logging)."
+    """Settings of `fit` for one run (optimizer, schedule, precision, checkpoints, logging); each trainer builds it
+    from its preset's `TrainRecipe` and its own options."""
 
     steps: int = 1000  # optimizer steps (each = accum micro-batches on every rank)
     lr: float = 1e-3  # peak learning rate

@@ -22,8 +22,8 @@ from .core import holds_folder, set_threads, arg_seed, say_interrupted  # output
 from .core import unit_float
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
 from .hit import load_sr_tokenizer, build_model
-from .var import SRVAR, load_var_weights, count_params
-from .losses import SRLoss
+from .var import SRVAR, load_public_var_weights, count_params
+from .losses import SRLoss, TOKENS, check_tokens
 from .inference import SRModel  # the same sampling and decoding as msvar_sr (chapter 08)
 from msvar.train import (
     FitConfig,
@@ -42,16 +42,16 @@ from msvar.train import (
 )
 
 # %% auto #0
-__all__ = ['STATE_BYTES_PER_PARAM', 'GPU_MEMORY_USE', 'VARSampler', 'VarTrainConfig', 'init_from_var', 'var_options', 'train_var',
-           'scan_once', 'fits_in_memory', 'saved_tensor_bytes', 'MemoryPlan', 'memory_plan', 'resolve_accum',
-           'train_cli']
+__all__ = ['STATE_BYTES_PER_PARAM', 'GPU_MEMORY_USE', 'SampleImages', 'VarTrainConfig', 'init_from_var', 'var_options',
+           'train_var', 'scan_once', 'fits_in_memory', 'saved_tensor_bytes', 'MemoryPlan', 'memory_plan',
+           'resolve_accum', 'train_cli']
 
 # %% ../nbs/07b_train_var.ipynb #1c22a713
-class VARSampler:
-    "sample_fn for fit: greedy ×1/×2/×4 outputs of fixed LR images, saved as OUT/samples/step_NNNNNN.png."
+class SampleImages:
+    "sample_fn for fit: writes greedy ×1/×2/×4 outputs of fixed LR images as OUT/samples/step_NNNNNN.png."
 
-    def __init__(self, tokenizer, batch: dict, hit: bool = True, n: int = 4):
-        self.tokenizer, self.hit = tokenizer, hit
+    def __init__(self, tokenizer, batch: dict, tokens: str = "hit", n: int = 4):
+        self.tokenizer, self.tokens = tokenizer, tokens
         self.batch = {k: v[:n] for k, v in batch.items() if isinstance(v, torch.Tensor)}
         self.batch.update({k: unit_float(self.batch[k]) for k in ("hr", "lr")})  # the loader's uint8 levels → [0, 1]
 
@@ -61,7 +61,7 @@ class VARSampler:
         tk, dev = self.tokenizer, next(model.parameters()).device
         tk.to(dev)
         lr, hr, cls = self.batch["lr"].to(dev), self.batch["hr"].to(dev), self.batch["cls"].to(dev)
-        outs = SRModel(tk, model, tokens="hit" if self.hit else "plain").sr_batch(lr, cls=cls, greedy=True)
+        outs = SRModel(tk, model, tokens=self.tokens).sr_batch(lr, cls=cls, greedy=True)
         return [lr.float().cpu(), *[o.float().cpu() for o in outs], hr.float().cpu()]
 
     def __call__(self, model, step: int, out_dir):
@@ -91,12 +91,10 @@ def _opt(default, help: str, flag: str | None = None, **argparse_kw):
 @dataclass
 class VarTrainConfig:
     """Every option of `train_var` and `msvar_train` (besides preset, data, tokenizer and output folder), defined once:
-    None = the preset's value."""
+    None = the preset's value (its `TrainRecipe`); `train_var` turns them into chapter 07's `FitConfig`."""
 
     dpo: bool = _opt(True, "add the DPO term (paper: yes)", action=argparse.BooleanOptionalAction)
-    hit: bool = _opt(
-        True, "HIT tokens (--no-hit: plain VAR tokens, the paper's baseline)", action=argparse.BooleanOptionalAction
-    )
+    tokens: str = _opt("hit", "HIT's stage tokens, or plain VAR tokens (the paper's baseline)", choices=TOKENS)
     steps: int | None = _opt(
         None, "optimizer steps (default: the preset's epochs × images / batch size)", type=arg_positive(int)
     )
@@ -185,11 +183,14 @@ class VarTrainConfig:
             ap.add_argument(
                 f.metadata.get("flag") or "--" + f.name.replace("_", "-"), dest=f.name, default=f.default, **m
             )
+        # the older switches of `tokens`, still accepted, not shown: --hit = --tokens hit, --no-hit = --tokens plain
+        ap.add_argument("--hit", dest="tokens", action="store_const", const="hit", help=argparse.SUPPRESS)
+        ap.add_argument("--no-hit", dest="tokens", action="store_const", const="plain", help=argparse.SUPPRESS)
 
 # %% ../nbs/07b_train_var.ipynb #c135bf1c
 def init_from_var(model, path) -> dict:
-    """Initialise an SRVAR from a VAR checkpoint file (e.g. `var_d16.pth`; chapter 05's `load_var_weights`); returns its
-    key report."""
+    """Initialise an SRVAR from a public VAR checkpoint file (e.g. `var_d16.pth`; chapter 05's
+    `load_public_var_weights`); returns its key report."""
     sd = _load_torch(path)
     if isinstance(sd, dict) and ("format" in sd or "kind" in sd):
         raise MsvarError(
@@ -202,13 +203,15 @@ def init_from_var(model, path) -> dict:
         raise MsvarError(f"{str(path)!r} is not a VAR state dict (a dict of tensors, like var_d16.pth)")
     with torch.no_grad():
         dev = next(model.parameters()).device
-        return load_var_weights(model, {k: v.to(dev) for k, v in sd.items()})
+        return load_public_var_weights(model, {k: v.to(dev) for k, v in sd.items()})
 
 
 def var_options(config: VarTrainConfig | None = None, **options) -> VarTrainConfig:
     """A VarTrainConfig from `config` (default: all defaults) with `options` replaced; MsvarError naming an unknown
-    option or an impossible value."""
+    option or an impossible value. `hit` (a bool), the older spelling of `tokens`, is still accepted."""
     o = config or VarTrainConfig()
+    if "hit" in options:
+        options["tokens"] = check_tokens(hit=options.pop("hit"))
     unknown = sorted(set(options) - {f.name for f in fields(VarTrainConfig)})
     if unknown:
         raise MsvarError(f"unknown train_var option(s) {unknown}; the options are the fields of VarTrainConfig")
@@ -262,7 +265,7 @@ def train_var(
         weight = o.dpo_weight if o.dpo_weight is not None else p.train.dpo_weight
         loss_fn = SRLoss(
             tk,
-            hit=o.hit,
+            tokens=o.tokens,
             dpo=o.dpo,
             beta=beta,
             weight=weight,
@@ -271,11 +274,11 @@ def train_var(
             amp_encoder=o.amp_encoder,
         )
         val = StepSampler(len(ds), 4, seed=o.seed + 1).keys(0)
-        sampler = VARSampler(tk, collate([ds[k] for k in val]), hit=o.hit) if env.is_main else None
+        sampler = SampleImages(tk, collate([ds[k] for k in val]), o.tokens) if env.is_main else None
         meta = dict(
             model="SRVAR",
             preset=p.name,
-            hit=o.hit,
+            tokens=o.tokens,
             dpo=o.dpo,
             dpo_beta=beta if o.dpo else None,
             dpo_weight=weight if o.dpo else None,
@@ -307,7 +310,8 @@ def train_var(
         if env.is_main:
             print(
                 f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {data}: preset {p.name!r}, "
-                f"{'HIT' if o.hit else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}, {env.world_size} "
+                f"{'HIT' if o.tokens == 'hit' else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}, "
+                f"{env.world_size} "
                 f"process(es) on {env.device}, "
                 f"global batch {bs} = {env.world_size} × {accum} × {bs // (env.world_size * accum)}, "
                 f"precision {resolve_precision(o.precision, env.device)}"

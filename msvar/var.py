@@ -16,7 +16,7 @@ __all__ = ['SOFT_TAU', 'SOFT_MIN', 'CFG_MAX', 'DECODING_PICKERS', 'DECODING_RULE
            'DEFAULT_DECODING', 'DECODING_FLAGS', 'LayerKV', 'SelfAttention', 'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead',
            'grid_positions', 'token_levels', 'block_causal_mask', 'mask_pairs', 'SRVAR', 'count_params',
            'sample_tokens', 'decoding_problem', 'Decoding', 'add_decoding_args', 'generate', 'generate_images',
-           'load_var_weights']
+           'load_public_var_weights']
 
 # %% ../nbs/05_var.ipynb #afad0413
 class LayerKV:
@@ -710,8 +710,9 @@ _VAR_DROPPED = ("pos_1LC", "lvl_1L", "attn_bias_for_masking")  # VAR's per-scale
 
 
 @torch.no_grad()
-def load_var_weights(model: SRVAR, state_dict: dict) -> dict:
-    "Load a VAR checkpoint's shared weights into `model`; returns the keys loaded, added, dropped and re-initialised."
+def load_public_var_weights(model: SRVAR, state_dict: dict) -> dict:
+    """Load the shared weights of a public VAR checkpoint (the VAR authors' release, e.g. `var_d16.pth`) into msvar's
+    SRVAR `model`; returns the keys loaded, added, dropped and re-initialised."""
     own = model.state_dict()
     report = dict(loaded=[], added=[], dropped=[], reinitialised=[], broadcast=[])
     take, unexpected, bad_shape = {}, [], []

@@ -158,3 +158,25 @@ def test_nan_skipped_and_counted(tmp_path):
     assert [x["nan_total"] for x in read_log(tmp_path / "n" / "log.jsonl")][-1] == 1
     with pytest.raises(MsvarError, match="3 steps in a row had a non-finite loss"):
         _toy(tmp_path / "m", steps=8, nan_at=(4, 5, 6))
+
+
+def test_run_with_the_older_hit_meta_resumes_and_loads(setup, tmp_path):
+    "A run whose checkpoint records the older bool `hit` instead of `tokens` loads as a model and resumes."
+    _load_torch = lambda path: torch.load(path, weights_only=False)   # the file as written (our own: trusted)
+    from msvar.checkpoint import save_checkpoint
+    from msvar.inference import sr_model_from_checkpoint
+    from msvar.train_var import train_var
+    out, imgs, tok = tmp_path / "old", setup / "images", setup / "hit.pt"
+    kw = dict(batch_size=2, precision="fp32", compile="off", progress=False, device="cpu")
+    train_var("test", imgs, tok, out, steps=2, tokens="plain", **kw)
+    ck = _load_torch(out / "last.pt")
+    assert ck["meta"]["tokens"] == "plain" and "hit" not in ck["meta"]
+    meta = {k: v for k, v in ck["meta"].items() if k != "tokens"}
+    state = {k: v for k, v in ck.items() if k not in ("kind", "version", "meta")}
+    save_checkpoint(out / "last.pt", dict(state, meta=dict(meta, hit=False)))   # as an older msvar wrote it
+    assert load_checkpoint(out / "last.pt")["meta"] == dict(meta, tokens="plain")
+    assert sr_model_from_checkpoint(out / "last.pt", tok).tokens == "plain"
+    assert sr_model_from_checkpoint(_load_torch(out / "last.pt"), tok).tokens == "plain"
+    r = train_var("test", imgs, tok, out, steps=3, hit=False, resume=True, **kw)   # the older keyword, too
+    assert r.step == 3 and len(r.rows) == 1
+    assert _load_torch(out / "last.pt")["meta"]["tokens"] == "plain"
