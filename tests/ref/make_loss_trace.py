@@ -24,7 +24,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 REF = Path(__file__).with_name("loss_trace.json")
 COMMAND = "python tests/ref/make_loss_trace.py"
-# Everything that defines the three runs. Small enough that `trace()` takes about 15 s on one core.
+# Everything that defines the three runs. Small enough that `trace()` takes about 8 s on one core.
 SETTINGS = dict(
     preset="test",
     data="data/train/T91",
