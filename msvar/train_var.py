@@ -274,7 +274,7 @@ def train_var(
             amp_encoder=o.amp_encoder,
         )
         val = StepSampler(len(ds), 4, seed=o.seed + 1).keys(0)
-        sampler = SampleImages(tk, collate([ds[k] for k in val]), o.tokens) if env.is_main else None
+        samples = SampleImages(tk, collate([ds[k] for k in val]), o.tokens) if env.is_main else None
         meta = dict(
             model="SRVAR",
             preset=p.name,
@@ -320,7 +320,7 @@ def train_var(
             )
             if plan is not None:
                 print(f"memory plan: {plan}", flush=True)
-        return fit(model, loss_fn, loader, cfg, out, meta=meta, resume=o.resume, sample_fn=sampler)
+        return fit(model, loss_fn, loader, cfg, out, meta=meta, resume=o.resume, sample_fn=samples)
     finally:
         if env.started_here and dist.is_initialized():
             dist.destroy_process_group()
