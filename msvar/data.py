@@ -16,7 +16,7 @@ from msvar.core import (
     ImageReadError,
     load_image,
     save_image,
-    _atomic_write,
+    atomic_write,
     resize,
     show_images,
     get_preset,
@@ -856,7 +856,7 @@ def make_testset(
             wr.writerows(rows)
 
     man = out_dir / "manifest.csv"
-    _atomic_write(man, write)
+    atomic_write(man, write)
     return man
 
 

@@ -8,7 +8,7 @@ import argparse, json, sys, time
 from pathlib import Path
 import torch
 import pandas as pd
-from .core import MsvarError, resize, list_images, image_grid, _atomic_write, Preset
+from .core import MsvarError, resize, list_images, image_grid, atomic_write, Preset
 from .hit import center_crops, stage_image
 from .var import Decoding, add_decoding_args  # one decoding value (chapter 05)
 
@@ -310,16 +310,16 @@ def write_report(res: dict, pairs: dict, preset: Preset, out_dir, name: str = "m
     clash = [str(f) for f in files.values() if f.exists()]
     if clash and not overwrite:
         raise MsvarError(f"{clash[0]!r} exists (pass --overwrite to replace the report)")
-    _atomic_write(files["per_image.csv"], lambda t: res["per_image"].to_csv(t, index=False))
-    _atomic_write(files["summary.csv"], lambda t: res["summary"].to_csv(t))
+    atomic_write(files["per_image.csv"], lambda t: res["per_image"].to_csv(t, index=False))
+    atomic_write(files["summary.csv"], lambda t: res["summary"].to_csv(t))
     md = (
         f"Evaluation of {name} ({preset.name} preset, {res['n']} images)\n\n```\n"
         + res["summary"].round(4).to_string()
         + "\n```\n"
     )
-    _atomic_write(files["summary.md"], lambda t: Path(t).write_text(md))
+    atomic_write(files["summary.md"], lambda t: Path(t).write_text(md))
     fig = comparison_grid(pairs, res["outputs"], preset, name=name)
-    _atomic_write(files["grid.png"], lambda t: fig.savefig(t, format="png", dpi=80))
+    atomic_write(files["grid.png"], lambda t: fig.savefig(t, format="png", dpi=80))
     plt.close(fig)
     return list(files.values())
 
@@ -404,7 +404,7 @@ def eval_cli(argv=None):
         if js is not None:  # a run that began: its summary, whatever happened
             summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             try:
-                _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1, default=str)))
+                atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1, default=str)))
             except OSError as e:
                 print(f"msvar_eval: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)
                 js = None

@@ -397,9 +397,9 @@ def fetch_dataset(
         folders=made,
         fetched=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
-    from msvar.core import _atomic_write  # a temporary named after this process; removed if anything fails
+    from msvar.core import atomic_write  # a temporary named after this process; removed if anything fails
 
-    _atomic_write(rec_path, lambda tmp: Path(tmp).write_text(json.dumps(rec, indent=1)))
+    atomic_write(rec_path, lambda tmp: Path(tmp).write_text(json.dumps(rec, indent=1)))
     if downloaded and not keep_archive:
         archive.unlink()
     return rec

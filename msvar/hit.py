@@ -11,10 +11,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, resize, to_signed, to_unit, unit_float, Preset, get_preset
-from .core import _load_torch, check_finite_state, check_state_dict  # safe reading (chapter 00)
-from .checkpoint import save_checkpoint, CKPT_KIND  # the checkpoint file (chapter 00c)
+from .checkpoint import load_torch, load_weights, save_model, model_entries  # the model's file (chapter 00c)
 from .quantize import ScaleState
-from .tokenizer import Tokenizer, preset_from_dict, load_tokenizer
+from .tokenizer import Tokenizer, ImageTokenizer, missing_tokenizer_parts, preset_from_dict, load_tokenizer
 from .var import SRVAR  # the transformer (chapter 05)
 
 # %% auto #0
@@ -174,8 +173,18 @@ class StageDecoder(nn.Module):
 class HITTokenizer(nn.Module):
     "A base tokenizer plus one decoder per stage: `decode_stage(f̂_n, n)` gives the ×1, ×2, ×4 images."
 
-    def __init__(self, tok, preset: Preset):
+    def __init__(self, tok: ImageTokenizer, preset: Preset):
         super().__init__()
+        if not isinstance(tok, ImageTokenizer):
+            raise MsvarError(
+                f"the base tokenizer ({type(tok).__name__}) lacks {', '.join(missing_tokenizer_parts(tok))} of the "
+                "ImageTokenizer interface (chapter 03)"
+            )
+        if not isinstance(tok, nn.Module):
+            raise MsvarError(
+                "the base tokenizer must be an nn.Module (its weights are the HIT tokenizer's), "
+                f"got {type(tok).__name__}"
+            )
         self.tok, self.preset = tok, preset
         self.stage_decoders = nn.ModuleList(StageDecoder(tok.post_quant_conv, tok.decoder) for _ in preset.stages)
 
@@ -295,18 +304,14 @@ def save_hit(model: HITTokenizer, path, step: int = 0, **extra) -> Path:
     """Save a HIT tokenizer (base tokenizer + stage decoders + preset) atomically, in the checkpoint format of chapter
     07 (no training state)."""
     meta = dict(model="HITTokenizer", preset=model.preset.name, preset_config=asdict(model.preset))
-    return save_checkpoint(Path(path), dict(step=step, model=model.state_dict(), meta=meta, **extra))
+    return save_model(path, model, meta, step, **extra)
 
 
 def _hit_parts(state: dict, path) -> tuple:
     "(preset dict, state dict) of a HIT checkpoint in either layout; MsvarError for other files."
-    if (
-        isinstance(state, dict)
-        and state.get("kind") == CKPT_KIND
-        and isinstance(state.get("meta"), dict)
-        and state["meta"].get("model") == "HITTokenizer"
-    ):
-        return state["meta"].get("preset_config"), state.get("model")
+    entries = model_entries(state, "HITTokenizer")
+    if entries is not None:
+        return entries
     if isinstance(state, dict) and state.get("kind") == HIT_KIND:
         return state.get("preset_config"), state.get("model")
     raise MsvarError(f"{str(path)!r} is not a HIT tokenizer checkpoint (made by msvar_finetune_hit)")
@@ -316,18 +321,16 @@ def load_hit(path, map_location="cpu") -> HITTokenizer:
     """Load a HIT tokenizer written by `save_hit` / `msvar_finetune_hit` (either layout, weights_only); clear errors for
     other files."""
     path = Path(path)
-    state = _load_torch(path, "HIT tokenizer checkpoint", map_location)  # weights_only: loading never runs code
+    state = load_torch(path, "HIT tokenizer checkpoint", map_location)  # weights_only: loading never runs code
     cfg, sd = _hit_parts(state, path)
     if not isinstance(cfg, dict) or not isinstance(sd, dict):
         raise MsvarError(f"HIT tokenizer checkpoint {str(path)!r} is incomplete: it needs 'preset_config' and 'model'")
     try:
         preset = preset_from_dict(cfg)
         model = build_model("hit", preset)
-        check_state_dict(model, sd)
     except MsvarError as e:
         raise MsvarError(f"{str(path)!r}: {e}") from None
-    model.load_state_dict(check_finite_state(sd, path, "HIT tokenizer checkpoint"))
-    return model.eval()
+    return load_weights(model, sd, path, "HIT tokenizer checkpoint").eval()
 
 
 def load_sr_tokenizer(path, preset=None) -> HITTokenizer:

@@ -20,13 +20,12 @@ from msvar.core import (
     to_unit,
     default_device,
     get_preset,
-    _atomic_write,
+    atomic_write,
     image_grid,
     repo_dir,
 )
 from .core import holds_folder, set_threads, add_threads_arg  # output folders, threads (chapter 00)
-from .core import _load_torch, check_finite_state, check_state_dict  # safe reading (chapter 00)
-from .checkpoint import load_checkpoint  # the checkpoint file (chapter 00c)
+from .checkpoint import load_checkpoint, load_torch, check_finite_state, check_state_dict  # files (chapter 00c)
 from .tokenizer import preset_from_dict, check_model_memory
 from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
 from .hit import upsample_lr, load_sr_tokenizer, build_model
@@ -170,7 +169,7 @@ def save_sr_model(
 def _legacy_model_parts(path) -> tuple:
     """(header, {'hit', 'var'} state dicts) of an older torch-pickle model file, read with weights only; the header as
     `save_sr_model` writes it."""
-    ck = _load_torch(path, "model file")  # weights_only: loading a model never runs code
+    ck = load_torch(path, "model file")  # weights_only: loading a model never runs code
     if not isinstance(ck, dict) or ck.get("format") != SR_FORMAT:
         raise MsvarError(f"{str(path)!r} is not an msvar super-resolution model (expected format {SR_FORMAT!r})")
     lacking = [k for k in ("preset", "hit", "var") if not isinstance(ck.get(k), dict)]
@@ -622,7 +621,7 @@ def sr_files(
                     import matplotlib.pyplot as plt  # closed after saving; the backend is left as it is
 
                     fig = compare_figure(x, outs, f.name)
-                    _atomic_write(todo["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+                    atomic_write(todo["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100))
                     plt.close(fig)
                 summary["done"].append(
                     dict(
@@ -642,7 +641,7 @@ def sr_files(
     finally:
         summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         try:
-            _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+            atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
             summary["summary_file"] = str(js)
         except OSError as e:
             print(f"msvar_sr: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)

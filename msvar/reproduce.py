@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
-from .core import MsvarError, get_preset, _atomic_write, list_images, image_grid
+from .core import MsvarError, get_preset, atomic_write, list_images, image_grid
 from .inference import SOFT_TAU, COLOUR_SIGMA
 from .var import Decoding
 
@@ -110,7 +110,7 @@ def give_checkpoint(src, dst: Path, kind: str, preset: str):
     if p.name != preset:
         raise MsvarError(f"given {kind} {str(src)!r} is for preset {p.name!r}, the plan is {preset!r}")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def stage_tokenizer(plan: ReproPlan, out: Path, data: Path, given=None):
@@ -265,7 +265,7 @@ def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
     sets = [test_root / s for s in ("Set14", "BSD100") if (test_root / s).exists()]
     hr = center_crops(list_images(sets)[: plan.eval_n and 4 * plan.eval_n], p.hr_size)
     t1a = tokenizer_scores(out, hr, plan)
-    _atomic_write(ev / "table1a.csv", lambda t: t1a.to_csv(t, index=False))
+    atomic_write(ev / "table1a.csv", lambda t: t1a.to_csv(t, index=False))
     pairs = {ts: load_pairs(test_root / ts, p, n=plan.eval_n, seed=plan.eval_seed) for ts in plan.test_sets}
     rows = []
     for ts, pr in pairs.items():
@@ -285,10 +285,10 @@ def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
                     variant_scores(model, pr, plan, name).assign(test_set=ts, seed=seed) for ts, pr in pairs.items()
                 ]
                 part.parent.mkdir(exist_ok=True)
-                _atomic_write(part, lambda t: pd.concat(scores).to_csv(t, index=False))
+                atomic_write(part, lambda t: pd.concat(scores).to_csv(t, index=False))
             rows.append(pd.read_csv(part, dtype={"image": str}))
     per = pd.concat(rows, ignore_index=True)
-    _atomic_write(ev / "per_image.csv", lambda t: per.to_csv(t, index=False))
+    atomic_write(ev / "per_image.csv", lambda t: per.to_csv(t, index=False))
 
 
 def run_stage(
@@ -317,7 +317,7 @@ def run_stage(
     if stage in given:
         rec["given"] = str(given[stage])
     done.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(done, lambda t: Path(t).write_text(json.dumps(rec, indent=1)))
+    atomic_write(done, lambda t: Path(t).write_text(json.dumps(rec, indent=1)))
     return rec
 
 # %% ../nbs/10_reproduce.ipynb #ca5f4cf4
@@ -657,7 +657,7 @@ def write_report(out: Path, plan: ReproPlan, test_root=None):
     if test_root is not None:
         figs["grid.png"] = report_grid(out, test_root, plan)
     for name, fig in figs.items():
-        _atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+        atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
         plt.close(fig)
     t1a = means_table(r["t1a"].assign(test_set="crops"), ("psnr", "lpips"))
     md = [
@@ -684,7 +684,7 @@ def write_report(out: Path, plan: ReproPlan, test_root=None):
         "## Pictures\n",
     ]
     md += [f"![{n}]({n})\n" for n in figs]
-    _atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md)))
+    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md)))
 
 # %% ../nbs/10_reproduce.ipynb #c09d4022
 def reproduce(
@@ -823,7 +823,7 @@ def bundle_results(out, dest, pu: pd.DataFrame | None = None) -> Path:
         )
     for f in BUNDLE:
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(out / f, tmp))
+        atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(out / f, tmp))
     if pu is not None:
-        _atomic_write(dest / "prefix_use.csv", lambda tmp: pu.to_csv(tmp))
+        atomic_write(dest / "prefix_use.csv", lambda tmp: pu.to_csv(tmp))
     return dest

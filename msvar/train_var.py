@@ -11,8 +11,7 @@ import torch
 import torch.distributed as dist
 from msvar.core import (
     MsvarError,
-    _atomic_write,
-    _load_torch,
+    atomic_write,
     get_preset,
     seed_everything,
     show_images,
@@ -20,6 +19,7 @@ from msvar.core import (
 )
 from .core import holds_folder, set_threads, arg_seed, say_interrupted  # output folders, threads (chapter 00)
 from .core import unit_float
+from .checkpoint import load_torch  # weights-only reading (chapter 00c)
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
 from .hit import load_sr_tokenizer, build_model
 from .var import SRVAR, load_var_weights, count_params
@@ -77,7 +77,7 @@ class VARSampler:
             size=1.4,
             suptitle=f"step {step}",
         )
-        _atomic_write(
+        atomic_write(
             Path(out_dir) / "samples" / f"step_{step:06d}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=60)
         )
         plt.close(fig)
@@ -190,7 +190,7 @@ class VarTrainConfig:
 def init_from_var(model, path) -> dict:
     """Initialise an SRVAR from a VAR checkpoint file (e.g. `var_d16.pth`; chapter 05's `load_var_weights`); returns its
     key report."""
-    sd = _load_torch(path)
+    sd = load_torch(path)
     if isinstance(sd, dict) and ("format" in sd or "kind" in sd):
         raise MsvarError(
             f"{str(path)!r} is an msvar checkpoint ({sd.get('format') or sd.get('kind')}), not a VAR state dict like "
