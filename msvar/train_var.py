@@ -40,6 +40,8 @@ from msvar.train import (
     arg_positive,
     arg_non_negative,
 )
+from .losses import token_ce, sequence_logprob, dpo_loss
+from .fetch import fetched
 
 # %% auto #0
 __all__ = ['STATE_BYTES_PER_PARAM', 'GPU_MEMORY_USE', 'VARSampler', 'VarTrainConfig', 'init_from_var', 'var_options', 'train_var',
@@ -361,7 +363,6 @@ def saved_tensor_bytes(
     tensors
     (shapes and dtypes only: no memory is allocated and nothing is computed, so even the paper preset takes seconds)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from msvar.losses import token_ce, sequence_logprob, dpo_loss
 
     p = get_preset(preset) if isinstance(preset, str) else preset
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
@@ -516,8 +517,6 @@ def train_cli(argv=None):
     set_threads(a["threads"])
     rank = os.environ.get("RANK")
     try:
-        from msvar.fetch import fetched
-
         r = train_var(a["preset"], a["data"] or fetched("train"), a["tokenizer"], a["out"], o)
     except MsvarError as e:
         print(f"msvar_train{'' if rank is None else f' (rank {rank})'}: error: {e}", file=sys.stderr)
