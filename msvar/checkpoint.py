@@ -4,10 +4,10 @@
 
 # %% ../nbs/00c_checkpoint.ipynb #f0856ce4
 from __future__ import annotations
-from pathlib import Path
-import torch
 import re, warnings
+from pathlib import Path
 import numpy as np
+import torch
 from .core import MsvarError, atomic_write
 
 # %% auto #0

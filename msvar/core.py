@@ -166,7 +166,7 @@ def load_image(path, background=(255, 255, 255), max_pixels: int = MAX_PIXELS) -
 # %% ../nbs/00_core.ipynb #481f7118
 def repo_dir() -> Path:
     "The repository root (where `data/` lives) of an editable install or a source checkout."
-    import msvar
+    import msvar  # the package itself (its __init__): a notebook cell has no __file__ to start from
 
     return Path(msvar.__file__).resolve().parents[1]
 
