@@ -13,6 +13,8 @@ from .core import MsvarError, load_image, resize
 from dataclasses import replace
 from .var import Decoding, DEFAULT_DECODING
 from .inference import SRModel, load_sr_model, default_model_path, upscale as upscale_tensor, read_sr_model_file
+from .core import _to_float_rgb
+from .model_file import write_model_file
 
 # %% auto #0
 __all__ = ['GRAY_MODES', 'image_planes', 'to_pil', 'Upscaler', 'load_model', 'convert_model', 'convert_model_cli']
@@ -31,8 +33,6 @@ def _pil_alpha(im: Image.Image) -> torch.Tensor | None:
 
 def _pil_planes(im: Image.Image) -> tuple:
     "(RGB (3,H,W) on white, alpha or None, gray) of a PIL image, read as msvar's loader reads files."
-    from msvar.core import _to_float_rgb
-
     rgb = torch.from_numpy(np.ascontiguousarray(_to_float_rgb(im, (255, 255, 255)))).permute(2, 0, 1).contiguous()
     return rgb, _pil_alpha(im), im.mode in GRAY_MODES
 
@@ -166,8 +166,6 @@ def load_model(path=None, device=None) -> Upscaler:
 def convert_model(old, new, overwrite: bool = False) -> Path:
     """Rewrite a model file (an older torch pickle, or a safetensors one) as `new` (.safetensors), weights unchanged;
     checked by loading it."""
-    from msvar.model_file import write_model_file
-
     old, new = Path(old), Path(new)
     if new.suffix != ".safetensors":
         raise MsvarError(f"{str(new)!r}: name the new model file *.safetensors")

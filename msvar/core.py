@@ -14,13 +14,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'LOCK_NAME', 'SEED_MAX', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 'ImageReadError',
-           'WriteError', 'ImageWarning', 'load_image', 'repo_dir', 'data_dir', 'bundled_images', 'to_uint8',
-           'save_image', 'check_out_dir', 'check_finite_state', 'check_state_dict', 'to_signed', 'to_unit',
-           'unit_float', 'host_values', 'resize', 'show_images', 'image_grid', 'seed_everything', 'default_device',
-           'global_state', 'restore_global_state', 'keeps_global_state', 'FolderBusyError', 'clean_orphans',
-           'hold_folder', 'holds_folder', 'available_memory', 'check_memory', 'default_threads', 'add_threads_arg',
-           'set_threads', 'arg_seed', 'say_interrupted', 'TokenizerConfig', 'VARConfig', 'TrainRecipe', 'Preset',
-           'get_preset', 'list_images', 'LineProgress', 'progress_bar']
+           'WriteError', 'ImageWarning', 'load_image', 'repo_dir', 'data_dir', 'bundled_images', 'atomic_write',
+           'to_uint8', 'save_image', 'check_out_dir', 'to_signed', 'to_unit', 'unit_float', 'host_values', 'resize',
+           'show_images', 'image_grid', 'seed_everything', 'default_device', 'global_state', 'restore_global_state',
+           'keeps_global_state', 'FolderBusyError', 'clean_orphans', 'hold_folder', 'holds_folder', 'available_memory',
+           'check_memory', 'default_threads', 'add_threads_arg', 'set_threads', 'arg_seed', 'say_interrupted',
+           'TokenizerConfig', 'VARConfig', 'TrainRecipe', 'Preset', 'get_preset', 'list_images', 'LineProgress',
+           'progress_bar']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
 class MsvarError(Exception):
@@ -166,7 +166,7 @@ def load_image(path, background=(255, 255, 255), max_pixels: int = MAX_PIXELS) -
 # %% ../nbs/00_core.ipynb #481f7118
 def repo_dir() -> Path:
     "The repository root (where `data/` lives) of an editable install or a source checkout."
-    import msvar
+    import msvar  # the package itself (its __init__): a notebook cell has no __file__ to start from
 
     return Path(msvar.__file__).resolve().parents[1]
 
@@ -222,9 +222,9 @@ def _held_here(path: Path) -> bool:
     return any(d == k or d.is_relative_to(k) for k in _HELD)
 
 
-def _atomic_write(path: Path, write_fn):
+def atomic_write(path: Path, write_fn):
     """Call `write_fn(tmp_path)` and rename the result to `path` (atomic on POSIX filesystems); the file gets the mode
-    the user's umask gives."""
+    the user's umask gives. Every file msvar writes (images, checkpoints, model files, reports) goes through it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_orphans(
         path, 0.0 if _held_here(path) else 60.0
@@ -286,7 +286,7 @@ def save_image(img, path, overwrite: bool = False, **save_kwargs) -> Path:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise MsvarError(f"unknown image extension {path.suffix!r} for {str(path)!r}")
-    _atomic_write(path, lambda tmp: pil.save(tmp, format=fmt, **save_kwargs))
+    atomic_write(path, lambda tmp: pil.save(tmp, format=fmt, **save_kwargs))
     return path
 
 
@@ -306,119 +306,6 @@ def check_out_dir(out_dir) -> Path:
     except OSError as e:
         raise MsvarError(f"cannot write to output folder {str(out)!r}: {e.strerror or e}") from None
     return out
-
-# %% ../nbs/00_core.ipynb #i17fc002
-def _numpy_array_globals() -> list:
-    """The globals that rebuild a numeric NumPy array (training checkpoints hold NumPy's RNG state): they make arrays,
-    they call nothing else."""
-    core = getattr(np, "_core", None) or np.core
-    numeric = [
-        type(np.dtype(t))
-        for t in (
-            np.bool_,
-            np.int8,
-            np.int16,
-            np.int32,
-            np.int64,
-            np.uint8,
-            np.uint16,
-            np.uint32,
-            np.uint64,
-            np.float16,
-            np.float32,
-            np.float64,
-        )
-    ]
-    return [core.multiarray._reconstruct, np.ndarray, np.dtype] + numeric
-
-
-def _load_torch(path, what: str = "checkpoint", map_location="cpu"):
-    """torch.load with weights_only=True: tensors, numbers, strings, containers and NumPy arrays only, so loading a file
-    never runs code; one-line MsvarError otherwise."""
-    path = Path(path)
-    if path.is_dir():
-        raise MsvarError(f"{what} {str(path)!r} is a folder, not a file")
-    if not path.is_file():
-        raise MsvarError(f"{what} {str(path)!r} does not exist")
-    try:
-        with torch.serialization.safe_globals(_numpy_array_globals()), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # torch's note on old pickle protocols: we say what matters
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        msg = str(e)
-        import re
-
-        obj = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", msg)
-        with open(path, "rb") as fh:
-            pickled = fh.read(1) == b"\x80"  # a raw pickle starts with its PROTO opcode
-        if "Weights only load failed" in msg and (
-            obj or pickled
-        ):  # torch refused a pickled object: name it, never load it
-            raise MsvarError(
-                f"refusing to load {what} {str(path)!r}: it holds a pickled Python object"
-                f"{' (' + (obj.group(1) or obj.group(2)) + ')' if obj else ''}, and unpickling one could run arbitrary "
-                "code; "
-                "msvar files hold only tensors, numbers, strings, lists and dicts"
-            ) from None
-        first = msg.strip().splitlines()[0][:200] if msg.strip() else ""
-        if "Weights only load failed" in msg:
-            first = "its bytes are not a pickle of tensors"
-        raise MsvarError(
-            f"cannot read {what} {str(path)!r} (truncated or not a torch file?): {type(e).__name__}: {first}"
-        ) from None
-
-
-def check_finite_state(sd: dict, path, what: str = "checkpoint") -> dict:
-    """MsvarError naming the file and the first tensors if a state dict holds NaN or inf weights (a diverged or damaged
-    file); `sd` otherwise."""
-    bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise MsvarError(
-            f"{what} {str(path)!r} has NaN or inf values in {len(bad)} tensor(s) ({', '.join(bad[:3])}"
-            f"{f', … ({len(bad) - 3} more)' if len(bad) > 3 else ''}): "
-            "the run that wrote it diverged or the file is damaged; use an earlier checkpoint"
-        )
-    return sd
-
-
-def _short(keys, n=8):
-    keys = list(keys)
-    return ", ".join(keys[:n]) + (f", … ({len(keys) - n} more)" if len(keys) > n else "")
-
-
-def check_state_dict(model: torch.nn.Module, sd: dict, path=None) -> None:
-    """Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` (read from the file `path`, if
-    given) for `model`; nothing if they match."""
-    own = model.state_dict()
-    nontensor = [k for k, v in sd.items() if not torch.is_tensor(v)]
-    if nontensor:
-        raise MsvarError(
-            f"{'state dict' if path is None else repr(str(path))} is damaged: {len(nontensor)} entries are not "
-            f"tensors ({_short(nontensor, 3)}: {type(sd[nontensor[0]]).__name__}); use an untampered copy of the file"
-        )
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shapes = [
-        f"shape mismatch {k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        msg = [
-            f"{'state dict' if path is None else repr(str(path))} does not fit this model ({type(model).__name__}; was "
-            "it written for another preset or model?):"
-        ]
-        if missing:
-            msg.append(f"  {len(missing)} missing keys: {_short(missing)}")
-        if unexpected:
-            msg.append(f"  {len(unexpected)} unexpected keys: {_short(unexpected)}")
-        if shapes:
-            msg.append(
-                f"  {len(shapes)} mis-shaped keys:\n    "
-                + "\n    ".join(shapes[:4])
-                + (f"\n    … ({len(shapes) - 4} more)" if len(shapes) > 4 else "")
-            )
-        raise MsvarError("\n".join(msg))
 
 # %% ../nbs/00_core.ipynb #6148a585
 def to_signed(x: torch.Tensor) -> torch.Tensor:

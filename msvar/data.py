@@ -16,12 +16,13 @@ from msvar.core import (
     ImageReadError,
     load_image,
     save_image,
-    _atomic_write,
+    atomic_write,
     resize,
     show_images,
     get_preset,
     IMAGE_EXTS,
 )
+from .core import progress_bar, check_out_dir
 
 # %% auto #0
 __all__ = ['CACHE_MAX_BYTES', 'DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'final_sinc_kernel',
@@ -821,8 +822,6 @@ def make_testset(
 ) -> Path:
     """Write n fixed LR/HR pairs (synthetic: Real-ESRGAN-degraded crops; real: centre crops) to out_dir; returns the
     manifest path."""
-    from msvar.core import progress_bar
-
     if hr_size % lr_size:
         raise MsvarError(f"hr_size {hr_size} must be a multiple of lr_size {lr_size}")
     out_dir = Path(out_dir)
@@ -856,7 +855,7 @@ def make_testset(
             wr.writerows(rows)
 
     man = out_dir / "manifest.csv"
-    _atomic_write(man, write)
+    atomic_write(man, write)
     return man
 
 
@@ -897,7 +896,6 @@ def check_testset_options(a) -> tuple:
     check_apart(out, (a.hr, a.lr))
     if out.is_dir() and any(out.iterdir()) and not a.overwrite:
         raise MsvarError(f"output folder {str(out)!r} is not empty (pass --overwrite to replace its files)")
-    from msvar.core import check_out_dir
 
     check_out_dir(out)  # an existing file, a folder under a file, read-only: now
     return hr_size, lr_size

@@ -8,9 +8,15 @@ import argparse, json, sys, time
 from pathlib import Path
 import torch
 import pandas as pd
-from .core import MsvarError, resize, list_images, image_grid, _atomic_write, Preset
+from .core import MsvarError, resize, list_images, image_grid, atomic_write, Preset
 from .hit import center_crops, stage_image
 from .var import Decoding, add_decoding_args  # one decoding value (chapter 05)
+from .data import degrade, PairedFolder
+from .core import ImageReadError, progress_bar, check_out_dir, add_threads_arg, set_threads
+from .metrics import psnr, ssim, lpips_distance, delta_e, chroma, fixed_pattern, FIDFeatures, fid_from_features
+from .lpips import get_lpips
+from .inference import colour_fix_scales, load_sr_model, default_model_path, check_options
+from .fetch import fetched
 
 # %% auto #0
 __all__ = ['SUMMARY_METRICS', 'pairs_from_hr', 'pairs_from_folder', 'load_pairs', 'baseline_outputs', 'evaluate_outputs',
@@ -20,9 +26,6 @@ __all__ = ['SUMMARY_METRICS', 'pairs_from_hr', 'pairs_from_folder', 'load_pairs'
 def pairs_from_hr(hr_root, preset: Preset, n: int | None = None, seed: int = 0, clean: bool = False) -> dict:
     """Centre crops of the HR images under `hr_root`, degraded at a fixed seed (or bilinear-only if `clean`) →
     {'hr','lr','cls','names'}."""
-    from msvar.data import degrade
-    from msvar.core import ImageReadError
-
     files, crops, bad = [], [], []
     for f in list_images([hr_root]):  # an unreadable file is skipped and listed, not fatal
         if n and len(files) >= n:
@@ -59,8 +62,6 @@ def pairs_from_folder(root, preset: Preset, n: int | None = None, lr_root=None, 
     """LR/HR pairs from a folder with `hr/` and `lr/` (msvar_make_testset) or a real paired set; centre crops of the
     preset's sizes. Unless `strict`, files without a partner and unreadable pairs are skipped and listed in 'failed'."""
     import warnings
-    from msvar.data import PairedFolder
-    from msvar.core import ImageReadError
 
     root = Path(root)
     if lr_root is None and (root / "hr").is_dir() and (root / "lr").is_dir():
@@ -127,9 +128,6 @@ def evaluate_outputs(
     """Per-image scores of each method's [×1, ×2, ×4] outputs against the HR resized to each scale: PSNR on Y and on
     RGB, SSIM, LPIPS (on `device`, default CPU), ΔE (CIEDE2000), the chroma of output and target, and the set's fixed
     pattern (chapter 09)."""
-    from msvar.metrics import psnr, ssim, lpips_distance, delta_e, chroma, fixed_pattern
-    from msvar.lpips import get_lpips
-
     names = names or [str(i) for i in range(len(hr))]
     alex = get_lpips("alex", device) if lpips else None  # one network for every method and scale
     targets = [stage_image(hr, preset, n) for n in range(len(preset.stages))]
@@ -213,8 +211,6 @@ def model_outputs(
     outs = [[] for _ in model.preset.stages]
     it = range(0, len(lr), batch_size)
     if progress:
-        from msvar.core import progress_bar
-
         it = progress_bar(it, leave=False)
     for i in it:
         c = (
@@ -226,7 +222,6 @@ def model_outputs(
     outs = [torch.cat(o) for o in outs]
     if colour_sigma is None:
         return outs
-    from msvar.inference import colour_fix_scales  # msvar_sr's colour fix, on each crop (chapter 08)
 
     return list(colour_fix_scales(dict(zip(model.scales, outs)), lr, colour_sigma).values())
 
@@ -272,7 +267,6 @@ def _fids(methods: dict, hr: torch.Tensor, p: Preset, device) -> dict:
     """FID of each method at each scale against the HR resized to that scale: one Inception network on `device`, each
     target's features once."""
     import warnings
-    from msvar.metrics import FIDFeatures, fid_from_features
 
     inception = FIDFeatures(device=device)
     targets = [inception(stage_image(hr, p, n)) for n in range(len(p.stages))]
@@ -310,24 +304,22 @@ def write_report(res: dict, pairs: dict, preset: Preset, out_dir, name: str = "m
     clash = [str(f) for f in files.values() if f.exists()]
     if clash and not overwrite:
         raise MsvarError(f"{clash[0]!r} exists (pass --overwrite to replace the report)")
-    _atomic_write(files["per_image.csv"], lambda t: res["per_image"].to_csv(t, index=False))
-    _atomic_write(files["summary.csv"], lambda t: res["summary"].to_csv(t))
+    atomic_write(files["per_image.csv"], lambda t: res["per_image"].to_csv(t, index=False))
+    atomic_write(files["summary.csv"], lambda t: res["summary"].to_csv(t))
     md = (
         f"Evaluation of {name} ({preset.name} preset, {res['n']} images)\n\n```\n"
         + res["summary"].round(4).to_string()
         + "\n```\n"
     )
-    _atomic_write(files["summary.md"], lambda t: Path(t).write_text(md))
+    atomic_write(files["summary.md"], lambda t: Path(t).write_text(md))
     fig = comparison_grid(pairs, res["outputs"], preset, name=name)
-    _atomic_write(files["grid.png"], lambda t: fig.savefig(t, format="png", dpi=80))
+    atomic_write(files["grid.png"], lambda t: fig.savefig(t, format="png", dpi=80))
     plt.close(fig)
     return list(files.values())
 
 
 def eval_cli(argv=None):
     "Console entry point `msvar_eval`: evaluate a model at ×1/×2/×4 with bicubic and bilinear baselines."
-    from msvar.inference import load_sr_model, default_model_path, check_options, check_out_dir
-
     ap = argparse.ArgumentParser(prog="msvar_eval", description=eval_cli.__doc__)
     ap.add_argument("--model", default=None, help="model file (default: the shipped data/msvar_small model)")
     ap.add_argument(
@@ -349,7 +341,6 @@ def eval_cli(argv=None):
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default=None)
     ap.add_argument("--overwrite", action="store_true")
-    from msvar.core import add_threads_arg, set_threads
 
     add_threads_arg(ap)
     a = ap.parse_args(argv)
@@ -375,7 +366,6 @@ def eval_cli(argv=None):
             raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
         js = out / f"msvar_eval_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
         model = load_sr_model(a.model or default_model_path(), device=a.device)
-        from msvar.fetch import fetched
 
         with warnings.catch_warnings():  # each skipped file is one 'error:' line below instead
             warnings.filterwarnings("ignore", message="skipped .* unreadable")
@@ -404,7 +394,7 @@ def eval_cli(argv=None):
         if js is not None:  # a run that began: its summary, whatever happened
             summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             try:
-                _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1, default=str)))
+                atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1, default=str)))
             except OSError as e:
                 print(f"msvar_eval: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)
                 js = None

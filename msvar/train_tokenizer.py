@@ -8,7 +8,8 @@ import argparse, inspect, json, math, sys, warnings
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from .core import MsvarError, get_preset, to_signed, seed_everything, default_device, _atomic_write, _load_torch
+from .core import MsvarError, get_preset, to_signed, seed_everything, default_device, atomic_write
+from .checkpoint import load_torch  # weights-only reading (chapter 00c)
 from .core import keeps_global_state, holds_folder, check_memory  # runs and their folders (chapter 00)
 from .core import set_threads, add_threads_arg, arg_seed, say_interrupted  # the commands (chapter 00)
 from .data import HRFolder
@@ -76,7 +77,7 @@ class DeadCodeCounters:
 
 def _refuse_old_layout(last: Path):
     "A run folder whose last.pt predates the one training loop: loadable as a tokenizer, not resumable (MsvarError)."
-    ck = _load_torch(last, "tokenizer checkpoint")
+    ck = load_torch(last, "tokenizer checkpoint")
     if isinstance(ck, dict) and ck.get("format") == CKPT_FORMAT:
         raise MsvarError(
             f"{str(last)!r} was written by an older msvar ({CKPT_FORMAT}): it loads as a tokenizer "
@@ -90,7 +91,7 @@ def init_weights(path) -> dict:
     if Path(path).is_file() and is_safetensors(path):  # a model file (chapter 08a): no code can run
         hit = read_model_file(path)[1].get("hit", {})
     else:
-        ck = _load_torch(path, "tokenizer or model file")
+        ck = load_torch(path, "tokenizer or model file")
         if not (isinstance(ck, dict) and isinstance(ck.get("hit"), dict) and "preset" in ck):
             return tokenizer_parts(ck, path)[1]  # a tokenizer checkpoint
         hit = ck["hit"]  # an older (torch pickle) model file
@@ -374,7 +375,7 @@ def _finished_options(last: Path, opts: dict, resume: bool) -> None:
         raise MsvarError(
             f"{str(last)!r} exists: the finetune in {str(last.parent)!r} is finished; choose another output folder"
         )
-    saved = _load_torch(last, "HIT tokenizer checkpoint").get("options") or {}
+    saved = load_torch(last, "HIT tokenizer checkpoint").get("options") or {}
     unknown = [k for k in ("base_digest", "data") if k not in saved]
     if unknown:
         warnings.warn(
@@ -396,7 +397,7 @@ def _base_model(base, out: Path) -> HITTokenizer:
         return base
     tok, preset = load_tokenizer(base) if not isinstance(base, tuple) else base
     if not isinstance(base, tuple) and not (out / "base.pt").exists():  # keep the exact starting point for comparisons
-        step = _load_torch(base).get("step") or 0
+        step = load_torch(base).get("step") or 0
         save_tokenizer(tok, preset, out / "base.pt", step=step, source=str(base))
     return build_model("hit", preset, base=tok)
 
@@ -456,7 +457,7 @@ def finetune_phase(
 def _write_log(out: Path) -> list:
     "Both phases' log rows in one `out/log.jsonl` (each row with its phase) and `out/losses.png`; returns the rows."
     rows = [dict(phase=ph, **row) for ph in (1, 2) for row in read_log(out / f"phase{ph}" / "log.jsonl")]
-    _atomic_write(out / "log.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows)))
+    atomic_write(out / "log.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows)))
     plot_metrics(rows, out / "losses.png", keys=("loss",), title="HIT finetune", by="phase")
     return rows
 

@@ -11,8 +11,7 @@ import torch
 import torch.distributed as dist
 from msvar.core import (
     MsvarError,
-    _atomic_write,
-    _load_torch,
+    atomic_write,
     get_preset,
     seed_everything,
     show_images,
@@ -20,6 +19,7 @@ from msvar.core import (
 )
 from .core import holds_folder, set_threads, arg_seed, say_interrupted  # output folders, threads (chapter 00)
 from .core import unit_float
+from .checkpoint import load_torch  # weights-only reading (chapter 00c)
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
 from .hit import load_sr_tokenizer, build_model
 from .var import SRVAR, load_public_var_weights, count_params
@@ -40,6 +40,8 @@ from msvar.train import (
     arg_positive,
     arg_non_negative,
 )
+from .losses import token_ce, sequence_logprob, dpo_loss
+from .fetch import fetched
 
 # %% auto #0
 __all__ = ['STATE_BYTES_PER_PARAM', 'GPU_MEMORY_USE', 'SampleImages', 'VarTrainConfig', 'init_from_var', 'var_options',
@@ -77,7 +79,7 @@ class SampleImages:
             size=1.4,
             suptitle=f"step {step}",
         )
-        _atomic_write(
+        atomic_write(
             Path(out_dir) / "samples" / f"step_{step:06d}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=60)
         )
         plt.close(fig)
@@ -191,7 +193,7 @@ class VarTrainConfig:
 def init_from_var(model, path) -> dict:
     """Initialise an SRVAR from a public VAR checkpoint file (e.g. `var_d16.pth`; chapter 05's
     `load_public_var_weights`); returns its key report."""
-    sd = _load_torch(path)
+    sd = load_torch(path)
     if isinstance(sd, dict) and ("format" in sd or "kind" in sd):
         raise MsvarError(
             f"{str(path)!r} is an msvar checkpoint ({sd.get('format') or sd.get('kind')}), not a VAR state dict like "
@@ -365,7 +367,6 @@ def saved_tensor_bytes(
     tensors
     (shapes and dtypes only: no memory is allocated and nothing is computed, so even the paper preset takes seconds)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from msvar.losses import token_ce, sequence_logprob, dpo_loss
 
     p = get_preset(preset) if isinstance(preset, str) else preset
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
@@ -520,8 +521,6 @@ def train_cli(argv=None):
     set_threads(a["threads"])
     rank = os.environ.get("RANK")
     try:
-        from msvar.fetch import fetched
-
         r = train_var(a["preset"], a["data"] or fetched("train"), a["tokenizer"], a["out"], o)
     except MsvarError as e:
         print(f"msvar_train{'' if rank is None else f' (rank {rank})'}: error: {e}", file=sys.stderr)

@@ -6,7 +6,7 @@ the CPU)."""
 import pytest, torch
 from torch import nn
 
-import msvar.hit, msvar.lpips, msvar.metrics
+import msvar.evaluate, msvar.hit, msvar.lpips, msvar.metrics
 from msvar.core import get_preset
 
 P = get_preset("test")
@@ -34,9 +34,12 @@ def metric_spy(monkeypatch):
         def __call__(self, images, batch_size=16):
             rec["fid_calls"] += 1
             return torch.randn(len(images), 8, dtype=torch.float64)
-    monkeypatch.setattr(msvar.lpips, "get_lpips", get_lpips)
-    monkeypatch.setattr(msvar.metrics, "lpips_distance", lambda a, b, net="alex", **kw: torch.zeros(len(a), dtype=torch.float64))
-    monkeypatch.setattr(msvar.metrics, "FIDFeatures", FakeInception)
+    distance = lambda a, b, net="alex", **kw: torch.zeros(len(a), dtype=torch.float64)
+    for mod in (msvar.lpips, msvar.evaluate):                          # where they are defined, and where evaluate uses them
+        monkeypatch.setattr(mod, "get_lpips", get_lpips)
+    for mod in (msvar.metrics, msvar.evaluate):
+        monkeypatch.setattr(mod, "lpips_distance", distance)
+        monkeypatch.setattr(mod, "FIDFeatures", FakeInception)
     return rec
 
 

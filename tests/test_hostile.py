@@ -578,12 +578,12 @@ def test_empty_folder_among_inputs_is_reported(tmp_path, toy, capsys):
 @pytest.mark.parametrize("kind", ["folder", "text", "random"])
 def test_non_model_file_is_named_for_what_it_is(tmp_path, kind):
     "A folder, a text file or random bytes given as a model: a plain message, never 'pickled Python object' (that is for real pickles)."
-    from msvar.core import _load_torch
+    from msvar.checkpoint import load_torch
     f = tmp_path / "m.pt"
     if kind == "folder": f.mkdir()
     elif kind == "text": f.write_text("hello, this is not a model\n")
     else: f.write_bytes(os.urandom(4096))
-    with pytest.raises(MsvarError) as e: _load_torch(f, "model file")
+    with pytest.raises(MsvarError) as e: load_torch(f, "model file")
     msg = str(e.value)
     assert "pickled Python object" not in msg and "PyTorch 2.6" not in msg, msg
     assert ("is a folder" if kind == "folder" else "not a torch file") in msg, msg
@@ -612,7 +612,7 @@ def test_fetch_weights_cache_under_a_file_is_a_usage_error(tmp_path, capsys, mon
 
 
 def test_weight_files_follow_the_umask():
-    "msvar_fetch_weights writes through _atomic_write, which gives files the umask's mode; it used to force 0644 afterwards."
+    "msvar_fetch_weights writes through atomic_write, which gives files the umask's mode; it used to force 0644 afterwards."
     from msvar import lpips as L
     assert "0o644" not in Path(L.__file__).read_text(), "lpips.py still forces mode 0644 on the files it writes"
 
