@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #1f418210
 from __future__ import annotations
-import os, random, tempfile, warnings, dataclasses
+import contextlib, dataclasses, errno, glob, os, random, shutil, sys, tempfile, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -191,8 +191,6 @@ def bundled_images() -> list:
 def _clean_orphans(path: Path, min_age: float = 60.0):
     """Remove temporaries of `path` left by killed writers: the process named in the file's name is gone and it is older
     than `min_age` s."""
-    import glob, time
-
     for t in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid = t.name[len(path.name) + 2 :].split(".")[0]
         if not pid.isdigit():
@@ -248,8 +246,6 @@ def atomic_write(path: Path, write_fn):
 
 def _write_failure(e: BaseException, path: Path):
     "(reason, errno) when `e` says the disk refused a write (full, read-only, over quota), else None."
-    import errno, shutil
-
     if isinstance(e, WriteError):
         return None
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
@@ -293,8 +289,6 @@ def save_image(img, path, overwrite: bool = False, **save_kwargs) -> Path:
 def check_out_dir(out_dir) -> Path:
     """Create the output folder if needed and prove it writable (a probe file is made and removed) before any work;
     one-line MsvarError otherwise."""
-    import os, tempfile
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise MsvarError(f"output folder {str(out)!r} is an existing file, not a folder")
@@ -422,7 +416,7 @@ def default_device(device: str | None = None) -> torch.device:
     if device is not None:
         try:
             dev = torch.device(device)
-        except (RuntimeError, TypeError) as e:
+        except (RuntimeError, TypeError):
             raise MsvarError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise MsvarError(f"device {device!r} requested but CUDA is not available")
@@ -486,9 +480,6 @@ def keeps_global_state(f):
     return wrapper
 
 # %% ../nbs/00_core.ipynb #4858b7bf
-import contextlib, errno, shutil, sys
-
-
 class FolderBusyError(MsvarError):
     "Another live run holds the output folder (its lock file names the process); the message says which and what to do."
 
@@ -512,7 +503,7 @@ def _lock_holder(lock: Path) -> str:
 def _try_lock(lock: Path):
     """An fd holding an exclusive flock on `lock` (the file now names this process), or None while another live process
     holds it."""
-    import fcntl, time
+    import fcntl
 
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
@@ -975,9 +966,6 @@ def list_images(paths) -> list:
     return out
 
 # %% ../nbs/00_core.ipynb #9d4a00c4
-import sys, time
-
-
 def _in_notebook() -> bool:
     "True inside a Jupyter kernel (where tqdm.auto draws its widget)."
     ip = sys.modules.get("IPython")

@@ -18,7 +18,6 @@ from msvar.core import (
     save_image,
     atomic_write,
     resize,
-    show_images,
     get_preset,
     IMAGE_EXTS,
 )

@@ -19,7 +19,6 @@ from msvar.core import (
     to_signed,
     to_unit,
     default_device,
-    get_preset,
     atomic_write,
     image_grid,
     repo_dir,
@@ -33,10 +32,12 @@ from msvar.checkpoint import (
     upgrade_meta,
 )  # files (chapter 00c)
 from .tokenizer import preset_from_dict, check_model_memory
-from .hit import HITTokenizer, HITState, encode_any, save_hit, dataclass_replace_stages, decode_partial_sum
+from .hit import HITTokenizer, HITState, encode_any, dataclass_replace_stages, decode_partial_sum
 from .hit import upsample_lr, load_sr_tokenizer, build_model
 from .var import Decoding, DEFAULT_DECODING, LEGACY_KEYS, add_decoding_args  # decoding (chapter 05)
-from .var import SOFT_TAU, SOFT_MIN, CFG_MAX  # noqa: F401  (their home is chapter 05; kept importable from here)
+
+# re-exported: SOFT_TAU (its home is chapter 05), which callers import from msvar.inference
+from .var import SOFT_TAU as SOFT_TAU
 from .model_file import write_model_file, is_safetensors, read_model_file, legacy_note
 from .core import progress_bar, IMAGE_EXTS, ImageWarning
 

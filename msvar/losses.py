@@ -9,8 +9,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, Preset, resize, to_signed, unit_float
-from .hit import HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, encode_any, upsample_lr
+from .core import MsvarError, Preset, unit_float
+from .hit import HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, upsample_lr
+
+# re-exported: encode_any, which the training profiler in bench/ relabels as msvar.losses.encode_any
+from .hit import encode_any as encode_any
 
 # %% auto #0
 __all__ = ['TOKENS', 'token_ce', 'token_logprobs', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'check_tokens', 'token_preset',

@@ -6,7 +6,6 @@
 from __future__ import annotations
 import json, struct, sys
 from pathlib import Path
-import torch
 from .core import MsvarError, atomic_write
 
 # %% auto #0

@@ -18,8 +18,10 @@ from msvar.core import (
     default_device,
 )
 from .core import keeps_global_state, holds_folder
-from .checkpoint import CKPT_KIND, CKPT_VERSION, save_checkpoint, load_checkpoint  # chapter 00c (re-exported)
-from .checkpoint import load_torch, check_finite_state, check_state_dict  # safe reading (chapter 00c)
+from .checkpoint import save_checkpoint, load_checkpoint, check_state_dict  # safe reading (chapter 00c)
+
+# re-exported: CKPT_KIND, save_checkpoint and load_checkpoint, which callers import from msvar.train
+from .checkpoint import CKPT_KIND as CKPT_KIND
 from .data import seed_worker
 from .core import progress_bar
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_train_var.ipynb #i17f7b02
 from __future__ import annotations
-import argparse, dataclasses, math, os, sys
+import argparse, dataclasses, os, sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import torch
@@ -22,7 +22,7 @@ from .core import unit_float
 from .checkpoint import load_torch  # weights-only reading (chapter 00c)
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
 from .hit import load_sr_tokenizer, build_model
-from .var import SRVAR, load_public_var_weights, count_params
+from .var import load_public_var_weights, count_params
 from .losses import SRLoss, TOKENS, check_tokens
 from .inference import SRModel  # the same sampling and decoding as msvar_sr (chapter 08)
 from msvar.train import (
