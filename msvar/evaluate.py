@@ -320,6 +320,43 @@ def write_report(res: dict, pairs: dict, preset: Preset, out_dir, name: str = "m
 
 def eval_cli(argv=None):
     "Console entry point `msvar_eval`: evaluate a model at ×1/×2/×4 with bicubic and bilinear baselines."
+    a = _eval_parser().parse_args(argv)
+    set_threads(a.threads)
+    summary = dict(
+        started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        options=vars(a),
+        n_images=0,
+        failed=[],
+        interrupted=False,
+        report=None,
+    )
+    js, code, res = None, 0, None
+    try:
+        dec, out = _check_eval_run(a, summary)  # bad values, an unwritable --out, a report in the way: before any work
+        js = out / f"msvar_eval_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
+        res = _evaluate_report(a, dec, summary)
+        code = 1 if summary["failed"] else 0
+    except MsvarError as e:
+        print(f"msvar_eval: error: {e}", file=sys.stderr)
+        summary["error"] = str(e)
+        code = 2
+    except OSError as e:  # a full disk or a vanished folder while writing the report
+        print(f"msvar_eval: error: cannot write the report: {e}", file=sys.stderr)
+        summary["error"] = str(e)
+        code = 1
+    except KeyboardInterrupt:
+        summary["interrupted"] = True
+        code = 130
+    finally:
+        if js is not None:  # a run that began: its summary, whatever happened
+            js = _write_eval_summary(summary, js)
+    _say_eval_end(summary, code, res, a.out, js)
+    if code:
+        sys.exit(code)
+
+
+def _eval_parser() -> argparse.ArgumentParser:
+    "The options of `msvar_eval`."
     ap = argparse.ArgumentParser(prog="msvar_eval", description=eval_cli.__doc__)
     ap.add_argument("--model", default=None, help="model file (default: the shipped data/msvar_small model)")
     ap.add_argument(
@@ -341,72 +378,61 @@ def eval_cli(argv=None):
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default=None)
     ap.add_argument("--overwrite", action="store_true")
-
     add_threads_arg(ap)
-    a = ap.parse_args(argv)
-    set_threads(a.threads)
+    return ap
+
+
+def _check_eval_run(a, summary: dict) -> tuple:
+    "(decoding, report folder) after checking the options and that no report is in the way (MsvarError if one is)."
+    check_options(a)  # bad values, unknown device: before any work
+    dec = Decoding.from_args(a)
+    summary["decoding"] = dec.choice()
+    out = check_out_dir(a.out)  # an unwritable --out, or a report in the way: before evaluating
+    clash = [f for f in ("per_image.csv", "summary.csv", "summary.md", "grid.png") if (out / f).exists()]
+    if clash and not a.overwrite:
+        raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
+    return dec, out
+
+
+def _evaluate_report(a, dec: Decoding, summary: dict) -> dict:
+    "Load the model and the image pairs, evaluate and write the report; the summary gets the files and the table."
     import warnings
 
-    summary = dict(
-        started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        options=vars(a),
-        n_images=0,
-        failed=[],
-        interrupted=False,
-        report=None,
+    model = load_sr_model(a.model or default_model_path(), device=a.device)
+    with warnings.catch_warnings():  # each skipped file is one 'error:' line below instead
+        warnings.filterwarnings("ignore", message="skipped .* unreadable")
+        pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr, strict=False)
+    summary.update(failed=pairs["failed"], n_images=len(pairs["hr"]))
+    for f in pairs["failed"]:
+        print(f"msvar_eval: error: {f['input']}: {f['error']} (skipped)", file=sys.stderr)
+    res = evaluate_model(
+        model, pairs, a.batch_size, decoding=dec, crop_border=a.crop_border, fid_min=a.fid_min, progress=True
     )
-    js, code = None, 0
-    try:
-        check_options(a)  # bad values, unknown device: before any work
-        dec = Decoding.from_args(a)
-        summary["decoding"] = dec.choice()
-        out = check_out_dir(a.out)  # an unwritable --out, or a report in the way: before evaluating
-        clash = [f for f in ("per_image.csv", "summary.csv", "summary.md", "grid.png") if (out / f).exists()]
-        if clash and not a.overwrite:
-            raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
-        js = out / f"msvar_eval_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
-        model = load_sr_model(a.model or default_model_path(), device=a.device)
+    summary["report"] = [str(f) for f in write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)]
+    summary["table"] = json.loads(res["summary"].to_json(orient="split"))
+    return res
 
-        with warnings.catch_warnings():  # each skipped file is one 'error:' line below instead
-            warnings.filterwarnings("ignore", message="skipped .* unreadable")
-            pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr, strict=False)
-        summary.update(failed=pairs["failed"], n_images=len(pairs["hr"]))
-        for f in pairs["failed"]:
-            print(f"msvar_eval: error: {f['input']}: {f['error']} (skipped)", file=sys.stderr)
-        res = evaluate_model(
-            model, pairs, a.batch_size, decoding=dec, crop_border=a.crop_border, fid_min=a.fid_min, progress=True
-        )
-        summary["report"] = [str(f) for f in write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)]
-        summary["table"] = json.loads(res["summary"].to_json(orient="split"))
-        code = 1 if summary["failed"] else 0
-    except MsvarError as e:
-        print(f"msvar_eval: error: {e}", file=sys.stderr)
-        summary["error"] = str(e)
-        code = 2
-    except OSError as e:  # a full disk or a vanished folder while writing the report
-        print(f"msvar_eval: error: cannot write the report: {e}", file=sys.stderr)
-        summary["error"] = str(e)
-        code = 1
-    except KeyboardInterrupt:
-        summary["interrupted"] = True
-        code = 130
-    finally:
-        if js is not None:  # a run that began: its summary, whatever happened
-            summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-            try:
-                atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1, default=str)))
-            except OSError as e:
-                print(f"msvar_eval: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)
-                js = None
+
+def _write_eval_summary(summary: dict, js: Path) -> Path | None:
+    "Write the summary JSON; its path, or None (and a warning) when it cannot be written."
+    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1, default=str)))
+    except OSError as e:
+        print(f"msvar_eval: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)
+        return None
+    return js
+
+
+def _say_eval_end(summary: dict, code: int, res, out, js):
+    "The table and where the report is, or that the run was interrupted; the files skipped, on stderr."
     if summary["interrupted"]:
         print(f"msvar_eval: interrupted; no report written; summary {js}", file=sys.stderr)
     elif code in (0, 1) and summary["report"]:
         print(res["summary"].round(4).to_string())
-        print(f"report written to {a.out}; summary {js}")
+        print(f"report written to {out}; summary {js}")
         if summary["failed"]:
             print(
                 f"msvar_eval: {len(summary['failed'])} file(s) skipped (listed above and in the summary)",
                 file=sys.stderr,
             )
-    if code:
-        sys.exit(code)

@@ -567,9 +567,25 @@ def sr_files(
         raise MsvarError("--overwrite and --skip-existing exclude each other")
     out_dir = check_out_dir(out_dir)
     dec = Decoding.of(decoding, **{k: kw.pop(k) for k in (*LEGACY_KEYS, "cfg", "seed") if k in kw})
+    plan, missing = plan_outputs(inputs, out_dir)  # [(input file, output base name)], inputs that are not there
+    summary = _start_summary(inputs, out_dir, model, scales, dec, kw, missing)
+    js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
+    inputs_here = {f.resolve() for f, _ in plan}  # no output may replace one of them
+    how = dict(scales=scales, overwrite=overwrite, skip_existing=skip_existing, compare=compare)
+    try:
+        for f, base in progress_bar(plan, leave=False) if progress else plan:
+            _sr_file(f, base, model, dec, kw, summary, inputs_here, **how)
+    except KeyboardInterrupt:
+        summary["interrupted"] = True
+        raise
+    finally:
+        _write_summary(summary, js)  # whatever happened
+    return summary
+
+
+def _start_summary(inputs, out_dir, model, scales, dec: Decoding, kw: dict, missing: list) -> dict:
+    "The run summary before any image: the options, and the inputs that are missing (said on stderr) or not scanned."
     options = {**kw, **dec.choice(), "cfg": dec.cfg, "seed": dec.seed, "decoding": str(dec)}
-    plan, missing = plan_outputs(inputs, out_dir)
-    input_set = {f.resolve() for f, _ in plan}
     summary = dict(
         started=time.strftime("%Y-%m-%dT%H:%M:%S"),
         scales=list(scales),
@@ -583,73 +599,90 @@ def sr_files(
     for m in missing:
         print(f"msvar_sr: error: {m}: {_missing_reason(m)}", file=sys.stderr)
     summary["not_scanned"] = _note_unscanned(inputs, out_dir)
-    js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
-    it = plan
-    if progress:
-        it = progress_bar(plan, leave=False)
-    try:
-        for f, base in it:
-            t0 = time.time()
-            try:
-                targets = {s: base.with_name(f"{base.name}_x{s}.png") for s in scales}
-                if compare:
-                    targets["compare"] = base.with_name(f"{base.name}_compare.png")
-                clash = [str(t) for t in targets.values() if t.resolve() in input_set]
-                if clash:
-                    raise MsvarError(f"output {clash[0]!r} would overwrite an input file; choose another output folder")
-                exist = [k for k, t in targets.items() if t.exists()]
-                if skip_existing and len(exist) == len(targets):
-                    summary["skipped"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()]))
-                    continue
-                if exist and not (overwrite or skip_existing):
-                    raise MsvarError(
-                        f"output {str(targets[exist[0]])!r} exists (pass --overwrite to replace it, or --skip-existing "
-                        "to keep it)"
-                    )
-                todo = {k: t for k, t in targets.items() if overwrite or k not in exist}
-                x, notes = _load_noting(f)
-                for n in notes:
-                    print(f"msvar_sr: warning: {n}", file=sys.stderr)
-                outs = upscale(x, model, scales=scales, decoding=dec, **kw)
-                for s in scales:
-                    if s in todo:
-                        save_image(outs[s], todo[s], overwrite=overwrite)
-                if "compare" in todo:
-                    import matplotlib.pyplot as plt  # closed after saving; the backend is left as it is
-
-                    fig = compare_figure(x, outs, f.name)
-                    atomic_write(todo["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-                    plt.close(fig)
-                summary["done"].append(
-                    dict(
-                        input=str(f),
-                        outputs=[str(t) for t in targets.values()],
-                        seconds=round(time.time() - t0, 3),
-                        **(dict(warnings=notes) if notes else {}),
-                    )
-                )
-            except (MsvarError, OSError, MemoryError, torch.OutOfMemoryError) as e:  # one file failed: say why, go on
-                msg = str(e) if isinstance(e, MsvarError) else f"{type(e).__name__}: {e}"
-                print(f"msvar_sr: error: {msg if str(f) in msg else f'{f}: {msg}'}", file=sys.stderr)
-                summary["failed"].append(dict(input=str(f), error=msg))
-    except KeyboardInterrupt:
-        summary["interrupted"] = True
-        raise
-    finally:
-        summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        try:
-            atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
-            summary["summary_file"] = str(js)
-        except OSError as e:
-            print(f"msvar_sr: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)
-            summary["summary_file"] = None
-        if summary["interrupted"]:
-            print(
-                f"msvar_sr: interrupted after {len(summary['done'])} image(s); summary {summary['summary_file']}; "
-                "run the same command with --skip-existing to finish",
-                file=sys.stderr,
-            )
     return summary
+
+
+def _sr_file(f, base, model, dec, kw, summary, inputs_here, scales, overwrite, skip_existing, compare):
+    """Super-resolve file `f` into the outputs named after `base`; the summary lists it as done, skipped or failed
+    (a failed file is said on stderr, and the run goes on with the next)."""
+    t0 = time.time()
+    try:
+        targets = _output_names(base, scales, compare)
+        todo = _outputs_to_write(targets, inputs_here, overwrite, skip_existing)
+        if todo is None:  # --skip-existing, and every output is there
+            summary["skipped"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()]))
+            return
+        x, notes = _load_noting(f)
+        for n in notes:
+            print(f"msvar_sr: warning: {n}", file=sys.stderr)
+        outs = upscale(x, model, scales=scales, decoding=dec, **kw)
+        _write_outputs(x, outs, f.name, todo, scales, overwrite)
+        summary["done"].append(
+            dict(
+                input=str(f),
+                outputs=[str(t) for t in targets.values()],
+                seconds=round(time.time() - t0, 3),
+                **(dict(warnings=notes) if notes else {}),
+            )
+        )
+    except (MsvarError, OSError, MemoryError, torch.OutOfMemoryError) as e:  # one file failed: say why, go on
+        msg = str(e) if isinstance(e, MsvarError) else f"{type(e).__name__}: {e}"
+        print(f"msvar_sr: error: {msg if str(f) in msg else f'{f}: {msg}'}", file=sys.stderr)
+        summary["failed"].append(dict(input=str(f), error=msg))
+
+
+def _output_names(base: Path, scales, compare: bool) -> dict:
+    "{scale: BASE_xS.png} (and 'compare': BASE_compare.png)."
+    targets = {s: base.with_name(f"{base.name}_x{s}.png") for s in scales}
+    if compare:
+        targets["compare"] = base.with_name(f"{base.name}_compare.png")
+    return targets
+
+
+def _outputs_to_write(targets: dict, inputs_here: set, overwrite: bool, skip_existing: bool) -> dict | None:
+    """The targets to write: all with `overwrite`, the missing ones with `skip_existing` (None when none is missing);
+    MsvarError when one would replace an input, or exists and neither option is given."""
+    clash = [str(t) for t in targets.values() if t.resolve() in inputs_here]
+    if clash:
+        raise MsvarError(f"output {clash[0]!r} would overwrite an input file; choose another output folder")
+    exist = [k for k, t in targets.items() if t.exists()]
+    if skip_existing and len(exist) == len(targets):
+        return None
+    if exist and not (overwrite or skip_existing):
+        raise MsvarError(
+            f"output {str(targets[exist[0]])!r} exists (pass --overwrite to replace it, or --skip-existing to keep it)"
+        )
+    return {k: t for k, t in targets.items() if overwrite or k not in exist}
+
+
+def _write_outputs(x, outs: dict, name: str, todo: dict, scales, overwrite: bool):
+    "Save the images of `outs` that `todo` names, and the side-by-side figure if it names 'compare'."
+    for s in scales:
+        if s in todo:
+            save_image(outs[s], todo[s], overwrite=overwrite)
+    if "compare" in todo:
+        import matplotlib.pyplot as plt  # closed after saving; the backend is left as it is
+
+        fig = compare_figure(x, outs, name)
+        atomic_write(todo["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        plt.close(fig)
+
+
+def _write_summary(summary: dict, js: Path):
+    "Write the summary JSON (a warning if it cannot be written), and after an interrupt say how to finish the run."
+    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+        summary["summary_file"] = str(js)
+    except OSError as e:
+        print(f"msvar_sr: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)
+        summary["summary_file"] = None
+    if summary["interrupted"]:
+        print(
+            f"msvar_sr: interrupted after {len(summary['done'])} image(s); summary {summary['summary_file']}; "
+            "run the same command with --skip-existing to finish",
+            file=sys.stderr,
+        )
 
 
 DEFAULT_SCALES = (
@@ -684,6 +717,26 @@ def check_options(a, tile: int | None = None) -> None:
 
 def sr_cli(argv=None):
     "Console entry point `msvar_sr`: super-resolve images at ×1 (denoised), ×2 and ×4."
+    a = _sr_parser().parse_args(argv)
+    set_threads(a.threads)
+    try:
+        s = _sr_run(a)
+    except MsvarError as e:
+        print(f"msvar_sr: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)  # sr_files has written the summary and said so
+    print(
+        f"msvar_sr: {len(s['done'])} image(s) written to {a.out}, {len(s['skipped'])} already there, "
+        f"{len(s['failed'])} failed; "
+        f"summary {s['summary_file']}"
+    )
+    if s["failed"]:
+        sys.exit(1)
+
+
+def _sr_parser() -> argparse.ArgumentParser:
+    "The options of `msvar_sr`."
     ap = argparse.ArgumentParser(prog="msvar_sr", description=sr_cli.__doc__)
     ap.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     ap.add_argument("-o", "--out", required=True, help="output folder")
@@ -734,45 +787,40 @@ def sr_cli(argv=None):
         "--compare", action="store_true", help="also write NAME_compare.png: input, bicubic and msvar side by side"
     )
     add_threads_arg(ap)
-    a = ap.parse_args(argv)
-    set_threads(a.threads)
-    try:
-        check_options(a)  # bad values, unknown device: before any work
-        if a.overwrite and a.skip_existing:
-            raise MsvarError("--overwrite and --skip-existing exclude each other")
-        dec = Decoding.from_args(a)  # bad decoding values: before any work too
-        check_out_dir(a.out)  # an unwritable -o: before loading the model
-        if a.model is None and not default_model_path().exists():
-            raise MsvarError(
-                f"no --model given and no shipped model at {str(default_model_path())!r}: train one with "
-                "`msvar_reproduce --preset small` (chapter 10) and pass --model runs/small/models/ours.safetensors"
-            )
-        model = load_sr_model(a.model or default_model_path(), device=a.device)
-        check_options(a, tile=model.preset.lr_size)
-        dec = Decoding.from_args(a, model.decoding)  # no decoding option: the model file's
-        s = sr_files(
-            a.inputs,
-            a.out,
-            model,
-            scales=tuple(a.scales),
-            overwrite=a.overwrite,
-            skip_existing=a.skip_existing,
-            cls=a.cls,
-            decoding=dec,
-            overlap=a.overlap,
-            batch_size=a.batch_size,
-            compare=a.compare,
-            colour_sigma=None if a.no_colour_fix else a.colour_sigma,
-        )
-    except MsvarError as e:
-        print(f"msvar_sr: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)  # sr_files has written the summary and said so
-    print(
-        f"msvar_sr: {len(s['done'])} image(s) written to {a.out}, {len(s['skipped'])} already there, "
-        f"{len(s['failed'])} failed; "
-        f"summary {s['summary_file']}"
+    return ap
+
+
+def _sr_run(a) -> dict:
+    "Check the options, then the output folder, then load the model and super-resolve; returns `sr_files`'s summary."
+    check_options(a)  # bad values, unknown device: before any work
+    if a.overwrite and a.skip_existing:
+        raise MsvarError("--overwrite and --skip-existing exclude each other")
+    Decoding.from_args(a)  # bad decoding values: before any work too
+    check_out_dir(a.out)  # an unwritable -o: before loading the model
+    model = _sr_model(a.model, a.device)
+    check_options(a, tile=model.preset.lr_size)
+    dec = Decoding.from_args(a, model.decoding)  # no decoding option: the model file's
+    return sr_files(
+        a.inputs,
+        a.out,
+        model,
+        scales=tuple(a.scales),
+        overwrite=a.overwrite,
+        skip_existing=a.skip_existing,
+        cls=a.cls,
+        decoding=dec,
+        overlap=a.overlap,
+        batch_size=a.batch_size,
+        compare=a.compare,
+        colour_sigma=None if a.no_colour_fix else a.colour_sigma,
     )
-    if s["failed"]:
-        sys.exit(1)
+
+
+def _sr_model(path, device) -> SRModel:
+    "The model of `--model`, by default the shipped one (MsvarError saying how to make one if it is missing)."
+    if path is None and not default_model_path().exists():
+        raise MsvarError(
+            f"no --model given and no shipped model at {str(default_model_path())!r}: train one with "
+            "`msvar_reproduce --preset small` (chapter 10) and pass --model runs/small/models/ours.safetensors"
+        )
+    return load_sr_model(path or default_model_path(), device=device)

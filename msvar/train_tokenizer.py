@@ -172,12 +172,7 @@ def train_tokenizer(
         _refuse_old_layout(out_dir / "last.pt")
     lp = _lpips_or_warn(dev, lpips_weight, require_lpips)
     ds = HRFolder(data_dir, p.hr_size, cache="auto")  # the VAR's data path (chapter 01): random crops, 8 flips
-    seed_everything(seed)
-    model = build_model("tokenizer", p).to(dev)
-    if fresh and init is not None:
-        load_var_tokenizer(model, init_weights(init))
-    elif fresh:
-        _first_codebook(model, ds, bs, seed, dev)
+    model = _start_tokenizer(p, ds, bs, seed, dev, fresh, init)
     meta = tokenizer_meta(
         p,
         data=str(Path(data_dir).resolve()),
@@ -187,7 +182,35 @@ def train_tokenizer(
         seed=seed,
         init=None if init is None else str(init),
     )
-    cfg = FitConfig(
+    fit(
+        model,
+        TokenizerLoss(lp, lpips_weight),
+        StepLoader(ds, bs, seed=seed),
+        _tokenizer_fit_config(p, steps, lr, seed, save_every, progress, precision, compile),
+        out_dir,
+        meta=meta,
+        resume=resume,
+        after_step=lambda m, step: m.quantize.restart_dead_codes(50),
+        extra_state=DeadCodeCounters(model.quantize),
+    )
+    return model.eval(), _plot_tokenizer_log(out_dir)
+
+
+def _start_tokenizer(p, ds, bs: int, seed: int, dev, fresh: bool, init) -> Tokenizer:
+    """The seeded tokenizer of preset `p`: from `init`'s weights, or with a first codebook drawn from `ds`; a resumed
+    run (not `fresh`) takes its weights from last.pt."""
+    seed_everything(seed)
+    model = build_model("tokenizer", p).to(dev)
+    if fresh and init is not None:
+        load_var_tokenizer(model, init_weights(init))
+    elif fresh:
+        _first_codebook(model, ds, bs, seed, dev)
+    return model
+
+
+def _tokenizer_fit_config(p, steps, lr, seed, save_every, progress, precision, compile) -> FitConfig:
+    "The tokenizer's `fit` settings: betas (0.9, 0.95), warm-up over 2 % of the steps, cosine to 0.1·lr, no clipping."
+    return FitConfig(
         steps=steps,
         lr=lr,
         weight_decay=p.train.tok_weight_decay,
@@ -201,22 +224,15 @@ def train_tokenizer(
         precision=precision,
         compile=compile,
     )
-    fit(
-        model,
-        TokenizerLoss(lp, lpips_weight),
-        StepLoader(ds, bs, seed=seed),
-        cfg,
-        out_dir,
-        meta=meta,
-        resume=resume,
-        after_step=lambda m, step: m.quantize.restart_dead_codes(50),
-        extra_state=DeadCodeCounters(model.quantize),
-    )
+
+
+def _plot_tokenizer_log(out_dir: Path) -> list:
+    "The log rows of `out_dir/log.jsonl`, plotted to `out_dir/loss.png`."
     rows = read_log(out_dir / "log.jsonl")
     plot_metrics(
         rows, out_dir / "loss.png", keys=("loss", "l2", "lpips", "vq"), smooth=10, title="tokenizer training losses"
     )
-    return model.eval(), rows
+    return rows
 
 # %% ../nbs/07a_train_tokenizer.ipynb #ed536766
 def _train_tokenizer_parser() -> argparse.ArgumentParser:

@@ -233,99 +233,151 @@ def train_var(
     env = init_distributed(o.device)
     try:
         p = get_preset(preset) if isinstance(preset, str) else preset
-        bs = o.batch_size or p.train.batch_size
+        bs = o.batch_size or p.train.batch_size  # the global batch, over processes and accumulation steps
         tk = load_sr_tokenizer(tokenizer, p).to(env.device)
-        if env.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        seed_everything(o.seed)  # the same initial weights on every rank
-        given = dict(cond_drop=o.cond_drop, prefix_pos=o.prefix_pos, lr_add=o.lr_add)
-        model = build_model("var", p, **{k: v for k, v in given.items() if v is not None}).to(env.device)
-        if o.init_var is not None and not (o.resume and (Path(out) / "last.pt").exists()):
-            rep = init_from_var(model, o.init_var)  # a resumed run takes its weights from last.pt instead
-            if env.is_main:
-                print(
-                    f"initialised from {o.init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
-                    f"dropped: {rep['dropped']}; re-initialised: {rep['reinitialised']}",
-                    flush=True,
-                )
-        var_kw = {
-            k: v
-            for k, v in dict(cond_drop=o.cond_drop, prefix_pos=o.prefix_pos, lr_add=o.lr_add).items()
-            if v is not None
-        }
+        _allow_tf32(env.device)
+        model = _start_model(p, o, env, out)
         accum, plan = resolve_accum(
-            o.accum, p, bs, env.world_size, env.device, o.precision, o.dpo, o.second_pass, **var_kw
+            o.accum, p, bs, env.world_size, env.device, o.precision, o.dpo, o.second_pass, **_var_kw(o)
         )
-        scan = scan_once(data, env)  # headers read once, by rank 0; the others get its list
-        ds = HRFolder(data, p.hr_size, cache=o.cache_images if o.cache_images is not None else "auto", scan=scan)
-        steps = o.steps or max(1, p.train.epochs * len(ds) // bs)  # default: the preset's epochs over this folder
-        collate = DegradeCollate(DegradationConfig(), p.lr_size, o.p_bilinear, uint8=True)  # floats made on the device
-        pin = env.device.type == "cuda"  # page-locked batches: non-blocking copies
-        loader = StepLoader(ds, bs, collate, env.world_size, env.rank, accum, o.seed, o.workers, pin_memory=pin)
-        beta = o.dpo_beta if o.dpo_beta is not None else p.train.dpo_beta
-        weight = o.dpo_weight if o.dpo_weight is not None else p.train.dpo_weight
-        loss_fn = SRLoss(
-            tk,
-            tokens=o.tokens,
-            dpo=o.dpo,
-            beta=beta,
-            weight=weight,
-            reduce=o.dpo_reduce,
-            second_pass=o.second_pass,
-            amp_encoder=o.amp_encoder,
-        )
-        val = StepSampler(len(ds), 4, seed=o.seed + 1).keys(0)
-        samples = SampleImages(tk, collate([ds[k] for k in val]), o.tokens) if env.is_main else None
-        meta = dict(
-            model="SRVAR",
-            preset=p.name,
-            tokens=o.tokens,
-            dpo=o.dpo,
-            dpo_beta=beta if o.dpo else None,
-            dpo_weight=weight if o.dpo else None,
-            dpo_reduce=o.dpo_reduce if o.dpo else None,
-            second_pass=o.second_pass if o.dpo else None,
-            global_batch=bs,
-            accum=accum,
-            seed=o.seed,
-            p_bilinear=o.p_bilinear,
-            cond_drop=model.cond_drop,
-            var_options=model.options(),
-        )
-        cfg = FitConfig(
-            steps=steps,
-            lr=o.lr or p.train.lr,
-            weight_decay=p.train.weight_decay if o.weight_decay is None else o.weight_decay,
-            betas=tuple(p.train.betas),
-            warmup=o.warmup,
-            clip=o.clip,
-            accum=accum,
-            precision=o.precision,
-            compile=o.compile,
-            seed=o.seed,
-            ckpt_every=o.ckpt_every,
-            sample_every=o.sample_every,
-            progress=o.progress and env.is_main,
-            max_nan_in_row=o.max_nan_in_row,
-        )
+        ds, collate, loader = _var_batches(data, p, o, env, bs, accum)
+        beta, weight = _dpo_params(p, o)
+        loss_fn = _var_loss(tk, o, beta, weight)
+        samples = _sample_images(tk, ds, collate, o) if env.is_main else None
+        meta = _var_meta(p, o, model, bs, accum, beta, weight)
+        cfg = _var_fit_config(p, o, env, _var_steps(p, o, ds, bs), accum)
         if env.is_main:
-            print(
-                f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {data}: preset {p.name!r}, "
-                f"{'HIT' if o.tokens == 'hit' else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}, "
-                f"{env.world_size} "
-                f"process(es) on {env.device}, "
-                f"global batch {bs} = {env.world_size} × {accum} × {bs // (env.world_size * accum)}, "
-                f"precision {resolve_precision(o.precision, env.device)}"
-                + (" (auto)" if o.precision == "auto" else ""),
-                flush=True,
-            )
-            if plan is not None:
-                print(f"memory plan: {plan}", flush=True)
+            _say_run(model, ds, data, p, o, env, bs, accum, plan)
         return fit(model, loss_fn, loader, cfg, out, meta=meta, resume=o.resume, sample_fn=samples)
     finally:
         if env.started_here and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _allow_tf32(device: torch.device):
+    "TF32 matmuls on a GPU (`keeps_global_state` gives the caller's flags back when `train_var` returns)."
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def _var_kw(o: VarTrainConfig) -> dict:
+    "The SRVAR options the run sets (cond_drop, prefix_pos, lr_add); the others keep the preset's values."
+    return {
+        k: v for k, v in dict(cond_drop=o.cond_drop, prefix_pos=o.prefix_pos, lr_add=o.lr_add).items() if v is not None
+    }
+
+
+def _start_model(p, o: VarTrainConfig, env, out):
+    "The SRVAR, seeded (the same initial weights on every rank), initialised from `--init-var` unless resumed."
+    seed_everything(o.seed)  # the same initial weights on every rank
+    model = build_model("var", p, **_var_kw(o)).to(env.device)
+    if o.init_var is not None and not (o.resume and (Path(out) / "last.pt").exists()):
+        rep = init_from_var(model, o.init_var)  # a resumed run takes its weights from last.pt instead
+        if env.is_main:
+            print(
+                f"initialised from {o.init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
+                f"dropped: {rep['dropped']}; re-initialised: {rep['reinitialised']}",
+                flush=True,
+            )
+    return model
+
+
+def _var_batches(data, p, o: VarTrainConfig, env, bs: int, accum: int):
+    "(dataset, collate, StepLoader): HR crops of `data`, degraded to LR on the fly, `bs` per step over all ranks."
+    scan = scan_once(data, env)  # headers read once, by rank 0; the others get its list
+    ds = HRFolder(data, p.hr_size, cache=o.cache_images if o.cache_images is not None else "auto", scan=scan)
+    collate = DegradeCollate(DegradationConfig(), p.lr_size, o.p_bilinear, uint8=True)  # floats made on the device
+    pin = env.device.type == "cuda"  # page-locked batches: non-blocking copies
+    loader = StepLoader(ds, bs, collate, env.world_size, env.rank, accum, o.seed, o.workers, pin_memory=pin)
+    return ds, collate, loader
+
+
+def _var_steps(p, o: VarTrainConfig, ds, bs: int) -> int:
+    "`--steps`, by default the preset's epochs over this folder."
+    return o.steps or max(1, p.train.epochs * len(ds) // bs)
+
+
+def _dpo_params(p, o: VarTrainConfig) -> tuple:
+    "(β, weight) of the DPO term: the options', else the preset's."
+    beta = o.dpo_beta if o.dpo_beta is not None else p.train.dpo_beta
+    weight = o.dpo_weight if o.dpo_weight is not None else p.train.dpo_weight
+    return beta, weight
+
+
+def _var_loss(tk, o: VarTrainConfig, beta: float, weight: float) -> SRLoss:
+    "CE on the HR tokens (+ DPO against the upsampled LR's tokens), chapter 06."
+    return SRLoss(
+        tk,
+        tokens=o.tokens,
+        dpo=o.dpo,
+        beta=beta,
+        weight=weight,
+        reduce=o.dpo_reduce,
+        second_pass=o.second_pass,
+        amp_encoder=o.amp_encoder,
+    )
+
+
+def _sample_images(tk, ds, collate, o: VarTrainConfig) -> SampleImages:
+    "Samples of 4 crops drawn with `seed + 1`, so that they are not the first training batch."
+    val = StepSampler(len(ds), 4, seed=o.seed + 1).keys(0)
+    return SampleImages(tk, collate([ds[k] for k in val]), o.tokens)
+
+
+def _var_meta(p, o: VarTrainConfig, model, bs: int, accum: int, beta: float, weight: float) -> dict:
+    "What the checkpoint records of the run; `--resume` refuses a run whose options differ."
+    return dict(
+        model="SRVAR",
+        preset=p.name,
+        tokens=o.tokens,
+        dpo=o.dpo,
+        dpo_beta=beta if o.dpo else None,
+        dpo_weight=weight if o.dpo else None,
+        dpo_reduce=o.dpo_reduce if o.dpo else None,
+        second_pass=o.second_pass if o.dpo else None,
+        global_batch=bs,
+        accum=accum,
+        seed=o.seed,
+        p_bilinear=o.p_bilinear,
+        cond_drop=model.cond_drop,
+        var_options=model.options(),
+    )
+
+
+def _var_fit_config(p, o: VarTrainConfig, env, steps: int, accum: int) -> FitConfig:
+    "The optimisation of chapter 07's `fit`: the options', else the preset's learning rate and weight decay."
+    return FitConfig(
+        steps=steps,
+        lr=o.lr or p.train.lr,
+        weight_decay=p.train.weight_decay if o.weight_decay is None else o.weight_decay,
+        betas=tuple(p.train.betas),
+        warmup=o.warmup,
+        clip=o.clip,
+        accum=accum,
+        precision=o.precision,
+        compile=o.compile,
+        seed=o.seed,
+        ckpt_every=o.ckpt_every,
+        sample_every=o.sample_every,
+        progress=o.progress and env.is_main,
+        max_nan_in_row=o.max_nan_in_row,
+    )
+
+
+def _say_run(model, ds, data, p, o: VarTrainConfig, env, bs: int, accum: int, plan):
+    "One line on what is trained, on what and how (and the memory plan, when one was made)."
+    print(
+        f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {data}: preset {p.name!r}, "
+        f"{'HIT' if o.tokens == 'hit' else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}, "
+        f"{env.world_size} "
+        f"process(es) on {env.device}, "
+        f"global batch {bs} = {env.world_size} × {accum} × {bs // (env.world_size * accum)}, "
+        f"precision {resolve_precision(o.precision, env.device)}" + (" (auto)" if o.precision == "auto" else ""),
+        flush=True,
+    )
+    if plan is not None:
+        print(f"memory plan: {plan}", flush=True)
 
 
 def scan_once(folder, env) -> tuple:
