@@ -23,6 +23,24 @@ _spec.loader.exec_module(_cs)
 cycles = _cs.cycles
 
 MODELS = ("quantize", "tokenizer", "hit", "var")
+
+# The package as a stack, bottom to top: a module imports only modules of lower layers. A new module gets a layer
+# here, so that the drawing stays true. (The checkpoint module sits below the models: they read and write their own
+# files with it, and it knows no model.)
+LAYERS = (
+    ("core",),                                       # errors, images, presets, atomic writes
+    ("checkpoint", "model_file", "data", "quantize"),  # file I/O, the data pipeline, the quantizers
+    ("lpips",),                                      # the perceptual network, read with checkpoint's loaders
+    ("metrics", "fetch"),                            # the paper's metrics; data sets and weights into a cache
+    ("tokenizer", "var"),                            # the models
+    ("hit",),                                        # the HIT tokenizer around a tokenizer; the build factory
+    ("losses", "inference"),                         # CE + DPO on HIT tokens; super-resolving any image
+    ("train", "api", "evaluate"),                    # the one training loop; the Python API; the paper's tables
+    ("train_tokenizer", "train_var", "quality"),     # the trainers; the small model measured
+    ("reproduce",),                                  # the whole method end to end
+    ("devtools",),                                   # README generation and benchmark helpers
+)
+LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 TRAINING = ("train", "data", "losses")            # the loop, the data pipeline, the losses; and every trainer below
 
 
@@ -77,6 +95,23 @@ def test_no_import_cycles():
     g = import_graph()
     assert {"core", "train", "train_var", "tokenizer", "hit"} <= set(g)
     assert cycles(g) == [], f"import cycles between msvar modules: {cycles(g)}"
+
+
+def upward_imports(graph: dict, layer: dict = LAYER) -> list:
+    "(module, imported module) pairs where the import does not go to a lower layer."
+    return sorted((a, b) for a, bs in graph.items() for b in bs if layer[b] >= layer[a])
+
+
+def test_layer_check_sees_an_upward_import():
+    assert upward_imports({"core": {"hit"}, "hit": {"core"}}) == [("core", "hit")]
+    assert upward_imports({"tokenizer": {"var"}}) == [("tokenizer", "var")]  # the same layer is not lower
+    assert upward_imports({"reproduce": {"train", "core"}}) == []
+
+
+def test_every_module_has_a_layer_and_imports_only_below_it():
+    g = import_graph()
+    assert set(g) == set(LAYER), f"modules without a layer: {set(g) - set(LAYER)}; gone: {set(LAYER) - set(g)}"
+    assert upward_imports(g) == [], f"imports that do not go down the stack: {upward_imports(g)}"
 
 
 def test_models_import_no_training_code():
