@@ -13,42 +13,8 @@ import argparse, math, sys, time
 import torch
 import torch.nn.functional as F
 from msvar.core import get_preset, seed_everything, MsvarError
-from msvar.var import SRVAR, count_params, mask_pairs
-from msvar.quantize import MultiScaleQuantizer, ScaleState
-
-
-def matmul_gflops(n: int = 1024, seconds: float = 2.0) -> float:
-    "Best measured fp32 matmul speed (GFLOP/s) of n×n by n×n products over about `seconds`."
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best, t_end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < t_end:
-        t0 = time.perf_counter(); a @ b; dt = time.perf_counter() - t0
-        best = max(best, 2 * n ** 3 / dt / 1e9)
-    return best
-
-
-def forward_flops(m: SRVAR, B: int) -> float:
-    "Useful FLOPs of one teacher-forced forward pass: linear layers, attention over allowed (masked) pairs, head."
-    C, N = m.C, m.n_prefix + m.n_image
-    hidden = m.blocks[0].ffn.fc1.out_features
-    linear = 2 * N * m.depth * (4 * C * C + 2 * C * hidden)            # qkv + proj + fc1 + fc2
-    attn = 4 * C * mask_pairs(m.patch_nums, m.n_prefix) * m.depth        # q·k and p·v on allowed pairs
-    head = 2 * m.n_image * C * m.V
-    ada = 2 * m.depth * C * 6 * C + 2 * C * 2 * C                       # per image, once
-    return B * (linear + attn + head + ada)
-
-
-def stand_in(preset, m: SRVAR, B: int, seed: int):
-    "Random prefix, classes, token maps and a stand-in tokenizer state for model m (a quantizer with a random codebook, φ = identity)."
-    g = torch.Generator().manual_seed(seed)
-    V, Cv = m.V, m.Cvae
-    q = MultiScaleQuantizer(V, Cv, m.patch_nums, quant_resi=0.0)
-    with torch.no_grad(): q.embedding.weight.copy_(torch.randn(V, Cv, generator=g))
-    st = ScaleState(q.requires_grad_(False))
-    prefix = torch.randn(B, Cv, m.prefix_side, m.prefix_side, generator=g) if m.prefix_side else None
-    idx = [torch.randint(0, V, (B, pn, pn), generator=g) for pn in m.patch_nums]
-    return st, prefix, torch.zeros(B, dtype=torch.long), idx
+from msvar.devtools import forward_flops, matmul_gflops, stand_in
+from msvar.var import SRVAR, count_params
 
 
 def time_sampling(m, st, prefix, cls, cfg, use_cache, **kw):
@@ -79,7 +45,7 @@ def bench_preset(name, args, peak):
     torch.manual_seed(args.seed)
     m = SRVAR.from_preset(p).eval()
     B = args.batch_sample
-    st, prefix, cls, idx = stand_in(p, m, max(B, args.batch_train[name]), args.seed)
+    st, prefix, cls, idx = stand_in(m, max(B, args.batch_train[name]), args.seed)
     n_tok = m.n_prefix + m.n_image
     print(f"\n== {name}: {count_params(m):,} params, {m.n_prefix} prefix + {m.n_image} image tokens, depth {m.depth}, width {m.C}")
     cfg = None if args.cfg < 0 else args.cfg
@@ -93,9 +59,9 @@ def bench_preset(name, args, peak):
           f"→ cache is {t_n / t_c:.1f}× faster; same tokens: {same}")
     Bt = args.batch_train[name]
     tb_pre = prefix[:Bt] if prefix is not None else None
-    peak = max(peak, matmul_gflops(seconds=2.0))   # re-measured next to the step: the machine's load changes by the minute
+    peak = max(peak, matmul_gflops(1024, 1024, 1024, reps=20))   # re-measured next to the step: the machine's load changes by the minute
     t = time_train_step(m, st, tb_pre, cls[:Bt], [i[:Bt] for i in idx], args.iters if name != "paper" else 1)
-    peak = max(peak, matmul_gflops(seconds=2.0))
+    peak = max(peak, matmul_gflops(1024, 1024, 1024, reps=20))
     fl = 3 * forward_flops(m, Bt)
     print(f"teacher-forced fwd+bwd, batch {Bt}: {t:.2f} s/step, {Bt * n_tok / t:,.0f} tokens/s (prefix included), "
           f"{fl / t / 1e9:.1f} GFLOP/s achieved vs {peak:.1f} GFLOP/s fp32 matmul, best measured before/after ({fl / t / 1e9 / peak:.0%})")
@@ -109,7 +75,7 @@ def bench_var_d6(args, peak):
     torch.manual_seed(args.seed)
     m = SRVAR(vocab_size=4096, z_channels=32, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16), depth=6, embed_dim=384, num_heads=6,
               num_classes=3, pos_grid=16, prefix_side=None).eval()
-    st, _, cls, idx = stand_in(p, m, 2, args.seed)
+    st, _, cls, idx = stand_in(m, 2, args.seed)
     t = time_train_step(m, st, None, cls, idx, args.iters)
     t_s, _ = time_sampling(m, st, None, cls[:1], 4.0, True, top_k=900, top_p=0.96, generator=torch.Generator().manual_seed(args.seed))
     print(f"\n== VAR d6 configuration without prefix ({count_params(m):,} params, 680 tokens): fwd+bwd batch 2 {t:.2f} s/step "
@@ -129,7 +95,7 @@ def main(argv=None):
     args.batch_train = dict(test=8, small=8, paper=1)
     if args.threads: torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    peak = matmul_gflops()
+    peak = matmul_gflops(1024, 1024, 1024, reps=20)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul (1024³): {peak:.1f} GFLOP/s")
     try:
         res = [bench_preset(n, args, peak) for n in args.presets]

@@ -1,7 +1,7 @@
 """Throughput of the tokenizer's two training steps (chapter 03's from-scratch training and chapter 04's HIT finetune,
 phase 1) on the `small` preset: where the time goes (torch.profiler, top ops), then fp32 against bf16 autocast and
 torch.compile, measured A/B in one run, the variants interleaved step by step (median CPU seconds of this process, as in
-bench/train_throughput.py, whose helpers it uses). Also the loss of one bf16 step beside the fp32 loss on the same
+bench/train_throughput.py, with the helpers of msvar.devtools). Also the loss of one bf16 step beside the fp32 loss on the same
 weights and batch, the numerics check of the mixed-precision path.
 
 FLOPs are those FlopCounterMode counts in one fp32 step (convolutions and matrix products of forward and backward,
@@ -10,22 +10,24 @@ LPIPS's AlexNet included); "% of matmul" divides the achieved rate by the best 1
     python bench/tokenizer_throughput.py                      # 1 thread, tokenizer + HIT phase 1, fp32 vs bf16
     python bench/tokenizer_throughput.py --compile --reps 7   # also torch.compile of the tokenizer (each first step compiles for minutes)
 """
-import argparse, copy, sys, time
-from pathlib import Path
+import argparse, copy, time
 import torch
 from torch.profiler import profile, ProfilerActivity
-from torch.utils.flop_counter import FlopCounterMode
-sys.path.insert(0, str(Path(__file__).parent))
-from train_throughput import interleaved, matmul_peak, image_folder, CLOCK      # noqa: E402  (bench/ is not a package)
-from msvar.core import get_preset                                              # noqa: E402
-from msvar.data import HRFolder                                                # noqa: E402
-from msvar.hit import HITTokenizer                                             # noqa: E402
-from msvar.lpips import get_lpips                                              # noqa: E402
-from msvar.tokenizer import Tokenizer                                          # noqa: E402
-from msvar.train_tokenizer import TokenizerLoss, hit_finetune_loss, hit_param_groups   # noqa: E402
-from msvar.train import StepSampler, param_groups                              # noqa: E402
+from msvar.core import get_preset
+from msvar.data import HRFolder
+from msvar.devtools import CLOCK, bench_images, bench_run, counted_flops, interleaved, matmul_gflops
+from msvar.hit import HITTokenizer
+from msvar.lpips import get_lpips
+from msvar.tokenizer import Tokenizer
+from msvar.train_tokenizer import TokenizerLoss, hit_finetune_loss, hit_param_groups
+from msvar.train import StepSampler, train_step
 
 AMP = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def matmul_peak(reps=30, dtype=torch.float32):
+    "Best 1024³ matmul rate (GFLOP/s) by CPU time of this process, fp32 unless `dtype`."
+    return matmul_gflops(1024, 1024, 1024, dtype, reps=reps, clock=CLOCK)
 
 
 class Job:
@@ -33,20 +35,17 @@ class Job:
     def __init__(self, model, loss, params_fn, lr, wd):
         self.base, self.loss, self.params_fn, self.lr, self.wd, self.copies = model, loss, params_fn, lr, wd, {}
 
-    def get(self, key, compile=False):
+    def get(self, key, amp=None, compile=False):
+        "The training Run of a key (chapter 07's AdamW, no clipping as in chapter 07a, autocast if amp)."
         if key not in self.copies:
             m = copy.deepcopy(self.base).train()
-            opt = torch.optim.AdamW(self.params_fn(m, self.wd), lr=self.lr, betas=(0.9, 0.95))
-            self.copies[key] = (m, torch.compile(m) if compile else m, opt)
+            precision = "bf16" if amp is torch.bfloat16 else "fp32"
+            self.copies[key] = bench_run(m, precision, compile, self.lr, self.wd, clip=0.0, params=self.params_fn(m))
         return self.copies[key]
 
     def step(self, key, batch, amp=None, compile=False):
-        "Loss under autocast (if amp), backward, AdamW step, as chapter 07's fit does; returns the loss."
-        m, net, opt = self.get(key, compile)
-        with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
-            loss, _ = self.loss(net, batch)
-        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-        return loss.item()
+        "msvar.train.train_step: loss under autocast (if amp), backward, AdamW step, as fit does; returns the loss."
+        return train_step(self.get(key, amp, compile), batch, self.loss)["loss"]
 
 
 def jobs(preset, lpips):
@@ -57,14 +56,13 @@ def jobs(preset, lpips):
     hit = HITTokenizer(copy.deepcopy(tok), p)
     g = torch.Generator().manual_seed(1)
     hit_loss = lambda net, b: hit_finetune_loss(net, b["hr"], 1, lpips, 5.0, 0.5, generator=g)
-    return {"tokenizer": Job(tok, TokenizerLoss(lpips, 1.0), lambda m, wd: param_groups(m, wd), p.train.tok_lr, p.train.tok_weight_decay),
-            "HIT phase 1": Job(hit, hit_loss, lambda m, wd: hit_param_groups(m, 1), 2.5e-4, 0.05)}
+    return {"tokenizer": Job(tok, TokenizerLoss(lpips, 1.0), lambda m: None, p.train.tok_lr, p.train.tok_weight_decay),
+            "HIT phase 1": Job(hit, hit_loss, lambda m: hit_param_groups(m, 1), 2.5e-4, 0.05)}
 
 
 def step_flops(job, batch):
     "Convolution and matmul FLOPs of one fp32 step (forward + backward)."
-    with FlopCounterMode(display=False) as fc: job.step("flops", batch)
-    return fc.get_total_flops()
+    return counted_flops(lambda: job.step("flops", batch))
 
 
 def top_ops(job, batch, steps=2, top=10):
@@ -88,7 +86,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     p = get_preset(a.preset)
-    data = image_folder(a.data)
+    data = bench_images(a.data)
     ds = HRFolder(data, p.hr_size, cache=True)
     sampler = StepSampler(len(ds), p.train.batch_size, seed=0)
     batch = lambda step: torch.utils.data.default_collate([ds[k] for k in sampler.keys(step)])   # as fit's StepLoader
@@ -113,12 +111,12 @@ def main(argv=None):
                 print(f"torch.compile ({v}): first step {time.perf_counter() - t0:.1f} s wall (compiles), next {CLOCK() - c0:.3f} CPU s")
                 fns[v + " + compile"] = lambda r, v=v: job.step(v + "+compile", batch(r), AMP[v], compile=True)
         t = interleaved(fns, a.reps)
-        peak = max(peak, matmul_peak(seconds=1.0))
+        peak = max(peak, matmul_peak(15))
         print(f"{'variant':18s} {'CPU s':>7s} {'img/s':>7s} {'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>8s}")
         for k, v in t.items():
             print(f"{k:18s} {v:7.3f} {p.train.batch_size / v:7.1f} {fl / v / 1e9:8.1f} {fl / v / 1e9 / peak:8.1%} {t['fp32'] / v:7.2f}×")
             rows.append(dict(job=name, variant=k, s=v))
-    p16 = matmul_peak(seconds=1.0, dtype=torch.bfloat16)
+    p16 = matmul_peak(15, torch.bfloat16)
     print(f"(matmul peak for the % column: {peak:.1f} GFLOP/s fp32, best of the measurements before and after; bf16 1024³ matmul: "
           f"{p16:.1f} GFLOP/s = {p16 / peak:.1f}× fp32)")
     return rows
