@@ -1,9 +1,14 @@
 """Benchmark of the super-resolution VAR (msvar.var): sampling with the KV cache vs. recomputing the whole
-sequence (LR prefix included) at every step, and teacher-forced forward+backward throughput beside this
-machine's measured fp32 matmul speed. All ratios come from one run; the machine is noisy.
+sequence (LR prefix included) at every step, beside the most the cache can save (the FLOPs of recomputing over the
+FLOPs of the cached pass, msvar.devtools.kv_cache_flops), and teacher-forced forward+backward throughput beside this
+machine's measured fp32 matmul speed. With --sr, msvar_sr's own throughput on the shipped `small` model
+(data/msvar_small.safetensors): images/s of `upscale` on the demo LR images with the default decoding, and the
+cache's speed-up in that setting (batch of 8 tiles, soft decoding). Sampling times are CPU seconds of this process,
+medians of interleaved repetitions; all ratios come from one run (the machine is noisy).
 
     python bench/sample.py                      # small and paper presets (paper takes several minutes on a CPU)
     python bench/sample.py --presets small      # quick
+    python bench/sample.py --presets small --sr --threads 2   # also msvar_sr's images/s and cache speed-up
     python bench/sample.py --var-d6             # also VAR's reference configuration d6 (no prefix), for comparison with VAR's own code
 
 The tokenizer side of sampling is the stand-in of chapter 05 (random codebook, φ = identity): its cost is
@@ -12,16 +17,25 @@ negligible next to the transformer's, so the timings are the transformer's.
 import argparse, math, sys, time
 import torch
 import torch.nn.functional as F
-from msvar.core import get_preset, seed_everything, MsvarError
-from msvar.devtools import forward_flops, matmul_gflops, stand_in
-from msvar.var import SRVAR, count_params
+from msvar.core import data_dir, get_preset, load_image, seed_everything, MsvarError
+from msvar.devtools import CLOCK, forward_flops, interleaved, kv_cache_flops, matmul_gflops, stand_in
+from msvar.hit import HITState
+from msvar.inference import load_sr_model, tile_starts, upscale
+from msvar.var import DEFAULT_DECODING, SRVAR, count_params
 
 
 def time_sampling(m, st, prefix, cls, cfg, use_cache, **kw):
-    "Seconds for one sampling pass, and the token maps it chose."
-    t0 = time.perf_counter()
+    "CPU seconds for one sampling pass, and the token maps it chose."
+    t0 = CLOCK()
     out = m.generate(prefix, cls, st, cfg=cfg, use_cache=use_cache, **kw)
-    return time.perf_counter() - t0, out
+    return CLOCK() - t0, out
+
+
+def cache_line(m, t_c, t_n):
+    "The cache's measured speed-up beside the most it can give (FLOPs recomputed over FLOPs cached)."
+    cached, recomputed = kv_cache_flops(m)
+    return (f"cache is {t_n / t_c:.1f}× faster; FLOPs say at most {recomputed / cached:.1f}× "
+            f"({t_n / t_c / (recomputed / cached):.0%} of it)")
 
 
 def time_train_step(m, st, prefix, cls, idx, iters: int):
@@ -56,7 +70,7 @@ def bench_preset(name, args, peak):
     same = all(torch.equal(a, b) for a, b in zip(out_c, out_n))
     rows = B * (2 if cfg is not None else 1)
     print(f"sampling {B} image(s) (cfg={cfg}, {rows} rows, greedy): KV cache {t_c:.2f} s, recompute everything {t_n:.2f} s "
-          f"→ cache is {t_n / t_c:.1f}× faster; same tokens: {same}")
+          f"→ {cache_line(m, t_c, t_n)}; same tokens: {same}")
     Bt = args.batch_train[name]
     tb_pre = prefix[:Bt] if prefix is not None else None
     peak = max(peak, matmul_gflops(1024, 1024, 1024, reps=20))   # re-measured next to the step: the machine's load changes by the minute
@@ -82,6 +96,27 @@ def bench_var_d6(args, peak):
           f"(VAR's code here: about 1.3 s), sampling 1 image with CFG {t_s:.2f} s (VAR's code here: about 3.7 s)")
 
 
+def bench_sr(args):
+    "msvar_sr's throughput with the shipped small model: images/s of upscale, and the cache's speed-up in its setting."
+    model = load_sr_model(data_dir() / "msvar_small.safetensors").eval()
+    images = [load_image(f) for f in sorted((data_dir() / "demo" / "lr").glob("*.png"))]
+    p, var = model.preset, model.var
+    print(f"\n== msvar_sr, shipped small model: {len(images)} demo LR images of {tuple(images[0].shape[1:])}, tiles of "
+          f"{p.lr_size}² LR pixels, decoding {DEFAULT_DECODING}, {args.reps} interleaved repetitions")
+    run_all = lambda r: [upscale(x, model) for x in images]
+    lr = torch.stack([images[0][:, :p.lr_size, :p.lr_size]] * 8)            # one batch of 8 tiles, as upscale makes them
+    prefix, cls = model.prefix(lr), torch.zeros(8, dtype=torch.long)
+    gen = lambda use_cache: var.generate(prefix, cls, HITState(model.hit.quantize, p), DEFAULT_DECODING, use_cache=use_cache)
+    t = interleaved({"upscale": run_all, "cache": lambda r: gen(True), "recompute": lambda r: gen(False)}, args.reps)
+    n_tiles = lambda x: len(tile_starts(x.shape[1], p.lr_size, p.lr_size // 4)) * len(tile_starts(x.shape[2], p.lr_size, p.lr_size // 4))
+    tiles = sum(n_tiles(x) for x in images)
+    print(f"upscale (as msvar_sr): {len(images) / t['upscale']:.2f} images/s ({tiles / t['upscale']:.1f} tiles/s, "
+          f"{tiles} tiles), {t['upscale'] / len(images):.3f} CPU s per image")
+    print(f"VAR sampling of 8 tiles: KV cache {t['cache']:.3f} s, recompute {t['recompute']:.3f} s → "
+          f"{cache_line(var, t['cache'], t['recompute'])}")
+    return dict(images_per_s=len(images) / t["upscale"], cache_ratio=t["recompute"] / t["cache"])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["small", "paper"], choices=["test", "small", "paper"])
@@ -91,6 +126,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--var-d6", action="store_true", help="also time VAR's d6 configuration without prefix")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sr", action="store_true", help="also msvar_sr's images/s and cache speed-up with the shipped small model")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions of the --sr measurements (median)")
     args = ap.parse_args(argv)
     args.batch_train = dict(test=8, small=8, paper=1)
     if args.threads: torch.set_num_threads(args.threads)
@@ -100,6 +137,7 @@ def main(argv=None):
     try:
         res = [bench_preset(n, args, peak) for n in args.presets]
         if args.var_d6: bench_var_d6(args, peak)
+        if args.sr: bench_sr(args)
     except MsvarError as e:
         print(f"bench/sample.py: error: {e}", file=sys.stderr); sys.exit(1)
     print("\npreset   cache ratio   train tokens/s   GFLOP/s   matmul GFLOP/s")

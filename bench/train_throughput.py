@@ -84,12 +84,14 @@ class Setup:
         self.loss_new, self.loss_v0 = SRLoss(self.tk, beta=beta), LossV0(self.tk, beta=beta)
         self.models = {}
 
-    def run(self, key="var", compile=False, precision="fp32", foreach=False):
+    def run(self, key="var", compile=False, precision="fp32", foreach=False, sdpa=False):
         """One SRVAR in a training Run of chapter 07 per key (msvar.train's AdamW, or with `foreach` the for-each one), all
         with the same initial weights."""
         if key not in self.models:
             torch.manual_seed(1)
             m = SRVAR.from_preset(self.p).train()
+            for b in m.blocks:                        # sdpa: bf16 attention by SDPA's kernel, as before the matmul path
+                b.attn.cpu_bf16_matmul = not sdpa
             run = bench_run(m, precision, compile, weight_decay=self.p.train.weight_decay)
             if foreach:
                 run.opt = torch.optim.AdamW(param_groups(m, self.p.train.weight_decay), lr=1e-4, betas=(0.9, 0.95), foreach=True)
@@ -118,10 +120,10 @@ class Setup:
         return 3 * forward_flops(m, self.B)
 
 
-def train_step(s: Setup, batch, loss_fn, key="var", compile=False, amp=None, foreach=False):
+def train_step(s: Setup, batch, loss_fn, key="var", compile=False, amp=None, foreach=False, sdpa=False):
     "One optimizer step of msvar.train.train_step (loss under autocast, backward, clip 2.0, AdamW step); its log row."
     precision = {None: "fp32", torch.bfloat16: "bf16"}[amp]
-    return mtrain.train_step(s.run(key, compile, precision, foreach), batch, loss_fn)
+    return mtrain.train_step(s.run(key, compile, precision, foreach, sdpa), batch, loss_fn)
 
 
 # ---------------------------------------------------------------- profile
@@ -240,6 +242,7 @@ def step_variants(s: Setup, reps, extra=()):
     if "compile" in extra: fns["+ torch.compile (fp32)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "compiled", compile=True)
     if "compile" in extra and "bf16" in extra:
         fns["+ bf16 + compile (= default, ≥1000 steps)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16c", compile=True, amp=torch.bfloat16)
+        fns["  (the same with SDPA attention)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16cs", compile=True, amp=torch.bfloat16, sdpa=True)
     return interleaved(fns, reps)
 
 
@@ -254,7 +257,8 @@ def model_only(s: Setup, reps, extra=()):
         fns["bf16 + compile"] = lambda r: train_step(s, t, loss, "mo16c", compile=True, amp=torch.bfloat16)
         loss_v0 = lambda net, t: sr_loss_v0(net, t, s.loss_new.beta)
         fns["bf16 + compile, 3 log-softmax, for-each AdamW"] = lambda r: train_step(
-            s, t, loss_v0, "mo16c0", compile=True, amp=torch.bfloat16, foreach=True)
+            s, t, loss_v0, "mo16c0", compile=True, amp=torch.bfloat16, foreach=True, sdpa=True)
+        fns["bf16 + compile, SDPA attention"] = lambda r: train_step(s, t, loss, "mo16cs", compile=True, amp=torch.bfloat16, sdpa=True)
     if "compile" in extra: fns["compile"] = lambda r: train_step(s, t, loss, "moc", compile=True)
     return interleaved(fns, reps)
 
@@ -288,7 +292,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions per variant (median)")
-    ap.add_argument("--profile-steps", type=int, default=2)
+    ap.add_argument("--profile-steps", type=int, default=2, help="steps profiled (0: no profile)")
     ap.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (changes numerics; an option of msvar_train)")
     ap.add_argument("--workers", action="store_true", help="also measure a DataLoader worker process preparing the data (--workers 1)")
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile of the VAR (compile time printed)")
@@ -310,7 +314,7 @@ def main(argv=None):
         m, *_ = s.model()
         print(f"\n== {name}: SRVAR {count_params(m) / 1e6:.2f}M params, {s.tokens} tokens/image ({p.n_prefix_tokens} prefix), batch {B}, "
               f"VAR fwd+bwd {s.flops() / 1e9:.2f} GFLOP/step")
-        if name == "small":
+        if name == "small" and a.profile_steps:
             print("\n-- eager baseline --", end=""); print_profile(profile_step(s, s.loss_v0, a.profile_steps))
             print("\n-- current msvar (sr_tokens: one batched pass; images cached) --", end=""); print_profile(profile_step(s, s.loss_new, a.profile_steps, cached=True))
         st = stage_times(s, a.reps)
@@ -345,6 +349,12 @@ def main(argv=None):
             g16 = gemm_rate(s, dtype=torch.bfloat16)
             print(f"(bf16 1024³ matmul: {p16:.1f} GFLOP/s = {p16 / peak:.1f}× the fp32 rate; against it the fastest bf16 VAR-only row "
                   f"reaches {fl / best16 / 1e9 / p16:.0%}; the step's own GEMM shapes in bf16 reach {g16:.1f} GFLOP/s = {g16 / p16:.0%} of it)")
+            for k, v in mo.items():
+                if "bf16" in k:
+                    print(f"VAR only ({k}): {fl / v / 1e9:.1f} GFLOP/s = {fl / v / 1e9 / g16:.0%} of its own GEMM shapes' bf16 rate")
+            for k in [k for k in sv if "bf16 + compile" in k or "SDPA" in k]:
+                print(f"whole step {k.strip()}: {sv['+ images cached (= default in fp32)'] / sv[k]:.2f}× the eager fp32 default step, "
+                      f"{sv['eager baseline'] / sv[k]:.2f}× the eager baseline")
     if a.paper:
         s = Setup("paper", 1, data)
         m, *_ = s.model()

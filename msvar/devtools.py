@@ -10,8 +10,9 @@ import nbformat
 
 # %% auto #0
 __all__ = ['CLOCK', 'VAE_FILE', 'VAR_FILE', 'notebook_to_markdown', 'make_readme', 'readme_cli', 'best_rate', 'gemm_gflops',
-           'matmul_gflops', 'linear_gemms', 'counted_flops', 'forward_flops', 'var_gemms', 'interleaved', 'stand_in',
-           'random_tokens', 'bench_run', 'bench_images', 'public_shapes', 'write_fake_public_checkpoints']
+           'matmul_gflops', 'linear_gemms', 'counted_flops', 'forward_flops', 'kv_cache_flops', 'var_gemms',
+           'interleaved', 'stand_in', 'random_tokens', 'bench_run', 'bench_images', 'public_shapes',
+           'write_fake_public_checkpoints']
 
 # %% ../nbs/99_devtools.ipynb #4deb9f25
 def _directives(src: str) -> set:
@@ -166,6 +167,19 @@ def forward_flops(m: SRVAR, B: int) -> float:
     head = 2 * m.n_image * C * m.V
     ada = 2 * m.depth * C * 6 * C + 2 * C * 2 * C  # per image, once
     return B * (linear + attn + head + ada)
+
+
+def kv_cache_flops(m: SRVAR) -> tuple:
+    """Useful FLOPs per row of sampling all L scales (cached, recomputed): with the KV cache every token passes the
+    blocks once (the work of one teacher-forced forward); recomputing passes the whole sequence so far at every step.
+    Their ratio is the most the cache can speed sampling up."""
+    C, hidden, P = m.C, m.blocks[0].ffn.fc1.out_features, m.n_prefix
+    linear = lambda n: 2 * n * m.depth * (4 * C * C + 2 * C * hidden)
+    attn = lambda pns: 4 * C * mask_pairs(pns, P) * m.depth
+    head = 2 * m.n_image * C * m.V  # the head sees each scale's new tokens only, either way
+    seen = [P + sum(pn * pn for pn in m.patch_nums[: l + 1]) for l in range(m.L)]
+    recomputed = sum(linear(n) + attn(m.patch_nums[: l + 1]) for l, n in enumerate(seen)) + head
+    return linear(seen[-1]) + attn(m.patch_nums) + head, recomputed
 
 
 def var_gemms(m: SRVAR, B: int) -> list:
