@@ -284,6 +284,16 @@ def compile_seconds(s: Setup, amp=None, key="compiled"):
     return t1 - t0, CLOCK() - c0
 
 
+def var_only_rows(s: Setup, a, extra, peak):
+    "Only the VAR-only rows and their ceilings (--var-only): a quicker A/B of a change to the transformer's step."
+    mo = model_only(s, a.reps, extra)
+    fl, g16 = s.flops(), gemm_rate(s, torch.bfloat16)
+    print(f"{'variant':52s} {'CPU s':>7s} {'GFLOP/s':>8s} {'%GEMM16':>8s} {'speed-up':>8s}")
+    for k, v in mo.items():
+        print(f"VAR only ({k}){'':{max(0, 41 - len(k))}s} {v:7.3f} {fl / v / 1e9:8.1f} {fl / v / 1e9 / g16:8.1%} {mo['eager'] / v:7.2f}×")
+    print(f"(%GEMM16: the rate against the step's own GEMM shapes in bf16, {g16:.1f} GFLOP/s in this run)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="training images (default: the data cache's train/, else random images)")
@@ -293,6 +303,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions per variant (median)")
     ap.add_argument("--profile-steps", type=int, default=2, help="steps profiled (0: no profile)")
+    ap.add_argument("--var-only", action="store_true", help="only the VAR-only rows (no data, tokenizer or whole steps)")
     ap.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (changes numerics; an option of msvar_train)")
     ap.add_argument("--workers", action="store_true", help="also measure a DataLoader worker process preparing the data (--workers 1)")
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile of the VAR (compile time printed)")
@@ -314,9 +325,12 @@ def main(argv=None):
         m, *_ = s.model()
         print(f"\n== {name}: SRVAR {count_params(m) / 1e6:.2f}M params, {s.tokens} tokens/image ({p.n_prefix_tokens} prefix), batch {B}, "
               f"VAR fwd+bwd {s.flops() / 1e9:.2f} GFLOP/step")
-        if name == "small" and a.profile_steps:
+        if name == "small" and a.profile_steps and not a.var_only:
             print("\n-- eager baseline --", end=""); print_profile(profile_step(s, s.loss_v0, a.profile_steps))
             print("\n-- current msvar (sr_tokens: one batched pass; images cached) --", end=""); print_profile(profile_step(s, s.loss_new, a.profile_steps, cached=True))
+        if a.var_only:
+            var_only_rows(s, a, extra, peak)
+            continue
         st = stage_times(s, a.reps)
         tot = st["data"] + st["tokenizer"] + st["var+opt"]
         print("stages timed apart (median s): " + ", ".join(f"{k} {v:.3f} ({v / tot:.0%})" for k, v in st.items()))

@@ -37,8 +37,10 @@ class LayerKV:
 
 
 def masked_attention(q, k, v, mask):
-    "softmax(q·kᵀ) · v over the (query, key) pairs the boolean mask allows, as plain matrix products (scale 1)."
-    s = (q @ k.transpose(-2, -1)).float().masked_fill(~mask, float("-inf"))
+    """softmax(q·kᵀ) · v over the (query, key) pairs the boolean mask allows, as plain matrix products (scale 1); the
+    mask enters as an additive 0 / −∞ bias, which fuses into the softmax more cheaply than a masked fill."""
+    bias = torch.zeros(mask.shape, device=q.device).masked_fill_(~mask, float("-inf"))
+    s = (q @ k.transpose(-2, -1)).float() + bias
     return s.softmax(-1).to(v.dtype) @ v
 
 
