@@ -12,8 +12,11 @@ FLOPs are the VAR's useful matrix work only (msvar.devtools's `forward_flops` ×
 ≈ 6·N_params·tokens, attention over the allowed block-causal pairs, the head and AdaLN); the frozen tokenizer's work,
 the data preparation and the optimizer are counted as time, not as FLOPs. "% of matmul" divides the achieved rate by the
 best 1024³ fp32 matmul rate measured in the same run with the same threads. With --bf16 --compile, one more VAR-only
-row runs the bf16 + compile step as it was before the fused AdamW and the one-pass loss (the for-each AdamW, a
-log-softmax each for CE and the two DPO log-probabilities), for their ratio in the same run.
+row runs the bf16 + compile step as it was before the fused AdamW, the one-pass loss and the matrix-product attention
+(the for-each AdamW, a log-softmax each for CE and the two DPO log-probabilities, SDPA), one the step with SDPA's
+attention only, and one whole step with the encoder under bf16 (--amp-encoder), for their ratios in the same run; the
+bf16 VAR-only rows are also given against the bf16 rate of the step's own GEMM shapes (its ceiling), and the bf16 +
+compile whole steps against the eager fp32 step. --var-only times only the VAR-only rows (a quick A/B).
 
     python bench/train_throughput.py --data FOLDER                 # test and small, 1 thread, profile of small
     python bench/train_throughput.py --data FOLDER --presets small --threads 2 --reps 5
@@ -82,6 +85,7 @@ class Setup:
         self.sampler = StepSampler(len(self.ds), B, seed=seed)
         beta = p.train.dpo_beta if dpo_beta is None else dpo_beta
         self.loss_new, self.loss_v0 = SRLoss(self.tk, beta=beta), LossV0(self.tk, beta=beta)
+        self.loss_amp = SRLoss(self.tk, beta=beta, amp_encoder=True)      # msvar_train --amp-encoder (tokens can change)
         self.models = {}
 
     def run(self, key="var", compile=False, precision="fp32", foreach=False, sdpa=False):
@@ -243,6 +247,7 @@ def step_variants(s: Setup, reps, extra=()):
     if "compile" in extra and "bf16" in extra:
         fns["+ bf16 + compile (= default, ≥1000 steps)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16c", compile=True, amp=torch.bfloat16)
         fns["  (the same with SDPA attention)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16cs", compile=True, amp=torch.bfloat16, sdpa=True)
+        fns["  (the same with --amp-encoder)"] = lambda r: train_step(s, s.batch(r, True), s.loss_amp, "bf16ca", compile=True, amp=torch.bfloat16)
     return interleaved(fns, reps)
 
 
@@ -366,7 +371,7 @@ def main(argv=None):
             for k, v in mo.items():
                 if "bf16" in k:
                     print(f"VAR only ({k}): {fl / v / 1e9:.1f} GFLOP/s = {fl / v / 1e9 / g16:.0%} of its own GEMM shapes' bf16 rate")
-            for k in [k for k in sv if "bf16 + compile" in k or "SDPA" in k]:
+            for k in [k for k in sv if "bf16 + compile" in k or "(the same" in k]:
                 print(f"whole step {k.strip()}: {sv['+ images cached (= default in fp32)'] / sv[k]:.2f}× the eager fp32 default step, "
                       f"{sv['eager baseline'] / sv[k]:.2f}× the eager baseline")
     if a.paper:
