@@ -34,9 +34,6 @@ import argparse, contextlib, json, math, os, platform, re, shutil, signal, subpr
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "bench"
-for _p in (str(REPO), str(BENCH)):
-    if _p not in sys.path: sys.path.insert(0, _p)
 
 import torch
 
@@ -186,8 +183,8 @@ def peak_tflops(name: str, override=None):
 def kv_cache_ratio(preset, m, B, cfg, deadline):
     """Greedy sampling (guidance `cfg`) with the KV cache, then with recomputation: seconds until each scale's logits, per pass.
     The recomputation pass stops early when its next (costlier) scale would pass the deadline."""
-    from sample import stand_in                                              # random codebook state, LR prefix, classes
-    st, prefix, cls, _ = stand_in(preset, m, B, 0)
+    from msvar.devtools import stand_in                                      # random codebook state, LR prefix, classes
+    st, prefix, cls, _ = stand_in(m, B, 0)
     stamps = {}
     for use_cache in (True, False):
         t0, marks = time.perf_counter(), []
@@ -209,26 +206,22 @@ class StepTimer:
     def __init__(self, preset_name, dev, precision="fp32", depth=None):
         from msvar.core import get_preset
         from msvar.var import SRVAR
-        from msvar.train import param_groups
+        from msvar.devtools import bench_run
         self.p, self.dev, self.dev_type = get_preset(preset_name), dev, torch.device(dev).type
         torch.manual_seed(0)
         with torch.device(dev): self.m = SRVAR.from_preset(self.p, **({} if depth is None else dict(depth=depth))).train()
-        self.opt = torch.optim.AdamW(param_groups(self.m, 0.005), lr=1e-4, betas=(0.9, 0.95))
-        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.run = bench_run(self.m, precision)                # chapter 07's AdamW, clipping at 2.0, autocast (fp16: grad scaler)
         self.net = self.m
 
-    def compile(self): self.net = torch.compile(self.m); return self
+    def compile(self): self.net = self.run.net = torch.compile(self.m); return self
 
     def rate(self, B, steps, deadline):
         "(best seconds per step over up to `steps` timed steps, seconds of the warm-up step); stops at the deadline (time.time())."
-        from train_step import random_tokens
+        from msvar.devtools import random_tokens
         from msvar.losses import sr_loss
+        from msvar.train import train_step
         t = random_tokens(self.p, B, torch.device(self.dev), torch.Generator().manual_seed(0))
-        def step():
-            with torch.autocast(self.dev_type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                loss, _ = sr_loss(self.net, t, dpo=True)
-            loss.backward(); torch.nn.utils.clip_grad_norm_(self.m.parameters(), 2.0)
-            self.opt.step(); self.opt.zero_grad(set_to_none=True)
+        step = lambda: train_step(self.run, t, lambda net, b: sr_loss(net, b, dpo=True))
         try:
             sync(self.dev); t0 = time.perf_counter(); step(); sync(self.dev)          # warm-up (and compilation)
             warm, times = time.perf_counter() - t0, []
@@ -237,14 +230,14 @@ class StepTimer:
                 if times and time.time() + times[-1] > deadline: break
                 t0 = time.perf_counter(); step(); sync(self.dev); times.append(time.perf_counter() - t0)
         finally:
-            self.opt.zero_grad(set_to_none=True); del t
+            self.run.opt.zero_grad(set_to_none=True); del t
         if not times: raise OutOfTime(f"warm-up took {warm:.1f} s; no time left for a timed step")
         return min(times), warm
 
 
 def flops_formula(m, B) -> tuple:
-    "Model FLOPs of one training step (3 × forward: forward + backward) and the formula, counted as in bench/sample.py."
-    from sample import forward_flops
+    "Model FLOPs of one training step (3 × forward: forward + backward) and the formula, counted as in msvar.devtools.forward_flops."
+    from msvar.devtools import forward_flops
     from msvar.var import mask_pairs
     C, N, d, hidden = m.C, m.n_prefix + m.n_image, m.depth, m.blocks[0].ffn.fc1.out_features
     pairs = mask_pairs(m.patch_nums, m.n_prefix)
@@ -288,7 +281,7 @@ def part_torchrun(ctx, deadline):
         save_hit(HITTokenizer(Tokenizer.from_preset(p), p), work / "hit.pt")
         tok_args, batch, steps = ["--tokenizer", work / "hit.pt"], 4, 6   # ≥ 2 per process: the test preset's 1×1 latents need it
     else:
-        from public_checkpoints import write_fake_public_checkpoints
+        from msvar.devtools import write_fake_public_checkpoints
         n, preset, dev_args = torch.cuda.device_count(), "paper", []
         vae, var = write_fake_public_checkpoints(work)
         rc, out, err, _ = run_cmd([*entry("msvar.tokenizer", "import_tokenizer_cli"), vae, "-o", work / "tokenizer.pt"],

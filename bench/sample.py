@@ -1,9 +1,14 @@
 """Benchmark of the super-resolution VAR (msvar.var): sampling with the KV cache vs. recomputing the whole
-sequence (LR prefix included) at every step, and teacher-forced forward+backward throughput beside this
-machine's measured fp32 matmul speed. All ratios come from one run; the machine is noisy.
+sequence (LR prefix included) at every step, beside the most the cache can save (the FLOPs of recomputing over the
+FLOPs of the cached pass, msvar.devtools.kv_cache_flops), and teacher-forced forward+backward throughput beside this
+machine's measured fp32 matmul speed. With --sr, msvar_sr's own throughput on the shipped `small` model
+(data/msvar_small.safetensors): images/s of `upscale` on the demo LR images with the default decoding, and the
+cache's speed-up in that setting (batch of 8 tiles, soft decoding). Sampling times are CPU seconds of this process,
+medians of interleaved repetitions; all ratios come from one run (the machine is noisy).
 
     python bench/sample.py                      # small and paper presets (paper takes several minutes on a CPU)
     python bench/sample.py --presets small      # quick
+    python bench/sample.py --presets small --sr --threads 2   # also msvar_sr's images/s and cache speed-up
     python bench/sample.py --var-d6             # also VAR's reference configuration d6 (no prefix), for comparison with VAR's own code
 
 The tokenizer side of sampling is the stand-in of chapter 05 (random codebook, φ = identity): its cost is
@@ -12,50 +17,44 @@ negligible next to the transformer's, so the timings are the transformer's.
 import argparse, math, sys, time
 import torch
 import torch.nn.functional as F
-from msvar.core import get_preset, seed_everything, MsvarError
-from msvar.var import SRVAR, count_params, mask_pairs
-from msvar.quantize import MultiScaleQuantizer, ScaleState
-
-
-def matmul_gflops(n: int = 1024, seconds: float = 2.0) -> float:
-    "Best measured fp32 matmul speed (GFLOP/s) of n×n by n×n products over about `seconds`."
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best, t_end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < t_end:
-        t0 = time.perf_counter(); a @ b; dt = time.perf_counter() - t0
-        best = max(best, 2 * n ** 3 / dt / 1e9)
-    return best
-
-
-def forward_flops(m: SRVAR, B: int) -> float:
-    "Useful FLOPs of one teacher-forced forward pass: linear layers, attention over allowed (masked) pairs, head."
-    C, N = m.C, m.n_prefix + m.n_image
-    hidden = m.blocks[0].ffn.fc1.out_features
-    linear = 2 * N * m.depth * (4 * C * C + 2 * C * hidden)            # qkv + proj + fc1 + fc2
-    attn = 4 * C * mask_pairs(m.patch_nums, m.n_prefix) * m.depth        # q·k and p·v on allowed pairs
-    head = 2 * m.n_image * C * m.V
-    ada = 2 * m.depth * C * 6 * C + 2 * C * 2 * C                       # per image, once
-    return B * (linear + attn + head + ada)
-
-
-def stand_in(preset, m: SRVAR, B: int, seed: int):
-    "Random prefix, classes, token maps and a stand-in tokenizer state for model m (a quantizer with a random codebook, φ = identity)."
-    g = torch.Generator().manual_seed(seed)
-    V, Cv = m.V, m.Cvae
-    q = MultiScaleQuantizer(V, Cv, m.patch_nums, quant_resi=0.0)
-    with torch.no_grad(): q.embedding.weight.copy_(torch.randn(V, Cv, generator=g))
-    st = ScaleState(q.requires_grad_(False))
-    prefix = torch.randn(B, Cv, m.prefix_side, m.prefix_side, generator=g) if m.prefix_side else None
-    idx = [torch.randint(0, V, (B, pn, pn), generator=g) for pn in m.patch_nums]
-    return st, prefix, torch.zeros(B, dtype=torch.long), idx
+from msvar.core import data_dir, get_preset, load_image, seed_everything, MsvarError
+from msvar.devtools import CLOCK, forward_flops, gemm_gflops, interleaved, kv_cache_flops, matmul_gflops, stand_in
+from msvar.hit import HITState
+from msvar.inference import load_sr_model, tile_starts, upscale
+from msvar.var import DEFAULT_DECODING, SRVAR, count_params
 
 
 def time_sampling(m, st, prefix, cls, cfg, use_cache, **kw):
-    "Seconds for one sampling pass, and the token maps it chose."
-    t0 = time.perf_counter()
+    "CPU seconds for one sampling pass, and the token maps it chose."
+    t0 = CLOCK()
     out = m.generate(prefix, cls, st, cfg=cfg, use_cache=use_cache, **kw)
-    return time.perf_counter() - t0, out
+    return CLOCK() - t0, out
+
+
+def sampling_gemms(m, rows: int, use_cache: bool) -> list:
+    "The (m, k, n) products of one sampling pass's Linear layers and head (inference: forward only), per step."
+    C, H, P = m.C, m.blocks[0].ffn.fc1.out_features, m.n_prefix
+    block = lambda M: [(M, C, 3 * C), (M, C, C), (M, C, H), (M, H, C)] * m.depth
+    shapes, seen = (block(rows * P) if use_cache and P else []), P
+    for pn in m.patch_nums:
+        seen += pn * pn
+        shapes += block(rows * (pn * pn if use_cache else seen)) + [(rows * pn * pn, C, m.V)]
+    return shapes
+
+
+def gemm_seconds(shapes) -> float:
+    "CPU seconds of the products at the rate this machine reaches on them (fp32, best of 3)."
+    return sum(2 * a * b * c for a, b, c in shapes) / gemm_gflops(shapes, reps=3, clock=CLOCK) / 1e9
+
+
+def cache_line(m, t_c, t_n, rows=1):
+    """The cache's measured speed-up beside the most it can give: FLOPs recomputed over FLOPs cached, and the same
+    for the Linear layers' products timed alone at their own shapes (small products run slower per FLOP)."""
+    cached, recomputed = kv_cache_flops(m)
+    g = gemm_seconds(sampling_gemms(m, rows, False)) / gemm_seconds(sampling_gemms(m, rows, True))
+    return (f"cache is {t_n / t_c:.1f}× faster; FLOPs say at most {recomputed / cached:.1f}× "
+            f"({t_n / t_c / (recomputed / cached):.0%} of it); the Linear products alone, timed at their shapes, "
+            f"{g:.1f}× ({t_n / t_c / g:.0%} of it)")
 
 
 def time_train_step(m, st, prefix, cls, idx, iters: int):
@@ -79,7 +78,7 @@ def bench_preset(name, args, peak):
     torch.manual_seed(args.seed)
     m = SRVAR.from_preset(p).eval()
     B = args.batch_sample
-    st, prefix, cls, idx = stand_in(p, m, max(B, args.batch_train[name]), args.seed)
+    st, prefix, cls, idx = stand_in(m, max(B, args.batch_train[name]), args.seed)
     n_tok = m.n_prefix + m.n_image
     print(f"\n== {name}: {count_params(m):,} params, {m.n_prefix} prefix + {m.n_image} image tokens, depth {m.depth}, width {m.C}")
     cfg = None if args.cfg < 0 else args.cfg
@@ -90,12 +89,12 @@ def bench_preset(name, args, peak):
     same = all(torch.equal(a, b) for a, b in zip(out_c, out_n))
     rows = B * (2 if cfg is not None else 1)
     print(f"sampling {B} image(s) (cfg={cfg}, {rows} rows, greedy): KV cache {t_c:.2f} s, recompute everything {t_n:.2f} s "
-          f"→ cache is {t_n / t_c:.1f}× faster; same tokens: {same}")
+          f"→ {cache_line(m, t_c, t_n, rows)}; same tokens: {same}")
     Bt = args.batch_train[name]
     tb_pre = prefix[:Bt] if prefix is not None else None
-    peak = max(peak, matmul_gflops(seconds=2.0))   # re-measured next to the step: the machine's load changes by the minute
+    peak = max(peak, matmul_gflops(1024, 1024, 1024, reps=20))   # re-measured next to the step: the machine's load changes by the minute
     t = time_train_step(m, st, tb_pre, cls[:Bt], [i[:Bt] for i in idx], args.iters if name != "paper" else 1)
-    peak = max(peak, matmul_gflops(seconds=2.0))
+    peak = max(peak, matmul_gflops(1024, 1024, 1024, reps=20))
     fl = 3 * forward_flops(m, Bt)
     print(f"teacher-forced fwd+bwd, batch {Bt}: {t:.2f} s/step, {Bt * n_tok / t:,.0f} tokens/s (prefix included), "
           f"{fl / t / 1e9:.1f} GFLOP/s achieved vs {peak:.1f} GFLOP/s fp32 matmul, best measured before/after ({fl / t / 1e9 / peak:.0%})")
@@ -109,11 +108,32 @@ def bench_var_d6(args, peak):
     torch.manual_seed(args.seed)
     m = SRVAR(vocab_size=4096, z_channels=32, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16), depth=6, embed_dim=384, num_heads=6,
               num_classes=3, pos_grid=16, prefix_side=None).eval()
-    st, _, cls, idx = stand_in(p, m, 2, args.seed)
+    st, _, cls, idx = stand_in(m, 2, args.seed)
     t = time_train_step(m, st, None, cls, idx, args.iters)
     t_s, _ = time_sampling(m, st, None, cls[:1], 4.0, True, top_k=900, top_p=0.96, generator=torch.Generator().manual_seed(args.seed))
     print(f"\n== VAR d6 configuration without prefix ({count_params(m):,} params, 680 tokens): fwd+bwd batch 2 {t:.2f} s/step "
           f"(VAR's code here: about 1.3 s), sampling 1 image with CFG {t_s:.2f} s (VAR's code here: about 3.7 s)")
+
+
+def bench_sr(args):
+    "msvar_sr's throughput with the shipped small model: images/s of upscale, and the cache's speed-up in its setting."
+    model = load_sr_model(data_dir() / "msvar_small.safetensors").eval()
+    images = [load_image(f) for f in sorted((data_dir() / "demo" / "lr").glob("*.png"))]
+    p, var = model.preset, model.var
+    print(f"\n== msvar_sr, shipped small model: {len(images)} demo LR images of {tuple(images[0].shape[1:])}, tiles of "
+          f"{p.lr_size}² LR pixels, decoding {DEFAULT_DECODING}, {args.reps} interleaved repetitions")
+    run_all = lambda r: [upscale(x, model) for x in images]
+    lr = torch.stack([images[0][:, :p.lr_size, :p.lr_size]] * 8)            # one batch of 8 tiles, as upscale makes them
+    prefix, cls = model.prefix(lr), torch.zeros(8, dtype=torch.long)
+    gen = lambda use_cache: var.generate(prefix, cls, HITState(model.hit.quantize, p), DEFAULT_DECODING, use_cache=use_cache)
+    t = interleaved({"upscale": run_all, "cache": lambda r: gen(True), "recompute": lambda r: gen(False)}, args.reps)
+    n_tiles = lambda x: len(tile_starts(x.shape[1], p.lr_size, p.lr_size // 4)) * len(tile_starts(x.shape[2], p.lr_size, p.lr_size // 4))
+    tiles = sum(n_tiles(x) for x in images)
+    print(f"upscale (as msvar_sr): {len(images) / t['upscale']:.2f} images/s ({tiles / t['upscale']:.1f} tiles/s, "
+          f"{tiles} tiles), {t['upscale'] / len(images):.3f} CPU s per image")
+    print(f"VAR sampling of 8 tiles: KV cache {t['cache']:.3f} s, recompute {t['recompute']:.3f} s → "
+          f"{cache_line(var, t['cache'], t['recompute'], 8)}")
+    return dict(images_per_s=len(images) / t["upscale"], cache_ratio=t["recompute"] / t["cache"])
 
 
 def main(argv=None):
@@ -125,15 +145,18 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--var-d6", action="store_true", help="also time VAR's d6 configuration without prefix")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sr", action="store_true", help="also msvar_sr's images/s and cache speed-up with the shipped small model")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions of the --sr measurements (median)")
     args = ap.parse_args(argv)
     args.batch_train = dict(test=8, small=8, paper=1)
     if args.threads: torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    peak = matmul_gflops()
+    peak = matmul_gflops(1024, 1024, 1024, reps=20)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul (1024³): {peak:.1f} GFLOP/s")
     try:
         res = [bench_preset(n, args, peak) for n in args.presets]
         if args.var_d6: bench_var_d6(args, peak)
+        if args.sr: bench_sr(args)
     except MsvarError as e:
         print(f"bench/sample.py: error: {e}", file=sys.stderr); sys.exit(1)
     print("\npreset   cache ratio   train tokens/s   GFLOP/s   matmul GFLOP/s")

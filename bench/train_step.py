@@ -17,39 +17,15 @@ noisy (a ratio above 1 means the peak was measured at a busier moment); --thread
 """
 import argparse, time
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from msvar.core import get_preset, default_device
+from msvar.devtools import bench_run, counted_flops, matmul_gflops, random_tokens
 from msvar.var import SRVAR, count_params
-from msvar.losses import SRTokens, sr_loss
-from msvar.train import param_groups
+from msvar.losses import sr_loss
+from msvar.train import train_step
 
 
 def sync(dev):
     if dev.type == "cuda": torch.cuda.synchronize()
-
-
-def matmul_gflops(dev, dtype, n=2048, seconds=1.0):
-    "Best-of-3 rate of an n×n matmul: the machine's practical peak for this dtype."
-    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
-    a @ b; sync(dev)
-    best = 0.0
-    for _ in range(3):
-        k, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            a @ b; k += 1
-        sync(dev)
-        best = max(best, 2 * n ** 3 * k / (time.perf_counter() - t0) / 1e9)
-    return best
-
-
-def random_tokens(p, B, dev, g):
-    "An SRTokens batch of random tokens and features with the preset's shapes."
-    V, Cv, n_img, first = p.tokenizer.vocab_size, p.tokenizer.z_channels, p.n_image_tokens, p.patch_nums[0] ** 2
-    z_hr = torch.randint(0, V, (B, n_img), generator=g).to(dev)
-    z_lr = torch.where(torch.rand(B, n_img, generator=g).to(dev) < 0.5, z_hr, torch.randint(0, V, (B, n_img), generator=g).to(dev))
-    x = lambda: torch.randn(B, n_img - first, Cv, generator=g).to(dev)
-    return SRTokens(torch.randn(B, Cv, p.latent_side, p.latent_side, generator=g).to(dev), torch.randint(0, 2, (B,), generator=g).to(dev),
-                    x(), z_hr, x(), z_lr, [], [])
 
 
 def bench(preset, B, dev, precision, steps, depth=None):
@@ -57,17 +33,10 @@ def bench(preset, B, dev, precision, steps, depth=None):
     p = get_preset(preset) if isinstance(preset, str) else preset                # a name, or a Preset (bench/geometry.py)
     torch.manual_seed(0)
     m = SRVAR.from_preset(p, **({} if depth is None else dict(depth=depth))).to(dev).train()
-    opt = torch.optim.AdamW(param_groups(m, 0.005), lr=1e-4, betas=(0.9, 0.95))
+    run = bench_run(m, precision)                                 # AdamW (weight decay 0.005), clipping at 2.0, autocast
     t = random_tokens(p, B, dev, torch.Generator().manual_seed(0))
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-
-    def step():
-        with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-            loss, _ = sr_loss(m, t, dpo=True)
-        loss.backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 2.0); opt.step(); opt.zero_grad(set_to_none=True)
-
-    with FlopCounterMode(display=False) as fc: step()            # also the warm-up
-    flops = fc.get_total_flops()
+    step = lambda: train_step(run, t, lambda net, b: sr_loss(net, b, dpo=True))
+    flops = counted_flops(step)                                   # also the warm-up
     sync(dev); t0 = time.perf_counter()
     for _ in range(steps): step()
     sync(dev)
@@ -102,8 +71,8 @@ def main():
     if a.threads: torch.set_num_threads(a.threads)
     dev = default_device(a.device)
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[a.precision]
-    peak = matmul_gflops(dev, dt)
-    print(f"device {dev}, {torch.get_num_threads()} threads, precision {a.precision}: matmul {peak:.1f} GFLOP/s (2048², best of 3)")
+    peak = matmul_gflops(2048, 2048, 2048, dt, reps=3, device=dev)
+    print(f"device {dev}, {torch.get_num_threads()} threads, precision {a.precision}: matmul {peak:.1f} GFLOP/s (2048³, best of 3)")
     print(f"{'preset':8} {'params':>9} {'tokens':>6} {'batch':>5} {'depth':>9} {'s/step':>8} {'GFLOP/step':>10} {'GFLOP/s':>8} {'ratio':>6}  note")
     for pr in a.presets:
         full = get_preset(pr).var.depth

@@ -8,12 +8,15 @@ step by factors that change by the minute, while the CPU time of a 1-thread step
 different runs or machines are still not comparable; ratios are. A DataLoader worker's CPU time is not counted (that
 variant shows what a worker takes off the main process, which helps only where a core is free).
 
-FLOPs are the VAR's useful matrix work only (bench/sample.py's `forward_flops` × 3 for forward + backward: linear layers
+FLOPs are the VAR's useful matrix work only (msvar.devtools's `forward_flops` × 3 for forward + backward: linear layers
 ≈ 6·N_params·tokens, attention over the allowed block-causal pairs, the head and AdaLN); the frozen tokenizer's work,
 the data preparation and the optimizer are counted as time, not as FLOPs. "% of matmul" divides the achieved rate by the
 best 1024³ fp32 matmul rate measured in the same run with the same threads. With --bf16 --compile, one more VAR-only
-row runs the bf16 + compile step as it was before the fused AdamW and the one-pass loss (the for-each AdamW, a
-log-softmax each for CE and the two DPO log-probabilities), for their ratio in the same run.
+row runs the bf16 + compile step as it was before the fused AdamW, the one-pass loss and the matrix-product attention
+(the for-each AdamW, a log-softmax each for CE and the two DPO log-probabilities, SDPA), one the step with SDPA's
+attention only, and one whole step with the encoder under bf16 (--amp-encoder), for their ratios in the same run; the
+bf16 VAR-only rows are also given against the bf16 rate of the step's own GEMM shapes (its ceiling), and the bf16 +
+compile whole steps against the eager fp32 step. --var-only times only the VAR-only rows (a quick A/B).
 
     python bench/train_throughput.py --data FOLDER                 # test and small, 1 thread, profile of small
     python bench/train_throughput.py --data FOLDER --presets small --threads 2 --reps 5
@@ -22,25 +25,24 @@ log-softmax each for CE and the two DPO log-probabilities), for their ratio in t
 
 Without --data it uses the data cache's train/ folder (`msvar_fetch_data bsds300`), else 32 random 480×320 images.
 """
-import argparse, os, statistics, sys, tempfile, time
-from pathlib import Path
+import argparse, os, tempfile, time
 import torch
 import torch.nn as nn
 from torch.profiler import profile, record_function, ProfilerActivity
-from torch.utils.flop_counter import FlopCounterMode
-sys.path.insert(0, str(Path(__file__).parent))
-from sample import forward_flops                      # noqa: E402  (bench/ is not a package)
-import msvar.hit as mhit                                             # noqa: E402
-import msvar.losses as mloss                                         # noqa: E402
-from msvar.core import get_preset, to_signed                         # noqa: E402
-from msvar.data import HRFolder, DegradeCollate, DegradationConfig   # noqa: E402
-from msvar.hit import HITTokenizer, hit_tokenize, encode_any, stage_grids       # noqa: E402
-from msvar.quantize import MultiScaleQuantizer                      # noqa: E402
-from msvar.losses import (SRLoss, SRTokens, sr_loss, token_preset, upsample_lr,   # noqa: E402
+import msvar.hit as mhit
+import msvar.losses as mloss
+import msvar.train as mtrain
+from msvar.core import get_preset, to_signed
+from msvar.data import HRFolder, DegradeCollate, DegradationConfig
+from msvar.devtools import (CLOCK, bench_images, bench_run, counted_flops, forward_flops, gemm_gflops, interleaved,
+                            matmul_gflops, random_tokens, var_gemms)
+from msvar.hit import HITTokenizer, hit_tokenize, encode_any, stage_grids
+from msvar.quantize import MultiScaleQuantizer
+from msvar.losses import (SRLoss, SRTokens, sr_loss, token_preset, upsample_lr,
                           token_ce, sequence_logprob, dpo_loss)
-from msvar.tokenizer import Tokenizer                                # noqa: E402
-from msvar.train import StepSampler, param_groups, adamw             # noqa: E402
-from msvar.var import SRVAR, count_params                            # noqa: E402
+from msvar.tokenizer import Tokenizer
+from msvar.train import StepSampler, WarmupCosine, param_groups
+from msvar.var import SRVAR, count_params
 
 
 @torch.no_grad()
@@ -70,19 +72,6 @@ class LossV0(SRLoss):
         return sr_loss(model, sr_tokens_v0(self.tokenizer, batch, self.tokens), self.dpo, self.beta, self.weight, self.second_pass, self.reduce)
 
 
-def image_folder(arg):
-    "The training folder: --data, else the data cache's train/, else random images in a temporary folder."
-    if arg: return Path(arg)
-    from msvar.fetch import data_cache
-    if (data_cache() / "train").exists(): return data_cache() / "train"
-    from PIL import Image
-    d = Path(tempfile.mkdtemp(prefix="msvar_bench_"))
-    g = torch.Generator().manual_seed(0)
-    for i in range(32):
-        Image.fromarray((torch.rand(320, 480, 3, generator=g) * 255).byte().numpy()).save(d / f"{i:03d}.png")
-    return d
-
-
 class Setup:
     "Data, frozen random-weight HIT tokenizer, SRVAR and AdamW of one preset (the pieces of msvar.train.train_var)."
     def __init__(self, preset, B, data, dpo_beta=None, seed=0):
@@ -96,19 +85,28 @@ class Setup:
         self.sampler = StepSampler(len(self.ds), B, seed=seed)
         beta = p.train.dpo_beta if dpo_beta is None else dpo_beta
         self.loss_new, self.loss_v0 = SRLoss(self.tk, beta=beta), LossV0(self.tk, beta=beta)
+        self.loss_amp = SRLoss(self.tk, beta=beta, amp_encoder=True)      # msvar_train --amp-encoder (tokens can change)
         self.models = {}
 
-    def model(self, key="var", compile=False, foreach=False):
-        "One SRVAR + AdamW per key (msvar.train's, or with `foreach` the for-each one), all with the same initial weights."
+    def run(self, key="var", compile=False, precision="fp32", foreach=False, sdpa=False):
+        """One SRVAR in a training Run of chapter 07 per key (msvar.train's AdamW, or with `foreach` the for-each one), all
+        with the same initial weights."""
         if key not in self.models:
             torch.manual_seed(1)
             m = SRVAR.from_preset(self.p).train()
-            groups = param_groups(m, self.p.train.weight_decay)
-            if foreach: opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.95), foreach=True)
-            else: opt = adamw(groups, 1e-4, (0.9, 0.95), 1e-8, "cpu")
-            net = torch.compile(m) if compile else m
-            self.models[key] = (m, net, opt)
+            for b in m.blocks:                        # sdpa: bf16 attention by SDPA's kernel, as before the matmul path
+                b.attn.cpu_bf16_matmul = not sdpa
+            run = bench_run(m, precision, compile, weight_decay=self.p.train.weight_decay)
+            if foreach:
+                run.opt = torch.optim.AdamW(param_groups(m, self.p.train.weight_decay), lr=1e-4, betas=(0.9, 0.95), foreach=True)
+                run.sched = WarmupCosine(run.opt, run.cfg.steps, 0, 1.0)
+            self.models[key] = run
         return self.models[key]
+
+    def model(self, key="var"):
+        "(model, what the loss sees, optimizer) of a key's run."
+        run = self.run(key)
+        return run.model, run.net, run.opt
 
     def batch(self, step, cached=False):
         "The collated, degraded batch of `step` (as fit's StepLoader makes it)."
@@ -126,16 +124,10 @@ class Setup:
         return 3 * forward_flops(m, self.B)
 
 
-def train_step(s: Setup, batch, loss_fn, key="var", compile=False, amp=None, foreach=False):
-    "One optimizer step as fit does it: loss, backward, clip 2.0, AdamW step; returns the loss."
-    m, net, opt = s.model(key, compile, foreach)
-    with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
-        loss, _ = loss_fn(net, batch)
-    with record_function("backward"):
-        loss.backward()
-    with record_function("optimizer"):
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 2.0); opt.step(); opt.zero_grad(set_to_none=True)
-    return loss.item()
+def train_step(s: Setup, batch, loss_fn, key="var", compile=False, amp=None, foreach=False, sdpa=False):
+    "One optimizer step of msvar.train.train_step (loss under autocast, backward, clip 2.0, AdamW step); its log row."
+    precision = {None: "fp32", torch.bfloat16: "bf16"}[amp]
+    return mtrain.train_step(s.run(key, compile, precision, foreach, sdpa), batch, loss_fn)
 
 
 # ---------------------------------------------------------------- profile
@@ -226,26 +218,9 @@ def print_profile(res, top=6):
 
 
 # ---------------------------------------------------------------- A/B ratios
-CLOCK = time.process_time    # CPU seconds of this process: with 1 thread, other jobs on the machine barely change it (wall time does)
-
-
-def interleaved(fns: dict, reps: int):
-    "Median CPU seconds (CLOCK) of each fn, the fns called in turn `reps` times (after one warm-up call each)."
-    for f in fns.values(): f(-1)
-    ts = {k: [] for k in fns}
-    for r in range(reps):
-        for k, f in fns.items():
-            t0 = CLOCK(); f(r); ts[k].append(CLOCK() - t0)
-    return {k: statistics.median(v) for k, v in ts.items()}
-
-
-def matmul_peak(n=1024, seconds=2.0, dtype=torch.float32):
-    "Best n×n matmul rate (GFLOP/s) by CPU time of this process, fp32 unless `dtype`."
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype); a @ b
-    best, t_end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < t_end:
-        t0 = CLOCK(); a @ b; best = max(best, 2 * n ** 3 / max(CLOCK() - t0, 1e-9) / 1e9)
-    return best
+def matmul_peak(reps=30, dtype=torch.float32):
+    "Best 1024³ matmul rate (GFLOP/s) by CPU time of this process, fp32 unless `dtype`."
+    return matmul_gflops(1024, 1024, 1024, dtype, reps=reps, clock=CLOCK)
 
 
 def tokenizer_variants(s: Setup, reps):
@@ -254,10 +229,7 @@ def tokenizer_variants(s: Setup, reps):
     a, n = sr_tokens_v0(s.tk, b), mloss.sr_tokens(s.tk, b)
     same = all(torch.equal(getattr(a, f), getattr(n, f)) for f in ("prefix", "x_hr", "z_hr", "x_lr", "z_lr"))
     t = interleaved({"v0": lambda r: sr_tokens_v0(s.tk, b), "new": lambda r: mloss.sr_tokens(s.tk, b)}, reps)
-    fl = {}
-    for k, f in (("v0", sr_tokens_v0), ("new", mloss.sr_tokens)):      # FLOPs do not depend on the machine's load
-        with FlopCounterMode(display=False) as fc: f(s.tk, b)
-        fl[k] = fc.get_total_flops()
+    fl = {k: counted_flops(lambda f=f: f(s.tk, b)) for k, f in (("v0", sr_tokens_v0), ("new", mloss.sr_tokens))}
     return t, same, fl
 
 
@@ -274,6 +246,8 @@ def step_variants(s: Setup, reps, extra=()):
     if "compile" in extra: fns["+ torch.compile (fp32)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "compiled", compile=True)
     if "compile" in extra and "bf16" in extra:
         fns["+ bf16 + compile (= default, ≥1000 steps)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16c", compile=True, amp=torch.bfloat16)
+        fns["  (the same with SDPA attention)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16cs", compile=True, amp=torch.bfloat16, sdpa=True)
+        fns["  (the same with --amp-encoder)"] = lambda r: train_step(s, s.batch(r, True), s.loss_amp, "bf16ca", compile=True, amp=torch.bfloat16)
     return interleaved(fns, reps)
 
 
@@ -281,40 +255,30 @@ def model_only(s: Setup, reps, extra=()):
     "Median seconds of the VAR part only (fwd + loss + bwd + AdamW on pre-tokenized batches): the rate the transformer reaches."
     b = s.batch(0)
     t = mloss.sr_tokens(s.tk, b)
-    fns = {"eager": lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "mo")}
-    if "bf16" in extra: fns["bf16"] = lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "mo16", amp=torch.bfloat16)
+    loss = lambda net, t: sr_loss(net, t, True, s.loss_new.beta)
+    fns = {"eager": lambda r: train_step(s, t, loss, "mo")}
+    if "bf16" in extra: fns["bf16"] = lambda r: train_step(s, t, loss, "mo16", amp=torch.bfloat16)
     if "bf16" in extra and "compile" in extra:
-        fns["bf16 + compile"] = lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "mo16c", compile=True, amp=torch.bfloat16)
-        loss_v0 = lambda net, _: sr_loss_v0(net, t, s.loss_new.beta)
+        fns["bf16 + compile"] = lambda r: train_step(s, t, loss, "mo16c", compile=True, amp=torch.bfloat16)
+        loss_v0 = lambda net, t: sr_loss_v0(net, t, s.loss_new.beta)
         fns["bf16 + compile, 3 log-softmax, for-each AdamW"] = lambda r: train_step(
-            s, None, loss_v0, "mo16c0", compile=True, amp=torch.bfloat16, foreach=True)
-    if "compile" in extra: fns["compile"] = lambda r: train_step(s, None, lambda net, _: sr_loss(net, t, True, s.loss_new.beta), "moc", compile=True)
+            s, t, loss_v0, "mo16c0", compile=True, amp=torch.bfloat16, foreach=True, sdpa=True)
+        fns["bf16 + compile, SDPA attention"] = lambda r: train_step(s, t, loss, "mo16cs", compile=True, amp=torch.bfloat16, sdpa=True)
+    if "compile" in extra: fns["compile"] = lambda r: train_step(s, t, loss, "moc", compile=True)
     return interleaved(fns, reps)
 
 
 def stage_times(s: Setup, reps):
     "Median seconds per stage of one step, by timing the stages separately (interleaved)."
     b = s.batch(0); t = mloss.sr_tokens(s.tk, b)
-    m, _, opt = s.model("st")
-    def var_part(r):
-        loss, _ = sr_loss(m, t, True, s.loss_new.beta); loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 2.0); opt.step(); opt.zero_grad(set_to_none=True)
+    var_part = lambda r: train_step(s, t, lambda net, t: sr_loss(net, t, True, s.loss_new.beta), "st")
     return interleaved({"data": lambda r: s.batch(r), "data (cached images)": lambda r: s.batch(r, True), "tokenizer": lambda r: mloss.sr_tokens(s.tk, b), "var+opt": var_part}, reps)
 
 
-def gemm_rate(s: Setup, seconds=1.0, dtype=torch.float32):
-    "GFLOP/s of the step's own matrix products (every Linear's forward, input-grad and weight-grad GEMM at batch B, in `dtype`), best of a few."
+def gemm_rate(s: Setup, dtype=torch.float32):
+    "GFLOP/s of the step's own matrix products (every Linear's forward, input-grad and weight-grad GEMM at batch B, in `dtype`)."
     m, *_ = s.model()
-    M, C, hid = s.B * s.tokens, m.C, m.blocks[0].ffn.fc1.out_features
-    shapes = [(M, C, 3 * C), (M, C, C), (M, C, hid), (M, hid, C)] * m.depth + [(s.B * m.n_image, C, m.V)]
-    mats = [(torch.randn(mm, k, dtype=dtype), torch.randn(n, k, dtype=dtype), torch.randn(mm, n, dtype=dtype)) for mm, k, n in shapes]
-    def once():
-        for x, w, dy in mats: x @ w.t(); dy @ w; dy.t() @ x
-    fl = sum(3 * 2 * mm * k * n for mm, k, n in shapes)
-    once(); best, t_end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < t_end:
-        t0 = CLOCK(); once(); best = max(best, fl / max(CLOCK() - t0, 1e-9) / 1e9)
-    return best
+    return gemm_gflops(var_gemms(m, s.B), dtype, reps=3, clock=CLOCK)
 
 
 def compile_seconds(s: Setup, amp=None, key="compiled"):
@@ -325,6 +289,16 @@ def compile_seconds(s: Setup, amp=None, key="compiled"):
     return t1 - t0, CLOCK() - c0
 
 
+def var_only_rows(s: Setup, a, extra, peak):
+    "Only the VAR-only rows and their ceilings (--var-only): a quicker A/B of a change to the transformer's step."
+    mo = model_only(s, a.reps, extra)
+    fl, g16 = s.flops(), gemm_rate(s, torch.bfloat16)
+    print(f"{'variant':52s} {'CPU s':>7s} {'GFLOP/s':>8s} {'%GEMM16':>8s} {'speed-up':>8s}")
+    for k, v in mo.items():
+        print(f"VAR only ({k}){'':{max(0, 41 - len(k))}s} {v:7.3f} {fl / v / 1e9:8.1f} {fl / v / 1e9 / g16:8.1%} {mo['eager'] / v:7.2f}×")
+    print(f"(%GEMM16: the rate against the step's own GEMM shapes in bf16, {g16:.1f} GFLOP/s in this run)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="training images (default: the data cache's train/, else random images)")
@@ -333,7 +307,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions per variant (median)")
-    ap.add_argument("--profile-steps", type=int, default=2)
+    ap.add_argument("--profile-steps", type=int, default=2, help="steps profiled (0: no profile)")
+    ap.add_argument("--var-only", action="store_true", help="only the VAR-only rows (no data, tokenizer or whole steps)")
     ap.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (changes numerics; an option of msvar_train)")
     ap.add_argument("--workers", action="store_true", help="also measure a DataLoader worker process preparing the data (--workers 1)")
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile of the VAR (compile time printed)")
@@ -341,7 +316,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.cold: os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="msvar_inductor_")
     torch.set_num_threads(a.threads)
-    data = image_folder(a.data)
+    data = bench_images(a.data)
     extra = (("bf16",) if a.bf16 else ()) + (("compile",) if a.compile else ()) + (("workers",) if a.workers else ())
     peak = matmul_peak()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); fp32 matmul 1024³: {peak:.1f} GFLOP/s; data {data}")
@@ -355,9 +330,12 @@ def main(argv=None):
         m, *_ = s.model()
         print(f"\n== {name}: SRVAR {count_params(m) / 1e6:.2f}M params, {s.tokens} tokens/image ({p.n_prefix_tokens} prefix), batch {B}, "
               f"VAR fwd+bwd {s.flops() / 1e9:.2f} GFLOP/step")
-        if name == "small":
+        if name == "small" and a.profile_steps and not a.var_only:
             print("\n-- eager baseline --", end=""); print_profile(profile_step(s, s.loss_v0, a.profile_steps))
             print("\n-- current msvar (sr_tokens: one batched pass; images cached) --", end=""); print_profile(profile_step(s, s.loss_new, a.profile_steps, cached=True))
+        if a.var_only:
+            var_only_rows(s, a, extra, peak)
+            continue
         st = stage_times(s, a.reps)
         tot = st["data"] + st["tokenizer"] + st["var+opt"]
         print("stages timed apart (median s): " + ", ".join(f"{k} {v:.3f} ({v / tot:.0%})" for k, v in st.items()))
@@ -369,9 +347,9 @@ def main(argv=None):
             c1, c2 = compile_seconds(s, torch.bfloat16, "bf16c") if "bf16" in extra else compile_seconds(s)   # the step msvar_train compiles
             print(f"torch.compile ({'bf16' if 'bf16' in extra else 'fp32'}): first step (compile) {c1:.1f} s wall ({'cold' if a.cold else 'maybe warm'} inductor cache), next step {c2:.3f} CPU s")
         mo = model_only(s, a.reps, extra)
-        peak = max(peak, matmul_peak(seconds=1.0))
+        peak = max(peak, matmul_peak(15))
         sv = step_variants(s, a.reps, extra)
-        peak = max(peak, matmul_peak(seconds=1.0))
+        peak = max(peak, matmul_peak(15))
         fl = s.flops()
         print(f"{'variant':36s} {'CPU s':>7s} {'img/s':>7s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'%matmul':>8s} {'speed-up':>8s}")
         base = sv["eager baseline"]
@@ -385,18 +363,23 @@ def main(argv=None):
         print(f"(matmul peak for the % column: {peak:.1f} GFLOP/s, best of the measurements before/after; the step's own GEMM shapes "
               f"alone reach {g:.1f} GFLOP/s = {g / peak:.0%} of it: the ceiling of an eager fp32 step)")
         if "bf16" in extra:
-            p16 = matmul_peak(seconds=1.0, dtype=torch.bfloat16)
+            p16 = matmul_peak(15, torch.bfloat16)
             best16 = min(v for k, v in mo.items() if "bf16" in k)
             g16 = gemm_rate(s, dtype=torch.bfloat16)
             print(f"(bf16 1024³ matmul: {p16:.1f} GFLOP/s = {p16 / peak:.1f}× the fp32 rate; against it the fastest bf16 VAR-only row "
                   f"reaches {fl / best16 / 1e9 / p16:.0%}; the step's own GEMM shapes in bf16 reach {g16:.1f} GFLOP/s = {g16 / p16:.0%} of it)")
+            for k, v in mo.items():
+                if "bf16" in k:
+                    print(f"VAR only ({k}): {fl / v / 1e9:.1f} GFLOP/s = {fl / v / 1e9 / g16:.0%} of its own GEMM shapes' bf16 rate")
+            for k in [k for k in sv if "bf16 + compile" in k or "(the same" in k]:
+                print(f"whole step {k.strip()}: {sv['+ images cached (= default in fp32)'] / sv[k]:.2f}× the eager fp32 default step, "
+                      f"{sv['eager baseline'] / sv[k]:.2f}× the eager baseline")
     if a.paper:
         s = Setup("paper", 1, data)
         m, *_ = s.model()
         t = torch.Generator().manual_seed(0)
-        from train_step import random_tokens
         tk = random_tokens(s.p, 1, torch.device("cpu"), t)
-        mo = interleaved({"eager": lambda r: train_step(s, None, lambda net, _: sr_loss(net, tk, True), "var")}, 1)
+        mo = interleaved({"eager": lambda r: train_step(s, tk, lambda net, t: sr_loss(net, t, True), "var")}, 1)
         fl = s.flops()
         print(f"\n== paper (VAR only, random tokens, batch 1): {mo['eager']:.1f} s/step, {s.tokens / mo['eager']:.0f} tokens/s, "
               f"{fl / mo['eager'] / 1e9:.1f} GFLOP/s ({fl / mo['eager'] / 1e9 / peak:.0%} of matmul)")

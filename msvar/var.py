@@ -13,10 +13,10 @@ from .core import MsvarError, Preset, host_values
 
 # %% auto #0
 __all__ = ['SOFT_TAU', 'SOFT_MIN', 'CFG_MAX', 'DECODING_PICKERS', 'DECODING_RULES', 'LEGACY_KEYS', 'DECODING_PARTS',
-           'DEFAULT_DECODING', 'DECODING_FLAGS', 'LayerKV', 'SelfAttention', 'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead',
-           'grid_positions', 'token_levels', 'block_causal_mask', 'mask_pairs', 'SRVAR', 'count_params',
-           'sample_tokens', 'decoding_problem', 'Decoding', 'add_decoding_args', 'generate', 'generate_images',
-           'load_public_var_weights']
+           'DEFAULT_DECODING', 'DECODING_FLAGS', 'LayerKV', 'masked_attention', 'SelfAttention', 'FFN', 'AdaLNSelfAttn',
+           'AdaLNBeforeHead', 'grid_positions', 'token_levels', 'block_causal_mask', 'mask_pairs', 'SRVAR',
+           'count_params', 'sample_tokens', 'decoding_problem', 'Decoding', 'add_decoding_args', 'generate',
+           'generate_images', 'load_public_var_weights']
 
 # %% ../nbs/05_var.ipynb #afad0413
 class LayerKV:
@@ -36,8 +36,21 @@ class LayerKV:
         return 0 if self.k is None else self.k.shape[2]
 
 
+def masked_attention(q, k, v, mask):
+    """softmax(q·kᵀ) · v over the (query, key) pairs the boolean mask allows, as plain matrix products (scale 1); the
+    mask enters as an additive 0 / −∞ bias, which fuses into the softmax more cheaply than a masked fill."""
+    bias = torch.zeros(mask.shape, device=q.device).masked_fill_(~mask, float("-inf"))
+    s = (q @ k.transpose(-2, -1)).float() + bias
+    return s.softmax(-1).to(v.dtype) @ v
+
+
 class SelfAttention(nn.Module):
-    "Multi-head self-attention with L2-normalised q/k and a learned per-head scale (as VAR)."
+    """Multi-head self-attention with L2-normalised q/k and a learned per-head scale (as VAR). Training in bf16 on a
+    CPU (`cpu_bf16_matmul`) computes it as plain matrix products and a masked softmax, which inductor fuses and
+    which were faster there than the fused attention kernel's backward (bench/train_throughput.py); everything else,
+    generation included, uses `F.scaled_dot_product_attention`."""
+
+    cpu_bf16_matmul = True
 
     def __init__(self, embed_dim: int, num_heads: int):
         super().__init__()
@@ -59,8 +72,15 @@ class SelfAttention(nn.Module):
         k = F.normalize(k, dim=-1)
         if kv is not None:
             k, v = kv.extend(k, v)  # (B, H, L_seen, hd)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)  # (B, H, L, hd)
+        if self.training and attn_mask is not None and self._matmul_path(qkv):
+            o = masked_attention(q, k, v, attn_mask)
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)  # (B, H, L, hd)
         return self.proj(o.transpose(1, 2).reshape(B, L, C))
+
+    def _matmul_path(self, qkv) -> bool:
+        "bf16 projections (autocast) on a CPU, and the path not switched off."
+        return self.cpu_bf16_matmul and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu"
 
 
 class FFN(nn.Module):
@@ -248,7 +268,7 @@ class SRVAR(nn.Module):
         for b in self.blocks:
             b.attn.proj.weight.div_(math.sqrt(2 * self.depth))
             b.ffn.fc2.weight.div_(math.sqrt(2 * self.depth))
-            w, bias = b.ada_lin[1].weight, b.ada_lin[1].bias
+            w = b.ada_lin[1].weight
             w[2 * self.C :].mul_(init_adaln)
             w[: 2 * self.C].mul_(init_gamma)  # rows 0…2C are the gates γ₁, γ₂
 

@@ -1,7 +1,7 @@
 """`bench/gpu_check.py` cannot rot silently: its quick `cpu-smoke` mode (the `test` preset, seconds) runs here, writes its JSON
 with the expected keys, and marks every GPU part as skipped on a machine without CUDA (on a GPU machine only the smoke part
 runs: the GPU parts take minutes)."""
-import json, os, subprocess, sys, time
+import importlib.util, json, os, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
 
@@ -31,8 +31,9 @@ def test_gpu_check_cpu_smoke(tmp_path):
 
 
 # ---------------------------------------------------------------- killing a command's processes
-sys.path.insert(0, str(REPO / "bench"))
-import gpu_check
+_spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")   # a script, not a module
+gpu_check = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gpu_check)
 
 # a parent that starts a child in a session of its own (as torchrun starts its workers), writes the child's pid, then waits
 SPAWNER = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "

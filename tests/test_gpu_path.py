@@ -388,10 +388,11 @@ def test_grad_scaler_overflow_is_a_skipped_step(tmp_path):
 
 def test_gpu_check_times_msvar_sr_decoding(monkeypatch):
     "gpu_check's sampling part decodes as msvar_sr does (soft, τ = SOFT_TAU), with a generator on the model's device."
-    import argparse, sys, time
+    import argparse, importlib.util, time
     from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    import gpu_check
+    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
     from msvar.inference import SRModel, SOFT_TAU
     calls = []
     real = SRModel.sr_batch

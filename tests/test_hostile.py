@@ -387,8 +387,6 @@ def test_tokenizer_crops_and_eval_pairs_skip_undecodable_images(tmp_path):
 
 
 # ---------------------------------------------------------------- 6. the bad-input corpus (tests/hostile_corpus.py): one test per case
-import sys as _sys
-_sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hostile_corpus import make_corpus, run_corpus, fingerprint, run_case
 
 import tempfile as _tempfile

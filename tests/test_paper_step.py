@@ -2,7 +2,7 @@
 msvar_train --preset paper --init-var var_d16.pth --steps 1. It proves that the GPU recipe in the README runs as written
 (with the real key names and shapes of the public checkpoints), not that it trains well.
 
-No checkpoint is downloaded: both files are built by `bench/public_checkpoints.py` with the exact keys and shapes that
+No checkpoint is downloaded: both files are built by `msvar.devtools.write_fake_public_checkpoints` with the exact keys and shapes that
 `data/var_keys.json` lists for `vae_ch160v4096z32.pth` and `var_d16.pth`, and random values.
 
 Slow (measured with `/usr/bin/time -v` around the command below: 11.5 min of CPU time, 14.1 GB peak RSS; 314M parameters with AdamW, a 4476-token sequence,
@@ -29,8 +29,7 @@ def test_manifest_is_bundled():
     assert KEYS.is_relative_to(REPO) and {len(shapes["vae_ch160v4096z32.pth"]), len(shapes["var_d16.pth"])} == {324, 220}
 
 
-sys.path.insert(0, str(REPO / "bench"))
-from public_checkpoints import write_fake_public_checkpoints     # builds both files from the same manifest
+from msvar.devtools import write_fake_public_checkpoints     # builds both files from the same manifest
 
 
 def _run(args, **kw):
