@@ -1,4 +1,4 @@
-"""The bad-input corpus of issue 19: every awkward image file a user may hand to msvar, made by code (nothing binary is
+"""The bad-input corpus: every awkward image file a user may hand to msvar, made by code (nothing binary is
 committed), and a runner that puts each one through `msvar_sr`.
 
 `make_corpus(folder)` writes the files and returns one `Case` per file: its name, what it is, and what msvar must do with it

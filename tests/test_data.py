@@ -61,7 +61,7 @@ def test_cli_refuses_to_overwrite(tmp_path):
     assert _cli(IMAGES, "-o", tmp_path, "-n", 2, "--preset", "test").returncode == 0
     before = _hashes(tmp_path)
     r = _cli(IMAGES, "-o", tmp_path, "-n", 2, "--preset", "test", "--seed", 1)
-    assert r.returncode == 2 and "not empty" in r.stderr                # a usage error (issue 19): exit code 2
+    assert r.returncode == 2 and "not empty" in r.stderr  # a usage error: exit code 2
     assert _hashes(tmp_path) == before
     assert _cli(IMAGES, "-o", tmp_path, "-n", 2, "--preset", "test", "--seed", 1, "--overwrite").returncode == 0
 
@@ -94,7 +94,7 @@ def test_cli_real_pairs_centre_crops(tmp_path):
     (lr_dir / "bird.png").unlink()
     r = _cli(hr_dir, "--lr", lr_dir, "-o", tmp_path / "out2", "-n", 0, "--hr-size", 64, "--lr-size", 16)
     assert r.returncode == 1 and "HR without LR [bird]" in r.stderr
-    assert "strict=False" not in r.stderr and "remove or rename" in r.stderr      # words for a command-line user (issue 19)
+    assert "strict=False" not in r.stderr and "remove or rename" in r.stderr      # words for a command-line user
 
 
 def _load_degrade_ref():

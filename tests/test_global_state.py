@@ -1,4 +1,4 @@
-"""No msvar function changes process-wide state behind the caller's back (issue 16): importing every module and
+"""No msvar function changes process-wide state behind the caller's back: importing every module and
 calling every plotting / figure-saving helper on tiny inputs leaves the matplotlib backend, the Python, NumPy and
 torch RNG states and the TF32 flags as they were; the training loop restores them when it returns."""
 import importlib, json, pkgutil, random

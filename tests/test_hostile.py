@@ -1,4 +1,4 @@
-"""Hostile but fair inputs (issue 19): model files that would run code, NaN weights, colliding output names,
+"""Hostile but fair inputs: model files that would run code, NaN weights, colliding output names,
 unwritable output folders, bad option values. Every bad input is generated here by code; nothing binary is committed."""
 import json, os, pickle, stat
 from pathlib import Path

@@ -116,7 +116,7 @@ def test_sigkill_then_resume_is_exact(tmp_path):
 
 
 def test_new_lr_on_resume_applies_and_is_announced(tmp_path):
-    "A resumed run given another --lr uses it from the resumed step and says so (issue 19: it was ignored without a word)."
+    "A resumed run given another --lr uses it from the resumed step and says so."
     r = subprocess.run(_tok_cli(tmp_path, 3, ["--lr", "1e-3"]), capture_output=True, text=True, env=_env())
     assert r.returncode == 0, r.stderr[-2000:]
     r = subprocess.run(_tok_cli(tmp_path, 5, ["--lr", "4e-3"]), capture_output=True, text=True, env=_env())
