@@ -17,6 +17,9 @@ row runs the bf16 + compile step as it was before the fused AdamW, the one-pass 
 attention only, and one whole step with the encoder under bf16 (--amp-encoder), for their ratios in the same run; the
 bf16 VAR-only rows are also given against the bf16 rate of the step's own GEMM shapes (its ceiling), and the bf16 +
 compile whole steps against the eager fp32 step. --var-only times only the VAR-only rows (a quick A/B).
+With --bf16 --compile and --profile-steps > 0 it also profiles the compiled bf16 VAR-only step by kind of work (GEMMs,
+the attention softmax, GELU, normalisation, optimizer, other fused kernels; inductor's C++ kernels named by their ops)
+beside the time its GEMMs would take at their own bf16 rate: what keeps the step from that ceiling.
 
     python bench/train_throughput.py --data FOLDER                 # test and small, 1 thread, profile of small
     python bench/train_throughput.py --data FOLDER --presets small --threads 2 --reps 5
@@ -217,6 +220,70 @@ def print_profile(res, top=6):
                                                      for k, v in sorted(allops.items(), key=lambda kv: -kv[1])[:12]))
 
 
+KERNEL_KINDS = (  # (kind, words in an op or inductor kernel name), first match wins
+    ("GEMM", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "_linear_pointwise", "aten::_addmm_activation")),
+    ("loss (log-softmax, DPO)", ("log_softmax", "nll", "gather")),
+    ("attention softmax", ("softmax",)),
+    ("GELU", ("gelu", "tanh")),
+    ("normalisation (LayerNorm, AdaLN, q/k)", ("layer_norm", "norm", "rsqrt", "var_mean")),
+    ("optimizer", ("adamw", "foreach", "vector_norm")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    "The kind of work an op or an inductor C++ kernel (cpp_fused_<ops>) does, from its name."
+    low = name.lower()
+    for kind, words in KERNEL_KINDS:
+        if any(w in low for w in words):
+            return kind
+    if "cpp_fused" in low:
+        return "fused elementwise, other"
+    if "compiledfxgraph" in low:
+        return "compiled graph, outside named kernels"
+    return "other ops, copies"
+
+
+def profile_compiled_var(s: Setup, steps=3):
+    """Self CPU time per kind of work in the VAR-only bf16 + compile step (inductor's fused kernels named by their
+    ops): where the time goes besides the GEMMs. Compiles its own copy of the model with kernel profiling on."""
+    import torch._inductor.config as inductor_config
+    inductor_config.cpp.enable_kernel_profile = True
+    torch._dynamo.reset()  # compile afresh: a graph compiled earlier (for another copy of the model) has no kernel names
+    try:
+        t = mloss.sr_tokens(s.tk, s.batch(0))
+        loss = lambda net, t: sr_loss(net, t, True, s.loss_new.beta)
+        for _ in range(2):  # compile, then one warm step
+            train_step(s, t, loss, "prof16c", compile=True, amp=torch.bfloat16)
+        c0 = CLOCK()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                train_step(s, t, loss, "prof16c", compile=True, amp=torch.bfloat16)
+        per_step = (CLOCK() - c0) / steps
+    finally:
+        inductor_config.cpp.enable_kernel_profile = False
+    kinds, names = {}, {}
+    for e in prof.events():
+        if e.name.startswith("ProfilerStep") or e.self_cpu_time_total <= 0:
+            continue
+        k = kernel_kind(e.name)
+        kinds[k] = kinds.get(k, 0.0) + e.self_cpu_time_total / steps / 1e6
+        names.setdefault(k, {}).setdefault(e.name, 0.0)
+        names[k][e.name] += e.self_cpu_time_total / steps / 1e6
+    return per_step, kinds, names
+
+
+def print_compiled_profile(res, gemm_seconds):
+    per_step, kinds, names = res
+    total = sum(kinds.values())
+    print(f"\nprofile of the VAR-only bf16 + compile step: {per_step:.3f} CPU s per step (with the profiler on), "
+          f"{total:.3f} s self time in ops and kernels; the step's GEMMs at their own bf16 rate would take "
+          f"{gemm_seconds:.3f} s")
+    for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        top = sorted(names[k].items(), key=lambda kv: -kv[1])[:3]
+        tops = ", ".join(f"{n.replace('aten::', '')[:48]} {t * 1e3:.0f}" for n, t in top)
+        print(f"  {k:40s} {v * 1e3:7.1f} ms {v / total:6.1%}   {tops}")
+
+
 # ---------------------------------------------------------------- A/B ratios
 def matmul_peak(reps=30, dtype=torch.float32):
     "Best 1024³ matmul rate (GFLOP/s) by CPU time of this process, fp32 unless `dtype`."
@@ -297,6 +364,8 @@ def var_only_rows(s: Setup, a, extra, peak):
     for k, v in mo.items():
         print(f"VAR only ({k}){'':{max(0, 41 - len(k))}s} {v:7.3f} {fl / v / 1e9:8.1f} {fl / v / 1e9 / g16:8.1%} {mo['eager'] / v:7.2f}×")
     print(f"(%GEMM16: the rate against the step's own GEMM shapes in bf16, {g16:.1f} GFLOP/s in this run)")
+    if "bf16" in extra and "compile" in extra and a.profile_steps:
+        print_compiled_profile(profile_compiled_var(s, max(a.profile_steps, 2)), fl / g16 / 1e9)
 
 
 def main(argv=None):
@@ -374,6 +443,8 @@ def main(argv=None):
             for k in [k for k in sv if "bf16 + compile" in k or "(the same" in k]:
                 print(f"whole step {k.strip()}: {sv['+ images cached (= default in fp32)'] / sv[k]:.2f}× the eager fp32 default step, "
                       f"{sv['eager baseline'] / sv[k]:.2f}× the eager baseline")
+            if "compile" in extra and a.profile_steps:
+                print_compiled_profile(profile_compiled_var(s, max(a.profile_steps, 2)), fl / g16 / 1e9)
     if a.paper:
         s = Setup("paper", 1, data)
         m, *_ = s.model()
