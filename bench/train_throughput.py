@@ -13,8 +13,8 @@ FLOPs are the VAR's useful matrix work only (msvar.devtools's `forward_flops` ×
 the data preparation and the optimizer are counted as time, not as FLOPs. "% of matmul" divides the achieved rate by the
 best 1024³ fp32 matmul rate measured in the same run with the same threads. With --bf16 --compile, one more VAR-only
 row runs the bf16 + compile step as it was before the fused AdamW, the one-pass loss and the matrix-product attention
-(the for-each AdamW, a log-softmax each for CE and the two DPO log-probabilities, SDPA), one the step with SDPA's
-attention only, and one whole step with the encoder under bf16 (--amp-encoder), for their ratios in the same run; the
+(the for-each AdamW, a log-softmax each for CE and the two DPO log-probabilities, SDPA, the tanh GELU), one the step
+with SDPA's attention only, one with the tanh GELU only, and one whole step with the encoder under bf16 (--amp-encoder), for their ratios in the same run; the
 bf16 VAR-only rows are also given against the bf16 rate of the step's own GEMM shapes (its ceiling), and the bf16 +
 compile whole steps against the eager fp32 step. --var-only times only the VAR-only rows (a quick A/B).
 With --bf16 --compile and --profile-steps > 0 it also profiles the compiled bf16 VAR-only step by kind of work (GEMMs,
@@ -91,7 +91,7 @@ class Setup:
         self.loss_amp = SRLoss(self.tk, beta=beta, amp_encoder=True)      # msvar_train --amp-encoder (tokens can change)
         self.models = {}
 
-    def run(self, key="var", compile=False, precision="fp32", foreach=False, sdpa=False):
+    def run(self, key="var", compile=False, precision="fp32", foreach=False, sdpa=False, tanh=False):
         """One SRVAR in a training Run of chapter 07 per key (msvar.train's AdamW, or with `foreach` the for-each one), all
         with the same initial weights."""
         if key not in self.models:
@@ -99,6 +99,7 @@ class Setup:
             m = SRVAR.from_preset(self.p).train()
             for b in m.blocks:                        # sdpa: bf16 attention by SDPA's kernel, as before the matmul path
                 b.attn.cpu_bf16_matmul = not sdpa
+                b.ffn.cpu_bf16_sigmoid = not tanh     # tanh: bf16 GELU as nn.GELU's tanh, as before the sigmoid form
             run = bench_run(m, precision, compile, weight_decay=self.p.train.weight_decay)
             if foreach:
                 run.opt = torch.optim.AdamW(param_groups(m, self.p.train.weight_decay), lr=1e-4, betas=(0.9, 0.95), foreach=True)
@@ -127,10 +128,10 @@ class Setup:
         return 3 * forward_flops(m, self.B)
 
 
-def train_step(s: Setup, batch, loss_fn, key="var", compile=False, amp=None, foreach=False, sdpa=False):
+def train_step(s: Setup, batch, loss_fn, key="var", compile=False, amp=None, foreach=False, sdpa=False, tanh=False):
     "One optimizer step of msvar.train.train_step (loss under autocast, backward, clip 2.0, AdamW step); its log row."
     precision = {None: "fp32", torch.bfloat16: "bf16"}[amp]
-    return mtrain.train_step(s.run(key, compile, precision, foreach, sdpa), batch, loss_fn)
+    return mtrain.train_step(s.run(key, compile, precision, foreach, sdpa, tanh), batch, loss_fn)
 
 
 # ---------------------------------------------------------------- profile
@@ -224,7 +225,7 @@ KERNEL_KINDS = (  # (kind, words in an op or inductor kernel name), first match 
     ("GEMM", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "_linear_pointwise", "aten::_addmm_activation")),
     ("loss (log-softmax, DPO)", ("log_softmax", "nll", "gather")),
     ("attention softmax", ("softmax",)),
-    ("GELU", ("gelu", "tanh")),
+    ("GELU", ("gelu", "tanh", "sigmoid")),
     ("normalisation (LayerNorm, AdaLN, q/k)", ("layer_norm", "norm", "rsqrt", "var_mean")),
     ("optimizer", ("adamw", "foreach", "vector_norm")),
 )
@@ -314,6 +315,7 @@ def step_variants(s: Setup, reps, extra=()):
     if "compile" in extra and "bf16" in extra:
         fns["+ bf16 + compile (= default, ≥1000 steps)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16c", compile=True, amp=torch.bfloat16)
         fns["  (the same with SDPA attention)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16cs", compile=True, amp=torch.bfloat16, sdpa=True)
+        fns["  (the same with tanh GELU)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16ct", compile=True, amp=torch.bfloat16, tanh=True)
         fns["  (the same with --amp-encoder)"] = lambda r: train_step(s, s.batch(r, True), s.loss_amp, "bf16ca", compile=True, amp=torch.bfloat16)
     return interleaved(fns, reps)
 
@@ -328,9 +330,10 @@ def model_only(s: Setup, reps, extra=()):
     if "bf16" in extra and "compile" in extra:
         fns["bf16 + compile"] = lambda r: train_step(s, t, loss, "mo16c", compile=True, amp=torch.bfloat16)
         loss_v0 = lambda net, t: sr_loss_v0(net, t, s.loss_new.beta)
-        fns["bf16 + compile, 3 log-softmax, for-each AdamW"] = lambda r: train_step(
-            s, t, loss_v0, "mo16c0", compile=True, amp=torch.bfloat16, foreach=True, sdpa=True)
+        fns["bf16 + compile, before: 3 log-softmax, for-each AdamW, SDPA, tanh GELU"] = lambda r: train_step(
+            s, t, loss_v0, "mo16c0", compile=True, amp=torch.bfloat16, foreach=True, sdpa=True, tanh=True)
         fns["bf16 + compile, SDPA attention"] = lambda r: train_step(s, t, loss, "mo16cs", compile=True, amp=torch.bfloat16, sdpa=True)
+        fns["bf16 + compile, tanh GELU"] = lambda r: train_step(s, t, loss, "mo16ct", compile=True, amp=torch.bfloat16, tanh=True)
     if "compile" in extra: fns["compile"] = lambda r: train_step(s, t, loss, "moc", compile=True)
     return interleaved(fns, reps)
 

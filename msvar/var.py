@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from .core import MsvarError, Preset, host_values
 
 # %% auto #0
-__all__ = ['SOFT_TAU', 'SOFT_MIN', 'CFG_MAX', 'DECODING_PICKERS', 'DECODING_RULES', 'LEGACY_KEYS', 'DECODING_PARTS',
-           'DEFAULT_DECODING', 'DECODING_FLAGS', 'LayerKV', 'masked_attention', 'SelfAttention', 'FFN', 'AdaLNSelfAttn',
-           'AdaLNBeforeHead', 'grid_positions', 'token_levels', 'block_causal_mask', 'mask_pairs', 'SRVAR',
-           'count_params', 'sample_tokens', 'decoding_problem', 'Decoding', 'add_decoding_args', 'generate',
-           'generate_images', 'load_public_var_weights']
+__all__ = ['GELU_K', 'SOFT_TAU', 'SOFT_MIN', 'CFG_MAX', 'DECODING_PICKERS', 'DECODING_RULES', 'LEGACY_KEYS', 'DECODING_PARTS',
+           'DEFAULT_DECODING', 'DECODING_FLAGS', 'LayerKV', 'masked_attention', 'SelfAttention', 'gelu_tanh_as_sigmoid',
+           'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead', 'grid_positions', 'token_levels', 'block_causal_mask',
+           'mask_pairs', 'SRVAR', 'count_params', 'sample_tokens', 'decoding_problem', 'Decoding', 'add_decoding_args',
+           'generate', 'generate_images', 'load_public_var_weights']
 
 # %% ../nbs/05_var.ipynb #afad0413
 class LayerKV:
@@ -83,8 +83,23 @@ class SelfAttention(nn.Module):
         return self.cpu_bf16_matmul and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu"
 
 
+GELU_K = math.sqrt(2 / math.pi)
+
+
+def gelu_tanh_as_sigmoid(x):
+    """GELU's tanh approximation 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³), written as x·σ(2u) (the same
+    function: 1 + tanh(u) = 2σ(2u)), in float32. A CPU computes the exp of a sigmoid much faster than a tanh."""
+    xf = x.float()
+    u = GELU_K * (xf + 0.044715 * xf * xf * xf)
+    return (xf * torch.sigmoid(2 * u)).to(x.dtype)
+
+
 class FFN(nn.Module):
-    "The MLP of a block: Linear → GELU (tanh) → Linear."
+    """The MLP of a block: Linear → GELU (tanh) → Linear. Compiled bf16 training on a CPU (`cpu_bf16_sigmoid`)
+    writes the GELU as `gelu_tanh_as_sigmoid`, which inductor fuses into a faster kernel there
+    (bench/train_throughput.py); everything else, eager training and generation included, uses `nn.GELU`."""
+
+    cpu_bf16_sigmoid = True
 
     def __init__(self, embed_dim: int, hidden: int):
         super().__init__()
@@ -95,7 +110,14 @@ class FFN(nn.Module):
         )
 
     def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
+        h = self.fc1(x)  # (B, L, 4C)
+        if self.training and torch.compiler.is_compiling() and self._sigmoid_path(h):
+            return self.fc2(gelu_tanh_as_sigmoid(h))
+        return self.fc2(self.act(h))
+
+    def _sigmoid_path(self, h) -> bool:
+        "bf16 activations (autocast) on a CPU, and the path not switched off."
+        return self.cpu_bf16_sigmoid and h.dtype == torch.bfloat16 and h.device.type == "cpu"
 
 # %% ../nbs/05_var.ipynb #9abd134c
 class AdaLNSelfAttn(nn.Module):
