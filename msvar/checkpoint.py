@@ -60,10 +60,9 @@ def load_torch(path, what: str = "checkpoint", map_location="cpu"):
             obj or pickled
         ):  # torch refused a pickled object: name it, never load it
             raise MsvarError(
-                f"refusing to load {what} {str(path)!r}: it holds a pickled Python object"
-                f"{' (' + (obj.group(1) or obj.group(2)) + ')' if obj else ''}, and unpickling one could run arbitrary "
-                "code; "
-                "msvar files hold only tensors, numbers, strings, lists and dicts"
+                f"refusing to load {what} {str(path)!r}: it holds a pickled Python "
+                f"object{' (' + (obj.group(1) or obj.group(2)) + ')' if obj else ''}, and unpickling one could run "
+                "arbitrary code; msvar files hold only tensors, numbers, strings, lists and dicts"
             ) from None
         first = msg.strip().splitlines()[0][:200] if msg.strip() else ""
         if "Weights only load failed" in msg:
@@ -79,9 +78,9 @@ def check_finite_state(sd: dict, path, what: str = "checkpoint") -> dict:
     bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise MsvarError(
-            f"{what} {str(path)!r} has NaN or inf values in {len(bad)} tensor(s) ({', '.join(bad[:3])}"
-            f"{f', … ({len(bad) - 3} more)' if len(bad) > 3 else ''}): "
-            "the run that wrote it diverged or the file is damaged; use an earlier checkpoint"
+            f"{what} {str(path)!r} has NaN or inf values in {len(bad)} tensor(s) "
+            f"({', '.join(bad[:3])}{f', … ({len(bad) - 3} more)' if len(bad) > 3 else ''}): the run that wrote it "
+            "diverged or the file is damaged; use an earlier checkpoint"
         )
     return sd
 
@@ -98,8 +97,8 @@ def check_state_dict(model: torch.nn.Module, sd: dict, path=None) -> None:
     nontensor = [k for k, v in sd.items() if not torch.is_tensor(v)]
     if nontensor:
         raise MsvarError(
-            f"{'state dict' if path is None else repr(str(path))} is damaged: {len(nontensor)} entries are not "
-            f"tensors ({_short(nontensor, 3)}: {type(sd[nontensor[0]]).__name__}); use an untampered copy of the file"
+            f"{'state dict' if path is None else repr(str(path))} is damaged: {len(nontensor)} entries are not tensors "
+            f"({_short(nontensor, 3)}: {type(sd[nontensor[0]]).__name__}); use an untampered copy of the file"
         )
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
@@ -148,8 +147,8 @@ def _read(path: Path, map_location) -> object:
         if "refusing" in str(e):
             raise
         raise MsvarError(
-            f"checkpoint {str(path)!r} is truncated or corrupt ({str(e).split('?): ', 1)[-1]}); "
-            "delete it to start over, or resume from a copy such as best.pt"
+            f"checkpoint {str(path)!r} is truncated or corrupt ({str(e).split('?): ', 1)[-1]}); delete it to start "
+            "over, or resume from a copy such as best.pt"
         ) from None
 
 

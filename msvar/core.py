@@ -41,8 +41,8 @@ class WriteError(MsvarError, OSError):
 
     def __init__(self, path, reason: str, errno_: int | None = None):
         self.msg = (
-            f"cannot write {str(path)!r}: {reason}; free some space or write elsewhere "
-            "(the file that was there before, if any, is unchanged)"
+            f"cannot write {str(path)!r}: {reason}; free some space or write elsewhere (the file that was there "
+            "before, if any, is unchanged)"
         )
         OSError.__init__(self, errno_, self.msg)
         self.filename = str(path)
@@ -127,8 +127,8 @@ def load_image(path, background=(255, 255, 255), max_pixels: int = MAX_PIXELS) -
                 if w * h > max_pixels:
                     raise ImageReadError(
                         path,
-                        f"{w}x{h} = {w * h:,} pixels exceeds max_pixels={max_pixels:,} "
-                        "(possible decompression bomb; pass a larger max_pixels if the file is trusted)",
+                        f"{w}x{h} = {w * h:,} pixels exceeds max_pixels={max_pixels:,} (possible decompression bomb; "
+                        "pass a larger max_pixels if the file is trusted)",
                     )
                 frames = getattr(im, "n_frames", 1)
                 im.load()  # decode now so that truncation is caught here
@@ -177,8 +177,8 @@ def data_dir(root=None) -> Path:
     d = Path(root) if root else repo_dir() / "data"
     if not (d / "README.md").exists():
         raise MsvarError(
-            f"bundled data folder {str(d)!r} not found: msvar reads data/ from a source checkout (git clone, then "
-            "`pip install -e .`); data sets that are not bundled come from `msvar_fetch_data` (see its --list)"
+            f"bundled data folder {str(d)!r} not found: msvar reads data/ from a source checkout (git clone, then `pip "
+            "install -e .`); data sets that are not bundled come from `msvar_fetch_data` (see its --list)"
         )
     return d
 
@@ -862,8 +862,8 @@ class Preset:
             side = sn * self.latent_side
             if side != int(side) or int(side) not in p:
                 bad(
-                    f"stage s={sn} needs a step of side s·ρ_L = {side:g} in patch_nums {p}; "
-                    f"every stage must end exactly on one of the scales"
+                    f"stage s={sn} needs a step of side s·ρ_L = {side:g} in patch_nums {p}; every stage must end "
+                    "exactly on one of the scales"
                 )
             if (sn * self.hr_size) % self.downsample:
                 bad(f"stage s={sn} gives {sn * self.hr_size:g} px, not a multiple of downsample {self.downsample}")

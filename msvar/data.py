@@ -634,8 +634,8 @@ class PairedFolder(torch.utils.data.Dataset):
         if only_hr or only_lr:
             msg = (
                 f"paired folders do not match ({layout}): {len(only_hr)} HR without LR "
-                f"[{_short_list(Path(k).name for k in only_hr)}], "
-                f"{len(only_lr)} LR without HR [{_short_list(Path(k).name for k in only_lr)}]"
+                f"[{_short_list(Path(k).name for k in only_hr)}], {len(only_lr)} LR without HR "
+                f"[{_short_list(Path(k).name for k in only_lr)}]"
             )
             if strict:  # `unmatched` lets a command word its own advice
                 e = MsvarError(msg + "; pass strict=False to use only the matched pairs")
@@ -798,9 +798,8 @@ def check_apart(out_dir, inputs) -> None:
             if r == w or r.is_relative_to(w) or w.is_relative_to(r):
                 raise MsvarError(
                     f"input folder {str(d)!r} and the test set's folder {str(Path(out_dir) / sub)!r} overlap: writing "
-                    "the test set "
-                    "would replace or mix the input images (--overwrite never reaches an input); choose another output "
-                    "folder"
+                    "the test set would replace or mix the input images (--overwrite never reaches an input); choose "
+                    "another output folder"
                 )
 
 
@@ -889,8 +888,7 @@ def check_testset_options(a) -> tuple:
         if d is not None and out.resolve().is_relative_to(Path(d).resolve()):
             raise MsvarError(
                 f"output folder {str(out)!r} is inside the input folder {str(d)!r}: a later scan of that folder would "
-                "read "
-                "the test set as input images; choose a folder outside it"
+                "read the test set as input images; choose a folder outside it"
             )
     check_apart(out, (a.hr, a.lr))
     if out.is_dir() and any(out.iterdir()) and not a.overwrite:

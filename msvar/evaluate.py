@@ -362,8 +362,8 @@ def _eval_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--data",
         default=None,
-        help="HR folder (degraded at --seed) or a paired folder with hr/ and lr/ "
-        "(default: BSD100 in the data cache, made by `msvar_fetch_data bsds300`)",
+        help="HR folder (degraded at --seed) or a paired folder with hr/ and lr/ (default: BSD100 in the data cache, "
+        "made by `msvar_fetch_data bsds300`)",
     )
     ap.add_argument("--lr", default=None, help="LR folder matching --data by name (DRealSR layout)")
     ap.add_argument("--out", required=True, help="report folder")

@@ -42,9 +42,8 @@ DATASETS = {
         Dataset(
             "bsds300",
             "BSD200 (BSDS300 train, 200 JPEGs 481×321) → train/BSD200 and BSD100 (BSDS300 test, 100 JPEGs) → "
-            "test/BSD100; "
-            "the bundled T91, Set5 and Set14 are copied beside them, so train/ is the classic 291-image set and test/ "
-            "holds Set5, Set14, BSD100",
+            "test/BSD100; the bundled T91, Set5 and Set14 are copied beside them, so train/ is the classic 291-image "
+            "set and test/ holds Set5, Set14, BSD100",
             "Martin et al., ICCV 2001: https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/",
             "~22 MB",
             BSDS_URL,
@@ -75,8 +74,7 @@ DATASETS = {
             "https://cv.snu.ac.kr/research/EDSR/Flickr2K.tar",
             layout=((".", "Flickr2K"),),
             manual="The SNU link is the one the EDSR authors publish; it is slow and has moved before. If it fails, "
-            "download Flickr2K.tar "
-            "from a mirror you trust and pass it with --archive.",
+            "download Flickr2K.tar from a mirror you trust and pass it with --archive.",
         ),
         Dataset(
             "realsr",
@@ -85,11 +83,10 @@ DATASETS = {
             "a few GB (not verified offline)",
             layout=((".", "RealSR"),),
             manual="No stable direct link: the authors share RealSR(V3) through Google Drive and Baidu links on "
-            "https://github.com/csjcai/RealSR. "
-            "Download the archive in a browser, then run `msvar_fetch_data realsr --archive PATH/TO/RealSR(V3).tar.gz` "
-            "(zip or tar); it is unpacked into the data cache as RealSR/. Its test folders hold NAME_HR / NAME_LR4 "
-            "pairs: "
-            "`msvar_make_testset .../Test/4 --real -o OUT` makes a paired test set, `msvar_eval --data OUT` scores it.",
+            "https://github.com/csjcai/RealSR. Download the archive in a browser, then run `msvar_fetch_data realsr "
+            "--archive PATH/TO/RealSR(V3).tar.gz` (zip or tar); it is unpacked into the data cache as RealSR/. Its "
+            "test folders hold NAME_HR / NAME_LR4 pairs: `msvar_make_testset .../Test/4 --real -o OUT` makes a paired "
+            "test set, `msvar_eval --data OUT` scores it.",
         ),
         Dataset(
             "drealsr",
@@ -100,10 +97,9 @@ DATASETS = {
             layout=((".", "DRealSR"),),
             manual="No stable direct link: the authors share DRealSR through Google Drive / Baidu links on "
             "https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution. Download "
-            "the test archive in a "
-            "browser, then run `msvar_fetch_data drealsr --archive PATH/TO/archive` (zip or tar); it is unpacked as "
-            "DRealSR/. "
-            "Evaluate with `msvar_eval --data .../test_x4/test_HR --lr .../test_x4/test_LR --out ...`.",
+            "the test archive in a browser, then run `msvar_fetch_data drealsr --archive PATH/TO/archive` (zip or "
+            "tar); it is unpacked as DRealSR/. Evaluate with `msvar_eval --data .../test_x4/test_HR --lr "
+            ".../test_x4/test_LR --out ...`.",
         ),
     ]
 }
@@ -122,7 +118,7 @@ def fetched(sub: str, dataset: str = "bsds300", root=None) -> Path:
     if not (p / sub).exists():
         raise MsvarError(
             f"{str(p / sub)!r} does not exist: get it with `msvar_fetch_data {dataset}` (into {str(p)!r}; see "
-            f"`msvar_fetch_data --list`), or pass a folder of your own images with --data"
+            "`msvar_fetch_data --list`), or pass a folder of your own images with --data"
         )
     return p / sub
 
@@ -162,8 +158,8 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
 def _manual_steps(url: str, dest: Path, name: str) -> str:
     return (
         f"Manual steps: download {url} by hand (a browser, or `curl -L -C - -o {dest} {url}` on a machine with network "
-        "access), "
-        f"then run `msvar_fetch_data {name} --archive {dest}` (or copy the file to {dest} and rerun the same command)."
+        f"access), then run `msvar_fetch_data {name} --archive {dest}` (or copy the file to {dest} and rerun the same "
+        "command)."
     )
 
 
@@ -206,8 +202,8 @@ def download(
         raise MsvarError(f"{url} answered HTTP {e.code} ({e.reason}). " + _manual_steps(url, dest, name)) from e
     except (http.client.HTTPException, ConnectionResetError) as e:  # the connection broke mid-file
         raise MsvarError(
-            f"download of {url} interrupted ({e!r}) after {part.stat().st_size / 1e6:.1f} MB, kept in {part}; "
-            "rerun the same command to resume"
+            f"download of {url} interrupted ({e!r}) after {part.stat().st_size / 1e6:.1f} MB, kept in {part}; rerun "
+            "the same command to resume"
         ) from e
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
         kept = (
@@ -250,8 +246,7 @@ def _check_targets(moves, dest: Path, replace=()) -> None:
         if (dest / dst).exists() and dst not in replace:
             raise MsvarError(
                 f"{str(dest / dst)!r} exists and was not made by msvar_fetch_data: nothing was changed (not even with "
-                "--force); "
-                "move it away, or fetch into another --out"
+                "--force); move it away, or fetch into another --out"
             )
 
 
@@ -421,11 +416,10 @@ def fetch_data_cli(argv=None):
         prog="msvar_fetch_data",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Download public super-resolution data sets into the data cache ($MSVAR_CACHE/data, default "
-        "~/.cache/msvar/data), "
-        "with a progress bar, resume of an interrupted download (.part file, HTTP Range), checksum verification and "
-        "atomic unpacking. The small sets the notebooks and tests need (T91, Set5, Set14) are bundled in the "
-        "repository's data/ "
-        "and need no download. msvar_reproduce, msvar_train and msvar_eval use this cache when --data is not given.",
+        "~/.cache/msvar/data), with a progress bar, resume of an interrupted download (.part file, HTTP Range), "
+        "checksum verification and atomic unpacking. The small sets the notebooks and tests need (T91, Set5, Set14) "
+        "are bundled in the repository's data/ and need no download. msvar_reproduce, msvar_train and msvar_eval use "
+        "this cache when --data is not given.",
         epilog="data sets:\n" + datasets_table(),
     )
     ap.add_argument("names", nargs="*", help=f"data sets to fetch: {', '.join(DATASETS)}")
@@ -482,8 +476,8 @@ def fetch_data_cli(argv=None):
         sys.exit(1)
     except OSError as e:  # a full disk, a quota, a read-only folder while downloading or copying
         print(
-            f"msvar_fetch_data: error: cannot write into {str(out)!r}: {e.strerror or e}"
-            f"{f' ({e.filename})' if e.filename else ''}; free some space or fetch into another --out",
+            f"msvar_fetch_data: error: cannot write into {str(out)!r}: "
+            f"{e.strerror or e}{f' ({e.filename})' if e.filename else ''}; free some space or fetch into another --out",
             file=sys.stderr,
         )
         sys.exit(1)

@@ -181,8 +181,8 @@ class HITTokenizer(nn.Module):
             )
         if not isinstance(tok, nn.Module):
             raise MsvarError(
-                "the base tokenizer must be an nn.Module (its weights are the HIT tokenizer's), "
-                f"got {type(tok).__name__}"
+                "the base tokenizer must be an nn.Module (its weights are the HIT tokenizer's), got "
+                f"{type(tok).__name__}"
             )
         self.tok, self.preset = tok, preset
         self.stage_decoders = nn.ModuleList(StageDecoder(tok.post_quant_conv, tok.decoder) for _ in preset.stages)
@@ -364,7 +364,7 @@ def load_sr_tokenizer(path, preset=None) -> HITTokenizer:
         ):
             raise MsvarError(
                 f"tokenizer {str(path)!r} was made for preset {tp.name!r} (HR {tp.hr_size}, ρ {tp.patch_nums}, V "
-                f"{tp.tokenizer.vocab_size}), "
-                f"not {preset.name!r} (HR {preset.hr_size}, ρ {preset.patch_nums}, V {preset.tokenizer.vocab_size})"
+                f"{tp.tokenizer.vocab_size}), not {preset.name!r} (HR {preset.hr_size}, ρ {preset.patch_nums}, V "
+                f"{preset.tokenizer.vocab_size})"
             )
     return tok.eval().requires_grad_(False)

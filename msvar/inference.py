@@ -147,8 +147,7 @@ def _var_options(opts) -> dict:
     if bad:
         raise MsvarError(
             f"{bad} is not an option of this msvar (options: prefix_pos in {allowed['prefix_pos']}, lr_add "
-            "True/False); "
-            "the file is damaged or from a newer msvar"
+            "True/False); the file is damaged or from a newer msvar"
         )
     return opts
 
@@ -520,8 +519,7 @@ def _note_unscanned(inputs, out_dir) -> list:
         if fs:
             print(
                 f"msvar_sr: note: {p}: skipped {len(fs)} file(s) of a format folder scans do not read "
-                f"({_short_names(fs)}); "
-                "name such a file directly to super-resolve it (animations: the first frame)",
+                f"({_short_names(fs)}); name such a file directly to super-resolve it (animations: the first frame)",
                 file=sys.stderr,
             )
         skipped += [str(f) for f in fs]
@@ -679,8 +677,8 @@ def _write_summary(summary: dict, js: Path):
         summary["summary_file"] = None
     if summary["interrupted"]:
         print(
-            f"msvar_sr: interrupted after {len(summary['done'])} image(s); summary {summary['summary_file']}; "
-            "run the same command with --skip-existing to finish",
+            f"msvar_sr: interrupted after {len(summary['done'])} image(s); summary {summary['summary_file']}; run the "
+            "same command with --skip-existing to finish",
             file=sys.stderr,
         )
 
@@ -728,8 +726,7 @@ def sr_cli(argv=None):
         sys.exit(130)  # sr_files has written the summary and said so
     print(
         f"msvar_sr: {len(s['done'])} image(s) written to {a.out}, {len(s['skipped'])} already there, "
-        f"{len(s['failed'])} failed; "
-        f"summary {s['summary_file']}"
+        f"{len(s['failed'])} failed; summary {s['summary_file']}"
     )
     if s["failed"]:
         sys.exit(1)
@@ -751,9 +748,9 @@ def _sr_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(DEFAULT_SCALES),
         choices=[1, 2, 4],
-        help=f"output scales (default: {' '.join(map(str, DEFAULT_SCALES))}). ×1, the restored image at the "
-        "input's size, is not written unless asked for: the shipped small model's ×1 is no more faithful "
-        "to the scene than the input itself (chapter 11)",
+        help=f"output scales (default: {' '.join(map(str, DEFAULT_SCALES))}). ×1, the restored image at the input's "
+        "size, is not written unless asked for: the shipped small model's ×1 is no more faithful to the scene than "
+        "the input itself (chapter 11)",
     )
     ap.add_argument(
         "--class",
@@ -772,8 +769,8 @@ def _sr_parser() -> argparse.ArgumentParser:
         type=float,
         default=COLOUR_SIGMA,
         metavar="SIGMA",
-        help=f"take colour and shading above SIGMA input pixels from bicubic upsampling of the input "
-        f"(default {COLOUR_SIGMA:g}; chapter 08)",
+        help="take colour and shading above SIGMA input pixels from bicubic upsampling of the input (default "
+        f"{COLOUR_SIGMA:g}; chapter 08)",
     )
     ap.add_argument("--no-colour-fix", action="store_true", help="keep the model's own colours (no colour fix)")
     ap.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
@@ -820,7 +817,7 @@ def _sr_model(path, device) -> SRModel:
     "The model of `--model`, by default the shipped one (MsvarError saying how to make one if it is missing)."
     if path is None and not default_model_path().exists():
         raise MsvarError(
-            f"no --model given and no shipped model at {str(default_model_path())!r}: train one with "
-            "`msvar_reproduce --preset small` (chapter 10) and pass --model runs/small/models/ours.safetensors"
+            f"no --model given and no shipped model at {str(default_model_path())!r}: train one with `msvar_reproduce "
+            "--preset small` (chapter 10) and pass --model runs/small/models/ours.safetensors"
         )
     return load_sr_model(path or default_model_path(), device=device)

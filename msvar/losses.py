@@ -187,8 +187,7 @@ class SRLoss:
     def __repr__(self):
         return (
             f"SRLoss(tokens={'HIT' if self.tokens == 'hit' else 'plain'}, dpo={self.dpo}, beta={self.beta}, "
-            f"weight={self.weight}, "
-            f"reduce={self.reduce!r}, second_pass={self.second_pass}"
+            f"weight={self.weight}, reduce={self.reduce!r}, second_pass={self.second_pass}"
             + (", amp_encoder=True)" if self.amp_encoder else ")")
         )
 

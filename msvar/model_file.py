@@ -119,7 +119,6 @@ def legacy_note(path) -> None:
     _noted.add(path.resolve())
     print(
         f"msvar: note: {str(path)!r} is an older torch-pickle model file, read with weights only and converted in "
-        "memory; "
-        f"convert it once with `msvar_convert_model {path} {path.with_suffix('.safetensors')}`",
+        f"memory; convert it once with `msvar_convert_model {path} {path.with_suffix('.safetensors')}`",
         file=sys.stderr,
     )

@@ -181,11 +181,11 @@ def _scale_line(m, b, s: str) -> str:
     "One scale of the model card: the model's scores with bicubic's beside them."
     v = lambda row, k: row[f"{k}_{s}"]
     return (
-        f"×{s[1:]}: PSNR-RGB {v(m, 'psnr_rgb'):.2f} dB (bicubic {v(b, 'psnr_rgb'):.2f}), "
-        f"PSNR-Y {v(m, 'psnr'):.2f} ({v(b, 'psnr'):.2f}), ΔE {v(m, 'delta_e'):.1f} ({v(b, 'delta_e'):.1f}), "
-        f"chroma kept {v(m, 'chroma_kept'):.2f} ({v(b, 'chroma_kept'):.2f}), "
-        f"LPIPS {v(m, 'lpips'):.3f} ({v(m, 'lpips') / v(b, 'lpips'):.2f} × bicubic's), "
-        f"fixed pattern {v(m, 'fixed_pattern'):.1f} ({v(b, 'fixed_pattern'):.1f}) grey levels"
+        f"×{s[1:]}: PSNR-RGB {v(m, 'psnr_rgb'):.2f} dB (bicubic {v(b, 'psnr_rgb'):.2f}), PSNR-Y {v(m, 'psnr'):.2f} "
+        f"({v(b, 'psnr'):.2f}), ΔE {v(m, 'delta_e'):.1f} ({v(b, 'delta_e'):.1f}), chroma kept "
+        f"{v(m, 'chroma_kept'):.2f} ({v(b, 'chroma_kept'):.2f}), LPIPS {v(m, 'lpips'):.3f} "
+        f"({v(m, 'lpips') / v(b, 'lpips'):.2f} × bicubic's), fixed pattern {v(m, 'fixed_pattern'):.1f} "
+        f"({v(b, 'fixed_pattern'):.1f}) grey levels"
     )
 
 

@@ -418,8 +418,8 @@ def tokenizer_parts(ck, path) -> tuple:
         return ck.get("preset"), ck.get("state_dict")
     what = (ck.get("format") or ck.get("kind")) if is_dict else type(ck).__name__
     raise MsvarError(
-        f"{str(path)!r} is not an msvar tokenizer checkpoint (format {what!r}); "
-        "for VAR's vae_ch160v4096z32.pth use load_var_tokenizer"
+        f"{str(path)!r} is not an msvar tokenizer checkpoint (format {what!r}); for VAR's vae_ch160v4096z32.pth use "
+        "load_var_tokenizer"
     )
 
 

@@ -90,8 +90,7 @@ def resolve_compile(compile, steps_ahead: int, device, world_size: int = 1) -> t
 
 COMPILE_HELP = (
     f"torch.compile the model: auto (on for runs of ≥ {COMPILE_AUTO_STEPS} steps in one process, where inductor can "
-    "build; "
-    "the first step compiles, about 2 minutes on a 2-core CPU), on, off"
+    "build; the first step compiles, about 2 minutes on a 2-core CPU), on, off"
 )
 PRECISION_HELP = (
     "auto (bf16 autocast where the CPU or GPU computes bf16 natively, else fp32; bf16 steps are the fastest measured, "
@@ -276,8 +275,8 @@ class WarmupCosine:
             if old == (self.total, self.warmup, self.min_ratio)
             else (
                 f"the schedule is rescaled from {sd['total']} to {self.total} steps (warm-up {sd['warmup']} → "
-                f"{self.warmup}): at step {self.last_step} "
-                f"the lr factor is {lr_factor(self.last_step, self.total, self.warmup, self.min_ratio):.3g} instead of "
+                f"{self.warmup}): at step {self.last_step} the lr factor is "
+                f"{lr_factor(self.last_step, self.total, self.warmup, self.min_ratio):.3g} instead of "
                 f"{lr_factor(self.last_step, *old):.3g}"
             )
         )
@@ -704,8 +703,8 @@ def resume_run(run: Run, resume: bool):
         set_rng_state(ck["rng"][env.rank])
     elif env.is_main:
         warnings.warn(
-            f"{last} was written by {len(ck['rng'])} processes, this run has {env.world_size}: "
-            "data and weights resume exactly, random draws (class dropout) do not"
+            f"{last} was written by {len(ck['rng'])} processes, this run has {env.world_size}: data and weights resume "
+            "exactly, random draws (class dropout) do not"
         )
     if env.is_main:
         keep = [r for r in read_log(run.log_path) if r["step"] < run.step]

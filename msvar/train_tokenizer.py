@@ -80,9 +80,9 @@ def _refuse_old_layout(last: Path):
     ck = load_torch(last, "tokenizer checkpoint")
     if isinstance(ck, dict) and ck.get("format") == CKPT_FORMAT:
         raise MsvarError(
-            f"{str(last)!r} was written by an older msvar ({CKPT_FORMAT}): it loads as a tokenizer "
-            "(load_tokenizer, msvar_finetune_hit --tokenizer) but cannot be resumed by the current "
-            "training loop; train in another folder"
+            f"{str(last)!r} was written by an older msvar ({CKPT_FORMAT}): it loads as a tokenizer (load_tokenizer, "
+            "msvar_finetune_hit --tokenizer) but cannot be resumed by the current training loop; train in another "
+            "folder"
         )
 
 
@@ -239,8 +239,8 @@ def _train_tokenizer_parser() -> argparse.ArgumentParser:
     "The options of `msvar_train_tokenizer`; their defaults are `train_tokenizer`'s."
     d = {k: v.default for k, v in inspect.signature(train_tokenizer).parameters.items()}
     about = (
-        "Train msvar's multi-scale RQ-VAE tokenizer from scratch on random crops of a folder of images; "
-        "writes OUT/last.pt (resumable), OUT/log.jsonl and OUT/loss.png."
+        "Train msvar's multi-scale RQ-VAE tokenizer from scratch on random crops of a folder of images; writes "
+        "OUT/last.pt (resumable), OUT/log.jsonl and OUT/loss.png."
     )
     ap = argparse.ArgumentParser(prog="msvar_train_tokenizer", description=about)
     ap.add_argument(
@@ -275,8 +275,8 @@ def _train_tokenizer_parser() -> argparse.ArgumentParser:
         "--init",
         default=None,
         metavar="FILE",
-        help="start from this tokenizer checkpoint's weights, or "
-        "those of an msvar model file's tokenizer, vocabulary included (default: from scratch)",
+        help="start from this tokenizer checkpoint's weights, or those of an msvar model file's tokenizer, vocabulary "
+        "included (default: from scratch)",
     )
     ap.add_argument("--seed", type=arg_seed, default=d["seed"])
     ap.add_argument("--save-every", type=arg_positive(int), default=d["save_every"], help="write last.pt every N steps")
@@ -401,8 +401,8 @@ def _finished_options(last: Path, opts: dict, resume: bool) -> None:
     if diff:
         what = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise MsvarError(
-            f"{str(last)!r} was written by another finetune ({what}); use the same base tokenizer, "
-            "data folder and options, or another output folder"
+            f"{str(last)!r} was written by another finetune ({what}); use the same base tokenizer, data folder and "
+            "options, or another output folder"
         )
 
 

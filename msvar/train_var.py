@@ -105,8 +105,8 @@ class VarTrainConfig:
     )
     accum: int | None = _opt(
         None,
-        "gradient accumulation micro-batches per step (default: on a GPU the fewest whose activations "
-        "fit in its memory, see memory_plan; 1 on the CPU)",
+        "gradient accumulation micro-batches per step (default: on a GPU the fewest whose activations fit in its "
+        "memory, see memory_plan; 1 on the CPU)",
         type=arg_positive(int),
     )
     lr: float | None = _opt(
@@ -125,9 +125,8 @@ class VarTrainConfig:
     second_pass: bool = _opt(False, "score z_LR with its own teacher-forced pass", action="store_true")
     amp_encoder: bool = _opt(
         False,
-        "run the frozen tokenizer's encoder under the training's autocast (the quantizer "
-        "stays in fp32): faster tokenization, but some of the tokens differ from "
-        "fp32's (chapter 06)",
+        "run the frozen tokenizer's encoder under the training's autocast (the quantizer stays in fp32): faster "
+        "tokenization, but some of the tokens differ from fp32's (chapter 06)",
         action="store_true",
     )
     p_bilinear: float = _opt(0.25, "fraction of bilinear-only LR inputs (class 1)", type=arg_non_negative(float))
@@ -276,8 +275,8 @@ def _start_model(p, o: VarTrainConfig, env, out):
         rep = init_from_var(model, o.init_var)  # a resumed run takes its weights from last.pt instead
         if env.is_main:
             print(
-                f"initialised from {o.init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
-                f"dropped: {rep['dropped']}; re-initialised: {rep['reinitialised']}",
+                f"initialised from {o.init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; dropped: "
+                f"{rep['dropped']}; re-initialised: {rep['reinitialised']}",
                 flush=True,
             )
     return model
@@ -369,10 +368,9 @@ def _say_run(model, ds, data, p, o: VarTrainConfig, env, bs: int, accum: int, pl
     "One line on what is trained, on what and how (and the memory plan, when one was made)."
     print(
         f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {data}: preset {p.name!r}, "
-        f"{'HIT' if o.tokens == 'hit' else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}, "
-        f"{env.world_size} "
-        f"process(es) on {env.device}, "
-        f"global batch {bs} = {env.world_size} × {accum} × {bs // (env.world_size * accum)}, "
+        f"{'HIT' if o.tokens == 'hit' else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}, {env.world_size} "
+        f"process(es) on {env.device}, global batch {bs} = {env.world_size} × {accum} × "
+        f"{bs // (env.world_size * accum)}, "
         f"precision {resolve_precision(o.precision, env.device)}" + (" (auto)" if o.precision == "auto" else ""),
         flush=True,
     )
@@ -476,11 +474,9 @@ class MemoryPlan:
         g = 2**30
         return (
             f"--accum {self.accum}: {self.micro} images per micro-batch × {self.per_image / g:.2f} GiB of activations "
-            "+ "
-            f"{(self.state + self.fixed) / g:.1f} GiB of weights, gradients and AdamW state = "
-            f"{self.need(self.accum) / g:.1f} GiB "
-            f"of the GPU's {self.gpu_bytes / g:.0f} GiB (one micro-batch of {self.per_rank_batch} would need "
-            f"{self.need(1) / g:.0f} GiB)"
+            f"+ {(self.state + self.fixed) / g:.1f} GiB of weights, gradients and AdamW state = "
+            f"{self.need(self.accum) / g:.1f} GiB of the GPU's {self.gpu_bytes / g:.0f} GiB (one micro-batch of "
+            f"{self.per_rank_batch} would need {self.need(1) / g:.0f} GiB)"
         )
 
 
@@ -507,8 +503,7 @@ def memory_plan(
             return dataclasses.replace(plan, accum=accum)
     raise MsvarError(
         f"one image per micro-batch needs {plan.need(per_rank) / 2**30:.1f} GiB, more than {GPU_MEMORY_USE:.0%} of the "
-        "GPU's "
-        f"{gpu_bytes / 2**30:.0f} GiB: use a GPU with more memory or a smaller preset"
+        f"GPU's {gpu_bytes / 2**30:.0f} GiB: use a GPU with more memory or a smaller preset"
     )
 
 
@@ -549,8 +544,8 @@ def train_cli(argv=None):
     ap.add_argument(
         "--data",
         default=None,
-        help="folder of training images (any sizes and formats, searched recursively; "
-        "default: the data cache's train/, T91 + BSD200, made by `msvar_fetch_data bsds300`)",
+        help="folder of training images (any sizes and formats, searched recursively; default: the data cache's "
+        "train/, T91 + BSD200, made by `msvar_fetch_data bsds300`)",
     )
     ap.add_argument(
         "--tokenizer",

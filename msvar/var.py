@@ -495,8 +495,8 @@ def _decoding_part(part: str) -> dict:
         if part.startswith(prefix) and _reads_as(part[len(prefix) :], kind):
             return {key: kind(part[len(prefix) :])}
     raise MsvarError(
-        f"unknown decoding {part!r}: use a mode ({', '.join(DECODING_PICKERS)}, softT) "
-        "and topkK, toppP, cfgT, seedS, joined by '+'"
+        f"unknown decoding {part!r}: use a mode ({', '.join(DECODING_PICKERS)}, softT) and topkK, toppP, cfgT, seedS, "
+        "joined by '+'"
     )
 
 
@@ -624,8 +624,8 @@ def _soft_flag_problem(tau) -> str | None:
     if tau is None or tau >= SOFT_MIN:
         return None
     return (
-        f"--soft must be a finite temperature ≥ {SOFT_MIN:g} (smaller ones overflow the logits; "
-        f"--greedy is the limit τ → 0), got {tau!r}"
+        f"--soft must be a finite temperature ≥ {SOFT_MIN:g} (smaller ones overflow the logits; --greedy is the limit "
+        f"τ → 0), got {tau!r}"
     )
 
 
@@ -636,8 +636,8 @@ DECODING_FLAGS = dict(tau="--soft", top_k="--top-k", top_p="--top-p", cfg="--cfg
 def add_decoding_args(ap, sampling_filters: bool = True) -> None:
     "The decoding options of every command (`Decoding.from_args` reads them); --seed is each command's own."
     soft_help = (
-        "soft decoding at temperature TAU: each scale adds the expected code under softmax(logits/TAU) "
-        f"(the default, TAU = {SOFT_TAU}: chosen on a validation split, chapter 11)"
+        "soft decoding at temperature TAU: each scale adds the expected code under softmax(logits/TAU) (the default, "
+        f"TAU = {SOFT_TAU}: chosen on a validation split, chapter 11)"
     )
     ap.add_argument("--soft", type=float, default=None, metavar="TAU", help=soft_help)
     ap.add_argument("--greedy", action="store_true", help="greedy decoding: the most likely token everywhere")
