@@ -410,8 +410,7 @@ def datasets_table() -> str:
     return "\n".join(lines)
 
 
-def fetch_data_cli(argv=None):
-    "Console entry point `msvar_fetch_data`: download public SR data sets into the data cache, verified and unpacked."
+def _fetch_data_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="msvar_fetch_data",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -433,19 +432,24 @@ def fetch_data_cli(argv=None):
     ap.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive after unpacking")
     ap.add_argument("--force", action="store_true", help="fetch again even if already fetched")
     ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    out = Path(a.out).expanduser() if a.out else data_cache()
-    if a.list or not a.names:
-        print(datasets_table())
-        print(f"\ndata cache: {out}")
-        for n in DATASETS:
-            if (out / ".fetched" / f"{n}.json").exists():
-                print(f"  fetched: {n}")
-        if not a.list:
-            print("\nname the data sets to fetch, e.g. `msvar_fetch_data bsds300`", file=sys.stderr)
-            sys.exit(2)
-        return
-    try:  # usage errors: one line, exit code 2, before any download
+    return ap
+
+
+def _list_datasets(out: Path, asked: bool) -> None:
+    "The table, the cache and what is fetched in it; without --list (no names given) a usage error, exit code 2."
+    print(datasets_table())
+    print(f"\ndata cache: {out}")
+    for n in DATASETS:
+        if (out / ".fetched" / f"{n}.json").exists():
+            print(f"  fetched: {n}")
+    if not asked:
+        print("\nname the data sets to fetch, e.g. `msvar_fetch_data bsds300`", file=sys.stderr)
+        sys.exit(2)
+
+
+def _check_fetch_args(a, out: Path) -> None:
+    "Usage errors: one line, exit code 2, before any download."
+    try:
         if a.archive and len(a.names) != 1:
             raise MsvarError("--archive needs exactly one data set name")
         unknown = [n for n in a.names if n not in DATASETS]
@@ -462,6 +466,10 @@ def fetch_data_cli(argv=None):
     except MsvarError as e:
         print(f"msvar_fetch_data: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def _fetch_all(a, out: Path) -> None:
+    "Fetch each named data set in turn; a failure is one line and exit code 1."
     try:
         for n in a.names:
             rec = fetch_dataset(
@@ -481,3 +489,14 @@ def fetch_data_cli(argv=None):
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+def fetch_data_cli(argv=None):
+    "Console entry point `msvar_fetch_data`: download public SR data sets into the data cache, verified and unpacked."
+    a = _fetch_data_parser().parse_args(argv)
+    out = Path(a.out).expanduser() if a.out else data_cache()
+    if a.list or not a.names:
+        _list_datasets(out, asked=a.list)
+        return
+    _check_fetch_args(a, out)
+    _fetch_all(a, out)
