@@ -35,19 +35,20 @@ def import_graph(pkg: Path = PKG) -> dict:
     return {m: module_imports(p) & set(mods) for m, p in mods.items()}
 
 
+def reachable(graph: dict, start: str) -> set:
+    "Every module `start` imports, directly or through others."
+    seen, todo = set(), [start]
+    while todo:
+        for n in graph.get(todo.pop(), ()):
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return seen
+
+
 def cycles(graph: dict) -> list:
     "Every pair (a, b) with a path a → b and b → a (a < b)."
-
-    def reach(a):
-        seen, todo = set(), [a]
-        while todo:
-            for n in graph.get(todo.pop(), ()):
-                if n not in seen:
-                    seen.add(n)
-                    todo.append(n)
-        return seen
-
-    r = {m: reach(m) for m in graph}
+    r = {m: reachable(graph, m) for m in graph}
     return sorted((a, b) for a in graph for b in r[a] if a < b and a in r.get(b, ()))
 
 

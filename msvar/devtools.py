@@ -102,9 +102,8 @@ from .train import FitConfig, Run, start_run, wrap_model
 from .var import SRVAR, mask_pairs
 
 # %% ../nbs/99_devtools.ipynb #9a63283cbaf04dbcab1f6479b197f3a8
-CLOCK = (
-    time.process_time
-)  # CPU seconds of this process: other jobs on a shared machine stretch it much less than wall time
+# CPU seconds of this process: other jobs on a shared machine stretch it much less than wall time
+CLOCK = time.process_time
 
 
 def _sync(device):

@@ -213,9 +213,8 @@ def model_outputs(
     if progress:
         it = progress_bar(it, leave=False)
     for i in it:
-        c = (
-            cls if isinstance(cls, int) else int(cls[i])
-        )  # batches share one class: our sets are all class 0 or all class 1
+        # batches share one class: our sets are all class 0 or all class 1
+        c = cls if isinstance(cls, int) else int(cls[i])
         ys = model.sr_batch(lr[i : i + batch_size], cls=c, decoding=dec, generator=g)
         for n, y in enumerate(ys):
             outs[n].append(y.cpu())

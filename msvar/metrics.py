@@ -288,9 +288,8 @@ class FIDResult(NamedTuple):
 def fid(images_a, images_b, batch_size: int = 16, device=None, net: FIDFeatures | None = None) -> FIDResult:
     """FID between two image sets ((B, 3, H, W) tensors or lists of (3, H, W) tensors in [0, 1]); returns the value and
     both image counts."""
-    net = (
-        net if net is not None else FIDFeatures(device=device)
-    )  # pass one FIDFeatures to score several sets without reloading it
+    # pass one FIDFeatures to score several sets without reloading it
+    net = net if net is not None else FIDFeatures(device=device)
     fa, fb = net(images_a, batch_size), net(images_b, batch_size)
     if min(len(fa), len(fb)) < FIDFeatures.dims:
         warnings.warn(

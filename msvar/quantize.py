@@ -305,9 +305,8 @@ class ScaleState:
 
     def __init__(self, quantizer: MultiScaleQuantizer, grids=None):
         self.q = quantizer
-        self.grids = (
-            tuple(grids) if grids is not None else (quantizer.patch_nums[-1],) * quantizer.L
-        )  # grid side of each step's f̂
+        # grid side of each step's f̂
+        self.grids = tuple(grids) if grids is not None else (quantizer.patch_nums[-1],) * quantizer.L
         if len(self.grids) != quantizer.L:
             raise MsvarError(f"grids gives {len(self.grids)} sides for {quantizer.L} steps")
         self.reset()

@@ -33,11 +33,12 @@ from .losses import sr_tokens, sr_loss
 # %% auto #0
 __all__ = ['PLANS', 'VARIANTS', 'STAGES', 'DECODINGS', 'HIGHER_IS_BETTER', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'CLAIMS',
            'CLAIM_METRICS', 'UNITS', 'LABELS', 'PRODUCT_CLAIMS', 'BUNDLE', 'ReproPlan', 'give_checkpoint',
-           'stage_tokenizer', 'stage_hit', 'variant_dir', 'stage_var', 'train_seconds', 'sr_model_from_run',
-           'variant_model', 'tokenizer_scores', 'plan_decoding', 'variant_scores', 'decoded', 'stage_eval', 'run_stage',
-           'paired_interval', 'crop_means', 'seed_diffs', 'verdict', 'claims_table', 'results', 'means_table',
-           'seed_table', 'stage_times', 'claim_line', 'findings', 'run_findings', 'verdict_counts', 'training_curves',
-           'report_grid', 'write_report', 'reproduce', 'reproduce_cli', 'prefix_use', 'bundle_results']
+           'stage_tokenizer', 'stage_hit', 'variant_dir', 'stage_var', 'train_seconds', 'tokenizer_file',
+           'sr_model_from_run', 'variant_model', 'tokenizer_scores', 'plan_decoding', 'variant_scores', 'decoded',
+           'stage_eval', 'run_stage', 'paired_interval', 'crop_means', 'seed_diffs', 'verdict', 'claims_table',
+           'results', 'means_table', 'seed_table', 'stage_times', 'claim_line', 'findings', 'run_findings',
+           'verdict_counts', 'training_curves', 'report_grid', 'write_report', 'reproduce', 'reproduce_cli',
+           'prefix_use', 'bundle_results']
 
 # %% ../nbs/10_reproduce.ipynb #78cc35d6
 @dataclass
@@ -164,8 +165,7 @@ def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
     opts = dict(VARIANTS[name])
     if opts["dpo"]:
         opts.setdefault("dpo_beta", plan.dpo_beta)
-    folder = "hit" if opts["tokens"] == "hit" else "tokenizer"  # the baseline: the base tokenizer's plain tokens
-    tok = out / folder / "last.pt"
+    tok = tokenizer_file(out, opts["tokens"])
     for seed in plan.seeds:
         d = variant_dir(out, name, seed)
         train_var(
@@ -191,10 +191,14 @@ def train_seconds(run_dir: Path) -> float:
     return float(sum(r["sec"] for r in read_log(Path(run_dir) / "log.jsonl")))
 
 
+def tokenizer_file(out: Path, tokens: str = "hit") -> Path:
+    "The run's tokenizer that makes `tokens`: the HIT finetune, or for the baseline's plain tokens the base tokenizer."
+    return Path(out) / ("hit" if tokens == "hit" else "tokenizer") / "last.pt"
+
+
 def sr_model_from_run(out: Path, var_dir: Path, tokens: str = "hit"):
     "The SRModel of `var_dir/last.pt` with the run's HIT tokenizer (`tokens='plain'`: its base tokenizer's tokens)."
-    tok = Path(out) / ("hit" if tokens == "hit" else "tokenizer") / "last.pt"
-    return sr_model_from_checkpoint(Path(var_dir) / "last.pt", tok, tokens=tokens)
+    return sr_model_from_checkpoint(Path(var_dir) / "last.pt", tokenizer_file(out, tokens), tokens=tokens)
 
 
 def variant_model(out: Path, name: str, seed: int = 0):

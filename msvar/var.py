@@ -13,10 +13,10 @@ from .core import MsvarError, Preset, host_values
 
 # %% auto #0
 __all__ = ['GELU_K', 'SOFT_TAU', 'SOFT_MIN', 'CFG_MAX', 'DECODING_PICKERS', 'DECODING_RULES', 'LEGACY_KEYS', 'DECODING_PARTS',
-           'DEFAULT_DECODING', 'DECODING_FLAGS', 'LayerKV', 'masked_attention', 'SelfAttention', 'gelu_tanh_as_sigmoid',
-           'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead', 'grid_positions', 'token_levels', 'block_causal_mask',
-           'mask_pairs', 'SRVAR', 'count_params', 'sample_tokens', 'decoding_problem', 'Decoding', 'add_decoding_args',
-           'generate', 'generate_images', 'load_public_var_weights']
+           'DEFAULT_DECODING', 'DECODING_FLAGS', 'LayerKV', 'cpu_bf16', 'masked_attention', 'SelfAttention',
+           'gelu_tanh_as_sigmoid', 'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead', 'grid_positions', 'token_levels',
+           'block_causal_mask', 'mask_pairs', 'SRVAR', 'count_params', 'sample_tokens', 'decoding_problem', 'Decoding',
+           'add_decoding_args', 'generate', 'generate_images', 'load_public_var_weights']
 
 # %% ../nbs/05_var.ipynb #afad0413
 class LayerKV:
@@ -34,6 +34,11 @@ class LayerKV:
 
     def __len__(self):
         return 0 if self.k is None else self.k.shape[2]
+
+
+def cpu_bf16(t) -> bool:
+    "Is `t` a bf16 tensor (autocast) on a CPU, where the training paths below beat the standard kernels?"
+    return t.dtype == torch.bfloat16 and t.device.type == "cpu"
 
 
 def masked_attention(q, k, v, mask):
@@ -72,15 +77,11 @@ class SelfAttention(nn.Module):
         k = F.normalize(k, dim=-1)
         if kv is not None:
             k, v = kv.extend(k, v)  # (B, H, L_seen, hd)
-        if self.training and attn_mask is not None and self._matmul_path(qkv):
+        if self.training and attn_mask is not None and self.cpu_bf16_matmul and cpu_bf16(qkv):
             o = masked_attention(q, k, v, attn_mask)
         else:
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)  # (B, H, L, hd)
         return self.proj(o.transpose(1, 2).reshape(B, L, C))
-
-    def _matmul_path(self, qkv) -> bool:
-        "bf16 projections (autocast) on a CPU, and the path not switched off."
-        return self.cpu_bf16_matmul and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu"
 
 
 GELU_K = math.sqrt(2 / math.pi)
@@ -111,13 +112,9 @@ class FFN(nn.Module):
 
     def forward(self, x):
         h = self.fc1(x)  # (B, L, 4C)
-        if self.training and torch.compiler.is_compiling() and self._sigmoid_path(h):
+        if self.training and torch.compiler.is_compiling() and self.cpu_bf16_sigmoid and cpu_bf16(h):
             return self.fc2(gelu_tanh_as_sigmoid(h))
         return self.fc2(self.act(h))
-
-    def _sigmoid_path(self, h) -> bool:
-        "bf16 activations (autocast) on a CPU, and the path not switched off."
-        return self.cpu_bf16_sigmoid and h.dtype == torch.bfloat16 and h.device.type == "cpu"
 
 # %% ../nbs/05_var.ipynb #9abd134c
 class AdaLNSelfAttn(nn.Module):
@@ -132,9 +129,8 @@ class AdaLNSelfAttn(nn.Module):
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 6 * embed_dim))
 
     def forward(self, x_BLC, cond_BD, attn_mask=None, kv: LayerKV | None = None):
-        gamma1, gamma2, scale1, scale2, shift1, shift2 = (
-            self.ada_lin(cond_BD).view(-1, 1, 6, self.C).unbind(2)
-        )  # each (B, 1, C)
+        # each (B, 1, C)
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = self.ada_lin(cond_BD).view(-1, 1, 6, self.C).unbind(2)
         x_BLC = x_BLC + self.attn(self.ln_wo_grad(x_BLC) * (1 + scale1) + shift1, attn_mask, kv) * gamma1
         return x_BLC + self.ffn(self.ln_wo_grad(x_BLC) * (1 + scale2) + shift2) * gamma2
 

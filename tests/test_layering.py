@@ -21,6 +21,7 @@ _spec = importlib.util.spec_from_file_location("code_stats", ROOT / "bench" / "c
 _cs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_cs)
 cycles = _cs.cycles
+reachable = _cs.reachable
 
 MODELS = ("quantize", "tokenizer", "hit", "var")
 
@@ -51,17 +52,6 @@ def import_graph() -> dict:
 def is_training(module: str) -> bool:
     "The loop, the data pipeline, the losses, or a trainer (train_tokenizer, train_var, finetune_…)."
     return module in TRAINING or module.startswith(("train_", "finetune"))
-
-
-def reachable(graph: dict, start: str) -> set:
-    "Every module `start` imports, directly or through others."
-    seen, todo = set(), [start]
-    while todo:
-        for n in graph.get(todo.pop(), ()):
-            if n not in seen:
-                seen.add(n)
-                todo.append(n)
-    return seen
 
 
 def training_imports(graph: dict) -> dict:
