@@ -255,11 +255,16 @@ def input_noise(a, preset) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def noise_report(noise: pd.DataFrame, thresholds=(0.2, 0.25, 0.3, 0.35, 0.4)) -> None:
-    "Quantiles of the chroma detail per protocol, and auto's accuracy at a few thresholds."
-    print(noise.groupby("protocol").detail.quantile([0.1, 0.25, 0.5, 0.75, 0.9]).unstack().round(2).to_string())
-    for th in thresholds:
+def noise_report(noise: pd.DataFrame, threshold: float, others=(0.2, 0.25, 0.35, 0.4)) -> pd.DataFrame:
+    "Quantiles of the chroma detail per protocol and auto's accuracy at `threshold` (printed, also at a few others)."
+    q = noise.groupby("protocol").detail.quantile([0.1, 0.25, 0.5, 0.75, 0.9]).unstack()
+    print(q.round(2).to_string())
+    for th in others:
         print(f"threshold {th:g}: right on {auto_accuracy(noise, th)}")
+    acc = auto_accuracy(noise, threshold)
+    print(f"threshold {threshold:g} (auto's): right on {acc}")
+    n = noise.groupby("protocol").size()
+    return q.assign(threshold=threshold, right=pd.Series(acc), n=n)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -316,9 +321,8 @@ def main(argv=None):
         f"side {a.long_side} px, {a.n or 'all'} images; degraded: {a.crops} crops at seed {a.seed}"
     )
     if a.noise_only:
-        noise_report(input_noise(a, model.preset))
-        return None
-    if a.snapshots:
+        t = noise_report(input_noise(a, model.preset), a.threshold)
+    elif a.snapshots:
         if not a.tokenizer:
             raise MsvarError("--snapshots needs --tokenizer (the HIT tokenizer of the run)")
         images = clean_inputs(a.data, a.n, a.long_side)
