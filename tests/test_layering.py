@@ -40,6 +40,7 @@ LAYERS = (
     ("train_tokenizer", "train_var", "quality"),     # the trainers; the small model measured
     ("reproduce",),                                  # the whole method end to end
     ("devtools",),                                   # README generation and benchmark helpers
+    ("cli_reproduce",),                              # the commands: options checked once, typed values below
 )
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 TRAINING = ("train", "data", "losses")            # the loop, the data pipeline, the losses; and every trainer below
