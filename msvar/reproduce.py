@@ -38,7 +38,7 @@ __all__ = ['HIGHER_IS_BETTER', 'DECODINGS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2'
            'plan_decoding', 'variant_scores', 'variant_part', 'stage_eval', 'run_stage', 'stage_times',
            'training_curves', 'report_grid', 'write_report', 'reproduce', 'prefix_use', 'bundle_results']
 
-# %% ../nbs/10_reproduce.ipynb #d74d4219
+# %% ../nbs/10_reproduce.ipynb #768547d5
 HIGHER_IS_BETTER = {"psnr": True, "psnr_rgb": True, "ssim": True, "lpips": False, "delta_e": False}
 DECODINGS = ("raw", "colour-fixed")  # the VAR's own outputs; and as msvar_sr delivers them
 
@@ -64,7 +64,7 @@ def crop_means(per: pd.DataFrame, method: str, scale: str, metric: str) -> pd.Se
         raise MsvarError(f"no scores of {method!r} at {scale}")
     return rows.groupby(["test_set", "image"])[metric].mean()
 
-# %% ../nbs/10_reproduce.ipynb #09571669
+# %% ../nbs/10_reproduce.ipynb #9468ea12
 def paired_interval(d, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple:
     "Mean of per-crop differences `d` and its percentile interval by the paired bootstrap (crops resampled)."
     d = np.asarray(d, dtype=float)
@@ -77,7 +77,7 @@ def paired_interval(d, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -
     )
     return float(d.mean()), float(r.confidence_interval.low), float(r.confidence_interval.high)
 
-# %% ../nbs/10_reproduce.ipynb #00aea94b
+# %% ../nbs/10_reproduce.ipynb #50d82477
 def seed_diffs(per: pd.DataFrame, a: str, b: str, scale: str, metric: str) -> list:
     "Mean difference to `b` (seed-averaged) of each training seed of `a`."
     rb = crop_means(per, b, scale, metric)
@@ -101,7 +101,7 @@ def verdict(lo: float, hi: float, seeds: list, higher: bool, paper_sign: int | N
         return "not resolved at this scale"
     return "reproduced" if sign == paper_sign else "not reproduced"
 
-# %% ../nbs/10_reproduce.ipynb #1a4f6f61
+# %% ../nbs/10_reproduce.ipynb #5999ac72
 PAPER_T1A = pd.DataFrame(
     {
         ("psnr", "x1"): [None, 17.86, 20.10],
@@ -139,7 +139,7 @@ PAPER_T2 = pd.DataFrame(
     index=["DIV2K-Val Baseline", "DIV2K-Val Ours"],
 )
 
-# %% ../nbs/10_reproduce.ipynb #0b38ae00
+# %% ../nbs/10_reproduce.ipynb #09d0eaac
 CLAIMS = [  # (name, our table, a, b, paper table, paper's row for a, for b); no paper table: no paper direction
     (
         "HIT decoders vs base decoder (Table 1a)",
@@ -160,7 +160,7 @@ CLAIMS = [  # (name, our table, a, b, paper table, paper's row for a, for b); no
 ]
 CLAIM_METRICS = ("psnr", "psnr_rgb", "ssim", "lpips", "delta_e")
 
-# %% ../nbs/10_reproduce.ipynb #6420ad78
+# %% ../nbs/10_reproduce.ipynb #550f8919
 def _paper_sign(paper, ra, rb, metric: str, scale: str) -> int | None:
     "+1 where the paper's row `ra` is better than `rb` in the cell, −1 where worse, None without a number."
     if paper is None or (metric, scale) not in paper.columns:
@@ -210,7 +210,7 @@ def claims_table(t1a: pd.DataFrame, per: pd.DataFrame, n_boot: int = 2000, claim
         rows += [claim_row(df, claim, m, s, n_boot) for m in metrics for s in scales]
     return pd.DataFrame([r for r in rows if r is not None])
 
-# %% ../nbs/10_reproduce.ipynb #4f50152e
+# %% ../nbs/10_reproduce.ipynb #47909306
 def means_table(per: pd.DataFrame, metrics=("psnr", "psnr_rgb", "lpips", "delta_e")) -> pd.DataFrame:
     "Mean of each metric per method and scale over all crops (each crop's mean over seeds first)."
     m = per.groupby(["method", "scale", "test_set", "image"])[list(metrics)].mean()
@@ -230,7 +230,7 @@ def verdict_counts(claims: pd.DataFrame) -> pd.DataFrame:
     c = claims[claims.metric.isin(["psnr", "ssim", "lpips"])]
     return c.groupby(["claim", "verdict"], sort=False).size().unstack("verdict", fill_value=0)
 
-# %% ../nbs/10_reproduce.ipynb #2e1028ee
+# %% ../nbs/10_reproduce.ipynb #b84786ac
 UNITS = {"psnr": " dB", "psnr_rgb": " dB", "ssim": "", "lpips": "", "delta_e": ""}
 LABELS = {"psnr": "PSNR-Y", "psnr_rgb": "PSNR-RGB", "ssim": "SSIM", "lpips": "LPIPS", "delta_e": "ΔE"}
 PRODUCT_CLAIMS = ("ours vs baseline (Table 2)", "ours vs bicubic")  # also measured as msvar_sr delivers
@@ -276,7 +276,7 @@ def run_verdicts(out, n_boot: int = 2000) -> pd.DataFrame:
     fixed = verdict_table(fixed[fixed.claim.isin(PRODUCT_CLAIMS)], note=" (colour fix)")
     return pd.concat([raw, fixed], ignore_index=True)
 
-# %% ../nbs/10_reproduce.ipynb #b2107288
+# %% ../nbs/10_reproduce.ipynb #a128476c
 @dataclass
 class ReproPlan:
     "Steps, batch sizes and settings of every stage of the reproduction; None: the preset's training recipe."
@@ -312,7 +312,7 @@ def plan_from_record(rec: dict) -> ReproPlan:
     "The plan a stage record (DONE.json's `plan`) was run with."
     return ReproPlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec.items()})
 
-# %% ../nbs/10_reproduce.ipynb #b67a4de6
+# %% ../nbs/10_reproduce.ipynb #eaebe759
 PLANS = {
     "test": ReproPlan(
         "test",
@@ -358,7 +358,7 @@ def check_stages(stages) -> tuple:
         raise MsvarError(f"unknown stage(s) {bad}; stages are {', '.join(STAGES)}")
     return tuple(stages)
 
-# %% ../nbs/10_reproduce.ipynb #d8ec84c8
+# %% ../nbs/10_reproduce.ipynb #a69721b8
 def _done(out: Path, stage: str) -> Path:
     return out / stage / "DONE.json"
 
@@ -409,7 +409,7 @@ def stage_hit(plan: ReproPlan, out: Path, data: Path, given=None):
         progress=False,
     )
 
-# %% ../nbs/10_reproduce.ipynb #c9fa6825
+# %% ../nbs/10_reproduce.ipynb #230fc663
 def variant_dir(out: Path, name: str, seed: int) -> Path:
     return Path(out) / f"var_{name}" / f"seed{seed}"
 
@@ -459,7 +459,7 @@ def variant_model(out: Path, name: str, seed: int = 0):
     "The SRModel of a trained variant (`ours`, `exact`, `beta1`, `nodpo`, `baseline`) and seed of a run folder."
     return sr_model_from_run(out, variant_dir(out, name, seed), VARIANTS[name]["tokens"])
 
-# %% ../nbs/10_reproduce.ipynb #05d839e0
+# %% ../nbs/10_reproduce.ipynb #9fa26b8a
 @torch.no_grad()
 def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFrame:
     "Table 1a per crop: plain / hit-base / hit decodes of `hr` at the three stage sizes (evaluate_outputs' metrics)."
@@ -491,7 +491,7 @@ def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFra
     score = lambda ys: evaluate_outputs({name: ys}, pairs["hr"], model.preset, pairs.get("names"), lpips=plan.lpips)
     return pd.concat([score(ys).assign(decoding=d) for d, ys in outs.items()], ignore_index=True)
 
-# %% ../nbs/10_reproduce.ipynb #62b2322c
+# %% ../nbs/10_reproduce.ipynb #273be59e
 def variant_part(out: Path, plan: ReproPlan, pairs: dict, name: str, seed: int) -> pd.DataFrame:
     "One trained VAR's scores on every test set, kept in eval/parts (a rerun resumes there); seed 0's model file."
     part = out / "eval" / "parts" / f"{name}_seed{seed}.csv"
@@ -524,7 +524,7 @@ def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
     per = pd.concat(rows, ignore_index=True)
     atomic_write(ev / "per_image.csv", lambda t: per.to_csv(t, index=False))
 
-# %% ../nbs/10_reproduce.ipynb #7b9c7565
+# %% ../nbs/10_reproduce.ipynb #e55f9215
 def _stage_call(stage: str, plan: ReproPlan, out: Path, data: Path, test_root: Path, given: dict) -> dict:
     "Run one stage's function; returns what it adds to the stage record."
     if stage == "tokenizer":
@@ -578,7 +578,7 @@ def stage_times(out: Path) -> pd.DataFrame:
         df.loc[len(df)] = dict(total, train_minutes=round(df.train_minutes.sum(), 1))
     return df
 
-# %% ../nbs/10_reproduce.ipynb #a42f7965
+# %% ../nbs/10_reproduce.ipynb #bbe39b86
 def training_curves(out, smooth: int = 20):
     "One figure with the training losses of every stage of a run folder (stages without logs are left out)."
     import matplotlib.pyplot as plt
@@ -620,7 +620,7 @@ def training_curves(out, smooth: int = 20):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/10_reproduce.ipynb #04c0a6fa
+# %% ../nbs/10_reproduce.ipynb #3d5041a2
 @torch.no_grad()
 def report_grid(out, test_root, plan: ReproPlan, test_set: str = "Set14", idx=(0, 2, 5, 9), size: float = 2.0):
     "Figs. 2–3 analogue: LR, bicubic ×4, every variant ×4 (seed 0), ours ×1 and ×2, HR, decoded as evaluated."
@@ -641,7 +641,7 @@ def report_grid(out, test_root, plan: ReproPlan, test_set: str = "Set14", idx=(0
         rows.append(row + [("HR", hr[i])])
     return image_grid(rows, side=p.hr_size, size=size)
 
-# %% ../nbs/10_reproduce.ipynb #3763e5f3
+# %% ../nbs/10_reproduce.ipynb #66d8ee1c
 def write_report(out: Path, plan: ReproPlan, test_root=None):
     "report.md in the run folder: tables beside the paper's, the verdicts, stage times, curves.png and grid.png."
     import matplotlib.pyplot as plt  # figures are closed after saving; the backend is left as it is
@@ -683,7 +683,7 @@ def write_report(out: Path, plan: ReproPlan, test_root=None):
     md += [f"![{n}]({n})\n" for n in figs]
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md)))
 
-# %% ../nbs/10_reproduce.ipynb #3e74d2b6
+# %% ../nbs/10_reproduce.ipynb #2a883fe3
 def reproduce(
     plan: ReproPlan,
     out,
