@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from .core import MsvarError, check_out_dir
+from .core import MsvarError
+from .files import check_out_dir
 from .fetch import fetched
 from .reproduce import PLANS, STAGES, check_stages, reproduce
 

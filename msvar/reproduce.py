@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
-from .core import MsvarError, get_preset, atomic_write, list_images, image_grid
+from .core import MsvarError, get_preset, image_grid
+from .files import atomic_write, list_images, hold_folder
 from .inference import SOFT_TAU, COLOUR_SIGMA
 from .var import Decoding
 from .hit import load_hit, build_model, reconstruct_scales, center_crops
@@ -25,7 +26,6 @@ from .train import read_log, moving_average
 from .inference import sr_model_from_checkpoint, colour_fix_scales, save_sr_model
 from .evaluate import evaluate_outputs, model_outputs, load_pairs, baseline_outputs
 from .fetch import fetched
-from .core import hold_folder
 from .losses import sr_tokens, sr_loss
 
 # %% auto #0
