@@ -33,7 +33,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from msvar.core import MsvarError, load_image, resize, list_images
+from msvar.core import MsvarError, resize
+from msvar.files import list_images, load_image
 from msvar.data import make_testset
 from msvar.evaluate import load_pairs
 from msvar.inference import COLOUR_SIGMA, colour_fix_scales, load_sr_model, sr_model_from_checkpoint, upscale
