@@ -17,8 +17,8 @@ ratio of the means over the images that have a flat region).
 `auto` picks class 0 or 1 per input from its chroma detail (`chroma_detail`: median |Laplacian| of Cb and Cr over that
 of Y; threshold set with --noise-only on the T91 training images) and is scored with the outputs of the class it
 picked; the accuracy line says how often it picks the input's kind.
---snapshots: the training curve instead, one row per VAR checkpoint (step_N.pt) of a folder: degraded crops (class
---degraded-cls) and clean ×4 (class --cls), PSNR-RGB and LPIPS of the model's own output, flat-HF ratio.
+--snapshots: the training curve instead, rows per VAR checkpoint (step_N.pt) of a folder, the shipped model as step 0:
+degraded crops (classes --degraded-cls) and clean ×4 (class --cls), with and without the colour fix.
 """
 
 import argparse
@@ -219,9 +219,9 @@ def snapshot_steps(folder) -> list:
     return sorted(found)
 
 
-def curve_rows(model, images: list, pairs: dict, cls: int, degraded_cls: int, alex) -> pd.DataFrame:
-    "One point of the curve: degraded crops (class `degraded_cls`, ×2 and ×4) and clean ×4 (class `cls`)."
-    deg, _ = degraded_rows(model, pairs, (degraded_cls,), alex)
+def curve_rows(model, images: list, pairs: dict, cls: int, degraded_cls, alex) -> pd.DataFrame:
+    "One point of the curve: degraded crops (classes `degraded_cls`, ×2 and ×4) and clean ×4 (class `cls`)."
+    deg, _ = degraded_rows(model, pairs, degraded_cls, alex)
     cln, _ = clean_rows(model, images, (cls,), alex, scales=(4,))
     return summary(pd.DataFrame(deg + cln)).drop(index="bicubic", level="method")
 
@@ -233,7 +233,7 @@ def snapshot_model(path, tokenizer, decoding):
     return model
 
 
-def curve(folder, shipped, tokenizer, images: list, pairs: dict, cls: int, degraded_cls: int, alex) -> pd.DataFrame:
+def curve(folder, shipped, tokenizer, images: list, pairs: dict, cls: int, degraded_cls, alex) -> pd.DataFrame:
     "The curve over the snapshots of a folder, the shipped model as step 0 (the run continues it)."
     parts = {0: curve_rows(shipped, images, pairs, cls, degraded_cls, alex)}
     for step, path in snapshot_steps(folder):
@@ -283,7 +283,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--snapshots", default=None, help="a folder of VAR checkpoints step_N.pt: print the curve")
     ap.add_argument("--tokenizer", default=None, help="the HIT tokenizer of the snapshots")
     ap.add_argument("--cls", type=int, default=1, help="the snapshots' class on the clean protocol (1)")
-    ap.add_argument("--degraded-cls", type=int, default=0, help="the snapshots' class on the degraded crops (0)")
+    ap.add_argument(
+        "--degraded-cls", type=int, nargs="+", default=[0], help="the snapshots' classes on the degraded crops"
+    )
     ap.add_argument("--noise-only", action="store_true", help="only the inputs' chroma detail (to set --threshold)")
     ap.add_argument("--out", default=None, help="write the table (or the curve) to this CSV file")
     return ap
