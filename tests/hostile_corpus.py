@@ -123,7 +123,7 @@ def fingerprint(d) -> dict:
 def run_case(path, model_file, out, extra=()) -> dict:
     "Run `msvar_sr PATH -o OUT --model MODEL_FILE` in this process → dict(code, stdout, stderr, traceback, outputs)."
     import traceback
-    from msvar.inference import sr_cli
+    from msvar.cli_sr import sr_cli
     import msvar.core as core
     o, e, tb = io.StringIO(), io.StringIO(), None
     bar, core.progress_bar = core.progress_bar, core.LineProgress   # in a notebook the widget bar would bypass the redirection
