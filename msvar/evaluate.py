@@ -17,8 +17,83 @@ from .lpips import get_lpips
 from .inference import OutputSettings, DEFAULT_OUTPUT, finish  # what is written, and how (chapter 08)
 
 # %% auto #0
-__all__ = ['SUMMARY_METRICS', 'REPORT_FILES', 'pairs_from_hr', 'pairs_from_folder', 'load_pairs', 'baseline_outputs',
-           'evaluate_outputs', 'summary_table', 'model_outputs', 'evaluate_model', 'comparison_grid', 'write_report']
+__all__ = ['SUMMARY_METRICS', 'REPORT_FILES', 'baseline_outputs', 'evaluate_outputs', 'summary_table', 'pairs_from_hr',
+           'pairs_from_folder', 'load_pairs', 'model_outputs', 'evaluate_model', 'comparison_grid', 'write_report']
+
+# %% ../nbs/09b_evaluate.ipynb #8dd0d8092fe74a7c96281538738b07e2
+def baseline_outputs(lr: torch.Tensor, preset: Preset, mode: str) -> list:
+    "Upsampling baselines of LR (B,3,h,w): the LR resized to each stage size with `mode` ('bicubic' or 'bilinear')."
+    return [resize(lr, s, mode, antialias=False) if s != lr.shape[-1] else lr.clone() for s in preset.stage_sizes]
+
+
+def evaluate_outputs(
+    methods: dict, hr: torch.Tensor, preset: Preset, names=None, crop_border: int = 0, lpips: bool = True, device=None
+) -> pd.DataFrame:
+    """Per-image scores of each method's [×1, ×2, ×4] outputs against the HR resized to each scale: PSNR on Y and on
+    RGB, SSIM, LPIPS (on `device`, default CPU), ΔE (CIEDE2000), the chroma of output and target, and the set's fixed
+    pattern (chapter 09)."""
+    names = names or [str(i) for i in range(len(hr))]
+    alex = get_lpips("alex", device) if lpips else None  # one network for every method and scale
+    targets = [stage_image(hr, preset, n) for n in range(len(preset.stages))]
+    rows = []
+    for m, outs in methods.items():
+        if len(outs) != len(targets):
+            raise MsvarError(f"method {m!r} gave {len(outs)} outputs, expected {len(targets)}")
+        for n, (y, t) in enumerate(zip(outs, targets)):
+            if y.shape != t.shape:
+                raise MsvarError(f"method {m!r}, scale {n}: output {tuple(y.shape)} vs target {tuple(t.shape)}")
+            scale = preset.stage_sizes[n] // preset.lr_size
+            cb = crop_border * scale
+            p = psnr(y, t, cb)
+            small = min(t.shape[-2:]) - 2 * cb < 11  # SSIM's 11×11 window does not fit: undefined, not faked
+            s = torch.full((len(y),), float("nan")) if small else ssim(y, t, cb)
+            l = lpips_distance(y, t, alex, min_side=64) if lpips else torch.full((len(y),), float("nan"))
+            p_rgb = psnr(y, t, cb, y_channel=False)
+            de = delta_e(y, t)
+            c_out, c_ref = chroma(y), chroma(t)
+            fp = fixed_pattern(y, t)  # one value for the set, repeated on its rows
+            for i in range(len(y)):
+                rows.append(
+                    dict(
+                        image=names[i],
+                        method=m,
+                        scale=f"x{scale}",
+                        psnr=p[i].item(),
+                        ssim=s[i].item(),
+                        lpips=l[i].item(),
+                        psnr_rgb=p_rgb[i].item(),
+                        delta_e=de[i].item(),
+                        chroma=c_out[i].item(),
+                        chroma_ref=c_ref[i].item(),
+                        fixed_pattern=fp,
+                    )
+                )
+    return pd.DataFrame(rows)
+
+# %% ../nbs/09b_evaluate.ipynb #72eea5119410473aa328ad9291626812
+SUMMARY_METRICS = ("psnr", "psnr_rgb", "ssim", "lpips", "delta_e", "chroma_kept", "fixed_pattern")
+
+
+def summary_table(per_image: pd.DataFrame, fids: dict | None = None) -> pd.DataFrame:
+    """Mean of each metric per method and scale, laid out like the paper's Table 2 (methods as rows, metric × scale as
+    columns)."""
+    per_image = per_image.copy()
+    colour = "chroma" in per_image and "chroma_ref" in per_image  # tables written before the colour metrics lack them
+    if colour:
+        per_image["chroma_kept"] = per_image.chroma  # ratio of the means, completed below
+    metrics = [k for k in SUMMARY_METRICS if k in per_image]
+    g = per_image.groupby(["method", "scale"], sort=False)
+    t = g[metrics].mean()
+    if colour:
+        t["chroma_kept"] = g.chroma.mean() / g.chroma_ref.mean()
+    t = t.unstack("scale")
+    scales = sorted(per_image.scale.unique(), key=lambda s: int(s[1:]))
+    t = t.reindex(columns=pd.MultiIndex.from_product([metrics, scales]))
+    if fids:
+        for (m, sc), v in fids.items():
+            t.loc[m, ("fid", sc)] = v
+    t.index.name = f"method (n = {per_image.image.nunique()} images)"
+    return t.loc[list(dict.fromkeys(per_image.method))]
 
 # %% ../nbs/09b_evaluate.ipynb #acae54e37e7d407bbb7b55eff062a284
 def pairs_from_hr(hr_root, preset: Preset, n: int | None = None, seed: int = 0, clean: bool = False) -> dict:
@@ -113,81 +188,6 @@ def load_pairs(
         raise MsvarError(f"evaluation data {str(d)!r} does not exist")
     paired = lr_root is not None or ((d / "hr").is_dir() and (d / "lr").is_dir())
     return pairs_from_folder(d, preset, n, lr_root, strict) if paired else pairs_from_hr(d, preset, n, seed, clean)
-
-# %% ../nbs/09b_evaluate.ipynb #8dd0d8092fe74a7c96281538738b07e2
-def baseline_outputs(lr: torch.Tensor, preset: Preset, mode: str) -> list:
-    "Upsampling baselines of LR (B,3,h,w): the LR resized to each stage size with `mode` ('bicubic' or 'bilinear')."
-    return [resize(lr, s, mode, antialias=False) if s != lr.shape[-1] else lr.clone() for s in preset.stage_sizes]
-
-
-def evaluate_outputs(
-    methods: dict, hr: torch.Tensor, preset: Preset, names=None, crop_border: int = 0, lpips: bool = True, device=None
-) -> pd.DataFrame:
-    """Per-image scores of each method's [×1, ×2, ×4] outputs against the HR resized to each scale: PSNR on Y and on
-    RGB, SSIM, LPIPS (on `device`, default CPU), ΔE (CIEDE2000), the chroma of output and target, and the set's fixed
-    pattern (chapter 09)."""
-    names = names or [str(i) for i in range(len(hr))]
-    alex = get_lpips("alex", device) if lpips else None  # one network for every method and scale
-    targets = [stage_image(hr, preset, n) for n in range(len(preset.stages))]
-    rows = []
-    for m, outs in methods.items():
-        if len(outs) != len(targets):
-            raise MsvarError(f"method {m!r} gave {len(outs)} outputs, expected {len(targets)}")
-        for n, (y, t) in enumerate(zip(outs, targets)):
-            if y.shape != t.shape:
-                raise MsvarError(f"method {m!r}, scale {n}: output {tuple(y.shape)} vs target {tuple(t.shape)}")
-            scale = preset.stage_sizes[n] // preset.lr_size
-            cb = crop_border * scale
-            p = psnr(y, t, cb)
-            small = min(t.shape[-2:]) - 2 * cb < 11  # SSIM's 11×11 window does not fit: undefined, not faked
-            s = torch.full((len(y),), float("nan")) if small else ssim(y, t, cb)
-            l = lpips_distance(y, t, alex, min_side=64) if lpips else torch.full((len(y),), float("nan"))
-            p_rgb = psnr(y, t, cb, y_channel=False)
-            de = delta_e(y, t)
-            c_out, c_ref = chroma(y), chroma(t)
-            fp = fixed_pattern(y, t)  # one value for the set, repeated on its rows
-            for i in range(len(y)):
-                rows.append(
-                    dict(
-                        image=names[i],
-                        method=m,
-                        scale=f"x{scale}",
-                        psnr=p[i].item(),
-                        ssim=s[i].item(),
-                        lpips=l[i].item(),
-                        psnr_rgb=p_rgb[i].item(),
-                        delta_e=de[i].item(),
-                        chroma=c_out[i].item(),
-                        chroma_ref=c_ref[i].item(),
-                        fixed_pattern=fp,
-                    )
-                )
-    return pd.DataFrame(rows)
-
-# %% ../nbs/09b_evaluate.ipynb #72eea5119410473aa328ad9291626812
-SUMMARY_METRICS = ("psnr", "psnr_rgb", "ssim", "lpips", "delta_e", "chroma_kept", "fixed_pattern")
-
-
-def summary_table(per_image: pd.DataFrame, fids: dict | None = None) -> pd.DataFrame:
-    """Mean of each metric per method and scale, laid out like the paper's Table 2 (methods as rows, metric × scale as
-    columns)."""
-    per_image = per_image.copy()
-    colour = "chroma" in per_image and "chroma_ref" in per_image  # tables written before the colour metrics lack them
-    if colour:
-        per_image["chroma_kept"] = per_image.chroma  # ratio of the means, completed below
-    metrics = [k for k in SUMMARY_METRICS if k in per_image]
-    g = per_image.groupby(["method", "scale"], sort=False)
-    t = g[metrics].mean()
-    if colour:
-        t["chroma_kept"] = g.chroma.mean() / g.chroma_ref.mean()
-    t = t.unstack("scale")
-    scales = sorted(per_image.scale.unique(), key=lambda s: int(s[1:]))
-    t = t.reindex(columns=pd.MultiIndex.from_product([metrics, scales]))
-    if fids:
-        for (m, sc), v in fids.items():
-            t.loc[m, ("fid", sc)] = v
-    t.index.name = f"method (n = {per_image.image.nunique()} images)"
-    return t.loc[list(dict.fromkeys(per_image.method))]
 
 # %% ../nbs/09b_evaluate.ipynb #8edb47106e1a46a883d545849b8ab81b
 @torch.no_grad()
