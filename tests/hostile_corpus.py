@@ -175,7 +175,7 @@ def tampered_models(d, toy) -> dict:
         "preset_field_wrong_type": lambda c: c["preset"].update(hr_size="32"),
         "preset_bool_as_int": lambda c: c["preset"]["tokenizer"].update(using_sa=1),
         "preset_unknown_field": lambda c: c["preset"].update(colour="blue"),
-        "missing_weight": lambda c: c["var"].pop(next(iter(c["var"]))),
+        "unknown_tokens": lambda c: c.update(tokens="pixels"),
         "unknown_var_option": lambda c: c.update(var_options=dict(prefix_pos="grid", lr_add=True, turbo=True)),
         "var_option_wrong_type": lambda c: c.update(var_options=dict(prefix_pos=7, lr_add=True)),
         "var_prefix_not_bool": lambda c: c.update(var_prefix="yes"),

@@ -494,7 +494,7 @@ def test_eval_summary_lists_unreadable_files(tmp_path, toy, capsys):
 
 
 def test_eval_interrupt_writes_partial_summary(tmp_path, toy, capsys, monkeypatch):
-    import msvar.evaluate as ev
+    import msvar.cli_sr as ev
     for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
     _undecodable_tiffs(tmp_path / "hr")
     def ctrl_c(*a, **k): raise KeyboardInterrupt
@@ -776,7 +776,7 @@ def test_rerun_removes_a_killed_writers_temporary(tmp_path, toy, capsys):
     assert not list((tmp_path / "out").glob(".*"))                      # no lock file, no temporary
 
 
-@pytest.mark.parametrize("name", ["preset_field_wrong_type", "preset_bool_as_int", "preset_unknown_field", "missing_weight", "unknown_var_option",
+@pytest.mark.parametrize("name", ["preset_field_wrong_type", "preset_bool_as_int", "preset_unknown_field", "unknown_tokens", "unknown_var_option",
                                   "var_option_wrong_type", "var_prefix_not_bool", "huge_transformer", "huge_tokenizer", "zero_heads"])
 def test_tampered_model_metadata_is_one_line(tmp_path, toy, capsys, name):
     "A model file with tampered metadata: one line naming the file, before any large allocation (a 40 TB transformer is refused by size)."
