@@ -143,7 +143,7 @@ def test_msvar_eval_scores_what_msvar_sr_writes(tmp_path):
         save_image(resize(hr, p.lr_size, "bicubic").clamp(0, 1), tmp_path / "pairs" / "lr" / f.name)
     sr_cli([str(tmp_path / "pairs" / "lr"), "-o", str(tmp_path / "sr"), "--scales", "1", "2", "4"])
     with pytest.raises(SystemExit) as e:
-        eval_cli(["--data", str(tmp_path / "pairs"), "--out", str(tmp_path / "ev"), "--fid-min", "0"])
+        eval_cli(["--data", str(tmp_path / "pairs"), "--out", str(tmp_path / "ev")])
         raise SystemExit(0)
     assert not e.value.code
     per = pd.read_csv(tmp_path / "ev" / "per_image.csv")
