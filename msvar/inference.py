@@ -19,7 +19,6 @@ from msvar.checkpoint import (
     load_torch,
     check_finite_state,
     check_state_dict,
-    upgrade_meta,
 )  # files (chapter 00c)
 from .tokenizer import preset_from_dict, check_model_memory
 from .hit import HITTokenizer, HITState, encode_any, dataclass_replace_stages, decode_partial_sum
@@ -184,7 +183,7 @@ def read_sr_model_file(path) -> tuple:
     """(header, {'hit', 'var'} state dicts, legacy) of a model file: safetensors with a JSON header, or (legacy=True) an
     older torch pickle."""
     path = Path(path)
-    if not (path.is_file() and is_safetensors(path)):
+    if path.suffix != ".safetensors" and not (path.is_file() and is_safetensors(path)):
         return *_legacy_model_parts(path), True
     header, groups = read_model_file(path, "model file")
     if header.get("format") != SR_FORMAT:
@@ -238,7 +237,7 @@ def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> 
     and its tokenizer (path or HITTokenizer)."""
     ck = var_ckpt if isinstance(var_ckpt, dict) else load_checkpoint(var_ckpt)
     tk = tokenizer if isinstance(tokenizer, nn.Module) else load_sr_tokenizer(tokenizer)
-    meta = upgrade_meta(ck["meta"])  # a dict loaded by other means may hold an older version's field names
+    meta = ck["meta"]
     var = build_model("var", tk.preset, init=False, **meta.get("var_options", LEGACY_VAR_OPTIONS))
     var.load_state_dict(ck["model"])
     return SRModel(tk, var.eval(), tokens=tokens or meta.get("tokens", "hit")).eval()
