@@ -543,7 +543,7 @@ def test_make_testset_bad_folders(tmp_path, capsys):
                                      (["--data", "{d}/nope"], "does not exist"), (["--test", "{d}/nope"], "does not exist"),
                                      (["--tokenizer", "{d}/nope.pt"], "does not exist"), (["--hit", "{d}"], "does not exist")])
 def test_reproduce_bad_option(tmp_path, capsys, monkeypatch, bad, why):
-    import msvar.reproduce as rep
+    import msvar.cli_reproduce as rep
     monkeypatch.setattr(rep, "reproduce", lambda *a, **k: pytest.fail("reproduce ran before the options were checked"))
     _img(tmp_path / "hr" / "a.png"); (tmp_path / "afile").write_text("x")
     bad = [b.format(f=tmp_path / "afile", d=tmp_path) for b in bad]
