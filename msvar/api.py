@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from .core import MsvarError, load_image, resize
+from .core import MsvarError, resize
+from .files import load_image
 from .var import Decoding
 from .inference import SRModel, load_sr_model, default_model_path, upscale as upscale_tensor
 from .inference import OutputSettings, DEFAULT_OUTPUT
-from .core import _to_float_rgb
+from .files import _to_float_rgb
 
 # %% auto #0
 __all__ = ['GRAY_MODES', 'image_planes', 'to_pil', 'Upscaler', 'load_model']

@@ -8,9 +8,12 @@ import argparse, json, sys, time, warnings
 from dataclasses import asdict
 from pathlib import Path
 import torch
-from .core import MsvarError, load_image, save_image, check_out_dir, atomic_write, default_device
-from .core import IMAGE_EXTS, ImageWarning, progress_bar, check_memory
-from .core import hold_folder, holds_folder, set_threads, add_threads_arg  # folders, threads (chapter 00)
+from .core import MsvarError, default_device
+from .files import load_image, save_image, check_out_dir, atomic_write
+from .core import ImageWarning, progress_bar
+from .files import IMAGE_EXTS, check_memory
+from .files import hold_folder, holds_folder  # output folders held by one run (the files chapter)
+from .cli import set_threads, add_threads_arg  # what the commands share (the cli chapter)
 from .var import Decoding, DEFAULT_DECODING, SOFT_TAU, SOFT_MIN, decoding_problem  # decoding (chapter 05)
 from .inference import SRModel, OutputSettings, DEFAULT_OUTPUT, CLASSES, upscale, compare_figure
 from .inference import load_sr_model, default_model_path

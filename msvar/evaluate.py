@@ -7,11 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 import torch
 import pandas as pd
-from .core import MsvarError, resize, list_images, image_grid, atomic_write, Preset
+from .core import MsvarError, resize, image_grid, Preset
+from .files import list_images, atomic_write
 from .hit import center_crops, stage_image
 from .var import Decoding  # one decoding value (chapter 05)
 from .data import degrade, PairedFolder
-from .core import ImageReadError, progress_bar
+from .core import progress_bar
+from .files import ImageReadError
 from .metrics import psnr, ssim, lpips_distance, delta_e, chroma, fixed_pattern, FIDFeatures, fid_from_features
 from .lpips import get_lpips
 from .inference import OutputSettings, DEFAULT_OUTPUT, finish  # what is written, and how (chapter 08)

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, load_image, resize, to_signed, to_unit, default_device, image_grid, repo_dir
+from .core import MsvarError, resize, to_signed, to_unit, default_device, image_grid, repo_dir
+from .files import load_image
 from .core import progress_bar
 from .checkpoint import load_checkpoint, check_finite_state, check_state_dict  # files (chapter 00c)
 from .tokenizer import preset_from_dict, check_model_memory

@@ -121,7 +121,7 @@ def test_every_entry_point_takes_class_two(tmp_path, toy):
     assert Upscaler(toy).upscale(x, c2)[4].size == (48, 40)
     model = save_sr_model(toy, tmp_path / "toy.safetensors")
     save = torch.rand(3, 10, 12)
-    from msvar.core import save_image
+    from msvar.files import save_image
     save_image(save, tmp_path / "in" / "a.png")
     try: sr_cli([str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--model", str(model), "--class", "2"])
     except SystemExit as e: assert not e.code
@@ -132,7 +132,8 @@ def test_every_entry_point_takes_class_two(tmp_path, toy):
 def test_msvar_eval_scores_what_msvar_sr_writes(tmp_path):
     "msvar_eval's PSNR of the shipped model equals the PSNR of the files msvar_sr writes for the same LR crops."
     import pandas as pd
-    from msvar.core import data_dir, save_image, resize, load_image
+    from msvar.core import data_dir, resize
+    from msvar.files import save_image, load_image
     from msvar.hit import center_crops, stage_image
     from msvar.inference import default_model_path
     from msvar.metrics import psnr

@@ -4,7 +4,8 @@ import json, os, pickle, stat
 from pathlib import Path
 import pytest
 import torch
-from msvar.core import MsvarError, get_preset, save_image, load_image
+from msvar.core import MsvarError, get_preset
+from msvar.files import save_image, load_image
 from msvar.tokenizer import Tokenizer, save_tokenizer, load_tokenizer
 from msvar.hit import save_hit, load_hit
 from msvar.var import SRVAR, Decoding
@@ -553,7 +554,7 @@ def test_make_testset_bad_folders(tmp_path, capsys):
                                      (["--data", "{d}/nope"], "does not exist"), (["--test", "{d}/nope"], "does not exist"),
                                      (["--tokenizer", "{d}/nope.pt"], "does not exist"), (["--hit", "{d}"], "does not exist")])
 def test_reproduce_bad_option(tmp_path, capsys, monkeypatch, bad, why):
-    import msvar.reproduce as rep
+    import msvar.cli_reproduce as rep
     monkeypatch.setattr(rep, "reproduce", lambda *a, **k: pytest.fail("reproduce ran before the options were checked"))
     _img(tmp_path / "hr" / "a.png"); (tmp_path / "afile").write_text("x")
     bad = [b.format(f=tmp_path / "afile", d=tmp_path) for b in bad]
@@ -754,12 +755,12 @@ def test_eval_refuses_a_folder_another_run_holds(tmp_path, toy, capsys):
 @pytest.mark.parametrize("cli", ["msvar_sr", "msvar_eval"])
 def test_a_batch_too_big_for_the_machine_is_refused_first(tmp_path, toy, capsys, monkeypatch, cli):
     "On a machine with 1 MiB free, --batch-size is refused before the first batch, naming the option to lower."
-    import msvar.core
+    import msvar.files
     _img(tmp_path / "in" / "a.png", (40, 40))
     m = str(_model_file(tmp_path, toy))
     argv = ([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", m] if cli == "msvar_sr" else
             ["--model", m, "--data", str(tmp_path / "in"), "--out", str(tmp_path / "out")])
-    monkeypatch.setattr(msvar.core, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(msvar.files, "available_memory", lambda: 2**20)
     code, out, err = run_cli(sr_cli if cli == "msvar_sr" else eval_cli, argv + ["--batch-size", "64"], capsys)
     assert code == 2 and "lower --batch-size" in err and len(err.strip().splitlines()) == 1, (code, err)
     assert not list((tmp_path / "out").glob("*.png")) and not list((tmp_path / "out").glob("*.csv"))
@@ -897,7 +898,7 @@ def test_sr_folder_says_which_files_its_scan_skips(tmp_path, toy, capsys):
 
 def test_default_threads_leave_busy_cores_alone(monkeypatch):
     "On 2 cores with one busy (1-minute load 1.0), the default is 1 thread; idle, both; never below 1."
-    from msvar.core import default_threads
+    from msvar.cli import default_threads
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     for load, want in ((1.0, 1), (0.1, 2), (5.0, 1)):
@@ -909,10 +910,10 @@ def test_default_threads_leave_busy_cores_alone(monkeypatch):
 def test_long_running_commands_take_threads(tmp_path, capsys, monkeypatch, cli):
     "--threads N sets torch's threads before the work; without it, default_threads() does (no oversubscription of a busy machine)."
     import importlib
-    import msvar.core as core
+    import msvar.cli as cli_base
     seen = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
-    monkeypatch.setattr(core, "default_threads", lambda: 77)
+    monkeypatch.setattr(cli_base, "default_threads", lambda: 77)
     fns = {"msvar_sr": (sr_cli, [str(tmp_path / "nope.png"), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "nope.pt")]),
            "msvar_eval": (importlib.import_module("msvar.cli_sr").eval_cli, ["--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")])}
     fn, args = fns[cli] if cli in fns else _trainer(cli)
