@@ -4,19 +4,19 @@
 
 # %% ../nbs/01b_fetch.ipynb #a8761e5d
 from __future__ import annotations
-import argparse, hashlib, http.client, json, os, shutil, socket, sys, tarfile, tempfile, time, zipfile
+import hashlib, http.client, json, os, shutil, socket, sys, tarfile, tempfile, time, zipfile
 import urllib.error, urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from .core import MsvarError, data_dir
 from .lpips import cache_dir
-from .core import _pid_alive, atomic_write, check_out_dir
+from .core import _pid_alive, atomic_write, hold_folder
 
 # %% auto #0
-__all__ = ['BSDS_URL', 'DATASETS', 'Dataset', 'data_cache', 'fetched', 'sha256_file', 'download', 'extract', 'fetch_dataset',
-           'datasets_table', 'fetch_data_cli']
+__all__ = ['BSDS_URL', 'DOWNLOADS', 'MANUAL', 'DATASETS', 'Dataset', 'data_cache', 'fetched', 'datasets_table', 'sha256_file',
+           'download', 'extract', 'fetch_dataset']
 
-# %% ../nbs/01b_fetch.ipynb #e4cbe802
+# %% ../nbs/01b_fetch.ipynb #fe7f633d
 @dataclass(frozen=True)
 class Dataset:
     """A public data set `msvar_fetch_data` knows: where it comes from, how big it is, and where its folders go in the
@@ -34,77 +34,79 @@ class Dataset:
     bundled: tuple = ()  # (folder of the repository's data/, folder under the data cache) copied beside it
     manual: str = ""  # how to get it by hand
 
-
+# %% ../nbs/01b_fetch.ipynb #ac4f58d4
 BSDS_URL = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/BSDS300-images.tgz"
-DATASETS = {
-    d.name: d
-    for d in [
-        Dataset(
-            "bsds300",
-            "BSD200 (BSDS300 train, 200 JPEGs 481×321) → train/BSD200 and BSD100 (BSDS300 test, 100 JPEGs) → "
-            "test/BSD100; the bundled T91, Set5 and Set14 are copied beside them, so train/ is the classic 291-image "
-            "set and test/ holds Set5, Set14, BSD100",
-            "Martin et al., ICCV 2001: https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/",
-            "~22 MB",
-            BSDS_URL,
-            layout=(("BSDS300/images/train", "train/BSD200"), ("BSDS300/images/test", "test/BSD100")),
-            bundled=(("train/T91", "train/T91"), ("test/Set5", "test/Set5"), ("test/Set14", "test/Set14")),
-        ),
-        Dataset(
-            "div2k_train",
-            "DIV2K training HR images (800 PNGs, 2K) → DIV2K/DIV2K_train_HR",
-            "Agustsson & Timofte, NTIRE 2017: https://data.vision.ee.ethz.ch/cvl/DIV2K/",
-            "~3.5 GB",
-            "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip",
-            layout=(("DIV2K_train_HR", "DIV2K/DIV2K_train_HR"),),
-        ),
-        Dataset(
-            "div2k_valid",
-            "DIV2K validation HR images (100 PNGs, 2K) → DIV2K/DIV2K_valid_HR",
-            "Agustsson & Timofte, NTIRE 2017: https://data.vision.ee.ethz.ch/cvl/DIV2K/",
-            "~0.45 GB",
-            "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip",
-            layout=(("DIV2K_valid_HR", "DIV2K/DIV2K_valid_HR"),),
-        ),
-        Dataset(
-            "flickr2k",
-            "Flickr2K (2650 2K images, HR and bicubic LR) → Flickr2K/",
-            "Lim et al., EDSR, CVPRW 2017: https://github.com/sanghyun-son/EDSR-PyTorch",
-            "~20 GB",
-            "https://cv.snu.ac.kr/research/EDSR/Flickr2K.tar",
-            layout=((".", "Flickr2K"),),
-            manual="The SNU link is the one the EDSR authors publish; it is slow and has moved before. If it fails, "
-            "download Flickr2K.tar from a mirror you trust and pass it with --archive.",
-        ),
-        Dataset(
-            "realsr",
-            "RealSR (V3) real-world LR/HR pairs from Canon and Nikon cameras (×2, ×3, ×4; train and test) → RealSR/",
-            "Cai et al., ICCV 2019: https://github.com/csjcai/RealSR",
-            "a few GB (not verified offline)",
-            layout=((".", "RealSR"),),
-            manual="No stable direct link: the authors share RealSR(V3) through Google Drive and Baidu links on "
-            "https://github.com/csjcai/RealSR. Download the archive in a browser, then run `msvar_fetch_data realsr "
-            "--archive PATH/TO/RealSR(V3).tar.gz` (zip or tar); it is unpacked into the data cache as RealSR/. Its "
-            "test folders hold NAME_HR / NAME_LR4 pairs: `msvar_make_testset .../Test/4 --real -o OUT` makes a paired "
-            "test set, `msvar_eval --data OUT` scores it.",
-        ),
-        Dataset(
-            "drealsr",
-            "DRealSR real-world LR/HR test pairs from five DSLR cameras (×2, ×3, ×4) → DRealSR/",
-            "Wei et al., ECCV 2020: "
-            "https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution",
-            "several GB (not verified offline)",
-            layout=((".", "DRealSR"),),
-            manual="No stable direct link: the authors share DRealSR through Google Drive / Baidu links on "
-            "https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution. Download "
-            "the test archive in a browser, then run `msvar_fetch_data drealsr --archive PATH/TO/archive` (zip or "
-            "tar); it is unpacked as DRealSR/. Evaluate with `msvar_eval --data .../test_x4/test_HR --lr "
-            ".../test_x4/test_LR --out ...`.",
-        ),
-    ]
-}
+DOWNLOADS = [  # a stable direct link each
+    Dataset(
+        "bsds300",
+        "BSD200 (BSDS300 train, 200 JPEGs 481×321) → train/BSD200 and BSD100 (BSDS300 test, 100 JPEGs) → "
+        "test/BSD100; the bundled T91, Set5 and Set14 are copied beside them, so train/ is the classic 291-image "
+        "set and test/ holds Set5, Set14, BSD100",
+        "Martin et al., ICCV 2001: https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/",
+        "~22 MB",
+        BSDS_URL,
+        layout=(("BSDS300/images/train", "train/BSD200"), ("BSDS300/images/test", "test/BSD100")),
+        bundled=(("train/T91", "train/T91"), ("test/Set5", "test/Set5"), ("test/Set14", "test/Set14")),
+    ),
+    Dataset(
+        "div2k_train",
+        "DIV2K training HR images (800 PNGs, 2K) → DIV2K/DIV2K_train_HR",
+        "Agustsson & Timofte, NTIRE 2017: https://data.vision.ee.ethz.ch/cvl/DIV2K/",
+        "~3.5 GB",
+        "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip",
+        layout=(("DIV2K_train_HR", "DIV2K/DIV2K_train_HR"),),
+    ),
+    Dataset(
+        "div2k_valid",
+        "DIV2K validation HR images (100 PNGs, 2K) → DIV2K/DIV2K_valid_HR",
+        "Agustsson & Timofte, NTIRE 2017: https://data.vision.ee.ethz.ch/cvl/DIV2K/",
+        "~0.45 GB",
+        "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip",
+        layout=(("DIV2K_valid_HR", "DIV2K/DIV2K_valid_HR"),),
+    ),
+    Dataset(
+        "flickr2k",
+        "Flickr2K (2650 2K images, HR and bicubic LR) → Flickr2K/",
+        "Lim et al., EDSR, CVPRW 2017: https://github.com/sanghyun-son/EDSR-PyTorch",
+        "~20 GB",
+        "https://cv.snu.ac.kr/research/EDSR/Flickr2K.tar",
+        layout=((".", "Flickr2K"),),
+        manual="The SNU link is the one the EDSR authors publish; it is slow and has moved before. If it fails, "
+        "download Flickr2K.tar from a mirror you trust and pass it with --archive.",
+    ),
+]
 
+# %% ../nbs/01b_fetch.ipynb #fcafc0dc
+MANUAL = [  # shared by their authors through links that are not stable downloads
+    Dataset(
+        "realsr",
+        "RealSR (V3) real-world LR/HR pairs from Canon and Nikon cameras (×2, ×3, ×4; train and test) → RealSR/",
+        "Cai et al., ICCV 2019: https://github.com/csjcai/RealSR",
+        "a few GB (not verified offline)",
+        layout=((".", "RealSR"),),
+        manual="No stable direct link: the authors share RealSR(V3) through Google Drive and Baidu links on "
+        "https://github.com/csjcai/RealSR. Download the archive in a browser, then run `msvar_fetch_data realsr "
+        "--archive PATH/TO/RealSR(V3).tar.gz` (zip or tar); it is unpacked into the data cache as RealSR/. Its "
+        "test folders hold NAME_HR / NAME_LR4 pairs: `msvar_make_testset .../Test/4 --real -o OUT` makes a paired "
+        "test set, `msvar_eval --data OUT` scores it.",
+    ),
+    Dataset(
+        "drealsr",
+        "DRealSR real-world LR/HR test pairs from five DSLR cameras (×2, ×3, ×4) → DRealSR/",
+        "Wei et al., ECCV 2020: "
+        "https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution",
+        "several GB (not verified offline)",
+        layout=((".", "DRealSR"),),
+        manual="No stable direct link: the authors share DRealSR through Google Drive / Baidu links on "
+        "https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution. Download "
+        "the test archive in a browser, then run `msvar_fetch_data drealsr --archive PATH/TO/archive` (zip or "
+        "tar); it is unpacked as DRealSR/. Evaluate with `msvar_eval --data .../test_x4/test_HR --lr "
+        ".../test_x4/test_LR --out ...`.",
+    ),
+]
+DATASETS = {d.name: d for d in DOWNLOADS + MANUAL}
 
+# %% ../nbs/01b_fetch.ipynb #3c036b52
 def data_cache() -> Path:
     """Where `msvar_fetch_data` puts data sets: `$MSVAR_CACHE/data`, default `~/.cache/msvar/data` (the weights' cache,
     chapter 00b)."""
@@ -122,7 +124,19 @@ def fetched(sub: str, dataset: str = "bsds300", root=None) -> Path:
         )
     return p / sub
 
-# %% ../nbs/01b_fetch.ipynb #ef19c780
+# %% ../nbs/01b_fetch.ipynb #47841146
+def datasets_table() -> str:
+    "Every data set `msvar_fetch_data` knows, with its size, source and how it is fetched (the text of --help and --list)."
+    lines = []
+    for d in DATASETS.values():
+        how = f"download: {d.url}" if d.url else "manual download (no stable direct link), then --archive"
+        pin = "sha256 pinned" if d.sha256 else "checksum not pinned (the download's sha256 is recorded)"
+        lines += [f"{d.name} ({d.size})", f"    {d.what}", f"    source: {d.source}", f"    {how}; {pin}"]
+        if d.manual:
+            lines.append(f"    note: {d.manual}")
+    return "\n".join(lines)
+
+# %% ../nbs/01b_fetch.ipynb #83122ede
 class _Progress:
     "A one-line progress bar on stderr: bytes done, total, percent, speed (updated at most 4 times a second)."
 
@@ -154,12 +168,73 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
             h.update(b)
     return h.hexdigest()
 
+# %% ../nbs/01b_fetch.ipynb #d50bbad8
+def _open(url: str, have: int, timeout: float):
+    "The HTTP response for `url`, asking for the bytes from `have` on when part of the file is here already."
+    headers = {"User-Agent": "msvar_fetch_data", **({"Range": f"bytes={have}-"} if have else {})}
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
+
+def _receive(r, part: Path, have: int, label: str, progress: bool, chunk: int):
+    "Write the response body into `part` (appended when the server resumed at `have`); returns the full size, if known."
+    resumed = have > 0 and r.status == 206
+    have = have if resumed else 0  # a server that ignored Range sends the whole file
+    length = r.headers.get("Content-Length")
+    total = have + int(length) if length is not None else None
+    bar = _Progress(total, have, label, progress)
+    if resumed:
+        print(f"resuming {part.name} at {have / 1e6:.1f} MB", file=sys.stderr)
+    with open(part, "ab" if resumed else "wb") as f:
+        for b in iter(lambda: r.read(chunk), b""):
+            f.write(b)
+            bar.update(len(b))
+    bar.close()
+    return total
+
+
+def _check_download(part: Path, total, sha256, url: str) -> None:
+    "MsvarError when the `.part` file is shorter than announced, or its checksum is wrong (then it is deleted)."
+    got = part.stat().st_size
+    if total is not None and got != total:
+        raise MsvarError(f"{part}: download stopped at {got} of {total} bytes; rerun the same command to resume")
+    h = sha256_file(part) if sha256 is not None else None
+    if h != sha256:
+        part.unlink()
+        raise MsvarError(
+            f"checksum mismatch for {url}: expected sha256 {sha256}, got {h}; the file was deleted, rerun to download it "
+            "again"
+        )
+
+# %% ../nbs/01b_fetch.ipynb #f1c56e11
 def _manual_steps(url: str, dest: Path, name: str) -> str:
+    "How to download `url` by hand and hand the file to `msvar_fetch_data`."
     return (
         f"Manual steps: download {url} by hand (a browser, or `curl -L -C - -o {dest} {url}` on a machine with network "
         f"access), then run `msvar_fetch_data {name} --archive {dest}` (or copy the file to {dest} and rerun the same "
         "command)."
+    )
+
+
+def _download_error(e: Exception, url: str, dest: Path, part: Path, name: str) -> MsvarError:
+    "The one-line error for a failed request: an HTTP error, a connection broken mid-file, or no network."
+    if isinstance(e, urllib.error.HTTPError):
+        if e.code == 416 and part.exists():
+            part.unlink()  # a stale .part larger than the file: start again next time
+        return MsvarError(f"{url} answered HTTP {e.code} ({e.reason}). " + _manual_steps(url, dest, name))
+    size = part.stat().st_size if part.exists() else 0
+    if isinstance(e, (http.client.HTTPException, ConnectionResetError)):  # the connection broke mid-file
+        return MsvarError(
+            f"download of {url} interrupted ({e!r}) after {size / 1e6:.1f} MB, kept in {part}; rerun the same command "
+            "to resume"
+        )
+    kept = (
+        f" The {size / 1e6:.1f} MB already downloaded are kept in {part} and the next run resumes from there."
+        if size
+        else ""
+    )
+    return MsvarError(
+        f"cannot reach {url} ({getattr(e, 'reason', e)}): no network, or the server is down.{kept} "
+        + _manual_steps(url, dest, name)
     )
 
 
@@ -178,59 +253,16 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    req = urllib.request.Request(
-        url, headers={"User-Agent": "msvar_fetch_data", **({"Range": f"bytes={have}-"} if have else {})}
-    )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            resumed = have > 0 and r.status == 206
-            if have and not resumed:
-                have = 0  # the server ignored Range: start again
-            length = r.headers.get("Content-Length")
-            total = have + int(length) if length is not None else None
-            bar = _Progress(total, have, f"{name or dest.name}:", progress)
-            if resumed:
-                print(f"resuming {dest.name} at {have / 1e6:.1f} MB", file=sys.stderr)
-            with open(part, "ab" if resumed else "wb") as f:
-                for b in iter(lambda: r.read(chunk), b""):
-                    f.write(b)
-                    bar.update(len(b))
-            bar.close()
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and have:
-            part.unlink()  # a stale .part larger than the file: start again next time
-        raise MsvarError(f"{url} answered HTTP {e.code} ({e.reason}). " + _manual_steps(url, dest, name)) from e
-    except (http.client.HTTPException, ConnectionResetError) as e:  # the connection broke mid-file
-        raise MsvarError(
-            f"download of {url} interrupted ({e!r}) after {part.stat().st_size / 1e6:.1f} MB, kept in {part}; rerun "
-            "the same command to resume"
-        ) from e
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
-        kept = (
-            f" The {part.stat().st_size / 1e6:.1f} MB already downloaded are kept in {part} and the next run resumes "
-            "from there."
-            if part.exists() and part.stat().st_size
-            else ""
-        )
-        raise MsvarError(
-            f"cannot reach {url} ({getattr(e, 'reason', e)}): no network, or the server is down.{kept} "
-            + _manual_steps(url, dest, name)
-        ) from e
-    got = part.stat().st_size
-    if total is not None and got != total:
-        raise MsvarError(f"{part}: download stopped at {got} of {total} bytes; rerun the same command to resume")
-    if sha256 is not None:
-        h = sha256_file(part)
-        if h != sha256:
-            part.unlink()
-            raise MsvarError(
-                f"checksum mismatch for {url}: expected sha256 {sha256}, got {h}; the file was deleted, rerun to "
-                "download it again"
-            )
+        with _open(url, have, timeout) as r:
+            total = _receive(r, part, have, f"{name or dest.name}:", progress, chunk)
+    except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, ConnectionError) as e:
+        raise _download_error(e, url, dest, part, name) from e
+    _check_download(part, total, sha256, url)
     os.replace(part, dest)
     return dest
 
-# %% ../nbs/01b_fetch.ipynb #0f3e1d67
+# %% ../nbs/01b_fetch.ipynb #ced056da
 def _safe_members(names: list, archive) -> None:
     "Refuse archives with absolute paths or `..` (they could write outside the target folder)."
     for n in names:
@@ -258,7 +290,7 @@ def _clean_extract_leftovers(dest: Path) -> None:
         if t.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(t, ignore_errors=True)
 
-
+# %% ../nbs/01b_fetch.ipynb #c47fd3e8
 def _unpack(archive: Path, tmp: Path, dest: Path) -> None:
     """Unpack `archive` into `tmp`; a truncated or corrupt archive, or a full disk, is a one-line MsvarError (nothing
     changed in `dest`)."""
@@ -289,7 +321,7 @@ def _unpack(archive: Path, tmp: Path, dest: Path) -> None:
             + "; nothing was changed there"
         ) from None
 
-
+# %% ../nbs/01b_fetch.ipynb #49bc9764
 def extract(archive, dest, layout: tuple = (), replace=()) -> list:
     """Unpack a .zip/.tar/.tgz `archive` atomically: into a temporary folder beside `dest`, then rename into place; an
     existing target is replaced only if it is in `replace`. Returns the folders made."""
@@ -321,7 +353,7 @@ def extract(archive, dest, layout: tuple = (), replace=()) -> list:
         if tmp.exists():
             shutil.rmtree(tmp)
 
-# %% ../nbs/01b_fetch.ipynb #6d9ce042
+# %% ../nbs/01b_fetch.ipynb #21946516
 def _copy_bundled(src: Path, target: Path):
     "Copy a bundled folder into the cache atomically (temporary copy, then rename); an existing copy is kept."
     if target.exists():
@@ -343,160 +375,65 @@ def _fetched_folders(out: Path) -> set:
     return made
 
 
-def fetch_dataset(
-    ds: Dataset | str, out=None, archive=None, progress: bool = True, keep_archive: bool = False, force: bool = False
-) -> dict:
-    """Download (or take `archive`), verify, unpack and lay out one data set in `out` (default: the data cache); returns
-    its record."""
-    ds = DATASETS[ds] if isinstance(ds, str) and ds in DATASETS else ds
-    if isinstance(ds, str):
-        raise MsvarError(f"unknown data set {ds!r}; known: {', '.join(DATASETS)} (msvar_fetch_data --list)")
-    out = Path(out).expanduser() if out else data_cache()
-    rec_path = out / ".fetched" / f"{ds.name}.json"
-    if rec_path.exists() and not force:
-        rec = json.loads(rec_path.read_text())
-        if all((out / f).exists() for f in rec["folders"]):
-            return {**rec, "skipped": True}
-    made_before = _fetched_folders(out)
-    _check_targets(ds.layout, out, made_before)  # before a download: a user's folder is never replaced
-    downloaded = archive is None
-    if downloaded:
-        if ds.url is None:
-            raise MsvarError(f"{ds.name} has no stable direct download link. {ds.manual}")
-        archive = download(ds.url, out / "archives" / ds.url.rsplit("/", 1)[-1], ds.sha256, ds.name, progress)
-    else:
-        archive = Path(archive).expanduser()
-        if not archive.is_file():
-            raise MsvarError(f"archive {str(archive)!r} does not exist")
-    digest = sha256_file(archive)
-    if ds.sha256 is not None and digest != ds.sha256:
-        raise MsvarError(f"checksum mismatch for {archive}: expected sha256 {ds.sha256}, got {digest}")
-    made = [str(m.relative_to(out)) for m in extract(archive, out, ds.layout, replace=made_before)]
-    for src, dst in ds.bundled:
-        try:
-            _copy_bundled(data_dir() / src, out / dst)
-            made.append(dst)
-        except MsvarError as e:
-            print(f"note: {dst} not copied beside the data set: {e}", file=sys.stderr)  # no source checkout
-    rec = dict(
+def _record(ds: Dataset, archive: Path, digest: str, folders: list) -> dict:
+    "What `.fetched/NAME.json` says about a fetch: the archive, its checksum and how it was checked, the folders made."
+    pinned = "verified against the pinned sha256"
+    unpinned = "checksum not pinned: sha256 of this download recorded"
+    return dict(
         name=ds.name,
         url=ds.url,
         archive=archive.name,
         bytes=archive.stat().st_size,
         sha256=digest,
-        checksum="verified against the pinned sha256"
-        if ds.sha256
-        else "checksum not pinned: sha256 of this download recorded",
-        folders=made,
+        checksum=pinned if ds.sha256 else unpinned,
+        folders=folders,
         fetched=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
 
-    atomic_write(rec_path, lambda tmp: Path(tmp).write_text(json.dumps(rec, indent=1)))
-    if downloaded and not keep_archive:
-        archive.unlink()
-    return rec
 
-# %% ../nbs/01b_fetch.ipynb #2c054cd8
-def datasets_table() -> str:
-    """Every data set `msvar_fetch_data` knows, with its size, source and how it is fetched (the text of --help and
-    --list)."""
-    lines = []
-    for d in DATASETS.values():
-        how = f"download: {d.url}" if d.url else "manual download (no stable direct link), then --archive"
-        pin = "sha256 pinned" if d.sha256 else "checksum not pinned (the download's sha256 is recorded)"
-        lines += [f"{d.name} ({d.size})", f"    {d.what}", f"    source: {d.source}", f"    {how}; {pin}"]
-        if d.manual:
-            lines.append(f"    note: {d.manual}")
-    return "\n".join(lines)
+def _get_archive(ds: Dataset, out: Path, archive, progress: bool) -> Path:
+    "The archive to unpack: the one given, or the data set's download into out/archives."
+    if archive is not None:
+        if not Path(archive).is_file():
+            raise MsvarError(f"archive {str(archive)!r} does not exist")
+        return Path(archive)
+    if ds.url is None:
+        raise MsvarError(f"{ds.name} has no stable direct download link. {ds.manual}")
+    return download(ds.url, out / "archives" / ds.url.rsplit("/", 1)[-1], ds.sha256, ds.name, progress)
 
-
-def _fetch_data_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="msvar_fetch_data",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Download public super-resolution data sets into the data cache ($MSVAR_CACHE/data, default "
-        "~/.cache/msvar/data), with a progress bar, resume of an interrupted download (.part file, HTTP Range), "
-        "checksum verification and atomic unpacking. The small sets the notebooks and tests need (T91, Set5, Set14) "
-        "are bundled in the repository's data/ and need no download. msvar_reproduce, msvar_train and msvar_eval use "
-        "this cache when --data is not given.",
-        epilog="data sets:\n" + datasets_table(),
-    )
-    ap.add_argument("names", nargs="*", help=f"data sets to fetch: {', '.join(DATASETS)}")
-    ap.add_argument("--out", default=None, help="target folder (default: $MSVAR_CACHE/data, i.e. ~/.cache/msvar/data)")
-    ap.add_argument(
-        "--list", action="store_true", help="list the data sets, their sizes and sources, and which are fetched"
-    )
-    ap.add_argument(
-        "--archive", default=None, help="use this already-downloaded archive instead of downloading (one data set)"
-    )
-    ap.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive after unpacking")
-    ap.add_argument("--force", action="store_true", help="fetch again even if already fetched")
-    ap.add_argument("--no-progress", action="store_true")
-    return ap
-
-
-def _list_datasets(out: Path, asked: bool) -> None:
-    "The table, the cache and what is fetched in it; without --list (no names given) a usage error, exit code 2."
-    print(datasets_table())
-    print(f"\ndata cache: {out}")
-    for n in DATASETS:
-        if (out / ".fetched" / f"{n}.json").exists():
-            print(f"  fetched: {n}")
-    if not asked:
-        print("\nname the data sets to fetch, e.g. `msvar_fetch_data bsds300`", file=sys.stderr)
-        sys.exit(2)
-
-
-def _check_fetch_args(a, out: Path) -> None:
-    "Usage errors: one line, exit code 2, before any download."
-    try:
-        if a.archive and len(a.names) != 1:
-            raise MsvarError("--archive needs exactly one data set name")
-        unknown = [n for n in a.names if n not in DATASETS]
-        if unknown:
-            raise MsvarError(f"unknown data set {unknown[0]!r}; known: {', '.join(DATASETS)} (msvar_fetch_data --list)")
-        if a.archive:
-            arc = Path(a.archive).expanduser()
-            if arc.is_dir():
-                raise MsvarError(f"--archive {a.archive!r} is a folder, not an archive file")
-            if not arc.is_file():
-                raise MsvarError(f"--archive {a.archive!r} does not exist")
-
-        check_out_dir(out)  # an existing file, a folder under a file, read-only
-    except MsvarError as e:
-        print(f"msvar_fetch_data: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-def _fetch_all(a, out: Path) -> None:
-    "Fetch each named data set in turn; a failure is one line and exit code 1."
-    try:
-        for n in a.names:
-            rec = fetch_dataset(
-                n, out, a.archive, progress=not a.no_progress, keep_archive=a.keep_archive, force=a.force
-            )
-            print(
-                f"{n}: {'already fetched' if rec.get('skipped') else 'fetched'} into {out}: "
-                f"{', '.join(rec['folders'])} ({rec['checksum']})"
-            )
-    except MsvarError as e:
-        print(f"msvar_fetch_data: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except OSError as e:  # a full disk, a quota, a read-only folder while downloading or copying
-        print(
-            f"msvar_fetch_data: error: cannot write into {str(out)!r}: "
-            f"{e.strerror or e}{f' ({e.filename})' if e.filename else ''}; free some space or fetch into another --out",
-            file=sys.stderr,
-        )
-        sys.exit(1)
-
-
-def fetch_data_cli(argv=None):
-    "Console entry point `msvar_fetch_data`: download public SR data sets into the data cache, verified and unpacked."
-    a = _fetch_data_parser().parse_args(argv)
-    out = Path(a.out).expanduser() if a.out else data_cache()
-    if a.list or not a.names:
-        _list_datasets(out, asked=a.list)
-        return
-    _check_fetch_args(a, out)
-    _fetch_all(a, out)
+# %% ../nbs/01b_fetch.ipynb #7d078faf
+def fetch_dataset(
+    ds: Dataset,
+    out: Path | None = None,
+    archive: Path | None = None,
+    progress: bool = True,
+    keep_archive: bool = False,
+    force: bool = False,
+) -> dict:
+    """Download (or take `archive`), verify, unpack and lay out one data set in `out` (default: the data cache), holding
+    the folder; returns its record."""
+    out = Path(out) if out is not None else data_cache()
+    rec_path = out / ".fetched" / f"{ds.name}.json"
+    with hold_folder(out, "--out"):
+        if rec_path.exists() and not force:
+            rec = json.loads(rec_path.read_text())
+            if all((out / f).exists() for f in rec["folders"]):
+                return {**rec, "skipped": True}
+        made_before = _fetched_folders(out)
+        _check_targets(ds.layout, out, made_before)  # before a download: a user's folder is never replaced
+        path = _get_archive(ds, out, archive, progress)
+        digest = sha256_file(path)
+        if ds.sha256 is not None and digest != ds.sha256:
+            raise MsvarError(f"checksum mismatch for {path}: expected sha256 {ds.sha256}, got {digest}")
+        made = [str(m.relative_to(out)) for m in extract(path, out, ds.layout, replace=made_before)]
+        for src, dst in ds.bundled:
+            try:
+                _copy_bundled(data_dir() / src, out / dst)
+                made.append(dst)
+            except MsvarError as e:
+                print(f"note: {dst} not copied beside the data set: {e}", file=sys.stderr)  # no source checkout
+        rec = _record(ds, path, digest, made)
+        atomic_write(rec_path, lambda tmp: Path(tmp).write_text(json.dumps(rec, indent=1)))
+        if archive is None and not keep_archive:
+            path.unlink()
+        return rec

@@ -39,6 +39,7 @@ LAYERS = (
     ("train", "api", "evaluate"),                    # the one training loop; the Python API; the paper's tables
     ("train_tokenizer", "train_var", "quality"),     # the trainers; the small model measured
     ("reproduce",),                                  # the whole method end to end
+    ("cli_data",),                                   # the commands: options checked once, library called with values
     ("devtools",),                                   # README generation and benchmark helpers
 )
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
