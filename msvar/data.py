@@ -26,7 +26,8 @@ from .core import progress_bar, hold_folder, LOCK_NAME  # folder locks (chapter 
 # %% auto #0
 __all__ = ['CACHE_MAX_BYTES', 'DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'final_sinc_kernel',
            'filter2d_conv', 'filter2d', 'random_resize', 'add_gaussian_noise', 'add_poisson_noise', 'random_noise',
-           'to_8bit', 'jpeg', 'draw_classes', 'degrade', 'walk_files', 'scan_images', 'to_uint8_tensor', 'HRFolder',
+           'to_8bit', 'jpeg', 'draw_classes', 'degrade', 'walk_files', 'scan_images', 'to_uint8_tensor',
+           'upscale_short_side', 'split_small', 'fits_cache', 'check_crop_options', 'HRFolder', 'match_pairs',
            'PairedFolder', 'SeededSampler', 'DegradeCollate', 'seed_worker', 'make_loader', 'check_apart',
            'check_empty', 'testset_source', 'write_manifest', 'make_testset']
 
@@ -306,7 +307,7 @@ def jpeg(x_CHW: torch.Tensor, quality: int) -> torch.Tensor:
         out = np.array(im.convert("RGB"))
     return torch.from_numpy(out).permute(2, 0, 1).to(x_CHW.dtype) / 255
 
-# %% ../nbs/01_data.ipynb #345531f9
+# %% ../nbs/01_data.ipynb #f9821fab
 def draw_classes(B: int, p_bilinear: float, g: torch.Generator) -> torch.Tensor:
     "Class of each LR image: 1 (bilinear only) with probability `p_bilinear`, else 0 (degraded); (B,) long."
     if not 0.0 <= p_bilinear <= 1.0:
@@ -319,33 +320,46 @@ def _no_blur(cfg: DegradationConfig, rec: dict) -> tuple:
     rec.update(kind="none")
     return _pad_kernel(torch.ones(1, 1), cfg.max_kernel), "none"
 
-
-def _second_order(
-    hr: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: torch.Generator, info: list
-) -> torch.Tensor:
-    "Real-ESRGAN's two degradation stages and final step on a (B, 3, H, W) batch; fills one description dict per image."
+# %% ../nbs/01_data.ipynb #da96edfa
+def _stage1(hr: torch.Tensor, cfg: DegradationConfig, g: torch.Generator) -> tuple:
+    "Stage 1 on a (B, 3, H, W) batch: blur, resize (relative to the HR), noise, JPEG; (out, descriptions, values drawn)."
     B, _, H, W = hr.shape
-    kr1, nr1, kr2, nr2, sr = ([{} for _ in range(B)] for _ in range(5))  # every value drawn, per image
-    # ---- stage 1: blur, resize, noise, JPEG ----
-    kd = [random_kernel(g, cfg, 1, r) for r in kr1]
+    kr, nr = [{} for _ in range(B)], [{} for _ in range(B)]  # every value drawn, per image
+    kd = [random_kernel(g, cfg, 1, r) for r in kr]
     out = filter2d(hr, torch.stack([k for k, _ in kd]))
-    d1, s1 = _draw_scale(g, cfg.resize_prob, cfg.resize_range)
-    out, m1 = random_resize(out, (H * s1, W * s1), g, cfg)
-    noisy = [random_noise(o, g, cfg, 1, r) for o, r in zip(out, nr1)]
-    q1 = [round(_uniform(g, *cfg.jpeg_range)) for _ in range(B)]
-    out = torch.stack([jpeg(o, q) for (o, _), q in zip(noisy, q1)])
-    # ---- stage 2: blur (p = 0.8), resize relative to the LR size, noise ----
-    kd2 = [
+    d, s = _draw_scale(g, cfg.resize_prob, cfg.resize_range)
+    out, m = random_resize(out, (H * s, W * s), g, cfg)
+    noisy = [random_noise(o, g, cfg, 1, r) for o, r in zip(out, nr)]
+    q = [round(_uniform(g, *cfg.jpeg_range)) for _ in range(B)]
+    out = torch.stack([jpeg(o, qb) for (o, _), qb in zip(noisy, q)])
+    text = [dict(blur1=kd[b][1], resize1=f"{d} ×{s:.2f} {m}", noise1=noisy[b][1], jpeg1=q[b]) for b in range(B)]
+    drawn = [dict(blur1=kr[b], resize1=dict(direction=d, scale=s, mode=m), noise1=nr[b], jpeg1=q[b]) for b in range(B)]
+    return out, text, drawn
+
+
+def _stage2(x: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: torch.Generator) -> tuple:
+    "Stage 2: blur (p = 0.8), resize (relative to the LR size), noise; (out, descriptions, values drawn)."
+    B = x.shape[0]
+    kr, nr = [{} for _ in range(B)], [{} for _ in range(B)]
+    kd = [
         random_kernel(g, cfg, 2, r) if torch.rand((), generator=g).item() < cfg.second_blur_prob else _no_blur(cfg, r)
-        for r in kr2
+        for r in kr
     ]
-    out = filter2d(out, torch.stack([k for k, _ in kd2]))
-    d2, s2 = _draw_scale(g, cfg.resize_prob2, cfg.resize_range2)
-    out, m2 = random_resize(out, (lr_hw[0] * s2, lr_hw[1] * s2), g, cfg)
-    noisy2 = [random_noise(o, g, cfg, 2, r) for o, r in zip(out, nr2)]
-    out = torch.stack([o for o, _ in noisy2])
-    # ---- final: [resize to LR + sinc] and JPEG, in random order ----
-    q2 = [round(_uniform(g, *cfg.jpeg_range2)) for _ in range(B)]
+    out = filter2d(x, torch.stack([k for k, _ in kd]))
+    d, s = _draw_scale(g, cfg.resize_prob2, cfg.resize_range2)
+    out, m = random_resize(out, (lr_hw[0] * s, lr_hw[1] * s), g, cfg)
+    noisy = [random_noise(o, g, cfg, 2, r) for o, r in zip(out, nr)]
+    out = torch.stack([o for o, _ in noisy])
+    text = [dict(blur2=kd[b][1], resize2=f"{d} ×{s:.2f} of LR {m}", noise2=noisy[b][1]) for b in range(B)]
+    drawn = [dict(blur2=kr[b], resize2=dict(direction=d, scale=s, mode=m), noise2=nr[b]) for b in range(B)]
+    return out, text, drawn
+
+# %% ../nbs/01_data.ipynb #bfb4b08e
+def _final_step(x: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: torch.Generator) -> tuple:
+    "The final step: [resize to the LR size + sinc] and JPEG, in random order; (out, descriptions, values drawn)."
+    B = x.shape[0]
+    sr = [{} for _ in range(B)]
+    q = [round(_uniform(g, *cfg.jpeg_range2)) for _ in range(B)]
     sd = [final_sinc_kernel(g, cfg, r) for r in sr]
     jpeg_last = torch.rand((), generator=g).item() < 0.5
 
@@ -354,37 +368,30 @@ def _second_order(
         return filter2d(t, torch.stack([k for k, _ in sd])), m
 
     if jpeg_last:
-        out, m3 = resize_sinc(out)
-        out = torch.stack([jpeg(o, q) for o, q in zip(out, q2)])
+        out, m = resize_sinc(x)
+        out = torch.stack([jpeg(o, qb) for o, qb in zip(out, q)])
     else:
-        out = torch.stack([jpeg(o, q) for o, q in zip(out, q2)])
-        out, m3 = resize_sinc(out)
-    for b in range(B):
-        info[b].update(
-            blur1=kd[b][1],
-            resize1=f"{d1} ×{s1:.2f} {m1}",
-            noise1=noisy[b][1],
-            jpeg1=q1[b],
-            blur2=kd2[b][1],
-            resize2=f"{d2} ×{s2:.2f} of LR {m2}",
-            noise2=noisy2[b][1],
-            jpeg2=q2[b],
-            final=f"{'resize+sinc → jpeg' if jpeg_last else 'jpeg → resize+sinc'} ({m3}, {sd[b][1]})",
-        )
-        info[b]["params"] = dict(
-            blur1=kr1[b],
-            resize1=dict(direction=d1, scale=s1, mode=m1),
-            noise1=nr1[b],
-            jpeg1=q1[b],
-            blur2=kr2[b],
-            resize2=dict(direction=d2, scale=s2, mode=m2),
-            noise2=nr2[b],
-            jpeg2=q2[b],
-            final=dict(jpeg_last=jpeg_last, mode=m3, sinc=sr[b]),
-        )
+        out = torch.stack([jpeg(o, qb) for o, qb in zip(x, q)])
+        out, m = resize_sinc(out)
+    order = "resize+sinc → jpeg" if jpeg_last else "jpeg → resize+sinc"
+    text = [dict(jpeg2=q[b], final=f"{order} ({m}, {sd[b][1]})") for b in range(B)]
+    drawn = [dict(jpeg2=q[b], final=dict(jpeg_last=jpeg_last, mode=m, sinc=sr[b])) for b in range(B)]
+    return out, text, drawn
+
+
+def _second_order(
+    hr: torch.Tensor, cfg: DegradationConfig, lr_hw: tuple, g: torch.Generator, info: list
+) -> torch.Tensor:
+    "Real-ESRGAN's two degradation stages and final step on a (B, 3, H, W) batch; fills one description dict per image."
+    out, t1, p1 = _stage1(hr, cfg, g)
+    out, t2, p2 = _stage2(out, cfg, lr_hw, g)
+    out, t3, p3 = _final_step(out, cfg, lr_hw, g)
+    for b, rec in enumerate(info):
+        rec.update(**t1[b], **t2[b], **t3[b])
+        rec["params"] = {**p1[b], **p2[b], **p3[b]}
     return to_8bit(out)
 
-
+# %% ../nbs/01_data.ipynb #b4c38b1c
 def degrade(
     hr_BCHW: torch.Tensor,
     cfg: DegradationConfig | None = None,
@@ -425,7 +432,7 @@ def degrade(
     lr, cls = lr.to(device), cls.to(device)
     return (lr, cls, info) if return_info else (lr, cls)
 
-# %% ../nbs/01_data.ipynb #fbf87cc9
+# %% ../nbs/01_data.ipynb #733fd6ff
 def _short_list(items, n: int = 10) -> str:
     "At most n items, then '... and k more'."
     items = [str(i) for i in items]
@@ -449,7 +456,7 @@ def walk_files(root: Path) -> list:
         found += [q for q in entries if not q.is_dir()]
     return sorted(found)
 
-
+# %% ../nbs/01_data.ipynb #72536fd3
 def scan_images(root, decode: bool = True) -> tuple:
     """Readable images under `root` as [(path, (w, h))] and unreadable ones as [(path, reason)]; raises if there is
     nothing."""
@@ -496,7 +503,7 @@ def scan_images(root, decode: bool = True) -> tuple:
         raise MsvarError(f"none of the {len(files)} image files in {str(root)!r} could be read")
     return ok, bad
 
-# %% ../nbs/01_data.ipynb #7a9a643e
+# %% ../nbs/01_data.ipynb #c3b4a842
 def _flip8(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     "One of the 8 symmetries of the square: random horizontal flip, vertical flip and transpose."
     hflip, vflip, transpose = (torch.rand(3, generator=g) < 0.5).tolist()
@@ -528,13 +535,52 @@ def to_uint8_tensor(x: torch.Tensor) -> torch.Tensor:
 CACHE_MAX_BYTES = 2 * 2**30  # cache='auto' keeps the decoded images in memory (uint8) when they take at most this
 
 
+def upscale_short_side(x: torch.Tensor, side: int) -> torch.Tensor:
+    "An image (3, h, w) resized bicubically so that its short side is at least `side` (unchanged if it is)."
+    h, w = x.shape[-2:]
+    if min(h, w) >= side:
+        return x
+    f = side / min(h, w)
+    return resize(x, (max(side, math.ceil(h * f)), max(side, math.ceil(w * f))), "bicubic")
+
+# %% ../nbs/01_data.ipynb #c68d2d9c
+def split_small(ok: list, hr_size: int, small: str, root) -> tuple:
+    "(files to use, files skipped, number upscaled) of a scan under the `small` policy; warns when any is small."
+    is_small = [min(wh) < hr_size for _, wh in ok]
+    skipped = [p for (p, _), s in zip(ok, is_small) if s] if small == "skip" else []
+    files = [p for (p, _), s in zip(ok, is_small) if not (s and small == "skip")]
+    if not files:
+        raise MsvarError(
+            f"all {len(ok)} readable images in {str(root)!r} are smaller than hr_size={hr_size} and small='skip'"
+        )
+    if any(is_small):
+        what = "upscaled (bicubic) before cropping" if small == "upscale" else "skipped"
+        warnings.warn(
+            f"{sum(is_small)} of {len(ok)} images in {str(root)!r} are smaller than {hr_size} px and are {what}",
+            stacklevel=3,
+        )
+    return files, skipped, sum(is_small) if small == "upscale" else 0
+
+
+def fits_cache(ok: list, files: list) -> bool:
+    "Whether `files` decoded as uint8 (3 bytes a pixel, by the scan's header sizes) take at most CACHE_MAX_BYTES."
+    keep = set(files)
+    return sum(3 * w * h for p, (w, h) in ok if p in keep) <= CACHE_MAX_BYTES
+
+
+def check_crop_options(hr_size: int, small: str, cache) -> None:
+    "MsvarError naming the first bad option of an `HRFolder`."
+    if small not in ("upscale", "skip"):
+        raise MsvarError(f"small must be 'upscale' or 'skip', got {small!r}")
+    if hr_size < 1:
+        raise MsvarError(f"hr_size must be positive, got {hr_size}")
+    if cache not in (True, False, "auto"):
+        raise MsvarError(f"cache must be True, False or 'auto', got {cache!r}")
+
+# %% ../nbs/01_data.ipynb #3fd6d435
 class HRFolder(torch.utils.data.Dataset):
-    """Random (hr_size, hr_size) crops, flipped/transposed, of every readable image under `root` (recursive). `cache`:
-    keep the
-    decoded images in memory as uint8 (True, False, or 'auto': when they fit in CACHE_MAX_BYTES by their headers'
-    sizes);
-    `scan`: a `scan_images` result of `root` to use instead of scanning again (e.g. one process's, sent to the others).
-    """
+    """Random (hr_size, hr_size) crops, flipped/transposed, of every readable image under `root` (recursive); `cache`
+    keeps them decoded as uint8 (True, False, 'auto': if they fit CACHE_MAX_BYTES); `scan`: a `scan_images` result."""
 
     def __init__(
         self,
@@ -546,31 +592,12 @@ class HRFolder(torch.utils.data.Dataset):
         cache: bool | str = False,
         scan: tuple | None = None,
     ):
-        if small not in ("upscale", "skip"):
-            raise MsvarError(f"small must be 'upscale' or 'skip', got {small!r}")
-        if hr_size < 1:
-            raise MsvarError(f"hr_size must be positive, got {hr_size}")
+        check_crop_options(hr_size, small, cache)
         self.root, self.hr_size, self.small, self.augment = Path(root), int(hr_size), small, augment
-        if cache not in (True, False, "auto"):
-            raise MsvarError(f"cache must be True, False or 'auto', got {cache!r}")
         ok, self.unreadable = scan if scan is not None else scan_images(root, decode=decode_check)
-        is_small = [min(wh) < hr_size for _, wh in ok]
-        self.skipped_small = [p for (p, _), s in zip(ok, is_small) if s] if small == "skip" else []
-        self.files = [p for (p, _), s in zip(ok, is_small) if not (s and small == "skip")]
-        self.n_upscaled = sum(is_small) if small == "upscale" else 0
-        if not self.files:
-            raise MsvarError(
-                f"all {len(ok)} readable images in {str(root)!r} are smaller than hr_size={hr_size} and small='skip'"
-            )
-        if any(is_small):
-            what = "upscaled (bicubic) before cropping" if small == "upscale" else "skipped"
-            warnings.warn(
-                f"{sum(is_small)} of {len(ok)} images in {str(root)!r} are smaller than {hr_size} px and are {what}",
-                stacklevel=2,
-            )
+        self.files, self.skipped_small, self.n_upscaled = split_small(ok, hr_size, small, root)
         if cache == "auto":
-            keep = set(self.files)
-            cache = sum(3 * w * h for p, (w, h) in ok if p in keep) <= CACHE_MAX_BYTES
+            cache = fits_cache(ok, self.files)
         self._cache = [to_uint8_tensor(load_image(f)) for f in self.files] if cache else None
         self.failed_loads = {}  # files unreadable since the scan → reason
 
@@ -600,12 +627,7 @@ class HRFolder(torch.utils.data.Dataset):
 
     def load(self, i: int) -> torch.Tensor:
         "Image i as (3, H, W) in [0, 1], upscaled so that its short side is at least hr_size."
-        x = self._load_file(i)
-        h, w = x.shape[-2:]
-        if min(h, w) < self.hr_size:
-            f = self.hr_size / min(h, w)
-            x = resize(x, (max(self.hr_size, math.ceil(h * f)), max(self.hr_size, math.ceil(w * f))), "bicubic")
-        return x
+        return upscale_short_side(self._load_file(i), self.hr_size)
 
     def __getitem__(self, key):
         i, seed = key if isinstance(key, tuple) else (key, None)
@@ -616,7 +638,45 @@ class HRFolder(torch.utils.data.Dataset):
             x = _flip8(x, g)
         return {"hr": x.contiguous(), "index": i, "seed": int(seed)}
 
-# %% ../nbs/01_data.ipynb #01882367
+# %% ../nbs/01_data.ipynb #427bda90
+def _keyed_files(hr_root, lr_root, scale: int) -> tuple:
+    "({key: HR file}, {key: LR file}, unreadable files, words for the layout) of the RealSR or DRealSR layout."
+    if lr_root is None:
+        ok, bad = scan_images(hr_root, decode=False)
+        tag = f"_LR{scale}"
+        hrs = {str(p.with_name(p.stem[:-3])): p for p, _ in ok if p.stem.endswith("_HR")}
+        lrs = {str(p.with_name(p.stem[: -len(tag)])): p for p, _ in ok if p.stem.endswith(tag)}
+        return hrs, lrs, bad, f"'NAME_HR' / 'NAME{tag}' files in {str(hr_root)!r}"
+    ok_h, bad_h = scan_images(hr_root, decode=False)
+    ok_l, bad_l = scan_images(lr_root, decode=False)
+    hrs = {str(p.relative_to(hr_root).with_suffix("")): p for p, _ in ok_h}
+    lrs = {str(p.relative_to(lr_root).with_suffix("")): p for p, _ in ok_l}
+    return hrs, lrs, bad_h + bad_l, f"same names in {str(hr_root)!r} and {str(lr_root)!r}"
+
+
+def match_pairs(hr_root, lr_root, scale: int, strict: bool) -> tuple:
+    """([(HR, LR)] matched by name, unreadable files, unmatched files); files without a partner are an MsvarError when
+    `strict`, else a warning."""
+    hrs, lrs, bad, layout = _keyed_files(hr_root, lr_root, scale)
+    only_hr, only_lr = sorted(set(hrs) - set(lrs)), sorted(set(lrs) - set(hrs))
+    unmatched = [hrs[k] for k in only_hr] + [lrs[k] for k in only_lr]
+    if only_hr or only_lr:
+        msg = (
+            f"paired folders do not match ({layout}): {len(only_hr)} HR without LR "
+            f"[{_short_list(Path(k).name for k in only_hr)}], {len(only_lr)} LR without HR "
+            f"[{_short_list(Path(k).name for k in only_lr)}]"
+        )
+        if strict:  # `unmatched` lets a command word its own advice
+            e = MsvarError(msg + "; pass strict=False to use only the matched pairs")
+            e.unmatched = msg
+            raise e
+        warnings.warn(msg, stacklevel=3)
+    keys = sorted(set(hrs) & set(lrs))
+    if not keys:
+        raise MsvarError(f"no LR/HR pairs found ({layout})")
+    return [(hrs[k], lrs[k]) for k in keys], bad, unmatched
+
+# %% ../nbs/01_data.ipynb #1d8fbf3b
 class PairedFolder(torch.utils.data.Dataset):
     """Real LR/HR pairs in the RealSR layout (one folder, _HR/_LR{scale}) or the DRealSR layout (two folders, same
     names)."""
@@ -634,36 +694,7 @@ class PairedFolder(torch.utils.data.Dataset):
         if crop not in ("random", "center"):
             raise MsvarError(f"crop must be 'random' or 'center', got {crop!r}")
         self.scale, self.lr_size, self.crop, self.augment = int(scale), lr_size, crop, augment
-        if lr_root is None:
-            ok, self.unreadable = scan_images(hr_root, decode=False)
-            hrs = {str(p.with_name(p.stem[:-3])): p for p, _ in ok if p.stem.endswith("_HR")}
-            tag = f"_LR{self.scale}"
-            lrs = {str(p.with_name(p.stem[: -len(tag)])): p for p, _ in ok if p.stem.endswith(tag)}
-            layout = f"'NAME_HR' / 'NAME{tag}' files in {str(hr_root)!r}"
-        else:
-            ok_h, bad_h = scan_images(hr_root, decode=False)
-            ok_l, bad_l = scan_images(lr_root, decode=False)
-            self.unreadable = bad_h + bad_l
-            hrs = {str(p.relative_to(hr_root).with_suffix("")): p for p, _ in ok_h}
-            lrs = {str(p.relative_to(lr_root).with_suffix("")): p for p, _ in ok_l}
-            layout = f"same names in {str(hr_root)!r} and {str(lr_root)!r}"
-        only_hr, only_lr = sorted(set(hrs) - set(lrs)), sorted(set(lrs) - set(hrs))
-        self.unmatched = [hrs[k] for k in only_hr] + [lrs[k] for k in only_lr]
-        if only_hr or only_lr:
-            msg = (
-                f"paired folders do not match ({layout}): {len(only_hr)} HR without LR "
-                f"[{_short_list(Path(k).name for k in only_hr)}], {len(only_lr)} LR without HR "
-                f"[{_short_list(Path(k).name for k in only_lr)}]"
-            )
-            if strict:  # `unmatched` lets a command word its own advice
-                e = MsvarError(msg + "; pass strict=False to use only the matched pairs")
-                e.unmatched = msg
-                raise e
-            warnings.warn(msg, stacklevel=2)
-        keys = sorted(set(hrs) & set(lrs))
-        if not keys:
-            raise MsvarError(f"no LR/HR pairs found ({layout})")
-        self.pairs = [(hrs[k], lrs[k]) for k in keys]
+        self.pairs, self.unreadable, self.unmatched = match_pairs(hr_root, lr_root, self.scale, strict)
 
     def __len__(self):
         return len(self.pairs)
@@ -698,7 +729,7 @@ class PairedFolder(torch.utils.data.Dataset):
             lr = _flip8(lr, g)  # the same symmetry for both
         return {"hr": hr.contiguous(), "lr": lr.contiguous(), "cls": 0, "index": i, "seed": int(seed)}
 
-# %% ../nbs/01_data.ipynb #60f7d9bd
+# %% ../nbs/01_data.ipynb #b1ee9805
 class SeededSampler(torch.utils.data.Sampler):
     """Yields (index, item_seed) pairs; order and seeds are a function of (seed, epoch), the epoch advancing at each
     pass."""
@@ -755,7 +786,7 @@ class DegradeCollate:
             "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
         }
 
-
+# %% ../nbs/01_data.ipynb #6774a76e
 def seed_worker(worker_id: int):
     "DataLoader `worker_init_fn`: seed Python, NumPy and torch in each worker from the loader's base seed."
     import random
