@@ -170,7 +170,7 @@ def _list_datasets(out: Path, asked: bool) -> None:
 
 # %% ../nbs/21_cli_data.ipynb #076eceb5
 def check_fetch_options(a, out: Path) -> tuple:
-    "(data set records, archive path or None) of a parsed msvar_fetch_data command line; MsvarError naming a bad option."
+    "(data set records, archive path or None) of a parsed msvar_fetch_data command line; MsvarError for a bad option."
     if a.archive and len(a.names) != 1:
         raise MsvarError("--archive needs exactly one data set name")
     unknown = [n for n in a.names if n not in DATASETS]

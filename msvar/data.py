@@ -322,7 +322,7 @@ def _no_blur(cfg: DegradationConfig, rec: dict) -> tuple:
 
 # %% ../nbs/01_data.ipynb #da96edfa
 def _stage1(hr: torch.Tensor, cfg: DegradationConfig, g: torch.Generator) -> tuple:
-    "Stage 1 on a (B, 3, H, W) batch: blur, resize (relative to the HR), noise, JPEG; (out, descriptions, values drawn)."
+    "Stage 1 on a (B, 3, H, W) batch: blur, resize (relative to the HR), noise, JPEG; (out, texts, values drawn)."
     B, _, H, W = hr.shape
     kr, nr = [{} for _ in range(B)], [{} for _ in range(B)]  # every value drawn, per image
     kd = [random_kernel(g, cfg, 1, r) for r in kr]
@@ -806,7 +806,6 @@ def make_loader(
     p_bilinear: float = 0.25,
     shuffle: bool = True,
     drop_last: bool = True,
-    **kwargs,
 ):
     "A DataLoader whose batches {'hr','lr','cls','index'} are the same for a given seed, whatever `num_workers`."
     if batch_size < 1:
@@ -826,7 +825,6 @@ def make_loader(
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
-        **kwargs,
     )
 
 # %% ../nbs/01_data.ipynb #3d6734a4

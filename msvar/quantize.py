@@ -141,8 +141,8 @@ def as_token_map(idx: torch.Tensor, pn: int) -> torch.Tensor:
 def codebook_usage(ema_hits_SV: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Per-scale codebook usage (%): entries whose EMA hit count is ≥ 8 % of the uniform share of that scale's own
     tokens (msvar's margin)."""
-    # Not VAR's: VAR compares every scale with 8 % of the uniform share of the *full-resolution* token count (B·h·w / V),
-    # so its first scales (B·ρ² ≪ B·h·w tokens) show almost no usage whatever the codebook does.
+    # Not VAR's: VAR compares every scale with 8 % of the uniform share of the *full-resolution* token count
+    # (B·h·w / V), so its first scales (B·ρ² ≪ B·h·w tokens) show almost no usage whatever the codebook does.
     B_est = ema_hits_SV.sum(1)  # ≈ B·ρ_l² tokens per batch
     margin_S = 0.08 * B_est / vocab_size
     return (ema_hits_SV >= margin_S[:, None]).float().mean(1) * 100 * (B_est > 0)
