@@ -126,7 +126,7 @@ def fetched(sub: str, dataset: str = "bsds300", root=None) -> Path:
 
 # %% ../nbs/01b_fetch.ipynb #47841146
 def datasets_table() -> str:
-    "Every data set `msvar_fetch_data` knows, with its size, source and how it is fetched (the text of --help and --list)."
+    "Every data set `msvar_fetch_data` knows: its size, source and how it is fetched (the text of --help and --list)."
     lines = []
     for d in DATASETS.values():
         how = f"download: {d.url}" if d.url else "manual download (no stable direct link), then --archive"
@@ -201,8 +201,8 @@ def _check_download(part: Path, total, sha256, url: str) -> None:
     if h != sha256:
         part.unlink()
         raise MsvarError(
-            f"checksum mismatch for {url}: expected sha256 {sha256}, got {h}; the file was deleted, rerun to download it "
-            "again"
+            f"checksum mismatch for {url}: expected sha256 {sha256}, got {h}; the file was deleted, rerun to "
+            "download it again"
         )
 
 # %% ../nbs/01b_fetch.ipynb #f1c56e11
