@@ -116,9 +116,18 @@ def make_testset_cli(argv=None):
             except MsvarError as e:
                 fail(prog, e, 2)
             man = make_testset(
-                a.hr, out, a.n, hr_size, lr_size, a.seed, a.lr, a.real,
-                p_bilinear=a.p_bilinear, small=a.small, overwrite=a.overwrite,
-            )  # fmt: skip
+                a.hr,
+                out,
+                a.n,
+                hr_size,
+                lr_size,
+                a.seed,
+                a.lr,
+                a.real,
+                p_bilinear=a.p_bilinear,
+                small=a.small,
+                overwrite=a.overwrite,
+            )
     except MsvarError as e:  # the data (nothing readable, no pairs), or a folder another run holds
         fail(prog, _unmatched_words(e), 1)
     n = len(man.read_text().splitlines()) - 1

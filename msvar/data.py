@@ -18,7 +18,6 @@ from msvar.core import (
     save_image,
     atomic_write,
     resize,
-    get_preset,
     IMAGE_EXTS,
 )
 from .core import progress_bar, hold_folder, LOCK_NAME  # folder locks (chapter 00)

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 from .core import MsvarError, atomic_write
 from .checkpoint import load_torch  # weights-only reading (chapter 00c)
-from .core import progress_bar
 
 # %% auto #0
 __all__ = ['LPIPS_SDIST', 'FID_WHEEL', 'FETCH_COMMAND', 'LPIPS_NETS', 'FID_SHA1', 'cache_dir', 'lpips_backbone_path',
