@@ -8,7 +8,8 @@ import re, warnings
 from pathlib import Path
 import numpy as np
 import torch
-from .core import MsvarError, atomic_write
+from .core import MsvarError
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['CKPT_KIND', 'CKPT_VERSION', 'load_torch', 'check_finite_state', 'check_state_dict', 'save_checkpoint', 'upgrade_meta',

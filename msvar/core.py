@@ -4,164 +4,27 @@
 
 # %% ../nbs/00_core.ipynb #1f418210
 from __future__ import annotations
-import contextlib, dataclasses, errno, glob, os, random, shutil, sys, tempfile, time, warnings
+import dataclasses, functools, random, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'RESIZE_MODES', 'LOCK_NAME', 'SEED_MAX', 'PRESETS', 'IMAGE_EXTS', 'MsvarError', 'ImageReadError',
-           'WriteError', 'ImageWarning', 'load_image', 'repo_dir', 'data_dir', 'bundled_images', 'atomic_write',
-           'to_uint8', 'save_image', 'check_out_dir', 'to_signed', 'to_unit', 'unit_float', 'host_values', 'resize',
-           'show_images', 'image_grid', 'seed_everything', 'default_device', 'global_state', 'restore_global_state',
-           'keeps_global_state', 'FolderBusyError', 'clean_orphans', 'hold_folder', 'holds_folder', 'available_memory',
-           'check_memory', 'default_threads', 'add_threads_arg', 'set_threads', 'arg_seed', 'say_interrupted',
-           'TokenizerConfig', 'VARConfig', 'TrainRecipe', 'Preset', 'get_preset', 'list_images', 'LineProgress',
-           'progress_bar']
+__all__ = ['RESIZE_MODES', 'PRESETS', 'MsvarError', 'ImageWarning', 'repo_dir', 'data_dir', 'bundled_images', 'to_signed',
+           'to_unit', 'unit_float', 'host_values', 'to_uint8', 'resize', 'show_images', 'image_grid', 'seed_everything',
+           'default_device', 'global_state', 'restore_global_state', 'keeps_global_state', 'TokenizerConfig',
+           'VARConfig', 'TrainRecipe', 'Preset', 'get_preset', 'LineProgress', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
 class MsvarError(Exception):
     "Base class of every error msvar raises on purpose."
 
 
-class ImageReadError(MsvarError):
-    "An image file could not be read; the message names the file and the reason."
-
-    def __init__(self, path, reason):
-        self.path, self.reason = Path(path), reason
-        super().__init__(f"cannot read image {str(path)!r}: {reason}")
-
-
-class WriteError(MsvarError, OSError):
-    """A file could not be written (a full disk, a read-only filesystem, a quota); the message names the file and what
-    to do. Also an OSError."""
-
-    def __init__(self, path, reason: str, errno_: int | None = None):
-        self.msg = (
-            f"cannot write {str(path)!r}: {reason}; free some space or write elsewhere (the file that was there "
-            "before, if any, is unchanged)"
-        )
-        OSError.__init__(self, errno_, self.msg)
-        self.filename = str(path)
-
-    def __str__(self):
-        return self.msg
-
-
 class ImageWarning(UserWarning):
     """An image was read, but not all of it (only the first frame of an animation or a multi-page file); the message
     names the file."""
-
-# %% ../nbs/00_core.ipynb #6a64f412
-MAX_PIXELS = 16384 * 16384  # refuse larger images unless the caller raises the limit
-
-
-class _Unsupported(ValueError):
-    "A file that decodes fine into pixels msvar cannot map to [0, 1]."
-
-
-_SIGNATURES = {
-    b"\x89PNG\r\n\x1a\n": "PNG",
-    b"\xff\xd8\xff": "JPEG",
-    b"GIF87a": "GIF",
-    b"GIF89a": "GIF",
-    b"II*\x00": "TIFF",
-    b"MM\x00*": "TIFF",
-}
-
-
-def _claimed_format(path: Path) -> str | None:
-    "The format a file's first bytes announce (PNG, JPEG, GIF, TIFF, WebP), or None."
-    with open(path, "rb") as f:
-        head = f.read(12)
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WebP"
-    return next((fmt for sig, fmt in _SIGNATURES.items() if head.startswith(sig)), None)
-
-
-def _alpha_composite(im: Image.Image, background) -> Image.Image:
-    "Composite an image with alpha over a solid `background` colour; returns RGB."
-    rgba = im.convert("RGBA")
-    bg = Image.new("RGBA", rgba.size, tuple(background) + (255,))
-    return Image.alpha_composite(bg, rgba).convert("RGB")
-
-
-def _to_float_rgb(im: Image.Image, background) -> np.ndarray:
-    "Convert any supported Pillow image to a float32 (H, W, 3) array in [0, 1]."
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        a = np.asarray(im, dtype=np.float64)
-        if mode == "I" and a.max(initial=0) > 65535:
-            raise _Unsupported(
-                f"32-bit integer pixels with values up to {a.max():.0f}; only 8- and 16-bit images are supported"
-            )
-        return np.repeat((a / 65535.0)[..., None], 3, axis=2).astype(np.float32)
-    if mode == "F":
-        raise _Unsupported(
-            "floating-point (mode F) pixels have no defined range; convert the file to 8 or 16 bits first"
-        )
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
-    rgb = _alpha_composite(im, background) if has_alpha else im.convert("RGB")
-    return np.asarray(rgb, dtype=np.float32) / 255.0
-
-
-def load_image(path, background=(255, 255, 255), max_pixels: int = MAX_PIXELS) -> torch.Tensor:
-    "Read any common image file as a float32 tensor (3, H, W) in [0, 1]; raise `ImageReadError` if it can't be read."
-    path = Path(path)
-    if path.is_symlink() and not path.exists():
-        raise ImageReadError(path, "broken symbolic link (its target does not exist, or the link points to itself)")
-    if not path.exists():
-        raise ImageReadError(path, "file does not exist")
-    if path.is_dir():
-        raise ImageReadError(path, "is a directory, not an image file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "file is empty (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise ImageReadError(
-                        path,
-                        f"{w}x{h} = {w * h:,} pixels exceeds max_pixels={max_pixels:,} (possible decompression bomb; "
-                        "pass a larger max_pixels if the file is trusted)",
-                    )
-                frames = getattr(im, "n_frames", 1)
-                im.load()  # decode now so that truncation is caught here
-                im = ImageOps.exif_transpose(im)
-                arr = _to_float_rgb(im, background)
-    except ImageReadError:
-        raise
-    except UnidentifiedImageError as e:
-        fmt = _claimed_format(path)
-        raise ImageReadError(
-            path,
-            f"corrupt {fmt} file (it starts like one but cannot be decoded)"
-            if fmt
-            else "not a recognised image format",
-        ) from e
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(path, f"refused as a possible decompression bomb ({e})") from e
-    except _Unsupported as e:
-        raise ImageReadError(path, f"unsupported pixel format: {e}") from e
-    except OSError as e:
-        if e.errno is not None:
-            raise ImageReadError(path, f"cannot read the file ({e.strerror})") from e  # permission, I/O error
-        raise ImageReadError(path, f"corrupt or truncated file ({e})") from e
-    except (SyntaxError, ValueError) as e:
-        raise ImageReadError(path, f"corrupt or truncated file ({e})") from e
-    if frames > 1:  # an animation, a multi-page TIFF: say so instead of silently dropping all but the first frame
-        warnings.warn(
-            ImageWarning(
-                f"{str(path)!r} has {frames} frames (an animation or a multi-page file); only the first is read"
-            ),
-            stacklevel=2,
-        )
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
 
 # %% ../nbs/00_core.ipynb #481f7118
 def repo_dir() -> Path:
@@ -187,120 +50,6 @@ def bundled_images() -> list:
     "Paths of the images bundled in `data/images` (see data/README.md)."
     return sorted((data_dir() / "images").glob("*.png"))
 
-# %% ../nbs/00_core.ipynb #a552ed07
-def _clean_orphans(path: Path, min_age: float = 60.0):
-    """Remove temporaries of `path` left by killed writers: the process named in the file's name is gone and it is older
-    than `min_age` s."""
-    for t in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = t.name[len(path.name) + 2 :].split(".")[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # its writer is still running
-        except ProcessLookupError:
-            pass
-        except OSError:
-            continue  # e.g. another user's live process
-        try:
-            if time.time() - t.stat().st_mtime > min_age:
-                t.unlink()
-        except OSError:
-            pass
-
-
-_HELD = {}  # resolved folder → [fd, depth]: the folders this process holds
-
-
-def _held_here(path: Path) -> bool:
-    "Whether this process holds the folder of `path` or a folder above it (then no other msvar run writes there)."
-    if not _HELD:
-        return False
-    d = Path(path).resolve().parent
-    return any(d == k or d.is_relative_to(k) for k in _HELD)
-
-
-def atomic_write(path: Path, write_fn):
-    """Call `write_fn(tmp_path)` and rename the result to `path` (atomic on POSIX filesystems); the file gets the mode
-    the user's umask gives. Every file msvar writes (images, checkpoints, model files, reports) goes through it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_orphans(
-        path, 0.0 if _held_here(path) else 60.0
-    )  # in a folder this run holds, no other run writes: no age needed
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; `open` would give 0666 & ~umask
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        why = _write_failure(e, path)
-        if why is not None:
-            raise WriteError(path, *why) from None
-        raise
-
-
-def _write_failure(e: BaseException, path: Path):
-    "(reason, errno) when `e` says the disk refused a write (full, read-only, over quota), else None."
-    if isinstance(e, WriteError):
-        return None
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
-        return e.strerror, e.errno
-    if isinstance(e, RuntimeError) and (
-        "inline_container" in str(e) or "file write failed" in str(e)
-    ):  # torch.save's write errors
-        try:
-            free = f", {shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free there"
-        except OSError:
-            free = ""
-        return f"the write failed (torch: {str(e).strip()[:80]}; is the disk full?{free})", errno.ENOSPC
-    return None
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    "A (3, H, W) or (1, H, W) tensor in [0, 1] → (H, W, 3) uint8 array, rounded (not truncated)."
-    if img.ndim != 3 or img.shape[0] not in (1, 3):
-        raise MsvarError(f"expected an image tensor of shape (3, H, W) or (1, H, W), got {tuple(img.shape)}")
-    if not torch.isfinite(img).all():
-        raise MsvarError("image tensor contains NaN or inf values")
-    img = img.detach().float().cpu().clamp(0, 1)
-    if img.shape[0] == 1:
-        img = img.expand(3, -1, -1)
-    return (img.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-
-
-def save_image(img, path, overwrite: bool = False, **save_kwargs) -> Path:
-    "Save a (3, H, W) tensor in [0, 1] (or a PIL image) atomically; never replaces an existing file unless `overwrite`."
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise MsvarError(f"refusing to overwrite existing file {str(path)!r} (pass overwrite=True)")
-    pil = img if isinstance(img, Image.Image) else Image.fromarray(to_uint8(img))
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise MsvarError(f"unknown image extension {path.suffix!r} for {str(path)!r}")
-    atomic_write(path, lambda tmp: pil.save(tmp, format=fmt, **save_kwargs))
-    return path
-
-
-def check_out_dir(out_dir) -> Path:
-    """Create the output folder if needed and prove it writable (a probe file is made and removed) before any work;
-    one-line MsvarError otherwise."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise MsvarError(f"output folder {str(out)!r} is an existing file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".msvar_probe.", suffix=".tmp")
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise MsvarError(f"cannot write to output folder {str(out)!r}: {e.strerror or e}") from None
-    return out
-
 # %% ../nbs/00_core.ipynb #6148a585
 def to_signed(x: torch.Tensor) -> torch.Tensor:
     "Map an image from [0, 1] to the networks' range [-1, 1]."
@@ -322,6 +71,18 @@ def host_values(t: torch.Tensor) -> bool:
     """Whether `t`'s values can be read without waiting for a device: checks of values (index ranges, class labels) run
     only on CPU tensors, so that a GPU step never stops to copy them (a bad index there fails in the lookup itself)."""
     return t.device.type == "cpu"
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    "A (3, H, W) or (1, H, W) tensor in [0, 1] → (H, W, 3) uint8 array, rounded (not truncated)."
+    if img.ndim != 3 or img.shape[0] not in (1, 3):
+        raise MsvarError(f"expected an image tensor of shape (3, H, W) or (1, H, W), got {tuple(img.shape)}")
+    if not torch.isfinite(img).all():
+        raise MsvarError("image tensor contains NaN or inf values")
+    img = img.detach().float().cpu().clamp(0, 1)
+    if img.shape[0] == 1:
+        img = img.expand(3, -1, -1)
+    return (img.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
 
 # %% ../nbs/00_core.ipynb #7126a14c
 RESIZE_MODES = ("bicubic", "bilinear", "area", "nearest")
@@ -438,9 +199,6 @@ def default_device(device: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 # %% ../nbs/00_core.ipynb #i16c0a02
-import functools
-
-
 def global_state() -> dict:
     """The process-wide state a training function may change: Python, NumPy, torch CPU (and initialised CUDA) RNG
     states, the TF32 flags."""
@@ -478,233 +236,6 @@ def keeps_global_state(f):
             restore_global_state(st)
 
     return wrapper
-
-# %% ../nbs/00_core.ipynb #4858b7bf
-class FolderBusyError(MsvarError):
-    "Another live run holds the output folder (its lock file names the process); the message says which and what to do."
-
-
-LOCK_NAME = ".msvar.lock"
-
-
-def _lock_holder(lock: Path) -> str:
-    "What a lock file says about its holder ('pid 123, msvar_sr, since …'), or a plain word when it cannot be read."
-    try:
-        words = lock.read_text().split(maxsplit=2)
-    except OSError:
-        return "another process"
-    return (
-        f"pid {words[0]}"
-        + (f", {words[1]}" if len(words) > 1 else "")
-        + (f", since {words[2]}" if len(words) > 2 else "")
-    )
-
-
-def _try_lock(lock: Path):
-    """An fd holding an exclusive flock on `lock` (the file now names this process), or None while another live process
-    holds it."""
-    import fcntl
-
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        try:
-            same = os.stat(lock).st_ino == os.fstat(fd).st_ino  # the holder may have removed the file as we opened it
-        except FileNotFoundError:
-            same = False
-        if not same:
-            os.close(fd)
-            continue
-        os.ftruncate(fd, 0)
-        os.write(
-            fd, f"{os.getpid()} {Path(sys.argv[0]).name or 'python'} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode()
-        )
-        return fd
-
-
-def _release(folder: Path, fd: int):
-    "Remove the lock file and drop the lock (in this order, so that a waiting run never locks a removed file)."
-    import fcntl
-
-    try:
-        os.remove(folder / LOCK_NAME)
-    except OSError:
-        pass
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
-
-
-def clean_orphans(folder) -> int:
-    """Remove the temporaries (.NAME.PID.xxx.tmp) that killed writers left directly in `folder`: their process is gone.
-    Returns how many."""
-    n = 0
-    for t in Path(folder).glob(".*.tmp"):
-        pid = t.name.split(".")[-3] if t.name.count(".") >= 4 else ""
-        if not pid.isdigit() or _pid_alive(int(pid)):
-            continue
-        try:
-            t.unlink()
-            n += 1
-        except OSError:
-            pass
-    return n
-
-
-def _pid_alive(pid: int) -> bool:
-    "Whether process `pid` exists (one of another user counts as alive)."
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def hold_folder(folder, what: str = "--out"):
-    """Hold output folder `folder` for this run: made if needed and proven writable, then locked (OUT/.msvar.lock, an
-    flock naming
-    this process); FolderBusyError while another live process holds it. The kernel drops the lock when its holder dies
-    (kill -9 too),
-    so a killed run never leaves it stuck. Nested holds of one folder in one process are free; temporaries of killed
-    writers go."""
-    folder = check_out_dir(folder)
-    key = folder.resolve()
-    if key in _HELD:
-        _HELD[key][1] += 1
-    else:
-        fd = _try_lock(folder / LOCK_NAME)
-        if fd is None:
-            raise FolderBusyError(
-                f"output folder {str(folder)!r} is in use by another msvar run ({_lock_holder(folder / LOCK_NAME)}): "
-                f"two runs would mix their files; wait for it to finish, or choose another {what}"
-            )
-        _HELD[key] = [fd, 1]
-        clean_orphans(folder)
-    try:
-        yield folder
-    finally:
-        _HELD[key][1] -= 1
-        if _HELD[key][1] == 0:
-            _release(folder, _HELD.pop(key)[0])
-
-
-def holds_folder(arg: str, what: str = "--out"):
-    """Decorator: the call holds the folder passed as argument `arg` (see `hold_folder`); under torchrun only rank 0
-    takes the lock."""
-
-    def deco(f):
-        import inspect
-
-        sig = inspect.signature(f)
-
-        @functools.wraps(f)
-        def wrapper(*args, **kwargs):
-            folder = sig.bind(*args, **kwargs).arguments.get(arg)
-            if folder is None or os.environ.get("RANK", "0") != "0":
-                return f(*args, **kwargs)
-            with hold_folder(folder, what):
-                return f(*args, **kwargs)
-
-        return wrapper
-
-    return deco
-
-
-def available_memory() -> int:
-    "Bytes of memory this process can still take: MemAvailable of /proc/meminfo (Linux), else the free physical pages."
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 2**62
-
-
-def check_memory(nbytes: float, what: str, fix: str):
-    "MsvarError saying `what` needs `nbytes`, more than the memory available, and `fix`; nothing if it fits."
-    have = available_memory()
-    if nbytes > have:
-        raise MsvarError(
-            f"{what} needs at least {nbytes / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB of memory "
-            f"available; {fix}"
-        )
-
-
-def default_threads() -> int:
-    """torch CPU threads that do not oversubscribe the machine: the cores this process may use, less those busy
-    (1-minute load), at least 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    return max(1, min(torch.get_num_threads(), cores - busy))
-
-
-def add_threads_arg(ap):
-    "The `--threads` option of the long-running commands."
-    ap.add_argument(
-        "--threads",
-        type=_positive_int,
-        default=None,
-        help="torch CPU threads (default: the idle cores, from the core count and the 1-minute load, at least 1)",
-    )
-
-
-def _positive_int(s):
-    import argparse
-
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
-    return v
-
-
-def set_threads(n: int | None = None) -> int:
-    "Set torch's CPU threads to `n` (default `default_threads()`); returns the number set."
-    n = n or default_threads()
-    torch.set_num_threads(n)
-    return n
-
-
-SEED_MAX = 2**40  # seeds are mixed into per-step and per-item seeds (seed·1_000_003 + …) that must stay below 2**63
-
-
-def arg_seed(s):
-    "argparse type of every --seed: an integer in [0, SEED_MAX), a one-line usage error otherwise."
-    import argparse
-
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if not 0 <= v < SEED_MAX:
-        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**40), got {s}")
-    return v
-
-
-def say_interrupted(prog: str, out, ckpts=("last.pt",)):
-    """After Ctrl-C in a training command: one line saying its newest checkpoint (the first of `ckpts` under `out` that
-    exists) is intact, as every write is atomic, and how to go on; exit code 130."""
-    last = next((Path(out) / c for c in ckpts if (Path(out) / c).exists()), None)
-    state = (
-        f"the last checkpoint {str(last)!r} is intact; run the same command again to resume from it"
-        if last is not None
-        else "no checkpoint had been written yet; run the same command again to start over"
-    )
-    print(f"\n{prog}: interrupted: {state}", file=sys.stderr)
-    sys.exit(130)
 
 # %% ../nbs/00_core.ipynb #99948bbe
 @dataclass
@@ -946,24 +477,6 @@ def get_preset(name: str, **overrides) -> Preset:
         raise MsvarError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     p = PRESETS[name]()
     return dataclasses.replace(p, **overrides) if overrides else p
-
-# %% ../nbs/00_core.ipynb #aaca1078
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def list_images(paths) -> list:
-    "Expand files and folders (recursively) into a sorted list of image files; raise if nothing is found."
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS and q.is_file())
-        elif p.exists():
-            out.append(p)
-        else:
-            raise MsvarError(f"input {str(p)!r} does not exist")
-    if not out:
-        raise MsvarError(f"no image files found in {[str(p) for p in paths]}")
-    return out
 
 # %% ../nbs/00_core.ipynb #9d4a00c4
 def _in_notebook() -> bool:

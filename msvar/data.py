@@ -11,16 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from msvar.core import (
-    MsvarError,
-    ImageReadError,
-    load_image,
-    save_image,
-    atomic_write,
-    resize,
-    IMAGE_EXTS,
-)
-from .core import progress_bar, hold_folder, LOCK_NAME  # folder locks (chapter 00)
+from .core import MsvarError, resize, progress_bar
+from .files import ImageReadError, load_image, save_image, atomic_write, IMAGE_EXTS
+from .files import hold_folder, LOCK_NAME  # output folders held for a whole run (the files chapter)
 
 # %% auto #0
 __all__ = ['CACHE_MAX_BYTES', 'DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'final_sinc_kernel',

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from .core import MsvarError, data_dir
 from .lpips import cache_dir
-from .core import _pid_alive, atomic_write, hold_folder
+from .files import _pid_alive, atomic_write, hold_folder
 
 # %% auto #0
 __all__ = ['BSDS_URL', 'DOWNLOADS', 'MANUAL', 'DATASETS', 'Dataset', 'data_cache', 'fetched', 'datasets_table', 'sha256_file',

@@ -10,20 +10,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from msvar.core import (
-    check_out_dir,
-    MsvarError,
-    load_image,
-    save_image,
-    resize,
-    to_signed,
-    to_unit,
-    default_device,
-    atomic_write,
-    image_grid,
-    repo_dir,
-)
-from .core import holds_folder, set_threads, add_threads_arg  # output folders, threads (chapter 00)
+from .core import MsvarError, resize, to_signed, to_unit, default_device, image_grid, repo_dir
+from .files import check_out_dir, load_image, save_image, atomic_write
+from .files import holds_folder  # output folders (the files chapter)
+from .cli import set_threads, add_threads_arg  # the commands' options (the cli chapter)
 from msvar.checkpoint import (
     load_checkpoint,
     load_torch,
@@ -39,7 +29,8 @@ from .var import Decoding, DEFAULT_DECODING, LEGACY_KEYS, add_decoding_args  # d
 # re-exported: SOFT_TAU (its home is chapter 05), which callers import from msvar.inference
 from .var import SOFT_TAU as SOFT_TAU
 from .model_file import write_model_file, is_safetensors, read_model_file, legacy_note
-from .core import progress_bar, IMAGE_EXTS, ImageWarning
+from .core import progress_bar, ImageWarning
+from .files import IMAGE_EXTS
 
 # %% auto #0
 __all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'SRModel', 'save_sr_model', 'read_sr_model_file',

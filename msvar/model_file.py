@@ -6,7 +6,8 @@
 from __future__ import annotations
 import json, struct, sys
 from pathlib import Path
-from .core import MsvarError, atomic_write
+from .core import MsvarError
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['HEADER_KEY', 'MAX_HEADER', 'is_safetensors', 'write_model_file', 'read_model_file', 'legacy_note']

@@ -11,13 +11,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.distributed as dist
-from msvar.core import (
-    MsvarError,
-    atomic_write,
-    seed_everything,
-    default_device,
-)
-from .core import keeps_global_state, holds_folder
+from .core import MsvarError, seed_everything, default_device
+from .files import atomic_write
+from .core import keeps_global_state
+from .files import holds_folder
 from .checkpoint import save_checkpoint, load_checkpoint, check_state_dict  # safe reading (chapter 00c)
 
 # re-exported: CKPT_KIND, save_checkpoint and load_checkpoint, which callers import from msvar.train

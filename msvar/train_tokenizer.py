@@ -8,10 +8,12 @@ import argparse, inspect, json, math, sys, warnings
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from .core import MsvarError, get_preset, to_signed, seed_everything, default_device, atomic_write
+from .core import MsvarError, get_preset, to_signed, seed_everything, default_device
+from .files import atomic_write
 from .checkpoint import load_torch  # weights-only reading (chapter 00c)
-from .core import keeps_global_state, holds_folder, check_memory  # runs and their folders (chapter 00)
-from .core import set_threads, add_threads_arg, arg_seed, say_interrupted  # the commands (chapter 00)
+from .core import keeps_global_state  # runs leave no trace (chapter 00)
+from .files import holds_folder, check_memory  # output folders, memory (the files chapter)
+from .cli import set_threads, add_threads_arg, arg_seed, say_interrupted  # the commands' options (the cli chapter)
 from .data import HRFolder
 from .lpips import get_lpips
 from .model_file import is_safetensors, read_model_file

@@ -9,15 +9,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 import torch
 import torch.distributed as dist
-from msvar.core import (
-    MsvarError,
-    atomic_write,
-    get_preset,
-    seed_everything,
-    show_images,
-    keeps_global_state,
-)
-from .core import holds_folder, set_threads, arg_seed, say_interrupted  # output folders, threads (chapter 00)
+from .core import MsvarError, get_preset, seed_everything, show_images, keeps_global_state
+from .files import atomic_write
+from .files import holds_folder  # output folders (the files chapter)
+from .cli import set_threads, arg_seed, say_interrupted  # the commands' options (the cli chapter)
 from .core import unit_float
 from .checkpoint import load_torch  # weights-only reading (chapter 00c)
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
