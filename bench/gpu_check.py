@@ -284,7 +284,7 @@ def part_torchrun(ctx, deadline):
         from msvar.devtools import write_fake_public_checkpoints
         n, preset, dev_args = torch.cuda.device_count(), "paper", []
         vae, var = write_fake_public_checkpoints(work)
-        rc, out, err, _ = run_cmd([*entry("msvar.tokenizer", "import_tokenizer_cli"), vae, "-o", work / "tokenizer.pt"],
+        rc, out, err, _ = run_cmd([*entry("msvar.cli_data", "import_tokenizer_cli"), vae, "-o", work / "tokenizer.pt"],
                                   deadline - time.time(), "msvar_import_tokenizer")
         check_rc(rc, out, err, "msvar_import_tokenizer")
         tok_args, batch, steps = ["--tokenizer", work / "tokenizer.pt", "--init-var", var], n, 4

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_command_log_has_no_redraws(tmp_path):
     "msvar_make_testset with its output in a file: plain lines, at most one per 10 %, no carriage-return redraws."
     log = tmp_path / "log.txt"
-    code = "from msvar.data import make_testset_cli; make_testset_cli()"
+    code = "from msvar.cli_data import make_testset_cli; make_testset_cli()"
     argv = [sys.executable, "-c", code, str(REPO / "data" / "images"), "-o", str(tmp_path / "set"), "-n", "40", "--preset", "test"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     with open(log, "w") as f: r = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)

