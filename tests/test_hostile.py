@@ -466,7 +466,9 @@ def test_single_tile_batches_decode(toy, hw):
     assert [tuple(outs[s].shape) for s in (1, 2, 4)] == [(3, hw[0] * s, hw[1] * s) for s in (1, 2, 4)]
     if hw == (8, 8):
         pair = toy.sr_batch(torch.stack([x, x]), decoding=Decoding("greedy"))
-        for s, y in zip((1, 2, 4), pair): assert torch.allclose(outs[s], y[0], atol=1e-5)
+        # a batch of one and of two take different float kernels: ×4 differs by ~1.4e-5 on an AVX-512 CPU, a wrong
+        # token or a dropped tile by far more than 1e-4
+        for s, y in zip((1, 2, 4), pair): assert torch.allclose(outs[s], y[0], atol=1e-4)
 
 
 # ---------------------------------------------------------------- 7. msvar_eval: a summary with every failure, also after Ctrl-C; CLI words
