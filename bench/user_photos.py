@@ -37,7 +37,8 @@ from msvar.core import MsvarError, resize
 from msvar.files import list_images, load_image
 from msvar.data import make_testset
 from msvar.evaluate import load_pairs
-from msvar.inference import COLOUR_SIGMA, colour_fix_scales, load_sr_model, sr_model_from_checkpoint, upscale
+from msvar.inference import COLOUR_SIGMA, OutputSettings, colour_fix_scales, load_sr_model, sr_model_from_checkpoint
+from msvar.inference import upscale
 from msvar.inference import default_model_path
 from msvar.lpips import get_lpips
 from msvar.metrics import flat_hf_energy, lpips_distance, psnr, quantize_255
@@ -104,7 +105,7 @@ def rows_of(protocol: str, scale: int, method: str, names: list, s: dict) -> lis
 
 def model_pair(model, lr: torch.Tensor, scale: int, cls: int) -> tuple:
     "(as msvar_sr writes it, the model's own) ×`scale` output of one LR image (3, h, w) for class `cls`."
-    raw = upscale(lr, model, scales=(scale,), cls=cls, decoding=model.decoding, colour_sigma=None)
+    raw = upscale(lr, model, OutputSettings(scales=(scale,), cls=cls, colour_sigma=None))  # the model's decoding
     fixed = colour_fix_scales(raw, lr, COLOUR_SIGMA)
     return fixed[scale], raw[scale]
 

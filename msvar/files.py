@@ -12,9 +12,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .core import MsvarError, ImageWarning, to_uint8  # the errors and the ranges (the core chapter)
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'IMAGE_EXTS', 'LOCK_NAME', 'ImageReadError', 'WriteError', 'load_image', 'atomic_write', 'save_image',
-           'check_out_dir', 'list_images', 'FolderBusyError', 'clean_orphans', 'hold_folder', 'holds_folder',
-           'available_memory', 'check_memory']
+__all__ = ['MAX_PIXELS', 'IMAGE_EXTS', 'LOCK_NAME', 'NO_LOCK_ENV', 'ImageReadError', 'WriteError', 'load_image', 'atomic_write',
+           'save_image', 'check_out_dir', 'list_images', 'FolderBusyError', 'clean_orphans', 'hold_folder',
+           'holds_folder', 'available_memory', 'check_memory']
 
 # %% ../nbs/12_files.ipynb #c174a826
 class ImageReadError(MsvarError):
@@ -40,7 +40,7 @@ class WriteError(MsvarError, OSError):
     def __str__(self):
         return self.msg
 
-# %% ../nbs/12_files.ipynb #6a64f412
+# %% ../nbs/12_files.ipynb #cb6f8902
 MAX_PIXELS = 16384 * 16384  # refuse larger images unless the caller raises the limit
 
 
@@ -66,7 +66,7 @@ def _claimed_format(path: Path) -> str | None:
         return "WebP"
     return next((fmt for sig, fmt in _SIGNATURES.items() if head.startswith(sig)), None)
 
-
+# %% ../nbs/12_files.ipynb #0db52e44
 def _alpha_composite(im: Image.Image, background) -> Image.Image:
     "Composite an image with alpha over a solid `background` colour; returns RGB."
     rgba = im.convert("RGBA")
@@ -92,10 +92,9 @@ def _to_float_rgb(im: Image.Image, background) -> np.ndarray:
     rgb = _alpha_composite(im, background) if has_alpha else im.convert("RGB")
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
-
-def load_image(path, background=(255, 255, 255), max_pixels: int = MAX_PIXELS) -> torch.Tensor:
-    "Read any common image file as a float32 tensor (3, H, W) in [0, 1]; raise `ImageReadError` if it can't be read."
-    path = Path(path)
+# %% ../nbs/12_files.ipynb #8b81d0a6
+def _check_file(path: Path):
+    "ImageReadError for what is wrong before any byte is decoded: a broken link, no file, a folder, an empty file."
     if path.is_symlink() and not path.exists():
         raise ImageReadError(path, "broken symbolic link (its target does not exist, or the link points to itself)")
     if not path.exists():
@@ -104,41 +103,63 @@ def load_image(path, background=(255, 255, 255), max_pixels: int = MAX_PIXELS) -
         raise ImageReadError(path, "is a directory, not an image file")
     if path.stat().st_size == 0:
         raise ImageReadError(path, "file is empty (0 bytes)")
+
+
+def _decode(path: Path, background, max_pixels: int) -> tuple:
+    "(pixels (H, W, 3) float32 in [0, 1], number of frames); the size is checked from the header before decoding."
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageReadError(
+                    path,
+                    f"{w}x{h} = {w * h:,} pixels exceeds max_pixels={max_pixels:,} (possible decompression bomb; "
+                    "pass a larger max_pixels if the file is trusted)",
+                )
+            frames = getattr(im, "n_frames", 1)
+            im.load()  # decode now so that truncation is caught here
+            return _to_float_rgb(ImageOps.exif_transpose(im), background), frames
+
+
+_DECODE_ERRORS = (
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+    _Unsupported,
+    OSError,
+    SyntaxError,
+    ValueError,
+)
+
+
+def _read_failure(e: Exception, path: Path) -> ImageReadError:
+    "The ImageReadError that says, in words, why decoding `path` raised `e`."
+    if isinstance(e, UnidentifiedImageError):
+        fmt = _claimed_format(path)
+        why = (
+            f"corrupt {fmt} file (it starts like one but cannot be decoded)" if fmt else "not a recognised image format"
+        )
+        return ImageReadError(path, why)
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return ImageReadError(path, f"refused as a possible decompression bomb ({e})")
+    if isinstance(e, _Unsupported):
+        return ImageReadError(path, f"unsupported pixel format: {e}")
+    if isinstance(e, OSError) and e.errno is not None:
+        return ImageReadError(path, f"cannot read the file ({e.strerror})")  # permission, I/O error
+    return ImageReadError(path, f"corrupt or truncated file ({e})")
+
+# %% ../nbs/12_files.ipynb #7dc20eb0
+def load_image(path, background=(255, 255, 255), max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    "Read any common image file as a float32 tensor (3, H, W) in [0, 1]; raise `ImageReadError` if it can't be read."
+    path = Path(path)
+    _check_file(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise ImageReadError(
-                        path,
-                        f"{w}x{h} = {w * h:,} pixels exceeds max_pixels={max_pixels:,} (possible decompression bomb; "
-                        "pass a larger max_pixels if the file is trusted)",
-                    )
-                frames = getattr(im, "n_frames", 1)
-                im.load()  # decode now so that truncation is caught here
-                im = ImageOps.exif_transpose(im)
-                arr = _to_float_rgb(im, background)
+        arr, frames = _decode(path, background, max_pixels)  # (H, W, 3)
     except ImageReadError:
         raise
-    except UnidentifiedImageError as e:
-        fmt = _claimed_format(path)
-        raise ImageReadError(
-            path,
-            f"corrupt {fmt} file (it starts like one but cannot be decoded)"
-            if fmt
-            else "not a recognised image format",
-        ) from e
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(path, f"refused as a possible decompression bomb ({e})") from e
-    except _Unsupported as e:
-        raise ImageReadError(path, f"unsupported pixel format: {e}") from e
-    except OSError as e:
-        if e.errno is not None:
-            raise ImageReadError(path, f"cannot read the file ({e.strerror})") from e  # permission, I/O error
-        raise ImageReadError(path, f"corrupt or truncated file ({e})") from e
-    except (SyntaxError, ValueError) as e:
-        raise ImageReadError(path, f"corrupt or truncated file ({e})") from e
+    except _DECODE_ERRORS as e:
+        raise _read_failure(e, path) from e
     if frames > 1:  # an animation, a multi-page TIFF: say so instead of silently dropping all but the first frame
         warnings.warn(
             ImageWarning(
@@ -146,9 +167,9 @@ def load_image(path, background=(255, 255, 255), max_pixels: int = MAX_PIXELS) -
             ),
             stacklevel=2,
         )
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()  # (3, H, W)
 
-# %% ../nbs/12_files.ipynb #c0b804d4
+# %% ../nbs/12_files.ipynb #46bc0d19
 def _clean_orphans(path: Path, min_age: float = 60.0):
     """Remove temporaries of `path` left by killed writers: the process named in the file's name is gone and it is older
     than `min_age` s."""
@@ -170,7 +191,7 @@ def _clean_orphans(path: Path, min_age: float = 60.0):
             pass
 
 
-_HELD = {}  # resolved folder → [fd, depth]: the folders this process holds
+_HELD = {}  # resolved folder → [fd, depth]: the folders this process holds (fd None: held without a lock)
 
 
 def _held_here(path: Path) -> bool:
@@ -180,19 +201,23 @@ def _held_here(path: Path) -> bool:
     d = Path(path).resolve().parent
     return any(d == k or d.is_relative_to(k) for k in _HELD)
 
-
-def atomic_write(path: Path, write_fn):
-    """Call `write_fn(tmp_path)` and rename the result to `path` (atomic on POSIX filesystems); the file gets the mode
-    the user's umask gives. Every file msvar writes (images, checkpoints, model files, reports) goes through it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_orphans(
-        path, 0.0 if _held_here(path) else 60.0
-    )  # in a folder this run holds, no other run writes: no age needed
+# %% ../nbs/12_files.ipynb #9d80a826
+def _temporary_beside(path: Path) -> str:
+    "A new empty temporary file `.NAME.PID.xxx.tmp` in `path`'s folder, with the mode the user's umask gives."
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; `open` would give 0666 & ~umask
+    return tmp
+
+
+def atomic_write(path: Path, write_fn):
+    """Call `write_fn(tmp_path)` and rename the result to `path` (atomic on POSIX filesystems); the file gets the mode
+    the user's umask gives. Every file msvar writes (images, checkpoints, model files, reports) goes through it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _clean_orphans(path, 0.0 if _held_here(path) else 60.0)  # in a folder this run holds, no other run writes there
+    tmp = _temporary_beside(path)
     try:
         write_fn(tmp)
         os.replace(tmp, path)
@@ -211,15 +236,14 @@ def _write_failure(e: BaseException, path: Path):
         return None
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
         return e.strerror, e.errno
-    if isinstance(e, RuntimeError) and (
-        "inline_container" in str(e) or "file write failed" in str(e)
-    ):  # torch.save's write errors
-        try:
-            free = f", {shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free there"
-        except OSError:
-            free = ""
-        return f"the write failed (torch: {str(e).strip()[:80]}; is the disk full?{free})", errno.ENOSPC
-    return None
+    torch_failed = isinstance(e, RuntimeError) and ("inline_container" in str(e) or "file write failed" in str(e))
+    if not torch_failed:  # torch.save reports a full disk as a RuntimeError
+        return None
+    try:
+        free = f", {shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free there"
+    except OSError:
+        free = ""
+    return f"the write failed (torch: {str(e).strip()[:80]}; is the disk full?{free})", errno.ENOSPC
 
 # %% ../nbs/12_files.ipynb #1fd49ff8
 def save_image(img, path, overwrite: bool = False, **save_kwargs) -> Path:
@@ -268,37 +292,62 @@ def list_images(paths) -> list:
         raise MsvarError(f"no image files found in {[str(p) for p in paths]}")
     return out
 
-# %% ../nbs/12_files.ipynb #d032bc0c
+# %% ../nbs/12_files.ipynb #54353c62
 class FolderBusyError(MsvarError):
     "Another live run holds the output folder (its lock file names the process); the message says which and what to do."
 
 
 LOCK_NAME = ".msvar.lock"
+NO_LOCK_ENV = "MSVAR_NO_LOCK"  # set to 1: hold output folders without a lock, on filesystems that have none
+_NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)  # refused by the filesystem, not by another run
 
 
 def _lock_holder(lock: Path) -> str:
-    "What a lock file says about its holder ('pid 123, msvar_sr, since …'), or a plain word when it cannot be read."
+    "What a lock file says about its holder, on one line ('pid 123, msvar_sr, since …'), or 'another process'."
     try:
-        words = lock.read_text().split(maxsplit=2)
+        words = lock.read_text(errors="replace").split(maxsplit=2)
     except OSError:
         return "another process"
-    return (
-        f"pid {words[0]}"
-        + (f", {words[1]}" if len(words) > 1 else "")
-        + (f", since {words[2]}" if len(words) > 2 else "")
+    if not words:  # the holder has not written its name yet
+        return "another process"
+    since = " ".join(words[2].split()) if len(words) > 2 else ""  # the file's line ends with a newline
+    return f"pid {words[0]}" + (f", {words[1]}" if len(words) > 1 else "") + (f", since {since}" if since else "")
+
+
+def _no_locks(folder: Path, e: OSError) -> MsvarError:
+    "The one-line error for a folder on a filesystem without file locks (Lustre without flock, NFS without locking)."
+    return MsvarError(
+        f"cannot lock output folder {str(folder)!r}: its filesystem does not support file locks ({e.strerror or e}); "
+        f"put the folder on a local disk, or set {NO_LOCK_ENV}=1 to run without the lock (then make sure that no "
+        "other run writes into it)"
     )
+
+# %% ../nbs/12_files.ipynb #fad83185
+def _flock(fd: int, lock: Path) -> bool:
+    "Whether an exclusive flock on `fd` was taken (False: another process holds it); `_no_locks` if none can be."
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        if e.errno not in _NO_LOCKS:
+            raise
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            if lock.stat().st_size == 0:
+                lock.unlink()  # the empty file this try made: nothing else holds it
+        raise _no_locks(lock.parent, e) from None
 
 
 def _try_lock(lock: Path):
     """An fd holding an exclusive flock on `lock` (the file now names this process), or None while another live process
     holds it."""
-    import fcntl
-
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock(fd, lock):
             os.close(fd)
             return None
         try:
@@ -315,10 +364,12 @@ def _try_lock(lock: Path):
         return fd
 
 
-def _release(folder: Path, fd: int):
+def _release(folder: Path, fd: int | None):
     "Remove the lock file and drop the lock (in this order, so that a waiting run never locks a removed file)."
     import fcntl
 
+    if fd is None:  # held without a lock (MSVAR_NO_LOCK=1)
+        return
     try:
         os.remove(folder / LOCK_NAME)
     except OSError:
@@ -326,7 +377,7 @@ def _release(folder: Path, fd: int):
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
 
-
+# %% ../nbs/12_files.ipynb #401aff3c
 def clean_orphans(folder) -> int:
     """Remove the temporaries (.NAME.PID.xxx.tmp) that killed writers left directly in `folder`: their process is gone.
     Returns how many."""
@@ -353,27 +404,37 @@ def _pid_alive(pid: int) -> bool:
         return True
     return True
 
+# %% ../nbs/12_files.ipynb #237f3bd8
+def _take(folder: Path, what: str):
+    "The fd that locks `folder` for this run (None under MSVAR_NO_LOCK=1, said on stderr); FolderBusyError if held."
+    if os.environ.get(NO_LOCK_ENV) == "1":
+        print(
+            f"msvar: warning: {NO_LOCK_ENV}=1: output folder {str(folder)!r} is not locked; make sure that no other "
+            "run writes into it",
+            file=sys.stderr,
+        )
+        return None
+    fd = _try_lock(folder / LOCK_NAME)
+    if fd is None:
+        raise FolderBusyError(
+            f"output folder {str(folder)!r} is in use by another msvar run ({_lock_holder(folder / LOCK_NAME)}): "
+            f"two runs would mix their files; wait for it to finish, or choose another {what}"
+        )
+    return fd
+
 
 @contextlib.contextmanager
 def hold_folder(folder, what: str = "--out"):
     """Hold output folder `folder` for this run: made if needed and proven writable, then locked (OUT/.msvar.lock, an
-    flock naming
-    this process); FolderBusyError while another live process holds it. The kernel drops the lock when its holder dies
-    (kill -9 too),
-    so a killed run never leaves it stuck. Nested holds of one folder in one process are free; temporaries of killed
-    writers go."""
+    flock naming this process); FolderBusyError while another live process holds it. The kernel drops the lock when
+    its holder dies (kill -9 too), so a killed run never leaves it stuck. Nested holds of one folder in one process
+    are free; temporaries of killed writers go."""
     folder = check_out_dir(folder)
     key = folder.resolve()
     if key in _HELD:
         _HELD[key][1] += 1
     else:
-        fd = _try_lock(folder / LOCK_NAME)
-        if fd is None:
-            raise FolderBusyError(
-                f"output folder {str(folder)!r} is in use by another msvar run ({_lock_holder(folder / LOCK_NAME)}): "
-                f"two runs would mix their files; wait for it to finish, or choose another {what}"
-            )
-        _HELD[key] = [fd, 1]
+        _HELD[key] = [_take(folder, what), 1]
         clean_orphans(folder)
     try:
         yield folder
