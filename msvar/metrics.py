@@ -322,7 +322,7 @@ class FIDFeatures:
             out.append(self.net(x.to(self.device)).reshape(len(x), -1).double().cpu())
         return torch.cat(out)
 
-
+# %% ../nbs/09_metrics.ipynb #b800d60a
 class FIDResult(NamedTuple):
     "An FID value with the image counts it was computed from."
 
