@@ -36,10 +36,11 @@ LAYERS = (
     ("tokenizer", "var"),                            # the models
     ("hit",),                                        # the HIT tokenizer around a tokenizer; the build factory
     ("losses", "inference"),                         # CE + DPO on HIT tokens; super-resolving any image
+    ("gpu",),                                        # GPU launch checks and the trainers' memory plans
     ("train", "api", "evaluate"),                    # the one training loop; the Python API; the paper's tables
     ("train_tokenizer", "train_var", "quality"),     # the trainers; the small model measured
     ("reproduce",),                                  # the whole method end to end
-    ("devtools",),                                   # README generation and benchmark helpers
+    ("devtools", "cli_train"),                       # README generation, benchmark helpers; the training commands
 )
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 TRAINING = ("train", "data", "losses")            # the loop, the data pipeline, the losses; and every trainer below
