@@ -282,7 +282,7 @@ def part_torchrun(ctx, deadline):
         tok_args, batch, steps = ["--tokenizer", work / "hit.pt"], 4, 6   # ≥ 2 per process: the test preset's 1×1 latents need it
     else:
         from msvar.devtools import write_fake_public_checkpoints
-        n, preset, dev_args = torch.cuda.device_count(), "paper", []
+        n, preset, dev_args = torch.cuda.device_count(), "paper", ["--device", "cuda"]
         vae, var = write_fake_public_checkpoints(work)
         rc, out, err, _ = run_cmd([*entry("msvar.tokenizer", "import_tokenizer_cli"), vae, "-o", work / "tokenizer.pt"],
                                   deadline - time.time(), "msvar_import_tokenizer")
@@ -290,10 +290,10 @@ def part_torchrun(ctx, deadline):
         tok_args, batch, steps = ["--tokenizer", work / "tokenizer.pt", "--init-var", var], n, 4
     args = ["--preset", preset, "--data", REPO / "data" / "images", *tok_args, "--batch-size", batch, "--precision",
             "fp32" if ctx.dry_run else "bf16", "--steps", steps, "--ckpt-every", 2, "--no-progress", *dev_args]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n, "-m", "msvar.train_var"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n, "-m", "msvar.cli_train"]
     res = dict(nproc=n, preset=preset, steps=steps, global_batch=batch, precision="fp32" if ctx.dry_run else "bf16",
                backend=("gloo" if ctx.dry_run else "nccl") if n > 1 else "none (1 process: msvar starts no process group)",
-               command="torchrun --standalone --nproc_per_node %d -m msvar.train_var %s" % (n, " ".join(map(str, args))))
+               command="torchrun --standalone --nproc_per_node %d -m msvar.cli_train %s" % (n, " ".join(map(str, args))))
     ref, killed = work / "ref", work / "killed"
     rc, out, err, sec = run_cmd([*launch, *args, "--out", ref], deadline - time.time(), "the uninterrupted torchrun")
     check_rc(rc, out, err, "uninterrupted torchrun")
@@ -344,8 +344,8 @@ def part_torchrun(ctx, deadline):
 
 def planned_batch(preset: str, gpu_bytes: float) -> dict:
     "What msvar_train's memory plan (bf16, CE + DPO) expects on this GPU, to set beside the largest batch the search found."
-    from msvar.train_var import memory_plan, GPU_MEMORY_USE
-    plan = memory_plan(preset, 1, 1, gpu_bytes)
+    from msvar.gpu import memory_plan, GPU_MEMORY_USE
+    plan = memory_plan(preset, 1, 1, GPU_MEMORY_USE * gpu_bytes)                # the CUDA path, as msvar_train counts it
     room = GPU_MEMORY_USE * gpu_bytes - plan.state - plan.fixed
     return dict(per_image_gb=round(plan.per_image / 2**30, 3), state_and_fixed_gb=round((plan.state + plan.fixed) / 2**30, 2),
                 largest_batch_planned=int(room // plan.per_image), share_of_memory_planned=GPU_MEMORY_USE)

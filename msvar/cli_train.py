@@ -6,8 +6,8 @@
 from __future__ import annotations
 import argparse, dataclasses, math, os, sys
 from pathlib import Path
-from .core import MsvarError, set_threads, add_threads_arg, arg_seed, say_interrupted
-from .train import PRECISIONS, COMPILES, COMPILE_AUTO_STEPS
+from .core import MsvarError, get_preset, default_device, set_threads, add_threads_arg, arg_seed, say_interrupted
+from .train import PRECISIONS, COMPILES, COMPILE_AUTO_STEPS, resolve_precision
 from .losses import TOKENS
 from .fetch import fetched
 from .train_var import VarTrainConfig, train_var
@@ -135,7 +135,7 @@ def add_var_options(ap):
         flag = kw.pop("flag", "--" + f.name.replace("_", "-"))
         ap.add_argument(flag, dest=f.name, default=f.default, help=help_, **kw)
 
-
+# %% ../nbs/22_cli_train.ipynb #dbaab048
 def var_config(a: argparse.Namespace) -> VarTrainConfig:
     "The VarTrainConfig of parsed options (MsvarError naming an impossible combination)."
     return VarTrainConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(VarTrainConfig)}).validate()
@@ -220,7 +220,7 @@ def train_tokenizer_parser() -> argparse.ArgumentParser:
     add_run_args(ap)
     return ap
 
-
+# %% ../nbs/22_cli_train.ipynb #db9b9d62
 def train_tokenizer_cli(argv=None):
     "Console entry point `msvar_train_tokenizer`: train a tokenizer from scratch on a folder of images."
     a = train_tokenizer_parser().parse_args(argv)
@@ -243,7 +243,9 @@ def train_tokenizer_cli(argv=None):
         workers=a.workers,
     )
     try:
-        print(f"training the {a.preset!r} tokenizer on {a.data}", flush=True)
+        precision = resolve_precision(a.precision or get_preset(a.preset).train.precision, default_device(a.device))
+        auto = " (auto)" if a.precision is None else ""
+        print(f"training the {a.preset!r} tokenizer on {a.data}, precision {precision}{auto}", flush=True)
         _, rows = train_tokenizer(a.preset, a.data, a.out, **opts)
     except MsvarError as e:
         _say_error("msvar_train_tokenizer", e)

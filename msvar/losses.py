@@ -88,7 +88,7 @@ def token_preset(tokenizer: HITTokenizer, tokens: str = "hit") -> Preset:
     plain = check_tokens(tokens) == "plain"
     return dataclass_replace_stages(tokenizer.preset, (1.0,)) if plain else tokenizer.preset
 
-
+# %% ../nbs/06_losses.ipynb #21d1f96f
 @torch.no_grad()
 def sr_tokens(
     tokenizer: HITTokenizer, batch: dict, tokens: str = "hit", amp_encoder: bool = False, hit: bool | None = None

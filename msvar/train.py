@@ -83,7 +83,7 @@ def resolve_compile(compile, steps_ahead: int, device, world_size: int = 1) -> t
     why = _inductor_missing(torch.device(device))
     return (False, f"auto: {why}") if why else (True, f"auto: {steps_ahead} steps ahead")
 
-# %% ../nbs/07_train.ipynb #88f7eb2c
+# %% ../nbs/07_train.ipynb #a5382543
 RECIPE_FIELDS = ("lr", "weight_decay", "betas", "warmup", "min_lr_ratio", "clip", "precision", "compile")
 
 
@@ -257,14 +257,8 @@ class StepSampler(torch.utils.data.Sampler):
             )
         if not 0 <= rank < world_size:
             raise MsvarError(f"rank {rank} outside 0…{world_size - 1}")
-        self.n, self.gb, self.world, self.rank, self.accum, self.seed = (
-            n,
-            global_batch,
-            world_size,
-            rank,
-            accum,
-            int(seed),
-        )
+        self.n, self.gb, self.world, self.rank, self.accum, self.seed = n, global_batch, world_size, rank, accum, seed
+        self.seed = int(seed)
         self.micro, self.start, self.steps, self._cache = global_batch // (world_size * accum), start_step, steps, {}
 
     def _epoch(self, e: int):
@@ -299,7 +293,7 @@ class StepSampler(torch.utils.data.Sampler):
     def __len__(self):
         return (self.steps - self.start) * self.accum if self.steps is not None else 2**31
 
-
+# %% ../nbs/07_train.ipynb #f1a36ea5
 class StepLoader:
     """The batches of `fit` from an indexable dataset: `iterate(start, steps)` yields, per step, this rank's `accum`
     micro-batches. `pin_memory` (for a CUDA device): batches in page-locked memory, so that `fit`'s non-blocking copies
@@ -494,7 +488,7 @@ def moving_average(y, k: int) -> np.ndarray:
     y = np.asarray(y, dtype=float)
     return np.convolve(y, np.ones(k) / k, mode="valid") if 1 < k <= len(y) else y
 
-
+# %% ../nbs/07_train.ipynb #7be7afc7
 def plot_metrics(
     log, png_path=None, keys=None, smooth: int = 0, title: str = "", by: str | None = None, logy: bool = True
 ):
@@ -568,7 +562,7 @@ class Run:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-
+# %% ../nbs/07_train.ipynb #c2831700
 def start_run(model, cfg: FitConfig, out_dir, params=None, meta=None, extra_state=None) -> Run:
     """A fresh run: AdamW on `params` (default: every trainable parameter), warm-up + cosine schedule, grad scaler,
     seeded RNGs."""
@@ -611,7 +605,7 @@ def _apply_new_settings(run: Run, saved: dict) -> str | None:
     run.sched._apply()
     return ", ".join(f"{k} {a} → {b}" for k, (a, b) in changed.items()) or None
 
-
+# %% ../nbs/07_train.ipynb #977749d1
 def resume_run(run: Run, resume: bool):
     """Continue from `last.pt` (weights, optimizer, schedule, scaler, RNGs, counters; log rows after it dropped), or
     refuse to overwrite a run."""
@@ -651,29 +645,35 @@ def resume_run(run: Run, resume: bool):
             "exactly, random draws (class dropout) do not"
         )
     if env.is_main:
-        keep = [r for r in read_log(run.log_path) if r["step"] < run.step]
-        atomic_write(run.log_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
+        _say_resumed(run, ck, changed)
+
+# %% ../nbs/07_train.ipynb #f40698b6
+def _say_resumed(run: Run, ck: dict, changed: str | None):
+    "⟨rank 0⟩ Drop the log rows after the checkpoint; say where the run resumes and what differs from the checkpoint."
+    last = run.last
+    keep = [r for r in read_log(run.log_path) if r["step"] < run.step]
+    atomic_write(run.log_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
+    print(
+        f"resuming from {last} at step {run.step}"
+        + (f" ({run.nan_total} non-finite steps skipped so far)" if run.nan_total else ""),
+        flush=True,
+    )
+    if run.sched.note:
+        print(f"resuming with {run.cfg.steps} steps: {run.sched.note}", flush=True)
+    if changed:
         print(
-            f"resuming from {last} at step {run.step}"
-            + (f" ({run.nan_total} non-finite steps skipped so far)" if run.nan_total else ""),
+            f"note: resuming with other optimizer settings than the checkpoint ({changed}); they apply from step "
+            f"{run.step}",
             flush=True,
         )
-        if run.sched.note:
-            print(f"resuming with {run.cfg.steps} steps: {run.sched.note}", flush=True)
-        if changed:
-            print(
-                f"note: resuming with other optimizer settings than the checkpoint ({changed}); they apply from step "
-                f"{run.step}",
-                flush=True,
-            )
-        was = ck.get("cfg", {}).get("precision")
-        if was not in (None, run.cfg.precision):
-            print(
-                f"note: the checkpoint was trained in {was}; steps from {run.step} run in {run.cfg.precision}",
-                flush=True,
-            )
+    was = ck.get("cfg", {}).get("precision")
+    if was not in (None, run.cfg.precision):
+        print(
+            f"note: the checkpoint was trained in {was}; steps from {run.step} run in {run.cfg.precision}",
+            flush=True,
+        )
 
-
+# %% ../nbs/07_train.ipynb #4032134e
 def wrap_model(run: Run, train_mode=None):
     """DDP when several processes run, then torch.compile if `cfg.compile` resolves to on; training mode
     (`train_mode(model)` if given)."""
@@ -746,7 +746,7 @@ def clip_and_step(run: Run) -> tuple:
     run.scaler.update()  # fp16: the scale shrinks after an overflow
     return gnorm, not math.isfinite(gnorm)
 
-
+# %% ../nbs/07_train.ipynb #3769890a
 def optimizer_step(run: Run, bad: bool) -> tuple:
     """Unscale and clip the gradients, then step, or skip a bad step (non-finite loss or gradient norm); returns
     (gradient norm, skipped)."""
@@ -806,7 +806,7 @@ def train_step(run: Run, micro, loss_fn) -> dict:
         sec=round(dt, 4),
     )
 
-
+# %% ../nbs/07_train.ipynb #228ec98e
 def save_run(run: Run):
     """Gather RNG states and replica digests; rank 0 writes last.pt, best.pt (lowest mean loss since the previous
     checkpoint) and the loss plot."""

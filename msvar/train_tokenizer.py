@@ -121,7 +121,7 @@ def _run_sizes(p, steps, batch_size, lr) -> tuple:
         raise MsvarError(f"steps, batch size and lr must be positive (got {steps}, {bs}, {lr})")
     return steps, bs, lr
 
-
+# %% ../nbs/07a_train_tokenizer.ipynb #68b77dcc
 @holds_folder("out_dir")  # one run at a time in out_dir (a second is refused; a killed one does not block)
 @keeps_global_state  # seeds the global RNGs for its own run; the caller's states come back on return
 def train_tokenizer(
@@ -182,7 +182,7 @@ def train_tokenizer(
     )
     return model.eval(), _plot_tokenizer_log(out_dir)
 
-
+# %% ../nbs/07a_train_tokenizer.ipynb #3f24b9fc
 def _precision(cfg: FitConfig, dev) -> str:
     "The precision a run of `cfg` trains in on `dev` (its recipe's 'auto' resolved)."
     return resolve_precision(cfg.resolved().precision, dev)
@@ -396,17 +396,22 @@ def finetune_hit(
     prec = resolve_precision(precision or model.preset.train.precision, dev)
     plan = check_plan(finetune_plan(model.preset, batch_size, prec, dev, lp is not None), accum, dev)
     loop = dict(ckpt_every=ckpt_every, progress=progress, precision=precision, accum=plan.accum, workers=workers)
+    _run_phases(model, out, data_dir, opts, lp, loop, resume)
+    model.requires_grad_(False)
+    base_path = str(base) if isinstance(base, (str, Path)) else None
+    save_hit(model, out / "last.pt", step=steps1 + steps2, options=opts, base_path=base_path)
+    return model.eval()
+
+# %% ../nbs/07a_train_tokenizer.ipynb #05ea11ba
+def _run_phases(model: HITTokenizer, out: Path, data_dir, opts: dict, lp, loop: dict, resume: bool):
+    "Phase 1, then phase 2, each in its own folder (resumed from its last.pt); both logs joined in `out`."
     data = HRFolder(data_dir, model.preset.hr_size, cache="auto")  # the VAR's data path (chapter 01)
-    for ph, total in ((1, steps1), (2, steps2)):
+    for ph, total in ((1, opts["steps1"]), (2, opts["steps2"])):
         if total >= 1 and (out / f"phase{ph}" / "last.pt").exists() and not resume:
             raise MsvarError(f"{str(out / f'phase{ph}' / 'last.pt')!r} exists; pass resume=True")
         if total >= 1:
             finetune_phase(model, ph, total, data, out / f"phase{ph}", opts, lp, loop)
     _write_log(out)
-    model.requires_grad_(False)
-    base_path = str(base) if isinstance(base, (str, Path)) else None
-    save_hit(model, out / "last.pt", step=steps1 + steps2, options=opts, base_path=base_path)
-    return model.eval()
 
 # %% ../nbs/07a_train_tokenizer.ipynb #8763a12b2bbd4a93a75aff182afb95dc
 def _fake_lpips():

@@ -273,7 +273,7 @@ def _var_meta(p, o: VarTrainConfig, model, bs: int, accum: int) -> dict:
         var_options=model.options(),
     )
 
-
+# %% ../nbs/07b_train_var.ipynb #7740b2af
 def _var_fit_config(p, o: VarTrainConfig, env, steps: int, accum: int) -> FitConfig:
     "The optimisation of chapter 07's `fit`: the run's values, each None the preset's recipe (`FitConfig.resolved`)."
     cfg = FitConfig(
