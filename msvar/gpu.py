@@ -148,13 +148,17 @@ class MemoryPlan:
         return next((a for a in _divisors(self.per_rank_batch) if self.fits(a)), None)
 
     def __str__(self):
-        g = 2**30
         return (
-            f"--accum {self.accum}: {self.micro} images per micro-batch × {self.per_image / g:.2f} GiB of activations "
-            f"+ {(self.state + self.fixed) / g:.1f} GiB of weights, gradients and AdamW state = "
-            f"{self.need(self.accum) / g:.1f} GiB of {self.budget / g:.0f} GiB (one micro-batch of "
-            f"{self.per_rank_batch} would need {self.need(1) / g:.0f} GiB)"
+            f"--accum {self.accum}: {self.micro} images per micro-batch × {_size(self.per_image)} of activations "
+            f"+ {_size(self.state + self.fixed)} of weights, gradients and AdamW state = "
+            f"{_size(self.need(self.accum))} of {_size(self.budget)} (one micro-batch of "
+            f"{self.per_rank_batch} would need {_size(self.need(1))})"
         )
+
+
+def _size(n: float) -> str:
+    "Bytes as GiB (or MiB below one GiB), for messages."
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _divisors(n: int) -> list:
@@ -209,7 +213,7 @@ def memory_plan(
 def check_plan(plan: MemoryPlan, accum: int | None, device) -> MemoryPlan:
     """The plan with `accum` (None: the plan's own on a GPU, 1 elsewhere) if its step fits the budget; else MsvarError
     (one line) saying what the step needs and which option to change."""
-    g, where = 2**30, f"{plan.budget / 2**30:.1f} GiB usable on {torch.device(device)}"
+    where = f"{_size(plan.budget)} usable on {torch.device(device)}"
     if accum is None and torch.device(device).type != "cuda":
         accum = 1  # a CPU run keeps one micro-batch unless told otherwise: its result does not depend on the machine
     if accum is not None and plan.per_rank_batch % accum:
@@ -219,12 +223,12 @@ def check_plan(plan: MemoryPlan, accum: int | None, device) -> MemoryPlan:
     best = plan.fewest()
     if best is None:
         raise MsvarError(
-            f"{plan.what} needs {plan.need(plan.per_rank_batch) / g:.1f} GiB even with one image per micro-batch, "
+            f"{plan.what} needs {_size(plan.need(plan.per_rank_batch))} even with one image per micro-batch, "
             f"more than the {where}: use a device with more memory or a smaller preset"
         )
     if accum is None:
         return dataclasses.replace(plan, accum=best)
     raise MsvarError(
-        f"{plan.what} with --accum {accum} needs {plan.need(accum) / g:.1f} GiB, more than the {where}: raise --accum "
+        f"{plan.what} with --accum {accum} needs {_size(plan.need(accum))}, more than the {where}: raise --accum "
         f"to {best} (or leave it out: the plan chooses) or lower --batch-size"
     )

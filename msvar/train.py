@@ -83,7 +83,7 @@ def resolve_compile(compile, steps_ahead: int, device, world_size: int = 1) -> t
     why = _inductor_missing(torch.device(device))
     return (False, f"auto: {why}") if why else (True, f"auto: {steps_ahead} steps ahead")
 
-# %% ../nbs/07_train.ipynb #a5382543
+# %% ../nbs/07_train.ipynb #716e9e5b
 RECIPE_FIELDS = ("lr", "weight_decay", "betas", "warmup", "min_lr_ratio", "clip", "precision", "compile")
 
 

@@ -57,7 +57,7 @@ def test_two_process_gloo_matches_one_process(setup):
     one, two = setup / "one", setup / "two"
     _run(_cmd(setup, one, 3, common))
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "msvar.train_var", *_cmd(setup, two, 3, common)], capture_output=True, text=True, env=_env())
+                        "-m", "msvar.cli_train", *_cmd(setup, two, 3, common), "--device", "cpu"], capture_output=True, text=True, env=_env())
     assert r.returncode == 0, r.stderr[-3000:]
     c1, c2 = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
     assert c2["world_size"] == 2 and len(c2["replica_digests"]) == 2
@@ -75,7 +75,7 @@ def test_sigkill_then_resume_equals_uninterrupted(setup):
     ref = setup / "ref"
     _run(_cmd(setup, ref, steps, common))
     killed = setup / "killed"
-    p = subprocess.Popen([sys.executable, "-m", "msvar.train_var", *_cmd(setup, killed, steps, common)],
+    p = subprocess.Popen([sys.executable, "-m", "msvar.cli_train", *_cmd(setup, killed, steps, common)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     t0 = time.time()
     while len(read_log(killed / "log.jsonl")) < 10:                        # past the checkpoint at step 8
@@ -163,7 +163,7 @@ def test_nan_skipped_and_counted(tmp_path):
 def test_training_defaults_live_in_the_recipe():
     "β, precision, compile, warm-up and clipping have one default, the recipe's; the configs take None for it."
     from msvar.core import TrainRecipe
-    from msvar.train_var import VarTrainConfig, _var_loss, _var_fit_config
+    from msvar.train_var import VarTrainConfig, _dpo_params, _var_fit_config
     from types import SimpleNamespace
     r = TrainRecipe()
     assert (r.dpo_beta, r.precision, r.compile, r.warmup, r.clip) == (0.1, "auto", "auto", 0.02, 2.0)
@@ -173,7 +173,7 @@ def test_training_defaults_live_in_the_recipe():
     p = get_preset("small")
     cfg = _var_fit_config(p, o, SimpleNamespace(is_main=True), 10, 1)
     assert (cfg.lr, cfg.precision, cfg.compile, cfg.clip, cfg.warmup) == (p.train.lr, "auto", "auto", 2.0, 0.02)
-    assert _var_loss(None, o, p.train).beta == 0.1                        # msvar_train's β is the recipe's
+    assert _dpo_params(o, p.train)[0] == 0.1                              # msvar_train's β is the recipe's
 
 
 def test_library_takes_a_config_not_keywords(setup, tmp_path):
