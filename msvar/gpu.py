@@ -228,7 +228,8 @@ def check_plan(plan: MemoryPlan, accum: int | None, device) -> MemoryPlan:
         )
     if accum is None:
         return dataclasses.replace(plan, accum=best)
+    hint = " (or leave it out: the plan chooses)" if torch.device(device).type == "cuda" else ""
     raise MsvarError(
         f"{plan.what} with --accum {accum} needs {_size(plan.need(accum))}, more than the {where}: raise --accum "
-        f"to {best} (or leave it out: the plan chooses) or lower --batch-size"
+        f"to {best}{hint} or lower --batch-size"
     )

@@ -83,7 +83,7 @@ def resolve_compile(compile, steps_ahead: int, device, world_size: int = 1) -> t
     why = _inductor_missing(torch.device(device))
     return (False, f"auto: {why}") if why else (True, f"auto: {steps_ahead} steps ahead")
 
-# %% ../nbs/07_train.ipynb #716e9e5b
+# %% ../nbs/07_train.ipynb #4ff8641a
 RECIPE_FIELDS = ("lr", "weight_decay", "betas", "warmup", "min_lr_ratio", "clip", "precision", "compile")
 
 
@@ -650,11 +650,10 @@ def resume_run(run: Run, resume: bool):
 # %% ../nbs/07_train.ipynb #f40698b6
 def _say_resumed(run: Run, ck: dict, changed: str | None):
     "⟨rank 0⟩ Drop the log rows after the checkpoint; say where the run resumes and what differs from the checkpoint."
-    last = run.last
     keep = [r for r in read_log(run.log_path) if r["step"] < run.step]
     atomic_write(run.log_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
     print(
-        f"resuming from {last} at step {run.step}"
+        f"resuming from {run.out_dir.name}/last.pt at step {run.step}"
         + (f" ({run.nan_total} non-finite steps skipped so far)" if run.nan_total else ""),
         flush=True,
     )

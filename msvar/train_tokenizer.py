@@ -23,9 +23,9 @@ from .train import FitConfig, StepLoader, fit, read_log, param_digest, plot_metr
 from .gpu import MemoryPlan, saved_bytes, plan_from_counts, check_plan, device_budget, check_launch
 
 # %% auto #0
-__all__ = ['tokenizer_terms', 'TokenizerLoss', 'DeadCodeCounters', 'init_weights', 'train_tokenizer', 'lpips_min_side',
-           'finetune_terms', 'hit_finetune_loss', 'hit_param_groups', 'finetune_phase', 'finetune_hit',
-           'tokenizer_plan', 'finetune_plan']
+__all__ = ['tokenizer_terms', 'TokenizerLoss', 'DeadCodeCounters', 'init_weights', 'train_tokenizer', 'tokenizer_plan',
+           'finetune_plan', 'lpips_min_side', 'finetune_terms', 'hit_finetune_loss', 'hit_param_groups',
+           'finetune_phase', 'finetune_hit']
 
 # %% ../nbs/07a_train_tokenizer.ipynb #2a4cfd50
 def _get_lpips(device):
@@ -121,6 +121,11 @@ def _run_sizes(p, steps, batch_size, lr) -> tuple:
         raise MsvarError(f"steps, batch size and lr must be positive (got {steps}, {bs}, {lr})")
     return steps, bs, lr
 
+
+def _precision(cfg: FitConfig, dev) -> str:
+    "The precision a run of `cfg` trains in on `dev` (its recipe's 'auto' resolved)."
+    return resolve_precision(cfg.resolved().precision, dev)
+
 # %% ../nbs/07a_train_tokenizer.ipynb #68b77dcc
 @holds_folder("out_dir")  # one run at a time in out_dir (a second is refused; a killed one does not block)
 @keeps_global_state  # seeds the global RNGs for its own run; the caller's states come back on return
@@ -182,11 +187,6 @@ def train_tokenizer(
     )
     return model.eval(), _plot_tokenizer_log(out_dir)
 
-# %% ../nbs/07a_train_tokenizer.ipynb #3f24b9fc
-def _precision(cfg: FitConfig, dev) -> str:
-    "The precision a run of `cfg` trains in on `dev` (its recipe's 'auto' resolved)."
-    return resolve_precision(cfg.resolved().precision, dev)
-
 # %% ../nbs/07a_train_tokenizer.ipynb #8dd0d8092fe74a7c96281538738b07e2
 def _tokenizer_fit_config(p, steps, lr, seed, save_every, progress, precision, compile) -> FitConfig:
     "The tokenizer's `fit` settings: the recipe's betas, warm-up and cosine, its `tok_*` decay and clipping (none)."
@@ -210,6 +210,56 @@ def _plot_tokenizer_log(out_dir: Path) -> list:
         rows, out_dir / "loss.png", keys=("loss", "l2", "lpips", "vq"), smooth=10, title="tokenizer training losses"
     )
     return rows
+
+# %% ../nbs/07a_train_tokenizer.ipynb #8763a12b2bbd4a93a75aff182afb95dc
+def _fake_lpips():
+    "An LPIPS AlexNet with random weights (the same layers and activations as msvar.lpips's), for counting only."
+    import lpips
+
+    return lpips.LPIPS(pretrained=False, net="alex", version="0.1", pnet_rand=True, verbose=False).requires_grad_(False)
+
+
+def _zero_counts(x, weights=None, minlength: int = 0):
+    "torch.bincount while counting: the codebook usage is not kept for backward, and its shape depends on values."
+    return torch.zeros(minlength, device=x.device)
+
+
+def _with_lpips(m, lpips: bool):
+    "The model with a counting LPIPS attached as `m.lpips_fn` (None without LPIPS)."
+    m.lpips_fn = _fake_lpips() if lpips else None
+    return m
+
+
+def tokenizer_plan(p, batch_size: int, precision: str, device, lpips: bool = True) -> MemoryPlan:
+    "The memory plan of a tokenizer training step of `batch_size` crops on `device` (chapter 14's `plan_from_counts`)."
+    build = lambda: _with_lpips(build_model("tokenizer", p).train(), lpips)
+
+    def step(m, b):
+        x = torch.zeros(b, 3, p.hr_size, p.hr_size)  # (B, 3, H, W)
+        with mock.patch("torch.bincount", _zero_counts):
+            return tokenizer_terms(m, x, m.lpips_fn)[0]
+
+    count = lambda b: saved_bytes(build, step, b, precision)
+    key = repr(("tokenizer", p, precision, lpips))
+    return plan_from_counts(count, batch_size, device_budget(device), "a tokenizer training step", key)
+
+
+def finetune_plan(p, batch_size: int, precision: str, device, lpips: bool = True) -> MemoryPlan:
+    "The memory plan of a phase-1 HIT finetune step (the larger phase) of `batch_size` crops on `device`."
+
+    def build():
+        m = build_model("hit", p).train()
+        hit_param_groups(m, 1)
+        return _with_lpips(m, lpips)
+
+    def step(m, b):
+        x = torch.zeros(b, 3, p.hr_size, p.hr_size)  # (B, 3, H, W)
+        with mock.patch("torch.bincount", _zero_counts):
+            return finetune_terms(m, x, 1, m.lpips_fn)[0]
+
+    count = lambda b: saved_bytes(build, step, b, precision)
+    key = repr(("finetune", p, precision, lpips))
+    return plan_from_counts(count, batch_size, device_budget(device), "a HIT finetune step", key)
 
 # %% ../nbs/07a_train_tokenizer.ipynb #4c5a4214
 def lpips_min_side(lpips_fn, y, target, min_side: int = 64):
@@ -412,53 +462,3 @@ def _run_phases(model: HITTokenizer, out: Path, data_dir, opts: dict, lp, loop: 
         if total >= 1:
             finetune_phase(model, ph, total, data, out / f"phase{ph}", opts, lp, loop)
     _write_log(out)
-
-# %% ../nbs/07a_train_tokenizer.ipynb #8763a12b2bbd4a93a75aff182afb95dc
-def _fake_lpips():
-    "An LPIPS AlexNet with random weights (the same layers and activations as msvar.lpips's), for counting only."
-    import lpips
-
-    return lpips.LPIPS(pretrained=False, net="alex", version="0.1", pnet_rand=True, verbose=False).requires_grad_(False)
-
-
-def _zero_counts(x, weights=None, minlength: int = 0):
-    "torch.bincount while counting: the codebook usage is not kept for backward, and its shape depends on values."
-    return torch.zeros(minlength, device=x.device)
-
-
-def _with_lpips(m, lpips: bool):
-    "The model with a counting LPIPS attached as `m.lpips_fn` (None without LPIPS)."
-    m.lpips_fn = _fake_lpips() if lpips else None
-    return m
-
-
-def tokenizer_plan(p, batch_size: int, precision: str, device, lpips: bool = True) -> MemoryPlan:
-    "The memory plan of a tokenizer training step of `batch_size` crops on `device` (chapter 14's `plan_from_counts`)."
-    build = lambda: _with_lpips(build_model("tokenizer", p).train(), lpips)
-
-    def step(m, b):
-        x = torch.zeros(b, 3, p.hr_size, p.hr_size)  # (B, 3, H, W)
-        with mock.patch("torch.bincount", _zero_counts):
-            return tokenizer_terms(m, x, m.lpips_fn)[0]
-
-    count = lambda b: saved_bytes(build, step, b, precision)
-    key = repr(("tokenizer", p, precision, lpips))
-    return plan_from_counts(count, batch_size, device_budget(device), "a tokenizer training step", key)
-
-
-def finetune_plan(p, batch_size: int, precision: str, device, lpips: bool = True) -> MemoryPlan:
-    "The memory plan of a phase-1 HIT finetune step (the larger phase) of `batch_size` crops on `device`."
-
-    def build():
-        m = build_model("hit", p).train()
-        hit_param_groups(m, 1)
-        return _with_lpips(m, lpips)
-
-    def step(m, b):
-        x = torch.zeros(b, 3, p.hr_size, p.hr_size)  # (B, 3, H, W)
-        with mock.patch("torch.bincount", _zero_counts):
-            return finetune_terms(m, x, 1, m.lpips_fn)[0]
-
-    count = lambda b: saved_bytes(build, step, b, precision)
-    key = repr(("finetune", p, precision, lpips))
-    return plan_from_counts(count, batch_size, device_budget(device), "a HIT finetune step", key)

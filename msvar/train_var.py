@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from .core import MsvarError, atomic_write, get_preset, seed_everything, show_images, keeps_global_state
-from .core import holds_folder, unit_float, SEED_MAX  # output folders (chapter 00)
+from .core import holds_folder, unit_float  # output folders (chapter 00)
 from .checkpoint import load_torch  # weights-only reading (chapter 00c)
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
 from .hit import load_sr_tokenizer, build_model
@@ -116,7 +116,7 @@ _VAR_CHECKS = (
     ("sample_every", lambda v: _num(v) and v >= 0, "≥ 0"),
     ("p_bilinear", lambda v: _num(v) and 0 <= v <= 1, "in [0, 1]"),
     ("cond_drop", lambda v: _num(v) and 0 <= v < 1, "in [0, 1)"),
-    ("seed", lambda v: isinstance(v, int) and 0 <= v < SEED_MAX, "an integer in [0, 2**40)"),
+    ("seed", lambda v: isinstance(v, int) and 0 <= v < 2**40, "an integer in [0, 2**40)"),  # the commands' --seed range
     ("tokens", lambda v: v in TOKENS, f"one of {TOKENS}"),
     ("dpo_reduce", lambda v: v in ("mean", "sum"), "'mean' or 'sum'"),
     ("precision", lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
@@ -197,7 +197,8 @@ def _start_model(p, o: VarTrainConfig, env, out):
         rep = init_from_var(model, o.init_var)  # a resumed run takes its weights from last.pt instead
         if env.is_main:
             print(
-                f"initialised from {o.init_var}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; dropped: "
+                f"initialised from {Path(o.init_var).name}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
+                f"dropped: "
                 f"{rep['dropped']}; re-initialised: {rep['reinitialised']}",
                 flush=True,
             )
@@ -298,7 +299,8 @@ def _say_run(model, ds, data, p, o: VarTrainConfig, env, bs: int, plan: MemoryPl
     "One line on what is trained, on what and how, and one on the memory plan."
     precision = resolve_precision(o.precision or p.train.precision, env.device)
     print(
-        f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {data}: preset {p.name!r}, "
+        f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {Path(data).name}/: "
+        f"preset {p.name!r}, "
         f"{'HIT' if o.tokens == 'hit' else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}, {env.world_size} "
         f"process(es) on {env.device}, global batch {bs} = {env.world_size} × {plan.accum} × {plan.micro}, "
         f"precision {precision}",
