@@ -505,7 +505,7 @@ def part_sampling(ctx, deadline):
 
 
 def _read_png(path):
-    from msvar.core import load_image
+    from msvar.files import load_image
     return (load_image(path) * 255).round()
 
 

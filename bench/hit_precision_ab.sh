@@ -20,7 +20,7 @@ python - "$OUT" "$BASE" "$TEST/Set14" "$TEST/BSD100" <<'PY'
 import sys, statistics
 from pathlib import Path
 import pandas as pd
-from msvar.core import list_images
+from msvar.files import list_images
 from msvar.hit import HITTokenizer, center_crops, load_hit, scale_metrics
 from msvar.tokenizer import load_tokenizer
 from msvar.train import read_log

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from msvar.core import MsvarError, load_image, resize, to_uint8, repo_dir
+from msvar.core import MsvarError, resize, to_uint8, repo_dir
+from msvar.files import load_image
 from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, gaussian_blur, default_model_path, SOFT_TAU
 from msvar.metrics import chroma, delta_e
 

@@ -17,7 +17,8 @@ negligible next to the transformer's, so the timings are the transformer's.
 import argparse, math, sys, time
 import torch
 import torch.nn.functional as F
-from msvar.core import data_dir, get_preset, load_image, seed_everything, MsvarError
+from msvar.core import data_dir, get_preset, seed_everything, MsvarError
+from msvar.files import load_image
 from msvar.devtools import CLOCK, forward_flops, gemm_gflops, interleaved, kv_cache_flops, matmul_gflops, stand_in
 from msvar.hit import HITState
 from msvar.inference import load_sr_model, tile_starts, upscale

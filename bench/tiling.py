@@ -12,7 +12,8 @@ import argparse, json, sys, time
 from pathlib import Path
 import pandas as pd
 import torch
-from msvar.core import MsvarError, list_images, resize
+from msvar.core import MsvarError, resize
+from msvar.files import list_images
 from msvar.data import degrade
 from msvar.hit import center_crops
 from msvar.inference import load_sr_model, upscale, colour_fix, seam_ratio, tile_starts, SOFT_TAU

@@ -7,7 +7,7 @@ the quantizer and from their own tokens, beside bicubic upsampling of the clean 
 import argparse, json, time
 from pathlib import Path
 import torch
-from msvar.core import list_images
+from msvar.files import list_images
 from msvar.hit import center_crops
 from msvar.tokenizer import load_tokenizer
 from msvar.quality import autoencoder_table

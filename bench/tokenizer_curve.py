@@ -10,7 +10,8 @@ training losses (l2, LPIPS) are thinned to one mean per --every steps and stored
 import argparse, json, re, sys
 from pathlib import Path
 import torch
-from msvar.core import MsvarError, list_images
+from msvar.core import MsvarError
+from msvar.files import list_images
 from msvar.hit import center_crops
 from msvar.tokenizer import load_tokenizer
 from msvar.quality import autoencoder_table

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from .core import MsvarError, load_image, resize
+from .core import MsvarError, resize
+from .files import load_image
 from dataclasses import replace
 from .var import Decoding, DEFAULT_DECODING
 from .inference import SRModel, load_sr_model, default_model_path, upscale as upscale_tensor, read_sr_model_file
-from .core import _to_float_rgb
+from .files import _to_float_rgb
 from .model_file import write_model_file
 
 # %% auto #0

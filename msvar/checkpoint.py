@@ -8,35 +8,41 @@ import re, warnings
 from pathlib import Path
 import numpy as np
 import torch
-from .core import MsvarError, atomic_write
+from .core import MsvarError
+from .files import atomic_write
 
 # %% auto #0
-__all__ = ['CKPT_KIND', 'CKPT_VERSION', 'load_torch', 'check_finite_state', 'check_state_dict', 'save_checkpoint', 'upgrade_meta',
+__all__ = ['CKPT_KIND', 'CKPT_VERSION', 'load_torch', 'check_finite_state', 'dtype_fits', 'check_state_dict', 'save_checkpoint',
            'load_checkpoint', 'save_model', 'model_entries', 'load_weights']
 
-# %% ../nbs/00c_checkpoint.ipynb #i17fc002
+# %% ../nbs/00c_checkpoint.ipynb #ea52d3e8
+_NUMPY_NUMERIC = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+_NUMPY_NUMERIC += (np.float16, np.float32, np.float64)
+
+
 def _numpy_array_globals() -> list:
     """The globals that rebuild a numeric NumPy array (training checkpoints hold NumPy's RNG state): they make arrays,
     they call nothing else."""
     core = getattr(np, "_core", None) or np.core
-    numeric = [
-        type(np.dtype(t))
-        for t in (
-            np.bool_,
-            np.int8,
-            np.int16,
-            np.int32,
-            np.int64,
-            np.uint8,
-            np.uint16,
-            np.uint32,
-            np.uint64,
-            np.float16,
-            np.float32,
-            np.float64,
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype] + [type(np.dtype(t)) for t in _NUMPY_NUMERIC]
+
+
+def _torch_read_error(e: Exception, path: Path, what: str) -> MsvarError:
+    "The one-line MsvarError for a file torch.load (weights only) refused with `e`: a pickled object, or no torch file."
+    msg = str(e)
+    obj = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", msg)
+    with open(path, "rb") as fh:
+        pickled = fh.read(1) == b"\x80"  # a raw pickle starts with its PROTO opcode
+    if "Weights only load failed" in msg and (obj or pickled):  # torch refused a pickled object: name it, never load it
+        name = f" ({obj.group(1) or obj.group(2)})" if obj else ""
+        return MsvarError(
+            f"refusing to load {what} {str(path)!r}: it holds a pickled Python object{name}, and unpickling one could "
+            "run arbitrary code; msvar files hold only tensors, numbers, strings, lists and dicts"
         )
-    ]
-    return [core.multiarray._reconstruct, np.ndarray, np.dtype] + numeric
+    first = msg.strip().splitlines()[0][:200] if msg.strip() else ""
+    if "Weights only load failed" in msg:
+        first = "its bytes are not a pickle of tensors"
+    return MsvarError(f"cannot read {what} {str(path)!r} (truncated or not a torch file?): {type(e).__name__}: {first}")
 
 
 def load_torch(path, what: str = "checkpoint", map_location="cpu"):
@@ -52,33 +58,17 @@ def load_torch(path, what: str = "checkpoint", map_location="cpu"):
             warnings.simplefilter("ignore", UserWarning)  # torch's note on old pickle protocols: we say what matters
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        msg = str(e)
-        obj = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", msg)
-        with open(path, "rb") as fh:
-            pickled = fh.read(1) == b"\x80"  # a raw pickle starts with its PROTO opcode
-        if "Weights only load failed" in msg and (
-            obj or pickled
-        ):  # torch refused a pickled object: name it, never load it
-            raise MsvarError(
-                f"refusing to load {what} {str(path)!r}: it holds a pickled Python "
-                f"object{' (' + (obj.group(1) or obj.group(2)) + ')' if obj else ''}, and unpickling one could run "
-                "arbitrary code; msvar files hold only tensors, numbers, strings, lists and dicts"
-            ) from None
-        first = msg.strip().splitlines()[0][:200] if msg.strip() else ""
-        if "Weights only load failed" in msg:
-            first = "its bytes are not a pickle of tensors"
-        raise MsvarError(
-            f"cannot read {what} {str(path)!r} (truncated or not a torch file?): {type(e).__name__}: {first}"
-        ) from None
+        raise _torch_read_error(e, path, what) from None
 
-
+# %% ../nbs/00c_checkpoint.ipynb #46577d4e
 def check_finite_state(sd: dict, path, what: str = "checkpoint") -> dict:
-    """MsvarError naming the file and the first tensors if a state dict holds NaN or inf weights (a diverged or damaged
-    file); `sd` otherwise."""
+    """MsvarError naming the file (`path`; None: a state dict given in memory) and the first tensors if a state dict
+    holds NaN or inf weights (a diverged or damaged file); `sd` otherwise."""
     bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    where = "the given state dict" if path is None else f"{what} {str(path)!r}"
     if bad:
         raise MsvarError(
-            f"{what} {str(path)!r} has NaN or inf values in {len(bad)} tensor(s) "
+            f"{where} has NaN or inf values in {len(bad)} tensor(s) "
             f"({', '.join(bad[:3])}{f', … ({len(bad) - 3} more)' if len(bad) > 3 else ''}): the run that wrote it "
             "diverged or the file is damaged; use an earlier checkpoint"
         )
@@ -90,16 +80,26 @@ def _short(keys, n=8):
     return ", ".join(keys[:n]) + (f", … ({len(keys) - n} more)" if len(keys) > n else "")
 
 
-def check_state_dict(model: torch.nn.Module, sd: dict, path=None) -> None:
-    """Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` (read from the file `path`, if
-    given) for `model`; nothing if they match."""
-    own = model.state_dict()
-    nontensor = [k for k, v in sd.items() if not torch.is_tensor(v)]
-    if nontensor:
+def dtype_fits(have: torch.dtype, want: torch.dtype) -> bool:
+    """Whether a tensor of dtype `have` loads into a model tensor of dtype `want`: the same dtype, or both floating
+    point (a half-precision file loads into a float32 model); an integer read where a float is expected does not."""
+    return have == want or (have.is_floating_point and want.is_floating_point)
+
+
+def _check_dtypes(own: dict, sd: dict, name: str):
+    "One-line MsvarError naming the first tensor of `sd` whose dtype the model's tensor of that name cannot take."
+    bad = [k for k in own if k in sd and not dtype_fits(sd[k].dtype, own[k].dtype)]
+    if bad:
+        k = bad[0]
+        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
         raise MsvarError(
-            f"{'state dict' if path is None else repr(str(path))} is damaged: {len(nontensor)} entries are not tensors "
-            f"({_short(nontensor, 3)}: {type(sd[nontensor[0]]).__name__}); use an untampered copy of the file"
+            f"{name} holds tensor {k!r} as {str(sd[k].dtype)[6:]} where the model has {str(own[k].dtype)[6:]}{more}: "
+            "the file is damaged or its data types were relabelled; use an untampered copy"
         )
+
+# %% ../nbs/00c_checkpoint.ipynb #b575a9a5
+def _fit_report(model: torch.nn.Module, own: dict, sd: dict, name: str) -> list:
+    "Lines saying which keys of `sd` the model lacks, does not expect or holds in another shape (none if they fit)."
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     shapes = [
@@ -107,24 +107,36 @@ def check_state_dict(model: torch.nn.Module, sd: dict, path=None) -> None:
         for k in own
         if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
     ]
-    if missing or unexpected or shapes:
-        msg = [
-            f"{'state dict' if path is None else repr(str(path))} does not fit this model ({type(model).__name__}; was "
-            "it written for another preset or model?):"
-        ]
-        if missing:
-            msg.append(f"  {len(missing)} missing keys: {_short(missing)}")
-        if unexpected:
-            msg.append(f"  {len(unexpected)} unexpected keys: {_short(unexpected)}")
-        if shapes:
-            msg.append(
-                f"  {len(shapes)} mis-shaped keys:\n    "
-                + "\n    ".join(shapes[:4])
-                + (f"\n    … ({len(shapes) - 4} more)" if len(shapes) > 4 else "")
-            )
-        raise MsvarError("\n".join(msg))
+    if not (missing or unexpected or shapes):
+        return []
+    msg = [f"{name} does not fit this model ({type(model).__name__}; was it written for another preset or model?):"]
+    if missing:
+        msg.append(f"  {len(missing)} missing keys: {_short(missing)}")
+    if unexpected:
+        msg.append(f"  {len(unexpected)} unexpected keys: {_short(unexpected)}")
+    if shapes:
+        more = f"\n    … ({len(shapes) - 4} more)" if len(shapes) > 4 else ""
+        msg.append(f"  {len(shapes)} mis-shaped keys:\n    " + "\n    ".join(shapes[:4]) + more)
+    return msg
 
-# %% ../nbs/00c_checkpoint.ipynb #b1a8448f
+
+def check_state_dict(model: torch.nn.Module, sd: dict, path=None) -> None:
+    """Raise MsvarError listing the missing, unexpected and mis-shaped keys of `sd` (read from the file `path`, if
+    given) for `model`, or naming a tensor of a data type the model's cannot take; nothing if they match."""
+    own = model.state_dict()
+    name = "state dict" if path is None else repr(str(path))
+    nontensor = [k for k, v in sd.items() if not torch.is_tensor(v)]
+    if nontensor:
+        raise MsvarError(
+            f"{name} is damaged: {len(nontensor)} entries are not tensors "
+            f"({_short(nontensor, 3)}: {type(sd[nontensor[0]]).__name__}); use an untampered copy of the file"
+        )
+    report = _fit_report(model, own, sd, name)
+    if report:
+        raise MsvarError("\n".join(report))
+    _check_dtypes(own, sd, name)
+
+# %% ../nbs/00c_checkpoint.ipynb #97a907ae
 CKPT_KIND = "msvar-train-checkpoint"
 CKPT_VERSION = 1
 _REQUIRED = ("step", "model", "meta")  # every msvar checkpoint: weights, what they are, how far
@@ -151,7 +163,7 @@ def _read(path: Path, map_location) -> object:
             "over, or resume from a copy such as best.pt"
         ) from None
 
-
+# %% ../nbs/00c_checkpoint.ipynb #457b7291
 def _check_entries(ck: dict, path: Path, resumable: bool) -> None:
     "MsvarError if a checkpoint lacks an entry it needs or holds one of the wrong type."
     missing = [k for k in _REQUIRED + (_TRAINING if resumable else ()) if k not in ck]
@@ -166,19 +178,9 @@ def _check_entries(ck: dict, path: Path, resumable: bool) -> None:
         )
 
 
-def upgrade_meta(meta: dict) -> dict:
-    """A checkpoint's `meta` with the fields that older msvar versions wrote under another name renamed: the VAR run's
-    bool `hit` is now `tokens`, 'hit' or 'plain' (chapter 07b)."""
-    if not isinstance(meta.get("hit"), bool):
-        return meta
-    new = {k: v for k, v in meta.items() if k != "hit"}
-    new.setdefault("tokens", "hit" if meta["hit"] else "plain")
-    return new
-
-
 def load_checkpoint(path, map_location="cpu", resumable: bool = False) -> dict:
-    """Read a checkpoint written by `save_checkpoint` (with its training state if `resumable`), its `meta` in the
-    current field names (`upgrade_meta`); MsvarError if it is missing, truncated, corrupt or of another kind."""
+    """Read a checkpoint written by `save_checkpoint` (with its training state if `resumable`); MsvarError if it is
+    missing, truncated, corrupt or of another kind."""
     path = Path(path)
     if not path.exists():
         raise MsvarError(f"checkpoint {str(path)!r} does not exist")
@@ -190,10 +192,9 @@ def load_checkpoint(path, map_location="cpu", resumable: bool = False) -> dict:
         raise MsvarError(f"{str(path)!r} is not an msvar training checkpoint (it is {what!r})")
     _check_entries(ck, path, resumable)
     check_finite_state(ck["model"], path)
-    ck["meta"] = upgrade_meta(ck["meta"])  # a run of an older version resumes, and its model loads, under today's names
     return ck
 
-# %% ../nbs/00c_checkpoint.ipynb #c0a1b2d7
+# %% ../nbs/00c_checkpoint.ipynb #f9c8b33a
 def save_model(path, model: torch.nn.Module, meta: dict, step: int = 0, **extra) -> Path:
     """Save `model`'s weights and `meta` (what they are: the model's name under `model`, and what rebuilds it) as a
     checkpoint without training state, with any `extra` entries."""
@@ -202,7 +203,7 @@ def save_model(path, model: torch.nn.Module, meta: dict, step: int = 0, **extra)
 
 def model_entries(ck, model: str) -> tuple | None:
     """(recorded preset, state dict) of a checkpoint whose `meta` names `model`; None for any other content (another
-    model's file, an older layout that the model's loader reads itself)."""
+    model's file, not a checkpoint)."""
     meta = ck.get("meta") if isinstance(ck, dict) and ck.get("kind") == CKPT_KIND else None
     if not isinstance(meta, dict) or meta.get("model") != model:
         return None
@@ -216,6 +217,6 @@ def load_weights(model: torch.nn.Module, sd: dict, path=None, what: str = "check
         check_state_dict(model, sd)
     except MsvarError as e:
         raise MsvarError(str(e) if path is None else f"{str(path)!r}: {e}") from None
-    check_finite_state(sd, "(given state dict)" if path is None else path, what)
+    check_finite_state(sd, path, what)
     model.load_state_dict(sd, strict=True)
     return model

@@ -6,7 +6,8 @@
 from __future__ import annotations
 import argparse, dataclasses, math, os, sys
 from pathlib import Path
-from .core import MsvarError, get_preset, default_device, set_threads, add_threads_arg, arg_seed, say_interrupted
+from .core import MsvarError, get_preset, default_device
+from .cli import set_threads, add_threads_arg, arg_seed, say_interrupted  # the commands' shared options
 from .train import PRECISIONS, COMPILES, COMPILE_AUTO_STEPS, resolve_precision
 from .losses import TOKENS
 from .fetch import fetched

@@ -11,17 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from msvar.core import (
-    MsvarError,
-    ImageReadError,
-    load_image,
-    save_image,
-    atomic_write,
-    resize,
-    get_preset,
-    IMAGE_EXTS,
-)
-from .core import progress_bar, check_out_dir
+from .core import MsvarError, resize, get_preset
+from .files import ImageReadError, load_image, save_image, atomic_write, IMAGE_EXTS
+from .core import progress_bar
+from .files import check_out_dir
 
 # %% auto #0
 __all__ = ['CACHE_MAX_BYTES', 'DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'final_sinc_kernel',

@@ -8,11 +8,14 @@ import argparse, json, sys, time
 from pathlib import Path
 import torch
 import pandas as pd
-from .core import MsvarError, resize, list_images, image_grid, atomic_write, Preset
+from .core import MsvarError, resize, image_grid, Preset
+from .files import list_images, atomic_write
 from .hit import center_crops, stage_image
 from .var import Decoding, add_decoding_args  # one decoding value (chapter 05)
 from .data import degrade, PairedFolder
-from .core import ImageReadError, progress_bar, check_out_dir, add_threads_arg, set_threads
+from .core import progress_bar
+from .files import ImageReadError, check_out_dir
+from .cli import add_threads_arg, set_threads
 from .metrics import psnr, ssim, lpips_distance, delta_e, chroma, fixed_pattern, FIDFeatures, fid_from_features
 from .lpips import get_lpips
 from .inference import colour_fix_scales, load_sr_model, default_model_path, check_options

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from .core import MsvarError, data_dir
 from .lpips import cache_dir
-from .core import _pid_alive, atomic_write, check_out_dir
+from .files import _pid_alive, atomic_write, check_out_dir
 
 # %% auto #0
 __all__ = ['BSDS_URL', 'DATASETS', 'Dataset', 'data_cache', 'fetched', 'sha256_file', 'download', 'extract', 'fetch_dataset',

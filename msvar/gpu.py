@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses, os, warnings
 from dataclasses import dataclass
 import torch
-from .core import MsvarError, get_preset, available_memory
+from .core import MsvarError, get_preset
+from .files import available_memory  # the files chapter
 from .hit import build_model
 from .var import SelfAttention
 from .losses import token_ce, sequence_logprob, dpo_loss

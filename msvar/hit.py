@@ -15,7 +15,7 @@ from .checkpoint import load_torch, load_weights, save_model, model_entries  # t
 from .quantize import ScaleState
 from .tokenizer import Tokenizer, ImageTokenizer, missing_tokenizer_parts, preset_from_dict, load_tokenizer
 from .var import SRVAR  # the transformer (chapter 05)
-from .core import load_image
+from .files import load_image
 
 # %% auto #0
 __all__ = ['MODEL_KINDS', 'HIT_KIND', 'algorithm1', 'HITTokens', 'stage_image', 'center_crops', 'encode_any', 'upsample_lr',

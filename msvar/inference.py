@@ -10,26 +10,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from msvar.core import (
-    check_out_dir,
-    MsvarError,
-    load_image,
-    save_image,
-    resize,
-    to_signed,
-    to_unit,
-    default_device,
-    atomic_write,
-    image_grid,
-    repo_dir,
-)
-from .core import holds_folder, set_threads, add_threads_arg  # output folders, threads (chapter 00)
+from .core import MsvarError, resize, to_signed, to_unit, default_device, image_grid, repo_dir
+from .files import check_out_dir, load_image, save_image, atomic_write
+from .files import holds_folder  # output folders (the files chapter)
+from .cli import set_threads, add_threads_arg  # the commands' options (the cli chapter)
 from msvar.checkpoint import (
     load_checkpoint,
     load_torch,
     check_finite_state,
     check_state_dict,
-    upgrade_meta,
 )  # files (chapter 00c)
 from .tokenizer import preset_from_dict, check_model_memory
 from .hit import HITTokenizer, HITState, encode_any, dataclass_replace_stages, decode_partial_sum
@@ -39,7 +28,8 @@ from .var import Decoding, DEFAULT_DECODING, LEGACY_KEYS, add_decoding_args  # d
 # re-exported: SOFT_TAU (its home is chapter 05), which callers import from msvar.inference
 from .var import SOFT_TAU as SOFT_TAU
 from .model_file import write_model_file, is_safetensors, read_model_file, legacy_note
-from .core import progress_bar, IMAGE_EXTS, ImageWarning
+from .core import progress_bar, ImageWarning
+from .files import IMAGE_EXTS
 
 # %% auto #0
 __all__ = ['SR_FORMAT', 'LEGACY_VAR_OPTIONS', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'SRModel', 'save_sr_model', 'read_sr_model_file',
@@ -193,7 +183,7 @@ def read_sr_model_file(path) -> tuple:
     """(header, {'hit', 'var'} state dicts, legacy) of a model file: safetensors with a JSON header, or (legacy=True) an
     older torch pickle."""
     path = Path(path)
-    if not (path.is_file() and is_safetensors(path)):
+    if path.suffix != ".safetensors" and not (path.is_file() and is_safetensors(path)):
         return *_legacy_model_parts(path), True
     header, groups = read_model_file(path, "model file")
     if header.get("format") != SR_FORMAT:
@@ -247,7 +237,7 @@ def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> 
     and its tokenizer (path or HITTokenizer)."""
     ck = var_ckpt if isinstance(var_ckpt, dict) else load_checkpoint(var_ckpt)
     tk = tokenizer if isinstance(tokenizer, nn.Module) else load_sr_tokenizer(tokenizer)
-    meta = upgrade_meta(ck["meta"])  # a dict loaded by other means may hold an older version's field names
+    meta = ck["meta"]
     var = build_model("var", tk.preset, init=False, **meta.get("var_options", LEGACY_VAR_OPTIONS))
     var.load_state_dict(ck["model"])
     return SRModel(tk, var.eval(), tokens=tokens or meta.get("tokens", "hit")).eval()

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from .core import MsvarError, atomic_write
+from .core import MsvarError
+from .files import atomic_write
 from .checkpoint import load_torch  # weights-only reading (chapter 00c)
 from .core import progress_bar
 

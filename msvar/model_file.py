@@ -6,10 +6,12 @@
 from __future__ import annotations
 import json, struct, sys
 from pathlib import Path
-from .core import MsvarError, atomic_write
+from .core import MsvarError
+from .files import atomic_write
 
 # %% auto #0
-__all__ = ['HEADER_KEY', 'MAX_HEADER', 'is_safetensors', 'write_model_file', 'read_model_file', 'legacy_note']
+__all__ = ['HEADER_KEY', 'MAX_HEADER', 'SAFETENSORS_DTYPES', 'is_safetensors', 'write_model_file', 'read_model_file',
+           'legacy_note']
 
 # %% ../nbs/08a_model_file.ipynb #e095fda5
 HEADER_KEY = "msvar"  # the safetensors metadata entry that holds msvar's JSON header
@@ -49,22 +51,57 @@ def write_model_file(path, header: dict, groups: dict) -> Path:
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={HEADER_KEY: text}))
     return path
 
-# %% ../nbs/08a_model_file.ipynb #289851d7
+# %% ../nbs/08a_model_file.ipynb #3f8c8b88
+SAFETENSORS_DTYPES = ("BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64", "F16", "BF16", "F32", "F64")
+SAFETENSORS_DTYPES += ("F8_E4M3", "F8_E5M2", "C64")  # the data types a safetensors reader knows (and torch reads)
+
+
+def _not_safetensors(path: Path, what: str) -> MsvarError:
+    "The one-line error for a file that does not start like a safetensors file: empty, text, a pickle, …"
+    why = "it is empty (0 bytes)" if path.stat().st_size == 0 else "its first bytes are not a safetensors header"
+    return MsvarError(f"{what} {str(path)!r} is not a safetensors model file: {why}")
+
+
+def _tensor_table(path: Path) -> dict:
+    "The JSON table at the start of a safetensors file ({} when it cannot be read)."
+    try:
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            table = json.loads(f.read(min(n, MAX_HEADER)))
+    except (OSError, ValueError, struct.error):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def _unknown_dtype(path: Path) -> str | None:
+    "Words naming the first tensor of the file's table whose data type a safetensors reader does not know; else None."
+    for name, entry in _tensor_table(path).items():
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        if name != "__metadata__" and dtype not in SAFETENSORS_DTYPES:
+            return f"tensor {name!r} has an unknown data type {dtype!r}"
+    return None
+
+
 def _open_tensors(path: Path, what: str) -> tuple:
     """(metadata, {name: tensor}) of a safetensors file, memory-mapped; MsvarError with the file's name if it cannot be
     read."""
     from safetensors import safe_open
 
+    if not is_safetensors(path):
+        raise _not_safetensors(path, what)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # the reader's own errors: bad header, short file, …
+        unknown = _unknown_dtype(path)
+        if unknown:
+            raise MsvarError(f"cannot read {what} {str(path)!r}: {unknown} (a damaged or tampered file)") from None
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise MsvarError(
             f"cannot read {what} {str(path)!r} (truncated, or not a safetensors file?): {type(e).__name__}: {first}"
         ) from None
 
-
+# %% ../nbs/08a_model_file.ipynb #9ae8ab9a
 def _parse_header(meta: dict, path: Path, what: str) -> dict:
     "msvar's JSON header from a safetensors file's metadata; MsvarError if it is missing or not a JSON object."
     if HEADER_KEY not in meta:

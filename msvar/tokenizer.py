@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, Preset, TokenizerConfig, VARConfig, TrainRecipe, get_preset
-from .core import check_memory  # memory (chapter 00)
+from .files import check_memory  # memory (the files chapter)
 from msvar.checkpoint import (
     load_torch,
     check_finite_state,

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.distributed as dist
-from .core import MsvarError, TrainRecipe, atomic_write, seed_everything, default_device
-from .core import keeps_global_state, holds_folder, global_state, restore_global_state
+from .core import MsvarError, TrainRecipe, seed_everything, default_device
+from .files import atomic_write, holds_folder
+from .core import keeps_global_state, global_state, restore_global_state
 from .checkpoint import save_checkpoint, load_checkpoint, check_state_dict  # safe reading (chapter 00c)
 
 # re-exported: CKPT_KIND, save_checkpoint and load_checkpoint, which callers import from msvar.train

@@ -10,13 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from .core import MsvarError, get_preset, to_signed, seed_everything, default_device, atomic_write
-from .checkpoint import load_torch  # weights-only reading (chapter 00c)
-from .core import keeps_global_state, holds_folder  # runs and their folders (chapter 00)
+from .core import MsvarError, get_preset, to_signed, seed_everything, default_device
+from .files import atomic_write
+from .checkpoint import load_torch, load_weights  # weights-only reading (chapter 00c)
+from .core import keeps_global_state  # runs leave no trace (chapter 00)
+from .files import holds_folder  # output folders (the files chapter)
 from .data import HRFolder
 from .lpips import get_lpips
 from .model_file import is_safetensors, read_model_file
-from .tokenizer import Tokenizer, load_var_tokenizer, tokenizer_meta, tokenizer_parts
+from .tokenizer import Tokenizer, tokenizer_meta, tokenizer_parts
 from .tokenizer import load_tokenizer, save_tokenizer
 from .hit import HITTokenizer, hit_tokenize, stage_image, save_hit, load_hit, build_model
 from .train import FitConfig, StepLoader, fit, read_log, param_digest, plot_metrics, resolve_precision
@@ -108,7 +110,7 @@ def _start_tokenizer(p, ds, bs: int, seed: int, dev, fresh: bool, init) -> Token
     seed_everything(seed)
     model = build_model("tokenizer", p).to(dev)
     if fresh and init is not None:
-        load_var_tokenizer(model, init_weights(init))
+        load_weights(model, init_weights(init), init, "--init tokenizer")  # the messages name the file
     elif fresh:
         _first_codebook(model, ds, bs, seed, dev)
     return model

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import torch
 import torch.distributed as dist
-from .core import MsvarError, atomic_write, get_preset, seed_everything, show_images, keeps_global_state
-from .core import holds_folder, unit_float  # output folders (chapter 00)
+from .core import MsvarError, get_preset, seed_everything, show_images, keeps_global_state, unit_float
+from .files import atomic_write, holds_folder  # output folders (the files chapter)
 from .checkpoint import load_torch  # weights-only reading (chapter 00c)
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
 from .hit import load_sr_tokenizer, build_model

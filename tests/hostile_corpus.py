@@ -139,7 +139,7 @@ def run_case(path, model_file, out, extra=()) -> dict:
 
 def run_corpus(cases, corpus_dir, model_file, out) -> list:
     "Each case through msvar_sr on its own → one row per case: outcome, whether it matched the expectation, traceback, input changed."
-    from msvar.core import load_image
+    from msvar.files import load_image
     corpus_dir, out = Path(corpus_dir), Path(out)
     rows = []
     for c in cases:

@@ -3,7 +3,8 @@ import hashlib, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
-from msvar.core import bundled_images, load_image, save_image, resize
+from msvar.core import bundled_images, resize
+from msvar.files import load_image, save_image
 from msvar.data import HRFolder, make_loader
 
 ROOT = Path(__file__).resolve().parents[1]

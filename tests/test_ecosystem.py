@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from msvar.core import MsvarError, save_image
+from msvar.core import MsvarError
+from msvar.files import save_image
 from msvar.inference import SR_FORMAT, save_sr_model, load_sr_model
 from msvar.model_file import write_model_file, is_safetensors
 from msvar.api import convert_model, convert_model_cli, load_model

@@ -44,7 +44,7 @@ def test_modules_and_plotting_helpers_leave_global_state(svg_backend, tmp_path, 
     from msvar.var import SRVAR
     from msvar.train import plot_metrics
     from msvar.inference import SRModel, compare_figure, sr_files
-    from msvar.core import save_image
+    from msvar.files import save_image
     import msvar.evaluate as ev, msvar.reproduce as rp
     p = get_preset("test")
     torch.manual_seed(0)                                               # model construction draws from the global RNG: before the snapshot

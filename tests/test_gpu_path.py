@@ -278,7 +278,7 @@ def test_value_checks_still_run_on_cpu_tensors():
 @pytest.fixture(scope="module")
 def var_run_files(tmp_path_factory):
     "A random `test`-preset HIT tokenizer and 6 8-bit PNG images larger than the HR crop."
-    from msvar.core import save_image
+    from msvar.files import save_image
     from msvar.hit import save_hit
     d = tmp_path_factory.mktemp("uint8")
     save_hit(_random_hit(), d / "hit.pt")

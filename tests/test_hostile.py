@@ -4,7 +4,8 @@ import json, os, pickle, stat
 from pathlib import Path
 import pytest
 import torch
-from msvar.core import MsvarError, get_preset, save_image, load_image
+from msvar.core import MsvarError, get_preset
+from msvar.files import save_image, load_image
 from msvar.tokenizer import Tokenizer, save_tokenizer, load_tokenizer
 from msvar.hit import save_hit, load_hit
 from msvar.var import SRVAR
@@ -543,7 +544,7 @@ def test_make_testset_bad_folders(tmp_path, capsys):
                                      (["--data", "{d}/nope"], "does not exist"), (["--test", "{d}/nope"], "does not exist"),
                                      (["--tokenizer", "{d}/nope.pt"], "does not exist"), (["--hit", "{d}"], "does not exist")])
 def test_reproduce_bad_option(tmp_path, capsys, monkeypatch, bad, why):
-    import msvar.reproduce as rep
+    import msvar.cli_reproduce as rep
     monkeypatch.setattr(rep, "reproduce", lambda *a, **k: pytest.fail("reproduce ran before the options were checked"))
     _img(tmp_path / "hr" / "a.png"); (tmp_path / "afile").write_text("x")
     bad = [b.format(f=tmp_path / "afile", d=tmp_path) for b in bad]
@@ -859,7 +860,7 @@ def test_sr_folder_says_which_files_its_scan_skips(tmp_path, toy, capsys):
 
 def test_default_threads_leave_busy_cores_alone(monkeypatch):
     "On 2 cores with one busy (1-minute load 1.0), the default is 1 thread; idle, both; never below 1."
-    from msvar.core import default_threads
+    from msvar.cli import default_threads
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     for load, want in ((1.0, 1), (0.1, 2), (5.0, 1)):
@@ -871,10 +872,10 @@ def test_default_threads_leave_busy_cores_alone(monkeypatch):
 def test_long_running_commands_take_threads(tmp_path, capsys, monkeypatch, cli):
     "--threads N sets torch's threads before the work; without it, default_threads() does (no oversubscription of a busy machine)."
     import importlib
-    import msvar.core as core
+    import msvar.cli as cli_base
     seen = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
-    monkeypatch.setattr(core, "default_threads", lambda: 77)
+    monkeypatch.setattr(cli_base, "default_threads", lambda: 77)
     fns = {"msvar_sr": (sr_cli, [str(tmp_path / "nope.png"), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "nope.pt")]),
            "msvar_eval": (importlib.import_module("msvar.evaluate").eval_cli, ["--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")])}
     fn, args = fns[cli] if cli in fns else _trainer(cli)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from msvar.core import MsvarError, load_image, repo_dir, to_signed, data_dir
+from msvar.core import MsvarError, repo_dir, to_signed, data_dir
+from msvar.files import load_image
 from msvar import lpips as mlp
 from msvar import metrics
 

@@ -18,9 +18,25 @@ def test_readme_quotes_the_measured_model():
 
 
 def test_readme_findings_are_the_bundled_runs():
-    "The README's reproduction verdicts are what `run_findings` writes from the bundled run of record (data/repro_small)."
-    from msvar.reproduce import run_findings
-    md = run_findings(REPO / "data" / "repro_small")
+    "The README's verdict table is what `run_verdicts` writes from the bundled run (data/repro_small), line for line."
+    from msvar.reproduce import markdown_table, run_verdicts
+    md = markdown_table(run_verdicts(REPO / "data" / "repro_small"))
     readme = (REPO / "README.md").read_text()
-    missing = [l for l in md.splitlines() if l not in readme]
+    missing = [l for l in md.splitlines() if l not in readme.splitlines()]
     assert not missing, f"README.md is stale: rerun nbs/index.ipynb and msvar_readme; lines missing: {missing[:2]}"
+
+
+def test_readme_words_agree_with_the_verdicts():
+    "The README's sentence on bicubic says what the bundled verdicts say, raw and with the colour fix."
+    from msvar.reproduce import claims_table, results
+    r = results(REPO / "data" / "repro_small")
+    v = {d: claims_table(r["t1a"], r["per"], decoding=d).set_index(["claim", "metric", "scale"]).verdict
+         for d in ("raw", "colour-fixed")}
+    bic = lambda d, m: [v[d]["ours vs bicubic", m, s] for s in ("x1", "x2", "x4")]
+    readme = (REPO / "README.md").read_text()
+    assert "raw outputs lose in PSNR at every scale" in readme and bic("raw", "psnr") == ["b better"] * 3
+    assert "win in LPIPS at every scale" in readme and bic("colour-fixed", "lpips") == ["a better"] * 3
+    assert "do not beat bicubic in PSNR" in readme
+    assert "a better" not in bic("colour-fixed", "psnr") + bic("colour-fixed", "psnr_rgb")
+    assert "edge in PSNR-RGB at ×4" in readme and bic("colour-fixed", "psnr_rgb")[2] == "b better"
+    assert "matches bicubic" not in readme and "match bicubic" not in readme

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from msvar.core import MsvarError, get_preset, save_image
+from msvar.core import MsvarError, get_preset
+from msvar.files import save_image
 from msvar.train import FitConfig, fit, load_checkpoint, read_log
 
 # Tolerance of the 1-process vs 2-process comparison. The two runs compute the same global-batch mean gradient, but

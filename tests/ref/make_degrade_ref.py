@@ -21,7 +21,8 @@ CONFIG = dict(sinc_prob=0.3, blur_sigma=(1.0, 1.2), blur_sigma2=(0.4, 0.5), resi
 
 def hr_batch() -> torch.Tensor:
     "(4, 3, 64, 64): the 64-px crop at (64, 64) of each bundled image."
-    from msvar.core import bundled_images, load_image
+    from msvar.core import bundled_images
+    from msvar.files import load_image
     return torch.stack([load_image(p)[:, 64:128, 64:128] for p in bundled_images()])
 
 
@@ -38,7 +39,7 @@ def run() -> tuple:
 
 
 if __name__ == "__main__":
-    from msvar.core import save_image
+    from msvar.files import save_image
     tile, params = run()
     save_image(tile, PNG, overwrite=True)
     JSON.write_text(json.dumps(dict(seeds=SEEDS, config=CONFIG, params=params), indent=1) + "\n")
