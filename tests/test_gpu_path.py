@@ -144,7 +144,7 @@ def test_image_cache_only_when_it_fits(tmp_path, monkeypatch):
 def test_trainers_cache_only_when_it_fits():
     "The tokenizer and HIT trainers ask for the cache only when the folder fits (they cached every folder whole)."
     import inspect, msvar.train_tokenizer as tt
-    for f in (tt.train_tokenizer, tt.finetune_hit):
+    for f in (tt.train_tokenizer, tt._run_phases):
         assert 'cache="auto"' in inspect.getsource(f) and "cache=True" not in inspect.getsource(f)
 
 
