@@ -58,8 +58,9 @@ COMPILE_HELP = (
     "build; the first step compiles, about 2 minutes on a 2-core CPU), on, off (default: the preset's recipe, auto)"
 )
 PRECISION_HELP = (
-    "auto (bf16 autocast where the CPU or GPU computes bf16 natively, else fp32: on a GPU without native bf16 that is "
-    "plain fp32, about half the speed of fp16; ask for fp16 there), fp32, bf16, fp16 (GPU only, with a grad scaler) "
+    "auto (bf16 autocast where the CPU or GPU computes bf16 natively, else fp32: on a GPU without native bf16, such as "
+    "a V100 or T4, plain fp32 forgoes the tensor cores that fp16 uses; ask for fp16 there), fp32, bf16, fp16 (GPU "
+    "only, with a grad scaler) "
     "(default: the preset's recipe, auto)"
 )
 ACCUM_HELP = (
