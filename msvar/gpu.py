@@ -214,7 +214,7 @@ def memory_plan(
 def check_plan(plan: MemoryPlan, accum: int | None, device) -> MemoryPlan:
     """The plan with `accum` (None: the plan's own on a GPU, 1 elsewhere) if its step fits the budget; else MsvarError
     (one line) saying what the step needs and which option to change."""
-    where = f"{_size(plan.budget)} usable on {torch.device(device)}"
+    where = f"{_size(plan.budget)} of memory available on {torch.device(device)}"
     if accum is None and torch.device(device).type != "cuda":
         accum = 1  # a CPU run keeps one micro-batch unless told otherwise: its result does not depend on the machine
     if accum is not None and plan.per_rank_batch % accum:
@@ -232,5 +232,5 @@ def check_plan(plan: MemoryPlan, accum: int | None, device) -> MemoryPlan:
     hint = " (or leave it out: the plan chooses)" if torch.device(device).type == "cuda" else ""
     raise MsvarError(
         f"{plan.what} with --accum {accum} needs {_size(plan.need(accum))}, more than the {where}: raise --accum "
-        f"to {best}{hint} or lower --batch-size"
+        f"to {best}{hint} or lower the batch size (--batch-size)"
     )
