@@ -312,7 +312,7 @@ def part_torchrun(ctx, deadline):
         from msvar.devtools import write_fake_public_checkpoints
         n, preset, dev_args = torch.cuda.device_count(), "paper", ["--device", "cuda"]
         vae, var = write_fake_public_checkpoints(work)
-        rc, out, err, _ = run_cmd([*entry("msvar.tokenizer", "import_tokenizer_cli"), vae, "-o", work / "tokenizer.pt"],
+        rc, out, err, _ = run_cmd([*entry("msvar.cli_data", "import_tokenizer_cli"), vae, "-o", work / "tokenizer.pt"],
                                   deadline - time.time(), "msvar_import_tokenizer")
         check_rc(rc, out, err, "msvar_import_tokenizer")
         tok_args, batch, steps = ["--tokenizer", work / "tokenizer.pt", "--init-var", var], n, 4
@@ -466,6 +466,7 @@ def part_sampling(ctx, deadline):
     from msvar.hit import HITTokenizer, HITState
     from msvar.tokenizer import Tokenizer
     from msvar.inference import SRModel, SOFT_TAU
+    from msvar.var import Decoding
     from msvar.losses import sr_tokens
     dev = ctx.dev
     p = get_preset("test" if ctx.dry_run else "paper")
@@ -476,7 +477,7 @@ def part_sampling(ctx, deadline):
     g = torch.Generator().manual_seed(0)
     lr = torch.rand(8, 3, p.lr_size, p.lr_size, generator=g)
     gd = torch.Generator(device=dev).manual_seed(0)                         # on the device, as the model
-    decode = dict(cfg=1.5, soft=SOFT_TAU, generator=gd)                     # msvar_sr's decoding: expected codes
+    decode = dict(decoding=Decoding("soft", tau=SOFT_TAU, cfg=1.5), generator=gd)  # msvar_sr's decoding: expected codes
     def timed(fn, reps=2):
         best = math.inf
         for _ in range(reps):
@@ -491,8 +492,8 @@ def part_sampling(ctx, deadline):
             res[f"sr_batch_{B}_s_per_image"] = round(s / B, 4)
         # KV cache vs recomputation (tokens only, batch 1, guidance)
         prefix, cls = model.prefix(lr[:b1].to(dev)), torch.zeros(b1, dtype=torch.long, device=dev)
-        tcache = timed(lambda: model.var.generate(prefix, cls, HITState(model.hit.quantize, p), cfg=1.5, greedy=True))
-        tfull = timed(lambda: model.var.generate(prefix, cls, HITState(model.hit.quantize, p), cfg=1.5, greedy=True, use_cache=False), reps=1)
+        tcache = timed(lambda: model.var.generate(prefix, cls, HITState(model.hit.quantize, p), Decoding("greedy", cfg=1.5)))
+        tfull = timed(lambda: model.var.generate(prefix, cls, HITState(model.hit.quantize, p), Decoding("greedy", cfg=1.5), use_cache=False), reps=1)
         res.update(tokens_kv_cache_s=round(tcache, 4), tokens_recompute_s=round(tfull, 4), kv_cache_speedup=round(tfull / tcache, 2))
         # HIT tokenization as training does it (prefix + z_HR + z_LR + teacher inputs), and the three stage decodes, per image
         batch = dict(hr=torch.rand(8, 3, p.hr_size, p.hr_size, generator=g), lr=lr, cls=torch.zeros(8, dtype=torch.long))
@@ -527,7 +528,7 @@ def part_cli(ctx, deadline):
     work = Path(ctx.work) / "cli"
     dev = "cpu" if ctx.dry_run else "cuda"
     res = dict(device=dev)
-    sr, ev = entry("msvar.inference", "sr_cli"), entry("msvar.evaluate", "eval_cli")
+    sr, ev = entry("msvar.cli_sr", "sr_cli"), entry("msvar.cli_sr", "eval_cli")
     for mode, extra in (("greedy", ["--greedy"]), ("sampled_seed0", ["--sample"])):
         for role, d in (("cpu", "cpu"), ("dev", dev)):
             rc, o, e, sec = run_cmd([*sr, REPO / "data" / "demo" / "lr", "-o", work / f"sr_{mode}_{role}", "--device", d, "--overwrite", *extra],

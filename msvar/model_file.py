@@ -4,14 +4,13 @@
 
 # %% ../nbs/08a_model_file.ipynb #1179bf15
 from __future__ import annotations
-import json, struct, sys
+import json, struct
 from pathlib import Path
 from .core import MsvarError
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['HEADER_KEY', 'MAX_HEADER', 'SAFETENSORS_DTYPES', 'is_safetensors', 'write_model_file', 'read_model_file',
-           'legacy_note']
+__all__ = ['HEADER_KEY', 'MAX_HEADER', 'SAFETENSORS_DTYPES', 'is_safetensors', 'write_model_file', 'read_model_file']
 
 # %% ../nbs/08a_model_file.ipynb #e095fda5
 HEADER_KEY = "msvar"  # the safetensors metadata entry that holds msvar's JSON header
@@ -143,19 +142,3 @@ def read_model_file(path, what: str = "model file") -> tuple:
             f"{what} {str(path)!r}: tensors {stray[:3]} belong to no group its header names ({header['groups']})"
         )
     return header, groups
-
-# %% ../nbs/08a_model_file.ipynb #b6e21fc0
-_noted: set = set()
-
-
-def legacy_note(path) -> None:
-    "Say on stderr, once per file and process, that `path` is an older torch-pickle model file and how to convert it."
-    path = Path(path)
-    if path.resolve() in _noted:
-        return
-    _noted.add(path.resolve())
-    print(
-        f"msvar: note: {str(path)!r} is an older torch-pickle model file, read with weights only and converted in "
-        f"memory; convert it once with `msvar_convert_model {path} {path.with_suffix('.safetensors')}`",
-        file=sys.stderr,
-    )

@@ -19,6 +19,7 @@ from msvar.evaluate import (
     summary_table,
     model_outputs,
 )  # model_outputs: chapter 09b
+from .inference import OutputSettings  # what is written, and how (chapter 08)
 from .core import to_signed, to_unit, resize
 from .metrics import psnr, lpips_distance, delta_e, chroma_kept, fixed_pattern
 from .hit import build_model
@@ -138,7 +139,11 @@ def quality_table(
         if ceiling:
             methods["tokenizer ceiling"] = ceiling_outputs(model, hr, batch_size)
         for d in decodes:
-            methods[f"{name} [{d}]"] = model_outputs(model, lr, pairs["cls"], batch_size, **parse_decode(d, seed))
+            kw = parse_decode(d, seed)
+            output = OutputSettings(
+                cls=int(pairs["cls"][0]), colour_sigma=kw.get("colour_sigma"), batch_size=batch_size
+            )
+            methods[f"{name} [{d}]"] = model_outputs(model, lr, output, kw["decoding"])
     t = wide_table(evaluate_outputs(methods, hr, p, pairs.get("names")))
     goals = {m: meets_goal(t, m) for m in t.index if m.startswith(f"{name} [")}
     extra = teacher_forced(model, pairs, batch_size) if (model is not None and tf) else {}

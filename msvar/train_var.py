@@ -13,7 +13,7 @@ from .files import atomic_write, holds_folder  # output folders (the files chapt
 from .checkpoint import load_torch  # weights-only reading (chapter 00c)
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
 from .hit import load_sr_tokenizer, build_model
-from .var import load_public_var_weights, count_params
+from .var import load_public_var_weights, count_params, Decoding
 from .losses import SRLoss, TOKENS
 from .inference import SRModel  # the same sampling and decoding as msvar_sr (chapter 08)
 from .train import FitConfig, FitResult, StepLoader, StepSampler, fit, init_distributed
@@ -38,7 +38,7 @@ class SampleImages:
         tk, dev = self.tokenizer, next(model.parameters()).device
         tk.to(dev)
         lr, hr, cls = self.batch["lr"].to(dev), self.batch["hr"].to(dev), self.batch["cls"].to(dev)
-        outs = SRModel(tk, model, tokens=self.tokens).sr_batch(lr, cls=cls, greedy=True)
+        outs = SRModel(tk, model, tokens=self.tokens).sr_batch(lr, cls=cls, decoding=Decoding("greedy"))
         return [lr.float().cpu(), *[o.float().cpu() for o in outs], hr.float().cpu()]
 
     def __call__(self, model, step: int, out_dir):

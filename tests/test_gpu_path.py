@@ -15,6 +15,8 @@ P = get_preset("test")
 class MetaModel(nn.Module):
     "Stands for a model on a GPU: its one parameter lives on the `meta` device; its outputs are CPU images of the stage sizes."
     preset = P
+    scales = tuple(s // P.lr_size for s in P.stage_sizes)
+    decoding = __import__("msvar.var").var.DEFAULT_DECODING
     def __init__(self):
         super().__init__()
         self.w = nn.Parameter(torch.zeros(1, device="meta"))
@@ -368,6 +370,6 @@ def test_gpu_check_times_msvar_sr_decoding(monkeypatch):
     monkeypatch.setattr(SRModel, "sr_batch", spy)
     ctx = argparse.Namespace(dev="cpu", dry_run=True)
     res = gpu_check.part_sampling(ctx, time.time() + 120)
-    assert calls and all(kw.get("soft") == SOFT_TAU and not kw.get("greedy") for kw in calls)
+    assert calls and all(kw["decoding"].mode == "soft" and kw["decoding"].tau == SOFT_TAU for kw in calls)
     assert all(kw["generator"].device == torch.device(ctx.dev) for kw in calls)
     assert "soft" in res["decoding"]

@@ -15,7 +15,7 @@ from msvar import metrics
 
 REF = data_dir() / "lpips"                                          # bundled (data/README.md)
 PUBLISHED = {"alex": (0.722, 0.138), "vgg": (0.569, 0.422)}
-CLI = [sys.executable, "-c", "from msvar.lpips import fetch_weights_cli; fetch_weights_cli()"]
+CLI = [sys.executable, "-c", "from msvar.cli_data import fetch_weights_cli; fetch_weights_cli()"]
 
 
 @pytest.fixture
