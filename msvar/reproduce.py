@@ -21,7 +21,7 @@ from .var import Decoding
 from .hit import load_hit, build_model, reconstruct_scales, center_crops
 from .tokenizer import load_tokenizer
 from .train_tokenizer import train_tokenizer, finetune_hit
-from .train_var import train_var
+from .train_var import train_var, VarTrainConfig
 from .train import read_log, moving_average
 from .inference import sr_model_from_checkpoint, colour_fix_scales, save_sr_model, OutputSettings
 from .evaluate import evaluate_outputs, model_outputs, load_pairs, baseline_outputs
@@ -422,21 +422,9 @@ def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
     tok = tokenizer_file(out, opts["tokens"])
     for seed in plan.seeds:
         d = variant_dir(out, name, seed)
-        train_var(
-            plan.preset,
-            data,
-            tok,
-            d,
-            steps=plan.var_steps,
-            batch_size=plan.var_batch,
-            lr=plan.var_lr,
-            seed=seed,
-            resume=(d / "last.pt").exists(),
-            compile=plan.compile,
-            progress=False,
-            ckpt_every=50,
-            **opts,
-        )
+        run = dict(steps=plan.var_steps, batch_size=plan.var_batch, lr=plan.var_lr, seed=seed, compile=plan.compile)
+        cfg = VarTrainConfig(**run, resume=(d / "last.pt").exists(), progress=False, ckpt_every=50, **opts)
+        train_var(plan.preset, data, tok, d, cfg)
     return dict(train_seconds=round(sum(train_seconds(variant_dir(out, name, s)) for s in plan.seeds), 1))
 
 

@@ -111,7 +111,7 @@ def test_help_lists_every_dataset():
 def test_commands_name_the_fetch_command_when_nothing_is_there(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MSVAR_CACHE", str(tmp_path / "cache"))
     from msvar.cli_reproduce import reproduce_cli
-    from msvar.train_var import train_cli
+    from msvar.cli_train import train_cli
     from msvar.cli_sr import eval_cli
     for cli, argv in ((reproduce_cli, ["--preset", "test", "--out", str(tmp_path / "r")]),
                       (train_cli, ["--preset", "test", "--tokenizer", str(tmp_path / "t.pt"), "--out", str(tmp_path / "v")]),

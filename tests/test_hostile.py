@@ -9,7 +9,8 @@ from msvar.files import save_image, load_image
 from msvar.tokenizer import Tokenizer, save_tokenizer, load_tokenizer
 from msvar.hit import save_hit, load_hit
 from msvar.var import SRVAR, Decoding
-from msvar.train import save_checkpoint, load_checkpoint, rng_state
+from msvar.train import save_checkpoint, load_checkpoint
+from msvar.core import global_state
 from msvar.hit import load_sr_tokenizer
 from msvar.train_var import init_from_var
 from msvar.inference import save_sr_model, load_sr_model, read_sr_model_file, SR_FORMAT, OutputSettings
@@ -111,7 +112,7 @@ def test_plain_files_still_load(tmp_path, toy):
     save_tokenizer(toy.hit.tok, toy.preset, tmp_path / "t.pt", step=3, history=[dict(loss=1.0)])
     assert load_tokenizer(tmp_path / "t.pt")[1].name == "test"
     save_checkpoint(tmp_path / "c.pt", dict(step=2, model=toy.var.state_dict(), optimizer={}, scheduler={}, scaler={},
-                                            rng=[rng_state()], meta=dict(preset="test")))
+                                            rng=[global_state()], meta=dict(preset="test")))
     ck = load_checkpoint(tmp_path / "c.pt")
     assert ck["step"] == 2 and ck["rng"][0]["numpy"][0] == "MT19937"
 
@@ -144,7 +145,7 @@ def test_nan_weights_are_refused(tmp_path, toy):
     save_checkpoint(tmp_path / "h.pt", dict(step=0, model=_nan_first(toy.hit.state_dict()), meta=dict(model="HITTokenizer", preset_config=cfg)))
     save_checkpoint(tmp_path / "t.pt", dict(step=0, model=_nan_first(toy.hit.tok.state_dict()), meta=dict(model="Tokenizer", preset_config=cfg)))
     save_checkpoint(tmp_path / "c.pt", dict(step=2, model=_nan_first(toy.var.state_dict()), optimizer={}, scheduler={}, scaler={},
-                                            rng=[rng_state()], meta={}))
+                                            rng=[global_state()], meta={}))
     for f, load in (("m.pt", load_sr_model), ("h.pt", load_hit), ("t.pt", load_tokenizer), ("c.pt", load_checkpoint)):
         with pytest.raises(MsvarError, match="NaN or inf") as e: load(tmp_path / f)
         assert str(tmp_path / f) in str(e.value)
@@ -633,9 +634,9 @@ def test_weight_files_follow_the_umask():
 from hostile_corpus import tampered_models, crafted_lpips_sdist, bsds_like_archive, hold_in_other_process
 import signal, tarfile
 DATA = Path(__file__).resolve().parents[1] / "data"
-TRAINERS = {"msvar_train_tokenizer": ("train_tokenizer", "train_tokenizer_cli", ["--preset", "test", "--data", str(DATA / "train" / "T91")]),
-            "msvar_finetune_hit": ("train_tokenizer", "finetune_hit_cli", ["--tokenizer", str(DATA / "tokenizer_small.pt"), "--data", str(DATA / "train" / "T91")]),
-            "msvar_train": ("train_var", "train_cli", ["--preset", "small", "--tokenizer", str(DATA / "tokenizer_small.pt"),
+TRAINERS = {"msvar_train_tokenizer": ("cli_train", "train_tokenizer_cli", ["--preset", "test", "--data", str(DATA / "train" / "T91")]),
+            "msvar_finetune_hit": ("cli_train", "finetune_hit_cli", ["--tokenizer", str(DATA / "tokenizer_small.pt"), "--data", str(DATA / "train" / "T91")]),
+            "msvar_train": ("cli_train", "train_cli", ["--preset", "small", "--tokenizer", str(DATA / "tokenizer_small.pt"),
                                                        "--data", str(DATA / "train" / "T91")])}
 
 

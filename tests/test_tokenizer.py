@@ -132,8 +132,8 @@ def test_new_lr_on_resume_applies_and_is_announced(tmp_path):
 def test_training_commands_refuse_bad_values_before_any_work(tmp_path, capsys, cli, bad):
     "Impossible values: one line naming the option, exit status 2, nothing written."
     import importlib
-    mod, fn = {"msvar_train_tokenizer": ("train_tokenizer", "train_tokenizer_cli"), "msvar_finetune_hit": ("train_tokenizer", "finetune_hit_cli"),
-               "msvar_train": ("train_var", "train_cli")}[cli]
+    mod, fn = {"msvar_train_tokenizer": ("cli_train", "train_tokenizer_cli"), "msvar_finetune_hit": ("cli_train", "finetune_hit_cli"),
+               "msvar_train": ("cli_train", "train_cli")}[cli]
     if cli == "msvar_finetune_hit" and bad[0] == "--steps": bad = ["--steps1", bad[1], "--steps2", "0"]
     args = {"msvar_train_tokenizer": ["--preset", "test", "--data", str(DATA / "train" / "T91")],
             "msvar_finetune_hit": ["--tokenizer", str(DATA / "tokenizer_small.pt"), "--data", str(DATA / "train" / "T91")],
