@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, resize, to_signed, to_unit, unit_float, Preset, get_preset
-from .checkpoint import load_torch, load_weights, save_model, model_entries  # the model's file (chapter 00c)
+from .checkpoint import load_torch, load_weights, save_model, model_entries  # the model's file (chapter 13)
 from .quantize import ScaleState
 from .tokenizer import Tokenizer, ImageTokenizer, missing_tokenizer_parts, preset_from_dict, load_tokenizer
 from .var import SRVAR  # the transformer (chapter 05)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from .core import MsvarError, resize, to_signed, to_unit, default_device, image_grid, repo_dir
 from .files import load_image
 from .core import progress_bar
-from .checkpoint import load_checkpoint, check_finite_state, check_state_dict  # files (chapter 00c)
+from .checkpoint import load_checkpoint, check_finite_state, check_state_dict  # files (chapter 13)
 from .tokenizer import preset_from_dict, check_model_memory
 from .hit import HITTokenizer, HITState, encode_any, dataclass_replace_stages, decode_partial_sum
 from .hit import upsample_lr, load_sr_tokenizer, build_model
@@ -169,7 +169,7 @@ HEADER_ENTRIES = ("preset", "var_prefix", "var_options", "tokens", "decoding")
 
 
 def read_sr_model_file(path) -> tuple:
-    "(header, {'hit', 'var'} state dicts) of a model file: safetensors with a JSON header (chapter 08a)."
+    "(header, {'hit', 'var'} state dicts) of a model file: safetensors with a JSON header (chapter 13a)."
     header, groups = read_model_file(path, "model file")
     if header.get("format") != SR_FORMAT:
         raise MsvarError(

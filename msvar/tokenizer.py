@@ -19,7 +19,7 @@ from msvar.checkpoint import (
     load_weights,
     save_model,
     model_entries,
-)  # files (chapter 00c)
+)  # files (chapter 13)
 from .quantize import MultiScaleQuantizer
 
 # %% auto #0

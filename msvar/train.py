@@ -14,7 +14,7 @@ import torch.distributed as dist
 from .core import MsvarError, TrainRecipe, seed_everything, default_device
 from .files import atomic_write, holds_folder
 from .core import keeps_global_state, global_state, restore_global_state
-from .checkpoint import save_checkpoint, load_checkpoint, check_state_dict  # safe reading (chapter 00c)
+from .checkpoint import save_checkpoint, load_checkpoint, check_state_dict  # safe reading (chapter 13)
 
 # re-exported: CKPT_KIND, save_checkpoint and load_checkpoint, which callers import from msvar.train
 from .checkpoint import CKPT_KIND as CKPT_KIND

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from .core import MsvarError, get_preset, to_signed, seed_everything, default_device
 from .files import atomic_write
-from .checkpoint import load_torch, load_weights  # weights-only reading (chapter 00c)
+from .checkpoint import load_torch, load_weights  # weights-only reading (chapter 13)
 from .core import keeps_global_state  # runs leave no trace (chapter 00)
 from .files import holds_folder  # output folders (the files chapter)
 from .data import HRFolder
@@ -78,7 +78,7 @@ def init_weights(path) -> dict:
     "The tokenizer state dict of a tokenizer checkpoint, or of the base tokenizer inside an msvar model file."
     if not (Path(path).is_file() and is_safetensors(path)):
         return tokenizer_parts(load_torch(path, "tokenizer checkpoint"), path)[1]
-    hit = read_model_file(path)[1].get("hit", {})  # a model file (chapter 08a): no code can run
+    hit = read_model_file(path)[1].get("hit", {})  # a model file (chapter 13a): no code can run
     sd = {k[len("tok.") :]: v.float() for k, v in hit.items() if k.startswith("tok.")}  # the HIT model's base tokenizer
     if not sd:
         raise MsvarError(f"{str(path)!r} holds no tokenizer weights")

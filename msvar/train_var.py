@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from .core import MsvarError, get_preset, seed_everything, show_images, keeps_global_state, unit_float
 from .files import atomic_write, holds_folder  # output folders (the files chapter)
-from .checkpoint import load_torch  # weights-only reading (chapter 00c)
+from .checkpoint import load_torch  # weights-only reading (chapter 13)
 from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
 from .hit import load_sr_tokenizer, build_model
 from .var import load_public_var_weights, count_params, Decoding
