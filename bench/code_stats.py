@@ -3,10 +3,13 @@ line, lines over 120 characters, lines that hold more than one statement (`a; b`
 modules inside functions, the longest functions, and the msvar-internal import graph (imports anywhere in a module,
 function-level ones included) with its cycles.
 
-    python bench/code_stats.py [--top 10] [--pkg path/to/msvar]
+    python bench/code_stats.py [--top 10] [--pkg path/to/msvar] [--nbs path/to/nbs]
+
+With --nbs it also prints, per notebook, its code cells, the longest code cell (lines) and the index of the first cell
+that shows a picture or a table (an image or HTML output, or an image in markdown).
 """
 
-import argparse, ast
+import argparse, ast, json
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "msvar"
@@ -104,10 +107,30 @@ def functions(path: Path):
             yield node.name, node.end_lineno - node.lineno + 1, n_stmts
 
 
+def shows_something(cell: dict) -> bool:
+    "A picture or a table: an image or HTML output of a code cell, or an image or table in a markdown cell."
+    if cell["cell_type"] == "markdown":
+        src = "".join(cell["source"])
+        return "![" in src or "\n|---" in src or src.startswith("|")
+    return any(k.startswith("image/") or k == "text/html" for o in cell.get("outputs", []) for k in o.get("data", {}))
+
+
+def notebook_stats(nbs: Path) -> list:
+    "(notebook, code cells, longest code cell in lines, index of the first cell that shows a picture or table or None)."
+    rows = []
+    for p in sorted(nbs.glob("*.ipynb")):
+        cells = json.loads(p.read_text())["cells"]
+        code = [len("".join(c["source"]).splitlines()) for c in cells if c["cell_type"] == "code"]
+        first = next((i for i, c in enumerate(cells) if shows_something(c)), None)
+        rows.append((p.stem, len(code), max(code, default=0), first))
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--pkg", default=str(PKG), help="the package folder to measure (default: this repository's)")
+    ap.add_argument("--nbs", help="also the notebooks of this folder: longest code cell, first picture or table")
     a = ap.parse_args(argv)
     pkg = Path(a.pkg)
     mods = sorted(p for p in pkg.glob("*.py") if p.name not in ("_modidx.py", "__init__.py"))
@@ -135,6 +158,10 @@ def main(argv=None):
     print("longest functions (lines):", ", ".join(f"{name} {n}" for name, n, _ in by_lines))
     print("longest functions (statements):", ", ".join(f"{name} {k}" for name, _, k in by_stmts))
     print("import cycles:", cycles(import_graph(pkg)) or "none")
+    if a.nbs:
+        print(f"{'notebook':22s} {'code cells':>10s} {'longest':>7s} {'first picture/table':>19s}")
+        for name, n, longest, first in notebook_stats(Path(a.nbs)):
+            print(f"{name:22s} {n:10d} {longest:7d} {'none' if first is None else first:>19}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from PIL import Image
 from msvar.core import MsvarError, resize, to_uint8, repo_dir
 from msvar.files import load_image
 from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, gaussian_blur, default_model_path
-from msvar.inference import COLOUR_SIGMA, OutputSettings, colour_fix_scales
+from msvar.inference import COLOUR_SIGMA, DEFAULT_CLASS, OutputSettings, colour_fix_scales
 from msvar.metrics import chroma, delta_e
 
 
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", default=str(repo_dir() / "data" / "images" / "butterfly.png"))
     ap.add_argument("--model", default=str(default_model_path()))
-    ap.add_argument("--cls", type=int, default=0, help="the class the photo is decoded as (msvar_sr --class)")
+    ap.add_argument("--cls", type=int, default=DEFAULT_CLASS, help="the class the photo is decoded as (msvar_sr --class)")
     ap.add_argument("--out", default=None, help="the comparison figure (JPEG)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--threads", type=int, default=None)

@@ -295,7 +295,7 @@ class TrainRecipe:
     dpo_beta: float = 0.1  # chapter 10 measures β = 1 worse
     dpo_weight: float = 1.0
 
-
+# %% ../nbs/00_core.ipynb #99948bbeb
 @dataclass
 class Preset:
     "Every size of the method: images, latent schedule, stages, tokenizer, VAR, training."

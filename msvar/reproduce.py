@@ -620,7 +620,7 @@ def report_grid(out, test_root, plan: ReproPlan, test_set: str = "Set14", idx=(0
     outs = {}
     for name in VARIANTS:
         model = variant_model(out, name, plan.seeds[0])
-        output = OutputSettings(colour_sigma=plan.colour_sigma, batch_size=16)
+        output = OutputSettings(cls=int(pairs["cls"][0]), colour_sigma=plan.colour_sigma, batch_size=16)
         outs[name] = model_outputs(model, lr, output, plan_decoding(plan))
     bic = baseline_outputs(lr, p, "bicubic")[-1]
     rows = []

@@ -53,7 +53,7 @@ def test_msvar_sr_decodes_softly_by_default_and_says_so(tmp_path, toy):
         summaries[name] = json.loads(next((tmp_path / name).glob("msvar_sr_summary_*.json")).read_text())["options"]
     assert summaries["soft"]["mode"] == "soft" and summaries["soft"]["tau"] == SOFT_TAU
     assert summaries["greedy"]["mode"] == "greedy" and summaries["greedy"]["decoding"] == "greedy"
-    assert summaries["soft"]["colour_sigma"] == DEFAULT_OUTPUT.colour_sigma and summaries["soft"]["cls"] == 0
+    assert summaries["soft"]["colour_sigma"] == DEFAULT_OUTPUT.colour_sigma and summaries["soft"]["cls"] == 1
 
 
 def test_options_name_their_flag():
@@ -94,7 +94,7 @@ def test_one_default_at_every_entry_point(tmp_path, toy):
     from msvar.inference import upscale
     from msvar.cli_sr import sr_files
     assert DEFAULT_DECODING == Decoding("soft", tau=SOFT_TAU) and Decoding() == DEFAULT_DECODING
-    assert DEFAULT_OUTPUT.cls == DEFAULT_CLASS == 0 and DEFAULT_OUTPUT.colour_sigma is not None
+    assert DEFAULT_OUTPUT.cls == DEFAULT_CLASS == 1 and DEFAULT_OUTPUT.colour_sigma is not None
     sr, ev = _sr_parser().parse_args(["x", "-o", "o"]), _eval_parser().parse_args(["--out", "o"])
     assert decoding_from_args(sr) == decoding_from_args(ev) == DEFAULT_DECODING
     assert output_from_args(sr) == DEFAULT_OUTPUT
