@@ -18,7 +18,7 @@ It prints, in one run:
 The timing hooks live in this file only: the package is timed as it is.
 """
 
-import argparse, contextlib, copy, statistics, time
+import argparse, contextlib, copy, time
 from collections import defaultdict
 from pathlib import Path
 import torch
@@ -323,8 +323,8 @@ def print_profile(parts: Parts, peak: float, best: float, dtype: str):
     gf = sum(parts.flops.values()) / 1e9
     print(f"{'total':<44} {'':>5} {total:7.3f} {'':>6} {gf:7.2f} {gf / peak:8.3f} {gf / peak / total:7.1%}")
     print(
-        f"  bound at the {dtype} peak {peak:.0f} GFLOP/s; at the machine's best precision ({best:.0f} GFLOP/s) the whole "
-        f"is at {gf / best / total:.1%} of its bound"
+        f"  bound at the {dtype} peak {peak:.0f} GFLOP/s; at the machine's best precision ({best:.0f} GFLOP/s) "
+        f"the whole is at {gf / best / total:.1%} of its bound"
     )
 
 
@@ -447,9 +447,8 @@ def main():
         f"model {Path(a.model).name}: preset {model.preset.name}, LR tile {model.preset.lr_size} px, scales "
         f"{DEFAULT_SCALES}, decoding {model.decoding}; wall-clock medians of {a.reps} calls, taken in turn"
     )
-    print(
-        f"{'th':>2} {'input':>9} {'tiles':>5}  {'msvar':^24}  {'RRDBNet fp32':^24}  {'RRDBNet bf16':^24}  msvar speed-up"
-    )
+    heads = "  ".join(f"{k:^24}" for k in ("msvar", "RRDBNet fp32", "RRDBNet bf16"))
+    print(f"{'th':>2} {'input':>9} {'tiles':>5}  {heads}  msvar speed-up")
     speed_table(model, RRDBNet().eval(), [parse_size(s) for s in a.sizes], a.threads, a.reps)
     if a.profile:
         t = a.threads[0]
