@@ -424,7 +424,9 @@ def parse_size(s: str) -> tuple:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(ROOT / "data" / "msvar_small.safetensors"))
-    ap.add_argument("--sizes", nargs="+", default=["64x64", "96x96", "256x192"], help="input sizes WxH")
+    ap.add_argument(
+        "--sizes", nargs="*", default=["64x64", "96x96", "256x192"], help="input sizes WxH (none: no table)"
+    )
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--reps", type=int, default=3, help="timed calls of each (median), after one warm-up")
     ap.add_argument("--profile", default="96x96", help="input size WxH of the per-part profile ('' to skip)")
