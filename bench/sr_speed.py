@@ -9,7 +9,8 @@ It prints, in one run:
 2. seconds per image and output megapixels per second (×4) of `upscale` with the shipped model and msvar_sr's defaults
    (×2 and ×4, the model file's decoding), and of RRDBNet ×4 (23 RRDB blocks, 64 channels, growth 32; random weights:
    its speed does not depend on them) in fp32 and bf16, called in turn (devtools.interleaved) so that the machine's
-   load falls on each alike; wall-clock medians;
+   load falls on each alike; medians of this process's CPU seconds at one thread (a shared machine stretches them
+   much less than wall time), of wall seconds at more;
 3. the time split by part of one `upscale` call (prefix encoder, each scale's transformer pass, output head, sampling,
    f̂ accumulation, stage decoders, colour fix, tiling and blending), each with its FLOPs and its FLOP bound at the
    precision it runs in (the measured matrix-product peak);
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 import msvar.inference as inference
 from msvar.core import bundled_images, resize
-from msvar.devtools import interleaved, matmul_gflops
+from msvar.devtools import CLOCK, interleaved, matmul_gflops
 from msvar.files import load_image
 from msvar.inference import DEFAULT_SCALES, load_sr_model, tile_starts, upscale
 from msvar.metrics import lpips_distance, psnr
@@ -36,6 +37,11 @@ from msvar.var import Decoding
 
 ROOT = Path(__file__).resolve().parents[1]
 WALL = time.perf_counter  # wall clock: with 2 threads, CPU time would add both threads up
+
+
+def clock_for(threads: int):
+    "The clock of a timing at `threads` threads: this process's CPU seconds at one, wall seconds at more."
+    return CLOCK if threads == 1 else WALL
 
 
 # --- the yardstick: RRDBNet ×4, written from the architecture (ESRGAN, Wang et al. 2018) ---
@@ -117,9 +123,11 @@ def native_bf16(flags: set) -> str:
 
 
 def peak_gflops(threads: int) -> dict:
-    "Measured GFLOP/s of a 1024³ matrix product in fp32 and bf16 at `threads` threads."
+    "Measured GFLOP/s (best of 10) of a 1024³ matrix product in fp32 and bf16 at `threads` threads."
     torch.set_num_threads(threads)
-    return {dt: matmul_gflops(1024, 1024, 1024, dtype=getattr(torch, dt), reps=5) for dt in ("float32", "bfloat16")}
+    clock = clock_for(threads)
+    rate = lambda dt: matmul_gflops(1024, 1024, 1024, dtype=getattr(torch, dt), reps=10, clock=clock)
+    return {dt: rate(dt) for dt in ("float32", "bfloat16")}
 
 
 # --- the runs ---
@@ -160,7 +168,7 @@ def speed_table(model, rrdb, sizes, threads, reps) -> list:
             x = torch.rand(3, h, w, generator=torch.Generator().manual_seed(h * w))
             fns = dict(msvar=msvar_run(model), rrdb_fp32=rrdb_run(rrdb, torch.float32))
             fns["rrdb_bf16"] = rrdb_run(rrdb, torch.bfloat16)
-            secs = interleaved({k: on_input(f, x, warm) for k, f in fns.items()}, reps, clock=WALL)
+            secs = interleaved({k: on_input(f, x, warm) for k, f in fns.items()}, reps, clock=clock_for(t))
             rows.append((t, (h, w), n_tiles(h, w, model.preset.lr_size), secs))
             print_speed_row(*rows[-1])
     return rows
@@ -179,13 +187,14 @@ def print_speed_row(t, size, tiles, secs):
 class Parts:
     "Exclusive wall seconds and FLOPs of labelled parts: time between two marks goes to the label on top of the stack."
 
-    def __init__(self):
+    def __init__(self, clock=WALL):
         self.stack, self.sec, self.flops = [], defaultdict(float), defaultdict(float)
-        self.calls, self.counter, self.t0, self.f0 = defaultdict(int), None, WALL(), 0
+        self.calls, self.counter, self.clock, self.f0 = defaultdict(int), None, clock, 0
+        self.t0 = clock()
 
     def _mark(self):
         "Charge the time and FLOPs since the last mark to the label on top."
-        t = WALL()
+        t = self.clock()
         f = self.counter.get_total_flops() if self.counter else 0
         if self.stack:
             self.sec[self.stack[-1]] += t - self.t0
@@ -298,7 +307,7 @@ def profile(model, x, autocast: bool = False) -> Parts:
     ctx = (lambda: torch.autocast("cpu", torch.bfloat16)) if autocast else contextlib.nullcontext
     with ctx():
         fn(x)
-    timed, counted = Parts(), Parts()
+    timed, counted = Parts(clock_for(torch.get_num_threads())), Parts()
     for parts in (timed, counted):
         undo, hooks = instrument(model, parts)
         try:
@@ -383,7 +392,8 @@ def variant_table(model, size, threads, reps):
     ref = next(iter(fns.values()))(x)[4]
     for t in threads:
         torch.set_num_threads(t)
-        secs = interleaved({k: on_input(f, x, torch.rand(3, 16, 16)) for k, f in fns.items()}, reps, clock=WALL)
+        runs = {k: on_input(f, x, torch.rand(3, 16, 16)) for k, f in fns.items()}
+        secs = interleaved(runs, reps, clock=clock_for(t))
         base = next(iter(secs.values()))
         for name, s in secs.items():
             y = fns[name](x)[4] if t == threads[0] else None
@@ -396,11 +406,13 @@ def variant_table(model, size, threads, reps):
 
 
 def check_images(model, n: int):
-    "bf16 autocast against fp32 on 256-px crops of the bundled images downsampled ×4: PSNR-RGB and LPIPS to the crop."
+    "bf16 autocast against fp32 on crops (≤ 256 px) of the bundled images downsampled ×4: PSNR-RGB and LPIPS to them."
     rows = []
     for path in bundled_images()[:n]:
-        hr = load_image(path)[:, :256, :256]
-        lr = resize(hr[None], (64, 64), "bicubic").clamp(0, 1)[0]
+        img = load_image(path)
+        side = min(256, *img.shape[-2:]) // 4 * 4
+        hr = img[:, :side, :side]
+        lr = resize(hr[None], (side // 4, side // 4), "bicubic").clamp(0, 1)[0]
         y32 = msvar_run(model)(lr)[4]
         y16 = bf16_run(model)(lr)[4]
         rows.append((path.name, hr, y32, y16))
@@ -447,7 +459,7 @@ def main():
         )
     print(
         f"model {Path(a.model).name}: preset {model.preset.name}, LR tile {model.preset.lr_size} px, scales "
-        f"{DEFAULT_SCALES}, decoding {model.decoding}; wall-clock medians of {a.reps} calls, taken in turn"
+        f"{DEFAULT_SCALES}, decoding {model.decoding}; medians of {a.reps} calls taken in turn (1 thread: CPU seconds; more: wall)"
     )
     heads = "  ".join(f"{k:^24}" for k in ("msvar", "RRDBNet fp32", "RRDBNet bf16"))
     print(f"{'th':>2} {'input':>9} {'tiles':>5}  {heads}  msvar speed-up")
@@ -465,7 +477,7 @@ def main():
         variant_table(model, parse_size(a.variants), a.threads, a.reps)
     if a.check_images:
         torch.set_num_threads(a.threads[-1])
-        print("\nbf16 autocast against fp32 on bundled images (256-px crops, bicubic ×4 down):")
+        print("\nbf16 autocast against fp32 on bundled images (crops of ≤ 256 px, bicubic ×4 down):")
         check_images(model, a.check_images)
 
 
