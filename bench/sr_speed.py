@@ -384,11 +384,14 @@ def variants(model, tile: int) -> dict:
     }
 
 
-def variant_table(model, size, threads, reps):
-    "Each variant's median seconds and speed-up against the default, and its ×4 output's distance from the default's."
+def variant_table(model, size, threads, reps, only=()):
+    """Each variant's median seconds and speed-up against the default, and its ×4 output's distance from the default's;
+    `only`: the variants whose names contain one of these words (the default always)."""
     h, w = size
     x = torch.rand(3, h, w, generator=torch.Generator().manual_seed(1))
     fns = variants(model, model.preset.lr_size)
+    keep = lambda i, name: i == 0 or not only or any(word in name for word in only)
+    fns = {name: f for i, (name, f) in enumerate(fns.items()) if keep(i, name)}
     ref = next(iter(fns.values()))(x)[4]
     for t in threads:
         torch.set_num_threads(t)
@@ -443,6 +446,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3, help="timed calls of each (median), after one warm-up")
     ap.add_argument("--profile", default="96x96", help="input size WxH of the per-part profile ('' to skip)")
     ap.add_argument("--variants", default="", help="input size WxH of the candidate rows ('' to skip)")
+    ap.add_argument("--only", nargs="*", default=[], help="candidate rows whose names contain one of these words")
     ap.add_argument("--check-images", type=int, default=0, help="bundled images for the bf16 output check")
     a = ap.parse_args()
     flags = cpu_flags()
@@ -474,7 +478,7 @@ def main():
         print_profile(profile(model, x), peaks[t]["float32"], best, "fp32")
     if a.variants:
         print("\ncandidate settings, each against the default in the same run (×4 output compared with the default's):")
-        variant_table(model, parse_size(a.variants), a.threads, a.reps)
+        variant_table(model, parse_size(a.variants), a.threads, a.reps, a.only)
     if a.check_images:
         torch.set_num_threads(a.threads[-1])
         print("\nbf16 autocast against fp32 on bundled images (crops of ≤ 256 px, bicubic ×4 down):")
