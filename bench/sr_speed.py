@@ -19,7 +19,7 @@ It prints, in one run:
 The timing hooks live in this file only: the package is timed as it is.
 """
 
-import argparse, contextlib, copy, time
+import argparse, contextlib, copy, inspect, time
 from collections import defaultdict
 from pathlib import Path
 import torch
@@ -132,9 +132,13 @@ def peak_gflops(threads: int) -> dict:
 
 # --- the runs ---
 def msvar_run(model, **kw):
-    "One `upscale` as msvar_sr calls it by default (×2 and ×4, the model file's decoding), `kw` overriding."
-    opts = dict(scales=DEFAULT_SCALES, decoding=model.decoding)
-    return lambda x: upscale(x, model, **{**opts, **kw})
+    """One `upscale` as msvar_sr calls it by default (×2 and ×4, the model file's decoding), `kw` (overlap, batch_size)
+    overriding; given as an OutputSettings where upscale takes one."""
+    opts = dict(scales=DEFAULT_SCALES, **kw)
+    if "output" in inspect.signature(upscale).parameters:
+        output = inference.OutputSettings(**opts)
+        return lambda x: upscale(x, model, output, model.decoding)
+    return lambda x: upscale(x, model, decoding=model.decoding, **opts)
 
 
 def rrdb_run(net: nn.Module, dtype):
