@@ -26,8 +26,8 @@ pairs = load_pairs(a.data, p, None, a.seed)
 sel = torch.tensor(a.idx)
 lr, hr, cls = pairs["lr"][sel], pairs["hr"][sel], pairs["cls"][sel]
 with torch.no_grad():
-    b4 = before.sr_batch(lr, cls=int(cls[0]), **parse_decode(a.before_decode))[-1]
-    a1, a2, a4 = after.sr_batch(lr, cls=int(cls[0]), **parse_decode(a.after_decode))
+    b4 = before.sr_batch(lr, cls=int(cls[0]), decoding=parse_decode(a.before_decode)["decoding"])[-1]
+    a1, a2, a4 = after.sr_batch(lr, cls=int(cls[0]), decoding=parse_decode(a.after_decode)["decoding"])
 up = lambda x, mode="nearest": resize(x, p.hr_size, mode, antialias=False).clamp(0, 1)
 rows = [up(lr), up(lr, "bicubic"), b4, up(a1), up(a2), a4, hr]
 S, Z = p.hr_size, a.zoom

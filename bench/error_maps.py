@@ -16,7 +16,9 @@ from PIL import Image
 from msvar.core import MsvarError, get_preset
 from msvar.evaluate import load_pairs, baseline_outputs, model_outputs
 from msvar.hit import stage_image
-from msvar.inference import load_sr_model, COLOUR_SIGMA, SOFT_TAU
+from msvar.inference import load_sr_model, COLOUR_SIGMA, SOFT_TAU, OutputSettings
+from msvar.var import Decoding
+from dataclasses import replace
 from msvar.metrics import mean_error_map, fixed_pattern
 
 RANGE = 24.0
@@ -48,8 +50,9 @@ def main(argv=None):
     for spec in a.model:
         name, _, path = spec.partition("=")
         model = load_sr_model(path, device="cpu").float()
-        rows[f"{name}, no colour fix"] = model_outputs(model, lr, cls, soft=SOFT_TAU, greedy=False)
-        rows[name] = model_outputs(model, lr, cls, soft=SOFT_TAU, greedy=False, colour_sigma=COLOUR_SIGMA)
+        out = OutputSettings(cls=int(cls[0]), batch_size=16)
+        rows[f"{name}, no colour fix"] = model_outputs(model, lr, replace(out, colour_sigma=None), Decoding(tau=SOFT_TAU))
+        rows[name] = model_outputs(model, lr, replace(out, colour_sigma=COLOUR_SIGMA), Decoding(tau=SOFT_TAU))
     side, pad = 128, 4
     canvas, numbers = [], {}
     for name, outs in rows.items():

@@ -1,4 +1,4 @@
-"""The GPU path, checked and timed in one run: `python bench/gpu_check.py` (20 minutes by default).
+"""The GPU path, checked and timed in one run: `python bench/gpu_check.py` (9 minutes by default).
 
 On a machine with CUDA GPUs it runs, within the time budget, these parts (each one reported on its own; a failure is
 recorded with its traceback's last line and the next part still runs):
@@ -26,11 +26,11 @@ and these CPU parts (also on a CPU-only machine, where the GPU parts are reporte
 
 It writes one JSON file (--json), rewritten as each part finishes, and prints a short table. CPU timings on a shared machine are indicative only.
 
-    python bench/gpu_check.py                                  # everything this machine can run, in 20 minutes
+    python bench/gpu_check.py                                  # everything this machine can run, in 9 minutes
     python bench/gpu_check.py --minutes 3 --parts cpu-train cpu-sampling
     python bench/gpu_check.py --peak-tflops 989                # override the dense bf16 peak used for the FLOP/s fraction
 """
-import argparse, contextlib, json, math, os, platform, re, shutil, signal, subprocess, sys, tempfile, time, traceback
+import argparse, contextlib, json, math, os, platform, re, shlex, shutil, signal, subprocess, sys, tempfile, time, traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +54,20 @@ class OutOfTime(Exception):
 
 
 # ---------------------------------------------------------------- helpers
+GRACE = 20  # seconds a part may run past its share before the watchdog stops it (its own timeouts come first)
+
+
+@contextlib.contextmanager
+def watchdog(until: float):
+    "Raise OutOfTime in this process at `until` (time.time()): a warm-up or compilation cannot overrun the budget."
+    def fire(signum, frame): raise OutOfTime("stopped at the end of its share of the budget (warm-up or compilation included)")
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, max(0.5, until - time.time()))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 def sync(dev):
     if torch.device(dev).type == "cuda": torch.cuda.synchronize()
 
@@ -249,10 +263,24 @@ def flops_formula(m, B) -> tuple:
 
 
 # ---------------------------------------------------------------- parts
+def pytest_lines(text: str) -> dict:
+    "Per-test results of `pytest -v` output lines (`path::name STATUS`): what a run stopped by the budget had finished."
+    found = re.findall(r"::(\S+) (PASSED|FAILED|ERROR|SKIPPED)", text)
+    return {name: dict(status={"PASSED": "passed", "SKIPPED": "skipped"}.get(st, "failed"), message="") for name, st in found}
+
+
 def part_gpu_tests(ctx, deadline):
-    junit = Path(ctx.work) / "test_gpu.xml"
-    rc, out, err, sec = run_cmd([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "tests" / "test_gpu.py"),
-                                 f"--junitxml={junit}"], deadline - time.time(), "pytest tests/test_gpu.py")
+    junit, log = Path(ctx.work) / "test_gpu.xml", Path(ctx.work) / "test_gpu.log"
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", str(REPO / "tests" / "test_gpu.py"), f"--junitxml={junit}"]
+    try:                                                   # -v lines go to a file as each test ends: kept if time runs out
+        rc, out, err, sec = run_cmd(["bash", "-c", " ".join(map(shlex.quote, cmd)) + f" > {shlex.quote(str(log))} 2>&1"],
+                                    deadline - time.time(), "pytest tests/test_gpu.py")
+    except OutOfTime as e:
+        tests = pytest_lines(log.read_text() if log.exists() else "")
+        n = {k: sum(v["status"] == k for v in tests.values()) for k in ("passed", "failed", "skipped")}
+        return dict(tests=tests, **n, status="fail" if n["failed"] else "skipped", reason=str(e),
+                    brief=f"stopped by the budget after {len(tests)} tests: {n['passed']} passed, {n['failed']} failed")
+    out = log.read_text() if log.exists() else out
     import xml.etree.ElementTree as ET
     if not junit.exists(): raise RuntimeError(f"pytest wrote no report (status {rc}): {last_line(err) or last_line(out)}")
     tests = {}
@@ -282,18 +310,18 @@ def part_torchrun(ctx, deadline):
         tok_args, batch, steps = ["--tokenizer", work / "hit.pt"], 4, 6   # ≥ 2 per process: the test preset's 1×1 latents need it
     else:
         from msvar.devtools import write_fake_public_checkpoints
-        n, preset, dev_args = torch.cuda.device_count(), "paper", []
+        n, preset, dev_args = torch.cuda.device_count(), "paper", ["--device", "cuda"]
         vae, var = write_fake_public_checkpoints(work)
-        rc, out, err, _ = run_cmd([*entry("msvar.tokenizer", "import_tokenizer_cli"), vae, "-o", work / "tokenizer.pt"],
+        rc, out, err, _ = run_cmd([*entry("msvar.cli_data", "import_tokenizer_cli"), vae, "-o", work / "tokenizer.pt"],
                                   deadline - time.time(), "msvar_import_tokenizer")
         check_rc(rc, out, err, "msvar_import_tokenizer")
         tok_args, batch, steps = ["--tokenizer", work / "tokenizer.pt", "--init-var", var], n, 4
     args = ["--preset", preset, "--data", REPO / "data" / "images", *tok_args, "--batch-size", batch, "--precision",
             "fp32" if ctx.dry_run else "bf16", "--steps", steps, "--ckpt-every", 2, "--no-progress", *dev_args]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n, "-m", "msvar.train_var"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n, "-m", "msvar.cli_train"]
     res = dict(nproc=n, preset=preset, steps=steps, global_batch=batch, precision="fp32" if ctx.dry_run else "bf16",
                backend=("gloo" if ctx.dry_run else "nccl") if n > 1 else "none (1 process: msvar starts no process group)",
-               command="torchrun --standalone --nproc_per_node %d -m msvar.train_var %s" % (n, " ".join(map(str, args))))
+               command="torchrun --standalone --nproc_per_node %d -m msvar.cli_train %s" % (n, " ".join(map(str, args))))
     ref, killed = work / "ref", work / "killed"
     rc, out, err, sec = run_cmd([*launch, *args, "--out", ref], deadline - time.time(), "the uninterrupted torchrun")
     check_rc(rc, out, err, "uninterrupted torchrun")
@@ -344,11 +372,22 @@ def part_torchrun(ctx, deadline):
 
 def planned_batch(preset: str, gpu_bytes: float) -> dict:
     "What msvar_train's memory plan (bf16, CE + DPO) expects on this GPU, to set beside the largest batch the search found."
-    from msvar.train_var import memory_plan, GPU_MEMORY_USE
-    plan = memory_plan(preset, 1, 1, gpu_bytes)
+    from msvar.gpu import memory_plan, GPU_MEMORY_USE
+    plan = memory_plan(preset, 1, 1, GPU_MEMORY_USE * gpu_bytes)                # the CUDA path, as msvar_train counts it
     room = GPU_MEMORY_USE * gpu_bytes - plan.state - plan.fixed
     return dict(per_image_gb=round(plan.per_image / 2**30, 3), state_and_fixed_gb=round((plan.state + plan.fixed) / 2**30, 2),
                 largest_batch_planned=int(room // plan.per_image), share_of_memory_planned=GPU_MEMORY_USE)
+
+
+def plan_disagrees(found: int, planned: int, search: list) -> str | None:
+    """Why the memory plan and the batch search disagree, or None: the plan must not expect a batch that ran out of
+    memory, nor be more than twice too cautious (the search doubles, so `found` ≤ what fits < 2·`found`)."""
+    failed = [r["batch"] for r in search if r.get("fits") is False]
+    if failed and planned >= min(failed):
+        return f"the memory plan expects {planned} images to fit, but a batch of {min(failed)} ran out of memory"
+    if failed and 2 * planned < found:
+        return f"the memory plan expects only {planned} images to fit, but {found} did: the plan over-counts"
+    return None
 
 
 def part_throughput(ctx, deadline):
@@ -395,6 +434,8 @@ def part_throughput(ctx, deadline):
     if dev.startswith("cuda"):
         res["max_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
         res["memory_plan"] = planned_batch(preset, torch.cuda.get_device_properties(0).total_memory)
+        problem = plan_disagrees(B, res["memory_plan"]["largest_batch_planned"], res["search"])
+        if problem: res.update(status="fail", error=problem)
     # 2. torch.compile at the largest eager batch (halved if the compiled step does not fit)
     Bc = B
     if ctx.dry_run: res["compiled"] = dict(skipped="dry run: torch.compile on this CPU takes minutes; the GPU run compiles"); Bc = 0
@@ -425,6 +466,7 @@ def part_sampling(ctx, deadline):
     from msvar.hit import HITTokenizer, HITState
     from msvar.tokenizer import Tokenizer
     from msvar.inference import SRModel, SOFT_TAU
+    from msvar.var import Decoding
     from msvar.losses import sr_tokens
     dev = ctx.dev
     p = get_preset("test" if ctx.dry_run else "paper")
@@ -435,7 +477,7 @@ def part_sampling(ctx, deadline):
     g = torch.Generator().manual_seed(0)
     lr = torch.rand(8, 3, p.lr_size, p.lr_size, generator=g)
     gd = torch.Generator(device=dev).manual_seed(0)                         # on the device, as the model
-    decode = dict(cfg=1.5, soft=SOFT_TAU, generator=gd)                     # msvar_sr's decoding: expected codes
+    decode = dict(decoding=Decoding("soft", tau=SOFT_TAU, cfg=1.5), generator=gd)  # msvar_sr's decoding: expected codes
     def timed(fn, reps=2):
         best = math.inf
         for _ in range(reps):
@@ -450,8 +492,8 @@ def part_sampling(ctx, deadline):
             res[f"sr_batch_{B}_s_per_image"] = round(s / B, 4)
         # KV cache vs recomputation (tokens only, batch 1, guidance)
         prefix, cls = model.prefix(lr[:b1].to(dev)), torch.zeros(b1, dtype=torch.long, device=dev)
-        tcache = timed(lambda: model.var.generate(prefix, cls, HITState(model.hit.quantize, p), cfg=1.5, greedy=True))
-        tfull = timed(lambda: model.var.generate(prefix, cls, HITState(model.hit.quantize, p), cfg=1.5, greedy=True, use_cache=False), reps=1)
+        tcache = timed(lambda: model.var.generate(prefix, cls, HITState(model.hit.quantize, p), Decoding("greedy", cfg=1.5)))
+        tfull = timed(lambda: model.var.generate(prefix, cls, HITState(model.hit.quantize, p), Decoding("greedy", cfg=1.5), use_cache=False), reps=1)
         res.update(tokens_kv_cache_s=round(tcache, 4), tokens_recompute_s=round(tfull, 4), kv_cache_speedup=round(tfull / tcache, 2))
         # HIT tokenization as training does it (prefix + z_HR + z_LR + teacher inputs), and the three stage decodes, per image
         batch = dict(hr=torch.rand(8, 3, p.hr_size, p.hr_size, generator=g), lr=lr, cls=torch.zeros(8, dtype=torch.long))
@@ -486,7 +528,7 @@ def part_cli(ctx, deadline):
     work = Path(ctx.work) / "cli"
     dev = "cpu" if ctx.dry_run else "cuda"
     res = dict(device=dev)
-    sr, ev = entry("msvar.inference", "sr_cli"), entry("msvar.evaluate", "eval_cli")
+    sr, ev = entry("msvar.cli_sr", "sr_cli"), entry("msvar.cli_sr", "eval_cli")
     for mode, extra in (("greedy", ["--greedy"]), ("sampled_seed0", ["--sample"])):
         for role, d in (("cpu", "cpu"), ("dev", dev)):
             rc, o, e, sec = run_cmd([*sr, REPO / "data" / "demo" / "lr", "-o", work / f"sr_{mode}_{role}", "--device", d, "--overwrite", *extra],
@@ -597,7 +639,8 @@ def machine() -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
-    ap.add_argument("--minutes", type=float, default=20.0, help="time budget for all parts, shared by weight (remaining parts are skipped when spent)")
+    ap.add_argument("--minutes", type=float, default=9.0, help="time budget for all parts, warm-ups and compilation included, shared by weight "
+                    "(remaining parts are skipped when spent; a part past its share is stopped)")
     ap.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=ALL_PARTS, metavar="PART",
                     help=f"parts to run, in this order (default: {' '.join(DEFAULT_PARTS)}; also: cpu-smoke)")
     ap.add_argument("--json", default=str(REPO / "runs" / "gpu_check.json"), help="where to write the results")
@@ -630,7 +673,8 @@ def main(argv=None):
             deadline = t0 + (end - t0) * WEIGHT[name] / sum(WEIGHT[n] for n in rest)
             print(f"[{name}] running (share of the budget: {deadline - t0:.0f} s) …", flush=True)
             try:
-                r = PARTS[name](ctx, deadline); r.setdefault("status", "ok")
+                with watchdog(deadline + GRACE):
+                    r = PARTS[name](ctx, deadline); r.setdefault("status", "ok")
             except OutOfTime as e:
                 r = dict(status="skipped", reason=f"time budget: {e}")
             except Exception as e:

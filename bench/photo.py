@@ -2,8 +2,9 @@
 
     python bench/photo.py --image data/images/butterfly.png --out data/demo/photo_compare.jpg --json runs/photo.json
 
-The photo is super-resolved by `upscale` with msvar_sr's defaults (and once without the colour fix). No
-ground truth exists for a user's photo, so the numbers compare with what the user already has:
+The photo is super-resolved by `upscale` as msvar_sr decodes it (the model file's decoding, class --cls): the model's
+own output (no colour fix) and with the colour fix at COLOUR_SIGMA, as msvar_sr writes it. No ground truth exists for a
+user's photo, so the numbers compare with what the user already has:
 - seam ratio: gradient energy on the lines where tiles meet ÷ that of the whole output; bicubic upsampling of the
   same photo on the same lines is the reference (tiling should add nothing to it);
 - chroma vs bicubic: mean Lab chroma of the output ÷ that of bicubic upsampling (1: the photo's colours kept);
@@ -13,21 +14,27 @@ ground truth exists for a user's photo, so the numbers compare with what the use
 The figure: the whole input, bicubic ×4 and msvar ×4, then a 100 % crop of each ×4 output (one output pixel per
 screen pixel) from the centre.
 """
-import argparse, json, sys, time
+
+import argparse
+import json
+import sys
+import time
 from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
 from msvar.core import MsvarError, resize, to_uint8, repo_dir
 from msvar.files import load_image
-from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, gaussian_blur, default_model_path, SOFT_TAU
+from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, gaussian_blur, default_model_path
+from msvar.inference import COLOUR_SIGMA, OutputSettings, colour_fix_scales
 from msvar.metrics import chroma, delta_e
 
 
 def tile_mark(out, bic, sh, sw, tile, s):
     "Spatial std (grey levels, RMS over channels) of (output − bicubic) averaged over all tiles in tile coordinates."
     d = (out - bic) * 255
-    acc = torch.stack([d[:, i * s:(i + tile) * s, j * s:(j + tile) * s] for i in sh for j in sw]).mean(0)   # (3, ts, ts)
+    tiles = [d[:, i * s : (i + tile) * s, j * s : (j + tile) * s] for i in sh for j in sw]
+    acc = torch.stack(tiles).mean(0)  # (3, ts, ts)
     return acc.flatten(1).std(1).pow(2).mean().sqrt().item()
 
 
@@ -35,9 +42,13 @@ def measure(out, bic, x, tile, overlap, s):
     "Seam ratio (and bicubic's), tile-locked mark, chroma ratio and coarse ΔE of one output against bicubic of the input."
     sh, sw = tile_starts(x.shape[-2], tile, overlap), tile_starts(x.shape[-1], tile, overlap)
     blur = lambda t: gaussian_blur(t, 2.0 * s).clamp(0, 1)
-    return dict(seam=seam_ratio(out, sh, sw, tile, s), seam_bicubic=seam_ratio(bic, sh, sw, tile, s),
-                tile_mark=tile_mark(out, bic, sh, sw, tile, s),
-                chroma_vs_bicubic=(chroma(out) / chroma(bic)).item(), coarse_delta_e=delta_e(blur(out), blur(bic)).item())
+    return dict(
+        seam=seam_ratio(out, sh, sw, tile, s),
+        seam_bicubic=seam_ratio(bic, sh, sw, tile, s),
+        tile_mark=tile_mark(out, bic, sh, sw, tile, s),
+        chroma_vs_bicubic=(chroma(out) / chroma(bic)).item(),
+        coarse_delta_e=delta_e(blur(out), blur(bic)).item(),
+    )
 
 
 def figure(x, bic, outs, path, crop=256):
@@ -45,31 +56,35 @@ def figure(x, bic, outs, path, crop=256):
     H4, W4 = bic.shape[-2:]
     top = [resize(x, (H4, W4), "nearest"), bic] + list(outs.values())
     i, j = (H4 - crop) // 2, (W4 - crop) // 2
-    bottom = [t[:, i:i + crop, j:j + crop] for t in top]
-    scale = crop / H4                                                  # the top row shrunk to the crops' height
+    bottom = [t[:, i : i + crop, j : j + crop] for t in top]
+    scale = crop / H4  # the top row shrunk to the crops' height
     top = [resize(t, (crop, round(W4 * scale)), "area").clamp(0, 1) for t in top]
     row = lambda ts: np.concatenate([np.pad(to_uint8(t), ((4, 4), (4, 4), (0, 0)), constant_values=255) for t in ts], 1)
     Image.fromarray(np.concatenate([row(top), row(bottom)], 0)).save(path, quality=90)
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
+    "The options."
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", default=str(repo_dir() / "data" / "images" / "butterfly.png"))
     ap.add_argument("--model", default=str(default_model_path()))
+    ap.add_argument("--cls", type=int, default=0, help="the class the photo is decoded as (msvar_sr --class)")
     ap.add_argument("--out", default=None, help="the comparison figure (JPEG)")
-    ap.add_argument("--before", default=None, help="another model file (run with its own settings: no colour fix) for a "
-                    "before/after figure")
-    ap.add_argument("--before-out", default=None, help="the before/after figure: bicubic, --before, --model (JPEG)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--threads", type=int, default=None)
-    a = ap.parse_args(argv)
-    if a.threads: torch.set_num_threads(a.threads)
+    return ap
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     model = load_sr_model(a.model, device="cpu")
     x = load_image(a.image)
     tile, overlap = model.preset.lr_size, model.preset.lr_size // 4
     t0 = time.perf_counter()
-    fixed = upscale(x, model, scales=(2, 4), soft=SOFT_TAU)
-    raw = upscale(x, model, scales=(2, 4), soft=SOFT_TAU, colour_sigma=None)
+    raw = upscale(x, model, OutputSettings(scales=(2, 4), cls=a.cls, colour_sigma=None))  # the model's decoding
+    fixed = colour_fix_scales(raw, x, COLOUR_SIGMA)
     secs = time.perf_counter() - t0
     rows = {}
     for s in (2, 4):
@@ -77,28 +92,22 @@ def main(argv=None):
         rows[f"bicubic x{s}"] = measure(bic, bic, x, tile, overlap, s)
         rows[f"msvar x{s}"] = measure(fixed[s], bic, x, tile, overlap, s)
         rows[f"msvar x{s}, no colour fix"] = measure(raw[s], bic, x, tile, overlap, s)
-    print(f"{Path(a.image).name} {x.shape[-1]}×{x.shape[-2]} → ×4 {x.shape[-1] * 4}×{x.shape[-2] * 4}; "
-          f"two upscale runs in {secs:.0f} s")
-    for k, v in rows.items(): print(f"{k:28s} " + "  ".join(f"{m} {val:.3f}" for m, val in v.items()))
+    w, h = x.shape[-1], x.shape[-2]
+    print(f"{Path(a.image).name} {w}×{h} → ×4 {w * 4}×{h * 4}, class {a.cls}; one upscale run in {secs:.0f} s")
+    for k, v in rows.items():
+        print(f"{k:28s} " + "  ".join(f"{m} {val:.3f}" for m, val in v.items()))
     if a.out:
-        bic4 = resize(x, (x.shape[-2] * 4, x.shape[-1] * 4), "bicubic").clamp(0, 1)
+        bic4 = resize(x, (h * 4, w * 4), "bicubic").clamp(0, 1)
         figure(x, bic4, {"msvar": fixed[4]}, a.out)
         print(f"wrote {a.out}")
-    if a.before:
-        prev = load_sr_model(a.before, device="cpu")
-        old = upscale(x, prev, scales=(2, 4), soft=1.5, colour_sigma=None)   # as msvar_sr ran that model
-        for s in (2, 4):
-            bic = resize(x, (x.shape[-2] * s, x.shape[-1] * s), "bicubic").clamp(0, 1)
-            rows[f"before x{s}"] = measure(old[s], bic, x, tile, overlap, s)
-        print("  ".join(f"{m} {v:.3f}" for m, v in rows["before x4"].items()), "(before, ×4)")
-        if a.before_out:
-            bic4 = resize(x, (x.shape[-2] * 4, x.shape[-1] * 4), "bicubic").clamp(0, 1)
-            figure(x, bic4, {"before": old[4], "msvar": fixed[4]}, a.before_out)
-            print(f"wrote {a.before_out}")
-    if a.json: Path(a.json).write_text(json.dumps(dict(image=Path(a.image).name, rows=rows), indent=1))
+    if a.json:
+        Path(a.json).write_text(json.dumps(dict(image=Path(a.image).name, cls=a.cls, rows=rows), indent=1))
     return rows
 
 
 if __name__ == "__main__":
-    try: main()
-    except MsvarError as e: print(f"photo: error: {e}", file=sys.stderr); sys.exit(2)
+    try:
+        main()
+    except MsvarError as e:
+        print(f"photo: error: {e}", file=sys.stderr)
+        sys.exit(2)

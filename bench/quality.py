@@ -1,7 +1,7 @@
 """What a user sees: PSNR-Y / LPIPS at ×1, ×2, ×4 of a model's outputs beside bicubic, on any image folders (chapter 11).
 
     python bench/quality.py --model data/msvar_small.safetensors --data TEST/Set14 TEST/BSD100
-    python bench/quality.py --var runs/x/last.pt --tokenizer hit.pt --data ... --decode greedy topk50 topk50+cfg1.5
+    python bench/quality.py --var runs/x/last.pt --tokenizer hit.pt --data ... --decode greedy topk50 soft1+colour0.5 --class 2
     python bench/quality.py --model data/msvar_small.safetensors --data ... --ceiling --tf --json out.json
 
 Each `--data` folder is a paired folder (`hr/` + `lr/`) or an HR folder whose centre crops are degraded at `--seed`
@@ -15,8 +15,12 @@ from pathlib import Path
 import torch
 from msvar.core import MsvarError, get_preset
 from msvar.evaluate import load_pairs
-from msvar.inference import sr_model_from_checkpoint
+from msvar.inference import sr_model_from_checkpoint, DEFAULT_OUTPUT, DEFAULT_CLASS, CLASSES
+from msvar.var import DEFAULT_DECODING
 from msvar.quality import quality_table, save_quality
+
+
+DEFAULT_SETTING = f"{DEFAULT_DECODING}+colour{DEFAULT_OUTPUT.colour_sigma:g}"  # what msvar_sr writes by default
 
 
 def main(argv=None):
@@ -28,7 +32,9 @@ def main(argv=None):
     ap.add_argument("--preset", default="small", help="crop sizes when no model is given")
     ap.add_argument("-n", type=int, default=None, help="at most n images per folder")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--decode", nargs="+", default=["greedy"], help="greedy, sample, topkK, toppP, cfgT, joined by +")
+    ap.add_argument("--decode", nargs="+", default=[DEFAULT_SETTING],
+                    help=f"greedy, sample, softT, topkK, toppP, cfgT and colourS (the colour fix), joined by + (default {DEFAULT_SETTING}: msvar_sr's)")
+    ap.add_argument("--class", dest="cls", type=int, default=DEFAULT_CLASS, choices=list(CLASSES), help=f"the class every crop is decoded as (default {DEFAULT_CLASS}, as msvar_sr)")
     ap.add_argument("--ceiling", action="store_true", help="also the tokenizer ceiling (HR → HIT tokens → image)")
     ap.add_argument("--tf", action="store_true", help="also the teacher-forced test CE, accuracy and prefix worth")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -44,6 +50,7 @@ def main(argv=None):
     preset = model.preset if model is not None else get_preset(a.preset)
     parts = [load_pairs(d, preset, a.n, a.seed) for d in a.data]
     pairs = {k: torch.cat([p[k] for p in parts]) for k in ("hr", "lr", "cls")}
+    pairs["cls"] = torch.full_like(pairs["cls"], a.cls)                      # the class asked for, as msvar_sr --class
     pairs["names"] = [f"{Path(d).name}/{nm}" for d, p in zip(a.data, parts) for nm in p["names"]]
     pairs["preset"] = preset
     t0 = time.perf_counter()

@@ -22,13 +22,13 @@ from msvar.files import load_image
 from msvar.devtools import CLOCK, forward_flops, gemm_gflops, interleaved, kv_cache_flops, matmul_gflops, stand_in
 from msvar.hit import HITState
 from msvar.inference import load_sr_model, tile_starts, upscale
-from msvar.var import DEFAULT_DECODING, SRVAR, count_params
+from msvar.var import DEFAULT_DECODING, SRVAR, count_params, Decoding
 
 
-def time_sampling(m, st, prefix, cls, cfg, use_cache, **kw):
-    "CPU seconds for one sampling pass, and the token maps it chose."
+def time_sampling(m, st, prefix, cls, cfg, use_cache):
+    "CPU seconds for one greedy sampling pass, and the token maps it chose."
     t0 = CLOCK()
-    out = m.generate(prefix, cls, st, cfg=cfg, use_cache=use_cache, **kw)
+    out = m.generate(prefix, cls, st, Decoding("greedy", cfg=cfg), use_cache=use_cache)
     return CLOCK() - t0, out
 
 
@@ -84,9 +84,9 @@ def bench_preset(name, args, peak):
     print(f"\n== {name}: {count_params(m):,} params, {m.n_prefix} prefix + {m.n_image} image tokens, depth {m.depth}, width {m.C}")
     cfg = None if args.cfg < 0 else args.cfg
     s_pre, s_cls = (prefix[:B] if prefix is not None else None), cls[:B]
-    if name != "paper": time_sampling(m, st, s_pre, s_cls, cfg, True, greedy=True)   # warm-up (first-call overheads)
-    t_c, out_c = time_sampling(m, st, s_pre, s_cls, cfg, True, greedy=True)
-    t_n, out_n = time_sampling(m, st, s_pre, s_cls, cfg, False, greedy=True)
+    if name != "paper": time_sampling(m, st, s_pre, s_cls, cfg, True)   # warm-up (first-call overheads)
+    t_c, out_c = time_sampling(m, st, s_pre, s_cls, cfg, True)
+    t_n, out_n = time_sampling(m, st, s_pre, s_cls, cfg, False)
     same = all(torch.equal(a, b) for a, b in zip(out_c, out_n))
     rows = B * (2 if cfg is not None else 1)
     print(f"sampling {B} image(s) (cfg={cfg}, {rows} rows, greedy): KV cache {t_c:.2f} s, recompute everything {t_n:.2f} s "

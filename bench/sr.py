@@ -11,7 +11,7 @@ Each decoding setting (chapter 11's strings; default: msvar_sr's soft decoding, 
 import argparse, time
 import torch
 from msvar.core import get_preset
-from msvar.inference import SRModel, upscale, tile_starts, load_sr_model, SOFT_TAU
+from msvar.inference import SRModel, upscale, tile_starts, load_sr_model, SOFT_TAU, OutputSettings
 from msvar.quality import parse_decode
 
 def build(model_path):
@@ -36,7 +36,7 @@ def main():
         x = torch.rand(3, h, w)
         for d in a.decode:
             t0 = time.perf_counter()
-            upscale(x, m, batch_size=a.batch_size, **parse_decode(d, seed=0))
+            upscale(x, m, OutputSettings(batch_size=a.batch_size), parse_decode(d, seed=0)["decoding"])
             dt = time.perf_counter() - t0
             print(f"{w}×{h} input → {4 * w}×{4 * h}, {d}: {n} tiles, {dt:.1f} s per image, {n / dt:.1f} tiles/s")
 

@@ -16,7 +16,8 @@ from msvar.core import MsvarError, resize
 from msvar.files import list_images
 from msvar.data import degrade
 from msvar.hit import center_crops
-from msvar.inference import load_sr_model, upscale, colour_fix, seam_ratio, tile_starts, SOFT_TAU
+from msvar.inference import load_sr_model, upscale, colour_fix, seam_ratio, tile_starts, SOFT_TAU, OutputSettings
+from msvar.var import Decoding
 from msvar.metrics import psnr, delta_e, chroma, lpips_distance
 
 
@@ -55,7 +56,7 @@ def main(argv=None):
             rows.append(dict(image=i, method="bicubic", overlap=a.overlap[0], sigma=0, scale=s,
                              **score(bic[s], targets[s], (lr_side, lr_side), tile, a.overlap[0], s)))
         for ov in a.overlap:
-            raw = upscale(lr[i], model, soft=a.soft, overlap=ov, colour_sigma=None)
+            raw = upscale(lr[i], model, OutputSettings((1, 2, 4), colour_sigma=None, overlap=ov), Decoding(tau=a.soft))
             for sg in a.sigma:
                 for s in (1, 2, 4):
                     out = raw[s] if sg == 0 else colour_fix(raw[s], bic[s], sg * s)

@@ -273,19 +273,26 @@ class VARConfig:
 
 @dataclass
 class TrainRecipe:
-    """A preset's training recipe (the paper's values in the `paper` preset): the defaults a trainer takes for what a
-    run does not set. `tok_*` are the tokenizer's (`train_tokenizer`, chapter 07a), the rest the VAR's (`train_var`,
-    whose run options are `VarTrainConfig`, chapter 07b); each trainer turns them into chapter 07's `FitConfig`."""
+    """A preset's training recipe (the paper's values in the `paper` preset): every training default, defined here
+    once. `tok_*` are the tokenizer's (`train_tokenizer`, chapter 07a), the rest the VAR's (`train_var`, chapter 07b).
+    A run's own options (`VarTrainConfig`) leave a value None to take the recipe's; chapter 07's `FitConfig` is what
+    the loop runs, every value resolved."""
 
     batch_size: int = 384
     lr: float = 1e-3
     weight_decay: float = 0.005
     betas: tuple = (0.9, 0.95)
     epochs: int = 200
+    warmup: float = 0.02  # warm-up: a fraction of the steps if < 1, else a number of steps
+    min_lr_ratio: float = 0.1  # the cosine decays to min_lr_ratio·lr
+    clip: float = 2.0  # max gradient norm of the VAR (0 = no clipping)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (chapter 07's resolve_precision)
+    compile: str = "auto"  # auto | on | off (chapter 07's resolve_compile)
     tok_lr: float = 2.5e-4
     tok_weight_decay: float = 0.05
     tok_iters: int = 25_000
-    dpo_beta: float = 1.0
+    tok_clip: float = 0.0  # the tokenizer trains without clipping
+    dpo_beta: float = 0.1  # chapter 10 measures β = 1 worse
     dpo_weight: float = 1.0
 
 

@@ -11,17 +11,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import MsvarError, resize, to_signed, to_unit, unit_float, Preset, get_preset
-from .checkpoint import load_torch, load_weights, save_model, model_entries  # the model's file (chapter 00c)
+from .checkpoint import load_torch, load_weights, save_model, model_entries  # the model's file (chapter 13)
 from .quantize import ScaleState
 from .tokenizer import Tokenizer, ImageTokenizer, missing_tokenizer_parts, preset_from_dict, load_tokenizer
 from .var import SRVAR  # the transformer (chapter 05)
 from .files import load_image
 
 # %% auto #0
-__all__ = ['MODEL_KINDS', 'HIT_KIND', 'algorithm1', 'HITTokens', 'stage_image', 'center_crops', 'encode_any', 'upsample_lr',
-           'hit_tokenize', 'plain_tokenize', 'dataclass_replace_stages', 'stage_grids', 'HITState', 'StageDecoder',
-           'HITTokenizer', 'build_model', 'decode_partial_sum', 'reconstruct_scales', 'scale_metrics', 'save_hit',
-           'load_hit', 'load_sr_tokenizer']
+__all__ = ['MODEL_KINDS', 'algorithm1', 'HITTokens', 'stage_image', 'center_crops', 'encode_any', 'upsample_lr', 'hit_tokenize',
+           'plain_tokenize', 'dataclass_replace_stages', 'stage_grids', 'HITState', 'StageDecoder', 'HITTokenizer',
+           'build_model', 'decode_partial_sum', 'reconstruct_scales', 'scale_metrics', 'save_hit', 'load_hit',
+           'load_sr_tokenizer']
 
 # %% ../nbs/04_hit.ipynb #4abecc88
 def _phi_up(quantizer, i: int, R: torch.Tensor, G: int) -> torch.Tensor:
@@ -295,10 +295,7 @@ def scale_metrics(
     df = pd.DataFrame(rows)
     return df.pivot(index="mode", columns="size", values=["psnr", "lpips"]).loc[list(modes)]
 
-# %% ../nbs/04_hit.ipynb #7bfd7a34
-HIT_KIND = "msvar-hit-tokenizer"  # the layout written before the one checkpoint format (still read)
-
-
+# %% ../nbs/04_hit.ipynb #e49d25d1
 def save_hit(model: HITTokenizer, path, step: int = 0, **extra) -> Path:
     """Save a HIT tokenizer (base tokenizer + stage decoders + preset) atomically, in the checkpoint format of chapter
     07 (no training state)."""
@@ -307,17 +304,15 @@ def save_hit(model: HITTokenizer, path, step: int = 0, **extra) -> Path:
 
 
 def _hit_parts(state: dict, path) -> tuple:
-    "(preset dict, state dict) of a HIT checkpoint in either layout; MsvarError for other files."
+    "(preset dict, state dict) of a HIT checkpoint; MsvarError for other files."
     entries = model_entries(state, "HITTokenizer")
-    if entries is not None:
-        return entries
-    if isinstance(state, dict) and state.get("kind") == HIT_KIND:
-        return state.get("preset_config"), state.get("model")
-    raise MsvarError(f"{str(path)!r} is not a HIT tokenizer checkpoint (made by msvar_finetune_hit)")
+    if entries is None:
+        raise MsvarError(f"{str(path)!r} is not a HIT tokenizer checkpoint (made by msvar_finetune_hit)")
+    return entries
 
 
 def load_hit(path, map_location="cpu") -> HITTokenizer:
-    """Load a HIT tokenizer written by `save_hit` / `msvar_finetune_hit` (either layout, weights_only); clear errors for
+    """Load a HIT tokenizer written by `save_hit` / `msvar_finetune_hit` (weights_only); clear errors for
     other files."""
     path = Path(path)
     state = load_torch(path, "HIT tokenizer checkpoint", map_location)  # weights_only: loading never runs code
@@ -331,7 +326,7 @@ def load_hit(path, map_location="cpu") -> HITTokenizer:
         raise MsvarError(f"{str(path)!r}: {e}") from None
     return load_weights(model, sd, path, "HIT tokenizer checkpoint").eval()
 
-
+# %% ../nbs/04_hit.ipynb #545dce6e
 def load_sr_tokenizer(path, preset=None) -> HITTokenizer:
     """A frozen HITTokenizer from a HIT checkpoint, or from a base tokenizer checkpoint (wrapped, announced); checked
     against `preset`."""

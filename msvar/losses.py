@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, Preset, unit_float
+from .core import MsvarError, Preset, TrainRecipe, unit_float
 from .hit import HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, upsample_lr
 
 # re-exported: encode_any, which the training profiler in bench/ relabels as msvar.losses.encode_any
@@ -73,11 +73,8 @@ class SRTokens:
 TOKENS = ("hit", "plain")  # HIT's stage tokens (chapter 04), or VAR's single-stage tokens (the paper's baseline)
 
 
-def check_tokens(tokens: str = "hit", hit: bool | None = None) -> str:
-    """`tokens` if it is one of TOKENS, else MsvarError; `hit`, the bool that older versions took instead of `tokens`,
-    wins when given (True = 'hit', False = 'plain')."""
-    if hit is not None:
-        tokens = "hit" if hit else "plain"
+def check_tokens(tokens: str = "hit") -> str:
+    "`tokens` if it is one of TOKENS, else MsvarError."
     if tokens not in TOKENS:
         raise MsvarError(f"tokens must be 'hit' or 'plain', got {tokens!r}")
     return tokens
@@ -88,19 +85,17 @@ def token_preset(tokenizer: HITTokenizer, tokens: str = "hit") -> Preset:
     plain = check_tokens(tokens) == "plain"
     return dataclass_replace_stages(tokenizer.preset, (1.0,)) if plain else tokenizer.preset
 
-
+# %% ../nbs/06_losses.ipynb #21d1f96f
 @torch.no_grad()
-def sr_tokens(
-    tokenizer: HITTokenizer, batch: dict, tokens: str = "hit", amp_encoder: bool = False, hit: bool | None = None
-) -> SRTokens:
+def sr_tokens(tokenizer: HITTokenizer, batch: dict, tokens: str = "hit", amp_encoder: bool = False) -> SRTokens:
     """Turn a batch {'hr','lr','cls'} (images in [0, 1], float or uint8 levels) into the LR prefix, z_HR, z_LR and their
-    teacher-forcing inputs (frozen tokenizer), as `tokens` ('hit' or 'plain'; `hit`: the older bool spelling).
+    teacher-forcing inputs (frozen tokenizer), as `tokens` ('hit' or 'plain').
     Everything runs in float32 with autocast off, except, with `amp_encoder`, the encoder: it then runs under the
     caller's autocast (the quantizer stays in float32)."""
     for k in ("hr", "lr", "cls"):
         if k not in batch:
             raise MsvarError(f"batch has no {k!r} entry (keys: {sorted(batch)})")
-    p = token_preset(tokenizer, check_tokens(tokens, hit))
+    p = token_preset(tokenizer, check_tokens(tokens))
     dev = next(tokenizer.parameters()).device
     hr, lr, cls = unit_float(batch["hr"].to(dev)), batch["lr"].to(dev), batch["cls"].to(dev).long()
     if hr.shape[-1] != p.hr_size or hr.shape[-2] != p.hr_size:
@@ -165,19 +160,18 @@ class SRLoss:
         tokenizer: HITTokenizer,
         tokens: str = "hit",
         dpo: bool = True,
-        beta: float = 1.0,
+        beta: float | None = None,  # None: the recipe's β (chapter 00's TrainRecipe)
         weight: float = 1.0,
         reduce: str = "mean",
         second_pass: bool = False,
         amp_encoder: bool = False,
-        hit: bool | None = None,  # the older bool spelling of `tokens`
     ):
         _check_reduce(reduce)  # a bad option fails here, before any training
         self.tokenizer = tokenizer.eval().requires_grad_(False)
         self.tokens, self.dpo, self.beta, self.weight, self.reduce, self.second_pass = (
-            check_tokens(tokens, hit),
+            check_tokens(tokens),
             dpo,
-            beta,
+            TrainRecipe().dpo_beta if beta is None else beta,
             weight,
             reduce,
             second_pass,

@@ -14,8 +14,9 @@ from .core import MsvarError, to_signed
 from .lpips import FETCH_COMMAND, fid_inception_path, get_lpips, LPIPS
 
 # %% auto #0
-__all__ = ['quantize_255', 'rgb_to_y', 'prepare_for_metric', 'psnr', 'gaussian_window', 'ssim', 'lpips_distance', 'rgb_to_lab',
-           'delta_e', 'chroma', 'chroma_kept', 'mean_error_map', 'fixed_pattern', 'frechet_distance', 'feature_stats',
+__all__ = ['FLAT_STD', 'FLAT_MIN_FRACTION', 'quantize_255', 'rgb_to_y', 'prepare_for_metric', 'psnr', 'gaussian_window', 'ssim',
+           'lpips_distance', 'rgb_to_lab', 'delta_e', 'chroma', 'chroma_kept', 'mean_error_map', 'fixed_pattern',
+           'box_filter', 'local_std', 'high_freq', 'flat_mask', 'flat_hf_energy', 'frechet_distance', 'feature_stats',
            'fid_from_features', 'FIDFeatures', 'FIDResult', 'fid']
 
 # %% ../nbs/09_metrics.ipynb #c38d5d47
@@ -176,6 +177,54 @@ def fixed_pattern(outputs: torch.Tensor, targets: torch.Tensor) -> float:
     m = mean_error_map(outputs, targets)  # (3, H, W)
     return m.flatten(1).std(1).pow(2).mean().sqrt().item()
 
+# %% ../nbs/09_metrics.ipynb #34fb12f7
+FLAT_STD = 2.0  # grey levels of Y: a 5×5 neighbourhood of the HR with a smaller std counts as flat
+FLAT_MIN_FRACTION = 0.01  # fewer flat pixels than this share of the image: no flat region to judge
+
+
+def box_filter(y: torch.Tensor, k: int = 5) -> torch.Tensor:
+    "k×k box mean of (B, 1, H, W) float64, with reflected borders (same shape)."
+    p = k // 2
+    return F.avg_pool2d(F.pad(y, (p, p, p, p), mode="reflect"), k, stride=1)
+
+
+def local_std(y: torch.Tensor, k: int = 5) -> torch.Tensor:
+    "Standard deviation of every k×k neighbourhood of (B, 1, H, W) float64 (same shape)."
+    var = box_filter(y * y, k) - box_filter(y, k) ** 2
+    return var.clamp_min(0).sqrt()
+
+
+def high_freq(x: torch.Tensor) -> torch.Tensor:
+    "|Y − box₅(Y)| of (B, 3, H, W) images in [0, 1], in 8-bit grey levels of Y: (B, 1, H, W)."
+    y = rgb_to_y(quantize_255(x))
+    return (y - box_filter(y)).abs()
+
+
+def flat_mask(hr: torch.Tensor, threshold: float = FLAT_STD) -> torch.Tensor:
+    "Where (B, 3, H, W) images in [0, 1] are flat: the 5×5 std of their Y below `threshold` grey levels (bool)."
+    return local_std(rgb_to_y(quantize_255(hr))) < threshold
+
+# %% ../nbs/09_metrics.ipynb #e781a986
+def flat_hf_energy(
+    out: torch.Tensor, hr: torch.Tensor, threshold: float = FLAT_STD, min_fraction: float = FLAT_MIN_FRACTION
+) -> torch.Tensor:
+    """Mean |Y − box₅(Y)| of `out` (grey levels) over the pixels where `hr` is flat (`flat_mask`); one float64 value
+    per image, NaN (with a warning) where less than `min_fraction` of the image is flat."""
+    a, b, single = _as_batch(out, hr, "flat_hf_energy")
+    if min(a.shape[-2:]) < 5:
+        raise MsvarError(f"flat_hf_energy needs images of at least 5×5 pixels, got {tuple(a.shape[-2:])}")
+    mask = flat_mask(b, threshold)
+    n = mask.sum(dim=(1, 2, 3))
+    energy = (high_freq(a) * mask).sum(dim=(1, 2, 3)) / n.clamp_min(1)
+    enough = n >= max(1.0, min_fraction * mask[0].numel())
+    if not enough.all():
+        warnings.warn(
+            f"{int((~enough).sum())} of {len(a)} images have less than {min_fraction:.0%} flat pixels (5×5 std of Y "
+            f"below {threshold:g} grey levels): no flat region to judge, their flat-HF energy is NaN"
+        )
+    energy = torch.where(enough, energy, torch.full_like(energy, float("nan")))
+    return energy[0] if single else energy
+
 # %% ../nbs/09_metrics.ipynb #3b22b62b
 def _psd_sqrt(m: np.ndarray) -> np.ndarray:
     "Symmetric square root of a symmetric positive semi-definite matrix (eigenvalues clipped at 0)."
@@ -273,7 +322,7 @@ class FIDFeatures:
             out.append(self.net(x.to(self.device)).reshape(len(x), -1).double().cpu())
         return torch.cat(out)
 
-
+# %% ../nbs/09_metrics.ipynb #b800d60a
 class FIDResult(NamedTuple):
     "An FID value with the image counts it was computed from."
 

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from .core import MsvarError, host_values
 
 # %% auto #0
-__all__ = ['nearest_code', 'vq', 'code_stats', 'rq', 'Phi', 'phi_ticks', 'phi_index', 'PhiShared', 'MultiScaleQuantizer',
+__all__ = ['nearest_code', 'vq', 'code_stats', 'rq', 'Phi', 'phi_ticks', 'phi_index', 'PhiShared', 'check_latent',
+           'check_token_maps', 'as_token_map', 'codebook_usage', 'ScaleCodebook', 'ScaleLoop', 'MultiScaleQuantizer',
            'ScaleState']
 
 # %% ../nbs/02_quantize.ipynb #43e7c4b8
@@ -100,9 +101,55 @@ class PhiShared(nn.Module):
     def pick(self, step: int, L: int) -> Phi:
         return self.qresi_ls[phi_index(step, L, len(self.qresi_ls))]
 
-# %% ../nbs/02_quantize.ipynb #6af12d7d
-class MultiScaleQuantizer(nn.Module):
-    "VAR's multi-scale residual quantizer: a latent map ↔ L token maps of sides `patch_nums`."
+# %% ../nbs/02_quantize.ipynb #9a928a5e
+def check_latent(f_BChw: torch.Tensor, Cvae: int, rho_L: int) -> None:
+    "MsvarError unless `f` is a square latent map (B, Cvae, ρ_L, ρ_L)."
+    if f_BChw.ndim != 4 or f_BChw.shape[1] != Cvae or f_BChw.shape[-1] != f_BChw.shape[-2]:
+        raise MsvarError(f"expected a square latent map (B, {Cvae}, h, h), got {tuple(f_BChw.shape)}")
+    if f_BChw.shape[-1] != rho_L:
+        raise MsvarError(f"latent side {f_BChw.shape[-1]} differs from the last scale ρ_L = {rho_L}")
+
+
+def check_token_maps(idx_list: list, patch_nums: tuple, vocab_size: int) -> None:
+    """MsvarError unless `idx_list` holds the first 1…L token maps (B, ρ_l, ρ_l) of indices in [0, V), in VAR's flat
+    form (B, ρ_l²), or as probability maps (B, ρ_l, ρ_l, V)."""
+    if not 1 <= len(idx_list) <= len(patch_nums):
+        raise MsvarError(f"expected 1…{len(patch_nums)} token maps, got {len(idx_list)}")
+    for l, idx in enumerate(idx_list):
+        pn = patch_nums[l]
+        if idx.is_floating_point():  # soft decoding's probability maps (B, ρ, ρ, V)
+            if tuple(idx.shape[1:]) != (pn, pn, vocab_size):
+                raise MsvarError(
+                    f"probability map {l} has shape {tuple(idx.shape)}, expected (B, {pn}, {pn}, {vocab_size})"
+                )
+            continue
+        if idx.ndim == 2 and idx.shape[1] == pn * pn:
+            continue  # VAR's flattened (B, ρ²) form is accepted too
+        if idx.ndim != 3 or tuple(idx.shape[1:]) != (pn, pn):
+            raise MsvarError(f"token map {l} has shape {tuple(idx.shape)}, expected (B, {pn}, {pn})")
+        if idx.dtype not in (torch.long, torch.int32, torch.int64):
+            raise MsvarError(f"token map {l} must hold integer indices, got {idx.dtype}")
+        if len(idx) and host_values(idx) and (idx.min() < 0 or idx.max() >= vocab_size):  # no GPU sync
+            raise MsvarError(f"token map {l} has indices outside [0, {vocab_size})")
+
+
+def as_token_map(idx: torch.Tensor, pn: int) -> torch.Tensor:
+    "A token map (B, ρ, ρ) of long indices from either integer form; probability maps unchanged."
+    return idx if idx.is_floating_point() else idx.view(idx.shape[0], pn, pn).long()
+
+
+def codebook_usage(ema_hits_SV: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Per-scale codebook usage (%): entries whose EMA hit count is ≥ 8 % of the uniform share of that scale's own
+    tokens (msvar's margin)."""
+    # Not VAR's: VAR compares every scale with 8 % of the uniform share of the *full-resolution* token count
+    # (B·h·w / V), so its first scales (B·ρ² ≪ B·h·w tokens) show almost no usage whatever the codebook does.
+    B_est = ema_hits_SV.sum(1)  # ≈ B·ρ_l² tokens per batch
+    margin_S = 0.08 * B_est / vocab_size
+    return (ema_hits_SV >= margin_S[:, None]).float().mean(1) * 100 * (B_est > 0)
+
+# %% ../nbs/02_quantize.ipynb #d2fbb36f
+class ScaleCodebook(nn.Module):
+    "The vocabulary, φ and one step of VAR's multi-scale quantizer: a residual ↔ the token map of one scale."
 
     def __init__(
         self,
@@ -118,27 +165,17 @@ class MultiScaleQuantizer(nn.Module):
         if any(b <= a for a, b in zip(self.patch_nums, self.patch_nums[1:])):
             raise MsvarError(f"patch_nums must increase, got {self.patch_nums}")
         self.quant_resi = PhiShared(Cvae, quant_resi, share_quant_resi)
-        self.register_buffer(
-            "ema_vocab_hit_SV", torch.zeros(len(self.patch_nums), vocab_size)
-        )  # (L, V) EMA of hits per scale
-        self.register_buffer(
-            "unused_steps_V", torch.zeros(vocab_size), persistent=False
-        )  # steps since each code was last chosen
+        # (L, V) EMA of the hits per scale; (V,) steps since each code was last chosen
+        self.register_buffer("ema_vocab_hit_SV", torch.zeros(len(self.patch_nums), vocab_size))
+        self.register_buffer("unused_steps_V", torch.zeros(vocab_size), persistent=False)
         self.embedding = nn.Embedding(vocab_size, Cvae)
         nn.init.uniform_(self.embedding.weight, -1 / vocab_size, 1 / vocab_size)  # VAR's default; see init_codebook
-        self.restart_pool = (
-            None  # (N, C) residual vectors of the last training batch, every scale equally: where dead codes restart
-        )
+        # (N, C) residual vectors of the last training batch, every scale equally: where dead codes restart
+        self.restart_pool = None
 
     @property
     def L(self) -> int:
         return len(self.patch_nums)
-
-    def _check_f(self, f_BChw):
-        if f_BChw.ndim != 4 or f_BChw.shape[1] != self.Cvae or f_BChw.shape[-1] != f_BChw.shape[-2]:
-            raise MsvarError(f"expected a square latent map (B, {self.Cvae}, h, h), got {tuple(f_BChw.shape)}")
-        if f_BChw.shape[-1] != self.patch_nums[-1]:
-            raise MsvarError(f"latent side {f_BChw.shape[-1]} differs from the last scale ρ_L = {self.patch_nums[-1]}")
 
     def down(self, r_BChw, step: int):
         "A latent map area-downsampled to ρ_step × ρ_step (unchanged if it has that side already)."
@@ -164,6 +201,10 @@ class MultiScaleQuantizer(nn.Module):
         h_BChw = h_BhwC.permute(0, 3, 1, 2)  # (B, C, ρ, ρ)
         return self.quant_resi.pick(step, self.L)(self.up(h_BChw, side))
 
+# %% ../nbs/02_quantize.ipynb #3e51cfa4
+class ScaleLoop(ScaleCodebook):
+    "The multi-scale loop, written once, and what it gives: token maps, f̂ (partial or whole) and the teacher inputs."
+
     def residual_steps(self, f_BChw, given=(), upto: int | None = None):
         """The multi-scale loop on f's own grid G, steps 0…upto-1: tokens from `given` or quantized from what is left;
         yields (step, residual before it, tokens, its step_residual on G)."""
@@ -186,40 +227,16 @@ class MultiScaleQuantizer(nn.Module):
     @torch.no_grad()
     def f_to_idx(self, f_BChw):
         "Plain VAR multi-scale tokenization of a latent map: list of L token maps (B, ρ_l, ρ_l)."
-        self._check_f(f_BChw)
+        check_latent(f_BChw, self.Cvae, self.patch_nums[-1])
         return self.quantize_grid(f_BChw.float())[0]
-
-    def _check_idx(self, idx_list):
-        if not 1 <= len(idx_list) <= self.L:
-            raise MsvarError(f"expected 1…{self.L} token maps, got {len(idx_list)}")
-        for l, idx in enumerate(idx_list):
-            pn = self.patch_nums[l]
-            if idx.is_floating_point():  # soft decoding's probability maps (B, ρ, ρ, V)
-                if tuple(idx.shape[1:]) != (pn, pn, self.vocab_size):
-                    raise MsvarError(
-                        f"probability map {l} has shape {tuple(idx.shape)}, expected (B, {pn}, {pn}, {self.vocab_size})"
-                    )
-                continue
-            if idx.ndim == 2 and idx.shape[1] == pn * pn:
-                continue  # VAR's flattened (B, ρ²) form is accepted too
-            if idx.ndim != 3 or tuple(idx.shape[1:]) != (pn, pn):
-                raise MsvarError(f"token map {l} has shape {tuple(idx.shape)}, expected (B, {pn}, {pn})")
-            if idx.dtype not in (torch.long, torch.int32, torch.int64):
-                raise MsvarError(f"token map {l} must hold integer indices, got {idx.dtype}")
-            if len(idx) and host_values(idx) and (idx.min() < 0 or idx.max() >= self.vocab_size):  # no GPU sync
-                raise MsvarError(f"token map {l} has indices outside [0, {self.vocab_size})")
-
-    def _as_map(self, idx, l):
-        pn = self.patch_nums[l]
-        return idx if idx.is_floating_point() else idx.view(idx.shape[0], pn, pn).long()
 
     def idx_to_fhat(self, idx_list, side: int | None = None, cumulative: bool = False):
         """f̂ from the first len(idx_list) token maps on a side×side grid (default ρ_L); `cumulative` returns the list
         of partial sums."""
-        self._check_idx(idx_list)
+        check_token_maps(idx_list, self.patch_nums, self.vocab_size)
         side, f_hat, sums = side or self.patch_nums[-1], None, []
         for step, idx in enumerate(idx_list):
-            h = self.step_residual(self._as_map(idx, step), step, side)
+            h = self.step_residual(as_token_map(idx, self.patch_nums[step]), step, side)
             f_hat = h if f_hat is None else f_hat + h  # (keeps h's memory layout, which the decoder's bits depend on)
             sums.append(f_hat)
         return sums if cumulative else f_hat
@@ -229,17 +246,21 @@ class MultiScaleQuantizer(nn.Module):
         area-downsampled to ρ_{l+1} → (B, Σ_{l≥2} ρ_l², C)."""
         if len(idx_list) != self.L:
             raise MsvarError(f"teacher_inputs needs all {self.L} token maps, got {len(idx_list)}")
-        self._check_idx(idx_list)
+        check_token_maps(idx_list, self.patch_nums, self.vocab_size)
         state, outs = ScaleState(self, grids), []  # fed the tokens step by step, as at sampling time
         for step, idx in enumerate(idx_list[:-1]):
-            state.add(step, self._as_map(idx, step))
+            state.add(step, as_token_map(idx, self.patch_nums[step]))
             outs.append(state.next_input(step))
         B = idx_list[0].shape[0]
         return torch.cat(outs, 1) if outs else self.embedding.weight.new_zeros(B, 0, self.Cvae)
 
+# %% ../nbs/02_quantize.ipynb #70d75a4a
+class MultiScaleQuantizer(ScaleLoop):
+    "VAR's multi-scale residual quantizer: a latent map ↔ L token maps of sides `patch_nums`; with its training pass."
+
     def forward(self, f_BChw):
         "Training pass: (f̂ with straight-through gradient, codebook + β·commitment loss, per-scale usage % (L,))."
-        self._check_f(f_BChw)
+        check_latent(f_BChw, self.Cvae, self.patch_nums[-1])
         B, C = f_BChw.shape[:2]
         f_ng = f_BChw.detach()
         f_hat, loss, hits, samples = torch.zeros_like(f_ng), 0.0, [], []
@@ -263,19 +284,13 @@ class MultiScaleQuantizer(nn.Module):
         return f_BChw + (f_hat - f_BChw).detach(), loss, self.usage()
 
     def usage(self):
-        """Per-scale codebook usage (%): entries whose EMA hit count is ≥ 8 % of the uniform share of that scale's own
-        tokens (msvar's margin)."""
-        # Not VAR's: VAR compares every scale with 8 % of the uniform share of the *full-resolution* token count (B·h·w
-        # / V),
-        # so its first scales (B·ρ² ≪ B·h·w tokens) show almost no usage whatever the codebook does.
-        B_est = self.ema_vocab_hit_SV.sum(1)  # ≈ B·ρ_l² tokens per batch
-        margin_S = 0.08 * B_est / self.vocab_size
-        return (self.ema_vocab_hit_SV >= margin_S[:, None]).float().mean(1) * 100 * (B_est > 0)
+        "Per-scale codebook usage (%) from the EMA hit counts (`codebook_usage`)."
+        return codebook_usage(self.ema_vocab_hit_SV, self.vocab_size)
 
     @torch.no_grad()
     def init_codebook(self, f_BChw):
         "Initialise the entries from latent vectors and residuals of every scale (instead of tiny random vectors)."
-        self._check_f(f_BChw)
+        check_latent(f_BChw, self.Cvae, self.patch_nums[-1])
         C, H = f_BChw.shape[1], f_BChw.shape[-1]
         rest, pool = f_BChw.detach().float().clone(), []
         for step in range(self.L):  # equal share of each scale's residuals

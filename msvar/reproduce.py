@@ -21,9 +21,9 @@ from .var import Decoding
 from .hit import load_hit, build_model, reconstruct_scales, center_crops
 from .tokenizer import load_tokenizer
 from .train_tokenizer import train_tokenizer, finetune_hit
-from .train_var import train_var
+from .train_var import train_var, VarTrainConfig
 from .train import read_log, moving_average
-from .inference import sr_model_from_checkpoint, colour_fix_scales, save_sr_model
+from .inference import sr_model_from_checkpoint, colour_fix_scales, save_sr_model, OutputSettings
 from .evaluate import evaluate_outputs, model_outputs, load_pairs, baseline_outputs
 from .fetch import fetched
 from .losses import sr_tokens, sr_loss
@@ -422,21 +422,9 @@ def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
     tok = tokenizer_file(out, opts["tokens"])
     for seed in plan.seeds:
         d = variant_dir(out, name, seed)
-        train_var(
-            plan.preset,
-            data,
-            tok,
-            d,
-            steps=plan.var_steps,
-            batch_size=plan.var_batch,
-            lr=plan.var_lr,
-            seed=seed,
-            resume=(d / "last.pt").exists(),
-            compile=plan.compile,
-            progress=False,
-            ckpt_every=50,
-            **opts,
-        )
+        run = dict(steps=plan.var_steps, batch_size=plan.var_batch, lr=plan.var_lr, seed=seed, compile=plan.compile)
+        cfg = VarTrainConfig(**run, resume=(d / "last.pt").exists(), progress=False, ckpt_every=50, **opts)
+        train_var(plan.preset, data, tok, d, cfg)
     return dict(train_seconds=round(sum(train_seconds(variant_dir(out, name, s)) for s in plan.seeds), 1))
 
 
@@ -483,7 +471,8 @@ def plan_decoding(plan: ReproPlan) -> Decoding:
 @torch.no_grad()
 def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFrame:
     "Per-crop scores of one trained VAR on one test set: its raw outputs and, with the plan's colour fix, msvar_sr's."
-    raw = model_outputs(model, pairs["lr"], pairs["cls"], decoding=plan_decoding(plan))
+    raw_output = OutputSettings(cls=int(pairs["cls"][0]), colour_sigma=None, batch_size=16)
+    raw = model_outputs(model, pairs["lr"], raw_output, plan_decoding(plan))
     outs = {"raw": raw}
     if plan.colour_sigma is not None:
         fixed = colour_fix_scales(dict(zip(model.scales, raw)), pairs["lr"], plan.colour_sigma)
@@ -631,7 +620,8 @@ def report_grid(out, test_root, plan: ReproPlan, test_set: str = "Set14", idx=(0
     outs = {}
     for name in VARIANTS:
         model = variant_model(out, name, plan.seeds[0])
-        outs[name] = model_outputs(model, lr, 0, decoding=plan_decoding(plan), colour_sigma=plan.colour_sigma)
+        output = OutputSettings(colour_sigma=plan.colour_sigma, batch_size=16)
+        outs[name] = model_outputs(model, lr, output, plan_decoding(plan))
     bic = baseline_outputs(lr, p, "bicubic")[-1]
     rows = []
     for i in range(len(sel)):

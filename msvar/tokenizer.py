@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_tokenizer.ipynb #84d850a1
 from __future__ import annotations
-import argparse, dataclasses, math, sys
+import dataclasses, math
 from math import gcd
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -19,15 +19,15 @@ from msvar.checkpoint import (
     load_weights,
     save_model,
     model_entries,
-)  # files (chapter 00c)
+)  # files (chapter 13)
 from .quantize import MultiScaleQuantizer
 
 # %% auto #0
 __all__ = ['PADDING_MODES', 'TOKENIZER_PARTS', 'CKPT_FORMAT', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample2x',
-           'Upsample2x', 'Encoder', 'Decoder', 'set_padding', 'Tokenizer', 'ImageTokenizer', 'missing_tokenizer_parts',
-           'load_var_tokenizer', 'model_bytes', 'check_model_memory', 'preset_from_dict', 'tokenizer_meta',
-           'save_tokenizer', 'tokenizer_parts', 'load_tokenizer', 'import_var_tokenizer', 'import_tokenizer_cli',
-           'export_tokenizer']
+           'Upsample2x', 'Encoder', 'Decoder', 'set_padding', 'coder_sizes', 'check_image_side', 'Tokenizer',
+           'ImageTokenizer', 'missing_tokenizer_parts', 'load_var_tokenizer', 'model_bytes', 'check_model_memory',
+           'preset_from_dict', 'tokenizer_meta', 'save_tokenizer', 'tokenizer_parts', 'load_tokenizer',
+           'import_var_tokenizer', 'export_tokenizer']
 
 # %% ../nbs/03_tokenizer.ipynb #f0a459dc
 def Normalize(C: int) -> nn.GroupNorm:
@@ -87,7 +87,7 @@ class Upsample2x(nn.Module):
     def forward(self, x):
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
-# %% ../nbs/03_tokenizer.ipynb #f5c16ecb
+# %% ../nbs/03_tokenizer.ipynb #2a6daa7f
 class _Level(nn.Module):
     """One resolution level: residual blocks, optional attention blocks, optional resampling (VAR's anonymous
     `nn.Module()`)."""
@@ -111,7 +111,7 @@ class _Mid(nn.Module):
     def forward(self, h):
         return self.block_2(self.attn_1(self.block_1(h)))
 
-
+# %% ../nbs/03_tokenizer.ipynb #ed0c472a
 class Encoder(nn.Module):
     "Image (B, 3, H, W) in [-1, 1] → latent (B, z_channels, H/2^(n-1), W/2^(n-1)) for n = len(ch_mult)."
 
@@ -151,7 +151,7 @@ class Encoder(nn.Module):
                 h = lvl.downsample(h)
         return self.conv_out(F.silu(self.norm_out(self.mid(h))))
 
-
+# %% ../nbs/03_tokenizer.ipynb #70612b19
 class Decoder(nn.Module):
     "Latent (B, z_channels, h, w) → image (B, 3, h·2^(n-1), w·2^(n-1)), unclamped."
 
@@ -192,7 +192,7 @@ class Decoder(nn.Module):
                 h = lvl.upsample(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
-# %% ../nbs/03_tokenizer.ipynb #4b46f2fd
+# %% ../nbs/03_tokenizer.ipynb #a9ea3fea
 PADDING_MODES = ("zeros", "replicate")
 
 
@@ -208,6 +208,30 @@ def set_padding(model: nn.Module, mode: str) -> nn.Module:
     return model
 
 
+def coder_sizes(cfg: TokenizerConfig) -> dict:
+    "The keyword arguments that the encoder and the decoder of a tokenizer of `cfg` share."
+    return dict(
+        ch=cfg.ch,
+        ch_mult=tuple(cfg.ch_mult),
+        num_res_blocks=cfg.num_res_blocks,
+        dropout=cfg.dropout,
+        z_channels=cfg.z_channels,
+        using_sa=cfg.using_sa,
+        using_mid_sa=cfg.using_mid_sa,
+    )
+
+
+def check_image_side(x: torch.Tensor, side: int, downsample: int) -> None:
+    "MsvarError unless `x` is a batch (B, 3, side, side) of images, the one size a tokenizer's token maps fit."
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise MsvarError(f"expected images (B, 3, H, W) in [-1, 1], got shape {tuple(x.shape)}")
+    if tuple(x.shape[-2:]) != (side, side):
+        raise MsvarError(
+            f"this tokenizer encodes {side}×{side} images (ρ_L = {side // downsample} × {downsample}), got "
+            f"{x.shape[-1]}×{x.shape[-2]}"
+        )
+
+# %% ../nbs/03_tokenizer.ipynb #1ba80665
 class Tokenizer(nn.Module):
     "VAR's VQVAE: encoder → quant_conv → multi-scale quantizer → post_quant_conv → decoder."
 
@@ -215,15 +239,7 @@ class Tokenizer(nn.Module):
         super().__init__()
         self.cfg, self.patch_nums = cfg, tuple(patch_nums)
         self.downsample = 2 ** (len(cfg.ch_mult) - 1)
-        kw = dict(
-            ch=cfg.ch,
-            ch_mult=tuple(cfg.ch_mult),
-            num_res_blocks=cfg.num_res_blocks,
-            dropout=cfg.dropout,
-            z_channels=cfg.z_channels,
-            using_sa=cfg.using_sa,
-            using_mid_sa=cfg.using_mid_sa,
-        )
+        kw = coder_sizes(cfg)
         self.encoder, self.decoder = Encoder(**kw), Decoder(**kw)
         self.quantize = MultiScaleQuantizer(
             cfg.vocab_size,
@@ -243,19 +259,9 @@ class Tokenizer(nn.Module):
         p = get_preset(preset) if isinstance(preset, str) else preset
         return cls(p.tokenizer, p.patch_nums)
 
-    def _check_img(self, x):
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise MsvarError(f"expected images (B, 3, H, W) in [-1, 1], got shape {tuple(x.shape)}")
-        side = self.patch_nums[-1] * self.downsample
-        if tuple(x.shape[-2:]) != (side, side):
-            raise MsvarError(
-                f"this tokenizer encodes {side}×{side} images (ρ_L = {self.patch_nums[-1]} × {self.downsample}), got "
-                f"{x.shape[-1]}×{x.shape[-2]}"
-            )
-
     def encode(self, x_signed):
         "Images in [-1, 1] (B, 3, H, W) → continuous latent f (B, z_channels, H/ds, W/ds)."
-        self._check_img(x_signed)
+        check_image_side(x_signed, self.patch_nums[-1] * self.downsample, self.downsample)
         return self.quant_conv(self.encoder(x_signed))
 
     def fhat_to_img(self, f_hat, clamp: bool = True):
@@ -318,8 +324,8 @@ def load_var_tokenizer(model: "Tokenizer", state_dict_or_path) -> "Tokenizer":
         raise MsvarError(f"expected a state dict, got {type(sd).__name__}")
     return load_weights(model, sd, path, "tokenizer")
 
-# %% ../nbs/03_tokenizer.ipynb #bd693ca7
-CKPT_FORMAT = "msvar-tokenizer-v1"  # the layout written before the one checkpoint format (still read)
+# %% ../nbs/03_tokenizer.ipynb #4d7d51fe
+CKPT_FORMAT = "msvar-tokenizer-v1"  # a layout of files no current msvar writes or reads (named in messages)
 
 
 def _number(x) -> bool:
@@ -351,7 +357,7 @@ def _check_fields(cls, d, where: str) -> dict:
             raise MsvarError(f"{where}.{k} = {v!r:.60} must be {want}")
     return d
 
-
+# %% ../nbs/03_tokenizer.ipynb #26382198
 def model_bytes(build) -> int:
     """Bytes of the parameters and buffers of the module `build()` makes, counted on the meta device: nothing is
     allocated."""
@@ -395,7 +401,7 @@ def preset_from_dict(d: dict) -> Preset:
     check_model_memory(lambda: Tokenizer.from_preset(p), f"the tokenizer of preset {p.name!r} the file records")
     return p
 
-
+# %% ../nbs/03_tokenizer.ipynb #4d3fb5e1
 def tokenizer_meta(preset: Preset, **options) -> dict:
     """The `meta` of a tokenizer checkpoint: what the weights are (model, preset and its sizes) and the options of the
     run that made them."""
@@ -409,14 +415,11 @@ def save_tokenizer(model: Tokenizer, preset: Preset, path, step: int = 0, **extr
 
 
 def tokenizer_parts(ck, path) -> tuple:
-    "(preset dict, state dict) of a tokenizer checkpoint in either layout; MsvarError for other files."
+    "(preset dict, state dict) of a tokenizer checkpoint; MsvarError for other files."
     entries = model_entries(ck, "Tokenizer")
     if entries is not None:
         return entries
-    is_dict = isinstance(ck, dict)
-    if is_dict and ck.get("format") == CKPT_FORMAT:
-        return ck.get("preset"), ck.get("state_dict")
-    what = (ck.get("format") or ck.get("kind")) if is_dict else type(ck).__name__
+    what = (ck.get("format") or ck.get("kind")) if isinstance(ck, dict) else type(ck).__name__
     raise MsvarError(
         f"{str(path)!r} is not an msvar tokenizer checkpoint (format {what!r}); for VAR's vae_ch160v4096z32.pth use "
         "load_var_tokenizer"
@@ -424,7 +427,7 @@ def tokenizer_parts(ck, path) -> tuple:
 
 
 def load_tokenizer(path, device="cpu", return_extra: bool = False):
-    "Load an msvar tokenizer checkpoint (either layout) → (model in eval mode, preset) [, the checkpoint dict]."
+    "Load an msvar tokenizer checkpoint → (model in eval mode, preset) [, the checkpoint dict]."
     ck = load_torch(path, "tokenizer checkpoint")
     cfg, sd = tokenizer_parts(ck, path)
     if not isinstance(cfg, dict) or not isinstance(sd, dict):
@@ -438,12 +441,11 @@ def load_tokenizer(path, device="cpu", return_extra: bool = False):
     model.to(device).eval()
     return (model, preset, ck) if return_extra else (model, preset)
 
-
-def import_var_tokenizer(src, dst, preset="paper", overwrite: bool = False) -> Path:
+# %% ../nbs/03_tokenizer.ipynb #1d7c07df
+def import_var_tokenizer(src: Path, dst: Path, preset: Preset, overwrite: bool = False) -> Path:
     """Convert a VAR/Switti tokenizer state dict (e.g. `vae_ch160v4096z32.pth`) into an msvar tokenizer checkpoint at
     `dst`."""
-    p = get_preset(preset) if isinstance(preset, str) else preset
-    dst = Path(dst)
+    p, dst = preset, Path(dst)
     if dst.exists() and not overwrite:
         raise MsvarError(f"{str(dst)!r} exists (pass overwrite=True / --overwrite)")
     if Path(src).resolve() == dst.resolve():
@@ -459,41 +461,9 @@ def import_var_tokenizer(src, dst, preset="paper", overwrite: bool = False) -> P
     return save_tokenizer(model, p, dst, imported_from=str(src))
 
 
-def import_tokenizer_cli(argv=None):
-    """Console entry point `msvar_import_tokenizer`: a VAR/Switti tokenizer .pth → an msvar checkpoint for
-    msvar_finetune_hit."""
-    ap = argparse.ArgumentParser(prog="msvar_import_tokenizer", description=import_tokenizer_cli.__doc__)
-    ap.add_argument("src", help="VAR's vae_ch160v4096z32.pth, or Switti's tokenizer state dict with the same keys")
-    ap.add_argument("-o", "--out", required=True, help="msvar tokenizer checkpoint to write")
-    ap.add_argument(
-        "--preset", default="paper", choices=["test", "small", "paper"], help="sizes of the tokenizer (default: paper)"
-    )
-    ap.add_argument("--overwrite", action="store_true")
-    a = ap.parse_args(argv)
-    out = Path(a.out)  # usage errors (exit 2) before any work
-    under = next((q for q in out.parents if q.exists() and not q.is_dir()), None)
-    if out.is_dir():
-        ap.error(f"-o {a.out!r} is a folder; name the checkpoint file to write")
-    if under is not None:
-        ap.error(f"-o {a.out!r}: {str(under)!r} is a file, not a folder")
-    if out.exists() and not a.overwrite:
-        ap.error(f"-o {a.out!r} exists; pass --overwrite to replace it")
-    if not Path(a.src).is_file():
-        ap.error(f"source {a.src!r} is not a file")
-    try:
-        path = import_var_tokenizer(a.src, a.out, a.preset, a.overwrite)
-    except MsvarError as e:
-        print(f"msvar_import_tokenizer: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except OSError as e:  # -o under a file, a read-only folder, a full disk
-        print(f"msvar_import_tokenizer: error: cannot write {a.out!r}: {e.strerror or e}", file=sys.stderr)
-        sys.exit(1)
-    print(f"wrote {path}")
-
-
 def export_tokenizer(src, dst) -> Path:
     """Copy a tokenizer checkpoint without its training state (what we ship in `data/`): weights, preset, step, and the
     run's options."""
     model, preset, ck = load_tokenizer(src, return_extra=True)
-    keep = {k: ck[k] for k in ("history", "train_args") if k in ck}  # entries of the older layout
+    keep = {k: ck[k] for k in ("history",) if k in ck}  # the loss history, when the run recorded one
     return save_tokenizer(model, preset, dst, step=ck.get("step") or 0, run=ck.get("meta", {}), **keep)

@@ -4,18 +4,17 @@
 
 # %% ../nbs/07_train.ipynb #bed87182
 from __future__ import annotations
-import argparse, contextlib, datetime, hashlib, json, math, os, random, time, warnings
+import contextlib, datetime, hashlib, json, math, os, time, warnings
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.distributed as dist
-from .core import MsvarError, seed_everything, default_device
-from .files import atomic_write
-from .core import keeps_global_state
-from .files import holds_folder
-from .checkpoint import save_checkpoint, load_checkpoint, check_state_dict  # safe reading (chapter 00c)
+from .core import MsvarError, TrainRecipe, seed_everything, default_device
+from .files import atomic_write, holds_folder
+from .core import keeps_global_state, global_state, restore_global_state
+from .checkpoint import save_checkpoint, load_checkpoint, check_state_dict  # safe reading (chapter 13)
 
 # re-exported: CKPT_KIND, save_checkpoint and load_checkpoint, which callers import from msvar.train
 from .checkpoint import CKPT_KIND as CKPT_KIND
@@ -23,10 +22,9 @@ from .data import seed_worker
 from .core import progress_bar
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'COMPILE_HELP', 'PRECISION_HELP', 'DECAY_TYPES', 'resolve_precision',
-           'resolve_compile', 'add_precision_args', 'FitConfig', 'arg_number', 'arg_positive', 'arg_non_negative',
-           'param_groups', 'adamw', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader', 'rng_state',
-           'set_rng_state', 'check_meta', 'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log',
+__all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'RECIPE_FIELDS', 'DECAY_TYPES', 'resolve_precision', 'resolve_compile',
+           'FitConfig', 'param_groups', 'adamw', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader',
+           'restore_saved_state', 'check_meta', 'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log',
            'moving_average', 'plot_metrics', 'Run', 'start_run', 'resume_run', 'wrap_model', 'forward_backward',
            'agree', 'clip_and_step', 'optimizer_step', 'train_step', 'save_run', 'sample_run', 'step_batches', 'fit']
 
@@ -48,10 +46,26 @@ def resolve_precision(precision: str, device) -> str:
 
 
 COMPILES = ("auto", "on", "off")
-COMPILE_AUTO_STEPS = (
-    1000  # 'auto' compiles runs at least this long: on the 2-core CPU the cold compile of the small VAR's bf16 step
-)
-# took 119 s and saved 0.24 s per step (bench/train_throughput.py --compile), so it is repaid after ~500
+# 'auto' compiles runs at least this long: on the 2-core CPU the cold compile of the small VAR's bf16 step took 119 s
+# and saved 0.24 s per step (bench/train_throughput.py --compile), so it is repaid after ~500
+COMPILE_AUTO_STEPS = 1000
+
+
+def _inductor_missing(dev: torch.device) -> str | None:
+    "Why inductor cannot build on `dev` (no C++ compiler on a CPU, no Triton on CUDA), or None when it can."
+    try:
+        if dev.type == "cpu":
+            from torch._inductor.cpp_builder import get_cpp_compiler
+
+            get_cpp_compiler()
+            return None
+        if dev.type == "cuda":
+            from torch.utils._triton import has_triton
+
+            return None if has_triton() else "Triton is not installed"
+        return f"not on {dev.type}"
+    except Exception as e:
+        return f"no C++ compiler for inductor ({type(e).__name__})"
 
 
 def resolve_compile(compile, steps_ahead: int, device, world_size: int = 1) -> tuple:
@@ -67,69 +81,29 @@ def resolve_compile(compile, steps_ahead: int, device, world_size: int = 1) -> t
         return False, f"auto: {steps_ahead} steps ahead < {COMPILE_AUTO_STEPS}"
     if world_size > 1:
         return False, "auto: several processes (pass --compile on to compile under DDP)"
-    dev = torch.device(device)
-    try:
-        if dev.type == "cpu":
-            from torch._inductor.cpp_builder import get_cpp_compiler
+    why = _inductor_missing(torch.device(device))
+    return (False, f"auto: {why}") if why else (True, f"auto: {steps_ahead} steps ahead")
 
-            get_cpp_compiler()
-        elif dev.type == "cuda":
-            from torch.utils._triton import has_triton
-
-            if not has_triton():
-                return False, "auto: Triton is not installed"
-        else:
-            return False, f"auto: not on {dev.type}"
-    except Exception as e:
-        return False, f"auto: no C++ compiler for inductor ({type(e).__name__})"
-    return True, f"auto: {steps_ahead} steps ahead"
-
-
-COMPILE_HELP = (
-    f"torch.compile the model: auto (on for runs of ≥ {COMPILE_AUTO_STEPS} steps in one process, where inductor can "
-    "build; the first step compiles, about 2 minutes on a 2-core CPU), on, off"
-)
-PRECISION_HELP = (
-    "auto (bf16 autocast where the CPU or GPU computes bf16 natively, else fp32; bf16 steps are the fastest measured, "
-    "bench/train_throughput.py and bench/tokenizer_throughput.py), fp32, bf16, fp16 (GPU only, with a grad scaler)"
-)
-
-
-def add_precision_args(ap, precision: str = "auto", compile: str | None = "auto"):
-    """`--precision` and `--compile` (unless `compile` is None: no such flag) of the training commands; msvar_train's
-    VarTrainConfig has the same two, with this help."""
-    ap.add_argument(
-        "--precision", default=precision, choices=PRECISIONS, help=f"{PRECISION_HELP} (default: {precision})"
-    )
-    if compile is not None:
-        ap.add_argument(
-            "--compile",
-            nargs="?",
-            const="on",
-            default=compile,
-            choices=COMPILES,
-            help=f"{COMPILE_HELP} (default: {compile})",
-        )
+# %% ../nbs/07_train.ipynb #4ff8641a
+RECIPE_FIELDS = ("lr", "weight_decay", "betas", "warmup", "min_lr_ratio", "clip", "precision", "compile")
 
 
 @dataclass
 class FitConfig:
-    """Settings of `fit` for one run (optimizer, schedule, precision, checkpoints, logging); each trainer builds it
-    from its preset's `TrainRecipe` and its own options."""
+    """Settings of `fit` for one run (optimizer, schedule, precision, checkpoints, logging); a None takes the value of
+    a preset's `TrainRecipe` (`resolved`)."""
 
     steps: int = 1000  # optimizer steps (each = accum micro-batches on every rank)
-    lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 0.005  # AdamW decay, only on Linear/Conv weights (see param_groups)
-    betas: tuple = (0.9, 0.95)
+    lr: float | None = None  # peak learning rate
+    weight_decay: float | None = None  # AdamW decay, only on Linear/Conv weights (see param_groups)
+    betas: tuple | None = None
     eps: float = 1e-8
-    warmup: float = 0.02  # warm-up: a fraction of `steps` if < 1, else a number of steps
-    min_lr_ratio: float = 0.1  # the cosine decays to min_lr_ratio·lr
-    clip: float = 2.0  # max gradient norm (0 = no clipping)
+    warmup: float | None = None  # warm-up: a fraction of `steps` if < 1, else a number of steps
+    min_lr_ratio: float | None = None  # the cosine decays to min_lr_ratio·lr
+    clip: float | None = None  # max gradient norm (0 = no clipping)
     accum: int = 1  # micro-batches per step (gradient accumulation)
-    precision: str = (
-        "fp32"  # auto | fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler; auto: resolve_precision)
-    )
-    compile: bool | str = False  # torch.compile the model: True/'on', False/'off', 'auto' (resolve_compile)
+    precision: str | None = None  # auto | fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
+    compile: bool | str | None = None  # True/'on', False/'off', 'auto' (resolve_compile)
     seed: int = 0
     ckpt_every: int = 100  # write last.pt (and best.pt when better) every n steps and at the end
     sample_every: int = 0  # call sample_fn every n steps (0 = only at the end)
@@ -137,59 +111,39 @@ class FitConfig:
     progress: bool = True
     find_unused_parameters: bool = False  # DDP option, for models whose forward skips some parameters
 
+    def resolved(self, recipe: TrainRecipe | None = None) -> FitConfig:
+        "This config with each None of RECIPE_FIELDS replaced by `recipe`'s value (default: `TrainRecipe()`)."
+        r = recipe or TrainRecipe()
+        return replace(self, **{k: getattr(r, k) for k in RECIPE_FIELDS if getattr(self, k) is None})
+
     @property
     def warmup_steps(self) -> int:
-        return int(round(self.warmup * self.steps)) if self.warmup < 1 else int(self.warmup)
+        w = self.resolved().warmup
+        return int(round(w * self.steps)) if w < 1 else int(w)
 
-    def validate(self):
-        "Raise MsvarError on impossible settings."
-        if self.steps < 1:
-            raise MsvarError(f"steps must be positive, got {self.steps}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise MsvarError(f"lr must be a positive number, got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise MsvarError(f"weight_decay must be ≥ 0, got {self.weight_decay}")
-        if not (math.isfinite(self.clip) and self.clip >= 0):
-            raise MsvarError(f"clip must be ≥ 0 (0 = off), got {self.clip}")
-        if not (math.isfinite(self.warmup) and self.warmup >= 0):
-            raise MsvarError(f"warmup must be ≥ 0, got {self.warmup}")
-        if self.accum < 1:
-            raise MsvarError(f"accum must be ≥ 1, got {self.accum}")
-        if self.precision not in PRECISIONS:
-            raise MsvarError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.compile not in (True, False, *COMPILES):
-            raise MsvarError(f"compile must be one of {COMPILES} (or a bool), got {self.compile!r}")
-        if self.ckpt_every < 1:
-            raise MsvarError(f"ckpt_every must be ≥ 1, got {self.ckpt_every}")
-        if self.max_nan_in_row < 1:
-            raise MsvarError(f"max_nan_in_row must be ≥ 1, got {self.max_nan_in_row}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise MsvarError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+    def validate(self) -> FitConfig:
+        "Raise MsvarError on the first impossible setting (of the resolved config)."
+        c = self.resolved()
+        for name, ok, want in _FIT_CHECKS:
+            if not ok(getattr(c, name)):
+                raise MsvarError(f"{name} must be {want}, got {getattr(c, name)!r}")
         return self
 
 
-def arg_number(kind, strict: bool = True):
-    """argparse type: a finite number of `kind` (int or float), > 0 (`strict`) or ≥ 0; a one-line usage error (exit 2)
-    otherwise."""
-
-    def parse(s):
-        try:
-            v = kind(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
-        if not (math.isfinite(v) and (v > 0 if strict else v >= 0)):
-            raise argparse.ArgumentTypeError(f"must be {'a positive number' if strict else '≥ 0'}, got {s}")
-        return v
-
-    return parse
-
-
-def arg_positive(kind):
-    return arg_number(kind, strict=True)
-
-
-def arg_non_negative(kind):
-    return arg_number(kind, strict=False)
+_finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
+_FIT_CHECKS = (  # (field, test, what it must be)
+    ("steps", lambda v: v >= 1, "positive"),
+    ("lr", lambda v: _finite(v) and v > 0, "a positive number"),
+    ("weight_decay", lambda v: _finite(v) and v >= 0, "≥ 0"),
+    ("clip", lambda v: _finite(v) and v >= 0, "≥ 0 (0 = off)"),
+    ("warmup", lambda v: _finite(v) and v >= 0, "≥ 0"),
+    ("accum", lambda v: v >= 1, "≥ 1"),
+    ("precision", lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
+    ("compile", lambda v: v in (True, False, *COMPILES), f"one of {COMPILES} (or a bool)"),
+    ("ckpt_every", lambda v: v >= 1, "≥ 1"),
+    ("max_nan_in_row", lambda v: v >= 1, "≥ 1"),
+    ("min_lr_ratio", lambda v: _finite(v) and 0 <= v <= 1, "in [0, 1]"),
+)
 
 # %% ../nbs/07_train.ipynb #4cdd8eae
 DECAY_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
@@ -219,8 +173,8 @@ def param_groups(model: nn.Module, weight_decay: float, params=None) -> list:
 
 
 def adamw(groups: list, lr: float, betas: tuple, eps: float, device) -> torch.optim.AdamW:
-    "AdamW on `groups`: fused (the whole update in one loop per tensor) on a CPU, PyTorch's default elsewhere."
-    fused = torch.device(device).type == "cpu"
+    "AdamW on `groups`: fused (one loop per tensor for the whole update) on CPU and CUDA, PyTorch's default elsewhere."
+    fused = torch.device(device).type in ("cpu", "cuda")
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused)
 
 # %% ../nbs/07_train.ipynb #6c96fee9
@@ -304,14 +258,8 @@ class StepSampler(torch.utils.data.Sampler):
             )
         if not 0 <= rank < world_size:
             raise MsvarError(f"rank {rank} outside 0…{world_size - 1}")
-        self.n, self.gb, self.world, self.rank, self.accum, self.seed = (
-            n,
-            global_batch,
-            world_size,
-            rank,
-            accum,
-            int(seed),
-        )
+        self.n, self.gb, self.world, self.rank, self.accum, self.seed = n, global_batch, world_size, rank, accum, seed
+        self.seed = int(seed)
         self.micro, self.start, self.steps, self._cache = global_batch // (world_size * accum), start_step, steps, {}
 
     def _epoch(self, e: int):
@@ -346,7 +294,7 @@ class StepSampler(torch.utils.data.Sampler):
     def __len__(self):
         return (self.steps - self.start) * self.accum if self.steps is not None else 2**31
 
-
+# %% ../nbs/07_train.ipynb #f1a36ea5
 class StepLoader:
     """The batches of `fit` from an indexable dataset: `iterate(start, steps)` yields, per step, this rank's `accum`
     micro-batches. `pin_memory` (for a CUDA device): batches in page-locked memory, so that `fit`'s non-blocking copies
@@ -390,21 +338,15 @@ class StepLoader:
                 return
 
 # %% ../nbs/07_train.ipynb #e21a3e2f
-def rng_state() -> dict:
-    "This process's RNG states: Python, NumPy, torch CPU and (if present) every CUDA device."
-    st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def set_rng_state(st: dict):
-    "Restore states saved by `rng_state`."
-    random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"].cpu())
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
+def restore_saved_state(st: dict):
+    """Put back a checkpoint's `global_state()` (chapter 00's one RNG-state helper): the CUDA generators only where
+    CUDA is, so that a GPU run resumes on a CPU."""
+    st = {k: v.cpu() if torch.is_tensor(v) else v for k, v in st.items()}
+    if "cuda" in st and not torch.cuda.is_available():
+        st.pop("cuda")
+    elif "cuda" in st:
+        st["cuda"] = [s.cpu() for s in st["cuda"]]
+    restore_global_state(st)
 
 
 def check_meta(saved: dict, meta: dict, path="checkpoint"):
@@ -547,7 +489,7 @@ def moving_average(y, k: int) -> np.ndarray:
     y = np.asarray(y, dtype=float)
     return np.convolve(y, np.ones(k) / k, mode="valid") if 1 < k <= len(y) else y
 
-
+# %% ../nbs/07_train.ipynb #7be7afc7
 def plot_metrics(
     log, png_path=None, keys=None, smooth: int = 0, title: str = "", by: str | None = None, logy: bool = True
 ):
@@ -621,11 +563,11 @@ class Run:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-
+# %% ../nbs/07_train.ipynb #c2831700
 def start_run(model, cfg: FitConfig, out_dir, params=None, meta=None, extra_state=None) -> Run:
     """A fresh run: AdamW on `params` (default: every trainable parameter), warm-up + cosine schedule, grad scaler,
     seeded RNGs."""
-    cfg.validate()
+    cfg = cfg.validate().resolved()  # every None → the recipe's value
     dev = next(model.parameters()).device
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, dev))  # 'auto' is decided here and saved resolved
     if cfg.precision == "fp16" and dev.type != "cuda":
@@ -664,7 +606,7 @@ def _apply_new_settings(run: Run, saved: dict) -> str | None:
     run.sched._apply()
     return ", ".join(f"{k} {a} → {b}" for k, (a, b) in changed.items()) or None
 
-
+# %% ../nbs/07_train.ipynb #977749d1
 def resume_run(run: Run, resume: bool):
     """Continue from `last.pt` (weights, optimizer, schedule, scaler, RNGs, counters; log rows after it dropped), or
     refuse to overwrite a run."""
@@ -697,36 +639,41 @@ def resume_run(run: Run, resume: bool):
         ck.get("nan_in_row", 0),
     )
     if len(ck["rng"]) == env.world_size:
-        set_rng_state(ck["rng"][env.rank])
+        restore_saved_state(ck["rng"][env.rank])
     elif env.is_main:
         warnings.warn(
             f"{last} was written by {len(ck['rng'])} processes, this run has {env.world_size}: data and weights resume "
             "exactly, random draws (class dropout) do not"
         )
     if env.is_main:
-        keep = [r for r in read_log(run.log_path) if r["step"] < run.step]
-        atomic_write(run.log_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
+        _say_resumed(run, ck, changed)
+
+# %% ../nbs/07_train.ipynb #f40698b6
+def _say_resumed(run: Run, ck: dict, changed: str | None):
+    "⟨rank 0⟩ Drop the log rows after the checkpoint; say where the run resumes and what differs from the checkpoint."
+    keep = [r for r in read_log(run.log_path) if r["step"] < run.step]
+    atomic_write(run.log_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
+    print(
+        f"resuming from {run.out_dir.name}/last.pt at step {run.step}"
+        + (f" ({run.nan_total} non-finite steps skipped so far)" if run.nan_total else ""),
+        flush=True,
+    )
+    if run.sched.note:
+        print(f"resuming with {run.cfg.steps} steps: {run.sched.note}", flush=True)
+    if changed:
         print(
-            f"resuming from {last} at step {run.step}"
-            + (f" ({run.nan_total} non-finite steps skipped so far)" if run.nan_total else ""),
+            f"note: resuming with other optimizer settings than the checkpoint ({changed}); they apply from step "
+            f"{run.step}",
             flush=True,
         )
-        if run.sched.note:
-            print(f"resuming with {run.cfg.steps} steps: {run.sched.note}", flush=True)
-        if changed:
-            print(
-                f"note: resuming with other optimizer settings than the checkpoint ({changed}); they apply from step "
-                f"{run.step}",
-                flush=True,
-            )
-        was = ck.get("cfg", {}).get("precision")
-        if was not in (None, run.cfg.precision):
-            print(
-                f"note: the checkpoint was trained in {was}; steps from {run.step} run in {run.cfg.precision}",
-                flush=True,
-            )
+    was = ck.get("cfg", {}).get("precision")
+    if was not in (None, run.cfg.precision):
+        print(
+            f"note: the checkpoint was trained in {was}; steps from {run.step} run in {run.cfg.precision}",
+            flush=True,
+        )
 
-
+# %% ../nbs/07_train.ipynb #4032134e
 def wrap_model(run: Run, train_mode=None):
     """DDP when several processes run, then torch.compile if `cfg.compile` resolves to on; training mode
     (`train_mode(model)` if given)."""
@@ -799,7 +746,7 @@ def clip_and_step(run: Run) -> tuple:
     run.scaler.update()  # fp16: the scale shrinks after an overflow
     return gnorm, not math.isfinite(gnorm)
 
-
+# %% ../nbs/07_train.ipynb #3769890a
 def optimizer_step(run: Run, bad: bool) -> tuple:
     """Unscale and clip the gradients, then step, or skip a bad step (non-finite loss or gradient norm); returns
     (gradient norm, skipped)."""
@@ -859,12 +806,12 @@ def train_step(run: Run, micro, loss_fn) -> dict:
         sec=round(dt, 4),
     )
 
-
+# %% ../nbs/07_train.ipynb #228ec98e
 def save_run(run: Run):
     """Gather RNG states and replica digests; rank 0 writes last.pt, best.pt (lowest mean loss since the previous
     checkpoint) and the loss plot."""
     env = run.env
-    rngs = _gather(rng_state(), env)
+    rngs = _gather(global_state(), env)
     digests = _gather(param_digest(run.model), env) if env.world_size > 1 else None
     if digests and len(set(digests)) > 1:
         raise MsvarError(f"replicas diverged at step {run.step}: parameter digests differ between ranks")

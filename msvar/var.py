@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from .core import MsvarError, Preset, host_values
 
 # %% auto #0
-__all__ = ['GELU_K', 'SOFT_TAU', 'SOFT_MIN', 'CFG_MAX', 'DECODING_PICKERS', 'DECODING_RULES', 'LEGACY_KEYS', 'DECODING_PARTS',
-           'DEFAULT_DECODING', 'DECODING_FLAGS', 'LayerKV', 'cpu_bf16', 'masked_attention', 'SelfAttention',
-           'gelu_tanh_as_sigmoid', 'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead', 'grid_positions', 'token_levels',
-           'block_causal_mask', 'mask_pairs', 'SRVAR', 'count_params', 'sample_tokens', 'decoding_problem', 'Decoding',
-           'add_decoding_args', 'generate', 'generate_images', 'load_public_var_weights']
+__all__ = ['GELU_K', 'SOFT_TAU', 'SOFT_MIN', 'CFG_MAX', 'DECODING_PICKERS', 'DECODING_RULES', 'DECODING_PARTS',
+           'DEFAULT_DECODING', 'LayerKV', 'cpu_bf16', 'masked_attention', 'SelfAttention', 'gelu_tanh_as_sigmoid',
+           'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead', 'grid_positions', 'token_levels', 'block_causal_mask',
+           'mask_pairs', 'SRVAR', 'count_params', 'sample_tokens', 'decoding_problem', 'Decoding', 'generate',
+           'generate_images', 'load_public_var_weights']
 
-# %% ../nbs/05_var.ipynb #afad0413
+# %% ../nbs/05_var.ipynb #b118ea5561624da68c537baed56e602f
 class LayerKV:
     "The keys and values that one attention layer has seen so far (inference only)."
 
@@ -48,7 +48,7 @@ def masked_attention(q, k, v, mask):
     s = (q @ k.transpose(-2, -1)).float() + bias
     return s.softmax(-1).to(v.dtype) @ v
 
-
+# %% ../nbs/05_var.ipynb #938c804e27f84196a10c8828c723f798
 class SelfAttention(nn.Module):
     """Multi-head self-attention with L2-normalised q/k and a learned per-head scale (as VAR). Training in bf16 on a
     CPU (`cpu_bf16_matmul`) computes it as plain matrix products and a masked softmax, which inductor fuses and
@@ -83,7 +83,7 @@ class SelfAttention(nn.Module):
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)  # (B, H, L, hd)
         return self.proj(o.transpose(1, 2).reshape(B, L, C))
 
-
+# %% ../nbs/05_var.ipynb #504fb2a444614c0babb325280ed9130a
 GELU_K = math.sqrt(2 / math.pi)
 
 
@@ -176,7 +176,19 @@ def mask_pairs(patch_nums, n_prefix: int = 0) -> int:
         total += pn * pn * seen
     return total
 
-# %% ../nbs/05_var.ipynb #c3127027
+# %% ../nbs/05_var.ipynb #8dd0d8092fe74a7c96281538738b07e2
+def _check_options(embed_dim, num_heads, num_classes, prefix_pos, lr_add, prefix_side):
+    "MsvarError for transformer options that do not fit together."
+    if embed_dim % num_heads:
+        raise MsvarError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+    if num_classes < 2:
+        raise MsvarError(f"num_classes must count the null class too (≥ 2), got {num_classes}")
+    if prefix_pos not in ("grid", "own"):
+        raise MsvarError(f"prefix_pos must be 'grid' or 'own', got {prefix_pos!r}")
+    if lr_add and not prefix_side:
+        raise MsvarError("lr_add=True needs the LR prefix (prefix_side); build with lr_add=False")
+
+# %% ../nbs/05_var.ipynb #72eea5119410473aa328ad9291626812
 class SRVAR(nn.Module):
     "Next-scale-prediction transformer conditioned on an LR prefix and a class (0 degraded, 1 not degraded, 2 null)."
 
@@ -199,14 +211,7 @@ class SRVAR(nn.Module):
         init: bool = True,
     ):
         super().__init__()
-        if embed_dim % num_heads:
-            raise MsvarError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
-        if num_classes < 2:
-            raise MsvarError(f"num_classes must count the null class too (≥ 2), got {num_classes}")
-        if prefix_pos not in ("grid", "own"):
-            raise MsvarError(f"prefix_pos must be 'grid' or 'own', got {prefix_pos!r}")
-        if lr_add and not prefix_side:
-            raise MsvarError("lr_add=True needs the LR prefix (prefix_side); build with lr_add=False")
+        _check_options(embed_dim, num_heads, num_classes, prefix_pos, lr_add, prefix_side)
         self.V, self.Cvae, self.C, self.depth = vocab_size, z_channels, embed_dim, depth
         self.patch_nums, self.L = tuple(patch_nums), len(patch_nums)
         self.num_classes, self.null_class, self.cond_drop = num_classes, num_classes - 1, cond_drop
@@ -244,118 +249,141 @@ class SRVAR(nn.Module):
         if init:
             self.init_weights()
 
-    @classmethod
-    def from_preset(cls, preset: Preset, prefix: bool = True, **kwargs):
-        "Build the transformer of a preset (`prefix=False`: class-conditional VAR without the LR prefix)."
-        v, t = preset.var, preset.tokenizer
-        args = dict(
-            vocab_size=t.vocab_size,
-            z_channels=t.z_channels,
-            patch_nums=preset.patch_nums,
-            depth=v.depth,
-            embed_dim=v.embed_dim,
-            num_heads=v.num_heads,
-            mlp_ratio=v.mlp_ratio,
-            num_classes=v.num_classes,
-            cond_drop=v.cond_drop,
-            pos_grid=v.pos_grid,
-            prefix_side=preset.latent_side if prefix else None,
-            stage_ends=preset.stage_ends,
-            prefix_pos=v.prefix_pos,
-            lr_add=v.lr_add and prefix,
+# %% ../nbs/05_var.ipynb #8edb47106e1a46a883d545849b8ab81b
+def _from_preset(cls, preset: Preset, prefix: bool = True, **kwargs):
+    "Build the transformer of a preset (`prefix=False`: class-conditional VAR without the LR prefix)."
+    v, t = preset.var, preset.tokenizer
+    args = dict(
+        vocab_size=t.vocab_size,
+        z_channels=t.z_channels,
+        patch_nums=preset.patch_nums,
+        depth=v.depth,
+        embed_dim=v.embed_dim,
+        num_heads=v.num_heads,
+        mlp_ratio=v.mlp_ratio,
+        num_classes=v.num_classes,
+        cond_drop=v.cond_drop,
+        pos_grid=v.pos_grid,
+        prefix_side=preset.latent_side if prefix else None,
+        stage_ends=preset.stage_ends,
+        prefix_pos=v.prefix_pos,
+        lr_add=v.lr_add and prefix,
+    )
+    return cls(**{**args, **kwargs})  # kwargs override the preset (e.g. depth=2 for a quick run)
+
+
+@torch.no_grad()
+def _init_weights(
+    self: SRVAR,
+    init_std: float | None = None,
+    init_head: float = 0.02,
+    init_adaln: float = 0.5,
+    init_gamma: float = 1e-5,
+):
+    """VAR's initialisation: truncated normal, small head, AdaLN gates near zero, residual projections scaled by
+    1/√(2·depth)."""
+    std = init_std or math.sqrt(1 / self.C / 3)
+    for m in self.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if getattr(m, "bias", None) is not None:
+                m.bias.zero_()
+    for p in (self.pos_start, self.pos_grid, getattr(self, "prefix_pos", None), getattr(self, "prefix_lvl", None)):
+        if p is not None:
+            nn.init.trunc_normal_(p, std=std)
+    self.head.weight.mul_(init_head)
+    self.head_nm.ada_lin[1].weight.mul_(init_adaln)
+    for b in self.blocks:
+        b.attn.proj.weight.div_(math.sqrt(2 * self.depth))
+        b.ffn.fc2.weight.div_(math.sqrt(2 * self.depth))
+        w = b.ada_lin[1].weight
+        w[2 * self.C :].mul_(init_adaln)
+        w[: 2 * self.C].mul_(init_gamma)  # rows 0…2C are the gates γ₁, γ₂
+
+
+SRVAR.from_preset, SRVAR.init_weights = classmethod(_from_preset), _init_weights
+
+# %% ../nbs/05_var.ipynb #10185d26023b46108eb7d9f57d49d2b3
+def _image_positions(self: SRVAR) -> torch.Tensor:
+    "Position + level vector of every image token, scale by scale; (1, Σρ², C)."
+    return torch.cat(
+        [grid_positions(self.pos_grid, pn) + self.lvl_embed.weight[l] for l, pn in enumerate(self.patch_nums)], 1
+    )
+
+
+def _start_tokens(self: SRVAR, cond_BD: torch.Tensor) -> torch.Tensor:
+    "Content of the first scale: class embedding + learnable start positions; (B, ρ_1², C)."
+    return cond_BD[:, None, :] + self.pos_start
+
+
+def _options(self: SRVAR) -> dict:
+    "The conditioning choices that change the weights' meaning; saved with every checkpoint."
+    return dict(prefix_pos=self.prefix_pos_mode, lr_add=self.lr_add)
+
+
+def _embed_prefix(self: SRVAR, prefix_BChw: torch.Tensor) -> torch.Tensor:
+    "LR encoder features (B, Cvae, ρ_L, ρ_L) → prefix tokens (B, ρ_L², C) with their positions and level."
+    pos = self.prefix_pos if self.prefix_pos_mode == "own" else grid_positions(self.pos_grid, self.prefix_side)
+    return self.prefix_proj(prefix_BChw.flatten(2).transpose(1, 2)) + pos + self.prefix_lvl
+
+
+def _lr_inputs(self: SRVAR, prefix_BChw: torch.Tensor) -> torch.Tensor:
+    """LR features area-resampled to every ρ_l and projected by `prefix_proj`: (B, Σρ², C), added to each scale's
+    inputs."""
+    f = prefix_BChw.float()
+    return self.prefix_proj(
+        torch.cat([F.interpolate(f, size=(pn, pn), mode="area").flatten(2) for pn in self.patch_nums], 2).transpose(
+            1, 2
         )
-        return cls(**{**args, **kwargs})  # kwargs override the preset (e.g. depth=2 for a quick run)
+    )
 
-    @torch.no_grad()
-    def init_weights(
-        self, init_std: float | None = None, init_head: float = 0.02, init_adaln: float = 0.5, init_gamma: float = 1e-5
-    ):
-        """VAR's initialisation: truncated normal, small head, AdaLN gates near zero, residual projections scaled by
-        1/√(2·depth)."""
-        std = init_std or math.sqrt(1 / self.C / 3)
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.trunc_normal_(m.weight, std=std)
-                if getattr(m, "bias", None) is not None:
-                    m.bias.zero_()
-        for p in (self.pos_start, self.pos_grid, getattr(self, "prefix_pos", None), getattr(self, "prefix_lvl", None)):
-            if p is not None:
-                nn.init.trunc_normal_(p, std=std)
-        self.head.weight.mul_(init_head)
-        self.head_nm.ada_lin[1].weight.mul_(init_adaln)
-        for b in self.blocks:
-            b.attn.proj.weight.div_(math.sqrt(2 * self.depth))
-            b.ffn.fc2.weight.div_(math.sqrt(2 * self.depth))
-            w = b.ada_lin[1].weight
-            w[2 * self.C :].mul_(init_adaln)
-            w[: 2 * self.C].mul_(init_gamma)  # rows 0…2C are the gates γ₁, γ₂
 
-    # ---- inputs (training and inference) ----
-    def image_positions(self) -> torch.Tensor:
-        "Position + level vector of every image token, scale by scale; (1, Σρ², C)."
-        return torch.cat(
-            [grid_positions(self.pos_grid, pn) + self.lvl_embed.weight[l] for l, pn in enumerate(self.patch_nums)], 1
-        )
+SRVAR.image_positions = _image_positions
+SRVAR.start_tokens = _start_tokens
+SRVAR.options = _options
+SRVAR.embed_prefix = _embed_prefix
+SRVAR.lr_inputs = _lr_inputs
 
-    def start_tokens(self, cond_BD: torch.Tensor) -> torch.Tensor:
-        "Content of the first scale: class embedding + learnable start positions; (B, ρ_1², C)."
-        return cond_BD[:, None, :] + self.pos_start
+# %% ../nbs/05_var.ipynb #8763a12b2bbd4a93a75aff182afb95dc
+def _check_inputs(self: SRVAR, prefix_BChw, cls_B, x_BLCv=None):
+    "Raise MsvarError on inputs whose shapes or values do not fit this model."
+    if cls_B.ndim != 1 or cls_B.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
+        raise MsvarError(f"cls_B must be a 1-D integer tensor, got shape {tuple(cls_B.shape)} dtype {cls_B.dtype}")
+    if len(cls_B) and host_values(cls_B) and (cls_B.min() < 0 or cls_B.max() >= self.num_classes):  # no GPU sync
+        raise MsvarError(f"class labels must be in 0…{self.num_classes - 1}, got {cls_B.tolist()}")
+    B = cls_B.shape[0]
+    if self.prefix_side is None:
+        if prefix_BChw is not None:
+            raise MsvarError("this model was built with prefix=False; pass prefix_BChw=None")
+    else:
+        want = (B, self.Cvae, self.prefix_side, self.prefix_side)
+        if prefix_BChw is None:
+            raise MsvarError(f"this model needs the LR prefix prefix_BChw of shape {want}")
+        if tuple(prefix_BChw.shape) != want:
+            raise MsvarError(f"prefix_BChw must have shape {want}, got {tuple(prefix_BChw.shape)}")
+    if x_BLCv is not None:
+        want = (B, self.n_image - self.first_l, self.Cvae)
+        if tuple(x_BLCv.shape) != want:
+            raise MsvarError(f"x_BLCv must have shape {want} (B, Σ_(l≥2) ρ_l², Cvae), got {tuple(x_BLCv.shape)}")
 
-    def options(self) -> dict:
-        "The conditioning choices that change the weights' meaning; saved with every checkpoint."
-        return dict(prefix_pos=self.prefix_pos_mode, lr_add=self.lr_add)
 
-    def embed_prefix(self, prefix_BChw: torch.Tensor) -> torch.Tensor:
-        "LR encoder features (B, Cvae, ρ_L, ρ_L) → prefix tokens (B, ρ_L², C) with their positions and level."
-        pos = self.prefix_pos if self.prefix_pos_mode == "own" else grid_positions(self.pos_grid, self.prefix_side)
-        return self.prefix_proj(prefix_BChw.flatten(2).transpose(1, 2)) + pos + self.prefix_lvl
+def _forward(self: SRVAR, prefix_BChw, cls_B, x_BLCv):
+    "Teacher-forced logits (B, Σρ², V) of all L scales; drops the class to null with p = cond_drop when training."
+    self._check_inputs(prefix_BChw, cls_B, x_BLCv)
+    if self.training and self.cond_drop > 0:
+        cls_B = torch.where(torch.rand(cls_B.shape, device=cls_B.device) < self.cond_drop, self.null_class, cls_B)
+    cond_BD = self.class_emb(cls_B)  # (B, C)
+    x_BLC = torch.cat((self.start_tokens(cond_BD), self.word_embed(x_BLCv.float())), 1) + self.image_positions()
+    if self.lr_add:
+        x_BLC = x_BLC + self.lr_inputs(prefix_BChw)  # each token sees the LR under it
+    if self.prefix_side:
+        x_BLC = torch.cat((self.embed_prefix(prefix_BChw.float()), x_BLC), 1)  # (B, P + Σρ², C)
+    for b in self.blocks:
+        x_BLC = b(x_BLC, cond_BD, self.attn_mask)
+    return self.head(self.head_nm(x_BLC[:, self.n_prefix :], cond_BD))  # (B, Σρ², V)
 
-    def lr_inputs(self, prefix_BChw: torch.Tensor) -> torch.Tensor:
-        """LR features area-resampled to every ρ_l and projected by `prefix_proj`: (B, Σρ², C), added to each scale's
-        inputs."""
-        f = prefix_BChw.float()
-        return self.prefix_proj(
-            torch.cat([F.interpolate(f, size=(pn, pn), mode="area").flatten(2) for pn in self.patch_nums], 2).transpose(
-                1, 2
-            )
-        )
 
-    def _check_inputs(self, prefix_BChw, cls_B, x_BLCv=None):
-        "Raise MsvarError on inputs whose shapes or values do not fit this model."
-        if cls_B.ndim != 1 or cls_B.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
-            raise MsvarError(f"cls_B must be a 1-D integer tensor, got shape {tuple(cls_B.shape)} dtype {cls_B.dtype}")
-        if len(cls_B) and host_values(cls_B) and (cls_B.min() < 0 or cls_B.max() >= self.num_classes):  # no GPU sync
-            raise MsvarError(f"class labels must be in 0…{self.num_classes - 1}, got {cls_B.tolist()}")
-        B = cls_B.shape[0]
-        if self.prefix_side is None:
-            if prefix_BChw is not None:
-                raise MsvarError("this model was built with prefix=False; pass prefix_BChw=None")
-        else:
-            want = (B, self.Cvae, self.prefix_side, self.prefix_side)
-            if prefix_BChw is None:
-                raise MsvarError(f"this model needs the LR prefix prefix_BChw of shape {want}")
-            if tuple(prefix_BChw.shape) != want:
-                raise MsvarError(f"prefix_BChw must have shape {want}, got {tuple(prefix_BChw.shape)}")
-        if x_BLCv is not None:
-            want = (B, self.n_image - self.first_l, self.Cvae)
-            if tuple(x_BLCv.shape) != want:
-                raise MsvarError(f"x_BLCv must have shape {want} (B, Σ_(l≥2) ρ_l², Cvae), got {tuple(x_BLCv.shape)}")
-
-    # ---- training: teacher forcing ----
-    def forward(self, prefix_BChw, cls_B, x_BLCv):
-        "Teacher-forced logits (B, Σρ², V) of all L scales; drops the class to null with p = cond_drop when training."
-        self._check_inputs(prefix_BChw, cls_B, x_BLCv)
-        if self.training and self.cond_drop > 0:
-            cls_B = torch.where(torch.rand(cls_B.shape, device=cls_B.device) < self.cond_drop, self.null_class, cls_B)
-        cond_BD = self.class_emb(cls_B)  # (B, C)
-        x_BLC = torch.cat((self.start_tokens(cond_BD), self.word_embed(x_BLCv.float())), 1) + self.image_positions()
-        if self.lr_add:
-            x_BLC = x_BLC + self.lr_inputs(prefix_BChw)  # each token sees the LR under it
-        if self.prefix_side:
-            x_BLC = torch.cat((self.embed_prefix(prefix_BChw.float()), x_BLC), 1)  # (B, P + Σρ², C)
-        for b in self.blocks:
-            x_BLC = b(x_BLC, cond_BD, self.attn_mask)
-        return self.head(self.head_nm(x_BLC[:, self.n_prefix :], cond_BD))  # (B, Σρ², V)
+SRVAR._check_inputs, SRVAR.forward = _check_inputs, _forward
 
 # %% ../nbs/05_var.ipynb #c72b02b7
 def count_params(model: nn.Module, human: bool = False) -> int | str:
@@ -371,11 +399,8 @@ def sample_tokens(
     top_k: int = 0,
     top_p: float = 0.0,
     generator: torch.Generator | None = None,
-    greedy: bool = False,
 ) -> torch.Tensor:
-    "Pick one token per position: argmax if greedy, else sample after top-k and top-p filtering; (B, l)."
-    if greedy:
-        return logits_BlV.argmax(-1)
+    "Pick one token per position: sample after top-k and top-p filtering; (B, l)."
     B, l, V = logits_BlV.shape
     logits = logits_BlV.float()
     if top_k and 0 < top_k < V:
@@ -384,22 +409,17 @@ def sample_tokens(
     if top_p and 0 < top_p < 1:
         srt, order = logits.sort(dim=-1, descending=True)
         before = srt.softmax(-1).cumsum(-1) - srt.softmax(-1)  # probability mass ranked above each token
-        logits = logits.scatter(
-            -1, order, srt.masked_fill(before > top_p, float("-inf"))
-        )  # the top token always survives
+        kept = srt.masked_fill(before > top_p, float("-inf"))  # the top token always survives
+        logits = logits.scatter(-1, order, kept)
     probs = logits.softmax(-1).view(B * l, V)
-    if (
-        generator is not None and generator.device != probs.device
-    ):  # e.g. msvar_sr's seeded CPU generator, model on CUDA:
-        return (
-            torch.multinomial(probs.to(generator.device), 1, generator=generator).view(B, l).to(probs.device)
-        )  # draw on its device
+    if generator is not None and generator.device != probs.device:  # e.g. a seeded CPU generator, model on CUDA
+        drawn = torch.multinomial(probs.to(generator.device), 1, generator=generator)
+        return drawn.view(B, l).to(probs.device)
     return torch.multinomial(probs, 1, generator=generator).view(B, l)
 
-# %% ../nbs/05_var.ipynb #5acc631c
+# %% ../nbs/05_var.ipynb #7623eae2785240b9bd12b16a66d81610
 SOFT_TAU = 1.0  # the default decoding is soft at this temperature (chosen in chapter 11)
-SOFT_MIN, CFG_MAX = 1e-4, 1e4  # logits·(1 + cfg)/τ stay finite in fp32 for any logit below 1e30:
-# values beyond make NaN images
+SOFT_MIN, CFG_MAX = 1e-4, 1e4  # logits·(1 + cfg)/τ stay finite in fp32 for any logit below 1e30
 # (the commands refuse τ < SOFT_MIN; in Python a smaller τ is yours to try)
 
 
@@ -410,7 +430,7 @@ def _pick_sample(d, generator):
 
 def _pick_greedy(d, generator):
     "The most likely token everywhere."
-    return lambda step, logits: sample_tokens(logits, greedy=True)
+    return lambda step, logits: logits.argmax(-1)
 
 
 def _pick_soft(d, generator):
@@ -420,7 +440,7 @@ def _pick_soft(d, generator):
 
 DECODING_PICKERS = dict(sample=_pick_sample, greedy=_pick_greedy, soft=_pick_soft)  # mode → pick(step, logits) maker
 
-
+# %% ../nbs/05_var.ipynb #5acc631c
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -461,56 +481,11 @@ def _mode_problem(d) -> str | None:
         return f"choose one decoding: {d.mode} decoding excludes top_k and top_p (they filter sampling)"
     return None
 
-# %% ../nbs/05_var.ipynb #d8b0dde6
-LEGACY_KEYS = ("greedy", "soft", "top_k", "top_p")  # the keywords (and model-file header entries) that chose a mode
-DECODING_PARTS = (("topk", "top_k", int), ("topp", "top_p", float), ("cfg", "cfg", float), ("seed", "seed", int))
-
-
+# %% ../nbs/05_var.ipynb #7cdc8c89c7104fffa095e18ddfef8986
 def _short(x) -> str:
     "A number as briefly as it reads back exactly."
     s = f"{x:g}"
     return s if float(s) == x else repr(float(x))
-
-
-def _reads_as(text: str, kind) -> bool:
-    "Whether `kind(text)` reads the text."
-    try:
-        kind(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _decoding_part(part: str) -> dict:
-    "One '+'-joined part of a decoding string as Decoding fields."
-    if part in DECODING_PICKERS:
-        return dict(mode=part)
-    if part.startswith("soft") and _reads_as(part[4:], float):
-        return dict(mode="soft", tau=float(part[4:]))
-    for prefix, key, kind in DECODING_PARTS:
-        if part.startswith(prefix) and _reads_as(part[len(prefix) :], kind):
-            return {key: kind(part[len(prefix) :])}
-    raise MsvarError(
-        f"unknown decoding {part!r}: use a mode ({', '.join(DECODING_PICKERS)}, softT) and topkK, toppP, cfgT, seedS, "
-        "joined by '+'"
-    )
-
-
-def _legacy_mode(kw: dict) -> dict:
-    "The mode fields that the keyword arguments greedy / soft / top_k / top_p choose; {} when none of them is given."
-    greedy, soft = kw.get("greedy", False), kw.get("soft")
-    if not isinstance(greedy, bool):
-        raise MsvarError(f"'greedy' must be true or false, got {greedy!r}")
-    filters = dict(top_k=kw.get("top_k", 0), top_p=kw.get("top_p", 0.0))
-    if soft is not None and greedy:
-        raise MsvarError("choose one decoding: soft decoding excludes greedy")
-    if soft is not None:
-        return dict(mode="soft", tau=soft, **filters)
-    if greedy:
-        return dict(mode="greedy", **filters)
-    if any(k in kw for k in LEGACY_KEYS):
-        return dict(mode="sample", **filters)
-    return {}
 
 
 @dataclass(frozen=True)
@@ -537,16 +512,6 @@ class Decoding:
         "`pick(step, logits_BlV)` for `_run_steps`: the step's tokens (B, l), or soft decoding's probabilities."
         return DECODING_PICKERS[self.mode](self, generator)
 
-    def choice(self) -> dict:
-        "The mode as headers and run summaries record it: {greedy}, {greedy, soft} or {greedy, top_k, top_p}."
-        if self.mode == "greedy":
-            return dict(greedy=True)
-        if self.mode == "soft":
-            return dict(greedy=False, soft=self.tau)
-        if self.mode == "sample":
-            return dict(greedy=False, top_k=self.top_k, top_p=self.top_p)
-        return dict(mode=self.mode)
-
     def __str__(self) -> str:
         parts = [
             (True, self.mode + (_short(self.tau) if self.mode == "soft" else "")),
@@ -557,95 +522,84 @@ class Decoding:
         ]
         return "+".join(text for given, text in parts if given)
 
-    @classmethod
-    def parse(cls, s: str) -> Decoding:
-        """`str(d)` back to `d`: a mode (greedy, sample, soft, softT) and topkK, toppP, cfgT, seedS, joined by '+';
-        without a mode, sample."""
-        fields = {}
-        for part in filter(None, s.split("+")):
-            new = _decoding_part(part)
-            if set(new) & set(fields):
-                raise MsvarError(f"decoding {s!r} gives {sorted(set(new) & set(fields))} twice")
-            fields.update(new)
-        return cls(**{"mode": "sample", **fields})
+    def header(self) -> dict:
+        "The mode as a model file's header records it: {greedy}, {soft} or {top_k, top_p}."
+        if self.mode == "greedy":
+            return dict(greedy=True)
+        if self.mode == "soft":
+            return dict(soft=self.tau)
+        return dict(top_k=self.top_k, top_p=self.top_p)
 
     @classmethod
-    def of(cls, decoding=None, base: Decoding | None = None, where: str | None = None, **legacy) -> Decoding:
-        """`decoding` (a Decoding, its string, or a header dict) or the keywords greedy / soft / top_k / top_p / cfg /
-        seed as a Decoding; where they leave the mode open, `base`'s (default DEFAULT_DECODING)."""
-        try:
-            return cls._of(decoding, base or DEFAULT_DECODING, legacy)
-        except MsvarError as e:
-            raise (MsvarError(f"{where}: {e}") if where else e) from None
+    def from_header(cls, h: dict) -> Decoding:
+        "The decoding a model file's header entry records (`header()`); MsvarError for any other entry."
+        if not isinstance(h, dict) or set(h) - {"greedy", "soft", "top_k", "top_p"}:
+            raise MsvarError(f"a header's decoding is {{greedy}}, {{soft}} or {{top_k, top_p}}, got {h!r:.80}")
+        if h.get("greedy") is True:
+            return cls("greedy")
+        if "soft" in h:
+            return cls("soft", tau=h["soft"])
+        return cls("sample", top_k=h.get("top_k", 0), top_p=h.get("top_p", 0.0))
 
-    @classmethod
-    def _of(cls, decoding, base: Decoding, legacy: dict) -> Decoding:
-        unknown = sorted(set(legacy) - {*LEGACY_KEYS, "cfg", "seed"})
-        if unknown:
-            raise MsvarError(f"unknown decoding entries {unknown}; they are {(*LEGACY_KEYS, 'cfg', 'seed')}")
-        if decoding is not None and legacy:
-            raise MsvarError(f"give `decoding` or {sorted(legacy)}, not both")
-        if isinstance(decoding, cls):
-            return decoding
-        if isinstance(decoding, str):
-            return cls.parse(decoding)
-        if isinstance(decoding, dict) and "mode" in decoding:
-            return cls(**decoding)
-        if isinstance(decoding, dict):
-            return cls._of(None, base, decoding)
-        if decoding is not None:
-            raise MsvarError(f"a decoding is a Decoding, a string or a dict, not {type(decoding).__name__}")
-        mode = _legacy_mode(legacy) or dict(mode=base.mode, tau=base.tau, top_k=base.top_k, top_p=base.top_p)
-        return cls(**mode, cfg=legacy.get("cfg", base.cfg), seed=legacy.get("seed", base.seed))
-
-    @classmethod
-    def from_args(cls, a, base: Decoding | None = None) -> Decoding:
-        """The decoding of a command line parsed with `add_decoding_args`: --soft TAU, --greedy or sampling (--sample,
-        --top-k, --top-p); with none of them `base`'s mode (a model file's), else DEFAULT_DECODING's; --cfg, --seed."""
-        top_k, top_p = getattr(a, "top_k", 0), getattr(a, "top_p", 0.0)
-        sample = bool(a.sample or top_k or top_p)
-        if sum((a.greedy, sample, a.soft is not None)) > 1:
-            raise MsvarError("choose one decoding: --soft TAU (the default), --greedy, or --sample/--top-k/--top-p")
-        values = dict(tau=a.soft, top_k=top_k, top_p=top_p, cfg=a.cfg, seed=getattr(a, "seed", 0))
-        problem = decoding_problem(values, DECODING_FLAGS) or _soft_flag_problem(a.soft)
-        if problem:
-            raise MsvarError(problem)
-        legacy = dict(greedy=True) if a.greedy else dict(top_k=top_k, top_p=top_p) if sample else {}
-        legacy = dict(soft=a.soft) if a.soft is not None else legacy
-        return cls.of(base=base, **legacy, cfg=a.cfg, seed=values["seed"])
+# %% ../nbs/05_var.ipynb #d8b0dde6
+DECODING_PARTS = (("topk", "top_k", int), ("topp", "top_p", float), ("cfg", "cfg", float), ("seed", "seed", int))
 
 
-def _soft_flag_problem(tau) -> str | None:
-    "The command lines' own limit on --soft: below SOFT_MIN the logits of a trained model can overflow."
-    if tau is None or tau >= SOFT_MIN:
-        return None
-    return (
-        f"--soft must be a finite temperature ≥ {SOFT_MIN:g} (smaller ones overflow the logits; --greedy is the limit "
-        f"τ → 0), got {tau!r}"
+def _reads_as(text: str, kind) -> bool:
+    "Whether `kind(text)` reads the text."
+    try:
+        kind(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _decoding_part(part: str) -> dict:
+    "One '+'-joined part of a decoding string as Decoding fields."
+    if part in DECODING_PICKERS:
+        return dict(mode=part)
+    if part.startswith("soft") and _reads_as(part[4:], float):
+        return dict(mode="soft", tau=float(part[4:]))
+    for prefix, key, kind in DECODING_PARTS:
+        if part.startswith(prefix) and _reads_as(part[len(prefix) :], kind):
+            return {key: kind(part[len(prefix) :])}
+    raise MsvarError(
+        f"unknown decoding {part!r}: use a mode ({', '.join(DECODING_PICKERS)}, softT) and topkK, toppP, cfgT, seedS, "
+        "joined by '+'"
     )
 
 
-DEFAULT_DECODING = Decoding()  # every command and function that decodes, unless told otherwise: soft at SOFT_TAU
-DECODING_FLAGS = dict(tau="--soft", top_k="--top-k", top_p="--top-p", cfg="--cfg", seed="--seed")
+def _parse(cls, s: str) -> Decoding:
+    """`str(d)` back to `d`: a mode (greedy, sample, soft, softT) and topkK, toppP, cfgT, seedS, joined by '+';
+    without a mode, sample."""
+    fields = {}
+    for part in filter(None, s.split("+")):
+        new = _decoding_part(part)
+        if set(new) & set(fields):
+            raise MsvarError(f"decoding {s!r} gives {sorted(set(new) & set(fields))} twice")
+        fields.update(new)
+    return cls(**{"mode": "sample", **fields})
 
 
-def add_decoding_args(ap, sampling_filters: bool = True) -> None:
-    "The decoding options of every command (`Decoding.from_args` reads them); --seed is each command's own."
-    soft_help = (
-        "soft decoding at temperature TAU: each scale adds the expected code under softmax(logits/TAU) (the default, "
-        f"TAU = {SOFT_TAU}: chosen on a validation split, chapter 11)"
-    )
-    ap.add_argument("--soft", type=float, default=None, metavar="TAU", help=soft_help)
-    ap.add_argument("--greedy", action="store_true", help="greedy decoding: the most likely token everywhere")
-    sample_help = "sample the tokens (seeded)" + ("; --top-k/--top-p imply it" if sampling_filters else "")
-    ap.add_argument("--sample", action="store_true", help=sample_help)
-    if sampling_filters:
-        ap.add_argument("--top-k", type=int, default=0)
-    if sampling_filters:
-        ap.add_argument("--top-p", type=float, default=0.0)
-    ap.add_argument("--cfg", type=float, default=None, help="classifier-free guidance strength t (default: none)")
+Decoding.parse = classmethod(_parse)
+DEFAULT_DECODING = Decoding()  # every function and command that decodes, unless told otherwise: soft at SOFT_TAU
 
-# %% ../nbs/05_var.ipynb #668bcf46
+# %% ../nbs/05_var.ipynb #59bbdb311c014d738909a11f9e486628
+def _prefix_pass(self: SRVAR, prefix_BChw, cond_BD, guided: bool, kvs, seq: list):
+    "The LR prefix, once and bidirectional: into the KV caches `kvs`, or (no cache) appended to `seq`."
+    pre = self.embed_prefix(prefix_BChw.float())
+    pre = pre.repeat(2, 1, 1) if guided else pre  # guidance: the null-class rows see the same prefix
+    if kvs is None:
+        seq.append(pre)
+        return
+    h = pre
+    for b, kv in zip(self.blocks, kvs):
+        h = b(h, cond_BD, None, kv)
+
+
+SRVAR._prefix_pass = _prefix_pass
+
+# %% ../nbs/05_var.ipynb #b43b363d81ae4b689946ece5c682cd59
 @torch.no_grad()
 def _run_steps(
     self: SRVAR, prefix_BChw, cls_B, state, pick, cfg: float | None = None, use_cache: bool = True, on_stage_end=None
@@ -662,14 +616,7 @@ def _run_steps(
     kvs = [LayerKV() for _ in self.blocks] if use_cache else None
     seq = []  # no-cache path: all inputs so far
     if self.prefix_side:
-        pre = self.embed_prefix(prefix_BChw.float())
-        pre = pre.repeat(2, 1, 1) if guided else pre
-        if use_cache:  # the prefix: once, bidirectional
-            h = pre
-            for b, kv in zip(self.blocks, kvs):
-                h = b(h, cond_BD, None, kv)
-        else:
-            seq.append(pre)
+        self._prefix_pass(prefix_BChw, cond_BD, guided, kvs, seq)
     lr_in = self.lr_inputs(prefix_BChw) if self.lr_add else None  # (B, Σρ², C)
     if lr_in is not None and guided:
         lr_in = lr_in.repeat(2, 1, 1)
@@ -718,18 +665,16 @@ def generate(
     prefix_BChw,
     cls_B,
     state,
-    decoding: Decoding | str | None = None,
+    decoding: Decoding = DEFAULT_DECODING,
     generator: torch.Generator | None = None,
     on_stage_end=None,
     use_cache: bool = True,
-    **legacy,
 ) -> list:
-    """The L token maps (B, ρ_l, ρ_l) of B images (inference), with KV cache, decoded as `decoding` says (default
-    DEFAULT_DECODING; the keywords greedy / soft / top_k / top_p / cfg still work): sampled with `generator`, greedy,
-    or soft, where the maps are softmax(logits/τ) (B, ρ_l, ρ_l, V) and f̂ adds expected codes."""
-    d = Decoding.of(decoding, **legacy)
-    pick = d.picker(generator)
-    return self._run_steps(prefix_BChw, cls_B, state, pick, cfg=d.cfg, use_cache=use_cache, on_stage_end=on_stage_end)
+    """The L token maps (B, ρ_l, ρ_l) of B images (inference), with KV cache, decoded as `decoding` says: sampled with
+    `generator`, greedy, or soft, where the maps are softmax(logits/τ) (B, ρ_l, ρ_l, V) and f̂ adds expected codes."""
+    pick = decoding.picker(generator)
+    cfg = decoding.cfg
+    return self._run_steps(prefix_BChw, cls_B, state, pick, cfg=cfg, use_cache=use_cache, on_stage_end=on_stage_end)
 
 
 def generate_images(self: SRVAR, prefix_BChw, cls_B, state, decode_stage, **kwargs) -> tuple:
@@ -780,7 +725,8 @@ def load_public_var_weights(model: SRVAR, state_dict: dict) -> dict:
     missing = [k for k in own if k not in take and k not in report["reinitialised"]]
     if "class_emb.weight" in missing:
         raise MsvarError("checkpoint has no class_emb.weight: is it a VAR transformer checkpoint?")
-    if model.prefix_side and "word_embed.weight" in take:  # the prefix reads the same latent space as word_embed
+    if model.prefix_side and "word_embed.weight" in take and "prefix_proj.weight" not in take:
+        # VAR has no prefix: it starts as word_embed, which reads the same latent space (msvar's own is kept)
         take["prefix_proj.weight"], take["prefix_proj.bias"] = take["word_embed.weight"], take["word_embed.bias"]
     model.load_state_dict(take, strict=False)
     report["added"] = missing

@@ -123,7 +123,7 @@ def fingerprint(d) -> dict:
 def run_case(path, model_file, out, extra=()) -> dict:
     "Run `msvar_sr PATH -o OUT --model MODEL_FILE` in this process → dict(code, stdout, stderr, traceback, outputs)."
     import traceback
-    from msvar.inference import sr_cli
+    from msvar.cli_sr import sr_cli
     import msvar.core as core
     o, e, tb = io.StringIO(), io.StringIO(), None
     bar, core.progress_bar = core.progress_bar, core.LineProgress   # in a notebook the widget bar would bypass the redirection
@@ -163,19 +163,19 @@ def run_corpus(cases, corpus_dir, model_file, out) -> list:
 
 # ---------------------------------------------------------------- tampered model files, crafted archives, a second run in a folder
 def tampered_models(d, toy) -> dict:
-    """One `test`-preset SR model file per way of tampering with its metadata (chapter 08's format), written into folder `d` →
-    {name: path}. Each must be refused with one line naming the file, before anything large is allocated."""
-    import copy, torch
-    from dataclasses import asdict
-    from msvar.inference import SR_FORMAT
+    """One `test`-preset SR model file per way of tampering with its header or weights (chapter 08's format), written into
+    folder `d` → {name: path}. Each must be refused with one line naming the file, before anything large is allocated."""
+    import copy
+    from msvar.inference import save_sr_model, read_sr_model_file
+    from msvar.model_file import write_model_file
     d = Path(d); d.mkdir(parents=True, exist_ok=True)
-    ck = dict(format=SR_FORMAT, preset=asdict(toy.preset), hit=toy.hit.state_dict(), var=toy.var.state_dict(),   # the older .pt layout:
-              var_prefix=True, var_options=toy.var.options(), tokens=toy.tokens)                               # still read, with a note
+    header, groups = read_sr_model_file(save_sr_model(toy, d / "base.safetensors"))
+    ck = dict(header, **groups)
     edits = {
         "preset_field_wrong_type": lambda c: c["preset"].update(hr_size="32"),
         "preset_bool_as_int": lambda c: c["preset"]["tokenizer"].update(using_sa=1),
         "preset_unknown_field": lambda c: c["preset"].update(colour="blue"),
-        "non_tensor_weight": lambda c: c["var"].update({next(iter(c["var"])): [1.0, 2.0]}),
+        "unknown_tokens": lambda c: c.update(tokens="pixels"),
         "unknown_var_option": lambda c: c.update(var_options=dict(prefix_pos="grid", lr_add=True, turbo=True)),
         "var_option_wrong_type": lambda c: c.update(var_options=dict(prefix_pos=7, lr_add=True)),
         "var_prefix_not_bool": lambda c: c.update(var_prefix="yes"),
@@ -186,7 +186,8 @@ def tampered_models(d, toy) -> dict:
     out = {}
     for name, edit in edits.items():
         c = copy.deepcopy(ck); edit(c)
-        out[name] = d / f"{name}.pt"; torch.save(c, out[name])
+        out[name] = write_model_file(d / f"{name}.safetensors", {k: v for k, v in c.items() if k not in groups},
+                                     {g: c[g] for g in groups})
     return out
 
 

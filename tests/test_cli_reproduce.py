@@ -60,7 +60,7 @@ def test_plan_trains_with_the_recipes_dpo_beta(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rp, "get_preset", preset)
     got = {}
-    monkeypatch.setattr(rp, "train_var", lambda *a, **k: got.setdefault(a[3].parent.name, k["dpo_beta"]))
+    monkeypatch.setattr(rp, "train_var", lambda *a, **k: got.setdefault(a[3].parent.name, a[4].dpo_beta))
     monkeypatch.setattr(rp, "train_seconds", lambda d: 0.0)
     assert rp.PLANS["small"].dpo_beta is None and rp.ReproPlan("test", 1, 1, 1, 1, 1, 1, 1).dpo_beta is None
     for name in ("ours", "exact", "beta1"):

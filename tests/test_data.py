@@ -1,5 +1,5 @@
 """Integration tests of msvar.data that a notebook cannot show: loader workers, the msvar_make_testset console command."""
-import hashlib, shutil, subprocess, sys
+import hashlib, shutil, subprocess, sys, time
 from pathlib import Path
 import pytest
 import torch
@@ -23,7 +23,7 @@ class _Result:
 def _cli(*args):
     "Run msvar_make_testset in this process (fast); `test_cli_help` checks the installed console script itself."
     import contextlib, io, warnings
-    from msvar.data import make_testset_cli
+    from msvar.cli_data import make_testset_cli
     out, err, rc = io.StringIO(), io.StringIO(), 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -128,3 +128,62 @@ def test_degrade_matches_its_golden_lr():
     levels = (tile - gold).abs() * 255
     # bit-identical here; another CPU may round a few pixels differently; a dropped or changed step moves many
     assert levels.mean() < 0.25, f"degraded LRs differ from the golden ones by {levels.mean():.2f} levels on average"
+
+
+# ---------------------------------------------------------------- one run per folder; folders of links
+RACE = """
+import sys, time
+from pathlib import Path
+import msvar.data as data
+from msvar.cli_data import make_testset_cli
+save = data.save_image
+def slow_save(*a, **k):  # each pair takes a while: the two runs overlap for sure
+    time.sleep(0.05)
+    return save(*a, **k)
+data.save_image = slow_save
+while not Path(sys.argv[1]).exists():  # both processes have imported everything: start together
+    time.sleep(0.005)
+make_testset_cli(sys.argv[2:])
+"""
+
+
+def test_two_testsets_into_one_folder_at_once(tmp_path):
+    "Seeds 1 and 2 started together into one folder: one is refused in one line naming the holder; the folder is one seed's set."
+    refs = {}
+    for seed in (1, 2):
+        assert _cli(IMAGES, "-o", tmp_path / f"ref{seed}", "-n", 8, "--preset", "test", "--seed", seed).returncode == 0
+        refs[seed] = _hashes(tmp_path / f"ref{seed}")
+    go, out = tmp_path / "go", tmp_path / "out"
+    procs = {seed: subprocess.Popen([sys.executable, "-c", RACE, str(go), str(IMAGES), "-o", str(out), "-n", "8", "--preset", "test",
+                                     "--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (1, 2)}
+    time.sleep(3)  # let both import torch and msvar
+    go.touch()
+    res = {seed: (p.wait(timeout=300), *p.communicate()) for seed, p in procs.items()}
+    winner = [s for s, r in res.items() if r[0] == 0]
+    assert len(winner) == 1, res
+    loser = 3 - winner[0]
+    code, _, err = res[loser]
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "in use by another msvar run" in err and f"pid {procs[winner[0]].pid}" in err, err
+    assert _hashes(out) == refs[winner[0]]                       # every file from the winner's seed, nothing else
+
+
+def test_scan_images_follows_links(tmp_path):
+    "A folder of links (to folders and to a file) reads like the folders themselves; a link back up ends the walk."
+    from msvar.data import scan_images
+    real, links = tmp_path / "real", tmp_path / "links"
+    for sub, p in zip(("a", "a", "b"), bundled_images()):
+        (real / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, real / sub / p.name)
+    links.mkdir()
+    (links / "a").symlink_to(real / "a")
+    (links / "b").symlink_to(real / "b")
+    (links / "single.png").symlink_to(bundled_images()[3])
+    (real / "a" / "up").symlink_to(links)                        # a loop: links/a/up is links again
+    (links / "gone.png").symlink_to(tmp_path / "nothing.png")   # a broken link is listed, not dropped
+    ok, bad = scan_images(links)
+    names = sorted(p.relative_to(links).as_posix() for p, _ in ok)
+    want = sorted([f"a/{p.name}" for p in bundled_images()[:2]] + [f"b/{bundled_images()[2].name}", "single.png"])
+    assert names == want
+    assert [p.name for p, _ in bad] == ["gone.png"]
+    assert len(HRFolder(links, 32)) == 4

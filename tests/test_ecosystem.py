@@ -10,7 +10,8 @@ from msvar.core import MsvarError
 from msvar.files import save_image
 from msvar.inference import SR_FORMAT, save_sr_model, load_sr_model
 from msvar.model_file import write_model_file, is_safetensors
-from msvar.api import convert_model, convert_model_cli, load_model
+from msvar.api import load_model
+from msvar.inference import OutputSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_command_log_has_no_redraws(tmp_path):
     "msvar_make_testset with its output in a file: plain lines, at most one per 10 %, no carriage-return redraws."
     log = tmp_path / "log.txt"
-    code = "from msvar.data import make_testset_cli; make_testset_cli()"
+    code = "from msvar.cli_data import make_testset_cli; make_testset_cli()"
     argv = [sys.executable, "-c", code, str(REPO / "data" / "images"), "-o", str(tmp_path / "set"), "-n", "40", "--preset", "test"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     with open(log, "w") as f: r = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
@@ -42,25 +43,14 @@ def test_model_file_is_safetensors_with_header(tmp_path, toy):
     assert all(torch.equal(v.half().float(), back.var.state_dict()[k]) for k, v in toy.var.state_dict().items())
 
 
-def _legacy(toy, path):
-    "A model file in the older format (a torch pickle of the state dicts), as save_sr_model wrote it before."
-    torch.save(dict(format=SR_FORMAT, preset=dataclasses.asdict(toy.preset), hit=toy.hit.state_dict(), var=toy.var.state_dict(),
-                    var_prefix=True, var_options=toy.var.options(), tokens="hit", steps=3), path)
-    return path
-
-
-def test_old_pt_loads_with_a_note_and_converts(tmp_path, toy, capsys):
-    old = _legacy(toy, tmp_path / "old.pt")
-    m = load_sr_model(old)
-    err = capsys.readouterr().err
-    assert "older torch-pickle model file" in err and "msvar_convert_model" in err, err
-    assert all(torch.equal(v, m.var.state_dict()[k]) for k, v in toy.var.state_dict().items())
-    convert_model_cli([str(old), str(tmp_path / "new.safetensors")])
-    assert "wrote" in capsys.readouterr().out
-    new = load_sr_model(tmp_path / "new.safetensors")
-    assert capsys.readouterr().err == ""                                  # the new file needs no note
-    assert new.header["provenance"] == dict(steps=3, converted_from="old.pt")
-    assert all(torch.equal(v, new.hit.state_dict()[k]) for k, v in m.hit.state_dict().items())
+def test_a_pickle_is_not_a_model_file(tmp_path, toy, capsys):
+    "A torch pickle (of the state dicts, or an empty or text file) named as a model file is refused in one line naming it."
+    torch.save(dict(format=SR_FORMAT, preset=dataclasses.asdict(toy.preset), hit=toy.hit.state_dict()), tmp_path / "m.pt")
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    (tmp_path / "text.safetensors").write_text("hello")
+    for f in ("m.pt", "empty.safetensors", "text.safetensors"):
+        with pytest.raises(MsvarError, match="not a safetensors") as e: load_sr_model(tmp_path / f)
+        assert str(tmp_path / f) in str(e.value) and "\n" not in str(e.value)
 
 
 class Payload:
@@ -70,16 +60,15 @@ class Payload:
 
 
 def test_crafted_files_run_no_code(tmp_path, toy, capsys):
-    "A pickle with a payload under a .safetensors name, or given to msvar_convert_model, is refused and never run."
+    "A pickle with a payload, under a .safetensors name or any other, is refused and never run."
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.safetensors"
     evil.write_bytes(pickle.dumps(Payload(marker)))
     with pytest.raises(MsvarError) as e: load_sr_model(evil)
     assert str(evil) in str(e.value) and not marker.exists()
     torch.save(dict(format=SR_FORMAT, preset=Payload(marker), hit={}, var={}), tmp_path / "evil.pt")
-    with pytest.raises(SystemExit) as e: convert_model_cli([str(tmp_path / "evil.pt"), str(tmp_path / "out.safetensors")])
-    assert e.value.code == 2 and "refusing to load" in capsys.readouterr().err
-    assert not marker.exists() and not (tmp_path / "out.safetensors").exists()
+    with pytest.raises(MsvarError, match="not a safetensors"): load_sr_model(tmp_path / "evil.pt")
+    assert not marker.exists()
     cut = save_sr_model(toy, tmp_path / "m.safetensors")
     cut.write_bytes(cut.read_bytes()[:5000])
     with pytest.raises(MsvarError, match="truncated"): load_sr_model(cut)
@@ -92,8 +81,8 @@ def test_header_that_does_not_match_the_weights(tmp_path, toy):
     small = dict(header, preset=dataclasses.asdict(__import__("msvar.core").core.get_preset("small")))
     write_model_file(tmp_path / "small.safetensors", small, groups)
     with pytest.raises(MsvarError, match="header .preset 'small'. does not match its weights"): load_sr_model(tmp_path / "small.safetensors")
-    write_model_file(tmp_path / "dec.safetensors", dict(header, decoding=dict(greedy=True, soft=1.0)), groups)
-    with pytest.raises(MsvarError, match="invalid header.*choose one decoding"): load_sr_model(tmp_path / "dec.safetensors")
+    write_model_file(tmp_path / "dec.safetensors", dict(header, decoding=dict(soft=1.0, beam=4)), groups)
+    with pytest.raises(MsvarError, match="invalid header.*a header's decoding is"): load_sr_model(tmp_path / "dec.safetensors")
     write_model_file(tmp_path / "novar.safetensors", header, dict(hit=groups["hit"]))
     with pytest.raises(MsvarError, match="incomplete: no 'var'"): load_sr_model(tmp_path / "novar.safetensors")
 
@@ -103,14 +92,14 @@ def test_upscale_keeps_the_input_mode(tmp_path, toy):
     model = load_model(save_sr_model(toy, tmp_path / "m.safetensors"), device="cpu")
     im = Image.fromarray(np.random.default_rng(0).integers(0, 256, (9, 11, 4), dtype=np.uint8), "RGBA")
     im.putpixel((0, 0), (10, 20, 30, 0))
-    outs = model.upscale(im, scales=(2, 4))
+    outs = model.upscale(im)
     assert {s: (o.size, o.mode) for s, o in outs.items()} == {2: ((22, 18), "RGBA"), 4: ((44, 36), "RGBA")}
     assert outs[4].getpixel((0, 0))[3] < 128 and outs[4].getpixel((43, 35))[3] > 0   # the alpha is the input's, resized
-    assert model.upscale(im.convert("L"), scales=(2,))[2].mode == "L"
-    assert model.upscale(np.asarray(im.convert("L")), scales=(2,))[2].mode == "L"
+    assert model.upscale(im.convert("L"), OutputSettings(scales=(2,)))[2].mode == "L"
+    assert model.upscale(np.asarray(im.convert("L")), OutputSettings(scales=(2,)))[2].mode == "L"
     save_image(torch.rand(3, 9, 11), tmp_path / "a.png")
-    by_path = model.upscale(tmp_path / "a.png", scales=(2,))[2]
-    by_tensor = model.upscale(torch.from_numpy(np.array(Image.open(tmp_path / "a.png"))).permute(2, 0, 1), scales=(2,))[2]
+    by_path = model.upscale(tmp_path / "a.png", OutputSettings(scales=(2,)))[2]
+    by_tensor = model.upscale(torch.from_numpy(np.array(Image.open(tmp_path / "a.png"))).permute(2, 0, 1), OutputSettings(scales=(2,)))[2]
     assert by_path.mode == "RGB" and np.array_equal(np.asarray(by_path), np.asarray(by_tensor))
 
 

@@ -99,11 +99,11 @@ def test_no_network_gives_manual_steps(tmp_path):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()    # a port nobody listens on
     ds = dataclasses.replace(DATASETS["bsds300"], url=f"http://127.0.0.1:{port}/BSDS300-images.tgz")
     with pytest.raises(MsvarError, match=r"cannot reach[\s\S]*Manual steps[\s\S]*--archive"): fetch_dataset(ds, tmp_path, progress=False)
-    with pytest.raises(MsvarError, match="no stable direct download link"): fetch_dataset("drealsr", tmp_path)
+    with pytest.raises(MsvarError, match="no stable direct download link"): fetch_dataset(DATASETS["drealsr"], tmp_path)
 
 
 def test_help_lists_every_dataset():
-    r = subprocess.run([sys.executable, "-c", "from msvar.fetch import fetch_data_cli; fetch_data_cli()", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", "from msvar.cli_data import fetch_data_cli; fetch_data_cli()", "--help"], capture_output=True, text=True)
     assert r.returncode == 0
     for d in DATASETS.values(): assert d.name in r.stdout and d.size in r.stdout and d.source.split(": ")[-1] in r.stdout
 
@@ -111,11 +111,48 @@ def test_help_lists_every_dataset():
 def test_commands_name_the_fetch_command_when_nothing_is_there(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MSVAR_CACHE", str(tmp_path / "cache"))
     from msvar.cli_reproduce import reproduce_cli
-    from msvar.train_var import train_cli
-    from msvar.evaluate import eval_cli
+    from msvar.cli_train import train_cli
+    from msvar.cli_sr import eval_cli
     for cli, argv in ((reproduce_cli, ["--preset", "test", "--out", str(tmp_path / "r")]),
                       (train_cli, ["--preset", "test", "--tokenizer", str(tmp_path / "t.pt"), "--out", str(tmp_path / "v")]),
                       (eval_cli, ["--out", str(tmp_path / "e")])):
         with pytest.raises(SystemExit) as e: cli(argv)
         assert e.value.code != 0
         assert "msvar_fetch_data bsds300" in capsys.readouterr().err, cli.__name__
+
+
+RACE = """
+import sys, time
+from pathlib import Path
+import msvar.fetch as fetch
+unpack = fetch.extract
+def slow_extract(*a, **k):  # a fetch that takes a while: the two overlap for sure
+    time.sleep(1.0)
+    return unpack(*a, **k)
+fetch.extract = slow_extract
+while not Path(sys.argv[1]).exists():  # both processes have imported everything: start together
+    time.sleep(0.005)
+try:
+    rec = fetch.fetch_dataset(fetch.DATASETS["bsds300"], Path(sys.argv[2]), Path(sys.argv[3]), progress=False)
+except fetch.MsvarError as e:
+    sys.exit(f"error: {e}")
+print(rec["folders"])
+"""
+
+
+def test_two_fetches_into_one_cache_at_once(tmp_path):
+    "Two processes fetching into one cache at once: one is refused in one line naming the holder; the cache holds one whole fetch."
+    import time
+    (tmp_path / "bsds.tgz").write_bytes(tiny_bsds())
+    go, out = tmp_path / "go", tmp_path / "cache"
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(go), str(out), str(tmp_path / "bsds.tgz")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    time.sleep(3)  # let both import torch and msvar
+    go.touch()
+    res = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    assert sorted(r[0] for r in res) == [0, 1], res
+    winner = next(p for p, r in zip(procs, res) if r[0] == 0)
+    err = next(r[2] for r in res if r[0] == 1)
+    assert len(err.strip().splitlines()) == 1 and "in use by another msvar run" in err and f"pid {winner.pid}" in err, err
+    assert sorted(p.name for p in (out / "train" / "BSD200").iterdir()) == ["train0.jpg", "train1.jpg", "train2.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == [".fetched", "test", "train"]   # no second unpacking, no lock left

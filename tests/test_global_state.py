@@ -43,7 +43,8 @@ def test_modules_and_plotting_helpers_leave_global_state(svg_backend, tmp_path, 
     from msvar.hit import HITTokenizer
     from msvar.var import SRVAR
     from msvar.train import plot_metrics
-    from msvar.inference import SRModel, compare_figure, sr_files
+    from msvar.inference import SRModel, compare_figure, OutputSettings
+    from msvar.cli_sr import sr_files
     from msvar.files import save_image
     import msvar.evaluate as ev, msvar.reproduce as rp
     p = get_preset("test")
@@ -71,7 +72,7 @@ def test_modules_and_plotting_helpers_leave_global_state(svg_backend, tmp_path, 
             compare_figure(lr[0], {1: lr[0], 4: hr[0]}), ev.comparison_grid(dict(lr=lr, hr=hr), outs, p),
             rp.training_curves(tmp_path / "no_run")]
     ev.write_report(res, dict(lr=lr, hr=hr), p, tmp_path / "eval")
-    sr_files([tmp_path / "in"], tmp_path / "sr", model, scales=(1, 4), compare=True, progress=False)
+    sr_files([tmp_path / "in"], tmp_path / "sr", model, OutputSettings(scales=(1, 4)), compare=True, progress=False)
     rp.write_report(tmp_path / "run", plan)
     _assert_same(before, _state())
     assert all(isinstance(f, matplotlib.figure.Figure) for f in figs)

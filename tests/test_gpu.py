@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 from msvar.core import get_preset, resize
-from msvar.var import SRVAR
+from msvar.var import SRVAR, Decoding
 from msvar.quantize import MultiScaleQuantizer, ScaleState
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -141,8 +141,8 @@ def test_kv_cache_sampling_on_cuda_equals_teacher_forcing(use_cache):
     close(torch.cat(rec, 1), tf)
     assert all(torch.equal(o, i) for o, i in zip(out, idx))
     # greedy sampling: the cache changes nothing
-    a = m.generate(prefix, cls, st, cfg=1.5, greedy=True, use_cache=True)
-    b = m.generate(prefix, cls, st, cfg=1.5, greedy=True, use_cache=False)
+    a = m.generate(prefix, cls, st, Decoding("greedy", cfg=1.5), use_cache=True)
+    b = m.generate(prefix, cls, st, Decoding("greedy", cfg=1.5), use_cache=False)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
@@ -152,9 +152,9 @@ def test_seeded_sampling_with_cpu_generator_on_cuda():
     p = get_preset("test")
     m = open_model(p)
     idx, st, prefix, cls = token_batch(p, "cpu", B=4)
-    ref = m.generate(prefix, cls, st, cfg=1.5, top_k=8, generator=torch.Generator().manual_seed(0))
+    ref = m.generate(prefix, cls, st, Decoding("sample", top_k=8, cfg=1.5), generator=torch.Generator().manual_seed(0))
     _, st_c, _, _ = token_batch(p, CUDA, B=4)
-    out = m.to(CUDA).generate(prefix.to(CUDA), cls.to(CUDA), st_c, cfg=1.5, top_k=8, generator=torch.Generator().manual_seed(0))
+    out = m.to(CUDA).generate(prefix.to(CUDA), cls.to(CUDA), st_c, Decoding("sample", top_k=8, cfg=1.5), generator=torch.Generator().manual_seed(0))
     same = sum(int((a.cpu() == b).sum()) for a, b in zip(out, ref)) / sum(r.numel() for r in ref)
     assert same > 0.5, same        # same probabilities up to rounding → the same draws, until a near-tie flips one and the image diverges
     sr = SRModel(random_hit(p), open_model(p), tokens="hit").to(CUDA).eval()

@@ -105,3 +105,54 @@ def test_torchrun_kill_and_resume_dry_run(tmp_path):
     res = json.loads(out.read_text())["parts"]["torchrun"]
     assert r.returncode == 0 and res["status"] == "ok", res.get("error") or r.stdout[-2000:]
     assert res["resumed_at_step"] == res["killed_at_step"] < res["steps"] and res["identical"]
+
+
+# ---------------------------------------------------------------- one short lend: the budget, partial results, the plan
+def test_default_budget_fits_one_short_lend(tmp_path, monkeypatch):
+    "Without --minutes the whole check is planned for 9 minutes."
+    out = tmp_path / "check.json"
+    monkeypatch.setitem(gpu_check.PARTS, "cpu-train", lambda ctx, deadline: dict(brief="ok"))
+    assert gpu_check.main(["--json", str(out), "--parts", "cpu-train"]) == 0
+    assert json.loads(out.read_text())["budget_minutes"] <= 9
+
+
+def test_a_part_past_its_share_is_stopped(tmp_path, monkeypatch):
+    "A part still busy at the end of its share (a warm-up, a compilation) is stopped there and the next part runs."
+    out = tmp_path / "check.json"
+    def hangs(ctx, deadline):
+        time.sleep(30)
+        return dict(brief="never")
+    monkeypatch.setattr(gpu_check, "GRACE", 0)
+    monkeypatch.setitem(gpu_check.PARTS, "cpu-train", hangs)
+    monkeypatch.setitem(gpu_check.PARTS, "cpu-sampling", lambda ctx, deadline: dict(brief="second"))
+    t0 = time.time()
+    gpu_check.main(["--minutes", "0.05", "--json", str(out), "--parts", "cpu-train", "cpu-sampling"])
+    parts = json.loads(out.read_text())["parts"]
+    assert time.time() - t0 < 20 and parts["cpu-train"]["status"] == "skipped"
+    assert "end of its share" in parts["cpu-train"]["reason"]
+
+
+def test_stopped_gpu_tests_keep_their_results():
+    "pytest -v lines of the tests that finished before the budget ended are read back."
+    text = "tests/test_gpu.py::test_a PASSED  [ 10%]\ntests/test_gpu.py::test_b[bf16] FAILED  [ 20%]\n"
+    assert gpu_check.pytest_lines(text) == {"test_a": dict(status="passed", message=""),
+                                            "test_b[bf16]": dict(status="failed", message="")}
+
+
+def test_plan_and_search_must_agree():
+    "A plan that expects a batch which ran out of memory, or one more than twice too cautious, is a failure."
+    search = [dict(batch=8, s_per_step=1.0), dict(batch=16, s_per_step=1.9), dict(batch=32, fits=False)]
+    assert gpu_check.plan_disagrees(16, 20, search) is None
+    assert "ran out of memory" in gpu_check.plan_disagrees(16, 40, search)
+    assert "over-counts" in gpu_check.plan_disagrees(16, 7, search)
+
+
+def test_dry_run_of_the_throughput_part(tmp_path):
+    "The throughput part's logic on the CPU (test preset): a batch search that ends and a result per batch."
+    out = tmp_path / "check.json"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--dry-run", "--parts", "throughput",
+                        "--minutes", "2", "--threads", "1", "--json", str(out)], capture_output=True, text=True, cwd=REPO,
+                       timeout=300)
+    res = json.loads(out.read_text())["parts"]["throughput"]
+    assert r.returncode == 0 and res["status"] == "ok", res.get("error") or r.stdout[-2000:]
+    assert res["largest_batch"] >= 1 and res["search"]

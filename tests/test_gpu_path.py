@@ -15,6 +15,8 @@ P = get_preset("test")
 class MetaModel(nn.Module):
     "Stands for a model on a GPU: its one parameter lives on the `meta` device; its outputs are CPU images of the stage sizes."
     preset = P
+    scales = tuple(s // P.lr_size for s in P.stage_sizes)
+    decoding = __import__("msvar.var").var.DEFAULT_DECODING
     def __init__(self):
         super().__init__()
         self.w = nn.Parameter(torch.zeros(1, device="meta"))
@@ -101,41 +103,7 @@ def test_resume_loads_the_checkpoint_to_the_cpu(tmp_path, monkeypatch):
     assert run.step == 2 and all(st["step"].device.type == "cpu" for st in run.opt.state.values())
 
 
-# ---------------------------------------------------------------- the memory plan
-def test_saved_tensor_count_matches_a_real_step():
-    "The fake-tensor count equals the bytes a real CPU step saves for backward (test preset, bf16 autocast, CE + DPO)."
-    from msvar.train_var import saved_tensor_bytes
-    from msvar.var import SRVAR
-    from msvar.losses import token_ce, sequence_logprob, dpo_loss
-    B, n, first, Cv = 2, P.n_image_tokens, P.patch_nums[0] ** 2, P.tokenizer.z_channels
-    m = SRVAR.from_preset(P).train()
-    saved = {}
-    def pack(t):
-        saved[id(t)] = t.numel() * t.element_size()
-        return t
-    z = torch.randint(0, P.tokenizer.vocab_size, (B, n))
-    with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        logits = m(torch.randn(B, Cv, P.latent_side, P.latent_side), torch.zeros(B, dtype=torch.long), torch.randn(B, n - first, Cv))
-        loss = token_ce(logits, z) + dpo_loss(sequence_logprob(logits, z), sequence_logprob(logits, z))
-    fake, n_params = saved_tensor_bytes(P, B, "bf16")
-    assert fake == sum(saved.values()) and n_params == sum(q.numel() for q in m.parameters())
-    assert saved_tensor_bytes(P, B, "fp32")[0] > fake
-
-
-def test_memory_plan_fits_the_paper_batch(monkeypatch):
-    "The paper's global batch of 384 on 8 GPUs of 80 GB: one micro-batch of 48 does not fit; the default --accum is the fewest that does."
-    from types import SimpleNamespace
-    from msvar.train_var import VarTrainConfig, resolve_accum, GPU_MEMORY_USE
-    assert VarTrainConfig().accum is None                              # not given: planned
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev: SimpleNamespace(total_memory=80e9))
-    accum, plan = resolve_accum(None, "paper", 384, 8, "cuda:0", "bf16")
-    assert plan.accum == accum > 1 and plan.gpu_bytes == 80e9
-    assert not plan.fits(1) and plan.fits(accum) and plan.need(accum) <= GPU_MEMORY_USE * 80e9
-    smaller = [a for a in range(1, accum) if 48 % a == 0]
-    assert not any(plan.fits(a) for a in smaller)                       # the fewest micro-batches that fit
-    assert plan.per_image > 2**31                                       # GiBs per image: the activations are what does not fit
-    assert resolve_accum(None, "paper", 384, 8, "cpu", "bf16") == (1, None)
-    assert resolve_accum(3, "paper", 384, 8, "cuda:0", "bf16") == (3, None)
+# the memory plan: tests/test_gpu_plan.py
 
 
 # ---------------------------------------------------------------- the training folder: headers once, cache when it fits
@@ -178,7 +146,7 @@ def test_image_cache_only_when_it_fits(tmp_path, monkeypatch):
 def test_trainers_cache_only_when_it_fits():
     "The tokenizer and HIT trainers ask for the cache only when the folder fits (they cached every folder whole)."
     import inspect, msvar.train_tokenizer as tt
-    for f in (tt.train_tokenizer, tt.finetune_hit):
+    for f in (tt.train_tokenizer, tt._run_phases):
         assert 'cache="auto"' in inspect.getsource(f) and "cache=True" not in inspect.getsource(f)
 
 
@@ -338,8 +306,8 @@ def _train_var(files, out, monkeypatch, uint8: bool | None = None) -> tuple:
             seen["pin_memory"] = self.pin_memory
     monkeypatch.setattr(tv, "DegradeCollate", Collate)
     monkeypatch.setattr(tv, "StepLoader", Loader)
-    r = tv.train_var("test", files / "images", files / "hit.pt", out, steps=3, batch_size=4, precision="fp32",
-                     compile="off", device="cpu", progress=False)
+    cfg = tv.VarTrainConfig(steps=3, batch_size=4, precision="fp32", compile="off", device="cpu", progress=False)
+    r = tv.train_var("test", files / "images", files / "hit.pt", out, cfg)
     return r.rows, seen["dtypes"], seen["pin_memory"]
 
 
@@ -402,6 +370,6 @@ def test_gpu_check_times_msvar_sr_decoding(monkeypatch):
     monkeypatch.setattr(SRModel, "sr_batch", spy)
     ctx = argparse.Namespace(dev="cpu", dry_run=True)
     res = gpu_check.part_sampling(ctx, time.time() + 120)
-    assert calls and all(kw.get("soft") == SOFT_TAU and not kw.get("greedy") for kw in calls)
+    assert calls and all(kw["decoding"].mode == "soft" and kw["decoding"].tau == SOFT_TAU for kw in calls)
     assert all(kw["generator"].device == torch.device(ctx.dev) for kw in calls)
     assert "soft" in res["decoding"]

@@ -15,7 +15,7 @@ from msvar import metrics
 
 REF = data_dir() / "lpips"                                          # bundled (data/README.md)
 PUBLISHED = {"alex": (0.722, 0.138), "vgg": (0.569, 0.422)}
-CLI = [sys.executable, "-c", "from msvar.lpips import fetch_weights_cli; fetch_weights_cli()"]
+CLI = [sys.executable, "-c", "from msvar.cli_data import fetch_weights_cli; fetch_weights_cli()"]
 
 
 @pytest.fixture
@@ -134,3 +134,55 @@ def test_psnr_crop_border_by_value():
     rgb = metrics.psnr(a, b, crop_border=4, y_channel=False)
     assert torch.allclose(rgb, torch.full((2,), want_rgb, dtype=torch.float64))
     assert (metrics.psnr(a, b, crop_border=0) < 20).all()                     # with the border: far lower
+
+
+def _flat_and_strokes():
+    "A flat grey 48×48 image and the same image with four short bright strokes."
+    flat = torch.full((3, 48, 48), 128 / 255)
+    strokes = flat.clone()
+    for i in (8, 20, 32, 40):
+        strokes[:, i, 10:20] = 230 / 255
+    return flat, strokes
+
+
+def _strokes_seen() -> bool:
+    "Does the flat-HF energy score the stroked image clearly above the flat one (both judged on the flat HR)?"
+    flat, strokes = _flat_and_strokes()
+    return bool(metrics.flat_hf_energy(strokes, flat) > metrics.flat_hf_energy(flat, flat) + 1.0)
+
+
+def test_flat_hf_energy_sees_strokes():
+    assert _strokes_seen()
+
+
+def test_flat_hf_energy_fails_with_a_planted_fault(monkeypatch):
+    "With a box filter of one pixel (no high frequency at all) the strokes test above fails."
+    monkeypatch.setattr(metrics, "box_filter", lambda y, k=5: y)
+    assert not _strokes_seen()
+
+
+def test_flat_hf_energy_mask_is_the_hr_s():
+    "Strokes on a flat HR count; the same strokes as the HR itself are texture there and leave little to judge."
+    flat, strokes = _flat_and_strokes()
+    on_flat = metrics.flat_hf_energy(strokes, flat)
+    on_itself = metrics.flat_hf_energy(strokes, strokes)
+    assert on_flat > 2 * on_itself
+
+
+def test_flat_hf_energy_on_texture_says_so():
+    "An image of pure texture has no flat region: NaN and a warning, no division by zero."
+    texture = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with pytest.warns(UserWarning, match="no flat region"):
+        e = metrics.flat_hf_energy(texture, texture)
+    assert e.shape == (2,)
+    assert e.isnan().all()
+
+
+def test_flat_hf_energy_batch_and_errors():
+    "One value per image, batch or single; too small an image is refused."
+    flat, strokes = _flat_and_strokes()
+    batch = metrics.flat_hf_energy(torch.stack([flat, strokes]), torch.stack([flat, flat]))
+    single = metrics.flat_hf_energy(strokes, flat)
+    assert torch.allclose(batch[1], single)
+    with pytest.raises(MsvarError, match="at least 5×5"):
+        metrics.flat_hf_energy(flat[:, :4, :4], flat[:, :4, :4])

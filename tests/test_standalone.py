@@ -2,7 +2,7 @@
 
 A clone has nothing beside it, so a path that climbs out of the repository to a neighbouring data folder works only on the
 machine where it was written. Bundled files are found with `msvar.core.data_dir()`, bigger data sets in the cache of
-`msvar_fetch_data` (chapter 01b). CI (.ci/run) also runs the test command in a copy of the clone in a fresh temporary folder."""
+`msvar_fetch_data` (chapter 15). CI (.ci/run) also runs the test command in a copy of the clone in a fresh temporary folder."""
 import subprocess
 from pathlib import Path
 

@@ -132,8 +132,8 @@ def test_new_lr_on_resume_applies_and_is_announced(tmp_path):
 def test_training_commands_refuse_bad_values_before_any_work(tmp_path, capsys, cli, bad):
     "Impossible values: one line naming the option, exit status 2, nothing written."
     import importlib
-    mod, fn = {"msvar_train_tokenizer": ("train_tokenizer", "train_tokenizer_cli"), "msvar_finetune_hit": ("train_tokenizer", "finetune_hit_cli"),
-               "msvar_train": ("train_var", "train_cli")}[cli]
+    mod, fn = {"msvar_train_tokenizer": ("cli_train", "train_tokenizer_cli"), "msvar_finetune_hit": ("cli_train", "finetune_hit_cli"),
+               "msvar_train": ("cli_train", "train_cli")}[cli]
     if cli == "msvar_finetune_hit" and bad[0] == "--steps": bad = ["--steps1", bad[1], "--steps2", "0"]
     args = {"msvar_train_tokenizer": ["--preset", "test", "--data", str(DATA / "train" / "T91")],
             "msvar_finetune_hit": ["--tokenizer", str(DATA / "tokenizer_small.pt"), "--data", str(DATA / "train" / "T91")],
@@ -146,8 +146,8 @@ def test_training_commands_refuse_bad_values_before_any_work(tmp_path, capsys, c
     assert not (tmp_path / "out").exists()
 
 
-def test_one_checkpoint_format_and_older_layouts_still_load(tmp_path):
-    "Tokenizer and HIT files are written in the training-checkpoint format (weights + meta with the preset); files of the older layouts still load."
+def test_one_checkpoint_format(tmp_path):
+    "Tokenizer and HIT files are written and read in the training-checkpoint format (weights + meta with the preset) only."
     import dataclasses
     from msvar.train import load_checkpoint, CKPT_KIND
     from msvar.hit import HITTokenizer, save_hit, load_hit, load_sr_tokenizer
@@ -159,11 +159,12 @@ def test_one_checkpoint_format_and_older_layouts_still_load(tmp_path):
         assert ck["kind"] == CKPT_KIND and ck["meta"]["preset"] == "test" and ck["meta"]["preset_config"]["hr_size"] == p.hr_size
     torch.save(dict(format="msvar-tokenizer-v1", preset=dataclasses.asdict(p), state_dict=tok.state_dict(), step=3), tmp_path / "old_t.pt")
     torch.save(dict(kind="msvar-hit-tokenizer", preset="test", preset_config=dataclasses.asdict(p), model=hit.state_dict()), tmp_path / "old_h.pt")
-    for f in ("t.pt", "old_t.pt"):
-        t2, p2 = load_tokenizer(tmp_path / f)
-        assert p2 == p and all(torch.equal(a, b) for a, b in zip(tok.state_dict().values(), t2.state_dict().values()))
-    for f in ("h.pt", "old_h.pt"):
-        h2 = load_hit(tmp_path / f)
-        assert all(torch.equal(a, b) for a, b in zip(hit.state_dict().values(), h2.state_dict().values()))
-        assert load_sr_tokenizer(tmp_path / f, p).preset == p
-    assert load_tokenizer(DATA / "tokenizer_small.pt")[1].name == "small"       # the bundled file (older layout)
+    t2, p2 = load_tokenizer(tmp_path / "t.pt")
+    assert p2 == p and all(torch.equal(a, b) for a, b in zip(tok.state_dict().values(), t2.state_dict().values()))
+    h2 = load_hit(tmp_path / "h.pt")
+    assert all(torch.equal(a, b) for a, b in zip(hit.state_dict().values(), h2.state_dict().values()))
+    assert load_sr_tokenizer(tmp_path / "h.pt", p).preset == p
+    with pytest.raises(MsvarError, match="not an msvar tokenizer checkpoint"): load_tokenizer(tmp_path / "old_t.pt")
+    with pytest.raises(MsvarError, match="not a HIT tokenizer checkpoint"): load_hit(tmp_path / "old_h.pt")
+    assert load_tokenizer(DATA / "tokenizer_small.pt")[1].name == "small"       # the bundled file
+    assert load_checkpoint(DATA / "tokenizer_small.pt")["kind"] == CKPT_KIND    # ... in the one format

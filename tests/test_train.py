@@ -46,7 +46,7 @@ def _cmd(setup, out, steps, extra=()):
 
 
 def _run(args, check=True, **kw):
-    r = subprocess.run([sys.executable, "-m", "msvar.train_var", *args], capture_output=True, text=True, env=_env(), **kw)
+    r = subprocess.run([sys.executable, "-m", "msvar.cli_train", *args], capture_output=True, text=True, env=_env(), **kw)
     if check: assert r.returncode == 0, r.stderr[-3000:]
     return r
 
@@ -58,7 +58,7 @@ def test_two_process_gloo_matches_one_process(setup):
     one, two = setup / "one", setup / "two"
     _run(_cmd(setup, one, 3, common))
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "msvar.train_var", *_cmd(setup, two, 3, common)], capture_output=True, text=True, env=_env())
+                        "-m", "msvar.cli_train", *_cmd(setup, two, 3, common), "--device", "cpu"], capture_output=True, text=True, env=_env())
     assert r.returncode == 0, r.stderr[-3000:]
     c1, c2 = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
     assert c2["world_size"] == 2 and len(c2["replica_digests"]) == 2
@@ -76,7 +76,7 @@ def test_sigkill_then_resume_equals_uninterrupted(setup):
     ref = setup / "ref"
     _run(_cmd(setup, ref, steps, common))
     killed = setup / "killed"
-    p = subprocess.Popen([sys.executable, "-m", "msvar.train_var", *_cmd(setup, killed, steps, common)],
+    p = subprocess.Popen([sys.executable, "-m", "msvar.cli_train", *_cmd(setup, killed, steps, common)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     t0 = time.time()
     while len(read_log(killed / "log.jsonl")) < 10:                        # past the checkpoint at step 8
@@ -98,7 +98,7 @@ def test_sigkill_then_resume_equals_uninterrupted(setup):
 
 def _cli(capsys, args):
     "Run msvar_train in this process; returns (exit status, stdout, stderr)."
-    from msvar.train_var import train_cli
+    from msvar.cli_train import train_cli
     try: train_cli(args); code = 0
     except SystemExit as e: code = e.code
     out = capsys.readouterr()
@@ -161,23 +161,33 @@ def test_nan_skipped_and_counted(tmp_path):
         _toy(tmp_path / "m", steps=8, nan_at=(4, 5, 6))
 
 
-def test_run_with_the_older_hit_meta_resumes_and_loads(setup, tmp_path):
-    "A run whose checkpoint records the older bool `hit` instead of `tokens` loads as a model and resumes."
-    _load_torch = lambda path: torch.load(path, weights_only=False)   # the file as written (our own: trusted)
-    from msvar.checkpoint import save_checkpoint
-    from msvar.inference import sr_model_from_checkpoint
-    from msvar.train_var import train_var
-    out, imgs, tok = tmp_path / "old", setup / "images", setup / "hit.pt"
-    kw = dict(batch_size=2, precision="fp32", compile="off", progress=False, device="cpu")
-    train_var("test", imgs, tok, out, steps=2, tokens="plain", **kw)
-    ck = _load_torch(out / "last.pt")
-    assert ck["meta"]["tokens"] == "plain" and "hit" not in ck["meta"]
-    meta = {k: v for k, v in ck["meta"].items() if k != "tokens"}
-    state = {k: v for k, v in ck.items() if k not in ("kind", "version", "meta")}
-    save_checkpoint(out / "last.pt", dict(state, meta=dict(meta, hit=False)))   # as an older msvar wrote it
-    assert load_checkpoint(out / "last.pt")["meta"] == dict(meta, tokens="plain")
-    assert sr_model_from_checkpoint(out / "last.pt", tok).tokens == "plain"
-    assert sr_model_from_checkpoint(_load_torch(out / "last.pt"), tok).tokens == "plain"
-    r = train_var("test", imgs, tok, out, steps=3, hit=False, resume=True, **kw)   # the older keyword, too
-    assert r.step == 3 and len(r.rows) == 1
-    assert _load_torch(out / "last.pt")["meta"]["tokens"] == "plain"
+def test_training_defaults_live_in_the_recipe():
+    "β, precision, compile, warm-up and clipping have one default, the recipe's; the configs take None for it."
+    from msvar.core import TrainRecipe
+    from msvar.train_var import VarTrainConfig, _dpo_params, _var_fit_config
+    from types import SimpleNamespace
+    r = TrainRecipe()
+    assert (r.dpo_beta, r.precision, r.compile, r.warmup, r.clip) == (0.1, "auto", "auto", 0.02, 2.0)
+    o = VarTrainConfig()
+    assert (o.dpo_beta, o.precision, o.compile, o.warmup, o.clip) == (None,) * 5
+    assert (FitConfig().precision, FitConfig().compile, FitConfig().lr) == (None, None, None)
+    p = get_preset("small")
+    cfg = _var_fit_config(p, o, SimpleNamespace(is_main=True), 10, 1)
+    assert (cfg.lr, cfg.precision, cfg.compile, cfg.clip, cfg.warmup) == (p.train.lr, "auto", "auto", 2.0, 0.02)
+    assert _dpo_params(o, p.train)[0] == 0.1                              # msvar_train's β is the recipe's
+
+
+def test_library_takes_a_config_not_keywords(setup, tmp_path):
+    "train_var takes a VarTrainConfig: the older `hit=` keyword and free keywords are gone; bad values fail at once."
+    from msvar.train_var import train_var, VarTrainConfig
+    with pytest.raises(TypeError):
+        train_var("test", setup / "images", setup / "hit.pt", tmp_path / "k", steps=2, hit=False)
+    with pytest.raises(MsvarError, match="tokens must be one of"):
+        train_var("test", setup / "images", setup / "hit.pt", tmp_path / "t", VarTrainConfig(tokens="yes"))
+    assert not (tmp_path / "t" / "last.pt").exists()
+
+
+def test_cli_has_no_hit_switch(setup, capsys):
+    "One switch for the tokens (--tokens); --hit/--no-hit are usage errors."
+    for flag in ("--hit", "--no-hit"):
+        assert _cli(capsys, _cmd(setup, setup / "never", 1, [flag]))[0] == 2

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from msvar.core import get_preset, MsvarError
-from msvar.var import SRVAR, count_params
+from msvar.var import SRVAR, count_params, Decoding
 from msvar.quantize import MultiScaleQuantizer, ScaleState
 
 slow = pytest.mark.skipif(not os.environ.get("MSVAR_SLOW"), reason="slow: set MSVAR_SLOW=1 to run")
@@ -58,7 +58,7 @@ def test_hit_state_plugs_in():
     with torch.no_grad(): prefix = hit.encode(lr_up)
     cls = torch.tensor([0, 1])
     state = hit_mod.HITState(hit.quantize, p)
-    idx, imgs = m.generate_images(prefix, cls, state, cfg=1.0, top_k=4, generator=torch.Generator().manual_seed(0),
+    idx, imgs = m.generate_images(prefix, cls, state, decoding=Decoding("sample", top_k=4, cfg=1.0), generator=torch.Generator().manual_seed(0),
                                   decode_stage=lambda n, s: hit.decode_stage(s.stage_fhat(n), n))
     assert [tuple(i.shape) for i in imgs] == [(2, 3, s, s) for s in p.stage_sizes]
     # teacher forcing on the HIT inputs of the sampled tokens reproduces the cached logits
@@ -92,7 +92,7 @@ def test_paper_preset_cpu():
     idx = [torch.randint(0, 4096, (2, pn, pn), generator=g) for pn in p.patch_nums]
     prefix, cls = torch.randn(2, 32, 32, 32, generator=g), torch.tensor([0, 1])
     t0 = time.perf_counter()
-    out = m.generate(prefix, cls, st, cfg=1.5, top_k=600, generator=torch.Generator().manual_seed(0))
+    out = m.generate(prefix, cls, st, Decoding("sample", top_k=600, cfg=1.5), generator=torch.Generator().manual_seed(0))
     print(f"paper: 2 images with CFG sampled in {time.perf_counter() - t0:.1f} s")
     assert [o.shape for o in out] == [(2, pn, pn) for pn in p.patch_nums]
 
@@ -120,3 +120,18 @@ def test_compiled_var_equals_eager_on_cpu():
         gc = torch.autograd.grad(out_c.float().square().mean(), m.head.weight)[0]
         ge = torch.autograd.grad(out_e.float().square().mean(), m.head.weight)[0]
         torch.testing.assert_close(gc, ge, rtol=tol, atol=tol * float(ge.abs().max()))
+
+
+def test_msvar_state_dict_round_trips_through_init_from_var(tmp_path):
+    "An msvar VAR state dict given to msvar_train --init-var loads unchanged, its own prefix projection included."
+    from msvar.train_var import init_from_var
+    torch.manual_seed(0)
+    p = get_preset("test")
+    src = SRVAR.from_preset(p)
+    with torch.no_grad():
+        for v in src.parameters(): v.normal_()                # every weight differs from a fresh model's
+    torch.save(src.state_dict(), tmp_path / "var.pth")
+    dst = SRVAR.from_preset(p)
+    init_from_var(dst, tmp_path / "var.pth")
+    changed = [k for k, v in src.state_dict().items() if not torch.equal(v, dst.state_dict()[k])]
+    assert changed == [], f"changed on the way: {changed}"

@@ -39,6 +39,8 @@ SETTINGS = dict(
     hit=dict(steps1=3, steps2=2, lpips_weight=5.0),
     var=dict(steps=5, dpo=True),
 )
+# DPO's β of the recorded trace: the recipe's default was 1 then (it is 0.1 now); given explicitly, so the trace stays
+TRACE_DPO_BETA = 1.0
 # the loop's bookkeeping in a log row (chapter 07's `train_step`): not a loss, or not reproducible (timings)
 NOT_LOSSES = ("step", "phase", "lr", "grad_norm", "skipped", "nan_total", "img_per_s", "sec")
 
@@ -97,18 +99,16 @@ def run_stages(work: Path, s: dict = SETTINGS, old_api: bool = False) -> dict:
         **common,
     )
     v = s["var"]
-    train_var(
-        s["preset"],
-        data,
-        work / "hit" / "last.pt",
-        work / "var",
+    var_cfg = importlib.import_module("msvar.train_var").VarTrainConfig(
         steps=v["steps"],
         batch_size=s["batch_size"],
         dpo=v["dpo"],
+        dpo_beta=TRACE_DPO_BETA,
         compile=s["compile"],
         progress=False,
         **common,
     )
+    train_var(s["preset"], data, work / "hit" / "last.pt", work / "var", var_cfg)
     hit_rows = [dict(phase=ph, **r) for ph in (1, 2) for r in losses(work / "hit" / f"phase{ph}" / "log.jsonl")]
     return dict(tokenizer=losses(work / "tok" / "log.jsonl"), hit=hit_rows, var=losses(work / "var" / "log.jsonl"))
 

@@ -21,7 +21,7 @@ def fingerprint(path: Path) -> dict:
 
 def run_demo(out: Path) -> dict:
     "Run msvar_sr on the bundled demo inputs into `out`; returns {output name: fingerprint}."
-    from msvar.inference import sr_cli
+    from msvar.cli_sr import sr_cli
     try: sr_cli([str(REPO / "data" / "demo" / "lr"), "-o", str(out)])
     except SystemExit as e:
         if e.code: raise

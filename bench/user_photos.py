@@ -1,0 +1,350 @@
+"""What a user sees on a photo of their own, clean or degraded: msvar beside bicubic, per class (chapter 11).
+
+    python bench/user_photos.py VAL_DIR --classes 0 1 2 --out runs/user_photos.csv
+    python bench/user_photos.py VAL_DIR --snapshots SNAP_DIR --tokenizer HIT.pt --cls 1 --degraded-cls 0
+
+Two protocols on the images of one folder (a validation split: never a reported test set):
+- clean: each whole image, HR resized (area) to a long side of --long-side px (default 256, the short side to a multiple
+  of 4), LR = HR ÷ 2 and HR ÷ 4 by bicubic (antialiased); the ×2 output of the ÷2 input and the ×4 output of the ÷4
+  input, each against the HR;
+- degraded: --crops 64-px crops of the same images, degraded by the Real-ESRGAN pipeline at --seed (`make_testset`,
+  the protocol of `msvar_make_testset` and `msvar_eval`); the ×2 and ×4 outputs of each 16-px LR crop against the HR
+  crop resized to the output's size.
+Each output twice: as `msvar_sr` writes it (colour fix at COLOUR_SIGMA) and the model's own (no colour fix), decoded as
+the model file says. Scores: PSNR-RGB, LPIPS (alex) and the flat-region high-frequency energy (`flat_hf_energy`,
+chapter 09), each beside bicubic's: PSNR in dB against bicubic, LPIPS and flat-HF as ratios to bicubic's (flat-HF:
+ratio of the means over the images that have a flat region).
+`auto` picks class 0 or 1 per input from its chroma detail (`chroma_detail`: median |Laplacian| of Cb and Cr over that
+of Y; threshold set with --noise-only on the T91 training images) and is scored with the outputs of the class it
+picked; the accuracy line says how often it picks the input's kind.
+--snapshots: the training curve instead, rows per VAR checkpoint (step_N.pt) of a folder, the shipped model as step 0:
+degraded crops (classes --degraded-cls) and clean ×4 (class --cls), with and without the colour fix.
+"""
+
+import argparse
+import re
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from msvar.core import MsvarError, resize
+from msvar.files import list_images, load_image
+from msvar.data import make_testset
+from msvar.evaluate import load_pairs
+from msvar.inference import COLOUR_SIGMA, OutputSettings, colour_fix_scales, load_sr_model, sr_model_from_checkpoint
+from msvar.inference import upscale
+from msvar.inference import default_model_path
+from msvar.lpips import get_lpips
+from msvar.metrics import flat_hf_energy, lpips_distance, psnr, quantize_255
+from msvar.train import load_checkpoint
+
+CHROMA_THRESHOLD = 0.3  # chroma detail ÷ luma detail: above it an input counts as clean (set on T91 images)
+LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+
+
+def median_detail(c: torch.Tensor) -> torch.Tensor:
+    "Median |Laplacian| of (1, 1, h, w) float64 channels."
+    return F.conv2d(c, LAPLACIAN[None, None]).abs().median()
+
+
+def chroma_detail(lr: torch.Tensor) -> float:
+    """Median |Laplacian| of Cb plus that of Cr ÷ (that of Y + 1 grey level), of an LR image (3, h, w): JPEG's chroma
+    subsampling and the degradation's blur leave a degraded input's colour smoother than its luma."""
+    r, g, b = (quantize_255(lr[None]) / 255).unbind(1)
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    cb = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    cr = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+    detail = lambda c: median_detail(c[:, None])
+    return ((detail(cb) + detail(cr)) / (detail(y) + 1)).item()
+
+
+def auto_class(lr: torch.Tensor, threshold: float = CHROMA_THRESHOLD) -> int:
+    "The class an input looks like: 1 (clean) when its chroma detail is above `threshold`, else 0 (degraded)."
+    return 1 if chroma_detail(lr) > threshold else 0
+
+
+def hr_long_side(x: torch.Tensor, side: int) -> torch.Tensor:
+    "An image resized (area) to a long side of `side` px, its short side rounded to a multiple of 4."
+    h, w = x.shape[-2:]
+    k = side / max(h, w)
+    size = (max(4, round(h * k / 4) * 4), max(4, round(w * k / 4) * 4))
+    return resize(x, size, "area").clamp(0, 1)
+
+
+def bicubic_up(lr: torch.Tensor, size) -> torch.Tensor:
+    "Bicubic upsampling of (…, 3, h, w) to `size` (H, W), in [0, 1]."
+    return resize(lr, size, "bicubic", antialias=False).clamp(0, 1)
+
+
+def scores(out: torch.Tensor, ref: torch.Tensor, alex) -> dict:
+    "PSNR-RGB, LPIPS and flat-HF energy of (B, 3, H, W) outputs against their references: lists, one value per image."
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # an image without a flat region: NaN, skipped in the ratios
+        hf = flat_hf_energy(out, ref)
+    return dict(
+        psnr_rgb=psnr(out, ref, y_channel=False).tolist(),
+        lpips=lpips_distance(out, ref, alex, min_side=64).tolist(),
+        flat_hf=hf.tolist(),
+    )
+
+
+def rows_of(protocol: str, scale: int, method: str, names: list, s: dict) -> list:
+    "Per-image rows of one protocol, scale and method."
+    keys = ("psnr_rgb", "lpips", "flat_hf")
+    return [
+        dict(protocol=protocol, scale=scale, method=method, image=n, **{k: s[k][i] for k in keys})
+        for i, n in enumerate(names)
+    ]
+
+
+def model_pair(model, lr: torch.Tensor, scale: int, cls: int) -> tuple:
+    "(as msvar_sr writes it, the model's own) ×`scale` output of one LR image (3, h, w) for class `cls`."
+    raw = upscale(lr, model, OutputSettings(scales=(scale,), cls=cls, colour_sigma=None))  # the model's decoding
+    fixed = colour_fix_scales(raw, lr, COLOUR_SIGMA)
+    return fixed[scale], raw[scale]
+
+
+def clean_inputs(folder, n: int | None, long_side: int) -> list:
+    "(name, HR) of the first n images of a folder, resized to the clean protocol's long side."
+    files = list_images([folder])[:n] if n else list_images([folder])
+    return [(Path(f).stem, hr_long_side(load_image(f), long_side)) for f in files]
+
+
+def clean_rows(model, images: list, classes, alex, scales=(2, 4)) -> tuple:
+    "Per-image rows of the clean protocol (bicubic and, per class, fixed and raw) and each input's noise level."
+    rows, noise = [], []
+    for name, hr in images:
+        for s in scales:
+            lr = resize(hr, (hr.shape[-2] // s, hr.shape[-1] // s), "bicubic").clamp(0, 1)
+            noise.append(dict(protocol="clean", scale=s, image=name, detail=chroma_detail(lr)))
+            rows += rows_of("clean", s, "bicubic", [name], scores(bicubic_up(lr, hr.shape[-2:])[None], hr[None], alex))
+            for c in classes:
+                fixed, raw = model_pair(model, lr, s, c)
+                rows += rows_of("clean", s, f"class {c}", [name], scores(fixed[None], hr[None], alex))
+                rows += rows_of("clean", s, f"class {c}, no fix", [name], scores(raw[None], hr[None], alex))
+    return rows, noise
+
+
+def degraded_pairs(folder, n: int, seed: int, preset) -> dict:
+    "The degraded protocol's pairs: `n` 64-px crops of a folder's images, Real-ESRGAN-degraded at `seed`."
+    with tempfile.TemporaryDirectory() as d:
+        make_testset(folder, d, n=n, hr_size=preset.hr_size, lr_size=preset.lr_size, seed=seed, progress=False)
+        return load_pairs(d, preset)
+
+
+def crop_outputs(model, lr: torch.Tensor, cls: int, batch: int = 16) -> dict:
+    "{scale: raw output} of the model for a set of LR crops (N, 3, 16, 16), one class, decoded as the model file says."
+    g = torch.Generator().manual_seed(model.decoding.seed)
+    outs = [
+        model.sr_batch(lr[i : i + batch], cls=cls, decoding=model.decoding, generator=g)
+        for i in range(0, len(lr), batch)
+    ]
+    return {s: torch.cat([o[k] for o in outs]) for k, s in enumerate(model.scales)}
+
+
+def degraded_rows(model, pairs: dict, classes, alex, scales=(2, 4)) -> tuple:
+    "Per-image rows of the degraded protocol (bicubic and, per class, fixed and raw) and each crop's noise level."
+    lr, hr, names = pairs["lr"], pairs["hr"], pairs["names"]
+    refs = {s: resize(hr, lr.shape[-1] * s, "bicubic").clamp(0, 1) for s in scales}
+    rows = []
+    for s in scales:
+        rows += rows_of("degraded", s, "bicubic", names, scores(bicubic_up(lr, refs[s].shape[-2:]), refs[s], alex))
+    for c in classes:
+        raw = crop_outputs(model, lr, c)
+        fixed = colour_fix_scales({s: raw[s] for s in scales}, lr, COLOUR_SIGMA)
+        for s in scales:
+            rows += rows_of("degraded", s, f"class {c}", names, scores(fixed[s], refs[s], alex))
+            rows += rows_of("degraded", s, f"class {c}, no fix", names, scores(raw[s], refs[s], alex))
+    noise = [
+        dict(protocol="degraded", scale=s, image=n, detail=chroma_detail(x)) for s in scales for n, x in zip(names, lr)
+    ]
+    return rows, noise
+
+
+def auto_rows(per_image: pd.DataFrame, noise: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    "Rows `auto` and `auto, no fix`: each input scored with the outputs of the class `auto_class` picks for it."
+    pick = noise.assign(cls=(noise.detail > threshold).astype(int))
+    out = []
+    for suffix in ("", ", no fix"):
+        m = per_image.merge(pick[["protocol", "scale", "image", "cls"]], on=["protocol", "scale", "image"])
+        m = m[m.method == "class " + m.cls.astype(str) + suffix]
+        out.append(m.drop(columns="cls").assign(method="auto" + suffix))
+    return pd.concat(out)
+
+
+def auto_accuracy(noise: pd.DataFrame, threshold: float) -> dict:
+    "Share of inputs whose picked class is their kind: 1 on the clean protocol's inputs, 0 on the degraded crops."
+    right = (noise.detail > threshold) == (noise.protocol == "clean")
+    return right.groupby(noise.protocol).mean().to_dict()
+
+
+def flat_ratio(g: pd.DataFrame, b: pd.DataFrame) -> float:
+    "Mean flat-HF energy of a method ÷ bicubic's, over the images where both have a flat region."
+    both = g.set_index("image").flat_hf.to_frame("m").join(b.set_index("image").flat_hf.to_frame("b")).dropna()
+    return both.m.mean() / both.b.mean() if len(both) else float("nan")
+
+
+def summary(per_image: pd.DataFrame) -> pd.DataFrame:
+    "Per protocol, scale and method: mean PSNR-RGB and LPIPS, and each against bicubic's (dB, ratios; flat-HF ratio)."
+    rows = []
+    for (proto, s), d in per_image.groupby(["protocol", "scale"], sort=False):
+        b = d[d.method == "bicubic"]
+        for m, g in d.groupby("method", sort=False):
+            rows.append(
+                dict(
+                    protocol=proto,
+                    scale=f"x{s}",
+                    method=m,
+                    psnr_rgb=g.psnr_rgb.mean(),
+                    d_psnr_rgb=g.psnr_rgb.mean() - b.psnr_rgb.mean(),
+                    lpips=g.lpips.mean(),
+                    lpips_ratio=g.lpips.mean() / b.lpips.mean(),
+                    flat_hf_ratio=flat_ratio(g, b),
+                    n=len(g),
+                )
+            )
+    return pd.DataFrame(rows).set_index(["protocol", "scale", "method"])
+
+
+def snapshot_steps(folder) -> list:
+    "(step, path) of the step_N.pt files of a folder, by step."
+    found = [
+        (int(m.group(1)), p) for p in Path(folder).glob("step_*.pt") if (m := re.fullmatch(r"step_(\d+)\.pt", p.name))
+    ]
+    return sorted(found)
+
+
+def curve_rows(model, images: list, pairs: dict, cls: int, degraded_cls, alex) -> pd.DataFrame:
+    "One point of the curve: degraded crops (classes `degraded_cls`, ×2 and ×4) and clean ×4 (class `cls`)."
+    deg, _ = degraded_rows(model, pairs, degraded_cls, alex)
+    cln, _ = clean_rows(model, images, (cls,), alex, scales=(4,))
+    return summary(pd.DataFrame(deg + cln)).drop(index="bicubic", level="method")
+
+
+def snapshot_model(path, tokenizer, decoding):
+    "An SRModel from a VAR training checkpoint and its HIT tokenizer, decoded like the shipped model."
+    model = sr_model_from_checkpoint(load_checkpoint(path), tokenizer)
+    model.decoding = decoding
+    return model
+
+
+def curve(folder, shipped, tokenizer, images: list, pairs: dict, cls: int, degraded_cls, alex) -> pd.DataFrame:
+    "The curve over the snapshots of a folder, the shipped model as step 0 (the run continues it)."
+    parts = {0: curve_rows(shipped, images, pairs, cls, degraded_cls, alex)}
+    for step, path in snapshot_steps(folder):
+        t0 = time.perf_counter()
+        model = snapshot_model(path, tokenizer, shipped.decoding)
+        parts[step] = curve_rows(model, images, pairs, cls, degraded_cls, alex)
+        print(f"step {step}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return pd.concat(parts, names=["step"])
+
+
+def input_noise(a, preset) -> pd.DataFrame:
+    "Noise levels of the clean protocol's inputs (÷2, ÷4) and of the degraded crops, without running a model."
+    rows = []
+    for name, hr in clean_inputs(a.data, a.n, a.long_side):
+        for s in (2, 4):
+            lr = resize(hr, (hr.shape[-2] // s, hr.shape[-1] // s), "bicubic").clamp(0, 1)
+            rows.append(dict(protocol="clean", image=name, detail=chroma_detail(lr)))
+    pairs = degraded_pairs(a.data, a.crops, a.seed, preset)
+    rows += [dict(protocol="degraded", image=n, detail=chroma_detail(x)) for n, x in zip(pairs["names"], pairs["lr"])]
+    return pd.DataFrame(rows)
+
+
+def noise_report(noise: pd.DataFrame, threshold: float, others=(0.2, 0.25, 0.35, 0.4)) -> pd.DataFrame:
+    "Quantiles of the chroma detail per protocol and auto's accuracy at `threshold` (printed, also at a few others)."
+    q = noise.groupby("protocol").detail.quantile([0.1, 0.25, 0.5, 0.75, 0.9]).unstack()
+    print(q.round(2).to_string())
+    for th in others:
+        print(f"threshold {th:g}: right on {auto_accuracy(noise, th)}")
+    acc = auto_accuracy(noise, threshold)
+    print(f"threshold {threshold:g} (auto's): right on {acc}")
+    n = noise.groupby("protocol").size()
+    return q.assign(threshold=threshold, right=pd.Series(acc), n=n)
+
+
+def parser() -> argparse.ArgumentParser:
+    "The options."
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", help="a folder of HR images (a validation split)")
+    ap.add_argument("--model", default=None, help="an msvar model file (default: the shipped one)")
+    ap.add_argument("--classes", type=int, nargs="+", default=[0, 1, 2], help="the classes to score (0 1 2)")
+    ap.add_argument("-n", type=int, default=None, help="at most n images of the folder (default: all)")
+    ap.add_argument("--long-side", type=int, default=256, help="the clean protocol's HR long side in px (256)")
+    ap.add_argument("--crops", type=int, default=100, help="the degraded protocol's number of 64-px crops (100)")
+    ap.add_argument("--seed", type=int, default=0, help="the degradation seed (0)")
+    ap.add_argument("--threshold", type=float, default=CHROMA_THRESHOLD, help="auto's chroma-detail threshold (0.3)")
+    ap.add_argument("--protocols", nargs="+", default=["clean", "degraded"], choices=["clean", "degraded"])
+    ap.add_argument("--snapshots", default=None, help="a folder of VAR checkpoints step_N.pt: print the curve")
+    ap.add_argument("--tokenizer", default=None, help="the HIT tokenizer of the snapshots")
+    ap.add_argument("--cls", type=int, default=1, help="the snapshots' class on the clean protocol (1)")
+    ap.add_argument(
+        "--degraded-cls", type=int, nargs="+", default=[0], help="the snapshots' classes on the degraded crops"
+    )
+    ap.add_argument("--noise-only", action="store_true", help="only the inputs' chroma detail (to set --threshold)")
+    ap.add_argument("--out", default=None, help="write the table (or the curve) to this CSV file")
+    return ap
+
+
+def class_tables(a, model, alex) -> pd.DataFrame:
+    "Score the protocols per class (and auto), print one table per protocol and auto's accuracy; the summary."
+    rows, noise = [], []
+    if "clean" in a.protocols:
+        r, nz = clean_rows(model, clean_inputs(a.data, a.n, a.long_side), a.classes, alex)
+        rows, noise = rows + r, noise + nz
+    if "degraded" in a.protocols:
+        r, nz = degraded_rows(model, degraded_pairs(a.data, a.crops, a.seed, model.preset), a.classes, alex)
+        rows, noise = rows + r, noise + nz
+    per_image, noise = pd.DataFrame(rows), pd.DataFrame(noise)
+    if {0, 1} <= set(a.classes):
+        per_image = pd.concat([per_image, auto_rows(per_image, noise, a.threshold)])
+    t = summary(per_image)
+    for proto, d in t.groupby(level="protocol", sort=False):
+        print(f"\n{proto} protocol ({d.n.iloc[0]} inputs per row)")
+        print(d.droplevel("protocol").drop(columns="n").round(3).to_string())
+    acc = auto_accuracy(noise, a.threshold)
+    levels = noise.groupby("protocol").detail.median().round(2).to_dict()
+    print(f"\nauto (chroma detail > {a.threshold:g} → class 1, else 0): right on {acc}; median chroma detail {levels}")
+    return t
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    model = load_sr_model(a.model or default_model_path(), device="cpu").float()
+    alex = get_lpips("alex")
+    print(
+        f"{Path(a.data).name}: decoding {model.decoding}, colour fix σ = {COLOUR_SIGMA:g} input px; clean HR long "
+        f"side {a.long_side} px, {a.n or 'all'} images; degraded: {a.crops} crops at seed {a.seed}"
+    )
+    if a.noise_only:
+        t = noise_report(input_noise(a, model.preset), a.threshold)
+    elif a.snapshots:
+        if not a.tokenizer:
+            raise MsvarError("--snapshots needs --tokenizer (the HIT tokenizer of the run)")
+        images = clean_inputs(a.data, a.n, a.long_side)
+        pairs = degraded_pairs(a.data, a.crops, a.seed, model.preset)
+        t = curve(a.snapshots, model, a.tokenizer, images, pairs, a.cls, a.degraded_cls, alex)
+        print(t.drop(columns="n").round(3).to_string())
+    else:
+        t = class_tables(a, model, alex)
+    if a.out:
+        t.to_csv(a.out)
+        print(f"wrote {a.out}")
+    print(f"{time.perf_counter() - t0:.0f} s")
+    return t
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except MsvarError as e:
+        print(f"user_photos: error: {e}", file=sys.stderr)
+        sys.exit(2)
