@@ -4,6 +4,8 @@ import importlib.util
 import time
 from pathlib import Path
 import torch
+import msvar.inference as inference
+from msvar.inference import OutputSettings, upscale
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("sr_speed", ROOT / "bench" / "sr_speed.py")
@@ -37,3 +39,31 @@ def test_native_bf16_reads_the_flags():
     assert sr_speed.native_bf16({"avx512_bf16", "amx_bf16"}) == "AMX-BF16"
     assert sr_speed.native_bf16({"avx512_bf16"}) == "AVX-512-BF16"
     assert sr_speed.native_bf16({"avx2"}) == "none"
+
+
+def test_upscale_decodes_only_the_scales_it_writes(toy, monkeypatch):
+    "×2 and ×4 alone: the ×1 stage decoder never runs, and ×2, ×4 are bit-identical to those of a ×1, ×2, ×4 run."
+    x = torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(0))
+    full = upscale(x, toy, OutputSettings(scales=(1, 2, 4)))
+    seen = []
+    decode = toy.hit.decode_stage
+    monkeypatch.setattr(toy.hit, "decode_stage", lambda f_hat, n: seen.append(n) or decode(f_hat, n))
+    part = upscale(x, toy, OutputSettings(scales=(2, 4)))
+    assert sorted(set(seen)) == [1, 2], seen
+    assert sorted(part) == [2, 4]
+    assert all(torch.equal(part[s], full[s]) for s in (2, 4))
+
+
+def test_upscale_shows_a_tile_bar_when_asked_or_when_the_image_is_large(toy, monkeypatch):
+    "progress=None: a bar only beyond PROGRESS_TILES tiles; True and False as said."
+    bars = []
+    monkeypatch.setattr(inference, "progress_bar", lambda it, **kw: bars.append(kw.get("desc")) or it)
+    small = torch.rand(3, 8, 8)
+    upscale(small, toy, progress=None)
+    assert bars == []
+    upscale(small, toy, progress=True)
+    assert bars == ["tiles"]
+    side = 2 + 6 * 7  # a tile of 8 LR pixels every 6: 7 × 7 = 49 tiles
+    assert len(inference.tile_starts(side, 8, 2)) ** 2 > inference.PROGRESS_TILES
+    upscale(torch.rand(3, side, side), toy, progress=None)
+    assert bars == ["tiles", "tiles"]
