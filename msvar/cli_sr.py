@@ -275,7 +275,7 @@ def sr_files(
     summary = _start_summary(inputs, out_dir, model, output, dec, missing)
     js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
     inputs_here = {f.resolve() for f, _ in plan}  # no output may replace one of them
-    how = dict(overwrite=overwrite, skip_existing=skip_existing, compare=compare)
+    how = dict(overwrite=overwrite, skip_existing=skip_existing, compare=compare, bar=None if progress else False)
     try:
         for f, base in progress_bar(plan, leave=False) if progress else plan:
             _sr_file(f, base, model, output, dec, summary, inputs_here, **how)
@@ -305,9 +305,10 @@ def _start_summary(inputs, out_dir, model, output: OutputSettings, dec: Decoding
     return summary
 
 # %% ../nbs/23_cli_sr.ipynb #938c804e27f84196a10c8828c723f798
-def _sr_file(f, base, model, output: OutputSettings, dec, summary, inputs_here, overwrite, skip_existing, compare):
-    """Super-resolve file `f` into the outputs named after `base`; the summary lists it as done, skipped or failed
-    (a failed file is said on stderr, and the run goes on with the next)."""
+def _sr_file(f, base, model, output: OutputSettings, dec, summary, inputs_here, overwrite, skip_existing, compare, bar):
+    """Super-resolve file `f` into the outputs named after `base`, with a bar over its tiles as `bar` says (`upscale`'s
+    `progress`); the summary lists it as done, skipped or failed (a failed file is said on stderr, and the run goes on
+    with the next)."""
     t0 = time.time()
     try:
         targets = _output_names(base, output.scales, compare)
@@ -318,7 +319,7 @@ def _sr_file(f, base, model, output: OutputSettings, dec, summary, inputs_here, 
         x, notes = _load_noting(f)
         for n in notes:
             print(f"msvar_sr: warning: {n}", file=sys.stderr)
-        outs = upscale(x, model, output, dec)
+        outs = upscale(x, model, output, dec, progress=bar)
         _write_outputs(x, outs, f.name, todo, output.scales, overwrite)
         done = dict(input=str(f), outputs=[str(t) for t in targets.values()], seconds=round(time.time() - t0, 3))
         summary["done"].append(dict(done, warnings=notes) if notes else done)

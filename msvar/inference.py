@@ -25,9 +25,10 @@ from .model_file import write_model_file, read_model_file
 
 # %% auto #0
 __all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'HEADER_ENTRIES', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'OUTPUT_RULES',
-           'DEFAULT_OUTPUT', 'tile_starts', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file',
-           'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix', 'colour_fix_scales',
-           'OutputSettings', 'tile_function', 'upscale', 'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
+           'DEFAULT_OUTPUT', 'PROGRESS_TILES', 'tile_starts', 'blend_window', 'SRModel', 'save_sr_model',
+           'read_sr_model_file', 'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix',
+           'colour_fix_scales', 'OutputSettings', 'tile_function', 'upscale', 'finish', 'seam_ratio',
+           'default_model_path', 'compare_figure']
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int) -> list:
@@ -96,9 +97,12 @@ class SRModel(nn.Module):
         return HITState(self.hit.quantize, dataclass_replace_stages(p, (1.0,))), decode
 
     @torch.no_grad()
-    def sr_batch(self, lr: torch.Tensor, cls=DEFAULT_CLASS, decoding: Decoding | None = None, generator=None) -> list:
+    def sr_batch(
+        self, lr: torch.Tensor, cls=DEFAULT_CLASS, decoding: Decoding | None = None, generator=None, stages=None
+    ) -> list:
         """Super-resolve LR tiles (B,3,lr,lr) in [0,1] → [×1, ×2, ×4] images (B,3,·,·) in [0,1], one pass decoded as
-        `decoding` says (None: the model's); `cls` (a key of CLASSES) is an int or (B,)."""
+        `decoding` says (None: the model's); `cls` (a key of CLASSES) is an int or (B,); `stages`: the indices of the
+        stages to decode (None: all), the others come back as None."""
         p = self.preset
         if lr.ndim != 4 or lr.shape[1] != 3 or tuple(lr.shape[-2:]) != (p.lr_size, p.lr_size):
             raise MsvarError(f"sr_batch expects LR tiles (B, 3, {p.lr_size}, {p.lr_size}), got {tuple(lr.shape)}")
@@ -107,9 +111,10 @@ class SRModel(nn.Module):
         if not torch.isin(cls_B, torch.tensor(list(CLASSES), device=dev)).all():
             raise MsvarError(f"cls must be one of {CLASSES}, got {cls}")
         state, decode = self.stage_decoder()
+        asked = lambda n, st: decode(n, st) if stages is None or n in stages else None  # a decoder costs as much
         dec = decoding or self.decoding
         prefix = self.prefix(lr.to(dev))
-        _, images = self.var.generate_images(prefix, cls_B, state, decode, decoding=dec, generator=generator)
+        _, images = self.var.generate_images(prefix, cls_B, state, asked, decoding=dec, generator=generator)
         return images
 
     def forward(self, lr, **kw):
@@ -330,12 +335,13 @@ def _checked_image(image) -> torch.Tensor:
 
 def tile_function(model, output: OutputSettings, decoding: Decoding | None) -> tuple:
     """(tile, scales, fn: LR tiles (B,3,t,t) → [stage outputs]) of an SRModel, one seeded generator for all its
-    tiles; or of a plain function with .tile and .scales attributes."""
+    tiles, decoding only the stages of `output.scales`; or of a plain function with .tile and .scales attributes."""
     if not isinstance(model, SRModel):
         return model.tile, model.scales, model
     dec = decoding or model.decoding
     g = torch.Generator().manual_seed(dec.seed)
-    fn = lambda t: model.sr_batch(t, cls=output.cls, decoding=dec, generator=g)
+    stages = tuple(n for n, s in enumerate(model.scales) if s in output.scales)
+    fn = lambda t: model.sr_batch(t, cls=output.cls, decoding=dec, generator=g, stages=stages)
     return model.preset.lr_size, model.scales, fn
 
 
@@ -350,12 +356,20 @@ def _check_fits(output: OutputSettings, tile: int, avail: tuple) -> int:
     return overlap
 
 # %% ../nbs/08_inference.ipynb #b43b363d81ae4b689946ece5c682cd59
+PROGRESS_TILES = 32  # more tiles than this take seconds on a CPU: upscale(progress=None) shows a bar
+
+
 @torch.no_grad()
 def upscale(
-    image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding: Decoding | None = None, progress: bool = False
+    image,
+    model,
+    output: OutputSettings = DEFAULT_OUTPUT,
+    decoding: Decoding | None = None,
+    progress: bool | None = False,
 ) -> dict:
     """Super-resolve one image (path, or (3,H,W) tensor in [0,1]) of any size → {scale: (3, s·H, s·W) tensor in [0,1]}
-    as `output` says, decoded as `decoding` says (None: the model's; its seed seeds the tiles' generator)."""
+    as `output` says, decoded as `decoding` says (None: the model's; its seed seeds the tiles' generator); `progress`:
+    a bar over the tile batches (None: when the image has more than PROGRESS_TILES tiles)."""
     x = _checked_image(image)
     tile, avail, fn = tile_function(model, output, decoding)
     overlap, scales = _check_fits(output, tile, avail), output.scales
@@ -367,7 +381,8 @@ def upscale(
     den = {s: torch.zeros(1, Hp * s, Wp * s) for s in scales}
     win = {s: blend_window(tile * s, overlap * s) for s in scales}
     it = range(0, len(boxes), output.batch_size)
-    for b in progress_bar(it, leave=False) if progress else it:
+    bar = len(boxes) > PROGRESS_TILES if progress is None else progress
+    for b in progress_bar(it, desc="tiles", leave=False) if bar else it:
         chunk = boxes[b : b + output.batch_size]
         outs = fn(torch.stack([xp[:, i : i + tile, j : j + tile] for i, j in chunk]))  # (B, 3, tile, tile) in
         for s in scales:

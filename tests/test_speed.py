@@ -1,0 +1,69 @@
+"The speed bench's yardstick and part timer (bench/sr_speed.py)."
+
+import importlib.util
+import time
+from pathlib import Path
+import torch
+import msvar.inference as inference
+from msvar.inference import OutputSettings, upscale
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("sr_speed", ROOT / "bench" / "sr_speed.py")
+sr_speed = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sr_speed)
+
+
+def test_rrdbnet_is_real_esrgans_size_and_upscales_by_four():
+    "23 RRDB blocks, 64 channels, growth 32: 16.7M parameters, a (3, h, w) input becomes (3, 4h, 4w)."
+    net = sr_speed.RRDBNet().eval()
+    n = sum(p.numel() for p in net.parameters())
+    assert 16.6e6 < n < 16.8e6, n
+    with torch.no_grad():
+        y = net(torch.rand(1, 3, 5, 7))
+    assert y.shape == (1, 3, 20, 28)
+
+
+def test_parts_charge_time_to_the_innermost_part():
+    "A part inside another takes its own time; the outer one keeps only what is outside the inner."
+    parts = sr_speed.Parts()
+    inner = parts.wrap(lambda: time.sleep(0.2), "inner")
+    outer = parts.wrap(lambda: (time.sleep(0.02), inner()), "outer")
+    outer()
+    assert parts.sec["inner"] >= 0.2, dict(parts.sec)
+    assert 0.02 <= parts.sec["outer"] < 0.2, dict(parts.sec)
+    assert parts.calls == {"outer": 1, "inner": 1}
+
+
+def test_native_bf16_reads_the_flags():
+    "AMX before AVX-512-BF16; neither: none."
+    assert sr_speed.native_bf16({"avx512_bf16", "amx_bf16"}) == "AMX-BF16"
+    assert sr_speed.native_bf16({"avx512_bf16"}) == "AVX-512-BF16"
+    assert sr_speed.native_bf16({"avx2"}) == "none"
+
+
+def test_upscale_decodes_only_the_scales_it_writes(toy, monkeypatch):
+    "×2 and ×4 alone: the ×1 stage decoder never runs, and ×2, ×4 are bit-identical to those of a ×1, ×2, ×4 run."
+    x = torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(0))
+    full = upscale(x, toy, OutputSettings(scales=(1, 2, 4)))
+    seen = []
+    decode = toy.hit.decode_stage
+    monkeypatch.setattr(toy.hit, "decode_stage", lambda f_hat, n: seen.append(n) or decode(f_hat, n))
+    part = upscale(x, toy, OutputSettings(scales=(2, 4)))
+    assert sorted(set(seen)) == [1, 2], seen
+    assert sorted(part) == [2, 4]
+    assert all(torch.equal(part[s], full[s]) for s in (2, 4))
+
+
+def test_upscale_shows_a_tile_bar_when_asked_or_when_the_image_is_large(toy, monkeypatch):
+    "progress=None: a bar only beyond PROGRESS_TILES tiles; True and False as said."
+    bars = []
+    monkeypatch.setattr(inference, "progress_bar", lambda it, **kw: bars.append(kw.get("desc")) or it)
+    small = torch.rand(3, 8, 8)
+    upscale(small, toy, progress=None)
+    assert bars == []
+    upscale(small, toy, progress=True)
+    assert bars == ["tiles"]
+    side = 2 + 6 * 7  # a tile of 8 LR pixels every 6: 7 × 7 = 49 tiles
+    assert len(inference.tile_starts(side, 8, 2)) ** 2 > inference.PROGRESS_TILES
+    upscale(torch.rand(3, side, side), toy, progress=None)
+    assert bars == ["tiles", "tiles"]
