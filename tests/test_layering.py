@@ -106,14 +106,8 @@ def test_layer_check_sees_an_upward_import():
 def test_every_module_has_a_layer_and_imports_only_below_it():
     g = import_graph()
     assert set(g) == set(LAYER), f"modules without a layer: {set(g) - set(LAYER)}; gone: {set(LAYER) - set(g)}"
-    bad = [(a, b) for a, b in upward_imports(g) if not (b == "cli" and a in ARGPARSE_PENDING)]
+    bad = upward_imports(g)
     assert bad == [], f"imports that do not go down the stack: {bad}"
-
-
-# Modules that still hold console commands (and so argparse) until those move into msvar.cli_* modules; each may
-# import msvar.cli meanwhile. Shrink it as the commands move; it ends empty.
-ARGPARSE_PENDING = frozenset({
-})
 
 
 def imports_argparse(path: Path) -> bool:
@@ -124,10 +118,10 @@ def imports_argparse(path: Path) -> bool:
     return "argparse" in {*plain, *froms}
 
 
-def argparse_outside_commands(pkg: Path, pending=ARGPARSE_PENDING) -> list:
-    "Modules of `pkg` that import argparse but are neither msvar.cli, an msvar.cli_* module, devtools nor pending."
+def argparse_outside_commands(pkg: Path) -> list:
+    "Modules of `pkg` that import argparse but are neither msvar.cli, an msvar.cli_* module nor devtools."
     mods = sorted(p for p in pkg.glob("*.py") if p.name not in ("_modidx.py", "__init__.py"))
-    allowed = lambda m: m == "cli" or m.startswith("cli_") or m == "devtools" or m in pending
+    allowed = lambda m: m == "cli" or m.startswith("cli_") or m == "devtools"
     return [p.stem for p in mods if imports_argparse(p) and not allowed(p.stem)]
 
 
@@ -136,15 +130,12 @@ def test_argparse_check_sees_a_parser_in_a_function(tmp_path):
     (tmp_path / "var.py").write_text("def opts():\n    from argparse import ArgumentParser\n")
     (tmp_path / "cli_sr.py").write_text("import argparse\n")
     (tmp_path / "core.py").write_text("import os, argparse\n")
-    assert argparse_outside_commands(tmp_path, pending=frozenset()) == ["core", "var"]
-    assert argparse_outside_commands(tmp_path, pending=frozenset({"var"})) == ["core"]
+    assert argparse_outside_commands(tmp_path) == ["core", "var"]
 
 
 def test_argparse_only_in_the_commands_layer():
-    "argparse is imported only by msvar.cli, the msvar.cli_* modules and msvar.devtools (and the pending modules)."
+    "argparse is imported only by msvar.cli, the msvar.cli_* modules and msvar.devtools."
     assert argparse_outside_commands(PKG) == [], "modules that parse options below the commands layer"
-    stale = sorted(m for m in ARGPARSE_PENDING if not (PKG / f"{m}.py").exists() or not imports_argparse(PKG / f"{m}.py"))
-    assert stale == [], f"modules in ARGPARSE_PENDING that no longer import argparse (remove them): {stale}"
 
 
 def test_models_import_no_training_code():
