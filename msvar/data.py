@@ -12,16 +12,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from .core import MsvarError, resize, progress_bar
-from .files import ImageReadError, load_image, save_image, atomic_write, IMAGE_EXTS
+from .files import ImageReadError, load_image, save_image, atomic_write, IMAGE_EXTS, walk_files
 from .files import hold_folder, LOCK_NAME  # output folders held for a whole run (the files chapter)
 
 # %% auto #0
-__all__ = ['CACHE_MAX_BYTES', 'DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'final_sinc_kernel',
-           'filter2d_conv', 'filter2d', 'random_resize', 'add_gaussian_noise', 'add_poisson_noise', 'random_noise',
-           'to_8bit', 'jpeg', 'draw_classes', 'degrade', 'walk_files', 'scan_images', 'to_uint8_tensor',
-           'upscale_short_side', 'split_small', 'fits_cache', 'check_crop_options', 'HRFolder', 'match_pairs',
-           'PairedFolder', 'SeededSampler', 'DegradeCollate', 'seed_worker', 'make_loader', 'check_apart',
-           'check_empty', 'testset_source', 'write_manifest', 'make_testset']
+__all__ = ['BROKEN_LINK', 'CACHE_MAX_BYTES', 'DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel',
+           'final_sinc_kernel', 'filter2d_conv', 'filter2d', 'random_resize', 'add_gaussian_noise', 'add_poisson_noise',
+           'random_noise', 'to_8bit', 'jpeg', 'draw_classes', 'degrade', 'image_files', 'read_headers', 'finish_scan',
+           'scan_images', 'to_uint8_tensor', 'upscale_short_side', 'split_small', 'fits_cache', 'check_crop_options',
+           'HRFolder', 'match_pairs', 'PairedFolder', 'SeededSampler', 'DegradeCollate', 'seed_worker', 'make_loader',
+           'check_apart', 'check_empty', 'testset_source', 'write_manifest', 'make_testset']
 
 # %% ../nbs/01_data.ipynb #775e144d
 @dataclass
@@ -430,28 +430,12 @@ def _short_list(items, n: int = 10) -> str:
     items = [str(i) for i in items]
     return ", ".join(items[:n]) + (f", ... and {len(items) - n} more" if len(items) > n else "")
 
-
-def walk_files(root: Path) -> list:
-    """Every path under `root` that is not a folder, sorted, following links to folders and files; each real folder is
-    read once, so a link loop ends."""
-    seen, found, todo = set(), [], [Path(root)]
-    while todo:
-        d = todo.pop()
-        if d.resolve() in seen:
-            continue  # a second way into a folder already read (a link loop, or two links to one folder)
-        seen.add(d.resolve())
-        try:
-            entries = list(d.iterdir())
-        except OSError:
-            continue  # a folder we may not read
-        todo += [q for q in entries if q.is_dir()]  # is_dir follows a link to a folder
-        found += [q for q in entries if not q.is_dir()]
-    return sorted(found)
-
 # %% ../nbs/01_data.ipynb #72536fd3
-def scan_images(root, decode: bool = True) -> tuple:
-    """Readable images under `root` as [(path, (w, h))] and unreadable ones as [(path, reason)]; raises if there is
-    nothing."""
+BROKEN_LINK = "broken symbolic link (its target does not exist, or the link points to itself)"
+
+
+def image_files(root) -> tuple:
+    "(image files under `root`, broken links as [(path, reason)]); MsvarError if there is no image file at all."
     root = Path(root)
     if not root.exists():
         raise MsvarError(f"image folder {str(root)!r} does not exist")
@@ -461,17 +445,12 @@ def scan_images(root, decode: bool = True) -> tuple:
     files = [q for q in named if q.is_file()]
     if not files:
         raise MsvarError(f"no image files ({', '.join(IMAGE_EXTS)}) in {str(root)!r}")
-    ok, bad = (
-        [],
-        [
-            (
-                q,
-                "broken symbolic link (its target does not exist, or the link points to itself)",
-            )  # listed, not silently dropped
-            for q in named
-            if q.is_symlink() and not q.exists()
-        ],
-    )
+    return files, [(q, BROKEN_LINK) for q in named if q.is_symlink() and not q.exists()]  # listed, not dropped
+
+
+def read_headers(files, decode: bool = True) -> tuple:
+    "([(path, (w, h))], [(path, reason)]) of `files`: each header read, or each image decoded with `decode`."
+    ok, bad = [], []
     for f in files:
         try:
             if f.stat().st_size == 0:
@@ -485,15 +464,28 @@ def scan_images(root, decode: bool = True) -> tuple:
             ok.append((f, size))
         except Exception as e:
             bad.append((f, getattr(e, "reason", None) or f"{type(e).__name__}: {e}"))
+    return ok, bad
+
+
+def finish_scan(root, n_files: int, ok: list, bad: list) -> tuple:
+    "(ok, bad) after warning of the unreadable files; MsvarError if none of the `n_files` could be read."
     if bad:
         warnings.warn(
             f"skipped {len(bad)} unreadable image file(s) under {str(root)!r}: "
             + _short_list(f"{p.name} ({r})" for p, r in bad),
-            stacklevel=2,
+            stacklevel=3,
         )
     if not ok:
-        raise MsvarError(f"none of the {len(files)} image files in {str(root)!r} could be read")
+        raise MsvarError(f"none of the {n_files} image files in {str(root)!r} could be read")
     return ok, bad
+
+
+def scan_images(root, decode: bool = True) -> tuple:
+    """Readable images under `root` as [(path, (w, h))] and unreadable ones as [(path, reason)]; raises if there is
+    nothing."""
+    files, broken = image_files(root)
+    ok, bad = read_headers(files, decode)
+    return finish_scan(root, len(files), ok, broken + bad)
 
 # %% ../nbs/01_data.ipynb #c3b4a842
 def _flip8(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

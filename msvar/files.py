@@ -13,8 +13,8 @@ from .core import MsvarError, ImageWarning, to_uint8  # the errors and the range
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'IMAGE_EXTS', 'LOCK_NAME', 'NO_LOCK_ENV', 'ImageReadError', 'WriteError', 'load_image', 'atomic_write',
-           'save_image', 'check_out_dir', 'list_images', 'FolderBusyError', 'clean_orphans', 'hold_folder',
-           'holds_folder', 'available_memory', 'check_memory']
+           'save_image', 'check_out_dir', 'walk_files', 'list_images', 'FolderBusyError', 'clean_orphans',
+           'hold_folder', 'holds_folder', 'available_memory', 'check_memory']
 
 # %% ../nbs/12_files.ipynb #c174a826
 class ImageReadError(MsvarError):
@@ -278,12 +278,30 @@ def check_out_dir(out_dir) -> Path:
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def walk_files(root: Path) -> list:
+    """Every path under `root` that is not a folder, sorted, following links to folders and files; each real folder is
+    read once, so a link loop ends."""
+    seen, found, todo = set(), [], [Path(root)]
+    while todo:
+        d = todo.pop()
+        if d.resolve() in seen:
+            continue  # a second way into a folder already read (a link loop, or two links to one folder)
+        seen.add(d.resolve())
+        try:
+            entries = list(d.iterdir())
+        except OSError:
+            continue  # a folder we may not read
+        todo += [q for q in entries if q.is_dir()]  # is_dir follows a link to a folder
+        found += [q for q in entries if not q.is_dir()]
+    return sorted(found)
+
+
 def list_images(paths) -> list:
     "Expand files and folders (recursively) into a sorted list of image files; raise if nothing is found."
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS and q.is_file())
+            out += [q for q in walk_files(p) if q.suffix.lower() in IMAGE_EXTS and q.is_file()]  # links followed
         elif p.exists():
             out.append(p)
         else:

@@ -11,7 +11,7 @@ import torch.distributed as dist
 from .core import MsvarError, get_preset, seed_everything, show_images, keeps_global_state, unit_float
 from .files import atomic_write, holds_folder  # output folders (the files chapter)
 from .checkpoint import load_torch  # weights-only reading (chapter 13)
-from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images
+from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images, image_files, read_headers, finish_scan
 from .hit import load_sr_tokenizer, build_model
 from .var import load_public_var_weights, count_params, Decoding
 from .losses import SRLoss, TOKENS
@@ -216,7 +216,7 @@ def var_plan(p, o: VarTrainConfig, bs: int, env) -> MemoryPlan:
 
 def _var_batches(data, p, o: VarTrainConfig, env, bs: int, accum: int):
     "(dataset, collate, StepLoader): HR crops of `data`, degraded to LR on the fly, `bs` per step over all ranks."
-    scan = scan_once(data, env)  # headers read once, by rank 0; the others get its list
+    scan = scan_once(data, env)  # each header read once, shared out over the processes
     ds = HRFolder(data, p.hr_size, cache=o.cache_images if o.cache_images is not None else "auto", scan=scan)
     collate = DegradeCollate(DegradationConfig(), p.lr_size, o.p_bilinear, uint8=True)  # floats made on the device
     pin = env.device.type == "cuda"  # page-locked batches: non-blocking copies
@@ -310,20 +310,20 @@ def _say_run(model, ds, data, p, o: VarTrainConfig, env, bs: int, plan: MemoryPl
 
 # %% ../nbs/07b_train_var.ipynb #72eea5119410473aa328ad9291626812
 def scan_once(folder, env) -> tuple:
-    """`scan_images(folder, decode=False)` (file headers, no decoding) on the main process only, its result sent to the
-    others: one header read per file in all. A file that passes its header but fails to decode is skipped when
-    training reaches it (`HRFolder.failed_loads`)."""
-    box = [None]
-    if env.is_main:
-        try:
-            box[0] = scan_images(folder, decode=False)
-        except MsvarError as e:
-            box[0] = e  # the others raise it too, instead of waiting
+    """`scan_images(folder, decode=False)` shared out: every process lists the folder and reads the headers of every
+    world_size-th file, and the parts are gathered, so each header is read once in all and no process waits while
+    another reads them all. A file that passes its header but fails to decode is skipped when training reaches it
+    (`HRFolder.failed_loads`)."""
+    files, broken = image_files(folder)  # the same list, or the same MsvarError, on every process
+    mine = read_headers(files[env.rank :: env.world_size], decode=False)  # ([(path, (w, h))], [(path, reason)])
+    parts = [mine]
     if env.world_size > 1:
-        dist.broadcast_object_list(box, src=0)
-    if isinstance(box[0], MsvarError):
-        raise box[0]
-    return box[0]
+        parts = [None] * env.world_size
+        dist.all_gather_object(parts, mine)
+    order = {f: i for i, f in enumerate(files)}
+    ok = sorted((r for part in parts for r in part[0]), key=lambda r: order[r[0]])
+    bad = broken + sorted((r for part in parts for r in part[1]), key=lambda r: order[r[0]])
+    return finish_scan(folder, len(files), ok, bad)
 
 
 def fits_in_memory(folder, max_bytes: float = 2 * 2**30) -> bool:

@@ -113,22 +113,25 @@ def _images(tmp_path, n=3, side=40):
     return tmp_path
 
 
-def test_scan_once_reads_headers_on_rank_0_only(tmp_path, monkeypatch):
+def test_scan_once_shares_the_headers_out(tmp_path, monkeypatch):
+    "Each process reads the headers of every world_size-th file only; the gathered scan is the one-process scan."
     from types import SimpleNamespace
     import msvar.data, msvar.train_var as tv
-    root = _images(tmp_path)
-    decodes = []
-    real_load = msvar.data.load_image
+    root = _images(tmp_path, n=5)
+    decodes, opened = [], []
+    real_load, real_read = msvar.data.load_image, tv.read_headers
     monkeypatch.setattr(msvar.data, "load_image", lambda f, *a, **k: decodes.append(f) or real_load(f, *a, **k))
-    scan = tv.scan_once(root, SimpleNamespace(is_main=True, world_size=1))
-    assert [s for _, s in scan[0]] == [(40, 40), (40, 41), (40, 42)] and decodes == []   # headers only
+    scan = tv.scan_once(root, SimpleNamespace(rank=0, world_size=1))
+    assert [s for _, s in scan[0]] == [(40, 40 + i) for i in range(5)] and decodes == []   # headers only
     ds = msvar.data.HRFolder(root, 32, scan=scan)
-    assert len(ds) == 3 and decodes == []                                                   # nothing decoded before step 1
-    # another rank: no scan of its own, the main process's list arrives by broadcast
-    monkeypatch.setattr(tv, "scan_images", lambda *a, **k: pytest.fail("a second process scanned the folder"))
-    def broadcast(box, src=0): box[0] = scan
-    monkeypatch.setattr(tv.dist, "broadcast_object_list", broadcast)
-    assert tv.scan_once(root, SimpleNamespace(is_main=False, world_size=2)) is scan
+    assert len(ds) == 5 and decodes == []                                                   # nothing decoded before step 1
+    # rank 1 of 2 reads files 1 and 3; rank 0's part (files 0, 2, 4) arrives by all_gather, in the folder's order
+    monkeypatch.setattr(tv, "read_headers", lambda files, decode: opened.extend(files) or real_read(files, decode))
+    files, _ = tv.image_files(root)
+    def all_gather(parts, mine): parts[:] = [real_read(files[0::2], False), mine]
+    monkeypatch.setattr(tv.dist, "all_gather_object", all_gather)
+    assert tv.scan_once(root, SimpleNamespace(rank=1, world_size=2)) == scan
+    assert [f.name for f in opened] == ["im1.png", "im3.png"]
 
 
 def test_image_cache_only_when_it_fits(tmp_path, monkeypatch):
