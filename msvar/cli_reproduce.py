@@ -5,10 +5,10 @@
 # %% ../nbs/24_cli_reproduce.ipynb #326fe935
 from __future__ import annotations
 import argparse
-import sys
 from pathlib import Path
 from .core import MsvarError
 from .files import check_out_dir
+from .cli import fail  # one line, then an exit code
 from .fetch import fetched
 from .reproduce import PLANS, STAGES, check_stages, reproduce
 
@@ -71,21 +71,14 @@ def repro_options(a: argparse.Namespace) -> dict:
     )
 
 
-def _fail(e: Exception, code: int):
-    "Print `e` as one line naming the command, and exit with `code`."
-    msg = " ".join(str(e).split())
-    print(f"msvar_reproduce: error: {msg}", file=sys.stderr)
-    sys.exit(code)
-
-
 def reproduce_cli(argv=None):
     "Console entry point `msvar_reproduce`: the whole method end to end at a preset's size, resumable stage by stage."
     a = reproduce_parser().parse_args(argv)
     try:  # usage errors: one line, exit code 2, before any folder is made
         opts = repro_options(a)
     except MsvarError as e:
-        _fail(e, 2)
+        fail("msvar_reproduce", e, 2)
     try:
         reproduce(**opts)
     except MsvarError as e:  # a folder held by another run included
-        _fail(e, 1)
+        fail("msvar_reproduce", e, 1)

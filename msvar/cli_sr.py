@@ -13,7 +13,7 @@ from .files import load_image, save_image, check_out_dir, atomic_write
 from .core import ImageWarning, progress_bar
 from .files import IMAGE_EXTS, check_memory
 from .files import hold_folder, holds_folder  # output folders held by one run (the files chapter)
-from .cli import set_threads, add_threads_arg  # what the commands share (the cli chapter)
+from .cli import set_threads, add_threads_arg, fail  # what the commands share (the cli chapter)
 from .var import Decoding, DEFAULT_DECODING, SOFT_TAU, SOFT_MIN, decoding_problem  # decoding (chapter 05)
 from .inference import SRModel, OutputSettings, DEFAULT_OUTPUT, CLASSES, upscale, compare_figure
 from .inference import load_sr_model, default_model_path
@@ -411,8 +411,7 @@ def sr_cli(argv=None):
     try:
         s = _sr_run(a)
     except MsvarError as e:
-        print(f"msvar_sr: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail("msvar_sr", e, 2)
     except KeyboardInterrupt:
         sys.exit(130)  # sr_files has written the summary and said so
     print(
@@ -487,8 +486,7 @@ def eval_cli(argv=None):
         with hold_folder(out, "--out"):  # one evaluation at a time: two into one --out would mix their reports
             code, res, js = _eval_held(a, output, out, summary)
     except MsvarError as e:
-        print(f"msvar_eval: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail("msvar_eval", e, 2)
     _say_eval_end(summary, code, res, a.out, js)
     if code:
         sys.exit(code)

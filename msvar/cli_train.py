@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, dataclasses, math, os, sys
 from pathlib import Path
 from .core import MsvarError, get_preset, default_device
-from .cli import set_threads, add_threads_arg, arg_seed, say_interrupted  # the commands' shared options
+from .cli import set_threads, add_threads_arg, arg_seed, say_interrupted, fail  # the commands' shared options
 from .train import PRECISIONS, COMPILES, COMPILE_AUTO_STEPS, resolve_precision
 from .losses import TOKENS
 from .fetch import fetched
@@ -164,13 +164,6 @@ def train_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _say_error(prog: str, e: Exception):
-    "One line on stderr (naming the rank under torchrun), exit status 1."
-    rank = os.environ.get("RANK")
-    print(f"{prog}{'' if rank is None else f' (rank {rank})'}: error: {e}", file=sys.stderr)
-    sys.exit(1)
-
-
 def train_cli(argv=None):
     "Console entry point `msvar_train`."
     ap = train_parser()
@@ -183,7 +176,7 @@ def train_cli(argv=None):
     try:
         r = train_var(a.preset, a.data or fetched("train"), a.tokenizer, a.out, o)
     except MsvarError as e:
-        _say_error("msvar_train", e)
+        fail("msvar_train", e, 1)
     except KeyboardInterrupt:
         say_interrupted("msvar_train", a.out)
     if os.environ.get("RANK") in (None, "0"):
@@ -250,7 +243,7 @@ def train_tokenizer_cli(argv=None):
         print(f"training the {a.preset!r} tokenizer on {a.data}, precision {precision}{auto}", flush=True)
         _, rows = train_tokenizer(a.preset, a.data, a.out, **opts)
     except MsvarError as e:
-        _say_error("msvar_train_tokenizer", e)
+        fail("msvar_train_tokenizer", e, 1)
     except KeyboardInterrupt:
         say_interrupted("msvar_train_tokenizer", a.out)
     last = rows[-1]
@@ -300,7 +293,7 @@ def finetune_hit_cli(argv=None):
     try:
         finetune_hit(a.tokenizer, a.out, a.data, a.steps1, a.steps2, a.batch_size, a.lr, **opts)
     except MsvarError as e:
-        _say_error("msvar_finetune_hit", e)
+        fail("msvar_finetune_hit", e, 1)
     except KeyboardInterrupt:
         say_interrupted("msvar_finetune_hit", a.out, ("last.pt", "phase2/last.pt", "phase1/last.pt"))
     print(f"wrote {Path(a.out) / 'last.pt'}")

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 __all__ = ['RESIZE_MODES', 'PRESETS', 'MsvarError', 'ImageWarning', 'repo_dir', 'data_dir', 'bundled_images', 'to_signed',
            'to_unit', 'unit_float', 'host_values', 'to_uint8', 'resize', 'show_images', 'image_grid', 'seed_everything',
            'default_device', 'global_state', 'restore_global_state', 'keeps_global_state', 'TokenizerConfig',
-           'VARConfig', 'TrainRecipe', 'Preset', 'get_preset', 'LineProgress', 'progress_bar']
+           'VARConfig', 'TrainRecipe', 'Preset', 'check_sizes', 'tokens_per_stage', 'preset_summary', 'get_preset',
+           'LineProgress', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
 class MsvarError(Exception):
@@ -312,7 +313,7 @@ class Preset:
 
     def __post_init__(self):
         self.patch_nums, self.stages = tuple(self.patch_nums), tuple(self.stages)
-        self.validate()
+        check_sizes(self)
 
     # ---- derived sizes ----
     @property
@@ -349,80 +350,80 @@ class Preset:
     def n_prefix_tokens(self) -> int:
         return self.latent_side**2  # LR upsampled to HR, then encoded
 
-    def tokens_per_stage(self) -> list:
-        "Tokens added by each stage, and the running total."
-        out, start, total = [], 0, 0
-        for n, k in enumerate(self.stage_ends):
-            new = sum(p * p for p in self.patch_nums[start:k])
-            total += new
-            out.append(
-                dict(
-                    stage=n + 1,
-                    scale=self.stages[n],
-                    out_px=self.stage_sizes[n],
-                    steps=f"{start + 1}-{k}",
-                    sides=self.patch_nums[start:k],
-                    new_tokens=new,
-                    cumulative=total,
-                )
-            )
-            start = k
-        return out
+# %% ../nbs/00_core.ipynb #acae54e37e7d407bbb7b55eff062a284
+def check_sizes(pr: Preset) -> Preset:
+    "Raise `MsvarError` with a clear message when the sizes do not fit together."
 
-    def validate(self):
-        "Raise `MsvarError` with a clear message when the sizes do not fit together."
+    def bad(msg):
+        raise MsvarError(f"preset {pr.name!r}: {msg}")
 
-        def bad(msg):
-            raise MsvarError(f"preset {self.name!r}: {msg}")
-
-        p, s = self.patch_nums, self.stages
-        if len(p) < 1 or any(int(x) != x or x < 1 for x in p):
-            bad(f"patch_nums must be positive integers, got {p}")
-        if any(b <= a for a, b in zip(p, p[1:])):
-            bad(f"patch_nums must be strictly increasing, got {p}")
-        if self.hr_size % self.downsample:
-            bad(f"hr_size {self.hr_size} is not a multiple of downsample {self.downsample}")
-        if p[-1] != self.latent_side:
-            bad(f"the last patch_num must equal hr_size/downsample = {self.latent_side}, got {p[-1]}")
-        if 2 ** (len(self.tokenizer.ch_mult) - 1) != self.downsample:
+    p, s = pr.patch_nums, pr.stages
+    if len(p) < 1 or any(int(x) != x or x < 1 for x in p):
+        bad(f"patch_nums must be positive integers, got {p}")
+    if any(b <= a for a, b in zip(p, p[1:])):
+        bad(f"patch_nums must be strictly increasing, got {p}")
+    if pr.hr_size % pr.downsample:
+        bad(f"hr_size {pr.hr_size} is not a multiple of downsample {pr.downsample}")
+    if p[-1] != pr.latent_side:
+        bad(f"the last patch_num must equal hr_size/downsample = {pr.latent_side}, got {p[-1]}")
+    if 2 ** (len(pr.tokenizer.ch_mult) - 1) != pr.downsample:
+        bad(
+            f"tokenizer ch_mult {pr.tokenizer.ch_mult} downsamples by {2 ** (len(pr.tokenizer.ch_mult) - 1)}, "
+            f"not {pr.downsample}"
+        )
+    if not s or any(b <= a for a, b in zip(s, s[1:])) or s[-1] != 1.0 or s[0] <= 0:
+        bad(f"stages must increase from >0 up to 1.0, got {s}")
+    if pr.hr_size * s[0] != pr.lr_size:
+        bad(f"lr_size {pr.lr_size} must equal stages[0]·hr_size = {pr.hr_size * s[0]:g} (the ×1 output is LR-sized)")
+    for sn in s:
+        side = sn * pr.latent_side
+        if side != int(side) or int(side) not in p:
             bad(
-                f"tokenizer ch_mult {self.tokenizer.ch_mult} downsamples by {2 ** (len(self.tokenizer.ch_mult) - 1)}, "
-                f"not {self.downsample}"
+                f"stage s={sn} needs a step of side s·ρ_L = {side:g} in patch_nums {p}; every stage must end "
+                "exactly on one of the scales"
             )
-        if not s or any(b <= a for a, b in zip(s, s[1:])) or s[-1] != 1.0 or s[0] <= 0:
-            bad(f"stages must increase from >0 up to 1.0, got {s}")
-        if self.hr_size * s[0] != self.lr_size:
-            bad(
-                f"lr_size {self.lr_size} must equal stages[0]·hr_size = {self.hr_size * s[0]:g} (the ×1 output is "
-                "LR-sized)"
-            )
-        for sn in s:
-            side = sn * self.latent_side
-            if side != int(side) or int(side) not in p:
-                bad(
-                    f"stage s={sn} needs a step of side s·ρ_L = {side:g} in patch_nums {p}; every stage must end "
-                    "exactly on one of the scales"
-                )
-            if (sn * self.hr_size) % self.downsample:
-                bad(f"stage s={sn} gives {sn * self.hr_size:g} px, not a multiple of downsample {self.downsample}")
-        if self.var.embed_dim % self.var.num_heads:
-            bad(f"embed_dim {self.var.embed_dim} is not divisible by num_heads {self.var.num_heads}")
-        return self
+        if (sn * pr.hr_size) % pr.downsample:
+            bad(f"stage s={sn} gives {sn * pr.hr_size:g} px, not a multiple of downsample {pr.downsample}")
+    if pr.var.embed_dim % pr.var.num_heads:
+        bad(f"embed_dim {pr.var.embed_dim} is not divisible by num_heads {pr.var.num_heads}")
+    return pr
 
-    def summary(self) -> str:
-        "A human-readable summary of the sizes."
-        lines = [
-            f"preset {self.name!r}: LR {self.lr_size}px → HR {self.hr_size}px, downsample {self.downsample}, ρ = "
-            f"{self.patch_nums} (L={self.L})",
-            f"  image tokens Σρ² = {self.n_image_tokens}, LR prefix tokens = {self.n_prefix_tokens}, total sequence = "
-            f"{self.n_image_tokens + self.n_prefix_tokens}",
-        ]
-        for r in self.tokens_per_stage():
-            lines.append(
-                f"  stage {r['stage']} (s={r['scale']}, {r['out_px']}px): steps {r['steps']} sides {r['sides']} "
-                f"+{r['new_tokens']} tokens → {r['cumulative']}"
+# %% ../nbs/00_core.ipynb #8dd0d8092fe74a7c96281538738b07e2
+def tokens_per_stage(p: Preset) -> list:
+    "Tokens added by each stage, and the running total."
+    out, start, total = [], 0, 0
+    for n, k in enumerate(p.stage_ends):
+        new = sum(p * p for p in p.patch_nums[start:k])
+        total += new
+        out.append(
+            dict(
+                stage=n + 1,
+                scale=p.stages[n],
+                out_px=p.stage_sizes[n],
+                steps=f"{start + 1}-{k}",
+                sides=p.patch_nums[start:k],
+                new_tokens=new,
+                cumulative=total,
             )
-        return "\n".join(lines)
+        )
+        start = k
+    return out
+
+
+def preset_summary(p: Preset) -> str:
+    "A human-readable summary of the sizes."
+    lines = [
+        f"preset {p.name!r}: LR {p.lr_size}px → HR {p.hr_size}px, downsample {p.downsample}, ρ = "
+        f"{p.patch_nums} (L={p.L})",
+        f"  image tokens Σρ² = {p.n_image_tokens}, LR prefix tokens = {p.n_prefix_tokens}, total sequence = "
+        f"{p.n_image_tokens + p.n_prefix_tokens}",
+    ]
+    for r in tokens_per_stage(p):
+        lines.append(
+            f"  stage {r['stage']} (s={r['scale']}, {r['out_px']}px): steps {r['steps']} sides {r['sides']} "
+            f"+{r['new_tokens']} tokens → {r['cumulative']}"
+        )
+    return "\n".join(lines)
 
 # %% ../nbs/00_core.ipynb #efb08d56
 def _paper():

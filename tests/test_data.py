@@ -132,7 +132,7 @@ def test_degrade_matches_its_golden_lr():
 
 # ---------------------------------------------------------------- one run per folder; folders of links
 RACE = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 import msvar.data as data
 from msvar.cli_data import make_testset_cli
@@ -141,6 +141,7 @@ def slow_save(*a, **k):  # each pair takes a while: the two runs overlap for sur
     time.sleep(0.05)
     return save(*a, **k)
 data.save_image = slow_save
+Path(f"{sys.argv[1]}.ready.{os.getpid()}").touch()  # imports done
 while not Path(sys.argv[1]).exists():  # both processes have imported everything: start together
     time.sleep(0.005)
 make_testset_cli(sys.argv[2:])
@@ -156,7 +157,9 @@ def test_two_testsets_into_one_folder_at_once(tmp_path):
     go, out = tmp_path / "go", tmp_path / "out"
     procs = {seed: subprocess.Popen([sys.executable, "-c", RACE, str(go), str(IMAGES), "-o", str(out), "-n", "8", "--preset", "test",
                                      "--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (1, 2)}
-    time.sleep(3)  # let both import torch and msvar
+    deadline = time.time() + 240
+    while len(list(tmp_path.glob("go.ready.*"))) < 2 and time.time() < deadline:  # both have imported torch and msvar
+        time.sleep(0.05)
     go.touch()
     res = {seed: (p.wait(timeout=300), *p.communicate()) for seed, p in procs.items()}
     winner = [s for s, r in res.items() if r[0] == 0]

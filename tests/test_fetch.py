@@ -122,7 +122,7 @@ def test_commands_name_the_fetch_command_when_nothing_is_there(tmp_path, monkeyp
 
 
 RACE = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 import msvar.fetch as fetch
 unpack = fetch.extract
@@ -130,6 +130,7 @@ def slow_extract(*a, **k):  # a fetch that takes a while: the two overlap for su
     time.sleep(1.0)
     return unpack(*a, **k)
 fetch.extract = slow_extract
+Path(f"{sys.argv[1]}.ready.{os.getpid()}").touch()  # imports done
 while not Path(sys.argv[1]).exists():  # both processes have imported everything: start together
     time.sleep(0.005)
 try:
@@ -147,7 +148,9 @@ def test_two_fetches_into_one_cache_at_once(tmp_path):
     go, out = tmp_path / "go", tmp_path / "cache"
     procs = [subprocess.Popen([sys.executable, "-c", RACE, str(go), str(out), str(tmp_path / "bsds.tgz")], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    time.sleep(3)  # let both import torch and msvar
+    deadline = time.time() + 240
+    while len(list(tmp_path.glob("go.ready.*"))) < 2 and time.time() < deadline:  # both have imported torch and msvar
+        time.sleep(0.05)
     go.touch()
     res = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     assert sorted(r[0] for r in res) == [0, 1], res
