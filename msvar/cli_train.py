@@ -4,7 +4,7 @@
 
 # %% ../nbs/22_cli_train.ipynb #9a63283cbaf04dbcab1f6479b197f3a8
 from __future__ import annotations
-import argparse, dataclasses, math, os, sys
+import argparse, dataclasses, math, os
 from pathlib import Path
 from .core import MsvarError, get_preset, default_device
 from .cli import set_threads, add_threads_arg, arg_seed, say_interrupted, fail  # the commands' shared options
