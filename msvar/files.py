@@ -320,13 +320,17 @@ NO_LOCK_ENV = "MSVAR_NO_LOCK"  # set to 1: hold output folders without a lock, o
 _NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)  # refused by the filesystem, not by another run
 
 
-def _lock_holder(lock: Path) -> str:
+def _lock_holder(lock: Path, wait: float = 1.0) -> str:
     "What a lock file says about its holder, on one line ('pid 123, msvar_sr, since …'), or 'another process'."
-    try:
-        words = lock.read_text(errors="replace").split(maxsplit=2)
-    except OSError:
-        return "another process"
-    if not words:  # the holder has not written its name yet
+    words, end = [], time.monotonic() + wait
+    while not words and time.monotonic() < end:  # a holder that has just taken the lock writes its name next
+        try:
+            words = lock.read_text(errors="replace").split(maxsplit=2)
+        except OSError:
+            return "another process"
+        if not words:
+            time.sleep(0.02)
+    if not words:  # the holder never wrote its name
         return "another process"
     since = " ".join(words[2].split()) if len(words) > 2 else ""  # the file's line ends with a newline
     return f"pid {words[0]}" + (f", {words[1]}" if len(words) > 1 else "") + (f", since {since}" if since else "")
