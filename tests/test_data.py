@@ -137,10 +137,11 @@ from pathlib import Path
 import msvar.data as data
 from msvar.cli_data import make_testset_cli
 save = data.save_image
-def slow_save(*a, **k):  # each pair takes a while: the two runs overlap for sure
-    time.sleep(0.05)
+def held_save(*a, **k):  # the run that holds the folder waits here until the test has seen the other refused
+    while not Path(sys.argv[1] + ".release").exists():
+        time.sleep(0.01)
     return save(*a, **k)
-data.save_image = slow_save
+data.save_image = held_save
 Path(f"{sys.argv[1]}.ready.{os.getpid()}").touch()  # imports done
 while not Path(sys.argv[1]).exists():  # both processes have imported everything: start together
     time.sleep(0.005)
@@ -161,6 +162,9 @@ def test_two_testsets_into_one_folder_at_once(tmp_path):
     while len(list(tmp_path.glob("go.ready.*"))) < 2 and time.time() < deadline:  # both have imported torch and msvar
         time.sleep(0.05)
     go.touch()
+    while all(p.poll() is None for p in procs.values()) and time.time() < deadline:  # one of them is refused...
+        time.sleep(0.05)
+    Path(f"{go}.release").touch()                                # ...then the one holding the folder writes its set
     res = {seed: (p.wait(timeout=300), *p.communicate()) for seed, p in procs.items()}
     winner = [s for s, r in res.items() if r[0] == 0]
     assert len(winner) == 1, res

@@ -126,10 +126,11 @@ import os, sys, time
 from pathlib import Path
 import msvar.fetch as fetch
 unpack = fetch.extract
-def slow_extract(*a, **k):  # a fetch that takes a while: the two overlap for sure
-    time.sleep(1.0)
+def held_extract(*a, **k):  # the fetch that holds the cache waits here until the test has seen the other refused
+    while not Path(sys.argv[1] + ".release").exists():
+        time.sleep(0.01)
     return unpack(*a, **k)
-fetch.extract = slow_extract
+fetch.extract = held_extract
 Path(f"{sys.argv[1]}.ready.{os.getpid()}").touch()  # imports done
 while not Path(sys.argv[1]).exists():  # both processes have imported everything: start together
     time.sleep(0.005)
@@ -152,6 +153,9 @@ def test_two_fetches_into_one_cache_at_once(tmp_path):
     while len(list(tmp_path.glob("go.ready.*"))) < 2 and time.time() < deadline:  # both have imported torch and msvar
         time.sleep(0.05)
     go.touch()
+    while all(p.poll() is None for p in procs) and time.time() < deadline:  # one of them is refused...
+        time.sleep(0.05)
+    (tmp_path / "go.release").touch()                             # ...then the one holding the cache unpacks
     res = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     assert sorted(r[0] for r in res) == [0, 1], res
     winner = next(p for p, r in zip(procs, res) if r[0] == 0)
