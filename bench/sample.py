@@ -1,6 +1,6 @@
 """Benchmark of the super-resolution VAR (msvar.var): sampling with the KV cache vs. recomputing the whole
 sequence (LR prefix included) at every step, beside the most the cache can save (the FLOPs of recomputing over the
-FLOPs of the cached pass, msvar.devtools.kv_cache_flops), and teacher-forced forward+backward throughput beside this
+FLOPs of the cached pass, kv_cache_flops below), and teacher-forced forward+backward throughput beside this
 machine's measured fp32 matmul speed. With --sr, msvar_sr's own throughput on the shipped `small` model
 (data/msvar_small.safetensors): images/s of `upscale` on the demo LR images with the default decoding, and the
 cache's speed-up in that setting (batch of 8 tiles, soft decoding). Sampling times are CPU seconds of this process,
@@ -19,10 +19,23 @@ import torch
 import torch.nn.functional as F
 from msvar.core import data_dir, get_preset, seed_everything, MsvarError
 from msvar.files import load_image
-from msvar.devtools import CLOCK, forward_flops, gemm_gflops, interleaved, kv_cache_flops, matmul_gflops, stand_in
+from msvar.devtools import CLOCK, forward_flops, gemm_gflops, interleaved, matmul_gflops, stand_in
 from msvar.hit import HITState
 from msvar.inference import load_sr_model, tile_starts, upscale
-from msvar.var import DEFAULT_DECODING, SRVAR, count_params, Decoding
+from msvar.var import DEFAULT_DECODING, SRVAR, count_params, Decoding, mask_pairs
+
+
+def kv_cache_flops(m: SRVAR) -> tuple:
+    """Useful FLOPs per row of sampling all L scales (cached, recomputed): with the KV cache every token passes the
+    blocks once (the work of one teacher-forced forward); recomputing passes the whole sequence so far at every step.
+    Their ratio is the most the cache can speed sampling up."""
+    C, hidden, P = m.C, m.blocks[0].ffn.fc1.out_features, m.n_prefix
+    linear = lambda n: 2 * n * m.depth * (4 * C * C + 2 * C * hidden)
+    attn = lambda pns: 4 * C * mask_pairs(pns, P) * m.depth
+    head = 2 * m.n_image * C * m.V  # the head sees each scale's new tokens only, either way
+    seen = [P + sum(pn * pn for pn in m.patch_nums[: l + 1]) for l in range(m.L)]
+    recomputed = sum(linear(n) + attn(m.patch_nums[: l + 1]) for l, n in enumerate(seen)) + head
+    return linear(seen[-1]) + attn(m.patch_nums) + head, recomputed
 
 
 def time_sampling(m, st, prefix, cls, cfg, use_cache):

@@ -38,7 +38,7 @@ import msvar.train as mtrain
 from msvar.core import get_preset, to_signed
 from msvar.data import HRFolder, DegradeCollate, DegradationConfig
 from msvar.devtools import (CLOCK, bench_images, bench_run, counted_flops, forward_flops, gemm_gflops, interleaved,
-                            matmul_gflops, random_tokens, var_gemms)
+                            matmul_gflops, random_tokens)
 from msvar.hit import HITTokenizer, hit_tokenize, encode_any, stage_grids
 from msvar.quantize import MultiScaleQuantizer
 from msvar.losses import (SRLoss, SRTokens, sr_loss, token_preset, upsample_lr,
@@ -60,6 +60,18 @@ def sr_tokens_v0(tokenizer, batch, tokens="hit"):
     x_hr, x_lr = q.teacher_inputs(t_hr.idx, stage_grids(p)), q.teacher_inputs(t_lr.idx, stage_grids(p))
     flat = lambda idx: torch.cat([z.flatten(1) for z in idx], 1)
     return SRTokens(prefix, cls, x_hr, flat(t_hr.idx), x_lr, flat(t_lr.idx), t_hr.idx, t_lr.idx)
+
+
+def linear_gemms(rows: int, d_in: int, d_out: int) -> list:
+    "The three products of a Linear layer's training step on `rows` rows: forward, input gradient, weight gradient."
+    return [(rows, d_in, d_out), (rows, d_out, d_in), (d_out, rows, d_in)]
+
+
+def var_gemms(m, B: int) -> list:
+    "The GEMM shapes of one VAR training step at batch B: every block's Linear layers and the head, each three times."
+    M, C, hidden = B * (m.n_prefix + m.n_image), m.C, m.blocks[0].ffn.fc1.out_features
+    block = linear_gemms(M, C, 3 * C) + linear_gemms(M, C, C) + linear_gemms(M, C, hidden) + linear_gemms(M, hidden, C)
+    return block * m.depth + linear_gemms(B * m.n_image, C, m.V)
 
 
 def sr_loss_v0(model, t: SRTokens, beta=1.0):
