@@ -26,240 +26,171 @@ from .train import read_log, moving_average
 from .inference import sr_model_from_checkpoint, colour_fix_scales, save_sr_model, OutputSettings
 from .evaluate import evaluate_outputs, model_outputs, load_pairs, baseline_outputs
 from .fetch import fetched
-from .losses import sr_tokens, sr_loss
 
 # %% auto #0
-__all__ = ['HIGHER_IS_BETTER', 'DECODINGS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'CLAIMS', 'CLAIM_METRICS', 'UNITS', 'LABELS',
-           'PRODUCT_CLAIMS', 'PLANS', 'VARIANTS', 'STAGES', 'BUNDLE', 'results', 'decoded', 'crop_means',
-           'paired_interval', 'seed_diffs', 'verdict', 'claim_row', 'claims_table', 'means_table', 'seed_table',
-           'verdict_counts', 'verdict_table', 'markdown_table', 'run_verdicts', 'ReproPlan', 'plan_dpo_beta',
-           'plan_from_record', 'check_stages', 'give_checkpoint', 'stage_tokenizer', 'stage_hit', 'variant_dir',
-           'stage_var', 'train_seconds', 'tokenizer_file', 'sr_model_from_run', 'variant_model', 'tokenizer_scores',
-           'plan_decoding', 'variant_scores', 'variant_part', 'stage_eval', 'run_stage', 'stage_times',
-           'training_curves', 'report_grid', 'write_report', 'reproduce', 'prefix_use', 'bundle_results']
+__all__ = ['HIGHER_IS_BETTER', 'DECODINGS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'CLAIMS', 'CLAIM_METRICS', 'LABELS',
+           'PRODUCT_CLAIMS', 'PLANS', 'VARIANTS', 'STAGES', 'results', 'decoded', 'crop_means', 'paired_interval',
+           'seed_diffs', 'verdict', 'claim_row', 'claims_table', 'means_table', 'verdict_table', 'markdown_table',
+           'run_verdicts', 'ReproPlan', 'plan_dpo_beta', 'check_stages', 'give_checkpoint', 'stage_tokenizer',
+           'stage_hit', 'variant_dir', 'stage_var', 'train_seconds', 'tokenizer_file', 'variant_model',
+           'tokenizer_scores', 'plan_decoding', 'variant_scores', 'variant_part', 'stage_eval', 'run_stage',
+           'stage_times', 'training_curves', 'report_grid', 'write_report', 'reproduce']
 
 # %% ../nbs/10_reproduce.ipynb #768547d5
 HIGHER_IS_BETTER = {"psnr": True, "psnr_rgb": True, "ssim": True, "lpips": False, "delta_e": False}
-DECODINGS = ("raw", "colour-fixed")  # the VAR's own outputs; and as msvar_sr delivers them
+DECODINGS = ("raw", "colour-fixed")  # the VAR's own outputs; as msvar_sr delivers them
 
 
 def results(out) -> dict:
-    "The per-crop scores of a finished run folder (or a bundle of it): {'t1a': DataFrame, 'per': DataFrame}."
-    ev = Path(out) / "eval"
-    read = lambda f: pd.read_csv(ev / f, dtype={"image": str})
+    "The per-crop scores of a run folder or its bundle: {'t1a': …, 'per': …}."
+    read = lambda f: pd.read_csv(Path(out) / "eval" / f, dtype={"image": str})
     return dict(t1a=read("table1a.csv"), per=read("per_image.csv"))
 
 
-def decoded(per: pd.DataFrame, decoding: str) -> pd.DataFrame:
-    "The rows of one decoding of the VARs, with the baselines (which have none)."
-    if decoding not in DECODINGS:
-        raise MsvarError(f"unknown decoding {decoding!r}; decodings are {DECODINGS}")
+def decoded(per, decoding: str) -> pd.DataFrame:
+    "The rows of one decoding of the VARs, and the baselines'."
     return per[(per.decoding == decoding) | per.decoding.isna()]
 
 
-def crop_means(per: pd.DataFrame, method: str, scale: str, metric: str) -> pd.Series:
-    "A method's score per crop at one scale, averaged over its training seeds; indexed by (test_set, image)."
-    rows = per[(per.method == method) & (per.scale == scale)]
-    if rows.empty:
-        raise MsvarError(f"no scores of {method!r} at {scale}")
-    return rows.groupby(["test_set", "image"])[metric].mean()
+def crop_means(per, method: str, scale: str, metric: str) -> pd.Series:
+    "A method's score per crop at one scale, averaged over its seeds."
+    return per[(per.method == method) & (per.scale == scale)].groupby(["test_set", "image"])[metric].mean()
 
 # %% ../nbs/10_reproduce.ipynb #9468ea12
-def paired_interval(d, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple:
-    "Mean of per-crop differences `d` and its percentile interval by the paired bootstrap (crops resampled)."
+def paired_interval(d, n_boot: int = 2000) -> tuple:
+    "Mean of per-crop differences `d`, its 95 % paired-bootstrap interval."
     d = np.asarray(d, dtype=float)
-    if len(d) < 2:
-        raise MsvarError(f"an interval needs at least 2 paired crops, got {len(d)}")
-    if np.ptp(d) == 0:  # every crop the same difference: no spread to resample
+    if np.ptp(d) == 0:  # no spread to resample
         return float(d[0]), float(d[0]), float(d[0])
-    r = stats.bootstrap(
-        (d,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile", rng=np.random.default_rng(seed)
-    )
+    r = stats.bootstrap((d,), np.mean, n_resamples=n_boot, method="percentile", rng=np.random.default_rng(0))
     return float(d.mean()), float(r.confidence_interval.low), float(r.confidence_interval.high)
 
 # %% ../nbs/10_reproduce.ipynb #50d82477
-def seed_diffs(per: pd.DataFrame, a: str, b: str, scale: str, metric: str) -> list:
-    "Mean difference to `b` (seed-averaged) of each training seed of `a`."
+def seed_diffs(per, a: str, b: str, scale: str, metric: str) -> list:
+    "Mean difference to `b` of each training seed of `a`."
     rb = crop_means(per, b, scale, metric)
-    ra = per[(per.method == a) & (per.scale == scale)]
-    seeds = sorted(ra.seed.dropna().unique()) if "seed" in ra else []
-    if not seeds:
-        return [float((crop_means(per, a, scale, metric) - rb).mean())]
-    return [float((ra[ra.seed == s].set_index(["test_set", "image"])[metric] - rb).mean()) for s in seeds]
+    ra = per[(per.method == a) & (per.scale == scale)].set_index(["test_set", "image"])
+    return [float((g[metric] - rb).mean()) for _, g in ra.groupby("seed")]
 
 
-def verdict(lo: float, hi: float, seeds: list, higher: bool, paper_sign: int | None) -> str:
-    "The verdict on a − b from its interval and its seeds' signs; `paper_sign` +1 where the paper has a better."
-    sign = 1 if lo > 0 else -1 if hi < 0 else 0  # the interval's side, in the metric's units
-    if not higher:
-        sign = -sign  # +1 now means a is better
-    seeds_agree = all((s > 0) == (sign * (1 if higher else -1) > 0) for s in seeds)
-    resolved = sign != 0 and seeds_agree
+def verdict(lo, hi, seeds: list, higher: bool, paper_sign: int | None) -> str:
+    "The verdict on a − b; `paper_sign` +1 where the paper has a better."
+    side = 1 if lo > 0 else -1 if hi < 0 else 0
+    better = side if higher else -side  # +1: a is better
+    if side == 0 or any((s > 0) != (side > 0) for s in seeds):
+        return "not resolved" if paper_sign is None else "not resolved at this scale"
     if paper_sign is None:
-        return ("a better" if sign > 0 else "b better") if resolved else "not resolved"
-    if not resolved:
-        return "not resolved at this scale"
-    return "reproduced" if sign == paper_sign else "not reproduced"
+        return "a better" if better > 0 else "b better"
+    return "reproduced" if better == paper_sign else "not reproduced"
 
 # %% ../nbs/10_reproduce.ipynb #5999ac72
+_cols = lambda *metrics: pd.MultiIndex.from_product([metrics, ("x1", "x2", "x4")])
 PAPER_T1A = pd.DataFrame(
-    {
-        ("psnr", "x1"): [None, 17.86, 20.10],
-        ("psnr", "x2"): [None, 21.43, 22.34],
-        ("psnr", "x4"): [24.17, 23.52, 24.81],
-        ("lpips", "x1"): [None, 0.285, 0.184],
-        ("lpips", "x2"): [None, 0.159, 0.143],
-        ("lpips", "x4"): [0.115, 0.144, 0.124],
-    },
+    [
+        [None, None, 24.17, None, None, 0.115],
+        [17.86, 21.43, 23.52, 0.285, 0.159, 0.144],
+        [20.10, 22.34, 24.81, 0.184, 0.143, 0.124],
+    ],
     index=["plain (Switti)", "hit-base (Switti*)", "hit (Ours)"],
+    columns=_cols("psnr", "lpips"),
 )
 PAPER_T1B = pd.DataFrame(
-    {
-        ("psnr", "x1"): [20.56, 22.09, 23.03, 25.26],
-        ("psnr", "x2"): [23.09, 24.41, 26.38, 27.65],
-        ("psnr", "x4"): [25.72, 26.39, 28.61, 29.46],
-        ("lpips", "x1"): [0.347, 0.1996, 0.311, 0.1871],
-        ("lpips", "x2"): [0.309, 0.2357, 0.311, 0.2435],
-        ("lpips", "x4"): [0.310, 0.2762, 0.335, 0.2957],
-    },
+    [
+        [20.56, 23.09, 25.72, 0.347, 0.309, 0.310],
+        [22.09, 24.41, 26.39, 0.1996, 0.2357, 0.2762],
+        [23.03, 26.38, 28.61, 0.311, 0.311, 0.335],
+        [25.26, 27.65, 29.46, 0.1871, 0.2435, 0.2957],
+    ],
     index=["RealSR w/o DPO", "RealSR with DPO", "DRealSR w/o DPO", "DRealSR with DPO"],
+    columns=_cols("psnr", "lpips"),
 )
 PAPER_T2 = pd.DataFrame(
-    {
-        ("psnr", "x1"): [17.61, 21.95],
-        ("psnr", "x2"): [19.55, 24.04],
-        ("psnr", "x4"): [24.69, 24.20],
-        ("ssim", "x1"): [0.3811, 0.5949],
-        ("ssim", "x2"): [0.4868, 0.6656],
-        ("ssim", "x4"): [0.6470, 0.6226],
-        ("lpips", "x1"): [0.6530, 0.2092],
-        ("lpips", "x2"): [0.5667, 0.2347],
-        ("lpips", "x4"): [0.5021, 0.3488],
-    },
+    [
+        [17.61, 19.55, 24.69, 0.3811, 0.4868, 0.6470, 0.6530, 0.5667, 0.5021],
+        [21.95, 24.04, 24.20, 0.5949, 0.6656, 0.6226, 0.2092, 0.2347, 0.3488],
+    ],
     index=["DIV2K-Val Baseline", "DIV2K-Val Ours"],
+    columns=_cols("psnr", "ssim", "lpips"),
 )
 
 # %% ../nbs/10_reproduce.ipynb #09d0eaac
-CLAIMS = [  # (name, our table, a, b, paper table, paper's row for a, for b); no paper table: no paper direction
-    (
-        "HIT decoders vs base decoder (Table 1a)",
-        "t1a",
-        "hit",
-        "hit-base",
-        PAPER_T1A,
-        "hit (Ours)",
-        "hit-base (Switti*)",
-    ),
-    ("HIT decoders vs plain tokens (Table 1a)", "t1a", "hit", "plain", PAPER_T1A, "hit (Ours)", "plain (Switti)"),
-    ("ours vs baseline (Table 2)", "var", "ours", "baseline", PAPER_T2, "DIV2K-Val Ours", "DIV2K-Val Baseline"),
-    ("DPO one-pass vs no DPO (Table 1b)", "var", "ours", "nodpo", PAPER_T1B, "RealSR with DPO", "RealSR w/o DPO"),
-    ("DPO exact vs no DPO (Table 1b)", "var", "exact", "nodpo", PAPER_T1B, "RealSR with DPO", "RealSR w/o DPO"),
-    ("DPO exact vs one-pass", "var", "exact", "ours", None, None, None),
-    ("β = 1 vs β = 0.1", "var", "beta1", "ours", None, None, None),
-    ("ours vs bicubic", "var", "ours", "bicubic", None, None, None),
+CLAIMS = [  # (name, a, b, paper table, its rows for a and b)
+    ("HIT decoders vs base decoder (Table 1a)", "hit", "hit-base", PAPER_T1A, "hit (Ours)", "hit-base (Switti*)"),
+    ("HIT decoders vs plain tokens (Table 1a)", "hit", "plain", PAPER_T1A, "hit (Ours)", "plain (Switti)"),
+    ("ours vs baseline (Table 2)", "ours", "baseline", PAPER_T2, "DIV2K-Val Ours", "DIV2K-Val Baseline"),
+    ("DPO one-pass vs no DPO (Table 1b)", "ours", "nodpo", PAPER_T1B, "RealSR with DPO", "RealSR w/o DPO"),
+    ("DPO exact vs no DPO (Table 1b)", "exact", "nodpo", PAPER_T1B, "RealSR with DPO", "RealSR w/o DPO"),
+    ("DPO exact vs one-pass", "exact", "ours", None, None, None),
+    ("β = 1 vs β = 0.1", "beta1", "ours", None, None, None),
+    ("ours vs bicubic", "ours", "bicubic", None, None, None),
 ]
 CLAIM_METRICS = ("psnr", "psnr_rgb", "ssim", "lpips", "delta_e")
 
-# %% ../nbs/10_reproduce.ipynb #550f8919
+
 def _paper_sign(paper, ra, rb, metric: str, scale: str) -> int | None:
-    "+1 where the paper's row `ra` is better than `rb` in the cell, −1 where worse, None without a number."
-    if paper is None or (metric, scale) not in paper.columns:
+    "+1 where the paper has `ra` better than `rb`, −1 where worse, else None."
+    if paper is None or (metric, scale) not in paper or paper.loc[[ra, rb], (metric, scale)].isna().any():
         return None
-    a, b = paper.loc[ra, (metric, scale)], paper.loc[rb, (metric, scale)]
-    if pd.isna(a) or pd.isna(b):
-        return None
+    a, b = paper.loc[[ra, rb], (metric, scale)]
     return 1 if (a > b) == HIGHER_IS_BETTER[metric] else -1
 
 
-def claim_row(df: pd.DataFrame, claim: tuple, metric: str, scale: str, n_boot: int) -> dict | None:
-    "One claim at one metric and scale: a − b, its interval, each seed's, the paper's direction, the verdict."
-    name, _, a, b, paper, ra, rb = claim
+def claim_row(df, claim: tuple, metric: str, scale: str, n_boot: int) -> dict | None:
+    "One claim at one metric and scale (None: under 2 crops)."
+    name, a, b, paper, ra, rb = claim
     d = (crop_means(df, a, scale, metric) - crop_means(df, b, scale, metric)).dropna()
     if len(d) < 2:
         return None
     mean, lo, hi = paired_interval(d.values, n_boot)
     seeds = seed_diffs(df, a, b, scale, metric)
-    ps = _paper_sign(paper, ra, rb, metric, scale)
-    v = verdict(lo, hi, seeds, HIGHER_IS_BETTER[metric], ps)
-    return dict(
-        claim=name,
-        a=a,
-        b=b,
-        metric=metric,
-        scale=scale,
-        n=len(d),
-        delta=mean,
-        lo=lo,
-        hi=hi,
-        seeds=seeds,
-        paper=ps,
-        verdict=v,
-    )
+    v = verdict(lo, hi, seeds, HIGHER_IS_BETTER[metric], _paper_sign(paper, ra, rb, metric, scale))
+    return dict(claim=name, a=a, b=b, metric=metric, scale=scale, delta=mean, lo=lo, hi=hi, seeds=seeds, verdict=v)
 
 
-def claims_table(t1a: pd.DataFrame, per: pd.DataFrame, n_boot: int = 2000, claims=CLAIMS, decoding: str = "raw"):
-    "Every claim at every scale and metric: the mean difference a − b, its 95 % interval, each seed's, the verdict."
-    tables = dict(t1a=t1a.assign(test_set="crops"), var=decoded(per, decoding))
-    rows = []
-    for claim in claims:
-        df = tables[claim[1]]
-        if not {claim[2], claim[3]} <= set(df.method):
-            continue
-        metrics = [m for m in CLAIM_METRICS if not df[m].isna().all()]
-        scales = sorted(df.scale.unique(), key=lambda s: int(s[1:]))
-        rows += [claim_row(df, claim, m, s, n_boot) for m in metrics for s in scales]
+def claims_table(t1a, per, n_boot: int = 2000, decoding: str = "raw") -> pd.DataFrame:
+    "Every claim at every scale and metric: a − b, its interval, each seed's, the verdict."
+    df = pd.concat([t1a.assign(test_set="crops", seed=0), decoded(per, decoding)], ignore_index=True)
+    scales = sorted(df.scale.unique(), key=lambda s: int(s[1:]))
+    claims = [c for c in CLAIMS if {c[1], c[2]} <= set(df.method)]
+    rows = [claim_row(df, c, m, s, n_boot) for c in claims for m in CLAIM_METRICS for s in scales]
     return pd.DataFrame([r for r in rows if r is not None])
 
 # %% ../nbs/10_reproduce.ipynb #47909306
-def means_table(per: pd.DataFrame, metrics=("psnr", "psnr_rgb", "lpips", "delta_e")) -> pd.DataFrame:
-    "Mean of each metric per method and scale over all crops (each crop's mean over seeds first)."
+def means_table(per, metrics=("psnr", "psnr_rgb", "lpips", "delta_e")) -> pd.DataFrame:
+    "Mean of each metric per method and scale over all crops (seeds first)."
     m = per.groupby(["method", "scale", "test_set", "image"])[list(metrics)].mean()
     t = m.groupby(["method", "scale"]).mean().unstack("scale")
     t.index.name = f"method (n = {len(per.groupby(['test_set', 'image']))} crops)"
     return t.loc[list(dict.fromkeys(per.method))]
 
 
-def seed_table(per: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:
-    "Each trained VAR's mean per seed and scale: how far apart two trainings of one variant land."
-    v = per[per.seed.notna()] if "seed" in per else per.iloc[:0]
-    return v.groupby(["method", "seed", "scale"])[metric].mean().unstack("scale")
-
-
-def verdict_counts(claims: pd.DataFrame) -> pd.DataFrame:
-    "How many (scale, metric) cells of each claim got each verdict, for the paper's metrics."
-    c = claims[claims.metric.isin(["psnr", "ssim", "lpips"])]
-    return c.groupby(["claim", "verdict"], sort=False).size().unstack("verdict", fill_value=0)
-
-# %% ../nbs/10_reproduce.ipynb #b84786ac
-UNITS = {"psnr": " dB", "psnr_rgb": " dB", "ssim": "", "lpips": "", "delta_e": ""}
 LABELS = {"psnr": "PSNR-Y", "psnr_rgb": "PSNR-RGB", "ssim": "SSIM", "lpips": "LPIPS", "delta_e": "ΔE"}
-PRODUCT_CLAIMS = ("ours vs baseline (Table 2)", "ours vs bicubic")  # also measured as msvar_sr delivers
+PRODUCT_CLAIMS = ("ours vs baseline (Table 2)", "ours vs bicubic")
 
 
 def _fmt(r) -> str:
     "`+0.12 [+0.05, +0.20] dB` with the precision of the metric."
     f = "+.2f" if r.metric in ("psnr", "psnr_rgb", "delta_e") else "+.3f"
-    return f"{r.delta:{f}} [{r.lo:{f}}, {r.hi:{f}}]{UNITS[r.metric]}"
+    return f"{r.delta:{f}} [{r.lo:{f}}, {r.hi:{f}}]{' dB' if r.metric.startswith('psnr') else ''}"
 
 
 def _cell(r) -> str:
-    "A difference, its interval and verdict ('not resolved' for short), naming the better method where no claim is."
+    "A difference, its interval and verdict, in short."
     v = r.verdict.replace("a better", f"{r.a} better").replace("b better", f"{r.b} better")
     return f"{_fmt(r)}: {v.replace(' at this scale', '')}"
 
 
-def verdict_table(claims: pd.DataFrame, metrics=("psnr", "psnr_rgb", "lpips"), note: str = "") -> pd.DataFrame:
-    "One row per claim and scale: the claim (a − b), the scale, per metric the difference, interval and verdict."
-    c = claims[claims.metric.isin(metrics)]
+def verdict_table(claims, metrics=("psnr", "psnr_rgb", "lpips"), note: str = "") -> pd.DataFrame:
+    "One row per claim and scale, one cell per metric."
     rows = []
-    for (name, scale), g in c.groupby(["claim", "scale"], sort=False):
+    for (name, scale), g in claims[claims.metric.isin(metrics)].groupby(["claim", "scale"], sort=False):
         cells = {LABELS[r.metric]: _cell(r) for r in g.itertuples()}
         rows.append({"claim": f"{name}, {g.a.iloc[0]} − {g.b.iloc[0]}{note}", "scale": "×" + scale[1:], **cells})
     df = pd.DataFrame(rows).fillna("")
-    return df.assign(claim=df.claim.where(df.claim != df.claim.shift(), ""))  # each claim named on its first row
+    return df.assign(claim=df.claim.where(df.claim != df.claim.shift(), ""))
 
 
-def markdown_table(df: pd.DataFrame) -> str:
+def markdown_table(df) -> str:
     "A DataFrame as a Markdown table (without its index)."
     head = "| " + " | ".join(map(str, df.columns)) + " |"
     rule = "|" + "---|" * len(df.columns)
@@ -267,7 +198,7 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 def run_verdicts(out, n_boot: int = 2000) -> pd.DataFrame:
-    "`verdict_table` of a run folder or its bundle: every claim on the raw outputs, then those of msvar_sr's outputs."
+    "`verdict_table` of a run: every claim on the raw outputs, then PRODUCT_CLAIMS on msvar_sr's."
     r = results(out)
     raw = verdict_table(claims_table(r["t1a"], r["per"], n_boot, decoding="raw"))
     if "colour-fixed" not in set(r["per"].decoding.dropna()):
@@ -279,69 +210,40 @@ def run_verdicts(out, n_boot: int = 2000) -> pd.DataFrame:
 # %% ../nbs/10_reproduce.ipynb #a128476c
 @dataclass
 class ReproPlan:
-    "Steps, batch sizes and settings of every stage of the reproduction; None: the preset's training recipe."
+    "Steps, batch sizes and settings of every stage (defaults: the `small` plan)."
 
     preset: str
-    tok_steps: int
-    tok_batch: int
-    hit_steps1: int
-    hit_steps2: int
-    hit_batch: int
-    var_steps: int
-    var_batch: int
-    var_lr: float | None = None  # None: the recipe's, as msvar_train
-    seeds: tuple = (0, 1)  # one VAR per variant and seed
-    dpo_beta: float | None = None  # β of `ours` and `exact` (None: the recipe's); `beta1` uses 1
-    lpips_weight: float = 0.1  # ℓ2 + w·LPIPS in the tokenizer and the HIT finetune
-    lpips: bool = True  # LPIPS in training and evaluation (needs msvar_fetch_weights)
-    compile: str = "auto"  # torch.compile of the VAR steps
-    soft: float | None = SOFT_TAU  # the evaluation's decoding: soft τ (None: greedy) …
-    colour_sigma: float | None = COLOUR_SIGMA  # … and colour fix (None: off), as msvar_sr
+    tok_steps: int = 1200
+    tok_batch: int = 16
+    hit_steps1: int = 300
+    hit_steps2: int = 100
+    hit_batch: int = 16
+    var_steps: int = 500
+    var_batch: int = 16
+    var_lr: float | None = None  # None: the recipe's
+    seeds: tuple = (0, 1)
+    dpo_beta: float | None = None  # `ours` and `exact` (None: the recipe's)
+    lpips_weight: float = 0.1  # of the tokenizer and HIT losses
+    lpips: bool = True  # in training and evaluation
+    compile: str = "auto"
+    soft: float | None = SOFT_TAU  # the evaluation's soft τ (None: greedy)
+    colour_sigma: float | None = COLOUR_SIGMA  # None: off
     test_sets: tuple = ("Set5", "Set14", "BSD100")
-    eval_n: int | None = None  # images per test set (None = all)
-    eval_seed: int = 0  # seed of the test degradations and of the sampling
-    n_boot: int = 2000  # bootstrap resamples of every interval
+    eval_n: int | None = None  # images per test set (None: all)
+    eval_seed: int = 0  # of the test degradations and the sampling
+    n_boot: int = 2000
 
 
 def plan_dpo_beta(plan: ReproPlan) -> float:
-    "The DPO β of `ours` and `exact`: the plan's, or where it sets none the preset's training recipe's."
+    "The DPO β of `ours` and `exact`: the plan's, else the preset recipe's."
     return get_preset(plan.preset).train.dpo_beta if plan.dpo_beta is None else plan.dpo_beta
 
 
-def plan_from_record(rec: dict) -> ReproPlan:
-    "The plan a stage record (DONE.json's `plan`) was run with."
-    return ReproPlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in rec.items()})
-
-# %% ../nbs/10_reproduce.ipynb #eaebe759
-PLANS = {
-    "test": ReproPlan(
-        "test",
-        tok_steps=6,
-        tok_batch=4,
-        hit_steps1=3,
-        hit_steps2=2,
-        hit_batch=4,
-        var_steps=4,
-        var_batch=4,
-        lpips=False,
-        test_sets=("Set5",),
-        eval_n=3,
-        n_boot=200,
-    ),
-    "small": ReproPlan(
-        "small",
-        tok_steps=1200,
-        tok_batch=16,
-        hit_steps1=300,
-        hit_steps2=100,
-        hit_batch=16,
-        var_steps=500,
-        var_batch=16,
-        compile="on",
-    ),
+PLANS = {  # test: toy sizes that check the pipeline
+    "test": ReproPlan("test", 6, 4, 3, 2, 4, 4, 4, lpips=False, test_sets=("Set5",), eval_n=3, n_boot=200),
+    "small": ReproPlan("small", compile="on"),
 }
-
-VARIANTS = {  # the training options of each VAR (no β: the plan's)
+VARIANTS = {  # the training options of each VAR
     "baseline": dict(tokens="plain", dpo=False),
     "nodpo": dict(tokens="hit", dpo=False),
     "ours": dict(tokens="hit", dpo=True),
@@ -352,7 +254,7 @@ STAGES = ("tokenizer", "hit") + tuple(f"var_{v}" for v in VARIANTS) + ("eval", "
 
 
 def check_stages(stages) -> tuple:
-    "`stages` as a tuple, each one of STAGES (MsvarError naming those that are not)."
+    "`stages` as a tuple, checked."
     bad = [s for s in stages if s not in STAGES]
     if bad:
         raise MsvarError(f"unknown stage(s) {bad}; stages are {', '.join(STAGES)}")
@@ -363,22 +265,16 @@ def _done(out: Path, stage: str) -> Path:
     return out / stage / "DONE.json"
 
 
-def give_checkpoint(src, dst: Path, kind: str, preset: str):
-    "Copy a trained tokenizer (`kind='tokenizer'`) or HIT tokenizer (`kind='hit'`) of `preset` to `dst`, loaded first."
-    src = Path(src)
-    if not src.is_file():
-        raise MsvarError(f"given {kind} checkpoint {str(src)!r} does not exist")
-    p = load_hit(src).preset if kind == "hit" else load_tokenizer(src)[1]
+def give_checkpoint(src: Path, out: Path, stage: str, preset: str):
+    "Copy a trained (HIT) tokenizer of `preset` into out/`stage`, loaded first."
+    p = load_hit(src).preset if stage == "hit" else load_tokenizer(src)[1]
     if p.name != preset:
-        raise MsvarError(f"given {kind} {str(src)!r} is for preset {p.name!r}, the plan is {preset!r}")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+        raise MsvarError(f"given {stage} {str(src)!r} is for preset {p.name!r}, the plan is {preset!r}")
+    atomic_write(out / stage / "last.pt", lambda tmp: shutil.copyfile(src, tmp))
 
 
-def stage_tokenizer(plan: ReproPlan, out: Path, data: Path, given=None):
-    "Train the base tokenizer (or copy the given one) into out/tokenizer."
-    if given is not None:
-        return give_checkpoint(given, out / "tokenizer" / "last.pt", "tokenizer", plan.preset)
+def stage_tokenizer(plan: ReproPlan, out: Path, data: Path):
+    "Train the base tokenizer into out/tokenizer."
     w = plan.lpips_weight if plan.lpips else 0.0
     train_tokenizer(
         plan.preset,
@@ -388,15 +284,12 @@ def stage_tokenizer(plan: ReproPlan, out: Path, data: Path, given=None):
         batch_size=plan.tok_batch,
         lpips_weight=w,
         require_lpips=plan.lpips,
-        resume=True,
         progress=False,
     )
 
 
-def stage_hit(plan: ReproPlan, out: Path, data: Path, given=None):
-    "The HIT finetune of out/tokenizer (or copy the given one) into out/hit."
-    if given is not None:
-        return give_checkpoint(given, out / "hit" / "last.pt", "hit", plan.preset)
+def stage_hit(plan: ReproPlan, out: Path, data: Path):
+    "The HIT finetune of out/tokenizer into out/hit."
     w = plan.lpips_weight if plan.lpips else 0.0
     finetune_hit(
         out / "tokenizer" / "last.pt",
@@ -409,7 +302,7 @@ def stage_hit(plan: ReproPlan, out: Path, data: Path, given=None):
         progress=False,
     )
 
-# %% ../nbs/10_reproduce.ipynb #230fc663
+
 def variant_dir(out: Path, name: str, seed: int) -> Path:
     return Path(out) / f"var_{name}" / f"seed{seed}"
 
@@ -429,30 +322,28 @@ def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
 
 
 def train_seconds(run_dir: Path) -> float:
-    "The training time of a run as its trainer logged it: the sum of its per-step seconds (log.jsonl)."
+    "The training seconds a run logged."
     return float(sum(r["sec"] for r in read_log(Path(run_dir) / "log.jsonl")))
 
 
 def tokenizer_file(out: Path, tokens: str = "hit") -> Path:
-    "The run's tokenizer that makes `tokens`: the HIT finetune, or for the baseline's plain tokens the base tokenizer."
+    "The run's tokenizer that makes `tokens` ('hit' or 'plain')."
     return Path(out) / ("hit" if tokens == "hit" else "tokenizer") / "last.pt"
 
 
-def sr_model_from_run(out: Path, var_dir: Path, tokens: str = "hit"):
-    "The SRModel of `var_dir/last.pt` with the run's HIT tokenizer (`tokens='plain'`: its base tokenizer's tokens)."
-    return sr_model_from_checkpoint(Path(var_dir) / "last.pt", tokenizer_file(out, tokens), tokens=tokens)
-
-
 def variant_model(out: Path, name: str, seed: int = 0):
-    "The SRModel of a trained variant (`ours`, `exact`, `beta1`, `nodpo`, `baseline`) and seed of a run folder."
-    return sr_model_from_run(out, variant_dir(out, name, seed), VARIANTS[name]["tokens"])
+    "The SRModel of a trained variant and seed of a run folder."
+    tokens = VARIANTS[name]["tokens"]
+    return sr_model_from_checkpoint(
+        variant_dir(out, name, seed) / "last.pt", tokenizer_file(out, tokens), tokens=tokens
+    )
 
 # %% ../nbs/10_reproduce.ipynb #9fa26b8a
 @torch.no_grad()
 def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFrame:
-    "Table 1a per crop: plain / hit-base / hit decodes of `hr` at the three stage sizes (evaluate_outputs' metrics)."
+    "Table 1a per crop: plain / hit-base / hit decodes of `hr`."
     base, p = load_tokenizer(out / "tokenizer" / "last.pt")
-    unfinetuned = build_model("hit", p, base=base).eval()  # stage decoders = the base decoder
+    unfinetuned = build_model("hit", p, base=base).eval()
     models = {"plain": unfinetuned, "hit-base": unfinetuned, "hit": load_hit(out / "hit" / "last.pt")}
     outs = {}
     for mode, m in models.items():
@@ -462,15 +353,13 @@ def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFra
 
 
 def plan_decoding(plan: ReproPlan) -> Decoding:
-    "The evaluation's decoding (chapter 05): soft at the plan's τ (None: greedy), seeded with the plan's seed."
-    if plan.soft is None:
-        return Decoding("greedy", seed=plan.eval_seed)
-    return Decoding("soft", tau=plan.soft, seed=plan.eval_seed)
+    "The evaluation's decoding (chapter 05)."
+    return Decoding("greedy" if plan.soft is None else "soft", tau=plan.soft, seed=plan.eval_seed)
 
 
 @torch.no_grad()
 def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFrame:
-    "Per-crop scores of one trained VAR on one test set: its raw outputs and, with the plan's colour fix, msvar_sr's."
+    "Per-crop scores of one VAR on one test set: raw, and colour-fixed."
     raw_output = OutputSettings(cls=int(pairs["cls"][0]), colour_sigma=None, batch_size=16)
     raw = model_outputs(model, pairs["lr"], raw_output, plan_decoding(plan))
     outs = {"raw": raw}
@@ -480,29 +369,26 @@ def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFra
     score = lambda ys: evaluate_outputs({name: ys}, pairs["hr"], model.preset, pairs.get("names"), lpips=plan.lpips)
     return pd.concat([score(ys).assign(decoding=d) for d, ys in outs.items()], ignore_index=True)
 
-# %% ../nbs/10_reproduce.ipynb #273be59e
-def variant_part(out: Path, plan: ReproPlan, pairs: dict, name: str, seed: int) -> pd.DataFrame:
-    "One trained VAR's scores on every test set, kept in eval/parts (a rerun resumes there); seed 0's model file."
+
+def variant_part(out: Path, plan: ReproPlan, pairs: dict, name: str, seed: int):
+    "One VAR's scores on every test set, kept in eval/parts; seed 0's model file."
     part = out / "eval" / "parts" / f"{name}_seed{seed}.csv"
     if not part.exists():
         model = variant_model(out, name, seed)
         if seed == plan.seeds[0]:
             save_sr_model(model, out / "models" / f"{name}.safetensors", half=True, variant=name, plan=asdict(plan))
         scores = [variant_scores(model, pr, plan, name).assign(test_set=ts, seed=seed) for ts, pr in pairs.items()]
-        part.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(part, lambda t: pd.concat(scores).to_csv(t, index=False))
     return pd.read_csv(part, dtype={"image": str})
 
 
 def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
-    "Table 1a's and every variant's per-crop scores (eval/table1a.csv, eval/per_image.csv); model files of seed 0."
-    ev = out / "eval"
-    ev.mkdir(parents=True, exist_ok=True)
+    "Table 1a's and every variant's per-crop scores into eval/."
     p = get_preset(plan.preset)
     sets = [test_root / s for s in ("Set14", "BSD100") if (test_root / s).exists()]
     hr = center_crops(list_images(sets)[: plan.eval_n and 4 * plan.eval_n], p.hr_size)
     t1a = tokenizer_scores(out, hr, plan)
-    atomic_write(ev / "table1a.csv", lambda t: t1a.to_csv(t, index=False))
+    atomic_write(out / "eval" / "table1a.csv", lambda t: t1a.to_csv(t, index=False))
     pairs = {ts: load_pairs(test_root / ts, p, n=plan.eval_n, seed=plan.eval_seed) for ts in plan.test_sets}
     rows = []
     for ts, pr in pairs.items():
@@ -511,134 +397,96 @@ def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
         rows.append(scores.assign(test_set=ts, decoding=None))
     rows += [variant_part(out, plan, pairs, name, seed) for name in VARIANTS for seed in plan.seeds]
     per = pd.concat(rows, ignore_index=True)
-    atomic_write(ev / "per_image.csv", lambda t: per.to_csv(t, index=False))
+    atomic_write(out / "eval" / "per_image.csv", lambda t: per.to_csv(t, index=False))
 
-# %% ../nbs/10_reproduce.ipynb #e55f9215
-def _stage_call(stage: str, plan: ReproPlan, out: Path, data: Path, test_root: Path, given: dict) -> dict:
-    "Run one stage's function; returns what it adds to the stage record."
-    if stage == "tokenizer":
-        stage_tokenizer(plan, out, data, given.get("tokenizer"))
+
+def run_stage(stage: str, plan: ReproPlan, out: Path, data: Path, test_root: Path, force=False, given=None) -> dict:
+    "Run one stage unless its DONE.json exists (or `force`); its record."
+    done, given, t0, extra = _done(out, stage), given or {}, time.time(), {}
+    if done.exists() and not force:
+        return dict(json.loads(done.read_text()), skipped=True)
+    if stage in given:
+        give_checkpoint(given[stage], out, stage, plan.preset)
+        extra = dict(given=str(given[stage]))
+    elif stage == "tokenizer":
+        stage_tokenizer(plan, out, data)
     elif stage == "hit":
-        stage_hit(plan, out, data, given.get("hit"))
-    elif stage.startswith("var_") and stage[4:] in VARIANTS:
-        return stage_var(plan, out, data, stage[4:])
+        stage_hit(plan, out, data)
     elif stage == "eval":
         stage_eval(plan, out, test_root)
     elif stage == "report":
         write_report(out, plan, test_root)
     else:
-        raise MsvarError(f"unknown stage {stage!r}; stages are {STAGES}")
-    return {}
-
-
-def run_stage(
-    stage: str, plan: ReproPlan, out: Path, data: Path, test_root: Path, force: bool = False, given: dict | None = None
-) -> dict:
-    "Run one stage unless its DONE.json exists (or `force`); returns its record (with wall seconds)."
-    done = _done(out, stage)
-    if done.exists() and not force:
-        return dict(json.loads(done.read_text()), skipped=True)
-    given = given or {}
-    t0 = time.time()
-    extra = _stage_call(stage, plan, out, data, test_root, given)
+        extra = stage_var(plan, out, data, stage[4:])
     rec = dict(stage=stage, seconds=round(time.time() - t0, 1), plan=asdict(plan), **extra)
-    if stage in given:
-        rec["given"] = str(given[stage])
-    done.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(done, lambda t: Path(t).write_text(json.dumps(rec, indent=1)))
     return rec
 
 
 def stage_times(out: Path) -> pd.DataFrame:
-    "Wall minutes of every finished stage (a given stage takes seconds) and, for the VARs, the logged training minutes."
+    "Wall minutes of every finished stage, and the VARs' logged training minutes."
     recs = [json.loads(_done(Path(out), s).read_text()) for s in STAGES if _done(Path(out), s).exists()]
-    rows = [
-        dict(
-            stage=r["stage"],
-            minutes=round(r["seconds"] / 60, 1),
-            given="given" in r,
-            train_minutes=round(r["train_seconds"] / 60, 1) if "train_seconds" in r else np.nan,
-        )
-        for r in recs
-    ]
-    df = pd.DataFrame(rows)
-    if len(df):
-        total = dict(stage="total", minutes=round(df.minutes.sum(), 1), given=False)
-        df.loc[len(df)] = dict(total, train_minutes=round(df.train_minutes.sum(), 1))
+    mins = lambda s: round(s / 60, 1)
+    rows = [(r["stage"], mins(r["seconds"]), "given" in r, mins(r.get("train_seconds", np.nan))) for r in recs]
+    df = pd.DataFrame(rows, columns=["stage", "minutes", "given", "train_minutes"])
+    df.loc[len(df)] = ("total", round(df.minutes.sum(), 1), False, round(df.train_minutes.sum(), 1))
     return df
 
 # %% ../nbs/10_reproduce.ipynb #bbe39b86
 def training_curves(out, smooth: int = 20):
-    "One figure with the training losses of every stage of a run folder (stages without logs are left out)."
+    "The training losses of every stage of a run folder."
     import matplotlib.pyplot as plt
 
-    out = Path(out)
-    fig, ax = plt.subplots(1, 4, figsize=(16, 3.2))
-    h = read_log(out / "tokenizer" / "log.jsonl")
-    for k in ("l2", "lpips", "vq"):
-        if h and k in h[0]:
-            y = moving_average([r[k] for r in h], smooth if len(h) > 2 * smooth else 0)
-            ax[0].plot(range(len(h) - len(y), len(h)), y, label=k)
-    ax[0].set_title("tokenizer losses", fontsize=9)
-    if not h:
-        ax[0].text(0.5, 0.5, "no log in the run folder\n(a given checkpoint)", ha="center", va="center")
-    for ph in (1, 2):
-        r = read_log(out / "hit" / f"phase{ph}" / "log.jsonl")
-        if r:
-            ax[1].plot(moving_average([x["loss"] for x in r], smooth), label=f"phase {ph}")
-    ax[1].set_title(f"HIT finetune loss ({smooth}-step mean)", fontsize=9)
-    if not ax[1].lines:
-        ax[1].text(0.5, 0.5, "no log in the run folder\n(a given checkpoint)", ha="center", va="center")
+    out, (fig, ax) = Path(out), plt.subplots(1, 4, figsize=(16, 3.2))
     colours = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    logs = [(0, "tokenizer", k, dict(label=k)) for k in ("l2", "lpips", "vq")]
+    logs += [(1, f"hit/phase{ph}", "loss", dict(label=f"phase {ph}")) for ph in (1, 2)]
     for name in VARIANTS:
-        for k, d in enumerate(sorted((out / f"var_{name}").glob("seed*"))):
-            r = read_log(d / "log.jsonl")
-            if not r:
-                continue
-            style = dict(color=colours[name], ls="-" if k == 0 else "--", label=name if k == 0 else None)
-            ax[2].plot(moving_average([x["ce"] for x in r], smooth), **style)
-            if "dpo" in r[0]:
-                ax[3].plot(moving_average([x["dpo"] for x in r], smooth), **style)
-    ax[2].set_title(f"VAR cross-entropy ({smooth}-step mean; dashed: seed 1)", fontsize=9)
+        for s, d in enumerate(sorted((out / f"var_{name}").glob("seed*"))):
+            style = dict(color=colours[name], ls="--" if s else "-", label=None if s else name)
+            logs += [(2, d, "ce", style), (3, d, "dpo", style)]
+    for i, d, k, style in logs:
+        r = [x[k] for x in read_log(out / d / "log.jsonl") if k in x]
+        y = moving_average(r, smooth)
+        if len(y):
+            ax[i].plot(range(len(r) - len(y), len(r)), y, **style)
     ax[3].axhline(math.log(2), color="gray", lw=0.8, ls=":", label="log 2 (no preference)")
-    ax[3].set_title(f"DPO loss ({smooth}-step mean)", fontsize=9)
-    for a in ax:
+    m = f" ({smooth}-step mean)"
+    titles = ("tokenizer losses", f"HIT finetune loss{m}", f"VAR cross-entropy{m}, dashed: seed 1", f"DPO loss{m}")
+    for a, title in zip(ax, titles):
+        a.set_title(title, fontsize=9)
         a.set_xlabel("step")
         if a.lines:
             a.legend(fontsize=7)
+        else:
+            a.text(0.5, 0.5, "no log in the run folder\n(a given checkpoint)", ha="center", va="center")
     fig.tight_layout()
     return fig
 
 # %% ../nbs/10_reproduce.ipynb #3d5041a2
 @torch.no_grad()
-def report_grid(out, test_root, plan: ReproPlan, test_set: str = "Set14", idx=(0, 2, 5, 9), size: float = 2.0):
-    "Figs. 2–3 analogue: LR, bicubic ×4, every variant ×4 (seed 0), ours ×1 and ×2, HR, decoded as evaluated."
+def report_grid(out, test_root, plan: ReproPlan, test_set: str = "Set14", idx=(0, 2, 5, 9)):
+    "Figs. 2–3 analogue: LR, bicubic, every variant (seed 0), HR."
     out, p = Path(out), get_preset(plan.preset)
     pairs = load_pairs(Path(test_root) / test_set, p, n=max(idx) + 1, seed=plan.eval_seed)
     sel = [i for i in idx if i < len(pairs["lr"])]
     lr, hr = pairs["lr"][sel], pairs["hr"][sel]
-    outs = {}
-    for name in VARIANTS:
-        model = variant_model(out, name, plan.seeds[0])
-        output = OutputSettings(cls=int(pairs["cls"][0]), colour_sigma=plan.colour_sigma, batch_size=16)
-        outs[name] = model_outputs(model, lr, output, plan_decoding(plan))
+    output = OutputSettings(cls=int(pairs["cls"][0]), colour_sigma=plan.colour_sigma, batch_size=16)
+    outs = {n: model_outputs(variant_model(out, n, plan.seeds[0]), lr, output, plan_decoding(plan)) for n in VARIANTS}
     bic = baseline_outputs(lr, p, "bicubic")[-1]
     rows = []
     for i in range(len(sel)):
-        row = [("LR", lr[i]), ("bicubic ×4", bic[i])]
-        row += [(f"{name} ×4", outs[name][-1][i]) for name in VARIANTS]
+        row = [("LR", lr[i]), ("bicubic ×4", bic[i])] + [(f"{n} ×4", outs[n][-1][i]) for n in VARIANTS]
         row += [(f"ours ×{s // p.lr_size}", outs["ours"][n][i]) for n, s in enumerate(p.stage_sizes[:-1])]
         rows.append(row + [("HR", hr[i])])
-    return image_grid(rows, side=p.hr_size, size=size)
+    return image_grid(rows, side=p.hr_size, size=2.0)
 
 # %% ../nbs/10_reproduce.ipynb #66d8ee1c
 def write_report(out: Path, plan: ReproPlan, test_root=None):
-    "report.md in the run folder: tables beside the paper's, the verdicts, stage times, curves.png and grid.png."
-    import matplotlib.pyplot as plt  # figures are closed after saving; the backend is left as it is
+    "report.md in the run folder: the mean tables, the verdicts, the stage times, the pictures."
+    import matplotlib.pyplot as plt
 
-    out = Path(out)
-    r = results(out)
-    decodings = [d for d in DECODINGS if d in set(r["per"].decoding.dropna())]
+    out, r = Path(out), results(out)
     fmt = lambda df: "```\n" + df.round(4).to_string() + "\n```\n"
     figs = {"curves.png": training_curves(out)}
     if test_root is not None:
@@ -646,114 +494,27 @@ def write_report(out: Path, plan: ReproPlan, test_root=None):
     for name, fig in figs.items():
         atomic_write(out / name, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
         plt.close(fig)
-    t1a = means_table(r["t1a"].assign(test_set="crops"), ("psnr", "lpips"))
-    md = [
-        f"# msvar reproduction, preset {plan.preset!r}\n",
-        f"Plan: `{json.dumps(asdict(plan))}`\n",
-        "## Table 1a analogue: tokenizer decodes at the three stage sizes\n",
-        fmt(t1a),
-        "Paper:\n",
-        fmt(PAPER_T1A),
-        "## Every method, all test crops (seeds averaged)\n",
-    ]
-    md += [f"{d}:\n" + fmt(means_table(decoded(r["per"], d))) for d in decodings]
-    md += [
-        "Paper, Table 1b:\n",
-        fmt(PAPER_T1B),
-        "Paper, Table 2:\n",
-        fmt(PAPER_T2),
-        "## Verdicts (a − b, 95 % paired-bootstrap interval)\n",
-        markdown_table(run_verdicts(out, plan.n_boot)) + "\n",
-        "Verdicts per claim on the paper's metrics, raw outputs:\n",
-        fmt(verdict_counts(claims_table(r["t1a"], r["per"], plan.n_boot))),
-        "## Wall time per stage\n",
-        fmt(stage_times(out)),
-        "## Pictures\n",
-    ]
-    md += [f"![{n}]({n})\n" for n in figs]
+    md = [f"# msvar reproduction, preset {plan.preset!r}\n", f"Plan: `{json.dumps(asdict(plan))}`\n"]
+    md += ["## Table 1a analogue\n", fmt(means_table(r["t1a"].assign(test_set="crops"), ("psnr", "lpips")))]
+    decodings = [d for d in DECODINGS if d in set(r["per"].decoding)]
+    md += [f"## Every method, {d}\n" + fmt(means_table(decoded(r["per"], d))) for d in decodings]
+    md += ["## Verdicts (a − b, 95 % paired-bootstrap interval)\n", markdown_table(run_verdicts(out, plan.n_boot))]
+    md += ["\n## Wall time per stage\n", fmt(stage_times(out)), "## Pictures\n"] + [f"![{n}]({n})\n" for n in figs]
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(md)))
 
-# %% ../nbs/10_reproduce.ipynb #2a883fe3
+
 def reproduce(
-    plan: ReproPlan,
-    out,
-    data=None,
-    test_root=None,
-    stages=STAGES,
-    force=(),
-    tokenizer=None,
-    hit=None,
-    verbose: bool = True,
+    plan: ReproPlan, out, data=None, test_root=None, stages=STAGES, force=(), tokenizer=None, hit=None, verbose=True
 ) -> dict:
-    "Run the reproduction in `out` stage by stage (finished ones skipped), holding `out`; `tokenizer`/`hit`: given."
-    stages, force = check_stages(stages), check_stages(force)
-    data = Path(data) if data else fetched("train")
-    test_root = Path(test_root) if test_root else fetched("test")
-    for d, what in ((data, "training images"), (test_root, "test sets")):
-        if not d.is_dir():
-            raise MsvarError(f"{what} folder {str(d)!r} does not exist")
+    "Run the reproduction in `out` stage by stage, holding `out`; `tokenizer`/`hit`: given."
+    data, test_root = Path(data or fetched("train")), Path(test_root or fetched("test"))
     given = {k: v for k, v in dict(tokenizer=tokenizer, hit=hit).items() if v is not None}
+    say = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True) if verbose else None
     recs = {}
     with hold_folder(out, "--out") as out:
         for s in (s for s in STAGES if s in stages):
-            _say(verbose, f"stage {s} …")
+            say(f"stage {s} …")
             recs[s] = run_stage(s, plan, out, data, test_root, force=s in force, given=given)
             how = "skipped (done earlier, " if recs[s].get("skipped") else "done ("
-            _say(verbose, f"stage {s}: {how}{recs[s]['seconds'] / 60:.1f} min)")
+            say(f"stage {s}: {how}{recs[s]['seconds'] / 60:.1f} min)")
     return recs
-
-
-def _say(verbose: bool, msg: str):
-    "One timestamped progress line, when `verbose`."
-    if verbose:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-# %% ../nbs/10_reproduce.ipynb #62ed3c78
-@torch.no_grad()
-def prefix_use(out, test_root=None, test_sets=("Set14", "BSD100"), plan: ReproPlan | None = None) -> pd.DataFrame:
-    "Teacher-forced CE with each crop's own and another crop's LR prefix; DPO's margin and preference, 1 and 2 passes."
-    from dataclasses import replace as with_
-
-    out, plan = Path(out), plan or PLANS["small"]
-    test_root = Path(test_root) if test_root else fetched("test")
-    p = get_preset(plan.preset)
-    prs = [load_pairs(test_root / ts, p, n=plan.eval_n, seed=plan.eval_seed) for ts in test_sets]
-    batch = {k: torch.cat([pr[k] for pr in prs]) for k in ("hr", "lr", "cls")}
-    rows = []
-    for name, v in VARIANTS.items():
-        m = variant_model(out, name, plan.seeds[0])
-        t = sr_tokens(m.hit, batch, v["tokens"])
-        _, one = sr_loss(m.var, t, dpo=True)  # z_LR under z_HR's teacher forcing
-        _, two = sr_loss(m.var, t, dpo=True, second_pass=True)  # z_LR under its own teacher forcing
-        _, other = sr_loss(m.var, with_(t, prefix=t.prefix.roll(1, 0)), dpo=False)
-        rows.append(
-            {
-                "model": name,
-                "ce, own LR": one["ce"],
-                "ce, other LR": other["ce"],
-                "margin": one["margin"],
-                "pref": one["pref"],
-                "margin, 2-pass": two["margin"],
-                "pref, 2-pass": two["pref"],
-            }
-        )
-    return pd.DataFrame(rows).set_index("model")
-
-# %% ../nbs/10_reproduce.ipynb #234caf11
-BUNDLE = ("eval/table1a.csv", "eval/per_image.csv") + tuple(f"{s}/DONE.json" for s in STAGES)
-
-
-def bundle_results(out, dest, pu: pd.DataFrame | None = None) -> Path:
-    "Copy a finished run's result tables (and `prefix_use`'s, if given) into `dest`, which then reads like the run."
-    out, dest = Path(out), Path(dest)
-    missing = [f for f in BUNDLE if not (out / f).exists()]
-    if missing:
-        raise MsvarError(
-            f"{str(out)!r} is not a finished run (missing {', '.join(missing)}): run msvar_reproduce first"
-        )
-    for f in BUNDLE:
-        (dest / f).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(out / f, tmp))
-    if pu is not None:
-        atomic_write(dest / "prefix_use.csv", lambda tmp: pu.to_csv(tmp))
-    return dest
