@@ -10,7 +10,7 @@ from .core import MsvarError
 from .files import check_out_dir
 from .cli import fail
 from .fetch import fetched
-from .reproduce import PLANS, STAGES, check_stages, reproduce
+from .reproduce import PLANS, STAGES, reproduce
 
 # %% auto #0
 __all__ = ['reproduce_parser', 'repro_options', 'reproduce_cli']
@@ -36,33 +36,33 @@ def reproduce_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _folder(d, flag: str) -> Path | None:
-    "An optional folder option: None, or a Path that is a folder."
-    if d is not None and not Path(d).is_dir():
-        raise MsvarError(f"{flag} folder {d!r} {'is not a folder' if Path(d).exists() else 'does not exist'}")
-    return Path(d) if d is not None else None
+def _path(p, flag: str, folder: bool) -> Path | None:
+    "An optional folder (or file) option: None, or a Path that is one."
+    if p is None or (Path(p).is_dir() if folder else Path(p).is_file()):
+        return p and Path(p)
+    why = "is not a folder" if folder and Path(p).exists() else "does not exist"
+    raise MsvarError(f"{flag} {'folder' if folder else 'file'} {p!r} {why}")
 
 
-def _file(f, flag: str) -> Path | None:
-    "An optional file option: None, or a Path that is a file."
-    if f is not None and not Path(f).is_file():
-        raise MsvarError(f"{flag} file {f!r} does not exist")
-    return Path(f) if f is not None else None
+def _stages(stages, flag: str) -> tuple:
+    "`stages` as a tuple, each one of STAGES."
+    if bad := [s for s in stages if s not in STAGES]:
+        raise MsvarError(f"{flag}: unknown stage(s) {bad}; stages are {', '.join(STAGES)}")
+    return tuple(stages)
 
 # %% ../nbs/24_cli_reproduce.ipynb #ffb6cd16
 def repro_options(a: argparse.Namespace) -> dict:
     "The checked, typed arguments of `reproduce` (MsvarError at the first bad option)."
-    stages, force = check_stages(a.stages), check_stages(a.force)
-    data, test = _folder(a.data, "--data"), _folder(a.test, "--test")
-    tokenizer, hit = _file(a.tokenizer, "--tokenizer"), _file(a.hit, "--hit")
+    stages, force = _stages(a.stages, "--stages"), _stages(a.force, "--force")
+    data, test = _path(a.data, "--data", True), _path(a.test, "--test", True)
     return dict(
         plan=PLANS[a.preset],
         data=data or fetched("train"),
         test_root=test or fetched("test"),
         stages=stages,
         force=force,
-        tokenizer=tokenizer,
-        hit=hit,
+        tokenizer=_path(a.tokenizer, "--tokenizer", False),
+        hit=_path(a.hit, "--hit", False),
         out=check_out_dir(a.out or f"runs/{a.preset}"),  # last: made, and proven writable
     )
 
@@ -76,5 +76,5 @@ def reproduce_cli(argv=None):
         fail("msvar_reproduce", e, 2)
     try:
         reproduce(**opts)
-    except MsvarError as e:  # a folder held by another run included
+    except MsvarError as e:  # a held folder included
         fail("msvar_reproduce", e, 1)
