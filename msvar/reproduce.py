@@ -6,9 +6,10 @@
 __all__ = ['LOWER_IS_BETTER', 'DECODINGS', 'PAPER_T1A', 'PAPER_T1B', 'PAPER_T2', 'CLAIMS', 'CLAIM_METRICS', 'LABELS',
            'PRODUCT_CLAIMS', 'PLANS', 'VARIANTS', 'STAGES', 'results', 'decoded', 'crop_means', 'paired_interval',
            'seed_diffs', 'verdict', 'claim_row', 'claims_table', 'means_table', 'verdict_table', 'markdown_table',
-           'run_verdicts', 'ReproPlan', 'plan_dpo_beta', 'give_checkpoint', 'stage_tokenizer', 'stage_hit',
-           'variant_dir', 'stage_var', 'train_seconds', 'tokenizer_file', 'variant_model', 'tokenizer_scores',
-           'variant_scores', 'variant_part', 'stage_eval', 'run_stage', 'stage_times', 'write_report', 'reproduce']
+           'run_verdicts', 'findings_table', 'ReproPlan', 'plan_dpo_beta', 'give_checkpoint', 'stage_tokenizer',
+           'stage_hit', 'variant_dir', 'stage_var', 'train_seconds', 'tokenizer_file', 'variant_model',
+           'tokenizer_scores', 'variant_scores', 'variant_part', 'stage_eval', 'run_stage', 'stage_times',
+           'write_report', 'reproduce']
 
 # %% ../nbs/10_reproduce.ipynb #07799db7
 import json
@@ -213,6 +214,27 @@ def run_verdicts(out, n_boot: int = 2000) -> pd.DataFrame:
     fixed = claims_table(r["t1a"], r["per"], n_boot, decoding="colour-fixed")
     fixed = verdict_table(fixed[fixed.claim.isin(PRODUCT_CLAIMS)], note=" (colour fix)")
     return pd.concat([raw, fixed], ignore_index=True)
+
+# %% ../nbs/10_reproduce.ipynb #198cf833
+def findings_table(out, n_boot: int = 2000, scales=("x2", "x4"), metrics=("psnr", "lpips")) -> pd.DataFrame:
+    "One row per comparison (raw, then PRODUCT_CLAIMS colour-fixed), one cell per metric and scale: `run_verdicts` folded."
+    r = results(out)
+    parts = [("raw", "")]
+    if "colour-fixed" in set(r["per"].decoding.dropna()):
+        parts.append(("colour-fixed", " (colour fix)"))
+    rows = []
+    for decoding, note in parts:
+        claims = claims_table(r["t1a"], r["per"], n_boot, decoding=decoding)
+        if note:
+            claims = claims[claims.claim.isin(PRODUCT_CLAIMS)]
+        for name, g in claims.groupby("claim", sort=False):
+            row = {"comparison": f"{name}, {g.a.iloc[0]} − {g.b.iloc[0]}{note}"}
+            for m in metrics:
+                for s in scales:
+                    hit = g[(g.metric == m) & (g.scale == s)]
+                    row[f"{LABELS[m]} ×{s[1:]}"] = _cell(next(hit.itertuples())) if len(hit) else ""
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 # %% ../nbs/10_reproduce.ipynb #a128476c
 @dataclass

@@ -18,9 +18,9 @@ def test_readme_quotes_the_measured_model():
 
 
 def test_readme_findings_are_the_bundled_runs():
-    "The README's verdict table is what `run_verdicts` writes from the bundled run (data/repro_small), line for line."
-    from msvar.reproduce import markdown_table, run_verdicts
-    md = markdown_table(run_verdicts(REPO / "data" / "repro_small"))
+    "The README's findings table is what `findings_table` writes from the bundled run (data/repro_small), line for line."
+    from msvar.reproduce import markdown_table, findings_table
+    md = markdown_table(findings_table(REPO / "data" / "repro_small"))
     readme = (REPO / "README.md").read_text()
     missing = [l for l in md.splitlines() if l not in readme.splitlines()]
     assert not missing, f"README.md is stale: rerun nbs/index.ipynb and msvar_readme; lines missing: {missing[:2]}"
@@ -38,5 +38,7 @@ def test_readme_words_agree_with_the_verdicts():
     assert "win in LPIPS at every scale" in readme and bic("colour-fixed", "lpips") == ["a better"] * 3
     assert "do not beat bicubic in PSNR" in readme
     assert "a better" not in bic("colour-fixed", "psnr") + bic("colour-fixed", "psnr_rgb")
-    assert "edge in PSNR-RGB at ×4" in readme and bic("colour-fixed", "psnr_rgb")[2] == "b better"
+    assert "raw outputs lose in PSNR at every scale and win in LPIPS" in readme and bic("raw", "lpips")[1:] == ["a better"] * 2
+    assert "β = 1 is worse than β = 0.1" in readme
+    assert all(v[d]["β = 1 vs β = 0.1", "lpips", s] == "b better" for d in ("raw",) for s in ("x2", "x4"))
     assert "matches bicubic" not in readme and "match bicubic" not in readme
