@@ -9,14 +9,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from .core import MsvarError, resize
-from .files import load_image
+from .files import load_image, _to_float_rgb
 from .var import Decoding
-from .inference import SRModel, load_sr_model, default_model_path, upscale as upscale_tensor
-from .inference import OutputSettings, DEFAULT_OUTPUT
-from .files import _to_float_rgb
+from .inference import SRModel, OutputSettings, DEFAULT_OUTPUT, load_sr_model, default_model_path
+from .inference import upscale as upscale_tensor
 
 # %% auto #0
-__all__ = ['GRAY_MODES', 'image_planes', 'to_pil', 'Upscaler', 'load_model']
+__all__ = ['GRAY_MODES', 'image_planes', 'to_pil', 'Upscaler', 'model_path', 'load_model']
 
 # %% ../nbs/16_api.ipynb #404bc3d2
 GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N")
@@ -26,23 +25,13 @@ def _pil_alpha(im: Image.Image) -> torch.Tensor | None:
     "The alpha channel of a PIL image as (1, H, W) in [0, 1], or None if it has none."
     if not (im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)):
         return None
-    a = np.asarray(im.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
-    return torch.from_numpy(a)[None]
-
-
-def _pil_planes(im: Image.Image) -> tuple:
-    "(RGB (3,H,W) on white, alpha or None, gray) of a PIL image, read as msvar's loader reads files."
-    rgb = torch.from_numpy(np.ascontiguousarray(_to_float_rgb(im, (255, 255, 255)))).permute(2, 0, 1).contiguous()
-    return rgb, _pil_alpha(im), im.mode in GRAY_MODES
+    return torch.from_numpy(np.asarray(im.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0)[None]
 
 
 def _unit_array(a: np.ndarray) -> np.ndarray:
-    """A NumPy image as float32 in [0, 1]: uint8 / 255, uint16 / 65535, floats as they are (checked); MsvarError for
-    other types."""
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0
+    "A NumPy image as float32 in [0, 1]: uint8 / 255, uint16 / 65535, floats as they are (checked)."
+    if a.dtype in (np.uint8, np.uint16):
+        return a.astype(np.float32) / np.iinfo(a.dtype).max
     if not np.issubdtype(a.dtype, np.floating):
         raise MsvarError(f"image arrays must be uint8, uint16 or float in [0, 1], got {a.dtype}")
     a = a.astype(np.float32)
@@ -55,12 +44,9 @@ def _unit_array(a: np.ndarray) -> np.ndarray:
 
 def _array_planes(a: np.ndarray) -> tuple:
     "(RGB on white, alpha or None, gray) of an (H, W) or (H, W, C) array, C in 1–4 (gray, gray+alpha, RGB, RGBA)."
-    if a.ndim == 2:
-        a = a[..., None]
+    a = a[..., None] if a.ndim == 2 else a
     if a.ndim != 3 or a.shape[-1] not in (1, 2, 3, 4):
-        raise MsvarError(
-            f"image arrays must be (H, W) or (H, W, C) with C in 1–4 (NumPy: channels last), got shape {a.shape}"
-        )
+        raise MsvarError(f"images must be (H, W) or (H, W, C) arrays, ([C,] H, W) tensors, C in 1–4; got {a.shape}")
     x = torch.from_numpy(np.ascontiguousarray(_unit_array(a))).permute(2, 0, 1)
     c = x.shape[0]
     color = x[:1].expand(3, -1, -1) if c in (1, 2) else x[:3]
@@ -69,64 +55,42 @@ def _array_planes(a: np.ndarray) -> tuple:
     return rgb.contiguous(), alpha, c in (1, 2)
 
 
-def _tensor_array(t: torch.Tensor) -> np.ndarray:
-    "A ([C,] H, W) tensor as the (H, W[, C]) array `_array_planes` takes; uint8 or float."
-    if t.dtype not in (torch.uint8,) and not t.is_floating_point():
-        raise MsvarError(f"image tensors must be uint8 or float in [0, 1], got {t.dtype}")
-    if t.ndim not in (2, 3):
-        raise MsvarError(f"image tensors must be (H, W) or (C, H, W), got shape {tuple(t.shape)}")
-    a = t.detach().cpu()
-    a = a.float() if a.is_floating_point() else a
-    return (a.permute(1, 2, 0) if a.ndim == 3 else a).numpy()
-
-
 def image_planes(img) -> tuple:
-    """(RGB (3,H,W) in [0,1] on white, alpha (1,H,W) or None, gray) of a path, PIL image, NumPy array (H,W[,C]) or
-    tensor ([C,]H,W)."""
+    "(RGB (3,H,W) in [0,1] on white, alpha (1,H,W) or None, gray) of a path, PIL image, array (H,W[,C]) or tensor."
     if isinstance(img, (str, Path)):
         rgb = load_image(img)  # msvar_sr's loader: its checks and messages
         with Image.open(img) as im:
             im = ImageOps.exif_transpose(im)
-            alpha, gray = _pil_alpha(im), im.mode in GRAY_MODES
-        return rgb, alpha, gray
+            return rgb, _pil_alpha(im), im.mode in GRAY_MODES
     if isinstance(img, Image.Image):
-        return _pil_planes(img)
+        rgb = torch.from_numpy(np.ascontiguousarray(_to_float_rgb(img, (255, 255, 255)))).permute(2, 0, 1)
+        return rgb.contiguous(), _pil_alpha(img), img.mode in GRAY_MODES  # as msvar's loader reads files
+    if isinstance(img, torch.Tensor):
+        t = img.detach().cpu()
+        t = t.float() if t.is_floating_point() else t
+        img = (t.permute(1, 2, 0) if t.ndim == 3 else t).numpy()  # channels last, as NumPy images are
     if isinstance(img, np.ndarray):
         return _array_planes(img)
-    if isinstance(img, torch.Tensor):
-        return _array_planes(_tensor_array(img))
     raise MsvarError(f"upscale takes a path, a PIL image, a NumPy array or a tensor, got {type(img).__name__}")
 
-
+# %% ../nbs/16_api.ipynb #31a299ca
 def to_pil(y: torch.Tensor, gray: bool = False, alpha: torch.Tensor | None = None) -> Image.Image:
-    """A (3,H,W) image in [0,1] as a PIL image: `L` if `gray`, with `alpha` (1,h,w) resized bicubically to (H,W) put
-    back if given."""
+    "A (3,H,W) image in [0,1] as a PIL image: `L` if `gray`, with `alpha` (1,h,w) resized bicubically to (H,W) if given."
     arr = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     im = Image.fromarray(np.ascontiguousarray(arr), "RGB")
-    if gray:
-        im = im.convert("L")
-    if alpha is None:
-        return im
-    a = resize(alpha.expand(3, -1, -1), tuple(y.shape[-2:]), "bicubic")[0].clamp(0, 1)
-    im.putalpha(Image.fromarray((a * 255).round().to(torch.uint8).numpy(), "L"))
+    im = im.convert("L") if gray else im
+    if alpha is not None:
+        a = resize(alpha.expand(3, -1, -1), tuple(y.shape[-2:]), "bicubic")[0].clamp(0, 1)
+        im.putalpha(Image.fromarray((a * 255).round().to(torch.uint8).numpy(), "L"))
     return im
 
 # %% ../nbs/16_api.ipynb #57dd5a21
 class Upscaler:
-    """A loaded model with one method, `upscale`: pictures in (path, PIL, NumPy, tensor), PIL pictures out. `.model` is
-    the SRModel."""
+    "A loaded model (`.model`) with one method, `upscale`: pictures in (path, PIL, NumPy, tensor), PIL pictures out."
 
     def __init__(self, model: SRModel):
         self.model = model
-
-    @property
-    def scales(self) -> tuple:
-        return self.model.scales
-
-    @property
-    def decoding(self) -> Decoding:
-        "The model's decoding: its file's, which is DEFAULT_DECODING for the shipped model."
-        return self.model.decoding
+        self.scales, self.decoding = model.scales, model.decoding  # the model file's decoding: DEFAULT_DECODING shipped
 
     def __repr__(self):
         return f"Upscaler(preset {self.model.preset.name!r}, scales {self.scales}, decoding {self.decoding})"
@@ -135,15 +99,19 @@ class Upscaler:
         """Super-resolve one picture → {scale: PIL image} in the input's kind (L, LA, RGB, RGBA), as `output` says
         (default: what msvar_sr writes), decoded as `decoding` says (None: the model's)."""
         rgb, alpha, gray = image_planes(img)
-        outs = upscale_tensor(rgb, self.model, output, decoding)
-        return {s: to_pil(y, gray, alpha) for s, y in outs.items()}
+        return {s: to_pil(y, gray, alpha) for s, y in upscale_tensor(rgb, self.model, output, decoding).items()}
+
+
+def model_path(path=None) -> Path:
+    "`path`, or else the shipped `small` model's file; MsvarError saying how to make a model when there is none."
+    if path is None and not default_model_path().exists():
+        raise MsvarError(
+            f"no model file given and no shipped model at {str(default_model_path())!r}: train one with "
+            "`msvar_reproduce --preset small` (chapter 10) and pass its models/ours.safetensors (--model)"
+        )
+    return Path(path or default_model_path())
 
 
 def load_model(path=None, device=None) -> Upscaler:
     "An `Upscaler` for a model file (default: the shipped `small` model), on `device` (default: the best available)."
-    if path is None and not default_model_path().exists():
-        raise MsvarError(
-            f"no model file given and no shipped model at {str(default_model_path())!r}: train one with "
-            "`msvar_reproduce --preset small` (chapter 10) and pass its models/ours.safetensors"
-        )
-    return Upscaler(load_sr_model(path or default_model_path(), device=device))
+    return Upscaler(load_sr_model(model_path(path), device=device))

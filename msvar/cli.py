@@ -4,17 +4,47 @@
 
 # %% ../nbs/20_cli.ipynb #463c177a
 from __future__ import annotations
-import argparse, os, sys
+import argparse, math, os, sys
 from pathlib import Path
 import torch
+from .core import MsvarError
 
 # %% auto #0
-__all__ = ['SEED_MAX', 'default_threads', 'add_threads_arg', 'positive_int', 'set_threads', 'arg_seed', 'fail', 'say_interrupted']
+__all__ = ['SEED_MAX', 'positive_int', 'arg_seed', 'arg_type', 'check_rules', 'default_threads', 'add_threads_arg', 'set_threads',
+           'fail', 'say_interrupted']
+
+# %% ../nbs/20_cli.ipynb #8f5e2bb1
+def arg_type(kind, ok, want: str):
+    "argparse type: a finite `kind` (int or float) `v` with `ok(v)`; a one-line usage error, 'must be WANT', otherwise."
+
+    def parse(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {s!r}"
+            ) from None
+        if not (math.isfinite(v) and ok(v)):
+            raise argparse.ArgumentTypeError(f"must be {want}, got {s}")
+        return v
+
+    return parse
+
+
+SEED_MAX = 2**40  # seeds are mixed into per-step and per-item seeds (seed·1_000_003 + …) that must stay below 2**63
+positive_int = arg_type(int, lambda v: v >= 1, "a positive number")  # counts: --threads, --steps, …
+arg_seed = arg_type(int, lambda v: 0 <= v < SEED_MAX, "an integer in [0, 2**40)")
+
+
+def check_rules(*rules):
+    "MsvarError for the first rule (flag, value, whether it is good, what it must be) whose value is not good."
+    for flag, v, ok, want in rules:
+        if not ok:
+            raise MsvarError(f"{flag} must be {want}, got {v!r}")
 
 # %% ../nbs/20_cli.ipynb #4eed15e5
 def default_threads() -> int:
-    """torch CPU threads that do not oversubscribe the machine: the cores this process may use, less those busy
-    (1-minute load), at least 1."""
+    "torch CPU threads that do not oversubscribe the machine: the cores this process may use less the busy ones, ≥ 1."
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
     return max(1, min(torch.get_num_threads(), cores - busy))
@@ -22,23 +52,7 @@ def default_threads() -> int:
 
 def add_threads_arg(ap):
     "The `--threads` option of the long-running commands."
-    ap.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="torch CPU threads (default: the idle cores, from the core count and the 1-minute load, at least 1)",
-    )
-
-
-def positive_int(s):
-    "argparse type of counts (--threads): an integer of at least 1, a one-line usage error otherwise."
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
-    return v
+    ap.add_argument("--threads", type=positive_int, help="torch CPU threads (default: the idle cores)")
 
 
 def set_threads(n: int | None = None) -> int:
@@ -46,20 +60,6 @@ def set_threads(n: int | None = None) -> int:
     n = n or default_threads()
     torch.set_num_threads(n)
     return n
-
-# %% ../nbs/20_cli.ipynb #8f5e2bb1
-SEED_MAX = 2**40  # seeds are mixed into per-step and per-item seeds (seed·1_000_003 + …) that must stay below 2**63
-
-
-def arg_seed(s):
-    "argparse type of every --seed: an integer in [0, SEED_MAX), a one-line usage error otherwise."
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if not 0 <= v < SEED_MAX:
-        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**40), got {s}")
-    return v
 
 # %% ../nbs/20_cli.ipynb #71e6b5a9
 def fail(prog: str, e, code: int):
@@ -72,13 +72,10 @@ def fail(prog: str, e, code: int):
 
 # %% ../nbs/20_cli.ipynb #400b5b9e
 def say_interrupted(prog: str, out, ckpts=("last.pt",)):
-    """After Ctrl-C in a training command: one line saying its newest checkpoint (the first of `ckpts` under `out` that
-    exists) is intact, as every write is atomic, and how to go on; exit code 130."""
+    "After Ctrl-C in a training command: one line saying its newest checkpoint (of `ckpts` under `out`) is intact; exit 130."
     last = next((Path(out) / c for c in ckpts if (Path(out) / c).exists()), None)
-    state = (
-        f"the last checkpoint {str(last)!r} is intact; run the same command again to resume from it"
-        if last is not None
-        else "no checkpoint had been written yet; run the same command again to start over"
-    )
+    state = "no checkpoint had been written yet; run the same command again to start over"
+    if last is not None:
+        state = f"the last checkpoint {str(last)!r} is intact; run the same command again to resume from it"
     print(f"\n{prog}: interrupted: {state}", file=sys.stderr)
     sys.exit(130)

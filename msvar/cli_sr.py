@@ -8,248 +8,162 @@ import argparse, json, sys, time, warnings
 from dataclasses import asdict
 from pathlib import Path
 import torch
-from .core import MsvarError, default_device
-from .files import load_image, save_image, check_out_dir, atomic_write
-from .core import ImageWarning, progress_bar
-from .files import IMAGE_EXTS, check_memory
+from PIL import Image
+from .core import MsvarError, ImageWarning, default_device, progress_bar
+from .files import IMAGE_EXTS, load_image, save_image, check_out_dir, atomic_write, check_memory
 from .files import hold_folder, holds_folder  # output folders held by one run (the files chapter)
-from .cli import set_threads, add_threads_arg, fail  # what the commands share (the cli chapter)
+from .cli import set_threads, add_threads_arg, fail, check_rules  # what the commands share (the cli chapter)
 from .var import Decoding, DEFAULT_DECODING, SOFT_TAU, SOFT_MIN, decoding_problem  # decoding (chapter 05)
-from .inference import SRModel, OutputSettings, DEFAULT_OUTPUT, CLASSES, upscale, compare_figure
-from .inference import load_sr_model, default_model_path
+from .inference import SRModel, OutputSettings, DEFAULT_OUTPUT, CLASSES, upscale, compare_figure, load_sr_model
 from .evaluate import load_pairs, evaluate_model, write_report, REPORT_FILES
 from .fetch import fetched
+from .api import model_path  # the model file of --model, or the shipped one
 
 # %% auto #0
-__all__ = ['DECODING_FLAGS', 'OUTPUT_FLAGS', 'EVAL_RULES', 'add_decoding_args', 'check_decoding', 'decoding_from_args',
-           'add_output_args', 'output_from_args', 'plan_outputs', 'sr_files', 'batch_bytes', 'check_batch_memory',
-           'sr_cli', 'eval_cli']
+__all__ = ['DECODING_FLAGS', 'OTHER_EXTS', 'add_decoding_args', 'check_decoding', 'decoding_from_args', 'add_output_args',
+           'output_from_args', 'plan_outputs', 'sr_files', 'batch_bytes', 'check_batch_memory', 'sr_cli', 'eval_cli']
 
 # %% ../nbs/23_cli_sr.ipynb #8edb47106e1a46a883d545849b8ab81b
 DECODING_FLAGS = dict(tau="--soft", top_k="--top-k", top_p="--top-p", cfg="--cfg", seed="--seed")
 
 
-def add_decoding_args(ap, sampling_filters: bool = True) -> None:
-    "The decoding options of every command that decodes (`decoding_from_args` reads them), --seed included."
-    soft_help = (
-        "soft decoding at temperature TAU: each scale adds the expected code under softmax(logits/TAU) (the default, "
-        f"TAU = {SOFT_TAU}: chosen on a validation split, chapter 11)"
-    )
-    ap.add_argument("--soft", type=float, default=None, metavar="TAU", help=soft_help)
-    ap.add_argument("--greedy", action="store_true", help="greedy decoding: the most likely token everywhere")
-    sample_help = "sample the tokens (seeded)" + ("; --top-k/--top-p imply it" if sampling_filters else "")
-    ap.add_argument("--sample", action="store_true", help=sample_help)
-    if sampling_filters:
-        ap.add_argument("--top-k", type=int, default=0)
-        ap.add_argument("--top-p", type=float, default=0.0)
-    ap.add_argument("--cfg", type=float, default=None, help="classifier-free guidance strength t (default: none)")
-
-
-def _soft_flag_problem(tau) -> str | None:
-    "The command lines' own limit on --soft: below SOFT_MIN the logits of a trained model can overflow."
-    if tau is None or tau >= SOFT_MIN:
-        return None
-    return (
-        f"--soft must be a finite temperature ≥ {SOFT_MIN:g} (smaller ones overflow the logits; --greedy is the limit "
-        f"τ → 0), got {tau!r}"
-    )
+def add_decoding_args(ap) -> None:
+    "The decoding options of every command that decodes (`decoding_from_args` reads them with the command's --seed)."
+    ap.add_argument("--soft", type=float, metavar="TAU", help=f"soft decoding at temperature TAU (shipped: {SOFT_TAU})")
+    ap.add_argument("--greedy", action="store_true", help="the most likely token everywhere")
+    ap.add_argument("--sample", action="store_true", help="sample the tokens (seeded); --top-k/--top-p imply it")
+    ap.add_argument("--top-k", type=int, default=0)
+    ap.add_argument("--top-p", type=float, default=0.0)
+    ap.add_argument("--cfg", type=float, help="classifier-free guidance strength (default: none)")
 
 
 def check_decoding(a) -> bool:
     "MsvarError naming the first bad decoding option of a command line (before any work); whether it samples."
-    sample = bool(a.sample or getattr(a, "top_k", 0) or getattr(a, "top_p", 0.0))
-    if sum((a.greedy, sample, a.soft is not None)) > 1:
+    sample = bool(a.sample or a.top_k or a.top_p)
+    if a.greedy + sample + (a.soft is not None) > 1:
         raise MsvarError("choose one decoding: --soft TAU (the default), --greedy, or --sample/--top-k/--top-p")
-    values = dict(tau=a.soft, top_k=getattr(a, "top_k", 0), top_p=getattr(a, "top_p", 0.0), cfg=a.cfg, seed=a.seed)
-    problem = decoding_problem(values, DECODING_FLAGS) or _soft_flag_problem(a.soft)
+    values = dict(tau=a.soft, top_k=a.top_k, top_p=a.top_p, cfg=a.cfg, seed=a.seed)
+    problem = decoding_problem(values, DECODING_FLAGS)
+    if not problem and a.soft is not None and a.soft < SOFT_MIN:  # the logits of a trained model overflow
+        problem = f"--soft must be a finite temperature ≥ {SOFT_MIN:g} (--greedy is the limit τ → 0), got {a.soft!r}"
     if problem:
         raise MsvarError(problem)
     return sample
 
 
 def decoding_from_args(a, base: Decoding = DEFAULT_DECODING) -> Decoding:
-    """The one Decoding of a command line: --soft TAU, --greedy or sampling (--sample, --top-k, --top-p); with none of
-    them `base`'s mode (a model file's); --cfg and --seed as given."""
+    "The one Decoding of a command line; with no decoding option, `base`'s (a model file's) with --cfg and --seed."
     if check_decoding(a):
-        mode = dict(mode="sample", top_k=getattr(a, "top_k", 0), top_p=getattr(a, "top_p", 0.0))
-    elif a.greedy:
-        mode = dict(mode="greedy")
-    elif a.soft is not None:
-        mode = dict(mode="soft", tau=a.soft)
-    else:
-        mode = dict(mode=base.mode, tau=base.tau, top_k=base.top_k, top_p=base.top_p)
-    return Decoding(**mode, cfg=a.cfg, seed=a.seed)
+        return Decoding("sample", top_k=a.top_k, top_p=a.top_p, cfg=a.cfg, seed=a.seed)
+    if a.greedy or a.soft is not None:
+        return Decoding("greedy" if a.greedy else "soft", tau=a.soft, cfg=a.cfg, seed=a.seed)
+    return Decoding(base.mode, base.tau, base.top_k, base.top_p, cfg=a.cfg, seed=a.seed)
 
 # %% ../nbs/23_cli_sr.ipynb #10185d26023b46108eb7d9f57d49d2b3
-OUTPUT_FLAGS = dict(
-    scales="--scales", cls="--class", colour_sigma="--colour-sigma", overlap="--overlap", batch_size="--batch-size"
-)
-
-
 def add_output_args(ap, tiles: bool = True) -> None:
-    "The output options of msvar_sr (`tiles`: --scales and --overlap too) and msvar_eval (`output_from_args`)."
+    "The output options of msvar_sr and (without the tiles' --scales and --overlap) msvar_eval."
     d = DEFAULT_OUTPUT
     if tiles:
         ap.add_argument(
-            "--scales",
-            type=int,
-            nargs="+",
-            default=list(d.scales),
-            choices=[1, 2, 4],
-            help=f"output scales (default: {' '.join(map(str, d.scales))}). ×1, the restored image at the input's "
-            "size, is not written unless asked for: the shipped small model's ×1 is no more faithful to the scene "
-            "than the input itself (chapter 11)",
+            "--scales", type=int, nargs="+", default=list(d.scales), choices=[1, 2, 4], help="×1 on request"
         )
-        ap.add_argument("--overlap", type=int, default=None, help="tile overlap in LR pixels (default: a quarter tile)")
-    classes = "; ".join(f"{k}: {v}" for k, v in CLASSES.items())
-    ap.add_argument(
-        "--class", dest="cls", type=int, default=d.cls, choices=list(CLASSES), help=f"{classes} (default {d.cls})"
-    )
-    sigma_help = (
-        f"take colour and shading above SIGMA input pixels from bicubic upsampling (default {d.colour_sigma:g})"
-    )
-    ap.add_argument("--colour-sigma", type=float, default=d.colour_sigma, metavar="SIGMA", help=sigma_help)
-    ap.add_argument("--no-colour-fix", action="store_true", help="keep the model's own colours (no colour fix)")
+        ap.add_argument("--overlap", type=int, help="tile overlap in LR pixels (default: a quarter tile)")
+    ap.add_argument("--class", dest="cls", type=int, default=d.cls, choices=list(CLASSES), help=str(CLASSES))
+    ap.add_argument("--colour-sigma", type=float, default=d.colour_sigma, metavar="SIGMA", help="colour fix scale")
+    ap.add_argument("--no-colour-fix", action="store_true", help="keep the model's own colours")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help="tiles (crops) per forward pass")
 
 
 def output_from_args(a) -> OutputSettings:
     "The one OutputSettings of a command line; MsvarError naming the option at fault."
-    values = dict(
-        cls=a.cls,
-        colour_sigma=None if a.no_colour_fix else a.colour_sigma,
-        batch_size=a.batch_size,
-        **({} if getattr(a, "scales", None) is None else dict(scales=tuple(a.scales), overlap=a.overlap)),
-    )
+    tiles = dict(scales=tuple(a.scales), overlap=a.overlap) if hasattr(a, "scales") else {}
+    sigma = None if a.no_colour_fix else a.colour_sigma
     try:
-        return OutputSettings(**values)
+        return OutputSettings(cls=a.cls, colour_sigma=sigma, batch_size=a.batch_size, **tiles)
     except MsvarError as e:
         field, rest = str(e).split(" ", 1)
-        raise MsvarError(f"{OUTPUT_FLAGS.get(field, field)} {rest}") from None
+        raise MsvarError(f"{'--class' if field == 'cls' else '--' + field.replace('_', '-')} {rest}") from None
 
 # %% ../nbs/23_cli_sr.ipynb #7623eae2785240b9bd12b16a66d81610
 def plan_outputs(inputs, out_dir) -> tuple:
-    """([(input file, output name under out_dir without the _xS.png ending)], [missing inputs]): see the table below for
-    the rules."""
+    """([(input file, its output name under out_dir without the _xS.png ending)], [missing inputs], {input folder:
+    [files of other formats its scan skipped]}): the rules of the table above."""
     out_dir = Path(out_dir)
     out_res = out_dir.resolve()
-    found, missing, seen = [], [], set()
+    found, missing, unscanned = {}, [], {}  # found: {resolved file: (file, the folder its name is relative to)}
     for p in map(Path, inputs):
+        if p.is_dir() and p.resolve() == out_res:
+            raise MsvarError(
+                f"the output folder {str(out_dir)!r} is also an input folder, so a later run would super-resolve its "
+                f"own outputs; write to a subfolder instead (e.g. {str(p / 'sr')!r}: folder scans skip it)"
+            )
         if p.is_dir():
-            root = p.resolve()
-            if root == out_res:
-                raise MsvarError(
-                    f"the output folder {str(out_dir)!r} is also an input folder, so a later run would super-resolve "
-                    f"its own outputs; write to a subfolder instead (e.g. {str(p / 'sr')!r}: folder scans skip it)"
-                )
-            skip_out = out_res.is_relative_to(root)  # -o inside this folder: its files are outputs, not inputs
-            files = [
-                (f, p)
-                for f in sorted(p.rglob("*"))
-                if f.suffix.lower() in IMAGE_EXTS
-                and f.is_file()
-                and not (skip_out and f.resolve().is_relative_to(out_res))
-            ]
-            missing += [
-                str(f)
-                for f in sorted(p.rglob("*"))
-                if f.suffix.lower() in IMAGE_EXTS and f.is_symlink() and not f.exists()
-            ]
-            if not files:
-                missing.append(str(p))  # a folder that contributes nothing is said, not skipped
-        elif p.exists():
-            files = [(p, p.parent)]
+            scan = sorted(p.rglob("*"))
+            keep = [f for f in scan if f.is_file() and not f.resolve().is_relative_to(out_res)]  # -o's files: outputs
+            files = [f for f in keep if f.suffix.lower() in IMAGE_EXTS]
+            unscanned[p] = [f for f in keep if f.suffix.lower() in OTHER_EXTS]
+            missing += [str(f) for f in scan if f.suffix.lower() in IMAGE_EXTS and f.is_symlink() and not f.exists()]
+            missing += [] if files else [str(p)]  # a folder that contributes nothing is said, not skipped
         else:
-            missing.append(str(p))
-            continue
-        for f, r in files:
-            if f.resolve() not in seen:
-                seen.add(f.resolve())
-                found.append((f, r))
-    if not found and not missing:
-        raise MsvarError(f"no image files found in {[str(p) for p in inputs]}")
-    base = {f: out_dir / f.relative_to(r).with_suffix("") for f, r in found}  # keep the path under the folder given
-
-    def groups():
-        g = {}
-        for f, b in base.items():
-            g.setdefault(b, []).append(f)
-        return [fs for fs in g.values() if len(fs) > 1]
-
-    for fs in groups():  # x.png + x.jpg: the extension joins the name
+            files = [p] if p.exists() else []
+            missing += [] if files else [str(p)]
+        for f in files:
+            found.setdefault(f.resolve(), (f, p if p.is_dir() else p.parent))
+    base = {f: out_dir / f.relative_to(r).with_suffix("") for f, r in found.values()}  # the path under the folder
+    for fs in _same_name(base):  # x.png + x.jpg: the extension joins the name
         if len({f.suffix.lower() for f in fs}) == len(fs):
-            for f in fs:
-                base[f] = base[f].with_name(f"{base[f].name}_{f.suffix[1:].lower()}")
-    clash = groups()
+            base.update({f: base[f].with_name(f"{base[f].name}_{f.suffix[1:].lower()}") for f in fs})
+    clash = _same_name(base)
     if clash:
+        f, g = clash[0][:2]
         raise MsvarError(
-            f"inputs {' and '.join(repr(str(f)) for f in clash[0][:2])} would both be written as "
-            f"{str(base[clash[0][0]]) + '_x*.png'!r}"
-            + (f" ({len(clash)} such clashes)" if len(clash) > 1 else "")
-            + "; process them with separate -o folders"
+            f"inputs {str(f)!r} and {str(g)!r} would both be written as {str(base[f])}_x*.png; process them with "
+            "separate -o folders"
         )
-    return [(f, base[f]) for f, _ in found], missing
+    return list(base.items()), missing, unscanned
+
+
+def _same_name(base: dict) -> list:
+    "The groups of inputs that `base` gives one output name."
+    groups = {}
+    for f, b in base.items():
+        groups.setdefault(b, []).append(f)
+    return [fs for fs in groups.values() if len(fs) > 1]
 
 # %% ../nbs/23_cli_sr.ipynb #7cdc8c89c7104fffa095e18ddfef8986
+OTHER_EXTS = {e for e, fmt in Image.registered_extensions().items() if fmt in Image.OPEN} - set(IMAGE_EXTS)
+
+
 def _missing_reason(p) -> str:
-    "Why a listed input cannot be opened: a link that leads nowhere, or nothing there."
+    "Why a listed input cannot be read: an empty folder, a link that leads nowhere, or nothing there."
     if Path(p).is_dir():
         return f"no image files ({', '.join(IMAGE_EXTS)}) in this folder"
-    return (
-        "broken symbolic link (its target does not exist, or the link points to itself)"
-        if Path(p).is_symlink()
-        else "input does not exist"
-    )
-
-
-def _unscanned(folder: Path, out_dir: Path) -> list:
-    """Files under `folder` that Pillow reads but folder scans leave out (not in IMAGE_EXTS: GIF, PPM, ICO, …); outputs
-    under `out_dir` excepted."""
-    from PIL import Image
-
-    readable = {e for e, fmt in Image.registered_extensions().items() if fmt in Image.OPEN} - set(IMAGE_EXTS)
-    out_res = out_dir.resolve()
-    return [
-        f
-        for f in sorted(folder.rglob("*"))
-        if f.suffix.lower() in readable and f.is_file() and not f.resolve().is_relative_to(out_res)
-    ]
-
-
-def _note_unscanned(inputs, out_dir) -> list:
-    """Say, one line per input folder, which image files of other formats its scan skipped and how to process them;
-    returns them all."""
-    skipped = []
-    for p in map(Path, inputs):
-        fs = _unscanned(p, Path(out_dir)) if p.is_dir() else []
-        if fs:
-            print(
-                f"msvar_sr: note: {p}: skipped {len(fs)} file(s) of a format folder scans do not read "
-                f"({_short_names(fs)}); name such a file directly to super-resolve it (animations: the first frame)",
-                file=sys.stderr,
-            )
-        skipped += [str(f) for f in fs]
-    return skipped
-
-
-def _short_names(files, n: int = 3) -> str:
-    names = [f.name for f in files]
-    return ", ".join(names[:n]) + (f", … ({len(names) - n} more)" if len(names) > n else "")
+    if Path(p).is_symlink():
+        return "broken symbolic link (its target does not exist, or the link points to itself)"
+    return "input does not exist"
 
 
 def _load_noting(f) -> tuple:
-    """load_image(f) → (image, [ImageWarning messages, e.g. 'has 3 frames; only the first is read']); other warnings
-    pass through."""
-    import warnings
-
+    "load_image(f) → (image, its ImageWarning messages, e.g. 'has 3 frames; only the first is read')."
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ImageWarning)
         x = load_image(f)
-    notes = [str(w.message) for w in caught if issubclass(w.category, ImageWarning)]
-    for w in caught:
+    for w in caught:  # other warnings pass through
         if not issubclass(w.category, ImageWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return x, notes
+    return x, [str(w.message) for w in caught if issubclass(w.category, ImageWarning)]
+
+
+def _write_summary(prog: str, summary: dict, out: Path) -> str | None:
+    "Write the run summary as OUT/PROG_summary_DATE.json; its path, or None and a warning when it cannot be written."
+    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    js = out / f"{prog}_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
+    try:
+        atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1, default=str)))
+        return str(js)
+    except OSError as e:
+        print(f"{prog}: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)
+        return None
 
 # %% ../nbs/23_cli_sr.ipynb #b118ea5561624da68c537baed56e602f
 @holds_folder("out_dir", "-o")  # one run at a time in out_dir: two would mix one image's ×1/×2/×4 from different runs
@@ -265,128 +179,92 @@ def sr_files(
     compare: bool = False,
 ) -> dict:
     """Super-resolve image files/folders into out_dir as `output` and `decoding` (None: the model's) say, plus a
-    side-by-side NAME_compare.png if `compare`; returns the run summary, also written as JSON even if files fail or
-    the run is interrupted."""
-    if overwrite and skip_existing:
-        raise MsvarError("--overwrite and --skip-existing exclude each other")
-    out_dir = check_out_dir(out_dir)
-    dec = decoding or model.decoding
-    plan, missing = plan_outputs(inputs, out_dir)  # [(input file, output base name)], inputs that are not there
-    summary = _start_summary(inputs, out_dir, model, output, dec, missing)
-    js = out_dir / f"msvar_sr_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
-    inputs_here = {f.resolve() for f, _ in plan}  # no output may replace one of them
-    how = dict(overwrite=overwrite, skip_existing=skip_existing, compare=compare, bar=None if progress else False)
+    side-by-side NAME_compare.png if `compare`; returns the run summary, also written as JSON whatever happens."""
+    out_dir, dec = Path(out_dir), decoding or model.decoding
+    plan, missing, unscanned = plan_outputs(inputs, out_dir)
+    summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), options=dict(asdict(output), decoding=str(dec)))
+    summary["options"].update(asdict(dec))
+    summary.update(preset=model.preset.name, done=[], skipped=[], interrupted=False, failed=[])
+    for m in missing:
+        _failed(summary, m, _missing_reason(m))
+    for p, fs in unscanned.items():
+        if fs:
+            names = ", ".join(f.name for f in fs[:3]) + (f", … ({len(fs) - 3} more)" if len(fs) > 3 else "")
+            print(
+                f"msvar_sr: note: {p}: skipped {len(fs)} file(s) of a format folder scans do not read ({names}); "
+                "name such a file directly to super-resolve it (animations: the first frame)",
+                file=sys.stderr,
+            )
+    summary["not_scanned"] = [str(f) for fs in unscanned.values() for f in fs]
+    how = dict(inputs_here={f.resolve() for f, _ in plan}, overwrite=overwrite, skip_existing=skip_existing)
     try:
         for f, base in progress_bar(plan, leave=False) if progress else plan:
-            _sr_file(f, base, model, output, dec, summary, inputs_here, **how)
+            _sr_file(f, base, model, output, dec, summary, compare=compare, bar=None if progress else False, **how)
     except KeyboardInterrupt:
         summary["interrupted"] = True
         raise
     finally:
-        _write_summary(summary, js)  # whatever happened
+        summary["summary_file"] = _write_summary("msvar_sr", summary, out_dir)  # whatever happened
+        if summary["interrupted"]:
+            n, js = len(summary["done"]), summary["summary_file"]
+            say = f"interrupted after {n} image(s); summary {js}; run the same command with --skip-existing to finish"
+            print(f"msvar_sr: {say}", file=sys.stderr)
     return summary
 
 
-def _start_summary(inputs, out_dir, model, output: OutputSettings, dec: Decoding, missing: list) -> dict:
-    "The run summary before any image: the settings, and the inputs that are missing (said on stderr) or not scanned."
-    summary = dict(
-        started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        scales=list(output.scales),
-        options=dict(asdict(output), decoding=str(dec), **asdict(dec)),
-        preset=model.preset.name if isinstance(model, SRModel) else None,
-        done=[],
-        skipped=[],
-        interrupted=False,
-        failed=[dict(input=m, error=_missing_reason(m)) for m in missing],
-    )
-    for m in missing:
-        print(f"msvar_sr: error: {m}: {_missing_reason(m)}", file=sys.stderr)
-    summary["not_scanned"] = _note_unscanned(inputs, out_dir)
-    return summary
+def _failed(summary: dict, f, msg: str):
+    "Say on stderr that input `f` failed and why, and list it in the summary."
+    print(f"msvar_sr: error: {msg if str(f) in msg else f'{f}: {msg}'}", file=sys.stderr)
+    summary["failed"].append(dict(input=str(f), error=msg))
 
 # %% ../nbs/23_cli_sr.ipynb #938c804e27f84196a10c8828c723f798
-def _sr_file(f, base, model, output: OutputSettings, dec, summary, inputs_here, overwrite, skip_existing, compare, bar):
-    """Super-resolve file `f` into the outputs named after `base`, with a bar over its tiles as `bar` says (`upscale`'s
-    `progress`); the summary lists it as done, skipped or failed (a failed file is said on stderr, and the run goes on
-    with the next)."""
+def _sr_file(f, base, model, output, dec, summary, inputs_here, overwrite, skip_existing, compare, bar):
+    """Super-resolve file `f` into BASE_xS.png (and BASE_compare.png), with `upscale`'s `progress` bar as `bar` says;
+    the summary lists it as done, skipped or failed (and the run goes on)."""
     t0 = time.time()
+    targets = {s: base.with_name(f"{base.name}_x{s}.png") for s in output.scales}
+    targets.update({"compare": base.with_name(f"{base.name}_compare.png")} if compare else {})
+    names = [str(t) for t in targets.values()]
     try:
-        targets = _output_names(base, output.scales, compare)
-        todo = _outputs_to_write(targets, inputs_here, overwrite, skip_existing)
-        if todo is None:  # --skip-existing, and every output is there
-            summary["skipped"].append(dict(input=str(f), outputs=[str(t) for t in targets.values()]))
+        clash = [t for t in names if Path(t).resolve() in inputs_here]
+        if clash:
+            raise MsvarError(f"output {clash[0]!r} would overwrite an input file; choose another output folder")
+        exist = [k for k, t in targets.items() if t.exists()]
+        if exist and not (overwrite or skip_existing):
+            raise MsvarError(
+                f"output {str(targets[exist[0]])!r} exists (pass --overwrite to replace it, or "
+                "--skip-existing to keep it)"
+            )
+        todo = {k: t for k, t in targets.items() if overwrite or k not in exist}
+        if not todo:  # --skip-existing, and every output is there
+            summary["skipped"].append(dict(input=str(f), outputs=names))
             return
         x, notes = _load_noting(f)
         for n in notes:
             print(f"msvar_sr: warning: {n}", file=sys.stderr)
         outs = upscale(x, model, output, dec, progress=bar)
-        _write_outputs(x, outs, f.name, todo, output.scales, overwrite)
-        done = dict(input=str(f), outputs=[str(t) for t in targets.values()], seconds=round(time.time() - t0, 3))
+        for k, t in todo.items():
+            if k == "compare":
+                _save_figure(compare_figure(x, outs, f.name), t)
+            else:
+                save_image(outs[k], t, overwrite=overwrite)
+        done = dict(input=str(f), outputs=names, seconds=round(time.time() - t0, 3))
         summary["done"].append(dict(done, warnings=notes) if notes else done)
     except (MsvarError, OSError, MemoryError, torch.OutOfMemoryError) as e:  # one file failed: say why, go on
-        msg = str(e) if isinstance(e, MsvarError) else f"{type(e).__name__}: {e}"
-        print(f"msvar_sr: error: {msg if str(f) in msg else f'{f}: {msg}'}", file=sys.stderr)
-        summary["failed"].append(dict(input=str(f), error=msg))
-
-# %% ../nbs/23_cli_sr.ipynb #504fb2a444614c0babb325280ed9130a
-def _output_names(base: Path, scales, compare: bool) -> dict:
-    "{scale: BASE_xS.png} (and 'compare': BASE_compare.png)."
-    targets = {s: base.with_name(f"{base.name}_x{s}.png") for s in scales}
-    if compare:
-        targets["compare"] = base.with_name(f"{base.name}_compare.png")
-    return targets
+        _failed(summary, f, str(e) if isinstance(e, MsvarError) else f"{type(e).__name__}: {e}")
 
 
-def _outputs_to_write(targets: dict, inputs_here: set, overwrite: bool, skip_existing: bool) -> dict | None:
-    """The targets to write: all with `overwrite`, the missing ones with `skip_existing` (None when none is missing);
-    MsvarError when one would replace an input, or exists and neither option is given."""
-    clash = [str(t) for t in targets.values() if t.resolve() in inputs_here]
-    if clash:
-        raise MsvarError(f"output {clash[0]!r} would overwrite an input file; choose another output folder")
-    exist = [k for k, t in targets.items() if t.exists()]
-    if skip_existing and len(exist) == len(targets):
-        return None
-    if exist and not (overwrite or skip_existing):
-        raise MsvarError(
-            f"output {str(targets[exist[0]])!r} exists (pass --overwrite to replace it, or --skip-existing to keep it)"
-        )
-    return {k: t for k, t in targets.items() if overwrite or k not in exist}
+def _save_figure(fig, path: Path):
+    "Write a matplotlib figure as PNG, atomically, and close it (the backend is left as it is)."
+    import matplotlib.pyplot as plt
 
-
-def _write_outputs(x, outs: dict, name: str, todo: dict, scales, overwrite: bool):
-    "Save the images of `outs` that `todo` names, and the side-by-side figure if it names 'compare'."
-    for s in scales:
-        if s in todo:
-            save_image(outs[s], todo[s], overwrite=overwrite)
-    if "compare" in todo:
-        import matplotlib.pyplot as plt  # closed after saving; the backend is left as it is
-
-        fig = compare_figure(x, outs, name)
-        atomic_write(todo["compare"], lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-        plt.close(fig)
-
-
-def _write_summary(summary: dict, js: Path):
-    "Write the summary JSON (a warning if it cannot be written), and after an interrupt say how to finish the run."
-    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    try:
-        atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
-        summary["summary_file"] = str(js)
-    except OSError as e:
-        print(f"msvar_sr: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)
-        summary["summary_file"] = None
-    if summary["interrupted"]:
-        print(
-            f"msvar_sr: interrupted after {len(summary['done'])} image(s); summary {summary['summary_file']}; run the "
-            "same command with --skip-existing to finish",
-            file=sys.stderr,
-        )
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
 
 # %% ../nbs/23_cli_sr.ipynb #59bbdb311c014d738909a11f9e486628
 def batch_bytes(model: SRModel, batch: int, decoding: Decoding) -> int:
-    """A generous estimate of the memory one forward pass of `batch` tiles takes, in bytes: the VAR's KV cache, the
-    attention of its largest step, every step's logits (and soft decoding's probability maps), the stage decoders'
-    activations at the HR size; doubled for what the allocator keeps beside them."""
+    """A generous estimate of the bytes one forward pass of `batch` tiles takes: the VAR's KV cache, its largest
+    attention, every step's logits (soft decoding: twice), the stage decoders at the HR size; doubled for the allocator."""
     p, v = model.preset, model.var
     rows = batch * (2 if decoding.cfg is not None else 1)  # guidance doubles the batch
     tokens = v.n_prefix + v.n_image
@@ -398,10 +276,10 @@ def batch_bytes(model: SRModel, batch: int, decoding: Decoding) -> int:
     return 2 * 4 * (rows * (var + maps) + batch * decoder)
 
 
-def check_batch_memory(model: SRModel, batch: int, decoding: Decoding, flag: str = "--batch-size"):
-    "MsvarError before the first batch when `batch` tiles per forward pass would not fit in memory: lower `flag`."
+def check_batch_memory(model: SRModel, batch: int, decoding: Decoding):
+    "MsvarError before the first batch when `batch` tiles per forward pass would not fit in memory."
     need = batch_bytes(model, batch, decoding)
-    check_memory(need, f"{flag} {batch} ({batch} tiles or crops per forward pass)", f"lower {flag}")
+    check_memory(need, f"--batch-size {batch} ({batch} tiles or crops per forward pass)", "lower --batch-size")
 
 # %% ../nbs/23_cli_sr.ipynb #b43b363d81ae4b689946ece5c682cd59
 def sr_cli(argv=None):
@@ -409,16 +287,28 @@ def sr_cli(argv=None):
     a = _sr_parser().parse_args(argv)
     set_threads(a.threads)
     try:
-        s = _sr_run(a)
+        output = output_from_args(a)  # bad values, an unknown device, an unwritable -o: before loading the model
+        check_decoding(a)
+        default_device(a.device)
+        if a.overwrite and a.skip_existing:
+            raise MsvarError("--overwrite and --skip-existing exclude each other")
+        check_out_dir(a.out)
+        model = load_sr_model(model_path(a.model), device=a.device)
+        tile = model.preset.lr_size
+        if output.overlap is not None and output.overlap >= tile:
+            raise MsvarError(f"--overlap must be an integer in [0, {tile}) (LR pixels), got {output.overlap}")
+        dec = decoding_from_args(a, model.decoding)  # no decoding option: the model file's
+        check_batch_memory(model, output.batch_size, dec)
+        s = sr_files(a.inputs, a.out, model, output, dec, a.overwrite, a.skip_existing, compare=a.compare)
     except MsvarError as e:
         fail("msvar_sr", e, 2)
     except KeyboardInterrupt:
         sys.exit(130)  # sr_files has written the summary and said so
+    done, skipped, failed = len(s["done"]), len(s["skipped"]), len(s["failed"])
     print(
-        f"msvar_sr: {len(s['done'])} image(s) written to {a.out}, {len(s['skipped'])} already there, "
-        f"{len(s['failed'])} failed; summary {s['summary_file']}"
+        f"msvar_sr: {done} image(s) written to {a.out}, {skipped} already there, {failed} failed; summary {s['summary_file']}"
     )
-    if s["failed"]:
+    if failed:
         sys.exit(1)
 
 
@@ -427,52 +317,16 @@ def _sr_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="msvar_sr", description=sr_cli.__doc__)
     ap.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     ap.add_argument("-o", "--out", required=True, help="output folder")
-    model_help = "model file from save_sr_model / msvar_reproduce (default: the shipped data/msvar_small model)"
-    ap.add_argument("--model", default=None, help=model_help)
+    ap.add_argument("--model", help="model file (default: the shipped data/msvar_small model)")
     add_output_args(ap)
     add_decoding_args(ap)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    ap.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
-    skip_help = "keep outputs that exist and write only the missing ones (finish an interrupted run)"
-    ap.add_argument("--skip-existing", action="store_true", help=skip_help)
-    compare_help = "also write NAME_compare.png: input, bicubic and msvar side by side"
-    ap.add_argument("--compare", action="store_true", help=compare_help)
+    ap.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    ap.add_argument("--skip-existing", action="store_true", help="write only the missing outputs (finish a run)")
+    ap.add_argument("--compare", action="store_true", help="also write NAME_compare.png: input, bicubic, msvar")
     add_threads_arg(ap)
     return ap
-
-
-def _sr_run(a) -> dict:
-    "Check the options, then the output folder, then load the model and super-resolve; returns `sr_files`'s summary."
-    output = output_from_args(a)  # bad values: before any work
-    check_decoding(a)
-    default_device(a.device)  # an unknown device too
-    if a.overwrite and a.skip_existing:
-        raise MsvarError("--overwrite and --skip-existing exclude each other")
-    check_out_dir(a.out)  # an unwritable -o: before loading the model
-    model = _sr_model(a.model, a.device)
-    _check_overlap(output, model)
-    dec = decoding_from_args(a, model.decoding)  # no decoding option: the model file's
-    check_batch_memory(model, output.batch_size, dec)
-    how = dict(overwrite=a.overwrite, skip_existing=a.skip_existing, compare=a.compare)
-    return sr_files(a.inputs, a.out, model, output, dec, **how)
-
-
-def _check_overlap(output: OutputSettings, model: SRModel):
-    "MsvarError naming --overlap when it is not smaller than the model's tile."
-    tile = model.preset.lr_size
-    if output.overlap is not None and output.overlap >= tile:
-        raise MsvarError(f"--overlap must be an integer in [0, {tile}) (LR pixels), got {output.overlap}")
-
-
-def _sr_model(path, device) -> SRModel:
-    "The model of `--model`, by default the shipped one (MsvarError saying how to make one if it is missing)."
-    if path is None and not default_model_path().exists():
-        raise MsvarError(
-            f"no --model given and no shipped model at {str(default_model_path())!r}: train one with `msvar_reproduce "
-            "--preset small` (chapter 10) and pass --model runs/small/models/ours.safetensors"
-        )
-    return load_sr_model(path or default_model_path(), device=device)
 
 # %% ../nbs/23_cli_sr.ipynb #f5a1fa73e5044315a093ec459c9be902
 def eval_cli(argv=None):
@@ -482,119 +336,77 @@ def eval_cli(argv=None):
     summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), options=vars(a), n_images=0, failed=[])
     summary.update(interrupted=False, report=None)
     try:
-        output, out = _check_eval_run(a)  # bad values, an unwritable --out, a report in the way: before any work
+        output = output_from_args(a)  # bad values, an unwritable --out, a report in the way: before any work
+        check_decoding(a)
+        check_rules(
+            ("-n", a.n, a.n is None or a.n >= 1, "an integer ≥ 1"),
+            ("--crop-border", a.crop_border, a.crop_border >= 0, "an integer ≥ 0"),
+            ("--fid-min", a.fid_min, a.fid_min >= 0, "an integer ≥ 0"),
+        )
+        default_device(a.device)
+        out = check_out_dir(a.out)
+        clash = [f for f in REPORT_FILES if (out / f).exists()]
+        if clash and not a.overwrite:
+            raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
         with hold_folder(out, "--out"):  # one evaluation at a time: two into one --out would mix their reports
-            code, res, js = _eval_held(a, output, out, summary)
+            code, res = _evaluate(a, output, summary)
+            js = _write_summary("msvar_eval", summary, out)
     except MsvarError as e:
         fail("msvar_eval", e, 2)
-    _say_eval_end(summary, code, res, a.out, js)
+    if summary["interrupted"]:
+        print(f"msvar_eval: interrupted; no report written; summary {js}", file=sys.stderr)
+    elif summary["report"]:
+        print(res["summary"].round(4).to_string())
+        print(f"report written to {a.out}; summary {js}")
+        if summary["failed"]:
+            n = len(summary["failed"])
+            print(f"msvar_eval: {n} file(s) skipped (listed above and in the summary)", file=sys.stderr)
     if code:
         sys.exit(code)
-
-
-def _eval_held(a, output: OutputSettings, out: Path, summary: dict) -> tuple:
-    "Evaluate with --out held: (exit code, result or None, summary file); the summary is written whatever happens."
-    js = out / f"msvar_eval_summary_{time.strftime('%Y%m%d-%H%M%S')}_{time.time_ns() % 10**6:06d}.json"
-    code, res = 0, None
-    try:
-        res = _evaluate_report(a, output, summary)
-        code = 1 if summary["failed"] else 0
-    except MsvarError as e:
-        print(f"msvar_eval: error: {e}", file=sys.stderr)
-        summary["error"], code = str(e), 2
-    except OSError as e:  # a full disk or a vanished folder while writing the report
-        print(f"msvar_eval: error: cannot write the report: {e}", file=sys.stderr)
-        summary["error"], code = str(e), 1
-    except KeyboardInterrupt:
-        summary["interrupted"], code = True, 130
-    return code, res, _write_eval_summary(summary, js)
 
 
 def _eval_parser() -> argparse.ArgumentParser:
     "The options of `msvar_eval`."
     ap = argparse.ArgumentParser(prog="msvar_eval", description=eval_cli.__doc__)
-    ap.add_argument("--model", default=None, help="model file (default: the shipped data/msvar_small model)")
-    data_help = (
-        "HR folder (degraded at --seed) or a paired folder with hr/ and lr/ (default: BSD100 in the data cache, "
-        "made by `msvar_fetch_data bsds300`)"
-    )
-    ap.add_argument("--data", default=None, help=data_help)
-    ap.add_argument("--lr", default=None, help="LR folder matching --data by name (DRealSR layout)")
+    ap.add_argument("--model", help="model file (default: the shipped data/msvar_small model)")
+    ap.add_argument("--data", help="HR folder, or one with hr/ and lr/ (default: the data cache's BSD100)")
+    ap.add_argument("--lr", help="LR folder matching --data by name (DRealSR layout)")
     ap.add_argument("--out", required=True, help="report folder")
-    ap.add_argument("-n", type=int, default=None, help="use at most n images")
+    ap.add_argument("-n", type=int, help="use at most n images")
     ap.add_argument("--seed", type=int, default=0, help="degradation seed for HR folders (and the seed of --sample)")
-    clean_help = "bilinear-only LR instead of Real-ESRGAN degradations (decoded as --class says)"
-    ap.add_argument("--clean", action="store_true", help=clean_help)
+    ap.add_argument("--clean", action="store_true", help="bilinear-only LR instead of Real-ESRGAN degradations")
     add_output_args(ap, tiles=False)
-    add_decoding_args(ap, sampling_filters=False)
+    add_decoding_args(ap)
     ap.add_argument("--crop-border", type=int, default=0, help="pixels (at ×1) removed from each side before PSNR/SSIM")
     ap.add_argument("--fid-min", type=int, default=50, help="compute FID only with at least this many images")
-    ap.add_argument("--device", default=None)
+    ap.add_argument("--device")
     ap.add_argument("--overwrite", action="store_true")
     add_threads_arg(ap)
     return ap
 
 # %% ../nbs/23_cli_sr.ipynb #cdf66aed5cc84ca1b48e60bad68798a8
-EVAL_RULES = (  # option, flag, the test its value passes, what it must be
-    ("n", "-n", lambda v: v is None or v >= 1, "an integer ≥ 1"),
-    ("crop_border", "--crop-border", lambda v: v >= 0, "an integer ≥ 0"),
-    ("fid_min", "--fid-min", lambda v: v >= 0, "an integer ≥ 0"),
-)
-
-
-def _check_eval_run(a) -> tuple:
-    "(output settings, report folder) after checking the options and that no report is in the way."
-    output = output_from_args(a)
-    check_decoding(a)
-    for key, flag, ok, want in EVAL_RULES:
-        if not ok(getattr(a, key)):
-            raise MsvarError(f"{flag} must be {want}, got {getattr(a, key)!r}")
-    default_device(a.device)
-    out = check_out_dir(a.out)  # an unwritable --out, or a report in the way: before evaluating
-    clash = [f for f in REPORT_FILES if (out / f).exists()]
-    if clash and not a.overwrite:
-        raise MsvarError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace the report)")
-    return output, out
-
-
-def _evaluate_report(a, output: OutputSettings, summary: dict) -> dict:
-    "Load the model and the image pairs, evaluate and write the report; the summary gets the files and the table."
-    model = load_sr_model(a.model or default_model_path(), device=a.device)
-    dec = decoding_from_args(a, model.decoding)  # no decoding option: the model file's, as msvar_sr
-    summary.update(decoding=str(dec), output=asdict(output))
-    check_batch_memory(model, output.batch_size, dec)
-    with warnings.catch_warnings():  # each skipped file is one 'error:' line below instead
-        warnings.filterwarnings("ignore", message="skipped .* unreadable")
-        pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr, strict=False)
-    summary.update(failed=pairs["failed"], n_images=len(pairs["hr"]))
-    for f in pairs["failed"]:
-        print(f"msvar_eval: error: {f['input']}: {f['error']} (skipped)", file=sys.stderr)
-    res = evaluate_model(model, pairs, output, dec, crop_border=a.crop_border, fid_min=a.fid_min, progress=True)
-    summary["report"] = [str(f) for f in write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)]
-    summary["table"] = json.loads(res["summary"].to_json(orient="split"))
-    return res
-
-# %% ../nbs/23_cli_sr.ipynb #28d3efd5258a48a79c179ea5c6759f01
-def _write_eval_summary(summary: dict, js: Path) -> Path | None:
-    "Write the summary JSON; its path, or None (and a warning) when it cannot be written."
-    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+def _evaluate(a, output: OutputSettings, summary: dict) -> tuple:
+    """Load the model and the pairs, evaluate, write the report: (exit code, result or None); the summary gets the
+    files, the table, or the error or interruption."""
     try:
-        atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1, default=str)))
-    except OSError as e:
-        print(f"msvar_eval: warning: could not write the summary {str(js)!r}: {e}", file=sys.stderr)
-        return None
-    return js
-
-
-def _say_eval_end(summary: dict, code: int, res, out, js):
-    "The table and where the report is, or that the run was interrupted; the files skipped, on stderr."
-    if summary["interrupted"]:
-        print(f"msvar_eval: interrupted; no report written; summary {js}", file=sys.stderr)
-    elif code in (0, 1) and summary["report"]:
-        print(res["summary"].round(4).to_string())
-        print(f"report written to {out}; summary {js}")
-        if summary["failed"]:
-            print(
-                f"msvar_eval: {len(summary['failed'])} file(s) skipped (listed above and in the summary)",
-                file=sys.stderr,
-            )
+        model = load_sr_model(model_path(a.model), device=a.device)
+        dec = decoding_from_args(a, model.decoding)  # no decoding option: the model file's, as msvar_sr
+        summary.update(decoding=str(dec), output=asdict(output))
+        check_batch_memory(model, output.batch_size, dec)
+        with warnings.catch_warnings():  # each skipped file is one 'error:' line below instead
+            warnings.filterwarnings("ignore", message="skipped .* unreadable")
+            pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr, strict=False)
+        summary.update(failed=pairs["failed"], n_images=len(pairs["hr"]))
+        for f in pairs["failed"]:
+            print(f"msvar_eval: error: {f['input']}: {f['error']} (skipped)", file=sys.stderr)
+        res = evaluate_model(model, pairs, output, dec, crop_border=a.crop_border, fid_min=a.fid_min, progress=True)
+        summary["report"] = [str(f) for f in write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)]
+        summary["table"] = json.loads(res["summary"].to_json(orient="split"))
+        return (1 if summary["failed"] else 0), res
+    except (MsvarError, OSError) as e:  # OSError: a full disk or a vanished folder while writing the report
+        print(f"msvar_eval: error: {e}", file=sys.stderr)
+        summary["error"] = str(e)
+        return (2 if isinstance(e, MsvarError) else 1), None
+    except KeyboardInterrupt:
+        summary["interrupted"] = True
+        return 130, None

@@ -4,10 +4,10 @@
 
 # %% ../nbs/22_cli_train.ipynb #9a63283cbaf04dbcab1f6479b197f3a8
 from __future__ import annotations
-import argparse, dataclasses, math, os
+import argparse, dataclasses, os
 from pathlib import Path
 from .core import MsvarError, get_preset, default_device
-from .cli import set_threads, add_threads_arg, arg_seed, say_interrupted, fail  # the commands' shared options
+from .cli import set_threads, add_threads_arg, arg_type, arg_seed, say_interrupted, fail  # the commands' base
 from .train import PRECISIONS, COMPILES, COMPILE_AUTO_STEPS, resolve_precision
 from .losses import TOKENS
 from .fetch import fetched
@@ -15,148 +15,66 @@ from .train_var import VarTrainConfig, train_var
 from .train_tokenizer import train_tokenizer, finetune_hit
 
 # %% auto #0
-__all__ = ['COMPILE_HELP', 'PRECISION_HELP', 'ACCUM_HELP', 'DEVICE_HELP', 'BOOL', 'VAR_OPTIONS', 'RUN_OPTIONS', 'arg_number',
-           'arg_positive', 'arg_non_negative', 'arg_fraction', 'add_run_args', 'add_var_options', 'var_config',
+__all__ = ['VAR_CHOICES', 'RUN_OPTIONS', 'arg_positive', 'arg_non_negative', 'add_run_args', 'add_var_options', 'var_config',
            'train_parser', 'train_cli', 'train_tokenizer_parser', 'train_tokenizer_cli', 'finetune_hit_parser',
            'finetune_hit_cli']
 
 # %% ../nbs/22_cli_train.ipynb #8edb47106e1a46a883d545849b8ab81b
-def arg_number(kind, strict: bool = True):
-    """argparse type: a finite number of `kind` (int or float), > 0 (`strict`) or ≥ 0; a one-line usage error (exit 2)
-    otherwise."""
-
-    def parse(s):
-        try:
-            v = kind(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {s!r}") from None
-        if not (math.isfinite(v) and (v > 0 if strict else v >= 0)):
-            raise argparse.ArgumentTypeError(f"must be {'a positive number' if strict else '≥ 0'}, got {s}")
-        return v
-
-    return parse
-
-
 def arg_positive(kind):
-    return arg_number(kind, strict=True)
+    "argparse type: a finite `kind` (int or float) > 0."
+    return arg_type(kind, lambda v: v > 0, "a positive number")
 
 
 def arg_non_negative(kind):
-    return arg_number(kind, strict=False)
-
-
-def arg_fraction(s):
-    "argparse type: a number in [0, 1]."
-    v = arg_non_negative(float)(s)
-    if v > 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {s}")
-    return v
-
-
-COMPILE_HELP = (
-    f"torch.compile the model: auto (on for runs of ≥ {COMPILE_AUTO_STEPS} steps in one process, where inductor can "
-    "build; the first step compiles, about 2 minutes on a 2-core CPU), on, off (default: the preset's recipe, auto)"
-)
-PRECISION_HELP = (
-    "auto (bf16 autocast where the CPU or GPU computes bf16 natively, else fp32: on a GPU without native bf16, such as "
-    "a V100 or T4, plain fp32 forgoes the tensor cores that fp16 uses; ask for fp16 there), fp32, bf16, fp16 (GPU "
-    "only, with a grad scaler) "
-    "(default: the preset's recipe, auto)"
-)
-ACCUM_HELP = (
-    "gradient accumulation micro-batches per step (default: on a GPU the fewest whose activations fit in its memory, "
-    "chapter 14's memory plan; 1 on a CPU); a value that does not fit is refused before the first step"
-)
-DEVICE_HELP = "cpu, cuda, cuda:N (default: CUDA if available); cuda stops with one line when no GPU is usable"
+    "argparse type: a finite `kind` (int or float) ≥ 0."
+    return arg_type(kind, lambda v: v >= 0, "≥ 0")
 
 
 def add_run_args(ap, compile: bool = True):
     "`--precision`, `--compile` (unless `compile` is False), `--accum`, `--workers`, `--device` and `--threads`."
-    ap.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
+    ap.add_argument("--precision", choices=PRECISIONS, help="auto (the recipe's): bf16 where native, else fp32")
     if compile:
-        ap.add_argument("--compile", nargs="?", const="on", default=None, choices=COMPILES, help=COMPILE_HELP)
-    ap.add_argument("--accum", type=arg_positive(int), default=None, help=ACCUM_HELP)
-    ap.add_argument("--workers", type=arg_non_negative(int), default=0, help="DataLoader worker processes (per rank)")
-    ap.add_argument("--device", default=None, help=DEVICE_HELP)
+        auto = f"auto (the recipe's): on for ≥ {COMPILE_AUTO_STEPS} steps"
+        ap.add_argument("--compile", nargs="?", const="on", choices=COMPILES, help=auto)
+    ap.add_argument("--accum", type=arg_positive(int), help="micro-batches per step (default: chapter 14's plan)")
+    ap.add_argument("--workers", type=arg_non_negative(int), default=0, help="DataLoader workers per rank")
+    ap.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA if available)")
     add_threads_arg(ap)
 
 # %% ../nbs/22_cli_train.ipynb #8763a12b2bbd4a93a75aff182afb95dc
-BOOL = argparse.BooleanOptionalAction
-VAR_OPTIONS = {  # VarTrainConfig field: (help, argparse keywords)
-    "dpo": ("add the DPO term (paper: yes)", dict(action=BOOL)),
-    "tokens": ("HIT's stage tokens, or plain VAR tokens (the paper's baseline)", dict(choices=TOKENS)),
-    "steps": ("optimizer steps (default: the recipe's epochs × images / batch size)", dict(type=arg_positive(int))),
-    "batch_size": (
-        "GLOBAL batch size, split over processes and --accum (default: recipe)",
-        dict(type=arg_positive(int)),
-    ),
-    "lr": (
-        "peak learning rate (default: recipe); a new value on --resume applies from then",
-        dict(type=arg_positive(float)),
-    ),
-    "weight_decay": ("AdamW weight decay (default: recipe)", dict(type=arg_non_negative(float))),
-    "warmup": ("warm-up: fraction of steps if < 1, else steps (default: recipe)", dict(type=arg_non_negative(float))),
-    "clip": ("gradient-norm clipping, 0 = off (default: recipe)", dict(type=arg_non_negative(float))),
-    "dpo_beta": ("DPO β (default: recipe, 0.1)", dict(type=arg_positive(float))),
-    "dpo_weight": ("λ in CE + λ·DPO (default: recipe, 1.0)", dict(type=arg_non_negative(float))),
-    "dpo_reduce": ("log p as the per-token mean or the sum", dict(choices=("mean", "sum"))),
-    "second_pass": ("score z_LR with its own teacher-forced pass (twice the activations)", dict(action="store_true")),
-    "amp_encoder": (
-        "run the frozen encoder under autocast (faster; some tokens change, chapter 06)",
-        dict(action="store_true"),
-    ),
-    "p_bilinear": ("fraction of bilinear-only LR inputs (class 1)", dict(type=arg_fraction)),
-    "cond_drop": ("class dropout for classifier-free guidance (default: preset, 0.1)", dict(type=arg_fraction)),
-    "prefix_pos": (
-        "LR prefix positions: the image grid (paper) or a table of their own",
-        dict(choices=("grid", "own")),
-    ),
-    "lr_add": ("add the LR features to every scale's inputs (default: preset, yes)", dict(action=BOOL)),
-    "seed": ("seed of the initial weights, the data order and the degradations", dict(type=arg_seed)),
-    "init_var": ("initialise from a VAR checkpoint, e.g. VAR-d16's var_d16.pth (paper preset)", {}),
-    "resume": ("continue the run in --out from last.pt", dict(action="store_true")),
-    "ckpt_every": ("write last.pt every n steps", dict(type=arg_positive(int))),
-    "sample_every": ("write sample images every n steps (always at the end)", dict(type=arg_non_negative(int))),
-    "cache_images": ("keep the decoded images in memory as uint8 (default: when they fit in 2 GiB)", dict(action=BOOL)),
-    "max_nan_in_row": (
-        "stop after this many non-finite steps in a row",
-        dict(type=arg_positive(int), flag="--max-nan"),
-    ),
-    "progress": ("no progress bar", dict(action="store_false", flag="--no-progress")),
-}
+VAR_CHOICES = dict(tokens=TOKENS, dpo_reduce=("mean", "sum"), prefix_pos=("grid", "own"))
 RUN_OPTIONS = ("precision", "compile", "accum", "workers", "device")  # add_run_args's, shared with the other trainers
 
 
 def add_var_options(ap):
-    "One `--option` per VarTrainConfig field, with the field's default and the help of VAR_OPTIONS."
+    "One `--option` per VarTrainConfig field, of the field's type and default (`var_config` checks the values)."
     for f in dataclasses.fields(VarTrainConfig):
-        if f.name in RUN_OPTIONS:
-            continue
-        help_, kw = VAR_OPTIONS[f.name]
-        kw = dict(kw)
-        flag = kw.pop("flag", "--" + f.name.replace("_", "-"))
-        ap.add_argument(flag, dest=f.name, default=f.default, help=help_, **kw)
+        flag = "--" + f.name.replace("_", "-")
+        if "bool" in str(f.type) and f.name not in RUN_OPTIONS:
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        elif f.name not in RUN_OPTIONS:
+            kind = float if "float" in str(f.type) else int if "int" in str(f.type) else str
+            ap.add_argument(flag, type=kind, default=f.default, choices=VAR_CHOICES.get(f.name))
 
 # %% ../nbs/22_cli_train.ipynb #dbaab048
 def var_config(a: argparse.Namespace) -> VarTrainConfig:
-    "The VarTrainConfig of parsed options (MsvarError naming an impossible combination)."
-    return VarTrainConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(VarTrainConfig)}).validate()
+    "The VarTrainConfig of parsed options; MsvarError naming the option of the first impossible value."
+    try:
+        return VarTrainConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(VarTrainConfig)}).validate()
+    except MsvarError as e:
+        name, rest = str(e).split(" ", 1)
+        raise MsvarError(f"--{name.replace('_', '-')} {rest}") from None
 
 # %% ../nbs/22_cli_train.ipynb #7623eae2785240b9bd12b16a66d81610
 def train_parser() -> argparse.ArgumentParser:
-    "The options of `msvar_train`."
+    "The options of `msvar_train`: one per VarTrainConfig field (chapter 07b), None being the preset's recipe."
     ap = argparse.ArgumentParser(
         prog="msvar_train",
         description="Train the SR VAR (CE + DPO, HIT tokens) on a folder of images; works under torchrun.",
         epilog="multi-process: torchrun --nproc_per_node N -m msvar.cli_train ARGS --device cuda (NCCL; gloo on CPU)",
     )
     ap.add_argument("--preset", default="small", help="test, small or paper (sizes of everything)")
-    ap.add_argument(
-        "--data",
-        default=None,
-        help="folder of training images (searched recursively; default: the data "
-        "cache's train/, T91 + BSD200, made by `msvar_fetch_data bsds300`)",
-    )
+    ap.add_argument("--data", help="folder of training images (default: the data cache's train/)")
     ap.add_argument("--tokenizer", required=True, help="HIT tokenizer checkpoint (msvar_finetune_hit), or a base one")
     ap.add_argument("--out", required=True, help="output folder: last.pt, best.pt, log.jsonl, losses.png, samples/")
     add_var_options(ap)
@@ -180,86 +98,52 @@ def train_cli(argv=None):
     except KeyboardInterrupt:
         say_interrupted("msvar_train", a.out)
     if os.environ.get("RANK") in (None, "0"):
-        last = r.rows[-1] if r.rows else {}
-        print(
-            f"done: {r.step} steps, final loss {last.get('loss', float('nan')):.4f}, {r.nan_skipped} non-finite "
-            f"steps skipped; wrote {Path(a.out) / 'last.pt'}"
-        )
+        loss = r.rows[-1]["loss"] if r.rows else float("nan")
+        print(f"done: {r.step} steps, final loss {loss:.4f}, {r.nan_skipped} non-finite steps skipped")
 
 # %% ../nbs/22_cli_train.ipynb #b118ea5561624da68c537baed56e602f
 def train_tokenizer_parser() -> argparse.ArgumentParser:
     "The options of `msvar_train_tokenizer`; None defaults are the preset's recipe."
-    about = (
-        "Train msvar's multi-scale RQ-VAE tokenizer from scratch on random crops of a folder of images; writes "
-        "OUT/last.pt (resumable), OUT/log.jsonl and OUT/loss.png."
-    )
+    about = "Train msvar's multi-scale RQ-VAE tokenizer on random crops of a folder of images (OUT/last.pt resumes)."
     ap = argparse.ArgumentParser(prog="msvar_train_tokenizer", description=about)
     ap.add_argument("--preset", default="small", choices=["test", "small", "paper"], help="model and image sizes")
     ap.add_argument("--data", required=True, help="folder of training images (searched recursively)")
     ap.add_argument("--out", required=True, help="output folder for last.pt, log.jsonl and loss.png")
-    ap.add_argument("--steps", type=arg_positive(int), default=None, help="training steps (default: tok_iters)")
-    ap.add_argument("--batch-size", type=arg_positive(int), default=None, help="images per step (default: recipe)")
-    ap.add_argument("--lr", type=arg_positive(float), default=None, help="peak learning rate (default: tok_lr)")
+    ap.add_argument("--steps", type=arg_positive(int), help="training steps (default: the recipe's)")
+    ap.add_argument("--batch-size", type=arg_positive(int), help="images per step (default: the recipe's)")
+    ap.add_argument("--lr", type=arg_positive(float), help="peak learning rate (default: the recipe's)")
     ap.add_argument("--lpips-weight", type=arg_non_negative(float), default=1.0, help="LPIPS weight (0: off)")
-    ap.add_argument("--require-lpips", action="store_true", help="fail instead of training without LPIPS")
-    ap.add_argument(
-        "--init",
-        default=None,
-        metavar="FILE",
-        help="start from this tokenizer checkpoint's weights, "
-        "or those of an msvar model file's tokenizer, vocabulary included (default: from scratch)",
-    )
+    ap.add_argument("--init", metavar="FILE", help="start from a tokenizer checkpoint or a model file's tokenizer")
     ap.add_argument("--seed", type=arg_seed, default=0)
     ap.add_argument("--save-every", type=arg_positive(int), default=100, help="write last.pt every N steps")
-    ap.add_argument("--no-resume", action="store_true", help="refuse to continue from an existing OUT/last.pt")
     add_run_args(ap)
     return ap
 
-# %% ../nbs/22_cli_train.ipynb #db9b9d62
+
 def train_tokenizer_cli(argv=None):
     "Console entry point `msvar_train_tokenizer`: train a tokenizer from scratch on a folder of images."
     a = train_tokenizer_parser().parse_args(argv)
     set_threads(a.threads)
-    opts = dict(
-        steps=a.steps,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        lpips_weight=a.lpips_weight,
-        seed=a.seed,
-        resume=not a.no_resume,
-        save_every=a.save_every,
-        device=a.device,
-        require_lpips=a.require_lpips,
-        progress=False,
-        precision=a.precision,
-        compile=a.compile,
-        init=a.init,
-        accum=a.accum,
-        workers=a.workers,
-    )
+    keys = ("steps", "batch_size", "lr", "lpips_weight", "seed", "save_every", "device", "precision", "compile", "init")
+    opts = {k: getattr(a, k) for k in (*keys, "accum", "workers")}
     try:
         precision = resolve_precision(a.precision or get_preset(a.preset).train.precision, default_device(a.device))
-        auto = " (auto)" if a.precision is None else ""
-        print(f"training the {a.preset!r} tokenizer on {a.data}, precision {precision}{auto}", flush=True)
-        _, rows = train_tokenizer(a.preset, a.data, a.out, **opts)
+        print(f"training the {a.preset!r} tokenizer on {a.data}, precision {precision}", flush=True)
+        _, rows = train_tokenizer(a.preset, a.data, a.out, progress=False, **opts)
     except MsvarError as e:
         fail("msvar_train_tokenizer", e, 1)
     except KeyboardInterrupt:
         say_interrupted("msvar_train_tokenizer", a.out)
     last = rows[-1]
-    print(
-        f"done: step {last['step'] + 1}, loss {last['loss']:.4f} (l2 {last['l2']:.4f}, lpips {last['lpips']:.3f}); "
-        f"wrote {Path(a.out) / 'last.pt'}"
-    )
+    print(f"done: step {last['step'] + 1}, loss {last['loss']:.4f} (l2 {last['l2']:.4f}, lpips {last['lpips']:.3f})")
 
 # %% ../nbs/22_cli_train.ipynb #938c804e27f84196a10c8828c723f798
 def finetune_hit_parser() -> argparse.ArgumentParser:
     "The options of `msvar_finetune_hit`."
-    ap = argparse.ArgumentParser(
-        prog="msvar_finetune_hit",
-        description="HIT finetune of a tokenizer checkpoint "
-        "(phase 1: stage decoders + vocabulary; phase 2: vocabulary) on a folder of images.",
+    about = (
+        "HIT finetune of a tokenizer (phase 1: stage decoders + vocabulary; phase 2: vocabulary) on a folder of images."
     )
+    ap = argparse.ArgumentParser(prog="msvar_finetune_hit", description=about)
     ap.add_argument("--tokenizer", required=True, help="base tokenizer checkpoint written by msvar_train_tokenizer")
     ap.add_argument("--data", required=True, help="folder of training images (searched recursively)")
     ap.add_argument("--out", required=True, help="output folder (last.pt, log.jsonl, losses.png)")
@@ -269,7 +153,6 @@ def finetune_hit_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=arg_positive(float), default=2.5e-4)
     ap.add_argument("--lpips-weight", type=arg_non_negative(float), default=5.0)
     ap.add_argument("--seed", type=arg_seed, default=0)
-    ap.add_argument("--no-resume", action="store_true", help="refuse to continue a finished OUT/last.pt")
     add_run_args(ap, compile=False)  # the loss calls the decoders directly: nothing to compile
     return ap
 
@@ -281,15 +164,7 @@ def finetune_hit_cli(argv=None):
     if a.steps1 + a.steps2 < 1:
         ap.error("--steps1 + --steps2 must be at least 1")
     set_threads(a.threads)
-    opts = dict(
-        lpips_weight=a.lpips_weight,
-        seed=a.seed,
-        resume=not a.no_resume,
-        device=a.device,
-        precision=a.precision,
-        accum=a.accum,
-        workers=a.workers,
-    )
+    opts = {k: getattr(a, k) for k in ("lpips_weight", "seed", "device", "precision", "accum", "workers")}
     try:
         finetune_hit(a.tokenizer, a.out, a.data, a.steps1, a.steps2, a.batch_size, a.lr, **opts)
     except MsvarError as e:
