@@ -72,8 +72,8 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
     "A (3, H, W) or (1, H, W) tensor in [0, 1] → (H, W, 3) uint8 array, rounded."
     if not torch.isfinite(img).all():
         raise MsvarError("image tensor contains NaN or inf values")
-    img = img.detach().float().cpu().clamp(0, 1).expand(3, -1, -1)
-    return (img.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    img = img.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).expand(-1, -1, 3)
+    return (img.numpy() * 255.0).round().astype(np.uint8)
 
 # %% ../nbs/00_core.ipynb #7126a14c
 def resize(x: torch.Tensor, size, mode: str = "bicubic", antialias: bool = True) -> torch.Tensor:
