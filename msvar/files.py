@@ -97,7 +97,7 @@ def _read_failure(e: Exception, path: Path) -> ImageReadError:
     if isinstance(e, _Unsupported):
         return ImageReadError(path, f"unsupported pixel format: {e}")
     if isinstance(e, OSError) and e.errno is not None:
-        return ImageReadError(path, f"cannot read the file ({e.strerror})")  # permission, I/O error
+        return ImageReadError(path, f"cannot read the file ({e.strerror})")
     return ImageReadError(path, f"corrupt or truncated file ({e})")
 
 # %% ../nbs/12_files.ipynb #7dc20eb0
@@ -260,11 +260,14 @@ _NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)  # the filesystem has
 
 
 def _lock_holder(lock: Path) -> str:
-    "What a lock file says about its holder ('pid 123, msvar_sr, since …')."
+    "Who holds a lock file ('pid 123, msvar_sr, since …')."
     for _ in range(50):  # a new holder writes its name next
-        with contextlib.suppress(OSError, ValueError):
-            pid, prog, since = lock.read_text(errors="replace").split(maxsplit=2)
-            return f"pid {pid}, {prog}, since {since.strip()}"
+        words = []
+        with contextlib.suppress(OSError):
+            words = lock.read_text(errors="replace").split(maxsplit=2)
+        if words:
+            words[2:] = [f"since {' '.join(words[2].split())}"] if len(words) > 2 else []
+            return "pid " + ", ".join(words)
         time.sleep(0.02)
     return "another process"
 
@@ -308,13 +311,10 @@ def _release(folder: Path, fd: int | None):
 
 # %% ../nbs/12_files.ipynb #237f3bd8
 def _take(folder: Path, what: str):
-    "The fd that locks `folder` (None without a lock); FolderBusyError if held."
+    "The fd that locks `folder`, or None without a lock."
     if os.environ.get(NO_LOCK_ENV) == "1":
-        print(
-            f"msvar: warning: {NO_LOCK_ENV}=1: output folder {str(folder)!r} is not locked; "
-            "make sure that no other run writes into it",
-            file=sys.stderr,
-        )
+        warning = f"{NO_LOCK_ENV}=1: output folder {str(folder)!r} is not locked"
+        print(f"msvar: warning: {warning}; make sure that no other run writes into it", file=sys.stderr)
         return None
     fd = _try_lock(folder / LOCK_NAME)
     if fd is None:
