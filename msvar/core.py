@@ -299,8 +299,8 @@ def check_sizes(pr: Preset) -> Preset:
         side = sn * pr.latent_side
         if side != int(side) or int(side) not in p:
             bad(f"stage s={sn} needs a step of side s·ρ_L = {side:g} in patch_nums {p}")
-        if (sn * pr.hr_size) % pr.downsample:
-            bad(f"stage s={sn} gives {sn * pr.hr_size:g} px, not a multiple of downsample {pr.downsample}")
+    if pr.var.embed_dim % pr.var.num_heads:
+        bad(f"embed_dim {pr.var.embed_dim} is not divisible by num_heads {pr.var.num_heads}")
     return pr
 
 # %% ../nbs/00_core.ipynb #8dd0d8092fe74a7c96281538738b07e2
