@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, host_values
+from .core import MsvarError
 
 # %% auto #0
 __all__ = ['nearest_code', 'Phi', 'phi_ticks', 'phi_index', 'PhiShared', 'as_token_map', 'codebook_usage', 'ScaleCodebook',
