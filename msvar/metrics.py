@@ -34,7 +34,7 @@ def rgb_to_y(x255: torch.Tensor) -> torch.Tensor:
 
 
 def _as_batch(a: torch.Tensor, b: torch.Tensor) -> tuple:
-    "Two image tensors as (B, 3, H, W), and whether they were single images."
+    "Two images as (B, 3, H, W), and whether they were single."
     if a.shape != b.shape:
         raise MsvarError(f"images differ in shape, {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.ndim not in (3, 4) or a.shape[-3] != 3:
