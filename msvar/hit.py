@@ -153,7 +153,8 @@ def build_model(kind: str, preset, **options) -> nn.Module:
         return Tokenizer.from_preset(p)
     if kind != "hit":
         raise MsvarError(f"unknown model kind {kind!r}; choose 'tokenizer', 'hit' or 'var'")
-    return HITTokenizer(options.get("base") or Tokenizer.from_preset(p), p)
+    base = options.get("base")
+    return HITTokenizer(Tokenizer.from_preset(p) if base is None else base, p)
 
 # %% ../nbs/04_hit.ipynb #681d61f2
 def decode_partial_sum(model: HITTokenizer, idx: list, n: int) -> torch.Tensor:
@@ -240,7 +241,8 @@ def load_sr_tokenizer(path, preset=None) -> HITTokenizer:
             raise MsvarError(
                 f"{str(path)!r} is neither a HIT tokenizer ({e_hit}) nor a base tokenizer ({e_tok})"
             ) from e_tok
-        print(f"note: {path} is a base tokenizer without the HIT finetune (stage decoders: copies)", file=sys.stderr)
+        why = "its stage decoders are copies of the base decoder"
+        print(f"note: {path} is a base tokenizer without the HIT finetune; {why}", file=sys.stderr)
         tok = build_model("hit", p, base=base)
     if preset is not None:
         sizes = lambda p: (p.hr_size, p.patch_nums, p.stages, p.tokenizer.vocab_size, p.tokenizer.z_channels)

@@ -35,10 +35,8 @@ def rgb_to_y(x255: torch.Tensor) -> torch.Tensor:
 
 def _as_batch(a: torch.Tensor, b: torch.Tensor) -> tuple:
     "Two images as (B, 3, H, W), and whether they were single."
-    if a.shape != b.shape:
-        raise MsvarError(f"images differ in shape, {tuple(a.shape)} vs {tuple(b.shape)}")
-    if a.ndim not in (3, 4) or a.shape[-3] != 3:
-        raise MsvarError(f"expected (3, H, W) or (B, 3, H, W) RGB tensors, got {tuple(a.shape)}")
+    if a.shape != b.shape or a.ndim not in (3, 4) or a.shape[-3] != 3:
+        raise MsvarError(f"images differ in shape or are not RGB (B, 3, H, W): {tuple(a.shape)} vs {tuple(b.shape)}")
     return (a[None], b[None], True) if a.ndim == 3 else (a, b, False)
 
 
@@ -241,7 +239,9 @@ class FIDFeatures:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
-            self.net = torch.jit.load(str(path), map_location=self.device).eval().requires_grad_(False)
+            self.net = torch.jit.load(str(path), map_location=self.device).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         "Images in [0, 1] → (B, 3, 299, 299) in [-1, 1]."
