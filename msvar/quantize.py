@@ -8,11 +8,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError
+from .core import MsvarError, host_values
 
 # %% auto #0
-__all__ = ['nearest_code', 'Phi', 'phi_ticks', 'phi_index', 'PhiShared', 'as_token_map', 'codebook_usage', 'ScaleCodebook',
-           'ScaleLoop', 'MultiScaleQuantizer', 'ScaleState']
+__all__ = ['nearest_code', 'Phi', 'phi_ticks', 'phi_index', 'PhiShared', 'check_token_maps', 'as_token_map', 'codebook_usage',
+           'ScaleCodebook', 'ScaleLoop', 'MultiScaleQuantizer', 'ScaleState']
 
 # %% ../nbs/02_quantize.ipynb #43e7c4b8
 def nearest_code(f_BChw: torch.Tensor, codebook_VC: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
@@ -62,13 +62,20 @@ class PhiShared(nn.Module):
         return self.qresi_ls[phi_index(step, L, len(self.qresi_ls))]
 
 # %% ../nbs/02_quantize.ipynb #9a928a5e
+def check_token_maps(idx_list: list, vocab_size: int) -> None:
+    "MsvarError if a token map holds an index outside [0, V) (unchecked where reading it syncs a GPU)."
+    for l, idx in enumerate(idx_list):
+        if not idx.is_floating_point() and len(idx) and host_values(idx) and (idx.min() < 0 or idx.max() >= vocab_size):
+            raise MsvarError(f"token map {l} has indices outside [0, {vocab_size})")
+
+
 def as_token_map(idx: torch.Tensor, pn: int) -> torch.Tensor:
     "A token map (B, ρ, ρ) of long indices from either integer form; probability maps unchanged."
     return idx if idx.is_floating_point() else idx.view(idx.shape[0], pn, pn).long()
 
 
 def codebook_usage(ema_hits_SV: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    "Per-scale usage (%): entries hit ≥ 8 % of the uniform share of the scale's own tokens (not VAR's margin)."
+    "Per-scale usage (%): entries hit ≥ 8 % of a uniform share of the scale's tokens (not VAR's margin)."
     B_est = ema_hits_SV.sum(1)  # ≈ B·ρ_l² tokens per batch
     margin_S = 0.08 * B_est / vocab_size
     return (ema_hits_SV >= margin_S[:, None]).float().mean(1) * 100 * (B_est > 0)
@@ -141,6 +148,7 @@ class ScaleLoop(ScaleCodebook):
 
     def idx_to_fhat(self, idx_list, side: int | None = None, cumulative: bool = False):
         "f̂ of the first token maps on a side×side grid (default ρ_L); `cumulative`: the partial sums."
+        check_token_maps(idx_list, self.vocab_size)
         side, f_hat, sums = side or self.patch_nums[-1], None, []
         for step, idx in enumerate(idx_list):
             h = self.step_residual(as_token_map(idx, self.patch_nums[step]), step, side)
@@ -150,7 +158,8 @@ class ScaleLoop(ScaleCodebook):
 
     def teacher_inputs(self, idx_list, grids=None):
         "Transformer inputs of steps 2…L: f̂ after step l on step l+1's grid, downsampled → (B, Σ_{l≥2} ρ_l², C)."
-        state, outs = ScaleState(self, grids), []  # fed the tokens step by step, as at sampling time
+        check_token_maps(idx_list, self.vocab_size)
+        state, outs = ScaleState(self, grids), []  # fed step by step, as at sampling
         for step, idx in enumerate(idx_list[:-1]):
             state.add(step, as_token_map(idx, self.patch_nums[step]))
             outs.append(state.next_input(step))
