@@ -217,7 +217,7 @@ def run_verdicts(out, n_boot: int = 2000) -> pd.DataFrame:
 
 # %% ../nbs/10_reproduce.ipynb #198cf833
 def findings_table(out, n_boot: int = 2000, scales=("x2", "x4"), metrics=("psnr", "lpips")) -> pd.DataFrame:
-    "One row per comparison (raw, then PRODUCT_CLAIMS colour-fixed), one cell per metric and scale: `run_verdicts` folded."
+    "`run_verdicts` folded: a row per comparison (raw, then PRODUCT_CLAIMS colour-fixed), a cell per metric and scale."
     r = results(out)
     parts = [("raw", "")]
     if "colour-fixed" in set(r["per"].decoding.dropna()):
