@@ -114,7 +114,8 @@ class SRModel(nn.Module):
         asked = lambda n, st: decode(n, st) if stages is None or n in stages else None  # a decoder costs as much
         dec = decoding or self.decoding
         prefix = self.prefix(lr.to(dev))
-        _, images = self.var.generate_images(prefix, cls_B, state, asked, decoding=dec, generator=generator)
+        images = []
+        self.var.generate(prefix, cls_B, state, dec, generator, lambda n, st: images.append(asked(n, st)))
         return images
 
     def forward(self, lr, **kw):
