@@ -364,7 +364,11 @@ DECODING_RULES = (  # field, test, what it must be
     ("tau", lambda v: v is None or (_number(v) and math.isfinite(v) and v > 0), "a finite temperature τ > 0"),
     ("top_k", lambda v: _number(v, int) and v >= 0, "an integer ≥ 0 (0: off)"),
     ("top_p", lambda v: _number(v) and (v == 0 or 0 < v <= 1), "0 (off) or a number in (0, 1]"),
-    ("cfg", lambda v: v is None or (_number(v) and 0 <= v <= CFG_MAX), f"none (off) or a number in [0, {CFG_MAX:g}]"),
+    (
+        "cfg",
+        lambda v: v is None or (_number(v) and 0 <= v <= CFG_MAX),
+        f"none (off) or a number in [0, {CFG_MAX:g}] (larger ones overflow the logits)",
+    ),
     ("seed", lambda v: _number(v, int) and 0 <= v < 2**63, "an integer in [0, 2**63)"),
 )
 
