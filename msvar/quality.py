@@ -34,20 +34,21 @@ def parse_decode(s: str, seed: int | None = None) -> dict:
 @torch.no_grad()
 def teacher_forced(model, pairs: dict, batch_size: int = 16) -> dict:
     "Teacher-forced test CE, accuracy and prefix worth (CE with another crop's LR − CE)."
-    sums, n = [0.0, 0.0, 0.0], 0  # CE, CE with another LR, accuracy
-    for i in range(0, len(pairs["hr"]), batch_size):
+    ce = ce_other = acc = n = 0.0  # sums over the crops
+    for i in range(0, len(pairs["hr"]) - 1, batch_size):  # no batch of one: it has no neighbour
         b = {k: pairs[k][i : i + batch_size] for k in ("hr", "lr", "cls")}
-        if len(b["hr"]) < 2:
-            continue
         t = sr_tokens(model.hit, b, model.tokens)
         own = sr_loss(model.var, t, dpo=False)[1]
         t.prefix = t.prefix.roll(1, 0)  # a neighbour's LR
-        k, other = len(b["hr"]), sr_loss(model.var, t, dpo=False)[1]
-        sums = [s + v * k for s, v in zip(sums, (own["ce"], other["ce"], own["acc"]))]
+        other = sr_loss(model.var, t, dpo=False)[1]
+        k = len(b["hr"])
+        ce += own["ce"] * k
+        ce_other += other["ce"] * k
+        acc += own["acc"] * k
         n += k
     if n == 0:
         raise MsvarError("teacher_forced needs at least two crops")
-    return dict(test_ce=sums[0] / n, test_acc=sums[2] / n, prefix_worth=(sums[1] - sums[0]) / n)
+    return dict(test_ce=ce / n, test_acc=acc / n, prefix_worth=(ce_other - ce) / n)
 
 # %% ../nbs/11_quality.ipynb #b121cf29
 _WIDE = ("psnr", "psnr_rgb", "lpips", "delta_e", "chroma_kept", "fixed_pattern")
@@ -81,7 +82,16 @@ def meets_goal(t: pd.DataFrame, name: str) -> dict:
 
 # %% ../nbs/11_quality.ipynb #b360d913
 @torch.no_grad()
-def quality_table(model, pairs: dict, decodes=("greedy",), ceiling=True, tf=True, name="msvar", batch_size=16, seed=0):
+def quality_table(
+    model,
+    pairs: dict,
+    decodes=("greedy",),
+    ceiling: bool = True,
+    tf: bool = True,
+    name: str = "msvar",
+    batch_size: int = 16,
+    seed: int = 0,
+) -> dict:
     "Score `model` (or None: the baselines only) on pairs: table, goals, teacher-forced."
     p, lr, hr = pairs["preset"] if model is None else model.preset, pairs["lr"], pairs["hr"]
     methods = {m: baseline_outputs(lr, p, m) for m in ("bicubic", "bilinear")}
@@ -101,9 +111,15 @@ def quality_table(model, pairs: dict, decodes=("greedy",), ceiling=True, tf=True
 
 def save_quality(res: dict, path, **info) -> Path:
     "A `quality_table` result as JSON."
-    path, table = Path(path), res["table"].reset_index(names="method").to_dict("records")
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    obj = dict(info, n=res["n"], table=table, goals=res["goals"], teacher_forced=res["teacher_forced"])
+    obj = dict(
+        info,
+        n=res["n"],
+        table=res["table"].reset_index(names="method").to_dict("records"),
+        goals=res["goals"],
+        teacher_forced=res["teacher_forced"],
+    )
     path.write_text(json.dumps(obj, indent=1))
     return path
 
