@@ -10,39 +10,32 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, resize, to_signed, to_unit, default_device, image_grid, repo_dir
+from .core import MsvarError, resize, to_signed, to_unit, default_device, image_grid, repo_dir, progress_bar
 from .files import load_image
-from .core import progress_bar
-from .checkpoint import load_checkpoint, check_finite_state, check_state_dict  # files (chapter 13)
+from .checkpoint import load_checkpoint, check_finite_state, check_state_dict
 from .tokenizer import preset_from_dict, check_model_memory
 from .hit import HITTokenizer, HITState, encode_any, dataclass_replace_stages, decode_partial_sum
 from .hit import upsample_lr, load_sr_tokenizer, build_model
-from .var import Decoding, DEFAULT_DECODING  # decoding (chapter 05)
-
-# re-exported: SOFT_TAU (its home is chapter 05), which callers import from msvar.inference
-from .var import SOFT_TAU as SOFT_TAU
+from .var import Decoding, DEFAULT_DECODING, SOFT_TAU as SOFT_TAU  # SOFT_TAU re-exported
 from .model_file import write_model_file, read_model_file
 
 # %% auto #0
-__all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'HEADER_ENTRIES', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'OUTPUT_RULES',
-           'DEFAULT_OUTPUT', 'PROGRESS_TILES', 'tile_starts', 'blend_window', 'SRModel', 'save_sr_model',
-           'read_sr_model_file', 'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix',
-           'colour_fix_scales', 'OutputSettings', 'tile_function', 'upscale', 'finish', 'seam_ratio',
-           'default_model_path', 'compare_figure']
+__all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'DEFAULT_OUTPUT',
+           'PROGRESS_TILES', 'tile_starts', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file',
+           'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix', 'colour_fix_scales',
+           'OutputSettings', 'upscale', 'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int) -> list:
-    "Start offsets of tiles of size `tile` covering [0, side) with neighbours overlapping by at least `overlap`."
+    "Start offsets of tiles covering [0, side)."
     if side <= tile:
         return [0]
-    if not 0 <= overlap < tile:
-        raise MsvarError(f"overlap must be in [0, {tile}), got {overlap}")
     n = math.ceil((side - overlap) / (tile - overlap))
     return [round(i * (side - tile) / (n - 1)) for i in range(n)]
 
 
 def blend_window(size: int, ramp: int, floor: float = 1e-3) -> torch.Tensor:
-    "2-D weight (size, size): 1 inside, a raised-cosine ramp down to `floor` over `ramp` pixels at each edge."
+    "2-D weight: 1 inside, a raised-cosine ramp at each edge."
     w = torch.ones(size, dtype=torch.float64)
     if ramp > 0:
         r = torch.arange(ramp, dtype=torch.float64)
@@ -52,183 +45,128 @@ def blend_window(size: int, ramp: int, floor: float = 1e-3) -> torch.Tensor:
     return (w[:, None] * w[None, :]).float()
 
 # %% ../nbs/08_inference.ipynb #9a63283cbaf04dbcab1f6479b197f3a8
-CLASSES = {0: "degraded input", 1: "clean input, only bilinear-downsampled", 2: "class-free (the null class)"}
-DEFAULT_CLASS = 1  # 'not degraded': the best LPIPS on clean photos and on degraded crops (chapter 11, section 7)
+CLASSES = {0: "degraded input", 1: "clean input, only bilinear-downsampled", 2: "the null class"}
+DEFAULT_CLASS = 1  # 'not degraded': the best LPIPS (chapter 11)
 
 
 def _decode_stage(hit: HITTokenizer, f_hat: torch.Tensor, n: int) -> torch.Tensor:
-    """`hit.decode_stage`, also for a batch of one 1×1 latent (the `test` preset's stage 1 on a one-tile image):
-    GroupNorm refuses one value per group, so it is decoded beside a copy of itself."""
+    "`hit.decode_stage`, also of one 1×1 latent (which GroupNorm refuses)."
     if len(f_hat) == 1 and f_hat.shape[-2:].numel() == 1:
         return hit.decode_stage(f_hat.expand(2, -1, -1, -1), n)[:1]
     return hit.decode_stage(f_hat, n)
 
 # %% ../nbs/08_inference.ipynb #8dd0d8092fe74a7c96281538738b07e2
 class SRModel(nn.Module):
-    "HIT tokenizer (encoder, vocabulary, stage decoders) + super-resolution VAR, for one preset."
+    "HIT tokenizer + super-resolution VAR, for one preset."
 
-    decoding = DEFAULT_DECODING  # a model file may record another (`load_sr_model`)
+    decoding = DEFAULT_DECODING  # a model file may record another
 
     def __init__(self, hit: HITTokenizer, var: nn.Module, tokens: str = "hit"):
         super().__init__()
-        if tokens not in ("hit", "plain"):
-            raise MsvarError(f"tokens must be 'hit' or 'plain', got {tokens!r}")
         self.hit, self.var, self.preset, self.tokens = hit, var, hit.preset, tokens
-        if getattr(var, "patch_nums", self.preset.patch_nums) != self.preset.patch_nums:
-            raise MsvarError(f"VAR scales {var.patch_nums} differ from the tokenizer preset's {self.preset.patch_nums}")
 
     @property
     def scales(self) -> tuple:
-        "Upscaling factor of each stage's output relative to the LR input (1, 2, 4)."
+        "Upscaling factor of each stage (1, 2, 4)."
         return tuple(s // self.preset.lr_size for s in self.preset.stage_sizes)
 
     def prefix(self, lr: torch.Tensor) -> torch.Tensor:
-        "LR (B,3,h,w) in [0,1] → encoder features of its bilinear upsampling to HR size: (B, Cvae, ρ_L, ρ_L)."
+        "LR (B,3,h,w) → encoder features of its upsampling."
         return encode_any(self.hit.tok, to_signed(upsample_lr(lr, self.preset)))
 
     def stage_decoder(self):
-        "(sampling state, decode(n, state) → stage n's images in [0, 1]) for the model's kind of tokens."
+        "(sampling state, decode(n, state) → stage n's images)."
         p = self.preset
         if self.tokens == "hit":
             decode = lambda n, st: to_unit(_decode_stage(self.hit, st.stage_fhat(n), n))
             return HITState(self.hit.quantize, p), decode
-        # the paper's baseline: plain tokens; ×1/×2 = partial sums decoded at full size by the base decoder, resized
+        # plain tokens (the paper's baseline): ×1, ×2 decode partial sums
         decode = lambda n, st: decode_partial_sum(self.hit, st.idx, n)
         return HITState(self.hit.quantize, dataclass_replace_stages(p, (1.0,))), decode
 
     @torch.no_grad()
-    def sr_batch(
-        self, lr: torch.Tensor, cls=DEFAULT_CLASS, decoding: Decoding | None = None, generator=None, stages=None
-    ) -> list:
-        """Super-resolve LR tiles (B,3,lr,lr) in [0,1] → [×1, ×2, ×4] images (B,3,·,·) in [0,1], one pass decoded as
-        `decoding` says (None: the model's); `cls` (a key of CLASSES) is an int or (B,); `stages`: the indices of the
-        stages to decode (None: all), the others come back as None."""
-        p = self.preset
+    def sr_batch(self, lr: torch.Tensor, cls=DEFAULT_CLASS, decoding=None, generator=None, stages=None) -> list:
+        "LR tiles (B,3,lr,lr) → [×1, ×2, ×4] images in [0,1]."
+        p, dev = self.preset, next(self.parameters()).device
         if lr.ndim != 4 or lr.shape[1] != 3 or tuple(lr.shape[-2:]) != (p.lr_size, p.lr_size):
-            raise MsvarError(f"sr_batch expects LR tiles (B, 3, {p.lr_size}, {p.lr_size}), got {tuple(lr.shape)}")
-        dev = next(self.parameters()).device
+            raise MsvarError(f"sr_batch expects LR tiles (B, 3, {p.lr_size}, {p.lr_size}), not {tuple(lr.shape)}")
         cls_B = torch.as_tensor(cls, dtype=torch.long, device=dev).expand(len(lr)).clone()
-        if not torch.isin(cls_B, torch.tensor(list(CLASSES), device=dev)).all():
-            raise MsvarError(f"cls must be one of {CLASSES}, got {cls}")
         state, decode = self.stage_decoder()
-        asked = lambda n, st: decode(n, st) if stages is None or n in stages else None  # a decoder costs as much
-        dec = decoding or self.decoding
-        prefix = self.prefix(lr.to(dev))
-        _, images = self.var.generate_images(prefix, cls_B, state, asked, decoding=dec, generator=generator)
+        asked = lambda n, st: decode(n, st) if stages is None or n in stages else None
+        images, dec = [], decoding or self.decoding
+        self.var.generate(
+            self.prefix(lr.to(dev)), cls_B, state, dec, generator, lambda n, s: images.append(asked(n, s))
+        )
         return images
-
-    def forward(self, lr, **kw):
-        return self.sr_batch(lr, **kw)
 
 # %% ../nbs/08_inference.ipynb #10185d26023b46108eb7d9f57d49d2b3
 SR_FORMAT = "msvar-sr-model-v1"
 
 
-def _checked(ck: dict, key: str, kind):
-    "`ck[key]` if it is a `kind`; MsvarError naming the entry otherwise."
-    v = ck.get(key)
-    if not isinstance(v, kind):
-        raise MsvarError(
-            f"entry {key!r} is a {type(v).__name__}, not a {kind.__name__}; use an untampered copy of the file"
-        )
-    return v
+_ENTRIES = ("preset", "var_prefix", "var_options", "tokens", "decoding")
+_KNOWN = ("var_prefix=True", "var_prefix=False", "tokens='hit'", "tokens='plain'", "prefix_pos='grid'")
+_KNOWN += ("prefix_pos='own'", "lr_add=True", "lr_add=False")
 
 
-def _bad_option(opts) -> str | None:
-    "The first transformer option of a header that this msvar does not know, as text; None if all are known."
-    allowed = dict(prefix_pos=("grid", "own"), lr_add=(True, False))
-    if not isinstance(opts, dict):
-        return f"var_options {opts!r:.80}"
-    known = lambda k, v: k in allowed and any(v is a or (v == a and type(v) is type(a)) for a in allowed[k])
-    return next((f"var_options[{k!r}] = {v!r:.40}" for k, v in opts.items() if not known(k, v)), None)
-
-
-def _var_options(opts) -> dict:
-    "The transformer options a model file records ({prefix_pos: 'grid'|'own', lr_add: bool}); MsvarError otherwise."
-    bad = _bad_option(opts)
-    if bad:
-        raise MsvarError(
-            f"{bad} is not an option of this msvar (options: prefix_pos in ('grid', 'own'), lr_add True/False); the "
-            "file is damaged or from a newer msvar"
-        )
-    return opts
-
-
-def save_sr_model(model: SRModel, path, half: bool = False, decoding: Decoding | None = None, **provenance) -> Path:
-    """Save an SRModel atomically as one safetensors file: tokenizer, stage decoders and VAR weights, and a JSON header
-    (preset, VAR options, decoding default — `decoding`, else the model's —, provenance)."""
+def save_sr_model(model: SRModel, path, half: bool = False, decoding=None, **provenance) -> Path:
+    "Save an SRModel atomically: weights and a JSON header."
     cast = lambda sd: {k: v.half() if half and v.is_floating_point() else v for k, v in sd.items()}
-    header = dict(
-        format=SR_FORMAT,
-        preset=asdict(model.preset),
-        var_prefix=bool(getattr(model.var, "prefix_side", True)),
-        var_options=model.var.options(),
-        tokens=model.tokens,
-        decoding=(decoding or model.decoding).header(),
-        provenance=provenance,
-    )
-    return write_model_file(path, header, dict(hit=cast(model.hit.state_dict()), var=cast(model.var.state_dict())))
+    header = dict(format=SR_FORMAT, preset=asdict(model.preset), var_prefix=bool(model.var.prefix_side))
+    header.update(var_options=model.var.options(), tokens=model.tokens, provenance=provenance)
+    header.update(decoding=(decoding or model.decoding).header())
+    weights = dict(hit=cast(model.hit.state_dict()), var=cast(model.var.state_dict()))
+    return write_model_file(path, header, weights)
 
 # %% ../nbs/08_inference.ipynb #8763a12b2bbd4a93a75aff182afb95dc
-HEADER_ENTRIES = ("preset", "var_prefix", "var_options", "tokens", "decoding")
-
-
 def read_sr_model_file(path) -> tuple:
-    "(header, {'hit', 'var'} state dicts) of a model file: safetensors with a JSON header (chapter 13a)."
+    "(header, {'hit', 'var'} state dicts) of a model file."
     header, groups = read_model_file(path, "model file")
     if header.get("format") != SR_FORMAT:
-        raise MsvarError(
-            f"{str(path)!r} is not an msvar super-resolution model (its header says format {header.get('format')!r}, "
-            f"expected {SR_FORMAT!r})"
-        )
-    lacking = [k for k in HEADER_ENTRIES if k not in header] + [k for k in ("hit", "var") if not groups.get(k)]
+        raise MsvarError(f"{str(path)!r} is not an msvar model (format {header.get('format')!r})")
+    lacking = [k for k in _ENTRIES if k not in header] + [k for k in ("hit", "var") if not groups.get(k)]
     if lacking:
         raise MsvarError(f"model file {str(path)!r} is incomplete: no {', '.join(map(repr, lacking))}")
     return header, groups
 
 
 def _model_of_header(header: dict) -> SRModel:
-    "An untrained SRModel of the preset and options a header records, its decoding set (memory checked first)."
+    "An untrained SRModel of the preset and options a header records."
+    opts = header["var_options"] if isinstance(header["var_options"], dict) else dict(var_options=None)
+    opts = dict(opts, var_prefix=header["var_prefix"], tokens=header["tokens"])
+    bad = [f"{k}={v!r:.40}" for k, v in opts.items() if f"{k}={v!r}" not in _KNOWN]
+    if bad:
+        raise MsvarError(f"{', '.join(bad)}: unknown to this msvar")
     preset = preset_from_dict(header["preset"])
-    var_kw = dict(prefix=_checked(header, "var_prefix", bool), init=False, **_var_options(header["var_options"]))
-    check_model_memory(lambda: build_model("var", preset, **var_kw), "its transformer")  # sizes before allocating
+    var_kw = dict(prefix=header["var_prefix"], init=False, **header["var_options"])
+    check_model_memory(lambda: build_model("var", preset, **var_kw), "its transformer")
     model = SRModel(build_model("hit", preset), build_model("var", preset, **var_kw), header["tokens"])
     model.decoding = Decoding.from_header(header["decoding"])
     return model
 
-
-def _load_weights(model: SRModel, groups: dict, path: Path):
-    "Load the 'hit' and 'var' state dicts into `model`, checked against it (float32 in memory)."
-    for name, mod in (("hit", model.hit), ("var", model.var)):
-        sd = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in groups[name].items()}
-        check_state_dict(mod, sd)
-        check_finite_state(sd, path, "model file")
-        mod.load_state_dict(sd)
-
 # %% ../nbs/08_inference.ipynb #7623eae2785240b9bd12b16a66d81610
 def load_sr_model(path, device=None) -> SRModel:
-    """Load a model file written by `save_sr_model`; clear errors for missing, truncated, foreign or inconsistent
-    files."""
-    path = Path(path)
+    "Load a model file written by `save_sr_model`."
     header, groups = read_sr_model_file(path)
     try:
         model = _model_of_header(header)
     except (MsvarError, TypeError, ValueError) as e:
         raise MsvarError(f"model file {str(path)!r}: invalid header: {e}") from None
     try:
-        _load_weights(model, groups, path)
+        for name, mod in (("hit", model.hit), ("var", model.var)):
+            sd = {k: v.float() if v.is_floating_point() else v for k, v in groups[name].items()}
+            check_state_dict(mod, sd)
+            check_finite_state(sd, path, "model file")
+            mod.load_state_dict(sd)
     except MsvarError as e:
-        msg = (
-            str(e) if "NaN" in str(e) else f"its header (preset {model.preset.name!r}) does not match its weights: {e}"
-        )
+        why = "" if "NaN" in str(e) else f"its header (preset {model.preset.name!r}) does not match its weights: "
+        msg = why + str(e)
         raise MsvarError(f"{str(path)!r}: {msg}" if str(path) not in msg else msg) from None
     model.header = header
     return model.to(default_device(device)).eval()
 
 
 def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> SRModel:
-    """An SRModel from a VAR training checkpoint (msvar_train's last.pt, or a loaded dict with its 'model' and 'meta')
-    and its tokenizer (path or HITTokenizer)."""
+    "An SRModel from a VAR training checkpoint and its tokenizer."
     ck = var_ckpt if isinstance(var_ckpt, dict) else load_checkpoint(var_ckpt)
     tk = tokenizer if isinstance(tokenizer, nn.Module) else load_sr_tokenizer(tokenizer)
     meta = ck["meta"]
@@ -238,12 +176,12 @@ def sr_model_from_checkpoint(var_ckpt, tokenizer, tokens: str | None = None) -> 
 
 # %% ../nbs/08_inference.ipynb #b118ea5561624da68c537baed56e602f
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    "Gaussian blur of (…, C, H, W) with std `sigma` pixels (kernel ±3σ, reflected borders; replicated where too small)."
+    "Gaussian blur of (…, C, H, W), std `sigma` pixels."
     from torchvision.transforms.functional import gaussian_blur as tv_blur
 
     k = 2 * math.ceil(3 * sigma) + 1
     H, W = x.shape[-2:]
-    if k // 2 >= min(H, W):  # reflection needs more pixels than the radius
+    if k // 2 >= min(H, W):  # too small to reflect
         pad = k // 2
         y = F.pad(x.reshape(-1, *x.shape[-3:]), (pad, pad, pad, pad), mode="replicate")
         return tv_blur(y, [k, k], [sigma, sigma])[..., pad:-pad, pad:-pad].reshape(x.shape)
@@ -251,47 +189,42 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def colour_fix(out: torch.Tensor, ref: torch.Tensor, sigma: float) -> torch.Tensor:
-    "Low-frequency colour fix: `out` with its band above σ pixels replaced by that of `ref` (same shape), in [0, 1]."
-    if out.shape != ref.shape:
-        raise MsvarError(f"colour_fix: output {tuple(out.shape)} and reference {tuple(ref.shape)} differ")
+    "`out` with the low band of `ref`, in [0, 1]."
     return (out - gaussian_blur(out, sigma) + gaussian_blur(ref, sigma)).clamp(0, 1)
 
 
 def colour_fix_scales(outs: dict, x: torch.Tensor, sigma: float) -> dict:
-    """`colour_fix` of each {scale: output} of the input `x` ((3, h, w) or (B, 3, h, w)) against bicubic upsampling of
-    `x` to that scale (`x` itself at ×1), σ = `sigma` input pixels: what `upscale` and the evaluation both apply."""
+    "`colour_fix` of each {scale: output} against bicubic."
     h, w = x.shape[-2:]
     ref = lambda s: x if s == 1 else resize(x, (h * s, w * s), "bicubic").clamp(0, 1)
     return {s: colour_fix(y, ref(s), sigma * s) for s, y in outs.items()}
 
 # %% ../nbs/08_inference.ipynb #504fb2a444614c0babb325280ed9130a
-COLOUR_SIGMA = 0.5  # the colour fix, in input pixels (σ = 2 output pixels at ×4), chosen in chapter 11
-DEFAULT_SCALES = (2, 4)  # the scales written unless told otherwise (×1 adds nothing to its input: chapter 11)
+COLOUR_SIGMA = 0.5  # the colour fix, in input pixels (chapter 11)
+DEFAULT_SCALES = (2, 4)  # ×1 adds little to its input (chapter 11)
 
 
 def _count(v, least: int) -> bool:
-    "Whether `v` is an integer (not a bool) ≥ `least`."
+    "Is `v` an integer ≥ `least`?"
     return isinstance(v, int) and not isinstance(v, bool) and v >= least
 
 
 OUTPUT_RULES = (  # field, the test its value passes, what it must be
-    ("scales", lambda v: isinstance(v, tuple) and len(v) > 0 and all(_count(s, 1) for s in v), "a tuple of scales"),
+    ("scales", lambda v: isinstance(v, tuple) and v and all(_count(s, 1) for s in v), "a tuple of scales"),
     ("cls", lambda v: v in CLASSES and not isinstance(v, bool), f"one of {tuple(CLASSES)} ({CLASSES})"),
     (
         "colour_sigma",
         lambda v: v is None or (isinstance(v, (int, float)) and math.isfinite(v) and v > 0),
         "a finite number > 0 (input pixels), or None (no colour fix)",
     ),
-    ("overlap", lambda v: v is None or _count(v, 0), "an integer ≥ 0 (LR pixels), or None (a quarter tile)"),
+    ("overlap", lambda v: v is None or _count(v, 0), "an integer ≥ 0, or None (a quarter tile)"),
     ("batch_size", lambda v: _count(v, 1), "an integer ≥ 1"),
 )
 
 
 @dataclass(frozen=True)
 class OutputSettings:
-    """What a super-resolution writes and how: the `scales`, the class `cls` the input is decoded as (a key of
-    CLASSES), the colour fix's σ in input pixels (`colour_sigma`, None: off), the tiles' `overlap` (LR pixels; None: a
-    quarter tile) and how many tiles (or crops) one forward pass takes (`batch_size`). Checked when made."""
+    "What a super-resolution writes, and how; checked when made."
 
     scales: tuple = DEFAULT_SCALES
     cls: int = DEFAULT_CLASS
@@ -308,130 +241,87 @@ class OutputSettings:
                 raise MsvarError(f"{key} must be {want}, got {v!r}")
 
 
-DEFAULT_OUTPUT = OutputSettings()  # msvar_sr, msvar_eval, evaluate_model, Upscaler.upscale: one default
+DEFAULT_OUTPUT = OutputSettings()  # every entry point's default
 
 # %% ../nbs/08_inference.ipynb #59bbdb311c014d738909a11f9e486628
-def _pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    "Pad (3,H,W) at the bottom/right to at least (h, w): reflection where possible, then replication."
-    H, W = x.shape[-2:]
-    ph, pw = max(0, h - H), max(0, w - W)
-    if not ph and not pw:
-        return x
-    mode = "reflect" if ph < H and pw < W else "replicate"
-    return F.pad(x[None], (0, pw, 0, ph), mode=mode)[0]
-
-
 def _checked_image(image) -> torch.Tensor:
-    "A path or a (3, H, W) tensor as a (3, H, W) tensor in [0, 1]; MsvarError for anything else."
+    "A path or a (3, H, W) tensor as a (3, H, W) tensor in [0, 1]."
     x = load_image(image) if isinstance(image, (str, Path)) else image
     if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[0] != 3:
-        raise MsvarError(f"upscale expects an image path or a (3, H, W) tensor, got {getattr(x, 'shape', type(x))}")
-    if not torch.isfinite(x).all():
-        raise MsvarError("input image contains NaN or inf values")
-    if x.min() < 0 or x.max() > 1:
-        raise MsvarError(f"input image must be in [0, 1], got [{x.min():.3f}, {x.max():.3f}]")
+        raise MsvarError(f"upscale takes a path or a (3, H, W) tensor, not {getattr(x, 'shape', type(x))}")
+    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise MsvarError(f"input image must be in [0, 1] (no NaN), got [{x.min():.3f}, {x.max():.3f}]")
     return x
 
-
-def tile_function(model, output: OutputSettings, decoding: Decoding | None) -> tuple:
-    """(tile, scales, fn: LR tiles (B,3,t,t) → [stage outputs]) of an SRModel, one seeded generator for all its
-    tiles, decoding only the stages of `output.scales`; or of a plain function with .tile and .scales attributes."""
-    if not isinstance(model, SRModel):
-        return model.tile, model.scales, model
-    dec = decoding or model.decoding
-    g = torch.Generator().manual_seed(dec.seed)
-    stages = tuple(n for n, s in enumerate(model.scales) if s in output.scales)
-    fn = lambda t: model.sr_batch(t, cls=output.cls, decoding=dec, generator=g, stages=stages)
-    return model.preset.lr_size, model.scales, fn
-
-
-def _check_fits(output: OutputSettings, tile: int, avail: tuple) -> int:
-    "The overlap in LR pixels, after checking the scales and the overlap against the model's."
-    bad = [s for s in output.scales if s not in avail]
-    if bad:
-        raise MsvarError(f"scales {output.scales} not available; this model produces ×{avail}")
-    overlap = tile // 4 if output.overlap is None else output.overlap
-    if overlap >= tile:
-        raise MsvarError(f"overlap must be in [0, {tile}) LR pixels (the tile size), got {overlap}")
-    return overlap
-
 # %% ../nbs/08_inference.ipynb #b43b363d81ae4b689946ece5c682cd59
-PROGRESS_TILES = 32  # more tiles than this take seconds on a CPU: upscale(progress=None) shows a bar
+PROGRESS_TILES = 32  # upscale(progress=None) shows a bar above this
 
 
 @torch.no_grad()
-def upscale(
-    image,
-    model,
-    output: OutputSettings = DEFAULT_OUTPUT,
-    decoding: Decoding | None = None,
-    progress: bool | None = False,
-) -> dict:
-    """Super-resolve one image (path, or (3,H,W) tensor in [0,1]) of any size → {scale: (3, s·H, s·W) tensor in [0,1]}
-    as `output` says, decoded as `decoding` says (None: the model's; its seed seeds the tiles' generator); `progress`:
-    a bar over the tile batches (None: when the image has more than PROGRESS_TILES tiles)."""
-    x = _checked_image(image)
-    tile, avail, fn = tile_function(model, output, decoding)
-    overlap, scales = _check_fits(output, tile, avail), output.scales
+def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None, progress=False) -> dict:
+    "One image (path, or (3,H,W) in [0,1]) → {scale: output}."
+    x, scales = _checked_image(image), output.scales
+    tile, avail, fn = getattr(model, "tile", None), model.scales, model
+    if isinstance(model, SRModel):
+        tile, dec = model.preset.lr_size, decoding or model.decoding
+        g, stages = torch.Generator().manual_seed(dec.seed), [n for n, s in enumerate(avail) if s in scales]
+        fn = lambda t: model.sr_batch(t, cls=output.cls, decoding=dec, generator=g, stages=stages)
+    if not set(scales) <= set(avail):
+        raise MsvarError(f"scales {scales} not available; this model produces ×{avail}")
+    overlap = tile // 4 if output.overlap is None else output.overlap
+    if overlap >= tile:
+        raise MsvarError(f"overlap must be in [0, {tile}) LR pixels got {overlap}")
     H, W = x.shape[-2:]
-    xp = _pad_to(x, max(H, tile), max(W, tile))
+    ph, pw = max(0, tile - H), max(0, tile - W)  # small images padded
+    xp = F.pad(x[None], (0, pw, 0, ph), mode="reflect" if ph < H and pw < W else "replicate")[0]
     Hp, Wp = xp.shape[-2:]
     boxes = [(i, j) for i in tile_starts(Hp, tile, overlap) for j in tile_starts(Wp, tile, overlap)]
-    acc = {s: torch.zeros(3, Hp * s, Wp * s) for s in scales}
-    den = {s: torch.zeros(1, Hp * s, Wp * s) for s in scales}
+    acc = {s: torch.zeros(4, Hp * s, Wp * s) for s in scales}
     win = {s: blend_window(tile * s, overlap * s) for s in scales}
     it = range(0, len(boxes), output.batch_size)
     bar = len(boxes) > PROGRESS_TILES if progress is None else progress
     for b in progress_bar(it, desc="tiles", leave=False) if bar else it:
         chunk = boxes[b : b + output.batch_size]
-        outs = fn(torch.stack([xp[:, i : i + tile, j : j + tile] for i, j in chunk]))  # (B, 3, tile, tile) in
+        outs = fn(torch.stack([xp[:, i : i + tile, j : j + tile] for i, j in chunk]))
         for s in scales:
             for (i, j), y in zip(chunk, outs[avail.index(s)].float().cpu()):
-                acc[s][:, i * s : (i + tile) * s, j * s : (j + tile) * s] += y * win[s]
-                den[s][:, i * s : (i + tile) * s, j * s : (j + tile) * s] += win[s]
-    outs = {s: (acc[s] / den[s])[:, : H * s, : W * s].clamp(0, 1) for s in scales}
+                acc[s][:, i * s : (i + tile) * s, j * s : (j + tile) * s] += torch.cat((y * win[s], win[s][None]))
+    outs = {s: (a[:3] / a[3:])[:, : H * s, : W * s].clamp(0, 1) for s, a in acc.items()}
     return finish(outs, x, output)
 
 
 def finish(outs: dict, x: torch.Tensor, output: OutputSettings) -> dict:
-    "{scale: output} of the input `x` with `output`'s colour fix applied (none if its σ is None)."
+    "{scale: output} of the input `x` with `output`'s colour fix."
     return outs if output.colour_sigma is None else colour_fix_scales(outs, x, output.colour_sigma)
 
 # %% ../nbs/08_inference.ipynb #fb832cc4
 def seam_ratio(img: torch.Tensor, starts_h: list, starts_w: list, tile: int, scale: int) -> float:
-    "Mean squared gradient on tile-overlap borders divided by that of the whole image (≈1: no seam)."
+    "Mean squared gradient on tile borders ÷ that of the whole image."
     gx = (img[:, :, 1:] - img[:, :, :-1]).pow(2).mean(0)  # (H, W-1)
     gy = (img[:, 1:, :] - img[:, :-1, :]).pow(2).mean(0)  # (H-1, W)
-    cols = sorted({(j + tile) * scale - 1 for j in starts_w[:-1]} | {j * scale - 1 for j in starts_w[1:]})
-    rows = sorted({(i + tile) * scale - 1 for i in starts_h[:-1]} | {i * scale - 1 for i in starts_h[1:]})
-    border = torch.cat(
-        [
-            gx[:, [c for c in cols if 0 <= c < gx.shape[1]]].flatten(),
-            gy[[r for r in rows if 0 <= r < gy.shape[0]], :].flatten(),
-        ]
-    )
-    return (border.mean() / torch.cat([gx.flatten(), gy.flatten()]).mean()).item() if len(border) else float("nan")
+    ends = lambda st: {(a + tile) * scale - 1 for a in st[:-1]} | {a * scale - 1 for a in st[1:]}
+    cols, rows = [c for c in ends(starts_w) if c < gx.shape[1]], [r for r in ends(starts_h) if r < gy.shape[0]]
+    border = torch.cat([gx[:, cols].flatten(), gy[rows, :].flatten()])
+    whole = torch.cat([gx.flatten(), gy.flatten()]).mean()
+    return (border.mean() / whole).item() if len(border) else float("nan")
 
 # %% ../nbs/08_inference.ipynb #cb1e1581032b452c9409d6c6813c49d1
 def default_model_path() -> Path:
-    "The trained `small` model shipped in data/ (chapter 10): msvar_small.safetensors."
+    "The trained `small` model shipped in data/."
     return repo_dir() / "data" / "msvar_small.safetensors"
 
 
 def compare_figure(x: torch.Tensor, outs: dict, title: str = "", zoom: int = 4):
-    """Side by side: the input, bicubic ×s and msvar's ×s outputs; second row: the same central 1/`zoom` of each,
-    enlarged (nearest)."""
+    "The input, bicubic and msvar's outputs; below, their centres."
     s_max = max(outs)
-    ims = [(1, x), (s_max, resize(x, tuple(outs[s_max].shape[-2:]), "bicubic"))] + [(s, outs[s]) for s in sorted(outs)]
-    titles = [f"input {x.shape[-1]}×{x.shape[-2]}", f"bicubic ×{s_max}"] + [
-        f"msvar ×{s} ({outs[s].shape[-1]}×{outs[s].shape[-2]})" for s in sorted(outs)
-    ]
+    bicubic = resize(x, tuple(outs[s_max].shape[-2:]), "bicubic")
+    ims = [(1, x), (s_max, bicubic)] + [(s, outs[s]) for s in sorted(outs)]
+    titles = [f"input {x.shape[-1]}×{x.shape[-2]}", f"bicubic ×{s_max}"]
+    titles += [f"msvar ×{s} ({outs[s].shape[-1]}×{outs[s].shape[-2]})" for s in sorted(outs)]
     H, W = x.shape[-2:]
     h, w = max(1, H // zoom), max(1, W // zoom)
     i, j = (H - h) // 2, (W - w) // 2
-    crops = [resize(y[:, i * s : (i + h) * s, j * s : (j + w) * s], (h * s_max, w * s_max), "nearest") for s, y in ims]
-    return image_grid(
-        [list(zip(titles, [y for _, y in ims])), [(f"{t.split(' (')[0]}, centre", c) for t, c in zip(titles, crops)]],
-        size=3.2,
-        suptitle=title or None,
-    )
+    crop = lambda s, y: y[:, i * s : (i + h) * s, j * s : (j + w) * s]
+    crops = [resize(crop(s, y), (h * s_max, w * s_max), "nearest") for s, y in ims]
+    below = [(f"{t.split(' (')[0]}, centre", c) for t, c in zip(titles, crops)]
+    return image_grid([list(zip(titles, [y for _, y in ims])), below], size=3.2, suptitle=title or None)

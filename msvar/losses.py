@@ -5,54 +5,37 @@
 # %% ../nbs/06_losses.ipynb #024dc08c
 from __future__ import annotations
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, Preset, TrainRecipe, unit_float
+from .core import Preset, TrainRecipe, unit_float
 from .hit import HITTokenizer, hit_tokenize, dataclass_replace_stages, stage_grids, upsample_lr
-
-# re-exported: encode_any, which the training profiler in bench/ relabels as msvar.losses.encode_any
-from .hit import encode_any as encode_any
+from .hit import encode_any as encode_any  # re-exported for bench/
 
 # %% auto #0
-__all__ = ['TOKENS', 'token_ce', 'token_logprobs', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'check_tokens', 'token_preset',
-           'sr_tokens', 'sr_loss', 'SRLoss']
+__all__ = ['TOKENS', 'token_ce', 'token_logprobs', 'sequence_logprob', 'dpo_loss', 'SRTokens', 'token_preset', 'sr_tokens',
+           'sr_loss', 'SRLoss']
 
 # %% ../nbs/06_losses.ipynb #bf415ed9
 def token_ce(logits_BLV: torch.Tensor, target_BL: torch.Tensor) -> torch.Tensor:
-    "Cross-entropy averaged over every token of every scale (VAR's weighting); computed in float32."
-    if logits_BLV.shape[:2] != target_BL.shape:
-        raise MsvarError(f"logits {tuple(logits_BLV.shape)} and targets {tuple(target_BL.shape)} disagree on (B, L)")
+    "Cross-entropy averaged over every token of every scale, in float32."
     return F.cross_entropy(logits_BLV.flatten(0, 1).float(), target_BL.flatten())
 
 # %% ../nbs/06_losses.ipynb #9527eb52
-def _check_reduce(reduce: str) -> str:
-    if reduce not in ("sum", "mean"):
-        raise MsvarError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
-
-
 def token_logprobs(logits_BLV: torch.Tensor, tokens_BLK: torch.Tensor) -> torch.Tensor:
-    """Per-token log-probabilities (B, L, K) of K token sequences (B, L, K) under the same logits, from one float32
-    log-softmax."""
-    if logits_BLV.shape[:2] != tokens_BLK.shape[:2]:
-        raise MsvarError(f"logits {tuple(logits_BLV.shape)} and tokens {tuple(tokens_BLK.shape)} disagree on (B, L)")
+    "Per-token log-probabilities (B, L, K) of K token sequences, from one float32 log-softmax."
     return logits_BLV.float().log_softmax(-1).gather(-1, tokens_BLK)
 
 
 def sequence_logprob(logits_BLV: torch.Tensor, tokens_BL: torch.Tensor, reduce: str = "sum") -> torch.Tensor:
-    "log p(tokens) under teacher-forced logits: sum (or per-token mean) of per-token log-probabilities; (B,)."
-    _check_reduce(reduce)
+    "log p(tokens) under teacher-forced logits (the sum or mean over tokens); (B,)."
     lp_BL = token_logprobs(logits_BLV, tokens_BL[..., None])[..., 0]
     return lp_BL.sum(1) if reduce == "sum" else lp_BL.mean(1)
 
 # %% ../nbs/06_losses.ipynb #638dc664
 def dpo_loss(logp_hr_B: torch.Tensor, logp_lr_B: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
     "−log σ(β·(log p(z_HR) − log p(z_LR))), averaged over the batch."
-    if beta <= 0:
-        raise MsvarError(f"DPO beta must be positive, got {beta}")
-    if logp_hr_B.shape != logp_lr_B.shape:
-        raise MsvarError(f"log-probabilities of different shapes {tuple(logp_hr_B.shape)} vs {tuple(logp_lr_B.shape)}")
     return -F.logsigmoid(beta * (logp_hr_B - logp_lr_B)).mean()
 
 # %% ../nbs/06_losses.ipynb #e0633148
@@ -70,43 +53,27 @@ class SRTokens:
     idx_lr: list
 
 
-TOKENS = ("hit", "plain")  # HIT's stage tokens (chapter 04), or VAR's single-stage tokens (the paper's baseline)
-
-
-def check_tokens(tokens: str = "hit") -> str:
-    "`tokens` if it is one of TOKENS, else MsvarError."
-    if tokens not in TOKENS:
-        raise MsvarError(f"tokens must be 'hit' or 'plain', got {tokens!r}")
-    return tokens
+TOKENS = ("hit", "plain")  # HIT's stage tokens, or VAR's (the paper's baseline)
 
 
 def token_preset(tokenizer: HITTokenizer, tokens: str = "hit") -> Preset:
-    "The preset whose stages define the tokens: HIT's three stages, or one stage (plain VAR tokenization)."
-    plain = check_tokens(tokens) == "plain"
-    return dataclass_replace_stages(tokenizer.preset, (1.0,)) if plain else tokenizer.preset
+    "The preset whose stages define the tokens (plain: one stage)."
+    return dataclass_replace_stages(tokenizer.preset, (1.0,)) if tokens == "plain" else tokenizer.preset
 
 # %% ../nbs/06_losses.ipynb #21d1f96f
 @torch.no_grad()
 def sr_tokens(tokenizer: HITTokenizer, batch: dict, tokens: str = "hit", amp_encoder: bool = False) -> SRTokens:
-    """Turn a batch {'hr','lr','cls'} (images in [0, 1], float or uint8 levels) into the LR prefix, z_HR, z_LR and their
-    teacher-forcing inputs (frozen tokenizer), as `tokens` ('hit' or 'plain').
-    Everything runs in float32 with autocast off, except, with `amp_encoder`, the encoder: it then runs under the
-    caller's autocast (the quantizer stays in float32)."""
-    for k in ("hr", "lr", "cls"):
-        if k not in batch:
-            raise MsvarError(f"batch has no {k!r} entry (keys: {sorted(batch)})")
-    p = token_preset(tokenizer, check_tokens(tokens))
-    dev = next(tokenizer.parameters()).device
+    """A batch {'hr','lr','cls'} → the LR prefix, z_HR, z_LR and their teacher-forcing inputs, in float32 (the encoder
+    under the caller's autocast with `amp_encoder`)."""
+    p, dev = token_preset(tokenizer, tokens), next(tokenizer.parameters()).device
     hr, lr, cls = unit_float(batch["hr"].to(dev)), batch["lr"].to(dev), batch["cls"].to(dev).long()
-    if hr.shape[-1] != p.hr_size or hr.shape[-2] != p.hr_size:
-        raise MsvarError(f"HR images must be {p.hr_size}×{p.hr_size} for preset {p.name!r}, got {tuple(hr.shape[-2:])}")
     B = hr.shape[0]
     with torch.autocast(dev.type, enabled=False):
         lr_up = upsample_lr(lr, p)  # (B, 3, H, W)
     with contextlib.nullcontext() if amp_encoder else torch.autocast(dev.type, enabled=False):
-        t = hit_tokenize(tokenizer.tok, torch.cat((hr, lr_up)), p)  # HR and upsampled LR in one batched pass
+        t = hit_tokenize(tokenizer.tok, torch.cat((hr, lr_up)), p)  # HR and LR in one pass
     with torch.autocast(dev.type, enabled=False):
-        prefix = t.Z[-1][B:]  # last stage = full-size LR encode: the prefix (B, Cvae, ρ_L, ρ_L)
+        prefix = t.Z[-1][B:]  # the last stage's LR encoding
         x = tokenizer.quantize.teacher_inputs(t.idx, stage_grids(p))  # (2B, Σ_{l≥2} ρ_l², Cvae)
     flat = lambda idx: torch.cat([z.flatten(1) for z in idx], 1)  # L × (B, ρ, ρ) → (B, Σρ²)
     idx_hr, idx_lr = [z[:B] for z in t.idx], [z[B:] for z in t.idx]
@@ -123,8 +90,7 @@ def sr_loss(
     reduce: str = "mean",
     tensors: bool = False,
 ) -> tuple:
-    """CE on z_HR (+ weight·DPO of z_HR over z_LR) from teacher-forced passes; returns (loss, logs): numbers, or with
-    `tensors` detached 0-dim tensors on the model's device (no host sync: the trainer reads them once per step)."""
+    "CE on z_HR (+ weight·DPO of z_HR over z_LR) → (loss, logs: numbers, or 0-dim tensors with `tensors`)."
     B = t.z_hr.shape[0]
     if dpo and second_pass:  # one forward of the 2B batch
         logits = model(torch.cat((t.prefix, t.prefix)), torch.cat((t.cls, t.cls)), torch.cat((t.x_hr, t.x_lr)))
@@ -132,7 +98,6 @@ def sr_loss(
     else:
         logits_hr = logits_lr = model(t.prefix, t.cls, t.x_hr)  # (B, Σρ², V)
     if dpo and not second_pass:  # one log-softmax serves CE and both log p (section 2)
-        _check_reduce(reduce)
         lp_BL2 = token_logprobs(logits_hr, torch.stack((t.z_hr, t.z_lr), -1))
         ce = -lp_BL2[..., 0].mean()  # = token_ce(logits_hr, z_hr), section 1
         logp_hr, logp_lr = (lp_BL2.sum(1) if reduce == "sum" else lp_BL2.mean(1)).unbind(1)
@@ -152,38 +117,22 @@ def sr_loss(
     return loss, logs if tensors else {k: v.item() for k, v in logs.items()}
 
 # %% ../nbs/06_losses.ipynb #ad6c1f54
+@dataclass
 class SRLoss:
-    "loss_fn(model, batch) for the trainer: tokenize {'hr','lr','cls'} with a frozen tokenizer, then CE (+ DPO)."
+    "loss_fn(model, batch) for the trainer: `sr_tokens` with a frozen tokenizer, then `sr_loss`."
 
-    def __init__(
-        self,
-        tokenizer: HITTokenizer,
-        tokens: str = "hit",
-        dpo: bool = True,
-        beta: float | None = None,  # None: the recipe's β (chapter 00's TrainRecipe)
-        weight: float = 1.0,
-        reduce: str = "mean",
-        second_pass: bool = False,
-        amp_encoder: bool = False,
-    ):
-        _check_reduce(reduce)  # a bad option fails here, before any training
-        self.tokenizer = tokenizer.eval().requires_grad_(False)
-        self.tokens, self.dpo, self.beta, self.weight, self.reduce, self.second_pass = (
-            check_tokens(tokens),
-            dpo,
-            TrainRecipe().dpo_beta if beta is None else beta,
-            weight,
-            reduce,
-            second_pass,
-        )
-        self.amp_encoder = amp_encoder  # the encoder under the training's autocast
+    tokenizer: HITTokenizer = field(repr=False)
+    tokens: str = "hit"
+    dpo: bool = True
+    beta: float | None = None  # None: the recipe's β (chapter 00's TrainRecipe)
+    weight: float = 1.0
+    reduce: str = "mean"
+    second_pass: bool = False
+    amp_encoder: bool = False  # the encoder under the training's autocast
 
-    def __repr__(self):
-        return (
-            f"SRLoss(tokens={'HIT' if self.tokens == 'hit' else 'plain'}, dpo={self.dpo}, beta={self.beta}, "
-            f"weight={self.weight}, reduce={self.reduce!r}, second_pass={self.second_pass}"
-            + (", amp_encoder=True)" if self.amp_encoder else ")")
-        )
+    def __post_init__(self):
+        self.tokenizer = self.tokenizer.eval().requires_grad_(False)
+        self.beta = TrainRecipe().dpo_beta if self.beta is None else self.beta
 
     def __call__(self, model: nn.Module, batch: dict) -> tuple:
         dev = next(model.parameters()).device

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_var.ipynb #0f087b86
 from __future__ import annotations
-import math
+import math, re
 from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
@@ -12,48 +12,39 @@ import torch.nn.functional as F
 from .core import MsvarError, Preset, host_values
 
 # %% auto #0
-__all__ = ['GELU_K', 'SOFT_TAU', 'SOFT_MIN', 'CFG_MAX', 'DECODING_PICKERS', 'DECODING_RULES', 'DECODING_PARTS',
-           'DEFAULT_DECODING', 'LayerKV', 'cpu_bf16', 'masked_attention', 'SelfAttention', 'gelu_tanh_as_sigmoid',
-           'FFN', 'AdaLNSelfAttn', 'AdaLNBeforeHead', 'grid_positions', 'token_levels', 'block_causal_mask',
-           'mask_pairs', 'SRVAR', 'count_params', 'sample_tokens', 'decoding_problem', 'Decoding', 'generate',
-           'generate_images', 'load_public_var_weights']
+__all__ = ['SOFT_TAU', 'SOFT_MIN', 'CFG_MAX', 'DECODING_PICKERS', 'DECODING_RULES', 'DECODING_PARTS', 'DEFAULT_DECODING',
+           'LayerKV', 'cpu_bf16', 'masked_attention', 'SelfAttention', 'gelu_tanh_as_sigmoid', 'FFN', 'AdaLNSelfAttn',
+           'AdaLNBeforeHead', 'grid_positions', 'token_levels', 'block_causal_mask', 'mask_pairs', 'SRVAR',
+           'count_params', 'sample_tokens', 'decoding_problem', 'Decoding', 'generate', 'load_public_var_weights']
 
 # %% ../nbs/05_var.ipynb #b118ea5561624da68c537baed56e602f
 class LayerKV:
-    "The keys and values that one attention layer has seen so far (inference only)."
+    "The keys and values one layer has seen."
 
-    def __init__(self):
-        self.k = self.v = None
+    k = v = None
 
     def extend(self, k, v):
-        "Append this step's keys/values (B, H, l, hd) and return all of them."
+        "Append keys/values (B, H, l, hd); all of them."
         if self.k is not None:
             k, v = torch.cat((self.k, k), 2), torch.cat((self.v, v), 2)
         self.k, self.v = k, v
         return k, v
 
-    def __len__(self):
-        return 0 if self.k is None else self.k.shape[2]
-
 
 def cpu_bf16(t) -> bool:
-    "Is `t` a bf16 tensor (autocast) on a CPU, where the training paths below beat the standard kernels?"
+    "Is `t` a bf16 tensor on a CPU?"
     return t.dtype == torch.bfloat16 and t.device.type == "cpu"
 
 
 def masked_attention(q, k, v, mask):
-    """softmax(q·kᵀ) · v over the (query, key) pairs the boolean mask allows, as plain matrix products (scale 1); the
-    mask enters as an additive 0 / −∞ bias, which fuses into the softmax more cheaply than a masked fill."""
+    "softmax(q·kᵀ)·v over the pairs `mask` allows, as plain products."
     bias = torch.zeros(mask.shape, device=q.device).masked_fill_(~mask, float("-inf"))
     s = (q @ k.transpose(-2, -1)).float() + bias
     return s.softmax(-1).to(v.dtype) @ v
 
 # %% ../nbs/05_var.ipynb #938c804e27f84196a10c8828c723f798
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with L2-normalised q/k and a learned per-head scale (as VAR). Training in bf16 on a
-    CPU (`cpu_bf16_matmul`) computes it as plain matrix products and a masked softmax, which inductor fuses and
-    which were faster there than the fused attention kernel's backward (bench/train_throughput.py); everything else,
-    generation included, uses `F.scaled_dot_product_attention`."""
+    "Multi-head self-attention as VAR's."
 
     cpu_bf16_matmul = True
 
@@ -80,35 +71,26 @@ class SelfAttention(nn.Module):
         if self.training and attn_mask is not None and self.cpu_bf16_matmul and cpu_bf16(qkv):
             o = masked_attention(q, k, v, attn_mask)
         else:
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)  # (B, H, L, hd)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
         return self.proj(o.transpose(1, 2).reshape(B, L, C))
 
 # %% ../nbs/05_var.ipynb #504fb2a444614c0babb325280ed9130a
-GELU_K = math.sqrt(2 / math.pi)
-
-
 def gelu_tanh_as_sigmoid(x):
-    """GELU's tanh approximation 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³), written as x·σ(2u) (the same
-    function: 1 + tanh(u) = 2σ(2u)), in float32. A CPU computes the exp of a sigmoid much faster than a tanh."""
+    "GELU's tanh approximation as x·σ(2u), in float32."
     xf = x.float()
-    u = GELU_K * (xf + 0.044715 * xf * xf * xf)
+    u = math.sqrt(2 / math.pi) * (xf + 0.044715 * xf * xf * xf)
     return (xf * torch.sigmoid(2 * u)).to(x.dtype)
 
 
 class FFN(nn.Module):
-    """The MLP of a block: Linear → GELU (tanh) → Linear. Compiled bf16 training on a CPU (`cpu_bf16_sigmoid`)
-    writes the GELU as `gelu_tanh_as_sigmoid`, which inductor fuses into a faster kernel there
-    (bench/train_throughput.py); everything else, eager training and generation included, uses `nn.GELU`."""
+    "Linear → GELU (tanh) → Linear."
 
     cpu_bf16_sigmoid = True
 
     def __init__(self, embed_dim: int, hidden: int):
         super().__init__()
-        self.fc1, self.act, self.fc2 = (
-            nn.Linear(embed_dim, hidden),
-            nn.GELU(approximate="tanh"),
-            nn.Linear(hidden, embed_dim),
-        )
+        self.fc1, self.fc2 = nn.Linear(embed_dim, hidden), nn.Linear(hidden, embed_dim)
+        self.act = nn.GELU(approximate="tanh")
 
     def forward(self, x):
         h = self.fc1(x)  # (B, L, 4C)
@@ -118,7 +100,7 @@ class FFN(nn.Module):
 
 # %% ../nbs/05_var.ipynb #9abd134c
 class AdaLNSelfAttn(nn.Module):
-    "One transformer block: AdaLN-modulated attention and MLP, each gated by the condition."
+    "One block: AdaLN-modulated attention and MLP."
 
     def __init__(self, embed_dim: int, cond_dim: int, num_heads: int, mlp_ratio: float = 4.0):
         super().__init__()
@@ -129,14 +111,13 @@ class AdaLNSelfAttn(nn.Module):
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 6 * embed_dim))
 
     def forward(self, x_BLC, cond_BD, attn_mask=None, kv: LayerKV | None = None):
-        # each (B, 1, C)
         gamma1, gamma2, scale1, scale2, shift1, shift2 = self.ada_lin(cond_BD).view(-1, 1, 6, self.C).unbind(2)
         x_BLC = x_BLC + self.attn(self.ln_wo_grad(x_BLC) * (1 + scale1) + shift1, attn_mask, kv) * gamma1
         return x_BLC + self.ffn(self.ln_wo_grad(x_BLC) * (1 + scale2) + shift2) * gamma2
 
 
 class AdaLNBeforeHead(nn.Module):
-    "The final AdaLN (scale and shift from the condition) before the vocabulary head."
+    "The final AdaLN before the head."
 
     def __init__(self, embed_dim: int, cond_dim: int):
         super().__init__()
@@ -150,47 +131,33 @@ class AdaLNBeforeHead(nn.Module):
 
 # %% ../nbs/05_var.ipynb #07080ac7
 def grid_positions(pos_grid_1CGG: torch.Tensor, side: int) -> torch.Tensor:
-    "Resample the learnable position grid (1, C, G, G) to a side×side scale; returns (1, side², C)."
+    "The position grid (1, C, G, G) resampled to side×side: (1, side², C)."
     p = F.interpolate(pos_grid_1CGG, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
     return p.flatten(2).transpose(1, 2)
 
 # %% ../nbs/05_var.ipynb #d9917fed
 def token_levels(patch_nums, n_prefix: int = 0) -> torch.Tensor:
-    "Level of every token: 0 for the n_prefix prefix tokens, l = 1…L for the ρ_l² tokens of scale l."
-    lv = [torch.zeros(n_prefix, dtype=torch.long)] + [
-        torch.full((pn * pn,), l + 1, dtype=torch.long) for l, pn in enumerate(patch_nums)
-    ]
-    return torch.cat(lv)
+    "Level of every token: 0 for the prefix, l for the tokens of scale l."
+    sizes = [n_prefix] + [pn * pn for pn in patch_nums]
+    return torch.cat([torch.full((n,), l) for l, n in enumerate(sizes)])
 
 
 def block_causal_mask(levels: torch.Tensor) -> torch.Tensor:
-    "Boolean (N, N) attention mask, True where query i may attend to key j (level_j ≤ level_i)."
+    "Boolean (N, N) mask: query i may see key j if level_j ≤ level_i."
     return levels[None, :] <= levels[:, None]
 
 
 def mask_pairs(patch_nums, n_prefix: int = 0) -> int:
-    "Number of allowed (query, key) pairs: P² for the prefix, ρ_l²·(P + Σ_{k≤l} ρ_k²) for scale l."
+    "Number of allowed (query, key) pairs."
     total, seen = n_prefix * n_prefix, n_prefix
     for pn in patch_nums:
         seen += pn * pn
         total += pn * pn * seen
     return total
 
-# %% ../nbs/05_var.ipynb #8dd0d8092fe74a7c96281538738b07e2
-def _check_options(embed_dim, num_heads, num_classes, prefix_pos, lr_add, prefix_side):
-    "MsvarError for transformer options that do not fit together."
-    if embed_dim % num_heads:
-        raise MsvarError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
-    if num_classes < 2:
-        raise MsvarError(f"num_classes must count the null class too (≥ 2), got {num_classes}")
-    if prefix_pos not in ("grid", "own"):
-        raise MsvarError(f"prefix_pos must be 'grid' or 'own', got {prefix_pos!r}")
-    if lr_add and not prefix_side:
-        raise MsvarError("lr_add=True needs the LR prefix (prefix_side); build with lr_add=False")
-
 # %% ../nbs/05_var.ipynb #72eea5119410473aa328ad9291626812
 class SRVAR(nn.Module):
-    "Next-scale-prediction transformer conditioned on an LR prefix and a class (0 degraded, 1 not degraded, 2 null)."
+    "Next-scale prediction, conditioned on an LR prefix and a class."
 
     def __init__(
         self,
@@ -204,14 +171,15 @@ class SRVAR(nn.Module):
         num_classes: int = 3,
         cond_drop: float = 0.1,
         pos_grid: int = 64,
-        prefix_side: int | None = 32,  # side of the LR prefix grid (ρ_L); None = class-conditional VAR
-        stage_ends: tuple | None = None,  # k_n: last step (1-based) of each output stage
-        prefix_pos: str = "grid",  # "grid": the prefix sits on pos_grid at ρ_L (the paper); "own": a table of its own
-        lr_add: bool = True,  # add the LR features, area-resampled to ρ_l, to every scale's inputs
+        prefix_side: int | None = 32,  # ρ_L; None: class-conditional VAR
+        stage_ends: tuple | None = None,  # k_n: last step of each stage
+        prefix_pos: str = "grid",  # or "own": a position table of its own
+        lr_add: bool = True,  # add the LR features to every scale's inputs
         init: bool = True,
     ):
         super().__init__()
-        _check_options(embed_dim, num_heads, num_classes, prefix_pos, lr_add, prefix_side)
+        if embed_dim % num_heads:
+            raise MsvarError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
         self.V, self.Cvae, self.C, self.depth = vocab_size, z_channels, embed_dim, depth
         self.patch_nums, self.L = tuple(patch_nums), len(patch_nums)
         self.num_classes, self.null_class, self.cond_drop = num_classes, num_classes - 1, cond_drop
@@ -228,11 +196,10 @@ class SRVAR(nn.Module):
         self.pos_start = nn.Parameter(torch.empty(1, self.first_l, C))
         # 2. inputs of scales 2…L: word embedding of the teacher-forcing input
         self.word_embed = nn.Linear(z_channels, C)
-        # 3. positions: one over-parameterised grid resampled to every ρ_l, plus a level embedding
+        # 3. positions: one grid resampled to every ρ_l, and levels
         self.pos_grid = nn.Parameter(torch.empty(1, C, pos_grid, pos_grid))
         self.lvl_embed = nn.Embedding(self.L, C)
-        # 4. the LR prefix: its own projection and level; positions from pos_grid at ρ_L ("grid") or a table of its own
-        # ("own")
+        # 4. the LR prefix
         if prefix_side:
             self.prefix_proj = nn.Linear(z_channels, C)
             if prefix_pos == "own":
@@ -242,7 +209,7 @@ class SRVAR(nn.Module):
         self.blocks = nn.ModuleList([AdaLNSelfAttn(C, C, num_heads, mlp_ratio) for _ in range(depth)])
         self.head_nm = AdaLNBeforeHead(C, C)
         self.head = nn.Linear(C, vocab_size)
-        # 6. the block-causal mask (recomputed, not saved in checkpoints)
+        # 6. the block-causal mask (not saved)
         self.register_buffer(
             "attn_mask", block_causal_mask(token_levels(self.patch_nums, self.n_prefix)), persistent=False
         )
@@ -251,38 +218,16 @@ class SRVAR(nn.Module):
 
 # %% ../nbs/05_var.ipynb #8edb47106e1a46a883d545849b8ab81b
 def _from_preset(cls, preset: Preset, prefix: bool = True, **kwargs):
-    "Build the transformer of a preset (`prefix=False`: class-conditional VAR without the LR prefix)."
-    v, t = preset.var, preset.tokenizer
-    args = dict(
-        vocab_size=t.vocab_size,
-        z_channels=t.z_channels,
-        patch_nums=preset.patch_nums,
-        depth=v.depth,
-        embed_dim=v.embed_dim,
-        num_heads=v.num_heads,
-        mlp_ratio=v.mlp_ratio,
-        num_classes=v.num_classes,
-        cond_drop=v.cond_drop,
-        pos_grid=v.pos_grid,
-        prefix_side=preset.latent_side if prefix else None,
-        stage_ends=preset.stage_ends,
-        prefix_pos=v.prefix_pos,
-        lr_add=v.lr_add and prefix,
-    )
-    return cls(**{**args, **kwargs})  # kwargs override the preset (e.g. depth=2 for a quick run)
+    "The transformer of a preset."
+    t, v = preset.tokenizer, asdict(preset.var)
+    v.update(prefix_side=preset.latent_side if prefix else None, lr_add=v["lr_add"] and prefix)
+    return cls(t.vocab_size, t.z_channels, preset.patch_nums, **{**v, "stage_ends": preset.stage_ends, **kwargs})
 
 
 @torch.no_grad()
-def _init_weights(
-    self: SRVAR,
-    init_std: float | None = None,
-    init_head: float = 0.02,
-    init_adaln: float = 0.5,
-    init_gamma: float = 1e-5,
-):
-    """VAR's initialisation: truncated normal, small head, AdaLN gates near zero, residual projections scaled by
-    1/√(2·depth)."""
-    std = init_std or math.sqrt(1 / self.C / 3)
+def _init_weights(self: SRVAR):
+    "VAR's initialisation."
+    std = math.sqrt(1 / self.C / 3)
     for m in self.modules():
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.trunc_normal_(m.weight, std=std)
@@ -291,91 +236,71 @@ def _init_weights(
     for p in (self.pos_start, self.pos_grid, getattr(self, "prefix_pos", None), getattr(self, "prefix_lvl", None)):
         if p is not None:
             nn.init.trunc_normal_(p, std=std)
-    self.head.weight.mul_(init_head)
-    self.head_nm.ada_lin[1].weight.mul_(init_adaln)
+    self.head.weight.mul_(0.02)
+    self.head_nm.ada_lin[1].weight.mul_(0.5)
     for b in self.blocks:
         b.attn.proj.weight.div_(math.sqrt(2 * self.depth))
         b.ffn.fc2.weight.div_(math.sqrt(2 * self.depth))
         w = b.ada_lin[1].weight
-        w[2 * self.C :].mul_(init_adaln)
-        w[: 2 * self.C].mul_(init_gamma)  # rows 0…2C are the gates γ₁, γ₂
+        w[2 * self.C :].mul_(0.5)
+        w[: 2 * self.C].mul_(1e-5)  # the gates γ₁, γ₂
 
 
 SRVAR.from_preset, SRVAR.init_weights = classmethod(_from_preset), _init_weights
 
 # %% ../nbs/05_var.ipynb #10185d26023b46108eb7d9f57d49d2b3
 def _image_positions(self: SRVAR) -> torch.Tensor:
-    "Position + level vector of every image token, scale by scale; (1, Σρ², C)."
+    "Position + level of every image token: (1, Σρ², C)."
     return torch.cat(
         [grid_positions(self.pos_grid, pn) + self.lvl_embed.weight[l] for l, pn in enumerate(self.patch_nums)], 1
     )
 
 
 def _start_tokens(self: SRVAR, cond_BD: torch.Tensor) -> torch.Tensor:
-    "Content of the first scale: class embedding + learnable start positions; (B, ρ_1², C)."
+    "Class + start positions: (B, ρ_1², C)."
     return cond_BD[:, None, :] + self.pos_start
 
 
 def _options(self: SRVAR) -> dict:
-    "The conditioning choices that change the weights' meaning; saved with every checkpoint."
+    "The options saved with every checkpoint."
     return dict(prefix_pos=self.prefix_pos_mode, lr_add=self.lr_add)
 
 
 def _embed_prefix(self: SRVAR, prefix_BChw: torch.Tensor) -> torch.Tensor:
-    "LR encoder features (B, Cvae, ρ_L, ρ_L) → prefix tokens (B, ρ_L², C) with their positions and level."
+    "LR features (B, Cvae, ρ_L, ρ_L) → prefix tokens (B, ρ_L², C)."
     pos = self.prefix_pos if self.prefix_pos_mode == "own" else grid_positions(self.pos_grid, self.prefix_side)
     return self.prefix_proj(prefix_BChw.flatten(2).transpose(1, 2)) + pos + self.prefix_lvl
 
 
 def _lr_inputs(self: SRVAR, prefix_BChw: torch.Tensor) -> torch.Tensor:
-    """LR features area-resampled to every ρ_l and projected by `prefix_proj`: (B, Σρ², C), added to each scale's
-    inputs."""
-    f = prefix_BChw.float()
-    return self.prefix_proj(
-        torch.cat([F.interpolate(f, size=(pn, pn), mode="area").flatten(2) for pn in self.patch_nums], 2).transpose(
-            1, 2
-        )
-    )
+    "LR features area-resampled to every ρ_l: (B, Σρ², C)."
+    f = [F.interpolate(prefix_BChw.float(), size=(pn, pn), mode="area").flatten(2) for pn in self.patch_nums]
+    return self.prefix_proj(torch.cat(f, 2).transpose(1, 2))
 
 
-SRVAR.image_positions = _image_positions
-SRVAR.start_tokens = _start_tokens
-SRVAR.options = _options
-SRVAR.embed_prefix = _embed_prefix
-SRVAR.lr_inputs = _lr_inputs
+SRVAR.image_positions, SRVAR.start_tokens, SRVAR.options = _image_positions, _start_tokens, _options
+SRVAR.embed_prefix, SRVAR.lr_inputs = _embed_prefix, _lr_inputs
 
 # %% ../nbs/05_var.ipynb #8763a12b2bbd4a93a75aff182afb95dc
-def _check_inputs(self: SRVAR, prefix_BChw, cls_B, x_BLCv=None):
-    "Raise MsvarError on inputs whose shapes or values do not fit this model."
-    if cls_B.ndim != 1 or cls_B.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
-        raise MsvarError(f"cls_B must be a 1-D integer tensor, got shape {tuple(cls_B.shape)} dtype {cls_B.dtype}")
-    if len(cls_B) and host_values(cls_B) and (cls_B.min() < 0 or cls_B.max() >= self.num_classes):  # no GPU sync
+def _check_inputs(self: SRVAR, prefix_BChw, cls_B):
+    "MsvarError for classes or a prefix that do not fit."
+    if len(cls_B) and host_values(cls_B) and (cls_B.min() < 0 or cls_B.max() >= self.num_classes):
         raise MsvarError(f"class labels must be in 0…{self.num_classes - 1}, got {cls_B.tolist()}")
-    B = cls_B.shape[0]
-    if self.prefix_side is None:
-        if prefix_BChw is not None:
-            raise MsvarError("this model was built with prefix=False; pass prefix_BChw=None")
-    else:
-        want = (B, self.Cvae, self.prefix_side, self.prefix_side)
-        if prefix_BChw is None:
-            raise MsvarError(f"this model needs the LR prefix prefix_BChw of shape {want}")
-        if tuple(prefix_BChw.shape) != want:
-            raise MsvarError(f"prefix_BChw must have shape {want}, got {tuple(prefix_BChw.shape)}")
-    if x_BLCv is not None:
-        want = (B, self.n_image - self.first_l, self.Cvae)
-        if tuple(x_BLCv.shape) != want:
-            raise MsvarError(f"x_BLCv must have shape {want} (B, Σ_(l≥2) ρ_l², Cvae), got {tuple(x_BLCv.shape)}")
+    want = self.prefix_side and (len(cls_B), self.Cvae, self.prefix_side, self.prefix_side)
+    if (prefix_BChw is None) != (not want) or (want and tuple(prefix_BChw.shape) != want):
+        got = None if prefix_BChw is None else tuple(prefix_BChw.shape)
+        raise MsvarError(f"this model (prefix={bool(want)}) takes prefix_BChw of shape {want or None}, got {got}")
 
 
 def _forward(self: SRVAR, prefix_BChw, cls_B, x_BLCv):
-    "Teacher-forced logits (B, Σρ², V) of all L scales; drops the class to null with p = cond_drop when training."
-    self._check_inputs(prefix_BChw, cls_B, x_BLCv)
+    "Teacher-forced logits (B, Σρ², V)."
+    self._check_inputs(prefix_BChw, cls_B)
     if self.training and self.cond_drop > 0:
         cls_B = torch.where(torch.rand(cls_B.shape, device=cls_B.device) < self.cond_drop, self.null_class, cls_B)
     cond_BD = self.class_emb(cls_B)  # (B, C)
     x_BLC = torch.cat((self.start_tokens(cond_BD), self.word_embed(x_BLCv.float())), 1) + self.image_positions()
     if self.lr_add:
-        x_BLC = x_BLC + self.lr_inputs(prefix_BChw)  # each token sees the LR under it
+        x_BLC = x_BLC + self.lr_inputs(prefix_BChw)
     if self.prefix_side:
         x_BLC = torch.cat((self.embed_prefix(prefix_BChw.float()), x_BLC), 1)  # (B, P + Σρ², C)
     for b in self.blocks:
@@ -387,20 +312,13 @@ SRVAR._check_inputs, SRVAR.forward = _check_inputs, _forward
 
 # %% ../nbs/05_var.ipynb #c72b02b7
 def count_params(model: nn.Module, human: bool = False) -> int | str:
-    "Number of trainable parameters (`human=True`: as text, e.g. '7.44M params')."
+    "Number of trainable parameters (`human`: as text)."
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if not human:
-        return n
-    return f"{n / 1e6:.2f}M params" if n >= 1e5 else f"{n / 1e3:.1f}k params"
+    return (f"{n / 1e6:.2f}M params" if n >= 1e5 else f"{n / 1e3:.1f}k params") if human else n
 
 # %% ../nbs/05_var.ipynb #14a88e4b
-def sample_tokens(
-    logits_BlV: torch.Tensor,
-    top_k: int = 0,
-    top_p: float = 0.0,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    "Pick one token per position: sample after top-k and top-p filtering; (B, l)."
+def sample_tokens(logits_BlV: torch.Tensor, top_k: int = 0, top_p: float = 0.0, generator=None) -> torch.Tensor:
+    "One token per position, sampled after top-k and top-p: (B, l)."
     B, l, V = logits_BlV.shape
     logits = logits_BlV.float()
     if top_k and 0 < top_k < V:
@@ -408,91 +326,84 @@ def sample_tokens(
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p and 0 < top_p < 1:
         srt, order = logits.sort(dim=-1, descending=True)
-        before = srt.softmax(-1).cumsum(-1) - srt.softmax(-1)  # probability mass ranked above each token
+        before = srt.softmax(-1).cumsum(-1) - srt.softmax(-1)  # mass ranked above
         kept = srt.masked_fill(before > top_p, float("-inf"))  # the top token always survives
         logits = logits.scatter(-1, order, kept)
     probs = logits.softmax(-1).view(B * l, V)
-    if generator is not None and generator.device != probs.device:  # e.g. a seeded CPU generator, model on CUDA
-        drawn = torch.multinomial(probs.to(generator.device), 1, generator=generator)
-        return drawn.view(B, l).to(probs.device)
-    return torch.multinomial(probs, 1, generator=generator).view(B, l)
+    dev = probs.device if generator is None else generator.device
+    return torch.multinomial(probs.to(dev), 1, generator=generator).view(B, l).to(probs.device)
 
 # %% ../nbs/05_var.ipynb #7623eae2785240b9bd12b16a66d81610
-SOFT_TAU = 1.0  # the default decoding is soft at this temperature (chosen in chapter 11)
-SOFT_MIN, CFG_MAX = 1e-4, 1e4  # logits·(1 + cfg)/τ stay finite in fp32 for any logit below 1e30
-# (the commands refuse τ < SOFT_MIN; in Python a smaller τ is yours to try)
+SOFT_TAU = 1.0  # the default decoding's temperature (chapter 11)
+SOFT_MIN, CFG_MAX = 1e-4, 1e4  # logits·(1 + cfg)/τ stay finite in fp32
 
 
 def _pick_sample(d, generator):
-    "Sample each step's tokens with `generator`, after top-k and top-p filtering."
+    "Sampled tokens."
     return lambda step, logits: sample_tokens(logits, d.top_k, d.top_p, generator)
 
 
 def _pick_greedy(d, generator):
-    "The most likely token everywhere."
+    "The most likely tokens."
     return lambda step, logits: logits.argmax(-1)
 
 
 def _pick_soft(d, generator):
-    "No tokens: the probability maps softmax(logits/τ) (B, l, V), whose expected codes build f̂."
+    "The probabilities softmax(logits/τ) (B, l, V)."
     return lambda step, logits: torch.softmax(logits.float() / d.tau, -1)
 
 
-DECODING_PICKERS = dict(sample=_pick_sample, greedy=_pick_greedy, soft=_pick_soft)  # mode → pick(step, logits) maker
+DECODING_PICKERS = dict(sample=_pick_sample, greedy=_pick_greedy, soft=_pick_soft)
 
 # %% ../nbs/05_var.ipynb #5acc631c
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _number(v, kinds=(int, float)) -> bool:
+    return isinstance(v, kinds) and not isinstance(v, bool)
 
 
-def _integer(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-DECODING_RULES = (  # field, the test its value passes, what it must be
+DECODING_RULES = (  # field, test, what it must be
     ("tau", lambda v: v is None or (_number(v) and math.isfinite(v) and v > 0), "a finite temperature τ > 0"),
-    ("top_k", lambda v: _integer(v) and v >= 0, "an integer ≥ 0 (0: off)"),
+    ("top_k", lambda v: _number(v, int) and v >= 0, "an integer ≥ 0 (0: off)"),
     ("top_p", lambda v: _number(v) and (v == 0 or 0 < v <= 1), "0 (off) or a number in (0, 1]"),
     (
         "cfg",
-        lambda v: v is None or (_number(v) and math.isfinite(v) and 0 <= v <= CFG_MAX),
+        lambda v: v is None or (_number(v) and 0 <= v <= CFG_MAX),
         f"none (off) or a number in [0, {CFG_MAX:g}] (larger ones overflow the logits)",
     ),
-    ("seed", lambda v: _integer(v) and 0 <= v < 2**63, "an integer in [0, 2**63)"),
+    ("seed", lambda v: _number(v, int) and 0 <= v < 2**63, "an integer in [0, 2**63)"),
 )
 
 
 def decoding_problem(values: dict, names: dict | None = None) -> str | None:
-    "The first of `values` (Decoding fields) breaking DECODING_RULES, named as in `names` (e.g. a flag); None if none."
+    "The first of `values` breaking DECODING_RULES, or None."
     names = names or {}
-    for key, ok, want in DECODING_RULES:
-        if key in values and not ok(values[key]):
-            return f"{names.get(key, key)} must be {want}, got {values[key]!r}"
-    return None
+    bad = (
+        f"{names.get(k, k)} must be {want}, got {values[k]!r}"
+        for k, ok, want in DECODING_RULES
+        if not ok(values.get(k))
+    )
+    return next(bad, None)
 
 
 def _mode_problem(d) -> str | None:
-    "What is wrong with `d`'s mode and the fields only some modes take; None if nothing."
+    "What is wrong with `d`'s mode; None if nothing."
     if not isinstance(d.mode, str) or d.mode not in DECODING_PICKERS:
         return f"unknown decoding mode {d.mode!r}; the modes are {tuple(DECODING_PICKERS)}"
     if d.mode != "soft" and d.tau is not None:
         return f"choose one decoding: {d.mode} decoding excludes a soft temperature tau"
     if d.mode != "sample" and (d.top_k or d.top_p):
-        return f"choose one decoding: {d.mode} decoding excludes top_k and top_p (they filter sampling)"
+        return f"choose one decoding: {d.mode} decoding excludes top_k and top_p"
     return None
 
 # %% ../nbs/05_var.ipynb #7cdc8c89c7104fffa095e18ddfef8986
 def _short(x) -> str:
-    "A number as briefly as it reads back exactly."
+    "A number, short but exact."
     s = f"{x:g}"
     return s if float(s) == x else repr(float(x))
 
 
 @dataclass(frozen=True)
 class Decoding:
-    """How `generate` picks each step's tokens: `mode` 'sample' (top_k / top_p filter it), 'greedy', or 'soft' at
-    temperature `tau`; classifier-free guidance of strength `cfg` (None: off); the `seed` of the generator that
-    `upscale` and `model_outputs` make. Checked when made; `str(d)` ('soft1+cfg2') reads back with `Decoding.parse`."""
+    "How `generate` picks each step's tokens; checked when made."
 
     mode: str = "soft"
     tau: float | None = None  # soft only; None there: SOFT_TAU
@@ -509,7 +420,7 @@ class Decoding:
             raise MsvarError(problem)
 
     def picker(self, generator: torch.Generator | None = None):
-        "`pick(step, logits_BlV)` for `_run_steps`: the step's tokens (B, l), or soft decoding's probabilities."
+        "`pick(step, logits_BlV)` for `_run_steps`."
         return DECODING_PICKERS[self.mode](self, generator)
 
     def __str__(self) -> str:
@@ -523,7 +434,7 @@ class Decoding:
         return "+".join(text for given, text in parts if given)
 
     def header(self) -> dict:
-        "The mode as a model file's header records it: {greedy}, {soft} or {top_k, top_p}."
+        "The mode as a model file's header records it."
         if self.mode == "greedy":
             return dict(greedy=True)
         if self.mode == "soft":
@@ -532,7 +443,7 @@ class Decoding:
 
     @classmethod
     def from_header(cls, h: dict) -> Decoding:
-        "The decoding a model file's header entry records (`header()`); MsvarError for any other entry."
+        "The decoding a header entry records."
         if not isinstance(h, dict) or set(h) - {"greedy", "soft", "top_k", "top_p"}:
             raise MsvarError(f"a header's decoding is {{greedy}}, {{soft}} or {{top_k, top_p}}, got {h!r:.80}")
         if h.get("greedy") is True:
@@ -542,39 +453,28 @@ class Decoding:
         return cls("sample", top_k=h.get("top_k", 0), top_p=h.get("top_p", 0.0))
 
 # %% ../nbs/05_var.ipynb #d8b0dde6
-DECODING_PARTS = (("topk", "top_k", int), ("topp", "top_p", float), ("cfg", "cfg", float), ("seed", "seed", int))
-
-
-def _reads_as(text: str, kind) -> bool:
-    "Whether `kind(text)` reads the text."
-    try:
-        kind(text)
-    except ValueError:
-        return False
-    return True
+DECODING_PARTS = dict(soft="tau", topk="top_k", topp="top_p", cfg="cfg", seed="seed")
 
 
 def _decoding_part(part: str) -> dict:
-    "One '+'-joined part of a decoding string as Decoding fields."
+    "One part of a decoding string as Decoding fields."
     if part in DECODING_PICKERS:
         return dict(mode=part)
-    if part.startswith("soft") and _reads_as(part[4:], float):
-        return dict(mode="soft", tau=float(part[4:]))
-    for prefix, key, kind in DECODING_PARTS:
-        if part.startswith(prefix) and _reads_as(part[len(prefix) :], kind):
-            return {key: kind(part[len(prefix) :])}
-    raise MsvarError(
-        f"unknown decoding {part!r}: use a mode ({', '.join(DECODING_PICKERS)}, softT) and topkK, toppP, cfgT, seedS, "
-        "joined by '+'"
-    )
+    m = re.fullmatch(r"(soft|topk|topp|cfg|seed)(.+)", part)
+    try:
+        key = DECODING_PARTS[m[1]]
+        return {key: (int if key in ("top_k", "seed") else float)(m[2]), **(dict(mode="soft") if key == "tau" else {})}
+    except (TypeError, ValueError):
+        modes = ", ".join(DECODING_PICKERS)
+        raise MsvarError(
+            f"unknown decoding {part!r}: use a mode ({modes}, softT) and topkK, toppP, cfgT, seedS, joined by '+'"
+        ) from None
 
 
 def _parse(cls, s: str) -> Decoding:
-    """`str(d)` back to `d`: a mode (greedy, sample, soft, softT) and topkK, toppP, cfgT, seedS, joined by '+';
-    without a mode, sample."""
+    "`str(d)` back to `d` (without a mode: sample)."
     fields = {}
-    for part in filter(None, s.split("+")):
-        new = _decoding_part(part)
+    for new in map(_decoding_part, filter(None, s.split("+"))):
         if set(new) & set(fields):
             raise MsvarError(f"decoding {s!r} gives {sorted(set(new) & set(fields))} twice")
         fields.update(new)
@@ -582,78 +482,53 @@ def _parse(cls, s: str) -> Decoding:
 
 
 Decoding.parse = classmethod(_parse)
-DEFAULT_DECODING = Decoding()  # every function and command that decodes, unless told otherwise: soft at SOFT_TAU
-
-# %% ../nbs/05_var.ipynb #59bbdb311c014d738909a11f9e486628
-def _prefix_pass(self: SRVAR, prefix_BChw, cond_BD, guided: bool, kvs, seq: list):
-    "The LR prefix, once and bidirectional: into the KV caches `kvs`, or (no cache) appended to `seq`."
-    pre = self.embed_prefix(prefix_BChw.float())
-    pre = pre.repeat(2, 1, 1) if guided else pre  # guidance: the null-class rows see the same prefix
-    if kvs is None:
-        seq.append(pre)
-        return
-    h = pre
-    for b, kv in zip(self.blocks, kvs):
-        h = b(h, cond_BD, None, kv)
-
-
-SRVAR._prefix_pass = _prefix_pass
+DEFAULT_DECODING = Decoding()  # soft at SOFT_TAU
 
 # %% ../nbs/05_var.ipynb #b43b363d81ae4b689946ece5c682cd59
 @torch.no_grad()
 def _run_steps(
-    self: SRVAR, prefix_BChw, cls_B, state, pick, cfg: float | None = None, use_cache: bool = True, on_stage_end=None
+    self: SRVAR, prefix_BChw, cls_B, state, pick, cfg=None, use_cache: bool = True, on_stage_end=None
 ) -> list:
-    """Next-scale generation (inference): `pick(step, logits_BlV)` chooses each scale's tokens (B, l), or its
-    probability maps (B, l, V)."""
+    "Next-scale generation; `pick(step, logits_BlV)` chooses each scale's tokens."
     self._check_inputs(prefix_BChw, cls_B)
     B, guided = cls_B.shape[0], cfg is not None
-    if guided:
-        cls_B = torch.cat((cls_B, torch.full_like(cls_B, self.null_class)))  # rows B…2B-1: null class
-    cond_BD = self.class_emb(cls_B)  # (B or 2B, C)
-    pos_1LC = self.image_positions()
+    both = lambda x: x.repeat(2, 1, 1) if guided else x  # rows B…2B-1: the null class
+    cond_BD = self.class_emb(torch.cat((cls_B, torch.full_like(cls_B, self.null_class))) if guided else cls_B)
+    pos_1LC, kvs, seq = self.image_positions(), [LayerKV() for _ in self.blocks], []
     state.reset()
-    kvs = [LayerKV() for _ in self.blocks] if use_cache else None
-    seq = []  # no-cache path: all inputs so far
-    if self.prefix_side:
-        self._prefix_pass(prefix_BChw, cond_BD, guided, kvs, seq)
-    lr_in = self.lr_inputs(prefix_BChw) if self.lr_add else None  # (B, Σρ², C)
-    if lr_in is not None and guided:
-        lr_in = lr_in.repeat(2, 1, 1)
-    x_in = self.start_tokens(cond_BD) + pos_1LC[:, : self.first_l]
-    if lr_in is not None:
-        x_in = x_in + lr_in[:, : self.first_l]
-    idx_list, cur = [], 0
-    for step, pn in enumerate(self.patch_nums):
+
+    def blocks(x):
+        "The new tokens `x` through the blocks."
         if use_cache:
-            h = x_in
             for b, kv in zip(self.blocks, kvs):
-                h = b(h, cond_BD, None, kv)
-        else:
-            seq.append(x_in)
-            h = torch.cat(seq, 1)
-            n = h.shape[1]
-            for b in self.blocks:
-                h = b(h, cond_BD, self.attn_mask[:n, :n])
-            h = h[:, -pn * pn :]
-        logits_BlV = self.head(self.head_nm(h, cond_BD))
+                x = b(x, cond_BD, None, kv)
+            return x
+        seq.append(x)
+        h = torch.cat(seq, 1)
+        for b in self.blocks:
+            h = b(h, cond_BD, self.attn_mask[: h.shape[1], : h.shape[1]])
+        return h[:, -x.shape[1] :]
+
+    if self.prefix_side:
+        blocks(both(self.embed_prefix(prefix_BChw.float())))  # the LR prefix, once
+    lr_in = both(self.lr_inputs(prefix_BChw)) if self.lr_add else None  # (B, Σρ², C)
+    x_in, idx_list, cur = self.start_tokens(cond_BD) + pos_1LC[:, : self.first_l], [], 0
+    for step, pn in enumerate(self.patch_nums):
+        if lr_in is not None:
+            x_in = x_in + lr_in[:, cur : cur + pn * pn]
+        logits_BlV = self.head(self.head_nm(blocks(x_in), cond_BD))
         if guided:
             t = cfg * step / max(self.L - 1, 1)
             logits_BlV = (1 + t) * logits_BlV[:B] - t * logits_BlV[B:]
         picked = pick(step, logits_BlV)  # (B, l) tokens or (B, l, V) probabilities
-        idx_Bhw = picked.view(B, pn, pn, *picked.shape[2:])
-        idx_list.append(idx_Bhw)
-        state.add(step, idx_Bhw)
+        idx_list.append(picked.view(B, pn, pn, *picked.shape[2:]))
+        state.add(step, idx_list[-1])
         cur += pn * pn
         if step + 1 in self.stage_ends and on_stage_end is not None:
             on_stage_end(self.stage_ends.index(step + 1), state)
         if step + 1 < self.L:
             nxt = self.patch_nums[step + 1]
-            x_in = self.word_embed(state.next_input(step).float()) + pos_1LC[:, cur : cur + nxt * nxt]
-            if guided:
-                x_in = x_in.repeat(2, 1, 1)
-            if lr_in is not None:
-                x_in = x_in + lr_in[:, cur : cur + nxt * nxt]
+            x_in = both(self.word_embed(state.next_input(step).float()) + pos_1LC[:, cur : cur + nxt * nxt])
     return idx_list
 
 
@@ -661,49 +536,26 @@ SRVAR._run_steps = _run_steps
 
 # %% ../nbs/05_var.ipynb #1988effc
 def generate(
-    self: SRVAR,
-    prefix_BChw,
-    cls_B,
-    state,
-    decoding: Decoding = DEFAULT_DECODING,
-    generator: torch.Generator | None = None,
-    on_stage_end=None,
-    use_cache: bool = True,
+    self: SRVAR, prefix_BChw, cls_B, state, decoding=DEFAULT_DECODING, generator=None, on_stage_end=None, use_cache=True
 ) -> list:
-    """The L token maps (B, ρ_l, ρ_l) of B images (inference), with KV cache, decoded as `decoding` says: sampled with
-    `generator`, greedy, or soft, where the maps are softmax(logits/τ) (B, ρ_l, ρ_l, V) and f̂ adds expected codes."""
-    pick = decoding.picker(generator)
-    cfg = decoding.cfg
-    return self._run_steps(prefix_BChw, cls_B, state, pick, cfg=cfg, use_cache=use_cache, on_stage_end=on_stage_end)
+    "The L token maps (B, ρ_l, ρ_l) of B images (soft: (B, ρ_l, ρ_l, V)), decoded as `decoding` says."
+    return self._run_steps(prefix_BChw, cls_B, state, decoding.picker(generator), decoding.cfg, use_cache, on_stage_end)
 
 
-def generate_images(self: SRVAR, prefix_BChw, cls_B, state, decode_stage, **kwargs) -> tuple:
-    "Generate, decoding stage n with `decode_stage(n, state)` after its last step: (token maps, [×1, ×2, ×4 images])."
-    images = []
-    idx = self.generate(
-        prefix_BChw, cls_B, state, on_stage_end=lambda n, s: images.append(decode_stage(n, s)), **kwargs
-    )
-    return idx, images
-
-
-SRVAR.generate, SRVAR.generate_images = generate, generate_images
+SRVAR.generate = generate
 
 # %% ../nbs/05_var.ipynb #d6fdac0c
-_VAR_DROPPED = ("pos_1LC", "lvl_1L", "attn_bias_for_masking")  # VAR's per-scale positions and recomputed buffers
-
-
 @torch.no_grad()
 def load_public_var_weights(model: SRVAR, state_dict: dict) -> dict:
-    """Load the shared weights of a public VAR checkpoint (the VAR authors' release, e.g. `var_d16.pth`) into msvar's
-    SRVAR `model`; returns the keys loaded, added, dropped and re-initialised."""
+    "Load a public VAR checkpoint into `model`; what became of its keys."
     own = model.state_dict()
-    report = dict(loaded=[], added=[], dropped=[], reinitialised=[], broadcast=[])
-    take, unexpected, bad_shape = {}, [], []
+    report = dict(loaded=[], dropped=[], reinitialised=[], broadcast=[])
+    take, bad = {}, []
     for k, v in state_dict.items():
-        if k in _VAR_DROPPED:
+        if k in ("pos_1LC", "lvl_1L", "attn_bias_for_masking"):
             report["dropped"].append(k)
         elif k not in own:
-            unexpected.append(k)
+            bad.append(f"unexpected key {k}")
         elif k == "class_emb.weight" and v.shape[1:] == own[k].shape[1:] and v.shape[0] != own[k].shape[0]:
             report["reinitialised"].append(k)
         elif k == "pos_start" and v.shape[1] == 1 and v.shape[2:] == own[k].shape[2:]:
@@ -711,23 +563,17 @@ def load_public_var_weights(model: SRVAR, state_dict: dict) -> dict:
             report["loaded"].append(k)
             report["broadcast"].append(k)
         elif v.shape != own[k].shape:
-            bad_shape.append(f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}")
+            bad.append(f"shape mismatch {k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}")
         else:
             take[k] = v
             report["loaded"].append(k)
-    if unexpected or bad_shape:
-        more = lambda ks: f"{ks[:8]}" + (f" … and {len(ks) - 8} more" if len(ks) > 8 else "")
-        raise MsvarError(
-            "checkpoint does not fit this model:"
-            + (f"\n  {len(unexpected)} unexpected keys: {more(unexpected)}" if unexpected else "")
-            + ("".join(f"\n  shape mismatch {s}" for s in bad_shape))
-        )
+    if bad:
+        raise MsvarError(f"checkpoint does not fit this model ({len(bad)} keys): " + "; ".join(bad[:8]))
     missing = [k for k in own if k not in take and k not in report["reinitialised"]]
     if "class_emb.weight" in missing:
         raise MsvarError("checkpoint has no class_emb.weight: is it a VAR transformer checkpoint?")
     if model.prefix_side and "word_embed.weight" in take and "prefix_proj.weight" not in take:
-        # VAR has no prefix: it starts as word_embed, which reads the same latent space (msvar's own is kept)
+        # VAR has no prefix: start it as word_embed
         take["prefix_proj.weight"], take["prefix_proj.bias"] = take["word_embed.weight"], take["word_embed.bias"]
     model.load_state_dict(take, strict=False)
-    report["added"] = missing
-    return report
+    return dict(report, added=missing)

@@ -58,8 +58,9 @@ def test_hit_state_plugs_in():
     with torch.no_grad(): prefix = hit.encode(lr_up)
     cls = torch.tensor([0, 1])
     state = hit_mod.HITState(hit.quantize, p)
-    idx, imgs = m.generate_images(prefix, cls, state, decoding=Decoding("sample", top_k=4, cfg=1.0), generator=torch.Generator().manual_seed(0),
-                                  decode_stage=lambda n, s: hit.decode_stage(s.stage_fhat(n), n))
+    imgs = []
+    idx = m.generate(prefix, cls, state, Decoding("sample", top_k=4, cfg=1.0), torch.Generator().manual_seed(0),
+                     lambda n, s: imgs.append(hit.decode_stage(s.stage_fhat(n), n)))
     assert [tuple(i.shape) for i in imgs] == [(2, 3, s, s) for s in p.stage_sizes]
     # teacher forcing on the HIT inputs of the sampled tokens reproduces the cached logits
     with torch.no_grad(): tf = m(prefix, cls, hit.quantize.teacher_inputs(idx, hit_mod.stage_grids(p)))
