@@ -2,12 +2,12 @@
 of msvar's generation goes, each part against its FLOP bound.
 
     python bench/sr_speed.py [--sizes 64x64 96x96 256x192] [--threads 1 2] [--reps 3] [--profile 96x96]
-                             [--variants] [--check-images 4]
+                             [--variants] [--check-images 4] [--json data/bench/sr_speed.json]
 
 It prints, in one run:
 1. the CPU: whether it computes bf16 natively (its flags) and a measured bf16/fp32 matrix-product ratio;
 2. seconds per image and output megapixels per second (×4) of `upscale` with the shipped model and msvar_sr's defaults
-   (×2 and ×4, the model file's decoding), and of RRDBNet ×4 (23 RRDB blocks, 64 channels, growth 32; random weights:
+   (×2 and ×4, the model file's decoding), in fp32 (the default) and with precision='bf16' (`--precision bf16`), and of RRDBNet ×4 (23 RRDB blocks, 64 channels, growth 32; random weights:
    its speed does not depend on them) in fp32 and bf16, called in turn (devtools.interleaved) so that the machine's
    load falls on each alike; medians of this process's CPU seconds at one thread (a shared machine stretches them
    much less than wall time), of wall seconds at more;
@@ -19,7 +19,7 @@ It prints, in one run:
 The timing hooks live in this file only: the package is timed as it is.
 """
 
-import argparse, contextlib, copy, inspect, time
+import argparse, contextlib, copy, inspect, json, time
 from collections import defaultdict
 from pathlib import Path
 import torch
@@ -170,8 +170,8 @@ def speed_table(model, rrdb, sizes, threads, reps) -> list:
         torch.set_num_threads(t)
         for h, w in sizes:
             x = torch.rand(3, h, w, generator=torch.Generator().manual_seed(h * w))
-            fns = dict(msvar=msvar_run(model), rrdb_fp32=rrdb_run(rrdb, torch.float32))
-            fns["rrdb_bf16"] = rrdb_run(rrdb, torch.bfloat16)
+            fns = dict(msvar=msvar_run(model), msvar_bf16=msvar_run(model, precision="bf16"))
+            fns.update(rrdb_fp32=rrdb_run(rrdb, torch.float32), rrdb_bf16=rrdb_run(rrdb, torch.bfloat16))
             secs = interleaved({k: on_input(f, x, warm) for k, f in fns.items()}, reps, clock=clock_for(t))
             rows.append((t, (h, w), n_tiles(h, w, model.preset.lr_size), secs))
             print_speed_row(*rows[-1])
@@ -182,9 +182,13 @@ def print_speed_row(t, size, tiles, secs):
     "One line of the speed table."
     h, w = size
     mpix = 16 * h * w / 1e6
-    cells = "  ".join(f"{secs[k]:7.2f} s {mpix / secs[k]:6.3f} MP/s" for k in ("msvar", "rrdb_fp32", "rrdb_bf16"))
+    cells = "  ".join(f"{secs[k]:7.2f} s {mpix / secs[k]:6.3f} MP/s" for k in SPEED_COLUMNS)
     best = min(secs["rrdb_fp32"], secs["rrdb_bf16"])
-    print(f"{t:>2} {w:>4}×{h:<4} {tiles:>4}  {cells}  {best / secs['msvar']:5.2f}×", flush=True)
+    ratios = f"{best / secs['msvar']:5.2f}× {best / secs['msvar_bf16']:5.2f}×"
+    print(f"{t:>2} {w:>4}×{h:<4} {tiles:>4}  {cells}  {ratios}", flush=True)
+
+
+SPEED_COLUMNS = ("msvar", "msvar_bf16", "rrdb_fp32", "rrdb_bf16")
 
 
 # --- where the time goes ---
@@ -452,6 +456,7 @@ def main():
     ap.add_argument("--variants", default="", help="input size WxH of the candidate rows ('' to skip)")
     ap.add_argument("--only", nargs="*", default=[], help="candidate rows whose names contain one of these words")
     ap.add_argument("--check-images", type=int, default=0, help="bundled images for the bf16 output check")
+    ap.add_argument("--json", help="also write the speed table here (README's speed line reads data/bench/sr_speed.json)")
     a = ap.parse_args()
     flags = cpu_flags()
     model = load_sr_model(a.model, device="cpu")
@@ -469,9 +474,14 @@ def main():
         f"model {Path(a.model).name}: preset {model.preset.name}, LR tile {model.preset.lr_size} px, scales "
         f"{DEFAULT_SCALES}, decoding {model.decoding}; medians of {a.reps} calls taken in turn (1 thread: CPU seconds; more: wall)"
     )
-    heads = "  ".join(f"{k:^24}" for k in ("msvar", "RRDBNet fp32", "RRDBNet bf16"))
-    print(f"{'th':>2} {'input':>9} {'tiles':>5}  {heads}  msvar speed-up")
-    speed_table(model, RRDBNet().eval(), [parse_size(s) for s in a.sizes], a.threads, a.reps)
+    heads = "  ".join(f"{k:^24}" for k in ("msvar fp32", "msvar bf16", "RRDBNet fp32", "RRDBNet bf16"))
+    print(f"{'th':>2} {'input':>9} {'tiles':>5}  {heads}  speed-up over the faster RRDBNet (fp32, bf16)")
+    rows = speed_table(model, RRDBNet().eval(), [parse_size(s) for s in a.sizes], a.threads, a.reps)
+    if a.json:
+        rec = dict(cpu=cpu_name(), native_bf16=native_bf16(flags), torch=torch.__version__, reps=a.reps)
+        rec["rows"] = [dict(threads=t, height=h, width=w, tiles=n, seconds=secs) for t, (h, w), n, secs in rows]
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(rec, indent=1))
     if a.profile:
         t = a.threads[0]
         torch.set_num_threads(t)

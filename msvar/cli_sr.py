@@ -72,6 +72,7 @@ def add_output_args(ap, tiles: bool = True) -> None:
     ap.add_argument("--colour-sigma", type=float, default=d.colour_sigma, help="colour fix scale")
     ap.add_argument("--no-colour-fix", action="store_true", help="no colour fix")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help="tiles per forward pass")
+    ap.add_argument("--precision", default=d.precision, help="fp32, or bf16: faster, slightly other outputs")
 
 
 def output_from_args(a) -> OutputSettings:
@@ -79,7 +80,7 @@ def output_from_args(a) -> OutputSettings:
     tiles = dict(scales=tuple(a.scales), overlap=a.overlap) if hasattr(a, "scales") else {}
     sigma = None if a.no_colour_fix else a.colour_sigma
     try:
-        return OutputSettings(cls=a.cls, colour_sigma=sigma, batch_size=a.batch_size, **tiles)
+        return OutputSettings(cls=a.cls, colour_sigma=sigma, batch_size=a.batch_size, precision=a.precision, **tiles)
     except MsvarError as e:
         field, rest = str(e).split(" ", 1)
         flag = "--class" if field == "cls" else "--" + field.replace("_", "-")

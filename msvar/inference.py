@@ -219,6 +219,7 @@ OUTPUT_RULES = (  # field, the test its value passes, what it must be
     ),
     ("overlap", lambda v: v is None or _count(v, 0), "an integer ≥ 0, or None (a quarter tile)"),
     ("batch_size", lambda v: _count(v, 1), "an integer ≥ 1"),
+    ("precision", lambda v: v in ("fp32", "bf16"), "'fp32' or 'bf16' (matrix products in bf16 under autocast)"),
 )
 
 
@@ -231,6 +232,7 @@ class OutputSettings:
     colour_sigma: float | None = COLOUR_SIGMA
     overlap: int | None = None
     batch_size: int = 8
+    precision: str = "fp32"
 
     def __post_init__(self):
         if isinstance(self.scales, list):
@@ -261,8 +263,9 @@ PROGRESS_TILES = 32  # upscale(progress=None) shows a bar above this
 def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None, progress=False) -> dict:
     "One image (path, or (3,H,W) in [0,1]) → {scale: output}."
     x, scales = _checked_image(image), output.scales
-    tile, avail, fn = getattr(model, "tile", None), model.scales, model
+    tile, avail, fn, dev = getattr(model, "tile", None), model.scales, model, "cpu"
     if isinstance(model, SRModel):
+        dev = next(model.parameters()).device.type
         tile, dec = model.preset.lr_size, decoding or model.decoding
         g, stages = torch.Generator().manual_seed(dec.seed), [n for n, s in enumerate(avail) if s in scales]
         fn = lambda t: model.sr_batch(t, cls=output.cls, decoding=dec, generator=g, stages=stages)
@@ -282,7 +285,8 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
     bar = len(boxes) > PROGRESS_TILES if progress is None else progress
     for b in progress_bar(it, desc="tiles", leave=False) if bar else it:
         chunk = boxes[b : b + output.batch_size]
-        outs = fn(torch.stack([xp[:, i : i + tile, j : j + tile] for i, j in chunk]))
+        with torch.autocast(dev, torch.bfloat16, enabled=output.precision == "bf16"):
+            outs = fn(torch.stack([xp[:, i : i + tile, j : j + tile] for i, j in chunk]))
         for s in scales:
             for (i, j), y in zip(chunk, outs[avail.index(s)].float().cpu()):
                 acc[s][:, i * s : (i + tile) * s, j * s : (j + tile) * s] += torch.cat((y * win[s], win[s][None]))

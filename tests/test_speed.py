@@ -67,3 +67,16 @@ def test_upscale_shows_a_tile_bar_when_asked_or_when_the_image_is_large(toy, mon
     assert len(inference.tile_starts(side, 8, 2)) ** 2 > inference.PROGRESS_TILES
     upscale(torch.rand(3, side, side), toy, progress=None)
     assert bars == ["tiles", "tiles"]
+
+
+def test_bf16_precision_runs_the_tiles_under_autocast(toy, monkeypatch):
+    "precision='bf16': every tile batch runs under bf16 autocast (fp32 never does); the outputs stay close to fp32's."
+    x = torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(0))
+    seen = []
+    sr_batch = toy.sr_batch
+    monkeypatch.setattr(toy, "sr_batch", lambda *a, **k: seen.append(torch.is_autocast_enabled("cpu")) or sr_batch(*a, **k))
+    fp32 = upscale(x, toy)
+    n = len(seen)
+    bf16 = upscale(x, toy, OutputSettings(precision="bf16"))
+    assert n > 0 and seen[:n] == [False] * n and seen[n:] == [True] * n, seen
+    assert all((bf16[s] - fp32[s]).abs().mean() < 0.05 for s in (2, 4))
