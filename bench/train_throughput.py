@@ -309,7 +309,7 @@ def step_variants(s: Setup, reps, extra=()):
     if "bf16" in extra: fns["+ bf16 autocast (= default, bf16 CPU)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16", amp=torch.bfloat16)
     if "workers" in extra:                                  # fit's StepLoader with one DataLoader worker: data prepared while the step runs
         from msvar.train import StepLoader
-        it1 = StepLoader(s.ds_cached, s.B, s.collate, num_workers=1, seed=0).iterate(0, None)
+        it1 = StepLoader(s.ds_cached, s.B, s.collate, num_workers=1, seed=0).iterate(0, 10**9)
         fns["+ data in 1 worker (main CPU only)"] = lambda r: train_step(s, next(it1)[0], s.loss_new, "w1")
     if "compile" in extra: fns["+ torch.compile (fp32)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "compiled", compile=True)
     if "compile" in extra and "bf16" in extra:
