@@ -83,7 +83,7 @@ class Setup:
         torch.manual_seed(seed)
         self.tk = HITTokenizer(Tokenizer.from_preset(p), p).eval().requires_grad_(False)
         self.ds = HRFolder(data, p.hr_size)                           # the baseline decoded every image file at every step
-        self.ds_cached = HRFolder(data, p.hr_size, cache=True)        # train_var's default now (fits_in_memory)
+        self.ds_cached = HRFolder(data, p.hr_size, cache=True)        # train_var caches when the images fit
         self.collate = DegradeCollate(DegradationConfig(), p.lr_size, 0.25)
         self.sampler = StepSampler(len(self.ds), B, seed=seed)
         beta = p.train.dpo_beta if dpo_beta is None else dpo_beta

@@ -16,22 +16,22 @@ from .core import MsvarError, TrainRecipe, seed_everything, default_device, prog
 from .core import keeps_global_state, global_state, restore_global_state
 from .files import atomic_write, holds_folder
 from .checkpoint import save_checkpoint, load_checkpoint, check_state_dict
-from .checkpoint import CKPT_KIND as CKPT_KIND  # callers import it from here
+from .checkpoint import CKPT_KIND as CKPT_KIND
 from .data import seed_worker
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'RECIPE_FIELDS', 'DECAY_TYPES', 'resolve_precision', 'resolve_compile',
-           'FitConfig', 'param_groups', 'adamw', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader',
-           'restore_saved_state', 'check_meta', 'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log',
-           'moving_average', 'plot_metrics', 'Run', 'start_run', 'resume_run', 'wrap_model', 'forward_backward',
-           'agree', 'optimizer_step', 'train_step', 'save_run', 'sample_run', 'step_batches', 'fit']
+           'FitConfig', 'param_groups', 'adamw', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader', 'check_meta',
+           'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log', 'moving_average', 'plot_metrics',
+           'Run', 'start_run', 'resume_run', 'wrap_model', 'forward_backward', 'agree', 'optimizer_step', 'train_step',
+           'save_run', 'sample_run', 'fit']
 
 # %% ../nbs/07_train.ipynb #ec2c75a3
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_precision(precision: str, device) -> str:
-    "'auto' → bf16 where the device computes it natively, else fp32."
+    "'auto' → bf16 where the device computes it natively."
     if precision != "auto":
         return precision
     dev = torch.device(device)
@@ -42,11 +42,10 @@ def resolve_precision(precision: str, device) -> str:
 
 
 COMPILES = ("auto", "on", "off")
-COMPILE_AUTO_STEPS = 1000  # 'auto' compiles runs this long (repaid after ~500 steps)
+COMPILE_AUTO_STEPS = 1000  # 'auto' compiles runs this long
 
 
 def _inductor_missing(dev: torch.device) -> str | None:
-    "Why inductor cannot build on `dev`, or None."
     if dev.type not in ("cpu", "cuda"):
         return f"not on {dev.type}"
     if dev.type == "cuda":
@@ -62,7 +61,7 @@ def _inductor_missing(dev: torch.device) -> str | None:
 
 
 def resolve_compile(compile, steps_ahead: int, device, world_size: int = 1) -> tuple:
-    "(compile?, why): 'auto' → on for long one-process runs where inductor builds."
+    "(compile?, why), 'auto' decided."
     if compile != "auto":
         return compile in (True, "on"), "asked"
     if steps_ahead < COMPILE_AUTO_STEPS:
@@ -78,27 +77,27 @@ RECIPE_FIELDS = ("lr", "weight_decay", "betas", "warmup", "min_lr_ratio", "clip"
 
 @dataclass
 class FitConfig:
-    "Settings of `fit`; a None takes the `TrainRecipe`'s value (`resolved`)."
+    "Settings of `fit`; None = the `TrainRecipe`'s."
 
-    steps: int = 1000  # optimizer steps
-    lr: float | None = None  # peak learning rate
+    steps: int = 1000
+    lr: float | None = None
     weight_decay: float | None = None
     betas: tuple | None = None
     eps: float = 1e-8
-    warmup: float | None = None  # a fraction of `steps` if < 1, else steps
-    min_lr_ratio: float | None = None  # the cosine ends at min_lr_ratio·lr
-    clip: float | None = None  # max gradient norm (0 = off)
-    accum: int = 1  # micro-batches per step
-    precision: str | None = None  # auto | fp32 | bf16 | fp16 (CUDA only)
-    compile: bool | str | None = None  # on | off | auto
+    warmup: float | None = None  # a fraction if < 1
+    min_lr_ratio: float | None = None
+    clip: float | None = None  # 0 = off
+    accum: int = 1
+    precision: str | None = None
+    compile: bool | str | None = None
     seed: int = 0
-    ckpt_every: int = 100  # steps between checkpoints
-    sample_every: int = 0  # steps between samples (0 = at the end)
-    max_nan_in_row: int = 10  # non-finite steps in a row that stop the run
+    ckpt_every: int = 100
+    sample_every: int = 0  # 0 = at the end
+    max_nan_in_row: int = 10  # then stop
     progress: bool = True
 
     def resolved(self, recipe: TrainRecipe | None = None) -> FitConfig:
-        "Each None of RECIPE_FIELDS replaced by `recipe`'s value."
+        "Each None → `recipe`'s value."
         r = recipe or TrainRecipe()
         return replace(self, **{k: getattr(r, k) for k in RECIPE_FIELDS if getattr(self, k) is None})
 
@@ -112,7 +111,7 @@ DECAY_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, n
 
 
 def param_groups(model: nn.Module, weight_decay: float, params=None) -> list:
-    "Two AdamW groups: Linear/Conv weights decay, the rest does not; only trainable `params`."
+    "AdamW groups: Linear/Conv weights decay, the rest not."
     wanted = None if params is None else {id(p) for p in params}
     decay, no_decay, seen = ([], []), ([], []), set()
     for mname, mod in model.named_modules():
@@ -140,7 +139,7 @@ def adamw(groups: list, lr: float, betas: tuple, eps: float, device) -> torch.op
 
 # %% ../nbs/07_train.ipynb #6c96fee9
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float = 0.1) -> float:
-    "The lr multiplier at `step`: a linear warm-up to 1, then a cosine to `min_ratio`."
+    "The lr factor at `step`: linear warm-up, then cosine."
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     t = min(1.0, (step - warmup) / max(1, total - warmup - 1))
@@ -164,28 +163,24 @@ class WarmupCosine:
         self.last_step += 1
         self._apply()
 
-    def get_last_lr(self) -> list:
-        return [g["lr"] for g in self.opt.param_groups]
-
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("base_lrs", "last_step", "total", "warmup", "min_ratio")}
 
     def load_state_dict(self, sd: dict):
-        "Continue from `sd`'s step, on the curve of this run's length."
         self.base_lrs, self.last_step = sd["base_lrs"], sd["last_step"]
         old, new = (sd["total"], sd["warmup"], sd["min_ratio"]), (self.total, self.warmup, self.min_ratio)
         self.note = None
         if old != new:
             f_new, f_old = lr_factor(self.last_step, *new), lr_factor(self.last_step, *old)
             self.note = (
-                f"the schedule is rescaled from {old[0]} to {self.total} steps (warm-up {old[1]} → {self.warmup}): "
-                f"at step {self.last_step} the lr factor is {f_new:.3g} instead of {f_old:.3g}"
+                f"the schedule is rescaled from {old[0]} to {self.total} steps: "
+                f"at step {self.last_step} the lr factor is {f_new:.3g}, not {f_old:.3g}"
             )
         self._apply()
 
 # %% ../nbs/07_train.ipynb #c266d844
 class StepSampler(torch.utils.data.Sampler):
-    "The (index, item_seed) keys of this rank's micro-batches of steps start_step…steps-1."
+    "(index, item_seed) keys of this rank's micro-batches."
 
     def __init__(self, n, global_batch, world_size=1, rank=0, accum=1, seed=0, start_step=0, steps=0):
         if global_batch % (world_size * accum):
@@ -194,7 +189,6 @@ class StepSampler(torch.utils.data.Sampler):
         self.micro, self.start, self.steps, self._cache = global_batch // (world_size * accum), start_step, steps, {}
 
     def _epoch(self, e: int):
-        "Order and item seeds of epoch e."
         if e not in self._cache:
             g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + e)
             order = torch.randperm(self.n, generator=g).tolist()
@@ -202,7 +196,6 @@ class StepSampler(torch.utils.data.Sampler):
         return self._cache[e]
 
     def keys(self, step: int, k: int = 0) -> list:
-        "Keys of micro-batch k of `step` on this rank."
         first = step * self.gb + (k * self.world + self.rank) * self.micro
         out = []
         for e, j in (divmod(pos, self.n) for pos in range(first, first + self.micro)):
@@ -211,14 +204,12 @@ class StepSampler(torch.utils.data.Sampler):
         return out
 
     def __iter__(self):
-        for s in range(self.start, self.steps):
-            for k in range(self.accum):
-                yield self.keys(s, k)
+        yield from (self.keys(s, k) for s in range(self.start, self.steps) for k in range(self.accum))
 
 # %% ../nbs/07_train.ipynb #f1a36ea5
 @dataclass
 class StepLoader:
-    "`iterate(start, steps)`: per step, this rank's micro-batches of `dataset`."
+    "Per step, this rank's micro-batches of `dataset`."
 
     dataset: object
     global_batch: int
@@ -228,7 +219,7 @@ class StepLoader:
     accum: int = 1
     seed: int = 0
     num_workers: int = 0
-    pin_memory: bool = False  # for CUDA: copies overlap the step
+    pin_memory: bool = False  # for CUDA
 
     def sampler(self, start: int = 0, steps: int = 0) -> StepSampler:
         n, gb = len(self.dataset), self.global_batch
@@ -252,25 +243,16 @@ class StepLoader:
             yield [next(it) for _ in range(self.accum)]
 
 # %% ../nbs/07_train.ipynb #e21a3e2f
-def restore_saved_state(st: dict):
-    "Put back a checkpoint's `global_state()`; its CUDA generators only where CUDA is."
-    st = {k: v.cpu() if torch.is_tensor(v) else v for k, v in st.items()}
-    cuda = st.pop("cuda", None)
-    if cuda is not None and torch.cuda.is_available():
-        st["cuda"] = [s.cpu() for s in cuda]
-    restore_global_state(st)
-
-
 def check_meta(saved: dict, meta: dict, path="checkpoint"):
-    "MsvarError if the run options recorded in a checkpoint differ from this run's."
+    "MsvarError if a checkpoint's run options differ."
     keys = sorted(k for k in set(saved) | set(meta) if saved.get(k) != meta.get(k))
     diff = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {meta.get(k)!r}" for k in keys)
     if diff:
-        raise MsvarError(f"{str(path)!r} was written with other options ({diff}); use them or another output folder")
+        raise MsvarError(f"{str(path)!r} was written with other options: {diff}")
 
 
 def param_digest(model: nn.Module) -> str:
-    "SHA-256 of every parameter's bytes: equal digests = identical replicas."
+    "SHA-256 of every parameter's bytes."
     h = hashlib.sha256()
     for n, p in model.named_parameters():
         h.update(n.encode())
@@ -280,12 +262,12 @@ def param_digest(model: nn.Module) -> str:
 # %% ../nbs/07_train.ipynb #153bcadf
 @dataclass
 class DistEnv:
-    "Where this process sits in a (possibly 1-process) run."
+    "Where this process sits in a run."
 
     rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
-    started_here: bool = False  # init_distributed started the group
+    started_here: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -297,7 +279,7 @@ def _distributed() -> bool:
 
 
 def init_distributed(device=None) -> DistEnv:
-    "Start torch.distributed from torchrun's environment (NCCL on GPUs, gloo on CPUs)."
+    "Start torch.distributed from torchrun's environment."
     world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
     dev = default_device(device)
     if world <= 1 and not _distributed():
@@ -317,12 +299,10 @@ def init_distributed(device=None) -> DistEnv:
 
 
 def _current_env(device) -> DistEnv:
-    "The DistEnv of a model on `device`, in the process group if one runs."
     return DistEnv(dist.get_rank(), dist.get_world_size(), device) if _distributed() else DistEnv(device=device)
 
 
 def _gather(obj, env: DistEnv) -> list:
-    "Every rank's `obj`, in rank order."
     out = [obj] * env.world_size
     if env.world_size > 1:
         dist.all_gather_object(out, obj)
@@ -333,25 +313,15 @@ def _gather(obj, env: DistEnv) -> list:
 class FitResult:
     "What `fit` returns."
 
-    model: nn.Module  # the trained (unwrapped) model
-    rows: list  # log rows written by this call
-    step: int  # steps done in total
-    nan_skipped: int  # non-finite steps skipped in total
+    model: nn.Module
+    rows: list
+    step: int
+    nan_skipped: int
     out_dir: Path
 
 
-def _to_device(x, dev):
-    "Move the tensors of a (nested) batch to `dev`."
-    return tree_map(lambda t: t.to(dev, non_blocking=True) if torch.is_tensor(t) else t, x)
-
-
-def _batch_len(x) -> int:
-    "Items in a batch: the first dimension of its first tensor."
-    return next((t.shape[0] if t.ndim else 1 for t in tree_leaves(x) if torch.is_tensor(t)), 1)
-
-
 def read_log(path) -> list:
-    "Rows of a JSONL log (a partial last line is ignored)."
+    "Rows of a JSONL log (not a partial last line)."
     rows = []
     for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
         with contextlib.suppress(json.JSONDecodeError):
@@ -360,14 +330,14 @@ def read_log(path) -> list:
 
 
 def moving_average(y, k: int) -> np.ndarray:
-    "Means over a sliding window of `k` values (`y` itself if k ≤ 1 or k > len(y))."
+    "Means over sliding windows of `k` values."
     y = np.asarray(y, dtype=float)
     return np.convolve(y, np.ones(k) / k, mode="valid") if 1 < k <= len(y) else y
 
 # %% ../nbs/07_train.ipynb #7be7afc7
 def plot_metrics(log, png_path=None, keys=None, smooth: int = 0, title: str = "", by: str | None = None):
-    "Curves of a training log (a path or its rows), one per key (and value of `by`), the lr beside."
-    from matplotlib.figure import Figure  # no pyplot: no global state changes
+    "Curves of a training log (a path or its rows)."
+    from matplotlib.figure import Figure
 
     rows = [r for r in (read_log(log) if isinstance(log, (str, Path)) else log) if not r.get("skipped")]
     with_lr = any("lr" in r for r in rows)
@@ -399,8 +369,8 @@ def plot_metrics(log, png_path=None, keys=None, smooth: int = 0, title: str = ""
 class Run:
     "The state `fit` carries from step to step."
 
-    model: nn.Module  # the model being trained (unwrapped)
-    net: nn.Module  # what the loss sees: the model, or its DDP / compiled wrapper
+    model: nn.Module
+    net: nn.Module  # the DDP / compiled wrapper
     opt: torch.optim.Optimizer
     sched: WarmupCosine
     scaler: torch.amp.GradScaler
@@ -408,13 +378,13 @@ class Run:
     env: DistEnv
     out_dir: Path
     meta: dict
-    trainable: list  # the parameters the optimizer updates (clipped together)
-    extra_state: object = None  # more state to checkpoint (state_dict / load_state_dict)
-    step: int = 0  # steps done
-    best: float = float("inf")  # lowest mean loss between two checkpoints
+    trainable: list  # what the optimizer updates
+    extra_state: object = None  # more to checkpoint
+    step: int = 0
+    best: float = float("inf")
     nan_total: int = 0
     nan_in_row: int = 0
-    window: list = field(default_factory=list)  # losses since the last checkpoint
+    window: list = field(default_factory=list)
 
     def __post_init__(self):
         self.last, self.log_path = self.out_dir / "last.pt", self.out_dir / "log.jsonl"
@@ -425,14 +395,14 @@ class Run:
 
 # %% ../nbs/07_train.ipynb #c2831700
 def start_run(model, cfg: FitConfig, out_dir, params=None, meta=None, extra_state=None) -> Run:
-    "A fresh run: AdamW on `params` (default: all trainable), schedule, grad scaler, seeded RNGs."
+    "A fresh run: optimizer, schedule, scaler, seeds."
     dev = next(model.parameters()).device
-    cfg = cfg.resolved()  # every None → the recipe's value
+    cfg = cfg.resolved()
     cfg = replace(cfg, precision=resolve_precision(cfg.precision, dev))
     if cfg.precision == "fp16" and dev.type != "cuda":
         raise MsvarError("fp16 training needs a CUDA GPU; on a CPU use bf16 or fp32")
     env = _current_env(dev)
-    seed_everything(cfg.seed + 7919 * env.rank)  # ranks draw different class dropouts
+    seed_everything(cfg.seed + 7919 * env.rank)  # per rank
     groups = param_groups(model, cfg.weight_decay, params)
     opt = adamw(groups, cfg.lr, cfg.betas, cfg.eps, dev)
     sched = WarmupCosine(opt, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
@@ -442,27 +412,26 @@ def start_run(model, cfg: FitConfig, out_dir, params=None, meta=None, extra_stat
 
 
 def _apply_new_settings(run: Run, saved: dict) -> str | None:
-    "The optimizer settings given now apply from the resumed step; a note on those changed."
     now = asdict(run.cfg)
     same = lambda k: tuple(np.atleast_1d(saved[k])) == tuple(np.atleast_1d(now[k]))
     keys = ("lr", "weight_decay", "betas", "eps", "precision")
     changed = [f"{k} {saved[k]} → {now[k]}" for k in keys if k in saved and not same(k)]
     run.sched.base_lrs = [run.cfg.lr for _ in run.opt.param_groups]
-    for i, g in enumerate(run.opt.param_groups):  # [decayed, not decayed]
+    for i, g in enumerate(run.opt.param_groups):
         g.update(betas=tuple(run.cfg.betas), eps=run.cfg.eps, weight_decay=run.cfg.weight_decay if i == 0 else 0.0)
     run.sched._apply()
     return ", ".join(changed) or None
 
 # %% ../nbs/07_train.ipynb #977749d1
 def resume_run(run: Run, resume: bool):
-    "Continue from `last.pt` if `resume`, or refuse to overwrite a run."
+    "Continue from `last.pt`, or refuse to overwrite."
     env, last = run.env, run.last
     if not last.exists():
         if env.is_main:
-            run.log_path.unlink(missing_ok=True)  # a run killed before its first checkpoint
+            run.log_path.unlink(missing_ok=True)
         return
     if not resume:
-        raise MsvarError(f"{str(last)!r} exists: pass --resume to continue that run, or use another folder")
+        raise MsvarError(f"{str(last)!r} exists: pass resume=True (--resume) to continue it")
     ck = load_checkpoint(last, map_location="cpu", resumable=True)
     check_meta(ck["meta"], run.meta, last)
     check_state_dict(run.model, ck["model"], last)
@@ -477,27 +446,30 @@ def resume_run(run: Run, resume: bool):
     run.step, run.best = ck["step"], ck.get("best", run.best)
     run.nan_total, run.nan_in_row = ck.get("nan_total", 0), ck.get("nan_in_row", 0)
     if len(ck["rng"]) == env.world_size:
-        restore_saved_state(ck["rng"][env.rank])
+        st = {k: v.cpu() if torch.is_tensor(v) else v for k, v in ck["rng"][env.rank].items()}
+        cuda = st.pop("cuda", None)  # the CUDA generators only where CUDA is
+        if cuda is not None and torch.cuda.is_available():
+            st["cuda"] = [s.cpu() for s in cuda]
+        restore_global_state(st)
     elif env.is_main:
-        warnings.warn(f"{last}: written by another number of processes; random draws do not resume exactly")
+        warnings.warn(f"{last}: another number of processes; random draws do not resume exactly")
     if env.is_main:
         _say_resumed(run, changed)
 
 # %% ../nbs/07_train.ipynb #f40698b6
 def _say_resumed(run: Run, changed: str | None):
-    "⟨rank 0⟩ Drop the log rows after the checkpoint; say where the run resumes."
     keep = [r for r in read_log(run.log_path) if r["step"] < run.step]
     atomic_write(run.log_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
-    skipped = f" ({run.nan_total} non-finite steps skipped so far)" if run.nan_total else ""
+    skipped = f" ({run.nan_total} steps skipped)" if run.nan_total else ""
     print(f"resuming from {run.out_dir.name}/last.pt at step {run.step}{skipped}", flush=True)
     if run.sched.note:
         print(f"resuming with {run.cfg.steps} steps: {run.sched.note}", flush=True)
     if changed:
-        print(f"note: resuming with other settings ({changed}); they apply from step {run.step}", flush=True)
+        print(f"note: other settings from step {run.step}: {changed}", flush=True)
 
 # %% ../nbs/07_train.ipynb #4032134e
 def wrap_model(run: Run, train_mode=None):
-    "DDP when several processes run, then torch.compile if asked; then `train_mode(model)`."
+    "DDP if several processes, torch.compile if asked."
     if run.env.world_size > 1:
         masks = [n for n, _ in run.model.named_buffers() if n.rsplit(".", 1)[-1] == "attn_mask"]
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(run.model, masks)
@@ -512,30 +484,26 @@ def wrap_model(run: Run, train_mode=None):
 
 # %% ../nbs/07_train.ipynb #i17f0703
 def forward_backward(run: Run, micro: list, loss_fn) -> tuple:
-    "Each micro-batch's loss backpropagated: (non-finite losses, mean logs, items), on the device."
+    "Backward of each micro-batch: (non-finite, logs, items)."
     dev, amp = run.device, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(run.cfg.precision)
     bad, sums, n_items = 0, {}, 0
     for k, mb in enumerate(micro):
-        mb = _to_device(mb, dev)
-        n_items += _batch_len(mb)
+        mb = tree_map(lambda t: t.to(dev, non_blocking=True) if torch.is_tensor(t) else t, mb)
+        n_items += next((t.shape[0] if t.ndim else 1 for t in tree_leaves(mb) if torch.is_tensor(t)), 1)
         sync = run.net.no_sync() if (run.env.world_size > 1 and k < len(micro) - 1) else contextlib.nullcontext()
         with sync:
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                 loss, logs = loss_fn(run.net, mb)
             bad = bad + (~torch.isfinite(loss.detach())).sum()
             run.scaler.scale(loss / len(micro)).backward()
-        for key, v in logs.items():
-            sums[key] = sums.get(key, 0.0) + _detached(v) / len(micro)
+        for key, v in logs.items():  # kept on the device: no sync
+            v = v.detach().double() if torch.is_tensor(v) else float(v)
+            sums[key] = sums.get(key, 0.0) + v / len(micro)
     return bad, sums, n_items
 
 
-def _detached(v):
-    "A logged value as a float, or a detached float64 tensor (no device sync)."
-    return v.detach().double() if isinstance(v, torch.Tensor) else float(v)
-
-
 def agree(run: Run, bad, sums: dict) -> tuple:
-    "One all-reduce and device read: (any rank's loss non-finite?, the logs averaged over ranks)."
+    "One all-reduce: (any rank non-finite?, mean logs)."
     keys = sorted(sums)
     as_vec = lambda v: torch.as_tensor(v, dtype=torch.float64, device=run.device).reshape(1)
     vec = torch.cat([as_vec(bad)] + [as_vec(sums[k]) for k in keys])
@@ -546,7 +514,7 @@ def agree(run: Run, bad, sums: dict) -> tuple:
 
 # %% ../nbs/07_train.ipynb #3769890a
 def optimizer_step(run: Run, bad: bool) -> tuple:
-    "Unscale, clip, step; or skip a step with a non-finite loss or gradient norm: (gradient norm, skipped)."
+    "Clip and step, or skip: (gradient norm, skipped)."
     gnorm = float("nan")
     if not bad:
         run.scaler.unscale_(run.opt)
@@ -554,33 +522,26 @@ def optimizer_step(run: Run, bad: bool) -> tuple:
         bad = not math.isfinite(gnorm)
         if not bad:
             run.scaler.step(run.opt)
-        run.scaler.update()  # fp16: the scale shrinks after an overflow
+        run.scaler.update()
     elif run.scaler.is_enabled():
         run.scaler.update(run.scaler.get_scale() * 0.5)
     run.opt.zero_grad(set_to_none=True)
     run.nan_total, run.nan_in_row = run.nan_total + bad, (run.nan_in_row + 1) * bad
     if bad and run.env.is_main:
         print(
-            f"step {run.step}: non-finite loss or gradient, step skipped ({run.nan_in_row} in a row, "
-            f"{run.nan_total} in total)",
-            flush=True,
+            f"step {run.step}: non-finite loss, skipped ({run.nan_in_row} in a row, {run.nan_total} in all)", flush=True
         )
     if bad and run.nan_in_row >= run.cfg.max_nan_in_row:
-        last = (
-            f"The last good checkpoint is {str(run.last)!r}" if run.last.exists() else "No checkpoint was written yet"
-        )
-        raise MsvarError(
-            f"stopping: {run.nan_in_row} steps in a row had a non-finite loss or gradient (last at step {run.step}). "
-            f"{last}; lower the learning rate, use fp32/bf16, or check the data."
-        )
+        last = f"the last checkpoint is {str(run.last)!r}" if run.last.exists() else "no checkpoint yet"
+        raise MsvarError(f"{run.nan_in_row} steps in a row had a non-finite loss (to step {run.step}); {last}")
     run.sched.step()
     return gnorm, bad
 
 
 def train_step(run: Run, micro, loss_fn) -> dict:
-    "One optimizer step on this rank's micro-batches; returns its log row."
+    "One optimizer step; its log row."
     t0 = time.perf_counter()
-    lr = run.sched.get_last_lr()[0]
+    lr = run.opt.param_groups[0]["lr"]
     bad, sums, n_items = forward_backward(run, micro if isinstance(micro, list) else [micro], loss_fn)
     bad, logs = agree(run, bad, sums)
     gnorm, bad = optimizer_step(run, bad)
@@ -600,12 +561,12 @@ def train_step(run: Run, micro, loss_fn) -> dict:
 
 # %% ../nbs/07_train.ipynb #228ec98e
 def save_run(run: Run):
-    "Gather RNG states and replica digests; rank 0 writes last.pt, best.pt and the loss plot."
+    "Write last.pt, best.pt and the loss plot."
     env = run.env
     rngs = _gather(global_state(), env)
     digests = _gather(param_digest(run.model), env) if env.world_size > 1 else None
     if digests and len(set(digests)) > 1:
-        raise MsvarError(f"replicas diverged at step {run.step}: parameter digests differ between ranks")
+        raise MsvarError(f"replicas diverged at step {run.step}")
     if env.is_main:
         recent = float(np.mean(run.window)) if run.window else float("inf")
         is_best = recent < run.best
@@ -641,7 +602,7 @@ def save_run(run: Run):
 
 
 def sample_run(run: Run, sample_fn):
-    "⟨rank 0⟩ `sample_fn(model, step, out_dir)` in eval mode, the RNGs forked."
+    "`sample_fn(model, step, out_dir)`, RNGs forked."
     if not (run.env.is_main and sample_fn is not None):
         return
     model, dev = run.model, run.device
@@ -653,13 +614,8 @@ def sample_run(run: Run, sample_fn):
         m.training = was
 
 # %% ../nbs/07_train.ipynb #5f4ecd5e
-def step_batches(batches, start: int, steps: int):
-    "The micro-batches of steps start…steps-1 (a StepLoader, or a function of the step)."
-    return batches.iterate(start, steps) if hasattr(batches, "iterate") else (batches(s) for s in range(start, steps))
-
-
-@holds_folder("out_dir")  # one run at a time in out_dir
-@keeps_global_state  # the caller's RNGs come back on return
+@holds_folder("out_dir")
+@keeps_global_state
 def fit(
     model: nn.Module,
     loss_fn,
@@ -674,7 +630,7 @@ def fit(
     train_mode=None,
     extra_state=None,
 ) -> FitResult:
-    "Train `model` with `loss_fn(model, batch) -> (loss, logs)` on `batches`."
+    "Train `model` on `loss_fn(model, batch) -> (loss, logs)`."
     run = start_run(model, cfg, out_dir, params, meta, extra_state)
     if run.env.is_main:
         run.out_dir.mkdir(parents=True, exist_ok=True)
@@ -682,8 +638,8 @@ def fit(
     if run.env.world_size > 1:
         dist.barrier()
     wrap_model(run, train_mode)
-    start, rows, it = run.step, [], step_batches(batches, run.step, cfg.steps)
-    steps = range(start, cfg.steps)
+    steps, rows = range(run.step, cfg.steps), []
+    it = batches.iterate(run.step, cfg.steps) if hasattr(batches, "iterate") else map(batches, steps)
     pb = progress_bar(steps) if run.env.is_main and cfg.progress and len(steps) else steps
     with open(run.log_path, "a") if run.env.is_main else contextlib.nullcontext() as log_f:
         for step in pb:
@@ -696,7 +652,7 @@ def fit(
                 log_f.write(json.dumps(row) + "\n")
                 log_f.flush()
                 if hasattr(pb, "comment"):
-                    pb.comment = f"loss {row.get('loss', np.nan):.4f} lr {row['lr']:.2e} {row['img_per_s']:.1f} img/s"
+                    pb.comment = f"loss {row.get('loss', np.nan):.4f} lr {row['lr']:.2e}"
             if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
                 save_run(run)
             if (cfg.sample_every and run.step % cfg.sample_every == 0) or run.step == cfg.steps:
