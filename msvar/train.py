@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.distributed as dist
 from torch.utils._pytree import tree_map, tree_leaves
+from torch.utils.data import DataLoader, Sampler
 from .core import MsvarError, TrainRecipe, seed_everything, default_device, progress_bar
 from .core import keeps_global_state, global_state, restore_global_state
 from .files import atomic_write, holds_folder
@@ -179,7 +180,7 @@ class WarmupCosine:
         self._apply()
 
 # %% ../nbs/07_train.ipynb #c266d844
-class StepSampler(torch.utils.data.Sampler):
+class StepSampler(Sampler):
     "(index, item_seed) keys of this rank's micro-batches."
 
     def __init__(self, n, global_batch, world_size=1, rank=0, accum=1, seed=0, start_step=0, steps=0):
@@ -229,16 +230,9 @@ class StepLoader:
         self.micro = self.sampler().micro
 
     def iterate(self, start: int, steps: int):
-        kw = dict(
-            collate_fn=self.collate_fn,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            worker_init_fn=seed_worker,
-        )
-        g = torch.Generator().manual_seed(self.seed)
-        it = iter(
-            torch.utils.data.DataLoader(self.dataset, batch_sampler=self.sampler(start, steps), generator=g, **kw)
-        )
+        kw = dict(collate_fn=self.collate_fn, num_workers=self.num_workers, pin_memory=self.pin_memory)
+        g, sampler = torch.Generator().manual_seed(self.seed), self.sampler(start, steps)
+        it = iter(DataLoader(self.dataset, batch_sampler=sampler, generator=g, worker_init_fn=seed_worker, **kw))
         for _ in range(start, steps):
             yield [next(it) for _ in range(self.accum)]
 
@@ -335,14 +329,13 @@ def moving_average(y, k: int) -> np.ndarray:
     return np.convolve(y, np.ones(k) / k, mode="valid") if 1 < k <= len(y) else y
 
 # %% ../nbs/07_train.ipynb #7be7afc7
-def plot_metrics(log, png_path=None, keys=None, smooth: int = 0, title: str = "", by: str | None = None):
+def plot_metrics(log, png_path=None, keys=None, smooth=0, title="", by=None):
     "Curves of a training log (a path or its rows)."
     from matplotlib.figure import Figure
 
     rows = [r for r in (read_log(log) if isinstance(log, (str, Path)) else log) if not r.get("skipped")]
-    with_lr = any("lr" in r for r in rows)
     fig = Figure(figsize=(8, 2.8))
-    ax = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=(2, 1))) if with_lr else [fig.subplots()]
+    ax = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=(2, 1)))
     keys = keys or [k for k in ("loss", "ce", "dpo") if rows and k in rows[0]] or ["loss"]
     for g in sorted({r.get(by) for r in rows}) if by else [None]:
         rr = [r for r in rows if by is None or r.get(by) == g]
@@ -353,12 +346,10 @@ def plot_metrics(log, png_path=None, keys=None, smooth: int = 0, title: str = ""
     if rows:
         ax[0].legend(fontsize=7)
         ax[0].set_yscale("log")
-    ax[0].set(xlabel="step")
-    ax[0].set_title(title or "training loss", fontsize=9)
-    if with_lr:
-        ax[1].plot([r["step"] for r in rows if "lr" in r], [r["lr"] for r in rows if "lr" in r])
-        ax[1].set(xlabel="step")
-        ax[1].set_title("learning rate", fontsize=9)
+    ax[1].plot([r["step"] for r in rows if "lr" in r], [r["lr"] for r in rows if "lr" in r])
+    for a, t in zip(ax, (title or "training loss", "learning rate")):
+        a.set_xlabel("step")
+        a.set_title(t, fontsize=9)
     fig.tight_layout()
     if png_path is not None:
         atomic_write(Path(png_path), lambda tmp: fig.savefig(tmp, format="png", dpi=72))
@@ -416,9 +407,10 @@ def _apply_new_settings(run: Run, saved: dict) -> str | None:
     same = lambda k: tuple(np.atleast_1d(saved[k])) == tuple(np.atleast_1d(now[k]))
     keys = ("lr", "weight_decay", "betas", "eps", "precision")
     changed = [f"{k} {saved[k]} → {now[k]}" for k in keys if k in saved and not same(k)]
-    run.sched.base_lrs = [run.cfg.lr for _ in run.opt.param_groups]
+    c = run.cfg
+    run.sched.base_lrs = [c.lr for _ in run.opt.param_groups]
     for i, g in enumerate(run.opt.param_groups):
-        g.update(betas=tuple(run.cfg.betas), eps=run.cfg.eps, weight_decay=run.cfg.weight_decay if i == 0 else 0.0)
+        g.update(betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay if i == 0 else 0.0)
     run.sched._apply()
     return ", ".join(changed) or None
 
@@ -528,9 +520,7 @@ def optimizer_step(run: Run, bad: bool) -> tuple:
     run.opt.zero_grad(set_to_none=True)
     run.nan_total, run.nan_in_row = run.nan_total + bad, (run.nan_in_row + 1) * bad
     if bad and run.env.is_main:
-        print(
-            f"step {run.step}: non-finite loss, skipped ({run.nan_in_row} in a row, {run.nan_total} in all)", flush=True
-        )
+        print(f"step {run.step} skipped: non-finite loss ({run.nan_in_row} in a row)", flush=True)
     if bad and run.nan_in_row >= run.cfg.max_nan_in_row:
         last = f"the last checkpoint is {str(run.last)!r}" if run.last.exists() else "no checkpoint yet"
         raise MsvarError(f"{run.nan_in_row} steps in a row had a non-finite loss (to step {run.step}); {last}")
@@ -569,9 +559,7 @@ def save_run(run: Run):
         raise MsvarError(f"replicas diverged at step {run.step}")
     if env.is_main:
         recent = float(np.mean(run.window)) if run.window else float("inf")
-        is_best = recent < run.best
-        if is_best:
-            run.best = recent
+        is_best, run.best = recent < run.best, min(recent, run.best)
         state = dict(
             step=run.step,
             model=run.model.state_dict(),
@@ -632,8 +620,6 @@ def fit(
 ) -> FitResult:
     "Train `model` on `loss_fn(model, batch) -> (loss, logs)`."
     run = start_run(model, cfg, out_dir, params, meta, extra_state)
-    if run.env.is_main:
-        run.out_dir.mkdir(parents=True, exist_ok=True)
     resume_run(run, resume)
     if run.env.world_size > 1:
         dist.barrier()

@@ -233,7 +233,7 @@ def finetune_terms(model, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_cont
 def hit_finetune_loss(model, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_continuous=0.5, generator=None):
     "`fit`'s loss: `finetune_terms`, logged."
     total, terms = finetune_terms(model, x, phase, lpips_fn, lpips_weight, p_continuous, generator)
-    return total, dict({k: v.item() for k, v in terms.items()}, loss=float(total))
+    return total, dict({k: v.item() for k, v in terms.items()}, loss=float(total.detach()))
 
 
 def hit_param_groups(model: HITTokenizer, phase: int) -> list:
