@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.distributed as dist
 from torch.utils._pytree import tree_map, tree_leaves
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 from .core import MsvarError, TrainRecipe, seed_everything, default_device, progress_bar
 from .core import keeps_global_state, global_state, restore_global_state
 from .files import atomic_write, holds_folder
@@ -230,9 +230,9 @@ class StepLoader:
         self.micro = self.sampler().micro
 
     def iterate(self, start: int, steps: int):
-        kw = dict(collate_fn=self.collate_fn, num_workers=self.num_workers, pin_memory=self.pin_memory)
         g, sampler = torch.Generator().manual_seed(self.seed), self.sampler(start, steps)
-        it = iter(DataLoader(self.dataset, batch_sampler=sampler, generator=g, worker_init_fn=seed_worker, **kw))
+        kw = dict(num_workers=self.num_workers, pin_memory=self.pin_memory, worker_init_fn=seed_worker, generator=g)
+        it = iter(torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn, **kw))
         for _ in range(start, steps):
             yield [next(it) for _ in range(self.accum)]
 
@@ -294,13 +294,6 @@ def init_distributed(device=None) -> DistEnv:
 
 def _current_env(device) -> DistEnv:
     return DistEnv(dist.get_rank(), dist.get_world_size(), device) if _distributed() else DistEnv(device=device)
-
-
-def _gather(obj, env: DistEnv) -> list:
-    out = [obj] * env.world_size
-    if env.world_size > 1:
-        dist.all_gather_object(out, obj)
-    return out
 
 # %% ../nbs/07_train.ipynb #484fbef9
 @dataclass
@@ -405,7 +398,7 @@ def start_run(model, cfg: FitConfig, out_dir, params=None, meta=None, extra_stat
 def _apply_new_settings(run: Run, saved: dict) -> str | None:
     now = asdict(run.cfg)
     same = lambda k: tuple(np.atleast_1d(saved[k])) == tuple(np.atleast_1d(now[k]))
-    keys = ("lr", "weight_decay", "betas", "eps", "precision")
+    keys = ("lr", "weight_decay", "betas", "eps")
     changed = [f"{k} {saved[k]} → {now[k]}" for k in keys if k in saved and not same(k)]
     c = run.cfg
     run.sched.base_lrs = [c.lr for _ in run.opt.param_groups]
@@ -446,10 +439,10 @@ def resume_run(run: Run, resume: bool):
     elif env.is_main:
         warnings.warn(f"{last}: another number of processes; random draws do not resume exactly")
     if env.is_main:
-        _say_resumed(run, changed)
+        _say_resumed(run, changed, ck.get("cfg", {}).get("precision"))
 
 # %% ../nbs/07_train.ipynb #f40698b6
-def _say_resumed(run: Run, changed: str | None):
+def _say_resumed(run: Run, changed: str | None, was: str | None):
     keep = [r for r in read_log(run.log_path) if r["step"] < run.step]
     atomic_write(run.log_path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in keep)))
     skipped = f" ({run.nan_total} steps skipped)" if run.nan_total else ""
@@ -458,6 +451,10 @@ def _say_resumed(run: Run, changed: str | None):
         print(f"resuming with {run.cfg.steps} steps: {run.sched.note}", flush=True)
     if changed:
         print(f"note: other settings from step {run.step}: {changed}", flush=True)
+    if was not in (None, run.cfg.precision):
+        print(
+            f"note: the checkpoint was trained in {was}; steps from {run.step} run in {run.cfg.precision}", flush=True
+        )
 
 # %% ../nbs/07_train.ipynb #4032134e
 def wrap_model(run: Run, train_mode=None):
@@ -553,8 +550,11 @@ def train_step(run: Run, micro, loss_fn) -> dict:
 def save_run(run: Run):
     "Write last.pt, best.pt and the loss plot."
     env = run.env
-    rngs = _gather(global_state(), env)
-    digests = _gather(param_digest(run.model), env) if env.world_size > 1 else None
+    rngs, digests = [global_state()], None
+    if env.world_size > 1:
+        rngs, digests = [None] * env.world_size, [None] * env.world_size
+        dist.all_gather_object(rngs, global_state())
+        dist.all_gather_object(digests, param_digest(run.model))
     if digests and len(set(digests)) > 1:
         raise MsvarError(f"replicas diverged at step {run.step}")
     if env.is_main:
