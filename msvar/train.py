@@ -519,8 +519,8 @@ def optimizer_step(run: Run, bad: bool) -> tuple:
     if bad and run.env.is_main:
         print(f"step {run.step} skipped: non-finite loss ({run.nan_in_row} in a row)", flush=True)
     if bad and run.nan_in_row >= run.cfg.max_nan_in_row:
-        last = f"the last checkpoint is {str(run.last)!r}" if run.last.exists() else "no checkpoint yet"
-        raise MsvarError(f"{run.nan_in_row} steps in a row had a non-finite loss (to step {run.step}); {last}")
+        last = f"The last checkpoint is {str(run.last)!r}" if run.last.exists() else "No checkpoint was written yet"
+        raise MsvarError(f"{run.nan_in_row} steps in a row had a non-finite loss (to step {run.step}). {last}.")
     run.sched.step()
     return gnorm, bad
 
