@@ -127,9 +127,7 @@ class MemoryPlan:
         )
 
 
-def _size(n: float) -> str:
-    "Bytes as GiB (or MiB below one GiB)."
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+_size = lambda n: f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"  # bytes, for messages
 
 # %% ../nbs/14_gpu.ipynb #b43b363d81ae4b689946ece5c682cd59
 def device_budget(device) -> float:
