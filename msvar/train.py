@@ -273,7 +273,7 @@ def _distributed() -> bool:
 
 
 def init_distributed(device=None) -> DistEnv:
-    "Start torch.distributed from torchrun's environment."
+    "torch.distributed from torchrun's environment."
     world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
     dev = default_device(device)
     if world <= 1 and not _distributed():
@@ -473,7 +473,7 @@ def wrap_model(run: Run, train_mode=None):
 
 # %% ../nbs/07_train.ipynb #i17f0703
 def forward_backward(run: Run, micro: list, loss_fn) -> tuple:
-    "Backward of each micro-batch: (non-finite, logs, items)."
+    "Backward of each micro-batch: (bad, logs, items)."
     dev, amp = run.device, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(run.cfg.precision)
     bad, sums, n_items = 0, {}, 0
     for k, mb in enumerate(micro):
@@ -492,7 +492,7 @@ def forward_backward(run: Run, micro: list, loss_fn) -> tuple:
 
 
 def agree(run: Run, bad, sums: dict) -> tuple:
-    "One all-reduce: (any rank non-finite?, mean logs)."
+    "One all-reduce: (any rank bad?, mean logs)."
     keys = sorted(sums)
     as_vec = lambda v: torch.as_tensor(v, dtype=torch.float64, device=run.device).reshape(1)
     vec = torch.cat([as_vec(bad)] + [as_vec(sums[k]) for k in keys])
