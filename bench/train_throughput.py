@@ -95,7 +95,7 @@ class Setup:
         torch.manual_seed(seed)
         self.tk = HITTokenizer(Tokenizer.from_preset(p), p).eval().requires_grad_(False)
         self.ds = HRFolder(data, p.hr_size)                           # the baseline decoded every image file at every step
-        self.ds_cached = HRFolder(data, p.hr_size, cache=True)        # train_var's default now (fits_in_memory)
+        self.ds_cached = HRFolder(data, p.hr_size, cache=True)        # train_var caches when the images fit
         self.collate = DegradeCollate(DegradationConfig(), p.lr_size, 0.25)
         self.sampler = StepSampler(len(self.ds), B, seed=seed)
         beta = p.train.dpo_beta if dpo_beta is None else dpo_beta
@@ -321,7 +321,7 @@ def step_variants(s: Setup, reps, extra=()):
     if "bf16" in extra: fns["+ bf16 autocast (= default, bf16 CPU)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "bf16", amp=torch.bfloat16)
     if "workers" in extra:                                  # fit's StepLoader with one DataLoader worker: data prepared while the step runs
         from msvar.train import StepLoader
-        it1 = StepLoader(s.ds_cached, s.B, s.collate, num_workers=1, seed=0).iterate(0, None)
+        it1 = StepLoader(s.ds_cached, s.B, s.collate, num_workers=1, seed=0).iterate(0, 10**9)
         fns["+ data in 1 worker (main CPU only)"] = lambda r: train_step(s, next(it1)[0], s.loss_new, "w1")
     if "compile" in extra: fns["+ torch.compile (fp32)"] = lambda r: train_step(s, s.batch(r, True), s.loss_new, "compiled", compile=True)
     if "compile" in extra and "bf16" in extra:

@@ -4,24 +4,22 @@
 
 # %% ../nbs/07a_train_tokenizer.ipynb #b4f25d6d
 from __future__ import annotations
-import json, math, sys
+import json, sys
 from unittest import mock
 from dataclasses import replace
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from .core import MsvarError, get_preset, to_signed, seed_everything, default_device
-from .files import atomic_write
-from .checkpoint import load_torch, load_weights  # weights-only reading (chapter 13)
-from .core import keeps_global_state  # runs leave no trace (chapter 00)
-from .files import holds_folder  # output folders (the files chapter)
+from .core import MsvarError, get_preset, to_signed, seed_everything, default_device, keeps_global_state
+from .files import atomic_write, holds_folder
+from .checkpoint import load_torch, load_weights
 from .data import HRFolder
 from .lpips import get_lpips
 from .model_file import is_safetensors, read_model_file
-from .tokenizer import Tokenizer, tokenizer_meta, tokenizer_parts
-from .tokenizer import load_tokenizer, save_tokenizer
+from .tokenizer import Tokenizer, tokenizer_meta, tokenizer_parts, load_tokenizer, save_tokenizer
 from .hit import HITTokenizer, hit_tokenize, stage_image, save_hit, load_hit, build_model
 from .train import FitConfig, StepLoader, fit, read_log, param_digest, plot_metrics, resolve_precision
+from .train import check_meta
 from .gpu import MemoryPlan, saved_bytes, plan_from_counts, check_plan, device_budget, check_launch
 
 # %% auto #0
@@ -30,16 +28,8 @@ __all__ = ['tokenizer_terms', 'TokenizerLoss', 'DeadCodeCounters', 'init_weights
            'finetune_phase', 'finetune_hit']
 
 # %% ../nbs/07a_train_tokenizer.ipynb #2a4cfd50
-def _get_lpips(device):
-    "msvar.lpips's AlexNet LPIPS, or None (with the reason) if its weights are not available."
-    try:
-        return get_lpips("alex", device=device), None
-    except (ImportError, MsvarError) as e:
-        return None, str(e)
-
-
 def tokenizer_terms(net, x, lpips_fn=None, lpips_weight: float = 1.0) -> tuple:
-    "(loss, {term: tensor}) of a batch x (B, 3, H, W) in [-1, 1]: ‖x̂ − x‖² + w·LPIPS(x̂, x) + codebook/commitment."
+    "(loss, terms) of a batch x in [-1, 1]: ‖x̂ − x‖² + w·LPIPS(x̂, x) + VQ losses."
     rec, vq_loss, usage = net(x)
     l2 = F.mse_loss(rec, x)
     lpv = lpips_fn(rec, x).mean() if lpips_fn is not None else torch.zeros((), device=x.device)
@@ -47,8 +37,7 @@ def tokenizer_terms(net, x, lpips_fn=None, lpips_weight: float = 1.0) -> tuple:
 
 
 class TokenizerLoss:
-    """loss_fn for `fit`: ‖x̂ − x‖² + w·LPIPS(x̂, x) + the quantizer's codebook + commitment loss, on a batch
-    {'hr': (B, 3, H, W) in [0, 1]}."""
+    "loss_fn for `fit`: `tokenizer_terms` of a batch {'hr': images}."
 
     def __init__(self, lpips_fn=None, lpips_weight: float = 1.0):
         self.lpips_fn, self.lpips_weight = lpips_fn, lpips_weight
@@ -61,8 +50,7 @@ class TokenizerLoss:
 
 
 class DeadCodeCounters:
-    """The quantizer's steps-since-last-use counters: not in its state dict (VAR's keys), so `fit` saves them as
-    extra state and a resumed run restarts the same codes."""
+    "The quantizer's dead-code counters, as `fit`'s extra state."
 
     def __init__(self, quantizer):
         self.q = quantizer
@@ -75,62 +63,41 @@ class DeadCodeCounters:
 
 # %% ../nbs/07a_train_tokenizer.ipynb #acae54e37e7d407bbb7b55eff062a284
 def init_weights(path) -> dict:
-    "The tokenizer state dict of a tokenizer checkpoint, or of the base tokenizer inside an msvar model file."
+    "The tokenizer state dict of a tokenizer checkpoint or an msvar model file."
     if not (Path(path).is_file() and is_safetensors(path)):
         return tokenizer_parts(load_torch(path, "tokenizer checkpoint"), path)[1]
-    hit = read_model_file(path)[1].get("hit", {})  # a model file (chapter 13a): no code can run
-    sd = {k[len("tok.") :]: v.float() for k, v in hit.items() if k.startswith("tok.")}  # the HIT model's base tokenizer
+    hit = read_model_file(path)[1].get("hit", {})
+    sd = {k[len("tok.") :]: v.float() for k, v in hit.items() if k.startswith("tok.")}
     if not sd:
         raise MsvarError(f"{str(path)!r} holds no tokenizer weights")
     return sd
 
 
-def _first_codebook(model: Tokenizer, ds, batch_size: int, seed: int, dev):
-    "From scratch: the codebook initialised from the encoder outputs of a first batch."
-    x0 = next(StepLoader(ds, batch_size, seed=seed + 1).iterate(0, 1))[0]["hr"].to(dev)
-    with torch.no_grad():
-        model.quantize.init_codebook(model.encode(to_signed(x0)))
-
-
-def _lpips_or_warn(dev, lpips_weight: float, require_lpips: bool):
-    "The LPIPS network for a weight > 0, or None with a warning (an error if `require_lpips`) when it is unavailable."
-    if lpips_weight <= 0:
-        return None
-    lp, why = _get_lpips(dev)
-    if lp is None and require_lpips:
-        raise MsvarError(f"LPIPS unavailable: {why}")
-    if lp is None:
-        print(f"warning: training without LPIPS ({why})", file=sys.stderr)
-    return lp
+def _lpips(dev, lpips_weight: float, require_lpips: bool):
+    "The LPIPS network for a weight > 0, or None with a warning if it is missing."
+    try:
+        return get_lpips("alex", device=dev) if lpips_weight > 0 else None
+    except (ImportError, MsvarError) as e:
+        if require_lpips:
+            raise MsvarError(f"LPIPS unavailable: {e}") from None
+        print(f"warning: training without LPIPS ({e})", file=sys.stderr)
 
 
 def _start_tokenizer(p, ds, bs: int, seed: int, dev, fresh: bool, init) -> Tokenizer:
-    """The seeded tokenizer of preset `p`: from `init`'s weights, or with a first codebook drawn from `ds`; a resumed
-    run (not `fresh`) takes its weights from last.pt."""
+    "The seeded tokenizer: `init`'s weights, or a first codebook from `ds`."
     seed_everything(seed)
     model = build_model("tokenizer", p).to(dev)
     if fresh and init is not None:
-        load_weights(model, init_weights(init), init, "--init tokenizer")  # the messages name the file
+        load_weights(model, init_weights(init), init, "--init tokenizer")
     elif fresh:
-        _first_codebook(model, ds, bs, seed, dev)
+        x0 = next(StepLoader(ds, bs, seed=seed + 1).iterate(0, 1))[0]["hr"].to(dev)
+        with torch.no_grad():
+            model.quantize.init_codebook(model.encode(to_signed(x0)))
     return model
 
-# %% ../nbs/07a_train_tokenizer.ipynb #9a63283cbaf04dbcab1f6479b197f3a8
-def _run_sizes(p, steps, batch_size, lr) -> tuple:
-    "(steps, batch size, lr) of a run: those given, else the preset's; MsvarError unless all are positive."
-    steps, bs, lr = steps or p.train.tok_iters, batch_size or p.train.batch_size, lr or p.train.tok_lr
-    if not (steps >= 1 and bs >= 1 and math.isfinite(lr) and lr > 0):
-        raise MsvarError(f"steps, batch size and lr must be positive (got {steps}, {bs}, {lr})")
-    return steps, bs, lr
-
-
-def _precision(cfg: FitConfig, dev) -> str:
-    "The precision a run of `cfg` trains in on `dev` (its recipe's 'auto' resolved)."
-    return resolve_precision(cfg.resolved().precision, dev)
-
 # %% ../nbs/07a_train_tokenizer.ipynb #68b77dcc
-@holds_folder("out_dir")  # one run at a time in out_dir (a second is refused; a killed one does not block)
-@keeps_global_state  # seeds the global RNGs for its own run; the caller's states come back on return
+@holds_folder("out_dir")
+@keeps_global_state
 def train_tokenizer(
     preset,
     data_dir,
@@ -151,48 +118,13 @@ def train_tokenizer(
     accum: int | None = None,
     workers: int = 0,
 ):
-    """Train a tokenizer from scratch on random crops of `data_dir` with chapter 07's `fit`; writes `out_dir/last.pt`
-    (resumable), log.jsonl and loss.png. Returns (model, log rows). None = the preset's recipe (precision, compile);
-    `accum` None = one micro-batch on a CPU, the memory plan's on a GPU (chapter 14); `workers`: loader processes.
-    `init`: start from the weights of a tokenizer checkpoint or of an msvar model file's tokenizer (vocabulary
-    included, so that token ids keep their meaning) instead of from scratch; its sizes must be the preset's."""
+    "Train a tokenizer on crops of `data_dir` (from `init`'s weights if given): (model, log rows)."
     p = get_preset(preset) if isinstance(preset, str) else preset
-    steps, bs, lr = _run_sizes(p, steps, batch_size, lr)
+    steps, bs, lr = steps or p.train.tok_iters, batch_size or p.train.batch_size, lr or p.train.tok_lr
     check_launch(device)
     dev, out_dir = default_device(device), Path(out_dir)
-    lp = _lpips_or_warn(dev, lpips_weight, require_lpips)
-    cfg = _tokenizer_fit_config(p, steps, lr, seed, save_every, progress, precision, compile)
-    plan = check_plan(tokenizer_plan(p, bs, _precision(cfg, dev), dev, lp is not None), accum, dev)
-    ds = HRFolder(data_dir, p.hr_size, cache="auto")  # the VAR's data path (chapter 01): random crops, 8 flips
-    fresh = not (resume and (out_dir / "last.pt").exists())  # a resumed run takes its weights from last.pt
-    model = _start_tokenizer(p, ds, bs, seed, dev, fresh, init)
-    meta = tokenizer_meta(
-        p,
-        data=str(Path(data_dir).resolve()),
-        batch_size=bs,
-        lpips_weight=lpips_weight,
-        lpips=lp is not None,
-        seed=seed,
-        init=None if init is None else str(init),
-    )
-    batches = StepLoader(ds, bs, seed=seed, accum=plan.accum, num_workers=workers)
-    fit(
-        model,
-        TokenizerLoss(lp, lpips_weight),
-        batches,
-        replace(cfg, accum=plan.accum),
-        out_dir,
-        meta=meta,
-        resume=resume,
-        after_step=lambda m, step: m.quantize.restart_dead_codes(50),
-        extra_state=DeadCodeCounters(model.quantize),
-    )
-    return model.eval(), _plot_tokenizer_log(out_dir)
-
-# %% ../nbs/07a_train_tokenizer.ipynb #8dd0d8092fe74a7c96281538738b07e2
-def _tokenizer_fit_config(p, steps, lr, seed, save_every, progress, precision, compile) -> FitConfig:
-    "The tokenizer's `fit` settings: the recipe's betas, warm-up and cosine, its `tok_*` decay and clipping (none)."
-    return FitConfig(
+    lp = _lpips(dev, lpips_weight, require_lpips)
+    cfg = FitConfig(
         steps=steps,
         lr=lr,
         weight_decay=p.train.tok_weight_decay,
@@ -203,69 +135,75 @@ def _tokenizer_fit_config(p, steps, lr, seed, save_every, progress, precision, c
         precision=precision,
         compile=compile,
     ).resolved(p.train)
-
-
-def _plot_tokenizer_log(out_dir: Path) -> list:
-    "The log rows of `out_dir/log.jsonl`, plotted to `out_dir/loss.png`."
-    rows = read_log(out_dir / "log.jsonl")
-    plot_metrics(
-        rows, out_dir / "loss.png", keys=("loss", "l2", "lpips", "vq"), smooth=10, title="tokenizer training losses"
+    plan = tokenizer_plan(p, bs, resolve_precision(cfg.precision, dev), dev, lp is not None)
+    plan = check_plan(plan, accum, dev)
+    ds = HRFolder(data_dir, p.hr_size, cache="auto")
+    fresh = not (resume and (out_dir / "last.pt").exists())
+    model = _start_tokenizer(p, ds, bs, seed, dev, fresh, init)
+    init = None if init is None else str(init)
+    meta = dict(data=str(Path(data_dir).resolve()), batch_size=bs, lpips_weight=lpips_weight, lpips=lp is not None)
+    meta = tokenizer_meta(p, **meta, seed=seed, init=init)
+    fit(
+        model,
+        TokenizerLoss(lp, lpips_weight),
+        StepLoader(ds, bs, seed=seed, accum=plan.accum, num_workers=workers),
+        replace(cfg, accum=plan.accum),
+        out_dir,
+        meta=meta,
+        resume=resume,
+        after_step=lambda m, step: m.quantize.restart_dead_codes(50),
+        extra_state=DeadCodeCounters(model.quantize),
     )
-    return rows
+    rows = read_log(out_dir / "log.jsonl")
+    plot_metrics(rows, out_dir / "loss.png", keys=("loss", "l2", "lpips", "vq"), smooth=10, title="tokenizer losses")
+    return model.eval(), rows
 
 # %% ../nbs/07a_train_tokenizer.ipynb #8763a12b2bbd4a93a75aff182afb95dc
-def _fake_lpips():
-    "An LPIPS AlexNet with random weights (the same layers and activations as msvar.lpips's), for counting only."
-    import lpips
-
-    return lpips.LPIPS(pretrained=False, net="alex", version="0.1", pnet_rand=True, verbose=False).requires_grad_(False)
-
-
 def _zero_counts(x, weights=None, minlength: int = 0):
-    "torch.bincount while counting: the codebook usage is not kept for backward, and its shape depends on values."
+    "torch.bincount while counting (not kept for backward; its shape depends on values)."
     return torch.zeros(minlength, device=x.device)
 
 
-def _with_lpips(m, lpips: bool):
-    "The model with a counting LPIPS attached as `m.lpips_fn` (None without LPIPS)."
-    m.lpips_fn = _fake_lpips() if lpips else None
-    return m
+def _plan(p, build, terms, batch_size: int, precision: str, device, lpips: bool, what: str) -> MemoryPlan:
+    "The memory plan of a step `terms(model, x)` of `batch_size` crops on `build()`."
+    import lpips as lp_
+
+    fake = lambda: lp_.LPIPS(pretrained=False, net="alex", pnet_rand=True, verbose=False).requires_grad_(False)
+
+    def make():
+        m = build()
+        m.lpips_fn = fake() if lpips else None
+        return m
+
+    def step(m, b):
+        with mock.patch("torch.bincount", _zero_counts):
+            return terms(m, torch.zeros(b, 3, p.hr_size, p.hr_size))[0]
+
+    count = lambda b: saved_bytes(make, step, b, precision)
+    return plan_from_counts(count, batch_size, device_budget(device), what, repr((what, p, precision, lpips)))
 
 
 def tokenizer_plan(p, batch_size: int, precision: str, device, lpips: bool = True) -> MemoryPlan:
-    "The memory plan of a tokenizer training step of `batch_size` crops on `device` (chapter 14's `plan_from_counts`)."
-    build = lambda: _with_lpips(build_model("tokenizer", p).train(), lpips)
-
-    def step(m, b):
-        x = torch.zeros(b, 3, p.hr_size, p.hr_size)  # (B, 3, H, W)
-        with mock.patch("torch.bincount", _zero_counts):
-            return tokenizer_terms(m, x, m.lpips_fn)[0]
-
-    count = lambda b: saved_bytes(build, step, b, precision)
-    key = repr(("tokenizer", p, precision, lpips))
-    return plan_from_counts(count, batch_size, device_budget(device), "a tokenizer training step", key)
+    "The memory plan of a tokenizer training step (chapter 14)."
+    build = lambda: build_model("tokenizer", p).train()
+    terms = lambda m, x: tokenizer_terms(m, x, m.lpips_fn)
+    return _plan(p, build, terms, batch_size, precision, device, lpips, "a tokenizer training step")
 
 
 def finetune_plan(p, batch_size: int, precision: str, device, lpips: bool = True) -> MemoryPlan:
-    "The memory plan of a phase-1 HIT finetune step (the larger phase) of `batch_size` crops on `device`."
+    "The memory plan of a phase-1 (the larger) HIT finetune step."
 
     def build():
         m = build_model("hit", p).train()
         hit_param_groups(m, 1)
-        return _with_lpips(m, lpips)
+        return m
 
-    def step(m, b):
-        x = torch.zeros(b, 3, p.hr_size, p.hr_size)  # (B, 3, H, W)
-        with mock.patch("torch.bincount", _zero_counts):
-            return finetune_terms(m, x, 1, m.lpips_fn)[0]
-
-    count = lambda b: saved_bytes(build, step, b, precision)
-    key = repr(("finetune", p, precision, lpips))
-    return plan_from_counts(count, batch_size, device_budget(device), "a HIT finetune step", key)
+    terms = lambda m, x: finetune_terms(m, x, 1, m.lpips_fn)
+    return _plan(p, build, terms, batch_size, precision, device, lpips, "a HIT finetune step")
 
 # %% ../nbs/07a_train_tokenizer.ipynb #4c5a4214
 def lpips_min_side(lpips_fn, y, target, min_side: int = 64):
-    "LPIPS of images in [-1,1], bilinearly upsampled to at least `min_side` px first: AlexNet's pooling needs ≳ 32 px."
+    "LPIPS of images upsampled to at least `min_side` px (AlexNet needs ≳ 32 px)."
     if y.shape[-1] < min_side:
         size = (min_side, min_side)
         y, target = (F.interpolate(a, size=size, mode="bilinear", align_corners=False) for a in (y, target))
@@ -273,16 +211,16 @@ def lpips_min_side(lpips_fn, y, target, min_side: int = 64):
 
 
 def finetune_terms(model, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_continuous=0.5, generator=None) -> tuple:
-    "(loss, {term: tensor}) of a batch (B,3,H,W) in [0,1]: phase 1 Σ_n ℓ2 + 5·LPIPS of stage decodes; 2 Σ_n ℓ2(f̂, Z)."
+    "(loss, terms): phase 1 Σ_n ℓ2 + 5·LPIPS of stage decodes; phase 2 Σ_n ℓ2(f̂, Z)."
     p, terms, total = model.preset, {}, 0.0
-    with torch.autocast(x.device.type, enabled=False):  # under mixed precision, tokens and f̂ stay fp32
-        t = hit_tokenize(model.tok, x.float(), p)  # (as at inference); decoders and LPIPS run in bf16
+    with torch.autocast(x.device.type, enabled=False):  # tokens and f̂ stay fp32
+        t = hit_tokenize(model.tok, x.float(), p)
     for n, (f_hat, Z) in enumerate(zip(t.f_hat, t.Z)):
         if phase == 2:
             terms[f"vq{n + 1}"] = F.mse_loss(f_hat, Z.detach())
             total = total + terms[f"vq{n + 1}"]
             continue
-        keep = torch.rand(x.shape[0], 1, 1, 1, generator=generator) < p_continuous  # per image: skip quantization
+        keep = torch.rand(x.shape[0], 1, 1, 1, generator=generator) < p_continuous  # skip quantization
         y = model.decode_stage(torch.where(keep.to(x.device), Z.detach(), f_hat), n)  # [-1, 1]
         target = to_signed(stage_image(x, p, n))
         l2 = F.mse_loss(y, target)
@@ -292,21 +230,15 @@ def finetune_terms(model, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_cont
     return total, terms
 
 
-def hit_finetune_loss(
-    model: HITTokenizer, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_continuous=0.5, generator=None
-) -> tuple:
-    "`fit`'s loss of one batch: `finetune_terms`, with the terms as numbers for the log."
+def hit_finetune_loss(model, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_continuous=0.5, generator=None):
+    "`fit`'s loss: `finetune_terms`, logged."
     total, terms = finetune_terms(model, x, phase, lpips_fn, lpips_weight, p_continuous, generator)
-    logs = {k: v.item() for k, v in terms.items()}
-    logs["loss"] = float(total.detach()) if torch.is_tensor(total) else float(total)
-    return total, logs
+    return total, dict({k: v.item() for k, v in terms.items()}, loss=float(total.detach()))
 
 
 def hit_param_groups(model: HITTokenizer, phase: int) -> list:
-    """Parameters trained in each phase (everything else is frozen): phase 1 vocabulary + stage decoders,
-    phase 2 vocabulary."""
-    for prm in model.parameters():
-        prm.requires_grad_(False)
+    "Freeze all but the parameters `phase` trains; returns those."
+    model.requires_grad_(False)
     train = [model.quantize.embedding.weight] + (list(model.stage_decoders.parameters()) if phase == 1 else [])
     for prm in train:
         prm.requires_grad_(True)
@@ -314,87 +246,46 @@ def hit_param_groups(model: HITTokenizer, phase: int) -> list:
 
 # %% ../nbs/07a_train_tokenizer.ipynb #6cea2842
 def _finished_options(last: Path, opts: dict, resume: bool) -> None:
-    "A finished finetune in `last`'s folder must have been made from the same base, data and options (else MsvarError)."
+    "MsvarError unless the finetune in `last` had these options."
     if not resume:
-        raise MsvarError(
-            f"{str(last)!r} exists: the finetune in {str(last.parent)!r} is finished; choose another output folder"
-        )
-    saved = load_torch(last, "HIT tokenizer checkpoint").get("options") or {}
-    diff = {k: (saved.get(k), v) for k, v in opts.items() if saved.get(k) != v}
-    if diff:
-        what = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-        raise MsvarError(
-            f"{str(last)!r} was written by another finetune ({what}); use the same base tokenizer, data folder and "
-            "options, or another output folder"
-        )
+        raise MsvarError(f"{str(last)!r} exists: that finetune is finished; choose another output folder")
+    check_meta(load_torch(last, "HIT tokenizer checkpoint").get("options") or {}, opts, last)
 
 
 def _base_model(base, out: Path) -> HITTokenizer:
-    """The HITTokenizer to finetune, from a HITTokenizer, a (Tokenizer, preset) pair or a tokenizer checkpoint
-    (copied to out/base.pt once)."""
+    "The HITTokenizer to finetune, from `base` (a checkpoint is kept in out/base.pt)."
     if isinstance(base, HITTokenizer):
         return base
     tok, preset = load_tokenizer(base) if not isinstance(base, tuple) else base
-    if not isinstance(base, tuple) and not (out / "base.pt").exists():  # keep the exact starting point for comparisons
-        step = load_torch(base).get("step") or 0
-        save_tokenizer(tok, preset, out / "base.pt", step=step, source=str(base))
+    if not isinstance(base, tuple) and not (out / "base.pt").exists():
+        save_tokenizer(tok, preset, out / "base.pt", step=load_torch(base).get("step") or 0, source=str(base))
     return build_model("hit", preset, base=tok)
 
 # %% ../nbs/07a_train_tokenizer.ipynb #72eea5119410473aa328ad9291626812
 def finetune_phase(
     model: HITTokenizer, phase: int, steps: int, data: HRFolder, ph_dir: Path, opts: dict, lpips_fn, loop: dict
 ):
-    """One phase of the finetune with chapter 07's `fit`: its parameters (hit_param_groups), constant lr, encoder
-    kept in eval mode; resumes from ph_dir/last.pt. `loop`: ckpt_every, progress, precision, accum, workers."""
-    o = opts
-    cfg = FitConfig(
-        steps=steps,
-        lr=o["lr"],
-        weight_decay=o["weight_decay"],
-        warmup=0,
-        min_lr_ratio=1.0,
-        clip=0.0,
-        seed=o["seed"] * 1_000_003 + phase,
-        ckpt_every=loop["ckpt_every"],
-        progress=loop["progress"],
-        precision=loop["precision"],
-        accum=loop["accum"],
-        compile=False,
-    )  # the loss calls the decoders
+    "One phase of the finetune with `fit`, resumed from ph_dir/last.pt; `loop`: the loop's options."
+    o, run = opts, {k: loop[k] for k in ("ckpt_every", "progress", "precision", "accum")}
+    fixed = dict(warmup=0, min_lr_ratio=1.0, clip=0.0, compile=False)  # a constant lr
+    cfg = FitConfig(steps, o["lr"], o["weight_decay"], seed=o["seed"] * 1_000_003 + phase, **fixed, **run)
     seed = o["seed"] * 1_000_003 + phase * 100_003
     batches = StepLoader(data, o["batch_size"], seed=seed, accum=loop["accum"], num_workers=loop["workers"])
 
     def loss_fn(net, b):
-        m = getattr(net, "module", net)
-        return hit_finetune_loss(m, b["hr"], phase, lpips_fn, o["lpips_weight"], o["p_continuous"])
+        return hit_finetune_loss(
+            getattr(net, "module", net), b["hr"], phase, lpips_fn, o["lpips_weight"], o["p_continuous"]
+        )
 
-    def train_mode(m):  # the encoder is frozen and stays in eval mode
+    def train_mode(m):
         m.train()
         m.tok.encoder.eval()
 
-    params = hit_param_groups(model, phase)
-    return fit(
-        model,
-        loss_fn,
-        batches,
-        cfg,
-        ph_dir,
-        params=params,
-        meta=dict(opts, phase=phase),
-        resume=True,
-        train_mode=train_mode,
-    )
-
-
-def _write_log(out: Path) -> list:
-    "Both phases' log rows in one `out/log.jsonl` (each row with its phase) and `out/losses.png`; returns the rows."
-    rows = [dict(phase=ph, **row) for ph in (1, 2) for row in read_log(out / f"phase{ph}" / "log.jsonl")]
-    atomic_write(out / "log.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows)))
-    plot_metrics(rows, out / "losses.png", keys=("loss",), title="HIT finetune", by="phase")
-    return rows
+    hit_param_groups(model, phase)
+    return fit(model, loss_fn, batches, cfg, ph_dir, meta=dict(opts, phase=phase), resume=True, train_mode=train_mode)
 
 # %% ../nbs/07a_train_tokenizer.ipynb #8edb47106e1a46a883d545849b8ab81b
-@holds_folder("out_dir")  # one run at a time in out_dir (a second is refused; a killed one does not block)
+@holds_folder("out_dir")
 def finetune_hit(
     base,
     out_dir,
@@ -415,36 +306,19 @@ def finetune_hit(
     accum: int | None = None,
     workers: int = 0,
 ) -> HITTokenizer:
-    """Two-phase HIT finetune (phase 1 stage decoders + vocabulary, phase 2 vocabulary) from a base tokenizer;
-    resumable. `precision` None = the recipe's ('auto': bf16 autocast for the stage decoders and LPIPS where the device
-    computes bf16 natively, else fp32; tokens and f̂ stay fp32). `accum` None = one micro-batch on a CPU, the memory
-    plan's on a GPU (chapter 14); `workers`: loader processes."""
-    # Deviation: the length is steps1 + steps2 (300 + 100 by default), not the preset's `tok_iters` (25K, the paper's
-    # finetune length); pass steps1/steps2 explicitly for a paper-length finetune.
-    if steps1 < 0 or steps2 < 0 or steps1 + steps2 < 1:
-        raise MsvarError(f"steps1 and steps2 must be ≥ 0 with a positive sum, got {steps1} and {steps2}")
+    "The two-phase HIT finetune of a base tokenizer, steps1 + steps2 long (not the paper's 25K steps)."
     check_launch(device)
     dev, out = default_device(device), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = _base_model(base, out)
-    # the run is defined by its options, its starting weights (SHA-256 of the base's parameters) and its data folder
-    opts = dict(
-        steps1=steps1,
-        steps2=steps2,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        lpips_weight=lpips_weight,
-        p_continuous=p_continuous,
-        seed=seed,
-        base_digest=param_digest(model),
-        data=str(Path(data_dir).resolve()),
-    )
-    if (out / "last.pt").exists():  # finished earlier: the same base, data and options give the same model
+    opts = dict(steps1=steps1, steps2=steps2, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
+    opts.update(lpips_weight=lpips_weight, p_continuous=p_continuous, seed=seed, base_digest=param_digest(model))
+    opts["data"] = str(Path(data_dir).resolve())
+    if (out / "last.pt").exists():
         _finished_options(out / "last.pt", opts, resume)
         return load_hit(out / "last.pt").to(dev)
     model.to(dev)
-    lp = get_lpips("alex", device=dev) if lpips_weight else None  # raises a clear error if the weights are missing
+    lp = get_lpips("alex", device=dev) if lpips_weight else None
     prec = resolve_precision(precision or model.preset.train.precision, dev)
     plan = check_plan(finetune_plan(model.preset, batch_size, prec, dev, lp is not None), accum, dev)
     loop = dict(ckpt_every=ckpt_every, progress=progress, precision=precision, accum=plan.accum, workers=workers)
@@ -456,11 +330,13 @@ def finetune_hit(
 
 # %% ../nbs/07a_train_tokenizer.ipynb #05ea11ba
 def _run_phases(model: HITTokenizer, out: Path, data_dir, opts: dict, lp, loop: dict, resume: bool):
-    "Phase 1, then phase 2, each in its own folder (resumed from its last.pt); both logs joined in `out`."
-    data = HRFolder(data_dir, model.preset.hr_size, cache="auto")  # the VAR's data path (chapter 01)
+    "Phase 1, then phase 2, each in its own folder; the logs joined."
+    data = HRFolder(data_dir, model.preset.hr_size, cache="auto")
     for ph, total in ((1, opts["steps1"]), (2, opts["steps2"])):
         if total >= 1 and (out / f"phase{ph}" / "last.pt").exists() and not resume:
             raise MsvarError(f"{str(out / f'phase{ph}' / 'last.pt')!r} exists; pass resume=True")
         if total >= 1:
             finetune_phase(model, ph, total, data, out / f"phase{ph}", opts, lp, loop)
-    _write_log(out)
+    rows = [dict(phase=ph, **row) for ph in (1, 2) for row in read_log(out / f"phase{ph}" / "log.jsonl")]
+    atomic_write(out / "log.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows)))
+    plot_metrics(rows, out / "losses.png", keys=("loss",), title="HIT finetune", by="phase")

@@ -6,98 +6,83 @@
 from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
+import math
 import torch
 import torch.distributed as dist
 from .core import MsvarError, get_preset, seed_everything, show_images, keeps_global_state, unit_float
-from .files import atomic_write, holds_folder  # output folders (the files chapter)
-from .checkpoint import load_torch  # weights-only reading (chapter 13)
-from .data import HRFolder, DegradeCollate, DegradationConfig, scan_images, image_files, read_headers, finish_scan
+from .files import atomic_write, holds_folder
+from .checkpoint import load_torch
+from .data import HRFolder, DegradeCollate, DegradationConfig, image_files, read_headers, finish_scan
 from .hit import load_sr_tokenizer, build_model
 from .var import load_public_var_weights, count_params, Decoding
 from .losses import SRLoss, TOKENS
-from .inference import SRModel  # the same sampling and decoding as msvar_sr (chapter 08)
+from .inference import SRModel
 from .train import FitConfig, FitResult, StepLoader, StepSampler, fit, init_distributed
 from .train import PRECISIONS, COMPILES, resolve_precision
-from .gpu import MemoryPlan, memory_plan, check_plan, device_budget, check_launch  # chapter 14
+from .gpu import MemoryPlan, memory_plan, check_plan, device_budget, check_launch
 
 # %% auto #0
-__all__ = ['SampleImages', 'VarTrainConfig', 'init_from_var', 'train_var', 'var_plan', 'scan_once', 'fits_in_memory']
+__all__ = ['SampleImages', 'VarTrainConfig', 'init_from_var', 'train_var', 'var_plan', 'scan_once']
 
 # %% ../nbs/07b_train_var.ipynb #1c22a713
 class SampleImages:
-    "sample_fn for fit: writes greedy ×1/×2/×4 outputs of fixed LR images as OUT/samples/step_NNNNNN.png."
+    "sample_fn for fit: ×1/×2/×4 outputs of fixed images."
 
-    def __init__(self, tokenizer, batch: dict, tokens: str = "hit", n: int = 4):
+    def __init__(self, tokenizer, batch: dict, tokens: str = "hit"):
         self.tokenizer, self.tokens = tokenizer, tokens
-        self.batch = {k: v[:n] for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        self.batch.update({k: unit_float(self.batch[k]) for k in ("hr", "lr")})  # the loader's uint8 levels → [0, 1]
+        self.batch = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        self.batch.update({k: unit_float(self.batch[k]) for k in ("hr", "lr")})
 
     @torch.no_grad()
-    def images(self, model) -> list:
-        "[LR, ×1, ×2, ×4, HR] batches in [0, 1] for the fixed images."
-        tk, dev = self.tokenizer, next(model.parameters()).device
-        tk.to(dev)
-        lr, hr, cls = self.batch["lr"].to(dev), self.batch["hr"].to(dev), self.batch["cls"].to(dev)
-        outs = SRModel(tk, model, tokens=self.tokens).sr_batch(lr, cls=cls, decoding=Decoding("greedy"))
-        return [lr.float().cpu(), *[o.float().cpu() for o in outs], hr.float().cpu()]
-
     def __call__(self, model, step: int, out_dir):
         import matplotlib.pyplot as plt
 
-        ims = self.images(model)
-        n = ims[0].shape[0]
-        grid = [ims[c][i] for i in range(n) for c in range(5)]
-        fig = show_images(
-            grid,
-            [t for _ in range(n) for t in ("LR", "×1", "×2", "×4", "HR")],
-            ncols=5,
-            size=1.4,
-            suptitle=f"step {step}",
-        )
-        atomic_write(
-            Path(out_dir) / "samples" / f"step_{step:06d}.png", lambda tmp: fig.savefig(tmp, format="png", dpi=60)
-        )
+        dev = next(model.parameters()).device
+        lr, hr, cls = (self.batch[k].to(dev) for k in ("lr", "hr", "cls"))
+        sr = SRModel(self.tokenizer.to(dev), model, tokens=self.tokens)
+        outs = sr.sr_batch(lr, cls=cls, decoding=Decoding("greedy"))
+        grid = [im.float().cpu() for i in range(len(lr)) for im in (lr[i], *(o[i] for o in outs), hr[i])]
+        fig = show_images(grid, ["LR", "×1", "×2", "×4", "HR"] * len(lr), ncols=5, size=1.4, suptitle=f"step {step}")
+        atomic_write(Path(out_dir) / "samples" / f"step_{step:06d}.png", lambda t: fig.savefig(t, format="png", dpi=60))
         plt.close(fig)
 
 # %% ../nbs/07b_train_var.ipynb #i17f7b04
 @dataclass
 class VarTrainConfig:
-    """Every option of a VAR training run besides preset, data, tokenizer and output folder, defined once: None = the
-    preset's `TrainRecipe` value; `train_var` turns them into chapter 07's `FitConfig`."""
+    "The options of a VAR training run; None = the recipe's."
 
-    dpo: bool = True  # add the DPO term (paper: yes)
-    tokens: str = "hit"  # HIT's stage tokens, or "plain" VAR tokens (the paper's baseline)
-    steps: int | None = None  # optimizer steps (None: the recipe's epochs × images / batch size)
-    batch_size: int | None = None  # the GLOBAL batch, split over processes and accum
-    accum: int | None = None  # micro-batches per step (None: the memory plan's on a GPU, 1 on a CPU; chapter 14)
-    lr: float | None = None  # peak learning rate
+    dpo: bool = True
+    tokens: str = "hit"  # or "plain"
+    steps: int | None = None
+    batch_size: int | None = None  # over all processes
+    accum: int | None = None
+    lr: float | None = None
     weight_decay: float | None = None
-    warmup: float | None = None  # a fraction of the steps if < 1, else steps
-    clip: float | None = None  # gradient-norm clipping (0 = off)
-    precision: str | None = None  # auto | fp32 | bf16 | fp16
-    compile: bool | str | None = None  # auto | on | off
+    warmup: float | None = None
+    clip: float | None = None
+    precision: str | None = None
+    compile: bool | str | None = None
     dpo_beta: float | None = None
-    dpo_weight: float | None = None  # λ in CE + λ·DPO
-    dpo_reduce: str = "mean"  # log p as the per-token mean or the sum
-    second_pass: bool = False  # score z_LR with its own teacher-forced pass
-    amp_encoder: bool = False  # the frozen encoder under the training's autocast (faster; some tokens change)
-    p_bilinear: float = 0.25  # fraction of bilinear-only LR inputs (class 1)
-    cond_drop: float | None = None  # class dropout for classifier-free guidance (None: the preset's)
-    prefix_pos: str | None = None  # LR prefix positions: "grid" (paper) or "own" (None: the preset's)
-    lr_add: bool | None = None  # add the LR features to every scale's inputs (None: the preset's)
-    seed: int = 0  # initial weights, data order, degradations
-    init_var: str | None = None  # a VAR checkpoint to start from, e.g. VAR-d16's var_d16.pth
-    resume: bool = False  # continue the run in `out` from last.pt
+    dpo_weight: float | None = None
+    dpo_reduce: str = "mean"
+    second_pass: bool = False
+    amp_encoder: bool = False
+    p_bilinear: float = 0.25
+    cond_drop: float | None = None
+    prefix_pos: str | None = None
+    lr_add: bool | None = None
+    seed: int = 0
+    init_var: str | None = None
+    resume: bool = False
     ckpt_every: int = 100
-    sample_every: int = 0  # 0: samples only at the end
-    workers: int = 0  # DataLoader worker processes per rank
-    cache_images: bool | None = None  # decoded images in memory as uint8 (None: when they fit in 2 GiB)
-    device: str | None = None  # None: CUDA if available
+    sample_every: int = 0
+    workers: int = 0
+    cache_images: bool | None = None
+    device: str | None = None
     max_nan_in_row: int = 10
     progress: bool = True
 
     def validate(self) -> VarTrainConfig:
-        "MsvarError naming the first impossible value (the command line checks the same ranges before anything runs)."
         for name, ok, want in _VAR_CHECKS:
             v = getattr(self, name)
             if v is not None and not ok(v):
@@ -105,7 +90,7 @@ class VarTrainConfig:
         return self
 
 # %% ../nbs/07b_train_var.ipynb #7fb27b941602401d91542211134fc71a
-_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 _VAR_CHECKS = (
     *(
         (n, lambda v: _num(v) and v > 0, "a positive number")
@@ -116,7 +101,7 @@ _VAR_CHECKS = (
     ("sample_every", lambda v: _num(v) and v >= 0, "≥ 0"),
     ("p_bilinear", lambda v: _num(v) and 0 <= v <= 1, "in [0, 1]"),
     ("cond_drop", lambda v: _num(v) and 0 <= v < 1, "in [0, 1)"),
-    ("seed", lambda v: isinstance(v, int) and 0 <= v < 2**40, "an integer in [0, 2**40)"),  # the commands' --seed range
+    ("seed", lambda v: isinstance(v, int) and 0 <= v < 2**40, "an integer in [0, 2**40)"),
     ("tokens", lambda v: v in TOKENS, f"one of {TOKENS}"),
     ("dpo_reduce", lambda v: v in ("mean", "sum"), "'mean' or 'sum'"),
     ("precision", lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
@@ -126,31 +111,27 @@ _VAR_CHECKS = (
 
 # %% ../nbs/07b_train_var.ipynb #c135bf1c
 def init_from_var(model, path) -> dict:
-    """Initialise an SRVAR from a public VAR checkpoint file (e.g. `var_d16.pth`; chapter 05's
-    `load_public_var_weights`); returns its key report."""
+    "Load a public VAR checkpoint (var_d16.pth) into an SRVAR."
     sd = load_torch(path)
     if isinstance(sd, dict) and ("format" in sd or "kind" in sd):
-        raise MsvarError(
-            f"{str(path)!r} is an msvar checkpoint ({sd.get('format') or sd.get('kind')}), not a VAR state dict like "
-            "var_d16.pth"
-        )
+        kind = sd.get("format") or sd.get("kind")
+        raise MsvarError(f"{str(path)!r} is an msvar checkpoint ({kind}), not a VAR state dict")
     if isinstance(sd, dict) and isinstance(sd.get("model"), dict) and "class_emb.weight" not in sd:
-        sd = sd["model"]  # {'model': sd} wrappers
+        sd = sd["model"]
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise MsvarError(f"{str(path)!r} is not a VAR state dict (a dict of tensors, like var_d16.pth)")
+        raise MsvarError(f"{str(path)!r} is not a VAR state dict")
     with torch.no_grad():
         dev = next(model.parameters()).device
         return load_public_var_weights(model, {k: v.to(dev) for k, v in sd.items()})
 
 
-@holds_folder("out")  # one run at a time in out (rank 0 holds it; a killed run does not block it)
-@keeps_global_state  # seeds the global RNGs and sets TF32 on GPUs for its own run; the caller's state comes back
+@holds_folder("out")
+@keeps_global_state
 def train_var(preset, data, tokenizer, out, config: VarTrainConfig | None = None) -> FitResult:
-    """Train the SR VAR of a preset on a folder of images with CE (+ DPO), HIT or plain tokens; single process or under
-    torchrun. `config`: the run's options (default: `VarTrainConfig()`, the preset's recipe)."""
+    "Train the SR VAR of a preset on a folder of images."
     o = (config or VarTrainConfig()).validate()
     p = get_preset(preset) if isinstance(preset, str) else preset
-    check_launch(o.device)  # one line when a GPU was asked for (or torchrun started several processes) and none works
+    check_launch(o.device)
     env = init_distributed(o.device)
     try:
         return _run_var(p, data, tokenizer, out, o, env)
@@ -160,174 +141,94 @@ def train_var(preset, data, tokenizer, out, config: VarTrainConfig | None = None
 
 
 def _run_var(p, data, tokenizer, out, o: VarTrainConfig, env) -> FitResult:
-    "The run of `train_var` in this process: model, memory plan, batches, loss and samples, then chapter 07's `fit`."
-    bs = o.batch_size or p.train.batch_size  # the global batch, over processes and accumulation steps
+    bs = o.batch_size or p.train.batch_size
     tk = load_sr_tokenizer(tokenizer, p).to(env.device)
-    _allow_tf32(env.device)
+    if env.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model = _start_model(p, o, env, out)
-    plan = var_plan(p, o, bs, env)  # checked before the first step (chapter 14)
+    precision = resolve_precision(o.precision or p.train.precision, env.device)
+    plan = var_plan(p, o, bs, env, precision)
     ds, collate, loader = _var_batches(data, p, o, env, bs, plan.accum)
-    loss_fn = _var_loss(tk, o, p.train)
-    samples = _sample_images(tk, ds, collate, o) if env.is_main else None
-    meta = _var_meta(p, o, model, bs, plan.accum)
-    cfg = _var_fit_config(p, o, env, _var_steps(p, o, ds, bs), plan.accum)
+    val = StepSampler(len(ds), 4, seed=o.seed + 1).keys(0)
+    samples = SampleImages(tk, collate([ds[k] for k in val]), o.tokens) if env.is_main else None
+    cfg = _var_fit_config(p, o, env, o.steps or max(1, p.train.epochs * len(ds) // bs), plan.accum)
     if env.is_main:
-        _say_run(model, ds, data, p, o, env, bs, plan)
+        kind = f"{'HIT' if o.tokens == 'hit' else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}"
+        print(f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {Path(data).name}/: ", end="")
+        print(f"preset {p.name!r}, {kind}, {env.world_size} process(es) on {env.device}, ", end="")
+        print(f"global batch {bs} = {env.world_size} × {plan.accum} × {plan.micro}, precision {precision}")
+        print(f"memory plan: {plan}", flush=True)
+    loss_fn, meta = _var_loss(tk, o, p.train), _var_meta(p, o, model, bs, plan.accum)
     return fit(model, loss_fn, loader, cfg, out, meta=meta, resume=o.resume, sample_fn=samples)
 
 # %% ../nbs/07b_train_var.ipynb #9a63283cbaf04dbcab1f6479b197f3a8
-def _allow_tf32(device: torch.device):
-    "TF32 matmuls on a GPU (`keeps_global_state` gives the caller's flags back when `train_var` returns)."
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
 def _var_kw(o: VarTrainConfig) -> dict:
-    "The SRVAR options the run sets (cond_drop, prefix_pos, lr_add); the others keep the preset's values."
     kw = dict(cond_drop=o.cond_drop, prefix_pos=o.prefix_pos, lr_add=o.lr_add)
     return {k: v for k, v in kw.items() if v is not None}
 
 
 def _start_model(p, o: VarTrainConfig, env, out):
-    "The SRVAR, seeded (the same initial weights on every rank), initialised from `--init-var` unless resumed."
-    seed_everything(o.seed)  # the same initial weights on every rank
+    seed_everything(o.seed)
     model = build_model("var", p, **_var_kw(o)).to(env.device)
     if o.init_var is not None and not (o.resume and (Path(out) / "last.pt").exists()):
-        rep = init_from_var(model, o.init_var)  # a resumed run takes its weights from last.pt instead
+        r = init_from_var(model, o.init_var)
         if env.is_main:
             print(
-                f"initialised from {Path(o.init_var).name}: {len(rep['loaded'])} tensors loaded; new: {rep['added']}; "
-                f"dropped: "
-                f"{rep['dropped']}; re-initialised: {rep['reinitialised']}",
-                flush=True,
+                f"initialised from {Path(o.init_var).name}: {len(r['loaded'])} tensors loaded; new: {r['added']}; ",
+                end="",
             )
+            print(f"dropped: {r['dropped']}; re-initialised: {r['reinitialised']}", flush=True)
     return model
 
 
-def var_plan(p, o: VarTrainConfig, bs: int, env) -> MemoryPlan:
-    """The run's memory plan on its device (chapter 14): the path that device runs, counted; `o.accum` checked, or
-    chosen by the plan on a GPU."""
-    precision = resolve_precision(o.precision or p.train.precision, env.device)
+def var_plan(p, o: VarTrainConfig, bs: int, env, precision: str) -> MemoryPlan:
+    "The run's memory plan on its device (chapter 14)."
     budget = device_budget(env.device)
     plan = memory_plan(p, bs, env.world_size, budget, precision, o.dpo, o.second_pass, env.device.type, **_var_kw(o))
     return check_plan(plan, o.accum, env.device)
 
 
 def _var_batches(data, p, o: VarTrainConfig, env, bs: int, accum: int):
-    "(dataset, collate, StepLoader): HR crops of `data`, degraded to LR on the fly, `bs` per step over all ranks."
-    scan = scan_once(data, env)  # each header read once, shared out over the processes
-    ds = HRFolder(data, p.hr_size, cache=o.cache_images if o.cache_images is not None else "auto", scan=scan)
-    collate = DegradeCollate(DegradationConfig(), p.lr_size, o.p_bilinear, uint8=True)  # floats made on the device
-    pin = env.device.type == "cuda"  # page-locked batches: non-blocking copies
+    cache = o.cache_images if o.cache_images is not None else "auto"
+    ds = HRFolder(data, p.hr_size, cache=cache, scan=scan_once(data, env))
+    collate = DegradeCollate(DegradationConfig(), p.lr_size, o.p_bilinear, uint8=True)
+    pin = env.device.type == "cuda"
     loader = StepLoader(ds, bs, collate, env.world_size, env.rank, accum, o.seed, o.workers, pin_memory=pin)
     return ds, collate, loader
 
 # %% ../nbs/07b_train_var.ipynb #8dd0d8092fe74a7c96281538738b07e2
-def _var_steps(p, o: VarTrainConfig, ds, bs: int) -> int:
-    "`--steps`, by default the preset's epochs over this folder."
-    return o.steps or max(1, p.train.epochs * len(ds) // bs)
-
-
 def _dpo_params(o: VarTrainConfig, recipe) -> tuple:
-    "(β, weight) of the DPO term: the run's, else the recipe's."
     beta = o.dpo_beta if o.dpo_beta is not None else recipe.dpo_beta
     return beta, o.dpo_weight if o.dpo_weight is not None else recipe.dpo_weight
 
 
 def _var_loss(tk, o: VarTrainConfig, recipe) -> SRLoss:
-    "CE on the HR tokens (+ DPO against the upsampled LR's tokens), chapter 06."
     beta, weight = _dpo_params(o, recipe)
-    return SRLoss(
-        tk,
-        tokens=o.tokens,
-        dpo=o.dpo,
-        beta=beta,
-        weight=weight,
-        reduce=o.dpo_reduce,
-        second_pass=o.second_pass,
-        amp_encoder=o.amp_encoder,
-    )
-
-
-def _sample_images(tk, ds, collate, o: VarTrainConfig) -> SampleImages:
-    "Samples of 4 crops drawn with `seed + 1`, so that they are not the first training batch."
-    val = StepSampler(len(ds), 4, seed=o.seed + 1).keys(0)
-    return SampleImages(tk, collate([ds[k] for k in val]), o.tokens)
+    return SRLoss(tk, o.tokens, o.dpo, beta, weight, o.dpo_reduce, o.second_pass, o.amp_encoder)
 
 
 def _var_meta(p, o: VarTrainConfig, model, bs: int, accum: int) -> dict:
-    "What the checkpoint records of the run; `--resume` refuses a run whose options differ."
     beta, weight = _dpo_params(o, p.train)
     dpo = dict(dpo_beta=beta, dpo_weight=weight, dpo_reduce=o.dpo_reduce, second_pass=o.second_pass)
-    return dict(
-        model="SRVAR",
-        preset=p.name,
-        tokens=o.tokens,
-        dpo=o.dpo,
-        **{k: v if o.dpo else None for k, v in dpo.items()},
-        global_batch=bs,
-        accum=accum,
-        seed=o.seed,
-        p_bilinear=o.p_bilinear,
-        cond_drop=model.cond_drop,
-        var_options=model.options(),
-    )
+    run = dict(model="SRVAR", preset=p.name, tokens=o.tokens, dpo=o.dpo, global_batch=bs, accum=accum, seed=o.seed)
+    opts = dict(p_bilinear=o.p_bilinear, cond_drop=model.cond_drop, var_options=model.options())
+    return dict(run, **{k: v if o.dpo else None for k, v in dpo.items()}, **opts)
 
 # %% ../nbs/07b_train_var.ipynb #7740b2af
 def _var_fit_config(p, o: VarTrainConfig, env, steps: int, accum: int) -> FitConfig:
-    "The optimisation of chapter 07's `fit`: the run's values, each None the preset's recipe (`FitConfig.resolved`)."
-    cfg = FitConfig(
-        steps=steps,
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        warmup=o.warmup,
-        clip=o.clip,
-        accum=accum,
-        precision=o.precision,
-        compile=o.compile,
-        seed=o.seed,
-        ckpt_every=o.ckpt_every,
-        sample_every=o.sample_every,
-        progress=o.progress and env.is_main,
-        max_nan_in_row=o.max_nan_in_row,
-    )
-    return cfg.resolved(p.train)
-
-
-def _say_run(model, ds, data, p, o: VarTrainConfig, env, bs: int, plan: MemoryPlan):
-    "One line on what is trained, on what and how, and one on the memory plan."
-    precision = resolve_precision(o.precision or p.train.precision, env.device)
-    print(
-        f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {Path(data).name}/: "
-        f"preset {p.name!r}, "
-        f"{'HIT' if o.tokens == 'hit' else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}, {env.world_size} "
-        f"process(es) on {env.device}, global batch {bs} = {env.world_size} × {plan.accum} × {plan.micro}, "
-        f"precision {precision}",
-        flush=True,
-    )
-    print(f"memory plan: {plan}", flush=True)
+    keep = ("lr", "weight_decay", "warmup", "clip", "precision", "compile", "seed", "ckpt_every", "sample_every")
+    kw = {k: getattr(o, k) for k in (*keep, "max_nan_in_row")}
+    return FitConfig(steps=steps, accum=accum, progress=o.progress and env.is_main, **kw).resolved(p.train)
 
 # %% ../nbs/07b_train_var.ipynb #72eea5119410473aa328ad9291626812
 def scan_once(folder, env) -> tuple:
-    """`scan_images(folder, decode=False)` shared out: every process lists the folder and reads the headers of every
-    world_size-th file, and the parts are gathered, so each header is read once in all and no process waits while
-    another reads them all. A file that passes its header but fails to decode is skipped when training reaches it
-    (`HRFolder.failed_loads`)."""
-    files, broken = image_files(folder)  # the same list, or the same MsvarError, on every process
-    mine = read_headers(files[env.rank :: env.world_size], decode=False)  # ([(path, (w, h))], [(path, reason)])
-    parts = [mine]
+    "`scan_images(folder, decode=False)`, each process reading every world_size-th header."
+    files, broken = image_files(folder)
+    mine = read_headers(files[env.rank :: env.world_size], decode=False)
+    parts = [mine] * env.world_size
     if env.world_size > 1:
-        parts = [None] * env.world_size
         dist.all_gather_object(parts, mine)
     order = {f: i for i, f in enumerate(files)}
     ok = sorted((r for part in parts for r in part[0]), key=lambda r: order[r[0]])
     bad = broken + sorted((r for part in parts for r in part[1]), key=lambda r: order[r[0]])
     return finish_scan(folder, len(files), ok, bad)
-
-
-def fits_in_memory(folder, max_bytes: float = 2 * 2**30) -> bool:
-    """Whether the images under `folder`, decoded to uint8, take at most `max_bytes` (sizes from the file headers): then
-    HRFolder caches them."""
-    ok, _ = scan_images(folder, decode=False)
-    return sum(3 * w * h for _, (w, h) in ok) <= max_bytes
