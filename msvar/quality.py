@@ -108,7 +108,7 @@ def quality_table(
     extra = teacher_forced(model, pairs, batch_size) if model is not None and tf else {}
     return dict(table=t, goals=goals, teacher_forced=extra, n=len(hr))
 
-
+# %% ../nbs/11_quality.ipynb #418b2895
 def save_quality(res: dict, path, **info) -> Path:
     "A `quality_table` result as JSON."
     path = Path(path)
@@ -130,7 +130,7 @@ def load_quality(path) -> dict:
     obj["table"] = pd.DataFrame(obj["table"]).set_index("method")
     return obj
 
-
+# %% ../nbs/11_quality.ipynb #82584a44
 _CRITERIA = {
     "psnr_rgb": "PSNR-RGB",
     "psnr_y": "PSNR-Y",

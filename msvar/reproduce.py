@@ -306,7 +306,7 @@ def give_checkpoint(src: Path, out: Path, stage: str, preset: str):
         raise MsvarError(f"given {stage} {str(src)!r} is for preset {p.name!r}, the plan is {preset!r}")
     atomic_write(out / stage / "last.pt", lambda tmp: shutil.copyfile(src, tmp))
 
-
+# %% ../nbs/10_reproduce.ipynb #0c6fbe06
 def stage_tokenizer(plan: ReproPlan, out: Path, data: Path):
     "Train the base tokenizer into out/tokenizer."
     w = plan.lpips_weight if plan.lpips else 0.0
@@ -336,7 +336,7 @@ def stage_hit(plan: ReproPlan, out: Path, data: Path):
         progress=False,
     )
 
-
+# %% ../nbs/10_reproduce.ipynb #d188d62e
 def variant_dir(out: Path, name: str, seed: int) -> Path:
     return Path(out) / f"var_{name}" / f"seed{seed}"
 
@@ -385,7 +385,7 @@ def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFra
         outs[mode] = [torch.cat([r[n] for r in recs]) for n in range(len(p.stages))]
     return evaluate_outputs(outs, hr, p, lpips=plan.lpips)
 
-
+# %% ../nbs/10_reproduce.ipynb #beb845a4
 @torch.no_grad()
 def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFrame:
     "Per-crop scores of one VAR on one test set: raw, and colour-fixed."
@@ -411,7 +411,7 @@ def variant_part(out: Path, plan: ReproPlan, pairs: dict, name: str, seed: int):
         atomic_write(part, lambda t: pd.concat(scores).to_csv(t, index=False))
     return pd.read_csv(part, dtype={"image": str})
 
-
+# %% ../nbs/10_reproduce.ipynb #135edec4
 def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
     "Table 1a's and every variant's per-crop scores into eval/."
     p = get_preset(plan.preset)
@@ -429,7 +429,7 @@ def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
     per = pd.concat(rows, ignore_index=True)
     atomic_write(out / "eval" / "per_image.csv", lambda t: per.to_csv(t, index=False))
 
-
+# %% ../nbs/10_reproduce.ipynb #c4f98b68
 def run_stage(stage: str, plan: ReproPlan, out: Path, data: Path, test_root: Path, force=False, given=None) -> dict:
     "Run one stage unless its DONE.json exists (or `force`); its record."
     done, given, t0, extra = _done(out, stage), given or {}, time.time(), {}

@@ -95,6 +95,13 @@ def _start_tokenizer(p, ds, bs: int, seed: int, dev, fresh: bool, init) -> Token
             model.quantize.init_codebook(model.encode(to_signed(x0)))
     return model
 
+# %% ../nbs/07a_train_tokenizer.ipynb #75fd5c37
+def _log_rows(out_dir: Path) -> list:
+    "The log rows of a tokenizer run, drawn into its loss.png."
+    rows = read_log(out_dir / "log.jsonl")
+    plot_metrics(rows, out_dir / "loss.png", keys=("loss", "l2", "lpips", "vq"), smooth=10, title="tokenizer losses")
+    return rows
+
 # %% ../nbs/07a_train_tokenizer.ipynb #68b77dcc
 @holds_folder("out_dir")
 @keeps_global_state
@@ -154,9 +161,7 @@ def train_tokenizer(
         after_step=lambda m, step: m.quantize.restart_dead_codes(50),
         extra_state=DeadCodeCounters(model.quantize),
     )
-    rows = read_log(out_dir / "log.jsonl")
-    plot_metrics(rows, out_dir / "loss.png", keys=("loss", "l2", "lpips", "vq"), smooth=10, title="tokenizer losses")
-    return model.eval(), rows
+    return model.eval(), _log_rows(out_dir)
 
 # %% ../nbs/07a_train_tokenizer.ipynb #8763a12b2bbd4a93a75aff182afb95dc
 def _zero_counts(x, weights=None, minlength: int = 0):
