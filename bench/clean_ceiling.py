@@ -1,7 +1,10 @@
 """What limits clean photos (chapter 11, section 7): the shipped model beside its own HIT tokenizer's ceiling on the
 clean protocol of `bench/user_photos.py`, and the defects that could cost PSNR (shift, tint, borders, tile seams).
 
-    python bench/clean_ceiling.py VAL_DIR -n 8 --out runs/clean_ceiling.csv
+    python bench/clean_ceiling.py DATA/train/BSD200 --last 20 -n 8 --out data/msvar_small_train/quality/clean_ceiling.csv
+
+(the first 8 of the last 20 images of BSD200 by name: the validation split, `-n 8` of `bench/user_photos.py`'s clean
+protocol.)
 
 Rows, per scale (×2: the ÷2 input, ×4: the ÷4 input, each output against the HR):
 - bicubic; `model` (class --cls, decoded as the model file says) as `msvar_sr` writes it (colour fix at COLOUR_SIGMA)
@@ -18,10 +21,14 @@ Rows, per scale (×2: the ÷2 input, ×4: the ÷4 input, each output against the
   blurred, σ = s px) and the share of the error energy in the high band; `hb_lambda`: the weight λ* that fits the HR
   best as bicubic's low band + λ·the output's high band (the colour fix's split, σ = COLOUR_SIGMA input px; the fix
   keeps λ = 1; 0: the high band is noise) and `hb_gain`, its PSNR gain over λ = 1.
+- `best k DCT terms per tile (oracle)`: a reference for the token budget: each output tile's area coded by as many
+  real-valued DCT coefficients as the tokens of its stage (1+4+9+16 = 30 at ×2, 155 at ×4, × (4/3)² for the tiles'
+  overlap), the largest ones, chosen with the HR at hand.
 A last table: flat grey inputs (0.25, 0.5, 0.75) through the model (raw) and through the tokenizer.
 """
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,9 +38,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from user_photos import bicubic_up, clean_inputs, scores  # noqa: E402
+from user_photos import bicubic_up, hr_long_side, scores  # noqa: E402
 
 from msvar.core import resize, to_signed, to_unit  # noqa: E402
+from msvar.files import list_images, load_image  # noqa: E402
 from msvar.hit import encode_any  # noqa: E402
 from msvar.inference import COLOUR_SIGMA, OutputSettings, blend_window, colour_fix_scales, tile_starts  # noqa: E402
 from msvar.inference import default_model_path, gaussian_blur, load_sr_model, upscale  # noqa: E402
@@ -41,6 +49,31 @@ from msvar.lpips import get_lpips  # noqa: E402
 from msvar.metrics import quantize_255  # noqa: E402
 
 SHIFTS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+OPPONENT = torch.tensor([[1.0, 1, 1], [1, -1, 0], [1, 1, -2]], dtype=torch.float64)
+OPPONENT = OPPONENT / OPPONENT.norm(dim=1, keepdim=True)  # an orthonormal colour basis: its squared error is RGB's
+
+
+def dct_matrix(n: int) -> torch.Tensor:
+    "The orthonormal DCT-II matrix (n, n), float64."
+    k, i = torch.arange(n, dtype=torch.float64)[:, None], torch.arange(n, dtype=torch.float64)[None]
+    d = torch.cos(math.pi * (i + 0.5) * k / n) * math.sqrt(2 / n)
+    d[0] /= math.sqrt(2)
+    return d
+
+
+def best_terms(hr: torch.Tensor, t: int, k: int) -> torch.Tensor:
+    """An oracle code of an image (3, H, W) at a token budget: each t×t tile (no overlap, replicated past the edges)
+    kept as its k largest DCT coefficients (2-D DCT of each opponent colour channel), real-valued, chosen knowing the
+    HR: far more than k tokens of a 512-code vocabulary can carry, though over a fixed basis rather than a learned one."""
+    H, W = hr.shape[-2:]
+    x = torch.einsum("cd,dhw->chw", OPPONENT, F.pad(hr[None].double(), (0, -W % t, 0, -H % t), mode="replicate")[0])
+    d = dct_matrix(t)
+    c = d @ x.unfold(1, t, t).unfold(2, t, t) @ d.T  # (3, nh, nw, t, t)
+    flat = c.permute(1, 2, 0, 3, 4).flatten(2)
+    flat = flat * (flat.abs() >= flat.abs().topk(k, dim=-1).values[..., -1:])
+    y = d.T @ flat.unflatten(2, (3, t, t)).permute(2, 0, 1, 3, 4) @ d
+    y = torch.einsum("dc,dhw->chw", OPPONENT, y.permute(0, 1, 3, 2, 4).flatten(1, 2).flatten(2, 3))
+    return y[:, :H, :W].float().clamp(0, 1)
 
 
 @torch.no_grad()
@@ -149,6 +182,8 @@ def outputs(model, hr: torch.Tensor, s: int, cls: int) -> dict:
     with torch.no_grad():
         whole = to_unit(model.hit.stage_decoders[model.scales.index(s)](encode_any(model.hit.tok, to_signed(x))))
     fix = lambda y: colour_fix_scales({s: y}, lr, COLOUR_SIGMA)[s]
+    p, n = model.preset, model.scales.index(s)
+    k = round(sum(r * r for r in p.patch_nums[: p.stage_ends[n]]) * (4 / 3) ** 2)  # tokens per tile area (stride ¾)
     return {
         "bicubic": bicubic_up(lr, hr.shape[-2:]),
         f"model class {cls}": fix(raw),
@@ -157,6 +192,7 @@ def outputs(model, hr: torch.Tensor, s: int, cls: int) -> dict:
         "ceiling, no fix": q,
         "autoencoder, no fix": u,
         "autoencoder, whole image, no fix": whole[0, :, :H, :W],
+        f"best {k} DCT terms per tile (oracle), no fix": best_terms(hr, p.lr_size * s, k),
     }
 
 
@@ -182,6 +218,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", help="a folder of HR images (a validation split)")
     ap.add_argument("-n", type=int, default=8, help="the first n images of the folder (8)")
+    ap.add_argument(
+        "--last", type=int, default=None, help="only the folder's last N images by name (a validation split)"
+    )
     ap.add_argument("--long-side", type=int, default=256, help="the clean protocol's HR long side in px (256)")
     ap.add_argument("--cls", type=int, default=1, help="the model's class (1, clean)")
     ap.add_argument("--model", default=None, help="an msvar model file (default: the shipped one)")
@@ -192,7 +231,8 @@ def main(argv=None):
     model = load_sr_model(a.model or default_model_path(), device="cpu").float()
     alex = get_lpips("alex")
     rows = []
-    for name, hr in clean_inputs(a.data, a.n, a.long_side):
+    files = list_images([a.data])[-a.last if a.last else 0 :][: a.n]
+    for name, hr in ((Path(f).stem, hr_long_side(load_image(f), a.long_side)) for f in files):
         for s in (2, 4):
             outs = outputs(model, hr, s, a.cls)
             for k, y in outs.items():
