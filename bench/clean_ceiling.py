@@ -24,6 +24,8 @@ Rows, per scale (×2: the ÷2 input, ×4: the ÷4 input, each output against the
 - `best k DCT terms per tile (oracle)`: a reference for the token budget: each output tile's area coded by as many
   real-valued DCT coefficients as the tokens of its stage (1+4+9+16 = 30 at ×2, 155 at ×4, × (4/3)² for the tiles'
   overlap), the largest ones, chosen with the HR at hand.
+- at ×2 also `x4 stage ÷2`: the ÷2 input taken to ×4 by the model (its ×4 stage: 155 tokens per tile, not 30) and
+  resized to the HR's size (bicubic, antialiased); its ceiling: the HR resized ×2, tokenized and decoded at ×4, ÷2.
 A last table: flat grey inputs (0.25, 0.5, 0.75) through the model (raw) and through the tokenizer.
 """
 
@@ -184,6 +186,17 @@ def outputs(model, hr: torch.Tensor, s: int, cls: int) -> dict:
     fix = lambda y: colour_fix_scales({s: y}, lr, COLOUR_SIGMA)[s]
     p, n = model.preset, model.scales.index(s)
     k = round(sum(r * r for r in p.patch_nums[: p.stage_ends[n]]) * (4 / 3) ** 2)  # tokens per tile area (stride ¾)
+    four = {}
+    if s == 2:  # ×2 from the ×4 stage: the ÷2 input to ×4 by the model (its tokenizer), then resized (antialiased) ÷2
+        down = lambda y: resize(y, (H, W), "bicubic").clamp(0, 1)
+        r4 = down(upscale(lr, model, OutputSettings(scales=(4,), cls=cls, colour_sigma=None))[4])
+        q4 = down(ceiling(model, resize(hr, (2 * H, 2 * W), "bicubic").clamp(0, 1), 4)[0])
+        four = {
+            f"model class {cls}, x4 stage ÷2": fix(r4),
+            f"model class {cls}, x4 stage ÷2, no fix": r4,
+            "ceiling, x4 stage ÷2": fix(q4),
+            "ceiling, x4 stage ÷2, no fix": q4,
+        }
     return {
         "bicubic": bicubic_up(lr, hr.shape[-2:]),
         f"model class {cls}": fix(raw),
@@ -193,10 +206,7 @@ def outputs(model, hr: torch.Tensor, s: int, cls: int) -> dict:
         "autoencoder, no fix": u,
         "autoencoder, whole image, no fix": whole[0, :, :H, :W],
         f"best {k} DCT terms per tile (oracle), no fix": best_terms(hr, p.lr_size * s, k),
-    }
-
-
-DIAGNOSED = ("bicubic", "no fix")  # defects are fitted on bicubic (a control) and on every raw output
+    } | four
 
 
 def grey_table(model, cls: int) -> pd.DataFrame:
