@@ -2,6 +2,7 @@
 
     python bench/user_photos.py VAL_DIR --classes 0 1 2 --out runs/user_photos.csv
     python bench/user_photos.py VAL_DIR --snapshots SNAP_DIR --tokenizer HIT.pt --cls 1 --degraded-cls 0
+    python bench/user_photos.py DATA/train/BSD200 --last 20 -n 8 --classes 1 --scales 2 --x2-from 2 4 --out X2.csv
 
 Two protocols on the images of one folder (a validation split: never a reported test set):
 - clean: each whole image, HR resized (area) to a long side of --long-side px (default 256, the short side to a multiple
@@ -11,8 +12,10 @@ Two protocols on the images of one folder (a validation split: never a reported 
   the protocol of `msvar_make_testset` and `msvar_eval`); the ×2 and ×4 outputs of each 16-px LR crop against the HR
   crop resized to the output's size.
 Each output twice: as `msvar_sr` writes it (colour fix at COLOUR_SIGMA) and the model's own (no colour fix), decoded as
-the model file says. Scores: PSNR-RGB, LPIPS (alex) and the flat-region high-frequency energy (`flat_hf_energy`,
-chapter 09), each beside bicubic's: PSNR in dB against bicubic, LPIPS and flat-HF as ratios to bicubic's (flat-HF:
+the model file says; with --x2-from 2 4, the ×2 rows twice: from the ×2 stage (`x2_from=2`, the rows' plain names)
+and from the ×4 stage's output resized ÷2 (`x2_from=4`, "×2 from ×4" in the name; `OutputSettings.x2_from`, chapter
+08). --last N: only the folder's last N images by name (a validation split held in a training folder).
+Scores: PSNR-RGB, LPIPS (alex) and the flat-region high-frequency energy (`flat_hf_energy`, chapter 09), each beside bicubic's: PSNR in dB against bicubic, LPIPS and flat-HF as ratios to bicubic's (flat-HF:
 ratio of the means over the images that have a flat region).
 `auto` picks class 0 or 1 per input from its chroma detail (`chroma_detail`: median |Laplacian| of Cb and Cr over that
 of Y; threshold set with --noise-only on the T91 training images) and is scored with the outputs of the class it
@@ -103,11 +106,17 @@ def rows_of(protocol: str, scale: int, method: str, names: list, s: dict) -> lis
     ]
 
 
-def model_pair(model, lr: torch.Tensor, scale: int, cls: int) -> tuple:
+def model_pair(model, lr: torch.Tensor, scale: int, cls: int, x2_from: int = 2) -> tuple:
     "(as msvar_sr writes it, the model's own) ×`scale` output of one LR image (3, h, w) for class `cls`."
-    raw = upscale(lr, model, OutputSettings(scales=(scale,), cls=cls, colour_sigma=None))  # the model's decoding
+    output = OutputSettings(scales=(scale,), cls=cls, colour_sigma=None, x2_from=x2_from)
+    raw = upscale(lr, model, output)  # the model's decoding
     fixed = colour_fix_scales(raw, lr, COLOUR_SIGMA)
     return fixed[scale], raw[scale]
+
+
+def named(c: int, x2_from: int, fix: bool = True) -> str:
+    "A row's method name: class c, ', ×2 from ×4' when made with x2_from=4, ', no fix' for the model's own."
+    return f"class {c}" + (", ×2 from ×4" if x2_from == 4 else "") + ("" if fix else ", no fix")
 
 
 def clean_inputs(folder, n: int | None, long_side: int) -> list:
@@ -116,7 +125,7 @@ def clean_inputs(folder, n: int | None, long_side: int) -> list:
     return [(Path(f).stem, hr_long_side(load_image(f), long_side)) for f in files]
 
 
-def clean_rows(model, images: list, classes, alex, scales=(2, 4)) -> tuple:
+def clean_rows(model, images: list, classes, alex, scales=(2, 4), x2_froms=(2,)) -> tuple:
     "Per-image rows of the clean protocol (bicubic and, per class, fixed and raw) and each input's noise level."
     rows, noise = [], []
     for name, hr in images:
@@ -124,10 +133,10 @@ def clean_rows(model, images: list, classes, alex, scales=(2, 4)) -> tuple:
             lr = resize(hr, (hr.shape[-2] // s, hr.shape[-1] // s), "bicubic").clamp(0, 1)
             noise.append(dict(protocol="clean", scale=s, image=name, detail=chroma_detail(lr)))
             rows += rows_of("clean", s, "bicubic", [name], scores(bicubic_up(lr, hr.shape[-2:])[None], hr[None], alex))
-            for c in classes:
-                fixed, raw = model_pair(model, lr, s, c)
-                rows += rows_of("clean", s, f"class {c}", [name], scores(fixed[None], hr[None], alex))
-                rows += rows_of("clean", s, f"class {c}, no fix", [name], scores(raw[None], hr[None], alex))
+            for c, x in ((c, x) for c in classes for x in (x2_froms if s == 2 else (2,))):
+                fixed, raw = model_pair(model, lr, s, c, x)
+                rows += rows_of("clean", s, named(c, x), [name], scores(fixed[None], hr[None], alex))
+                rows += rows_of("clean", s, named(c, x, False), [name], scores(raw[None], hr[None], alex))
     return rows, noise
 
 
@@ -148,7 +157,7 @@ def crop_outputs(model, lr: torch.Tensor, cls: int, batch: int = 16) -> dict:
     return {s: torch.cat([o[k] for o in outs]) for k, s in enumerate(model.scales)}
 
 
-def degraded_rows(model, pairs: dict, classes, alex, scales=(2, 4)) -> tuple:
+def degraded_rows(model, pairs: dict, classes, alex, scales=(2, 4), x2_froms=(2,)) -> tuple:
     "Per-image rows of the degraded protocol (bicubic and, per class, fixed and raw) and each crop's noise level."
     lr, hr, names = pairs["lr"], pairs["hr"], pairs["names"]
     refs = {s: resize(hr, lr.shape[-1] * s, "bicubic").clamp(0, 1) for s in scales}
@@ -161,6 +170,11 @@ def degraded_rows(model, pairs: dict, classes, alex, scales=(2, 4)) -> tuple:
         for s in scales:
             rows += rows_of("degraded", s, f"class {c}", names, scores(fixed[s], refs[s], alex))
             rows += rows_of("degraded", s, f"class {c}, no fix", names, scores(raw[s], refs[s], alex))
+        if 2 in scales and 4 in x2_froms:  # ×2 as upscale makes it with x2_from=4: the ×4 output resized ÷2
+            r2 = resize(raw[4], refs[2].shape[-2:], "bicubic").clamp(0, 1)
+            f2 = colour_fix_scales({2: r2}, lr, COLOUR_SIGMA)[2]
+            rows += rows_of("degraded", 2, named(c, 4), names, scores(f2, refs[2], alex))
+            rows += rows_of("degraded", 2, named(c, 4, False), names, scores(r2, refs[2], alex))
     noise = [
         dict(protocol="degraded", scale=s, image=n, detail=chroma_detail(x)) for s in scales for n, x in zip(names, lr)
     ]
@@ -276,6 +290,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", default=None, help="an msvar model file (default: the shipped one)")
     ap.add_argument("--classes", type=int, nargs="+", default=[0, 1, 2], help="the classes to score (0 1 2)")
     ap.add_argument("-n", type=int, default=None, help="at most n images of the folder (default: all)")
+    ap.add_argument(
+        "--last", type=int, default=None, help="only the folder's last N images by name (a validation split)"
+    )
+    ap.add_argument("--scales", type=int, nargs="+", default=[2, 4], help="the scales to score (2 4)")
+    ap.add_argument(
+        "--x2-from", type=int, nargs="+", default=[2], help="×2 from the ×2 stage (2), the ×4 one (4), or both"
+    )
     ap.add_argument("--long-side", type=int, default=256, help="the clean protocol's HR long side in px (256)")
     ap.add_argument("--crops", type=int, default=100, help="the degraded protocol's number of 64-px crops (100)")
     ap.add_argument("--seed", type=int, default=0, help="the degradation seed (0)")
@@ -294,12 +315,14 @@ def parser() -> argparse.ArgumentParser:
 
 def class_tables(a, model, alex) -> pd.DataFrame:
     "Score the protocols per class (and auto), print one table per protocol and auto's accuracy; the summary."
-    rows, noise = [], []
+    rows, noise, t0 = [], [], time.perf_counter()
     if "clean" in a.protocols:
-        r, nz = clean_rows(model, clean_inputs(a.data, a.n, a.long_side), a.classes, alex)
+        r, nz = clean_rows(model, clean_inputs(a.data, a.n, a.long_side), a.classes, alex, a.scales, a.x2_from)
         rows, noise = rows + r, noise + nz
+        print(f"clean: {time.perf_counter() - t0:.0f} s", flush=True)
     if "degraded" in a.protocols:
-        r, nz = degraded_rows(model, degraded_pairs(a.data, a.crops, a.seed, model.preset), a.classes, alex)
+        pairs = degraded_pairs(a.data, a.crops, a.seed, model.preset)
+        r, nz = degraded_rows(model, pairs, a.classes, alex, a.scales, a.x2_from)
         rows, noise = rows + r, noise + nz
     per_image, noise = pd.DataFrame(rows), pd.DataFrame(noise)
     if {0, 1} <= set(a.classes):
@@ -314,10 +337,19 @@ def class_tables(a, model, alex) -> pd.DataFrame:
     return t
 
 
+def last_images(folder, last: int, into) -> str:
+    "A folder `into` of links to the last `last` images of `folder` by name (what the protocols then read)."
+    for f in list_images([folder])[-last:]:
+        (Path(into) / Path(f).name).symlink_to(Path(f).resolve())
+    return str(into)
+
+
 def main(argv=None):
     a = parser().parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
+    if a.last:
+        a.data = last_images(a.data, a.last, tempfile.mkdtemp())
     model = load_sr_model(a.model or default_model_path(), device="cpu").float()
     alex = get_lpips("alex")
     print(

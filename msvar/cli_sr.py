@@ -73,6 +73,7 @@ def add_output_args(ap, tiles: bool = True) -> None:
     ap.add_argument("--no-colour-fix", action="store_true", help="no colour fix")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help="tiles per forward pass")
     ap.add_argument("--precision", default=d.precision, help="fp32, or bf16: faster, slightly other outputs")
+    ap.add_argument("--x2-from", type=int, default=d.x2_from, help="×2 from the ×2 stage (2) or the ×4 output ÷2 (4)")
 
 
 def output_from_args(a) -> OutputSettings:
@@ -80,7 +81,8 @@ def output_from_args(a) -> OutputSettings:
     tiles = dict(scales=tuple(a.scales), overlap=a.overlap) if hasattr(a, "scales") else {}
     sigma = None if a.no_colour_fix else a.colour_sigma
     try:
-        return OutputSettings(cls=a.cls, colour_sigma=sigma, batch_size=a.batch_size, precision=a.precision, **tiles)
+        opts = dict(cls=a.cls, colour_sigma=sigma, batch_size=a.batch_size, precision=a.precision, x2_from=a.x2_from)
+        return OutputSettings(**opts, **tiles)
     except MsvarError as e:
         field, rest = str(e).split(" ", 1)
         flag = "--class" if field == "cls" else "--" + field.replace("_", "-")

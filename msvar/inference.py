@@ -220,6 +220,7 @@ OUTPUT_RULES = (  # field, the test its value passes, what it must be
     ("overlap", lambda v: v is None or _count(v, 0), "an integer ≥ 0, or None (a quarter tile)"),
     ("batch_size", lambda v: _count(v, 1), "an integer ≥ 1"),
     ("precision", lambda v: v in ("fp32", "bf16"), "'fp32' or 'bf16' (matrix products in bf16 under autocast)"),
+    ("x2_from", lambda v: v in (2, 4) and not isinstance(v, bool), "2 (the ×2 stage) or 4 (the ×4 output resized ÷2)"),
 )
 
 
@@ -233,6 +234,7 @@ class OutputSettings:
     overlap: int | None = None
     batch_size: int = 8
     precision: str = "fp32"
+    x2_from: int = 2
 
     def __post_init__(self):
         if isinstance(self.scales, list):
@@ -243,7 +245,7 @@ class OutputSettings:
                 raise MsvarError(f"{key} must be {want}, got {v!r}")
 
 
-DEFAULT_OUTPUT = OutputSettings()  # every entry point's default
+DEFAULT_OUTPUT = OutputSettings(x2_from=4)  # every entry point's default: ×2 from the ×4 stage (below)
 
 # %% ../nbs/08_inference.ipynb #59bbdb311c014d738909a11f9e486628
 def _checked_image(image) -> torch.Tensor:
@@ -263,6 +265,8 @@ PROGRESS_TILES = 32  # upscale(progress=None) shows a bar above this
 def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None, progress=False) -> dict:
     "One image (path, or (3,H,W) in [0,1]) → {scale: output}."
     x, scales = _checked_image(image), output.scales
+    if output.x2_from == 4 and 2 in scales:  # ×2 from the ×4 stage's output (its decoder is skipped)
+        scales = tuple(sorted(set(scales) - {2} | {4}))
     tile, avail, fn, dev = getattr(model, "tile", None), model.scales, model, "cpu"
     if isinstance(model, SRModel):
         dev = next(model.parameters()).device.type
@@ -291,6 +295,9 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
             for (i, j), y in zip(chunk, outs[avail.index(s)].float().cpu()):
                 acc[s][:, i * s : (i + tile) * s, j * s : (j + tile) * s] += torch.cat((y * win[s], win[s][None]))
     outs = {s: (a[:3] / a[3:])[:, : H * s, : W * s].clamp(0, 1) for s, a in acc.items()}
+    if scales != output.scales:
+        outs[2] = resize(outs[4], (2 * H, 2 * W), "bicubic").clamp(0, 1)
+        outs = {s: outs[s] for s in output.scales}
     return finish(outs, x, output)
 
 

@@ -279,10 +279,11 @@ SR_BAD = [["--batch-size", "0"], ["--batch-size", "-3"], ["--device", "foo"], ["
           ["--cfg", "nan"], ["--cfg", "-5"], ["--cfg", "inf"], ["--seed", str(2**70)], ["--seed", "-1"], ["--top-p", "2"],
           ["--top-p", "-1"], ["--top-p", "nan"], ["--top-k", "-5"], ["--overlap", "-1"], ["--overlap", "8"],
           ["--overwrite", "--skip-existing"], ["--soft", "0"], ["--soft", "-1"], ["--soft", "nan"], ["--soft", "1", "--greedy"],
-          ["--greedy", "--top-k", "5"], ["--soft", "2", "--sample"], ["--soft", "1e-40"], ["--cfg", "1e308"], ["--precision", "fp16"]]
+          ["--greedy", "--top-k", "5"], ["--soft", "2", "--sample"], ["--soft", "1e-40"], ["--cfg", "1e308"], ["--precision", "fp16"],
+          ["--x2-from", "3"]]
 EVAL_BAD = [["-n", "-1"], ["-n", "0"], ["--batch-size", "0"], ["--cfg", "nan"], ["--device", "foo"], ["--crop-border", "-1"],
             ["--seed", str(2**70)], ["--fid-min", "-2"], ["--soft", "0"], ["--soft", "inf"], ["--greedy", "--sample"],
-            ["--soft", "1", "--greedy"], ["--soft", "1e-40"], ["--cfg", "1e308"], ["--precision", "fp16"]]
+            ["--soft", "1", "--greedy"], ["--soft", "1e-40"], ["--cfg", "1e308"], ["--precision", "fp16"], ["--x2-from", "3"]]
 
 
 @pytest.mark.parametrize("bad", SR_BAD, ids=" ".join)
