@@ -1,6 +1,7 @@
 """Soft decoding (chapter 05) through the SR model; the one `Decoding` and the one `OutputSettings` that msvar_sr,
 msvar_eval, evaluate_model and the Python API share, with one default each."""
 import argparse, json
+from dataclasses import replace
 import pytest, torch
 from msvar.core import MsvarError
 from msvar.inference import SOFT_TAU, save_sr_model, load_sr_model, OutputSettings, DEFAULT_OUTPUT, DEFAULT_CLASS
@@ -106,7 +107,7 @@ def test_one_default_at_every_entry_point(tmp_path, toy):
         assert inspect.signature(f).parameters["output"].default is DEFAULT_OUTPUT, f
     lr = torch.rand(2, 3, toy.preset.lr_size, toy.preset.lr_size, generator=torch.Generator().manual_seed(2))
     assert torch.equal(toy.sr_batch(lr)[2], toy.sr_batch(lr, decoding=DEFAULT_DECODING)[2])
-    by_upscale = upscale(lr[0], toy, OutputSettings(scales=(1, 2, 4)))
+    by_upscale = upscale(lr[0], toy, replace(DEFAULT_OUTPUT, scales=(1, 2, 4)))
     for ours, theirs in zip(model_outputs(toy, lr[:1]), by_upscale.values()):
         torch.testing.assert_close(ours[0], theirs, atol=2e-6, rtol=0)  # the same images, colour fix included
 

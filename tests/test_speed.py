@@ -1,6 +1,7 @@
 "The speed bench's yardstick and part timer (bench/sr_speed.py)."
 
 import importlib.util
+from dataclasses import replace
 import time
 from pathlib import Path
 import torch
@@ -77,6 +78,6 @@ def test_bf16_precision_runs_the_tiles_under_autocast(toy, monkeypatch):
     monkeypatch.setattr(toy, "sr_batch", lambda *a, **k: seen.append(torch.is_autocast_enabled("cpu")) or sr_batch(*a, **k))
     fp32 = upscale(x, toy)
     n = len(seen)
-    bf16 = upscale(x, toy, OutputSettings(precision="bf16"))
+    bf16 = upscale(x, toy, replace(inference.DEFAULT_OUTPUT, precision="bf16"))
     assert n > 0 and seen[:n] == [False] * n and seen[n:] == [True] * n, seen
     assert all((bf16[s] - fp32[s]).abs().mean() < 0.05 for s in (2, 4))
