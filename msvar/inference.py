@@ -234,7 +234,7 @@ class OutputSettings:
     overlap: int | None = None
     batch_size: int = 8
     precision: str = "fp32"
-    x2_from: int = 2
+    x2_from: int = 4  # chosen below
 
     def __post_init__(self):
         if isinstance(self.scales, list):
@@ -245,7 +245,7 @@ class OutputSettings:
                 raise MsvarError(f"{key} must be {want}, got {v!r}")
 
 
-DEFAULT_OUTPUT = OutputSettings(x2_from=4)  # every entry point's default: ×2 from the ×4 stage (below)
+DEFAULT_OUTPUT = OutputSettings()  # every entry point's default
 
 # %% ../nbs/08_inference.ipynb #59bbdb311c014d738909a11f9e486628
 def _checked_image(image) -> torch.Tensor:

@@ -43,16 +43,20 @@ def test_native_bf16_reads_the_flags():
 
 
 def test_upscale_decodes_only_the_scales_it_writes(toy, monkeypatch):
-    "×2 and ×4 alone: the ×1 stage decoder never runs, and ×2, ×4 are bit-identical to those of a ×1, ×2, ×4 run."
+    """×2 and ×4 alone: the ×1 stage decoder never runs, and ×2, ×4 are bit-identical to those of a ×1, ×2, ×4 run;
+    with ×2 from the ×4 output (the default) the ×2 stage decoder does not run either."""
     x = torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(0))
-    full = upscale(x, toy, OutputSettings(scales=(1, 2, 4)))
+    full = upscale(x, toy, OutputSettings(scales=(1, 2, 4), x2_from=2))
     seen = []
     decode = toy.hit.decode_stage
     monkeypatch.setattr(toy.hit, "decode_stage", lambda f_hat, n: seen.append(n) or decode(f_hat, n))
-    part = upscale(x, toy, OutputSettings(scales=(2, 4)))
+    part = upscale(x, toy, OutputSettings(scales=(2, 4), x2_from=2))
     assert sorted(set(seen)) == [1, 2], seen
     assert sorted(part) == [2, 4]
     assert all(torch.equal(part[s], full[s]) for s in (2, 4))
+    seen.clear()
+    upscale(x, toy, OutputSettings(scales=(2, 4)))
+    assert sorted(set(seen)) == [2], seen
 
 
 def test_upscale_shows_a_tile_bar_when_asked_or_when_the_image_is_large(toy, monkeypatch):
