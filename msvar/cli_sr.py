@@ -73,7 +73,12 @@ def add_output_args(ap, tiles: bool = True) -> None:
     ap.add_argument("--no-colour-fix", action="store_true", help="no colour fix")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help="tiles per forward pass")
     ap.add_argument("--precision", default=d.precision, help="fp32, or bf16: faster, slightly other outputs")
-    ap.add_argument("--x2-from", type=int, default=d.x2_from, help="×2 from the ×2 stage (2) or the ×4 output ÷2 (4)")
+    ap.add_argument(
+        "--x2-from",
+        type=int,
+        default=d.x2_from,
+        help="×2 from the ×2 stage (2) or the ×4 output ÷2 (4); default: the class's choice",
+    )
 
 
 def output_from_args(a) -> OutputSettings:

@@ -155,7 +155,7 @@ def model_outputs(model, lr, output: OutputSettings = DEFAULT_OUTPUT, decoding=N
         for n, y in enumerate(ys):
             outs[n].append(y.cpu())
     outs = {s: torch.cat(o) for s, o in zip(model.scales, outs)}
-    if output.x2_from == 4:  # ×2 from the ×4 stage's output, as `upscale` makes it
+    if output.x2_source == 4:  # ×2 from the ×4 stage's output, as `upscale` makes it
         outs[2] = resize(outs[4], outs[2].shape[-2:], "bicubic").clamp(0, 1)
     return list(finish(outs, lr, output).values())
 

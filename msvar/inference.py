@@ -20,7 +20,7 @@ from .var import Decoding, DEFAULT_DECODING, SOFT_TAU as SOFT_TAU  # SOFT_TAU re
 from .model_file import write_model_file, read_model_file
 
 # %% auto #0
-__all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'DEFAULT_OUTPUT',
+__all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM', 'DEFAULT_OUTPUT',
            'PROGRESS_TILES', 'tile_starts', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file',
            'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix', 'colour_fix_scales',
            'OutputSettings', 'upscale', 'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
@@ -220,7 +220,11 @@ OUTPUT_RULES = (  # field, the test its value passes, what it must be
     ("overlap", lambda v: v is None or _count(v, 0), "an integer ≥ 0, or None (a quarter tile)"),
     ("batch_size", lambda v: _count(v, 1), "an integer ≥ 1"),
     ("precision", lambda v: v in ("fp32", "bf16"), "'fp32' or 'bf16' (matrix products in bf16 under autocast)"),
-    ("x2_from", lambda v: v in (2, 4) and not isinstance(v, bool), "2 (the ×2 stage) or 4 (the ×4 output resized ÷2)"),
+    (
+        "x2_from",
+        lambda v: v in (None, 2, 4) and not isinstance(v, bool),
+        "2 (the ×2 stage), 4 (the ×4 output ÷2) or None",
+    ),
 )
 
 
@@ -234,7 +238,7 @@ class OutputSettings:
     overlap: int | None = None
     batch_size: int = 8
     precision: str = "fp32"
-    x2_from: int = 4  # chosen below
+    x2_from: int | None = None  # None: X2_FROM[cls], chosen below
 
     def __post_init__(self):
         if isinstance(self.scales, list):
@@ -244,7 +248,13 @@ class OutputSettings:
             if not ok(v):
                 raise MsvarError(f"{key} must be {want}, got {v!r}")
 
+    @property
+    def x2_source(self) -> int:
+        "The stage the ×2 output comes from: `x2_from`, or the class's choice."
+        return X2_FROM[self.cls] if self.x2_from is None else self.x2_from
 
+
+X2_FROM = {0: 2, 1: 4, 2: 2}  # per class, chosen on validation photos (below)
 DEFAULT_OUTPUT = OutputSettings()  # every entry point's default
 
 # %% ../nbs/08_inference.ipynb #59bbdb311c014d738909a11f9e486628
@@ -265,7 +275,7 @@ PROGRESS_TILES = 32  # upscale(progress=None) shows a bar above this
 def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None, progress=False) -> dict:
     "One image (path, or (3,H,W) in [0,1]) → {scale: output}."
     x, scales = _checked_image(image), output.scales
-    if output.x2_from == 4 and 2 in scales:  # ×2 from the ×4 stage's output (its decoder is skipped)
+    if output.x2_source == 4 and 2 in scales:  # ×2 from the ×4 stage's output (its decoder is skipped)
         scales = tuple(sorted(set(scales) - {2} | {4}))
     tile, avail, fn, dev = getattr(model, "tile", None), model.scales, model, "cpu"
     if isinstance(model, SRModel):

@@ -42,3 +42,12 @@ def test_readme_words_agree_with_the_verdicts():
     assert "β = 1 is worse than β = 0.1" in readme
     assert all(v[d]["β = 1 vs β = 0.1", "lpips", s] == "b better" for d in ("raw",) for s in ("x2", "x4"))
     assert "matches bicubic" not in readme and "match bicubic" not in readme
+
+
+def test_readme_speed_is_the_stored_bench():
+    "The README's speed line quotes data/bench/sr_speed.json, which bench/sr_speed.py --json writes."
+    sp = json.loads((REPO / "data" / "bench" / "sr_speed.json").read_text())
+    sec = {(r["threads"], r["width"], r["height"]): r["seconds"] for r in sp["rows"]}[1, 256, 192]
+    readme = (REPO / "README.md").read_text()
+    assert sp["cpu"] in readme and f"{sec['msvar']:.1f} s of CPU time" in readme, "rerun nbs/index.ipynb and msvar_readme"
+    assert f"{sec['msvar_bf16']:.1f} s with `--precision" in readme and f"{sec['rrdb_bf16']:.1f} s in bf16" in readme
