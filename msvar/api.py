@@ -99,7 +99,9 @@ class Upscaler:
 def model_path(path=None) -> Path:
     "`path`, or else the shipped model's file (MsvarError when there is none)."
     if path is None and not default_model_path().exists():
-        raise MsvarError(f"no model file given and no shipped model {str(default_model_path())!r} (chapter 10)")
+        raise MsvarError(
+            f"no model file given and no shipped model {str(default_model_path())!r} (chapter 10)"
+        )
     return Path(path or default_model_path())
 
 

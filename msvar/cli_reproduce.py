@@ -31,7 +31,9 @@ def reproduce_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--tokenizer", help="a trained base tokenizer checkpoint: skip its training")
     ap.add_argument("--hit", help="a trained HIT tokenizer checkpoint: skip the HIT finetune")
-    ap.add_argument("--stages", nargs="+", default=list(STAGES), help=f"stages to run, of {', '.join(STAGES)}")
+    ap.add_argument(
+        "--stages", nargs="+", default=list(STAGES), help=f"stages to run, of {', '.join(STAGES)}"
+    )
     ap.add_argument("--force", nargs="*", default=[], help="stages to rerun even if done")
     return ap
 

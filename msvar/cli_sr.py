@@ -14,7 +14,15 @@ from .files import IMAGE_EXTS, load_image, save_image, check_out_dir, atomic_wri
 from .files import hold_folder, holds_folder
 from .cli import set_threads, add_threads_arg, fail, check_rules
 from .var import Decoding, DEFAULT_DECODING, SOFT_MIN, decoding_problem
-from .inference import SRModel, OutputSettings, DEFAULT_OUTPUT, CLASSES, upscale, compare_figure, load_sr_model
+from msvar.inference import (
+    SRModel,
+    OutputSettings,
+    DEFAULT_OUTPUT,
+    CLASSES,
+    upscale,
+    compare_figure,
+    load_sr_model,
+)
 from .evaluate import load_pairs, evaluate_model, write_report, REPORT_FILES
 from .fetch import fetched
 from .api import model_path
@@ -86,7 +94,9 @@ def output_from_args(a) -> OutputSettings:
     tiles = dict(scales=tuple(a.scales), overlap=a.overlap) if hasattr(a, "scales") else {}
     sigma = None if a.no_colour_fix else a.colour_sigma
     try:
-        opts = dict(cls=a.cls, colour_sigma=sigma, batch_size=a.batch_size, precision=a.precision, x2_from=a.x2_from)
+        opts = dict(
+            cls=a.cls, colour_sigma=sigma, batch_size=a.batch_size, precision=a.precision, x2_from=a.x2_from
+        )
         return OutputSettings(**opts, **tiles)
     except MsvarError as e:
         field, rest = str(e).split(" ", 1)
@@ -107,7 +117,9 @@ def plan_outputs(inputs, out_dir) -> tuple:
             keep = [f for f in scan if f.is_file() and not f.resolve().is_relative_to(out_res)]
             files = [f for f in keep if f.suffix.lower() in IMAGE_EXTS]
             unscanned[p] = [f for f in keep if f.suffix.lower() in _OTHER_EXTS]
-            missing += [str(f) for f in scan if f.suffix.lower() in IMAGE_EXTS and f.is_symlink() and not f.exists()]
+            missing += [
+                str(f) for f in scan if f.suffix.lower() in IMAGE_EXTS and f.is_symlink() and not f.exists()
+            ]
             missing += [] if files else [str(p)]  # an empty folder is said
         else:
             files = [p] if p.exists() else []
@@ -185,7 +197,9 @@ def sr_files(
     "Super-resolve files/folders into out_dir (NAME_compare.png too if `compare`); the run summary."
     out_dir, dec = Path(out_dir), decoding or model.decoding
     plan, missing, unscanned = plan_outputs(inputs, out_dir)
-    summary = dict(started=time.strftime("%Y-%m-%dT%H:%M:%S"), options=dict(asdict(output), decoding=str(dec)))
+    summary = dict(
+        started=time.strftime("%Y-%m-%dT%H:%M:%S"), options=dict(asdict(output), decoding=str(dec))
+    )
     summary["options"].update(asdict(dec))
     summary.update(preset=model.preset.name, done=[], skipped=[], interrupted=False, failed=[])
     for m in missing:
@@ -202,7 +216,9 @@ def sr_files(
     how = dict(inputs_here={f.resolve() for f, _ in plan}, overwrite=overwrite, skip_existing=skip_existing)
     try:
         for f, base in progress_bar(plan, leave=False) if progress else plan:
-            _sr_file(f, base, model, output, dec, summary, compare=compare, bar=None if progress else False, **how)
+            _sr_file(
+                f, base, model, output, dec, summary, compare=compare, bar=None if progress else False, **how
+            )
     except KeyboardInterrupt:
         summary["interrupted"] = True
         raise
@@ -389,12 +405,18 @@ def _evaluate(a, output: OutputSettings, summary: dict) -> tuple:
         check_batch_memory(model, output.batch_size, dec)
         with warnings.catch_warnings():  # one 'error:' line each below
             warnings.filterwarnings("ignore", message="skipped .* unreadable")
-            pairs = load_pairs(a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr, strict=False)
+            pairs = load_pairs(
+                a.data or fetched("test/BSD100"), model.preset, a.n, a.seed, a.clean, a.lr, strict=False
+            )
         summary.update(failed=pairs["failed"], n_images=len(pairs["hr"]))
         for f in pairs["failed"]:
             print(f"msvar_eval: error: {f['input']}: {f['error']} (skipped)", file=sys.stderr)
-        res = evaluate_model(model, pairs, output, dec, crop_border=a.crop_border, fid_min=a.fid_min, progress=True)
-        summary["report"] = [str(f) for f in write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)]
+        res = evaluate_model(
+            model, pairs, output, dec, crop_border=a.crop_border, fid_min=a.fid_min, progress=True
+        )
+        summary["report"] = [
+            str(f) for f in write_report(res, pairs, model.preset, a.out, overwrite=a.overwrite)
+        ]
         summary["table"] = json.loads(res["summary"].to_json(orient="split"))
         return (1 if summary["failed"] else 0), res
     except (MsvarError, OSError) as e:  # OSError: a full disk while writing the report

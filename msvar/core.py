@@ -337,7 +337,9 @@ def preset_summary(p: Preset) -> str:
 
 # %% ../nbs/00_core.ipynb #efb08d56
 PRESETS = dict(  # the paper's sizes are the defaults
-    paper=Preset("paper", hr_size=512, lr_size=128, downsample=16, patch_nums=(4, 6, 8, 10, 14, 16, 20, 24, 28, 32)),
+    paper=Preset(
+        "paper", hr_size=512, lr_size=128, downsample=16, patch_nums=(4, 6, 8, 10, 14, 16, 20, 24, 28, 32)
+    ),
     small=Preset(
         "small",
         hr_size=64,

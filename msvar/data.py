@@ -31,7 +31,14 @@ class DegradationConfig:
 
     # blur kernels (both stages)
     kernel_range: tuple = (7, 9, 11, 13, 15, 17, 19, 21)  # chosen uniformly
-    kernel_list: tuple = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
+    kernel_list: tuple = (
+        "iso",
+        "aniso",
+        "generalized_iso",
+        "generalized_aniso",
+        "plateau_iso",
+        "plateau_aniso",
+    )
     kernel_prob: tuple = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
     sinc_prob: float = 0.1  # a sinc instead
     blur_sigma: tuple = (0.2, 3.0)
@@ -149,7 +156,9 @@ def _pad_image(x_BCHW, p):
 # %% ../nbs/01_data.ipynb #e7a8727b
 def _fft_size(n):
     "The smallest m ≥ n with no prime factor above 5."
-    return min(m for m in (2**a * 3**b * 5**c for a in range(16) for b in range(9) for c in range(6)) if m >= n)
+    return min(
+        m for m in (2**a * 3**b * 5**c for a in range(16) for b in range(9) for c in range(6)) if m >= n
+    )
 
 
 def filter2d(x_BCHW, k_BKK) -> torch.Tensor:
@@ -179,7 +188,9 @@ def random_resize(x_BCHW, size, g, cfg: DegradationConfig) -> tuple:
     size = (max(1, int(size[0])), max(1, int(size[1])))
     if tuple(x_BCHW.shape[-2:]) == size:
         return x_BCHW, mode
-    return F.interpolate(x_BCHW, size=size, mode=mode, **({} if mode == "area" else dict(align_corners=False))), mode
+    return F.interpolate(
+        x_BCHW, size=size, mode=mode, **({} if mode == "area" else dict(align_corners=False))
+    ), mode
 
 # %% ../nbs/01_data.ipynb #e1fa782e
 def add_gaussian_noise(x_CHW, sigma: float, gray: bool, g) -> torch.Tensor:
@@ -223,7 +234,9 @@ def to_uint8_tensor(x) -> torch.Tensor:
 def jpeg(x_CHW, quality: int) -> torch.Tensor:
     "One (3, H, W) image through a real JPEG encoder at `quality`."
     buf = io.BytesIO()
-    Image.fromarray(to_uint8_tensor(x_CHW).permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=int(quality))
+    Image.fromarray(to_uint8_tensor(x_CHW).permute(1, 2, 0).numpy()).save(
+        buf, format="JPEG", quality=int(quality)
+    )
     with Image.open(buf) as im:
         return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).to(x_CHW.dtype) / 255
 
@@ -242,7 +255,9 @@ def _stage(x, cfg, hw, g, stage):
     out, m = random_resize(out, (hw[0] * s, hw[1] * s), g, cfg)
     noisy = [random_noise(o, g, cfg, stage) for o in out]
     rs = dict(direction=d, scale=s, mode=m)
-    drawn = [{f"blur{stage}": kb, f"resize{stage}": rs, f"noise{stage}": nb} for (_, kb), (_, nb) in zip(kd, noisy)]
+    drawn = [
+        {f"blur{stage}": kb, f"resize{stage}": rs, f"noise{stage}": nb} for (_, kb), (_, nb) in zip(kd, noisy)
+    ]
     return torch.stack([o for o, _ in noisy]), drawn
 
 # %% ../nbs/01_data.ipynb #bfb4b08e
@@ -265,13 +280,21 @@ def _second_order(hr, cfg, lr_hw, g):
     return to_8bit(out), [{**a, "jpeg1": qb, **b, **c} for a, qb, b, c in zip(p1, q, p2, p3)]
 
 # %% ../nbs/01_data.ipynb #b4c38b1c
-def degrade(hr_BCHW: torch.Tensor, cfg=None, lr_size=None, generator=None, p_bilinear=0.25, return_info=False):
+def degrade(
+    hr_BCHW: torch.Tensor, cfg=None, lr_size=None, generator=None, p_bilinear=0.25, return_info=False
+):
     "(LR, cls (B,): 0 degraded, 1 bilinear[, info]) of an HR batch in [0, 1]."
     if generator is None:
         raise MsvarError("degrade needs an explicit torch.Generator")
     device, hr = hr_BCHW.device, hr_BCHW.detach().cpu().float()  # on the CPU
     B, _, H, W = hr.shape
-    lr_hw = (H // 4, W // 4) if lr_size is None else (lr_size, lr_size) if isinstance(lr_size, int) else tuple(lr_size)
+    lr_hw = (
+        (H // 4, W // 4)
+        if lr_size is None
+        else (lr_size, lr_size)
+        if isinstance(lr_size, int)
+        else tuple(lr_size)
+    )
     cls = draw_classes(B, p_bilinear, generator)  # (B,)
     lr, info, bil = torch.empty(B, 3, *lr_hw), [dict(cls=int(c)) for c in cls], cls == 1
     if bil.any():
@@ -326,7 +349,9 @@ def finish_scan(root, n_files: int, ok, bad) -> tuple:
     "(ok, bad), warning of the bad; MsvarError if nothing is readable."
     if bad:
         what = _short_list(f"{p.name} ({r})" for p, r in bad)
-        warnings.warn(f"skipped {len(bad)} unreadable image file(s) under {str(root)!r}: {what}", stacklevel=3)
+        warnings.warn(
+            f"skipped {len(bad)} unreadable image file(s) under {str(root)!r}: {what}", stacklevel=3
+        )
     if not ok:
         raise MsvarError(f"none of the {n_files} image files in {str(root)!r} could be read")
     return ok, bad
@@ -377,7 +402,8 @@ def split_small(ok, hr_size: int, small: str, root) -> tuple:
     if any(is_small):
         what = "upscaled (bicubic)" if small == "upscale" else "skipped"
         warnings.warn(
-            f"{sum(is_small)} of {len(ok)} images in {str(root)!r} are smaller than {hr_size} px: {what}", stacklevel=3
+            f"{sum(is_small)} of {len(ok)} images in {str(root)!r} are smaller than {hr_size} px: {what}",
+            stacklevel=3,
         )
     return files, skipped, sum(is_small) if small == "upscale" else 0
 
@@ -410,7 +436,9 @@ class HRFolder(torch.utils.data.Dataset):
                 if str(self.files[j]) not in self.failed_loads:
                     warnings.warn(f"skipping a training image: {e}", stacklevel=3)
                 self.failed_loads[str(self.files[j])] = e.reason
-        raise MsvarError(f"none of the {len(self.files)} images under {str(self.root)!r} is readable any more")
+        raise MsvarError(
+            f"none of the {len(self.files)} images under {str(self.root)!r} is readable any more"
+        )
 
     def __len__(self):
         return len(self.files)
@@ -459,7 +487,9 @@ def match_pairs(hr_root, lr_root, scale, strict) -> tuple:
 class PairedFolder(torch.utils.data.Dataset):
     "Real LR/HR pairs in the RealSR or DRealSR layout."
 
-    def __init__(self, hr_root, lr_root=None, scale: int = 4, lr_size=None, crop="random", augment=False, strict=True):
+    def __init__(
+        self, hr_root, lr_root=None, scale: int = 4, lr_size=None, crop="random", augment=False, strict=True
+    ):
         self.scale, self.lr_size, self.crop, self.augment = int(scale), lr_size, crop, augment
         self.pairs, self.unreadable, self.unmatched = match_pairs(hr_root, lr_root, self.scale, strict)
 
@@ -485,7 +515,9 @@ class PairedFolder(torch.utils.data.Dataset):
         if self.lr_size is not None:
             n = self.lr_size
             if min(lr.shape[-2:]) < n:
-                raise MsvarError(f"pair {self.pairs[i][1].name}: LR {tuple(lr.shape[-2:])} is smaller than lr_size={n}")
+                raise MsvarError(
+                    f"pair {self.pairs[i][1].name}: LR {tuple(lr.shape[-2:])} is smaller than lr_size={n}"
+                )
             lr, (t, l) = _random_crop(lr, n, g, center=self.crop == "center")
             hr = hr[:, self.scale * t : self.scale * (t + n), self.scale * l : self.scale * (l + n)]
         if self.augment:  # the same symmetry for both
@@ -515,7 +547,12 @@ class DegradeCollate:
     "A batch dict of items, those without an LR degraded; `uint8`: as uint8."
 
     def __init__(self, cfg=None, lr_size=None, p_bilinear=0.25, uint8=False):
-        self.cfg, self.lr_size, self.p_bilinear, self.uint8 = cfg or DegradationConfig(), lr_size, p_bilinear, uint8
+        self.cfg, self.lr_size, self.p_bilinear, self.uint8 = (
+            cfg or DegradationConfig(),
+            lr_size,
+            p_bilinear,
+            uint8,
+        )
 
     def __call__(self, items: list) -> dict:
         hrs, lrs, cls = [], [], []
@@ -523,7 +560,9 @@ class DegradeCollate:
             hrs.append(to_8bit(it["hr"]) if self.uint8 else it["hr"])
             if "lr" not in it:
                 g = torch.Generator().manual_seed(it["seed"] + 1)
-                lr, c = degrade(hrs[-1][None], self.cfg, self.lr_size or it["hr"].shape[-1] // 4, g, self.p_bilinear)
+                lr, c = degrade(
+                    hrs[-1][None], self.cfg, self.lr_size or it["hr"].shape[-1] // 4, g, self.p_bilinear
+                )
                 it = {"lr": lr[0], "cls": c[0]}
             lrs.append(it["lr"])
             cls.append(int(it["cls"]))
@@ -615,6 +654,8 @@ def make_testset(
             save_image(b["hr"][0], out_dir / "hr" / f"{k:05d}.png", overwrite=overwrite)
             save_image(b["lr"][0], out_dir / "lr" / f"{k:05d}.png", overwrite=overwrite)
             src = ds.pairs[i][0] if paired else ds.files[i]
-            rows.append(dict(index=k, source=str(Path(src).relative_to(Path(hr_root))), seed=s, cls=int(b["cls"][0])))
+            rows.append(
+                dict(index=k, source=str(Path(src).relative_to(Path(hr_root))), seed=s, cls=int(b["cls"][0]))
+            )
         atomic_write(out_dir / "manifest.csv", lambda tmp: _write_csv(rows, tmp))
         return out_dir / "manifest.csv"

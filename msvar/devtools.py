@@ -82,7 +82,9 @@ from .var import SRVAR, mask_pairs
 CLOCK = time.process_time
 
 
-def best_rate(fn, flops: float, reps: int = 5, warmup: int = 1, device="cpu", clock=time.perf_counter) -> float:
+def best_rate(
+    fn, flops: float, reps: int = 5, warmup: int = 1, device="cpu", clock=time.perf_counter
+) -> float:
     "GFLOP/s of `fn` (`flops` FLOPs): the best of `reps` timed calls after `warmup` ones."
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
     for _ in range(warmup):
@@ -97,7 +99,9 @@ def best_rate(fn, flops: float, reps: int = 5, warmup: int = 1, device="cpu", cl
     return best
 
 
-def gemm_gflops(shapes, dtype=torch.float32, reps: int = 5, warmup: int = 1, device="cpu", clock=time.perf_counter):
+def gemm_gflops(
+    shapes, dtype=torch.float32, reps: int = 5, warmup: int = 1, device="cpu", clock=time.perf_counter
+):
     "GFLOP/s of the (m, k) × (k, n) products of `shapes` [(m, k, n), …] in turn."
     r = lambda *s: torch.randn(*s, device=device).to(dtype)
     mats = [(r(m, k), r(k, n)) for m, k, n in shapes]
@@ -154,7 +158,12 @@ def stand_in(m: SRVAR, B: int, seed: int = 0) -> tuple:
 
 def random_tokens(p, B: int, dev, g) -> SRTokens:
     "An SRTokens batch of random tokens and features with the shapes of preset `p`."
-    V, Cv, n_img, first = p.tokenizer.vocab_size, p.tokenizer.z_channels, p.n_image_tokens, p.patch_nums[0] ** 2
+    V, Cv, n_img, first = (
+        p.tokenizer.vocab_size,
+        p.tokenizer.z_channels,
+        p.n_image_tokens,
+        p.patch_nums[0] ** 2,
+    )
     z_hr = torch.randint(0, V, (B, n_img), generator=g).to(dev)
     keep = torch.rand(B, n_img, generator=g).to(dev) < 0.5
     z_lr = torch.where(keep, z_hr, torch.randint(0, V, (B, n_img), generator=g).to(dev))
@@ -164,9 +173,13 @@ def random_tokens(p, B: int, dev, g) -> SRTokens:
     return SRTokens(prefix, cls, x(), z_hr, x(), z_lr, [], [])
 
 
-def bench_run(model, precision="fp32", compile=False, lr=1e-4, weight_decay=0.005, clip=2.0, params=None) -> Run:
+def bench_run(
+    model, precision="fp32", compile=False, lr=1e-4, weight_decay=0.005, clip=2.0, params=None
+) -> Run:
     "A training `Run` as `fit` sets it up (constant learning rate), for `train_step`."
-    c = FitConfig(10**9, lr, weight_decay, warmup=0, min_lr_ratio=1.0, clip=clip, precision=precision, compile=compile)
+    c = FitConfig(
+        10**9, lr, weight_decay, warmup=0, min_lr_ratio=1.0, clip=clip, precision=precision, compile=compile
+    )
     run = start_run(model, c, tempfile.mkdtemp(prefix="msvar_bench_"), params)
     wrap_model(run, train_mode=lambda m: None)  # the caller sets the modes (a frozen encoder stays in eval)
     return run

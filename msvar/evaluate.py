@@ -109,9 +109,13 @@ def pairs_from_folder(root, preset: Preset, n=None, lr_root=None, strict=True) -
     with warnings.catch_warnings():
         if not strict:
             warnings.simplefilter("ignore", UserWarning)
-        ds = PairedFolder(hr_root, lr_root, preset.hr_size // preset.lr_size, preset.lr_size, "center", strict=strict)
+        ds = PairedFolder(
+            hr_root, lr_root, preset.hr_size // preset.lr_size, preset.lr_size, "center", strict=strict
+        )
     is_hr = lambda p: p.stem.endswith("_HR") if lr_root is None else p.is_relative_to(hr_root)
-    failed = [dict(input=str(p), error=f"no matching {'LR' if is_hr(p) else 'HR'} file") for p in ds.unmatched]
+    failed = [
+        dict(input=str(p), error=f"no matching {'LR' if is_hr(p) else 'HR'} file") for p in ds.unmatched
+    ]
     failed += [dict(input=str(p), error=r) for p, r in ds.unreadable]
     items, names = [], []
     for i in range(len(ds)):
@@ -141,7 +145,11 @@ def load_pairs(data, preset: Preset, n=None, seed=0, clean=False, lr_root=None, 
     if not d.exists():
         raise MsvarError(f"evaluation data {str(d)!r} does not exist")
     paired = lr_root is not None or ((d / "hr").is_dir() and (d / "lr").is_dir())
-    return pairs_from_folder(d, preset, n, lr_root, strict) if paired else pairs_from_hr(d, preset, n, seed, clean)
+    return (
+        pairs_from_folder(d, preset, n, lr_root, strict)
+        if paired
+        else pairs_from_hr(d, preset, n, seed, clean)
+    )
 
 # %% ../nbs/09b_evaluate.ipynb #8edb47106e1a46a883d545849b8ab81b
 @torch.no_grad()
@@ -203,7 +211,9 @@ def comparison_grid(pairs: dict, outputs: dict, preset: Preset, idx=(0, 1, 2), n
     rows = []
     for i in [i for i in idx if i < len(pairs["hr"])]:
         rows.append([("LR", pairs["lr"][i]), ("bicubic ×4", outputs["bicubic"][-1][i])])
-        rows[-1] += [(f"{name} ×{s // preset.lr_size}", o[i]) for s, o in zip(preset.stage_sizes, outputs[name])]
+        rows[-1] += [
+            (f"{name} ×{s // preset.lr_size}", o[i]) for s, o in zip(preset.stage_sizes, outputs[name])
+        ]
         rows[-1].append(("HR", pairs["hr"][i]))
     return image_grid(rows, side=preset.hr_size, size=1.6)
 

@@ -103,7 +103,9 @@ def fetched(sub: str, root=None) -> Path:
     "The folder `sub` of the data cache, or an error naming the command that makes it."
     p = Path(root or data_cache()) / sub
     if not p.exists():
-        raise MsvarError(f"{str(p)!r} does not exist: run `msvar_fetch_data bsds300`, or pass a folder with --data")
+        raise MsvarError(
+            f"{str(p)!r} does not exist: run `msvar_fetch_data bsds300`, or pass a folder with --data"
+        )
     return p
 
 # %% ../nbs/15_fetch.ipynb #47841146
@@ -145,10 +147,14 @@ def _check_download(part: Path, total, sha256, url: str) -> None:
     "MsvarError for a short `.part` file, or a wrong checksum (then it is deleted)."
     got = part.stat().st_size
     if total is not None and got != total:
-        raise MsvarError(f"{part}: download stopped at {got} of {total} bytes; rerun the same command to resume")
+        raise MsvarError(
+            f"{part}: download stopped at {got} of {total} bytes; rerun the same command to resume"
+        )
     if sha256 is not None and (h := sha256_file(part)) != sha256:
         part.unlink()
-        raise MsvarError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {h}; deleted, rerun to download")
+        raise MsvarError(
+            f"checksum mismatch for {url}: expected sha256 {sha256}, got {h}; deleted, rerun to download"
+        )
 
 # %% ../nbs/15_fetch.ipynb #f1c56e11
 def _download_error(e: Exception, url: str, dest: Path, part: Path, name: str) -> MsvarError:
@@ -163,9 +169,13 @@ def _download_error(e: Exception, url: str, dest: Path, part: Path, name: str) -
             part.unlink(missing_ok=True)  # a stale .part larger than the file
         return MsvarError(f"{url} answered HTTP {e.code} ({e.reason}). {manual}")
     if isinstance(e, (http.client.HTTPException, ConnectionResetError)):
-        return MsvarError(f"{url} broke off after {size / 1e6:.1f} MB (in {part}); rerun the same command to resume")
+        return MsvarError(
+            f"{url} broke off after {size / 1e6:.1f} MB (in {part}); rerun the same command to resume"
+        )
     kept = f" {size / 1e6:.1f} MB kept in {part} for the next run." if size else ""
-    return MsvarError(f"cannot reach {url} ({getattr(e, 'reason', e)}): no network or server down.{kept} {manual}")
+    return MsvarError(
+        f"cannot reach {url} ({getattr(e, 'reason', e)}): no network or server down.{kept} {manual}"
+    )
 
 
 def download(url: str, dest, sha256: str | None = None, name: str = "", progress: bool = True) -> Path:
@@ -229,7 +239,9 @@ def _unpack(archive: Path, tmp: Path, dest: Path) -> None:
     except OSError as e:
         if e.errno is None:
             raise MsvarError(f"archive {str(archive)!r} is corrupt ({e}); download it again") from None
-        full = "; free some space or fetch into another --out" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        full = (
+            "; free some space or fetch into another --out" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        )
         raise MsvarError(
             f"cannot unpack {str(archive)!r} into {str(dest)!r}: {e.strerror}{full}; nothing changed"
         ) from None
@@ -249,7 +261,9 @@ def extract(archive, dest, layout: tuple = (), replace=()) -> list:
         missing = [src for src, _ in moves if not (tmp / src).is_dir()]
         if missing:
             top = sorted(p.name for p in tmp.iterdir())
-            raise MsvarError(f"{archive} has no folder {missing[0]!r} (its top level: {top}); nothing was changed")
+            raise MsvarError(
+                f"{archive} has no folder {missing[0]!r} (its top level: {top}); nothing was changed"
+            )
         for src, dst in moves:
             shutil.rmtree(dest / dst, ignore_errors=True)  # a copy a fetch made
             (dest / dst).parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +292,9 @@ def _fetched_folders(out: Path) -> set:
     return made
 
 # %% ../nbs/15_fetch.ipynb #7d078faf
-def fetch_dataset(ds: Dataset, out=None, archive=None, progress=True, keep_archive=False, force=False) -> dict:
+def fetch_dataset(
+    ds: Dataset, out=None, archive=None, progress=True, keep_archive=False, force=False
+) -> dict:
     "Download (or take `archive`), verify and unpack one data set into `out`, holding it."
     out = Path(out) if out is not None else data_cache()
     rec_path = out / ".fetched" / f"{ds.name}.json"
@@ -303,7 +319,11 @@ def fetch_dataset(ds: Dataset, out=None, archive=None, progress=True, keep_archi
                 made.append(dst)
             except MsvarError as e:
                 print(f"note: {dst} not copied: {e}", file=sys.stderr)
-        pinned = "verified against the pinned sha256" if ds.sha256 else "checksum not pinned: sha256 of this download"
+        pinned = (
+            "verified against the pinned sha256"
+            if ds.sha256
+            else "checksum not pinned: sha256 of this download"
+        )
         rec = dict(
             name=ds.name,
             url=ds.url,

@@ -83,7 +83,10 @@ def var_saved_bytes(
         logits = m(prefix, torch.zeros(B, dtype=torch.long), x)  # (B, N, V)
         loss = token_ce(logits[:batch], z[:batch])
         if dpo:
-            lp_hr, lp_lr = sequence_logprob(logits[:batch], z[:batch]), sequence_logprob(logits[-batch:], z[-batch:])
+            lp_hr, lp_lr = (
+                sequence_logprob(logits[:batch], z[:batch]),
+                sequence_logprob(logits[-batch:], z[-batch:]),
+            )
             loss = loss + dpo_loss(lp_hr, lp_lr)
         return loss
 
@@ -152,7 +155,15 @@ def plan_from_counts(count, per_rank_batch: int, budget: float, what: str, key) 
 
 
 def memory_plan(
-    preset, global_batch, world_size, budget, precision="bf16", dpo=True, second_pass=False, device_type="cuda", **kw
+    preset,
+    global_batch,
+    world_size,
+    budget,
+    precision="bf16",
+    dpo=True,
+    second_pass=False,
+    device_type="cuda",
+    **kw,
 ) -> MemoryPlan:
     "The VAR's plan for `global_batch` over `world_size` processes, each with `budget` bytes on `device_type`."
     p = get_preset(preset) if isinstance(preset, str) else preset
@@ -167,13 +178,17 @@ def check_plan(plan: MemoryPlan, accum: int | None, device) -> MemoryPlan:
     gpu = torch.device(device).type == "cuda"
     accum = 1 if accum is None and not gpu else accum  # a CPU run's result does not depend on the machine
     if accum is not None and plan.per_rank_batch % accum:
-        raise MsvarError(f"--accum {accum} does not divide the {plan.per_rank_batch} images per process and step")
+        raise MsvarError(
+            f"--accum {accum} does not divide the {plan.per_rank_batch} images per process and step"
+        )
     if accum is not None and plan.fits(accum):
         return dataclasses.replace(plan, accum=accum)
     best = plan.fewest()
     if best is None:
         need = _size(plan.need(plan.per_rank_batch))
-        raise MsvarError(f"{plan.what} needs {need} even with one image per micro-batch, more than the {where}")
+        raise MsvarError(
+            f"{plan.what} needs {need} even with one image per micro-batch, more than the {where}"
+        )
     if accum is None:
         return dataclasses.replace(plan, accum=best)
     hint = " (or leave it out: the plan chooses)" if gpu else ""

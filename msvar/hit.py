@@ -12,7 +12,13 @@ import torch.nn as nn
 from .core import MsvarError, resize, to_signed, to_unit, unit_float, Preset, get_preset
 from .checkpoint import load_torch, load_weights, save_model, model_entries
 from .quantize import ScaleState
-from .tokenizer import Tokenizer, ImageTokenizer, missing_tokenizer_parts, preset_from_dict, load_tokenizer
+from msvar.tokenizer import (
+    Tokenizer,
+    ImageTokenizer,
+    missing_tokenizer_parts,
+    preset_from_dict,
+    load_tokenizer,
+)
 from .var import SRVAR
 from .files import load_image
 
@@ -44,7 +50,9 @@ def center_crops(paths, size: int) -> torch.Tensor:
         x = load_image(p)
         h, w = x.shape[-2:]
         if min(h, w) < size:
-            x = resize(x, (max(size, round(h * size / min(h, w))), max(size, round(w * size / min(h, w)))), "bicubic")
+            x = resize(
+                x, (max(size, round(h * size / min(h, w))), max(size, round(w * size / min(h, w)))), "bicubic"
+            )
         h, w = x.shape[-2:]
         t, l = (h - size) // 2, (w - size) // 2
         out.append(x[:, t : t + size, l : l + size])
@@ -122,7 +130,9 @@ class HITTokenizer(nn.Module):
             lacks = ", ".join(missing_tokenizer_parts(tok))
             raise MsvarError(f"the base tokenizer lacks {lacks} of the ImageTokenizer interface (chapter 03)")
         self.tok, self.preset = tok, preset
-        self.stage_decoders = nn.ModuleList(StageDecoder(tok.post_quant_conv, tok.decoder) for _ in preset.stages)
+        self.stage_decoders = nn.ModuleList(
+            StageDecoder(tok.post_quant_conv, tok.decoder) for _ in preset.stages
+        )
 
     @property
     def quantize(self):
@@ -183,7 +193,10 @@ def scale_metrics(
 ) -> "pd.DataFrame":
     "Mean PSNR (Y) and LPIPS at each stage size for each decoding mode, against the HR resized to that size."
     import pandas as pd
-    from msvar.metrics import psnr, lpips_distance  # here, not at the top: the measures (chapters 09, 00b) sit above
+    from msvar.metrics import (
+        psnr,
+        lpips_distance,
+    )  # here, not at the top: the measures (chapters 09, 00b) sit above
     from msvar.lpips import get_lpips  # the models, and loading a model for msvar_sr loads neither
 
     dev = next(model.parameters()).device
@@ -200,7 +213,9 @@ def scale_metrics(
         for n in range(len(p.stages)):
             y = torch.cat(recs[n])
             lp = lpips_distance(y, targets[n], alex, min_side=64).mean().item()  # AlexNet needs ≳ 32 px
-            rows.append(dict(mode=mode, size=p.stage_sizes[n], psnr=psnr(y, targets[n]).mean().item(), lpips=lp))
+            rows.append(
+                dict(mode=mode, size=p.stage_sizes[n], psnr=psnr(y, targets[n]).mean().item(), lpips=lp)
+            )
     df = pd.DataFrame(rows)
     return df.pivot(index="mode", columns="size", values=["psnr", "lpips"]).loc[list(modes)]
 
@@ -218,7 +233,9 @@ def load_hit(path, map_location="cpu") -> HITTokenizer:
         raise MsvarError(f"{str(path)!r} is not a HIT tokenizer checkpoint (made by msvar_finetune_hit)")
     cfg, sd = entries
     if not isinstance(cfg, dict) or not isinstance(sd, dict):
-        raise MsvarError(f"HIT tokenizer checkpoint {str(path)!r} is incomplete: it needs 'preset_config' and 'model'")
+        raise MsvarError(
+            f"HIT tokenizer checkpoint {str(path)!r} is incomplete: it needs 'preset_config' and 'model'"
+        )
     try:
         preset = preset_from_dict(cfg)
         model = build_model("hit", preset)

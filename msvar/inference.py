@@ -10,7 +10,16 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MsvarError, resize, to_signed, to_unit, default_device, image_grid, repo_dir, progress_bar
+from msvar.core import (
+    MsvarError,
+    resize,
+    to_signed,
+    to_unit,
+    default_device,
+    image_grid,
+    repo_dir,
+    progress_bar,
+)
 from .files import load_image
 from .checkpoint import load_checkpoint, check_finite_state, check_state_dict
 from .tokenizer import preset_from_dict, check_model_memory
@@ -85,11 +94,15 @@ class SRModel(nn.Module):
         return HITState(self.hit.quantize, dataclass_replace_stages(p, (1.0,))), decode
 
     @torch.no_grad()
-    def sr_batch(self, lr: torch.Tensor, cls=DEFAULT_CLASS, decoding=None, generator=None, stages=None) -> list:
+    def sr_batch(
+        self, lr: torch.Tensor, cls=DEFAULT_CLASS, decoding=None, generator=None, stages=None
+    ) -> list:
         "LR tiles (B,3,lr,lr) → [×1, ×2, ×4] images in [0,1]."
         p, dev = self.preset, next(self.parameters()).device
         if lr.ndim != 4 or lr.shape[1] != 3 or tuple(lr.shape[-2:]) != (p.lr_size, p.lr_size):
-            raise MsvarError(f"sr_batch expects LR tiles (B, 3, {p.lr_size}, {p.lr_size}), not {tuple(lr.shape)}")
+            raise MsvarError(
+                f"sr_batch expects LR tiles (B, 3, {p.lr_size}, {p.lr_size}), not {tuple(lr.shape)}"
+            )
         cls_B = torch.as_tensor(cls, dtype=torch.long, device=dev).expand(len(lr)).clone()
         state, decode = self.stage_decoder()
         asked = lambda n, st: decode(n, st) if stages is None or n in stages else None
@@ -158,7 +171,11 @@ def load_sr_model(path, device=None) -> SRModel:
             check_finite_state(sd, path, "model file")
             mod.load_state_dict(sd)
     except MsvarError as e:
-        why = "" if "NaN" in str(e) else f"its header (preset {model.preset.name!r}) does not match its weights: "
+        why = (
+            ""
+            if "NaN" in str(e)
+            else f"its header (preset {model.preset.name!r}) does not match its weights: "
+        )
         msg = why + str(e)
         raise MsvarError(f"{str(path)!r}: {msg}" if str(path) not in msg else msg) from None
     model.header = header
@@ -219,7 +236,11 @@ OUTPUT_RULES = (  # field, the test its value passes, what it must be
     ),
     ("overlap", lambda v: v is None or _count(v, 0), "an integer ≥ 0, or None (a quarter tile)"),
     ("batch_size", lambda v: _count(v, 1), "an integer ≥ 1"),
-    ("precision", lambda v: v in ("fp32", "bf16"), "'fp32' or 'bf16' (matrix products in bf16 under autocast)"),
+    (
+        "precision",
+        lambda v: v in ("fp32", "bf16"),
+        "'fp32' or 'bf16' (matrix products in bf16 under autocast)",
+    ),
     (
         "x2_from",
         lambda v: v in (None, 2, 4) and not isinstance(v, bool),
@@ -227,7 +248,7 @@ OUTPUT_RULES = (  # field, the test its value passes, what it must be
     ),
 )
 
-
+# %% ../nbs/08_inference.ipynb #eefb3fc8
 @dataclass(frozen=True)
 class OutputSettings:
     "What a super-resolution writes, and how; checked when made."
@@ -303,7 +324,9 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
             outs = fn(torch.stack([xp[:, i : i + tile, j : j + tile] for i, j in chunk]))
         for s in scales:
             for (i, j), y in zip(chunk, outs[avail.index(s)].float().cpu()):
-                acc[s][:, i * s : (i + tile) * s, j * s : (j + tile) * s] += torch.cat((y * win[s], win[s][None]))
+                acc[s][:, i * s : (i + tile) * s, j * s : (j + tile) * s] += torch.cat(
+                    (y * win[s], win[s][None])
+                )
     outs = {s: (a[:3] / a[3:])[:, : H * s, : W * s].clamp(0, 1) for s, a in acc.items()}
     if scales != output.scales:
         outs[2] = resize(outs[4], (2 * H, 2 * W), "bicubic").clamp(0, 1)
@@ -321,7 +344,10 @@ def seam_ratio(img: torch.Tensor, starts_h: list, starts_w: list, tile: int, sca
     gx = (img[:, :, 1:] - img[:, :, :-1]).pow(2).mean(0)  # (H, W-1)
     gy = (img[:, 1:, :] - img[:, :-1, :]).pow(2).mean(0)  # (H-1, W)
     ends = lambda st: {(a + tile) * scale - 1 for a in st[:-1]} | {a * scale - 1 for a in st[1:]}
-    cols, rows = [c for c in ends(starts_w) if c < gx.shape[1]], [r for r in ends(starts_h) if r < gy.shape[0]]
+    cols, rows = (
+        [c for c in ends(starts_w) if c < gx.shape[1]],
+        [r for r in ends(starts_h) if r < gy.shape[0]],
+    )
     border = torch.cat([gx[:, cols].flatten(), gy[rows, :].flatten()])
     whole = torch.cat([gx.flatten(), gy.flatten()]).mean()
     return (border.mean() / whole).item() if len(border) else float("nan")

@@ -62,7 +62,9 @@ def token_preset(tokenizer: HITTokenizer, tokens: str = "hit") -> Preset:
 
 # %% ../nbs/06_losses.ipynb #21d1f96f
 @torch.no_grad()
-def sr_tokens(tokenizer: HITTokenizer, batch: dict, tokens: str = "hit", amp_encoder: bool = False) -> SRTokens:
+def sr_tokens(
+    tokenizer: HITTokenizer, batch: dict, tokens: str = "hit", amp_encoder: bool = False
+) -> SRTokens:
     """A batch {'hr','lr','cls'} → the LR prefix, z_HR, z_LR and their teacher-forcing inputs, in float32 (the encoder
     under the caller's autocast with `amp_encoder`)."""
     p, dev = token_preset(tokenizer, tokens), next(tokenizer.parameters()).device
@@ -93,7 +95,9 @@ def sr_loss(
     "CE on z_HR (+ weight·DPO of z_HR over z_LR) → (loss, logs: numbers, or 0-dim tensors with `tensors`)."
     B = t.z_hr.shape[0]
     if dpo and second_pass:  # one forward of the 2B batch
-        logits = model(torch.cat((t.prefix, t.prefix)), torch.cat((t.cls, t.cls)), torch.cat((t.x_hr, t.x_lr)))
+        logits = model(
+            torch.cat((t.prefix, t.prefix)), torch.cat((t.cls, t.cls)), torch.cat((t.x_hr, t.x_lr))
+        )
         logits_hr, logits_lr = logits[:B], logits[B:]
     else:
         logits_hr = logits_lr = model(t.prefix, t.cls, t.x_hr)  # (B, Σρ², V)
@@ -139,4 +143,6 @@ class SRLoss:
         if next(self.tokenizer.parameters()).device != dev:
             self.tokenizer.to(dev)
         t = sr_tokens(self.tokenizer, batch, self.tokens, self.amp_encoder)
-        return sr_loss(model, t, self.dpo, self.beta, self.weight, self.second_pass, self.reduce, tensors=True)
+        return sr_loss(
+            model, t, self.dpo, self.beta, self.weight, self.second_pass, self.reduce, tensors=True
+        )

@@ -32,7 +32,9 @@ def cache_dir() -> Path:
 
 LPIPS_NETS = {
     "alex": dict(ckpt="alexnet.ckpt", jax_name="AlexNet_0", conv_idx=(0, 3, 6, 8, 10)),
-    "vgg": dict(ckpt="vgg16.ckpt", jax_name="VGG16_0", conv_idx=(0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)),
+    "vgg": dict(
+        ckpt="vgg16.ckpt", jax_name="VGG16_0", conv_idx=(0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+    ),
 }
 
 

@@ -36,7 +36,9 @@ def rgb_to_y(x255: torch.Tensor) -> torch.Tensor:
 def _as_batch(a: torch.Tensor, b: torch.Tensor) -> tuple:
     "Two images as (B, 3, H, W), and whether they were single."
     if a.shape != b.shape or a.ndim not in (3, 4) or a.shape[-3] != 3:
-        raise MsvarError(f"images differ in shape or are not RGB (B, 3, H, W): {tuple(a.shape)} vs {tuple(b.shape)}")
+        raise MsvarError(
+            f"images differ in shape or are not RGB (B, 3, H, W): {tuple(a.shape)} vs {tuple(b.shape)}"
+        )
     return (a[None], b[None], True) if a.ndim == 3 else (a, b, False)
 
 
@@ -85,7 +87,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor, crop_border: int = 0, y_channel: bool
 
 # %% ../nbs/09_metrics.ipynb #aff4f4fe
 @torch.no_grad()
-def lpips_distance(a, b, net: str | LPIPS = "alex", batch_size: int = 8, min_side: int | None = None) -> torch.Tensor:
+def lpips_distance(
+    a, b, net: str | LPIPS = "alex", batch_size: int = 8, min_side: int | None = None
+) -> torch.Tensor:
     "LPIPS of images in [0, 1] (`net`: a name or a `get_lpips` network); one value per image."
     a, b, single = _as_batch(a, b)
     if min_side and min(a.shape[-2:]) < min_side:  # AlexNet needs ≳ 32 px
@@ -167,7 +171,9 @@ def flat_mask(hr: torch.Tensor, threshold: float = FLAT_STD) -> torch.Tensor:
     return local_std(rgb_to_y(quantize_255(hr))) < threshold
 
 # %% ../nbs/09_metrics.ipynb #e781a986
-def flat_hf_energy(out, hr, threshold: float = FLAT_STD, min_fraction: float = FLAT_MIN_FRACTION) -> torch.Tensor:
+def flat_hf_energy(
+    out, hr, threshold: float = FLAT_STD, min_fraction: float = FLAT_MIN_FRACTION
+) -> torch.Tensor:
     "Mean |Y − box₅(Y)| of `out` where `hr` is flat; NaN (warned) if too little is."
     a, b, single = _as_batch(out, hr)
     if min(a.shape[-2:]) < 5:
@@ -195,7 +201,10 @@ def _array(f) -> np.ndarray:
 def frechet_distance(mu_a, sigma_a, mu_b, sigma_b) -> float:
     "Fréchet distance between N(mu_a, sigma_a) and N(mu_b, sigma_b)."
     mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
-    sigma_a, sigma_b = np.atleast_2d(np.asarray(sigma_a, np.float64)), np.atleast_2d(np.asarray(sigma_b, np.float64))
+    sigma_a, sigma_b = (
+        np.atleast_2d(np.asarray(sigma_a, np.float64)),
+        np.atleast_2d(np.asarray(sigma_b, np.float64)),
+    )
     if mu_a.shape != mu_b.shape or sigma_a.shape != sigma_b.shape or sigma_a.shape != (mu_a.size, mu_a.size):
         raise MsvarError(
             f"mismatched Gaussian statistics: μ {mu_a.shape}/{mu_b.shape}, Σ {sigma_a.shape}/{sigma_b.shape}"
@@ -276,5 +285,7 @@ def fid(images_a, images_b, batch_size: int = 16, device=None, net: FIDFeatures 
     net = net if net is not None else FIDFeatures(device=device)
     fa, fb = net(images_a, batch_size), net(images_b, batch_size)
     if min(len(fa), len(fb)) < FIDFeatures.dims:
-        warnings.warn(f"FID from {len(fa)} and {len(fb)} images (< {FIDFeatures.dims}) is biased: compare equal counts")
+        warnings.warn(
+            f"FID from {len(fa)} and {len(fb)} images (< {FIDFeatures.dims}) is biased: compare equal counts"
+        )
     return FIDResult(fid_from_features(fa, fb), len(fa), len(fb))

@@ -100,7 +100,9 @@ def quality_table(
         methods["tokenizer ceiling"] = [torch.cat(o) for o in zip(*outs)]
     for d in decodes if model is not None else ():
         kw = parse_decode(d, seed)
-        out = OutputSettings(cls=int(pairs["cls"][0]), colour_sigma=kw.get("colour_sigma"), batch_size=batch_size)
+        out = OutputSettings(
+            cls=int(pairs["cls"][0]), colour_sigma=kw.get("colour_sigma"), batch_size=batch_size
+        )
         methods[f"{name} [{d}]"] = model_outputs(model, lr, out, kw["decoding"])
     t = summary_table(evaluate_outputs(methods, hr, p, pairs.get("names")))[list(_WIDE)]
     t.columns, t.index.name = [f"{m}_{s}" for m, s in t.columns], "method"

@@ -65,7 +65,12 @@ class PhiShared(nn.Module):
 def check_token_maps(idx_list: list, vocab_size: int) -> None:
     "MsvarError if a token map holds an index outside [0, V) (unchecked where reading it syncs a GPU)."
     for l, idx in enumerate(idx_list):
-        if not idx.is_floating_point() and len(idx) and host_values(idx) and (idx.min() < 0 or idx.max() >= vocab_size):
+        if (
+            not idx.is_floating_point()
+            and len(idx)
+            and host_values(idx)
+            and (idx.min() < 0 or idx.max() >= vocab_size)
+        ):
             raise MsvarError(f"token map {l} has indices outside [0, {vocab_size})")
 
 
@@ -84,7 +89,9 @@ def codebook_usage(ema_hits_SV: torch.Tensor, vocab_size: int) -> torch.Tensor:
 class ScaleCodebook(nn.Module):
     "The vocabulary, φ and one step of VAR's multi-scale quantizer: a residual ↔ the token map of one scale."
 
-    def __init__(self, vocab_size: int, Cvae: int, patch_nums, beta=0.25, quant_resi=0.5, share_quant_resi: int = 4):
+    def __init__(
+        self, vocab_size: int, Cvae: int, patch_nums, beta=0.25, quant_resi=0.5, share_quant_resi: int = 4
+    ):
         super().__init__()
         self.vocab_size, self.Cvae, self.patch_nums, self.beta = vocab_size, Cvae, tuple(patch_nums), beta
         self.quant_resi = PhiShared(Cvae, quant_resi, share_quant_resi)
@@ -92,7 +99,9 @@ class ScaleCodebook(nn.Module):
         self.register_buffer("ema_vocab_hit_SV", torch.zeros(len(self.patch_nums), vocab_size))
         self.register_buffer("unused_steps_V", torch.zeros(vocab_size), persistent=False)
         self.embedding = nn.Embedding(vocab_size, Cvae)
-        nn.init.uniform_(self.embedding.weight, -1 / vocab_size, 1 / vocab_size)  # VAR's default; see init_codebook
+        nn.init.uniform_(
+            self.embedding.weight, -1 / vocab_size, 1 / vocab_size
+        )  # VAR's default; see init_codebook
         # (N, C) residual vectors of the last training batch, every scale equally: where dead codes restart
         self.restart_pool = None
 
@@ -108,7 +117,9 @@ class ScaleCodebook(nn.Module):
     @staticmethod
     def up(h_BChw, side: int):
         "A latent map upsampled bicubically to side × side."
-        return h_BChw if h_BChw.shape[-1] == side else F.interpolate(h_BChw, size=(side, side), mode="bicubic")
+        return (
+            h_BChw if h_BChw.shape[-1] == side else F.interpolate(h_BChw, size=(side, side), mode="bicubic")
+        )
 
     def tokens_at(self, rest_BChw, step: int):
         "Token map (B, ρ, ρ) of step `step`: the residual downsampled, nearest code."
@@ -152,7 +163,9 @@ class ScaleLoop(ScaleCodebook):
         side, f_hat, sums = side or self.patch_nums[-1], None, []
         for step, idx in enumerate(idx_list):
             h = self.step_residual(as_token_map(idx, self.patch_nums[step]), step, side)
-            f_hat = h if f_hat is None else f_hat + h  # (keeps h's memory layout, which the decoder's bits depend on)
+            f_hat = (
+                h if f_hat is None else f_hat + h
+            )  # (keeps h's memory layout, which the decoder's bits depend on)
             sums.append(f_hat)
         return sums if cumulative else f_hat
 
@@ -188,7 +201,9 @@ class MultiScaleQuantizer(ScaleLoop):
         if self.training:
             with torch.no_grad():
                 fresh = self.ema_vocab_hit_SV.sum(1, keepdim=True) == 0  # first batch: copy, then EMA 0.99
-                self.ema_vocab_hit_SV.copy_(torch.where(fresh, hit_SV, 0.99 * self.ema_vocab_hit_SV + 0.01 * hit_SV))
+                self.ema_vocab_hit_SV.copy_(
+                    torch.where(fresh, hit_SV, 0.99 * self.ema_vocab_hit_SV + 0.01 * hit_SV)
+                )
                 used = hit_SV.sum(0) > 0
                 self.unused_steps_V.add_(1).masked_fill_(used, 0)
                 self.restart_pool = torch.cat(samples)

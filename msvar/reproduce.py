@@ -113,7 +113,14 @@ PAPER_T2 = pd.DataFrame(
 
 # %% ../nbs/10_reproduce.ipynb #09d0eaac
 CLAIMS = [  # (name, a, b, paper table, its rows for a and b)
-    ("HIT decoders vs base decoder (Table 1a)", "hit", "hit-base", PAPER_T1A, "hit (Ours)", "hit-base (Switti*)"),
+    (
+        "HIT decoders vs base decoder (Table 1a)",
+        "hit",
+        "hit-base",
+        PAPER_T1A,
+        "hit (Ours)",
+        "hit-base (Switti*)",
+    ),
     ("HIT decoders vs plain tokens (Table 1a)", "hit", "plain", PAPER_T1A, "hit (Ours)", "plain (Switti)"),
     ("ours vs baseline (Table 2)", "ours", "baseline", PAPER_T2, "DIV2K-Val Ours", "DIV2K-Val Baseline"),
     ("DPO one-pass vs no DPO (Table 1b)", "ours", "nodpo", PAPER_T1B, "RealSR with DPO", "RealSR w/o DPO"),
@@ -194,7 +201,9 @@ def verdict_table(claims, metrics=("psnr", "psnr_rgb", "lpips"), note: str = "")
     rows = []
     for (name, scale), g in claims[claims.metric.isin(metrics)].groupby(["claim", "scale"], sort=False):
         cells = {LABELS[r.metric]: _cell(r) for r in g.itertuples()}
-        rows.append({"claim": f"{name}, {g.a.iloc[0]} − {g.b.iloc[0]}{note}", "scale": "×" + scale[1:], **cells})
+        rows.append(
+            {"claim": f"{name}, {g.a.iloc[0]} − {g.b.iloc[0]}{note}", "scale": "×" + scale[1:], **cells}
+        )
     df = pd.DataFrame(rows).fillna("")
     return df.assign(claim=df.claim.where(df.claim != df.claim.shift(), ""))
 
@@ -202,7 +211,9 @@ def verdict_table(claims, metrics=("psnr", "psnr_rgb", "lpips"), note: str = "")
 def markdown_table(df) -> str:
     "A DataFrame as a Markdown table (without its index)."
     row = lambda cells: "| " + " | ".join(map(str, cells)) + " |"
-    return "\n".join([row(df.columns), "|" + "---|" * len(df.columns)] + [row(r) for r in df.itertuples(index=False)])
+    return "\n".join(
+        [row(df.columns), "|" + "---|" * len(df.columns)] + [row(r) for r in df.itertuples(index=False)]
+    )
 
 
 def run_verdicts(out, n_boot: int = 2000) -> pd.DataFrame:
@@ -349,7 +360,9 @@ def stage_var(plan: ReproPlan, out: Path, data: Path, name: str):
     tok = tokenizer_file(out, opts["tokens"])
     for seed in plan.seeds:
         d = variant_dir(out, name, seed)
-        run = dict(steps=plan.var_steps, batch_size=plan.var_batch, lr=plan.var_lr, seed=seed, compile=plan.compile)
+        run = dict(
+            steps=plan.var_steps, batch_size=plan.var_batch, lr=plan.var_lr, seed=seed, compile=plan.compile
+        )
         cfg = VarTrainConfig(**run, resume=(d / "last.pt").exists(), progress=False, ckpt_every=50, **opts)
         train_var(plan.preset, data, tok, d, cfg)
     return dict(train_seconds=round(sum(train_seconds(variant_dir(out, name, s)) for s in plan.seeds), 1))
@@ -389,14 +402,18 @@ def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFra
 @torch.no_grad()
 def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFrame:
     "Per-crop scores of one VAR on one test set: raw, and colour-fixed."
-    raw_output = OutputSettings(cls=int(pairs["cls"][0]), colour_sigma=None, batch_size=16, x2_from=2)  # the ×2 stage
+    raw_output = OutputSettings(
+        cls=int(pairs["cls"][0]), colour_sigma=None, batch_size=16, x2_from=2
+    )  # the ×2 stage
     decoding = Decoding("greedy" if plan.soft is None else "soft", tau=plan.soft, seed=plan.eval_seed)
     raw = model_outputs(model, pairs["lr"], raw_output, decoding)
     outs = {"raw": raw}
     if plan.colour_sigma is not None:
         fixed = colour_fix_scales(dict(zip(model.scales, raw)), pairs["lr"], plan.colour_sigma)
         outs["colour-fixed"] = list(fixed.values())
-    score = lambda ys: evaluate_outputs({name: ys}, pairs["hr"], model.preset, pairs.get("names"), lpips=plan.lpips)
+    score = lambda ys: evaluate_outputs(
+        {name: ys}, pairs["hr"], model.preset, pairs.get("names"), lpips=plan.lpips
+    )
     return pd.concat([score(ys).assign(decoding=d) for d, ys in outs.items()], ignore_index=True)
 
 
@@ -406,8 +423,12 @@ def variant_part(out: Path, plan: ReproPlan, pairs: dict, name: str, seed: int):
     if not part.exists():
         model = variant_model(out, name, seed)
         if seed == plan.seeds[0]:
-            save_sr_model(model, out / "models" / f"{name}.safetensors", half=True, variant=name, plan=asdict(plan))
-        scores = [variant_scores(model, pr, plan, name).assign(test_set=ts, seed=seed) for ts, pr in pairs.items()]
+            save_sr_model(
+                model, out / "models" / f"{name}.safetensors", half=True, variant=name, plan=asdict(plan)
+            )
+        scores = [
+            variant_scores(model, pr, plan, name).assign(test_set=ts, seed=seed) for ts, pr in pairs.items()
+        ]
         atomic_write(part, lambda t: pd.concat(scores).to_csv(t, index=False))
     return pd.read_csv(part, dtype={"image": str})
 
@@ -430,7 +451,9 @@ def stage_eval(plan: ReproPlan, out: Path, test_root: Path):
     atomic_write(out / "eval" / "per_image.csv", lambda t: per.to_csv(t, index=False))
 
 # %% ../nbs/10_reproduce.ipynb #c4f98b68
-def run_stage(stage: str, plan: ReproPlan, out: Path, data: Path, test_root: Path, force=False, given=None) -> dict:
+def run_stage(
+    stage: str, plan: ReproPlan, out: Path, data: Path, test_root: Path, force=False, given=None
+) -> dict:
     "Run one stage unless its DONE.json exists (or `force`); its record."
     done, given, t0, extra = _done(out, stage), given or {}, time.time(), {}
     if done.exists() and not force:
@@ -457,7 +480,9 @@ def stage_times(out: Path) -> pd.DataFrame:
     "Wall minutes of every finished stage; the VARs' training minutes."
     recs = [json.loads(_done(Path(out), s).read_text()) for s in STAGES if _done(Path(out), s).exists()]
     mins = lambda s: round(s / 60, 1)
-    rows = [(r["stage"], mins(r["seconds"]), "given" in r, mins(r.get("train_seconds", np.nan))) for r in recs]
+    rows = [
+        (r["stage"], mins(r["seconds"]), "given" in r, mins(r.get("train_seconds", np.nan))) for r in recs
+    ]
     df = pd.DataFrame(rows, columns=["stage", "minutes", "given", "train_minutes"])
     df.loc[len(df)] = ("total", round(df.minutes.sum(), 1), False, round(df.train_minutes.sum(), 1))
     return df

@@ -37,7 +37,9 @@ class ResnetBlock(nn.Module):
         self.norm1, self.conv1 = Normalize(in_channels), nn.Conv2d(in_channels, out_channels, 3, 1, 1)
         self.norm2, self.conv2 = Normalize(out_channels), nn.Conv2d(out_channels, out_channels, 3, 1, 1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.nin_shortcut = (
+            nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        )
 
     def forward(self, x):
         h = self.conv1(F.silu(self.norm1(x)))
@@ -73,7 +75,9 @@ class Downsample2x(nn.Module):
 
 def Upsample2x(C: int) -> nn.Sequential:
     "Nearest-neighbour ×2, then a 3×3 conv."
-    return nn.Sequential(OrderedDict(up=nn.Upsample(scale_factor=2, mode="nearest"), conv=nn.Conv2d(C, C, 3, 1, 1)))
+    return nn.Sequential(
+        OrderedDict(up=nn.Upsample(scale_factor=2, mode="nearest"), conv=nn.Conv2d(C, C, 3, 1, 1))
+    )
 
 # %% ../nbs/03_tokenizer.ipynb #2a6daa7f
 class _Level(nn.Module):
@@ -120,7 +124,9 @@ class Encoder(nn.Module):
             c_in, c_out = widths_in[i], ch * ch_mult[i]
             blocks = [ResnetBlock(c_in if b == 0 else c_out, c_out, dropout) for b in range(num_res_blocks)]
             attn = [AttnBlock(c_out) for _ in range(num_res_blocks)] if (i == n - 1 and using_sa) else []
-            self.down.append(_Level(blocks, attn, *(("downsample", Downsample2x(c_out)) if i != n - 1 else ())))
+            self.down.append(
+                _Level(blocks, attn, *(("downsample", Downsample2x(c_out)) if i != n - 1 else ()))
+            )
         C = ch * ch_mult[-1]
         self.mid = _mid(C, dropout, using_mid_sa)
         self.norm_out, self.conv_out = Normalize(C), nn.Conv2d(C, z_channels, 3, 1, 1)
@@ -153,7 +159,9 @@ class Decoder(nn.Module):
         levels, c_in = [None] * n, C
         for i in reversed(range(n)):
             c_out = ch * ch_mult[i]
-            blocks = [ResnetBlock(c_in if b == 0 else c_out, c_out, dropout) for b in range(num_res_blocks + 1)]
+            blocks = [
+                ResnetBlock(c_in if b == 0 else c_out, c_out, dropout) for b in range(num_res_blocks + 1)
+            ]
             attn = [AttnBlock(c_out) for _ in range(num_res_blocks + 1)] if (i == n - 1 and using_sa) else []
             levels[i] = _Level(blocks, attn, *(("upsample", Upsample2x(c_out)) if i != 0 else ()))
             c_in = c_out
@@ -180,7 +188,9 @@ def set_padding(model: nn.Module, mode: str) -> nn.Module:
 def check_image_side(x: torch.Tensor, side: int) -> None:
     "MsvarError unless `x` is a batch (B, 3, side, side)."
     if x.ndim != 4 or tuple(x.shape[1:]) != (3, side, side):
-        raise MsvarError(f"this tokenizer encodes images (B, 3, {side}, {side}) in [-1, 1], got {tuple(x.shape)}")
+        raise MsvarError(
+            f"this tokenizer encodes images (B, 3, {side}, {side}) in [-1, 1], got {tuple(x.shape)}"
+        )
 
 # %% ../nbs/03_tokenizer.ipynb #1ba80665
 class Tokenizer(nn.Module):
@@ -279,7 +289,10 @@ _KINDS = {
     "bool": ("True or False", lambda v: isinstance(v, bool)),
     "str": ("a string", lambda v: isinstance(v, str)),
     "str | None": ("a string or None", lambda v: v is None or isinstance(v, str)),
-    "tuple": ("a list of finite numbers ≥ 0", lambda v: isinstance(v, (list, tuple)) and all(map(_number, v))),
+    "tuple": (
+        "a list of finite numbers ≥ 0",
+        lambda v: isinstance(v, (list, tuple)) and all(map(_number, v)),
+    ),
 }
 
 
@@ -314,8 +327,12 @@ def preset_from_dict(d: dict) -> Preset:
         p = Preset(**d, **parts)
     except (TypeError, KeyError, ValueError, ArithmeticError, MsvarError) as e:
         why = e if isinstance(e, MsvarError) else f"{type(e).__name__}: {e}"
-        raise MsvarError(f"checkpoint records an invalid preset ({why}); use an untampered copy of the file") from None
-    check_model_memory(lambda: Tokenizer.from_preset(p), f"the tokenizer of preset {p.name!r} the file records")
+        raise MsvarError(
+            f"checkpoint records an invalid preset ({why}); use an untampered copy of the file"
+        ) from None
+    check_model_memory(
+        lambda: Tokenizer.from_preset(p), f"the tokenizer of preset {p.name!r} the file records"
+    )
     return p
 
 # %% ../nbs/03_tokenizer.ipynb #4d3fb5e1
@@ -343,7 +360,9 @@ def load_tokenizer(path, device="cpu", return_extra: bool = False):
     ck = load_torch(path, "tokenizer checkpoint")
     cfg, sd = tokenizer_parts(ck, path)
     if not isinstance(cfg, dict) or not isinstance(sd, dict):
-        raise MsvarError(f"tokenizer checkpoint {str(path)!r} is incomplete: it needs a 'preset' and a 'state_dict'")
+        raise MsvarError(
+            f"tokenizer checkpoint {str(path)!r} is incomplete: it needs a 'preset' and a 'state_dict'"
+        )
     check_finite_state(sd, path, "tokenizer checkpoint")
     try:
         preset = preset_from_dict(cfg)
@@ -361,7 +380,11 @@ def import_var_tokenizer(src: Path, dst: Path, preset: Preset, overwrite: bool =
     if Path(src).resolve() == dst.resolve():
         raise MsvarError("the output would overwrite the input checkpoint")
     sd = load_torch(src)
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict) and "quantize.embedding.weight" not in sd:
+    if (
+        isinstance(sd, dict)
+        and isinstance(sd.get("state_dict"), dict)
+        and "quantize.embedding.weight" not in sd
+    ):
         sd = sd["state_dict"]
     model = Tokenizer.from_preset(p)
     try:

@@ -38,7 +38,9 @@ def resolve_precision(precision: str, device) -> str:
     dev = torch.device(device)
     if dev.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
-    cpu_bf16 = dev.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    cpu_bf16 = dev.type == "cpu" and (
+        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    )
     return "bf16" if cpu_bf16 else "fp32"
 
 
@@ -186,8 +188,20 @@ class StepSampler(Sampler):
     def __init__(self, n, global_batch, world_size=1, rank=0, accum=1, seed=0, start_step=0, steps=0):
         if global_batch % (world_size * accum):
             raise MsvarError(f"batch size {global_batch} is not divisible by {world_size} × {accum}")
-        self.n, self.gb, self.world, self.rank, self.accum, self.seed = n, global_batch, world_size, rank, accum, seed
-        self.micro, self.start, self.steps, self._cache = global_batch // (world_size * accum), start_step, steps, {}
+        self.n, self.gb, self.world, self.rank, self.accum, self.seed = (
+            n,
+            global_batch,
+            world_size,
+            rank,
+            accum,
+            seed,
+        )
+        self.micro, self.start, self.steps, self._cache = (
+            global_batch // (world_size * accum),
+            start_step,
+            steps,
+            {},
+        )
 
     def _epoch(self, e: int):
         if e not in self._cache:
@@ -231,8 +245,12 @@ class StepLoader:
 
     def iterate(self, start: int, steps: int):
         g, sampler = torch.Generator().manual_seed(self.seed), self.sampler(start, steps)
-        kw = dict(num_workers=self.num_workers, pin_memory=self.pin_memory, worker_init_fn=seed_worker, generator=g)
-        it = iter(torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn, **kw))
+        kw = dict(
+            num_workers=self.num_workers, pin_memory=self.pin_memory, worker_init_fn=seed_worker, generator=g
+        )
+        it = iter(
+            torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn, **kw)
+        )
         for _ in range(start, steps):
             yield [next(it) for _ in range(self.accum)]
 
@@ -293,7 +311,9 @@ def init_distributed(device=None) -> DistEnv:
 
 
 def _current_env(device) -> DistEnv:
-    return DistEnv(dist.get_rank(), dist.get_world_size(), device) if _distributed() else DistEnv(device=device)
+    return (
+        DistEnv(dist.get_rank(), dist.get_world_size(), device) if _distributed() else DistEnv(device=device)
+    )
 
 # %% ../nbs/07_train.ipynb #484fbef9
 @dataclass
@@ -392,7 +412,9 @@ def start_run(model, cfg: FitConfig, out_dir, params=None, meta=None, extra_stat
     sched = WarmupCosine(opt, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16")
     trainable = [p for g in groups for p in g["params"]]
-    return Run(model, model, opt, sched, scaler, cfg, env, Path(out_dir), dict(meta or {}), trainable, extra_state)
+    return Run(
+        model, model, opt, sched, scaler, cfg, env, Path(out_dir), dict(meta or {}), trainable, extra_state
+    )
 
 
 def _apply_new_settings(run: Run, saved: dict) -> str | None:
@@ -453,7 +475,8 @@ def _say_resumed(run: Run, changed: str | None, was: str | None):
         print(f"note: other settings from step {run.step}: {changed}", flush=True)
     if was not in (None, run.cfg.precision):
         print(
-            f"note: the checkpoint was trained in {was}; steps from {run.step} run in {run.cfg.precision}", flush=True
+            f"note: the checkpoint was trained in {was}; steps from {run.step} run in {run.cfg.precision}",
+            flush=True,
         )
 
 # %% ../nbs/07_train.ipynb #4032134e
@@ -479,7 +502,9 @@ def forward_backward(run: Run, micro: list, loss_fn) -> tuple:
     for k, mb in enumerate(micro):
         mb = tree_map(lambda t: t.to(dev, non_blocking=True) if torch.is_tensor(t) else t, mb)
         n_items += next((t.shape[0] if t.ndim else 1 for t in tree_leaves(mb) if torch.is_tensor(t)), 1)
-        sync = run.net.no_sync() if (run.env.world_size > 1 and k < len(micro) - 1) else contextlib.nullcontext()
+        sync = (
+            run.net.no_sync() if (run.env.world_size > 1 and k < len(micro) - 1) else contextlib.nullcontext()
+        )
         with sync:
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                 loss, logs = loss_fn(run.net, mb)
@@ -519,8 +544,14 @@ def optimizer_step(run: Run, bad: bool) -> tuple:
     if bad and run.env.is_main:
         print(f"step {run.step} skipped: non-finite loss ({run.nan_in_row} in a row)", flush=True)
     if bad and run.nan_in_row >= run.cfg.max_nan_in_row:
-        last = f"The last checkpoint is {str(run.last)!r}" if run.last.exists() else "No checkpoint was written yet"
-        raise MsvarError(f"{run.nan_in_row} steps in a row had a non-finite loss (to step {run.step}). {last}.")
+        last = (
+            f"The last checkpoint is {str(run.last)!r}"
+            if run.last.exists()
+            else "No checkpoint was written yet"
+        )
+        raise MsvarError(
+            f"{run.nan_in_row} steps in a row had a non-finite loss (to step {run.step}). {last}."
+        )
     run.sched.step()
     return gnorm, bad
 

@@ -99,8 +99,25 @@ def _start_tokenizer(p, ds, bs: int, seed: int, dev, fresh: bool, init) -> Token
 def _log_rows(out_dir: Path) -> list:
     "The log rows of a tokenizer run, drawn into its loss.png."
     rows = read_log(out_dir / "log.jsonl")
-    plot_metrics(rows, out_dir / "loss.png", keys=("loss", "l2", "lpips", "vq"), smooth=10, title="tokenizer losses")
+    plot_metrics(
+        rows, out_dir / "loss.png", keys=("loss", "l2", "lpips", "vq"), smooth=10, title="tokenizer losses"
+    )
     return rows
+
+
+def _tokenizer_fit(p, steps, lr, seed: int, save_every: int, progress: bool, precision, compile) -> FitConfig:
+    "`fit`'s settings for a tokenizer run: the preset's recipe where the run leaves a value unset."
+    return FitConfig(
+        steps=steps or p.train.tok_iters,
+        lr=lr or p.train.tok_lr,
+        weight_decay=p.train.tok_weight_decay,
+        clip=p.train.tok_clip,
+        seed=seed,
+        ckpt_every=save_every,
+        progress=progress,
+        precision=precision,
+        compile=compile,
+    ).resolved(p.train)
 
 # %% ../nbs/07a_train_tokenizer.ipynb #68b77dcc
 @holds_folder("out_dir")
@@ -127,28 +144,20 @@ def train_tokenizer(
 ):
     "Train a tokenizer on crops of `data_dir` (from `init`'s weights if given): (model, log rows)."
     p = get_preset(preset) if isinstance(preset, str) else preset
-    steps, bs, lr = steps or p.train.tok_iters, batch_size or p.train.batch_size, lr or p.train.tok_lr
+    bs = batch_size or p.train.batch_size
     check_launch(device)
     dev, out_dir = default_device(device), Path(out_dir)
     lp = _lpips(dev, lpips_weight, require_lpips)
-    cfg = FitConfig(
-        steps=steps,
-        lr=lr,
-        weight_decay=p.train.tok_weight_decay,
-        clip=p.train.tok_clip,
-        seed=seed,
-        ckpt_every=save_every,
-        progress=progress,
-        precision=precision,
-        compile=compile,
-    ).resolved(p.train)
+    cfg = _tokenizer_fit(p, steps, lr, seed, save_every, progress, precision, compile)
     plan = tokenizer_plan(p, bs, resolve_precision(cfg.precision, dev), dev, lp is not None)
     plan = check_plan(plan, accum, dev)
     ds = HRFolder(data_dir, p.hr_size, cache="auto")
     fresh = not (resume and (out_dir / "last.pt").exists())
     model = _start_tokenizer(p, ds, bs, seed, dev, fresh, init)
     init = None if init is None else str(init)
-    meta = dict(data=str(Path(data_dir).resolve()), batch_size=bs, lpips_weight=lpips_weight, lpips=lp is not None)
+    meta = dict(
+        data=str(Path(data_dir).resolve()), batch_size=bs, lpips_weight=lpips_weight, lpips=lp is not None
+    )
     meta = tokenizer_meta(p, **meta, seed=seed, init=init)
     fit(
         model,
@@ -173,7 +182,9 @@ def _plan(p, build, terms, batch_size: int, precision: str, device, lpips: bool,
     "The memory plan of a step `terms(model, x)` of `batch_size` crops on `build()`."
     import lpips as lp_
 
-    fake = lambda: lp_.LPIPS(pretrained=False, net="alex", pnet_rand=True, verbose=False).requires_grad_(False)
+    fake = lambda: lp_.LPIPS(pretrained=False, net="alex", pnet_rand=True, verbose=False).requires_grad_(
+        False
+    )
 
     def make():
         m = build()
@@ -215,7 +226,9 @@ def lpips_min_side(lpips_fn, y, target, min_side: int = 64):
     return lpips_fn(y, target)
 
 
-def finetune_terms(model, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_continuous=0.5, generator=None) -> tuple:
+def finetune_terms(
+    model, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_continuous=0.5, generator=None
+) -> tuple:
     "(loss, terms): phase 1 Σ_n ℓ2 + 5·LPIPS of stage decodes; phase 2 Σ_n ℓ2(f̂, Z)."
     p, terms, total = model.preset, {}, 0.0
     with torch.autocast(x.device.type, enabled=False):  # tokens and f̂ stay fp32
@@ -229,13 +242,19 @@ def finetune_terms(model, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_cont
         y = model.decode_stage(torch.where(keep.to(x.device), Z.detach(), f_hat), n)  # [-1, 1]
         target = to_signed(stage_image(x, p, n))
         l2 = F.mse_loss(y, target)
-        lp = lpips_min_side(lpips_fn, y, target).mean() if lpips_fn is not None and lpips_weight else torch.zeros(())
+        lp = (
+            lpips_min_side(lpips_fn, y, target).mean()
+            if lpips_fn is not None and lpips_weight
+            else torch.zeros(())
+        )
         terms[f"l2_{n + 1}"], terms[f"lpips_{n + 1}"] = l2, lp
         total = total + l2 + lpips_weight * lp
     return total, terms
 
 
-def hit_finetune_loss(model, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_continuous=0.5, generator=None):
+def hit_finetune_loss(
+    model, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_continuous=0.5, generator=None
+):
     "`fit`'s loss: `finetune_terms`, logged."
     total, terms = finetune_terms(model, x, phase, lpips_fn, lpips_weight, p_continuous, generator)
     return total, dict({k: v.item() for k, v in terms.items()}, loss=float(total.detach()))
@@ -244,7 +263,9 @@ def hit_finetune_loss(model, x, phase: int, lpips_fn=None, lpips_weight=5.0, p_c
 def hit_param_groups(model: HITTokenizer, phase: int) -> list:
     "Freeze all but the parameters `phase` trains; returns those."
     model.requires_grad_(False)
-    train = [model.quantize.embedding.weight] + (list(model.stage_decoders.parameters()) if phase == 1 else [])
+    train = [model.quantize.embedding.weight] + (
+        list(model.stage_decoders.parameters()) if phase == 1 else []
+    )
     for prm in train:
         prm.requires_grad_(True)
     return train
@@ -268,7 +289,14 @@ def _base_model(base, out: Path) -> HITTokenizer:
 
 # %% ../nbs/07a_train_tokenizer.ipynb #72eea5119410473aa328ad9291626812
 def finetune_phase(
-    model: HITTokenizer, phase: int, steps: int, data: HRFolder, ph_dir: Path, opts: dict, lpips_fn, loop: dict
+    model: HITTokenizer,
+    phase: int,
+    steps: int,
+    data: HRFolder,
+    ph_dir: Path,
+    opts: dict,
+    lpips_fn,
+    loop: dict,
 ):
     "One phase of the finetune with `fit`, resumed from ph_dir/last.pt; `loop`: the loop's options."
     o, run = opts, {k: loop[k] for k in ("ckpt_every", "progress", "precision", "accum")}
@@ -287,7 +315,9 @@ def finetune_phase(
         m.tok.encoder.eval()
 
     hit_param_groups(model, phase)
-    return fit(model, loss_fn, batches, cfg, ph_dir, meta=dict(opts, phase=phase), resume=True, train_mode=train_mode)
+    return fit(
+        model, loss_fn, batches, cfg, ph_dir, meta=dict(opts, phase=phase), resume=True, train_mode=train_mode
+    )
 
 # %% ../nbs/07a_train_tokenizer.ipynb #8edb47106e1a46a883d545849b8ab81b
 @holds_folder("out_dir")
@@ -317,7 +347,9 @@ def finetune_hit(
     out.mkdir(parents=True, exist_ok=True)
     model = _base_model(base, out)
     opts = dict(steps1=steps1, steps2=steps2, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
-    opts.update(lpips_weight=lpips_weight, p_continuous=p_continuous, seed=seed, base_digest=param_digest(model))
+    opts.update(
+        lpips_weight=lpips_weight, p_continuous=p_continuous, seed=seed, base_digest=param_digest(model)
+    )
     opts["data"] = str(Path(data_dir).resolve())
     if (out / "last.pt").exists():
         _finished_options(out / "last.pt", opts, resume)
@@ -326,7 +358,9 @@ def finetune_hit(
     lp = get_lpips("alex", device=dev) if lpips_weight else None
     prec = resolve_precision(precision or model.preset.train.precision, dev)
     plan = check_plan(finetune_plan(model.preset, batch_size, prec, dev, lp is not None), accum, dev)
-    loop = dict(ckpt_every=ckpt_every, progress=progress, precision=precision, accum=plan.accum, workers=workers)
+    loop = dict(
+        ckpt_every=ckpt_every, progress=progress, precision=precision, accum=plan.accum, workers=workers
+    )
     _run_phases(model, out, data_dir, opts, lp, loop, resume)
     model.requires_grad_(False)
     base_path = str(base) if isinstance(base, (str, Path)) else None
@@ -343,5 +377,7 @@ def _run_phases(model: HITTokenizer, out: Path, data_dir, opts: dict, lp, loop: 
         if total >= 1:
             finetune_phase(model, ph, total, data, out / f"phase{ph}", opts, lp, loop)
     rows = [dict(phase=ph, **row) for ph in (1, 2) for row in read_log(out / f"phase{ph}" / "log.jsonl")]
-    atomic_write(out / "log.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows)))
+    atomic_write(
+        out / "log.jsonl", lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    )
     plot_metrics(rows, out / "losses.png", keys=("loss",), title="HIT finetune", by="phase")

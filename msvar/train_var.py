@@ -42,8 +42,12 @@ class SampleImages:
         sr = SRModel(self.tokenizer.to(dev), model, tokens=self.tokens)
         outs = sr.sr_batch(lr, cls=cls, decoding=Decoding("greedy"))
         grid = [im.float().cpu() for i in range(len(lr)) for im in (lr[i], *(o[i] for o in outs), hr[i])]
-        fig = show_images(grid, ["LR", "×1", "×2", "×4", "HR"] * len(lr), ncols=5, size=1.4, suptitle=f"step {step}")
-        atomic_write(Path(out_dir) / "samples" / f"step_{step:06d}.png", lambda t: fig.savefig(t, format="png", dpi=60))
+        fig = show_images(
+            grid, ["LR", "×1", "×2", "×4", "HR"] * len(lr), ncols=5, size=1.4, suptitle=f"step {step}"
+        )
+        atomic_write(
+            Path(out_dir) / "samples" / f"step_{step:06d}.png", lambda t: fig.savefig(t, format="png", dpi=60)
+        )
         plt.close(fig)
 
 # %% ../nbs/07b_train_var.ipynb #i17f7b04
@@ -96,7 +100,10 @@ _VAR_CHECKS = (
         (n, lambda v: _num(v) and v > 0, "a positive number")
         for n in ("steps", "batch_size", "accum", "lr", "dpo_beta")
     ),
-    *((n, lambda v: _num(v) and v >= 0, "≥ 0") for n in ("weight_decay", "warmup", "clip", "dpo_weight", "workers")),
+    *(
+        (n, lambda v: _num(v) and v >= 0, "≥ 0")
+        for n in ("weight_decay", "warmup", "clip", "dpo_weight", "workers")
+    ),
     *((n, lambda v: _num(v) and v >= 1, "≥ 1") for n in ("ckpt_every", "max_nan_in_row")),
     ("sample_every", lambda v: _num(v) and v >= 0, "≥ 0"),
     ("p_bilinear", lambda v: _num(v) and 0 <= v <= 1, "in [0, 1]"),
@@ -154,7 +161,10 @@ def _run_var(p, data, tokenizer, out, o: VarTrainConfig, env) -> FitResult:
     cfg = _var_fit_config(p, o, env, o.steps or max(1, p.train.epochs * len(ds) // bs), plan.accum)
     if env.is_main:
         kind = f"{'HIT' if o.tokens == 'hit' else 'plain'} tokens, {'CE + DPO' if o.dpo else 'CE only'}"
-        print(f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {Path(data).name}/: ", end="")
+        print(
+            f"training SRVAR ({count_params(model, human=True)}) on {len(ds)} images of {Path(data).name}/: ",
+            end="",
+        )
         print(f"preset {p.name!r}, {kind}, {env.world_size} process(es) on {env.device}, ", end="")
         print(f"global batch {bs} = {env.world_size} × {plan.accum} × {plan.micro}, precision {precision}")
         print(f"memory plan: {plan}", flush=True)
@@ -184,7 +194,9 @@ def _start_model(p, o: VarTrainConfig, env, out):
 def var_plan(p, o: VarTrainConfig, bs: int, env, precision: str) -> MemoryPlan:
     "The run's memory plan on its device (chapter 14)."
     budget = device_budget(env.device)
-    plan = memory_plan(p, bs, env.world_size, budget, precision, o.dpo, o.second_pass, env.device.type, **_var_kw(o))
+    plan = memory_plan(
+        p, bs, env.world_size, budget, precision, o.dpo, o.second_pass, env.device.type, **_var_kw(o)
+    )
     return check_plan(plan, o.accum, env.device)
 
 
@@ -210,13 +222,25 @@ def _var_loss(tk, o: VarTrainConfig, recipe) -> SRLoss:
 def _var_meta(p, o: VarTrainConfig, model, bs: int, accum: int) -> dict:
     beta, weight = _dpo_params(o, p.train)
     dpo = dict(dpo_beta=beta, dpo_weight=weight, dpo_reduce=o.dpo_reduce, second_pass=o.second_pass)
-    run = dict(model="SRVAR", preset=p.name, tokens=o.tokens, dpo=o.dpo, global_batch=bs, accum=accum, seed=o.seed)
+    run = dict(
+        model="SRVAR", preset=p.name, tokens=o.tokens, dpo=o.dpo, global_batch=bs, accum=accum, seed=o.seed
+    )
     opts = dict(p_bilinear=o.p_bilinear, cond_drop=model.cond_drop, var_options=model.options())
     return dict(run, **{k: v if o.dpo else None for k, v in dpo.items()}, **opts)
 
 # %% ../nbs/07b_train_var.ipynb #7740b2af
 def _var_fit_config(p, o: VarTrainConfig, env, steps: int, accum: int) -> FitConfig:
-    keep = ("lr", "weight_decay", "warmup", "clip", "precision", "compile", "seed", "ckpt_every", "sample_every")
+    keep = (
+        "lr",
+        "weight_decay",
+        "warmup",
+        "clip",
+        "precision",
+        "compile",
+        "seed",
+        "ckpt_every",
+        "sample_every",
+    )
     kw = {k: getattr(o, k) for k in (*keep, "max_nan_in_row")}
     return FitConfig(steps=steps, accum=accum, progress=o.progress and env.is_main, **kw).resolved(p.train)
 

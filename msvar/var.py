@@ -111,7 +111,9 @@ class AdaLNSelfAttn(nn.Module):
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 6 * embed_dim))
 
     def forward(self, x_BLC, cond_BD, attn_mask=None, kv: LayerKV | None = None):
-        gamma1, gamma2, scale1, scale2, shift1, shift2 = self.ada_lin(cond_BD).view(-1, 1, 6, self.C).unbind(2)
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = (
+            self.ada_lin(cond_BD).view(-1, 1, 6, self.C).unbind(2)
+        )
         x_BLC = x_BLC + self.attn(self.ln_wo_grad(x_BLC) * (1 + scale1) + shift1, attn_mask, kv) * gamma1
         return x_BLC + self.ffn(self.ln_wo_grad(x_BLC) * (1 + scale2) + shift2) * gamma2
 
@@ -221,7 +223,9 @@ def _from_preset(cls, preset: Preset, prefix: bool = True, **kwargs):
     "The transformer of a preset."
     t, v = preset.tokenizer, asdict(preset.var)
     v.update(prefix_side=preset.latent_side if prefix else None, lr_add=v["lr_add"] and prefix)
-    return cls(t.vocab_size, t.z_channels, preset.patch_nums, **{**v, "stage_ends": preset.stage_ends, **kwargs})
+    return cls(
+        t.vocab_size, t.z_channels, preset.patch_nums, **{**v, "stage_ends": preset.stage_ends, **kwargs}
+    )
 
 
 @torch.no_grad()
@@ -233,7 +237,12 @@ def _init_weights(self: SRVAR):
             nn.init.trunc_normal_(m.weight, std=std)
             if getattr(m, "bias", None) is not None:
                 m.bias.zero_()
-    for p in (self.pos_start, self.pos_grid, getattr(self, "prefix_pos", None), getattr(self, "prefix_lvl", None)):
+    for p in (
+        self.pos_start,
+        self.pos_grid,
+        getattr(self, "prefix_pos", None),
+        getattr(self, "prefix_lvl", None),
+    ):
         if p is not None:
             nn.init.trunc_normal_(p, std=std)
     self.head.weight.mul_(0.02)
@@ -252,7 +261,11 @@ SRVAR.from_preset, SRVAR.init_weights = classmethod(_from_preset), _init_weights
 def _image_positions(self: SRVAR) -> torch.Tensor:
     "Position + level of every image token: (1, Σρ², C)."
     return torch.cat(
-        [grid_positions(self.pos_grid, pn) + self.lvl_embed.weight[l] for l, pn in enumerate(self.patch_nums)], 1
+        [
+            grid_positions(self.pos_grid, pn) + self.lvl_embed.weight[l]
+            for l, pn in enumerate(self.patch_nums)
+        ],
+        1,
     )
 
 
@@ -268,7 +281,9 @@ def _options(self: SRVAR) -> dict:
 
 def _embed_prefix(self: SRVAR, prefix_BChw: torch.Tensor) -> torch.Tensor:
     "LR features (B, Cvae, ρ_L, ρ_L) → prefix tokens (B, ρ_L², C)."
-    pos = self.prefix_pos if self.prefix_pos_mode == "own" else grid_positions(self.pos_grid, self.prefix_side)
+    pos = (
+        self.prefix_pos if self.prefix_pos_mode == "own" else grid_positions(self.pos_grid, self.prefix_side)
+    )
     return self.prefix_proj(prefix_BChw.flatten(2).transpose(1, 2)) + pos + self.prefix_lvl
 
 
@@ -289,16 +304,22 @@ def _check_inputs(self: SRVAR, prefix_BChw, cls_B):
     want = self.prefix_side and (len(cls_B), self.Cvae, self.prefix_side, self.prefix_side)
     if (prefix_BChw is None) != (not want) or (want and tuple(prefix_BChw.shape) != want):
         got = None if prefix_BChw is None else tuple(prefix_BChw.shape)
-        raise MsvarError(f"this model (prefix={bool(want)}) takes prefix_BChw of shape {want or None}, got {got}")
+        raise MsvarError(
+            f"this model (prefix={bool(want)}) takes prefix_BChw of shape {want or None}, got {got}"
+        )
 
 
 def _forward(self: SRVAR, prefix_BChw, cls_B, x_BLCv):
     "Teacher-forced logits (B, Σρ², V)."
     self._check_inputs(prefix_BChw, cls_B)
     if self.training and self.cond_drop > 0:
-        cls_B = torch.where(torch.rand(cls_B.shape, device=cls_B.device) < self.cond_drop, self.null_class, cls_B)
+        cls_B = torch.where(
+            torch.rand(cls_B.shape, device=cls_B.device) < self.cond_drop, self.null_class, cls_B
+        )
     cond_BD = self.class_emb(cls_B)  # (B, C)
-    x_BLC = torch.cat((self.start_tokens(cond_BD), self.word_embed(x_BLCv.float())), 1) + self.image_positions()
+    x_BLC = (
+        torch.cat((self.start_tokens(cond_BD), self.word_embed(x_BLCv.float())), 1) + self.image_positions()
+    )
     if self.lr_add:
         x_BLC = x_BLC + self.lr_inputs(prefix_BChw)
     if self.prefix_side:
@@ -317,7 +338,9 @@ def count_params(model: nn.Module, human: bool = False) -> int | str:
     return (f"{n / 1e6:.2f}M params" if n >= 1e5 else f"{n / 1e3:.1f}k params") if human else n
 
 # %% ../nbs/05_var.ipynb #14a88e4b
-def sample_tokens(logits_BlV: torch.Tensor, top_k: int = 0, top_p: float = 0.0, generator=None) -> torch.Tensor:
+def sample_tokens(
+    logits_BlV: torch.Tensor, top_k: int = 0, top_p: float = 0.0, generator=None
+) -> torch.Tensor:
     "One token per position, sampled after top-k and top-p: (B, l)."
     B, l, V = logits_BlV.shape
     logits = logits_BlV.float()
@@ -445,7 +468,9 @@ class Decoding:
     def from_header(cls, h: dict) -> Decoding:
         "The decoding a header entry records."
         if not isinstance(h, dict) or set(h) - {"greedy", "soft", "top_k", "top_p"}:
-            raise MsvarError(f"a header's decoding is {{greedy}}, {{soft}} or {{top_k, top_p}}, got {h!r:.80}")
+            raise MsvarError(
+                f"a header's decoding is {{greedy}}, {{soft}} or {{top_k, top_p}}, got {h!r:.80}"
+            )
         if h.get("greedy") is True:
             return cls("greedy")
         if "soft" in h:
@@ -463,7 +488,10 @@ def _decoding_part(part: str) -> dict:
     m = re.fullmatch(r"(soft|topk|topp|cfg|seed)(.+)", part)
     try:
         key = DECODING_PARTS[m[1]]
-        return {key: (int if key in ("top_k", "seed") else float)(m[2]), **(dict(mode="soft") if key == "tau" else {})}
+        return {
+            key: (int if key in ("top_k", "seed") else float)(m[2]),
+            **(dict(mode="soft") if key == "tau" else {}),
+        }
     except (TypeError, ValueError):
         modes = ", ".join(DECODING_PICKERS)
         raise MsvarError(
@@ -536,10 +564,19 @@ SRVAR._run_steps = _run_steps
 
 # %% ../nbs/05_var.ipynb #1988effc
 def generate(
-    self: SRVAR, prefix_BChw, cls_B, state, decoding=DEFAULT_DECODING, generator=None, on_stage_end=None, use_cache=True
+    self: SRVAR,
+    prefix_BChw,
+    cls_B,
+    state,
+    decoding=DEFAULT_DECODING,
+    generator=None,
+    on_stage_end=None,
+    use_cache=True,
 ) -> list:
     "The L token maps (B, ρ_l, ρ_l) of B images (soft: (B, ρ_l, ρ_l, V)), decoded as `decoding` says."
-    return self._run_steps(prefix_BChw, cls_B, state, decoding.picker(generator), decoding.cfg, use_cache, on_stage_end)
+    return self._run_steps(
+        prefix_BChw, cls_B, state, decoding.picker(generator), decoding.cfg, use_cache, on_stage_end
+    )
 
 
 SRVAR.generate = generate
@@ -574,6 +611,9 @@ def load_public_var_weights(model: SRVAR, state_dict: dict) -> dict:
         raise MsvarError("checkpoint has no class_emb.weight: is it a VAR transformer checkpoint?")
     if model.prefix_side and "word_embed.weight" in take and "prefix_proj.weight" not in take:
         # VAR has no prefix: start it as word_embed
-        take["prefix_proj.weight"], take["prefix_proj.bias"] = take["word_embed.weight"], take["word_embed.bias"]
+        take["prefix_proj.weight"], take["prefix_proj.bias"] = (
+            take["word_embed.weight"],
+            take["word_embed.bias"],
+        )
     model.load_state_dict(take, strict=False)
     return dict(report, added=missing)
