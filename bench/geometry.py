@@ -12,7 +12,7 @@ import argparse, dataclasses, json
 from pathlib import Path
 import torch
 from msvar.core import get_preset
-from msvar.train import resolve_precision
+from msvar.core import resolve_precision
 from train_step import bench                   # bench/ is on the path of a script run from it: the same training step
 
 CANDIDATES = {"small (downsample 8)": dict(),

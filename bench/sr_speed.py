@@ -7,7 +7,8 @@ of msvar's generation goes, each part against its FLOP bound.
 It prints, in one run:
 1. the CPU: whether it computes bf16 natively (its flags) and a measured bf16/fp32 matrix-product ratio;
 2. seconds per image and output megapixels per second (×4) of `upscale` with the shipped model and msvar_sr's defaults
-   (×2 and ×4, the model file's decoding), in fp32 (the default) and with precision='bf16' (`--precision bf16`), and of RRDBNet ×4 (23 RRDB blocks, 64 channels, growth 32; random weights:
+   (×2 and ×4, the model file's decoding), in fp32 and in bf16 (msvar_sr's default, precision 'auto', picks bf16 where
+   the CPU computes it natively: the bench says which), and of RRDBNet ×4 (23 RRDB blocks, 64 channels, growth 32; random weights:
    its speed does not depend on them) in fp32 and bf16, called in turn (devtools.interleaved) so that the machine's
    load falls on each alike; medians of this process's CPU seconds at one thread (a shared machine stretches them
    much less than wall time), of wall seconds at more;
@@ -27,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 import msvar.inference as inference
-from msvar.core import bundled_images, resize
+from msvar.core import bundled_images, resize, resolve_precision
 from msvar.devtools import CLOCK, interleaved, matmul_gflops
 from msvar.files import load_image
 from msvar.inference import DEFAULT_SCALES, load_sr_model, tile_starts, upscale
@@ -132,11 +133,11 @@ def peak_gflops(threads: int) -> dict:
 
 # --- the runs ---
 def msvar_run(model, **kw):
-    """One `upscale` as msvar_sr calls it by default (×2 and ×4, the model file's decoding), `kw` (overlap, batch_size)
-    overriding; given as an OutputSettings where upscale takes one."""
+    """One `upscale` as msvar_sr calls it by default (×2 and ×4, the model file's decoding) but in fp32, `kw`
+    (overlap, batch_size, precision) overriding; given as an OutputSettings where upscale takes one."""
     opts = dict(scales=DEFAULT_SCALES, **kw)
     if "output" in inspect.signature(upscale).parameters:
-        output = inference.OutputSettings(**opts)
+        output = inference.OutputSettings(**{"precision": "fp32", **opts})
         return lambda x: upscale(x, model, output, model.decoding)
     return lambda x: upscale(x, model, decoding=model.decoding, **opts)
 
@@ -170,7 +171,7 @@ def speed_table(model, rrdb, sizes, threads, reps) -> list:
         torch.set_num_threads(t)
         for h, w in sizes:
             x = torch.rand(3, h, w, generator=torch.Generator().manual_seed(h * w))
-            fns = dict(msvar=msvar_run(model), msvar_bf16=msvar_run(model, precision="bf16"))
+            fns = dict(msvar_fp32=msvar_run(model), msvar_bf16=msvar_run(model, precision="bf16"))
             fns.update(rrdb_fp32=rrdb_run(rrdb, torch.float32), rrdb_bf16=rrdb_run(rrdb, torch.bfloat16))
             secs = interleaved({k: on_input(f, x, warm) for k, f in fns.items()}, reps, clock=clock_for(t))
             rows.append((t, (h, w), n_tiles(h, w, model.preset.lr_size), secs))
@@ -184,11 +185,11 @@ def print_speed_row(t, size, tiles, secs):
     mpix = 16 * h * w / 1e6
     cells = "  ".join(f"{secs[k]:7.2f} s {mpix / secs[k]:6.3f} MP/s" for k in SPEED_COLUMNS)
     best = min(secs["rrdb_fp32"], secs["rrdb_bf16"])
-    ratios = f"{best / secs['msvar']:5.2f}× {best / secs['msvar_bf16']:5.2f}×"
+    ratios = f"{best / secs['msvar_fp32']:5.2f}× {best / secs['msvar_bf16']:5.2f}×"
     print(f"{t:>2} {w:>4}×{h:<4} {tiles:>4}  {cells}  {ratios}", flush=True)
 
 
-SPEED_COLUMNS = ("msvar", "msvar_bf16", "rrdb_fp32", "rrdb_bf16")
+SPEED_COLUMNS = ("msvar_fp32", "msvar_bf16", "rrdb_fp32", "rrdb_bf16")
 
 
 # --- where the time goes ---
@@ -472,13 +473,15 @@ def main():
         )
     print(
         f"model {Path(a.model).name}: preset {model.preset.name}, LR tile {model.preset.lr_size} px, scales "
-        f"{DEFAULT_SCALES}, decoding {model.decoding}; medians of {a.reps} calls taken in turn (1 thread: CPU seconds; more: wall)"
+        f"{DEFAULT_SCALES}, decoding {model.decoding}; msvar_sr's default precision here: "
+        f"{resolve_precision('auto', 'cpu')}; medians of {a.reps} calls taken in turn (1 thread: CPU seconds; more: wall)"
     )
     heads = "  ".join(f"{k:^24}" for k in ("msvar fp32", "msvar bf16", "RRDBNet fp32", "RRDBNet bf16"))
     print(f"{'th':>2} {'input':>9} {'tiles':>5}  {heads}  speed-up over the faster RRDBNet (fp32, bf16)")
     rows = speed_table(model, RRDBNet().eval(), [parse_size(s) for s in a.sizes], a.threads, a.reps)
     if a.json:
         rec = dict(cpu=cpu_name(), native_bf16=native_bf16(flags), torch=torch.__version__, reps=a.reps)
+        rec["default_precision"] = resolve_precision("auto", "cpu")  # what msvar_sr runs in on this CPU
         rec["rows"] = [dict(threads=t, height=h, width=w, tiles=n, seconds=secs) for t, (h, w), n, secs in rows]
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(rec, indent=1))

@@ -3,6 +3,7 @@
     python bench/user_photos.py VAL_DIR --classes 0 1 2 --out runs/user_photos.csv
     python bench/user_photos.py VAL_DIR --snapshots SNAP_DIR --tokenizer HIT.pt --cls 1 --degraded-cls 0
     python bench/user_photos.py DATA/train/BSD200 --last 20 -n 8 --classes 1 --scales 2 --x2-from 2 4 --out X2.csv
+    python bench/user_photos.py DATA/train/BSD200 --last 20 -n 8 --classes 1 --x2-from 4 --precision bf16 --out B.csv
 
 Two protocols on the images of one folder (a validation split: never a reported test set):
 - clean: each whole image, HR resized (area) to a long side of --long-side px (default 256, the short side to a multiple
@@ -41,6 +42,7 @@ from msvar.files import list_images, load_image
 from msvar.data import make_testset
 from msvar.evaluate import load_pairs
 from msvar.inference import COLOUR_SIGMA, OutputSettings, colour_fix_scales, load_sr_model, sr_model_from_checkpoint
+from msvar.inference import precision_context
 from msvar.inference import upscale
 from msvar.inference import default_model_path
 from msvar.lpips import get_lpips
@@ -106,9 +108,9 @@ def rows_of(protocol: str, scale: int, method: str, names: list, s: dict) -> lis
     ]
 
 
-def model_pair(model, lr: torch.Tensor, scale: int, cls: int, x2_from: int = 2) -> tuple:
+def model_pair(model, lr: torch.Tensor, scale: int, cls: int, x2_from: int = 2, precision: str = "fp32") -> tuple:
     "(as msvar_sr writes it, the model's own) ×`scale` output of one LR image (3, h, w) for class `cls`."
-    output = OutputSettings(scales=(scale,), cls=cls, colour_sigma=None, x2_from=x2_from)
+    output = OutputSettings(scales=(scale,), cls=cls, colour_sigma=None, x2_from=x2_from, precision=precision)
     raw = upscale(lr, model, output)  # the model's decoding
     fixed = colour_fix_scales(raw, lr, COLOUR_SIGMA)
     return fixed[scale], raw[scale]
@@ -125,7 +127,7 @@ def clean_inputs(folder, n: int | None, long_side: int) -> list:
     return [(Path(f).stem, hr_long_side(load_image(f), long_side)) for f in files]
 
 
-def clean_rows(model, images: list, classes, alex, scales=(2, 4), x2_froms=(2,)) -> tuple:
+def clean_rows(model, images: list, classes, alex, scales=(2, 4), x2_froms=(2,), precision="fp32") -> tuple:
     "Per-image rows of the clean protocol (bicubic and, per class, fixed and raw) and each input's noise level."
     rows, noise = [], []
     for name, hr in images:
@@ -134,7 +136,7 @@ def clean_rows(model, images: list, classes, alex, scales=(2, 4), x2_froms=(2,))
             noise.append(dict(protocol="clean", scale=s, image=name, detail=chroma_detail(lr)))
             rows += rows_of("clean", s, "bicubic", [name], scores(bicubic_up(lr, hr.shape[-2:])[None], hr[None], alex))
             for c, x in ((c, x) for c in classes for x in (x2_froms if s == 2 else (2,))):
-                fixed, raw = model_pair(model, lr, s, c, x)
+                fixed, raw = model_pair(model, lr, s, c, x, precision)
                 rows += rows_of("clean", s, named(c, x), [name], scores(fixed[None], hr[None], alex))
                 rows += rows_of("clean", s, named(c, x, False), [name], scores(raw[None], hr[None], alex))
     return rows, noise
@@ -147,17 +149,18 @@ def degraded_pairs(folder, n: int, seed: int, preset) -> dict:
         return load_pairs(d, preset)
 
 
-def crop_outputs(model, lr: torch.Tensor, cls: int, batch: int = 16) -> dict:
+def crop_outputs(model, lr: torch.Tensor, cls: int, batch: int = 16, precision: str = "fp32") -> dict:
     "{scale: raw output} of the model for a set of LR crops (N, 3, 16, 16), one class, decoded as the model file says."
     g = torch.Generator().manual_seed(model.decoding.seed)
-    outs = [
-        model.sr_batch(lr[i : i + batch], cls=cls, decoding=model.decoding, generator=g)
-        for i in range(0, len(lr), batch)
-    ]
+    with precision_context(OutputSettings(precision=precision), "cpu"):  # as `upscale` runs it
+        outs = [
+            model.sr_batch(lr[i : i + batch], cls=cls, decoding=model.decoding, generator=g)
+            for i in range(0, len(lr), batch)
+        ]
     return {s: torch.cat([o[k] for o in outs]) for k, s in enumerate(model.scales)}
 
 
-def degraded_rows(model, pairs: dict, classes, alex, scales=(2, 4), x2_froms=(2,)) -> tuple:
+def degraded_rows(model, pairs: dict, classes, alex, scales=(2, 4), x2_froms=(2,), precision="fp32") -> tuple:
     "Per-image rows of the degraded protocol (bicubic and, per class, fixed and raw) and each crop's noise level."
     lr, hr, names = pairs["lr"], pairs["hr"], pairs["names"]
     refs = {s: resize(hr, lr.shape[-1] * s, "bicubic").clamp(0, 1) for s in scales}
@@ -165,7 +168,7 @@ def degraded_rows(model, pairs: dict, classes, alex, scales=(2, 4), x2_froms=(2,
     for s in scales:
         rows += rows_of("degraded", s, "bicubic", names, scores(bicubic_up(lr, refs[s].shape[-2:]), refs[s], alex))
     for c in classes:
-        raw = crop_outputs(model, lr, c)
+        raw = {s: x.float() for s, x in crop_outputs(model, lr, c, precision=precision).items()}
         fixed = colour_fix_scales({s: raw[s] for s in scales}, lr, COLOUR_SIGMA)
         for s in scales:
             rows += rows_of("degraded", s, f"class {c}", names, scores(fixed[s], refs[s], alex))
@@ -297,6 +300,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--x2-from", type=int, nargs="+", default=[2], help="×2 from the ×2 stage (2), the ×4 one (4), or both"
     )
+    ap.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16"], help="the model's arithmetic (OutputSettings' field)"
+    )
     ap.add_argument("--long-side", type=int, default=256, help="the clean protocol's HR long side in px (256)")
     ap.add_argument("--crops", type=int, default=100, help="the degraded protocol's number of 64-px crops (100)")
     ap.add_argument("--seed", type=int, default=0, help="the degradation seed (0)")
@@ -310,6 +316,7 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--noise-only", action="store_true", help="only the inputs' chroma detail (to set --threshold)")
     ap.add_argument("--out", default=None, help="write the table (or the curve) to this CSV file")
+    ap.add_argument("--per-image", default=None, help="also write the per-image scores to this CSV file")
     return ap
 
 
@@ -317,14 +324,17 @@ def class_tables(a, model, alex) -> pd.DataFrame:
     "Score the protocols per class (and auto), print one table per protocol and auto's accuracy; the summary."
     rows, noise, t0 = [], [], time.perf_counter()
     if "clean" in a.protocols:
-        r, nz = clean_rows(model, clean_inputs(a.data, a.n, a.long_side), a.classes, alex, a.scales, a.x2_from)
+        images = clean_inputs(a.data, a.n, a.long_side)
+        r, nz = clean_rows(model, images, a.classes, alex, a.scales, a.x2_from, a.precision)
         rows, noise = rows + r, noise + nz
         print(f"clean: {time.perf_counter() - t0:.0f} s", flush=True)
     if "degraded" in a.protocols:
         pairs = degraded_pairs(a.data, a.crops, a.seed, model.preset)
-        r, nz = degraded_rows(model, pairs, a.classes, alex, a.scales, a.x2_from)
+        r, nz = degraded_rows(model, pairs, a.classes, alex, a.scales, a.x2_from, a.precision)
         rows, noise = rows + r, noise + nz
     per_image, noise = pd.DataFrame(rows), pd.DataFrame(noise)
+    if a.per_image:
+        per_image.to_csv(a.per_image, index=False)
     if {0, 1} <= set(a.classes):
         per_image = pd.concat([per_image, auto_rows(per_image, noise, a.threshold)])
     t = summary(per_image)

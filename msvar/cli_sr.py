@@ -80,7 +80,11 @@ def add_output_args(ap, tiles: bool = True) -> None:
     ap.add_argument("--colour-sigma", type=float, default=d.colour_sigma, help="colour fix scale")
     ap.add_argument("--no-colour-fix", action="store_true", help="no colour fix")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help="tiles per forward pass")
-    ap.add_argument("--precision", default=d.precision, help="fp32, or bf16: faster, slightly other outputs")
+    ap.add_argument(
+        "--precision",
+        default=d.precision,
+        help="auto (bf16 where the CPU or GPU computes it natively, else fp32), fp32 or bf16",
+    )
     ap.add_argument(
         "--x2-from",
         type=int,

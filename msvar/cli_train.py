@@ -6,9 +6,9 @@
 from __future__ import annotations
 import argparse, dataclasses, os
 from pathlib import Path
-from .core import MsvarError, get_preset, default_device
+from .core import MsvarError, get_preset, default_device, resolve_precision
 from .cli import set_threads, add_threads_arg, arg_type, arg_seed, say_interrupted, fail
-from .train import PRECISIONS, COMPILES, COMPILE_AUTO_STEPS, resolve_precision
+from .train import PRECISIONS, COMPILES, COMPILE_AUTO_STEPS
 from .losses import TOKENS
 from .fetch import fetched
 from .train_var import VarTrainConfig, train_var

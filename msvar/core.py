@@ -14,9 +14,9 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['PRESETS', 'MsvarError', 'ImageWarning', 'repo_dir', 'data_dir', 'bundled_images', 'to_signed', 'to_unit',
            'unit_float', 'host_values', 'to_uint8', 'resize', 'show_images', 'image_grid', 'seed_everything',
-           'default_device', 'global_state', 'restore_global_state', 'keeps_global_state', 'TokenizerConfig',
-           'VARConfig', 'TrainRecipe', 'Preset', 'check_sizes', 'tokens_per_stage', 'preset_summary', 'get_preset',
-           'LineProgress', 'progress_bar']
+           'default_device', 'resolve_precision', 'global_state', 'restore_global_state', 'keeps_global_state',
+           'TokenizerConfig', 'VARConfig', 'TrainRecipe', 'Preset', 'check_sizes', 'tokens_per_stage', 'preset_summary',
+           'get_preset', 'LineProgress', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #b4bdc0a3
 class MsvarError(Exception):
@@ -140,6 +140,19 @@ def default_device(device: str | None = None) -> torch.device:
     if (dev.index or 0) >= have.get(dev.type, 0):
         raise MsvarError(f"device {device!r} is not available here")
     return dev
+
+
+def resolve_precision(precision: str, device) -> str:
+    "'auto' → bf16 where the device computes it natively."
+    if precision != "auto":
+        return precision
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
+    cpu_bf16 = dev.type == "cpu" and (
+        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    )
+    return "bf16" if cpu_bf16 else "fp32"
 
 # %% ../nbs/00_core.ipynb #i16c0a02
 def global_state() -> dict:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from .core import MsvarError, resize, progress_bar
 from .files import ImageReadError, load_image, save_image, atomic_write, IMAGE_EXTS, walk_files
-from .files import hold_folder, LOCK_NAME
+from .files import hold_folder, bookkeeping
 
 # %% auto #0
 __all__ = ['CACHE_MAX_BYTES', 'DegradationConfig', 'bivariate_kernel', 'sinc_kernel', 'random_kernel', 'final_sinc_kernel',
@@ -611,7 +611,7 @@ def check_apart(out_dir, inputs):
 def check_empty(out_dir, overwrite):
     "MsvarError if the output folder holds files and not `overwrite`."
     out = Path(out_dir)
-    if not overwrite and out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
+    if not overwrite and out.is_dir() and any(not bookkeeping(p.name) for p in out.iterdir()):
         raise MsvarError(f"output folder {str(out)!r} is not empty (--overwrite replaces its files)")
 
 # %% ../nbs/01_data.ipynb #77d35003

@@ -12,9 +12,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .core import MsvarError, ImageWarning, to_uint8
 
 # %% auto #0
-__all__ = ['MAX_PIXELS', 'IMAGE_EXTS', 'LOCK_NAME', 'NO_LOCK_ENV', 'ImageReadError', 'WriteError', 'load_image', 'clean_orphans',
-           'atomic_write', 'save_image', 'check_out_dir', 'walk_files', 'list_images', 'FolderBusyError', 'hold_folder',
-           'holds_folder', 'available_memory', 'check_memory']
+__all__ = ['MAX_PIXELS', 'PROBE_PREFIX', 'IMAGE_EXTS', 'LOCK_NAME', 'NO_LOCK_ENV', 'ImageReadError', 'WriteError', 'load_image',
+           'clean_orphans', 'atomic_write', 'save_image', 'check_out_dir', 'walk_files', 'list_images',
+           'FolderBusyError', 'bookkeeping', 'hold_folder', 'holds_folder', 'available_memory', 'check_memory']
 
 # %% ../nbs/12_files.ipynb #c174a826
 class ImageReadError(MsvarError):
@@ -200,6 +200,9 @@ def save_image(img: torch.Tensor, path, overwrite: bool = False) -> Path:
     return path
 
 
+PROBE_PREFIX = ".msvar_probe."  # check_out_dir's empty file, removed at once
+
+
 def check_out_dir(out_dir) -> Path:
     "Create the output folder if needed and prove it writable."
     out = Path(out_dir)
@@ -207,7 +210,7 @@ def check_out_dir(out_dir) -> Path:
         raise MsvarError(f"output folder {str(out)!r} is an existing file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".msvar_probe.", suffix=".tmp")
+        fd, probe = tempfile.mkstemp(dir=out, prefix=PROBE_PREFIX, suffix=".tmp")
         os.close(fd)
         os.remove(probe)
     except OSError as e:
@@ -255,6 +258,13 @@ class FolderBusyError(MsvarError):
 
 
 LOCK_NAME = ".msvar.lock"
+
+
+def bookkeeping(name: str) -> bool:
+    "A folder's lock file, or another run's writability probe (`check_out_dir`): not the folder's content."
+    return name == LOCK_NAME or (name.startswith(PROBE_PREFIX) and name.endswith(".tmp"))
+
+
 NO_LOCK_ENV = "MSVAR_NO_LOCK"  # 1: hold output folders without a lock
 _NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)  # the filesystem has no locks
 

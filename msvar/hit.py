@@ -171,7 +171,9 @@ def decode_partial_sum(model: HITTokenizer, idx: list, n: int) -> torch.Tensor:
     "Plain tokens' stand-in for stage n: the first k_n maps summed on the full grid, decoded, resized; in [0,1]."
     p = model.preset
     f = model.quantize.idx_to_fhat(idx[: p.stage_ends[n]], p.latent_side)  # partial sum on the full grid
-    return resize(to_unit(model.tok.fhat_to_img(f)), p.stage_sizes[n], "bicubic")
+    return resize(
+        to_unit(model.tok.fhat_to_img(f)).float(), p.stage_sizes[n], "bicubic"
+    )  # fp32 under autocast too
 
 
 @torch.no_grad()

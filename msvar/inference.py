@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_inference.ipynb #acae54e37e7d407bbb7b55eff062a284
 from __future__ import annotations
-import math
+import contextlib, math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 import torch
@@ -16,6 +16,7 @@ from msvar.core import (
     to_signed,
     to_unit,
     default_device,
+    resolve_precision,
     image_grid,
     repo_dir,
     progress_bar,
@@ -32,7 +33,8 @@ from .model_file import write_model_file, read_model_file
 __all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM', 'DEFAULT_OUTPUT',
            'PROGRESS_TILES', 'tile_starts', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file',
            'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix', 'colour_fix_scales',
-           'OutputSettings', 'upscale', 'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
+           'OutputSettings', 'precision_context', 'upscale', 'finish', 'seam_ratio', 'default_model_path',
+           'compare_figure']
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int) -> list:
@@ -238,8 +240,8 @@ OUTPUT_RULES = (  # field, the test its value passes, what it must be
     ("batch_size", lambda v: _count(v, 1), "an integer ≥ 1"),
     (
         "precision",
-        lambda v: v in ("fp32", "bf16"),
-        "'fp32' or 'bf16' (matrix products in bf16 under autocast)",
+        lambda v: v in ("auto", "fp32", "bf16"),
+        "'auto' (bf16 where the device computes it natively), 'fp32' or 'bf16'",
     ),
     (
         "x2_from",
@@ -258,7 +260,7 @@ class OutputSettings:
     colour_sigma: float | None = COLOUR_SIGMA
     overlap: int | None = None
     batch_size: int = 8
-    precision: str = "fp32"
+    precision: str = "auto"  # resolve_precision (chapter 00), chosen below
     x2_from: int | None = None  # None: X2_FROM[cls], chosen below
 
     def __post_init__(self):
@@ -292,6 +294,12 @@ def _checked_image(image) -> torch.Tensor:
 PROGRESS_TILES = 32  # upscale(progress=None) shows a bar above this
 
 
+def precision_context(output: OutputSettings, device: str):
+    "bf16 autocast where `output.precision` resolves to bf16 on `device` (chapter 00's `resolve_precision`)."
+    bf16 = resolve_precision(output.precision, device) == "bf16"
+    return torch.autocast(device, torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
 @torch.no_grad()
 def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None, progress=False) -> dict:
     "One image (path, or (3,H,W) in [0,1]) → {scale: output}."
@@ -320,7 +328,7 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
     bar = len(boxes) > PROGRESS_TILES if progress is None else progress
     for b in progress_bar(it, desc="tiles", leave=False) if bar else it:
         chunk = boxes[b : b + output.batch_size]
-        with torch.autocast(dev, torch.bfloat16, enabled=output.precision == "bf16"):
+        with precision_context(output, dev):
             outs = fn(torch.stack([xp[:, i : i + tile, j : j + tile] for i, j in chunk]))
         for s in scales:
             for (i, j), y in zip(chunk, outs[avail.index(s)].float().cpu()):

@@ -13,7 +13,14 @@ import torch.nn as nn
 import torch.distributed as dist
 from torch.utils._pytree import tree_map, tree_leaves
 from torch.utils.data import Sampler
-from .core import MsvarError, TrainRecipe, seed_everything, default_device, progress_bar
+from msvar.core import (
+    MsvarError,
+    TrainRecipe,
+    seed_everything,
+    default_device,
+    progress_bar,
+    resolve_precision,
+)
 from .core import keeps_global_state, global_state, restore_global_state
 from .files import atomic_write, holds_folder
 from .checkpoint import save_checkpoint, load_checkpoint, check_state_dict
@@ -21,27 +28,14 @@ from .checkpoint import CKPT_KIND as CKPT_KIND
 from .data import seed_worker
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'RECIPE_FIELDS', 'DECAY_TYPES', 'resolve_precision', 'resolve_compile',
-           'FitConfig', 'param_groups', 'adamw', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader', 'check_meta',
+__all__ = ['PRECISIONS', 'COMPILES', 'COMPILE_AUTO_STEPS', 'RECIPE_FIELDS', 'DECAY_TYPES', 'resolve_compile', 'FitConfig',
+           'param_groups', 'adamw', 'lr_factor', 'WarmupCosine', 'StepSampler', 'StepLoader', 'check_meta',
            'param_digest', 'DistEnv', 'init_distributed', 'FitResult', 'read_log', 'moving_average', 'plot_metrics',
            'Run', 'start_run', 'resume_run', 'wrap_model', 'forward_backward', 'agree', 'optimizer_step', 'train_step',
            'save_run', 'sample_run', 'fit']
 
 # %% ../nbs/07_train.ipynb #ec2c75a3
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def resolve_precision(precision: str, device) -> str:
-    "'auto' → bf16 where the device computes it natively."
-    if precision != "auto":
-        return precision
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
-    cpu_bf16 = dev.type == "cpu" and (
-        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    )
-    return "bf16" if cpu_bf16 else "fp32"
 
 
 COMPILES = ("auto", "on", "off")

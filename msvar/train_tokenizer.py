@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from .core import MsvarError, get_preset, to_signed, seed_everything, default_device, keeps_global_state
+from .core import resolve_precision
 from .files import atomic_write, holds_folder
 from .checkpoint import load_torch, load_weights
 from .data import HRFolder
@@ -18,7 +19,7 @@ from .lpips import get_lpips
 from .model_file import is_safetensors, read_model_file
 from .tokenizer import Tokenizer, tokenizer_meta, tokenizer_parts, load_tokenizer, save_tokenizer
 from .hit import HITTokenizer, hit_tokenize, stage_image, save_hit, load_hit, build_model
-from .train import FitConfig, StepLoader, fit, read_log, param_digest, plot_metrics, resolve_precision
+from .train import FitConfig, StepLoader, fit, read_log, param_digest, plot_metrics
 from .train import check_meta
 from .gpu import MemoryPlan, saved_bytes, plan_from_counts, check_plan, device_budget, check_launch
 

@@ -10,6 +10,7 @@ import math
 import torch
 import torch.distributed as dist
 from .core import MsvarError, get_preset, seed_everything, show_images, keeps_global_state, unit_float
+from .core import resolve_precision
 from .files import atomic_write, holds_folder
 from .checkpoint import load_torch
 from .data import HRFolder, DegradeCollate, DegradationConfig, image_files, read_headers, finish_scan
@@ -18,7 +19,7 @@ from .var import load_public_var_weights, count_params, Decoding
 from .losses import SRLoss, TOKENS
 from .inference import SRModel
 from .train import FitConfig, FitResult, StepLoader, StepSampler, fit, init_distributed
-from .train import PRECISIONS, COMPILES, resolve_precision
+from .train import PRECISIONS, COMPILES
 from .gpu import MemoryPlan, memory_plan, check_plan, device_budget, check_launch
 
 # %% auto #0

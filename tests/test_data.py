@@ -167,7 +167,7 @@ def test_two_testsets_into_one_folder_at_once(tmp_path):
     Path(f"{go}.release").touch()                                # ...then the one holding the folder writes its set
     res = {seed: (p.wait(timeout=300), *p.communicate()) for seed, p in procs.items()}
     winner = [s for s, r in res.items() if r[0] == 0]
-    assert len(winner) == 1, res
+    assert len(winner) == 1, "\n".join(f"seed {s}: exit {c}, stderr {e.strip()!r}" for s, (c, _, e) in res.items())
     loser = 3 - winner[0]
     code, _, err = res[loser]
     assert code == 1 and len(err.strip().splitlines()) == 1, err
@@ -194,3 +194,17 @@ def test_scan_images_follows_links(tmp_path):
     assert names == want
     assert [p.name for p, _ in bad] == ["gone.png"]
     assert len(HRFolder(links, 32)) == 4
+
+
+def test_another_runs_probe_is_not_content(tmp_path):
+    """Another run's writability probe (removed at once) and the lock file do not make a folder 'not empty': the loser
+    of a race probes the folder while the winner checks it."""
+    from msvar.data import check_empty
+    from msvar.core import MsvarError
+    from msvar.files import PROBE_PREFIX, LOCK_NAME
+    (tmp_path / f"{PROBE_PREFIX}k2x9_q.tmp").touch()
+    (tmp_path / LOCK_NAME).touch()
+    check_empty(tmp_path, overwrite=False)
+    (tmp_path / "0001.png").touch()
+    with pytest.raises(MsvarError, match="not empty"):
+        check_empty(tmp_path, overwrite=False)

@@ -71,7 +71,7 @@ def test_scale_metrics_on_the_model_device(metric_spy, monkeypatch):
 
 # ---------------------------------------------------------------- precision and resume
 def test_auto_precision_bf16_only_where_native(monkeypatch):
-    from msvar.train import resolve_precision
+    from msvar.core import resolve_precision
     native = {"v": False}
     def is_bf16_supported(including_emulation=True): return native["v"] or including_emulation   # a V100 / T4: emulated only
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)

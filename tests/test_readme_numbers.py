@@ -49,5 +49,6 @@ def test_readme_speed_is_the_stored_bench():
     sp = json.loads((REPO / "data" / "bench" / "sr_speed.json").read_text())
     sec = {(r["threads"], r["width"], r["height"]): r["seconds"] for r in sp["rows"]}[1, 256, 192]
     readme = (REPO / "README.md").read_text()
-    assert sp["cpu"] in readme and f"{sec['msvar']:.1f} s of CPU time" in readme, "rerun nbs/index.ipynb and msvar_readme"
-    assert f"{sec['msvar_bf16']:.1f} s with `--precision" in readme and f"{sec['rrdb_bf16']:.1f} s in bf16" in readme
+    assert sp["cpu"] in readme and f"{sec['msvar_fp32']:.1f} s of CPU time in fp32" in readme, "rerun nbs/index.ipynb and msvar_readme"
+    assert f"{sec['msvar_bf16']:.1f} s in bf16" in readme and f"{sec['rrdb_bf16']:.1f} s in bf16" in readme
+    assert f"`msvar_sr`'s default on that CPU is {sp['default_precision']}" in readme

@@ -4,6 +4,7 @@ import importlib.util
 from dataclasses import replace
 import time
 from pathlib import Path
+import pytest
 import torch
 import msvar.inference as inference
 from msvar.inference import OutputSettings, upscale
@@ -80,8 +81,29 @@ def test_bf16_precision_runs_the_tiles_under_autocast(toy, monkeypatch):
     seen = []
     sr_batch = toy.sr_batch
     monkeypatch.setattr(toy, "sr_batch", lambda *a, **k: seen.append(torch.is_autocast_enabled("cpu")) or sr_batch(*a, **k))
-    fp32 = upscale(x, toy)
+    fp32 = upscale(x, toy, replace(inference.DEFAULT_OUTPUT, precision="fp32"))
     n = len(seen)
     bf16 = upscale(x, toy, replace(inference.DEFAULT_OUTPUT, precision="bf16"))
     assert n > 0 and seen[:n] == [False] * n and seen[n:] == [True] * n, seen
     assert all((bf16[s] - fp32[s]).abs().mean() < 0.05 for s in (2, 4))
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_the_default_precision_follows_the_cpu(toy, monkeypatch, native):
+    "precision='auto' (the default): bf16 autocast where the CPU computes bf16 natively (AVX512-BF16 or AMX), else fp32."
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert inference.DEFAULT_OUTPUT.precision == "auto"
+    seen = []
+    sr_batch = toy.sr_batch
+    monkeypatch.setattr(toy, "sr_batch", lambda *a, **k: seen.append(torch.is_autocast_enabled("cpu")) or sr_batch(*a, **k))
+    upscale(torch.rand(3, 20, 20), toy)
+    assert seen and set(seen) == {native}, seen
+
+
+@pytest.mark.parametrize("tokens", ["hit", "plain"])
+def test_bf16_runs_both_token_kinds(toy, tokens):
+    "Under bf16 autocast every decoding path runs (the plain tokens' antialiased resize has no bf16 kernel on a CPU)."
+    model = inference.SRModel(toy.hit, toy.var, tokens=tokens)
+    out = upscale(torch.rand(3, 20, 20), model, OutputSettings(precision="bf16"))
+    assert all(y.dtype == torch.float32 and torch.isfinite(y).all() for y in out.values())
