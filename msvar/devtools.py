@@ -11,7 +11,7 @@ import nbformat
 # %% auto #0
 __all__ = ['CLOCK', 'notebook_to_markdown', 'make_readme', 'readme_cli', 'best_rate', 'gemm_gflops', 'matmul_gflops',
            'counted_flops', 'forward_flops', 'interleaved', 'stand_in', 'random_tokens', 'bench_run', 'bench_images',
-           'write_fake_public_checkpoints']
+           'write_fake_public_checkpoints', 'portable']
 
 # %% ../nbs/99_devtools.ipynb #4deb9f25
 def _text_outputs(cell) -> tuple:
@@ -209,3 +209,13 @@ def write_fake_public_checkpoints(out_dir, seed: int = 0) -> tuple:
     g = torch.Generator().manual_seed(seed)
     torch.save({k: torch.randn(s, generator=g) * 0.02 for k, s in shapes[var.name].items()}, var)
     return vae, var
+
+# %% ../nbs/99_devtools.ipynb #3138813a
+import re
+
+
+def portable(text: str, tmp=None) -> str:
+    "`text` without what differs between machines and runs: `tmp` → TMP, a lock holder, a local server's port."
+    text = text if tmp is None else text.replace(str(tmp), "TMP")
+    text = re.sub(r"\(pid \d+[^)]*\)", "(pid …)", text)
+    return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
