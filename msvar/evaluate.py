@@ -15,7 +15,7 @@ from .data import degrade, PairedFolder
 from .metrics import psnr, ssim, lpips_distance, delta_e, chroma, fixed_pattern
 from .metrics import FIDFeatures, fid_from_features
 from .lpips import get_lpips
-from .inference import OutputSettings, DEFAULT_OUTPUT, finish, precision_context
+from .inference import OutputSettings, DEFAULT_OUTPUT, finish, precision_context, x2_from_x4
 
 # %% auto #0
 __all__ = ['SUMMARY_METRICS', 'REPORT_FILES', 'baseline_outputs', 'evaluate_outputs', 'summary_table', 'pairs_from_hr',
@@ -159,14 +159,19 @@ def model_outputs(model, lr, output: OutputSettings = DEFAULT_OUTPUT, decoding=N
     g, outs = torch.Generator().manual_seed(dec.seed), [[] for _ in model.preset.stages]
     it = range(0, len(lr), output.batch_size)
     dev = next(model.parameters()).device.type
+    # ×2 from the ×4 stage's output, as `upscale` makes it: its decoder is skipped
+    from_x4 = output.x2_source == 4
+    stages = [n for n, s in enumerate(model.scales) if not (from_x4 and s == 2)]
     for i in progress_bar(it, leave=False) if progress else it:
         with precision_context(output, dev):
-            ys = model.sr_batch(lr[i : i + output.batch_size], cls=output.cls, decoding=dec, generator=g)
-        for n, y in enumerate(ys):
-            outs[n].append(y.float().cpu())
-    outs = {s: torch.cat(o) for s, o in zip(model.scales, outs)}
-    if output.x2_source == 4:  # ×2 from the ×4 stage's output, as `upscale` makes it
-        outs[2] = resize(outs[4], outs[2].shape[-2:], "bicubic").clamp(0, 1)
+            ys = model.sr_batch(
+                lr[i : i + output.batch_size], cls=output.cls, decoding=dec, generator=g, stages=stages
+            )
+        for n in stages:
+            outs[n].append(ys[n].float().cpu())
+    outs = {s: torch.cat(o) if o else None for s, o in zip(model.scales, outs)}
+    if from_x4:
+        outs[2] = x2_from_x4(outs[4])
     return list(finish(outs, lr, output).values())
 
 

@@ -12,13 +12,8 @@ import torch.nn as nn
 from .core import MsvarError, resize, to_signed, to_unit, unit_float, Preset, get_preset
 from .checkpoint import load_torch, load_weights, save_model, model_entries
 from .quantize import ScaleState
-from msvar.tokenizer import (
-    Tokenizer,
-    ImageTokenizer,
-    missing_tokenizer_parts,
-    preset_from_dict,
-    load_tokenizer,
-)
+from .tokenizer import Tokenizer, ImageTokenizer, missing_tokenizer_parts, preset_from_dict
+from .tokenizer import load_tokenizer
 from .var import SRVAR
 from .files import load_image
 
@@ -171,9 +166,10 @@ def decode_partial_sum(model: HITTokenizer, idx: list, n: int) -> torch.Tensor:
     "Plain tokens' stand-in for stage n: the first k_n maps summed on the full grid, decoded, resized; in [0,1]."
     p = model.preset
     f = model.quantize.idx_to_fhat(idx[: p.stage_ends[n]], p.latent_side)  # partial sum on the full grid
-    return resize(
-        to_unit(model.tok.fhat_to_img(f)).float(), p.stage_sizes[n], "bicubic"
-    )  # fp32 under autocast too
+    img = to_unit(
+        model.tok.fhat_to_img(f)
+    ).float()  # fp32 under autocast too: no bf16 antialiased bicubic on a CPU
+    return resize(img, p.stage_sizes[n], "bicubic")
 
 
 @torch.no_grad()
@@ -195,10 +191,9 @@ def scale_metrics(
 ) -> "pd.DataFrame":
     "Mean PSNR (Y) and LPIPS at each stage size for each decoding mode, against the HR resized to that size."
     import pandas as pd
-    from msvar.metrics import (
-        psnr,
-        lpips_distance,
-    )  # here, not at the top: the measures (chapters 09, 00b) sit above
+
+    # here, not at the top: the measures (chapters 09, 09a) sit above the models
+    from msvar.metrics import psnr, lpips_distance
     from msvar.lpips import get_lpips  # the models, and loading a model for msvar_sr loads neither
 
     dev = next(model.parameters()).device

@@ -10,17 +10,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from msvar.core import (
-    MsvarError,
-    resize,
-    to_signed,
-    to_unit,
-    default_device,
-    resolve_precision,
-    image_grid,
-    repo_dir,
-    progress_bar,
-)
+from .core import MsvarError, resize, to_signed, to_unit, default_device, resolve_precision, image_grid
+from .core import repo_dir, progress_bar
 from .files import load_image
 from .checkpoint import load_checkpoint, check_finite_state, check_state_dict
 from .tokenizer import preset_from_dict, check_model_memory
@@ -33,7 +24,7 @@ from .model_file import write_model_file, read_model_file
 __all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM', 'DEFAULT_OUTPUT',
            'PROGRESS_TILES', 'tile_starts', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file',
            'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix', 'colour_fix_scales',
-           'OutputSettings', 'precision_context', 'upscale', 'finish', 'seam_ratio', 'default_model_path',
+           'OutputSettings', 'x2_from_x4', 'precision_context', 'upscale', 'finish', 'seam_ratio', 'default_model_path',
            'compare_figure']
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
@@ -278,6 +269,13 @@ class OutputSettings:
 
 
 X2_FROM = {0: 2, 1: 4, 2: 2}  # per class, chosen on validation photos (below)
+
+
+def x2_from_x4(y4: torch.Tensor) -> torch.Tensor:
+    "The ×2 output made from the ×4 one, (…, 4H, 4W) → (…, 2H, 2W): bicubic, antialiased, clamped."
+    return resize(y4, (y4.shape[-2] // 2, y4.shape[-1] // 2), "bicubic")
+
+
 DEFAULT_OUTPUT = OutputSettings()  # every entry point's default
 
 # %% ../nbs/08_inference.ipynb #59bbdb311c014d738909a11f9e486628
@@ -337,7 +335,7 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
                 )
     outs = {s: (a[:3] / a[3:])[:, : H * s, : W * s].clamp(0, 1) for s, a in acc.items()}
     if scales != output.scales:
-        outs[2] = resize(outs[4], (2 * H, 2 * W), "bicubic").clamp(0, 1)
+        outs[2] = x2_from_x4(outs[4])
         outs = {s: outs[s] for s in output.scales}
     return finish(outs, x, output)
 

@@ -99,9 +99,8 @@ class ScaleCodebook(nn.Module):
         self.register_buffer("ema_vocab_hit_SV", torch.zeros(len(self.patch_nums), vocab_size))
         self.register_buffer("unused_steps_V", torch.zeros(vocab_size), persistent=False)
         self.embedding = nn.Embedding(vocab_size, Cvae)
-        nn.init.uniform_(
-            self.embedding.weight, -1 / vocab_size, 1 / vocab_size
-        )  # VAR's default; see init_codebook
+        # VAR's default; see init_codebook
+        nn.init.uniform_(self.embedding.weight, -1 / vocab_size, 1 / vocab_size)
         # (N, C) residual vectors of the last training batch, every scale equally: where dead codes restart
         self.restart_pool = None
 
@@ -163,9 +162,8 @@ class ScaleLoop(ScaleCodebook):
         side, f_hat, sums = side or self.patch_nums[-1], None, []
         for step, idx in enumerate(idx_list):
             h = self.step_residual(as_token_map(idx, self.patch_nums[step]), step, side)
-            f_hat = (
-                h if f_hat is None else f_hat + h
-            )  # (keeps h's memory layout, which the decoder's bits depend on)
+            # (keeps h's memory layout, which the decoder's bits depend on)
+            f_hat = h if f_hat is None else f_hat + h
             sums.append(f_hat)
         return sums if cumulative else f_hat
 

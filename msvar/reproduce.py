@@ -402,9 +402,8 @@ def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFra
 @torch.no_grad()
 def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFrame:
     "Per-crop scores of one VAR on one test set: raw, and colour-fixed."
-    raw_output = OutputSettings(
-        cls=int(pairs["cls"][0]), colour_sigma=None, batch_size=16, x2_from=2
-    )  # the ×2 stage
+    # the ×2 stage
+    raw_output = OutputSettings(cls=int(pairs["cls"][0]), colour_sigma=None, batch_size=16, x2_from=2)
     decoding = Decoding("greedy" if plan.soft is None else "soft", tau=plan.soft, seed=plan.eval_seed)
     raw = model_outputs(model, pairs["lr"], raw_output, decoding)
     outs = {"raw": raw}

@@ -13,15 +13,8 @@ import torch.nn as nn
 import torch.distributed as dist
 from torch.utils._pytree import tree_map, tree_leaves
 from torch.utils.data import Sampler
-from msvar.core import (
-    MsvarError,
-    TrainRecipe,
-    seed_everything,
-    default_device,
-    progress_bar,
-    resolve_precision,
-)
-from .core import keeps_global_state, global_state, restore_global_state
+from .core import MsvarError, TrainRecipe, seed_everything, default_device, progress_bar
+from .core import keeps_global_state, global_state, restore_global_state, resolve_precision
 from .files import atomic_write, holds_folder
 from .checkpoint import save_checkpoint, load_checkpoint, check_state_dict
 from .checkpoint import CKPT_KIND as CKPT_KIND
