@@ -9,7 +9,7 @@ protocol.)
 Rows, per scale (×2: the ÷2 input, ×4: the ÷4 input, each output against the HR):
 - bicubic; `model` (class --cls, decoded as the model file says) as `msvar_sr` writes it (colour fix at COLOUR_SIGMA)
   and its own output (`no fix`);
-- `ceiling`: the HR itself, tiled as `upscale` tiles the input (16-px LR tiles, a quarter-tile overlap, the same blend),
+- `ceiling`: the HR itself, tiled as `upscale` tiles the input (16-px LR tiles, the default overlap, the same blend),
   each tile tokenized by the model's HIT tokenizer (Algorithm 1: the stage images of the tile, the tokens of steps
   1…k_n) and decoded by the stage decoder of that scale: the best the VAR can output, with and without the colour fix;
 - `autoencoder`: the same with the quantizer left out (the stage decoder of the tile's encoder latent); `autoencoder,
@@ -46,7 +46,7 @@ from msvar.core import resize, to_signed, to_unit  # noqa: E402
 from msvar.files import list_images, load_image  # noqa: E402
 from msvar.hit import encode_any  # noqa: E402
 from msvar.inference import COLOUR_SIGMA, OutputSettings, blend_window, colour_fix_scales, tile_starts  # noqa: E402
-from msvar.inference import default_model_path, gaussian_blur, load_sr_model, upscale  # noqa: E402
+from msvar.inference import DEFAULT_OUTPUT, default_model_path, gaussian_blur, load_sr_model, upscale  # noqa: E402
 from msvar.lpips import get_lpips  # noqa: E402
 from msvar.metrics import quantize_255  # noqa: E402
 
@@ -93,7 +93,7 @@ def ceiling_tiles(hit, x: torch.Tensor, n: int) -> tuple:
 def ceiling(model, hr: torch.Tensor, s: int, batch: int = 16) -> tuple:
     "(quantized, unquantized) ceiling of an HR image (3, H, W) at ×s, tiled and blended as `upscale` does (H, W ≥ tile)."
     lt = model.preset.lr_size
-    t, ov, n = lt * s, lt // 4, model.scales.index(s)
+    t, ov, n = lt * s, DEFAULT_OUTPUT.tile_overlap(lt), model.scales.index(s)
     h, w = hr.shape[-2] // s, hr.shape[-1] // s
     boxes = [(i, j) for i in tile_starts(h, lt, ov) for j in tile_starts(w, lt, ov)]
     acc = [torch.zeros_like(hr), torch.zeros_like(hr)]
@@ -111,7 +111,7 @@ def ceiling(model, hr: torch.Tensor, s: int, batch: int = 16) -> tuple:
 def overlap_mask(H: int, W: int, s: int, lt: int = 16) -> torch.Tensor:
     "(H, W) bool: the output pixels that two tiles share (the blend zones of `upscale`'s tiling)."
     cover = torch.zeros(H, W)
-    ov = lt // 4
+    ov = DEFAULT_OUTPUT.tile_overlap(lt)
     for i in tile_starts(H // s, lt, ov):
         for j in tile_starts(W // s, lt, ov):
             cover[i * s : (i + lt) * s, j * s : (j + lt) * s] += 1

@@ -26,7 +26,7 @@ from PIL import Image
 from msvar.core import MsvarError, resize, to_uint8, repo_dir
 from msvar.files import load_image
 from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, gaussian_blur, default_model_path
-from msvar.inference import COLOUR_SIGMA, DEFAULT_CLASS, OutputSettings, colour_fix_scales
+from msvar.inference import COLOUR_SIGMA, DEFAULT_CLASS, DEFAULT_OUTPUT, OutputSettings, colour_fix_scales
 from msvar.metrics import chroma, delta_e
 
 
@@ -81,7 +81,8 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     model = load_sr_model(a.model, device="cpu")
     x = load_image(a.image)
-    tile, overlap = model.preset.lr_size, model.preset.lr_size // 4
+    tile = model.preset.lr_size
+    overlap = DEFAULT_OUTPUT.tile_overlap(tile)
     t0 = time.perf_counter()
     raw = upscale(x, model, OutputSettings(scales=(2, 4), cls=a.cls, colour_sigma=None))  # the model's decoding
     fixed = colour_fix_scales(raw, x, COLOUR_SIGMA)

@@ -11,7 +11,7 @@ Each decoding setting (chapter 11's strings; default: msvar_sr's soft decoding, 
 import argparse, time
 import torch
 from msvar.core import get_preset
-from msvar.inference import SRModel, upscale, tile_starts, load_sr_model, SOFT_TAU, OutputSettings
+from msvar.inference import SRModel, upscale, tile_starts, load_sr_model, SOFT_TAU, OutputSettings, DEFAULT_OUTPUT
 from msvar.quality import parse_decode
 
 def build(model_path):
@@ -32,7 +32,8 @@ def main():
     m = build(a.model); tile = m.preset.lr_size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {m.preset.name} (LR tile {tile}px), batch {a.batch_size}")
     for (h, w) in [(128, 128)] + ([] if a.skip_large else [(768, 1024)]):
-        n = len(tile_starts(h, tile, tile // 4)) * len(tile_starts(w, tile, tile // 4))
+        ov = DEFAULT_OUTPUT.tile_overlap(tile)
+        n = len(tile_starts(h, tile, ov)) * len(tile_starts(w, tile, ov))
         x = torch.rand(3, h, w)
         for d in a.decode:
             t0 = time.perf_counter()

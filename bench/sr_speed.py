@@ -2,7 +2,7 @@
 of msvar's generation goes, each part against its FLOP bound.
 
     python bench/sr_speed.py [--sizes 64x64 96x96 256x192] [--threads 1 2] [--reps 3] [--profile 96x96]
-                             [--variants] [--check-images 4] [--json data/bench/sr_speed.json]
+                             [--variants] [--compile-check 96x96] [--check-images 4] [--json data/bench/sr_speed.json]
 
 It prints, in one run:
 1. the CPU: whether it computes bf16 natively (its flags) and a measured bf16/fp32 matrix-product ratio;
@@ -14,13 +14,15 @@ It prints, in one run:
    much less than wall time), of wall seconds at more;
 3. the time split by part of one `upscale` call (prefix encoder, each scale's transformer pass, output head, sampling,
    f̂ accumulation, stage decoders, colour fix, tiling and blending), each with its FLOPs and its FLOP bound at the
-   precision it runs in (the measured matrix-product peak);
+   precision it runs in (the measured matrix-product peak), in fp32 and in msvar_sr's default precision; then, per
+   size, msvar's least possible time (its FLOPs at the best precision's peak) beside RRDBNet's measured time;
 4. with --variants: candidate settings, each a row against the default in the same run, with how far its ×4 output is
-   from the default's; with --check-images: bf16 against fp32 on crops of the bundled images (PSNR-RGB, LPIPS).
+   from the default's; with --compile-check: torch.compile of the transformer blocks against eager, its warm-up
+   included; with --check-images: bf16 against fp32 on crops of the bundled images (PSNR-RGB, LPIPS).
 The timing hooks live in this file only: the package is timed as it is.
 """
 
-import argparse, contextlib, copy, inspect, json, time
+import argparse, contextlib, copy, json, time
 from collections import defaultdict
 from pathlib import Path
 import torch
@@ -31,7 +33,14 @@ import msvar.inference as inference
 from msvar.core import bundled_images, resize, resolve_precision
 from msvar.devtools import CLOCK, interleaved, matmul_gflops
 from msvar.files import load_image
-from msvar.inference import DEFAULT_SCALES, load_sr_model, tile_starts, upscale
+from msvar.inference import (
+    DEFAULT_OUTPUT,
+    DEFAULT_SCALES,
+    OutputSettings,
+    load_sr_model,
+    tile_starts,
+    upscale,
+)
 from msvar.metrics import lpips_distance, psnr
 from msvar.quantize import ScaleState
 from msvar.var import Decoding
@@ -135,11 +144,8 @@ def peak_gflops(threads: int) -> dict:
 def msvar_run(model, **kw):
     """One `upscale` as msvar_sr calls it by default (×2 and ×4, the model file's decoding) but in fp32, `kw`
     (overlap, batch_size, precision) overriding; given as an OutputSettings where upscale takes one."""
-    opts = dict(scales=DEFAULT_SCALES, **kw)
-    if "output" in inspect.signature(upscale).parameters:
-        output = inference.OutputSettings(**{"precision": "fp32", **opts})
-        return lambda x: upscale(x, model, output, model.decoding)
-    return lambda x: upscale(x, model, decoding=model.decoding, **opts)
+    output = OutputSettings(**{"scales": DEFAULT_SCALES, "precision": "fp32", **kw})
+    return lambda x: upscale(x, model, output, model.decoding)
 
 
 def rrdb_run(net: nn.Module, dtype):
@@ -160,7 +166,8 @@ def on_input(fn, x, warm):
 
 def n_tiles(h: int, w: int, tile: int) -> int:
     "Tiles `upscale` generates for an h×w input with the default overlap."
-    return len(tile_starts(max(h, tile), tile, tile // 4)) * len(tile_starts(max(w, tile), tile, tile // 4))
+    ov = DEFAULT_OUTPUT.tile_overlap(tile)
+    return len(tile_starts(max(h, tile), tile, ov)) * len(tile_starts(max(w, tile), tile, ov))
 
 
 def speed_table(model, rrdb, sizes, threads, reps) -> list:
@@ -320,7 +327,10 @@ def profile(model, x, autocast: bool = False) -> Parts:
     for parts in (timed, counted):
         undo, hooks = instrument(model, parts)
         try:
-            with ctx(), FlopCounterMode(display=False) if parts is counted else contextlib.nullcontext() as fc:
+            with (
+                ctx(),
+                FlopCounterMode(display=False) if parts is counted else contextlib.nullcontext() as fc,
+            ):
                 parts.counter = fc
                 parts.wrap(fn, "tiling and blending")(x)
         finally:
@@ -344,6 +354,19 @@ def print_profile(parts: Parts, peak: float, best: float, dtype: str):
         f"  bound at the {dtype} peak {peak:.0f} GFLOP/s; at the machine's best precision ({best:.0f} GFLOP/s) "
         f"the whole is at {gf / best / total:.1%} of its bound"
     )
+
+
+def bound_lines(rows, flops_per_tile: float, peaks: dict):
+    """msvar's least possible time per size: its FLOPs (the profile's per tile × the size's tiles) at the machine's
+    best measured matrix-product rate at that many threads (`peaks`), beside the faster RRDBNet's measured time."""
+    print(f"\nmsvar's FLOP bound: {flops_per_tile / 1e9:.2f} GFLOP per tile, at the best precision's peak")
+    for t, (h, w), n, secs in rows:
+        least = n * flops_per_tile / 1e9 / peaks[t]
+        rrdb = min(secs["rrdb_fp32"], secs["rrdb_bf16"])
+        print(
+            f"{t} thread(s), {w}×{h}: {n} tiles, at least {least:.2f} s at {peaks[t]:.0f} GFLOP/s; the faster "
+            f"RRDBNet took {rrdb:.2f} s: msvar at its bound would be {rrdb / least:.2f}× its speed"
+        )
 
 
 # --- candidate changes, each a row against the default ---
@@ -383,14 +406,33 @@ def bf16_run(model):
 def variants(model, tile: int) -> dict:
     "The candidate settings: {name: run(x)}, the default first."
     return {
-        "default (batch 8, overlap tile/4)": msvar_run(model),
+        "default (batch 8, the default overlap)": msvar_run(model),
         "batch 16": msvar_run(model, batch_size=16),
         "batch 32": msvar_run(model, batch_size=32),
-        f"overlap {tile // 8} (tile/8)": msvar_run(model, overlap=tile // 8),
+        **{f"overlap {ov}": msvar_run(model, overlap=ov) for ov in (tile // 8, tile // 4)},
         "no ×1 decode (emulated)": msvar_run(skip_x1(model)),
         "stage decoders channels-last": msvar_run(channels_last(model)),
         "bf16 autocast": bf16_run(model),
     }
+
+
+def compile_check(model, size, reps: int):
+    """torch.compile of the transformer blocks against eager, both in bf16 autocast on one input: the first compiled
+    call (its warm-up, compilation included) and the medians of `reps` later calls, in turn."""
+    h, w = size
+    x = torch.rand(3, h, w, generator=torch.Generator().manual_seed(3))
+    compiled = copy.deepcopy(model)
+    for i, block in enumerate(compiled.var.blocks):
+        compiled.var.blocks[i] = torch.compile(block, dynamic=False)
+    eager, fast = bf16_run(model), bf16_run(compiled)
+    t0 = CLOCK()
+    fast(x)
+    first = CLOCK() - t0
+    secs = interleaved({"eager": on_input(eager, x, x), "compiled": on_input(fast, x, x)}, reps, clock=CLOCK)
+    print(
+        f"{w}×{h}, bf16, 1 thread: the first compiled call {first:.1f} s (compilation included); then eager "
+        f"{secs['eager']:.2f} s, compiled {secs['compiled']:.2f} s: {secs['eager'] / secs['compiled']:.2f}× faster"
+    )
 
 
 def variant_table(model, size, threads, reps, only=()):
@@ -455,9 +497,16 @@ def main():
     ap.add_argument("--reps", type=int, default=3, help="timed calls of each (median), after one warm-up")
     ap.add_argument("--profile", default="96x96", help="input size WxH of the per-part profile ('' to skip)")
     ap.add_argument("--variants", default="", help="input size WxH of the candidate rows ('' to skip)")
-    ap.add_argument("--only", nargs="*", default=[], help="candidate rows whose names contain one of these words")
+    ap.add_argument(
+        "--only", nargs="*", default=[], help="candidate rows whose names contain one of these words"
+    )
+    ap.add_argument(
+        "--compile-check", default="", help="input size WxH of the torch.compile check ('' to skip)"
+    )
     ap.add_argument("--check-images", type=int, default=0, help="bundled images for the bf16 output check")
-    ap.add_argument("--json", help="also write the speed table here (README's speed line reads data/bench/sr_speed.json)")
+    ap.add_argument(
+        "--json", help="also write the speed table here (README's speed line reads data/bench/sr_speed.json)"
+    )
     a = ap.parse_args()
     flags = cpu_flags()
     model = load_sr_model(a.model, device="cpu")
@@ -482,20 +531,32 @@ def main():
     if a.json:
         rec = dict(cpu=cpu_name(), native_bf16=native_bf16(flags), torch=torch.__version__, reps=a.reps)
         rec["default_precision"] = resolve_precision("auto", "cpu")  # what msvar_sr runs in on this CPU
-        rec["rows"] = [dict(threads=t, height=h, width=w, tiles=n, seconds=secs) for t, (h, w), n, secs in rows]
+        rec["rows"] = [
+            dict(threads=t, height=h, width=w, tiles=n, seconds=secs) for t, (h, w), n, secs in rows
+        ]
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(rec, indent=1))
     if a.profile:
         t = a.threads[0]
         torch.set_num_threads(t)
         h, w = parse_size(a.profile)
-        print(f"\nper part, one upscale of a {w}×{h} input, {t} thread(s), fp32:")
         x = torch.rand(3, h, w, generator=torch.Generator().manual_seed(2))
         best = max(peaks[t].values())
-        print_profile(profile(model, x), peaks[t]["float32"], best, "fp32")
+        for prec in dict.fromkeys(("fp32", resolve_precision("auto", "cpu"))):
+            print(f"\nper part, one upscale of a {w}×{h} input, {t} thread(s), {prec}:")
+            parts = profile(model, x, autocast=prec == "bf16")
+            print_profile(parts, peaks[t]["float32" if prec == "fp32" else "bfloat16"], best, prec)
+        per_tile = sum(parts.flops.values()) / n_tiles(h, w, model.preset.lr_size)
+        bound_lines(rows, per_tile, {t: max(p.values()) for t, p in peaks.items()})
     if a.variants:
-        print("\ncandidate settings, each against the default in the same run (×4 output compared with the default's):")
+        print(
+            "\ncandidate settings, each against the default in the same run (×4 output compared with the default's):"
+        )
         variant_table(model, parse_size(a.variants), a.threads, a.reps, a.only)
+    if a.compile_check:
+        torch.set_num_threads(1)
+        print("\ntorch.compile of the transformer blocks:")
+        compile_check(model, parse_size(a.compile_check), a.reps)
     if a.check_images:
         torch.set_num_threads(a.threads[-1])
         print("\nbf16 autocast against fp32 on bundled images (crops of ≤ 256 px, bicubic ×4 down):")

@@ -41,11 +41,18 @@ from msvar.core import MsvarError, resize
 from msvar.files import list_images, load_image
 from msvar.data import make_testset
 from msvar.evaluate import load_pairs, model_outputs
-from msvar.inference import COLOUR_SIGMA, OutputSettings, colour_fix_scales, load_sr_model, sr_model_from_checkpoint
-from msvar.inference import default_model_path, upscale, x2_from_x4
+from msvar.inference import (
+    COLOUR_SIGMA,
+    OutputSettings,
+    colour_fix_scales,
+    load_sr_model,
+    sr_model_from_checkpoint,
+)
+from msvar.inference import DEFAULT_OUTPUT, default_model_path, upscale, x2_from_x4
 from msvar.lpips import get_lpips
 from msvar.metrics import flat_hf_energy, lpips_distance, psnr, quantize_255
 from msvar.train import load_checkpoint
+from msvar.var import Decoding
 
 CHROMA_THRESHOLD = 0.3  # chroma detail ÷ luma detail: above it an input counts as clean (set on T91 images)
 LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
@@ -88,7 +95,9 @@ def bicubic_up(lr: torch.Tensor, size) -> torch.Tensor:
 def scores(out: torch.Tensor, ref: torch.Tensor, alex) -> dict:
     "PSNR-RGB, LPIPS and flat-HF energy of (B, 3, H, W) outputs against their references: lists, one value per image."
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # an image without a flat region: NaN, skipped in the ratios
+        warnings.simplefilter(
+            "ignore", UserWarning
+        )  # an image without a flat region: NaN, skipped in the ratios
         hf = flat_hf_energy(out, ref)
     return dict(
         psnr_rgb=psnr(out, ref, y_channel=False).tolist(),
@@ -97,26 +106,32 @@ def scores(out: torch.Tensor, ref: torch.Tensor, alex) -> dict:
     )
 
 
-def rows_of(protocol: str, scale: int, method: str, names: list, s: dict) -> list:
-    "Per-image rows of one protocol, scale and method."
+def rows_of(protocol: str, scale: int, method: str, names: list, s: dict, **setting) -> list:
+    "Per-image rows of one protocol, scale and method; `setting` (σ, overlap) as columns of their own."
     keys = ("psnr_rgb", "lpips", "flat_hf")
     return [
-        dict(protocol=protocol, scale=scale, method=method, image=n, **{k: s[k][i] for k in keys})
+        dict(protocol=protocol, scale=scale, method=method, image=n, **setting, **{k: s[k][i] for k in keys})
         for i, n in enumerate(names)
     ]
 
 
-def model_pair(model, lr: torch.Tensor, scale: int, cls: int, x2_from: int = 2, precision: str = "fp32") -> tuple:
-    "(as msvar_sr writes it, the model's own) ×`scale` output of one LR image (3, h, w) for class `cls`."
-    output = OutputSettings(scales=(scale,), cls=cls, colour_sigma=None, x2_from=x2_from, precision=precision)
+def model_pair(
+    model, lr, scale: int, cls: int, x2_from=2, precision="fp32", sigmas=(COLOUR_SIGMA,), overlap=None
+):
+    "({σ: fixed at σ}, the model's own) ×`scale` output of one LR image (3, h, w) for class `cls`."
+    output = OutputSettings(
+        scales=(scale,), cls=cls, colour_sigma=None, x2_from=x2_from, precision=precision, overlap=overlap
+    )
     raw = upscale(lr, model, output)  # the model's decoding
-    fixed = colour_fix_scales(raw, lr, COLOUR_SIGMA)
-    return fixed[scale], raw[scale]
+    return {sg: colour_fix_scales(raw, lr, sg)[scale] for sg in sigmas}, raw[scale]
 
 
-def named(c: int, x2_from: int, fix: bool = True) -> str:
-    "A row's method name: class c, ', ×2 from ×4' when made with x2_from=4, ', no fix' for the model's own."
-    return f"class {c}" + (", ×2 from ×4" if x2_from == 4 else "") + ("" if fix else ", no fix")
+def named(c: int, x2_from: int, fix: bool = True, sigma: float = COLOUR_SIGMA, overlap=None) -> str:
+    """A row's method name: class c, ', ×2 from ×4' when made with x2_from=4, ', no fix' for the model's own,
+    ', σ s' when fixed at another σ than msvar_sr's, ', overlap k' when tiled with a given overlap."""
+    name = f"class {c}" + (", ×2 from ×4" if x2_from == 4 else "") + ("" if fix else ", no fix")
+    name += f", σ {sigma:g}" if fix and sigma != COLOUR_SIGMA else ""
+    return name + (f", overlap {overlap}" if overlap is not None else "")
 
 
 def clean_inputs(folder, n: int | None, long_side: int) -> list:
@@ -125,25 +140,45 @@ def clean_inputs(folder, n: int | None, long_side: int) -> list:
     return [(Path(f).stem, hr_long_side(load_image(f), long_side)) for f in files]
 
 
-def clean_rows(model, images: list, classes, alex, scales=(2, 4), x2_froms=(2,), precision="fp32") -> tuple:
-    "Per-image rows of the clean protocol (bicubic and, per class, fixed and raw) and each input's noise level."
+def clean_rows(
+    model,
+    images,
+    classes,
+    alex,
+    scales=(2, 4),
+    x2_froms=(2,),
+    precision="fp32",
+    sigmas=(COLOUR_SIGMA,),
+    overlaps=(None,),
+):
+    """Per-image rows of the clean protocol (bicubic and, per class and tile overlap, fixed and raw) and each input's
+    noise level."""
     rows, noise = [], []
     for name, hr in images:
         for s in scales:
             lr = resize(hr, (hr.shape[-2] // s, hr.shape[-1] // s), "bicubic").clamp(0, 1)
             noise.append(dict(protocol="clean", scale=s, image=name, detail=chroma_detail(lr)))
-            rows += rows_of("clean", s, "bicubic", [name], scores(bicubic_up(lr, hr.shape[-2:])[None], hr[None], alex))
-            for c, x in ((c, x) for c in classes for x in (x2_froms if s == 2 else (2,))):
-                fixed, raw = model_pair(model, lr, s, c, x, precision)
-                rows += rows_of("clean", s, named(c, x), [name], scores(fixed[None], hr[None], alex))
-                rows += rows_of("clean", s, named(c, x, False), [name], scores(raw[None], hr[None], alex))
+            rows += rows_of(
+                "clean", s, "bicubic", [name], scores(bicubic_up(lr, hr.shape[-2:])[None], hr[None], alex)
+            )
+            runs = [(c, x, o) for c in classes for x in (x2_froms if s == 2 else (2,)) for o in overlaps]
+            for c, x, o in runs:
+                fixed, raw = model_pair(model, lr, s, c, x, precision, sigmas, o)
+                ov = DEFAULT_OUTPUT.tile_overlap(model.preset.lr_size) if o is None else o
+                for sg, f in fixed.items():
+                    sc = scores(f[None], hr[None], alex)
+                    rows += rows_of("clean", s, named(c, x, True, sg, o), [name], sc, sigma=sg, overlap=ov)
+                sc = scores(raw[None], hr[None], alex)
+                rows += rows_of("clean", s, named(c, x, False, overlap=o), [name], sc, sigma=0.0, overlap=ov)
     return rows, noise
 
 
 def degraded_pairs(folder, n: int, seed: int, preset) -> dict:
     "The degraded protocol's pairs: `n` 64-px crops of a folder's images, Real-ESRGAN-degraded at `seed`."
     with tempfile.TemporaryDirectory() as d:
-        make_testset(folder, d, n=n, hr_size=preset.hr_size, lr_size=preset.lr_size, seed=seed, progress=False)
+        make_testset(
+            folder, d, n=n, hr_size=preset.hr_size, lr_size=preset.lr_size, seed=seed, progress=False
+        )
         return load_pairs(d, preset)
 
 
@@ -154,26 +189,34 @@ def crop_outputs(model, lr: torch.Tensor, cls: int, precision: str = "fp32") -> 
     return dict(zip(model.scales, model_outputs(model, lr, output)))
 
 
-def degraded_rows(model, pairs: dict, classes, alex, scales=(2, 4), x2_froms=(2,), precision="fp32") -> tuple:
+def degraded_rows(
+    model, pairs, classes, alex, scales=(2, 4), x2_froms=(2,), precision="fp32", sigmas=(COLOUR_SIGMA,)
+):
     "Per-image rows of the degraded protocol (bicubic and, per class, fixed and raw) and each crop's noise level."
     lr, hr, names = pairs["lr"], pairs["hr"], pairs["names"]
     refs = {s: resize(hr, lr.shape[-1] * s, "bicubic").clamp(0, 1) for s in scales}
     rows = []
     for s in scales:
-        rows += rows_of("degraded", s, "bicubic", names, scores(bicubic_up(lr, refs[s].shape[-2:]), refs[s], alex))
+        rows += rows_of(
+            "degraded", s, "bicubic", names, scores(bicubic_up(lr, refs[s].shape[-2:]), refs[s], alex)
+        )
     for c in classes:
         raw = crop_outputs(model, lr, c, precision)
-        fixed = colour_fix_scales({s: raw[s] for s in scales}, lr, COLOUR_SIGMA)
         for s in scales:
-            rows += rows_of("degraded", s, f"class {c}", names, scores(fixed[s], refs[s], alex))
-            rows += rows_of("degraded", s, f"class {c}, no fix", names, scores(raw[s], refs[s], alex))
+            for sg in sigmas:
+                fixed = colour_fix_scales({s: raw[s]}, lr, sg)[s]
+                rows += rows_of("degraded", s, named(c, 2, sigma=sg), names, scores(fixed, refs[s], alex))
+            rows += rows_of("degraded", s, named(c, 2, False), names, scores(raw[s], refs[s], alex))
         if 2 in scales and 4 in x2_froms:  # ×2 as upscale makes it with x2_from=4: the ×4 output resized ÷2
             r2 = x2_from_x4(raw[4])
-            f2 = colour_fix_scales({2: r2}, lr, COLOUR_SIGMA)[2]
-            rows += rows_of("degraded", 2, named(c, 4), names, scores(f2, refs[2], alex))
+            for sg in sigmas:
+                f2 = colour_fix_scales({2: r2}, lr, sg)[2]
+                rows += rows_of("degraded", 2, named(c, 4, sigma=sg), names, scores(f2, refs[2], alex))
             rows += rows_of("degraded", 2, named(c, 4, False), names, scores(r2, refs[2], alex))
     noise = [
-        dict(protocol="degraded", scale=s, image=n, detail=chroma_detail(x)) for s in scales for n, x in zip(names, lr)
+        dict(protocol="degraded", scale=s, image=n, detail=chroma_detail(x))
+        for s in scales
+        for n, x in zip(names, lr)
     ]
     return rows, noise
 
@@ -197,7 +240,9 @@ def auto_accuracy(noise: pd.DataFrame, threshold: float) -> dict:
 
 def flat_ratio(g: pd.DataFrame, b: pd.DataFrame) -> float:
     "Mean flat-HF energy of a method ÷ bicubic's, over the images where both have a flat region."
-    both = g.set_index("image").flat_hf.to_frame("m").join(b.set_index("image").flat_hf.to_frame("b")).dropna()
+    both = (
+        g.set_index("image").flat_hf.to_frame("m").join(b.set_index("image").flat_hf.to_frame("b")).dropna()
+    )
     return both.m.mean() / both.b.mean() if len(both) else float("nan")
 
 
@@ -226,7 +271,9 @@ def summary(per_image: pd.DataFrame) -> pd.DataFrame:
 def snapshot_steps(folder) -> list:
     "(step, path) of the step_N.pt files of a folder, by step."
     found = [
-        (int(m.group(1)), p) for p in Path(folder).glob("step_*.pt") if (m := re.fullmatch(r"step_(\d+)\.pt", p.name))
+        (int(m.group(1)), p)
+        for p in Path(folder).glob("step_*.pt")
+        if (m := re.fullmatch(r"step_(\d+)\.pt", p.name))
     ]
     return sorted(found)
 
@@ -245,7 +292,9 @@ def snapshot_model(path, tokenizer, decoding):
     return model
 
 
-def curve(folder, shipped, tokenizer, images: list, pairs: dict, cls: int, degraded_cls, alex) -> pd.DataFrame:
+def curve(
+    folder, shipped, tokenizer, images: list, pairs: dict, cls: int, degraded_cls, alex
+) -> pd.DataFrame:
     "The curve over the snapshots of a folder, the shipped model as step 0 (the run continues it)."
     parts = {0: curve_rows(shipped, images, pairs, cls, degraded_cls, alex)}
     for step, path in snapshot_steps(folder):
@@ -264,7 +313,10 @@ def input_noise(a, preset) -> pd.DataFrame:
             lr = resize(hr, (hr.shape[-2] // s, hr.shape[-1] // s), "bicubic").clamp(0, 1)
             rows.append(dict(protocol="clean", image=name, detail=chroma_detail(lr)))
     pairs = degraded_pairs(a.data, a.crops, a.seed, preset)
-    rows += [dict(protocol="degraded", image=n, detail=chroma_detail(x)) for n, x in zip(pairs["names"], pairs["lr"])]
+    rows += [
+        dict(protocol="degraded", image=n, detail=chroma_detail(x))
+        for n, x in zip(pairs["names"], pairs["lr"])
+    ]
     return pd.DataFrame(rows)
 
 
@@ -292,23 +344,61 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--scales", type=int, nargs="+", default=[2, 4], help="the scales to score (2 4)")
     ap.add_argument(
-        "--x2-from", type=int, nargs="+", default=[2], help="×2 from the ×2 stage (2), the ×4 one (4), or both"
+        "--x2-from",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="×2 from the ×2 stage (2), the ×4 one (4), or both",
     )
     ap.add_argument(
-        "--precision", default="fp32", choices=["fp32", "bf16"], help="the model's arithmetic (OutputSettings' field)"
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="the model's arithmetic (OutputSettings' field)",
     )
-    ap.add_argument("--long-side", type=int, default=256, help="the clean protocol's HR long side in px (256)")
-    ap.add_argument("--crops", type=int, default=100, help="the degraded protocol's number of 64-px crops (100)")
+    ap.add_argument(
+        "--sigmas",
+        type=float,
+        nargs="+",
+        default=[COLOUR_SIGMA],
+        help="colour-fix σ values (input px) to score",
+    )
+    ap.add_argument(
+        "--overlaps",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="the clean protocol's tile overlaps (upscale's)",
+    )
+    ap.add_argument(
+        "--decoding", default=None, help="a decoding string (greedy, soft1.5, …): the model file's"
+    )
+    ap.add_argument(
+        "--long-side", type=int, default=256, help="the clean protocol's HR long side in px (256)"
+    )
+    ap.add_argument(
+        "--crops", type=int, default=100, help="the degraded protocol's number of 64-px crops (100)"
+    )
     ap.add_argument("--seed", type=int, default=0, help="the degradation seed (0)")
-    ap.add_argument("--threshold", type=float, default=CHROMA_THRESHOLD, help="auto's chroma-detail threshold (0.3)")
+    ap.add_argument(
+        "--threshold", type=float, default=CHROMA_THRESHOLD, help="auto's chroma-detail threshold (0.3)"
+    )
     ap.add_argument("--protocols", nargs="+", default=["clean", "degraded"], choices=["clean", "degraded"])
-    ap.add_argument("--snapshots", default=None, help="a folder of VAR checkpoints step_N.pt: print the curve")
+    ap.add_argument(
+        "--snapshots", default=None, help="a folder of VAR checkpoints step_N.pt: print the curve"
+    )
     ap.add_argument("--tokenizer", default=None, help="the HIT tokenizer of the snapshots")
     ap.add_argument("--cls", type=int, default=1, help="the snapshots' class on the clean protocol (1)")
     ap.add_argument(
-        "--degraded-cls", type=int, nargs="+", default=[0], help="the snapshots' classes on the degraded crops"
+        "--degraded-cls",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="the snapshots' classes on the degraded crops",
     )
-    ap.add_argument("--noise-only", action="store_true", help="only the inputs' chroma detail (to set --threshold)")
+    ap.add_argument(
+        "--noise-only", action="store_true", help="only the inputs' chroma detail (to set --threshold)"
+    )
     ap.add_argument("--out", default=None, help="write the table (or the curve) to this CSV file")
     ap.add_argument("--per-image", default=None, help="also write the per-image scores to this CSV file")
     return ap
@@ -319,12 +409,14 @@ def class_tables(a, model, alex) -> pd.DataFrame:
     rows, noise, t0 = [], [], time.perf_counter()
     if "clean" in a.protocols:
         images = clean_inputs(a.data, a.n, a.long_side)
-        r, nz = clean_rows(model, images, a.classes, alex, a.scales, a.x2_from, a.precision)
+        r, nz = clean_rows(
+            model, images, a.classes, alex, a.scales, a.x2_from, a.precision, a.sigmas, a.overlaps
+        )
         rows, noise = rows + r, noise + nz
         print(f"clean: {time.perf_counter() - t0:.0f} s", flush=True)
     if "degraded" in a.protocols:
         pairs = degraded_pairs(a.data, a.crops, a.seed, model.preset)
-        r, nz = degraded_rows(model, pairs, a.classes, alex, a.scales, a.x2_from, a.precision)
+        r, nz = degraded_rows(model, pairs, a.classes, alex, a.scales, a.x2_from, a.precision, a.sigmas)
         rows, noise = rows + r, noise + nz
     per_image, noise = pd.DataFrame(rows), pd.DataFrame(noise)
     if a.per_image:
@@ -337,7 +429,9 @@ def class_tables(a, model, alex) -> pd.DataFrame:
         print(d.droplevel("protocol").drop(columns="n").round(3).to_string())
     acc = auto_accuracy(noise, a.threshold)
     levels = noise.groupby("protocol").detail.median().round(2).to_dict()
-    print(f"\nauto (chroma detail > {a.threshold:g} → class 1, else 0): right on {acc}; median chroma detail {levels}")
+    print(
+        f"\nauto (chroma detail > {a.threshold:g} → class 1, else 0): right on {acc}; median chroma detail {levels}"
+    )
     return t
 
 
@@ -355,6 +449,8 @@ def main(argv=None):
     if a.last:
         a.data = last_images(a.data, a.last, tempfile.mkdtemp())
     model = load_sr_model(a.model or default_model_path(), device="cpu").float()
+    if a.decoding:
+        model.decoding = Decoding.parse(a.decoding)
     alex = get_lpips("alex")
     print(
         f"{Path(a.data).name}: decoding {model.decoding}, colour fix σ = {COLOUR_SIGMA:g} input px; clean HR long "

@@ -15,7 +15,7 @@ from .files import hold_folder, holds_folder
 from .cli import set_threads, add_threads_arg, fail, check_rules
 from .var import Decoding, DEFAULT_DECODING, SOFT_MIN, decoding_problem
 from .inference import SRModel, OutputSettings, DEFAULT_OUTPUT, CLASSES, upscale, compare_figure
-from .inference import load_sr_model
+from .inference import load_sr_model, OVERLAP_SHARE
 from .evaluate import load_pairs, evaluate_model, write_report, REPORT_FILES
 from .fetch import fetched
 from .api import model_path
@@ -68,7 +68,9 @@ def add_output_args(ap, tiles: bool = True) -> None:
         ap.add_argument(
             "--scales", type=int, nargs="+", default=list(d.scales), choices=[1, 2, 4], help="×1 on request"
         )
-        ap.add_argument("--overlap", type=int, help="LR pixels (default: a quarter tile)")
+        ap.add_argument(
+            "--overlap", type=int, help=f"LR pixels (default: {OVERLAP_SHARE:g} of the tile, rounded)"
+        )
     ap.add_argument("--class", dest="cls", type=int, default=d.cls, choices=list(CLASSES), help=str(CLASSES))
     ap.add_argument("--colour-sigma", type=float, default=d.colour_sigma, help="colour fix scale")
     ap.add_argument("--no-colour-fix", action="store_true", help="no colour fix")

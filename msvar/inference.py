@@ -21,11 +21,11 @@ from .var import Decoding, DEFAULT_DECODING, SOFT_TAU as SOFT_TAU  # SOFT_TAU re
 from .model_file import write_model_file, read_model_file
 
 # %% auto #0
-__all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'COLOUR_SIGMA', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM', 'DEFAULT_OUTPUT',
-           'PROGRESS_TILES', 'tile_starts', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file',
-           'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix', 'colour_fix_scales',
-           'OutputSettings', 'x2_from_x4', 'precision_context', 'upscale', 'finish', 'seam_ratio', 'default_model_path',
-           'compare_figure']
+__all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'COLOUR_SIGMA', 'OVERLAP_SHARE', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM',
+           'DEFAULT_OUTPUT', 'PROGRESS_TILES', 'tile_starts', 'blend_window', 'SRModel', 'save_sr_model',
+           'read_sr_model_file', 'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix',
+           'colour_fix_scales', 'OutputSettings', 'x2_from_x4', 'precision_context', 'upscale', 'finish', 'seam_ratio',
+           'default_model_path', 'compare_figure']
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int) -> list:
@@ -211,6 +211,7 @@ def colour_fix_scales(outs: dict, x: torch.Tensor, sigma: float) -> dict:
 
 # %% ../nbs/08_inference.ipynb #504fb2a444614c0babb325280ed9130a
 COLOUR_SIGMA = 0.5  # the colour fix, in input pixels (chapter 11)
+OVERLAP_SHARE = 1 / 4  # the tiles' default overlap, a share of the tile (chapter 11)
 DEFAULT_SCALES = (2, 4)  # ×1 adds little to its input (chapter 11)
 
 
@@ -227,7 +228,7 @@ OUTPUT_RULES = (  # field, the test its value passes, what it must be
         lambda v: v is None or (isinstance(v, (int, float)) and math.isfinite(v) and v > 0),
         "a finite number > 0 (input pixels), or None (no colour fix)",
     ),
-    ("overlap", lambda v: v is None or _count(v, 0), "an integer ≥ 0, or None (a quarter tile)"),
+    ("overlap", lambda v: v is None or _count(v, 0), "an integer ≥ 0, or None (the tile × OVERLAP_SHARE)"),
     ("batch_size", lambda v: _count(v, 1), "an integer ≥ 1"),
     (
         "precision",
@@ -266,6 +267,10 @@ class OutputSettings:
     def x2_source(self) -> int:
         "The stage the ×2 output comes from: `x2_from`, or the class's choice."
         return X2_FROM[self.cls] if self.x2_from is None else self.x2_from
+
+    def tile_overlap(self, tile: int) -> int:
+        "The tiles' overlap in LR pixels for tiles of `tile`: `overlap`, or the default share of the tile."
+        return round(tile * OVERLAP_SHARE) if self.overlap is None else self.overlap
 
 
 X2_FROM = {0: 2, 1: 4, 2: 2}  # per class, chosen on validation photos (below)
@@ -312,7 +317,7 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
         fn = lambda t: model.sr_batch(t, cls=output.cls, decoding=dec, generator=g, stages=stages)
     if not set(scales) <= set(avail):
         raise MsvarError(f"scales {scales} not available; this model produces ×{avail}")
-    overlap = tile // 4 if output.overlap is None else output.overlap
+    overlap = output.tile_overlap(tile)
     if overlap >= tile:
         raise MsvarError(f"overlap must be in [0, {tile}) LR pixels got {overlap}")
     H, W = x.shape[-2:]

@@ -52,3 +52,12 @@ def test_readme_speed_is_the_stored_bench():
     assert sp["cpu"] in readme and f"{sec['msvar_fp32']:.1f} s of CPU time in fp32" in readme, "rerun nbs/index.ipynb and msvar_readme"
     assert f"{sec['msvar_bf16']:.1f} s in bf16" in readme and f"{sec['rrdb_bf16']:.1f} s in bf16" in readme
     assert f"`msvar_sr`'s default on that CPU is {sp['default_precision']}" in readme
+
+
+def test_readme_speed_on_two_cores_is_the_stored_bench():
+    "The README's two-thread line quotes the stored bench's two-thread row."
+    sp = json.loads((REPO / "data" / "bench" / "sr_speed.json").read_text())
+    two = {(r["threads"], r["width"], r["height"]): r["seconds"] for r in sp["rows"]}[2, 256, 192]
+    readme = (REPO / "README.md").read_text()
+    ours = two[f"msvar_{sp['default_precision']}"]
+    assert f"the photo takes {ours:.1f} s, RRDBNet {min(two['rrdb_fp32'], two['rrdb_bf16']):.1f} s" in readme

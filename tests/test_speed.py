@@ -107,3 +107,17 @@ def test_bf16_runs_both_token_kinds(toy, tokens):
     model = inference.SRModel(toy.hit, toy.var, tokens=tokens)
     out = upscale(torch.rand(3, 20, 20), model, OutputSettings(precision="bf16"))
     assert all(y.dtype == torch.float32 and torch.isfinite(y).all() for y in out.values())
+
+
+def test_the_flop_bound_line_scales_the_profile_by_tiles(capsys):
+    "msvar's least time: FLOPs per tile × tiles ÷ the peak; beside the faster RRDBNet's time, as a speed ratio."
+    secs = dict(msvar_fp32=9.0, msvar_bf16=8.0, rrdb_fp32=2.0, rrdb_bf16=1.0)
+    sr_speed.bound_lines([(1, (10, 20), 4, secs)], 5e9, {1: 10.0})  # 4 tiles × 5 GFLOP at 10 GFLOP/s: 2 s
+    out = capsys.readouterr().out
+    assert "at least 2.00 s" in out and "took 1.00 s" in out and "0.50× its speed" in out, out
+
+
+def test_the_bench_counts_the_tiles_upscale_cuts():
+    "n_tiles: the default overlap's tiles (a 96-px side, 16-px tiles overlapping by 4: 8 per side)."
+    assert sr_speed.n_tiles(96, 96, 16) == 8 * 8
+    assert sr_speed.n_tiles(10, 10, 16) == 1
