@@ -26,7 +26,7 @@ from PIL import Image
 from msvar.core import MsvarError, resize, to_uint8, repo_dir
 from msvar.files import load_image
 from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, gaussian_blur, default_model_path
-from msvar.inference import COLOUR_SIGMA, DEFAULT_CLASS, DEFAULT_OUTPUT, OutputSettings, colour_fix_scales
+from msvar.inference import COLOUR_SIGMA, DEFAULT_CLASS, OutputSettings, colour_fix_scales
 from msvar.metrics import chroma, delta_e
 
 
@@ -59,7 +59,9 @@ def figure(x, bic, outs, path, crop=256):
     bottom = [t[:, i : i + crop, j : j + crop] for t in top]
     scale = crop / H4  # the top row shrunk to the crops' height
     top = [resize(t, (crop, round(W4 * scale)), "area").clamp(0, 1) for t in top]
-    row = lambda ts: np.concatenate([np.pad(to_uint8(t), ((4, 4), (4, 4), (0, 0)), constant_values=255) for t in ts], 1)
+    row = lambda ts: np.concatenate(
+        [np.pad(to_uint8(t), ((4, 4), (4, 4), (0, 0)), constant_values=255) for t in ts], 1
+    )
     Image.fromarray(np.concatenate([row(top), row(bottom)], 0)).save(path, quality=90)
 
 
@@ -68,7 +70,12 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", default=str(repo_dir() / "data" / "images" / "butterfly.png"))
     ap.add_argument("--model", default=str(default_model_path()))
-    ap.add_argument("--cls", type=int, default=DEFAULT_CLASS, help="the class the photo is decoded as (msvar_sr --class)")
+    ap.add_argument(
+        "--cls", type=int, default=DEFAULT_CLASS, help="the class the photo is decoded as (msvar_sr --class)"
+    )
+    ap.add_argument(
+        "--overlap", type=int, default=None, help="the tiles' overlap in LR px (msvar_sr's default)"
+    )
     ap.add_argument("--out", default=None, help="the comparison figure (JPEG)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--threads", type=int, default=None)
@@ -82,9 +89,10 @@ def main(argv=None):
     model = load_sr_model(a.model, device="cpu")
     x = load_image(a.image)
     tile = model.preset.lr_size
-    overlap = DEFAULT_OUTPUT.tile_overlap(tile)
+    output = OutputSettings(scales=(2, 4), cls=a.cls, colour_sigma=None, overlap=a.overlap)
+    overlap = output.tile_overlap(tile)
     t0 = time.perf_counter()
-    raw = upscale(x, model, OutputSettings(scales=(2, 4), cls=a.cls, colour_sigma=None))  # the model's decoding
+    raw = upscale(x, model, output)  # the model's decoding
     fixed = colour_fix_scales(raw, x, COLOUR_SIGMA)
     secs = time.perf_counter() - t0
     rows = {}
@@ -94,7 +102,10 @@ def main(argv=None):
         rows[f"msvar x{s}"] = measure(fixed[s], bic, x, tile, overlap, s)
         rows[f"msvar x{s}, no colour fix"] = measure(raw[s], bic, x, tile, overlap, s)
     w, h = x.shape[-1], x.shape[-2]
-    print(f"{Path(a.image).name} {w}×{h} → ×4 {w * 4}×{h * 4}, class {a.cls}; one upscale run in {secs:.0f} s")
+    print(
+        f"{Path(a.image).name} {w}×{h} → ×4 {w * 4}×{h * 4}, class {a.cls}, overlap {overlap} LR px; one upscale "
+        f"run in {secs:.0f} s"
+    )
     for k, v in rows.items():
         print(f"{k:28s} " + "  ".join(f"{m} {val:.3f}" for m, val in v.items()))
     if a.out:

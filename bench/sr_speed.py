@@ -406,10 +406,15 @@ def bf16_run(model):
 def variants(model, tile: int) -> dict:
     "The candidate settings: {name: run(x)}, the default first."
     return {
-        "default (batch 8, the default overlap)": msvar_run(model),
-        "batch 16": msvar_run(model, batch_size=16),
-        "batch 32": msvar_run(model, batch_size=32),
-        **{f"overlap {ov}": msvar_run(model, overlap=ov) for ov in (tile // 8, tile // 4)},
+        f"default (batch {DEFAULT_OUTPUT.batch_size}, overlap {DEFAULT_OUTPUT.tile_overlap(tile)})": msvar_run(
+            model
+        ),
+        **{
+            f"batch {b}": msvar_run(model, batch_size=b)
+            for b in (8, 16, 32)
+            if b != DEFAULT_OUTPUT.batch_size
+        },
+        f"overlap {tile // 8}": msvar_run(model, overlap=tile // 8),
         "no ×1 decode (emulated)": msvar_run(skip_x1(model)),
         "stage decoders channels-last": msvar_run(channels_last(model)),
         "bf16 autocast": bf16_run(model),

@@ -251,7 +251,7 @@ class OutputSettings:
     cls: int = DEFAULT_CLASS
     colour_sigma: float | None = COLOUR_SIGMA
     overlap: int | None = None
-    batch_size: int = 8
+    batch_size: int = 32  # tiles per forward pass (bench/sr_speed.py --variants times 8, 16 and 32)
     precision: str = "auto"  # resolve_precision (chapter 00), chosen below
     x2_from: int | None = None  # None: X2_FROM[cls], chosen below
 
