@@ -392,9 +392,9 @@ def channels_last(model):
     return m
 
 
-def bf16_run(model):
-    "upscale under CPU bf16 autocast (matrix products and convolutions in bf16)."
-    fn = msvar_run(model)
+def bf16_run(model, **kw):
+    "upscale under CPU bf16 autocast (matrix products and convolutions in bf16), `kw` as msvar_run's."
+    fn = msvar_run(model, **kw)
 
     def run(x):
         with torch.autocast("cpu", torch.bfloat16):
@@ -418,6 +418,11 @@ def variants(model, tile: int) -> dict:
         "no ×1 decode (emulated)": msvar_run(skip_x1(model)),
         "stage decoders channels-last": msvar_run(channels_last(model)),
         "bf16 autocast": bf16_run(model),
+        **{
+            f"bf16 autocast, batch {b}": bf16_run(model, batch_size=b)
+            for b in (8, 16)
+            if b != DEFAULT_OUTPUT.batch_size
+        },
     }
 
 
