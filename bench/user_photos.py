@@ -48,7 +48,7 @@ from msvar.inference import (
     load_sr_model,
     sr_model_from_checkpoint,
 )
-from msvar.inference import DEFAULT_OUTPUT, default_model_path, upscale, x2_from_x4
+from msvar.inference import default_model_path, upscale, x2_from_x4
 from msvar.lpips import get_lpips
 from msvar.metrics import flat_hf_energy, lpips_distance, psnr, quantize_255
 from msvar.train import load_checkpoint
@@ -164,7 +164,7 @@ def clean_rows(
             runs = [(c, x, o) for c in classes for x in (x2_froms if s == 2 else (2,)) for o in overlaps]
             for c, x, o in runs:
                 fixed, raw = model_pair(model, lr, s, c, x, precision, sigmas, o)
-                ov = DEFAULT_OUTPUT.tile_overlap(model.preset.lr_size) if o is None else o
+                ov = OutputSettings(overlap=o).tile_overlap(model.preset.lr_size)
                 for sg, f in fixed.items():
                     sc = scores(f[None], hr[None], alex)
                     rows += rows_of("clean", s, named(c, x, True, sg, o), [name], sc, sigma=sg, overlap=ov)
