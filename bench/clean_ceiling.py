@@ -177,7 +177,7 @@ def defects(out: torch.Tensor, hr: torch.Tensor, s: int, bic: torch.Tensor) -> d
 def outputs(model, hr: torch.Tensor, s: int, cls: int) -> dict:
     "{name: ×s output (3, H, W)} of one HR image's ÷s input: bicubic, model, ceiling, autoencoder, with/without fix."
     lr = resize(hr, (hr.shape[-2] // s, hr.shape[-1] // s), "bicubic").clamp(0, 1)
-    raw = upscale(lr, model, OutputSettings(scales=(s,), cls=cls, colour_sigma=None))[s]
+    raw = upscale(lr, model, OutputSettings(scales=(s,), cls=cls, fix="none"))[s]
     q, u = ceiling(model, hr, s)
     H, W = hr.shape[-2:]
     x = F.pad(hr[None], (0, -W % 8, 0, -H % 8), mode="replicate")  # the whole image: one latent map, one decoding
@@ -189,7 +189,7 @@ def outputs(model, hr: torch.Tensor, s: int, cls: int) -> dict:
     four = {}
     if s == 2:  # ×2 from the ×4 stage: the ÷2 input to ×4 by the model (its tokenizer), then resized (antialiased) ÷2
         down = lambda y: resize(y, (H, W), "bicubic").clamp(0, 1)
-        r4 = down(upscale(lr, model, OutputSettings(scales=(4,), cls=cls, colour_sigma=None))[4])
+        r4 = down(upscale(lr, model, OutputSettings(scales=(4,), cls=cls, fix="none"))[4])
         q4 = down(ceiling(model, resize(hr, (2 * H, 2 * W), "bicubic").clamp(0, 1), 4)[0])
         four = {
             f"model class {cls}, x4 stage ÷2": fix(r4),
@@ -215,7 +215,7 @@ def grey_table(model, cls: int) -> pd.DataFrame:
     for v in (0.25, 0.5, 0.75):
         lr = torch.full((3, 32, 32), v)
         for s in (2, 4):
-            raw = upscale(lr, model, OutputSettings(scales=(s,), cls=cls, colour_sigma=None))[s]
+            raw = upscale(lr, model, OutputSettings(scales=(s,), cls=cls, fix="none"))[s]
             q, u = ceiling(model, torch.full((3, 32 * s, 32 * s), v), s)
             rows += [
                 dict(grey=v, scale=f"x{s}", what=k, mean=y.mean().item())

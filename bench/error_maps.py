@@ -16,7 +16,7 @@ from PIL import Image
 from msvar.core import MsvarError, get_preset
 from msvar.evaluate import load_pairs, baseline_outputs, model_outputs
 from msvar.hit import stage_image
-from msvar.inference import load_sr_model, COLOUR_SIGMA, SOFT_TAU, OutputSettings
+from msvar.inference import load_sr_model, COLOUR_SIGMA, SOFT_TAU, OutputSettings, InputFix
 from msvar.var import Decoding
 from dataclasses import replace
 from msvar.metrics import mean_error_map, fixed_pattern
@@ -51,8 +51,8 @@ def main(argv=None):
         name, _, path = spec.partition("=")
         model = load_sr_model(path, device="cpu").float()
         out = OutputSettings(cls=int(cls[0]), batch_size=16)
-        rows[f"{name}, no colour fix"] = model_outputs(model, lr, replace(out, colour_sigma=None), Decoding(tau=SOFT_TAU))
-        rows[name] = model_outputs(model, lr, replace(out, colour_sigma=COLOUR_SIGMA), Decoding(tau=SOFT_TAU))
+        rows[f"{name}, no colour fix"] = model_outputs(model, lr, replace(out, fix="none"), Decoding(tau=SOFT_TAU))
+        rows[name] = model_outputs(model, lr, replace(out, fix=InputFix(COLOUR_SIGMA)), Decoding(tau=SOFT_TAU))
     side, pad = 128, 4
     canvas, numbers = [], {}
     for name, outs in rows.items():

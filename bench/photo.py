@@ -3,10 +3,13 @@
     python bench/photo.py --image data/images/butterfly.png --out data/demo/photo_compare.jpg --json runs/photo.json
 
 The photo is super-resolved by `upscale` as msvar_sr decodes it (the model file's decoding, class --cls): the model's
-own output (no colour fix) and with the colour fix at COLOUR_SIGMA, as msvar_sr writes it. No ground truth exists for a
+own output (no fix) and with msvar_sr's default input fix (`auto`: the fix of the kind `input_kind` sees, chapter 08),
+as msvar_sr writes it. No ground truth exists for a
 user's photo, so the numbers compare with what the user already has:
 - seam ratio: gradient energy on the lines where tiles meet ÷ that of the whole output; bicubic upsampling of the
-  same photo on the same lines is the reference (tiling should add nothing to it);
+  same photo on the same lines is the reference (tiling should add nothing to it), and so is the output's own ratio on
+  lines between the tiles' (`seam_between`: the tile lines moved by half a tile stride, as many lines, none a tile's:
+  a pattern on every input-pixel line raises it as much as the seam ratio, a seam only the latter);
 - chroma vs bicubic: mean Lab chroma of the output ÷ that of bicubic upsampling (1: the photo's colours kept);
 - ΔE to bicubic after a blur of 2 input pixels: do the colours at a coarse scale stay the photo's?
 - tile mark: (output − bicubic) averaged over all tiles, aligned on each tile's own corner, and its spatial std in
@@ -26,7 +29,7 @@ from PIL import Image
 from msvar.core import MsvarError, resize, to_uint8, repo_dir
 from msvar.files import load_image
 from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, gaussian_blur, default_model_path
-from msvar.inference import COLOUR_SIGMA, DEFAULT_CLASS, OutputSettings, colour_fix_scales
+from msvar.inference import DEFAULT_CLASS, DEFAULT_OUTPUT, OutputSettings, finish, input_kind
 from msvar.metrics import chroma, delta_e
 
 
@@ -41,10 +44,13 @@ def tile_mark(out, bic, sh, sw, tile, s):
 def measure(out, bic, x, tile, overlap, s):
     "Seam ratio (and bicubic's), tile-locked mark, chroma ratio and coarse ΔE of one output against bicubic of the input."
     sh, sw = tile_starts(x.shape[-2], tile, overlap), tile_starts(x.shape[-1], tile, overlap)
+    half = (tile - overlap) // 2  # LR px: the tile lines moved half a stride, onto lines no tile ends at
+    between = lambda st, side: [min(a + half, side - tile) for a in st]
     blur = lambda t: gaussian_blur(t, 2.0 * s).clamp(0, 1)
     return dict(
         seam=seam_ratio(out, sh, sw, tile, s),
         seam_bicubic=seam_ratio(bic, sh, sw, tile, s),
+        seam_between=seam_ratio(out, between(sh, x.shape[-2]), between(sw, x.shape[-1]), tile, s),
         tile_mark=tile_mark(out, bic, sh, sw, tile, s),
         chroma_vs_bicubic=(chroma(out) / chroma(bic)).item(),
         coarse_delta_e=delta_e(blur(out), blur(bic)).item(),
@@ -89,22 +95,22 @@ def main(argv=None):
     model = load_sr_model(a.model, device="cpu")
     x = load_image(a.image)
     tile = model.preset.lr_size
-    output = OutputSettings(scales=(2, 4), cls=a.cls, colour_sigma=None, overlap=a.overlap)
+    output = OutputSettings(scales=(2, 4), cls=a.cls, fix="none", overlap=a.overlap)
     overlap = output.tile_overlap(tile)
     t0 = time.perf_counter()
     raw = upscale(x, model, output)  # the model's decoding
-    fixed = colour_fix_scales(raw, x, COLOUR_SIGMA)
+    fixed = finish(raw, x, OutputSettings(fix=DEFAULT_OUTPUT.fix))
     secs = time.perf_counter() - t0
     rows = {}
     for s in (2, 4):
         bic = resize(x, (x.shape[-2] * s, x.shape[-1] * s), "bicubic").clamp(0, 1)
         rows[f"bicubic x{s}"] = measure(bic, bic, x, tile, overlap, s)
         rows[f"msvar x{s}"] = measure(fixed[s], bic, x, tile, overlap, s)
-        rows[f"msvar x{s}, no colour fix"] = measure(raw[s], bic, x, tile, overlap, s)
+        rows[f"msvar x{s}, no fix"] = measure(raw[s], bic, x, tile, overlap, s)
     w, h = x.shape[-1], x.shape[-2]
     print(
-        f"{Path(a.image).name} {w}×{h} → ×4 {w * 4}×{h * 4}, class {a.cls}, overlap {overlap} LR px; one upscale "
-        f"run in {secs:.0f} s"
+        f"{Path(a.image).name} {w}×{h} → ×4 {w * 4}×{h * 4}, class {a.cls}, overlap {overlap} LR px, looks "
+        f"{input_kind(x)}; one upscale run in {secs:.0f} s"
     )
     for k, v in rows.items():
         print(f"{k:28s} " + "  ".join(f"{m} {val:.3f}" for m, val in v.items()))
@@ -113,7 +119,7 @@ def main(argv=None):
         figure(x, bic4, {"msvar": fixed[4]}, a.out)
         print(f"wrote {a.out}")
     if a.json:
-        Path(a.json).write_text(json.dumps(dict(image=Path(a.image).name, cls=a.cls, rows=rows), indent=1))
+        Path(a.json).write_text(json.dumps(dict(image=Path(a.image).name, cls=a.cls, kind=input_kind(x), rows=rows), indent=1))
     return rows
 
 

@@ -20,7 +20,7 @@ from msvar.var import DEFAULT_DECODING
 from msvar.quality import quality_table, save_quality
 
 
-DEFAULT_SETTING = f"{DEFAULT_DECODING}+colour{DEFAULT_OUTPUT.colour_sigma:g}"  # what msvar_sr writes by default
+DEFAULT_SETTING = f"{DEFAULT_DECODING}+fix{DEFAULT_OUTPUT.fix}"  # what msvar_sr writes by default
 
 
 def main(argv=None):

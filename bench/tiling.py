@@ -94,7 +94,7 @@ def main(argv=None):
                 )
         for ov in a.overlap:
             raw = upscale(
-                lr[i], model, OutputSettings((1, 2, 4), colour_sigma=None, overlap=ov), Decoding(tau=a.soft)
+                lr[i], model, OutputSettings((1, 2, 4), fix="none", overlap=ov), Decoding(tau=a.soft)
             )
             for sg in a.sigma:
                 for s in (1, 2, 4):

@@ -12,14 +12,15 @@ Two protocols on the images of one folder (a validation split: never a reported 
 - degraded: --crops 64-px crops of the same images, degraded by the Real-ESRGAN pipeline at --seed (`make_testset`,
   the protocol of `msvar_make_testset` and `msvar_eval`); the ×2 and ×4 outputs of each 16-px LR crop against the HR
   crop resized to the output's size.
-Each output twice: as `msvar_sr` writes it (colour fix at COLOUR_SIGMA) and the model's own (no colour fix), decoded as
-the model file says; with --x2-from 2 4, the ×2 rows twice: from the ×2 stage (`x2_from=2`, the rows' plain names)
+Each output twice: with the colour fix at COLOUR_SIGMA (what `msvar_sr` gives an input it sees as degraded) and the
+model's own (no colour fix), decoded as the model file says; --fixes adds a row per input fix (`auto`, msvar_sr's
+default, or an InputFix SIGMAxSTEPS: σ and back-projection steps, chapter 08); with --x2-from 2 4, the ×2 rows twice: from the ×2 stage (`x2_from=2`, the rows' plain names)
 and from the ×4 stage's output resized ÷2 (`x2_from=4`, "×2 from ×4" in the name; `OutputSettings.x2_from`, chapter
 08). --last N: only the folder's last N images by name (a validation split held in a training folder).
 Scores: PSNR-RGB, LPIPS (alex) and the flat-region high-frequency energy (`flat_hf_energy`, chapter 09), each beside bicubic's: PSNR in dB against bicubic, LPIPS and flat-HF as ratios to bicubic's (flat-HF:
 ratio of the means over the images that have a flat region).
-`auto` picks class 0 or 1 per input from its chroma detail (`chroma_detail`: median |Laplacian| of Cb and Cr over that
-of Y; threshold set with --noise-only on the T91 training images) and is scored with the outputs of the class it
+`auto` picks class 0 or 1 per input from its chroma detail (`chroma_detail`, chapter 08: median |Laplacian| of Cb and
+Cr over that of Y; CHROMA_THRESHOLD set with --noise-only on the T91 training images) and is scored with the outputs of the class it
 picked; the accuracy line says how often it picks the input's kind.
 --snapshots: the training curve instead, rows per VAR checkpoint (step_N.pt) of a folder, the shipped model as step 0:
 degraded crops (classes --degraded-cls) and clean ×4 (class --cls), with and without the colour fix.
@@ -35,43 +36,28 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from msvar.core import MsvarError, resize
 from msvar.files import list_images, load_image
 from msvar.data import make_testset
 from msvar.evaluate import load_pairs, model_outputs
 from msvar.inference import (
+    CHROMA_THRESHOLD,
     COLOUR_SIGMA,
+    FIX_NAMES,
+    InputFix,
     OutputSettings,
+    chroma_detail,
     colour_fix_scales,
+    finish,
     load_sr_model,
     sr_model_from_checkpoint,
 )
 from msvar.inference import default_model_path, upscale, x2_from_x4
 from msvar.lpips import get_lpips
-from msvar.metrics import flat_hf_energy, lpips_distance, psnr, quantize_255
+from msvar.metrics import flat_hf_energy, lpips_distance, psnr
 from msvar.train import load_checkpoint
 from msvar.var import Decoding
-
-CHROMA_THRESHOLD = 0.3  # chroma detail ÷ luma detail: above it an input counts as clean (set on T91 images)
-LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
-
-
-def median_detail(c: torch.Tensor) -> torch.Tensor:
-    "Median |Laplacian| of (1, 1, h, w) float64 channels."
-    return F.conv2d(c, LAPLACIAN[None, None]).abs().median()
-
-
-def chroma_detail(lr: torch.Tensor) -> float:
-    """Median |Laplacian| of Cb plus that of Cr ÷ (that of Y + 1 grey level), of an LR image (3, h, w): JPEG's chroma
-    subsampling and the degradation's blur leave a degraded input's colour smoother than its luma."""
-    r, g, b = (quantize_255(lr[None]) / 255).unbind(1)
-    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
-    cb = 128 - 37.797 * r - 74.203 * g + 112.0 * b
-    cr = 128 + 112.0 * r - 93.786 * g - 18.214 * b
-    detail = lambda c: median_detail(c[:, None])
-    return ((detail(cb) + detail(cr)) / (detail(y) + 1)).item()
 
 
 def auto_class(lr: torch.Tensor, threshold: float = CHROMA_THRESHOLD) -> int:
@@ -120,16 +106,31 @@ def model_pair(
 ):
     "({σ: fixed at σ}, the model's own) ×`scale` output of one LR image (3, h, w) for class `cls`."
     output = OutputSettings(
-        scales=(scale,), cls=cls, colour_sigma=None, x2_from=x2_from, precision=precision, overlap=overlap
+        scales=(scale,), cls=cls, fix="none", x2_from=x2_from, precision=precision, overlap=overlap
     )
     raw = upscale(lr, model, output)  # the model's decoding
     return {sg: colour_fix_scales(raw, lr, sg)[scale] for sg in sigmas}, raw[scale]
 
 
-def named(c: int, x2_from: int, fix: bool = True, sigma: float = COLOUR_SIGMA, overlap=None) -> str:
+def parse_fix(spec: str):
+    "A --fixes entry: a named fix (auto, clean, degraded) or SIGMAxSTEPS, an InputFix (0.25x10)."
+    if spec in FIX_NAMES:
+        return spec
+    sigma, _, steps = spec.partition("x")
+    return InputFix(float(sigma), int(steps or 0))
+
+
+def fixed_by(raw: torch.Tensor, lr: torch.Tensor, s: int, spec: str) -> torch.Tensor:
+    "The ×s output(s) `raw` of the input(s) `lr` with the input fix `spec`, as `upscale` and `model_outputs` fix them."
+    return finish({s: raw}, lr, OutputSettings(fix=parse_fix(spec)))[s]
+
+
+def named(c: int, x2_from: int, fix: bool = True, sigma: float = COLOUR_SIGMA, overlap=None, spec=None) -> str:
     """A row's method name: class c, ', ×2 from ×4' when made with x2_from=4, ', no fix' for the model's own,
-    ', σ s' when fixed at another σ than msvar_sr's, ', overlap k' when tiled with a given overlap."""
+    ', σ s' when fixed at another σ than COLOUR_SIGMA, ', fix SPEC' for a --fixes entry, ', overlap k' when tiled
+    with a given overlap."""
     name = f"class {c}" + (", ×2 from ×4" if x2_from == 4 else "") + ("" if fix else ", no fix")
+    name += f", fix {spec}" if spec else ""
     name += f", σ {sigma:g}" if fix and sigma != COLOUR_SIGMA else ""
     return name + (f", overlap {overlap}" if overlap is not None else "")
 
@@ -150,6 +151,7 @@ def clean_rows(
     precision="fp32",
     sigmas=(COLOUR_SIGMA,),
     overlaps=(None,),
+    fixes=(),
 ):
     """Per-image rows of the clean protocol (bicubic and, per class and tile overlap, fixed and raw) and each input's
     noise level."""
@@ -168,6 +170,9 @@ def clean_rows(
                 for sg, f in fixed.items():
                     sc = scores(f[None], hr[None], alex)
                     rows += rows_of("clean", s, named(c, x, True, sg, o), [name], sc, sigma=sg, overlap=ov)
+                for spec in fixes:
+                    sc = scores(fixed_by(raw, lr, s, spec)[None], hr[None], alex)
+                    rows += rows_of("clean", s, named(c, x, overlap=o, spec=spec), [name], sc, overlap=ov)
                 sc = scores(raw[None], hr[None], alex)
                 rows += rows_of("clean", s, named(c, x, False, overlap=o), [name], sc, sigma=0.0, overlap=ov)
     return rows, noise
@@ -185,12 +190,12 @@ def degraded_pairs(folder, n: int, seed: int, preset) -> dict:
 def crop_outputs(model, lr: torch.Tensor, cls: int, precision: str = "fp32") -> dict:
     """{scale: raw output} of the model for a set of LR crops (N, 3, 16, 16), one class, decoded as the model file says:
     `evaluate.model_outputs`, what msvar_eval scores, without the colour fix and with ×2 from the ×2 stage."""
-    output = OutputSettings(cls=cls, colour_sigma=None, batch_size=16, x2_from=2, precision=precision)
+    output = OutputSettings(cls=cls, fix="none", batch_size=16, x2_from=2, precision=precision)
     return dict(zip(model.scales, model_outputs(model, lr, output)))
 
 
 def degraded_rows(
-    model, pairs, classes, alex, scales=(2, 4), x2_froms=(2,), precision="fp32", sigmas=(COLOUR_SIGMA,)
+    model, pairs, classes, alex, scales=(2, 4), x2_froms=(2,), precision="fp32", sigmas=(COLOUR_SIGMA,), fixes=()
 ):
     "Per-image rows of the degraded protocol (bicubic and, per class, fixed and raw) and each crop's noise level."
     lr, hr, names = pairs["lr"], pairs["hr"], pairs["names"]
@@ -206,12 +211,18 @@ def degraded_rows(
             for sg in sigmas:
                 fixed = colour_fix_scales({s: raw[s]}, lr, sg)[s]
                 rows += rows_of("degraded", s, named(c, 2, sigma=sg), names, scores(fixed, refs[s], alex))
+            for spec in fixes:
+                sc = scores(fixed_by(raw[s], lr, s, spec), refs[s], alex)
+                rows += rows_of("degraded", s, named(c, 2, spec=spec), names, sc)
             rows += rows_of("degraded", s, named(c, 2, False), names, scores(raw[s], refs[s], alex))
         if 2 in scales and 4 in x2_froms:  # ×2 as upscale makes it with x2_from=4: the ×4 output resized ÷2
             r2 = x2_from_x4(raw[4])
             for sg in sigmas:
                 f2 = colour_fix_scales({2: r2}, lr, sg)[2]
                 rows += rows_of("degraded", 2, named(c, 4, sigma=sg), names, scores(f2, refs[2], alex))
+            for spec in fixes:
+                sc = scores(fixed_by(r2, lr, 2, spec), refs[2], alex)
+                rows += rows_of("degraded", 2, named(c, 4, spec=spec), names, sc)
             rows += rows_of("degraded", 2, named(c, 4, False), names, scores(r2, refs[2], alex))
     noise = [
         dict(protocol="degraded", scale=s, image=n, detail=chroma_detail(x))
@@ -364,6 +375,12 @@ def parser() -> argparse.ArgumentParser:
         help="colour-fix σ values (input px) to score",
     )
     ap.add_argument(
+        "--fixes",
+        nargs="+",
+        default=[],
+        help="input fixes to score beside: auto, clean, degraded, or SIGMAxSTEPS (an InputFix: 0.25x10)",
+    )
+    ap.add_argument(
         "--overlaps",
         type=int,
         nargs="+",
@@ -410,13 +427,15 @@ def class_tables(a, model, alex) -> pd.DataFrame:
     if "clean" in a.protocols:
         images = clean_inputs(a.data, a.n, a.long_side)
         r, nz = clean_rows(
-            model, images, a.classes, alex, a.scales, a.x2_from, a.precision, a.sigmas, a.overlaps
+            model, images, a.classes, alex, a.scales, a.x2_from, a.precision, a.sigmas, a.overlaps, a.fixes
         )
         rows, noise = rows + r, noise + nz
         print(f"clean: {time.perf_counter() - t0:.0f} s", flush=True)
     if "degraded" in a.protocols:
         pairs = degraded_pairs(a.data, a.crops, a.seed, model.preset)
-        r, nz = degraded_rows(model, pairs, a.classes, alex, a.scales, a.x2_from, a.precision, a.sigmas)
+        r, nz = degraded_rows(
+            model, pairs, a.classes, alex, a.scales, a.x2_from, a.precision, a.sigmas, a.fixes
+        )
         rows, noise = rows + r, noise + nz
     per_image, noise = pd.DataFrame(rows), pd.DataFrame(noise)
     if a.per_image:

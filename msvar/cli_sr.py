@@ -15,7 +15,7 @@ from .files import hold_folder, holds_folder
 from .cli import set_threads, add_threads_arg, fail, check_rules
 from .var import Decoding, DEFAULT_DECODING, SOFT_MIN, decoding_problem
 from .inference import SRModel, OutputSettings, DEFAULT_OUTPUT, CLASSES, upscale, compare_figure
-from .inference import load_sr_model, OVERLAP_SHARE
+from .inference import load_sr_model, OVERLAP_SHARE, INPUT_FIXES, FIX_NAMES
 from .evaluate import load_pairs, evaluate_model, write_report, REPORT_FILES
 from .fetch import fetched
 from .api import model_path
@@ -72,8 +72,9 @@ def add_output_args(ap, tiles: bool = True) -> None:
             "--overlap", type=int, help=f"LR pixels (default: {OVERLAP_SHARE:g} of the tile, rounded)"
         )
     ap.add_argument("--class", dest="cls", type=int, default=d.cls, choices=list(CLASSES), help=str(CLASSES))
-    ap.add_argument("--colour-sigma", type=float, default=d.colour_sigma, help="colour fix scale")
-    ap.add_argument("--no-colour-fix", action="store_true", help="no colour fix")
+    fixes = ", ".join(f"{k}: σ {f.sigma:g} + {f.steps} back-projection steps" for k, f in INPUT_FIXES.items())
+    names = "/".join(FIX_NAMES)
+    ap.add_argument("--fix", default=d.fix, help=f"{names}: what the output takes from its input ({fixes})")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help="tiles per forward pass")
     ap.add_argument(
         "--precision",
@@ -91,11 +92,8 @@ def add_output_args(ap, tiles: bool = True) -> None:
 def output_from_args(a) -> OutputSettings:
     "The one OutputSettings of a command line; MsvarError naming the option at fault."
     tiles = dict(scales=tuple(a.scales), overlap=a.overlap) if hasattr(a, "scales") else {}
-    sigma = None if a.no_colour_fix else a.colour_sigma
     try:
-        opts = dict(
-            cls=a.cls, colour_sigma=sigma, batch_size=a.batch_size, precision=a.precision, x2_from=a.x2_from
-        )
+        opts = dict(cls=a.cls, fix=a.fix, batch_size=a.batch_size, precision=a.precision, x2_from=a.x2_from)
         return OutputSettings(**opts, **tiles)
     except MsvarError as e:
         field, rest = str(e).split(" ", 1)

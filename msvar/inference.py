@@ -21,11 +21,12 @@ from .var import Decoding, DEFAULT_DECODING, SOFT_TAU as SOFT_TAU  # SOFT_TAU re
 from .model_file import write_model_file, read_model_file
 
 # %% auto #0
-__all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'COLOUR_SIGMA', 'OVERLAP_SHARE', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM',
-           'DEFAULT_OUTPUT', 'PROGRESS_TILES', 'tile_starts', 'blend_window', 'SRModel', 'save_sr_model',
-           'read_sr_model_file', 'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix',
-           'colour_fix_scales', 'OutputSettings', 'x2_from_x4', 'precision_context', 'upscale', 'finish', 'seam_ratio',
-           'default_model_path', 'compare_figure']
+__all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'LAPLACIAN', 'CHROMA_THRESHOLD', 'COLOUR_SIGMA', 'INPUT_FIXES', 'FIX_NAMES',
+           'OVERLAP_SHARE', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM', 'DEFAULT_OUTPUT', 'PROGRESS_TILES',
+           'tile_starts', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file', 'load_sr_model',
+           'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix', 'colour_fix_scales', 'back_project', 'InputFix',
+           'chroma_detail', 'input_kind', 'OutputSettings', 'x2_from_x4', 'precision_context', 'upscale', 'input_fix',
+           'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int) -> list:
@@ -209,8 +210,59 @@ def colour_fix_scales(outs: dict, x: torch.Tensor, sigma: float) -> dict:
     ref = lambda s: x if s == 1 else resize(x, (h * s, w * s), "bicubic").clamp(0, 1)
     return {s: colour_fix(y, ref(s), sigma * s) for s, y in outs.items()}
 
+# %% ../nbs/08_inference.ipynb #69621d1a
+def back_project(y: torch.Tensor, x: torch.Tensor, steps: int) -> torch.Tensor:
+    "Output(s) `y` (…, 3, sH, sW) moved `steps` times towards those whose bicubic ÷s is the input `x` (…, 3, H, W)."
+    yb, xb = (y[None], x[None]) if y.ndim == 3 else (y, x)
+    bicubic = lambda t, size, aa: F.interpolate(
+        t, size=size, mode="bicubic", align_corners=False, antialias=aa
+    )
+    for _ in range(steps):  # signed errors: no clamping until the end
+        missed = xb - bicubic(yb, xb.shape[-2:], True)  # (B, 3, H, W)
+        yb = yb + bicubic(missed, yb.shape[-2:], False)
+    return (yb[0] if y.ndim == 3 else yb).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class InputFix:
+    "What an output takes from its input: the colour fix's band (σ, input px), then `steps` of back-projection."
+
+    sigma: float
+    steps: int = 0
+
+    def __call__(self, outs: dict, x: torch.Tensor) -> dict:
+        "{scale: output} of the input(s) `x`, fixed."
+        fixed = colour_fix_scales(outs, x, self.sigma)
+        return {s: back_project(y, x, self.steps) for s, y in fixed.items()}
+
+# %% ../nbs/08_inference.ipynb #19a594e8
+LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+CHROMA_THRESHOLD = 0.3  # chroma detail ÷ luma detail above which an input counts as clean (set on T91 images)
+
+
+def chroma_detail(x: torch.Tensor) -> float:
+    "Median |Laplacian| of Cb plus that of Cr ÷ (that of Y + 1 grey level), of an input image (3, h, w)."
+    short = max(0, 3 - min(x.shape[-2:]))  # under 3 px high or wide: edges repeated to fit the Laplacian
+    x = F.pad(x[None], (0, short, 0, short), mode="replicate")[0] if short else x
+    r, g, b = ((x.double().clamp(0, 1) * 255).round() / 255).unbind(0)  # the 8-bit levels of a stored image
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    cb = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    cr = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+    detail = lambda c: F.conv2d(c[None, None], LAPLACIAN[None, None]).abs().median()
+    return ((detail(cb) + detail(cr)) / (detail(y) + 1)).item()
+
+
+def input_kind(x: torch.Tensor) -> str:
+    "'clean' or 'degraded': what an input image (3, h, w) looks like, by its `chroma_detail`."
+    return "clean" if chroma_detail(x) > CHROMA_THRESHOLD else "degraded"
+
 # %% ../nbs/08_inference.ipynb #504fb2a444614c0babb325280ed9130a
-COLOUR_SIGMA = 0.5  # the colour fix, in input pixels (chapter 11)
+COLOUR_SIGMA = 0.5  # the colour fix of degraded inputs, in input pixels (chapter 11)
+INPUT_FIXES = {  # per input kind, chosen in chapter 11
+    "degraded": InputFix(COLOUR_SIGMA),
+    "clean": InputFix(0.125, steps=10),
+}
+FIX_NAMES = ("auto", *INPUT_FIXES, "none")  # auto: INPUT_FIXES[input_kind(x)]
 OVERLAP_SHARE = 1 / 4  # the tiles' default overlap, a share of the tile (chapter 11)
 DEFAULT_SCALES = (2, 4)  # ×1 adds little to its input (chapter 11)
 
@@ -223,11 +275,7 @@ def _count(v, least: int) -> bool:
 OUTPUT_RULES = (  # field, the test its value passes, what it must be
     ("scales", lambda v: isinstance(v, tuple) and v and all(_count(s, 1) for s in v), "a tuple of scales"),
     ("cls", lambda v: v in CLASSES and not isinstance(v, bool), f"one of {tuple(CLASSES)} ({CLASSES})"),
-    (
-        "colour_sigma",
-        lambda v: v is None or (isinstance(v, (int, float)) and math.isfinite(v) and v > 0),
-        "a finite number > 0 (input pixels), or None (no colour fix)",
-    ),
+    ("fix", lambda v: v in FIX_NAMES or isinstance(v, InputFix), f"one of {FIX_NAMES} or an InputFix"),
     ("overlap", lambda v: v is None or _count(v, 0), "an integer ≥ 0, or None (the tile × OVERLAP_SHARE)"),
     ("batch_size", lambda v: _count(v, 1), "an integer ≥ 1"),
     (
@@ -249,7 +297,7 @@ class OutputSettings:
 
     scales: tuple = DEFAULT_SCALES
     cls: int = DEFAULT_CLASS
-    colour_sigma: float | None = COLOUR_SIGMA
+    fix: str | InputFix = "auto"
     overlap: int | None = None
     batch_size: int = 32  # tiles per forward pass (bench/sr_speed.py --variants times 8, 16 and 32)
     precision: str = "auto"  # resolve_precision (chapter 00), chosen below
@@ -345,9 +393,20 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
     return finish(outs, x, output)
 
 
+def input_fix(fix: str | InputFix, x: torch.Tensor) -> InputFix | None:
+    "The InputFix that `fix` (OutputSettings.fix) gives the input `x` (3, h, w); None for 'none'."
+    if isinstance(fix, InputFix) or fix == "none":
+        return None if fix == "none" else fix
+    return INPUT_FIXES[input_kind(x) if fix == "auto" else fix]
+
+
 def finish(outs: dict, x: torch.Tensor, output: OutputSettings) -> dict:
-    "{scale: output} of the input `x` with `output`'s colour fix."
-    return outs if output.colour_sigma is None else colour_fix_scales(outs, x, output.colour_sigma)
+    "{scale: output} of the input(s) `x`, (3, h, w) or (N, 3, h, w), each with the fix `output.fix` gives it."
+    if x.ndim == 4:  # a batch of crops: each its own kind
+        each = [finish({s: y[n] for s, y in outs.items()}, x[n], output) for n in range(len(x))]
+        return {s: torch.stack([e[s] for e in each]) for s in outs}
+    fix = input_fix(output.fix, x)
+    return outs if fix is None else fix(outs, x)
 
 # %% ../nbs/08_inference.ipynb #fb832cc4
 def seam_ratio(img: torch.Tensor, starts_h: list, starts_w: list, tile: int, scale: int) -> float:

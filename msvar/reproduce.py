@@ -29,7 +29,13 @@ from .tokenizer import load_tokenizer
 from .train_tokenizer import train_tokenizer, finetune_hit
 from .train_var import train_var, VarTrainConfig
 from .train import read_log
-from .inference import SOFT_TAU, COLOUR_SIGMA, sr_model_from_checkpoint, colour_fix_scales, save_sr_model
+from msvar.inference import (
+    SOFT_TAU,
+    COLOUR_SIGMA,
+    sr_model_from_checkpoint,
+    colour_fix_scales,
+    save_sr_model,
+)
 from .inference import OutputSettings
 from .evaluate import evaluate_outputs, model_outputs, load_pairs, baseline_outputs
 from .fetch import fetched
@@ -403,7 +409,7 @@ def tokenizer_scores(out: Path, hr: torch.Tensor, plan: ReproPlan) -> pd.DataFra
 def variant_scores(model, pairs: dict, plan: ReproPlan, name: str) -> pd.DataFrame:
     "Per-crop scores of one VAR on one test set: raw, and colour-fixed."
     # the ×2 stage
-    raw_output = OutputSettings(cls=int(pairs["cls"][0]), colour_sigma=None, batch_size=16, x2_from=2)
+    raw_output = OutputSettings(cls=int(pairs["cls"][0]), fix="none", batch_size=16, x2_from=2)
     decoding = Decoding("greedy" if plan.soft is None else "soft", tau=plan.soft, seed=plan.eval_seed)
     raw = model_outputs(model, pairs["lr"], raw_output, decoding)
     outs = {"raw": raw}

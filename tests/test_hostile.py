@@ -462,7 +462,7 @@ def test_single_tile_batches_decode(toy, hw):
     "A test-preset image of one tile (or a last batch of one tile): stage 1's 1×1 latent used to crash GroupNorm; same pixels as in a batch of two."
     from msvar.inference import upscale
     torch.manual_seed(0); x = torch.rand(3, *hw)
-    raw = OutputSettings(scales=(1, 2, 4), colour_sigma=None, batch_size=1, x2_from=2, precision="fp32")
+    raw = OutputSettings(scales=(1, 2, 4), fix="none", batch_size=1, x2_from=2, precision="fp32")
     outs = upscale(x, toy, raw, Decoding("greedy"))   # the raw tiles, as sr_batch gives them
     assert [tuple(outs[s].shape) for s in (1, 2, 4)] == [(3, hw[0] * s, hw[1] * s) for s in (1, 2, 4)]
     if hw == (8, 8):

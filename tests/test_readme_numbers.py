@@ -8,10 +8,10 @@ REPO = Path(__file__).resolve().parents[1]
 def test_readme_quotes_the_measured_model():
     "The README's paragraph on the shipped model is `model_card` of its stored measurement, at msvar_sr's default decoding and colour fix."
     from msvar.quality import load_quality, model_card
-    from msvar.inference import SOFT_TAU, COLOUR_SIGMA
+    from msvar.inference import SOFT_TAU, DEFAULT_OUTPUT
     readme = (REPO / "README.md").read_text()
     q = load_quality(REPO / "data" / "msvar_small_train" / "quality" / "ship.json")
-    card = model_card(q, f"msvar [soft{SOFT_TAU:g}+colour{COLOUR_SIGMA:g}]")
+    card = model_card(q, f"msvar [soft{SOFT_TAU:g}+fix{DEFAULT_OUTPUT.fix}]")
     assert card in readme, f"README.md does not quote the measured model: rerun nbs/index.ipynb and msvar_readme ({card[:120]}…)"
     log = [json.loads(l) for l in (REPO / "data" / "msvar_small_train" / "ship_log.jsonl").read_text().splitlines()]
     assert f"{log[-1]['step'] + 1} steps of 16 crops" in readme

@@ -1,4 +1,4 @@
-"""Writes tests/ref/sr_demo.json: what `msvar_sr data/demo/lr` (shipped model, its default decoding and colour fix) writes, as a sha256 of
+"""Writes tests/ref/sr_demo.json: what `msvar_sr data/demo/lr` (shipped model, its default decoding and input fix) writes, as a sha256 of
 each output's pixels plus a 15×15 block-mean thumbnail. tests/test_sr_outputs.py checks a fresh run against it, so a
 refactor that changes the model's outputs fails. Rerun this only when the model's outputs are *meant* to change:
 
