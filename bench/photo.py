@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from msvar.core import MsvarError, resize, to_uint8, repo_dir
 from msvar.files import load_image
-from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, gaussian_blur, default_model_path
+from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, tiled_side, gaussian_blur, default_model_path
 from msvar.inference import DEFAULT_CLASS, DEFAULT_OUTPUT, OutputSettings, finish, input_kind
 from msvar.metrics import chroma, delta_e
 
@@ -41,11 +41,11 @@ def tile_mark(out, bic, sh, sw, tile, s):
     return acc.flatten(1).std(1).pow(2).mean().sqrt().item()
 
 
-def measure(out, bic, x, tile, overlap, s):
+def measure(out, bic, x, tile, overlap, s, step):
     "Seam ratio (and bicubic's), tile-locked mark, chroma ratio and coarse ΔE of one output against bicubic of the input."
-    sh, sw = tile_starts(x.shape[-2], tile, overlap), tile_starts(x.shape[-1], tile, overlap)
+    sh, sw = (tile_starts(tiled_side(n, tile, step), tile, overlap, step) for n in x.shape[-2:])  # upscale's tiles
     half = (tile - overlap) // 2  # LR px: the tile lines moved half a stride, onto lines no tile ends at
-    between = lambda st, side: [min(a + half, side - tile) for a in st]
+    between = lambda st, side: [min(a + half, tiled_side(side, tile, step) - tile) for a in st]
     blur = lambda t: gaussian_blur(t, 2.0 * s).clamp(0, 1)
     return dict(
         seam=seam_ratio(out, sh, sw, tile, s),
@@ -104,9 +104,9 @@ def main(argv=None):
     rows = {}
     for s in (2, 4):
         bic = resize(x, (x.shape[-2] * s, x.shape[-1] * s), "bicubic").clamp(0, 1)
-        rows[f"bicubic x{s}"] = measure(bic, bic, x, tile, overlap, s)
-        rows[f"msvar x{s}"] = measure(fixed[s], bic, x, tile, overlap, s)
-        rows[f"msvar x{s}, no fix"] = measure(raw[s], bic, x, tile, overlap, s)
+        rows[f"bicubic x{s}"] = measure(bic, bic, x, tile, overlap, s, model.tile_step)
+        rows[f"msvar x{s}"] = measure(fixed[s], bic, x, tile, overlap, s, model.tile_step)
+        rows[f"msvar x{s}, no fix"] = measure(raw[s], bic, x, tile, overlap, s, model.tile_step)
     w, h = x.shape[-1], x.shape[-2]
     print(
         f"{Path(a.image).name} {w}×{h} → ×4 {w * 4}×{h * 4}, class {a.cls}, overlap {overlap} LR px, looks "

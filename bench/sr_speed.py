@@ -39,6 +39,7 @@ from msvar.inference import (
     OutputSettings,
     load_sr_model,
     tile_starts,
+    tiled_side,
     upscale,
 )
 from msvar.metrics import lpips_distance, psnr
@@ -164,10 +165,12 @@ def on_input(fn, x, warm):
     return lambda r: fn(warm if r < 0 else x)
 
 
-def n_tiles(h: int, w: int, tile: int) -> int:
-    "Tiles `upscale` generates for an h×w input with the default overlap."
+def n_tiles(h: int, w: int, tile: int, step: int) -> int:
+    "Tiles `upscale` generates for an h×w input with the default overlap, starts on a grid of `step` input px."
     ov = DEFAULT_OUTPUT.tile_overlap(tile)
-    return len(tile_starts(max(h, tile), tile, ov)) * len(tile_starts(max(w, tile), tile, ov))
+    return len(tile_starts(tiled_side(h, tile, step), tile, ov, step)) * len(
+        tile_starts(tiled_side(w, tile, step), tile, ov, step)
+    )
 
 
 def speed_table(model, rrdb, sizes, threads, reps) -> list:
@@ -181,7 +184,7 @@ def speed_table(model, rrdb, sizes, threads, reps) -> list:
             fns = dict(msvar_fp32=msvar_run(model), msvar_bf16=msvar_run(model, precision="bf16"))
             fns.update(rrdb_fp32=rrdb_run(rrdb, torch.float32), rrdb_bf16=rrdb_run(rrdb, torch.bfloat16))
             secs = interleaved({k: on_input(f, x, warm) for k, f in fns.items()}, reps, clock=clock_for(t))
-            rows.append((t, (h, w), n_tiles(h, w, model.preset.lr_size), secs))
+            rows.append((t, (h, w), n_tiles(h, w, model.preset.lr_size, model.tile_step), secs))
             print_speed_row(*rows[-1])
     return rows
 
@@ -556,7 +559,7 @@ def main():
             print(f"\nper part, one upscale of a {w}×{h} input, {t} thread(s), {prec}:")
             parts = profile(model, x, autocast=prec == "bf16")
             print_profile(parts, peaks[t]["float32" if prec == "fp32" else "bfloat16"], best, prec)
-        per_tile = sum(parts.flops.values()) / n_tiles(h, w, model.preset.lr_size)
+        per_tile = sum(parts.flops.values()) / n_tiles(h, w, model.preset.lr_size, model.tile_step)
         bound_lines(rows, per_tile, {t: max(p.values()) for t, p in peaks.items()})
     if a.variants:
         print(

@@ -25,6 +25,7 @@ from msvar.inference import (
     colour_fix,
     seam_ratio,
     tile_starts,
+    tiled_side,
     SOFT_TAU,
     OutputSettings,
 )
@@ -32,9 +33,9 @@ from msvar.var import Decoding
 from msvar.metrics import psnr, delta_e, chroma, lpips_distance
 
 
-def score(out, target, lr_hw, tile, overlap, s):
+def score(out, target, lr_hw, tile, overlap, s, step):
     "One output image against its target: a dict of scores."
-    sh, sw = tile_starts(lr_hw[0], tile, overlap), tile_starts(lr_hw[1], tile, overlap)
+    sh, sw = (tile_starts(tiled_side(n, tile, step), tile, overlap, step) for n in lr_hw)  # upscale's tiles
     return dict(
         psnr_rgb=psnr(out, target, y_channel=False).item(),
         psnr_y=psnr(out, target).item(),
@@ -89,7 +90,7 @@ def main(argv=None):
                         overlap=ov,
                         sigma=0,
                         scale=s,
-                        **score(bic[s], targets[s], (lr_side, lr_side), tile, ov, s),
+                        **score(bic[s], targets[s], (lr_side, lr_side), tile, ov, s, model.tile_step),
                     )
                 )
         for ov in a.overlap:
@@ -106,7 +107,7 @@ def main(argv=None):
                             overlap=ov,
                             sigma=sg,
                             scale=s,
-                            **score(out, targets[s], (lr_side, lr_side), tile, ov, s),
+                            **score(out, targets[s], (lr_side, lr_side), tile, ov, s, model.tile_step),
                         )
                     )
         print(f"image {i + 1}/{len(hr)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)

@@ -172,7 +172,7 @@ def clean_rows(
                     rows += rows_of("clean", s, named(c, x, True, sg, o), [name], sc, sigma=sg, overlap=ov)
                 for spec in fixes:
                     sc = scores(fixed_by(raw, lr, s, spec)[None], hr[None], alex)
-                    rows += rows_of("clean", s, named(c, x, overlap=o, spec=spec), [name], sc, overlap=ov)
+                    rows += rows_of("clean", s, named(c, x, overlap=o, spec=spec), [name], sc, overlap=ov, fix=spec)
                 sc = scores(raw[None], hr[None], alex)
                 rows += rows_of("clean", s, named(c, x, False, overlap=o), [name], sc, sigma=0.0, overlap=ov)
     return rows, noise

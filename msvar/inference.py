@@ -23,18 +23,26 @@ from .model_file import write_model_file, read_model_file
 # %% auto #0
 __all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'LAPLACIAN', 'CHROMA_THRESHOLD', 'COLOUR_SIGMA', 'INPUT_FIXES', 'FIX_NAMES',
            'OVERLAP_SHARE', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM', 'DEFAULT_OUTPUT', 'PROGRESS_TILES',
-           'tile_starts', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file', 'load_sr_model',
-           'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix', 'colour_fix_scales', 'back_project', 'InputFix',
-           'chroma_detail', 'input_kind', 'OutputSettings', 'x2_from_x4', 'precision_context', 'upscale', 'input_fix',
-           'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
+           'tile_starts', 'tiled_side', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file',
+           'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix', 'colour_fix_scales',
+           'back_project', 'InputFix', 'chroma_detail', 'input_kind', 'OutputSettings', 'x2_from_x4',
+           'precision_context', 'upscale', 'input_fix', 'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
-def tile_starts(side: int, tile: int, overlap: int) -> list:
-    "Start offsets of tiles covering [0, side)."
+def tile_starts(side: int, tile: int, overlap: int, step: int = 1) -> list:
+    "Start offsets, multiples of `step`, of tiles covering [0, side); `side − tile` must be a multiple of `step`."
     if side <= tile:
         return [0]
+    if (side - tile) % step:
+        raise MsvarError(f"side − tile must be a multiple of step: got side {side}, tile {tile}, step {step}")
     n = math.ceil((side - overlap) / (tile - overlap))
-    return [round(i * (side - tile) / (n - 1)) for i in range(n)]
+    return [step * round(i * (side - tile) / step / (n - 1)) for i in range(n)]
+
+
+def tiled_side(side: int, tile: int, step: int = 1) -> int:
+    "The side an image is padded to before tiling: at least one tile, and `tile` plus a whole number of steps."
+    padded = max(side, tile)
+    return padded + (tile - padded) % step
 
 
 def blend_window(size: int, ramp: int, floor: float = 1e-3) -> torch.Tensor:
@@ -72,6 +80,11 @@ class SRModel(nn.Module):
     def scales(self) -> tuple:
         "Upscaling factor of each stage (1, 2, 4)."
         return tuple(s // self.preset.lr_size for s in self.preset.stage_sizes)
+
+    @property
+    def tile_step(self) -> int:
+        "Input pixels a token of the finest scale covers: tiles start on this grid (`tile_starts`)."
+        return self.preset.lr_size // self.preset.patch_nums[-1]
 
     def prefix(self, lr: torch.Tensor) -> torch.Tensor:
         "LR (B,3,h,w) → encoder features of its upsampling."
@@ -263,7 +276,7 @@ INPUT_FIXES = {  # per input kind, chosen in chapter 11
     "clean": InputFix(0.125, steps=10),
 }
 FIX_NAMES = ("auto", *INPUT_FIXES, "none")  # auto: INPUT_FIXES[input_kind(x)]
-OVERLAP_SHARE = 1 / 4  # the tiles' default overlap, a share of the tile (chapter 11)
+OVERLAP_SHARE = 1 / 8  # the tiles' default overlap, a share of the tile (chapter 11)
 DEFAULT_SCALES = (2, 4)  # ×1 adds little to its input (chapter 11)
 
 
@@ -357,10 +370,16 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
     x, scales = _checked_image(image), output.scales
     if output.x2_source == 4 and 2 in scales:  # ×2 from the ×4 stage's output (its decoder is skipped)
         scales = tuple(sorted(set(scales) - {2} | {4}))
-    tile, avail, fn, dev = getattr(model, "tile", None), model.scales, model, "cpu"
+    tile, step, avail, fn, dev = (
+        getattr(model, "tile", None),
+        getattr(model, "step", 1),
+        model.scales,
+        model,
+        "cpu",
+    )
     if isinstance(model, SRModel):
         dev = next(model.parameters()).device.type
-        tile, dec = model.preset.lr_size, decoding or model.decoding
+        tile, step, dec = model.preset.lr_size, model.tile_step, decoding or model.decoding
         g, stages = torch.Generator().manual_seed(dec.seed), [n for n, s in enumerate(avail) if s in scales]
         fn = lambda t: model.sr_batch(t, cls=output.cls, decoding=dec, generator=g, stages=stages)
     if not set(scales) <= set(avail):
@@ -369,10 +388,12 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
     if overlap >= tile:
         raise MsvarError(f"overlap must be in [0, {tile}) LR pixels got {overlap}")
     H, W = x.shape[-2:]
-    ph, pw = max(0, tile - H), max(0, tile - W)  # small images padded
+    Hp, Wp = tiled_side(H, tile, step), tiled_side(W, tile, step)
+    ph, pw = Hp - H, Wp - W  # small images, and sides off the step grid, padded
     xp = F.pad(x[None], (0, pw, 0, ph), mode="reflect" if ph < H and pw < W else "replicate")[0]
-    Hp, Wp = xp.shape[-2:]
-    boxes = [(i, j) for i in tile_starts(Hp, tile, overlap) for j in tile_starts(Wp, tile, overlap)]
+    boxes = [
+        (i, j) for i in tile_starts(Hp, tile, overlap, step) for j in tile_starts(Wp, tile, overlap, step)
+    ]
     acc = {s: torch.zeros(4, Hp * s, Wp * s) for s in scales}
     win = {s: blend_window(tile * s, overlap * s) for s in scales}
     it = range(0, len(boxes), output.batch_size)

@@ -118,6 +118,17 @@ def test_the_flop_bound_line_scales_the_profile_by_tiles(capsys):
 
 
 def test_the_bench_counts_the_tiles_upscale_cuts():
-    "n_tiles: the default overlap's tiles (a 96-px side, 16-px tiles overlapping by 4: 8 per side)."
-    assert sr_speed.n_tiles(96, 96, 16) == 8 * 8
-    assert sr_speed.n_tiles(10, 10, 16) == 1
+    "n_tiles: the tiles `upscale` cuts with the default overlap, starts on its grid of `step` input px."
+    import torch
+    from msvar.core import resize
+    from msvar.inference import upscale, OutputSettings
+    seen = []
+    def toy(t):
+        seen.append(len(t))
+        return [resize(t, t.shape[-1] * s, "bicubic") for s in (1, 2, 4)]
+    toy.tile, toy.scales, toy.step = 16, (1, 2, 4), 2
+    for h, w in ((96, 96), (10, 10), (37, 50)):
+        seen.clear()
+        upscale(torch.rand(3, h, w), toy, OutputSettings(scales=(4,), fix="none"))
+        assert sum(seen) == sr_speed.n_tiles(h, w, 16, 2), (h, w)
+    assert sr_speed.n_tiles(96, 96, 16, 2) == 7 * 7  # 16-px tiles overlapping by 2: 7 per 96-px side
