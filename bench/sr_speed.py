@@ -417,7 +417,11 @@ def variants(model, tile: int) -> dict:
             for b in (8, 16, 32)
             if b != DEFAULT_OUTPUT.batch_size
         },
-        f"overlap {tile // 8}": msvar_run(model, overlap=tile // 8),
+        **{
+            f"overlap {o}": msvar_run(model, overlap=o)
+            for o in (tile // 8, tile // 4)
+            if o != DEFAULT_OUTPUT.tile_overlap(tile)
+        },
         "no ×1 decode (emulated)": msvar_run(skip_x1(model)),
         "stage decoders channels-last": msvar_run(channels_last(model)),
         "bf16 autocast": bf16_run(model),

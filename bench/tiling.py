@@ -1,7 +1,7 @@
 """Large images without a grid: tile overlap and the colour fix, measured on whole images (chapter 08, chapter 11).
 
     python bench/tiling.py --model data/msvar_small.safetensors --data VAL_HR_FOLDER -n 20 --json out.json
-    python bench/tiling.py --model data/msvar_small.safetensors --data VAL_HR_FOLDER -n 12 --overlap 2 3 4 8 \
+    python bench/tiling.py --model data/msvar_small.safetensors --data VAL_HR_FOLDER -n 12 --overlap 2 4 6 8 \
         --sigma 0 0.5 1 2 4 --json out.json --per-image out.csv
 
 Each HR image's centre crop of --hr-size pixels is degraded (Real-ESRGAN, seeded) to a quarter of its side, so that
