@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from msvar.core import MsvarError, resize, to_uint8, repo_dir
 from msvar.files import load_image
-from msvar.inference import load_sr_model, upscale, seam_ratio, tile_starts, tiled_side, gaussian_blur, default_model_path
+from msvar.inference import load_sr_model, upscale, seam_ratio, tile_grid, tiled_side, gaussian_blur, default_model_path
 from msvar.inference import DEFAULT_CLASS, DEFAULT_OUTPUT, OutputSettings, finish, input_kind
 from msvar.metrics import chroma, delta_e
 
@@ -43,7 +43,7 @@ def tile_mark(out, bic, sh, sw, tile, s):
 
 def measure(out, bic, x, tile, overlap, s, step):
     "Seam ratio (and bicubic's), tile-locked mark, chroma ratio and coarse ΔE of one output against bicubic of the input."
-    sh, sw = (tile_starts(tiled_side(n, tile, step), tile, overlap, step) for n in x.shape[-2:])  # upscale's tiles
+    sh, sw = tile_grid(*x.shape[-2:], tile, overlap, step)  # upscale's tiles
     half = (tile - overlap) // 2  # LR px: the tile lines moved half a stride, onto lines no tile ends at
     between = lambda st, side: [min(a + half, tiled_side(side, tile, step) - tile) for a in st]
     blur = lambda t: gaussian_blur(t, 2.0 * s).clamp(0, 1)
@@ -99,7 +99,7 @@ def main(argv=None):
     overlap = output.tile_overlap(tile)
     t0 = time.perf_counter()
     raw = upscale(x, model, output)  # the model's decoding
-    fixed = finish(raw, x, OutputSettings(fix=DEFAULT_OUTPUT.fix))
+    fixed = finish(raw, x, DEFAULT_OUTPUT)  # msvar_sr's input fix
     secs = time.perf_counter() - t0
     rows = {}
     for s in (2, 4):

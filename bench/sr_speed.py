@@ -38,8 +38,7 @@ from msvar.inference import (
     DEFAULT_SCALES,
     OutputSettings,
     load_sr_model,
-    tile_starts,
-    tiled_side,
+    tile_grid,
     upscale,
 )
 from msvar.metrics import lpips_distance, psnr
@@ -168,9 +167,8 @@ def on_input(fn, x, warm):
 def n_tiles(h: int, w: int, tile: int, step: int) -> int:
     "Tiles `upscale` generates for an h×w input with the default overlap, starts on a grid of `step` input px."
     ov = DEFAULT_OUTPUT.tile_overlap(tile)
-    return len(tile_starts(tiled_side(h, tile, step), tile, ov, step)) * len(
-        tile_starts(tiled_side(w, tile, step), tile, ov, step)
-    )
+    starts_h, starts_w = tile_grid(h, w, tile, ov, step)
+    return len(starts_h) * len(starts_w)
 
 
 def speed_table(model, rrdb, sizes, threads, reps) -> list:

@@ -24,8 +24,7 @@ from msvar.inference import (
     upscale,
     colour_fix,
     seam_ratio,
-    tile_starts,
-    tiled_side,
+    tile_grid,
     SOFT_TAU,
     OutputSettings,
 )
@@ -35,7 +34,7 @@ from msvar.metrics import psnr, delta_e, chroma, lpips_distance
 
 def score(out, target, lr_hw, tile, overlap, s, step):
     "One output image against its target: a dict of scores."
-    sh, sw = (tile_starts(tiled_side(n, tile, step), tile, overlap, step) for n in lr_hw)  # upscale's tiles
+    sh, sw = tile_grid(*lr_hw, tile, overlap, step)  # upscale's tiles
     return dict(
         psnr_rgb=psnr(out, target, y_channel=False).item(),
         psnr_y=psnr(out, target).item(),

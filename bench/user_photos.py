@@ -44,8 +44,6 @@ from msvar.evaluate import load_pairs, model_outputs
 from msvar.inference import (
     CHROMA_THRESHOLD,
     COLOUR_SIGMA,
-    FIX_NAMES,
-    InputFix,
     OutputSettings,
     chroma_detail,
     colour_fix_scales,
@@ -56,6 +54,7 @@ from msvar.inference import (
 from msvar.inference import default_model_path, upscale, x2_from_x4
 from msvar.lpips import get_lpips
 from msvar.metrics import flat_hf_energy, lpips_distance, psnr
+from msvar.quality import parse_fix
 from msvar.train import load_checkpoint
 from msvar.var import Decoding
 
@@ -110,14 +109,6 @@ def model_pair(
     )
     raw = upscale(lr, model, output)  # the model's decoding
     return {sg: colour_fix_scales(raw, lr, sg)[scale] for sg in sigmas}, raw[scale]
-
-
-def parse_fix(spec: str):
-    "A --fixes entry: a named fix (auto, clean, degraded) or SIGMAxSTEPS, an InputFix (0.25x10)."
-    if spec in FIX_NAMES:
-        return spec
-    sigma, _, steps = spec.partition("x")
-    return InputFix(float(sigma), int(steps or 0))
 
 
 def fixed_by(raw: torch.Tensor, lr: torch.Tensor, s: int, spec: str) -> torch.Tensor:
@@ -378,7 +369,7 @@ def parser() -> argparse.ArgumentParser:
         "--fixes",
         nargs="+",
         default=[],
-        help="input fixes to score beside: auto, clean, degraded, or SIGMAxSTEPS (an InputFix: 0.25x10)",
+        help="input fixes to score beside (`parse_fix`): auto, clean, degraded, or SIGMAxSTEPS (an InputFix: 0.25x10)",
     )
     ap.add_argument(
         "--overlaps",

@@ -23,7 +23,7 @@ from .model_file import write_model_file, read_model_file
 # %% auto #0
 __all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'LAPLACIAN', 'CHROMA_THRESHOLD', 'COLOUR_SIGMA', 'INPUT_FIXES', 'FIX_NAMES',
            'OVERLAP_SHARE', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM', 'DEFAULT_OUTPUT', 'PROGRESS_TILES',
-           'tile_starts', 'tiled_side', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file',
+           'tile_starts', 'tiled_side', 'tile_grid', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file',
            'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix', 'colour_fix_scales',
            'back_project', 'InputFix', 'chroma_detail', 'input_kind', 'OutputSettings', 'x2_from_x4',
            'precision_context', 'upscale', 'input_fix', 'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
@@ -43,6 +43,11 @@ def tiled_side(side: int, tile: int, step: int = 1) -> int:
     "The side an image is padded to before tiling: at least one tile, and `tile` plus a whole number of steps."
     padded = max(side, tile)
     return padded + (tile - padded) % step
+
+
+def tile_grid(h: int, w: int, tile: int, overlap: int, step: int = 1) -> tuple:
+    "The tile starts (rows, columns) of an h×w image, padded by `tiled_side`: the tiles `upscale` cuts."
+    return tuple(tile_starts(tiled_side(n, tile, step), tile, overlap, step) for n in (h, w))
 
 
 def blend_window(size: int, ramp: int, floor: float = 1e-3) -> torch.Tensor:
@@ -370,13 +375,8 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
     x, scales = _checked_image(image), output.scales
     if output.x2_source == 4 and 2 in scales:  # ×2 from the ×4 stage's output (its decoder is skipped)
         scales = tuple(sorted(set(scales) - {2} | {4}))
-    tile, step, avail, fn, dev = (
-        getattr(model, "tile", None),
-        getattr(model, "step", 1),
-        model.scales,
-        model,
-        "cpu",
-    )
+    tile, step = getattr(model, "tile", None), getattr(model, "step", 1)  # a plain function's tiles
+    avail, fn, dev = model.scales, model, "cpu"
     if isinstance(model, SRModel):
         dev = next(model.parameters()).device.type
         tile, step, dec = model.preset.lr_size, model.tile_step, decoding or model.decoding
@@ -391,9 +391,8 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
     Hp, Wp = tiled_side(H, tile, step), tiled_side(W, tile, step)
     ph, pw = Hp - H, Wp - W  # small images, and sides off the step grid, padded
     xp = F.pad(x[None], (0, pw, 0, ph), mode="reflect" if ph < H and pw < W else "replicate")[0]
-    boxes = [
-        (i, j) for i in tile_starts(Hp, tile, overlap, step) for j in tile_starts(Wp, tile, overlap, step)
-    ]
+    starts_h, starts_w = tile_grid(H, W, tile, overlap, step)
+    boxes = [(i, j) for i in starts_h for j in starts_w]
     acc = {s: torch.zeros(4, Hp * s, Wp * s) for s in scales}
     win = {s: blend_window(tile * s, overlap * s) for s in scales}
     it = range(0, len(boxes), output.batch_size)
@@ -416,8 +415,10 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
 
 def input_fix(fix: str | InputFix, x: torch.Tensor) -> InputFix | None:
     "The InputFix that `fix` (OutputSettings.fix) gives the input `x` (3, h, w); None for 'none'."
-    if isinstance(fix, InputFix) or fix == "none":
-        return None if fix == "none" else fix
+    if fix == "none":
+        return None
+    if isinstance(fix, InputFix):
+        return fix
     return INPUT_FIXES[input_kind(x) if fix == "auto" else fix]
 
 

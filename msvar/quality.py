@@ -14,20 +14,30 @@ from .hit import reconstruct_scales, build_model
 from .losses import sr_tokens, sr_loss
 from .var import Decoding
 from .evaluate import baseline_outputs, evaluate_outputs, summary_table, model_outputs
-from .inference import OutputSettings, InputFix
+from .inference import OutputSettings, InputFix, FIX_NAMES
 from .metrics import psnr, lpips_distance, delta_e, chroma_kept, fixed_pattern
 
 # %% auto #0
-__all__ = ['parse_decode', 'teacher_forced', 'goal_checks', 'scale_checks', 'meets_goal', 'quality_table', 'save_quality',
-           'load_quality', 'model_card', 'autoencoder_table']
+__all__ = ['parse_fix', 'parse_decode', 'teacher_forced', 'goal_checks', 'scale_checks', 'meets_goal', 'quality_table',
+           'save_quality', 'load_quality', 'model_card', 'autoencoder_table']
 
 # %% ../nbs/11_quality.ipynb #7c30862d
+def parse_fix(spec: str) -> str | InputFix:
+    "An input fix written short: one of OutputSettings' named fixes (auto, clean, …) or SIGMAxSTEPS (`0.125x10`)."
+    if spec in FIX_NAMES:
+        return spec
+    sigma, _, steps = spec.partition("x")
+    return InputFix(float(sigma), int(steps or 0))
+
+
 def parse_decode(s: str, seed: int | None = None) -> dict:
     """A decoding string, with an optional input fix → {decoding, fix}: `colourS` the colour fix at σ = S alone,
-    `fixNAME` one of OutputSettings' named fixes (`fixauto`: msvar_sr's)."""
+    `fixF` the fix `parse_fix(F)` (`fixauto`: msvar_sr's)."""
     parts = s.split("+")
     is_fix = lambda p: p.startswith(("colour", "fix"))
-    fixes = [InputFix(float(p[6:])) if p.startswith("colour") else p[3:] for p in parts if is_fix(p)]
+    fixes = [
+        InputFix(float(p[6:])) if p.startswith("colour") else parse_fix(p[3:]) for p in parts if is_fix(p)
+    ]
     dec = Decoding.parse("+".join(p for p in parts if not is_fix(p)))
     kw = dict(decoding=dec if seed is None else replace(dec, seed=seed))
     return {**kw, "fix": fixes[-1]} if fixes else kw
@@ -161,9 +171,8 @@ def model_card(q: dict, row: str) -> str:
     "What the README says of the shipped model (row `row`)."
     t = q["table"]
     m, b, checks = t.loc[row], t.loc["bicubic"], goal_checks(t, row)
-    at = {
-        k: [f"×{s[1:]}" for s in ("x2", "x4") if not checks[s][k]] for k in checks["x4"]
-    }  # criterion: scales
+    # {criterion: the scales it misses at}
+    at = {k: [f"×{s[1:]}" for s in ("x2", "x4") if not checks[s][k]] for k in checks["x4"]}
     missed = [f"{_CRITERIA[k]} at {' and '.join(s)}" for k, s in at.items() if s]
     holds = "every criterion of chapter 11's goal holds at ×2 and ×4"
     goal = "chapter 11's goal is missed on " + ", ".join(missed) if missed else holds

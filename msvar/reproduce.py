@@ -29,13 +29,7 @@ from .tokenizer import load_tokenizer
 from .train_tokenizer import train_tokenizer, finetune_hit
 from .train_var import train_var, VarTrainConfig
 from .train import read_log
-from msvar.inference import (
-    SOFT_TAU,
-    COLOUR_SIGMA,
-    sr_model_from_checkpoint,
-    colour_fix_scales,
-    save_sr_model,
-)
+from .inference import SOFT_TAU, COLOUR_SIGMA, sr_model_from_checkpoint, colour_fix_scales, save_sr_model
 from .inference import OutputSettings
 from .evaluate import evaluate_outputs, model_outputs, load_pairs, baseline_outputs
 from .fetch import fetched
