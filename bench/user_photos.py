@@ -19,9 +19,9 @@ and from the ×4 stage's output resized ÷2 (`x2_from=4`, "×2 from ×4" in the 
 08). --last N: only the folder's last N images by name (a validation split held in a training folder).
 Scores: PSNR-RGB, LPIPS (alex) and the flat-region high-frequency energy (`flat_hf_energy`, chapter 09), each beside bicubic's: PSNR in dB against bicubic, LPIPS and flat-HF as ratios to bicubic's (flat-HF:
 ratio of the means over the images that have a flat region).
-`auto` picks class 0 or 1 per input from its chroma detail (`chroma_detail`, chapter 08: median |Laplacian| of Cb and
-Cr over that of Y; CHROMA_THRESHOLD set with --noise-only on the T91 training images) and is scored with the outputs of the class it
-picked; the accuracy line says how often it picks the input's kind.
+`auto` picks class 0 or 1 per input by the kind it looks (`input_kind`, chapter 08: the line between the kinds in
+chroma detail and fine detail, fitted on training images by `bench/input_kind.py`) and is scored with the outputs of the
+class it picked; the accuracy line says how often it picks the input's kind (--kinds-only: that line alone).
 --snapshots: the training curve instead, rows per VAR checkpoint (step_N.pt) of a folder, the shipped model as step 0:
 degraded crops (classes --degraded-cls) and clean ×4 (class --cls), with and without the colour fix.
 """
@@ -42,10 +42,10 @@ from msvar.files import list_images, load_image
 from msvar.data import make_testset
 from msvar.evaluate import load_pairs, model_outputs
 from msvar.inference import (
-    CHROMA_THRESHOLD,
     COLOUR_SIGMA,
     OutputSettings,
-    chroma_detail,
+    input_kind,
+    kind_score,
     colour_fix_scales,
     finish,
     load_sr_model,
@@ -59,9 +59,9 @@ from msvar.train import load_checkpoint
 from msvar.var import Decoding
 
 
-def auto_class(lr: torch.Tensor, threshold: float = CHROMA_THRESHOLD) -> int:
-    "The class an input looks like: 1 (clean) when its chroma detail is above `threshold`, else 0 (degraded)."
-    return 1 if chroma_detail(lr) > threshold else 0
+def kind_row(protocol: str, scale: int, image: str, x: torch.Tensor) -> dict:
+    "What `input_kind` makes of one input of a protocol."
+    return dict(protocol=protocol, scale=scale, image=image, kind=input_kind(x), score=kind_score(x))
 
 
 def hr_long_side(x: torch.Tensor, side: int) -> torch.Tensor:
@@ -145,12 +145,12 @@ def clean_rows(
     fixes=(),
 ):
     """Per-image rows of the clean protocol (bicubic and, per class and tile overlap, fixed and raw) and each input's
-    noise level."""
-    rows, noise = [], []
+    kind."""
+    rows, kinds = [], []
     for name, hr in images:
         for s in scales:
             lr = resize(hr, (hr.shape[-2] // s, hr.shape[-1] // s), "bicubic").clamp(0, 1)
-            noise.append(dict(protocol="clean", scale=s, image=name, detail=chroma_detail(lr)))
+            kinds.append(kind_row("clean", s, name, lr))
             rows += rows_of(
                 "clean", s, "bicubic", [name], scores(bicubic_up(lr, hr.shape[-2:])[None], hr[None], alex)
             )
@@ -166,7 +166,7 @@ def clean_rows(
                     rows += rows_of("clean", s, named(c, x, overlap=o, spec=spec), [name], sc, overlap=ov, fix=spec)
                 sc = scores(raw[None], hr[None], alex)
                 rows += rows_of("clean", s, named(c, x, False, overlap=o), [name], sc, sigma=0.0, overlap=ov)
-    return rows, noise
+    return rows, kinds
 
 
 def degraded_pairs(folder, n: int, seed: int, preset) -> dict:
@@ -188,7 +188,7 @@ def crop_outputs(model, lr: torch.Tensor, cls: int, precision: str = "fp32") -> 
 def degraded_rows(
     model, pairs, classes, alex, scales=(2, 4), x2_froms=(2,), precision="fp32", sigmas=(COLOUR_SIGMA,), fixes=()
 ):
-    "Per-image rows of the degraded protocol (bicubic and, per class, fixed and raw) and each crop's noise level."
+    "Per-image rows of the degraded protocol (bicubic and, per class, fixed and raw) and each crop's kind."
     lr, hr, names = pairs["lr"], pairs["hr"], pairs["names"]
     refs = {s: resize(hr, lr.shape[-1] * s, "bicubic").clamp(0, 1) for s in scales}
     rows = []
@@ -215,17 +215,12 @@ def degraded_rows(
                 sc = scores(fixed_by(r2, lr, 2, spec), refs[2], alex)
                 rows += rows_of("degraded", 2, named(c, 4, spec=spec), names, sc)
             rows += rows_of("degraded", 2, named(c, 4, False), names, scores(r2, refs[2], alex))
-    noise = [
-        dict(protocol="degraded", scale=s, image=n, detail=chroma_detail(x))
-        for s in scales
-        for n, x in zip(names, lr)
-    ]
-    return rows, noise
+    return rows, [kind_row("degraded", s, n, x) for s in scales for n, x in zip(names, lr)]
 
 
-def auto_rows(per_image: pd.DataFrame, noise: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    "Rows `auto` and `auto, no fix`: each input scored with the outputs of the class `auto_class` picks for it."
-    pick = noise.assign(cls=(noise.detail > threshold).astype(int))
+def auto_rows(per_image: pd.DataFrame, kinds: pd.DataFrame) -> pd.DataFrame:
+    "Rows `auto` and `auto, no fix`: each input scored with the outputs of the class of the kind it looks."
+    pick = kinds.assign(cls=(kinds.kind == "clean").astype(int))
     out = []
     for suffix in ("", ", no fix"):
         m = per_image.merge(pick[["protocol", "scale", "image", "cls"]], on=["protocol", "scale", "image"])
@@ -234,10 +229,9 @@ def auto_rows(per_image: pd.DataFrame, noise: pd.DataFrame, threshold: float) ->
     return pd.concat(out)
 
 
-def auto_accuracy(noise: pd.DataFrame, threshold: float) -> dict:
-    "Share of inputs whose picked class is their kind: 1 on the clean protocol's inputs, 0 on the degraded crops."
-    right = (noise.detail > threshold) == (noise.protocol == "clean")
-    return right.groupby(noise.protocol).mean().to_dict()
+def auto_accuracy(kinds: pd.DataFrame) -> dict:
+    "Share of inputs `input_kind` sees as their protocol's kind."
+    return (kinds.kind == kinds.protocol).groupby(kinds.protocol).mean().to_dict()
 
 
 def flat_ratio(g: pd.DataFrame, b: pd.DataFrame) -> float:
@@ -307,31 +301,23 @@ def curve(
     return pd.concat(parts, names=["step"])
 
 
-def input_noise(a, preset) -> pd.DataFrame:
-    "Noise levels of the clean protocol's inputs (÷2, ÷4) and of the degraded crops, without running a model."
+def input_kinds(a, preset) -> pd.DataFrame:
+    "The kind `input_kind` sees in each input of both protocols (clean ÷2 and ÷4, degraded crops), without a model."
     rows = []
     for name, hr in clean_inputs(a.data, a.n, a.long_side):
         for s in (2, 4):
             lr = resize(hr, (hr.shape[-2] // s, hr.shape[-1] // s), "bicubic").clamp(0, 1)
-            rows.append(dict(protocol="clean", image=name, detail=chroma_detail(lr)))
+            rows.append(kind_row("clean", s, name, lr))
     pairs = degraded_pairs(a.data, a.crops, a.seed, preset)
-    rows += [
-        dict(protocol="degraded", image=n, detail=chroma_detail(x))
-        for n, x in zip(pairs["names"], pairs["lr"])
-    ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows + [kind_row("degraded", 4, n, x) for n, x in zip(pairs["names"], pairs["lr"])])
 
 
-def noise_report(noise: pd.DataFrame, threshold: float, others=(0.2, 0.25, 0.35, 0.4)) -> pd.DataFrame:
-    "Quantiles of the chroma detail per protocol and auto's accuracy at `threshold` (printed, also at a few others)."
-    q = noise.groupby("protocol").detail.quantile([0.1, 0.25, 0.5, 0.75, 0.9]).unstack()
-    print(q.round(2).to_string())
-    for th in others:
-        print(f"threshold {th:g}: right on {auto_accuracy(noise, th)}")
-    acc = auto_accuracy(noise, threshold)
-    print(f"threshold {threshold:g} (auto's): right on {acc}")
-    n = noise.groupby("protocol").size()
-    return q.assign(threshold=threshold, right=pd.Series(acc), n=n)
+def kind_report(kinds: pd.DataFrame) -> pd.DataFrame:
+    "Per protocol: inputs, the share `input_kind` gets right, and the quartiles of its score (printed)."
+    q = kinds.groupby("protocol").score.quantile([0.25, 0.5, 0.75]).unstack().add_prefix("score_q")
+    t = q.assign(right=pd.Series(auto_accuracy(kinds)), n=kinds.groupby("protocol").size())
+    print(t.round(3).to_string())
+    return t
 
 
 def parser() -> argparse.ArgumentParser:
@@ -388,9 +374,6 @@ def parser() -> argparse.ArgumentParser:
         "--crops", type=int, default=100, help="the degraded protocol's number of 64-px crops (100)"
     )
     ap.add_argument("--seed", type=int, default=0, help="the degradation seed (0)")
-    ap.add_argument(
-        "--threshold", type=float, default=CHROMA_THRESHOLD, help="auto's chroma-detail threshold (0.3)"
-    )
     ap.add_argument("--protocols", nargs="+", default=["clean", "degraded"], choices=["clean", "degraded"])
     ap.add_argument(
         "--snapshots", default=None, help="a folder of VAR checkpoints step_N.pt: print the curve"
@@ -405,7 +388,7 @@ def parser() -> argparse.ArgumentParser:
         help="the snapshots' classes on the degraded crops",
     )
     ap.add_argument(
-        "--noise-only", action="store_true", help="only the inputs' chroma detail (to set --threshold)"
+        "--kinds-only", action="store_true", help="only the kind input_kind sees in each input (no model)"
     )
     ap.add_argument("--out", default=None, help="write the table (or the curve) to this CSV file")
     ap.add_argument("--per-image", default=None, help="also write the per-image scores to this CSV file")
@@ -414,34 +397,30 @@ def parser() -> argparse.ArgumentParser:
 
 def class_tables(a, model, alex) -> pd.DataFrame:
     "Score the protocols per class (and auto), print one table per protocol and auto's accuracy; the summary."
-    rows, noise, t0 = [], [], time.perf_counter()
+    rows, kinds, t0 = [], [], time.perf_counter()
     if "clean" in a.protocols:
         images = clean_inputs(a.data, a.n, a.long_side)
-        r, nz = clean_rows(
+        r, k = clean_rows(
             model, images, a.classes, alex, a.scales, a.x2_from, a.precision, a.sigmas, a.overlaps, a.fixes
         )
-        rows, noise = rows + r, noise + nz
+        rows, kinds = rows + r, kinds + k
         print(f"clean: {time.perf_counter() - t0:.0f} s", flush=True)
     if "degraded" in a.protocols:
         pairs = degraded_pairs(a.data, a.crops, a.seed, model.preset)
-        r, nz = degraded_rows(
+        r, k = degraded_rows(
             model, pairs, a.classes, alex, a.scales, a.x2_from, a.precision, a.sigmas, a.fixes
         )
-        rows, noise = rows + r, noise + nz
-    per_image, noise = pd.DataFrame(rows), pd.DataFrame(noise)
+        rows, kinds = rows + r, kinds + k
+    per_image, kinds = pd.DataFrame(rows), pd.DataFrame(kinds)
     if a.per_image:
         per_image.to_csv(a.per_image, index=False)
     if {0, 1} <= set(a.classes):
-        per_image = pd.concat([per_image, auto_rows(per_image, noise, a.threshold)])
+        per_image = pd.concat([per_image, auto_rows(per_image, kinds)])
     t = summary(per_image)
     for proto, d in t.groupby(level="protocol", sort=False):
         print(f"\n{proto} protocol ({d.n.iloc[0]} inputs per row)")
         print(d.droplevel("protocol").drop(columns="n").round(3).to_string())
-    acc = auto_accuracy(noise, a.threshold)
-    levels = noise.groupby("protocol").detail.median().round(2).to_dict()
-    print(
-        f"\nauto (chroma detail > {a.threshold:g} → class 1, else 0): right on {acc}; median chroma detail {levels}"
-    )
+    print(f"\nauto (input_kind: clean → class 1, degraded → class 0): right on {auto_accuracy(kinds)}")
     return t
 
 
@@ -466,8 +445,8 @@ def main(argv=None):
         f"{Path(a.data).name}: decoding {model.decoding}, colour fix σ = {COLOUR_SIGMA:g} input px; clean HR long "
         f"side {a.long_side} px, {a.n or 'all'} images; degraded: {a.crops} crops at seed {a.seed}"
     )
-    if a.noise_only:
-        t = noise_report(input_noise(a, model.preset), a.threshold)
+    if a.kinds_only:
+        t = kind_report(input_kinds(a, model.preset))
     elif a.snapshots:
         if not a.tokenizer:
             raise MsvarError("--snapshots needs --tokenizer (the HIT tokenizer of the run)")

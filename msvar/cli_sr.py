@@ -15,7 +15,7 @@ from .files import hold_folder, holds_folder
 from .cli import set_threads, add_threads_arg, fail, check_rules
 from .var import Decoding, DEFAULT_DECODING, SOFT_MIN, decoding_problem
 from .inference import SRModel, OutputSettings, DEFAULT_OUTPUT, CLASSES, upscale, compare_figure
-from .inference import load_sr_model, OVERLAP_SHARE, INPUT_FIXES, FIX_NAMES
+from .inference import load_sr_model, OVERLAP_SHARE, INPUT_FIXES, FIX_NAMES, input_kind
 from .evaluate import load_pairs, evaluate_model, write_report, REPORT_FILES
 from .fetch import fetched
 from .api import model_path
@@ -267,6 +267,7 @@ def _sr_file(f, base, model, output, dec, summary, inputs_here, overwrite, skip_
             else:
                 save_image(outs[k], t, overwrite=overwrite)
         done = dict(input=str(f), outputs=names, seconds=round(time.time() - t0, 3))
+        done |= dict(kind=input_kind(x)) if output.fix == "auto" else {}  # which of INPUT_FIXES it got
         summary["done"].append(dict(done, warnings=notes) if notes else done)
     except (MsvarError, OSError, MemoryError, torch.OutOfMemoryError) as e:  # say why, go on
         _failed(summary, f, str(e) if isinstance(e, MsvarError) else f"{type(e).__name__}: {e}")

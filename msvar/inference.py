@@ -21,12 +21,13 @@ from .var import Decoding, DEFAULT_DECODING, SOFT_TAU as SOFT_TAU  # SOFT_TAU re
 from .model_file import write_model_file, read_model_file
 
 # %% auto #0
-__all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'LAPLACIAN', 'CHROMA_THRESHOLD', 'COLOUR_SIGMA', 'INPUT_FIXES', 'FIX_NAMES',
-           'OVERLAP_SHARE', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM', 'DEFAULT_OUTPUT', 'PROGRESS_TILES',
-           'tile_starts', 'tiled_side', 'tile_grid', 'blend_window', 'SRModel', 'save_sr_model', 'read_sr_model_file',
-           'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix', 'colour_fix_scales',
-           'back_project', 'InputFix', 'chroma_detail', 'input_kind', 'OutputSettings', 'x2_from_x4',
-           'precision_context', 'upscale', 'input_fix', 'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
+__all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'LAPLACIAN', 'SECOND_DIFFERENCE', 'KIND_LINE', 'GREY_LINE', 'COLOUR_SIGMA',
+           'INPUT_FIXES', 'FIX_NAMES', 'OVERLAP_SHARE', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM', 'DEFAULT_OUTPUT',
+           'PROGRESS_TILES', 'tile_starts', 'tiled_side', 'tile_grid', 'blend_window', 'SRModel', 'save_sr_model',
+           'read_sr_model_file', 'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix',
+           'colour_fix_scales', 'back_project', 'InputFix', 'ycbcr_levels', 'filtered', 'chroma_detail', 'fine_detail',
+           'is_grey', 'kind_score', 'input_kind', 'OutputSettings', 'x2_from_x4', 'precision_context', 'upscale',
+           'input_fix', 'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int, step: int = 1) -> list:
@@ -255,24 +256,59 @@ class InputFix:
 
 # %% ../nbs/08_inference.ipynb #19a594e8
 LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
-CHROMA_THRESHOLD = 0.3  # chroma detail ÷ luma detail above which an input counts as clean (set on T91 images)
+SECOND_DIFFERENCE = torch.outer(
+    *2 * (torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64),)
+)  # across both axes
+KIND_LINE = (5.11, 3.18, -0.69)  # clean where a·ln(chroma detail) + b·ln(fine detail) + c > 0 (chapter 11)
+GREY_LINE = (1.41, -3.21)  # an input without colour: clean where b·ln(fine detail) + c > 0 (chapter 11)
+
+
+def ycbcr_levels(x: torch.Tensor) -> tuple:
+    "Y, Cb, Cr (BT.601, 8-bit levels) of an input image (3, h, w) as a stored image holds it, at least 3 × 3."
+    short = max(0, 3 - min(x.shape[-2:]))  # under 3 px high or wide: edges repeated to fit a 3 × 3 filter
+    x = F.pad(x[None], (0, short, 0, short), mode="replicate")[0] if short else x
+    r, g, b = ((x.double().clamp(0, 1) * 255).round() / 255).unbind(0)
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    cb = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    cr = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+    return y, cb, cr
+
+
+def filtered(c: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    "|c ⋆ kernel|, valid positions only: (h − 2, w − 2)."
+    return F.conv2d(c[None, None], kernel[None, None])[0, 0].abs()
 
 
 def chroma_detail(x: torch.Tensor) -> float:
     "Median |Laplacian| of Cb plus that of Cr ÷ (that of Y + 1 grey level), of an input image (3, h, w)."
-    short = max(0, 3 - min(x.shape[-2:]))  # under 3 px high or wide: edges repeated to fit the Laplacian
-    x = F.pad(x[None], (0, short, 0, short), mode="replicate")[0] if short else x
-    r, g, b = ((x.double().clamp(0, 1) * 255).round() / 255).unbind(0)  # the 8-bit levels of a stored image
-    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
-    cb = 128 - 37.797 * r - 74.203 * g + 112.0 * b
-    cr = 128 + 112.0 * r - 93.786 * g - 18.214 * b
-    detail = lambda c: F.conv2d(c[None, None], LAPLACIAN[None, None]).abs().median()
+    y, cb, cr = ycbcr_levels(x)
+    detail = lambda c: filtered(c, LAPLACIAN).median()
     return ((detail(cb) + detail(cr)) / (detail(y) + 1)).item()
 
 
+def fine_detail(x: torch.Tensor) -> float:
+    "Mean |second difference across both axes| of Y, in grey levels, of an input image (3, h, w)."
+    return filtered(ycbcr_levels(x)[0], SECOND_DIFFERENCE).mean().item()
+
+
+def is_grey(x: torch.Tensor) -> bool:
+    "Has the image (3, h, w) no colour: every pixel's 8-bit levels equal?"
+    levels = (x.clamp(0, 1) * 255).round()
+    return bool((levels == levels[:1]).all())
+
+
+def kind_score(x: torch.Tensor) -> float:
+    "Where an input (3, h, w) lies from the line between the kinds: above 0 it looks clean."
+    fine = math.log(fine_detail(x) + 0.1)
+    if is_grey(x):
+        return GREY_LINE[0] * fine + GREY_LINE[1]
+    a, b, c = KIND_LINE
+    return a * math.log(chroma_detail(x) + 0.01) + b * fine + c
+
+
 def input_kind(x: torch.Tensor) -> str:
-    "'clean' or 'degraded': what an input image (3, h, w) looks like, by its `chroma_detail`."
-    return "clean" if chroma_detail(x) > CHROMA_THRESHOLD else "degraded"
+    "'clean' or 'degraded': what an input image (3, h, w) looks like, by its `kind_score`."
+    return "clean" if kind_score(x) > 0 else "degraded"
 
 # %% ../nbs/08_inference.ipynb #504fb2a444614c0babb325280ed9130a
 COLOUR_SIGMA = 0.5  # the colour fix of degraded inputs, in input pixels (chapter 11)

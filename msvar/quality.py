@@ -8,7 +8,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 import torch
+import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import expit
 from .core import MsvarError, to_signed, to_unit, resize
 from .hit import reconstruct_scales, build_model
 from .losses import sr_tokens, sr_loss
@@ -19,7 +22,7 @@ from .metrics import psnr, lpips_distance, delta_e, chroma_kept, fixed_pattern
 
 # %% auto #0
 __all__ = ['parse_fix', 'parse_decode', 'teacher_forced', 'goal_checks', 'scale_checks', 'meets_goal', 'quality_table',
-           'save_quality', 'load_quality', 'model_card', 'autoencoder_table']
+           'save_quality', 'load_quality', 'model_card', 'autoencoder_table', 'kind_weights', 'fit_kind_line']
 
 # %% ../nbs/11_quality.ipynb #7c30862d
 def parse_fix(spec: str) -> str | InputFix:
@@ -210,3 +213,22 @@ def autoencoder_table(toks: dict, hr, batch_size=16, lr_size=None) -> pd.DataFra
             flat=flat.get(row, float("nan")),
         )
     return pd.DataFrame(rows).T
+
+# %% ../nbs/11_quality.ipynb #7e728ee2
+def kind_weights(t: pd.DataFrame) -> np.ndarray:
+    "A weight per row of a table of inputs that gives each kind × form (clean crop, degraded whole, …) one share."
+    group = t.kind + " " + t.form
+    return (1 / group.map(group.value_counts())).values
+
+
+def fit_kind_line(features: np.ndarray, clean: np.ndarray, weights: np.ndarray) -> tuple:
+    "Logistic regression: (w₁, …, w_k, c) such that w · features + c > 0 says clean; features (N, k), weights (N,)."
+    X = np.column_stack([features, np.ones(len(features))])
+    sign = np.where(clean, 1.0, -1.0)
+
+    def loss(w):
+        margin = sign * (X @ w)
+        grad = -(weights * sign * expit(-margin)) @ X
+        return (weights * np.logaddexp(0, -margin)).sum() / weights.sum(), grad / weights.sum()
+
+    return tuple(float(v) for v in minimize(loss, np.zeros(X.shape[1]), jac=True, method="BFGS").x)

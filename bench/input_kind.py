@@ -1,0 +1,102 @@
+"""The line between clean and degraded inputs (`input_kind`, chapter 08), fitted on training images (chapter 11 §7).
+
+    python bench/input_kind.py --train TRAIN/T91 TRAIN/BSD200 --val VAL/BSD200 --csv data/msvar_small_train/quality/input_kind.csv
+
+For every image of the folders: the HR resized (area) to a long side of 256 px, as `bench/user_photos.py`'s clean
+protocol makes it, and from it inputs of both kinds and both forms: clean whole images (bicubic ÷ 2 and ÷ 4), a
+degraded whole image (the Real-ESRGAN pipeline of chapter 01 to ÷ 4), and 64-px crops, each to a clean (bicubic ÷ 4)
+and a degraded 16-px input (--crops per training image, --val-crops per validation image). Each input's chroma detail,
+fine detail (to five digits) and whether it has colour are written to --csv; the line (`fit_kind_line`, logistic regression on
+ln(chroma detail + 0.01) and ln(fine detail + 0.1), each kind × form weighted alike) is fitted on the training rows
+only, and printed with how often it is right on each split, kind and form, beside the chroma-detail test alone and
+the line for inputs without colour (fine detail alone), which `input_kind` uses for those.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from msvar.core import resize
+from msvar.data import degrade
+from msvar.files import list_images, load_image
+from msvar.inference import chroma_detail, fine_detail, is_grey
+from msvar.quality import fit_kind_line, kind_weights
+
+LONG_SIDE = 256  # bench/user_photos.py's clean protocol
+
+
+def long_side(x: torch.Tensor, side: int = LONG_SIDE) -> torch.Tensor:
+    "The HR resized (area) to a long side of `side` px, both sides a multiple of 4."
+    h, w = x.shape[-2:]
+    k = side / max(h, w)
+    return resize(x, (round(h * k) // 4 * 4, round(w * k) // 4 * 4), "area").clamp(0, 1)
+
+
+def stored(x: torch.Tensor) -> torch.Tensor:
+    "An input as an 8-bit file holds it."
+    return (x.clamp(0, 1) * 255).round() / 255
+
+
+def inputs_of(hr: torch.Tensor, crops: int, g: torch.Generator) -> list:
+    "(kind, form, scale, input) of one HR image: clean ÷2 and ÷4 and degraded ÷4 whole, and `crops` crop pairs."
+    H, W = hr.shape[-2:]
+    out = [("clean", "whole", s, stored(resize(hr, (H // s, W // s), "bicubic"))) for s in (2, 4)]
+    out.append(("degraded", "whole", 4, degrade(hr[None], None, (H // 4, W // 4), g, 0.0)[0][0]))
+    for _ in range(crops):
+        i, j = (int(torch.randint(0, n - 63, (1,), generator=g)) for n in (H, W))
+        crop = hr[:, i : i + 64, j : j + 64]
+        out.append(("clean", "crop", 4, stored(resize(crop, 16, "bicubic"))))
+        out.append(("degraded", "crop", 4, degrade(crop[None], None, 16, g, 0.0)[0][0]))
+    return out
+
+
+def feature_rows(folders, split: str, crops: int, seed: int) -> list:
+    "One row per input of every image of `folders`."
+    g, rows = torch.Generator().manual_seed(seed), []
+    for f in list_images(folders):
+        for kind, form, s, x in inputs_of(long_side(load_image(f)), crops, g):
+            d = dict(chroma=chroma_detail(x), fine=fine_detail(x), grey=is_grey(x))
+            rows.append(dict(split=split, kind=kind, form=form, scale=s, image=Path(f).stem, **d))
+    return rows
+
+
+def right_share(t: pd.DataFrame, clean: np.ndarray) -> pd.Series:
+    "How often `clean` (one bool per row) is the row's kind, per split, kind and form."
+    return t.assign(right=clean == (t.kind == "clean")).groupby(["split", "kind", "form"]).right.mean()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", nargs="+", required=True, help="folders of training HR images")
+    ap.add_argument("--val", nargs="+", required=True, help="folders of validation HR images")
+    ap.add_argument("--crops", type=int, default=3, help="crop pairs per training image (3)")
+    ap.add_argument("--val-crops", type=int, default=5, help="crop pairs per validation image (5)")
+    ap.add_argument("--csv", required=True, help="write every input's features here")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    rows = feature_rows(a.train, "train", a.crops, 0) + feature_rows(a.val, "val", a.val_crops, 1)
+    t = pd.DataFrame(rows)
+    t[["split", "kind", "form", "chroma", "fine", "grey"]].to_csv(a.csv, index=False, float_format="%.5g")
+    train = t[t.split == "train"]
+    X = lambda d: np.column_stack([np.log(d.chroma + 0.01), np.log(d.fine + 0.1)])
+    colour = train[~train.grey]  # inputs without colour are judged by the second line only
+    line = fit_kind_line(X(colour), (colour.kind == "clean").values, kind_weights(colour))
+    grey = fit_kind_line(X(train)[:, 1:], (train.kind == "clean").values, kind_weights(train))
+    print(f"{len(train)} training inputs, {len(t) - len(train)} validation inputs")
+    print(f"KIND_LINE = {tuple(round(v, 2) for v in line)}; GREY_LINE = {tuple(round(v, 2) for v in grey)}")
+    by_fine = X(t)[:, 1] * grey[0] + grey[1] > 0
+    table = pd.DataFrame(
+        {
+            "the lines": right_share(t, np.where(t.grey, by_fine, X(t) @ np.array(line[:2]) + line[2] > 0)),
+            "fine detail alone": right_share(t, by_fine),
+            "chroma detail > 0.3": right_share(t, (t.chroma > 0.3).values),
+        }
+    )
+    print(table.round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
