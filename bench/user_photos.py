@@ -12,7 +12,7 @@ Two protocols on the images of one folder (a validation split: never a reported 
 - degraded: --crops 64-px crops of the same images, degraded by the Real-ESRGAN pipeline at --seed (`make_testset`,
   the protocol of `msvar_make_testset` and `msvar_eval`); the ×2 and ×4 outputs of each 16-px LR crop against the HR
   crop resized to the output's size.
-Each output twice: with the colour fix at COLOUR_SIGMA (what `msvar_sr` gives an input it sees as degraded) and the
+Each output twice: with the colour fix at COLOUR_SIGMA (chapter 11 §5's one fix for every input) and the
 model's own (no colour fix), decoded as the model file says; --fixes adds a row per input fix (`auto`, msvar_sr's
 default, or an InputFix SIGMAxSTEPS: σ and back-projection steps, chapter 08); with --x2-from 2 4, the ×2 rows twice: from the ×2 stage (`x2_from=2`, the rows' plain names)
 and from the ×4 stage's output resized ÷2 (`x2_from=4`, "×2 from ×4" in the name; `OutputSettings.x2_from`, chapter

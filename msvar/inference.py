@@ -311,9 +311,9 @@ def input_kind(x: torch.Tensor) -> str:
     return "clean" if kind_score(x) > 0 else "degraded"
 
 # %% ../nbs/08_inference.ipynb #504fb2a444614c0babb325280ed9130a
-COLOUR_SIGMA = 0.5  # the colour fix of degraded inputs, in input pixels (chapter 11)
-INPUT_FIXES = {  # per input kind, chosen in chapter 11
-    "degraded": InputFix(COLOUR_SIGMA),
+COLOUR_SIGMA = 0.5  # one colour fix for every input, in input pixels (chapter 11 §5)
+INPUT_FIXES = {  # per input kind, chosen in chapter 11 §7
+    "degraded": InputFix(2.0),
     "clean": InputFix(0.125, steps=10),
 }
 FIX_NAMES = ("auto", *INPUT_FIXES, "none")  # auto: INPUT_FIXES[input_kind(x)]
