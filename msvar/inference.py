@@ -26,8 +26,8 @@ __all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'LAPLACIAN', 'SECOND_DIFFERE
            'PROGRESS_TILES', 'tile_starts', 'tiled_side', 'tile_grid', 'blend_window', 'SRModel', 'save_sr_model',
            'read_sr_model_file', 'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix',
            'colour_fix_scales', 'back_project', 'InputFix', 'ycbcr_levels', 'filtered', 'chroma_detail', 'fine_detail',
-           'is_grey', 'kind_score', 'input_kind', 'OutputSettings', 'x2_from_x4', 'precision_context', 'upscale',
-           'input_fix', 'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
+           'is_grey', 'kind_score', 'input_kind', 'OutputSettings', 'x2_from_x4', 'precision_context', 'tile_runner',
+           'sr_tiled', 'upscale', 'input_fix', 'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int, step: int = 1) -> list:
@@ -405,21 +405,25 @@ def precision_context(output: OutputSettings, device: str):
     return torch.autocast(device, torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
-@torch.no_grad()
-def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None, progress=False) -> dict:
-    "One image (path, or (3,H,W) in [0,1]) → {scale: output}."
-    x, scales = _checked_image(image), output.scales
-    if output.x2_source == 4 and 2 in scales:  # ×2 from the ×4 stage's output (its decoder is skipped)
-        scales = tuple(sorted(set(scales) - {2} | {4}))
-    tile, step = getattr(model, "tile", None), getattr(model, "step", 1)  # a plain function's tiles
-    avail, fn, dev = model.scales, model, "cpu"
-    if isinstance(model, SRModel):
-        dev = next(model.parameters()).device.type
-        tile, step, dec = model.preset.lr_size, model.tile_step, decoding or model.decoding
-        g, stages = torch.Generator().manual_seed(dec.seed), [n for n, s in enumerate(avail) if s in scales]
-        fn = lambda t: model.sr_batch(t, cls=output.cls, decoding=dec, generator=g, stages=stages)
-    if not set(scales) <= set(avail):
-        raise MsvarError(f"scales {scales} not available; this model produces ×{avail}")
+def tile_runner(model, output: OutputSettings, scales: tuple, decoding=None) -> tuple:
+    """(fn: LR tiles (B, 3, t, t) → the stage outputs, tile t, step, device) of an SRModel, or of a plain function that
+    carries its `tile` (and `step`)."""
+    if not isinstance(model, SRModel):
+        return model, getattr(model, "tile", None), getattr(model, "step", 1), "cpu"
+    dec = decoding or model.decoding
+    g, stages = (
+        torch.Generator().manual_seed(dec.seed),
+        [n for n, s in enumerate(model.scales) if s in scales],
+    )
+    fn = lambda t: model.sr_batch(t, cls=output.cls, decoding=dec, generator=g, stages=stages)
+    return fn, model.preset.lr_size, model.tile_step, next(model.parameters()).device.type
+
+# %% ../nbs/08_inference.ipynb #f8e1ae1d
+def sr_tiled(
+    x, fn, tile: int, step: int, scales: tuple, avail: tuple, output: OutputSettings, dev: str, progress
+):
+    """{scale: output} of an image (3, H, W): cut into overlapping tiles of `tile` px starting on the `step` grid, run
+    through `fn` in batches (its outputs at the scales `avail`), blended with `blend_window` and cropped back."""
     overlap = output.tile_overlap(tile)
     if overlap >= tile:
         raise MsvarError(f"overlap must be in [0, {tile}) LR pixels got {overlap}")
@@ -429,7 +433,7 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
     xp = F.pad(x[None], (0, pw, 0, ph), mode="reflect" if ph < H and pw < W else "replicate")[0]
     starts_h, starts_w = tile_grid(H, W, tile, overlap, step)
     boxes = [(i, j) for i in starts_h for j in starts_w]
-    acc = {s: torch.zeros(4, Hp * s, Wp * s) for s in scales}
+    acc = {s: torch.zeros(4, Hp * s, Wp * s) for s in scales}  # weighted sums and weights
     win = {s: blend_window(tile * s, overlap * s) for s in scales}
     it = range(0, len(boxes), output.batch_size)
     bar = len(boxes) > PROGRESS_TILES if progress is None else progress
@@ -442,7 +446,19 @@ def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None
                 acc[s][:, i * s : (i + tile) * s, j * s : (j + tile) * s] += torch.cat(
                     (y * win[s], win[s][None])
                 )
-    outs = {s: (a[:3] / a[3:])[:, : H * s, : W * s].clamp(0, 1) for s, a in acc.items()}
+    return {s: (a[:3] / a[3:])[:, : H * s, : W * s].clamp(0, 1) for s, a in acc.items()}
+
+# %% ../nbs/08_inference.ipynb #10313503
+@torch.no_grad()
+def upscale(image, model, output: OutputSettings = DEFAULT_OUTPUT, decoding=None, progress=False) -> dict:
+    "One image (path, or (3,H,W) in [0,1]) → {scale: output}."
+    x, scales = _checked_image(image), output.scales
+    if output.x2_source == 4 and 2 in scales:  # ×2 from the ×4 stage's output (its decoder is skipped)
+        scales = tuple(sorted(set(scales) - {2} | {4}))
+    if not set(scales) <= set(model.scales):
+        raise MsvarError(f"scales {scales} not available; this model produces ×{model.scales}")
+    fn, tile, step, dev = tile_runner(model, output, scales, decoding)
+    outs = sr_tiled(x, fn, tile, step, scales, model.scales, output, dev, progress)
     if scales != output.scales:
         outs[2] = x2_from_x4(outs[4])
         outs = {s: outs[s] for s in output.scales}
