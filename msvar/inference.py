@@ -25,9 +25,10 @@ __all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'LAPLACIAN', 'SECOND_DIFFERE
            'INPUT_FIXES', 'FIX_NAMES', 'OVERLAP_SHARE', 'DEFAULT_SCALES', 'OUTPUT_RULES', 'X2_FROM', 'DEFAULT_OUTPUT',
            'PROGRESS_TILES', 'tile_starts', 'tiled_side', 'tile_grid', 'blend_window', 'SRModel', 'save_sr_model',
            'read_sr_model_file', 'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix',
-           'colour_fix_scales', 'back_project', 'InputFix', 'ycbcr_levels', 'filtered', 'chroma_detail', 'fine_detail',
-           'is_grey', 'kind_score', 'input_kind', 'OutputSettings', 'x2_from_x4', 'precision_context', 'tile_runner',
-           'sr_tiled', 'upscale', 'input_fix', 'finish', 'seam_ratio', 'default_model_path', 'compare_figure']
+           'colour_fix_scales', 'back_project', 'InputFix', 'ycbcr_levels', 'filtered', 'textured', 'chroma_detail',
+           'fine_detail', 'is_grey', 'kind_score', 'input_kind', 'OutputSettings', 'x2_from_x4', 'precision_context',
+           'tile_runner', 'sr_tiled', 'upscale', 'input_fix', 'finish', 'seam_ratio', 'default_model_path',
+           'compare_figure']
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int, step: int = 1) -> list:
@@ -259,8 +260,8 @@ LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], d
 SECOND_DIFFERENCE = torch.outer(
     *2 * (torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64),)
 )  # across both axes
-KIND_LINE = (5.11, 3.18, -0.69)  # clean where a·ln(chroma detail) + b·ln(fine detail) + c > 0 (chapter 11)
-GREY_LINE = (1.41, -3.21)  # an input without colour: clean where b·ln(fine detail) + c > 0 (chapter 11)
+KIND_LINE = (5.27, 3.27, -0.69)  # clean where a·ln(chroma detail) + b·ln(fine detail) + c > 0 (chapter 11)
+GREY_LINE = (1.42, -3.24)  # an input without colour: clean where b·ln(fine detail) + c > 0 (chapter 11)
 
 
 def ycbcr_levels(x: torch.Tensor) -> tuple:
@@ -279,16 +280,25 @@ def filtered(c: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(c[None, None], kernel[None, None])[0, 0].abs()
 
 
-def chroma_detail(x: torch.Tensor) -> float:
-    "Median |Laplacian| of Cb plus that of Cr ÷ (that of Y + 1 grey level), of an input image (3, h, w)."
+def textured(x: torch.Tensor) -> tuple:
+    """|Laplacian| of Y, Cb and Cr and |second difference| of Y at the pixels of an image (3, h, w) that are not flat in
+    all three channels, 1-D each: a perfectly flat region says nothing of the kind."""
     y, cb, cr = ycbcr_levels(x)
-    detail = lambda c: filtered(c, LAPLACIAN).median()
-    return ((detail(cb) + detail(cr)) / (detail(y) + 1)).item()
+    ly, lb, lr = (filtered(c, LAPLACIAN) for c in (y, cb, cr))
+    keep = ly + lb + lr > 1e-6
+    return ly[keep], lb[keep], lr[keep], filtered(y, SECOND_DIFFERENCE)[keep]
+
+
+def chroma_detail(x: torch.Tensor) -> float:
+    "Median |Laplacian| of Cb plus that of Cr ÷ (that of Y + 1 grey level) where an input (3, h, w) is not flat."
+    ly, lb, lr, _ = textured(x)
+    return ((lb.median() + lr.median()) / (ly.median() + 1)).item() if len(ly) else 0.0
 
 
 def fine_detail(x: torch.Tensor) -> float:
-    "Mean |second difference across both axes| of Y, in grey levels, of an input image (3, h, w)."
-    return filtered(ycbcr_levels(x)[0], SECOND_DIFFERENCE).mean().item()
+    "Mean |second difference across both axes| of Y, in grey levels, where an input (3, h, w) is not flat."
+    fine = textured(x)[3]
+    return fine.mean().item() if len(fine) else 0.0
 
 
 def is_grey(x: torch.Tensor) -> bool:
