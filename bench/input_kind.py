@@ -1,20 +1,22 @@
 """The line between clean and degraded inputs (`input_kind`, chapter 08), fitted on training images (chapter 11 §7).
 
-    python bench/input_kind.py --train TRAIN/T91 TRAIN/BSD200 --val VAL/BSD200 --csv data/msvar_small_train/quality/input_kind.csv
+    python bench/input_kind.py --train TRAIN/T91 TRAIN/BSD200 --val VAL/BSD200 --csv QUALITY/input_kind.csv
 
 For every image of the folders: the HR resized (area) to a long side of 256 px, as `bench/user_photos.py`'s clean
-protocol makes it, and from it inputs of both kinds and both forms: clean whole images (bicubic ÷ 2 and ÷ 4), a
-degraded whole image (the Real-ESRGAN pipeline of chapter 01 to ÷ 4), and 64-px crops, each to a clean (bicubic ÷ 4)
-and a degraded 16-px input (--crops per training image, --val-crops per validation image); and the same of made-up
-drawings (`drawing`: flat-coloured shapes, lines and text; --drawings of them per split, seeded apart), the kind of
-picture whose flat background a photo-trained test would misread. Each input's chroma detail,
-fine detail (to five digits) and whether it has colour are written to --csv; the line (`fit_kind_line`, logistic regression on
-ln(chroma detail + 0.01) and ln(fine detail + 0.1), each kind × form weighted alike) is fitted on the training photos in
-colour only (the drawings are a check, not fitted), and printed with how often it is right on each split, kind and form, beside the chroma-detail test alone and
-the line for inputs without colour (fine detail alone), which `input_kind` uses for those.
+protocol makes it (`hr_long_side`), and from it inputs of both kinds and both forms: clean whole images (bicubic ÷ 2
+and ÷ 4), a degraded whole image (the Real-ESRGAN pipeline of chapter 01 to ÷ 4), and 64-px crops, each to a clean
+(bicubic ÷ 4) and a degraded 16-px input (--crops per training image, --val-crops per validation image); and the same
+of made-up drawings (`drawing`: flat-coloured shapes, lines and text; --drawings of them per split, seeded apart), the
+kind of picture whose flat background a photo-trained test would misread. Each input's chroma detail, fine detail (to
+five digits) and whether it has colour are written to --csv. The line (`fit_kind_line`, logistic regression on
+ln(chroma detail + 0.01) and ln(fine detail + 0.1), each kind × form weighted alike) is fitted on the training photos
+in colour only (the drawings are a check, not fitted), and printed with how often it is right on each split, kind and
+form, beside the chroma-detail test alone and the line for inputs without colour (fine detail alone), which
+`input_kind` uses for those.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +30,10 @@ from msvar.files import list_images, load_image
 from msvar.inference import chroma_detail, fine_detail, is_grey
 from msvar.quality import fit_kind_line, kind_weights
 
+sys.path.insert(0, str(Path(__file__).parent))
+from user_photos import hr_long_side  # noqa: E402  the clean protocol's HR
+
 LONG_SIDE = 256  # bench/user_photos.py's clean protocol
-
-
-def long_side(x: torch.Tensor, side: int = LONG_SIDE) -> torch.Tensor:
-    "The HR resized (area) to a long side of `side` px, both sides a multiple of 4."
-    h, w = x.shape[-2:]
-    k = side / max(h, w)
-    return resize(x, (round(h * k) // 4 * 4, round(w * k) // 4 * 4), "area").clamp(0, 1)
 
 
 def stored(x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +74,7 @@ def inputs_of(hr: torch.Tensor, crops: int, g: torch.Generator) -> list:
 def feature_rows(folders, split: str, crops: int, drawings: int, seed: int) -> list:
     "One row per input of every image of `folders`, and of `drawings` made-up drawings (forms 'drawing …')."
     g, rows = torch.Generator().manual_seed(seed), []
-    pictures = [(Path(f).stem, "", long_side(load_image(f)), crops) for f in list_images(folders)]
+    pictures = [(Path(f).stem, "", hr_long_side(load_image(f), LONG_SIDE), crops) for f in list_images(folders)]
     pictures += [(f"drawing{k}", "drawing ", drawing(1000 * seed + k), 1) for k in range(drawings)]
     for name, prefix, hr, n in pictures:
         for kind, form, s, x in inputs_of(hr, n, g):

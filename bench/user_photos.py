@@ -14,11 +14,13 @@ Two protocols on the images of one folder (a validation split: never a reported 
   crop resized to the output's size.
 Each output twice: with the colour fix at COLOUR_SIGMA (chapter 11 §5's one fix for every input) and the
 model's own (no colour fix), decoded as the model file says; --fixes adds a row per input fix (`auto`, msvar_sr's
-default, or an InputFix SIGMAxSTEPS: σ and back-projection steps, chapter 08); with --x2-from 2 4, the ×2 rows twice: from the ×2 stage (`x2_from=2`, the rows' plain names)
-and from the ×4 stage's output resized ÷2 (`x2_from=4`, "×2 from ×4" in the name; `OutputSettings.x2_from`, chapter
-08). --last N: only the folder's last N images by name (a validation split held in a training folder).
-Scores: PSNR-RGB, LPIPS (alex) and the flat-region high-frequency energy (`flat_hf_energy`, chapter 09), each beside bicubic's: PSNR in dB against bicubic, LPIPS and flat-HF as ratios to bicubic's (flat-HF:
-ratio of the means over the images that have a flat region).
+default, or an InputFix SIGMAxSTEPS: σ and back-projection steps, chapter 08); with --x2-from 2 4, the ×2 rows
+twice: from the ×2 stage (`x2_from=2`, the rows' plain names) and from the ×4 stage's output resized ÷2
+(`x2_from=4`, "×2 from ×4" in the name; `OutputSettings.x2_from`, chapter 08). --last N: only the folder's last N
+images by name (a validation split held in a training folder).
+Scores: PSNR-RGB, LPIPS (alex) and the flat-region high-frequency energy (`flat_hf_energy`, chapter 09), each beside
+bicubic's: PSNR in dB against bicubic, LPIPS and flat-HF as ratios to bicubic's (flat-HF: ratio of the means over the
+images that have a flat region).
 `auto` picks class 0 or 1 per input by the kind it looks (`input_kind`, chapter 08: the line between the kinds in
 chroma detail and fine detail, fitted on training images by `bench/input_kind.py`) and is scored with the outputs of the
 class it picked; the accuracy line says how often it picks the input's kind (--kinds-only: that line alone).

@@ -260,8 +260,8 @@ LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], d
 SECOND_DIFFERENCE = torch.outer(
     *2 * (torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64),)
 )  # across both axes
-KIND_LINE = (5.27, 3.27, -0.69)  # clean where a·ln(chroma detail) + b·ln(fine detail) + c > 0 (chapter 11)
-GREY_LINE = (1.42, -3.24)  # an input without colour: clean where b·ln(fine detail) + c > 0 (chapter 11)
+KIND_LINE = (5.0, 2.99, -0.36)  # clean where a·ln(chroma detail) + b·ln(fine detail) + c > 0 (chapter 11)
+GREY_LINE = (1.4, -3.19)  # an input without colour: clean where b·ln(fine detail) + c > 0 (chapter 11)
 
 
 def ycbcr_levels(x: torch.Tensor) -> tuple:
