@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 from msvar.core import resize
 from msvar.data import degrade
 from msvar.files import list_images, load_image
-from msvar.inference import chroma_detail, fine_detail, is_grey
+from msvar.inference import chroma_detail, fine_detail, is_grey, kind_logs
 from msvar.quality import fit_kind_line, kind_weights
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -103,7 +103,7 @@ def main(argv=None):
     t = pd.DataFrame(rows)
     t[["split", "kind", "form", "chroma", "fine", "grey"]].to_csv(a.csv, index=False, float_format="%.5g")
     train = t[(t.split == "train") & ~t.form.str.startswith("drawing")]  # the photos
-    X = lambda d: np.column_stack([np.log(d.chroma + 0.01), np.log(d.fine + 0.1)])
+    X = lambda d: np.column_stack(kind_logs(d.chroma, d.fine))
     colour = train[~train.grey]  # inputs without colour are judged by the second line only
     line = fit_kind_line(X(colour), (colour.kind == "clean").values, kind_weights(colour))
     grey = fit_kind_line(X(train)[:, 1:], (train.kind == "clean").values, kind_weights(train))

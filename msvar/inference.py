@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib, math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -26,9 +27,9 @@ __all__ = ['CLASSES', 'DEFAULT_CLASS', 'SR_FORMAT', 'LAPLACIAN', 'SECOND_DIFFERE
            'PROGRESS_TILES', 'tile_starts', 'tiled_side', 'tile_grid', 'blend_window', 'SRModel', 'save_sr_model',
            'read_sr_model_file', 'load_sr_model', 'sr_model_from_checkpoint', 'gaussian_blur', 'colour_fix',
            'colour_fix_scales', 'back_project', 'InputFix', 'ycbcr_levels', 'filtered', 'textured', 'chroma_detail',
-           'fine_detail', 'is_grey', 'kind_score', 'input_kind', 'OutputSettings', 'x2_from_x4', 'precision_context',
-           'tile_runner', 'sr_tiled', 'upscale', 'input_fix', 'finish', 'seam_ratio', 'default_model_path',
-           'compare_figure']
+           'fine_detail', 'is_grey', 'kind_logs', 'line_score', 'kind_score', 'input_kind', 'OutputSettings',
+           'x2_from_x4', 'precision_context', 'tile_runner', 'sr_tiled', 'upscale', 'input_fix', 'finish', 'seam_ratio',
+           'default_model_path', 'compare_figure']
 
 # %% ../nbs/08_inference.ipynb #c9afb3e1
 def tile_starts(side: int, tile: int, overlap: int, step: int = 1) -> list:
@@ -307,13 +308,20 @@ def is_grey(x: torch.Tensor) -> bool:
     return bool((levels == levels[:1]).all())
 
 
+def kind_logs(chroma, fine) -> tuple:
+    "ln(chroma detail + 0.01), ln(fine detail + 0.1): the plane the lines between the kinds live in (floats or arrays)."
+    return np.log(np.asarray(chroma, dtype=float) + 0.01), np.log(np.asarray(fine, dtype=float) + 0.1)
+
+
+def line_score(chroma, fine, grey):
+    "Where inputs with these two numbers lie from the line of their kind (`GREY_LINE` if `grey`): above 0 clean."
+    u, v = kind_logs(chroma, fine)
+    return np.where(grey, GREY_LINE[0] * v + GREY_LINE[1], KIND_LINE[0] * u + KIND_LINE[1] * v + KIND_LINE[2])
+
+
 def kind_score(x: torch.Tensor) -> float:
     "Where an input (3, h, w) lies from the line between the kinds: above 0 it looks clean."
-    fine = math.log(fine_detail(x) + 0.1)
-    if is_grey(x):
-        return GREY_LINE[0] * fine + GREY_LINE[1]
-    a, b, c = KIND_LINE
-    return a * math.log(chroma_detail(x) + 0.01) + b * fine + c
+    return float(line_score(chroma_detail(x), fine_detail(x), is_grey(x)))
 
 
 def input_kind(x: torch.Tensor) -> str:
