@@ -261,8 +261,6 @@ LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], d
 SECOND_DIFFERENCE = torch.outer(
     *2 * (torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64),)
 )  # across both axes
-KIND_LINE = (5.0, 2.99, -0.36)  # clean where a·ln(chroma detail) + b·ln(fine detail) + c > 0 (chapter 11)
-GREY_LINE = (1.4, -3.19)  # an input without colour: clean where b·ln(fine detail) + c > 0 (chapter 11)
 
 
 def ycbcr_levels(x: torch.Tensor) -> tuple:
@@ -289,7 +287,7 @@ def textured(x: torch.Tensor) -> tuple:
     keep = ly + lb + lr > 1e-6
     return ly[keep], lb[keep], lr[keep], filtered(y, SECOND_DIFFERENCE)[keep]
 
-
+# %% ../nbs/08_inference.ipynb #bc524c43
 def chroma_detail(x: torch.Tensor) -> float:
     "Median |Laplacian| of Cb plus that of Cr ÷ (that of Y + 1 grey level) where an input (3, h, w) is not flat."
     ly, lb, lr, _ = textured(x)
@@ -306,6 +304,10 @@ def is_grey(x: torch.Tensor) -> bool:
     "Has the image (3, h, w) no colour: every pixel's 8-bit levels equal?"
     levels = (x.clamp(0, 1) * 255).round()
     return bool((levels == levels[:1]).all())
+
+# %% ../nbs/08_inference.ipynb #d7db82c1
+KIND_LINE = (5.0, 2.99, -0.36)  # clean where a·ln(chroma detail) + b·ln(fine detail) + c > 0 (chapter 11)
+GREY_LINE = (1.4, -3.19)  # an input without colour: clean where b·ln(fine detail) + c > 0 (chapter 11)
 
 
 def kind_logs(chroma, fine) -> tuple:
