@@ -1,0 +1,43 @@
+"The correction of bench/lr_decoder_probe.py: it starts as the model's own output, and its sign survives upsampling."
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("lr_decoder_probe", ROOT / "bench" / "lr_decoder_probe.py")
+probe = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(probe)
+
+
+def test_a_new_correction_leaves_the_output_as_it_is():
+    "Its last layer starts at zero: every kind of correction returns the ×4 output unchanged (in [0, 1])."
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+    for kind in ("lr", "hr", "both"):
+        torch.testing.assert_close(probe.corrected(kind, probe.corrections(kind, 8, 3), y, x), y)
+
+
+def test_an_lr_correction_can_darken():
+    "A negative correction at the input's resolution reaches the output (upsampling must not clamp it at 0)."
+    net = probe.corrections("lr", 8, 3)
+    torch.nn.init.constant_(net["lr"].net[-1].bias, -0.25)
+    x, y = torch.full((1, 3, 16, 16), 0.5), torch.full((1, 3, 64, 64), 0.5)
+    torch.testing.assert_close(probe.corrected("lr", net, y, x), torch.full_like(y, 0.25))
+
+
+def test_a_correction_learns():
+    "A few Adam steps on one batch lower the ℓ2 loss of an lr correction (the gradient reaches its layers)."
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(4, 3, 16, 16, generator=g), torch.rand(4, 3, 64, 64, generator=g)
+    target = (y + 0.1).clamp(0, 1)
+    net = probe.corrections("lr", 8, 3)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    loss = lambda: torch.nn.functional.mse_loss(probe.corrected("lr", net, y, x), target)
+    first = loss().item()
+    for _ in range(20):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert loss().item() < 0.5 * first
