@@ -1,22 +1,24 @@
 """Can the model itself, not the colour fix, hold a clean photo to bicubic's fidelity? A probe: the ×4 output of the
 shipped model corrected by a small network that also reads the LR input, trained on the model's own outputs, then
-scored on both validation protocols of `bench/user_photos.py` with no input fix.
+scored on both validation protocols of `bench/user_photos.py` with no input fix (chapter 11, section 8).
 
-    python bench/lr_decoder_probe.py TRAIN_DIR... --val VAL_DIR [-n 8] [--crops 2048] [--steps 1500]
+    python bench/lr_decoder_probe.py TRAIN_DIR... --val VAL_DIR [--kinds lr hr both] [--json OUT.json]
 
 The tokenizer's stage decoders see only the tokens, and the tokens of a 64-px tile cannot carry a clean photo's detail
 (`bench/clean_ceiling.py`: its decoder, given the HR's own latent with no quantizer at all, is several dB under bicubic):
-the input itself is the one place that detail is left. Two corrections, each a few 3 × 3 convolutions whose last layer
-starts at zero (so that training starts from the shipped model's output), added to the ×4 output y of an LR tile x:
+the input itself is the one place that detail is left. Three kinds of correction (--kinds, default lr), each a few 3 × 3
+convolutions whose last layer starts at zero (so that training starts from the shipped model's output), added to the
+×4 output y of an LR tile x:
 - `lr`: at the input's resolution, from [x, y ÷ 4] (area), upsampled ×4 (bicubic): a learned colour fix;
 - `hr`: at the output's resolution, from [x ×4 (bicubic), y];
 - `both`: the two added.
-Training: random 64-px crops of the training images (never the validation images), their 16-px input as the training
-pipeline makes it (chapter 01's `degrade`: half bilinear — or, with --clean bicubic, bicubic as the clean protocol
-makes its inputs — half the Real-ESRGAN pipeline), the model's own ×4 output
-of each (class 1, the model file's decoding, computed once), ℓ2 + 0.1 · LPIPS against the HR crop, Adam, batches of 32.
+Training: random 64-px crops of the training images (never the validation images), half of them clean — bicubic ÷4 as
+the clean protocol makes its inputs (--clean bicubic, the default) or bilinear as chapter 01's `degrade` makes class 1
+(--clean bilinear) — and half degraded by `degrade`'s Real-ESRGAN pipeline; the model's own ×4 output of each (class 1,
+the model file's decoding, computed once); ℓ2 + 0.1 · LPIPS against the HR crop, Adam, batches of 32.
 Scored: the clean protocol (whole images, ×2 made from ×4) and the degraded one (64-px crops), each tile corrected
-before blending, beside bicubic and the shipped model without and with msvar_sr's input fix (`auto`).
+before blending, beside bicubic and the shipped model without and with msvar_sr's input fix (`auto`). --json writes
+the settings, each correction's weights and training time, and the per-image scores.
 A probe, not a recipe: the corrections it trains are thrown away.
 """
 
