@@ -393,6 +393,16 @@ def channels_last(model):
     return m
 
 
+def weights_bf16(model):
+    """A copy of `model` whose Linear and Conv2d layers hold bf16 weights: what autocast casts at every call, cast once
+    (the same rounding, so the same outputs under autocast; norms and embeddings keep theirs)."""
+    m = copy.deepcopy(model)
+    for layer in m.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            layer.to(torch.bfloat16)
+    return m
+
+
 def bf16_run(model, **kw):
     "upscale under CPU bf16 autocast (matrix products and convolutions in bf16), `kw` as msvar_run's."
     fn = msvar_run(model, **kw)
@@ -423,6 +433,7 @@ def variants(model, tile: int) -> dict:
         "no ×1 decode (emulated)": msvar_run(skip_x1(model)),
         "stage decoders channels-last": msvar_run(channels_last(model)),
         "bf16 autocast": bf16_run(model),
+        "bf16 autocast, weights cast once": bf16_run(weights_bf16(model)),
         **{
             f"bf16 autocast, batch {b}": bf16_run(model, batch_size=b)
             for b in (8, 16)
