@@ -17,7 +17,8 @@ the clean protocol makes its inputs (--clean bicubic, the default) or bilinear a
 (--clean bilinear) — and half degraded by `degrade`'s Real-ESRGAN pipeline; the model's own ×4 output of each (class 1,
 the model file's decoding, computed once); ℓ2 + 0.1 · LPIPS against the HR crop, Adam, batches of 32.
 Scored: the clean protocol (whole images, ×2 made from ×4) and the degraded one (64-px crops), each tile corrected
-before blending, beside bicubic and the shipped model without and with msvar_sr's input fix (`auto`). --json writes
+before blending, beside bicubic and the shipped model without and with msvar_sr's input fix (`auto`); --fixes scores
+each correction with more input fixes. --json writes
 the settings, each correction's weights and training time, and the per-image scores.
 A probe, not a recipe: the corrections it trains are thrown away.
 """
@@ -43,6 +44,7 @@ from msvar.evaluate import model_outputs  # noqa: E402
 from msvar.files import atomic_write, list_images  # noqa: E402
 from msvar.inference import OutputSettings, default_model_path, load_sr_model, upscale  # noqa: E402
 from msvar.lpips import get_lpips  # noqa: E402
+from msvar.quality import parse_fix  # noqa: E402
 
 
 STEPS, WIDTH, DEPTH = 1500, 32, 4  # the probe's defaults
@@ -208,6 +210,12 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=WIDTH, help=f"the correction's channels ({WIDTH})")
     ap.add_argument("--depth", type=int, default=DEPTH, help=f"the correction's 3 × 3 convolutions ({DEPTH})")
     ap.add_argument(
+        "--fixes",
+        nargs="*",
+        default=[],
+        help="more input fixes (SIGMAxSTEPS or a name) to score each correction with",
+    )
+    ap.add_argument(
         "--json", default=None, help="write the settings and the per-image scores to this JSON file"
     )
     a = ap.parse_args(argv)
@@ -229,6 +237,8 @@ def main(argv=None):
         )
         runs[f"model + {kind} correction, no fix"] = (Corrected(model, kind, net), "none")
         runs[f"model + {kind} correction, fix auto"] = (Corrected(model, kind, net), "auto")
+        for spec in a.fixes:
+            runs[f"model + {kind} correction, fix {spec}"] = (Corrected(model, kind, net), parse_fix(spec))
         print(f"{kind} trained: {trained[kind]}", flush=True)
     with torch.no_grad():
         rows = clean_rows(runs, clean_inputs(a.val, a.n, 256), alex)
@@ -242,7 +252,7 @@ def main(argv=None):
             Path(a.json), lambda tmp: Path(tmp).write_text(json.dumps({**meta, "rows": rows}, indent=0))
         )
     with pd.option_context("display.width", 200, "display.max_rows", 100):
-        print(summary(pd.DataFrame(rows)))
+        print(summary(pd.DataFrame(rows)).to_string())
     print(f"{time.perf_counter() - t0:.0f} s")
 
 
