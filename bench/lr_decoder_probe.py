@@ -36,7 +36,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from decoder_probe import random_crops  # noqa: E402
-from user_photos import bicubic_up, clean_inputs, degraded_pairs, scores  # noqa: E402
+from user_photos import bicubic_up, clean_inputs, degraded_pairs, rows_of, scores, summary  # noqa: E402
 
 from msvar.core import resize, to_signed  # noqa: E402
 from msvar.data import degrade  # noqa: E402
@@ -141,16 +141,7 @@ def clean_rows(runs: dict, images, alex) -> list:
             for method, (m, fix) in runs.items():
                 outs[method] = upscale(lr, m, OutputSettings(scales=(s,), cls=1, fix=fix, x2_from=4))[s]
             for method, y in outs.items():
-                sc = scores(y[None], hr[None], alex)
-                rows.append(
-                    dict(
-                        protocol="clean",
-                        scale=s,
-                        method=method,
-                        image=name,
-                        **{k: v[0] for k, v in sc.items()},
-                    )
-                )
+                rows += rows_of("clean", s, method, [name], scores(y[None], hr[None], alex))
     return rows
 
 
@@ -165,26 +156,8 @@ def degraded_rows(runs: dict, pairs: dict, alex) -> list:
                 [upscale(x, m, OutputSettings(scales=(s,), cls=1, fix=fix, x2_from=4))[s] for x in lr]
             )
         for method, y in outs.items():
-            sc = scores(y, ref, alex)
-            rows += [
-                dict(protocol="degraded", scale=s, method=method, image=n, **{k: v[i] for k, v in sc.items()})
-                for i, n in enumerate(pairs["names"])
-            ]
+            rows += rows_of("degraded", s, method, pairs["names"], scores(y, ref, alex))
     return rows
-
-
-def summary(d: pd.DataFrame) -> pd.DataFrame:
-    "Per protocol, scale and method: PSNR-RGB − bicubic's (dB), LPIPS and flat-HF over bicubic's."
-    m = d.groupby(["protocol", "scale", "method"])[["psnr_rgb", "lpips", "flat_hf"]].mean()
-    b = m.xs("bicubic", level="method")
-    rel = m.join(b.add_suffix("_b"))
-    return pd.DataFrame(
-        {
-            "ΔPSNR-RGB": rel.psnr_rgb - rel.psnr_rgb_b,
-            "LPIPS ×": rel.lpips / rel.lpips_b,
-            "flat-HF ×": rel.flat_hf / rel.flat_hf_b,
-        }
-    ).round(3)
 
 
 def main(argv=None):
@@ -251,8 +224,8 @@ def main(argv=None):
         atomic_write(
             Path(a.json), lambda tmp: Path(tmp).write_text(json.dumps({**meta, "rows": rows}, indent=0))
         )
-    with pd.option_context("display.width", 200, "display.max_rows", 100):
-        print(summary(pd.DataFrame(rows)).to_string())
+    table = summary(pd.DataFrame(rows))[["d_psnr_rgb", "lpips_ratio", "flat_hf_ratio"]]
+    print(table.round(3).to_string())
     print(f"{time.perf_counter() - t0:.0f} s")
 
 

@@ -6,6 +6,7 @@ import torch
 from msvar.core import bundled_images, resize
 from msvar.files import load_image, save_image
 from msvar.data import HRFolder, make_loader
+from repo_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "msvar_make_testset")
@@ -99,11 +100,7 @@ def test_cli_real_pairs_centre_crops(tmp_path):
 
 
 def _load_degrade_ref():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("make_degrade_ref", ROOT / "tests" / "ref" / "make_degrade_ref.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("tests/ref/make_degrade_ref.py")
 
 
 def _rounded(x):

@@ -1,9 +1,10 @@
 """`bench/gpu_check.py` cannot rot silently: its quick `cpu-smoke` mode (the `test` preset, seconds) runs here, writes its JSON
 with the expected keys, and marks every GPU part as skipped on a machine without CUDA (on a GPU machine only the smoke part
 runs: the GPU parts take minutes)."""
-import importlib.util, json, os, subprocess, sys, time
+import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
+from repo_scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_PARTS = ["gpu-tests", "torchrun", "throughput", "sampling", "cli"]
@@ -31,9 +32,7 @@ def test_gpu_check_cpu_smoke(tmp_path):
 
 
 # ---------------------------------------------------------------- killing a command's processes
-_spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")   # a script, not a module
-gpu_check = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gpu_check)
+gpu_check = load_script("bench/gpu_check.py")
 
 # a parent that starts a child in a session of its own (as torchrun starts its workers), writes the child's pid, then waits
 SPAWNER = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "

@@ -8,6 +8,7 @@ from torch import nn
 
 import msvar.evaluate, msvar.hit, msvar.lpips, msvar.metrics
 from msvar.core import get_preset
+from repo_scripts import load_script
 
 P = get_preset("test")
 
@@ -358,11 +359,8 @@ def test_grad_scaler_overflow_is_a_skipped_step(tmp_path):
 
 def test_gpu_check_times_msvar_sr_decoding(monkeypatch):
     "gpu_check's sampling part decodes as msvar_sr does (soft, τ = SOFT_TAU), with a generator on the model's device."
-    import argparse, importlib.util, time
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py")
-    gpu_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_check)
+    import argparse, time
+    gpu_check = load_script("bench/gpu_check.py")
     from msvar.inference import SRModel, SOFT_TAU
     calls = []
     real = SRModel.sr_batch

@@ -8,19 +8,18 @@ of them. Relative (`from .core import`) and absolute (`from msvar.core import`) 
     MSVAR_PKG=/path/to/msvar pytest tests/test_layering.py     # checks another copy of the package
 """
 import ast
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from repo_scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 PKG = Path(os.environ.get("MSVAR_PKG", ROOT / "msvar")).resolve()
 
 # the import graph and the cycle finder are bench/code_stats.py's (it prints the same graph for before/after)
-_spec = importlib.util.spec_from_file_location("code_stats", ROOT / "bench" / "code_stats.py")
-_cs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_cs)
+_cs = load_script("bench/code_stats.py")
 cycles = _cs.cycles
 reachable = _cs.reachable
 

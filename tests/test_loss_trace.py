@@ -3,10 +3,10 @@ tests/ref/loss_trace.json holds, step by step. tests/ref/make_loss_trace.py runs
 only when training is meant to change. About 8 s on one core."""
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 import pytest
+from repo_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL, ATOL = 1e-5, 1e-6  # the log rounds each value to 6 decimals; identical code gives identical values
@@ -16,10 +16,7 @@ STAGE_RTOL = {"hit": 1e-3}
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("make_loss_trace", ROOT / "tests" / "ref" / "make_loss_trace.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("tests/ref/make_loss_trace.py")
 
 
 gen = _generator()

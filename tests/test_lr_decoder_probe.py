@@ -1,14 +1,10 @@
 "The correction of bench/lr_decoder_probe.py: it starts as the model's own output, and its sign survives upsampling."
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("lr_decoder_probe", ROOT / "bench" / "lr_decoder_probe.py")
-probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe)
+from repo_scripts import load_script
+
+probe = load_script("bench/lr_decoder_probe.py")
 
 
 def test_a_new_correction_leaves_the_output_as_it_is():

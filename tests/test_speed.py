@@ -1,6 +1,5 @@
 "The speed bench's yardstick and part timer (bench/sr_speed.py)."
 
-import importlib.util
 from dataclasses import replace
 import time
 from pathlib import Path
@@ -8,11 +7,10 @@ import pytest
 import torch
 import msvar.inference as inference
 from msvar.inference import OutputSettings, upscale
+from repo_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("sr_speed", ROOT / "bench" / "sr_speed.py")
-sr_speed = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sr_speed)
+sr_speed = load_script("bench/sr_speed.py")
 
 
 def test_rrdbnet_is_real_esrgans_size_and_upscales_by_four():

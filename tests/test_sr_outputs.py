@@ -1,11 +1,11 @@
 "Behaviour guard: msvar_sr with the shipped model writes the same images as when tests/ref/sr_demo.json was made."
-import importlib.util, json
+import json
 from pathlib import Path
 import numpy as np
+from repo_scripts import load_script
 
 HERE = Path(__file__).parent
-spec = importlib.util.spec_from_file_location("make_sr_demo_ref", HERE / "ref" / "make_sr_demo_ref.py")
-ref_mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(ref_mod)
+ref_mod = load_script("tests/ref/make_sr_demo_ref.py")
 
 def test_msvar_sr_outputs_unchanged(tmp_path):
     ref = json.loads((HERE / "ref" / "sr_demo.json").read_text())

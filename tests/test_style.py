@@ -4,16 +4,15 @@ The notebooks are formatted with ruff (`ruff format nbs`, settings in ruff.toml)
 bench/code_stats.py's, which prints them per module.
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from repo_scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("code_stats", ROOT / "bench" / "code_stats.py")
-code_stats = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(code_stats)
+code_stats = load_script("bench/code_stats.py")
 MODULES = sorted(p for p in (ROOT / "msvar").glob("*.py") if p.name not in ("_modidx.py", "__init__.py"))
 
 
