@@ -18,8 +18,8 @@ the clean protocol makes its inputs (--clean bicubic, the default) or bilinear a
 the model file's decoding, computed once); ℓ2 + 0.1 · LPIPS against the HR crop, Adam, batches of 32.
 Scored: the clean protocol (whole images, ×2 made from ×4) and the degraded one (64-px crops), each tile corrected
 before blending, beside bicubic and the shipped model without and with msvar_sr's input fix (`auto`); --fixes scores
-each correction with more input fixes. --json writes
-the settings, each correction's weights and training time, and the per-image scores.
+each correction with more input fixes; --picture shows the first clean photo's ×4 outputs side by side at 100 %;
+--json writes the settings, each correction's weights and training time, and the per-image scores.
 A probe, not a recipe: the corrections it trains are thrown away.
 """
 
@@ -41,7 +41,7 @@ from user_photos import bicubic_up, clean_inputs, degraded_pairs, rows_of, score
 from msvar.core import resize, to_signed  # noqa: E402
 from msvar.data import degrade  # noqa: E402
 from msvar.evaluate import model_outputs  # noqa: E402
-from msvar.files import atomic_write, list_images  # noqa: E402
+from msvar.files import atomic_write, list_images, save_image  # noqa: E402
 from msvar.inference import OutputSettings, default_model_path, load_sr_model, upscale  # noqa: E402
 from msvar.lpips import get_lpips  # noqa: E402
 from msvar.quality import parse_fix  # noqa: E402
@@ -160,6 +160,21 @@ def degraded_rows(runs: dict, pairs: dict, alex) -> list:
     return rows
 
 
+def picture(runs: dict, name: str, hr: torch.Tensor, path, crop: int = 160):
+    """The ×4 outputs of a clean photo side by side at 100 %, a `crop`-px square of its centre: the HR, bicubic, then
+    each run; written to `path`."""
+    lr = resize(hr, (hr.shape[-2] // 4, hr.shape[-1] // 4), "bicubic").clamp(0, 1)
+    outs = {"HR": hr, "bicubic": bicubic_up(lr, hr.shape[-2:])}
+    outs |= {
+        m: upscale(lr, r, OutputSettings(scales=(4,), cls=1, fix=fix))[4] for m, (r, fix) in runs.items()
+    }
+    i, j = (hr.shape[-2] - crop) // 2, (hr.shape[-1] - crop) // 2
+    gap = torch.ones(3, crop, 4)
+    row = torch.cat([torch.cat((y[:, i : i + crop, j : j + crop], gap), -1) for y in outs.values()], -1)
+    save_image(row, path, overwrite=True)
+    print(f"{path}: {name} ×4, left to right: {', '.join(outs)}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("train", nargs="+", help="training image folders (never the validation images)")
@@ -189,6 +204,9 @@ def main(argv=None):
         help="more input fixes (SIGMAxSTEPS or a name) to score each correction with",
     )
     ap.add_argument(
+        "--picture", default=None, help="write the first clean photo's ×4 outputs side by side (PNG)"
+    )
+    ap.add_argument(
         "--json", default=None, help="write the settings and the per-image scores to this JSON file"
     )
     a = ap.parse_args(argv)
@@ -216,6 +234,9 @@ def main(argv=None):
     with torch.no_grad():
         rows = clean_rows(runs, clean_inputs(a.val, a.n, 256), alex)
         rows += degraded_rows(runs, degraded_pairs(a.val, a.val_crops, 0, model.preset), alex)
+    if a.picture:
+        with torch.no_grad():
+            picture(runs, *clean_inputs(a.val, 1, 256)[0], a.picture)
     if a.json:
         settings = {
             k: getattr(a, k) for k in ("n", "val_crops", "crops", "steps", "lr", "clean", "width", "depth")
