@@ -2,20 +2,23 @@
 shipped model corrected by a small network that also reads the LR input, trained on the model's own outputs, then
 scored on both validation protocols of `bench/user_photos.py` with no input fix (chapter 11, section 8).
 
-    python bench/lr_decoder_probe.py TRAIN_DIR... --val VAL_DIR [--kinds lr hr both] [--json OUT.json]
+    python bench/lr_decoder_probe.py TRAIN_DIR... --val VAL_DIR [--kinds lr hr both res] [--lpips-weight W]
+        [--fixes SPEC...] [--picture OUT.png] [--json OUT.json]
 
 The tokenizer's stage decoders see only the tokens, and the tokens of a 64-px tile cannot carry a clean photo's detail
 (`bench/clean_ceiling.py`: its decoder, given the HR's own latent with no quantizer at all, is several dB under bicubic):
-the input itself is the one place that detail is left. Three kinds of correction (--kinds, default lr), each a few 3 × 3
-convolutions whose last layer starts at zero (so that training starts from the shipped model's output), added to the
-×4 output y of an LR tile x:
+the input itself is the one place that detail is left. Four kinds of correction (--kinds, default lr), each a few 3 × 3
+convolutions whose last layer starts at zero (so that training starts from the shipped model's output), the first three
+added to the ×4 output y of an LR tile x:
 - `lr`: at the input's resolution, from [x, y ÷ 4] (area), upsampled ×4 (bicubic): a learned colour fix;
 - `hr`: at the output's resolution, from [x ×4 (bicubic), y];
-- `both`: the two added.
+- `both`: the two added;
+- `res`: at the output's resolution, from [x ×4 (bicubic), y], added to x ×4 instead: training starts from bicubic and
+  learns what of the model's output to keep.
 Training: random 64-px crops of the training images (never the validation images), half of them clean — bicubic ÷4 as
 the clean protocol makes its inputs (--clean bicubic, the default) or bilinear as chapter 01's `degrade` makes class 1
 (--clean bilinear) — and half degraded by `degrade`'s Real-ESRGAN pipeline; the model's own ×4 output of each (class 1,
-the model file's decoding, computed once); ℓ2 + 0.1 · LPIPS against the HR crop, Adam, batches of 32.
+the model file's decoding, computed once); ℓ2 + 0.1 · LPIPS (--lpips-weight) against the HR crop, Adam, batches of 32.
 Scored: the clean protocol (whole images, ×2 made from ×4) and the degraded one (64-px crops), each tile corrected
 before blending, beside bicubic and the shipped model without and with msvar_sr's input fix (`auto`); --fixes scores
 each correction with more input fixes; --picture shows the first clean photo's ×4 outputs side by side at 100 %;
@@ -75,7 +78,10 @@ def upsampled(d: torch.Tensor, size) -> torch.Tensor:
 
 
 def corrected(kind: str, net: nn.ModuleDict, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    "The ×4 outputs y (B, 3, 4h, 4w) of inputs x (B, 3, h, w) corrected by the nets of `kind` ('lr', 'hr', 'both')."
+    "The ×4 outputs y (B, 3, 4h, 4w) of inputs x (B, 3, h, w) corrected by the nets of `kind` (lr, hr, both, res)."
+    if "res" in net:
+        b = bicubic_up(x, y.shape[-2:])
+        return (b + net["res"](b, y)).clamp(0, 1)
     out = y
     if "lr" in net:
         out = out + upsampled(net["lr"](x, resize(y, x.shape[-2:], "area")), y.shape[-2:])
@@ -85,7 +91,9 @@ def corrected(kind: str, net: nn.ModuleDict, y: torch.Tensor, x: torch.Tensor) -
 
 
 def corrections(kind: str, width: int, depth: int) -> nn.ModuleDict:
-    "The nets of a correction of `kind`: 'lr', 'hr' or both."
+    "The nets of a correction of `kind`: 'lr', 'hr', both, or 'res'."
+    if kind == "res":
+        return nn.ModuleDict({"res": Correction(width, depth)})
     return nn.ModuleDict({k: Correction(width, depth) for k in ("lr", "hr") if kind in (k, "both")})
 
 
@@ -113,14 +121,17 @@ def training_set(model, files, n: int, seed: int, clean: str) -> dict:
     return dict(hr=hr, lr=lr, y4=y4)
 
 
-def train(kind: str, data: dict, steps: int, lr: float, alex, width: int, depth: int) -> nn.ModuleDict:
-    "A correction of `kind` trained on `data` for `steps` batches of 32; the loss averaged over every 250 steps."
+def train(
+    kind: str, data: dict, steps: int, lr: float, alex, width: int, depth: int, lpips_weight: float = 0.1
+) -> nn.ModuleDict:
+    """A correction of `kind` trained on `data` for `steps` batches of 32, ℓ2 + `lpips_weight` · LPIPS; the loss
+    averaged over every 250 steps."""
     net, g, seen = corrections(kind, width, depth), torch.Generator().manual_seed(0), []
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     for step in range(1, steps + 1):
         i = torch.randint(0, len(data["hr"]), (32,), generator=g)
         out, hr = corrected(kind, net, data["y4"][i], data["lr"][i]), data["hr"][i]
-        loss = F.mse_loss(out, hr) + 0.1 * alex(to_signed(out), to_signed(hr)).mean()
+        loss = F.mse_loss(out, hr) + lpips_weight * alex(to_signed(out), to_signed(hr)).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -187,7 +198,10 @@ def main(argv=None):
     )
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (1e-3)")
     ap.add_argument(
-        "--kinds", nargs="+", default=["lr"], choices=["lr", "hr", "both"], help="the corrections (lr)"
+        "--lpips-weight", type=float, default=0.1, help="the LPIPS term's weight in the loss (0.1)"
+    )
+    ap.add_argument(
+        "--kinds", nargs="+", default=["lr"], choices=["lr", "hr", "both", "res"], help="the corrections (lr)"
     )
     ap.add_argument(
         "--clean",
@@ -222,7 +236,7 @@ def main(argv=None):
     runs, trained = {"model, no fix": (model, "none"), "model, fix auto": (model, "auto")}, {}
     for kind in a.kinds:
         t1 = time.perf_counter()
-        net = train(kind, data, a.steps, a.lr, alex, a.width, a.depth)
+        net = train(kind, data, a.steps, a.lr, alex, a.width, a.depth, a.lpips_weight)
         trained[kind] = dict(
             weights=sum(p.numel() for p in net.parameters()), seconds=time.perf_counter() - t1
         )
@@ -239,7 +253,8 @@ def main(argv=None):
             picture(runs, *clean_inputs(a.val, 1, 256)[0], a.picture)
     if a.json:
         settings = {
-            k: getattr(a, k) for k in ("n", "val_crops", "crops", "steps", "lr", "clean", "width", "depth")
+            k: getattr(a, k)
+            for k in ("n", "val_crops", "crops", "steps", "lr", "lpips_weight", "clean", "width", "depth")
         }
         meta = dict(settings=settings, batch=32, threads=torch.get_num_threads(), trained=trained)
         atomic_write(

@@ -1,4 +1,4 @@
-"The correction of bench/lr_decoder_probe.py: it starts as the model's own output, and its sign survives upsampling."
+"The corrections of bench/lr_decoder_probe.py: each starts where it should, and its sign survives upsampling."
 
 import torch
 
@@ -13,6 +13,15 @@ def test_a_new_correction_leaves_the_output_as_it_is():
     x, y = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 64, 64, generator=g)
     for kind in ("lr", "hr", "both"):
         torch.testing.assert_close(probe.corrected(kind, probe.corrections(kind, 8, 3), y, x), y)
+
+
+def test_a_new_res_correction_is_bicubic():
+    "The `res` kind adds its correction to the input's bicubic upsampling: at the start its output is that, not y."
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+    out = probe.corrected("res", probe.corrections("res", 8, 3), y, x)
+    torch.testing.assert_close(out, probe.bicubic_up(x, (64, 64)))
+    assert (out - y).abs().mean() > 0.1
 
 
 def test_an_lr_correction_can_darken():
