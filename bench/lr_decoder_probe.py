@@ -15,10 +15,11 @@ added to the ×4 output y of an LR tile x:
 - `both`: the two added;
 - `res`: at the output's resolution, from [x ×4 (bicubic), y], added to x ×4 instead: training starts from bicubic and
   learns what of the model's output to keep.
-Training: random 64-px crops of the training images (never the validation images), half of them clean — bicubic ÷4 as
-the clean protocol makes its inputs (--clean bicubic, the default) or bilinear as chapter 01's `degrade` makes class 1
-(--clean bilinear) — and half degraded by `degrade`'s Real-ESRGAN pipeline; the model's own ×4 output of each (class 1,
-the model file's decoding, computed once); ℓ2 + 0.1 · LPIPS (--lpips-weight) against the HR crop, Adam, batches of 32.
+Training: random 64-px crops of the training images (never the validation images), half of them clean (--clean-share)
+— bicubic ÷4 as the clean protocol makes its inputs (--clean bicubic, the default) or bilinear as chapter 01's `degrade`
+makes class 1 (--clean bilinear) — and the rest degraded by `degrade`'s Real-ESRGAN pipeline; the model's own ×4 output
+of each (class 1, the model file's decoding, computed once); ℓ2 + 0.1 · LPIPS (--lpips-weight) against the HR crop,
+Adam, batches of 32.
 Scored: the clean protocol (whole images, ×2 made from ×4) and the degraded one (64-px crops), each tile corrected
 before blending, beside bicubic and the shipped model without and with msvar_sr's input fix (`auto`); --fixes scores
 each correction with more input fixes; --picture shows the first clean photo's ×4 outputs side by side at 100 %;
@@ -109,12 +110,14 @@ class Corrected:
         return [None, None, corrected(self.kind, self.net, y4, x.float())]
 
 
-def training_set(model, files, n: int, seed: int, clean: str) -> dict:
-    """HR crops, their inputs (half clean: `degrade`'s bilinear, or bicubic as the clean protocol makes them; half
-    degraded) and the model's own ×4 output of each (class 1)."""
+def training_set(model, files, n: int, seed: int, clean: str, clean_share: float = 0.5) -> dict:
+    """HR crops, their inputs (a share `clean_share` clean: `degrade`'s bilinear, or bicubic as the clean protocol makes
+    them; the rest degraded) and the model's own ×4 output of each (class 1)."""
     p = model.preset
     hr = random_crops(files, n, p.hr_size, seed)
-    lr, cls = degrade(hr, lr_size=p.lr_size, generator=torch.Generator().manual_seed(seed), p_bilinear=0.5)
+    lr, cls = degrade(
+        hr, lr_size=p.lr_size, generator=torch.Generator().manual_seed(seed), p_bilinear=clean_share
+    )
     if clean == "bicubic":
         lr[cls == 1] = resize(hr[cls == 1], p.lr_size, "bicubic")
     y4 = model_outputs(model, lr, OutputSettings(cls=1, fix="none", x2_from=2))[2]
@@ -209,6 +212,12 @@ def main(argv=None):
         choices=["bilinear", "bicubic"],
         help="the clean inputs' resize (bicubic)",
     )
+    ap.add_argument(
+        "--clean-share",
+        type=float,
+        default=0.5,
+        help="the share of clean training crops, the rest degraded (0.5)",
+    )
     ap.add_argument("--width", type=int, default=WIDTH, help=f"the correction's channels ({WIDTH})")
     ap.add_argument("--depth", type=int, default=DEPTH, help=f"the correction's 3 × 3 convolutions ({DEPTH})")
     ap.add_argument(
@@ -228,7 +237,7 @@ def main(argv=None):
     model = load_sr_model(default_model_path(), device="cpu").float()
     val = {Path(f).resolve() for f in list_images([a.val])}
     files = [f for f in list_images(a.train) if Path(f).resolve() not in val]
-    data = training_set(model, files, a.crops, 0, a.clean)
+    data = training_set(model, files, a.crops, 0, a.clean, a.clean_share)
     alex = get_lpips("alex")
     print(
         f"{len(files)} training images, {a.crops} crops and the model's outputs: {time.perf_counter() - t0:.0f} s"
@@ -254,7 +263,18 @@ def main(argv=None):
     if a.json:
         settings = {
             k: getattr(a, k)
-            for k in ("n", "val_crops", "crops", "steps", "lr", "lpips_weight", "clean", "width", "depth")
+            for k in (
+                "n",
+                "val_crops",
+                "crops",
+                "steps",
+                "lr",
+                "lpips_weight",
+                "clean",
+                "clean_share",
+                "width",
+                "depth",
+            )
         }
         meta = dict(settings=settings, batch=32, threads=torch.get_num_threads(), trained=trained)
         atomic_write(
