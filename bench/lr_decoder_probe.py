@@ -3,7 +3,7 @@ shipped model corrected by a small network that also reads the LR input, trained
 scored on both validation protocols of `bench/user_photos.py` with no input fix (chapter 11, section 8).
 
     python bench/lr_decoder_probe.py TRAIN_DIR... --val VAL_DIR [--kinds lr hr both res] [--lpips-weight W]
-        [--fixes SPEC...] [--picture OUT.png] [--json OUT.json]
+        [--flat-weight W] [--clean-share S] [--fixes SPEC...] [--picture OUT.png] [--json OUT.json]
 
 The tokenizer's stage decoders see only the tokens, and the tokens of a 64-px tile cannot carry a clean photo's detail
 (`bench/clean_ceiling.py`: its decoder, given the HR's own latent with no quantizer at all, is several dB under bicubic):
@@ -18,8 +18,8 @@ added to the ×4 output y of an LR tile x:
 Training: random 64-px crops of the training images (never the validation images), half of them clean (--clean-share)
 — bicubic ÷4 as the clean protocol makes its inputs (--clean bicubic, the default) or bilinear as chapter 01's `degrade`
 makes class 1 (--clean bilinear) — and the rest degraded by `degrade`'s Real-ESRGAN pipeline; the model's own ×4 output
-of each (class 1, the model file's decoding, computed once); ℓ2 + 0.1 · LPIPS (--lpips-weight) against the HR crop,
-Adam, batches of 32.
+of each (class 1, the model file's decoding, computed once); ℓ2 + 0.1 · LPIPS (--lpips-weight) against the HR crop, and
+optionally the output's high frequency where the HR is flat (--flat-weight; `flat_penalty`); Adam, batches of 32.
 Scored: the clean protocol (whole images, ×2 made from ×4) and the degraded one (64-px crops), each tile corrected
 before blending, beside bicubic and the shipped model without and with msvar_sr's input fix (`auto`); --fixes scores
 each correction with more input fixes; --picture shows the first clean photo's ×4 outputs side by side at 100 %;
@@ -48,6 +48,7 @@ from msvar.evaluate import model_outputs  # noqa: E402
 from msvar.files import atomic_write, list_images, save_image  # noqa: E402
 from msvar.inference import OutputSettings, default_model_path, load_sr_model, upscale  # noqa: E402
 from msvar.lpips import get_lpips  # noqa: E402
+from msvar.metrics import box_filter, flat_mask  # noqa: E402
 from msvar.quality import parse_fix  # noqa: E402
 
 
@@ -124,17 +125,35 @@ def training_set(model, files, n: int, seed: int, clean: str, clean_share: float
     return dict(hr=hr, lr=lr, y4=y4)
 
 
+def flat_penalty(out: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """Mean |Y − box₅(Y)| of `out` (Y in [0, 1]) where `hr` is flat (chapter 09's `flat_mask`): `flat_hf_energy`
+    without the rounding to grey levels, so that it has a gradient."""
+    y = (out * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    mask = flat_mask(hr).float()
+    return ((y - box_filter(y)).abs() * mask).sum() / mask.sum().clamp_min(1)
+
+
 def train(
-    kind: str, data: dict, steps: int, lr: float, alex, width: int, depth: int, lpips_weight: float = 0.1
+    kind: str,
+    data: dict,
+    steps: int,
+    lr: float,
+    alex,
+    width: int,
+    depth: int,
+    lpips_weight: float = 0.1,
+    flat_weight: float = 0.0,
 ) -> nn.ModuleDict:
-    """A correction of `kind` trained on `data` for `steps` batches of 32, ℓ2 + `lpips_weight` · LPIPS; the loss
-    averaged over every 250 steps."""
+    """A correction of `kind` trained on `data` for `steps` batches of 32, ℓ2 + `lpips_weight` · LPIPS +
+    `flat_weight` · `flat_penalty`; the loss averaged over every 250 steps."""
     net, g, seen = corrections(kind, width, depth), torch.Generator().manual_seed(0), []
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     for step in range(1, steps + 1):
         i = torch.randint(0, len(data["hr"]), (32,), generator=g)
         out, hr = corrected(kind, net, data["y4"][i], data["lr"][i]), data["hr"][i]
         loss = F.mse_loss(out, hr) + lpips_weight * alex(to_signed(out), to_signed(hr)).mean()
+        if flat_weight:
+            loss = loss + flat_weight * flat_penalty(out, hr)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -204,6 +223,9 @@ def main(argv=None):
         "--lpips-weight", type=float, default=0.1, help="the LPIPS term's weight in the loss (0.1)"
     )
     ap.add_argument(
+        "--flat-weight", type=float, default=0.0, help="the weight of the high frequency in flat regions (0)"
+    )
+    ap.add_argument(
         "--kinds", nargs="+", default=["lr"], choices=["lr", "hr", "both", "res"], help="the corrections (lr)"
     )
     ap.add_argument(
@@ -245,7 +267,7 @@ def main(argv=None):
     runs, trained = {"model, no fix": (model, "none"), "model, fix auto": (model, "auto")}, {}
     for kind in a.kinds:
         t1 = time.perf_counter()
-        net = train(kind, data, a.steps, a.lr, alex, a.width, a.depth, a.lpips_weight)
+        net = train(kind, data, a.steps, a.lr, alex, a.width, a.depth, a.lpips_weight, a.flat_weight)
         trained[kind] = dict(
             weights=sum(p.numel() for p in net.parameters()), seconds=time.perf_counter() - t1
         )
@@ -270,6 +292,7 @@ def main(argv=None):
                 "steps",
                 "lr",
                 "lpips_weight",
+                "flat_weight",
                 "clean",
                 "clean_share",
                 "width",

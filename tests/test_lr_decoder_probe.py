@@ -46,3 +46,17 @@ def test_a_correction_learns():
         loss().backward()
         opt.step()
     assert loss().item() < 0.5 * first
+
+
+def test_flat_penalty_sees_strokes_on_flat_regions_only():
+    "Strokes on a flat HR are penalised (with a gradient); a flat output, or any output where the HR is textured, not."
+    hr = torch.full((1, 3, 64, 64), 0.5)
+    out = hr.clone()
+    out[..., 20:22, 10:50] = 0.9  # a bright stroke on the flat grey
+    out.requires_grad_(True)
+    p = probe.flat_penalty(out, hr)
+    p.backward()
+    assert p.item() > 0.005 and out.grad.abs().sum() > 0
+    assert probe.flat_penalty(hr, hr).item() == 0
+    textured = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert probe.flat_penalty(out.detach(), textured).item() == 0
