@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #1f418210
 from __future__ import annotations
-import copy, dataclasses, functools, random, sys, time
+import copy, dataclasses, functools, importlib.util, random, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -393,10 +393,12 @@ def get_preset(name: str, **overrides) -> Preset:
     return dataclasses.replace(copy.deepcopy(PRESETS[name]), **overrides)
 
 # %% ../nbs/00_core.ipynb #9d4a00c4
-def _in_notebook() -> bool:
-    "True inside a Jupyter kernel."
+def _notebook_widgets() -> bool:
+    "True inside a Jupyter kernel that can draw widgets (tqdm's notebook bar needs ipywidgets)."
     shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
-    return "IPKernelApp" in getattr(shell, "config", {})
+    return (
+        "IPKernelApp" in getattr(shell, "config", {}) and importlib.util.find_spec("ipywidgets") is not None
+    )
 
 
 class LineProgress:
@@ -424,8 +426,8 @@ class LineProgress:
 
 
 def progress_bar(it, total=None, desc=None, leave: bool = True):
-    "Iterate `it` with progress: a widget, a bar on a terminal, or lines in a file."
-    if not (_in_notebook() or sys.stderr.isatty()):
+    "Iterate `it` with progress: a widget in a notebook with ipywidgets, a bar on a terminal, else lines."
+    if not (_notebook_widgets() or sys.stderr.isatty()):
         return LineProgress(it, total=total, desc=desc, leave=leave)
     from tqdm.auto import tqdm
 

@@ -11,7 +11,7 @@ import contextlib, errno, hashlib, http.client, json, os, shutil, sys, tarfile, 
 import urllib.error, urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from tqdm.auto import tqdm
+from tqdm import tqdm  # a text bar: tqdm.auto would want ipywidgets in a notebook
 from .core import MsvarError, data_dir
 from .lpips import cache_dir
 from .files import _pid_alive, atomic_write, hold_folder
